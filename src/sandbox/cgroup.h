@@ -1,0 +1,100 @@
+// Cgroup v2: the delegated root under which session leaves live, and one leaf.
+// Runs in the supervisor (and privileged tests); never in the child. Every
+// file access goes through the leaf's directory fd, so a rename or a symlink
+// planted elsewhere in the tree cannot redirect a write. Not thread-safe per
+// object; objects are move-only.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "common/unique_fd.h"
+
+namespace mp::sandbox {
+
+// True when `path` is on a cgroup2 file system (statfs magic).
+bool IsCgroup2(const std::string& path);
+
+// Resource figures read from a leaf; a figure the kernel does not offer stays empty.
+struct CgroupStats {
+  std::optional<uint64_t> memory_peak_bytes;  // memory.peak (kernel >= 5.19)
+  std::optional<uint64_t> memory_current_bytes;
+  uint64_t oom_events = 0;                    // memory.events "oom"
+  uint64_t oom_kill_events = 0;               // memory.events "oom_kill"
+  std::optional<uint64_t> cpu_usage_usec;     // cpu.stat "usage_usec"
+  std::optional<uint64_t> pids_peak;          // pids.peak (kernel >= 6.1)
+  uint64_t pids_max_events = 0;               // pids.events "max": forks refused
+};
+
+// The delegated subtree that owns session leaves (e.g. the supervisor's own
+// cgroup under systemd's Delegate=yes, or /sys/fs/cgroup/monkeyproof).
+class CgroupRoot {
+ public:
+  // Opens an existing cgroup2 directory. Fails if it is not cgroup2.
+  static Result<CgroupRoot> Open(const std::string& path);
+
+  // Controllers the parent makes available here (cgroup.controllers).
+  Result<std::vector<std::string>> AvailableControllers() const;
+  // Writes "+c" for each controller to cgroup.subtree_control. The root must
+  // hold no process itself (cgroup v2's "no internal processes" rule).
+  Result<void> EnableControllers(const std::vector<std::string>& controllers);
+
+  const std::string& path() const { return path_; }
+  int dirfd() const { return dir_.get(); }
+
+ private:
+  std::string path_;
+  UniqueFd dir_;
+};
+
+class CgroupLeaf {
+ public:
+  // mkdir `name` under root and open it. `name` must be one path component
+  // of [A-Za-z0-9._-], not "." or "..". Fails with EEXIST if it is present.
+  static Result<CgroupLeaf> Create(const CgroupRoot& root, std::string_view name);
+  // Opens a leaf left by an earlier run (restart recovery).
+  static Result<CgroupLeaf> OpenExisting(const CgroupRoot& root, std::string_view name);
+
+  CgroupLeaf(CgroupLeaf&&) = default;
+  CgroupLeaf& operator=(CgroupLeaf&&) = default;
+  ~CgroupLeaf() = default;  // Never removes on its own: call Remove() after reaping.
+
+  // Writes `value` to a control file, e.g. Write("memory.max", "33554432").
+  Result<void> Write(std::string_view file, std::string_view value) const;
+  Result<std::string> Read(std::string_view file) const;
+  // Opens a control file for epoll (cgroup.events, memory.events: EPOLLPRI).
+  Result<UniqueFd> OpenEventFile(std::string_view file) const;
+
+  // Moves a process in (cgroup.procs). Spawning uses CLONE_INTO_CGROUP instead.
+  Result<void> AddProcess(int pid) const;
+  // "populated 1" in cgroup.events.
+  Result<bool> Populated() const;
+  // Kills every process in the leaf and its descendants: cgroup.kill
+  // (kernel >= 5.14), else freeze, SIGKILL every pid listed, thaw.
+  Result<void> Kill() const;
+  Result<CgroupStats> Stats() const;
+  // rmdir; fails with EBUSY while populated.
+  Result<void> Remove();
+
+  const std::string& name() const { return name_; }
+  // The directory fd, as CLONE_INTO_CGROUP wants it.
+  int dirfd() const { return dir_.get(); }
+
+ private:
+  CgroupLeaf(std::string name, UniqueFd parent, UniqueFd dir)
+      : name_(std::move(name)), parent_(std::move(parent)), dir_(std::move(dir)) {}
+  Result<void> KillByFreezing() const;
+
+  std::string name_;
+  UniqueFd parent_;  // dup of the root's dirfd, for the final rmdir
+  UniqueFd dir_;
+};
+
+// Parses "key value" lines (memory.events, cpu.stat, pids.events) for `key`.
+std::optional<uint64_t> FindKeyedValue(std::string_view text, std::string_view key);
+
+}  // namespace mp::sandbox

@@ -3,20 +3,25 @@
 #include <cstring>
 
 #include "common/version.h"
+#include "supervisor/exec_command.h"
 
 namespace {
 
 void PrintUsage(FILE* out) {
   std::fprintf(out,
-               "usage: monkeyproofd [--version] [--help]\n"
+               "usage: monkeyproofd exec [options] -- CMD [ARGS...]   run one sandboxed command\n"
+               "       monkeyproofd --version | --help\n"
                "\n"
-               "The MonkeyProof supervisor. The session daemon, `exec` and `--dev` are\n"
-               "not built yet in this version; see README.md for the state of the work.\n");
+               "The MonkeyProof supervisor. `monkeyproofd exec --help` lists the sandbox\n"
+               "options. The session daemon and --dev are not built yet in this version.\n");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::strcmp(argv[1], "exec") == 0) {
+    return mp::supervisor::RunExecCommand(argc - 2, argv + 2);
+  }
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--version") == 0) {
       std::printf("monkeyproofd %s\n", mp::kVersion);

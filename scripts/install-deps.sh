@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of MonkeyProof on Debian 12 from
+# Debian's own packages. Needs root. Safe to run again.
+set -euo pipefail
+
+packages=(
+  # toolchain and build
+  build-essential cmake ninja-build pkg-config git
+  # libraries
+  libseccomp-dev libcap-dev libboost-dev nlohmann-json3-dev
+  # tests
+  libgtest-dev libgmock-dev python3
+  # fuzzing (libFuzzer ships with clang's runtime)
+  clang libclang-rt-14-dev
+  # the test VM: Debian's kernel is fetched into the build tree by tests/vm/fetch-kernel.sh
+  qemu-system-x86 busybox-static cpio kmod
+  # benchmarks and tooling
+  bubblewrap util-linux iproute2 curl clang-format clang-tidy
+)
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-deps.sh: run as root (it calls apt-get)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${packages[@]}"

@@ -1,0 +1,135 @@
+// ChildPlan: everything the code between clone and exec needs, prepared by the
+// supervisor beforehand. The child only reads it: no allocation, no locking,
+// no exceptions after clone. Pointers point into storage owned by the parent's
+// SpawnRequest/PreparedSpawn, which outlives the child's use of it (the child
+// runs on a copy-on-write image of that memory).
+#pragma once
+
+#include <linux/filter.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace mp::sandbox {
+
+// Steps of the child's fixed sequence; reported with the errno on failure.
+enum class ChildStep : uint32_t {
+  kNone = 0,
+  kWaitGo,
+  kParentDeathSignal,
+  kSetsid,
+  kMountPrivate,
+  kMountCloneRoot,
+  kMountRootReadOnly,
+  kMountStaging,
+  kMountAttachRoot,
+  kMountBind,
+  kMountProc,
+  kMountDev,
+  kMountTmp,
+  kMountHide,
+  kPivotRoot,
+  kChdirWorkspace,
+  kHostname,
+  kLoopback,
+  kRlimit,
+  kCapBoundingSet,
+  kSetgroups,
+  kSetgid,
+  kSetuid,
+  kCapClear,
+  kCloseFds,
+  kNoNewPrivs,
+  kSeccomp,
+  kForkCommand,
+  kStdio,
+  kControllingTty,
+  kExec,
+};
+const char* ChildStepName(ChildStep step);
+
+enum class BindMode : uint8_t { kReadOnly, kReadWrite };
+
+struct PlanBind {
+  const char* source;  // absolute host path, validated by the parent (no symlink, no "..")
+  const char* target;  // absolute path inside the sandbox, validated likewise
+  BindMode mode;
+};
+
+struct PlanHide {
+  const char* target;  // absolute path to cover: a directory gets an empty tmpfs, a file /dev/null
+  bool is_directory;
+};
+
+struct PlanRlimit {
+  int resource;  // RLIMIT_*
+  struct rlimit limit;
+};
+
+inline constexpr size_t kMaxBinds = 32;
+inline constexpr size_t kMaxHides = 32;
+inline constexpr size_t kMaxRlimits = 16;
+
+// Fixed report the child sends over the handshake socket when a step fails,
+// and the init process sends when the command ended.
+struct SpawnReport {
+  enum Kind : uint32_t { kFailed = 1, kStarted = 2, kExited = 3 };
+  uint32_t kind;
+  uint32_t step;     // ChildStep for kFailed
+  int32_t errnum;    // errno for kFailed
+  int32_t status;    // wait status of the command for kExited
+  char detail[128];  // the object of the failed step (a path, a program name)
+};
+static_assert(std::is_trivially_copyable_v<SpawnReport>);
+
+struct ChildPlan {
+  // Command. `argv`/`envp` are NULL-terminated. If `file` has no '/', it is
+  // searched in `search_path` (colon-separated) inside the sandbox view.
+  const char* file;
+  char* const* argv;
+  char* const* envp;
+  const char* search_path;
+
+  // Filesystem view. `isolate_filesystem` false keeps the host's mount tree
+  // (used only by tests that show what the view protects against).
+  bool isolate_filesystem;
+  const char* staging_dir;      // existing host directory the child covers with a tmpfs
+  const char* staged_root;      // staging_dir + "/root"
+  const PlanBind* binds;
+  size_t bind_count;
+  const PlanHide* hides;
+  size_t hide_count;
+  const char* workspace;        // cwd after the pivot; nullptr keeps "/"
+  uint64_t tmp_size_bytes;      // size= of the private /tmp tmpfs
+
+  const char* hostname;         // nullptr keeps the host's (only with no UTS namespace)
+  bool loopback_up;             // bring "lo" up (new network namespace)
+
+  const PlanRlimit* rlimits;
+  size_t rlimit_count;
+
+  // Credentials.
+  bool change_ids;  // false: keep the parent's ids (tests only)
+  uid_t uid;
+  gid_t gid;
+  int last_cap;                 // /proc/sys/kernel/cap_last_cap, read by the parent
+  bool drop_capabilities;       // bounding set cleared, all sets emptied
+  bool no_new_privs;
+  const struct sock_fprog* seccomp;  // nullptr: no filter (tests only)
+
+  // Standard I/O: fds in the child to dup onto 0, 1, 2 (-1: /dev/null).
+  int stdin_fd;
+  int stdout_fd;
+  int stderr_fd;
+  bool pty;                     // stdin_fd is a PTY slave: make it the controlling terminal
+
+  int report_fd;                // child's end of the handshake socket
+  bool wait_for_go;             // wait for the parent's GO byte (user namespace maps)
+};
+static_assert(std::is_standard_layout_v<ChildPlan>);
+static_assert(std::is_trivially_destructible_v<ChildPlan>);
+
+}  // namespace mp::sandbox

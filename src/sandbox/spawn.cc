@@ -1,0 +1,360 @@
+#include "sandbox/spawn.h"
+
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "common/scope_guard.h"
+#include "sandbox/child.h"
+#include "sandbox/mounts.h"
+
+namespace mp::sandbox {
+namespace {
+
+// The staging directory the child covers with a tmpfs in its own mount
+// namespace; the host never sees that tmpfs.
+constexpr char kStagingDir[] = "/tmp";
+constexpr char kStagedRoot[] = "/tmp/root";
+
+int ReadLastCap() {
+  std::ifstream f("/proc/sys/kernel/cap_last_cap");
+  int v = 40;
+  if (!(f >> v)) v = 63;  // drop every possible bit if we cannot tell
+  return v;
+}
+
+// Everything the ChildPlan points into; lives on the parent's stack during Spawn().
+struct PlanStorage {
+  std::vector<std::string> argv_s, env_s;
+  std::vector<char*> argv, envp;
+  std::vector<PlanBind> binds;
+  std::vector<PlanHide> hides;
+  std::vector<PlanRlimit> rlimits;
+};
+
+Result<void> Validate(const SpawnRequest& r) {
+  if (r.argv.empty() || r.argv[0].empty()) return PlainError("command is empty");
+  for (const auto& a : r.argv) {
+    if (a.find('\0') != std::string::npos) return PlainError("an argument contains a NUL byte");
+  }
+  for (const auto& e : r.env) {
+    const size_t eq = e.find('=');
+    if (eq == 0 || eq == std::string::npos || e.find('\0') != std::string::npos) {
+      return PlainError("environment entry \"" + e.substr(0, 64) + "\" is not NAME=value");
+    }
+  }
+  if (r.uid == 0 && !r.allow_root) return PlainError("run-as uid 0 is refused (allow_root is off)");
+  if (r.gid == 0 && !r.allow_root) return PlainError("run-as gid 0 is refused (allow_root is off)");
+  if (r.binds.size() > kMaxBinds) return PlainError("too many binds");
+  if (r.hide.size() > kMaxHides) return PlainError("too many hidden paths");
+  bool workspace_writable = r.workspace.empty();
+  for (const auto& b : r.binds) {
+    MP_RETURN_IF_ERROR(CheckHostPathHasNoSymlink(b.source, "mount source"));
+    MP_RETURN_IF_ERROR(CheckPathSyntax(b.target, "mount target"));
+    if (b.target == "/" || PathIsWithin(b.target, "/proc") || PathIsWithin(b.target, "/dev")) {
+      return PlainError("mount target \"" + b.target + "\" is reserved");
+    }
+    if (b.mode == BindMode::kReadWrite && PathIsWithin(r.workspace, b.target)) {
+      workspace_writable = true;
+    }
+  }
+  if (!r.workspace.empty()) {
+    MP_RETURN_IF_ERROR(CheckPathSyntax(r.workspace, "workspace"));
+    if (!workspace_writable && !r.unsafe.keep_host_filesystem) {
+      return PlainError("workspace \"" + r.workspace + "\" is not inside a read-write bind");
+    }
+  }
+  for (const auto& h : r.hide) MP_RETURN_IF_ERROR(CheckPathSyntax(h, "hidden path"));
+  if (r.hostname.size() > 64) return PlainError("hostname longer than 64 bytes");
+  return Ok();
+}
+
+Result<void> ApplyLimits(const CgroupLeaf& leaf, const CgroupLimits& l) {
+  if (l.memory_max_bytes) {
+    MP_RETURN_IF_ERROR(leaf.Write("memory.max", std::to_string(*l.memory_max_bytes)));
+    // One OOM kill takes the whole session, never half of it.
+    MP_RETURN_IF_ERROR(leaf.Write("memory.oom.group", "1"));
+  }
+  if (l.memory_swap_max_bytes) {
+    MP_RETURN_IF_ERROR(leaf.Write("memory.swap.max", std::to_string(*l.memory_swap_max_bytes)));
+  }
+  if (l.pids_max) MP_RETURN_IF_ERROR(leaf.Write("pids.max", std::to_string(*l.pids_max)));
+  if (l.cpu_max) MP_RETURN_IF_ERROR(leaf.Write("cpu.max", *l.cpu_max));
+  return Ok();
+}
+
+Result<std::pair<UniqueFd, UniqueFd>> OpenPty(unsigned short rows, unsigned short cols) {
+  UniqueFd master(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!master) return ErrnoError("posix_openpt");
+  if (::grantpt(master.get()) < 0) return ErrnoError("grantpt");
+  if (::unlockpt(master.get()) < 0) return ErrnoError("unlockpt");
+  char name[128];
+  if (::ptsname_r(master.get(), name, sizeof name) != 0) return ErrnoError("ptsname_r");
+  UniqueFd slave(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!slave) return ErrnoError(std::string("open(") + name + ")");
+  struct winsize ws {};
+  ws.ws_row = rows;
+  ws.ws_col = cols;
+  if (::ioctl(master.get(), TIOCSWINSZ, &ws) < 0) return ErrnoError("ioctl(TIOCSWINSZ)");
+  return std::pair<UniqueFd, UniqueFd>(std::move(master), std::move(slave));
+}
+
+Result<SpawnReport> ReceiveReport(int fd, std::chrono::milliseconds timeout, bool* eof) {
+  *eof = false;
+  struct pollfd pfd = {fd, POLLIN, 0};
+  int rc;
+  do {
+    rc = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) return ErrnoError("poll(spawn handshake)");
+  if (rc == 0) return PlainError("sandbox setup did not finish within " +
+                                 std::to_string(timeout.count()) + " ms");
+  SpawnReport r{};
+  ssize_t n;
+  do {
+    n = ::recv(fd, &r, sizeof r, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return ErrnoError("recv(spawn handshake)");
+  if (n == 0) {
+    *eof = true;
+    return r;
+  }
+  if (n != static_cast<ssize_t>(sizeof r)) {
+    return PlainError("spawn handshake: short report (" + std::to_string(n) + " bytes)");
+  }
+  return r;
+}
+
+}  // namespace
+
+std::vector<RlimitSpec> DefaultRlimits() {
+  return {
+      {RLIMIT_CORE, 0, 0},
+      {RLIMIT_NOFILE, 4096, 4096},
+      {RLIMIT_NPROC, 4096, 4096},
+      {RLIMIT_FSIZE, 8ull << 30, 8ull << 30},
+  };
+}
+
+Result<SpawnedChild> Spawn(const CgroupRoot& root, const std::string& leaf_name,
+                           const SpawnRequest& req) {
+  MP_RETURN_IF_ERROR(Validate(req));
+
+  PlanStorage st;
+  st.argv_s = req.argv;
+  st.env_s = req.env;
+  for (auto& a : st.argv_s) st.argv.push_back(a.data());
+  st.argv.push_back(nullptr);
+  for (auto& e : st.env_s) st.envp.push_back(e.data());
+  st.envp.push_back(nullptr);
+  for (const auto& b : req.binds) st.binds.push_back({b.source.c_str(), b.target.c_str(), b.mode});
+  for (const auto& h : req.hide) {
+    // A directory gets an empty tmpfs, anything else /dev/null; decided on the host.
+    struct stat sb {};
+    const bool is_dir = ::lstat(h.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode);
+    st.hides.push_back({h.c_str(), is_dir});
+  }
+  std::vector<RlimitSpec> rl = DefaultRlimits();
+  for (const auto& r : req.rlimits) {
+    bool replaced = false;
+    for (auto& d : rl) {
+      if (d.resource == r.resource) {
+        d = r;
+        replaced = true;
+      }
+    }
+    if (!replaced) rl.push_back(r);
+  }
+  if (rl.size() > kMaxRlimits) return PlainError("too many rlimits");
+  for (const auto& r : rl) {
+    st.rlimits.push_back({r.resource, {static_cast<rlim_t>(r.soft), static_cast<rlim_t>(r.hard)}});
+  }
+
+  MP_TRY(CgroupLeaf leaf, CgroupLeaf::Create(root, leaf_name));
+  ScopeGuard remove_leaf([&] { (void)leaf.Kill(); (void)leaf.Remove(); });
+  if (auto r = ApplyLimits(leaf, req.limits); !r) return std::move(r).error().Wrap("cgroup limits");
+
+  int sp[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+    return ErrnoError("socketpair(spawn handshake)");
+  }
+  UniqueFd parent_sock(sp[0]), child_sock(sp[1]);
+
+  SpawnedChild out{PidFd(), CgroupLeaf(std::move(leaf)), UniqueFd(), UniqueFd(), UniqueFd(),
+                   UniqueFd(), UniqueFd()};
+  remove_leaf.Dismiss();
+  ScopeGuard remove_out_leaf([&] { (void)out.leaf.Kill(); (void)out.leaf.Remove(); });
+
+  UniqueFd child_in, child_out, child_err;
+  switch (req.stdio) {
+    case StdioMode::kPipes: {
+      MP_TRY(auto in, MakePipe());
+      MP_TRY(auto o, MakePipe());
+      MP_TRY(auto e, MakePipe());
+      child_in = std::move(in.first);
+      out.stdin_write = std::move(in.second);
+      out.stdout_read = std::move(o.first);
+      child_out = std::move(o.second);
+      out.stderr_read = std::move(e.first);
+      child_err = std::move(e.second);
+      break;
+    }
+    case StdioMode::kPty: {
+      MP_TRY(auto pty, OpenPty(req.pty_rows, req.pty_cols));
+      out.pty_master = std::move(pty.first);
+      child_in = std::move(pty.second);
+      break;
+    }
+    case StdioMode::kInherit:
+      break;
+  }
+
+  ChildPlan plan{};
+  plan.file = st.argv[0];
+  plan.argv = st.argv.data();
+  plan.envp = st.envp.data();
+  plan.search_path = req.search_path.c_str();
+  plan.isolate_filesystem = !req.unsafe.keep_host_filesystem;
+  plan.staging_dir = kStagingDir;
+  plan.staged_root = kStagedRoot;
+  plan.binds = st.binds.data();
+  plan.bind_count = st.binds.size();
+  plan.hides = st.hides.data();
+  plan.hide_count = st.hides.size();
+  plan.workspace = req.workspace.empty() ? nullptr : req.workspace.c_str();
+  plan.tmp_size_bytes = req.tmp_size_bytes;
+  plan.hostname = req.hostname.c_str();
+  plan.loopback_up = req.network == NetworkMode::kNone;
+  plan.rlimits = st.rlimits.data();
+  plan.rlimit_count = st.rlimits.size();
+  plan.change_ids = !req.unsafe.keep_ids;
+  plan.uid = req.uid;
+  plan.gid = req.gid;
+  plan.last_cap = ReadLastCap();
+  plan.drop_capabilities = !req.unsafe.keep_capabilities;
+  plan.no_new_privs = !req.unsafe.no_new_privs_off;
+  plan.seccomp = req.seccomp;
+  switch (req.stdio) {
+    case StdioMode::kPipes:
+      plan.stdin_fd = child_in.get();
+      plan.stdout_fd = child_out.get();
+      plan.stderr_fd = child_err.get();
+      break;
+    case StdioMode::kPty:
+      plan.stdin_fd = plan.stdout_fd = plan.stderr_fd = child_in.get();
+      plan.pty = true;
+      break;
+    case StdioMode::kInherit:
+      plan.stdin_fd = 0;
+      plan.stdout_fd = 1;
+      plan.stderr_fd = 2;
+      break;
+  }
+  plan.report_fd = child_sock.get();
+  plan.wait_for_go = false;
+
+  uint64_t flags = CLONE_PIDFD | CLONE_INTO_CGROUP | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
+  if (!req.unsafe.share_cgroup_namespace) flags |= CLONE_NEWCGROUP;
+  if (!req.unsafe.share_pid_namespace) flags |= CLONE_NEWPID;
+  if (req.network == NetworkMode::kNone) flags |= CLONE_NEWNET;
+  int pidfd = -1;
+  struct clone_args args {};
+  args.flags = flags;
+  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+  args.exit_signal = SIGCHLD;
+  args.cgroup = static_cast<uint64_t>(out.leaf.dirfd());
+
+  // clone3 has no glibc wrapper in 2.36. The child runs on a copy of this
+  // stack; RunChild never returns.
+  const long pid = ::syscall(SYS_clone3, &args, sizeof args);
+  if (pid == 0) RunChild(plan);
+  if (pid < 0) {
+    const int e = errno;
+    if (e == ENOSYS || e == E2BIG) {
+      return ErrnoError(e, "clone3(CLONE_INTO_CGROUP): this kernel is too old (needs Linux 5.7)");
+    }
+    return ErrnoError(e, "clone3");
+  }
+  out.init = PidFd(static_cast<pid_t>(pid), UniqueFd(pidfd));
+  child_sock.Reset();
+  child_in.Reset();
+  child_out.Reset();
+  child_err.Reset();
+
+  bool eof = false;
+  auto report = ReceiveReport(parent_sock.get(), req.start_timeout, &eof);
+  auto reap_and_fail = [&](Error e) -> Error {
+    (void)out.leaf.Kill();
+    (void)out.init.Wait();
+    return e;
+  };
+  if (!report) return reap_and_fail(std::move(report).error());
+  if (eof) return reap_and_fail(PlainError("sandbox init died during setup"));
+  if (report->kind == SpawnReport::kFailed) {
+    report->detail[sizeof report->detail - 1] = '\0';
+    const auto step = static_cast<ChildStep>(report->step);
+    std::string what = ChildStepName(step);
+    if (report->detail[0] != '\0') what += std::string(" ") + report->detail;
+    return reap_and_fail(ErrnoError(report->errnum, what));
+  }
+  if (report->kind != SpawnReport::kStarted) {
+    return reap_and_fail(PlainError("spawn handshake: unexpected report kind " +
+                                    std::to_string(report->kind)));
+  }
+  out.report = std::move(parent_sock);
+  remove_out_leaf.Dismiss();
+  return out;
+}
+
+Result<std::optional<WaitStatus>> ReadExitReport(const SpawnedChild& child) {
+  SpawnReport r{};
+  ssize_t n;
+  do {
+    n = ::recv(child.report.get(), &r, sizeof r, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN) return std::optional<WaitStatus>();
+    return ErrnoError("recv(exit report)");
+  }
+  if (n == static_cast<ssize_t>(sizeof r) && r.kind == SpawnReport::kExited) {
+    return std::optional<WaitStatus>(DecodeWaitStatus(r.status));
+  }
+  return std::optional<WaitStatus>();
+}
+
+Result<CgroupStats> FinishLeaf(CgroupLeaf& leaf, std::chrono::milliseconds timeout) {
+  MP_RETURN_IF_ERROR(leaf.Kill());
+  MP_TRY(UniqueFd events, leaf.OpenEventFile("cgroup.events"));
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    MP_TRY(bool populated, leaf.Populated());
+    if (!populated) break;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      return PlainError("cgroup \"" + leaf.name() + "\" still populated after kill");
+    }
+    // cgroup.events raises POLLPRI when "populated" changes.
+    struct pollfd pfd = {events.get(), POLLPRI, 0};
+    (void)::poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left.count(), 100)));
+  }
+  MP_TRY(CgroupStats stats, leaf.Stats());
+  MP_RETURN_IF_ERROR(leaf.Remove());
+  return stats;
+}
+
+}  // namespace mp::sandbox

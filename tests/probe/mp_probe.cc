@@ -1,0 +1,363 @@
+// mp_probe: one program with a subcommand per escape attempt, run inside the
+// sandbox by tests/attack. Each subcommand prints one line and exits with
+//   10  ESCAPED  — the attempt worked: the protection did not hold
+//   20  BLOCKED  — the attempt failed the way the protection makes it fail
+//   other       — the probe itself could not run the attempt (a test failure)
+// Linked statically, so it runs the same whatever the sandbox's view hides.
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <linux/io_uring.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <dirent.h>
+#include <string>
+
+namespace {
+
+constexpr int kEscaped = 10;
+constexpr int kBlocked = 20;
+constexpr int kProbeError = 30;
+
+int Escaped(const std::string& what) {
+  std::printf("ESCAPED: %s\n", what.c_str());
+  std::fflush(stdout);
+  return kEscaped;
+}
+
+int Blocked(const std::string& what, int err) {
+  std::printf("BLOCKED: %s: %s\n", what.c_str(), err != 0 ? strerrorname_np(err) : "-");
+  std::fflush(stdout);
+  return kBlocked;
+}
+
+int ProbeError(const std::string& what) {
+  std::printf("PROBE-ERROR: %s: %s\n", what.c_str(), std::strerror(errno));
+  std::fflush(stdout);
+  return kProbeError;
+}
+
+int ReadFile(const char* path) {
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Blocked(std::string("open ") + path, errno);
+  char buf[64];
+  const ssize_t n = ::read(fd, buf, sizeof buf);
+  ::close(fd);
+  if (n < 0) return Blocked(std::string("read ") + path, errno);
+  if (n == 0) return Blocked(std::string("read ") + path + " (empty: hidden)", 0);
+  return Escaped(std::string("read ") + std::to_string(n) + " bytes of " + path);
+}
+
+int WriteFile(const char* path) {
+  const int fd = ::open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Blocked(std::string("create ") + path, errno);
+  const ssize_t n = ::write(fd, "pwned\n", 6);
+  ::close(fd);
+  if (n != 6) return Blocked(std::string("write ") + path, errno);
+  return Escaped(std::string("wrote ") + path);
+}
+
+int SignalPid(const char* pid_text) {
+  const pid_t pid = static_cast<pid_t>(std::atoi(pid_text));
+  std::string proc = std::string("/proc/") + pid_text;
+  struct stat st;
+  const bool visible = ::stat(proc.c_str(), &st) == 0;
+  if (::kill(pid, SIGUSR1) == 0) return Escaped("signalled pid " + std::string(pid_text));
+  const int err = errno;
+  if (visible) return Escaped("saw " + proc + " (signal failed)");
+  return Blocked("kill " + std::string(pid_text), err);
+}
+
+int Ptrace() {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  if (child < 0) return ProbeError("fork");
+  const long rc = ::ptrace(PTRACE_ATTACH, child, nullptr, nullptr);
+  const int err = errno;
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  if (rc == 0) return Escaped("PTRACE_ATTACH to a child");
+  return Blocked("PTRACE_ATTACH", err);
+}
+
+int Mount() {
+  if (::mount("none", "/tmp", "tmpfs", 0, nullptr) == 0) return Escaped("mounted a tmpfs on /tmp");
+  return Blocked("mount tmpfs", errno);
+}
+
+int LoadModule() {
+  // An empty image: past the permission checks the loader rejects it (ENOEXEC,
+  // EINVAL, ...); only EPERM means the call was refused before reaching it.
+  static const char image[16] = {};
+  const long rc = ::syscall(SYS_init_module, image, sizeof image, "");
+  if (rc == 0 || errno != EPERM) return Escaped(std::string("init_module reached the loader: ") +
+                                                (rc == 0 ? "ok" : strerrorname_np(errno)));
+  return Blocked("init_module", errno);
+}
+
+int UserNamespace() {
+  if (::unshare(CLONE_NEWUSER) == 0) return Escaped("unshare(CLONE_NEWUSER)");
+  const int err = errno;
+  const pid_t pid = static_cast<pid_t>(::syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0));
+  if (pid == 0) ::_exit(0);
+  if (pid > 0) {
+    ::waitpid(pid, nullptr, 0);
+    return Escaped("clone(CLONE_NEWUSER)");
+  }
+  return Blocked("unshare/clone CLONE_NEWUSER", err);
+}
+
+// TIOCSTI needs the terminal to be our controlling terminal: make a PTY ours.
+int Tiocsti(bool high_bits) {
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY);
+  if (master < 0 || ::grantpt(master) < 0 || ::unlockpt(master) < 0) return ProbeError("openpt");
+  const char* name = ::ptsname(master);
+  if (name == nullptr) return ProbeError("ptsname");
+  int pipefd[2];
+  if (::pipe(pipefd) < 0) return ProbeError("pipe");
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::setsid();
+    const int slave = ::open(name, O_RDWR);  // becomes the controlling terminal
+    int result[2] = {-1, 0};
+    if (slave >= 0) {
+      char c = 'x';
+      unsigned long req = TIOCSTI;
+      if (high_bits) req |= 1ul << 32;
+      result[0] = static_cast<int>(::syscall(SYS_ioctl, slave, req, &c));
+      result[1] = errno;
+    } else {
+      result[1] = errno;
+    }
+    if (::write(pipefd[1], result, sizeof result) != sizeof result) ::_exit(1);
+    ::_exit(0);
+  }
+  int result[2] = {-1, 0};
+  ::close(pipefd[1]);
+  const ssize_t n = ::read(pipefd[0], result, sizeof result);
+  ::waitpid(child, nullptr, 0);
+  if (n != sizeof result) return ProbeError("child report");
+  const std::string what = high_bits ? "TIOCSTI|1<<32" : "TIOCSTI";
+  if (result[0] == 0) return Escaped(what + " injected a byte");
+  return Blocked(what, result[1]);
+}
+
+int TiocLinux() {
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY);
+  if (master < 0) return ProbeError("openpt");
+  char sub = 0;  // any subcode: only EPERM means the filter answered
+  errno = 0;
+  const long rc = ::syscall(SYS_ioctl, master, 0x541CUL /* TIOCLINUX */, &sub);
+  if (rc == 0 || errno != EPERM) return Escaped(std::string("TIOCLINUX reached the driver: ") +
+                                                (rc == 0 ? "ok" : strerrorname_np(errno)));
+  return Blocked("TIOCLINUX", errno);
+}
+
+int ConnectTcp(const char* port_text) {
+  const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return Blocked("socket", errno);
+  struct sockaddr_in a {};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(std::atoi(port_text)));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    return Escaped(std::string("connected to the host's 127.0.0.1:") + port_text);
+  }
+  return Blocked(std::string("connect 127.0.0.1:") + port_text, errno);
+}
+
+int ConnectUnix(const char* path) {
+  const int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return Blocked("socket", errno);
+  struct sockaddr_un a {};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+  if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    return Escaped(std::string("connected to ") + path);
+  }
+  return Blocked(std::string("connect ") + path, errno);
+}
+
+int ForkBomb(const char* limit_text) {
+  const int limit = std::atoi(limit_text);
+  int made = 0;
+  int err = 0;
+  for (; made < limit; ++made) {
+    const pid_t p = ::fork();
+    if (p == 0) {
+      ::pause();
+      ::_exit(0);
+    }
+    if (p < 0) {
+      err = errno;
+      break;
+    }
+  }
+  if (made >= limit) return Escaped("forked " + std::to_string(made) + " processes");
+  return Blocked("fork #" + std::to_string(made + 1), err);
+}
+
+int Allocate(const char* mib_text) {
+  const size_t size = static_cast<size_t>(std::atol(mib_text)) << 20;
+  char* p = static_cast<char*>(::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (p == MAP_FAILED) return Blocked("mmap", errno);
+  for (size_t i = 0; i < size; i += 4096) p[i] = 1;
+  return Escaped(std::string("touched ") + mib_text + " MiB");
+}
+
+int Euid() {
+  if (::geteuid() == 0) return Escaped("euid 0 after exec");
+  return Blocked("euid " + std::to_string(::geteuid()), 0);
+}
+
+int ExecSetuid(const char* path) {
+  // The copy is setuid root; it runs the `euid` check.
+  ::execl(path, path, "euid", static_cast<char*>(nullptr));
+  return Blocked(std::string("exec ") + path, errno);
+}
+
+int LeaveCgroup() {
+  const int fd = ::open("/sys/fs/cgroup/cgroup.procs", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return Blocked("open /sys/fs/cgroup/cgroup.procs", errno);
+  const std::string pid = std::to_string(::getpid());
+  if (::write(fd, pid.data(), pid.size()) < 0) return Blocked("write cgroup.procs", errno);
+  return Escaped("moved into the cgroup root");
+}
+
+int ReadEnviron(const char* needle) {
+  if (::getenv("MP_ATTACK_SECRET") != nullptr) return Escaped("secret in own environment");
+  DIR* d = ::opendir("/proc");
+  if (d == nullptr) return ProbeError("opendir /proc");
+  int readable = 0;
+  while (const dirent* e = ::readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    const std::string path = std::string("/proc/") + e->d_name + "/environ";
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    std::string text;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+    ::close(fd);
+    ++readable;
+    if (text.find(needle) != std::string::npos) {
+      ::closedir(d);
+      return Escaped("found the secret in " + path);
+    }
+  }
+  ::closedir(d);
+  return Blocked("secret in none of " + std::to_string(readable) + " readable environ files", 0);
+}
+
+int IoUring() {
+  struct io_uring_params params {};
+  const long fd = ::syscall(SYS_io_uring_setup, 4, &params);
+  if (fd >= 0) return Escaped("io_uring_setup");
+  return Blocked("io_uring_setup", errno);
+}
+
+int Bpf() {
+  union bpf_attr attr;
+  std::memset(&attr, 0, sizeof attr);
+  attr.map_type = BPF_MAP_TYPE_ARRAY;
+  attr.key_size = 4;
+  attr.value_size = 4;
+  attr.max_entries = 1;
+  const long fd = ::syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof attr);
+  if (fd >= 0) return Escaped("bpf(BPF_MAP_CREATE)");
+  return Blocked("bpf(BPF_MAP_CREATE)", errno);
+}
+
+int SleepForever();
+
+// Leaves a grandchild in its own session that outlives this process, named by `token`.
+int Daemonize(const char* self, const char* token) {
+  const pid_t p = ::fork();
+  if (p < 0) return ProbeError("fork");
+  if (p == 0) {
+    ::setsid();
+    if (::fork() == 0) {
+      ::execl(self, self, "sleep-forever", token, static_cast<char*>(nullptr));
+      ::_exit(1);
+    }
+    ::_exit(0);
+  }
+  ::waitpid(p, nullptr, 0);
+  ::usleep(50 * 1000);  // let the grandchild exec so its cmdline carries the token
+  std::printf("DAEMONIZED\n");
+  return 0;
+}
+
+int DaemonizeAndWait(const char* self, const char* token) {
+  const int rc = Daemonize(self, token);
+  if (rc != 0) return rc;
+  return SleepForever();
+}
+
+int SleepForever() {
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  for (;;) ::pause();
+}
+
+int WhoAmI() {
+  std::printf("uid=%d euid=%d gid=%d pid=%d\n", ::getuid(), ::geteuid(), ::getgid(), ::getpid());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: mp_probe SUBCOMMAND [ARG]\n");
+    return 2;
+  }
+  const std::string cmd = argv[1];
+  const char* arg = argc > 2 ? argv[2] : "";
+  if (cmd == "read-file") return ReadFile(arg);
+  if (cmd == "write-file") return WriteFile(arg);
+  if (cmd == "signal-pid") return SignalPid(arg);
+  if (cmd == "ptrace") return Ptrace();
+  if (cmd == "mount") return Mount();
+  if (cmd == "load-module") return LoadModule();
+  if (cmd == "userns") return UserNamespace();
+  if (cmd == "tiocsti") return Tiocsti(false);
+  if (cmd == "tiocsti-high") return Tiocsti(true);
+  if (cmd == "tioclinux") return TiocLinux();
+  if (cmd == "connect-tcp") return ConnectTcp(arg);
+  if (cmd == "connect-unix") return ConnectUnix(arg);
+  if (cmd == "fork-bomb") return ForkBomb(arg);
+  if (cmd == "allocate") return Allocate(arg);
+  if (cmd == "euid") return Euid();
+  if (cmd == "exec-setuid") return ExecSetuid(arg);
+  if (cmd == "leave-cgroup") return LeaveCgroup();
+  if (cmd == "read-environ") return ReadEnviron(arg);
+  if (cmd == "io-uring") return IoUring();
+  if (cmd == "bpf") return Bpf();
+  if (cmd == "daemonize") return Daemonize(argv[0], arg);
+  if (cmd == "daemonize-and-wait") return DaemonizeAndWait(argv[0], arg);
+  if (cmd == "sleep-forever") return SleepForever();
+  if (cmd == "whoami") return WhoAmI();
+  std::fprintf(stderr, "mp_probe: unknown subcommand %s\n", cmd.c_str());
+  return 2;
+}

@@ -43,8 +43,10 @@ size_t CopyTruncated(char* dst, size_t cap, const char* src) {
 }
 
 void SendReport(int fd, const SpawnReport& report) {
-  // SEQPACKET: one record, never partial. MSG_NOSIGNAL: the parent may be gone.
-  while (::send(fd, &report, sizeof report, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+  // write(), not send(): `fd` is the SEQPACKET socket or, in the command's
+  // process, the exec-status pipe. Both take the record whole. SIGPIPE is
+  // blocked here, so a vanished reader gives EPIPE, not death.
+  while (::write(fd, &report, sizeof report) < 0 && errno == EINTR) {
   }
 }
 
@@ -92,7 +94,11 @@ int MakeFs(const char* type, const char* const* options, unsigned attrs) {
   const int fs = ::fsopen(type, FSOPEN_CLOEXEC);
   if (fs < 0) return -1;
   for (size_t i = 0; options != nullptr && options[i] != nullptr; i += 2) {
-    if (::fsconfig(fs, FSCONFIG_SET_STRING, options[i], options[i + 1], 0) < 0) {
+    // An empty value names a flag option ("newinstance"): SET_STRING would be EINVAL.
+    const bool flag = options[i + 1][0] == '\0';
+    const int rc = flag ? ::fsconfig(fs, FSCONFIG_SET_FLAG, options[i], nullptr, 0)
+                        : ::fsconfig(fs, FSCONFIG_SET_STRING, options[i], options[i + 1], 0);
+    if (rc < 0) {
       const int e = errno;
       ::close(fs);
       errno = e;

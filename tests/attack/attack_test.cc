@@ -4,6 +4,7 @@
 // escape fails here instead of passing silently.
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -278,6 +279,7 @@ TEST_F(AttackTest, SetuidBinaryGivesNoPrivilege) {
   auto control = Probe({"exec-setuid", copy});
   control.unsafe.keep_host_filesystem = true;
   control.unsafe.no_new_privs_off = true;
+  control.seccomp = nullptr;  // the kernel installs no filter without no_new_privs
   ExpectEscaped(control);
   ::unlink(copy.c_str());
 }
@@ -307,7 +309,10 @@ TEST_F(AttackTest, ReadSupervisorEnvironment) {
   ExpectBlocked(Probe({"read-environ", secret}));
   auto control = Probe({"read-environ", secret});
   control.unsafe.share_pid_namespace = true;
+  // Reading another process's environ needs the same uid and (commoncap) a
+  // superset of its capabilities: root with all of them.
   control.unsafe.keep_ids = true;
+  control.unsafe.keep_capabilities = true;
   ExpectEscaped(control);
   ::kill(holder, SIGKILL);
   ::waitpid(holder, nullptr, 0);
@@ -350,6 +355,11 @@ auto AfterDaemonized(std::function<void(sandbox::SpawnedChild&)> kill) {
   return [kill](sandbox::SpawnedChild& child, std::string& out) {
     char buf[256];
     while (out.find("DAEMONIZED") == std::string::npos) {
+      struct pollfd pfd = {child.stdout_read.get(), POLLIN, 0};
+      if (::poll(&pfd, 1, 20000) <= 0) {
+        ADD_FAILURE() << "no DAEMONIZED line within 20 s";
+        break;
+      }
       const ssize_t n = ::read(child.stdout_read.get(), buf, sizeof buf);
       if (n <= 0) break;
       out.append(buf, static_cast<size_t>(n));
@@ -373,8 +383,6 @@ TEST_F(AttackTest, SetsidDoubleForkCannotEscapeTheKill) {
   const std::string token = RandomToken();
   auto control = Probe({"daemonize-and-wait", token});
   control.unsafe.share_pid_namespace = true;
-  std::optional<sandbox::CgroupLeaf>* leaf_out = nullptr;
-  (void)leaf_out;
   int survivors = -1;
   auto r = runner_->Run(control, AfterDaemonized([&](sandbox::SpawnedChild& c) {
     (void)c.init.SendSignal(SIGKILL);

@@ -305,6 +305,7 @@ int Daemonize(const char* self, const char* token) {
   ::waitpid(p, nullptr, 0);
   ::usleep(50 * 1000);  // let the grandchild exec so its cmdline carries the token
   std::printf("DAEMONIZED\n");
+  std::fflush(stdout);  // stdout is a pipe: fully buffered
   return 0;
 }
 

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# Fills CACHE_DIR with what tests/vm/run-in-vm.sh boots: Debian's kernel
+# (vmlinuz) and a busybox initramfs holding the 9p/overlay modules of that
+# same kernel and tests/vm/guest-init.sh as /init.
+#
+#   fetch-kernel.sh CACHE_DIR          download if needed, rebuild if stale
+#   fetch-kernel.sh --check CACHE_DIR  exit 0 up to date, 1 stale but
+#                                      rebuildable offline, 2 incomplete
+#
+# The kernel package is downloaded once (network); everything else is
+# rebuilt from the cached .deb whenever the stamp (hash of the init script,
+# this script and busybox) changes, which needs no network.
+set -euo pipefail
+
+VM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly VM_DIR
+readonly INIT_SCRIPT="$VM_DIR/guest-init.sh"
+# Load order matters: each module's dependencies come before it.
+readonly MODULES=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev
+                  virtio_pci netfs fscache 9pnet 9pnet_virtio 9p overlay)
+
+log() { echo "fetch-kernel: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+  echo "usage: $0 [--check] CACHE_DIR" >&2
+  exit 2
+}
+
+# The cached linux-image-*.deb (the last by name if several), or nothing.
+cached_deb() {
+  local debs=("$CACHE"/linux-image-*.deb)
+  [[ -f ${debs[-1]} ]] && echo "${debs[-1]}"
+  return 0
+}
+
+TMP_DIRS=()
+cleanup() { ((${#TMP_DIRS[@]} == 0)) || rm -rf "${TMP_DIRS[@]}"; }
+trap cleanup EXIT
+
+busybox_path() {
+  local bb
+  bb=$(dpkg -L busybox-static 2>/dev/null | grep -m1 '/bin/busybox$') ||
+    die "busybox-static is not installed (apt-get install busybox-static)"
+  echo "$bb"
+}
+
+stamp_of() {
+  local deb=$1
+  { basename "$deb"; printf '%s\n' "${MODULES[@]}"
+    cat "$INIT_SCRIPT" "$VM_DIR/fetch-kernel.sh" "$(busybox_path)"; } | sha256sum | cut -d' ' -f1
+}
+
+# 0 up to date, 1 stale (the cached .deb suffices to rebuild), 2 incomplete.
+cache_state() {
+  local deb
+  deb=$(cached_deb)
+  [[ -n $deb ]] || return 2
+  [[ -f $CACHE/vmlinuz && -f $CACHE/initramfs.cpio.gz && -f $CACHE/initramfs.stamp ]] || return 1
+  [[ $(<"$CACHE/initramfs.stamp") == "$(stamp_of "$deb")" ]] || return 1
+  return 0
+}
+
+kernel_package() {
+  local pkg
+  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
+          sed -n 's/^ *|\{0,1\}Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1)
+  [[ -n $pkg ]] || die "apt-cache cannot resolve linux-image-amd64 (run apt-get update?)"
+  echo "$pkg"
+}
+
+download_kernel() {
+  local pkg dl
+  pkg=$(kernel_package)
+  log "downloading $pkg"
+  dl=$(mktemp -d "$CACHE/.download.XXXXXX")
+  TMP_DIRS+=("$dl")
+  # apt drops privileges to _apt for downloads; it cannot write our directory.
+  (cd "$dl" && apt-get -q -o APT::Sandbox::User="$(id -un)" download "$pkg" >&2) ||
+    die "apt-get download $pkg failed"
+  mv "$dl"/linux-image-*.deb "$CACHE"/
+}
+
+# Prints the path of module $1 under the unpacked kernel tree $2, or nothing
+# if the kernel has it built in; fails if it is neither.
+find_module() {
+  local name=$1 moddir=$2 file
+  file=$(find "$moddir/kernel" \( -name "$name.ko" -o -name "$name.ko.*" \
+           -o -name "${name//_/-}.ko" -o -name "${name//_/-}.ko.*" \) -print -quit)
+  if [[ -n $file ]]; then echo "$file"; return; fi
+  grep -q "/${name}.ko\$" "$moddir/modules.builtin" ||
+    die "module $name is neither in the kernel package nor built in"
+}
+
+# Busybox insmod loads only plain .ko files.
+install_module() {
+  local src=$1 dst=$2
+  case $src in
+    *.ko) cp "$src" "$dst" ;;
+    *.ko.xz) xz -dc "$src" >"$dst" ;;
+    *.ko.zst) zstd -qdc "$src" >"$dst" ;;
+    *.ko.gz) gzip -dc "$src" >"$dst" ;;
+    *) die "unknown module compression: $src" ;;
+  esac
+}
+
+# Checks every module's dependencies are built in or loaded before it.
+check_depends() {
+  local name=$1 ko=$2 dep
+  shift 2
+  local -a loaded=("$@")
+  for dep in $(modinfo -F depends "$ko" | tr ',' ' '); do
+    [[ " ${loaded[*]} " == *" ${dep//-/_} "* ]] ||
+      die "module $name needs $dep, which is not loaded before it"
+  done
+}
+
+add_modules() {
+  local moddir=$1 root=$2 name src
+  local -a loaded=()
+  mkdir -p "$root/lib/modules"
+  for name in "${MODULES[@]}"; do
+    src=$(find_module "$name" "$moddir")
+    if [[ -z $src ]]; then
+      log "$name is built into the kernel"
+      continue
+    fi
+    install_module "$src" "$root/lib/modules/$name.ko"
+    check_depends "$name" "$root/lib/modules/$name.ko" "${loaded[@]}"
+    loaded+=("$name")
+    echo "$name" >>"$root/modules.list"
+  done
+  : >>"$root/modules.list"
+}
+
+add_busybox() {
+  local root=$1 bb applet
+  bb=$(busybox_path)
+  mkdir -p "$root/bin" "$root/sbin" "$root/usr/bin" "$root/usr/sbin"
+  cp "$bb" "$root/bin/busybox"
+  for applet in $("$root/bin/busybox" --list-full); do
+    [[ -e $root/$applet ]] || ln -s /bin/busybox "$root/$applet"
+  done
+}
+
+# The ELF kernel inside a bzImage. qemu boots it directly through its PVH
+# entry point, which skips the BIOS boot path and the decompression: under
+# software emulation that saves about 3 s per boot.
+extract_vmlinux() {
+  local bz=$1 out=$2 i off
+  local -a magics=($'\xfd7zXZ' $'\x28\xb5\x2f\xfd' $'\x1f\x8b\x08')
+  local -a tools=("xz -dc" "zstd -qdc" "gzip -dc")
+  for i in "${!magics[@]}"; do
+    while read -r off; do
+      tail -c "+$((off + 1))" "$bz" | ${tools[$i]} >"$out" 2>/dev/null || true
+      [[ $(head -c4 "$out") == $'\x7fELF' ]] && return 0
+    done < <(LC_ALL=C grep -aboF "${magics[$i]}" "$bz" | cut -d: -f1)
+  done
+  rm -f "$out"
+  return 1
+}
+
+build_initramfs() {
+  local deb=$1 work kver
+  work=$(mktemp -d "$CACHE/.build.XXXXXX")
+  TMP_DIRS+=("$work")
+  log "unpacking $(basename "$deb")"
+  dpkg -x "$deb" "$work/kernel"
+  kver=$(ls "$work/kernel/lib/modules")
+  [[ $kver != *$'\n'* && -f $work/kernel/boot/vmlinuz-$kver ]] ||
+    die "unexpected layout in $(basename "$deb")"
+
+  local root=$work/root
+  mkdir -p "$root"/{dev,proc,sys,newroot}
+  add_busybox "$root"
+  add_modules "$work/kernel/lib/modules/$kver" "$root"
+  install -m 0755 "$INIT_SCRIPT" "$root/init"
+  (cd "$root" && find . -print0 | cpio --null -o -H newc --owner=0:0 --quiet) |
+    gzip -1 >"$work/initramfs.cpio.gz"
+
+  cp "$work/kernel/boot/vmlinuz-$kver" "$work/vmlinuz"
+  if extract_vmlinux "$work/vmlinuz" "$work/vmlinux"; then
+    mv "$work/vmlinux" "$CACHE/vmlinux"
+  else
+    log "warning: cannot extract vmlinux from vmlinuz; boots will be slower"
+    rm -f "$CACHE/vmlinux"
+  fi
+  mv "$work/vmlinuz" "$CACHE/vmlinuz"
+  mv "$work/initramfs.cpio.gz" "$CACHE/initramfs.cpio.gz"
+  stamp_of "$deb" >"$work/stamp"
+  mv "$work/stamp" "$CACHE/initramfs.stamp"
+  log "built initramfs for kernel $kver"
+}
+
+main() {
+  local check=0
+  [[ ${1:-} == --check ]] && { check=1; shift; }
+  (($# == 1)) || usage
+  CACHE=$1
+
+  if ((check)); then
+    [[ -d $CACHE ]] || exit 2
+    local state=0
+    cache_state || state=$?
+    exit "$state"
+  fi
+
+  mkdir -p "$CACHE"
+  CACHE=$(cd "$CACHE" && pwd)
+  [[ -n $(cached_deb) ]] || download_kernel
+  local deb
+  deb=$(cached_deb)
+  if cache_state; then
+    log "cache up to date ($(basename "$deb"))"
+    return
+  fi
+  build_initramfs "$deb"
+}
+
+main "$@"

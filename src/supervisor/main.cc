@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "common/version.h"
+#include "supervisor/check_policy_command.h"
 #include "supervisor/exec_command.h"
 
 namespace {
@@ -21,6 +22,9 @@ void PrintUsage(FILE* out) {
 int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "exec") == 0) {
     return mp::supervisor::RunExecCommand(argc - 2, argv + 2);
+  }
+  if (argc >= 2 && std::strcmp(argv[1], "check-policy") == 0) {
+    return mp::supervisor::RunCheckPolicyCommand(argc - 2, argv + 2);
   }
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--version") == 0) {

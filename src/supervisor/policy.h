@@ -1,0 +1,248 @@
+// Policies: the presets of policies/*.json (JSON with comments), validated once into immutable
+// Policy objects, tightened per request, and turned into a sandbox::SpawnRequest.
+// Supervisor side (monkeyproofd, and `monkeyproofd check-policy`). Loading reads files and
+// compiles each seccomp profile once; the loader collects every problem as
+// `FILE:JSON-POINTER: reason` (`FILE: reason` when no field is at fault) and rejects unknown
+// fields. A loaded Policy is immutable and safe to share between threads; PolicySet is a value
+// (Reload() returns a new one, the caller swaps). The field reference is docs/policies.md.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "sandbox/child_plan.h"
+#include "sandbox/seccomp.h"
+#include "sandbox/spawn.h"
+
+namespace mp::supervisor {
+
+// Paths every session has covered by an empty directory (or /dev/null), in addition to the
+// policy's `hide`: the daemon's configuration (monkeyproof.conf, tokens, policies, the
+// credentials directory), its state (session records, transcripts), its control socket, and
+// systemd credentials. Binds, workspace roots and state_dirs may not lie inside them (hidden
+// paths are mounted last and would cover them).
+inline constexpr std::array<std::string_view, 4> kAlwaysHiddenPaths = {
+    "/etc/monkeyproof", "/var/lib/monkeyproof/state", "/run/monkeyproof", "/run/credentials"};
+
+// Where env.secrets are read from: one root-owned file per credential name.
+inline constexpr std::string_view kDefaultCredentialsDir = "/etc/monkeyproof/credentials";
+
+// Built-in defaults of the optional fields (docs/policies.md lists them too).
+inline constexpr uint64_t kDefaultMemoryMaxBytes = 2ull << 30;       // limits.memory_max_bytes
+inline constexpr uint64_t kDefaultMemorySwapMaxBytes = 0;            // no swap
+inline constexpr uint64_t kDefaultPidsMax = 512;                     // limits.pids_max
+inline constexpr uint64_t kDefaultWallSeconds = 3600;                // deadlines.wall_seconds
+inline constexpr uint64_t kDefaultIdleSeconds = 900;                 // deadlines.idle_seconds
+inline constexpr uint64_t kDefaultRingBytes = 1ull << 20;            // output.ring_bytes
+inline constexpr uint64_t kDefaultTranscriptMaxBytes = 64ull << 20;  // output.transcript_max_bytes
+inline constexpr uint64_t kDefaultMaxRateBytesPerSecond = 1ull << 20;
+inline constexpr uint64_t kDefaultMaxRateWindowSeconds = 10;
+// cgroup cpu.max period that limits.cpu_max_percent is applied with (microseconds).
+inline constexpr uint64_t kCpuPeriodMicros = 100000;
+
+// Error codes of the control protocol. Errors that a request caused (Tighten,
+// ResolveWorkspace, BuildSpawnRequest) carry their code as the first word of Error::what:
+// "policy_violation: limits.memory_max_bytes: requested 4294967296 exceeds ...".
+inline constexpr std::string_view kPolicyViolation = "policy_violation";
+inline constexpr std::string_view kBadRequest = "bad_request";
+// kPolicyViolation or kBadRequest when `error` starts with it, else "internal".
+std::string_view ErrorCode(const Error& error);
+
+enum class SessionType { kExec, kPrint, kInteractive };
+std::string_view ToString(SessionType type);  // "exec", "print", "interactive"
+
+struct RunAs {
+  std::string user;         // looked up in the user database when a session starts
+  std::string group;        // empty: the user's primary group
+  bool allow_root = false;  // uid or gid 0 is refused unless true
+};
+
+struct PolicyMount {
+  std::string source;  // absolute host path
+  std::string target;  // absolute path in the sandbox
+  sandbox::BindMode mode = sandbox::BindMode::kReadOnly;
+};
+
+// setrlimit values (soft = hard); nullopt: sandbox::DefaultRlimits() for core, nofile, nproc
+// and fsize, otherwise monkeyproofd's own limit.
+struct PolicyRlimits {
+  std::optional<uint64_t> core_bytes;   // RLIMIT_CORE
+  std::optional<uint64_t> cpu_seconds;  // RLIMIT_CPU
+  std::optional<uint64_t> fsize_bytes;  // RLIMIT_FSIZE
+  std::optional<uint64_t> nofile;       // RLIMIT_NOFILE, descriptors per process
+  std::optional<uint64_t> nproc;        // RLIMIT_NPROC, per real uid on the whole host
+  std::optional<uint64_t> stack_bytes;  // RLIMIT_STACK
+  std::optional<uint64_t> as_bytes;     // RLIMIT_AS, address space
+};
+
+// cgroup v2 limits of the session's leaf.
+struct PolicyLimits {
+  uint64_t memory_max_bytes = kDefaultMemoryMaxBytes;           // memory.max
+  uint64_t memory_swap_max_bytes = kDefaultMemorySwapMaxBytes;  // memory.swap.max
+  uint64_t pids_max = kDefaultPidsMax;                          // pids.max
+  // cpu.max as a percentage of one CPU (250 = two and a half CPUs); nullopt: no cap.
+  std::optional<uint64_t> cpu_max_percent;
+};
+
+// Watchdog deadlines in seconds; 0 = none.
+struct PolicyDeadlines {
+  uint64_t wall_seconds = kDefaultWallSeconds;  // from start to kill (timeout_wall)
+  uint64_t idle_seconds = kDefaultIdleSeconds;  // without output or input (timeout_idle)
+};
+
+struct PolicyOutput {
+  uint64_t ring_bytes = kDefaultRingBytes;                     // in-memory tail per session
+  uint64_t transcript_max_bytes = kDefaultTranscriptMaxBytes;  // on-disk cap; the rest is a gap
+  // Output-rate ceiling: more than rate * window bytes within any window kills the session
+  // (output_flood). 0 = no ceiling.
+  uint64_t max_rate_bytes_per_second = kDefaultMaxRateBytesPerSecond;
+  uint64_t max_rate_window_seconds = kDefaultMaxRateWindowSeconds;
+};
+
+struct PolicyEnv {
+  std::vector<std::string> pass;               // names copied from monkeyproofd's environment
+  std::map<std::string, std::string> set;      // fixed values
+  std::map<std::string, std::string> secrets;  // NAME -> credential file name, read per spawn
+};
+
+struct Policy {
+  std::string name;  // file stem: ^[a-z0-9][a-z0-9-]{0,63}$
+  std::string file;  // path it was loaded from (for messages)
+  std::string description;
+  SessionType type = SessionType::kExec;
+  std::vector<std::string> command;  // template; the task is appended as the last argument
+  bool bypasses_agent_permissions = false;
+  RunAs run_as;
+  std::vector<std::string> workspace_roots;  // absolute; the cwd must resolve inside one
+  std::string default_workspace;             // empty: a request must name its cwd
+  std::vector<PolicyMount> mounts;
+  std::vector<std::string> state_dirs;  // bound read-write at the same path
+  std::vector<std::string> hide;        // the policy's own; see HiddenPaths()
+  sandbox::NetworkMode network = sandbox::NetworkMode::kNone;
+  // DefaultDenyProfile() with the policy's deny list appended and its kill list and switches.
+  sandbox::SeccompProfile seccomp;
+  std::shared_ptr<const sandbox::SeccompProgram> seccomp_program;  // `seccomp`, compiled
+  PolicyRlimits rlimits;
+  PolicyLimits limits;
+  PolicyDeadlines deadlines;
+  PolicyOutput output;
+  PolicyEnv env;
+  std::vector<std::string> request_env_allow;  // names a request's env may set
+
+  // kAlwaysHiddenPaths followed by `hide`.
+  [[nodiscard]] std::vector<std::string> HiddenPaths() const;
+};
+
+// The outcome of loading one file: a policy, or every problem found (never both).
+struct PolicyLoad {
+  std::shared_ptr<const Policy> policy;
+  std::vector<std::string> errors;  // "FILE:POINTER: reason", in the order found
+};
+
+// Validates `text` as the policy file `file` (the name is its stem; nothing is read).
+PolicyLoad ParsePolicy(std::string_view file, std::string_view text);
+struct PolicyLoadOptions {
+  // Refuse policy files and a directory that are not owned by root or that group or others
+  // may write. Meant for the installed daemon (not --dev, which loads the repo's policies/)
+  // and for `check-policy --require-root-owned`.
+  bool require_root_owned = false;
+};
+
+// Reads `path` (a regular file of at most 1 MiB) and parses it.
+PolicyLoad LoadPolicyFile(const std::string& path, PolicyLoadOptions options = {});
+
+// Every *.json of one directory, loaded all-or-nothing. Other files are ignored.
+class PolicySet {
+ public:
+  // Fails with every problem of every file, one per line of Error::what, when any file is
+  // invalid, the directory cannot be read, or there is no valid exec.json (the default of
+  // exec sessions, which must have type exec).
+  static Result<PolicySet> Load(const std::string& dir, PolicyLoadOptions options = {});
+  // Loads the same directory again. On error the caller keeps using this set.
+  [[nodiscard]] Result<PolicySet> Reload() const { return Load(dir_, options_); }
+
+  // nullptr when there is no such policy.
+  [[nodiscard]] std::shared_ptr<const Policy> Find(std::string_view name) const;
+  [[nodiscard]] const std::map<std::string, std::shared_ptr<const Policy>, std::less<>>& all()
+      const {
+    return policies_;
+  }
+  [[nodiscard]] const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+  PolicyLoadOptions options_;
+  std::map<std::string, std::shared_ptr<const Policy>, std::less<>> policies_;
+};
+
+// What a request may ask for; every field lowers the policy's value or is absent.
+struct RequestedLimits {
+  std::optional<uint64_t> memory_max_bytes;
+  std::optional<uint64_t> memory_swap_max_bytes;
+  std::optional<uint64_t> pids_max;
+  std::optional<uint64_t> cpu_max_percent;
+  std::optional<uint64_t> wall_seconds;  // 0 = none: only where the policy has none
+  std::optional<uint64_t> idle_seconds;
+};
+
+// A policy as one session gets it: a copy whose limits and deadlines are the tightened ones.
+// Holds the compiled seccomp program (shared), so it may outlive a PolicySet reload.
+struct EffectivePolicy {
+  Policy policy;
+};
+
+// Lowers limits and deadlines. A value above the policy's (or 0 = none where the policy has
+// a deadline) fails with policy_violation naming the field and both values; a value outside
+// the field's range fails with bad_request.
+Result<EffectivePolicy> Tighten(const Policy& policy, const RequestedLimits& requested);
+
+// realpath(cwd), which must lie inside one of workspace_roots and outside every hidden path.
+// An empty cwd means default_workspace. Fails with bad_request when the cwd cannot be
+// resolved, policy_violation when it lies outside (naming the cwd, where it resolved to and
+// the roots).
+Result<std::string> ResolveWorkspace(const Policy& policy, const std::string& cwd);
+
+// What the request contributes to a spawn.
+struct SessionLaunch {
+  std::string task;  // appended as the last argument (exec default: /bin/sh -lc TASK)
+  std::string cwd;   // as requested; empty = default_workspace
+  // The request's command and args. Only for policies without a command template.
+  std::optional<std::vector<std::string>> command;
+  std::map<std::string, std::string> env;  // names must be in request_env.allow
+};
+
+struct UserIds {
+  uid_t uid;
+  gid_t gid;  // primary group
+};
+
+// Host facts BuildSpawnRequest consults; the defaults read the real system, tests inject.
+struct SpawnHost {
+  std::string credentials_dir = std::string(kDefaultCredentialsDir);
+  uid_t credentials_owner = 0;  // the directory and every file must belong to this uid
+  std::function<std::optional<UserIds>(const std::string& user)> lookup_user;  // getpwnam_r
+  std::function<std::optional<gid_t>(const std::string& group)> lookup_group;  // getgrnam_r
+  std::function<std::optional<std::string>(const std::string& name)> getenv;   // ::getenv
+};
+SpawnHost SystemSpawnHost();
+
+// Builds the sandbox request: argv (template or request command or /bin/sh -lc, then the
+// task), env (pass, set, secrets, then the request's allowed names, which override pass and
+// set), binds (mounts, state_dirs, then the workspace read-write), hidden paths, cgroup
+// limits, rlimits, network, stdio (a PTY for interactive), run-as ids, and the seccomp
+// program. The returned request points into `effective` (seccomp): keep it alive until
+// Spawn() returns. Secrets are read here; their values appear in no error.
+Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective,
+                                                const SessionLaunch& launch, const SpawnHost& host);
+
+}  // namespace mp::supervisor

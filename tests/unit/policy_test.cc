@@ -1,0 +1,1026 @@
+// The policy model: loader (table tests on exact `FILE:POINTER: reason` texts), PolicySet
+// load/reload, Tighten, ResolveWorkspace on a real directory tree with symlinks, and
+// BuildSpawnRequest with a fake user database, environment and credentials directory.
+// Runs as any user; touches only its own temporary directories.
+#include "supervisor/policy.h"
+
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "sandbox/syscall_groups.h"
+
+namespace mp::supervisor {
+namespace {
+
+constexpr char kFile[] = "/p/t.json";
+
+// A valid exec policy; `extra` is spliced in as further top-level fields.
+std::string Doc(const std::string& extra = "", const std::string& type = "exec") {
+  return R"({"description": "d", "type": ")" + type +
+         R"(", "run_as": {"user": "nobody"}, "workspace_roots": ["/srv/ws"])" +
+         (extra.empty() ? "" : ", " + extra) + "}";
+}
+
+std::vector<std::string> Errors(const std::string& text, const std::string& file = kFile) {
+  return ParsePolicy(file, text).errors;
+}
+
+std::shared_ptr<const Policy> MustParse(const std::string& text, const std::string& file = kFile) {
+  PolicyLoad load = ParsePolicy(file, text);
+  EXPECT_TRUE(load.errors.empty()) << ::testing::PrintToString(load.errors);
+  return load.policy;
+}
+
+std::string E(const std::string& pointer_and_reason) {
+  return std::string(kFile) + ":" + pointer_and_reason;
+}
+
+// Not under /tmp: the loader refuses workspace roots and mounts there (the sandbox's private
+// /tmp would cover them). MP_TEST_SCRATCH overrides /var/tmp.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("MP_TEST_SCRATCH");
+    std::string tmpl = std::string(base != nullptr ? base : "/var/tmp") + "/mp-policy-test-XXXXXX";
+    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr) << tmpl;
+    char* real = ::realpath(tmpl.c_str(), nullptr);  // the tests compare resolved paths
+    path_ = real != nullptr ? real : tmpl;
+    std::free(real);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  std::string Mkdir(const std::string& rel, mode_t mode = 0755) const {
+    const std::string p = path_ + "/" + rel;
+    EXPECT_EQ(::mkdir(p.c_str(), mode), 0) << p;
+    return p;
+  }
+  std::string Write(const std::string& rel, const std::string& text, mode_t mode = 0644) const {
+    const std::string p = path_ + "/" + rel;
+    std::ofstream(p) << text;
+    EXPECT_EQ(::chmod(p.c_str(), mode), 0);
+    return p;
+  }
+
+ private:
+  std::string path_;
+};
+
+// ---------------------------------------------------------------------------------------
+// Loader
+
+TEST(PolicyLoaderTest, MinimalPolicyGetsDocumentedDefaults) {
+  auto p = MustParse(Doc());
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->name, "t");
+  EXPECT_EQ(p->file, kFile);
+  EXPECT_EQ(p->type, SessionType::kExec);
+  EXPECT_TRUE(p->command.empty());
+  EXPECT_FALSE(p->bypasses_agent_permissions);
+  EXPECT_EQ(p->run_as.user, "nobody");
+  EXPECT_EQ(p->run_as.group, "");
+  EXPECT_FALSE(p->run_as.allow_root);
+  EXPECT_EQ(p->network, sandbox::NetworkMode::kNone);
+  EXPECT_EQ(p->limits.memory_max_bytes, 2ull << 30);
+  EXPECT_EQ(p->limits.memory_swap_max_bytes, 0u);
+  EXPECT_EQ(p->limits.pids_max, 512u);
+  EXPECT_FALSE(p->limits.cpu_max_percent.has_value());
+  EXPECT_EQ(p->deadlines.wall_seconds, 3600u);
+  EXPECT_EQ(p->deadlines.idle_seconds, 900u);
+  EXPECT_EQ(p->output.ring_bytes, 1u << 20);
+  EXPECT_EQ(p->output.transcript_max_bytes, 64u << 20);
+  EXPECT_EQ(p->output.max_rate_bytes_per_second, 1u << 20);
+  EXPECT_EQ(p->output.max_rate_window_seconds, 10u);
+  EXPECT_FALSE(p->rlimits.core_bytes || p->rlimits.nofile || p->rlimits.nproc ||
+               p->rlimits.fsize_bytes || p->rlimits.stack_bytes || p->rlimits.as_bytes ||
+               p->rlimits.cpu_seconds);
+  const sandbox::SeccompProfile def = sandbox::DefaultDenyProfile();
+  EXPECT_EQ(p->seccomp.deny, def.deny);
+  EXPECT_TRUE(p->seccomp.kill.empty());
+  EXPECT_FALSE(p->seccomp.allow_new_namespaces);
+  EXPECT_FALSE(p->seccomp.allow_user_namespaces);
+  EXPECT_TRUE(p->seccomp.deny_tty_injection);
+  ASSERT_NE(p->seccomp_program, nullptr);
+  EXPECT_GT(p->seccomp_program->instructions().size(), 0u);
+  EXPECT_EQ(p->HiddenPaths(),
+            (std::vector<std::string>{"/etc/monkeyproof", "/var/lib/monkeyproof/state",
+                                      "/run/monkeyproof", "/run/credentials"}));
+}
+
+TEST(PolicyLoaderTest, CommentsAndEveryFieldAccepted) {
+  const std::string text = R"(
+  // line comment
+  {
+    /* block
+       comment */
+    "description": "agent",
+    "type": "interactive",
+    "command": ["/usr/local/bin/claude", "--permission-mode", "bypassPermissions"],
+    "bypasses_agent_permissions": true,
+    "run_as": {"user": "mp-agent", "group": "mp-agents"},
+    "workspace_roots": ["/srv/ws", "/var/lib/monkeyproof/workspaces"],
+    "default_workspace": "/srv/ws/default",
+    "mounts": [{"source": "/opt/tools", "mode": "ro"},
+               {"source": "/srv/cache", "target": "/cache", "mode": "rw"}],
+    "state_dirs": ["/var/lib/mp-agent/.claude"],
+    "hide": ["/home", "/root"],
+    "network": "host",
+    "seccomp": {"deny": ["@namespaces", "acct"], "kill": ["ptrace"],
+                "allow_new_namespaces": true, "allow_user_namespaces": true,
+                "deny_tty_injection": false},
+    "rlimits": {"core_bytes": 0, "cpu_seconds": 7200, "fsize_bytes": 1073741824,
+                "nofile": 8192, "nproc": 1024, "stack_bytes": 16777216, "as_bytes": 17179869184},
+    "limits": {"memory_max_bytes": 4294967296, "memory_swap_max_bytes": 0, "pids_max": 1024,
+               "cpu_max_percent": 250},
+    "deadlines": {"wall_seconds": 7200, "idle_seconds": 0},
+    "output": {"ring_bytes": 2097152, "transcript_max_bytes": 134217728,
+               "max_rate_bytes_per_second": 0, "max_rate_window_seconds": 30},
+    "env": {"pass": ["TZ"], "set": {"HOME": "/var/lib/mp-agent", "TERM": "xterm-256color"},
+            "secrets": {"ANTHROPIC_API_KEY": "anthropic-api-key"}},
+    "request_env": {"allow": ["TERM", "LANG"]}, // trailing comment
+  }
+  )";
+  // Trailing commas are not JSON: nlohmann refuses them even with comments on.
+  EXPECT_EQ(Errors(text, "/p/claude-interactive.json").size(), 1u);
+  std::string fixed = text;
+  fixed.replace(fixed.find("}, // trailing"), 3, "}  ");
+  auto p = MustParse(fixed, "/p/claude-interactive.json");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->name, "claude-interactive");
+  EXPECT_EQ(p->type, SessionType::kInteractive);
+  EXPECT_EQ(p->command.back(), "bypassPermissions");
+  EXPECT_TRUE(p->bypasses_agent_permissions);
+  EXPECT_EQ(p->run_as.group, "mp-agents");
+  EXPECT_EQ(p->default_workspace, "/srv/ws/default");
+  ASSERT_EQ(p->mounts.size(), 2u);
+  EXPECT_EQ(p->mounts[0].target, "/opt/tools");  // target defaults to source
+  EXPECT_EQ(p->mounts[0].mode, sandbox::BindMode::kReadOnly);
+  EXPECT_EQ(p->mounts[1].target, "/cache");
+  EXPECT_EQ(p->mounts[1].mode, sandbox::BindMode::kReadWrite);
+  EXPECT_EQ(p->network, sandbox::NetworkMode::kHost);
+  std::vector<std::string> deny = sandbox::DefaultDenyProfile().deny;
+  deny.push_back("@namespaces");
+  deny.push_back("acct");
+  EXPECT_EQ(p->seccomp.deny, deny);  // appended to the default, never replacing it
+  EXPECT_EQ(p->seccomp.kill, std::vector<std::string>{"ptrace"});
+  EXPECT_TRUE(p->seccomp.allow_user_namespaces);
+  EXPECT_FALSE(p->seccomp.deny_tty_injection);
+  EXPECT_EQ(p->rlimits.nofile, 8192u);
+  EXPECT_EQ(p->rlimits.as_bytes, 17179869184u);
+  EXPECT_EQ(p->limits.cpu_max_percent, 250u);
+  EXPECT_EQ(p->deadlines.idle_seconds, 0u);
+  EXPECT_EQ(p->output.max_rate_bytes_per_second, 0u);
+  EXPECT_EQ(p->env.secrets.at("ANTHROPIC_API_KEY"), "anthropic-api-key");
+  EXPECT_EQ(p->request_env_allow, (std::vector<std::string>{"TERM", "LANG"}));
+  EXPECT_EQ(p->HiddenPaths().size(), 6u);
+}
+
+struct BadCase {
+  const char* label;
+  std::string text;
+  std::vector<std::string> errors;
+};
+
+TEST(PolicyLoaderTest, EachBadInputGetsItsExactError) {
+  const std::string range_pids = "must be an integer from 8 to 4194304, not ";
+  const BadCase cases[] = {
+      {"not an object", "[]", {std::string(kFile) + ": must be an object, not array"}},
+      {"syntax error",
+       "{\"type\": }",
+       {std::string(kFile) +
+        ": invalid JSON: line 1, column 10: syntax error while parsing value - unexpected '}'; "
+        "expected '[', '{', or a literal"}},
+      {"unterminated comment",
+       "{} /* x",
+       {std::string(kFile) +
+        ": invalid JSON: line 1, column 8: syntax error while parsing value - invalid comment; "
+        "missing closing '*/'; last read: '{} /* x'; expected end of input"}},
+      {"unknown top-level field",
+       Doc(R"("networking": "none")"),
+       {E("/networking: unknown field (known: description, type, command, "
+          "bypasses_agent_permissions, run_as, workspace_roots, default_workspace, mounts, "
+          "state_dirs, hide, network, seccomp, rlimits, limits, deadlines, output, env, "
+          "request_env)")}},
+      {"unknown nested field",
+       Doc(R"("limits": {"memory_max": 1})"),
+       {E("/limits/memory_max: unknown field (known: memory_max_bytes, memory_swap_max_bytes, "
+          "pids_max, cpu_max_percent)")}},
+      {"field given twice",
+       Doc(R"("network": "host", "network": "none")"),
+       {E("/network: field given twice")}},
+      {"wrong type",
+       R"({"description": "d", "type": 1, "run_as": {"user": "nobody"},
+                        "workspace_roots": ["/srv/ws"]})",
+       {E("/type: must be a string, not number")}},
+      {"missing required fields",
+       "{}",
+       {E("/description: is required"), E("/type: is required"), E("/run_as: is required"),
+        E("/workspace_roots: is required")}},
+      {"bad type",
+       Doc("", "shell"),
+       {E("/type: must be \"exec\", \"print\" or \"interactive\", not \"shell\"")}},
+      {"network is an enum",
+       Doc(R"("network": true)"),
+       {E("/network: must be a string, not boolean")}},
+      {"network value",
+       Doc(R"("network": "bridge")"),
+       {E("/network: must be \"none\" or \"host\", not \"bridge\"")}},
+      {"root refused",
+       R"({"description": "d", "type": "exec", "run_as": {"user": "root"},
+                         "workspace_roots": ["/srv/ws"]})",
+       {E("/run_as/user: \"root\" is refused unless run_as.allow_root is true")}},
+      {"root group refused",
+       R"({"description": "d", "type": "exec", "run_as": {"user": "nobody", "group": "root"},
+          "workspace_roots": ["/srv/ws"]})",
+       {E("/run_as/group: \"root\" is refused unless run_as.allow_root is true")}},
+      {"bad user name",
+       R"({"description": "d", "type": "exec", "run_as": {"user": "no body"},
+          "workspace_roots": ["/srv/ws"]})",
+       {E("/run_as/user: \"no body\" is not a user or group name (^[a-z_][a-z0-9_.-]{0,31}$)")}},
+      {"print needs command and the bypass flag",
+       Doc("", "print"),
+       {E("/command: is required for print and interactive policies (the template the task is "
+          "appended to)"),
+        E("/bypasses_agent_permissions: is required for print and interactive policies")}},
+      {"relative command path",
+       Doc(R"("command": ["bin/tool"])"),
+       {E("/command/0: path \"bin/tool\" is not an absolute path")}},
+      {"bad seccomp group",
+       Doc(R"("seccomp": {"deny": ["@mount", "@mout"]})"),
+       {E("/seccomp/deny/1: unknown syscall group \"@mout\"")}},
+      {"bad syscall name",
+       Doc(R"("seccomp": {"kill": ["mout"]})"),
+       {E("/seccomp/kill/0: unknown syscall \"mout\"")}},
+      {"@default cannot be denied",
+       Doc(R"("seccomp": {"deny": ["@default"]})"),
+       {E("/seccomp/deny/0: \"@default\" is what every program needs; it cannot be denied")}},
+      {"user namespaces need new namespaces",
+       Doc(R"("seccomp": {"allow_user_namespaces": true})"),
+       {E("/seccomp/allow_user_namespaces: has no effect unless allow_new_namespaces is true")}},
+      {"relative path",
+       R"({"description": "d", "type": "exec", "run_as": {"user": "nobody"},
+          "workspace_roots": ["srv/ws"]})",
+       {E("/workspace_roots/0: path \"srv/ws\" is not an absolute path")}},
+      {"dot-dot path",
+       R"({"description": "d", "type": "exec", "run_as": {"user": "nobody"},
+          "workspace_roots": ["/srv/ws/../etc"]})",
+       {E("/workspace_roots/0: path \"/srv/ws/../etc\" contains a '..' component")}},
+      {"trailing slash",
+       Doc(R"("hide": ["/home/"])"),
+       {E("/hide/0: path \"/home/\" ends with '/'")}},
+      {"empty workspace roots",
+       R"({"description": "d", "type": "exec", "run_as": {"user": "nobody"},
+          "workspace_roots": []})",
+       {E("/workspace_roots: needs at least one root")}},
+      {"workspace root /",
+       R"({"description": "d", "type": "exec", "run_as": {"user": "nobody"},
+          "workspace_roots": ["/"]})",
+       {E("/workspace_roots/0: \"/\" is reserved: the sandbox mounts its own /, /proc, /dev "
+          "and /tmp over it")}},
+      {"workspace root in /tmp",
+       R"({"description": "d", "type": "exec", "run_as": {"user": "nobody"},
+          "workspace_roots": ["/tmp/ws"]})",
+       {E("/workspace_roots/0: \"/tmp/ws\" is reserved: the sandbox mounts its own /, /proc, "
+          "/dev and /tmp over it")}},
+      {"workspace root under an always-hidden path",
+       R"({"description": "d", "type": "exec", "run_as": {"user": "nobody"},
+          "workspace_roots": ["/etc/monkeyproof/ws"]})",
+       {E("/workspace_roots/0: \"/etc/monkeyproof/ws\" lies inside the hidden path "
+          "\"/etc/monkeyproof\", which is mounted over it")}},
+      {"default workspace outside the roots",
+       Doc(R"("default_workspace": "/srv/other")"),
+       {E("/default_workspace: \"/srv/other\" lies outside workspace_roots")}},
+      {"duplicate mount targets",
+       Doc(R"("mounts": [{"source": "/opt/a", "target": "/opt/x"},
+                         {"source": "/opt/b", "target": "/opt/x"}],
+              "state_dirs": ["/opt/a"])"),
+       {E("/mounts/1/target: target \"/opt/x\" is used by another mount or state dir")}},
+      {"state dir on a mount target",
+       Doc(R"("mounts": [{"source": "/opt/a"}], "state_dirs": ["/opt/a"])"),
+       {E("/state_dirs/0: target \"/opt/a\" is used by another mount or state dir")}},
+      {"bad mount mode",
+       Doc(R"("mounts": [{"source": "/opt/a", "mode": "w"}])"),
+       {E("/mounts/0/mode: must be \"ro\" or \"rw\", not \"w\"")}},
+      {"mount without source",
+       Doc(R"("mounts": [{"target": "/opt/a"}])"),
+       {E("/mounts/0/source: is required")}},
+      {"mount target in /dev",
+       Doc(R"("mounts": [{"source": "/opt/a", "target": "/dev/a"}])"),
+       {E("/mounts/0/target: \"/dev/a\" is reserved: the sandbox mounts its own /, /proc, /dev "
+          "and /tmp over it")}},
+      {"mount source in /proc",
+       Doc(R"("mounts": [{"source": "/proc/1", "target": "/opt/p"}])"),
+       {E("/mounts/0/source: \"/proc/1\" lies in /proc, /dev or /tmp of the host")}},
+      {"mount uncovering a hidden path",
+       Doc(R"("mounts": [{"source": "/etc/monkeyproof/credentials", "target": "/creds"}])"),
+       {E("/mounts/0/source: \"/etc/monkeyproof/credentials\" lies inside the hidden path "
+          "\"/etc/monkeyproof\"")}},
+      {"mount of a tree holding a hidden path elsewhere",
+       Doc(R"("mounts": [{"source": "/etc", "target": "/host-etc"}])"),
+       {E("/mounts/0/target: the source \"/etc\" contains the hidden path \"/etc/monkeyproof\", "
+          "so it may only be mounted at its own path")}},
+      {"mount target inside a workspace root",
+       Doc(R"("mounts": [{"source": "/opt/a", "target": "/srv/ws/a"}])"),
+       {E("/mounts/0/target: target \"/srv/ws/a\" lies inside the workspace root \"/srv/ws\", "
+          "where the session's workspace is bound over it")}},
+      {"state dir under a policy-hidden path",
+       Doc(R"("hide": ["/var"], "state_dirs": ["/var/x"])"),
+       {E("/state_dirs/0: \"/var/x\" lies inside the hidden path \"/var\", which is mounted "
+          "over it")}},
+      {"hide /", Doc(R"("hide": ["/"])"), {E("/hide/0: hiding \"/\" would hide everything")}},
+      {"hide / after a bad entry",
+       Doc(R"("hide": ["home", "/", "/home", "/home"])"),
+       {E("/hide/0: path \"home\" is not an absolute path"),
+        E("/hide/1: hiding \"/\" would hide everything"), E("/hide/3: \"/home\" is listed twice")}},
+      {"out of range",
+       Doc(R"("limits": {"pids_max": 0})"),
+       {E("/limits/pids_max: " + range_pids + "0")}},
+      {"negative",
+       Doc(R"("limits": {"pids_max": -5})"),
+       {E("/limits/pids_max: " + range_pids + "-5")}},
+      {"not an integer",
+       Doc(R"("limits": {"pids_max": 1.5})"),
+       {E("/limits/pids_max: " + range_pids + "1.5")}},
+      {"string number",
+       Doc(R"("limits": {"pids_max": "512"})"),
+       {E("/limits/pids_max: " + range_pids + "string")}},
+      {"beyond uint64",
+       Doc(R"("rlimits": {"core_bytes": 18446744073709551616})"),
+       {E("/rlimits/core_bytes: must be an integer from 0 to 1152921504606846976, not "
+          "1.8446744073709552e+19")}},
+      {"memory below minimum",
+       Doc(R"("limits": {"memory_max_bytes": 1024})"),
+       {E("/limits/memory_max_bytes: must be an integer from 16777216 to 1152921504606846976, "
+          "not 1024")}},
+      {"deadline too long",
+       Doc(R"("deadlines": {"wall_seconds": 99999999})"),
+       {E("/deadlines/wall_seconds: must be an integer from 0 to 2592000, not 99999999")}},
+      {"env name",
+       Doc(R"("env": {"pass": ["BAD-NAME"]})"),
+       {E("/env/pass/0: \"BAD-NAME\" is not an environment variable name "
+          "(^[A-Za-z_][A-Za-z0-9_]{0,127}$)")}},
+      {"env name from two sources",
+       Doc(R"("env": {"pass": ["HOME"], "set": {"HOME": "/x"}})"),
+       {E("/env/set/HOME: \"HOME\" is already given by env.pass, env.set or env.secrets")}},
+      {"env set value type",
+       Doc(R"("env": {"set": {"N": 1}})"),
+       {E("/env/set/N: must be a string, not number")}},
+      {"secret is a path",
+       Doc(R"("env": {"secrets": {"TOKEN": "../token"}})"),
+       {E("/env/secrets/TOKEN: \"../token\" is not a plain file name "
+          "(^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$)")}},
+      {"secret is a dot file",
+       Doc(R"("env": {"secrets": {"TOKEN": ".."}})"),
+       {E("/env/secrets/TOKEN: \"..\" is not a plain file name "
+          "(^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$)")}},
+      {"request may not set a secret",
+       Doc(R"("env": {"secrets": {"TOKEN": "t"}}, "request_env": {"allow": ["TOKEN"]})"),
+       {E("/request_env/allow/0: \"TOKEN\" is a secret (env.secrets); a request may not set it")}},
+      {"NUL in a string",
+       Doc(R"("env": {"set": {"A": "x\u0000y"}})"),
+       {E("/env/set/A: contains a NUL byte")}},
+      {"pointer escaping",
+       Doc(R"("limits": {"a/b~c": 1})"),
+       {E("/limits/a~1b~0c: unknown field (known: memory_max_bytes, memory_swap_max_bytes, "
+          "pids_max, cpu_max_percent)")}},
+  };
+  for (const BadCase& c : cases) {
+    SCOPED_TRACE(c.label);
+    EXPECT_EQ(Errors(c.text), c.errors);
+    EXPECT_EQ(ParsePolicy(kFile, c.text).policy, nullptr);
+  }
+}
+
+TEST(PolicyLoaderTest, CollectsEveryErrorAtOnce) {
+  const std::string text = R"({
+    "description": "d", "type": "interactive", "colour": "blue",
+    "run_as": {"user": "root", "shell": "/bin/sh"},
+    "workspace_roots": ["relative", "/srv/ws"],
+    "network": "bridged",
+    "seccomp": {"deny": ["@mout"]},
+    "limits": {"pids_max": 1, "memory_max_bytes": "lots"},
+    "deadlines": {"idle_seconds": -1}
+  })";
+  EXPECT_EQ(Errors(text),
+            (std::vector<std::string>{
+                E("/colour: unknown field (known: description, type, command, "
+                  "bypasses_agent_permissions, run_as, workspace_roots, default_workspace, "
+                  "mounts, state_dirs, hide, network, seccomp, rlimits, limits, deadlines, "
+                  "output, env, request_env)"),
+                E("/command: is required for print and interactive policies (the template the "
+                  "task is appended to)"),
+                E("/bypasses_agent_permissions: is required for print and interactive policies"),
+                E("/run_as/shell: unknown field (known: user, group, allow_root)"),
+                E("/run_as/user: \"root\" is refused unless run_as.allow_root is true"),
+                E("/workspace_roots/0: path \"relative\" is not an absolute path"),
+                E("/network: must be \"none\" or \"host\", not \"bridged\""),
+                E("/seccomp/deny/0: unknown syscall group \"@mout\""),
+                E("/limits/memory_max_bytes: must be an integer from 16777216 to "
+                  "1152921504606846976, not string"),
+                E("/limits/pids_max: must be an integer from 8 to 4194304, not 1"),
+                E("/deadlines/idle_seconds: must be an integer from 0 to 2592000, not -1"),
+            }));
+}
+
+TEST(PolicyLoaderTest, RootAllowedOnlyWhenExplicit) {
+  auto p = MustParse(R"({"description": "d", "type": "exec",
+                         "run_as": {"user": "root", "group": "root", "allow_root": true},
+                         "workspace_roots": ["/srv/ws"]})");
+  ASSERT_NE(p, nullptr);
+  EXPECT_TRUE(p->run_as.allow_root);
+}
+
+TEST(PolicyLoaderTest, PolicyNameIsTheFileStem) {
+  EXPECT_EQ(Errors(Doc(), "/p/Bad_Name.json"),
+            std::vector<std::string>{
+                "/p/Bad_Name.json: policy name \"Bad_Name\" must match ^[a-z0-9][a-z0-9-]{0,63}$"});
+  EXPECT_EQ(Errors(Doc(), "/p/exec.jsonc"),
+            std::vector<std::string>{"/p/exec.jsonc: a policy file is named NAME.json"});
+  EXPECT_EQ(MustParse(Doc(), "/p/claude-opus-4.json")->name, "claude-opus-4");
+}
+
+TEST(PolicyLoaderTest, LoadPolicyFileReportsUnreadableFiles) {
+  TempDir dir;
+  const std::string missing = dir.path() + "/missing.json";
+  EXPECT_EQ(LoadPolicyFile(missing).errors,
+            std::vector<std::string>{missing + ": open(policy file \"" + missing +
+                                     "\"): ENOENT (No such file or directory)"});
+  const std::string sub = dir.Mkdir("sub.json");
+  EXPECT_EQ(LoadPolicyFile(sub).errors,
+            std::vector<std::string>{sub + ": policy file \"" + sub + "\" is not a regular file"});
+  const std::string ok = dir.Write("ok.json", Doc());
+  EXPECT_NE(LoadPolicyFile(ok).policy, nullptr);
+  const std::string loose = dir.Write("loose.json", Doc(), 0666);
+  const auto errors = LoadPolicyFile(loose, {.require_root_owned = true}).errors;
+  ASSERT_EQ(errors.size(), 1u);
+  if (::getuid() == 0) {
+    EXPECT_EQ(errors[0], loose + ": policy file \"" + loose +
+                             "\" has mode 0666: group and others may not write it");
+  } else {
+    EXPECT_NE(errors[0].find("not uid 0"), std::string::npos) << errors[0];
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// PolicySet
+
+TEST(PolicySetTest, LoadsEveryJsonFileAndNeedsExec) {
+  TempDir dir;
+  dir.Write("exec.json", Doc());
+  dir.Write("claude.json", Doc(R"("command": ["claude", "--print"],
+                                  "bypasses_agent_permissions": true)",
+                               "print"));
+  dir.Write("README.md", "not a policy");
+  dir.Write(".hidden.json", "not a policy either");
+  auto set = PolicySet::Load(dir.path());
+  ASSERT_TRUE(set.has_value()) << set.error().what;
+  EXPECT_EQ(set->all().size(), 2u);
+  ASSERT_NE(set->Find("claude"), nullptr);
+  EXPECT_EQ(set->Find("claude")->type, SessionType::kPrint);
+  EXPECT_EQ(set->Find("nope"), nullptr);
+  EXPECT_EQ(set->dir(), dir.path());
+
+  ASSERT_EQ(::unlink((dir.path() + "/exec.json").c_str()), 0);
+  auto no_exec = PolicySet::Load(dir.path());
+  ASSERT_FALSE(no_exec.has_value());
+  EXPECT_EQ(no_exec.error().what,
+            dir.path() + ": no exec.json (the policy of exec sessions without a preset)");
+
+  dir.Write("exec.json", Doc(R"("command": ["x"], "bypasses_agent_permissions": false)", "print"));
+  auto wrong_type = PolicySet::Load(dir.path());
+  ASSERT_FALSE(wrong_type.has_value());
+  EXPECT_EQ(wrong_type.error().what,
+            dir.path() + "/exec.json:/type: the exec policy must have type \"exec\"");
+
+  auto missing = PolicySet::Load(dir.path() + "/nope");
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().errnum, ENOENT);
+}
+
+TEST(PolicySetTest, ReloadKeepsTheOldSetOnError) {
+  TempDir dir;
+  dir.Write("exec.json", Doc(R"("limits": {"pids_max": 100})"));
+  dir.Write("other.json", Doc());
+  auto loaded = PolicySet::Load(dir.path());
+  ASSERT_TRUE(loaded.has_value()) << loaded.error().what;
+  PolicySet current = std::move(*loaded);
+  std::shared_ptr<const Policy> held = current.Find("exec");
+
+  // Two broken files: every problem of every file is reported, nothing is swapped in.
+  dir.Write("exec.json", Doc(R"("limits": {"pids_max": 200}, "bogus": 1)"));
+  dir.Write("other.json", "{");
+  auto reloaded = current.Reload();
+  ASSERT_FALSE(reloaded.has_value());
+  const std::string exec_file = dir.path() + "/exec.json";
+  const std::string other_file = dir.path() + "/other.json";
+  EXPECT_EQ(reloaded.error().what,
+            exec_file +
+                ":/bogus: unknown field (known: description, type, command, "
+                "bypasses_agent_permissions, run_as, workspace_roots, default_workspace, "
+                "mounts, state_dirs, hide, network, seccomp, rlimits, limits, deadlines, "
+                "output, env, request_env)\n" +
+                other_file +
+                ": invalid JSON: line 1, column 2: syntax error while parsing object key - "
+                "unexpected end of input; expected string literal");
+  EXPECT_EQ(current.Find("exec")->limits.pids_max, 100u);  // the old set stays in force
+  EXPECT_EQ(current.all().size(), 2u);
+
+  dir.Write("exec.json", Doc(R"("limits": {"pids_max": 200})"));
+  ASSERT_EQ(::unlink(other_file.c_str()), 0);
+  reloaded = current.Reload();
+  ASSERT_TRUE(reloaded.has_value()) << reloaded.error().what;
+  current = std::move(*reloaded);
+  EXPECT_EQ(current.Find("exec")->limits.pids_max, 200u);
+  EXPECT_EQ(current.all().size(), 1u);
+  EXPECT_EQ(held->limits.pids_max, 100u);  // sessions holding the old policy keep it
+}
+
+// ---------------------------------------------------------------------------------------
+// Tighten
+
+TEST(TightenTest, AbsentFieldsKeepThePolicyValues) {
+  auto p = MustParse(Doc(R"("limits": {"cpu_max_percent": 200})"));
+  auto e = Tighten(*p, {});
+  ASSERT_TRUE(e.has_value()) << e.error().what;
+  EXPECT_EQ(e->policy.limits.memory_max_bytes, p->limits.memory_max_bytes);
+  EXPECT_EQ(e->policy.limits.pids_max, p->limits.pids_max);
+  EXPECT_EQ(e->policy.limits.cpu_max_percent, 200u);
+  EXPECT_EQ(e->policy.deadlines.wall_seconds, p->deadlines.wall_seconds);
+  EXPECT_EQ(e->policy.deadlines.idle_seconds, p->deadlines.idle_seconds);
+  EXPECT_EQ(e->policy.seccomp_program, p->seccomp_program);
+}
+
+TEST(TightenTest, LoweringIsAllowed) {
+  auto p = MustParse(Doc(R"("limits": {"cpu_max_percent": 200})"));
+  RequestedLimits r;
+  r.memory_max_bytes = 512ull << 20;
+  r.memory_swap_max_bytes = 0;
+  r.pids_max = 64;
+  r.cpu_max_percent = 50;
+  r.wall_seconds = 60;
+  r.idle_seconds = 30;
+  auto e = Tighten(*p, r);
+  ASSERT_TRUE(e.has_value()) << e.error().what;
+  EXPECT_EQ(e->policy.limits.memory_max_bytes, 512ull << 20);
+  EXPECT_EQ(e->policy.limits.pids_max, 64u);
+  EXPECT_EQ(e->policy.limits.cpu_max_percent, 50u);
+  EXPECT_EQ(e->policy.deadlines.wall_seconds, 60u);
+  EXPECT_EQ(e->policy.deadlines.idle_seconds, 30u);
+  EXPECT_EQ(p->limits.pids_max, 512u);  // the policy itself is untouched
+}
+
+TEST(TightenTest, RaisingIsAPolicyViolation) {
+  auto p = MustParse(Doc(R"("limits": {"cpu_max_percent": 200})"));
+  struct Case {
+    RequestedLimits r;
+    std::string what;
+  };
+  std::vector<Case> cases(5);
+  cases[0].r.memory_max_bytes = 4ull << 30;
+  cases[0].what =
+      "policy_violation: limits.memory_max_bytes: requested 4294967296 exceeds the "
+      "policy's 2147483648 (policy \"t\"); a request may only lower a limit";
+  cases[1].r.pids_max = 513;
+  cases[1].what =
+      "policy_violation: limits.pids_max: requested 513 exceeds the policy's 512 "
+      "(policy \"t\"); a request may only lower a limit";
+  cases[2].r.cpu_max_percent = 400;
+  cases[2].what =
+      "policy_violation: limits.cpu_max_percent: requested 400 exceeds the policy's "
+      "200 (policy \"t\"); a request may only lower a limit";
+  cases[3].r.wall_seconds = 0;  // "none" is looser than any deadline
+  cases[3].what =
+      "policy_violation: deadlines.wall_seconds: requested 0 (none) exceeds the "
+      "policy's 3600 (policy \"t\"); a request may only lower a limit";
+  cases[4].r.memory_swap_max_bytes = 1;
+  cases[4].what =
+      "policy_violation: limits.memory_swap_max_bytes: requested 1 exceeds the "
+      "policy's 0 (policy \"t\"); a request may only lower a limit";
+  for (const Case& c : cases) {
+    auto e = Tighten(*p, c.r);
+    ASSERT_FALSE(e.has_value());
+    EXPECT_EQ(e.error().what, c.what);
+    EXPECT_EQ(ErrorCode(e.error()), kPolicyViolation);
+  }
+}
+
+TEST(TightenTest, WherePolicyHasNoLimitAnyValueInRangeIsATightening) {
+  auto p = MustParse(Doc(R"("deadlines": {"wall_seconds": 0, "idle_seconds": 0})"));
+  RequestedLimits r;
+  r.wall_seconds = 86400;
+  r.idle_seconds = 0;
+  r.cpu_max_percent = 800;
+  auto e = Tighten(*p, r);
+  ASSERT_TRUE(e.has_value()) << e.error().what;
+  EXPECT_EQ(e->policy.deadlines.wall_seconds, 86400u);
+  EXPECT_EQ(e->policy.deadlines.idle_seconds, 0u);
+  EXPECT_EQ(e->policy.limits.cpu_max_percent, 800u);
+}
+
+TEST(TightenTest, OutOfRangeIsABadRequest) {
+  auto p = MustParse(Doc());
+  RequestedLimits r;
+  r.pids_max = 0;
+  auto e = Tighten(*p, r);
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error().what, "bad_request: limits.pids_max: requested 0 is outside 8..4194304");
+  EXPECT_EQ(ErrorCode(e.error()), kBadRequest);
+  EXPECT_EQ(ErrorCode(PlainError("open(x)")), "internal");
+}
+
+// ---------------------------------------------------------------------------------------
+// ResolveWorkspace
+
+class WorkspaceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = tmp_.Mkdir("root");
+    tmp_.Mkdir("root/proj");
+    tmp_.Mkdir("root/proj/sub");
+    tmp_.Mkdir("root/secret");
+    tmp_.Mkdir("outside");
+    tmp_.Write("root/file", "x");
+    ASSERT_EQ(::symlink((tmp_.path() + "/outside").c_str(), (root_ + "/escape").c_str()), 0);
+    ASSERT_EQ(::symlink("proj/sub", (root_ + "/inner-link").c_str()), 0);
+    policy_.name = "t";
+    policy_.workspace_roots = {root_};
+    policy_.hide = {root_ + "/secret"};
+  }
+  TempDir tmp_;
+  std::string root_;
+  Policy policy_;
+};
+
+TEST_F(WorkspaceTest, InsideARootResolves) {
+  EXPECT_EQ(ResolveWorkspace(policy_, root_ + "/proj").value(), root_ + "/proj");
+  EXPECT_EQ(ResolveWorkspace(policy_, root_).value(), root_);
+  EXPECT_EQ(ResolveWorkspace(policy_, root_ + "/inner-link").value(), root_ + "/proj/sub");
+  EXPECT_EQ(ResolveWorkspace(policy_, root_ + "/proj/sub/..").value(), root_ + "/proj");
+}
+
+TEST_F(WorkspaceTest, OutsideIsAPolicyViolation) {
+  const std::string outside = tmp_.path() + "/outside";
+  auto r = ResolveWorkspace(policy_, outside);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().what, "policy_violation: cwd \"" + outside + "\" resolves to \"" + outside +
+                                "\", outside the workspace roots of policy \"t\" (\"" + root_ +
+                                "\")");
+  EXPECT_EQ(ErrorCode(r.error()), kPolicyViolation);
+}
+
+TEST_F(WorkspaceTest, SymlinkEscapingARootIsRefused) {
+  auto r = ResolveWorkspace(policy_, root_ + "/escape");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().what, "policy_violation: cwd \"" + root_ + "/escape\" resolves to \"" +
+                                tmp_.path() +
+                                "/outside\", outside the workspace roots of policy "
+                                "\"t\" (\"" +
+                                root_ + "\")");
+}
+
+TEST_F(WorkspaceTest, DotDotLeavingARootIsRefused) {
+  auto r = ResolveWorkspace(policy_, root_ + "/proj/../../outside");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(ErrorCode(r.error()), kPolicyViolation);
+  EXPECT_NE(r.error().what.find("resolves to \"" + tmp_.path() + "/outside\""), std::string::npos);
+  // A sibling whose name merely starts with the root's is outside too.
+  tmp_.Mkdir("root2");
+  EXPECT_FALSE(ResolveWorkspace(policy_, root_ + "2").has_value());
+}
+
+TEST_F(WorkspaceTest, HiddenPathsAreRefused) {
+  auto r = ResolveWorkspace(policy_, root_ + "/secret");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().what, "policy_violation: cwd \"" + root_ + "/secret\" resolves to \"" +
+                                root_ + "/secret\", inside the hidden path \"" + root_ +
+                                "/secret\"");
+}
+
+TEST_F(WorkspaceTest, BadCwdsAreBadRequests) {
+  auto missing = ResolveWorkspace(policy_, root_ + "/missing");
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().errnum, ENOENT);
+  EXPECT_EQ(missing.error().what, "bad_request: cwd \"" + root_ + "/missing\": realpath");
+  EXPECT_EQ(ResolveWorkspace(policy_, "proj").error().what,
+            "bad_request: cwd \"proj\" is not an absolute path");
+  EXPECT_EQ(ResolveWorkspace(policy_, root_ + "/file").error().what,
+            "bad_request: cwd \"" + root_ + "/file\" is not a directory");
+  EXPECT_EQ(ResolveWorkspace(policy_, "").error().what,
+            "bad_request: cwd: none given and policy \"t\" has no default_workspace");
+  policy_.default_workspace = root_ + "/proj";
+  EXPECT_EQ(ResolveWorkspace(policy_, "").value(), root_ + "/proj");
+}
+
+// ---------------------------------------------------------------------------------------
+// BuildSpawnRequest
+
+class BuildSpawnRequestTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ws_ = tmp_.Mkdir("ws");
+    tmp_.Mkdir("ws/proj");
+    creds_ = tmp_.Mkdir("creds", 0700);
+    tmp_.Write("creds/api-key", "s3cret-value\n", 0600);
+    tmp_.Write("creds/loose", "x", 0644);
+    ASSERT_EQ(::symlink("api-key", (creds_ + "/link").c_str()), 0);
+    host_.credentials_dir = creds_;
+    host_.credentials_owner = ::getuid();
+    host_.lookup_user = [](const std::string& u) -> std::optional<UserIds> {
+      static const std::map<std::string, UserIds> users = {
+          {"agent", {1234, 2345}}, {"toor", {0, 0}}, {"nobody", {65534, 65534}}};
+      auto it = users.find(u);
+      return it == users.end() ? std::nullopt : std::optional<UserIds>(it->second);
+    };
+    host_.lookup_group = [](const std::string& g) -> std::optional<gid_t> {
+      return g == "agents" ? std::optional<gid_t>(3456) : std::nullopt;
+    };
+    host_.getenv = [](const std::string& n) -> std::optional<std::string> {
+      if (n == "TZ") return "Europe/Paris";
+      return std::nullopt;
+    };
+  }
+
+  std::shared_ptr<const Policy> Load(const std::string& extra, const std::string& type = "exec",
+                                     const std::string& user = "agent") {
+    return MustParse(R"({"description": "d", "type": ")" + type + R"(", "run_as": {"user": ")" +
+                     user + R"("}, "workspace_roots": [")" + ws_ + "\"]" +
+                     (extra.empty() ? "" : ", " + extra) + "}");
+  }
+  Result<sandbox::SpawnRequest> Build(const Policy& p, SessionLaunch launch) {
+    auto e = Tighten(p, {});
+    EXPECT_TRUE(e.has_value());
+    effective_ = std::move(*e);
+    return BuildSpawnRequest(effective_, launch, host_);
+  }
+  SessionLaunch Launch(const std::string& task = "make test") {
+    SessionLaunch l;
+    l.task = task;
+    l.cwd = ws_ + "/proj";
+    return l;
+  }
+
+  TempDir tmp_;
+  std::string ws_;
+  std::string creds_;
+  SpawnHost host_;
+  EffectivePolicy effective_;
+};
+
+TEST_F(BuildSpawnRequestTest, ExecDefaultsToShell) {
+  auto p = Load("");
+  auto r = Build(*p, Launch("echo hi; exit 3"));
+  ASSERT_TRUE(r.has_value()) << r.error().what;
+  EXPECT_EQ(r->argv, (std::vector<std::string>{"/bin/sh", "-lc", "echo hi; exit 3"}));
+  EXPECT_EQ(r->workspace, ws_ + "/proj");
+  EXPECT_EQ(r->uid, 1234u);
+  EXPECT_EQ(r->gid, 2345u);
+  EXPECT_FALSE(r->allow_root);
+  EXPECT_EQ(r->stdio, sandbox::StdioMode::kPipes);
+  EXPECT_EQ(r->network, sandbox::NetworkMode::kNone);
+  EXPECT_EQ(r->seccomp, effective_.policy.seccomp_program->fprog());
+  EXPECT_TRUE(r->env.empty());
+  EXPECT_EQ(r->limits.memory_max_bytes, 2ull << 30);
+  EXPECT_EQ(r->limits.memory_swap_max_bytes, 0u);
+  EXPECT_EQ(r->limits.pids_max, 512u);
+  EXPECT_FALSE(r->limits.cpu_max.has_value());
+  EXPECT_TRUE(r->rlimits.empty());  // sandbox::DefaultRlimits() apply
+  ASSERT_EQ(r->binds.size(), 1u);
+  EXPECT_EQ(r->binds[0].source, ws_ + "/proj");
+  EXPECT_EQ(r->binds[0].target, ws_ + "/proj");
+  EXPECT_EQ(r->binds[0].mode, sandbox::BindMode::kReadWrite);
+  EXPECT_EQ(r->hide, effective_.policy.HiddenPaths());
+}
+
+TEST_F(BuildSpawnRequestTest, TaskIsAppendedLastToTheTemplate) {
+  auto p = Load(R"("command": ["claude", "--print", "--model", "opus"],
+                   "bypasses_agent_permissions": true)",
+                "print");
+  auto r = Build(*p, Launch("fix the bug"));
+  ASSERT_TRUE(r.has_value()) << r.error().what;
+  EXPECT_EQ(r->argv,
+            (std::vector<std::string>{"claude", "--print", "--model", "opus", "fix the bug"}));
+
+  SessionLaunch own = Launch();
+  own.command = std::vector<std::string>{"/bin/rm", "-rf"};
+  auto refused = Build(*p, own);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().what,
+            "policy_violation: command: policy \"t\" fixes the command; a request may not give "
+            "one");
+}
+
+TEST_F(BuildSpawnRequestTest, ExecRequestMayNameItsCommand) {
+  auto p = Load("");
+  SessionLaunch l = Launch("file.txt");
+  l.command = std::vector<std::string>{"wc", "-l"};
+  auto r = Build(*p, l);
+  ASSERT_TRUE(r.has_value()) << r.error().what;
+  EXPECT_EQ(r->argv, (std::vector<std::string>{"wc", "-l", "file.txt"}));
+}
+
+TEST_F(BuildSpawnRequestTest, InteractiveGetsAPty) {
+  auto p = Load(R"("command": ["claude"], "bypasses_agent_permissions": true)", "interactive");
+  auto r = Build(*p, Launch());
+  ASSERT_TRUE(r.has_value()) << r.error().what;
+  EXPECT_EQ(r->stdio, sandbox::StdioMode::kPty);
+}
+
+TEST_F(BuildSpawnRequestTest, EnvironmentIsAnAllowlistWithSecrets) {
+  auto p = Load(R"("env": {"pass": ["TZ", "HOSTNAME"],
+                           "set": {"PATH": "/opt/bin:/usr/bin", "LANG": "C.UTF-8"},
+                           "secrets": {"API_KEY": "api-key"}},
+                   "request_env": {"allow": ["LANG", "DEBUG"]})");
+  SessionLaunch l = Launch();
+  l.env = {{"LANG", "fr_FR.UTF-8"}, {"DEBUG", "1"}};
+  auto r = Build(*p, l);
+  ASSERT_TRUE(r.has_value()) << r.error().what;
+  // Sorted by name; HOSTNAME is not in the (fake) supervisor environment; the request
+  // overrides LANG; the secret's trailing newline is dropped.
+  EXPECT_EQ(r->env, (std::vector<std::string>{"API_KEY=s3cret-value", "DEBUG=1", "LANG=fr_FR.UTF-8",
+                                              "PATH=/opt/bin:/usr/bin", "TZ=Europe/Paris"}));
+  EXPECT_EQ(r->search_path, "/opt/bin:/usr/bin");
+
+  l.env = {{"LD_PRELOAD", "/tmp/x.so"}};
+  auto refused = Build(*p, l);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().what,
+            "policy_violation: env.LD_PRELOAD: not in request_env.allow of policy \"t\"");
+  l.env = {{"API_KEY", "mine"}};
+  EXPECT_EQ(ErrorCode(Build(*p, l).error()), kPolicyViolation);
+  l.env = {{"DEBUG", std::string("a\0b", 3)}};
+  EXPECT_EQ(ErrorCode(Build(*p, l).error()), kBadRequest);
+}
+
+TEST_F(BuildSpawnRequestTest, SecretsMustBePrivateRegularFiles) {
+  struct Case {
+    std::string credential;
+    std::string what;
+  };
+  const Case cases[] = {
+      {"loose",
+       "policy \"t\", env.secrets.K: credential \"loose\" has mode 0644: group may not "
+       "write it and others may not read it"},
+      {"missing", "policy \"t\", env.secrets.K: open(credential \"missing\")"},
+      {"link", "policy \"t\", env.secrets.K: open(credential \"link\")"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.credential);
+    auto p = Load(R"("env": {"secrets": {"K": ")" + c.credential + "\"}}");
+    auto r = Build(*p, Launch());
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().what, c.what);
+    EXPECT_EQ(r.error().what.find("s3cret"), std::string::npos);
+  }
+  // The directory itself must not be writable by others.
+  ASSERT_EQ(::chmod(creds_.c_str(), 0777), 0);
+  auto p = Load(R"("env": {"secrets": {"K": "api-key"}})");
+  auto r = Build(*p, Launch());
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().what, "policy \"t\": credentials directory \"" + creds_ +
+                                "\" must belong to uid " + std::to_string(::getuid()) +
+                                " and not be writable by group or others");
+  ASSERT_EQ(::chmod(creds_.c_str(), 0700), 0);
+  host_.credentials_owner = ::getuid() + 1;
+  EXPECT_FALSE(Build(*p, Launch()).has_value());
+}
+
+TEST_F(BuildSpawnRequestTest, BindsHidesLimitsAndRlimits) {
+  const std::string opt = tmp_.Mkdir("opt");
+  const std::string state = tmp_.Mkdir("state");
+  auto p = Load(R"("mounts": [{"source": ")" + opt + R"(", "target": "/opt/tools"}],
+                   "state_dirs": [")" +
+                state + R"("],
+                   "hide": ["/home"],
+                   "network": "host",
+                   "limits": {"memory_max_bytes": 1073741824, "memory_swap_max_bytes": 0,
+                              "pids_max": 64, "cpu_max_percent": 150},
+                   "rlimits": {"core_bytes": 0, "nofile": 1024, "stack_bytes": 8388608})");
+  RequestedLimits lower;
+  lower.pids_max = 32;
+  auto e = Tighten(*p, lower);
+  ASSERT_TRUE(e.has_value());
+  auto r = BuildSpawnRequest(*e, Launch(), host_);
+  ASSERT_TRUE(r.has_value()) << r.error().what;
+  ASSERT_EQ(r->binds.size(), 3u);
+  EXPECT_EQ(r->binds[0].source, opt);
+  EXPECT_EQ(r->binds[0].target, "/opt/tools");
+  EXPECT_EQ(r->binds[0].mode, sandbox::BindMode::kReadOnly);
+  EXPECT_EQ(r->binds[1].target, state);
+  EXPECT_EQ(r->binds[1].mode, sandbox::BindMode::kReadWrite);
+  EXPECT_EQ(r->binds[2].target, ws_ + "/proj");  // the workspace comes last
+  EXPECT_EQ(r->hide, (std::vector<std::string>{"/etc/monkeyproof", "/var/lib/monkeyproof/state",
+                                               "/run/monkeyproof", "/run/credentials", "/home"}));
+  EXPECT_EQ(r->network, sandbox::NetworkMode::kHost);
+  EXPECT_EQ(r->limits.memory_max_bytes, 1ull << 30);
+  EXPECT_EQ(r->limits.pids_max, 32u);
+  EXPECT_EQ(r->limits.cpu_max, "150000 100000");
+  ASSERT_EQ(r->rlimits.size(), 3u);
+  EXPECT_EQ(r->rlimits[0].resource, RLIMIT_CORE);
+  EXPECT_EQ(r->rlimits[0].soft, 0u);
+  EXPECT_EQ(r->rlimits[1].resource, RLIMIT_NOFILE);
+  EXPECT_EQ(r->rlimits[1].hard, 1024u);
+  EXPECT_EQ(r->rlimits[2].resource, RLIMIT_STACK);
+  EXPECT_EQ(r->rlimits[2].soft, 8u << 20);
+}
+
+TEST_F(BuildSpawnRequestTest, RunAsIdsAreResolvedAndRootRefused) {
+  auto grouped = MustParse(R"({"description": "d", "type": "exec",
+                               "run_as": {"user": "agent", "group": "agents"},
+                               "workspace_roots": [")" +
+                           ws_ + "\"]}");
+  auto r = Build(*grouped, Launch());
+  ASSERT_TRUE(r.has_value()) << r.error().what;
+  EXPECT_EQ(r->uid, 1234u);
+  EXPECT_EQ(r->gid, 3456u);
+
+  auto unknown = Load("", "exec", "ghost");
+  EXPECT_EQ(Build(*unknown, Launch()).error().what,
+            "policy \"t\": run_as.user \"ghost\": no such user");
+
+  // A uid-0 account under another name is caught when the ids are known.
+  auto toor = Load("", "exec", "toor");
+  EXPECT_EQ(Build(*toor, Launch()).error().what,
+            "policy \"t\": run_as \"toor\" resolves to uid 0 gid 0; id 0 is refused unless "
+            "run_as.allow_root is true");
+  auto allowed = MustParse(R"({"description": "d", "type": "exec",
+                               "run_as": {"user": "toor", "allow_root": true},
+                               "workspace_roots": [")" +
+                           ws_ + "\"]}");
+  auto root = Build(*allowed, Launch());
+  ASSERT_TRUE(root.has_value()) << root.error().what;
+  EXPECT_TRUE(root->allow_root);
+}
+
+TEST_F(BuildSpawnRequestTest, BadTasksAndCwds) {
+  auto p = Load("");
+  EXPECT_EQ(Build(*p, Launch("")).error().what, "bad_request: task: is empty");
+  EXPECT_EQ(Build(*p, Launch(std::string(200000, 'x'))).error().what,
+            "bad_request: task: 200000 bytes; one argument may hold at most 131071");
+  SessionLaunch l = Launch();
+  l.cwd = "/";
+  EXPECT_EQ(ErrorCode(Build(*p, l).error()), kPolicyViolation);
+}
+
+TEST(SystemSpawnHostTest, LooksUpTheRealUserDatabase) {
+  SpawnHost host = SystemSpawnHost();
+  auto root = host.lookup_user("root");
+  ASSERT_TRUE(root.has_value());
+  EXPECT_EQ(root->uid, 0u);
+  EXPECT_EQ(host.lookup_group("root"), std::optional<gid_t>(0));
+  auto nobody = host.lookup_user("nobody");
+  ASSERT_TRUE(nobody.has_value());
+  EXPECT_NE(nobody->uid, 0u);
+  EXPECT_FALSE(host.lookup_user("mp-no-such-user-x").has_value());
+  EXPECT_EQ(host.credentials_dir, "/etc/monkeyproof/credentials");
+  EXPECT_EQ(host.credentials_owner, 0u);
+}
+
+// ---------------------------------------------------------------------------------------
+// The repository's own policies and their documentation.
+
+TEST(RepoPoliciesTest, EveryShippedPolicyLoads) {
+  auto set = PolicySet::Load(MP_REPO_POLICIES_DIR);
+  ASSERT_TRUE(set.has_value()) << set.error().what;
+  ASSERT_NE(set->Find("exec"), nullptr);
+  const Policy& exec = *set->Find("exec");
+  EXPECT_EQ(exec.run_as.user, "nobody");
+  EXPECT_EQ(exec.network, sandbox::NetworkMode::kNone);
+  EXPECT_EQ(exec.limits.memory_max_bytes, 2ull << 30);
+  EXPECT_EQ(exec.limits.pids_max, 512u);
+  EXPECT_EQ(exec.deadlines.wall_seconds, 3600u);
+  EXPECT_EQ(exec.deadlines.idle_seconds, 900u);
+  EXPECT_TRUE(exec.env.pass.empty());
+}
+
+// docs/policies.md must list every seccomp group with its help text and every always-hidden
+// path, so that the documentation cannot drift from syscall_groups.cc and policy.h.
+TEST(RepoPoliciesTest, DocumentationListsGroupsAndHiddenPaths) {
+  std::ifstream in(MP_POLICIES_DOC);
+  ASSERT_TRUE(in.good()) << MP_POLICIES_DOC;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string doc = ss.str();
+  for (const sandbox::SyscallGroup& g : sandbox::SyscallGroups()) {
+    EXPECT_NE(doc.find("| `" + std::string(g.name) + "` | " + std::string(g.help) + " |"),
+              std::string::npos)
+        << g.name;
+  }
+  for (std::string_view h : kAlwaysHiddenPaths) {
+    EXPECT_NE(doc.find("`" + std::string(h) + "`"), std::string::npos) << h;
+  }
+}
+
+}  // namespace
+}  // namespace mp::supervisor

@@ -15,6 +15,7 @@
 #include <linux/seccomp.h>
 #include <linux/securebits.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -201,6 +202,95 @@ void SetupDev(const ChildPlan& p, int new_root) {
   ::close(dev);
 }
 
+// What runc masks: /proc files that let uid 0 (even without capabilities)
+// reach host-wide kernel state. Read-only binds over themselves, /dev/null
+// over the rest. Harmless for unprivileged sessions, essential for root ones.
+void MaskProc(const ChildPlan& p, int proc) {
+  const char* const read_only[] = {"sys", "sysrq-trigger", "irq", "bus", "fs"};
+  for (const char* name : read_only) {
+    const int tree = ::open_tree(proc, name, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (tree < 0) {
+      if (errno == ENOENT) continue;
+      Fail(p.report_fd, ChildStep::kMountProc, errno, name);
+    }
+    if (SetAttr(tree, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, 0) < 0 ||
+        ::move_mount(tree, "", proc, name, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+      Fail(p.report_fd, ChildStep::kMountProc, errno, name);
+    }
+    ::close(tree);
+  }
+  const char* const covered[] = {"kcore", "kallsyms", "timer_list", "keys", "latency_stats",
+                                 "sched_debug", "scsi"};
+  for (const char* name : covered) {
+    const int probe = ::openat(proc, name, O_PATH | O_CLOEXEC | O_NOFOLLOW);
+    if (probe < 0) continue;
+    struct stat st;
+    const bool dir = ::fstat(probe, &st) == 0 && S_ISDIR(st.st_mode);
+    ::close(probe);
+    int cover;
+    if (dir) {
+      const char* const opts[] = {"mode", "0", "size", "4096", "nr_inodes", "1", nullptr};
+      cover = MakeFs("tmpfs", opts, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                        MOUNT_ATTR_NOEXEC);
+    } else {
+      cover = ::open_tree(AT_FDCWD, "/dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    }
+    if (cover < 0 || ::move_mount(cover, "", proc, name, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+      Fail(p.report_fd, ChildStep::kMountProc, errno, name);
+    }
+    ::close(cover);
+  }
+}
+
+// Opens a bind target below new_root, creating missing components inside a
+// (still writable) hidden directory. Elsewhere the read-only root refuses
+// the mkdir and the target's absence is reported.
+int EnsureTarget(const ChildPlan& p, int new_root, const char* target, bool is_dir) {
+  const int fd = OpenInRoot(new_root, target);
+  if (fd >= 0) return fd;
+  if (errno != ENOENT) Fail(p.report_fd, ChildStep::kMountBind, errno, target);
+  char prefix[4096];
+  const size_t len = std::strlen(target);
+  if (len >= sizeof prefix) Fail(p.report_fd, ChildStep::kMountBind, ENAMETOOLONG, target);
+  size_t pos = 1;
+  while (pos <= len) {
+    size_t end = pos;
+    while (end < len && target[end] != '/') ++end;
+    std::memcpy(prefix, target, end);
+    prefix[end] = '\0';
+    const int probe = OpenInRoot(new_root, prefix);
+    if (probe >= 0) {
+      ::close(probe);
+    } else if (errno == ENOENT) {
+      // The parent exists (checked last round); create this component in it.
+      const size_t slash = pos - 1;
+      char parent[4096];
+      std::memcpy(parent, target, slash == 0 ? 1 : slash);
+      parent[slash == 0 ? 1 : slash] = '\0';
+      const int dir = OpenInRoot(new_root, parent);
+      if (dir < 0) Fail(p.report_fd, ChildStep::kMountBind, errno, target);
+      const bool last = end == len;
+      int rc;
+      if (last && !is_dir) {
+        rc = ::openat(dir, prefix + pos, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (rc >= 0) ::close(rc);
+      } else {
+        rc = ::mkdirat(dir, prefix + pos, 0755);
+      }
+      const int err = errno;
+      ::close(dir);
+      // EROFS: not inside a hidden directory: the target simply does not exist.
+      if (rc < 0) Fail(p.report_fd, ChildStep::kMountBind, err == EROFS ? ENOENT : err, target);
+    } else {
+      Fail(p.report_fd, ChildStep::kMountBind, errno, target);
+    }
+    pos = end + 1;
+  }
+  const int made = OpenInRoot(new_root, target);
+  if (made < 0) Fail(p.report_fd, ChildStep::kMountBind, errno, target);
+  return made;
+}
+
 void SetupFilesystem(const ChildPlan& p) {
   const int rfd = p.report_fd;
   // Nothing we mount may propagate back to the host's namespace.
@@ -209,19 +299,25 @@ void SetupFilesystem(const ChildPlan& p) {
   }
   // Clone every bind source before the staging tmpfs covers anything.
   int bind_trees[kMaxBinds];
+  bool bind_is_dir[kMaxBinds];
   for (size_t i = 0; i < p.bind_count; ++i) {
     const PlanBind& b = p.binds[i];
     const int src = OpenAt2(AT_FDCWD, b.source, O_PATH | O_CLOEXEC,
                             RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
     if (src < 0) Fail(rfd, ChildStep::kMountBind, errno, b.source);
+    struct stat st;
+    if (::fstat(src, &st) < 0) Fail(rfd, ChildStep::kMountBind, errno, b.source);
+    bind_is_dir[i] = S_ISDIR(st.st_mode);
     bind_trees[i] = ::open_tree(src, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
                                              AT_RECURSIVE);
     if (bind_trees[i] < 0) Fail(rfd, ChildStep::kMountBind, errno, b.source);
     ::close(src);
+    // Read-write binds never clear RDONLY: that would, recursively, make
+    // writable what the host mounted read-only below the source.
     const uint64_t common = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
     const int rc = b.mode == BindMode::kReadOnly
                        ? SetAttr(bind_trees[i], common | MOUNT_ATTR_RDONLY, 0)
-                       : SetAttr(bind_trees[i], common, MOUNT_ATTR_RDONLY);
+                       : SetAttr(bind_trees[i], common, 0);
     if (rc < 0) Fail(rfd, ChildStep::kMountBind, errno, b.source);
   }
   const int root_tree =
@@ -240,9 +336,37 @@ void SetupFilesystem(const ChildPlan& p) {
   }
   const int new_root = root_tree;  // now attached: the root of the sandbox's tree
 
+  // Hides come first, so that a bind may land inside a hidden directory: the
+  // other workspaces under a root stay covered while this session's is shown.
+  int hide_mounts[kMaxHides];
+  size_t hide_count = 0;
+  for (size_t i = 0; i < p.hide_count; ++i) {
+    const PlanHide& h = p.hides[i];
+    const int target = OpenInRoot(new_root, h.target);
+    if (target < 0) {
+      if (errno == ENOENT) continue;  // nothing there to hide
+      Fail(rfd, ChildStep::kMountHide, errno, h.target);
+    }
+    int cover;
+    if (h.is_directory) {
+      const char* const opts[] = {"mode", "0755", "size", "65536", "nr_inodes", "1024", nullptr};
+      cover = MakeFs("tmpfs", opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+    } else {
+      cover = ::open_tree(AT_FDCWD, "/dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+      if (cover >= 0 && SetAttr(cover, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV, 0) < 0) cover = -1;
+    }
+    if (cover < 0 || AttachAt(cover, target) < 0) Fail(rfd, ChildStep::kMountHide, errno, h.target);
+    ::close(target);
+    if (h.is_directory) {
+      hide_mounts[hide_count++] = cover;
+    } else {
+      ::close(cover);
+    }
+  }
+
   for (size_t i = 0; i < p.bind_count; ++i) {
-    const int target = OpenInRoot(new_root, p.binds[i].target);
-    if (target < 0 || AttachAt(bind_trees[i], target) < 0) {
+    const int target = EnsureTarget(p, new_root, p.binds[i].target, bind_is_dir[i]);
+    if (AttachAt(bind_trees[i], target) < 0) {
       Fail(rfd, ChildStep::kMountBind, errno, p.binds[i].target);
     }
     ::close(target);
@@ -256,8 +380,20 @@ void SetupFilesystem(const ChildPlan& p) {
   if (proc < 0 || proc_target < 0 || AttachAt(proc, proc_target) < 0) {
     Fail(rfd, ChildStep::kMountProc, errno, "/proc");
   }
-  ::close(proc);
   ::close(proc_target);
+  MaskProc(p, proc);
+  ::close(proc);
+
+  // A fresh cgroup2 mount made inside the cgroup namespace shows only the
+  // session's own leaf (for runtimes that size themselves from memory.max).
+  const int cg_target = OpenInRoot(new_root, "/sys/fs/cgroup");
+  if (cg_target >= 0) {
+    const int cg = MakeFs("cgroup2", nullptr, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+                                                  MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+    if (cg < 0 || AttachAt(cg, cg_target) < 0) Fail(rfd, ChildStep::kMountCgroup, errno, "/sys/fs/cgroup");
+    ::close(cg);
+    ::close(cg_target);
+  }
 
   SetupDev(p, new_root);
 
@@ -272,25 +408,15 @@ void SetupFilesystem(const ChildPlan& p) {
   ::close(tmp);
   ::close(tmp_target);
 
-  for (size_t i = 0; i < p.hide_count; ++i) {
-    const PlanHide& h = p.hides[i];
-    const int target = OpenInRoot(new_root, h.target);
-    if (target < 0) {
-      if (errno == ENOENT) continue;  // nothing there to hide
-      Fail(rfd, ChildStep::kMountHide, errno, h.target);
+  // Hidden directories were writable while binds were placed in them; seal them.
+  struct mount_attr sealed;
+  std::memset(&sealed, 0, sizeof sealed);
+  sealed.attr_set = MOUNT_ATTR_RDONLY;
+  for (size_t i = 0; i < hide_count; ++i) {
+    if (::mount_setattr(hide_mounts[i], "", AT_EMPTY_PATH, &sealed, sizeof sealed) < 0) {
+      Fail(rfd, ChildStep::kMountHide, errno, "seal");
     }
-    int cover;
-    if (h.is_directory) {
-      const char* const opts[] = {"mode", "0", "size", "4096", "nr_inodes", "1", nullptr};
-      cover = MakeFs("tmpfs", opts,
-                     MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
-    } else {
-      cover = ::open_tree(AT_FDCWD, "/dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-      if (cover >= 0 && SetAttr(cover, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV, 0) < 0) cover = -1;
-    }
-    if (cover < 0 || AttachAt(cover, target) < 0) Fail(rfd, ChildStep::kMountHide, errno, h.target);
-    ::close(cover);
-    ::close(target);
+    ::close(hide_mounts[i]);
   }
 
   // pivot_root(".", "."): the old root ends up stacked on "." and is detached
@@ -329,9 +455,12 @@ void DropPrivileges(const ChildPlan& p) {
     }
   }
   if (p.change_ids) {
-    if (::setgroups(0, nullptr) < 0) Fail(rfd, ChildStep::kSetgroups, errno, "setgroups");
-    if (::setresgid(p.gid, p.gid, p.gid) < 0) Fail(rfd, ChildStep::kSetgid, errno, "setresgid");
-    if (::setresuid(p.uid, p.uid, p.uid) < 0) Fail(rfd, ChildStep::kSetuid, errno, "setresuid");
+    // Raw syscalls: glibc's wrappers broadcast to every thread of the process
+    // (__nptl_setxid), taking locks a thread of the supervisor may have held
+    // at clone time. This process has one thread.
+    if (::syscall(SYS_setgroups, 0, nullptr) < 0) Fail(rfd, ChildStep::kSetgroups, errno, "setgroups");
+    if (::syscall(SYS_setresgid, p.gid, p.gid, p.gid) < 0) Fail(rfd, ChildStep::kSetgid, errno, "setresgid");
+    if (::syscall(SYS_setresuid, p.uid, p.uid, p.uid) < 0) Fail(rfd, ChildStep::kSetuid, errno, "setresuid");
   }
   if (p.drop_capabilities) {
     if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) {
@@ -403,8 +532,11 @@ void DropPrivileges(const ChildPlan& p) {
 [[noreturn]] void RunInit(const ChildPlan& p, pid_t command, int exec_status_fd) {
   // The init keeps nothing of the command's stdio open, so EOF on the output
   // pipes means the command side is done.
+  // Nothing in the sandbox may read init's memory or fds through /proc.
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   for (int fd = 0; fd < 3 && null_fd >= 0; ++fd) ::dup2(null_fd, fd);
+  if (null_fd > 2) ::close(null_fd);
   const int stdio[3] = {p.stdin_fd, p.stdout_fd, p.stderr_fd};
   for (int fd : stdio) {
     if (fd > 2) ::close(fd);
@@ -432,8 +564,14 @@ void DropPrivileges(const ChildPlan& p) {
     siginfo_t info;
     const int sig = ::sigwaitinfo(&all, &info);
     if (sig < 0) continue;
+    if (sig == SIGTERM || sig == SIGHUP) {
+      // The supervisor's "terminate the session": every process in the
+      // namespace but init itself, double-forked daemons included.
+      ::kill(-1, sig);
+      continue;
+    }
     if (sig != SIGCHLD) {
-      // Forward to the command's process group; the tree is the supervisor's to kill.
+      // Anything else (SIGINT, SIGWINCH, SIGUSR1, ...) goes to the command's process group.
       ::kill(-command, sig);
       continue;
     }
@@ -452,6 +590,32 @@ void DropPrivileges(const ChildPlan& p) {
   }
 }
 
+// Closes every fd the supervisor had open except the plan's: without this,
+// init (which never execs) would hold other sessions' pipes and this
+// session's own stdin write end, and EOF would never come.
+void CloseInheritedFds(const ChildPlan& p) {
+  int keep[5] = {p.report_fd, p.stdin_fd, p.stdout_fd, p.stderr_fd, p.parent_pidfd};
+  // Sort the few kept fds (insertion sort: no allocation).
+  for (int i = 1; i < 5; ++i) {
+    for (int j = i; j > 0 && keep[j - 1] > keep[j]; --j) {
+      const int t = keep[j];
+      keep[j] = keep[j - 1];
+      keep[j - 1] = t;
+    }
+  }
+  unsigned first = 3;
+  for (int fd : keep) {
+    if (fd < static_cast<int>(first)) continue;
+    if (static_cast<unsigned>(fd) > first) {
+      if (::close_range(first, static_cast<unsigned>(fd) - 1, 0) < 0) {
+        Fail(p.report_fd, ChildStep::kCloseInherited, errno, "close_range");
+      }
+    }
+    first = static_cast<unsigned>(fd) + 1;
+  }
+  if (::close_range(first, ~0U, 0) < 0) Fail(p.report_fd, ChildStep::kCloseInherited, errno, "close_range");
+}
+
 }  // namespace
 
 [[noreturn]] void RunChild(const ChildPlan& p) {
@@ -464,6 +628,8 @@ void DropPrivileges(const ChildPlan& p) {
   sigset_t all;
   sigfillset(&all);
   ::sigprocmask(SIG_SETMASK, &all, nullptr);  // the init loop takes signals with sigwaitinfo
+
+  CloseInheritedFds(p);
 
   if (p.wait_for_go) {
     char go = 0;
@@ -493,6 +659,12 @@ void DropPrivileges(const ChildPlan& p) {
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) {
     Fail(rfd, ChildStep::kParentDeathSignal, errno, "PR_SET_PDEATHSIG");
   }
+  // The supervisor may have died before the prctl: its pidfd tells.
+  if (p.parent_pidfd >= 0) {
+    struct pollfd pfd = {p.parent_pidfd, POLLIN, 0};
+    if (::poll(&pfd, 1, 0) != 0) ::_exit(125);
+    ::close(p.parent_pidfd);
+  }
   if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) Fail(rfd, ChildStep::kCloseFds, errno, "close_range");
   if (p.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
     Fail(rfd, ChildStep::kNoNewPrivs, errno, "PR_SET_NO_NEW_PRIVS");
@@ -520,6 +692,8 @@ void DropPrivileges(const ChildPlan& p) {
 const char* ChildStepName(ChildStep step) {
   switch (step) {
     case ChildStep::kNone: return "none";
+    case ChildStep::kCloseInherited: return "close inherited fds";
+    case ChildStep::kMountCgroup: return "mount /sys/fs/cgroup";
     case ChildStep::kWaitGo: return "wait for parent";
     case ChildStep::kParentDeathSignal: return "parent-death signal";
     case ChildStep::kSetsid: return "setsid";

@@ -10,7 +10,8 @@ namespace mp::sandbox {
 
 // Runs the fixed sequence (see child.cc) and never returns: the process
 // becomes the sandbox's init, which forks and execs the command, reaps
-// orphans, forwards signals to the command's process group, and reports the
+// orphans, forwards SIGTERM/SIGHUP to every process of the namespace and other
+// signals to the command's process group, and reports the
 // command's wait status before it exits.
 [[noreturn]] void RunChild(const ChildPlan& plan);
 

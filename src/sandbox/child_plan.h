@@ -18,6 +18,7 @@ namespace mp::sandbox {
 // Steps of the child's fixed sequence; reported with the errno on failure.
 enum class ChildStep : uint32_t {
   kNone = 0,
+  kCloseInherited,
   kWaitGo,
   kParentDeathSignal,
   kSetsid,
@@ -42,6 +43,7 @@ enum class ChildStep : uint32_t {
   kSetuid,
   kCapClear,
   kCloseFds,
+  kMountCgroup,
   kNoNewPrivs,
   kSeccomp,
   kForkCommand,
@@ -61,7 +63,7 @@ struct PlanBind {
 
 struct PlanHide {
   const char* target;  // absolute path to cover: a directory gets an empty tmpfs, a file /dev/null
-  bool is_directory;
+  bool is_directory;   // binds may land inside a hidden directory (a workspace under its root)
 };
 
 struct PlanRlimit {
@@ -70,7 +72,7 @@ struct PlanRlimit {
 };
 
 inline constexpr size_t kMaxBinds = 32;
-inline constexpr size_t kMaxHides = 32;
+inline constexpr size_t kMaxHides = 48;
 inline constexpr size_t kMaxRlimits = 16;
 
 // Fixed report the child sends over the handshake socket when a step fails,
@@ -127,6 +129,7 @@ struct ChildPlan {
   bool pty;                     // stdin_fd is a PTY slave: make it the controlling terminal
 
   int report_fd;                // child's end of the handshake socket
+  int parent_pidfd;             // pidfd of the supervisor: the child exits if it is gone
   bool wait_for_go;             // wait for the parent's GO byte (user namespace maps)
 };
 static_assert(std::is_standard_layout_v<ChildPlan>);

@@ -251,6 +251,32 @@ Result<SeccompProgram> CompileSeccomp(const SeccompProfile& profile) {
     }
   }
 
+  if (profile.restrict_socket_families) {
+    // Only AF_UNIX (1), AF_INET (2), AF_INET6 (10) and AF_NETLINK (16). Any other family
+    // would autoload its module (net-pf-N) or reach what the network namespace does not
+    // isolate (AF_VSOCK on 6.1) or kernel surface like AF_ALG. The family is an int, but a
+    // 64-bit compare fails closed: upper bits set make the value look out of range.
+    const uint32_t eafnosupport = SCMP_ACT_ERRNO(EAFNOSUPPORT);
+    for (int nr : {SCMP_SYS(socket), SCMP_SYS(socketpair)}) {
+      if (by_name(nr)) continue;
+      // libseccomp takes one comparison per argument and rule: ranges become masked
+      // equalities. Refused: 0, 3, 4-7, 8-9, 11, 12-15, and everything above 16.
+      const scmp_arg_cmp refused[] = {
+          {0, SCMP_CMP_EQ, 0, 0},
+          {0, SCMP_CMP_EQ, 3, 0},
+          {0, SCMP_CMP_MASKED_EQ, ~uint64_t{3}, 4},
+          {0, SCMP_CMP_MASKED_EQ, ~uint64_t{1}, 8},
+          {0, SCMP_CMP_EQ, 11, 0},
+          {0, SCMP_CMP_MASKED_EQ, ~uint64_t{3}, 12},
+      };
+      for (const scmp_arg_cmp& cmp : refused) {
+        MP_RETURN_IF_ERROR(AddRule(ctx, eafnosupport, nr, 1, &cmp));
+      }
+      const scmp_arg_cmp high = {0, SCMP_CMP_GT, 16, 0};
+      MP_RETURN_IF_ERROR(AddRule(ctx, eafnosupport, nr, 1, &high));
+    }
+  }
+
   MP_TRY(std::vector<sock_filter> insns, ExportBpf(ctx));
   return SeccompProgram(std::move(insns));
 }

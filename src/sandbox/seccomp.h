@@ -39,6 +39,9 @@ struct SeccompProfile {
   // TIOCSTI (push bytes into a terminal's input: commands typed "as the user" of the
   // terminal the session was handed) and TIOCLINUX (console selection/paste) fail with EPERM.
   bool deny_tty_injection = true;
+  // socket()/socketpair() only for AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK; any other
+  // family fails with EAFNOSUPPORT (module autoloading, AF_VSOCK, AF_ALG, ...).
+  bool restrict_socket_families = true;
 };
 
 // Groups every filter denies whatever the profile says: what needs privileges a session never

@@ -16,6 +16,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <pthread.h>
 #include <fstream>
 
 #include "common/scope_guard.h"
@@ -185,7 +186,7 @@ Result<SpawnedChild> Spawn(const CgroupRoot& root, const std::string& leaf_name,
   }
 
   MP_TRY(CgroupLeaf leaf, CgroupLeaf::Create(root, leaf_name));
-  ScopeGuard remove_leaf([&] { (void)leaf.Kill(); (void)leaf.Remove(); });
+  ScopeGuard remove_leaf([&] { (void)FinishLeaf(leaf, std::chrono::seconds(5)); });
   if (auto r = ApplyLimits(leaf, req.limits); !r) return std::move(r).error().Wrap("cgroup limits");
 
   int sp[2];
@@ -197,7 +198,7 @@ Result<SpawnedChild> Spawn(const CgroupRoot& root, const std::string& leaf_name,
   SpawnedChild out{PidFd(), CgroupLeaf(std::move(leaf)), UniqueFd(), UniqueFd(), UniqueFd(),
                    UniqueFd(), UniqueFd()};
   remove_leaf.Dismiss();
-  ScopeGuard remove_out_leaf([&] { (void)out.leaf.Kill(); (void)out.leaf.Remove(); });
+  ScopeGuard remove_out_leaf([&] { (void)FinishLeaf(out.leaf, std::chrono::seconds(5)); });
 
   UniqueFd child_in, child_out, child_err;
   switch (req.stdio) {
@@ -266,6 +267,9 @@ Result<SpawnedChild> Spawn(const CgroupRoot& root, const std::string& leaf_name,
   }
   plan.report_fd = child_sock.get();
   plan.wait_for_go = false;
+  UniqueFd self_pidfd(static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0)));
+  if (!self_pidfd) return ErrnoError("pidfd_open(self)");
+  plan.parent_pidfd = self_pidfd.get();
 
   uint64_t flags = CLONE_PIDFD | CLONE_INTO_CGROUP | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
   if (!req.unsafe.share_cgroup_namespace) flags |= CLONE_NEWCGROUP;
@@ -280,10 +284,20 @@ Result<SpawnedChild> Spawn(const CgroupRoot& root, const std::string& leaf_name,
 
   // clone3 has no glibc wrapper in 2.36. The child runs on a copy of this
   // stack; RunChild never returns.
+  // No signal handler of the supervisor may run in the child before it resets
+  // them: block everything across the clone; CLONE_CLEAR_SIGHAND resets the
+  // handlers in the child.
+  args.flags |= CLONE_CLEAR_SIGHAND;
+  sigset_t all, saved;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &saved);
   const long pid = ::syscall(SYS_clone3, &args, sizeof args);
   if (pid == 0) RunChild(plan);
+  const int clone_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+  self_pidfd.Reset();
   if (pid < 0) {
-    const int e = errno;
+    const int e = clone_errno;
     if (e == ENOSYS || e == E2BIG) {
       return ErrnoError(e, "clone3(CLONE_INTO_CGROUP): this kernel is too old (needs Linux 5.7)");
     }

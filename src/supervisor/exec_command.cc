@@ -262,12 +262,6 @@ int RunExecCommand(int argc, char** argv) {
     std::fprintf(stderr, "monkeyproofd exec: %s\n", root.error().ToString().c_str());
     return 125;
   }
-  // Keep our own SIGINT/SIGTERM from killing us before the tree is killed.
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGTERM);
-  sigaddset(&mask, SIGHUP);
 
   const std::string leaf_name = "exec-" + std::to_string(::getpid());
   const auto started = std::chrono::steady_clock::now();

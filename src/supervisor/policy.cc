@@ -399,8 +399,9 @@ class PolicyReader {
   void ReadPaths(const json& root) {
     // Hidden paths first: the other lists are checked against them.
     p_.hide = PathList(root, "hide", /*no_root=*/true);
-    if (p_.hide.size() + kAlwaysHiddenPaths.size() > sandbox::kMaxHides) {
-      c_.Fail("/hide", "at most " + std::to_string(sandbox::kMaxHides - kAlwaysHiddenPaths.size()) +
+    // Room is kept for the workspace roots, which every spawn hides too (up to 16).
+    if (p_.hide.size() + kAlwaysHiddenPaths.size() + 16 > sandbox::kMaxHides) {
+      c_.Fail("/hide", "at most " + std::to_string(sandbox::kMaxHides - kAlwaysHiddenPaths.size() - 16) +
                            " paths");
     }
     const std::vector<std::string> hidden = p_.HiddenPaths();
@@ -1091,6 +1092,12 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
   for (const auto& s : p.state_dirs) r.binds.push_back({s, s, sandbox::BindMode::kReadWrite});
   r.binds.push_back({r.workspace, r.workspace, sandbox::BindMode::kReadWrite});
   r.hide = p.HiddenPaths();
+  // The other sessions' workspaces: each root is covered by an empty directory,
+  // and only this session's workspace is bound back in (the sandbox places
+  // binds after hides).
+  for (const auto& root : p.workspace_roots) {
+    if (::access(root.c_str(), F_OK) == 0) r.hide.push_back(root);
+  }
   r.network = p.network;
 
   r.limits.memory_max_bytes = p.limits.memory_max_bytes;

@@ -800,7 +800,10 @@ TEST_F(BuildSpawnRequestTest, ExecDefaultsToShell) {
   EXPECT_EQ(r->binds[0].source, ws_ + "/proj");
   EXPECT_EQ(r->binds[0].target, ws_ + "/proj");
   EXPECT_EQ(r->binds[0].mode, sandbox::BindMode::kReadWrite);
-  EXPECT_EQ(r->hide, effective_.policy.HiddenPaths());
+  // The policy's hidden paths, then the workspace roots (other sessions' workspaces).
+  std::vector<std::string> hidden = effective_.policy.HiddenPaths();
+  hidden.push_back(ws_);
+  EXPECT_EQ(r->hide, hidden);
 }
 
 TEST_F(BuildSpawnRequestTest, TaskIsAppendedLastToTheTemplate) {
@@ -921,7 +924,8 @@ TEST_F(BuildSpawnRequestTest, BindsHidesLimitsAndRlimits) {
   EXPECT_EQ(r->binds[1].mode, sandbox::BindMode::kReadWrite);
   EXPECT_EQ(r->binds[2].target, ws_ + "/proj");  // the workspace comes last
   EXPECT_EQ(r->hide, (std::vector<std::string>{"/etc/monkeyproof", "/var/lib/monkeyproof/state",
-                                               "/run/monkeyproof", "/run/credentials", "/home"}));
+                                               "/run/monkeyproof", "/run/credentials", "/home",
+                                               ws_}));
   EXPECT_EQ(r->network, sandbox::NetworkMode::kHost);
   EXPECT_EQ(r->limits.memory_max_bytes, 1ull << 30);
   EXPECT_EQ(r->limits.pids_max, 32u);

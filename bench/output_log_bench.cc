@@ -1,0 +1,125 @@
+// output_log_bench: throughput of OutputLog (src/supervisor/output_log.h) with the default
+// options (1 MiB ring, 64 MiB transcript in 8 segments) in a temporary directory.
+//   append-64k   1 GiB appended in 64 KiB chunks, one stream
+//   append-256   256 MiB appended in 256-byte chunks, alternating stdout/stderr
+//   read-disk    the held transcript read back in kMaxChunkBytes pieces (page cache warm)
+//   open         Open() of the resulting directory (scans every record header)
+// No privileges needed. Usage: output_log_bench [--dir PARENT] [--gib N]
+// Prints one "BENCH name=… mib_per_s=… …" line per case; figures depend on the filesystem.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "supervisor/output_log.h"
+
+namespace {
+
+using mp::supervisor::OutputLog;
+using mp::supervisor::OutputLogOptions;
+using mp::wire::OutputStream;
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "output_log_bench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+void Report(const char* name, uint64_t bytes, uint64_t ops, double seconds, size_t memory) {
+  std::printf(
+      "BENCH name=%s bytes=%llu ops=%llu seconds=%.3f mib_per_s=%.1f ops_per_s=%.0f "
+      "memory_bytes=%zu\n",
+      name, static_cast<unsigned long long>(bytes), static_cast<unsigned long long>(ops), seconds,
+      static_cast<double>(bytes) / (1 << 20) / seconds, static_cast<double>(ops) / seconds, memory);
+}
+
+std::unique_ptr<OutputLog> Make(const std::string& dir, const OutputLogOptions& o) {
+  auto log = OutputLog::Create(dir, o);
+  if (!log.has_value()) Die(log.error().ToString());
+  return std::move(log).value();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string parent = std::getenv("TMPDIR") != nullptr ? std::getenv("TMPDIR") : "/tmp";
+  uint64_t gib = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
+      parent = argv[++i];
+    } else if (std::strcmp(argv[i], "--gib") == 0 && i + 1 < argc) {
+      gib = std::strtoull(argv[++i], nullptr, 10);
+    } else {
+      Die("usage: output_log_bench [--dir PARENT] [--gib N]");
+    }
+  }
+  std::string tmpl = parent + "/mp-output-log-bench-XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) Die("mkdtemp " + tmpl + ": " + std::strerror(errno));
+  const std::string root = tmpl;
+  const OutputLogOptions options;
+
+  std::vector<uint8_t> pool(1 << 20);
+  std::mt19937_64 rng(1);
+  for (auto& b : pool) b = static_cast<uint8_t>(rng());
+
+  {
+    auto log = Make(root + "/a", options);
+    const uint64_t total = gib << 30;
+    const size_t chunk = 64 << 10;
+    const auto start = Clock::now();
+    for (uint64_t done = 0; done < total; done += chunk) {
+      auto r =
+          log->Append(OutputStream::kStdout, pool.data() + (done % (pool.size() - chunk)), chunk);
+      if (!r.has_value()) Die(r.error().ToString());
+    }
+    if (auto s = log->Sync(); !s.has_value()) Die(s.error().ToString());
+    Report("append-64k", total, total / chunk, Seconds(start), log->memory_bytes());
+
+    const uint64_t from = log->first_held();
+    uint64_t bytes = 0;
+    uint64_t reads = 0;
+    const auto read_start = Clock::now();
+    for (uint64_t pos = from; pos < log->total();) {
+      auto r = log->Read(pos, static_cast<uint32_t>(mp::wire::kMaxChunkBytes));
+      if (!r.has_value()) Die(r.error().ToString());
+      bytes += r->data.size();
+      ++reads;
+      pos = r->next;
+    }
+    Report("read-disk", bytes, reads, Seconds(read_start), log->memory_bytes());
+    log.reset();
+
+    const auto open_start = Clock::now();
+    auto opened = OutputLog::Open(root + "/a", options);
+    if (!opened.has_value()) Die(opened.error().ToString());
+    Report("open", (*opened)->total() - (*opened)->first_held(), 1, Seconds(open_start),
+           (*opened)->memory_bytes());
+  }
+  {
+    auto log = Make(root + "/b", options);
+    const uint64_t total = 256ull << 20;
+    const size_t chunk = 256;
+    const auto start = Clock::now();
+    uint64_t ops = 0;
+    for (uint64_t done = 0; done < total; done += chunk, ++ops) {
+      auto r = log->Append(ops % 2 == 0 ? OutputStream::kStdout : OutputStream::kStderr,
+                           pool.data() + (done % (pool.size() - chunk)), chunk);
+      if (!r.has_value()) Die(r.error().ToString());
+    }
+    Report("append-256", total, ops, Seconds(start), log->memory_bytes());
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(root, ec);
+  return 0;
+}

@@ -1,0 +1,69 @@
+#include "supervisor/audit_log.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+namespace mp::supervisor {
+
+std::string JsonEscape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20 || c >= 0x80) {
+          // Non-ASCII is escaped byte by byte: the log stays valid JSON whatever the input.
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out;
+}
+
+Result<AuditLog> AuditLog::Open(const std::string& path) {
+  AuditLog log;
+  if (path.empty()) {
+    log.fd_.Reset(::fcntl(2, F_DUPFD_CLOEXEC, 3));
+  } else {
+    log.fd_.Reset(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  }
+  if (!log.fd_) return ErrnoError("open(audit log \"" + path + "\")");
+  return log;
+}
+
+void AuditLog::Write(const AuditEntry& e) {
+  const auto now = std::chrono::system_clock::now();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  struct tm tm {};
+  gmtime_r(&secs, &tm);
+  char when[96];
+  std::snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  std::string line = "{\"time\":\"" + std::string(when) + "\",\"action\":\"" +
+                     JsonEscape(e.action) + "\",\"session\":\"" + JsonEscape(e.session) +
+                     "\",\"peer_pid\":" + std::to_string(e.peer_pid) +
+                     ",\"peer_uid\":" + std::to_string(e.peer_uid) + ",\"client\":\"" +
+                     JsonEscape(e.client) + "\",\"outcome\":\"" + JsonEscape(e.outcome) +
+                     "\",\"detail\":\"" + JsonEscape(e.detail) + "\"}\n";
+  // One write per line with O_APPEND keeps lines whole.
+  if (::write(fd_.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+    std::fprintf(stderr, "monkeyproofd: audit log write failed: %s\n", line.c_str());
+  }
+}
+
+}  // namespace mp::supervisor

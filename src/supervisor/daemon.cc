@@ -1,0 +1,323 @@
+#include "supervisor/daemon.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "common/version.h"
+#include "sandbox/cgroup.h"
+#include "supervisor/audit_log.h"
+#include "supervisor/config.h"
+#include "supervisor/control_server.h"
+#include "supervisor/dispatcher.h"
+#include "supervisor/event_loop.h"
+#include "supervisor/policy.h"
+#include "supervisor/session_manager.h"
+
+#ifndef MP_SOURCE_DIR
+#define MP_SOURCE_DIR ""
+#endif
+
+namespace mp::supervisor {
+namespace {
+
+constexpr char kCgroupMount[] = "/sys/fs/cgroup";
+
+void Usage(FILE* out) {
+  std::fprintf(out,
+R"(usage: monkeyproofd [--config FILE] [--dev] [overrides]
+       monkeyproofd exec [options] -- CMD [ARGS...]
+       monkeyproofd check-policy FILE...
+       monkeyproofd --version | --help
+
+Runs the supervisor in the foreground (systemd: Type=notify). Overrides of
+the config file: --state-dir DIR, --policies DIR, --socket PATH,
+--cgroup-root PATH|auto, --audit-log PATH.
+--dev runs from the build tree: the repository's policies/, a new state
+directory under /tmp, the socket inside it, audit lines on stderr, and
+/sys/fs/cgroup/monkeyproof-dev as the cgroup root. It prints the socket path.
+)");
+}
+
+std::string RandomHex(size_t bytes) {
+  std::string out;
+  unsigned char b[32];
+  if (bytes > sizeof b) bytes = sizeof b;
+  size_t got = 0;
+  while (got < bytes) {
+    const ssize_t n = ::getrandom(b + got, bytes - got, 0);
+    if (n > 0) got += static_cast<size_t>(n);
+  }
+  static const char kHex[] = "0123456789abcdef";
+  for (size_t i = 0; i < bytes; ++i) {
+    out += kHex[b[i] >> 4];
+    out += kHex[b[i] & 15];
+  }
+  return out;
+}
+
+Result<void> MkdirP(const std::string& path, mode_t mode) {
+  std::string cur;
+  size_t pos = 1;
+  while (pos <= path.size()) {
+    size_t next = path.find('/', pos);
+    if (next == std::string::npos) next = path.size();
+    cur = path.substr(0, next);
+    if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) {
+      return ErrnoError("mkdir(\"" + cur + "\")");
+    }
+    pos = next + 1;
+  }
+  return Ok();
+}
+
+// The delegated subtree for session leaves, with memory, pids and cpu enabled.
+Result<sandbox::CgroupRoot> PrepareCgroupRoot(const std::string& configured) {
+  std::string path = configured;
+  if (configured == "auto") {
+    std::ifstream f("/proc/self/cgroup");
+    std::string line, own;
+    while (std::getline(f, line)) {
+      if (line.rfind("0::", 0) == 0) own = line.substr(3);
+    }
+    if (own.empty()) {
+      return PlainError("no cgroup v2 membership in /proc/self/cgroup: this host has no unified "
+                        "cgroup hierarchy (boot with systemd.unified_cgroup_hierarchy=1)");
+    }
+    if (own.size() > 11 && own.substr(own.size() - 11) == "/supervisor") {
+      own.resize(own.size() - 11);  // restarted inside our own leaf
+    }
+    path = std::string(kCgroupMount) + (own == "/" ? "" : own);
+    // cgroup v2 allows no processes in a cgroup that enables controllers for
+    // its children, so the supervisor moves into a leaf of its own first.
+    MP_TRY(auto root, sandbox::CgroupRoot::Open(path));
+    const std::string self = path + "/supervisor";
+    if (::mkdir(self.c_str(), 0755) != 0 && errno != EEXIST) {
+      return ErrnoError("mkdir(\"" + self + "\")");
+    }
+    MP_TRY(auto leaf, sandbox::CgroupLeaf::OpenExisting(root, "supervisor"));
+    MP_RETURN_IF_ERROR(leaf.AddProcess(0));
+  } else if (::access(path.c_str(), F_OK) != 0) {
+    if (::mkdir(path.c_str(), 0755) != 0) return ErrnoError("mkdir(\"" + path + "\")");
+  }
+  MP_TRY(auto root, sandbox::CgroupRoot::Open(path));
+  MP_TRY(auto available, root.AvailableControllers());
+  std::string missing;
+  for (const char* c : {"memory", "pids", "cpu"}) {
+    bool found = false;
+    for (const auto& a : available) found = found || a == c;
+    if (!found) missing += std::string(missing.empty() ? "" : ", ") + c;
+  }
+  if (!missing.empty()) {
+    return PlainError("cgroup \"" + path + "\" lacks the " + missing +
+                      " controller(s). Under systemd set Delegate=yes on monkeyproofd.service; "
+                      "otherwise enable them in the parent's cgroup.subtree_control, e.g. "
+                      "echo '+memory +pids +cpu' > <parent>/cgroup.subtree_control");
+  }
+  MP_RETURN_IF_ERROR(root.EnableControllers({"memory", "pids", "cpu"}));
+  return root;
+}
+
+// sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET.
+void Notify(const char* state) {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (path == nullptr || path[0] == '\0') return;
+  struct sockaddr_un addr {};
+  addr.sun_family = AF_UNIX;
+  const size_t len = std::strlen(path);
+  if (len >= sizeof addr.sun_path) return;
+  std::memcpy(addr.sun_path, path, len);
+  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace
+  UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd) return;
+  (void)::sendto(fd.get(), state, std::strlen(state), MSG_NOSIGNAL,
+                 reinterpret_cast<sockaddr*>(&addr),
+                 static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len));
+}
+
+}  // namespace
+
+int RunDaemon(int argc, char** argv) {
+  std::string config_path = kDefaultConfigPath;
+  bool config_given = false;
+  bool dev = false;
+  std::string state_dir, policies_dir, socket_path, cgroup_root, audit_log;
+  bool audit_given = false;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](std::string* out) {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "monkeyproofd: %s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      *out = argv[++i];
+    };
+    if (a == "--config") { value(&config_path); config_given = true; }
+    else if (a == "--dev") dev = true;
+    else if (a == "--state-dir") value(&state_dir);
+    else if (a == "--policies") value(&policies_dir);
+    else if (a == "--socket") value(&socket_path);
+    else if (a == "--cgroup-root") value(&cgroup_root);
+    else if (a == "--audit-log") { value(&audit_log); audit_given = true; }
+    else if (a == "--help" || a == "-h") { Usage(stdout); return 0; }
+    else {
+      std::fprintf(stderr, "monkeyproofd: unknown argument \"%s\"\n", a.c_str());
+      Usage(stderr);
+      return 2;
+    }
+  }
+  if (::geteuid() != 0) {
+    std::fprintf(stderr, "monkeyproofd: must run as root (it creates cgroups and namespaces)\n");
+    return 1;
+  }
+  auto config = LoadConfig(config_path, dev && !config_given);
+  if (!config) {
+    std::fprintf(stderr, "monkeyproofd: %s\n", config.error().ToString().c_str());
+    return 1;
+  }
+  SupervisorConfig& c = *config;
+  if (dev) {
+    char tmpl[] = "/tmp/monkeyproof-dev-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) {
+      std::perror("monkeyproofd: mkdtemp");
+      return 1;
+    }
+    c.state_dir = std::string(tmpl) + "/state";
+    c.socket_path = std::string(tmpl) + "/control.sock";
+    c.policies_dir = std::string(MP_SOURCE_DIR) + "/policies";
+    c.cgroup_root = std::string(kCgroupMount) + "/monkeyproof-dev";
+    c.audit_log = "";
+  }
+  if (!state_dir.empty()) c.state_dir = state_dir;
+  if (!policies_dir.empty()) c.policies_dir = policies_dir;
+  if (!socket_path.empty()) c.socket_path = socket_path;
+  if (!cgroup_root.empty()) c.cgroup_root = cgroup_root;
+  if (audit_given) c.audit_log = audit_log;
+
+  auto fail = [](const std::string& what) {
+    std::fprintf(stderr, "monkeyproofd: %s\n", what.c_str());
+    return 1;
+  };
+  // Preflight, in the order an operator fixes things.
+  auto root = PrepareCgroupRoot(c.cgroup_root);
+  if (!root) return fail("cgroup: " + root.error().ToString());
+  if (auto r = MkdirP(c.state_dir, 0700); !r) return fail("state directory: " + r.error().ToString());
+  if (::chmod(c.state_dir.c_str(), 0700) != 0 || ::access(c.state_dir.c_str(), W_OK) != 0) {
+    return fail(ErrnoError("state directory \"" + c.state_dir + "\" is not writable").ToString());
+  }
+  PolicyLoadOptions load_options;
+  load_options.require_root_owned = !dev;
+  auto policies = PolicySet::Load(c.policies_dir, load_options);
+  if (!policies) return fail("policies: " + policies.error().ToString());
+
+  std::vector<uid_t> allowed = {0};
+  gid_t socket_group = 0;
+  if (const struct passwd* pw = ::getpwnam(c.api_user.c_str())) {
+    allowed.push_back(pw->pw_uid);
+    socket_group = pw->pw_gid;
+  } else if (!dev) {
+    return fail("api_user \"" + c.api_user + "\" does not exist (create it or set api_user)");
+  }
+  if (const char* sudo_uid = std::getenv("SUDO_UID"); dev && sudo_uid != nullptr) {
+    allowed.push_back(static_cast<uid_t>(std::strtoul(sudo_uid, nullptr, 10)));
+  }
+  const size_t slash = c.socket_path.rfind('/');
+  if (slash != std::string::npos && slash > 0) {
+    const std::string dir = c.socket_path.substr(0, slash);
+    if (auto r = MkdirP(dir, 0750); !r) return fail("socket directory: " + r.error().ToString());
+    if (::chown(dir.c_str(), 0, socket_group) != 0 || ::chmod(dir.c_str(), 0750) != 0) {
+      return fail(ErrnoError("socket directory \"" + dir + "\"").ToString());
+    }
+  }
+
+  ::signal(SIGPIPE, SIG_IGN);
+  // Each session holds about a dozen descriptors (pipes, pidfd, cgroup files,
+  // transcript): lift the soft limit to the hard one.
+  struct rlimit nofile {};
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &nofile);
+  }
+  auto loop = EventLoop::Create();
+  if (!loop) return fail(loop.error().ToString());
+  if (!c.audit_log.empty()) {
+    const size_t s = c.audit_log.rfind('/');
+    if (s != std::string::npos && s > 0) (void)MkdirP(c.audit_log.substr(0, s), 0750);
+  }
+  auto audit = AuditLog::Open(c.audit_log);
+  if (!audit) return fail(audit.error().ToString());
+
+  Dispatcher dispatcher;
+  ManagerOptions mo;
+  mo.state_dir = c.state_dir;
+  mo.max_sessions = c.max_sessions;
+  mo.max_ended_records = c.max_ended_sessions;
+  mo.max_ended_output_bytes = c.max_ended_output_bytes;
+  mo.ended_ttl = std::chrono::milliseconds(c.session_ttl_ms);
+  mo.interactive_ended_ttl = std::chrono::milliseconds(c.interactive_session_ttl_ms);
+  mo.kill_grace = std::chrono::milliseconds(c.kill_grace_ms);
+  mo.host.credentials_dir = c.credentials_dir;
+  mo.supervisor_version = kVersion;
+  SessionManager manager(**loop, std::move(*root), std::move(*policies), mo, dispatcher, *audit);
+  if (auto r = manager.Recover(); !r) return fail("recovery: " + r.error().ToString());
+
+  ControlServerOptions so;
+  so.socket_path = c.socket_path;
+  so.allowed_uids = allowed;
+  so.socket_group = socket_group;
+  so.supervisor_version = kVersion;
+  so.boot_id = RandomHex(16);
+  so.on_drained = [&dispatcher](uint64_t connection) { dispatcher.OnDrained(connection); };
+  auto server = ControlServer::Start(**loop, so, dispatcher);
+  if (!server) return fail("control socket: " + server.error().ToString());
+  dispatcher.Attach(server->get(), &manager);
+
+  EventLoop& l = **loop;
+  auto handled = l.HandleSignals({SIGTERM, SIGINT, SIGHUP}, [&](int signo) {
+    if (signo == SIGHUP) {
+      auto r = manager.ReloadPolicies();
+      std::fprintf(stderr, "monkeyproofd: policy reload: %s\n",
+                   r ? "ok" : (r.error().ToString() + " (the previous set stays in force)").c_str());
+      return;
+    }
+    Notify("STOPPING=1");
+    manager.KillAll();
+    l.Stop();
+  });
+  if (!handled) return fail(handled.error().ToString());
+  // systemd's watchdog: ping at half the interval it asked for.
+  if (const char* usec = std::getenv("WATCHDOG_USEC")) {
+    const auto interval = std::chrono::microseconds(std::strtoull(usec, nullptr, 10)) / 2;
+    if (interval.count() > 0) {
+      auto ping = std::make_shared<std::function<void()>>();
+      *ping = [&l, interval, ping] {
+        Notify("WATCHDOG=1");
+        l.AddTimer(std::chrono::duration_cast<std::chrono::milliseconds>(interval), *ping);
+      };
+      (*ping)();
+    }
+  }
+  std::fprintf(stderr, "monkeyproofd %s: ready socket=%s state=%s cgroup=%s policies=%zu%s\n",
+               kVersion, c.socket_path.c_str(), c.state_dir.c_str(), c.cgroup_root.c_str(),
+               manager.Policies().policies.size(), dev ? " (dev mode)" : "");
+  Notify("READY=1");
+  auto ran = l.Run();
+  if (!ran) return fail(ran.error().ToString());
+  return 0;
+}
+
+}  // namespace mp::supervisor

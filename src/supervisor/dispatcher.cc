@@ -1,0 +1,82 @@
+#include "supervisor/dispatcher.h"
+
+#include <type_traits>
+
+namespace mp::supervisor {
+namespace {
+
+template <typename T>
+wire::ResponseBody ToBody(Answer<T>&& answer) {
+  if (auto* err = std::get_if<wire::ErrorBody>(&answer)) return std::move(*err);
+  if constexpr (std::is_same_v<T, std::monostate>) {
+    return std::monostate{};
+  } else {
+    return std::move(std::get<T>(answer));
+  }
+}
+
+}  // namespace
+
+void Dispatcher::OnRequest(const PeerInfo& peer, const wire::Request& request) {
+  wire::Response response;
+  response.id = request.id;
+  SessionManager& m = *manager_;
+  bool sent = false;
+  std::visit(
+      [&](const auto& r) {
+        using R = std::decay_t<decltype(r)>;
+        if constexpr (std::is_same_v<R, wire::HelloRequest>) {
+          response.body = MakeError(wire::ErrorCode::kBadRequest, "hello was already exchanged");
+        } else if constexpr (std::is_same_v<R, wire::SpawnRequest>) {
+          PeerInfo who = peer;
+          who.client = r.client;
+          response.body = ToBody(m.Spawn(r, who));
+        } else if constexpr (std::is_same_v<R, wire::ListRequest>) {
+          response.body = m.List(r);
+        } else if constexpr (std::is_same_v<R, wire::GetRequest>) {
+          response.body = ToBody(m.Get(r.session));
+        } else if constexpr (std::is_same_v<R, wire::KillRequest>) {
+          response.body = ToBody(m.Kill(r.session, peer));
+        } else if constexpr (std::is_same_v<R, wire::SignalRequest>) {
+          response.body = ToBody(m.Signal(r.session, r.signal, peer));
+        } else if constexpr (std::is_same_v<R, wire::StdinRequest>) {
+          response.body = ToBody(m.Stdin(r.session, r.data, peer));
+        } else if constexpr (std::is_same_v<R, wire::CloseStdinRequest>) {
+          response.body = ToBody(m.CloseStdin(r.session, peer));
+        } else if constexpr (std::is_same_v<R, wire::ResizeRequest>) {
+          response.body = ToBody(m.Resize(r.session, r.size, peer));
+        } else if constexpr (std::is_same_v<R, wire::SubscribeRequest>) {
+          // The response goes out before the replayed output it announces.
+          auto check = m.CheckSubscribe(r.session, r.since);
+          const bool ok = !std::holds_alternative<wire::ErrorBody>(check);
+          response.body = ToBody(std::move(check));
+          server_->Send(peer.connection_id, response);
+          sent = true;
+          if (ok) (void)m.Subscribe(peer.connection_id, r.session, r.since);
+        } else if constexpr (std::is_same_v<R, wire::UnsubscribeRequest>) {
+          response.body = ToBody(m.Unsubscribe(peer.connection_id, r.session));
+        } else if constexpr (std::is_same_v<R, wire::ReadOutputRequest>) {
+          response.body = ToBody(m.ReadOutput(r.session, r.since, r.limit));
+        } else if constexpr (std::is_same_v<R, wire::PoliciesRequest>) {
+          response.body = m.Policies();
+        } else if constexpr (std::is_same_v<R, wire::HealthRequest>) {
+          response.body = m.Health();
+        }
+      },
+      request.body);
+  if (!sent) server_->Send(peer.connection_id, response);
+}
+
+void Dispatcher::OnDisconnect(const PeerInfo& peer) { manager_->OnDisconnect(peer.connection_id); }
+
+void Dispatcher::OnDrained(uint64_t connection) { manager_->OnDrained(connection); }
+
+bool Dispatcher::CanSend(uint64_t connection) const {
+  return server_ != nullptr && server_->OutboxBytes(connection) < wire::kOutboxSoftLimitBytes;
+}
+
+void Dispatcher::Send(uint64_t connection, const wire::Event& event) {
+  (void)server_->SendEvent(connection, event);
+}
+
+}  // namespace mp::supervisor

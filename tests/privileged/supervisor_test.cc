@@ -1,0 +1,419 @@
+// monkeyproofd end to end in the test VM: a real daemon process, its control
+// socket, sessions of every type, the watchdog, stdin, PTY resize, recovery.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <dirent.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "control_client.h"
+
+namespace mp::testing {
+namespace {
+
+const std::string kDaemon = MP_MONKEYPROOFD_PATH;
+const std::string kBase = "/var/tmp/mp-daemon-test";
+const std::string kWorkspace = kBase + "/ws";
+const std::string kCgroup = "/sys/fs/cgroup/mp-daemon-test";
+
+const char kExecPolicy[] = R"({
+  "description": "test exec", "type": "exec", "command": [],
+  "run_as": {"user": "nobody"},
+  "workspace_roots": ["/var/tmp/mp-daemon-test/ws"],
+  "default_workspace": "/var/tmp/mp-daemon-test/ws",
+  "limits": {"memory_max_bytes": 268435456, "pids_max": 128},
+  "deadlines": {"wall_seconds": 120, "idle_seconds": 60},
+  "output": {"ring_bytes": 65536, "transcript_max_bytes": 8388608,
+             "max_rate_bytes_per_second": 4194304, "max_rate_window_seconds": 2},
+  "env": {"set": {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}}
+})";
+
+const char kShellPolicy[] = R"({
+  "description": "test interactive shell", "type": "interactive",
+  "command": ["/bin/sh", "-c"], "bypasses_agent_permissions": false,
+  "run_as": {"user": "nobody"},
+  "workspace_roots": ["/var/tmp/mp-daemon-test/ws"],
+  "default_workspace": "/var/tmp/mp-daemon-test/ws",
+  "env": {"set": {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TERM": "dumb"}}
+})";
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+class Daemon {
+ public:
+  Daemon() {
+    if (std::system(("rm -rf " + kBase).c_str()) != 0) ADD_FAILURE() << "rm -rf " << kBase;
+    ::mkdir(kBase.c_str(), 0755);
+    ::mkdir(kWorkspace.c_str(), 0777);
+    ::chmod(kWorkspace.c_str(), 0777);
+    ::mkdir((kBase + "/policies").c_str(), 0755);
+    WriteFile(kBase + "/policies/exec.json", kExecPolicy);
+    WriteFile(kBase + "/policies/shell.json", kShellPolicy);
+    WriteFile(kBase + "/monkeyproof.conf", "kill_grace_ms = 500\nmax_sessions = 250\napi_user = root\n");
+  }
+  ~Daemon() { Stop(SIGKILL); }
+
+  void Start() {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const std::string log = kBase + "/daemon.log";
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      ::dup2(fd, 2);
+      ::execl(kDaemon.c_str(), kDaemon.c_str(), "--config", (kBase + "/monkeyproof.conf").c_str(),
+              "--state-dir", (kBase + "/state").c_str(), "--socket",
+              (kBase + "/run/control.sock").c_str(), "--cgroup-root", kCgroup.c_str(),
+              "--policies", (kBase + "/policies").c_str(), "--audit-log",
+              (kBase + "/audit.log").c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+  }
+  void Stop(int sig) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, sig);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  std::string socket() const { return kBase + "/run/control.sock"; }
+  pid_t pid() const { return pid_; }
+  static std::string Log() {
+    std::ifstream f(kBase + "/daemon.log");
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+class SupervisorTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    daemon_ = new Daemon();
+    daemon_->Start();
+  }
+  static void TearDownTestSuite() {
+    daemon_->Stop(SIGTERM);
+    delete daemon_;
+  }
+  void SetUp() override {
+    auto c = ControlClient::Connect(daemon_->socket());
+    ASSERT_TRUE(c) << c.error().ToString() << "\n" << Daemon::Log();
+    client_.emplace(std::move(*c));
+  }
+
+  wire::SessionInfo Spawn(wire::SpawnRequest req) {
+    if (req.client.empty()) req.client = "test";
+    auto r = client_->Call(req);
+    EXPECT_TRUE(r) << r.error().ToString();
+    if (!r) return {};
+    auto* info = std::get_if<wire::SessionInfo>(&r->body);
+    if (info == nullptr) {
+      auto* err = std::get_if<wire::ErrorBody>(&r->body);
+      ADD_FAILURE() << "spawn failed: " << (err ? err->message : "unexpected body");
+      return {};
+    }
+    return *info;
+  }
+  wire::SpawnRequest Exec(const std::string& task) {
+    wire::SpawnRequest r;
+    r.task = task;
+    return r;
+  }
+
+  // Subscribes from `since` and collects output until the exit event.
+  struct Collected {
+    std::string out;
+    std::optional<wire::EndRecord> end;
+    uint64_t next_offset = 0;
+    bool offsets_contiguous = true;
+  };
+  Collected Follow(const std::string& id, uint64_t since = 0) {
+    Collected c;
+    c.next_offset = since;
+    auto ack = client_->Call(wire::SubscribeRequest{id, since});
+    EXPECT_TRUE(ack && ack->ok()) << (ack ? "error response" : ack.error().ToString());
+    for (;;) {
+      auto ev = client_->NextEvent(std::chrono::seconds(120));
+      if (!ev) {
+        ADD_FAILURE() << ev.error().ToString();
+        return c;
+      }
+      if (auto* o = std::get_if<wire::OutputEvent>(&*ev)) {
+        if (o->session != id) continue;
+        if (o->offset != c.next_offset) c.offsets_contiguous = false;
+        c.out.append(o->data.begin(), o->data.end());
+        c.next_offset = o->offset + o->data.size();
+      } else if (auto* x = std::get_if<wire::ExitEvent>(&*ev)) {
+        if (x->session != id) continue;
+        c.end = x->end;
+        return c;
+      }
+    }
+  }
+
+  static Daemon* daemon_;
+  std::optional<ControlClient> client_;
+};
+Daemon* SupervisorTest::daemon_ = nullptr;
+
+TEST_F(SupervisorTest, ExecLifecycleWithOffsetsAndExitRecord) {
+  auto info = Spawn(Exec("echo hello; echo oops >&2; exit 3"));
+  ASSERT_FALSE(info.id.empty());
+  EXPECT_EQ(info.state, wire::SessionState::kRunning);
+  auto c = Follow(info.id);
+  EXPECT_TRUE(c.offsets_contiguous);
+  EXPECT_NE(c.out.find("hello\n"), std::string::npos) << c.out;
+  EXPECT_NE(c.out.find("oops\n"), std::string::npos) << c.out;
+  ASSERT_TRUE(c.end);
+  EXPECT_EQ(c.end->reason, wire::EndReason::kExit);
+  EXPECT_EQ(c.end->exit_code, 3);
+  EXPECT_TRUE(c.end->memory_peak_bytes.has_value());
+  auto got = client_->Call(wire::GetRequest{info.id});
+  ASSERT_TRUE(got);
+  auto* detail = std::get_if<wire::SessionInfo>(&got->body);
+  ASSERT_NE(detail, nullptr);
+  EXPECT_EQ(detail->state, wire::SessionState::kExited);
+  EXPECT_EQ(detail->output_bytes, c.out.size());
+  // Read the whole output back from offset 0 after exit.
+  auto read = client_->Call(wire::ReadOutputRequest{info.id, 0, 60000});
+  ASSERT_TRUE(read);
+  auto* r = std::get_if<wire::OutputRead>(&read->body);
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(std::string(r->data.begin(), r->data.end()), c.out);
+  EXPECT_TRUE(r->ended);
+}
+
+TEST_F(SupervisorTest, StdinReachesExecSessions) {
+  auto info = Spawn(Exec("read line; echo \"got:$line\""));
+  ASSERT_FALSE(info.id.empty());
+  std::string text = "hi there\n";
+  auto sent = client_->Call(wire::StdinRequest{info.id, {text.begin(), text.end()}});
+  ASSERT_TRUE(sent && sent->ok());
+  auto c = Follow(info.id);
+  EXPECT_EQ(c.out, "got:hi there\n");
+  ASSERT_TRUE(c.end);
+  EXPECT_EQ(c.end->exit_code, 0);
+}
+
+TEST_F(SupervisorTest, CloseStdinEndsACat) {
+  auto info = Spawn(Exec("cat; echo done"));
+  std::string text = "abc";
+  ASSERT_TRUE(client_->Call(wire::StdinRequest{info.id, {text.begin(), text.end()}}));
+  ASSERT_TRUE(client_->Call(wire::CloseStdinRequest{info.id}));
+  auto c = Follow(info.id);
+  EXPECT_EQ(c.out, "abcdone\n");
+}
+
+TEST_F(SupervisorTest, KillEndsTheWholeTree) {
+  auto info = Spawn(Exec("setsid sh -c 'sleep 1000' & sh -c 'sleep 1000 &' ; echo started; sleep 1000"));
+  ASSERT_FALSE(info.id.empty());
+  auto killed = client_->Call(wire::KillRequest{info.id});
+  ASSERT_TRUE(killed && killed->ok());
+  auto c = Follow(info.id);
+  ASSERT_TRUE(c.end);
+  EXPECT_EQ(c.end->reason, wire::EndReason::kKilledByRequest);
+  EXPECT_NE(::access((kCgroup + "/" + info.id).c_str(), F_OK), 0) << "the leaf is still there";
+}
+
+TEST_F(SupervisorTest, WallAndIdleDeadlines) {
+  auto req = Exec("sleep 100");
+  req.limits = wire::SpawnLimits{};
+  req.limits->wall_seconds = 1;
+  auto wall = Spawn(req);
+  auto c = Follow(wall.id);
+  ASSERT_TRUE(c.end);
+  EXPECT_EQ(c.end->reason, wire::EndReason::kTimeoutWall);
+
+  auto idle_req = Exec("echo once; sleep 100");
+  idle_req.limits = wire::SpawnLimits{};
+  idle_req.limits->idle_seconds = 1;
+  auto idle = Spawn(idle_req);
+  c = Follow(idle.id);
+  ASSERT_TRUE(c.end);
+  EXPECT_EQ(c.end->reason, wire::EndReason::kTimeoutIdle);
+  EXPECT_EQ(c.out, "once\n");
+}
+
+TEST_F(SupervisorTest, RequestsMayTightenButNotLoosen) {
+  auto req = Exec("true");
+  req.client = "test";
+  req.limits = wire::SpawnLimits{};
+  req.limits->memory_max_bytes = 1ull << 40;
+  auto r = client_->Call(req);
+  ASSERT_TRUE(r);
+  auto* err = std::get_if<wire::ErrorBody>(&r->body);
+  ASSERT_NE(err, nullptr);
+  EXPECT_EQ(err->code, wire::ErrorCode::kPolicyViolation) << err->message;
+}
+
+TEST_F(SupervisorTest, OomIsReported) {
+  auto req = Exec("x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo survived");
+  req.limits = wire::SpawnLimits{};
+  req.limits->memory_max_bytes = 32ull << 20;
+  auto info = Spawn(req);
+  auto c = Follow(info.id);
+  ASSERT_TRUE(c.end);
+  EXPECT_EQ(c.end->reason, wire::EndReason::kOom);
+}
+
+TEST_F(SupervisorTest, OutputFloodIsKilled) {
+  auto info = Spawn(Exec("yes flood"));
+  auto c = Follow(info.id);
+  ASSERT_TRUE(c.end);
+  EXPECT_EQ(c.end->reason, wire::EndReason::kOutputFlood);
+  EXPECT_TRUE(c.offsets_contiguous);
+}
+
+TEST_F(SupervisorTest, InteractiveSessionHasAPtyThatResizes) {
+  wire::SpawnRequest req;
+  req.type = wire::SessionType::kInteractive;
+  req.preset = "shell";
+  req.task = "stty size; read x; stty size; echo \"in:$x\"";
+  req.pty = wire::PtySize{30, 100};
+  auto info = Spawn(req);
+  ASSERT_FALSE(info.id.empty());
+  ASSERT_TRUE(client_->Call(wire::SubscribeRequest{info.id, 0}));
+  std::string out;
+  while (out.find("30 100") == std::string::npos) {
+    auto ev = client_->NextEvent(std::chrono::seconds(60));
+    ASSERT_TRUE(ev) << out;
+    if (auto* o = std::get_if<wire::OutputEvent>(&*ev)) {
+      EXPECT_EQ(o->stream, wire::OutputStream::kPty);
+      out.append(o->data.begin(), o->data.end());
+    }
+  }
+  auto resized = client_->Call(wire::ResizeRequest{info.id, {50, 120}});
+  ASSERT_TRUE(resized && resized->ok());
+  std::string line = "typed\n";
+  ASSERT_TRUE(client_->Call(wire::StdinRequest{info.id, {line.begin(), line.end()}}));
+  for (;;) {
+    auto ev = client_->NextEvent(std::chrono::seconds(60));
+    ASSERT_TRUE(ev) << out;
+    if (auto* o = std::get_if<wire::OutputEvent>(&*ev)) out.append(o->data.begin(), o->data.end());
+    if (std::holds_alternative<wire::ExitEvent>(*ev)) break;
+  }
+  EXPECT_NE(out.find("50 120"), std::string::npos) << out;
+  EXPECT_NE(out.find("in:typed"), std::string::npos) << out;
+}
+
+TEST_F(SupervisorTest, ResumeFromAnOffsetAfterDisconnect) {
+  auto info = Spawn(Exec("for i in $(seq 1 2000); do echo line-$i; done"));
+  auto all = Follow(info.id);
+  ASSERT_TRUE(all.end);
+  const uint64_t half = all.out.size() / 2;
+  client_.reset();  // disconnect
+  auto again = ControlClient::Connect(daemon_->socket());
+  ASSERT_TRUE(again);
+  client_.emplace(std::move(*again));
+  auto rest = Follow(info.id, half);
+  EXPECT_EQ(rest.out, all.out.substr(half));
+}
+
+TEST_F(SupervisorTest, UnknownSessionAndBadRequests) {
+  auto r = client_->Call(wire::GetRequest{"s-doesnotexist"});
+  ASSERT_TRUE(r);
+  auto* err = std::get_if<wire::ErrorBody>(&r->body);
+  ASSERT_NE(err, nullptr);
+  EXPECT_EQ(err->code, wire::ErrorCode::kNotFound);
+  auto bad = Exec("true");
+  bad.client = "test";
+  bad.cwd = "/etc";
+  r = client_->Call(bad);
+  ASSERT_TRUE(r);
+  err = std::get_if<wire::ErrorBody>(&r->body);
+  ASSERT_NE(err, nullptr) << "a cwd outside the workspace roots must be refused";
+}
+
+TEST_F(SupervisorTest, ManyConcurrentSessions) {
+  constexpr int kSessions = 200;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kSessions; ++i) {
+    auto info = Spawn(Exec("sleep 600"));
+    ASSERT_FALSE(info.id.empty()) << "session " << i;
+    ids.push_back(info.id);
+  }
+  auto health = client_->Call(wire::HealthRequest{});
+  ASSERT_TRUE(health);
+  auto* h = std::get_if<wire::HealthInfo>(&health->body);
+  ASSERT_NE(h, nullptr);
+  EXPECT_GE(h->sessions_active, static_cast<uint32_t>(kSessions));
+  for (const auto& id : ids) ASSERT_TRUE(client_->Call(wire::KillRequest{id}));
+  for (const auto& id : ids) {
+    for (;;) {
+      auto got = client_->Call(wire::GetRequest{id});
+      ASSERT_TRUE(got);
+      auto* info = std::get_if<wire::SessionInfo>(&got->body);
+      ASSERT_NE(info, nullptr);
+      if (info->end) break;
+      ::usleep(20 * 1000);
+    }
+  }
+}
+
+int CountLeaves() {
+  int n = 0;
+  if (DIR* d = ::opendir(kCgroup.c_str())) {
+    while (const dirent* e = ::readdir(d)) {
+      if (e->d_type == DT_DIR && e->d_name[0] == 's' && e->d_name[1] == '-') ++n;
+    }
+    ::closedir(d);
+  }
+  return n;
+}
+
+int CountNobodyProcesses() {
+  int n = 0;
+  DIR* d = ::opendir("/proc");
+  while (const dirent* e = d ? ::readdir(d) : nullptr) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    struct stat st {};
+    if (::stat((std::string("/proc/") + e->d_name).c_str(), &st) == 0 && st.st_uid == 65534) ++n;
+  }
+  if (d) ::closedir(d);
+  return n;
+}
+
+TEST(SupervisorRestartTest, SigkillLeavesNoProcessAndRestartMarksSessions) {
+  for (int trial = 0; trial < 20; ++trial) {
+    Daemon daemon;
+    daemon.Start();
+    auto c = ControlClient::Connect(daemon.socket());
+    ASSERT_TRUE(c) << c.error().ToString() << Daemon::Log();
+    wire::SpawnRequest req;
+    req.task = "setsid sh -c 'sleep 1000 & sleep 1000' & (sleep 1000 &) ; sleep 1000";
+    req.client = "test";
+    auto r = c->Call(req);
+    ASSERT_TRUE(r && r->ok());
+    const std::string id = std::get<wire::SessionInfo>(r->body).id;
+    ::usleep(300 * 1000);
+    ASSERT_GT(CountNobodyProcesses(), 0);
+    daemon.Stop(SIGKILL);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (CountNobodyProcesses() > 0 && std::chrono::steady_clock::now() < deadline) ::usleep(10000);
+    ASSERT_EQ(CountNobodyProcesses(), 0) << "trial " << trial << ": a session process outlived the supervisor by 1 s";
+    if (trial % 5 != 0) continue;
+    // Restart: the session is marked, its leaf removed.
+    daemon.Start();
+    auto c2 = ControlClient::Connect(daemon.socket());
+    ASSERT_TRUE(c2) << Daemon::Log();
+    auto got = c2->Call(wire::GetRequest{id});
+    ASSERT_TRUE(got);
+    auto* info = std::get_if<wire::SessionInfo>(&got->body);
+    ASSERT_NE(info, nullptr);
+    ASSERT_TRUE(info->end.has_value());
+    EXPECT_EQ(info->end->reason, wire::EndReason::kSupervisorRestart);
+    EXPECT_EQ(CountLeaves(), 0);
+  }
+}
+
+}  // namespace
+}  // namespace mp::testing

@@ -127,16 +127,19 @@ TEST_F(AttackTest, WorkspaceIsWritableAndRootIsNot) {
 }
 
 TEST_F(AttackTest, SeeOrSignalHostProcess) {
+  // The victim runs as the sandbox's own uid, like another session would: only
+  // the pid namespace stands between them.
   const pid_t victim = ::fork();
   if (victim == 0) {
     ::signal(SIGUSR1, SIG_IGN);
+    if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) ::_exit(1);
     for (;;) ::pause();
   }
   ASSERT_GT(victim, 0);
+  ::usleep(50 * 1000);
   ExpectBlocked(Probe({"signal-pid", std::to_string(victim)}));
   auto control = Probe({"signal-pid", std::to_string(victim)});
   control.unsafe.share_pid_namespace = true;
-  control.unsafe.keep_ids = true;
   ExpectEscaped(control);
   ::kill(victim, SIGKILL);
   ::waitpid(victim, nullptr, 0);
@@ -298,6 +301,8 @@ TEST_F(AttackTest, ReadSupervisorEnvironment) {
   // A host process whose environment holds the secret, as the supervisor's would.
   const pid_t holder = ::fork();
   if (holder == 0) {
+    // As the sandbox's uid, like another session's agent holding an API key.
+    if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) ::_exit(1);
     const std::string env = "MP_ATTACK_SECRET=" + secret;
     char* const envp[] = {const_cast<char*>(env.c_str()), nullptr};
     char* const argv[] = {const_cast<char*>("sleep"), const_cast<char*>("600"), nullptr};
@@ -309,10 +314,6 @@ TEST_F(AttackTest, ReadSupervisorEnvironment) {
   ExpectBlocked(Probe({"read-environ", secret}));
   auto control = Probe({"read-environ", secret});
   control.unsafe.share_pid_namespace = true;
-  // Reading another process's environ needs the same uid and (commoncap) a
-  // superset of its capabilities: root with all of them.
-  control.unsafe.keep_ids = true;
-  control.unsafe.keep_capabilities = true;
   ExpectEscaped(control);
   ::kill(holder, SIGKILL);
   ::waitpid(holder, nullptr, 0);
@@ -393,6 +394,59 @@ TEST_F(AttackTest, SetsidDoubleForkCannotEscapeTheKill) {
   ASSERT_TRUE(r) << r.error().ToString();
   EXPECT_GE(survivors, 1) << "the control run should leave the daemon alive";
   EXPECT_EQ(CountProcessesWith(token), 0);
+}
+
+TEST_F(AttackTest, OtherWorkspacesUnderTheRootAreHidden) {
+  // Two workspaces under one root: the root is hidden, only ours is bound back.
+  const std::string root = MakeTempDir("wsroot", 0755);
+  const std::string mine = root + "/mine", theirs = root + "/theirs";
+  ::mkdir(mine.c_str(), 0777);
+  ::mkdir(theirs.c_str(), 0777);
+  ::chmod(mine.c_str(), 0777);
+  { std::ofstream(theirs + "/.env") << "API_KEY=theirs\n"; }
+  ASSERT_EQ(::chown((theirs + "/.env").c_str(), 65534, 65534), 0);
+  auto req = Probe({"read-file", theirs + "/.env"});
+  req.binds = {{mine, mine, sandbox::BindMode::kReadWrite}};
+  req.workspace = mine;
+  req.hide.push_back(root);
+  ExpectBlocked(req);
+  auto write_mine = Probe({"write-file", mine + "/ok"});
+  write_mine.binds = req.binds;
+  write_mine.workspace = mine;
+  write_mine.hide.push_back(root);
+  EXPECT_EQ(Outcome(write_mine), kEscaped) << "our own workspace must stay writable: " << last_output_;
+  auto control = Probe({"read-file", theirs + "/.env"});
+  control.binds = req.binds;
+  control.workspace = mine;
+  ExpectEscaped(control);
+}
+
+TEST_F(AttackTest, ReadOnlyMountBelowAWritableBindStaysReadOnly) {
+  const std::string ro = runner_->workspace() + "/golden";
+  ::mkdir(ro.c_str(), 0777);
+  ASSERT_EQ(::chmod(ro.c_str(), 0777), 0);
+  ASSERT_EQ(std::system(("mount -t tmpfs -o mode=0777 tmpfs '" + ro + "' && touch '" + ro +
+                         "/file' && chmod 666 '" + ro + "/file' && mount -o remount,ro '" + ro + "'")
+                            .c_str()),
+            0);
+  ExpectBlocked(Probe({"write-file", ro + "/file"}));
+  auto control = Probe({"write-file", ro + "/file"});
+  control.unsafe.keep_host_filesystem = true;
+  EXPECT_EQ(Outcome(control), kBlocked) << "the host mount itself is read-only: " << last_output_;
+  ASSERT_EQ(std::system(("umount '" + ro + "'").c_str()), 0);
+  // Without the read-only mount the same write succeeds: the probe can see it.
+  ExpectEscaped(Probe({"write-file", ro + "/file"}));
+}
+
+TEST_F(AttackTest, OddSocketFamiliesAreRefused) {
+  ExpectBlocked(Probe({"socket-family", "40"}));  // AF_VSOCK: not isolated by netns on 6.1
+  ExpectBlocked(Probe({"socket-family", "38"}));  // AF_ALG: kernel crypto API
+  ExpectBlocked(Probe({"socket-family", "17"}));  // AF_PACKET
+  // AF_PACKET is built into Debian's kernel: unfiltered, the call reaches it (EPERM
+  // for a non-root caller), which the probe tells apart from the filter's EAFNOSUPPORT.
+  auto control = Probe({"socket-family", "17"});
+  control.seccomp = nullptr;
+  ExpectEscaped(control);
 }
 
 TEST_F(AttackTest, SpawnErrorsNameTheStep) {

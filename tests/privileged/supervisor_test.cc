@@ -30,7 +30,7 @@ const char kExecPolicy[] = R"({
   "workspace_roots": ["/var/tmp/mp-daemon-test/ws"],
   "default_workspace": "/var/tmp/mp-daemon-test/ws",
   "limits": {"memory_max_bytes": 268435456, "pids_max": 128},
-  "deadlines": {"wall_seconds": 120, "idle_seconds": 60},
+  "deadlines": {"wall_seconds": 900, "idle_seconds": 600},
   "output": {"ring_bytes": 65536, "transcript_max_bytes": 8388608,
              "max_rate_bytes_per_second": 4194304, "max_rate_window_seconds": 2},
   "env": {"set": {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}}

@@ -321,6 +321,16 @@ int SleepForever() {
   for (;;) ::pause();
 }
 
+int SocketFamily(const char* family_text) {
+  const int family = std::atoi(family_text);
+  const int s = ::socket(family, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  const int err = errno;
+  if (s >= 0) return Escaped("socket(" + std::string(family_text) + ")");
+  // EAFNOSUPPORT is the filter's answer; anything else came from the family itself.
+  if (err != EAFNOSUPPORT) return Escaped("socket(" + std::string(family_text) + ") reached the family: " + strerrorname_np(err));
+  return Blocked("socket(" + std::string(family_text) + ")", err);
+}
+
 int WhoAmI() {
   std::printf("uid=%d euid=%d gid=%d pid=%d\n", ::getuid(), ::geteuid(), ::getgid(), ::getpid());
   return 0;
@@ -359,6 +369,7 @@ int main(int argc, char** argv) {
   if (cmd == "daemonize-and-wait") return DaemonizeAndWait(argv[0], arg);
   if (cmd == "sleep-forever") return SleepForever();
   if (cmd == "whoami") return WhoAmI();
+  if (cmd == "socket-family") return SocketFamily(arg);
   std::fprintf(stderr, "mp_probe: unknown subcommand %s\n", cmd.c_str());
   return 2;
 }

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
@@ -78,6 +79,7 @@ struct Options {
   std::vector<std::pair<std::string, std::string>> extra;  // name, command line
   bool lib = true;
   bool outside_vm = false;
+  int cpu = -1;  // pin the driver and every child to this CPU; -1: no pinning
 };
 
 [[noreturn]] void Die(const std::string& msg) {
@@ -162,6 +164,8 @@ options:
   --extra NAME=CMD    add a variant: CMD split at spaces (repeatable), e.g.
                       --extra "ours-noseccomp=/path/monkeyproofd exec --no-seccomp -- /bin/true"
   --no-lib            leave out ours-lib
+  --cpu N             pin this driver, and so every variant, to CPU N (see README:
+                      under TCG one vCPU can be much slower than the other)
   --outside-vm        run although this is not the test VM (a dedicated machine:
                       ours creates cgroups under --cgroup-root)
 )",
@@ -197,6 +201,8 @@ Options ParseArgs(int argc, char** argv) {
       const size_t eq = v.find('=');
       if (eq == 0 || eq == std::string::npos) Die("--extra needs NAME=CMD");
       o.extra.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+    } else if (a == "--cpu") {
+      o.cpu = to_int(need(i), "--cpu");
     } else if (a == "--no-lib") o.lib = false;
     else if (a == "--outside-vm") o.outside_vm = true;
     else if (a == "-h" || a == "--help") {
@@ -384,6 +390,14 @@ int main(int argc, char** argv) {
         "or --outside-vm on a machine meant for it");
   }
   ::signal(SIGPIPE, SIG_IGN);
+  if (o.cpu >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(o.cpu, &set);
+    if (::sched_setaffinity(0, sizeof set, &set) != 0) {
+      Die("--cpu " + std::to_string(o.cpu) + ": " + std::strerror(errno));
+    }
+  }
 
   std::vector<Variant> all;
   const std::string bwrap = FindInPath("bwrap");
@@ -428,9 +442,11 @@ int main(int argc, char** argv) {
   char date[64];
   const std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  std::printf("BENCH_ENV date=%s kernel=%s machine=%s cpus=%ld runs=%d warmup=%d seed=%llu\n",
-              date, un.release, un.machine, ::sysconf(_SC_NPROCESSORS_ONLN), o.runs, o.warmup,
-              static_cast<unsigned long long>(o.seed));
+  const std::string pinned = o.cpu >= 0 ? std::to_string(o.cpu) : "none";
+  std::printf("BENCH_ENV date=%s kernel=%s machine=%s cpus=%ld pinned_cpu=%s runs=%d warmup=%d "
+              "seed=%llu\n",
+              date, un.release, un.machine, ::sysconf(_SC_NPROCESSORS_ONLN), pinned.c_str(), o.runs,
+              o.warmup, static_cast<unsigned long long>(o.seed));
   std::fflush(stdout);
 
   std::mt19937_64 rng(o.seed);

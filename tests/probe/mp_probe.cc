@@ -331,6 +331,32 @@ int SocketFamily(const char* family_text) {
   return Blocked("socket(" + std::string(family_text) + ")", err);
 }
 
+// Writes `bytes` of xorshift64 data (seeded with `seed`) to stdout in 64 KiB
+// writes; tests compute the same stream to check what arrived byte for byte.
+int Emit(const char* bytes_text, const char* seed_text) {
+  uint64_t left = std::strtoull(bytes_text, nullptr, 10);
+  uint64_t x = std::strtoull(seed_text, nullptr, 10) | 1;
+  static uint8_t buf[65536];
+  while (left > 0) {
+    const size_t n = left < sizeof buf ? static_cast<size_t>(left) : sizeof buf;
+    for (size_t i = 0; i < n; i += 8) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      std::memcpy(buf + i, &x, n - i < 8 ? n - i : 8);
+    }
+    size_t off = 0;
+    while (off < n) {
+      const ssize_t w = ::write(1, buf + off, n - off);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return ProbeError("write");
+      off += static_cast<size_t>(w);
+    }
+    left -= n;
+  }
+  return 0;
+}
+
 int WhoAmI() {
   std::printf("uid=%d euid=%d gid=%d pid=%d\n", ::getuid(), ::geteuid(), ::getgid(), ::getpid());
   return 0;
@@ -370,6 +396,7 @@ int main(int argc, char** argv) {
   if (cmd == "sleep-forever") return SleepForever();
   if (cmd == "whoami") return WhoAmI();
   if (cmd == "socket-family") return SocketFamily(arg);
+  if (cmd == "emit") return Emit(arg, argc > 3 ? argv[3] : "1");
   std::fprintf(stderr, "mp_probe: unknown subcommand %s\n", cmd.c_str());
   return 2;
 }

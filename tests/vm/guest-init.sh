@@ -4,7 +4,7 @@
 #
 # Stage 1 (initramfs): loads the modules, builds the guest root (the host's
 # root over 9p as the read-only lower layer of an overlay on tmpfs, the
-# guest's own proc/sys/dev/tmp/run, cgroup2), then switch_root's into it.
+# guest's own proc/sys/dev/run, cgroup2), then switch_root's into it.
 # Stage 2 (new root, still PID 1): runs the command from the spec written by
 # run-in-vm.sh, reports its exit status, powers off.
 #
@@ -60,7 +60,7 @@ mount_overlay_root() {
 }
 
 # The guest's own kernel filesystems; nothing of the host's /proc, /sys,
-# /dev, /tmp or /run shows through.
+# /dev or /run shows through.
 mount_kernel_fs() {
   local d
   for d in proc sys dev; do
@@ -74,8 +74,9 @@ mount_kernel_fs() {
            stderr:/proc/self/fd/2; do
     [ -e "/newroot/dev/${d%%:*}" ] || must ln -s "${d#*:}" "/newroot/dev/${d%%:*}"
   done
-  must mkdir -p /newroot/tmp /newroot/run
-  must mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /newroot/tmp
+  # /tmp stays the overlay's: a checkout or build tree under the host's /tmp
+  # must be visible in the guest (writes still land in the tmpfs upper layer).
+  must mkdir -p /newroot/run
   must mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /newroot/run
 }
 

@@ -131,9 +131,11 @@ check_missing_cache() {
 
 check_setup_failure() {
   local rc
-  # /tmp is the guest's own tmpfs: this directory does not exist there.
-  mkdir "$WORK/invisible"
-  rc=$(cd "$WORK/invisible" && vm setup -- true)
+  # /run is the guest's own tmpfs: a host directory there does not exist in the guest.
+  local invisible
+  invisible=$(mktemp -d /run/mp-vm-selftest.XXXXXX)
+  rc=$(cd "$invisible" && vm setup -- true)
+  rmdir "$invisible"
   if [[ $rc == 125 ]] && grep -q 'working directory' "$WORK/setup.err"; then
     pass "a guest setup failure exits 125 and says why"
   else
@@ -159,7 +161,6 @@ main() {
   (($# == 1)) || { echo "usage: $0 CACHE_DIR" >&2; exit 2; }
   # Absolute: some checks run the harness from another directory.
   CACHE=$(realpath -m "$1")
-  # Under /tmp whatever TMPDIR says: the guest has its own /tmp.
   WORK=$(mktemp -d /tmp/mp-vm-selftest.XXXXXX)
   trap 'rm -rf "$WORK"' EXIT
 

@@ -81,18 +81,18 @@ inline Result<void> Ok() { return {}; }
 
 // MP_TRY(auto fd, OpenSomething());   declares/assigns lhs or returns the Error.
 #define MP_TRY(lhs, expr) MP_TRY_IMPL_(MP_CONCAT_(mp_try_result_, __LINE__), lhs, expr)
-#define MP_TRY_IMPL_(tmp, lhs, expr)  \
-  auto tmp = (expr);                  \
-  if (!tmp.has_value()) {             \
-    return std::move(tmp).error();    \
-  }                                   \
+#define MP_TRY_IMPL_(tmp, lhs, expr) \
+  auto tmp = (expr);                 \
+  if (!tmp.has_value()) {            \
+    return std::move(tmp).error();   \
+  }                                  \
   lhs = std::move(tmp).value()
 
 // MP_RETURN_IF_ERROR(WriteFile(...));   for Result<void> (or any Result whose value is unused).
-#define MP_RETURN_IF_ERROR(expr)                              \
-  do {                                                        \
-    auto mp_rie_result_ = (expr);                             \
-    if (!mp_rie_result_.has_value()) {                        \
-      return std::move(mp_rie_result_).error();               \
-    }                                                         \
+#define MP_RETURN_IF_ERROR(expr)                \
+  do {                                          \
+    auto mp_rie_result_ = (expr);               \
+    if (!mp_rie_result_.has_value()) {          \
+      return std::move(mp_rie_result_).error(); \
+    }                                           \
   } while (false)

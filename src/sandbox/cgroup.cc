@@ -81,8 +81,7 @@ std::optional<uint64_t> FindKeyedValue(std::string_view text, std::string_view k
     size_t eol = text.find('\n', pos);
     if (eol == std::string_view::npos) eol = text.size();
     std::string_view line = text.substr(pos, eol - pos);
-    if (line.size() > key.size() && line.substr(0, key.size()) == key &&
-        line[key.size()] == ' ') {
+    if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == ' ') {
       return ParseU64(line.substr(key.size() + 1));
     }
     pos = eol + 1;

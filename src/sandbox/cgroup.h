@@ -23,11 +23,11 @@ bool IsCgroup2(const std::string& path);
 struct CgroupStats {
   std::optional<uint64_t> memory_peak_bytes;  // memory.peak (kernel >= 5.19)
   std::optional<uint64_t> memory_current_bytes;
-  uint64_t oom_events = 0;                    // memory.events "oom"
-  uint64_t oom_kill_events = 0;               // memory.events "oom_kill"
-  std::optional<uint64_t> cpu_usage_usec;     // cpu.stat "usage_usec"
-  std::optional<uint64_t> pids_peak;          // pids.peak (kernel >= 6.1)
-  uint64_t pids_max_events = 0;               // pids.events "max": forks refused
+  uint64_t oom_events = 0;                 // memory.events "oom"
+  uint64_t oom_kill_events = 0;            // memory.events "oom_kill"
+  std::optional<uint64_t> cpu_usage_usec;  // cpu.stat "usage_usec"
+  std::optional<uint64_t> pids_peak;       // pids.peak (kernel >= 6.1)
+  uint64_t pids_max_events = 0;            // pids.events "max": forks refused
 };
 
 // The delegated subtree that owns session leaves (e.g. the supervisor's own

@@ -149,7 +149,8 @@ void SetupDev(const ChildPlan& p, int new_root) {
   const int dev = MakeFs("tmpfs", dev_opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
   if (dev < 0) Fail(p.report_fd, ChildStep::kMountDev, errno, "/dev");
   const int target = OpenInRoot(new_root, "/dev");
-  if (target < 0 || AttachAt(dev, target) < 0) Fail(p.report_fd, ChildStep::kMountDev, errno, "/dev");
+  if (target < 0 || AttachAt(dev, target) < 0)
+    Fail(p.report_fd, ChildStep::kMountDev, errno, "/dev");
   ::close(target);
   // `dev` still names the root of the mount just attached: use it as the dirfd.
   BindDevice(p, dev, "null", "/dev/null");
@@ -162,11 +163,14 @@ void SetupDev(const ChildPlan& p, int new_root) {
     const char* target;
     const char* name;
   };
-  const Link links[] = {{"/proc/self/fd", "fd"},     {"/proc/self/fd/0", "stdin"},
-                        {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"},
+  const Link links[] = {{"/proc/self/fd", "fd"},
+                        {"/proc/self/fd/0", "stdin"},
+                        {"/proc/self/fd/1", "stdout"},
+                        {"/proc/self/fd/2", "stderr"},
                         {"pts/ptmx", "ptmx"}};
   for (const Link& l : links) {
-    if (::symlinkat(l.target, dev, l.name) < 0) Fail(p.report_fd, ChildStep::kMountDev, errno, l.name);
+    if (::symlinkat(l.target, dev, l.name) < 0)
+      Fail(p.report_fd, ChildStep::kMountDev, errno, l.name);
   }
   if (::mkdirat(dev, "pts", 0755) < 0 || ::mkdirat(dev, "shm", 01777) < 0) {
     Fail(p.report_fd, ChildStep::kMountDev, errno, "/dev/pts");
@@ -186,14 +190,16 @@ void SetupDev(const ChildPlan& p, int new_root) {
   ::close(pts);
   ::close(shm);
   // Read-only from here on: nothing in the sandbox may add device nodes or links.
-  if (SetAttr(dev, MOUNT_ATTR_RDONLY, 0) < 0) Fail(p.report_fd, ChildStep::kMountDev, errno, "/dev");
+  if (SetAttr(dev, MOUNT_ATTR_RDONLY, 0) < 0)
+    Fail(p.report_fd, ChildStep::kMountDev, errno, "/dev");
   // The recursive attribute change made pts and shm read-only too; reopen them.
   const int pts_dir = ::openat(dev, "pts", O_PATH | O_CLOEXEC | O_NOFOLLOW);
   const int shm_dir = ::openat(dev, "shm", O_PATH | O_CLOEXEC | O_NOFOLLOW);
   struct mount_attr rw;
   std::memset(&rw, 0, sizeof rw);
   rw.attr_clr = MOUNT_ATTR_RDONLY;
-  if (pts_dir < 0 || shm_dir < 0 || ::mount_setattr(pts_dir, "", AT_EMPTY_PATH, &rw, sizeof rw) < 0 ||
+  if (pts_dir < 0 || shm_dir < 0 ||
+      ::mount_setattr(pts_dir, "", AT_EMPTY_PATH, &rw, sizeof rw) < 0 ||
       ::mount_setattr(shm_dir, "", AT_EMPTY_PATH, &rw, sizeof rw) < 0) {
     Fail(p.report_fd, ChildStep::kMountDev, errno, "/dev/pts");
   }
@@ -213,14 +219,15 @@ void MaskProc(const ChildPlan& p, int proc) {
       if (errno == ENOENT) continue;
       Fail(p.report_fd, ChildStep::kMountProc, errno, name);
     }
-    if (SetAttr(tree, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, 0) < 0 ||
+    if (SetAttr(tree, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+                0) < 0 ||
         ::move_mount(tree, "", proc, name, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
       Fail(p.report_fd, ChildStep::kMountProc, errno, name);
     }
     ::close(tree);
   }
-  const char* const covered[] = {"kcore", "kallsyms", "timer_list", "keys", "latency_stats",
-                                 "sched_debug", "scsi"};
+  const char* const covered[] = {"kcore",         "kallsyms",    "timer_list", "keys",
+                                 "latency_stats", "sched_debug", "scsi"};
   for (const char* name : covered) {
     const int probe = ::openat(proc, name, O_PATH | O_CLOEXEC | O_NOFOLLOW);
     if (probe < 0) continue;
@@ -230,8 +237,8 @@ void MaskProc(const ChildPlan& p, int proc) {
     int cover;
     if (dir) {
       const char* const opts[] = {"mode", "0", "size", "4096", "nr_inodes", "1", nullptr};
-      cover = MakeFs("tmpfs", opts, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
-                                        MOUNT_ATTR_NOEXEC);
+      cover = MakeFs("tmpfs", opts,
+                     MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
     } else {
       cover = ::open_tree(AT_FDCWD, "/dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
     }
@@ -272,7 +279,8 @@ int EnsureTarget(const ChildPlan& p, int new_root, const char* target, bool is_d
       const bool last = end == len;
       int rc;
       if (last && !is_dir) {
-        rc = ::openat(dir, prefix + pos, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+        rc =
+            ::openat(dir, prefix + pos, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (rc >= 0) ::close(rc);
       } else {
         rc = ::mkdirat(dir, prefix + pos, 0755);
@@ -308,8 +316,8 @@ void SetupFilesystem(const ChildPlan& p) {
     struct stat st;
     if (::fstat(src, &st) < 0) Fail(rfd, ChildStep::kMountBind, errno, b.source);
     bind_is_dir[i] = S_ISDIR(st.st_mode);
-    bind_trees[i] = ::open_tree(src, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
-                                             AT_RECURSIVE);
+    bind_trees[i] =
+        ::open_tree(src, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
     if (bind_trees[i] < 0) Fail(rfd, ChildStep::kMountBind, errno, b.source);
     ::close(src);
     // Read-write binds never clear RDONLY: that would, recursively, make
@@ -374,8 +382,8 @@ void SetupFilesystem(const ChildPlan& p) {
   }
 
   const char* const proc_opts[] = {"hidepid", "invisible", nullptr};
-  const int proc = MakeFs("proc", proc_opts,
-                          MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+  const int proc =
+      MakeFs("proc", proc_opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
   const int proc_target = OpenInRoot(new_root, "/proc");
   if (proc < 0 || proc_target < 0 || AttachAt(proc, proc_target) < 0) {
     Fail(rfd, ChildStep::kMountProc, errno, "/proc");
@@ -388,9 +396,11 @@ void SetupFilesystem(const ChildPlan& p) {
   // session's own leaf (for runtimes that size themselves from memory.max).
   const int cg_target = OpenInRoot(new_root, "/sys/fs/cgroup");
   if (cg_target >= 0) {
-    const int cg = MakeFs("cgroup2", nullptr, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
-                                                  MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
-    if (cg < 0 || AttachAt(cg, cg_target) < 0) Fail(rfd, ChildStep::kMountCgroup, errno, "/sys/fs/cgroup");
+    const int cg =
+        MakeFs("cgroup2", nullptr,
+               MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+    if (cg < 0 || AttachAt(cg, cg_target) < 0)
+      Fail(rfd, ChildStep::kMountCgroup, errno, "/sys/fs/cgroup");
     ::close(cg);
     ::close(cg_target);
   }
@@ -458,9 +468,12 @@ void DropPrivileges(const ChildPlan& p) {
     // Raw syscalls: glibc's wrappers broadcast to every thread of the process
     // (__nptl_setxid), taking locks a thread of the supervisor may have held
     // at clone time. This process has one thread.
-    if (::syscall(SYS_setgroups, 0, nullptr) < 0) Fail(rfd, ChildStep::kSetgroups, errno, "setgroups");
-    if (::syscall(SYS_setresgid, p.gid, p.gid, p.gid) < 0) Fail(rfd, ChildStep::kSetgid, errno, "setresgid");
-    if (::syscall(SYS_setresuid, p.uid, p.uid, p.uid) < 0) Fail(rfd, ChildStep::kSetuid, errno, "setresuid");
+    if (::syscall(SYS_setgroups, 0, nullptr) < 0)
+      Fail(rfd, ChildStep::kSetgroups, errno, "setgroups");
+    if (::syscall(SYS_setresgid, p.gid, p.gid, p.gid) < 0)
+      Fail(rfd, ChildStep::kSetgid, errno, "setresgid");
+    if (::syscall(SYS_setresuid, p.uid, p.uid, p.uid) < 0)
+      Fail(rfd, ChildStep::kSetuid, errno, "setresuid");
   }
   if (p.drop_capabilities) {
     if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) {
@@ -492,7 +505,8 @@ void DropPrivileges(const ChildPlan& p) {
         path[len] = '/';
         std::memcpy(path + len + 1, p.file, flen + 1);
         ::execve(path, p.argv, p.envp);
-        if (errno == EACCES) eacces = true;
+        if (errno == EACCES)
+          eacces = true;
         else if (errno != ENOENT && errno != ENOTDIR) {
           err = errno;
           break;
@@ -519,7 +533,8 @@ void DropPrivileges(const ChildPlan& p) {
       src = ::open("/dev/null", O_RDWR | O_CLOEXEC);
       if (src < 0) Fail(exec_report_fd, ChildStep::kStdio, errno, "/dev/null");
     }
-    if (src != target && ::dup2(src, target) < 0) Fail(exec_report_fd, ChildStep::kStdio, errno, "dup2");
+    if (src != target && ::dup2(src, target) < 0)
+      Fail(exec_report_fd, ChildStep::kStdio, errno, "dup2");
     // dup2 onto the same number keeps FD_CLOEXEC; clear it explicitly.
     if (::fcntl(target, F_SETFD, 0) < 0) Fail(exec_report_fd, ChildStep::kStdio, errno, "fcntl");
   }
@@ -613,7 +628,8 @@ void CloseInheritedFds(const ChildPlan& p) {
     }
     first = static_cast<unsigned>(fd) + 1;
   }
-  if (::close_range(first, ~0U, 0) < 0) Fail(p.report_fd, ChildStep::kCloseInherited, errno, "close_range");
+  if (::close_range(first, ~0U, 0) < 0)
+    Fail(p.report_fd, ChildStep::kCloseInherited, errno, "close_range");
 }
 
 }  // namespace
@@ -649,7 +665,8 @@ void CloseInheritedFds(const ChildPlan& p) {
   }
   if (p.loopback_up) BringLoopbackUp(p);
   for (size_t i = 0; i < p.rlimit_count; ++i) {
-    if (::setrlimit(static_cast<__rlimit_resource>(p.rlimits[i].resource), &p.rlimits[i].limit) < 0) {
+    if (::setrlimit(static_cast<__rlimit_resource>(p.rlimits[i].resource), &p.rlimits[i].limit) <
+        0) {
       Fail(rfd, ChildStep::kRlimit, errno, "setrlimit");
     }
   }
@@ -665,12 +682,12 @@ void CloseInheritedFds(const ChildPlan& p) {
     if (::poll(&pfd, 1, 0) != 0) ::_exit(125);
     ::close(p.parent_pidfd);
   }
-  if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) Fail(rfd, ChildStep::kCloseFds, errno, "close_range");
+  if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+    Fail(rfd, ChildStep::kCloseFds, errno, "close_range");
   if (p.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
     Fail(rfd, ChildStep::kNoNewPrivs, errno, "PR_SET_NO_NEW_PRIVS");
   }
-  if (p.seccomp != nullptr &&
-      ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, p.seccomp) < 0) {
+  if (p.seccomp != nullptr && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, p.seccomp) < 0) {
     Fail(rfd, ChildStep::kSeccomp, errno, "seccomp");
   }
 
@@ -691,39 +708,72 @@ void CloseInheritedFds(const ChildPlan& p) {
 
 const char* ChildStepName(ChildStep step) {
   switch (step) {
-    case ChildStep::kNone: return "none";
-    case ChildStep::kCloseInherited: return "close inherited fds";
-    case ChildStep::kMountCgroup: return "mount /sys/fs/cgroup";
-    case ChildStep::kWaitGo: return "wait for parent";
-    case ChildStep::kParentDeathSignal: return "parent-death signal";
-    case ChildStep::kSetsid: return "setsid";
-    case ChildStep::kMountPrivate: return "make mounts private";
-    case ChildStep::kMountCloneRoot: return "clone root";
-    case ChildStep::kMountRootReadOnly: return "make root read-only";
-    case ChildStep::kMountStaging: return "mount staging";
-    case ChildStep::kMountAttachRoot: return "attach root";
-    case ChildStep::kMountBind: return "mount";
-    case ChildStep::kMountProc: return "mount /proc";
-    case ChildStep::kMountDev: return "mount /dev";
-    case ChildStep::kMountTmp: return "mount /tmp";
-    case ChildStep::kMountHide: return "hide";
-    case ChildStep::kPivotRoot: return "pivot_root";
-    case ChildStep::kChdirWorkspace: return "chdir";
-    case ChildStep::kHostname: return "sethostname";
-    case ChildStep::kLoopback: return "loopback up";
-    case ChildStep::kRlimit: return "setrlimit";
-    case ChildStep::kCapBoundingSet: return "drop bounding set";
-    case ChildStep::kSetgroups: return "setgroups";
-    case ChildStep::kSetgid: return "setresgid";
-    case ChildStep::kSetuid: return "setresuid";
-    case ChildStep::kCapClear: return "clear capabilities";
-    case ChildStep::kCloseFds: return "close fds";
-    case ChildStep::kNoNewPrivs: return "no_new_privs";
-    case ChildStep::kSeccomp: return "seccomp";
-    case ChildStep::kForkCommand: return "fork command";
-    case ChildStep::kStdio: return "stdio";
-    case ChildStep::kControllingTty: return "controlling tty";
-    case ChildStep::kExec: return "exec";
+    case ChildStep::kNone:
+      return "none";
+    case ChildStep::kCloseInherited:
+      return "close inherited fds";
+    case ChildStep::kMountCgroup:
+      return "mount /sys/fs/cgroup";
+    case ChildStep::kWaitGo:
+      return "wait for parent";
+    case ChildStep::kParentDeathSignal:
+      return "parent-death signal";
+    case ChildStep::kSetsid:
+      return "setsid";
+    case ChildStep::kMountPrivate:
+      return "make mounts private";
+    case ChildStep::kMountCloneRoot:
+      return "clone root";
+    case ChildStep::kMountRootReadOnly:
+      return "make root read-only";
+    case ChildStep::kMountStaging:
+      return "mount staging";
+    case ChildStep::kMountAttachRoot:
+      return "attach root";
+    case ChildStep::kMountBind:
+      return "mount";
+    case ChildStep::kMountProc:
+      return "mount /proc";
+    case ChildStep::kMountDev:
+      return "mount /dev";
+    case ChildStep::kMountTmp:
+      return "mount /tmp";
+    case ChildStep::kMountHide:
+      return "hide";
+    case ChildStep::kPivotRoot:
+      return "pivot_root";
+    case ChildStep::kChdirWorkspace:
+      return "chdir";
+    case ChildStep::kHostname:
+      return "sethostname";
+    case ChildStep::kLoopback:
+      return "loopback up";
+    case ChildStep::kRlimit:
+      return "setrlimit";
+    case ChildStep::kCapBoundingSet:
+      return "drop bounding set";
+    case ChildStep::kSetgroups:
+      return "setgroups";
+    case ChildStep::kSetgid:
+      return "setresgid";
+    case ChildStep::kSetuid:
+      return "setresuid";
+    case ChildStep::kCapClear:
+      return "clear capabilities";
+    case ChildStep::kCloseFds:
+      return "close fds";
+    case ChildStep::kNoNewPrivs:
+      return "no_new_privs";
+    case ChildStep::kSeccomp:
+      return "seccomp";
+    case ChildStep::kForkCommand:
+      return "fork command";
+    case ChildStep::kStdio:
+      return "stdio";
+    case ChildStep::kControllingTty:
+      return "controlling tty";
+    case ChildStep::kExec:
+      return "exec";
   }
   return "unknown step";
 }

@@ -98,17 +98,17 @@ struct ChildPlan {
   // Filesystem view. `isolate_filesystem` false keeps the host's mount tree
   // (used only by tests that show what the view protects against).
   bool isolate_filesystem;
-  const char* staging_dir;      // existing host directory the child covers with a tmpfs
-  const char* staged_root;      // staging_dir + "/root"
+  const char* staging_dir;  // existing host directory the child covers with a tmpfs
+  const char* staged_root;  // staging_dir + "/root"
   const PlanBind* binds;
   size_t bind_count;
   const PlanHide* hides;
   size_t hide_count;
-  const char* workspace;        // cwd after the pivot; nullptr keeps "/"
-  uint64_t tmp_size_bytes;      // size= of the private /tmp tmpfs
+  const char* workspace;    // cwd after the pivot; nullptr keeps "/"
+  uint64_t tmp_size_bytes;  // size= of the private /tmp tmpfs
 
-  const char* hostname;         // nullptr keeps the host's (only with no UTS namespace)
-  bool loopback_up;             // bring "lo" up (new network namespace)
+  const char* hostname;  // nullptr keeps the host's (only with no UTS namespace)
+  bool loopback_up;      // bring "lo" up (new network namespace)
 
   const PlanRlimit* rlimits;
   size_t rlimit_count;
@@ -117,8 +117,8 @@ struct ChildPlan {
   bool change_ids;  // false: keep the parent's ids (tests only)
   uid_t uid;
   gid_t gid;
-  int last_cap;                 // /proc/sys/kernel/cap_last_cap, read by the parent
-  bool drop_capabilities;       // bounding set cleared, all sets emptied
+  int last_cap;            // /proc/sys/kernel/cap_last_cap, read by the parent
+  bool drop_capabilities;  // bounding set cleared, all sets emptied
   bool no_new_privs;
   const struct sock_fprog* seccomp;  // nullptr: no filter (tests only)
 
@@ -126,11 +126,11 @@ struct ChildPlan {
   int stdin_fd;
   int stdout_fd;
   int stderr_fd;
-  bool pty;                     // stdin_fd is a PTY slave: make it the controlling terminal
+  bool pty;  // stdin_fd is a PTY slave: make it the controlling terminal
 
-  int report_fd;                // child's end of the handshake socket
-  int parent_pidfd;             // pidfd of the supervisor: the child exits if it is gone
-  bool wait_for_go;             // wait for the parent's GO byte (user namespace maps)
+  int report_fd;     // child's end of the handshake socket
+  int parent_pidfd;  // pidfd of the supervisor: the child exits if it is gone
+  bool wait_for_go;  // wait for the parent's GO byte (user namespace maps)
 };
 static_assert(std::is_standard_layout_v<ChildPlan>);
 static_assert(std::is_trivially_destructible_v<ChildPlan>);

@@ -19,7 +19,8 @@ Result<void> CheckPathSyntax(std::string_view path, std::string_view what) {
     if (end == std::string_view::npos) end = path.size();
     const std::string_view comp = path.substr(pos, end - pos);
     if (comp.empty()) return PlainError(label + " contains an empty component");
-    if (comp == "." || comp == "..") return PlainError(label + " contains a '" + std::string(comp) + "' component");
+    if (comp == "." || comp == "..")
+      return PlainError(label + " contains a '" + std::string(comp) + "' component");
     pos = end + 1;
   }
   return Ok();
@@ -30,8 +31,8 @@ Result<void> CheckHostPathHasNoSymlink(const std::string& path, std::string_view
   std::unique_ptr<char, decltype(&std::free)> real(::realpath(path.c_str(), nullptr), &std::free);
   if (!real) return ErrnoError(std::string(what) + " \"" + path + "\"");
   if (path != real.get()) {
-    return PlainError(std::string(what) + " \"" + path + "\" goes through a symlink (it resolves to \"" +
-                      real.get() + "\")");
+    return PlainError(std::string(what) + " \"" + path +
+                      "\" goes through a symlink (it resolves to \"" + real.get() + "\")");
   }
   return Ok();
 }

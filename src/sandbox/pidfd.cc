@@ -2,8 +2,8 @@
 
 #include <signal.h>
 #include <sys/syscall.h>
-#include <unistd.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <string>
@@ -31,8 +31,8 @@ Result<void> PidFd::SendSignal(int sig) const {
   if (::syscall(SYS_pidfd_send_signal, fd_.get(), sig, nullptr, 0) < 0) {
     // ESRCH: already exited (perhaps not yet reaped); nothing left to signal.
     if (errno == ESRCH) return Ok();
-    return ErrnoError("pidfd_send_signal(pid " + std::to_string(pid_) + ", " +
-                      std::to_string(sig) + ")");
+    return ErrnoError("pidfd_send_signal(pid " + std::to_string(pid_) + ", " + std::to_string(sig) +
+                      ")");
   }
   return Ok();
 }

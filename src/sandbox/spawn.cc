@@ -14,9 +14,9 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <pthread.h>
 #include <cerrno>
 #include <cstring>
-#include <pthread.h>
 #include <fstream>
 
 #include "common/scope_guard.h"
@@ -122,8 +122,9 @@ Result<SpawnReport> ReceiveReport(int fd, std::chrono::milliseconds timeout, boo
     rc = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
   } while (rc < 0 && errno == EINTR);
   if (rc < 0) return ErrnoError("poll(spawn handshake)");
-  if (rc == 0) return PlainError("sandbox setup did not finish within " +
-                                 std::to_string(timeout.count()) + " ms");
+  if (rc == 0)
+    return PlainError("sandbox setup did not finish within " + std::to_string(timeout.count()) +
+                      " ms");
   SpawnReport r{};
   ssize_t n;
   do {
@@ -195,8 +196,9 @@ Result<SpawnedChild> Spawn(const CgroupRoot& root, const std::string& leaf_name,
   }
   UniqueFd parent_sock(sp[0]), child_sock(sp[1]);
 
-  SpawnedChild out{PidFd(), CgroupLeaf(std::move(leaf)), UniqueFd(), UniqueFd(), UniqueFd(),
-                   UniqueFd(), UniqueFd()};
+  SpawnedChild out{
+      PidFd(),   CgroupLeaf(std::move(leaf)), UniqueFd(), UniqueFd(), UniqueFd(), UniqueFd(),
+      UniqueFd()};
   remove_leaf.Dismiss();
   ScopeGuard remove_out_leaf([&] { (void)FinishLeaf(out.leaf, std::chrono::seconds(5)); });
 
@@ -326,8 +328,8 @@ Result<SpawnedChild> Spawn(const CgroupRoot& root, const std::string& leaf_name,
     return reap_and_fail(ErrnoError(report->errnum, what));
   }
   if (report->kind != SpawnReport::kStarted) {
-    return reap_and_fail(PlainError("spawn handshake: unexpected report kind " +
-                                    std::to_string(report->kind)));
+    return reap_and_fail(
+        PlainError("spawn handshake: unexpected report kind " + std::to_string(report->kind)));
   }
   out.report = std::move(parent_sock);
   remove_out_leaf.Dismiss();

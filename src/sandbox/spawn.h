@@ -45,8 +45,8 @@ struct BindSpec {
 };
 
 struct RlimitSpec {
-  int resource;    // RLIMIT_*
-  uint64_t soft;   // RLIM_INFINITY for none
+  int resource;   // RLIMIT_*
+  uint64_t soft;  // RLIM_INFINITY for none
   uint64_t hard;
 };
 
@@ -66,9 +66,9 @@ struct SpawnRequest {
   std::vector<std::string> env;   // "NAME=value"; nothing else is passed
   std::string search_path = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
 
-  std::vector<BindSpec> binds;    // e.g. the workspace, read-write
-  std::vector<std::string> hide;  // paths covered by an empty file or directory
-  std::string workspace;          // cwd inside the sandbox; must lie in a read-write bind
+  std::vector<BindSpec> binds;             // e.g. the workspace, read-write
+  std::vector<std::string> hide;           // paths covered by an empty file or directory
+  std::string workspace;                   // cwd inside the sandbox; must lie in a read-write bind
   uint64_t tmp_size_bytes = 256ull << 20;  // private /tmp
   std::string hostname = "monkeyproof";
   NetworkMode network = NetworkMode::kNone;
@@ -95,7 +95,7 @@ struct SpawnRequest {
 std::vector<RlimitSpec> DefaultRlimits();
 
 struct SpawnedChild {
-  PidFd init;       // the sandbox's pid 1
+  PidFd init;  // the sandbox's pid 1
   CgroupLeaf leaf;
   UniqueFd report;  // handshake socket: SpawnReport kExited arrives here
   UniqueFd stdin_write;
@@ -106,8 +106,8 @@ struct SpawnedChild {
 
 // Figures for an ended sandbox.
 struct ExitInfo {
-  WaitStatus status;       // the command's, when init reported it; else init's
-  bool reported = false;   // false: init died first (killed: OOM, cgroup.kill, ...)
+  WaitStatus status;      // the command's, when init reported it; else init's
+  bool reported = false;  // false: init died first (killed: OOM, cgroup.kill, ...)
   CgroupStats stats;
 };
 

@@ -14,11 +14,21 @@ std::string JsonEscape(std::string_view s) {
   out.reserve(s.size() + 2);
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20 || c >= 0x80) {
           // Non-ASCII is escaped byte by byte: the log stays valid JSON whatever the input.
@@ -38,7 +48,8 @@ Result<AuditLog> AuditLog::Open(const std::string& path) {
   if (path.empty()) {
     log.fd_.Reset(::fcntl(2, F_DUPFD_CLOEXEC, 3));
   } else {
-    log.fd_.Reset(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    log.fd_.Reset(
+        ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
   }
   if (!log.fd_) return ErrnoError("open(audit log \"" + path + "\")");
   return log;
@@ -46,7 +57,8 @@ Result<AuditLog> AuditLog::Open(const std::string& path) {
 
 void AuditLog::Write(const AuditEntry& e) {
   const auto now = std::chrono::system_clock::now();
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
   const std::time_t secs = static_cast<std::time_t>(ms / 1000);
   struct tm tm {};
   gmtime_r(&secs, &tm);

@@ -45,11 +45,20 @@ Result<SupervisorConfig> ParseConfig(const std::string& name, const std::string&
     if (eq == std::string::npos) return PlainError(where + ": expected key = value");
     const std::string key = Trim(t.substr(0, eq));
     const std::string value = Trim(t.substr(eq + 1));
-    struct Str { const char* key; std::string* field; };
-    struct Num { const char* key; uint64_t* field; };
-    const Str strings[] = {{"socket_path", &c.socket_path}, {"api_user", &c.api_user},
-                           {"state_dir", &c.state_dir}, {"policies_dir", &c.policies_dir},
-                           {"credentials_dir", &c.credentials_dir}, {"cgroup_root", &c.cgroup_root},
+    struct Str {
+      const char* key;
+      std::string* field;
+    };
+    struct Num {
+      const char* key;
+      uint64_t* field;
+    };
+    const Str strings[] = {{"socket_path", &c.socket_path},
+                           {"api_user", &c.api_user},
+                           {"state_dir", &c.state_dir},
+                           {"policies_dir", &c.policies_dir},
+                           {"credentials_dir", &c.credentials_dir},
+                           {"cgroup_root", &c.cgroup_root},
                            {"audit_log", &c.audit_log}};
     const Num numbers[] = {{"max_sessions", &c.max_sessions},
                            {"max_ended_sessions", &c.max_ended_sessions},
@@ -74,7 +83,8 @@ Result<SupervisorConfig> ParseConfig(const std::string& name, const std::string&
     }
     if (!known) return PlainError(where + ": unknown key \"" + key + "\"");
   }
-  for (const std::string* path : {&c.socket_path, &c.state_dir, &c.policies_dir, &c.credentials_dir}) {
+  for (const std::string* path :
+       {&c.socket_path, &c.state_dir, &c.policies_dir, &c.credentials_dir}) {
     if (path->empty() || (*path)[0] != '/') {
       return PlainError(name + ": \"" + *path + "\" is not an absolute path");
     }

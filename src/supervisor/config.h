@@ -19,20 +19,20 @@ inline constexpr char kDefaultConfigPath[] = "/etc/monkeyproof/monkeyproof.conf"
 
 struct SupervisorConfig {
   std::string socket_path = "/run/monkeyproof/control.sock";  // control socket
-  std::string api_user = "monkeyproof-api";  // the only peer allowed besides root
-  std::string state_dir = "/var/lib/monkeyproof/state";        // records and transcripts
-  std::string policies_dir = "/etc/monkeyproof/policies";      // *.json presets
+  std::string api_user = "monkeyproof-api";                   // the only peer allowed besides root
+  std::string state_dir = "/var/lib/monkeyproof/state";       // records and transcripts
+  std::string policies_dir = "/etc/monkeyproof/policies";     // *.json presets
   std::string credentials_dir = "/etc/monkeyproof/credentials";  // secrets for env.secrets
   // Delegated cgroup for session leaves; "auto": the supervisor's own cgroup
   // (systemd Delegate=yes), the daemon moving itself into "<own>/supervisor".
   std::string cgroup_root = "auto";
-  std::string audit_log = "/var/log/monkeyproof/audit.log";    // "" = stderr
-  uint64_t max_sessions = 50;                   // running sessions (MAX_SESSIONS)
-  uint64_t max_ended_sessions = 500;            // ended records kept
-  uint64_t max_ended_output_bytes = 8ull << 30;  // their transcripts, bytes
-  uint64_t session_ttl_ms = 3600000;            // ended exec/print kept (SESSION_TTL_MS)
+  std::string audit_log = "/var/log/monkeyproof/audit.log";  // "" = stderr
+  uint64_t max_sessions = 50;                                // running sessions (MAX_SESSIONS)
+  uint64_t max_ended_sessions = 500;                         // ended records kept
+  uint64_t max_ended_output_bytes = 8ull << 30;              // their transcripts, bytes
+  uint64_t session_ttl_ms = 3600000;              // ended exec/print kept (SESSION_TTL_MS)
   uint64_t interactive_session_ttl_ms = 7200000;  // (INTERACTIVE_SESSION_TTL_MS)
-  uint64_t kill_grace_ms = 3000;                // SIGTERM → cgroup.kill
+  uint64_t kill_grace_ms = 3000;                  // SIGTERM → cgroup.kill
 };
 
 // Reads `path` (a missing file is an error unless `optional`), then the environment.

@@ -51,17 +51,17 @@ class RequestHandler {
 };
 
 struct ControlServerOptions {
-  std::string socket_path;               // e.g. /run/monkeyproof/control.sock (< 108 bytes)
-  std::vector<uid_t> allowed_uids;       // peers allowed; root (0) only if listed; not empty
-  gid_t socket_group = 0;                // the socket file is chowned root:socket_group (as root)
-  uint32_t socket_mode = 0660;           // permission bits of the socket file (& 0777)
-  size_t max_connections = 16;           // connections at once, handshaken or not; more: closed
+  std::string socket_path;          // e.g. /run/monkeyproof/control.sock (< 108 bytes)
+  std::vector<uid_t> allowed_uids;  // peers allowed; root (0) only if listed; not empty
+  gid_t socket_group = 0;           // the socket file is chowned root:socket_group (as root)
+  uint32_t socket_mode = 0660;      // permission bits of the socket file (& 0777)
+  size_t max_connections = 16;      // connections at once, handshaken or not; more: closed
   // Bytes of encoded frames the kernel did not take yet (the socket's own buffer comes first).
   // Start requires 0 < soft <= hard and hard >= wire::kMaxFrameBytes.
   size_t outbox_soft_limit_bytes = wire::kOutboxSoftLimitBytes;  // output events dropped at/above
   size_t outbox_hard_limit_bytes = wire::kOutboxHardLimitBytes;  // connection closed above
   std::string supervisor_version;
-  std::string boot_id;                   // sent in the server hello
+  std::string boot_id;  // sent in the server hello
   // Flow control's "resume" signal (may be empty). Called with a handshaken connection's id
   // when its outbox, after reaching outbox_soft_limit_bytes (because an output event was
   // dropped, or any frame took it there), has drained to at most half the soft limit: output
@@ -89,8 +89,7 @@ class ControlServer {
   // `handler` must outlive the server. Destroy the server outside its own callbacks; the
   // destructor closes every connection without calling the handler and unlinks the socket
   // file if it is still the one bound here.
-  static Result<std::unique_ptr<ControlServer>> Start(EventLoop& loop,
-                                                      ControlServerOptions options,
+  static Result<std::unique_ptr<ControlServer>> Start(EventLoop& loop, ControlServerOptions options,
                                                       RequestHandler& handler);
   ~ControlServer();
 

@@ -39,7 +39,7 @@ constexpr char kCgroupMount[] = "/sys/fs/cgroup";
 
 void Usage(FILE* out) {
   std::fprintf(out,
-R"(usage: monkeyproofd [--config FILE] [--dev] [overrides]
+               R"(usage: monkeyproofd [--config FILE] [--dev] [overrides]
        monkeyproofd exec [options] -- CMD [ARGS...]
        monkeyproofd check-policy FILE...
        monkeyproofd --version | --help
@@ -95,8 +95,9 @@ Result<sandbox::CgroupRoot> PrepareCgroupRoot(const std::string& configured) {
       if (line.rfind("0::", 0) == 0) own = line.substr(3);
     }
     if (own.empty()) {
-      return PlainError("no cgroup v2 membership in /proc/self/cgroup: this host has no unified "
-                        "cgroup hierarchy (boot with systemd.unified_cgroup_hierarchy=1)");
+      return PlainError(
+          "no cgroup v2 membership in /proc/self/cgroup: this host has no unified "
+          "cgroup hierarchy (boot with systemd.unified_cgroup_hierarchy=1)");
     }
     if (own.size() > 11 && own.substr(own.size() - 11) == "/supervisor") {
       own.resize(own.size() - 11);  // restarted inside our own leaf
@@ -166,15 +167,26 @@ int RunDaemon(int argc, char** argv) {
       }
       *out = argv[++i];
     };
-    if (a == "--config") { value(&config_path); config_given = true; }
-    else if (a == "--dev") dev = true;
-    else if (a == "--state-dir") value(&state_dir);
-    else if (a == "--policies") value(&policies_dir);
-    else if (a == "--socket") value(&socket_path);
-    else if (a == "--cgroup-root") value(&cgroup_root);
-    else if (a == "--audit-log") { value(&audit_log); audit_given = true; }
-    else if (a == "--help" || a == "-h") { Usage(stdout); return 0; }
-    else {
+    if (a == "--config") {
+      value(&config_path);
+      config_given = true;
+    } else if (a == "--dev")
+      dev = true;
+    else if (a == "--state-dir")
+      value(&state_dir);
+    else if (a == "--policies")
+      value(&policies_dir);
+    else if (a == "--socket")
+      value(&socket_path);
+    else if (a == "--cgroup-root")
+      value(&cgroup_root);
+    else if (a == "--audit-log") {
+      value(&audit_log);
+      audit_given = true;
+    } else if (a == "--help" || a == "-h") {
+      Usage(stdout);
+      return 0;
+    } else {
       std::fprintf(stderr, "monkeyproofd: unknown argument \"%s\"\n", a.c_str());
       Usage(stderr);
       return 2;
@@ -215,7 +227,8 @@ int RunDaemon(int argc, char** argv) {
   // Preflight, in the order an operator fixes things.
   auto root = PrepareCgroupRoot(c.cgroup_root);
   if (!root) return fail("cgroup: " + root.error().ToString());
-  if (auto r = MkdirP(c.state_dir, 0700); !r) return fail("state directory: " + r.error().ToString());
+  if (auto r = MkdirP(c.state_dir, 0700); !r)
+    return fail("state directory: " + r.error().ToString());
   if (::chmod(c.state_dir.c_str(), 0700) != 0 || ::access(c.state_dir.c_str(), W_OK) != 0) {
     return fail(ErrnoError("state directory \"" + c.state_dir + "\" is not writable").ToString());
   }
@@ -290,8 +303,9 @@ int RunDaemon(int argc, char** argv) {
   auto handled = l.HandleSignals({SIGTERM, SIGINT, SIGHUP}, [&](int signo) {
     if (signo == SIGHUP) {
       auto r = manager.ReloadPolicies();
-      std::fprintf(stderr, "monkeyproofd: policy reload: %s\n",
-                   r ? "ok" : (r.error().ToString() + " (the previous set stays in force)").c_str());
+      std::fprintf(
+          stderr, "monkeyproofd: policy reload: %s\n",
+          r ? "ok" : (r.error().ToString() + " (the previous set stays in force)").c_str());
       return;
     }
     Notify("STOPPING=1");

@@ -33,7 +33,7 @@ constexpr char kDefaultCgroupRoot[] = "/sys/fs/cgroup/monkeyproof";
 
 void PrintExecUsage(FILE* out) {
   std::fprintf(out,
-R"(usage: monkeyproofd exec [options] -- CMD [ARGS...]
+               R"(usage: monkeyproofd exec [options] -- CMD [ARGS...]
 
 Runs CMD once in a full sandbox (own cgroup v2 leaf; pid, mount, ipc, uts,
 cgroup and network namespaces; read-only root; private /tmp; no capabilities;
@@ -69,10 +69,20 @@ std::optional<uint64_t> ParseSize(std::string_view s) {
   uint64_t mult = 1;
   if (!s.empty()) {
     switch (s.back()) {
-      case 'K': case 'k': mult = 1ull << 10; break;
-      case 'M': case 'm': mult = 1ull << 20; break;
-      case 'G': case 'g': mult = 1ull << 30; break;
-      default: break;
+      case 'K':
+      case 'k':
+        mult = 1ull << 10;
+        break;
+      case 'M':
+      case 'm':
+        mult = 1ull << 20;
+        break;
+      case 'G':
+      case 'g':
+        mult = 1ull << 30;
+        break;
+      default:
+        break;
     }
     if (mult != 1) s.remove_suffix(1);
   }
@@ -149,9 +159,9 @@ Result<sandbox::CgroupRoot> OpenOrCreateRoot(const std::string& path) {
 int RunExecCommand(int argc, char** argv) {
   SpawnRequest req;
   req.stdio = sandbox::StdioMode::kInherit;
-  std::string cgroup_root =
-      std::getenv("MONKEYPROOF_CGROUP_ROOT") != nullptr ? std::getenv("MONKEYPROOF_CGROUP_ROOT")
-                                                         : kDefaultCgroupRoot;
+  std::string cgroup_root = std::getenv("MONKEYPROOF_CGROUP_ROOT") != nullptr
+                                ? std::getenv("MONKEYPROOF_CGROUP_ROOT")
+                                : kDefaultCgroupRoot;
   std::optional<double> timeout_s;
   bool seccomp_on = true;
   std::vector<std::string> command;
@@ -193,15 +203,20 @@ int RunExecCommand(int argc, char** argv) {
       req.allow_root = true;
     } else if (a == "--net") {
       if ((v = need(i, "--net"))) {
-        if (std::string_view(v) == "none") req.network = sandbox::NetworkMode::kNone;
-        else if (std::string_view(v) == "host") req.network = sandbox::NetworkMode::kHost;
-        else error = "--net must be none or host, not \"" + std::string(v) + "\"";
+        if (std::string_view(v) == "none")
+          req.network = sandbox::NetworkMode::kNone;
+        else if (std::string_view(v) == "host")
+          req.network = sandbox::NetworkMode::kHost;
+        else
+          error = "--net must be none or host, not \"" + std::string(v) + "\"";
       }
     } else if (a == "--memory-max" || a == "--tmp-size") {
       if ((v = need(i, a.c_str()))) {
         auto size = ParseSize(v);
-        if (!size) error = a + ": \"" + v + "\" is not a size";
-        else if (a == "--tmp-size") req.tmp_size_bytes = *size;
+        if (!size)
+          error = a + ": \"" + v + "\" is not a size";
+        else if (a == "--tmp-size")
+          req.tmp_size_bytes = *size;
         else {
           req.limits.memory_max_bytes = *size;
           req.limits.memory_swap_max_bytes = 0;
@@ -210,8 +225,10 @@ int RunExecCommand(int argc, char** argv) {
     } else if (a == "--pids-max") {
       if ((v = need(i, "--pids-max"))) {
         auto n = ParseSize(v);
-        if (!n) error = "--pids-max: \"" + std::string(v) + "\" is not a number";
-        else req.limits.pids_max = *n;
+        if (!n)
+          error = "--pids-max: \"" + std::string(v) + "\" is not a number";
+        else
+          req.limits.pids_max = *n;
       }
     } else if (a == "--cpu-max") {
       if ((v = need(i, "--cpu-max"))) req.limits.cpu_max = v;
@@ -219,8 +236,10 @@ int RunExecCommand(int argc, char** argv) {
       if ((v = need(i, "--timeout"))) {
         char* end = nullptr;
         const double t = std::strtod(v, &end);
-        if (end == v || *end != '\0' || !(t > 0)) error = "--timeout: \"" + std::string(v) + "\" is not a positive number";
-        else timeout_s = t;
+        if (end == v || *end != '\0' || !(t > 0))
+          error = "--timeout: \"" + std::string(v) + "\" is not a positive number";
+        else
+          timeout_s = t;
       }
     } else if (a == "--env") {
       if ((v = need(i, "--env"))) req.env.emplace_back(v);
@@ -279,8 +298,9 @@ int RunExecCommand(int argc, char** argv) {
     struct pollfd pfd = {child.init.fd(), POLLIN, 0};
     int wait_ms = -1;
     if (timeout_s) {
-      const double left = *timeout_s - std::chrono::duration<double>(
-                                           std::chrono::steady_clock::now() - started).count();
+      const double left =
+          *timeout_s -
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       wait_ms = left <= 0 ? 0 : static_cast<int>(left * 1000) + 1;
     }
     const int rc = ::poll(&pfd, 1, wait_ms);
@@ -302,8 +322,10 @@ int RunExecCommand(int argc, char** argv) {
   } else if (init_status && init_status->has_value()) {
     status = **init_status;
   }
-  if (!killed_by_us && stats && stats->oom_kill_events > 0) reason = "oom";
-  else if (!killed_by_us && !status.exited && stats && stats->pids_max_events > 0) reason = "pids_limit";
+  if (!killed_by_us && stats && stats->oom_kill_events > 0)
+    reason = "oom";
+  else if (!killed_by_us && !status.exited && stats && stats->pids_max_events > 0)
+    reason = "pids_limit";
 
   if (!stats) {
     std::fprintf(stderr, "monkeyproofd exec: cleanup: %s\n", stats.error().ToString().c_str());
@@ -315,8 +337,8 @@ int RunExecCommand(int argc, char** argv) {
     }
     if (stats) figures += " oom_kill=" + std::to_string(stats->oom_kill_events);
     if (std::strcmp(reason, "exit") == 0) reason = "signal";
-    std::fprintf(stderr, "monkeyproofd exec: %s ended: reason=%s%s%s\n", command[0].c_str(),
-                 reason, status.exited ? "" : (" signal=" + std::to_string(status.signal)).c_str(),
+    std::fprintf(stderr, "monkeyproofd exec: %s ended: reason=%s%s%s\n", command[0].c_str(), reason,
+                 status.exited ? "" : (" signal=" + std::to_string(status.signal)).c_str(),
                  figures.c_str());
   }
   if (status.exited) return status.code;

@@ -22,7 +22,7 @@
 namespace mp::supervisor {
 
 struct OutputLogOptions {
-  size_t ring_bytes = 1 << 20;                 // in-memory tail, bytes
+  size_t ring_bytes = 1 << 20;                  // in-memory tail, bytes
   uint64_t transcript_max_bytes = 64ull << 20;  // on-disk cap, bytes (all segments)
   uint32_t segments = 8;                        // cap / segments = one segment's size
 };

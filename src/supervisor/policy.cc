@@ -401,7 +401,8 @@ class PolicyReader {
     p_.hide = PathList(root, "hide", /*no_root=*/true);
     // Room is kept for the workspace roots, which every spawn hides too (up to 16).
     if (p_.hide.size() + kAlwaysHiddenPaths.size() + 16 > sandbox::kMaxHides) {
-      c_.Fail("/hide", "at most " + std::to_string(sandbox::kMaxHides - kAlwaysHiddenPaths.size() - 16) +
+      c_.Fail("/hide", "at most " +
+                           std::to_string(sandbox::kMaxHides - kAlwaysHiddenPaths.size() - 16) +
                            " paths");
     }
     const std::vector<std::string> hidden = p_.HiddenPaths();

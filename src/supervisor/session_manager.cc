@@ -33,8 +33,7 @@ uint64_t NowMs() {
 }
 
 std::string NewSessionId() {
-  static const char kAlphabet[] =
-      "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  static const char kAlphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
   unsigned char bytes[20];
   size_t got = 0;
   while (got < sizeof bytes) {
@@ -48,9 +47,12 @@ std::string NewSessionId() {
 
 wire::SessionType ToWire(SessionType t) {
   switch (t) {
-    case SessionType::kExec: return wire::SessionType::kExec;
-    case SessionType::kPrint: return wire::SessionType::kPrint;
-    case SessionType::kInteractive: return wire::SessionType::kInteractive;
+    case SessionType::kExec:
+      return wire::SessionType::kExec;
+    case SessionType::kPrint:
+      return wire::SessionType::kPrint;
+    case SessionType::kInteractive:
+      return wire::SessionType::kInteractive;
   }
   return wire::SessionType::kExec;
 }
@@ -131,9 +133,8 @@ struct SessionManager::Session {
   std::vector<int> watched;  // fds registered with the loop
 };
 
-SessionManager::SessionManager(EventLoop& loop, sandbox::CgroupRoot cgroup_root,
-                               PolicySet policies, ManagerOptions options, EventSink& sink,
-                               AuditLog& audit)
+SessionManager::SessionManager(EventLoop& loop, sandbox::CgroupRoot cgroup_root, PolicySet policies,
+                               ManagerOptions options, EventSink& sink, AuditLog& audit)
     : loop_(loop),
       cgroup_root_(std::move(cgroup_root)),
       policies_(std::move(policies)),
@@ -164,8 +165,9 @@ void SessionManager::Audit(std::string_view action, const std::string& session,
 
 void SessionManager::WriteRecord(const Session& s) {
   auto r = WriteFileAtomic(SessionDir(s.info.id) + "/record.json", wire::SessionInfoToJson(s.info));
-  if (!r) std::fprintf(stderr, "monkeyproofd: session %s: record: %s\n", s.info.id.c_str(),
-                       r.error().ToString().c_str());
+  if (!r)
+    std::fprintf(stderr, "monkeyproofd: session %s: record: %s\n", s.info.id.c_str(),
+                 r.error().ToString().c_str());
 }
 
 Result<void> SessionManager::Recover() {
@@ -260,7 +262,8 @@ Answer<wire::SessionInfo> SessionManager::Spawn(const wire::SpawnRequest& req,
   }
   auto policy = policies_.Find(preset_name);
   if (!policy) {
-    return fail(MakeError(wire::ErrorCode::kBadRequest, "unknown preset \"" + preset_name + "\"", "/preset"));
+    return fail(MakeError(wire::ErrorCode::kBadRequest, "unknown preset \"" + preset_name + "\"",
+                          "/preset"));
   }
   if (ToWire(policy->type) != req.type) {
     return fail(MakeError(wire::ErrorCode::kBadRequest,
@@ -280,8 +283,9 @@ Answer<wire::SessionInfo> SessionManager::Spawn(const wire::SpawnRequest& req,
   }
   auto effective = Tighten(*policy, requested);
   if (!effective) {
-    const auto code = supervisor::ErrorCode(effective.error()) == kPolicyViolation ? wire::ErrorCode::kPolicyViolation
-                                                                       : wire::ErrorCode::kBadRequest;
+    const auto code = supervisor::ErrorCode(effective.error()) == kPolicyViolation
+                          ? wire::ErrorCode::kPolicyViolation
+                          : wire::ErrorCode::kBadRequest;
     return fail(MakeError(code, effective.error().ToString(), "/limits"));
   }
   SessionLaunch launch;
@@ -295,8 +299,9 @@ Answer<wire::SessionInfo> SessionManager::Spawn(const wire::SpawnRequest& req,
   for (const auto& [k, v] : req.env) launch.env[k] = v;
   auto spawn_req = BuildSpawnRequest(*effective, launch, options_.host);
   if (!spawn_req) {
-    const auto code = supervisor::ErrorCode(spawn_req.error()) == kPolicyViolation ? wire::ErrorCode::kPolicyViolation
-                                                                       : wire::ErrorCode::kBadRequest;
+    const auto code = supervisor::ErrorCode(spawn_req.error()) == kPolicyViolation
+                          ? wire::ErrorCode::kPolicyViolation
+                          : wire::ErrorCode::kBadRequest;
     return fail(MakeError(code, spawn_req.error().ToString()));
   }
   if (req.max_turns && !spawn_req->argv.empty()) {
@@ -328,7 +333,8 @@ Answer<wire::SessionInfo> SessionManager::Spawn(const wire::SpawnRequest& req,
   }
   const std::string dir = SessionDir(s->info.id);
   if (::mkdir(dir.c_str(), 0700) != 0) {
-    return fail(MakeError(wire::ErrorCode::kInternal, ErrnoError("mkdir(\"" + dir + "\")").ToString()));
+    return fail(
+        MakeError(wire::ErrorCode::kInternal, ErrnoError("mkdir(\"" + dir + "\")").ToString()));
   }
   OutputLogOptions log_options;
   log_options.ring_bytes = effective->policy.output.ring_bytes;
@@ -380,9 +386,11 @@ void SessionManager::Register(Session& session) {
     if (fd < 0) return;
     SetNonBlocking(fd);
     auto r = loop_.Add(fd, events, std::move(cb));
-    if (r) s.watched.push_back(fd);
-    else std::fprintf(stderr, "monkeyproofd: session %s: epoll: %s\n", id.c_str(),
-                      r.error().ToString().c_str());
+    if (r)
+      s.watched.push_back(fd);
+    else
+      std::fprintf(stderr, "monkeyproofd: session %s: epoll: %s\n", id.c_str(),
+                   r.error().ToString().c_str());
   };
   // Every callback looks the session up by id: it may have been forgotten.
   auto with = [this, id](auto fn) {
@@ -410,15 +418,13 @@ void SessionManager::Register(Session& session) {
   // memory.events and pids.events raise EPOLLPRI when they change.
   if (auto fd = c.leaf.OpenEventFile("memory.events")) {
     s.memory_events = std::move(*fd);
-    watch(s.memory_events.get(), EPOLLPRI, with([this](Session& x, uint32_t) {
-            OnCgroupEvent(x, true);
-          }));
+    watch(s.memory_events.get(), EPOLLPRI,
+          with([this](Session& x, uint32_t) { OnCgroupEvent(x, true); }));
   }
   if (auto fd = c.leaf.OpenEventFile("pids.events")) {
     s.pids_events = std::move(*fd);
-    watch(s.pids_events.get(), EPOLLPRI, with([this](Session& x, uint32_t) {
-            OnCgroupEvent(x, false);
-          }));
+    watch(s.pids_events.get(), EPOLLPRI,
+          with([this](Session& x, uint32_t) { OnCgroupEvent(x, false); }));
   }
   const auto& d = s.policy->policy.deadlines;
   if (d.wall_seconds > 0) {
@@ -536,7 +542,7 @@ void SessionManager::Finish(Session& s) {
   // pipes hold their last bytes and then EOF.
   for (int fd : {c.stdout_read.get(), c.stderr_read.get(), c.pty_master.get()}) {
     if (fd < 0) continue;
-    const auto stream = fd == c.pty_master.get() ? wire::OutputStream::kPty
+    const auto stream = fd == c.pty_master.get()    ? wire::OutputStream::kPty
                         : fd == c.stdout_read.get() ? wire::OutputStream::kStdout
                                                     : wire::OutputStream::kStderr;
     if (std::find(s.watched.begin(), s.watched.end(), fd) != s.watched.end()) {
@@ -561,8 +567,10 @@ void SessionManager::Finish(Session& s) {
   } else if (init_status && init_status->has_value()) {
     status = **init_status;
   }
-  if (status.exited) end.exit_code = status.code;
-  else if (status.signal != 0) end.signal = status.signal;
+  if (status.exited)
+    end.exit_code = status.code;
+  else if (status.signal != 0)
+    end.signal = status.signal;
   if (stats) {
     end.memory_peak_bytes = stats->memory_peak_bytes;
     end.cpu_usage_usec = stats->cpu_usage_usec;
@@ -617,7 +625,8 @@ void SessionManager::EnforceRetention() {
     const Session* s = Find(id);
     if (s != nullptr && s->ended) {
       ++ended;
-      if (s->log) bytes += std::min<uint64_t>(s->log->total(), s->log->total() - s->log->first_held());
+      if (s->log)
+        bytes += std::min<uint64_t>(s->log->total(), s->log->total() - s->log->first_held());
     }
   }
   // Oldest ended sessions go first.
@@ -683,8 +692,8 @@ wire::SessionList SessionManager::List(const wire::ListRequest& req) const {
     if (s == nullptr) continue;
     if (req.owner && s->info.owner != *req.owner) continue;
     if (req.state && s->info.state != *req.state) continue;
-    if (req.label &&
-        std::find(s->info.labels.begin(), s->info.labels.end(), *req.label) == s->info.labels.end()) {
+    if (req.label && std::find(s->info.labels.begin(), s->info.labels.end(), *req.label) ==
+                         s->info.labels.end()) {
       continue;
     }
     if (out.sessions.size() == limit) {
@@ -732,7 +741,8 @@ Answer<std::monostate> SessionManager::Stdin(const std::string& id,
     return MakeError(wire::ErrorCode::kWrongState, "session " + id + " has ended", "/session");
   }
   if (!s->child->pty_master && (!s->child->stdin_write || s->stdin_close_pending)) {
-    return MakeError(wire::ErrorCode::kWrongState, "stdin of session " + id + " is closed", "/session");
+    return MakeError(wire::ErrorCode::kWrongState, "stdin of session " + id + " is closed",
+                     "/session");
   }
   if (s->stdin_pending.size() + data.size() > options_.stdin_buffer_bytes) {
     return MakeError(wire::ErrorCode::kCapacity,
@@ -770,7 +780,8 @@ Answer<std::monostate> SessionManager::Resize(const std::string& id, wire::PtySi
     return MakeError(wire::ErrorCode::kWrongState, "session " + id + " has ended", "/session");
   }
   if (!s->child->pty_master) {
-    return MakeError(wire::ErrorCode::kWrongState, "session " + id + " has no terminal", "/session");
+    return MakeError(wire::ErrorCode::kWrongState, "session " + id + " has no terminal",
+                     "/session");
   }
   struct winsize ws {};
   ws.ws_row = static_cast<unsigned short>(size.rows);
@@ -869,7 +880,8 @@ Answer<wire::OutputRead> SessionManager::ReadOutput(const std::string& id, uint6
                                                     uint32_t limit) const {
   const Session* s = Find(id);
   if (s == nullptr) return MakeError(wire::ErrorCode::kNotFound, "no session " + id, "/session");
-  if (!s->log) return MakeError(wire::ErrorCode::kNotFound, "session " + id + " has no output record");
+  if (!s->log)
+    return MakeError(wire::ErrorCode::kNotFound, "session " + id + " has no output record");
   if (since > s->log->total()) {
     return MakeError(wire::ErrorCode::kBadRequest,
                      "since " + std::to_string(since) + " is past the end of the output (" +
@@ -898,9 +910,9 @@ wire::PolicyList SessionManager::Policies() const {
 wire::HealthInfo SessionManager::Health() const {
   wire::HealthInfo h;
   h.version = options_.supervisor_version;
-  h.uptime_seconds = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
-                                               std::chrono::steady_clock::now() - started_)
-                                               .count());
+  h.uptime_seconds = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
+          .count());
   h.sessions_active = static_cast<uint32_t>(active_);
   h.sessions_total = static_cast<uint32_t>(sessions_.size());
   h.max_sessions = static_cast<uint32_t>(options_.max_sessions);

@@ -43,14 +43,14 @@ class EventSink {
 };
 
 struct ManagerOptions {
-  std::string state_dir;               // sessions/<id>/record.json and output/
-  size_t max_sessions = 50;            // starting + running (MAX_SESSIONS)
-  size_t max_ended_records = 500;      // ended sessions kept for inspection
+  std::string state_dir;                         // sessions/<id>/record.json and output/
+  size_t max_sessions = 50;                      // starting + running (MAX_SESSIONS)
+  size_t max_ended_records = 500;                // ended sessions kept for inspection
   uint64_t max_ended_output_bytes = 8ull << 30;  // transcripts kept for ended sessions
   std::chrono::milliseconds ended_ttl{3600000};  // SESSION_TTL_MS
   std::chrono::milliseconds interactive_ended_ttl{7200000};  // INTERACTIVE_SESSION_TTL_MS
-  std::chrono::milliseconds kill_grace{3000};    // SIGTERM → cgroup.kill
-  size_t stdin_buffer_bytes = 1 << 20;           // queued stdin per session
+  std::chrono::milliseconds kill_grace{3000};                // SIGTERM → cgroup.kill
+  size_t stdin_buffer_bytes = 1 << 20;                       // queued stdin per session
   SpawnHost host = SystemSpawnHost();
   std::string supervisor_version;
 };
@@ -96,7 +96,7 @@ class SessionManager {
  private:
   struct Session;
   struct Subscription {
-    uint64_t next = 0;       // next offset to send
+    uint64_t next = 0;  // next offset to send
     bool exit_sent = false;
   };
 

@@ -386,11 +386,11 @@ TEST_F(AttackTest, SetsidDoubleForkCannotEscapeTheKill) {
   control.unsafe.share_pid_namespace = true;
   int survivors = -1;
   auto r = runner_->Run(control, AfterDaemonized([&](sandbox::SpawnedChild& c) {
-    (void)c.init.SendSignal(SIGKILL);
-    ::usleep(200 * 1000);
-    survivors = CountProcessesWith(token);
-    (void)c.leaf.Kill();  // clean up for real
-  }));
+                          (void)c.init.SendSignal(SIGKILL);
+                          ::usleep(200 * 1000);
+                          survivors = CountProcessesWith(token);
+                          (void)c.leaf.Kill();  // clean up for real
+                        }));
   ASSERT_TRUE(r) << r.error().ToString();
   EXPECT_GE(survivors, 1) << "the control run should leave the daemon alive";
   EXPECT_EQ(CountProcessesWith(token), 0);
@@ -414,7 +414,8 @@ TEST_F(AttackTest, OtherWorkspacesUnderTheRootAreHidden) {
   write_mine.binds = req.binds;
   write_mine.workspace = mine;
   write_mine.hide.push_back(root);
-  EXPECT_EQ(Outcome(write_mine), kEscaped) << "our own workspace must stay writable: " << last_output_;
+  EXPECT_EQ(Outcome(write_mine), kEscaped)
+      << "our own workspace must stay writable: " << last_output_;
   auto control = Probe({"read-file", theirs + "/.env"});
   control.binds = req.binds;
   control.workspace = mine;
@@ -425,10 +426,11 @@ TEST_F(AttackTest, ReadOnlyMountBelowAWritableBindStaysReadOnly) {
   const std::string ro = runner_->workspace() + "/golden";
   ::mkdir(ro.c_str(), 0777);
   ASSERT_EQ(::chmod(ro.c_str(), 0777), 0);
-  ASSERT_EQ(std::system(("mount -t tmpfs -o mode=0777 tmpfs '" + ro + "' && touch '" + ro +
-                         "/file' && chmod 666 '" + ro + "/file' && mount -o remount,ro '" + ro + "'")
-                            .c_str()),
-            0);
+  ASSERT_EQ(
+      std::system(("mount -t tmpfs -o mode=0777 tmpfs '" + ro + "' && touch '" + ro +
+                   "/file' && chmod 666 '" + ro + "/file' && mount -o remount,ro '" + ro + "'")
+                      .c_str()),
+      0);
   ExpectBlocked(Probe({"write-file", ro + "/file"}));
   auto control = Probe({"write-file", ro + "/file"});
   control.unsafe.keep_host_filesystem = true;
@@ -477,7 +479,10 @@ TEST_F(AttackTest, SpawnErrorsNameTheStep) {
 
 TEST_F(AttackTest, RunsAsNobodyWithNoCapabilities) {
   RunResult r;
-  auto req = runner_->BaseRequest({"/bin/sh", "-c", "id -u; grep -E '^Cap(Prm|Eff|Bnd|Amb)' /proc/self/status; grep NoNewPrivs /proc/self/status; grep Seccomp: /proc/self/status"});
+  auto req =
+      runner_->BaseRequest({"/bin/sh", "-c",
+                            "id -u; grep -E '^Cap(Prm|Eff|Bnd|Amb)' /proc/self/status; grep "
+                            "NoNewPrivs /proc/self/status; grep Seccomp: /proc/self/status"});
   ASSERT_EQ(Outcome(req, &r), 0) << r.out;
   EXPECT_NE(r.out.find("65534\n"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("CapPrm:\t0000000000000000"), std::string::npos) << r.out;

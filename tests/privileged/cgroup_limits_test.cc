@@ -77,8 +77,8 @@ TEST_F(CgroupLimitsTest, MemoryMaxOomKillsAndIsCounted) {
   ASSERT_TRUE(leaf_->Write("memory.swap.max", "0"));
   const pid_t pid = ForkIntoLeaf([] {
     constexpr size_t kSize = 256u << 20;
-    char* p = static_cast<char*>(::mmap(nullptr, kSize, PROT_READ | PROT_WRITE,
-                                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    char* p = static_cast<char*>(
+        ::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     if (p == MAP_FAILED) return 121;
     for (size_t i = 0; i < kSize; i += 4096) p[i] = 1;  // fault every page in
     return 0;  // reaching here means the limit did not hold
@@ -86,8 +86,8 @@ TEST_F(CgroupLimitsTest, MemoryMaxOomKillsAndIsCounted) {
   ASSERT_GT(pid, 0);
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFSIGNALED(status)) << "child was not killed; exit status "
-                                   << (WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  ASSERT_TRUE(WIFSIGNALED(status))
+      << "child was not killed; exit status " << (WIFEXITED(status) ? WEXITSTATUS(status) : -1);
   EXPECT_EQ(WTERMSIG(status), SIGKILL);
   auto stats = leaf_->Stats();
   ASSERT_TRUE(stats) << stats.error().ToString();

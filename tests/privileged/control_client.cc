@@ -46,7 +46,8 @@ Result<wire::SupervisorMessage> ControlClient::Receive(std::chrono::milliseconds
   if (rc == 0) return PlainError("timed out waiting for the supervisor");
   std::vector<uint8_t> buf(wire::kMaxFrameBytes);
   MP_TRY(auto got, wire::ReceiveFrame(fd_.get(), buf));
-  if (got.status != wire::ReceiveStatus::kFrame) return PlainError("the supervisor closed the connection");
+  if (got.status != wire::ReceiveStatus::kFrame)
+    return PlainError("the supervisor closed the connection");
   return wire::DecodeSupervisorMessage(got.frame);
 }
 

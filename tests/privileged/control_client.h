@@ -16,8 +16,8 @@ namespace mp::testing {
 class ControlClient {
  public:
   // Connects and exchanges hello.
-  static Result<ControlClient> Connect(const std::string& path,
-                                       std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  static Result<ControlClient> Connect(
+      const std::string& path, std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
   // Sends a request (assigning its id) and waits for its response; events
   // that arrive meanwhile are kept for NextEvent().

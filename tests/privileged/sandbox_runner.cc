@@ -15,7 +15,8 @@ SandboxRunner::SandboxRunner(const std::string& name) {
   auto top = sandbox::CgroupRoot::Open("/sys/fs/cgroup");
   if (!top) throw std::runtime_error(top.error().ToString());
   const std::string path = "/sys/fs/cgroup/" + name;
-  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) throw std::runtime_error("mkdir " + path);
+  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
+    throw std::runtime_error("mkdir " + path);
   auto root = sandbox::CgroupRoot::Open(path);
   if (!root) throw std::runtime_error(root.error().ToString());
   if (auto r = root->EnableControllers({"memory", "pids", "cpu"}); !r) {
@@ -34,7 +35,8 @@ SandboxRunner::SandboxRunner(const std::string& name) {
 
 SandboxRunner::~SandboxRunner() {
   const std::string cmd = "rm -rf '" + workspace_ + "'";
-  if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", workspace_.c_str());
+  if (std::system(cmd.c_str()) != 0)
+    std::fprintf(stderr, "could not remove %s\n", workspace_.c_str());
 }
 
 sandbox::SpawnRequest SandboxRunner::BaseRequest(std::vector<std::string> argv) const {

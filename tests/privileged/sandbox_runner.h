@@ -31,9 +31,9 @@ class SandboxRunner {
 
   // Spawns, reads all output, waits. `while_running` runs once after spawn
   // (e.g. to kill the tree); `finish_leaf` false leaves the leaf for the caller.
-  Result<RunResult> Run(const sandbox::SpawnRequest& req,
-                        const std::function<void(sandbox::SpawnedChild&, std::string&)>&
-                            while_running = nullptr);
+  Result<RunResult> Run(
+      const sandbox::SpawnRequest& req,
+      const std::function<void(sandbox::SpawnedChild&, std::string&)>& while_running = nullptr);
 
   const std::string& workspace() const { return workspace_; }
   const sandbox::CgroupRoot& root() const { return *root_; }

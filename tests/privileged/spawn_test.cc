@@ -45,7 +45,8 @@ std::string ReadUntil(int fd, const std::string& needle, int timeout_ms) {
 }
 
 TEST_F(SpawnTest, StdinPipeReachesTheCommandAndStdoutStderrAreSeparate) {
-  auto req = runner_->BaseRequest({"/bin/sh", "-c", "read line; echo \"got:$line\"; echo oops >&2"});
+  auto req =
+      runner_->BaseRequest({"/bin/sh", "-c", "read line; echo \"got:$line\"; echo oops >&2"});
   auto child = sandbox::Spawn(runner_->root(), "stdin-pipe", req);
   ASSERT_TRUE(child) << child.error().ToString();
   ASSERT_EQ(::write(child->stdin_write.get(), "hello\n", 6), 6);
@@ -65,7 +66,8 @@ TEST_F(SpawnTest, StdinPipeReachesTheCommandAndStdoutStderrAreSeparate) {
 
 TEST_F(SpawnTest, PtyIsTheControllingTerminalWithTheRequestedSize) {
   auto req = runner_->BaseRequest(
-      {"/bin/sh", "-c", "stty size; test -t 0 && echo tty-ok; read x; echo \"in:$x\"; ps -o stat= -p $$"});
+      {"/bin/sh", "-c",
+       "stty size; test -t 0 && echo tty-ok; read x; echo \"in:$x\"; ps -o stat= -p $$"});
   req.stdio = sandbox::StdioMode::kPty;
   req.pty_rows = 40;
   req.pty_cols = 132;
@@ -117,12 +119,15 @@ TEST_F(SpawnTest, ExitStatusAndSignalAreReported) {
 }
 
 TEST_F(SpawnTest, SignalToInitIsForwardedToTheCommand) {
-  auto req = runner_->BaseRequest({"/bin/sh", "-c", "trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.1; done"});
+  auto req = runner_->BaseRequest(
+      {"/bin/sh", "-c",
+       "trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.1; done"});
   auto child = sandbox::Spawn(runner_->root(), "forward", req);
   ASSERT_TRUE(child) << child.error().ToString();
   ASSERT_NE(ReadUntil(child->stdout_read.get(), "ready", 20000).find("ready"), std::string::npos);
   ASSERT_TRUE(child->init.SendSignal(SIGTERM));
-  EXPECT_NE(ReadUntil(child->stdout_read.get(), "got-term", 20000).find("got-term"), std::string::npos);
+  EXPECT_NE(ReadUntil(child->stdout_read.get(), "got-term", 20000).find("got-term"),
+            std::string::npos);
   auto status = child->init.Wait();
   ASSERT_TRUE(status && status->has_value());
   auto report = sandbox::ReadExitReport(*child);
@@ -148,11 +153,13 @@ TEST(ExecRunnerTest, ExitsWithTheCommandStatusAndSaysWhyItKilled) {
   EXPECT_EQ(RunShell(bin + " exec" + root + " -- /bin/sh -c 'echo hi; exit 5'", &out), 5) << out;
   EXPECT_EQ(out, "hi\n");
   out.clear();
-  EXPECT_EQ(RunShell(bin + " exec" + root + " --timeout 1 -- /bin/sleep 30", &out), 128 + SIGKILL) << out;
+  EXPECT_EQ(RunShell(bin + " exec" + root + " --timeout 1 -- /bin/sleep 30", &out), 128 + SIGKILL)
+      << out;
   EXPECT_NE(out.find("reason=timeout_wall"), std::string::npos) << out;
   out.clear();
   EXPECT_EQ(RunShell(bin + " exec" + root +
-                         " --memory-max 32M -- /bin/sh -c 'x=$(head -c 200000000 /dev/zero | tr \"\\0\" a); echo survived'",
+                         " --memory-max 32M -- /bin/sh -c 'x=$(head -c 200000000 /dev/zero | tr "
+                         "\"\\0\" a); echo survived'",
                      &out),
             128 + SIGKILL)
       << out;

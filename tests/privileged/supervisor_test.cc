@@ -10,10 +10,10 @@
 
 #include <atomic>
 #include <cstdlib>
-#include <functional>
-#include <thread>
 #include <fstream>
+#include <functional>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -39,6 +39,16 @@ const char kExecPolicy[] = R"({
   "env": {"set": {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}}
 })";
 
+// A one-shot "agent": the preset's command with the task appended last.
+const char kPrintPolicy[] = R"({
+  "description": "test print", "type": "print",
+  "command": ["/bin/echo", "printed:"], "bypasses_agent_permissions": false,
+  "run_as": {"user": "nobody"},
+  "workspace_roots": ["/var/tmp/mp-daemon-test/ws"],
+  "default_workspace": "/var/tmp/mp-daemon-test/ws",
+  "env": {"set": {"PATH": "/usr/bin:/bin"}}
+})";
+
 // No output-rate ceiling and a transcript that holds a whole 1 GiB stream.
 const char kBulkPolicy[] = R"({
   "description": "test bulk output", "type": "exec", "command": [],
@@ -59,9 +69,7 @@ const char kShellPolicy[] = R"({
   "env": {"set": {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TERM": "dumb"}}
 })";
 
-void WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream(path) << text;
-}
+void WriteFile(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 class Daemon {
  public:
@@ -74,7 +82,9 @@ class Daemon {
     WriteFile(kBase + "/policies/exec.json", kExecPolicy);
     WriteFile(kBase + "/policies/shell.json", kShellPolicy);
     WriteFile(kBase + "/policies/bulk.json", kBulkPolicy);
-    WriteFile(kBase + "/monkeyproof.conf", "kill_grace_ms = 500\nmax_sessions = 250\napi_user = root\n");
+    WriteFile(kBase + "/policies/printer.json", kPrintPolicy);
+    WriteFile(kBase + "/monkeyproof.conf",
+              "kill_grace_ms = 500\nmax_sessions = 250\napi_user = root\n");
   }
   ~Daemon() { Stop(SIGKILL); }
 
@@ -86,9 +96,9 @@ class Daemon {
       ::dup2(fd, 2);
       ::execl(kDaemon.c_str(), kDaemon.c_str(), "--config", (kBase + "/monkeyproof.conf").c_str(),
               "--state-dir", (kBase + "/state").c_str(), "--socket",
-              (kBase + "/run/control.sock").c_str(), "--cgroup-root", kCgroup.c_str(),
-              "--policies", (kBase + "/policies").c_str(), "--audit-log",
-              (kBase + "/audit.log").c_str(), static_cast<char*>(nullptr));
+              (kBase + "/run/control.sock").c_str(), "--cgroup-root", kCgroup.c_str(), "--policies",
+              (kBase + "/policies").c_str(), "--audit-log", (kBase + "/audit.log").c_str(),
+              static_cast<char*>(nullptr));
       ::_exit(127);
     }
   }
@@ -166,8 +176,10 @@ class SupervisorTest : public ::testing::Test {
       if (auto* o = std::get_if<wire::OutputEvent>(&*ev)) {
         if (o->session != id) continue;
         if (o->offset != c.next_offset) c.offsets_contiguous = false;
-        if (sink) sink(o->data.data(), o->data.size());
-        else c.out.append(o->data.begin(), o->data.end());
+        if (sink)
+          sink(o->data.data(), o->data.size());
+        else
+          c.out.append(o->data.begin(), o->data.end());
         c.next_offset = o->offset + o->data.size();
       } else if (auto* x = std::get_if<wire::ExitEvent>(&*ev)) {
         if (x->session != id) continue;
@@ -209,6 +221,29 @@ TEST_F(SupervisorTest, ExecLifecycleWithOffsetsAndExitRecord) {
   EXPECT_TRUE(r->ended);
 }
 
+TEST_F(SupervisorTest, PrintSessionRunsThePresetWithTheTaskLast) {
+  wire::SpawnRequest req;
+  req.type = wire::SessionType::kPrint;
+  req.preset = "printer";
+  req.task = "hello from a print session";
+  auto info = Spawn(req);
+  ASSERT_FALSE(info.id.empty());
+  EXPECT_EQ(info.command, "/bin/echo printed: hello from a print session");
+  auto c = Follow(info.id);
+  EXPECT_EQ(c.out, "printed: hello from a print session\n");
+  ASSERT_TRUE(c.end);
+  EXPECT_EQ(c.end->reason, wire::EndReason::kExit);
+  // A print session needs a preset of its type.
+  wire::SpawnRequest wrong;
+  wrong.type = wire::SessionType::kPrint;
+  wrong.preset = "exec";
+  wrong.task = "x";
+  wrong.client = "test";
+  auto r = client_->Call(wrong);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(std::holds_alternative<wire::ErrorBody>(r->body));
+}
+
 TEST_F(SupervisorTest, StdinReachesExecSessions) {
   auto info = Spawn(Exec("read line; echo \"got:$line\""));
   ASSERT_FALSE(info.id.empty());
@@ -231,7 +266,8 @@ TEST_F(SupervisorTest, CloseStdinEndsACat) {
 }
 
 TEST_F(SupervisorTest, KillEndsTheWholeTree) {
-  auto info = Spawn(Exec("setsid sh -c 'sleep 1000' & sh -c 'sleep 1000 &' ; echo started; sleep 1000"));
+  auto info =
+      Spawn(Exec("setsid sh -c 'sleep 1000' & sh -c 'sleep 1000 &' ; echo started; sleep 1000"));
   ASSERT_FALSE(info.id.empty());
   auto killed = client_->Call(wire::KillRequest{info.id});
   ASSERT_TRUE(killed && killed->ok());
@@ -545,8 +581,10 @@ TEST(SupervisorRestartTest, SigkillLeavesNoProcessAndRestartMarksSessions) {
     ASSERT_GT(CountNobodyProcesses(), 0);
     daemon.Stop(SIGKILL);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-    while (CountNobodyProcesses() > 0 && std::chrono::steady_clock::now() < deadline) ::usleep(10000);
-    ASSERT_EQ(CountNobodyProcesses(), 0) << "trial " << trial << ": a session process outlived the supervisor by 1 s";
+    while (CountNobodyProcesses() > 0 && std::chrono::steady_clock::now() < deadline)
+      ::usleep(10000);
+    ASSERT_EQ(CountNobodyProcesses(), 0)
+        << "trial " << trial << ": a session process outlived the supervisor by 1 s";
     if (trial % 5 != 0) continue;
     // Restart: the session is marked, its leaf removed.
     daemon.Start();

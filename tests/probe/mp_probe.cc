@@ -23,10 +23,10 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <dirent.h>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <dirent.h>
 #include <string>
 
 namespace {
@@ -109,8 +109,9 @@ int LoadModule() {
   // EINVAL, ...); only EPERM means the call was refused before reaching it.
   static const char image[16] = {};
   const long rc = ::syscall(SYS_init_module, image, sizeof image, "");
-  if (rc == 0 || errno != EPERM) return Escaped(std::string("init_module reached the loader: ") +
-                                                (rc == 0 ? "ok" : strerrorname_np(errno)));
+  if (rc == 0 || errno != EPERM)
+    return Escaped(std::string("init_module reached the loader: ") +
+                   (rc == 0 ? "ok" : strerrorname_np(errno)));
   return Blocked("init_module", errno);
 }
 
@@ -167,8 +168,9 @@ int TiocLinux() {
   char sub = 0;  // any subcode: only EPERM means the filter answered
   errno = 0;
   const long rc = ::syscall(SYS_ioctl, master, 0x541CUL /* TIOCLINUX */, &sub);
-  if (rc == 0 || errno != EPERM) return Escaped(std::string("TIOCLINUX reached the driver: ") +
-                                                (rc == 0 ? "ok" : strerrorname_np(errno)));
+  if (rc == 0 || errno != EPERM)
+    return Escaped(std::string("TIOCLINUX reached the driver: ") +
+                   (rc == 0 ? "ok" : strerrorname_np(errno)));
   return Blocked("TIOCLINUX", errno);
 }
 
@@ -218,8 +220,8 @@ int ForkBomb(const char* limit_text) {
 
 int Allocate(const char* mib_text) {
   const size_t size = static_cast<size_t>(std::atol(mib_text)) << 20;
-  char* p = static_cast<char*>(::mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  char* p = static_cast<char*>(
+      ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   if (p == MAP_FAILED) return Blocked("mmap", errno);
   for (size_t i = 0; i < size; i += 4096) p[i] = 1;
   return Escaped(std::string("touched ") + mib_text + " MiB");
@@ -327,7 +329,9 @@ int SocketFamily(const char* family_text) {
   const int err = errno;
   if (s >= 0) return Escaped("socket(" + std::string(family_text) + ")");
   // EAFNOSUPPORT is the filter's answer; anything else came from the family itself.
-  if (err != EAFNOSUPPORT) return Escaped("socket(" + std::string(family_text) + ") reached the family: " + strerrorname_np(err));
+  if (err != EAFNOSUPPORT)
+    return Escaped("socket(" + std::string(family_text) +
+                   ") reached the family: " + strerrorname_np(err));
   return Blocked("socket(" + std::string(family_text) + ")", err);
 }
 

@@ -49,7 +49,9 @@ TEST(ResultTest, PlainErrorHasNoErrnoSuffix) {
 }
 
 TEST(ResultTest, WrapAddsOutermostContextFirst) {
-  Error e = ErrnoError(EACCES, "openat(cgroup \"s-1\", \"memory.max\")").Wrap("set limits").Wrap("spawn s-1");
+  Error e = ErrnoError(EACCES, "openat(cgroup \"s-1\", \"memory.max\")")
+                .Wrap("set limits")
+                .Wrap("spawn s-1");
   EXPECT_EQ(e.what, "spawn s-1: set limits: openat(cgroup \"s-1\", \"memory.max\")");
   EXPECT_EQ(e.errnum, EACCES);
 }
@@ -64,7 +66,9 @@ TEST(ResultTest, TryPropagatesErrorAndValue) {
 }
 
 TEST(ResultTest, MovesOutMoveOnlyValue) {
-  auto make = []() -> Result<UniqueFd> { return UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); };
+  auto make = []() -> Result<UniqueFd> {
+    return UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  };
   Result<UniqueFd> r = make();
   ASSERT_TRUE(r);
   UniqueFd fd = std::move(r).value();
@@ -74,7 +78,10 @@ TEST(ResultTest, MovesOutMoveOnlyValue) {
 TEST(UniqueFdTest, ClosesOnDestruction) {
   int raw = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   ASSERT_GE(raw, 0);
-  { UniqueFd fd(raw); EXPECT_TRUE(FdIsOpen(raw)); }
+  {
+    UniqueFd fd(raw);
+    EXPECT_TRUE(FdIsOpen(raw));
+  }
   EXPECT_FALSE(FdIsOpen(raw));
 }
 
@@ -125,7 +132,9 @@ TEST(UniqueFdTest, MakePipeIsCloexecAndConnected) {
 
 TEST(ScopeGuardTest, RunsUnlessDismissed) {
   int runs = 0;
-  { ScopeGuard g([&] { ++runs; }); }
+  {
+    ScopeGuard g([&] { ++runs; });
+  }
   EXPECT_EQ(runs, 1);
   {
     ScopeGuard g([&] { ++runs; });

@@ -923,9 +923,9 @@ TEST_F(BuildSpawnRequestTest, BindsHidesLimitsAndRlimits) {
   EXPECT_EQ(r->binds[1].target, state);
   EXPECT_EQ(r->binds[1].mode, sandbox::BindMode::kReadWrite);
   EXPECT_EQ(r->binds[2].target, ws_ + "/proj");  // the workspace comes last
-  EXPECT_EQ(r->hide, (std::vector<std::string>{"/etc/monkeyproof", "/var/lib/monkeyproof/state",
-                                               "/run/monkeyproof", "/run/credentials", "/home",
-                                               ws_}));
+  EXPECT_EQ(r->hide,
+            (std::vector<std::string>{"/etc/monkeyproof", "/var/lib/monkeyproof/state",
+                                      "/run/monkeyproof", "/run/credentials", "/home", ws_}));
   EXPECT_EQ(r->network, sandbox::NetworkMode::kHost);
   EXPECT_EQ(r->limits.memory_max_bytes, 1ull << 30);
   EXPECT_EQ(r->limits.pids_max, 32u);

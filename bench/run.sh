@@ -5,6 +5,8 @@
 #   <stamp>-<preset>.csv   every sample
 #   <stamp>-<preset>.env   host, qemu, VM and build facts
 # Arguments after PRESET go to spawn_bench (e.g. --runs 50, --only ours,bwrap).
+# The driver is pinned to guest CPU $MP_BENCH_CPU (default 1; "none" for no
+# pinning): under TCG the two vCPUs differ a lot in speed, see README.md.
 # Usage: bench/run.sh [PRESET] [spawn_bench options...]
 set -euo pipefail
 
@@ -23,6 +25,9 @@ VM_CACHE=$BUILD/vm
 [[ -d $VM_CACHE ]] || VM_CACHE=$REPO_ROOT/build/default/vm
 SMP=${MP_BENCH_SMP:-2}
 MEM=${MP_BENCH_MEM:-2048}
+CPU=${MP_BENCH_CPU:-1}
+PIN=()
+[[ $CPU == none ]] || PIN=(--cpu "$CPU")
 
 cd "$REPO_ROOT"
 if [[ ! -f $BUILD/build.ninja && ! -f $BUILD/Makefile ]]; then
@@ -50,11 +55,12 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)-$PRESET
   echo "host_other_qemu_before=$(pgrep -c qemu-system || true)"
 } >"$OUT/$stamp.env"
 
-echo "bench: running in the VM (TCG, $SMP vCPUs); results in bench/out/$stamp.*" >&2
+echo "bench: running in the VM (TCG, $SMP vCPUs, driver pinned to CPU $CPU);" \
+  "results in bench/out/$stamp.*" >&2
 set +e
 "$REPO_ROOT/tests/vm/run-in-vm.sh" --cache "$VM_CACHE" --smp "$SMP" --mem "$MEM" \
   --timeout "${MP_BENCH_TIMEOUT:-3600}" --share "$OUT" -- \
-  "$BUILD/bench/spawn_bench" --raw "$OUT/$stamp.csv" "$@" | tee "$OUT/$stamp.txt"
+  "$BUILD/bench/spawn_bench" "${PIN[@]}" --raw "$OUT/$stamp.csv" "$@" | tee "$OUT/$stamp.txt"
 rc=${PIPESTATUS[0]}  # the VM's (the driver's) status, not tee's
 set -e
 echo "host_loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/$stamp.env"

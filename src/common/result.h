@@ -80,6 +80,8 @@ inline Result<void> Ok() { return {}; }
 #define MP_CONCAT_(a, b) MP_CONCAT_INNER_(a, b)
 
 // MP_TRY(auto fd, OpenSomething());   declares/assigns lhs or returns the Error.
+// `lhs` may be a declaration, so it cannot be parenthesised; `tmp` is a name.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define MP_TRY(lhs, expr) MP_TRY_IMPL_(MP_CONCAT_(mp_try_result_, __LINE__), lhs, expr)
 #define MP_TRY_IMPL_(tmp, lhs, expr) \
   auto tmp = (expr);                 \
@@ -87,6 +89,7 @@ inline Result<void> Ok() { return {}; }
     return std::move(tmp).error();   \
   }                                  \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)
 
 // MP_RETURN_IF_ERROR(WriteFile(...));   for Result<void> (or any Result whose value is unused).
 #define MP_RETURN_IF_ERROR(expr)                \

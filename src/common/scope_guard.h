@@ -10,7 +10,8 @@ template <typename F>
 class [[nodiscard]] ScopeGuard {
  public:
   explicit ScopeGuard(F f) : f_(std::move(f)) {}
-  ~ScopeGuard() {
+  // Cleanups must not throw; a throwing one ends the process (noexcept).
+  ~ScopeGuard() noexcept {
     if (active_) f_();
   }
   ScopeGuard(const ScopeGuard&) = delete;

@@ -8,7 +8,8 @@
 namespace mp::sandbox {
 namespace {
 
-using std::string_view_literals::operator""sv;
+using std::string_view_literals::operator""sv;  // NOLINT(misc-unused-using-decls): used by the
+                                                // table
 
 // Group contents are facts about the kernel's syscall table (cross-checked against systemd's
 // seccomp-util.c). Every name must be known to libseccomp 2.5.4, which knows syscalls up to

@@ -45,7 +45,7 @@ constexpr Range kMemoryMaxRange{16ull << 20, kMaxBytes};
 constexpr Range kSwapMaxRange{0, kMaxBytes};
 constexpr Range kPidsMaxRange{8, 4194304};  // PID_MAX_LIMIT on 64-bit
 constexpr Range kCpuPercentRange{1, 100000};
-constexpr Range kDeadlineRange{0, 30 * 86400};
+constexpr Range kDeadlineRange{0, uint64_t{30} * 86400};
 
 // Targets a bind may not use: the sandbox mounts its own /proc, /dev and /tmp after the binds,
 // which would cover them. Sources there would expose host processes or devices.
@@ -59,7 +59,7 @@ struct RlimitField {
 };
 const RlimitField kRlimitFields[] = {
     {"core_bytes", RLIMIT_CORE, &PolicyRlimits::core_bytes, {0, kMaxBytes}},
-    {"cpu_seconds", RLIMIT_CPU, &PolicyRlimits::cpu_seconds, {1, 30 * 86400}},
+    {"cpu_seconds", RLIMIT_CPU, &PolicyRlimits::cpu_seconds, {1, uint64_t{30} * 86400}},
     {"fsize_bytes", RLIMIT_FSIZE, &PolicyRlimits::fsize_bytes, {4096, kMaxBytes}},
     {"nofile", RLIMIT_NOFILE, &PolicyRlimits::nofile, {16, 1048576}},  // fs.nr_open default
     {"nproc", RLIMIT_NPROC, &PolicyRlimits::nproc, {8, 4194304}},

@@ -23,7 +23,7 @@ namespace {
 using wire::EndReason;
 using wire::SessionState;
 
-constexpr size_t kReadChunk = 64 * 1024;
+constexpr size_t kReadChunk = size_t{64} * 1024;
 constexpr int kReadsPerWakeup = 8;  // fairness between sessions
 
 uint64_t NowMs() {

@@ -23,13 +23,14 @@
 #include <gtest/gtest.h>
 
 #include "sandbox_runner.h"
+#include "staged_probe.h"
 
 namespace mp::testing {
 namespace {
 
 constexpr int kEscaped = 10;
 constexpr int kBlocked = 20;
-const std::string kProbe = MP_PROBE_PATH;
+
 
 std::string RandomToken() {
   std::random_device rd;
@@ -45,7 +46,7 @@ class AttackTest : public ::testing::Test {
   }
 
   sandbox::SpawnRequest Probe(std::vector<std::string> args) {
-    args.insert(args.begin(), kProbe);
+    args.insert(args.begin(), StagedProbe());
     return runner_->BaseRequest(std::move(args));
   }
 
@@ -271,7 +272,7 @@ TEST_F(AttackTest, MemoryMaxOomKillsAndIsReported) {
 
 TEST_F(AttackTest, SetuidBinaryGivesNoPrivilege) {
   const std::string copy = MakeTempDir("suid", 0755) + "/probe-suid";
-  ASSERT_EQ(std::system(("cp '" + kProbe + "' '" + copy + "'").c_str()), 0);
+  ASSERT_EQ(std::system(("cp '" + StagedProbe() + "' '" + copy + "'").c_str()), 0);
   ASSERT_EQ(::chown(copy.c_str(), 0, 0), 0);
   ASSERT_EQ(::chmod(copy.c_str(), 04755), 0);
   ExpectBlocked(Probe({"exec-setuid", copy}));

@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "control_client.h"
+#include "staged_probe.h"
 
 namespace mp::testing {
 namespace {
@@ -452,7 +453,7 @@ TEST_F(SupervisorTest, OneGibStreamReachesAFastAndASlowSubscriberWhole) {
   req.preset = "bulk";
   req.client = "test";
   req.task = "unused";
-  req.command = MP_PROBE_PATH;
+  req.command = StagedProbe();
   req.args = {"emit", std::to_string(kBytes), std::to_string(kSeed)};
   // The probe takes the task as its last argument; `emit` ignores extras.
   auto slow_client = ControlClient::Connect(daemon_->socket());

@@ -13,6 +13,7 @@ fi
 
 build="$repo/build/default"
 status=0
+"$repo/scripts/lint.sh" || status=1
 ctest --test-dir "$build" --output-on-failure -L unit -j "$(nproc)" || status=1
 ctest --test-dir "$build" --output-on-failure -L privileged || status=1
 

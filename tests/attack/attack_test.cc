@@ -31,7 +31,6 @@ namespace {
 constexpr int kEscaped = 10;
 constexpr int kBlocked = 20;
 
-
 std::string RandomToken() {
   std::random_device rd;
   return "mp" + std::to_string(rd()) + std::to_string(rd());

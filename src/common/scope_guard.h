@@ -11,7 +11,7 @@ class [[nodiscard]] ScopeGuard {
  public:
   explicit ScopeGuard(F f) : f_(std::move(f)) {}
   // Cleanups must not throw; a throwing one ends the process (noexcept).
-  ~ScopeGuard() noexcept {
+  ~ScopeGuard() noexcept {  // NOLINT(bugprone-exception-escape): terminate is the intent
     if (active_) f_();
   }
   ScopeGuard(const ScopeGuard&) = delete;

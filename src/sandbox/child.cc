@@ -501,8 +501,8 @@ void DropPrivileges(const ChildPlan& p) {
       const size_t len = end != nullptr ? static_cast<size_t>(end - dir) : std::strlen(dir);
       const size_t flen = std::strlen(p.file);
       if (len > 0 && len + 1 + flen < sizeof path) {
-        std::memcpy(path, dir,
-                    len);  // NOLINT(bugprone-not-null-terminated-result): '/' and the file follow
+        // NOLINTNEXTLINE(bugprone-not-null-terminated-result): '/' and the name follow
+        std::memcpy(path, dir, len);
         path[len] = '/';
         std::memcpy(path + len + 1, p.file, flen + 1);
         ::execve(path, p.argv, p.envp);

@@ -603,3 +603,130 @@ TEST(SupervisorRestartTest, SigkillLeavesNoProcessAndRestartMarksSessions) {
 
 }  // namespace
 }  // namespace mp::testing
+
+namespace mp::testing {
+namespace {
+
+// Runs `monkeyproofd --dev` and returns the socket path from its ready line.
+std::string StartDevDaemon(pid_t* pid, int* log_fd) {
+  int out[2];
+  if (::pipe(out) != 0) return "";
+  *pid = ::fork();
+  if (*pid == 0) {
+    ::dup2(out[1], 2);
+    ::close(out[0]);
+    ::execl(kDaemon.c_str(), kDaemon.c_str(), "--dev", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  *log_fd = out[0];
+  std::string text;
+  char buf[512];
+  while (text.find('\n') == std::string::npos || text.find("ready") == std::string::npos) {
+    const ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n <= 0) return "";
+    text.append(buf, static_cast<size_t>(n));
+  }
+  const size_t at = text.find("socket=");
+  if (at == std::string::npos) return "";
+  return text.substr(at + 7, text.find(' ', at) - at - 7);
+}
+
+TEST(SupervisorDevModeTest, RunsFromTheBuildTreeWithTheRepoPolicies) {
+  ::mkdir("/srv", 0755);
+  ::mkdir("/srv/monkeyproof", 0755);
+  ::mkdir("/srv/monkeyproof/workspaces", 0755);
+  ::mkdir("/srv/monkeyproof/workspaces/dev", 0777);
+  ::chmod("/srv/monkeyproof/workspaces/dev", 0777);
+  pid_t pid = -1;
+  int log_fd = -1;
+  const std::string socket = StartDevDaemon(&pid, &log_fd);
+  ASSERT_FALSE(socket.empty()) << "no ready line from monkeyproofd --dev";
+  auto c = ControlClient::Connect(socket);
+  ASSERT_TRUE(c) << c.error().ToString();
+  wire::SpawnRequest req;
+  req.task = "echo from-dev";
+  req.cwd = "/srv/monkeyproof/workspaces/dev";
+  req.client = "test";
+  auto r = c->Call(req);
+  ASSERT_TRUE(r && r->ok());
+  const std::string id = std::get<wire::SessionInfo>(r->body).id;
+  ASSERT_TRUE(c->Call(wire::SubscribeRequest{id, 0}));
+  std::string out;
+  for (;;) {
+    auto ev = c->NextEvent(std::chrono::seconds(60));
+    ASSERT_TRUE(ev) << ev.error().ToString();
+    if (auto* o = std::get_if<wire::OutputEvent>(&*ev)) out.append(o->data.begin(), o->data.end());
+    if (std::holds_alternative<wire::ExitEvent>(*ev)) break;
+  }
+  EXPECT_EQ(out, "from-dev\n");
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  ::close(log_fd);
+}
+
+TEST(SupervisorCapacityTest, MaxSessionsCountsRunningOnlyAndEndedRecordsAreBounded) {
+  Daemon daemon;
+  WriteFile(kBase + "/monkeyproof.conf",
+            "api_user = root\nmax_sessions = 2\nmax_ended_sessions = 3\nkill_grace_ms = 200\n");
+  daemon.Start();
+  auto c = ControlClient::Connect(daemon.socket());
+  ASSERT_TRUE(c) << c.error().ToString() << Daemon::Log();
+  auto spawn = [&](const std::string& task) {
+    wire::SpawnRequest req;
+    req.task = task;
+    req.client = "test";
+    return c->Call(req);
+  };
+  auto a = spawn("sleep 600");
+  auto b = spawn("sleep 600");
+  ASSERT_TRUE(a && a->ok() && b && b->ok());
+  auto third = spawn("sleep 600");
+  ASSERT_TRUE(third);
+  auto* err = std::get_if<wire::ErrorBody>(&third->body);
+  ASSERT_NE(err, nullptr) << "a third running session must be refused";
+  EXPECT_EQ(err->code, wire::ErrorCode::kCapacity);
+  // Ended sessions do not count: end one, and a new one fits.
+  const std::string first = std::get<wire::SessionInfo>(a->body).id;
+  ASSERT_TRUE(c->Call(wire::KillRequest{first}));
+  for (int i = 0; i < 500; ++i) {
+    auto got = c->Call(wire::GetRequest{first});
+    if (got && std::get<wire::SessionInfo>(got->body).end) break;
+    ::usleep(20 * 1000);
+  }
+  auto fourth = spawn("true");
+  ASSERT_TRUE(fourth && fourth->ok()) << "an ended session still counted against max_sessions";
+  const std::string fourth_id = std::get<wire::SessionInfo>(fourth->body).id;
+  for (int i = 0; i < 500; ++i) {
+    auto got = c->Call(wire::GetRequest{fourth_id});
+    if (got && std::get<wire::SessionInfo>(got->body).end) break;
+    ::usleep(20 * 1000);
+  }
+  // Ended records are bounded: after five more short sessions only three are kept.
+  for (int i = 0; i < 5; ++i) {
+    auto r = spawn("true");
+    ASSERT_TRUE(r && r->ok());
+    const std::string id = std::get<wire::SessionInfo>(r->body).id;
+    for (int j = 0; j < 500; ++j) {
+      auto got = c->Call(wire::GetRequest{id});
+      if (got && got->ok() && std::get<wire::SessionInfo>(got->body).end) break;
+      ::usleep(20 * 1000);
+    }
+  }
+  auto list = c->Call(wire::ListRequest{});
+  ASSERT_TRUE(list);
+  int ended = 0;
+  for (const auto& s : std::get<wire::SessionList>(list->body).sessions) ended += s.end ? 1 : 0;
+  EXPECT_LE(ended, 3);
+  int dirs = 0;
+  if (DIR* d = ::opendir((kBase + "/state/sessions").c_str())) {
+    while (const dirent* e = ::readdir(d)) dirs += e->d_name[0] == 's' ? 1 : 0;
+    ::closedir(d);
+  }
+  EXPECT_LE(dirs, 4) << "ended sessions' files must go with their records";
+}
+
+}  // namespace
+}  // namespace mp::testing

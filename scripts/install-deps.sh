@@ -9,7 +9,7 @@ packages=(
   # libraries
   libseccomp-dev libcap-dev libboost-dev nlohmann-json3-dev
   # tests
-  libgtest-dev libgmock-dev python3
+  libgtest-dev libgmock-dev python3 python3-websockets
   # fuzzing (libFuzzer ships with clang's runtime)
   clang libclang-rt-14-dev
   # the test VM: Debian's kernel is fetched into the build tree by tests/vm/fetch-kernel.sh

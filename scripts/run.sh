@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The README's run command: installs dependencies, builds, and starts what the
-# product has so far. Today that is the one-shot sandbox runner; the daemons
-# (monkeyproofd's session service and monkeyproof-api) are not built yet.
+# The README's run command: installs dependencies, builds (release), starts the product
+# (monkeyproofd --dev, which starts monkeyproof-api with a new token) and runs a curl example
+# against it. With MP_RUN_FOREGROUND=1 on a cgroup v2 host it keeps serving until Ctrl-C.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -9,24 +9,20 @@ if [[ ${MP_SKIP_DEPS:-0} != 1 ]]; then
   "$repo/scripts/install-deps.sh"
 fi
 "$repo/scripts/build.sh" release
-bin="$repo/build/release/src/supervisor/monkeyproofd"
-"$bin" --version
+build="$repo/build/release"
+"$build/src/supervisor/monkeyproofd" --version
 
-cat <<'MSG'
-
-Built. The session daemon and the HTTP/WebSocket API are not implemented yet;
-what runs today is the one-shot sandbox runner (needs root and cgroup v2 with
-the memory, pids and cpu controllers):
-
-  build/release/src/supervisor/monkeyproofd exec --memory-max 256M --timeout 10 -- /bin/sh -c 'id; hostname'
-
-MSG
+as_root() { if [[ $EUID == 0 ]]; then "$@"; else sudo "$@"; fi; }
+# The product needs root and cgroup v2 with the memory, pids and cpu controllers.
 if [[ -f /sys/fs/cgroup/cgroup.controllers ]] && grep -qw memory /sys/fs/cgroup/cgroup.controllers; then
-  echo "Running that example now:"
-  exec "$bin" exec --memory-max 256M --timeout 10 -- /bin/sh -c 'id; hostname'
+  if [[ ${MP_RUN_FOREGROUND:-0} == 1 ]]; then
+    # Serve until Ctrl-C: the supervisor, and the API on 127.0.0.1:3200 with a new token.
+    as_root "$build/src/supervisor/monkeyproofd" --dev; exit
+  fi
+  as_root "$repo/scripts/dev-demo.sh" "$build"; exit
 else
-  echo "This host has no cgroup v2 memory controller at /sys/fs/cgroup; running the example"
+  echo "This host has no cgroup v2 memory controller at /sys/fs/cgroup; starting the product"
   echo "inside the test VM instead:"
-  exec "$repo/tests/vm/run-in-vm.sh" --cache "$repo/build/release/vm" -- \
-    "$bin" exec --memory-max 256M --timeout 10 -- /bin/sh -c 'id; hostname'
+  exec "$repo/tests/vm/run-in-vm.sh" --cache "$build/vm" --timeout 600 -- \
+    "$repo/scripts/dev-demo.sh" "$build"
 fi

@@ -197,6 +197,7 @@ SessionInfo ReadSessionInfo(ObjectReader& r) {
   s.owner = r.OptString("owner", kOwnerRule).value_or("");
   s.labels = r.StringArray("labels", kMaxLabels, kLabelRule);
   s.output_bytes = r.Uint("output_bytes", {});
+  s.output_lines = r.OptUint("output_lines", {}).value_or(0);
   if (auto pty = r.OptObject("pty")) s.pty = ReadPty(*pty);
   if (auto end = r.OptObject("end")) s.end = ReadEnd(*end);
   r.RejectUnknown();
@@ -211,6 +212,7 @@ json SessionInfoJson(const SessionInfo& s) {
             {"command", s.command},
             {"created_at_ms", s.created_at_ms},
             {"output_bytes", s.output_bytes}};
+  if (s.output_lines != 0) j["output_lines"] = s.output_lines;
   if (s.preset) j["preset"] = *s.preset;
   if (s.pid) j["pid"] = *s.pid;
   if (!s.owner.empty()) j["owner"] = s.owner;

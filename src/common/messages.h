@@ -135,6 +135,7 @@ struct SessionInfo {
   std::string owner;
   std::vector<std::string> labels;
   uint64_t output_bytes = 0;     // output produced so far = the next output offset
+  uint64_t output_lines = 0;     // newline bytes in that output (the public outputLines)
   std::optional<PtySize> pty;    // interactive sessions
   std::optional<EndRecord> end;  // once the session has ended
   friend bool operator==(const SessionInfo&, const SessionInfo&) = default;

@@ -5,11 +5,13 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -23,6 +25,7 @@
 #include "supervisor/audit_log.h"
 #include "supervisor/config.h"
 #include "supervisor/control_server.h"
+#include "supervisor/dev_api.h"
 #include "supervisor/dispatcher.h"
 #include "supervisor/event_loop.h"
 #include "supervisor/policy.h"
@@ -30,6 +33,9 @@
 
 #ifndef MP_SOURCE_DIR
 #define MP_SOURCE_DIR ""
+#endif
+#ifndef MP_API_PATH
+#define MP_API_PATH ""
 #endif
 
 namespace mp::supervisor {
@@ -49,7 +55,10 @@ the config file: --state-dir DIR, --policies DIR, --socket PATH,
 --cgroup-root PATH|auto, --audit-log PATH.
 --dev runs from the build tree: the repository's policies/, a new state
 directory under /tmp, the socket inside it, audit lines on stderr, and
-/sys/fs/cgroup/monkeyproof-dev as the cgroup root. It prints the socket path.
+/sys/fs/cgroup/monkeyproof-dev as the cgroup root. It also starts the build
+tree's monkeyproof-api on --api-listen ADDR (default 127.0.0.1:3200) as the
+user who ran sudo (else nobody), with a new token that it prints, and stops
+when the API exits. --no-api starts the supervisor alone.
 )");
 }
 
@@ -158,6 +167,9 @@ int RunDaemon(int argc, char** argv) {
   bool dev = false;
   std::string state_dir, policies_dir, socket_path, cgroup_root, audit_log;
   bool audit_given = false;
+  bool dev_api = true;
+  std::string api_listen = "127.0.0.1:3200";
+  std::string api_path = MP_API_PATH;
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&](std::string* out) {
@@ -180,6 +192,12 @@ int RunDaemon(int argc, char** argv) {
       value(&socket_path);
     else if (a == "--cgroup-root")
       value(&cgroup_root);
+    else if (a == "--api-listen")
+      value(&api_listen);
+    else if (a == "--api")
+      value(&api_path);
+    else if (a == "--no-api")
+      dev_api = false;
     else if (a == "--audit-log") {
       value(&audit_log);
       audit_given = true;
@@ -245,8 +263,23 @@ int RunDaemon(int argc, char** argv) {
   } else if (!dev) {
     return fail("api_user \"" + c.api_user + "\" does not exist (create it or set api_user)");
   }
-  if (const char* sudo_uid = std::getenv("SUDO_UID"); dev && sudo_uid != nullptr) {
-    allowed.push_back(static_cast<uid_t>(std::strtoul(sudo_uid, nullptr, 10)));
+  // Dev mode's API user: whoever ran sudo, else nobody. Never root: the API holds no privilege.
+  uid_t dev_uid = 0;
+  gid_t dev_gid = 0;
+  if (dev) {
+    const char* sudo_uid = std::getenv("SUDO_UID");
+    const char* sudo_gid = std::getenv("SUDO_GID");
+    if (sudo_uid != nullptr && sudo_gid != nullptr && std::strtoul(sudo_uid, nullptr, 10) != 0) {
+      dev_uid = static_cast<uid_t>(std::strtoul(sudo_uid, nullptr, 10));
+      dev_gid = static_cast<gid_t>(std::strtoul(sudo_gid, nullptr, 10));
+    } else if (const struct passwd* nobody = ::getpwnam("nobody")) {
+      dev_uid = nobody->pw_uid;
+      dev_gid = nobody->pw_gid;
+    } else {
+      return fail("dev mode: no SUDO_UID and no user \"nobody\" to run the API as");
+    }
+    allowed.push_back(dev_uid);
+    socket_group = dev_gid;
   }
   const size_t slash = c.socket_path.rfind('/');
   if (slash != std::string::npos && slash > 0) {
@@ -328,8 +361,39 @@ int RunDaemon(int argc, char** argv) {
   std::fprintf(stderr, "monkeyproofd %s: ready socket=%s state=%s cgroup=%s policies=%zu%s\n",
                kVersion, c.socket_path.c_str(), c.state_dir.c_str(), c.cgroup_root.c_str(),
                manager.Policies().policies.size(), dev ? " (dev mode)" : "");
+  DevApi api;
+  if (dev && dev_api) {
+    const std::string dir = c.socket_path.substr(0, c.socket_path.rfind('/'));
+    auto started = StartDevApi({api_path, dir, c.socket_path, api_listen, dev_uid, dev_gid});
+    if (!started) return fail(started.error().ToString());
+    api = std::move(*started);
+    const int api_fd = api.pidfd.get();
+    auto watched = l.Add(api_fd, EPOLLIN, [&l, &manager, &api, api_fd](uint32_t) {
+      int status = 0;
+      (void)::waitpid(api.pid, &status, WNOHANG);
+      std::fprintf(stderr, "monkeyproofd: dev mode: monkeyproof-api exited (%s %d); stopping\n",
+                   WIFSIGNALED(status) ? "signal" : "status",
+                   WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+      l.Remove(api_fd);
+      manager.KillAll();
+      l.Stop();
+    });
+    if (!watched) return fail(watched.error().ToString());
+    std::fprintf(stderr,
+                 "monkeyproofd: dev mode: monkeyproof-api on http://%s (uid %u), token in %s\n"
+                 "  export MONKEYPROOF_URL=http://%s MONKEYPROOF_TOKEN=%s\n"
+                 "  curl -s -H \"Authorization: Bearer $MONKEYPROOF_TOKEN\" -d "
+                 "'{\"task\":\"echo hello\"}' $MONKEYPROOF_URL/sessions\n",
+                 api_listen.c_str(), dev_uid, api.token_file.c_str(), api_listen.c_str(),
+                 api.token.c_str());
+  }
   Notify("READY=1");
   auto ran = l.Run();
+  if (api.pid > 0) {
+    ::kill(api.pid, SIGTERM);
+    int status = 0;
+    (void)::waitpid(api.pid, &status, 0);
+  }
   if (!ran) return fail(ran.error().ToString());
   return 0;
 }

@@ -465,6 +465,7 @@ uint64_t SessionManager::DrainFd(Session& s, int fd, wire::OutputStream stream, 
                      appended.error().ToString().c_str());
       }
       got += static_cast<uint64_t>(n);
+      s.info.output_lines += static_cast<uint64_t>(std::count(buf, buf + n, uint8_t{'\n'}));
       continue;
     }
     if (n < 0 && errno == EINTR) continue;

@@ -1,0 +1,52 @@
+// Configuration of monkeyproof-api: /etc/monkeyproof/api.conf (key = value, '#' comments),
+// then the environment, then command-line flags. Every key is described in docs/deploy.md and
+// docs/api.md. Runs in monkeyproof-api at start. Not thread-safe; reads files and env only.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "http/auth.h"
+
+namespace mp::http {
+
+struct ListenAddress {
+  std::string host;  // "127.0.0.1", "::1", "0.0.0.0"; IPv6 without brackets
+  uint16_t port = 0;
+  friend bool operator==(const ListenAddress&, const ListenAddress&) = default;
+};
+
+struct ApiConfig {
+  std::vector<ListenAddress> listen = {{"127.0.0.1", 3200}};  // key `listen`: "a:p, [b]:p"
+  std::string control_socket = "/run/monkeyproof/control.sock";
+  // `token_file` (default kDefaultTokenFile, /etc/monkeyproof/api-token), env, credentials.
+  TokenSources tokens = {std::string(kDefaultTokenFile), {}, {}};
+  uint64_t body_limit_bytes = 1024 * 1024;
+  uint32_t header_limit_bytes = 16 * 1024;
+  uint32_t read_timeout_ms = 30'000;   // whole request (headers and body)
+  uint32_t idle_timeout_ms = 120'000;  // keep-alive connection with no request
+  uint32_t max_connections = 1024;     // HTTP + WebSocket, all listeners
+  uint64_t ws_outbox_bytes = 1024 * 1024;
+  uint64_t transcript_max_bytes = 4 * 1024 * 1024;
+  uint32_t auth_failures_per_minute = 20;
+  uint32_t threads = 1;  // io_context threads
+};
+
+// Parses `text` (the file's content; `origin` names it in errors: "api.conf:12: ...").
+// Unknown keys, bad numbers (with units: plain bytes or K/M/G suffixes for *_bytes) and
+// malformed addresses are errors naming the line and key.
+Result<ApiConfig> ParseApiConfig(std::string_view text, std::string_view origin);
+// Reads the file (a missing file is fine when `optional`), then applies the environment:
+// PORT (the original's: listen = 127.0.0.1:PORT), MONKEYPROOF_LISTEN, MONKEYPROOF_CONTROL_SOCKET,
+// MONKEYPROOF_TOKEN / AGENT_WS_TOKEN (token value), MONKEYPROOF_TOKEN_FILE,
+// CREDENTIALS_DIRECTORY. `env` is the environment as a map (tests pass their own).
+Result<ApiConfig> LoadApiConfig(const std::string& path, bool optional,
+                                const std::map<std::string, std::string>& env);
+// "127.0.0.1:3200", "[::1]:3200", "localhost:3200" (= 127.0.0.1:3200); ":3200" is refused (the
+// host is required). Addresses are checked with inet_pton and stored as inet_ntop prints them.
+Result<ListenAddress> ParseListenAddress(std::string_view text);
+
+}  // namespace mp::http

@@ -1,0 +1,47 @@
+// What every connection of monkeyproof-api shares: the configuration, the tokens and the
+// auth-failure limiter, counters, the supervisor link and the session hub. Owned by the
+// server (server.h); connections hold a reference. Runs on the io_context thread; not
+// thread-safe beyond Metrics.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+
+#include "http/api_config.h"
+#include "http/auth.h"
+#include "http/metrics.h"
+#include "http/session_hub.h"
+#include "http/supervisor_link.h"
+
+namespace mp::http {
+
+// Shared: sessions and listeners hold a reference to it (keep_) so that it outlives the
+// handlers still queued in the io_context when the Server goes away.
+struct ApiContext : std::enable_shared_from_this<ApiContext> {
+  ApiContext(boost::asio::io_context& io_in, ApiConfig config_in, TokenSet tokens_in)
+      : io(io_in),
+        config(std::move(config_in)),
+        tokens(std::move(tokens_in)),
+        limiter(config.auth_failures_per_minute, std::chrono::seconds(60)),
+        link(io_in, config.control_socket, "monkeyproof-api"),
+        hub(link) {
+    link.SetListener(&hub);
+  }
+
+  boost::asio::io_context& io;
+  ApiConfig config;
+  TokenSet tokens;
+  FailureLimiter limiter;
+  Metrics metrics;
+  SupervisorLink link;
+  SessionHub hub;
+  uint32_t connections = 0;  // open HTTP and WebSocket connections, against max_connections
+};
+
+// The OpenAPI document (docs/openapi.json), compiled in.
+extern const char kOpenApiDocument[];
+
+}  // namespace mp::http

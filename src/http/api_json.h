@@ -1,0 +1,109 @@
+// Translation between the public JSON API (docs/api.md, compatible with the original
+// MonkeyProof server) and the control protocol's typed messages (common/messages.h): request
+// bodies and WebSocket client messages in, SessionInfo/detail/events out. Runs in
+// monkeyproof-api (and the CLI reads the same shapes). Pure functions: no syscalls, no
+// exceptions escape; every parser sees untrusted input and has a fuzz target (tests/fuzz).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "common/messages.h"
+#include "common/result.h"
+#include "http/api_error.h"
+
+namespace mp::http {
+
+template <typename T>
+using ApiResult = std::variant<T, ApiError>;  // index 0: the value; 1: the error
+
+// ---- Request bodies (all JSON objects; unknown members ignored as in the original, wrong
+// types rejected naming the member, e.g. field "/labels/2").
+
+// POST /sessions. `client` goes to SpawnRequest.client (audit). Maps type/mode, preset, cwd,
+// command, args, maxTurns, env, owner, labels (trimmed, lower-cased, <=64 chars,
+// de-duplicated, empty ones dropped), limits {memoryMaxBytes,...}, pty {rows,cols}.
+// Refuses exec + preset (400, field "/preset"), type and mode that disagree, a missing or
+// empty task ("task is required"), and a task whose JSON-escaped size would not fit one
+// control frame (413 too_large, field "/task"; see kMaxSpawnTaskBytes).
+ApiResult<wire::SpawnRequest> ParseSpawnBody(std::string_view body, std::string client);
+
+// The largest task (bytes) the API accepts: a spawn must fit one 64 KiB control frame.
+inline constexpr size_t kMaxSpawnTaskBytes = size_t{63} * 1024;
+
+// POST /sessions/:id/input {"input":"…"}: the bytes to send. Missing or non-string input is
+// 400 {"error":"input is required"}. An empty string is allowed (sends nothing).
+ApiResult<std::string> ParseInputBody(std::string_view body);
+// POST /sessions/:id/resize {"rows":N,"cols":N}, each 1..wire::kMaxPtyDimension.
+ApiResult<wire::PtySize> ParseResizeBody(std::string_view body);
+// POST /sessions/:id/signal {"signal":"TERM"|"SIGTERM"|15}; names are case-insensitive.
+ApiResult<int32_t> ParseSignalBody(std::string_view body);
+// A signal name ("TERM", "SIGTERM", "term") or decimal number 1..64; nullopt when neither.
+std::optional<int32_t> ParseSignal(std::string_view text);
+
+// ---- WebSocket client messages (text frames): {"type":"stdin","data":"…"},
+// {"type":"resize","rows","cols"}, {"type":"signal","signal":…}, {"type":"close-stdin"}.
+struct WsStdin {
+  std::string data;
+};
+struct WsResize {
+  wire::PtySize size;
+};
+struct WsSignal {
+  int32_t signal = 0;
+};
+struct WsCloseStdin {};
+using WsClientMessage = std::variant<WsStdin, WsResize, WsSignal, WsCloseStdin>;
+ApiResult<WsClientMessage> ParseWsClientMessage(std::string_view text);
+
+// ---- Query strings.
+
+// GET /sessions ?status= : running (starting or running), exited (exited or failed), killed,
+// or an exact state name. Returns the states that match; error names "?status".
+ApiResult<std::vector<wire::SessionState>> ParseStatusFilter(std::string_view value);
+// An unsigned decimal offset/limit ("?since"): digits only, no sign, fits uint64.
+std::optional<uint64_t> ParseUnsigned(std::string_view text);
+
+// ---- Responses.
+
+// Public status of a state (docs/api.md, SessionInfo): running|exited|killed.
+std::string_view PublicStatus(const wire::SessionInfo& info);
+// "2026-11-21T19:31:44.759Z" from Unix epoch milliseconds.
+std::string IsoTime(uint64_t epoch_ms);
+
+// SessionInfo as public JSON (compact), with the original's members first and ours after
+// (docs/api.md). `ws_clients` is the API's own count of WebSocket clients on the session.
+std::string SessionInfoJson(const wire::SessionInfo& info, uint32_t ws_clients);
+// SessionDetail: SessionInfo + recentOutput + transcriptPath. `recent` is a read_output
+// answer covering the tail (its data is marked per chunk: stderr lines get "[stderr] " at
+// each line start; `starts_at_line` says whether the first byte begins a line).
+std::string SessionDetailJson(const wire::SessionInfo& info, uint32_t ws_clients,
+                              const wire::OutputRead& recent, bool starts_at_line);
+// A JSON array of SessionInfo objects; ws_clients[i] belongs to sessions[i].
+std::string SessionListJson(const std::vector<wire::SessionInfo>& sessions,
+                            const std::vector<uint32_t>& ws_clients);
+// {"policies":[{"name","type","description","bypassesAgentPermissions"}]}
+std::string PolicyListJson(const wire::PolicyList& policies);
+
+// ---- WebSocket server messages (compact JSON text).
+// {"type":"catchup","id","task","status","exitCode","data","offset","next"}; `data` must be
+// valid UTF-8 already (see Utf8Carry).
+std::string WsCatchupJson(const wire::SessionInfo& info, std::string_view data, uint64_t offset,
+                          uint64_t next);
+// {"type":"stdout"|"stderr","data","offset","next"}; pty output is "stdout".
+std::string WsOutputJson(wire::OutputStream stream, std::string_view utf8_data, uint64_t offset,
+                         uint64_t next);
+std::string WsGapJson(uint64_t from, uint64_t to);
+std::string WsLaggedJson(uint64_t resume_from);
+std::string WsKilledJson();
+// {"type":"exit","code","duration","reason","signal","offset"}: code = exit_code, or
+// 128 + signal, or -1 when neither is known; duration in seconds (fractional) from created_at.
+std::string WsExitJson(const wire::SessionInfo& info, const wire::EndRecord& end,
+                       uint64_t final_offset);
+std::string WsErrorJson(const ApiError& error);
+
+}  // namespace mp::http

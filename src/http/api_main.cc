@@ -1,0 +1,120 @@
+// monkeyproof-api: entry point. Loads the configuration and the tokens (refusing to start
+// without a good one), refuses to run as root, binds, and serves until SIGTERM/SIGINT.
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/signal_set.hpp>
+
+#include "common/version.h"
+#include "http/api_config.h"
+#include "http/auth.h"
+#include "http/server.h"
+
+extern char** environ;  // NOLINT: POSIX
+
+namespace {
+
+constexpr char kUsage[] =
+    R"(usage: monkeyproof-api [--config FILE] [--listen ADDR[,ADDR...]] [--control-socket PATH]
+                       [--token-file FILE]
+       monkeyproof-api --version | --help
+
+The unprivileged HTTP/WebSocket front end of MonkeyProof (docs/api.md). Reads FILE
+(default /etc/monkeyproof/api.conf, optional), then the environment (PORT,
+MONKEYPROOF_LISTEN, MONKEYPROOF_CONTROL_SOCKET, MONKEYPROOF_TOKEN, AGENT_WS_TOKEN,
+MONKEYPROOF_TOKEN_FILE, CREDENTIALS_DIRECTORY), then these flags. Refuses to start
+without a token of at least 32 characters, and refuses to run as root.
+)";
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "monkeyproof-api: %s\n", message.c_str());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path = "/etc/monkeyproof/api.conf";
+  bool config_given = false;
+  std::string listen, control_socket, token_file;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    auto value = [&](const char* flag) -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "monkeyproof-api: %s needs a value\n%s", flag, kUsage);
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (a == "--version") {
+      std::printf("monkeyproof-api %s\n", mp::kVersion);
+      return 0;
+    } else if (a == "--config") {
+      config_path = value("--config");
+      config_given = true;
+    } else if (a == "--listen") {
+      listen = value("--listen");
+    } else if (a == "--control-socket") {
+      control_socket = value("--control-socket");
+    } else if (a == "--token-file") {
+      token_file = value("--token-file");
+    } else {
+      std::fprintf(stderr, "monkeyproof-api: unknown argument \"%s\"\n%s", argv[i], kUsage);
+      return 2;
+    }
+  }
+  if (::geteuid() == 0) {
+    return Fail(
+        "refusing to run as root: the API holds no privilege; run it as its own user "
+        "(the package's unit uses monkeyproof-api)");
+  }
+  // Nothing this process starts may gain privilege (it starts nothing; this is a backstop).
+  (void)::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const char* eq = std::strchr(*e, '=');
+    if (eq != nullptr)
+      env.emplace(std::string(*e, static_cast<size_t>(eq - *e)), std::string(eq + 1));
+  }
+  if (!listen.empty()) env["MONKEYPROOF_LISTEN"] = listen;
+  if (!control_socket.empty()) env["MONKEYPROOF_CONTROL_SOCKET"] = control_socket;
+  if (!token_file.empty()) env["MONKEYPROOF_TOKEN_FILE"] = token_file;
+  auto config = mp::http::LoadApiConfig(config_path, !config_given, env);
+  if (!config) return Fail(config.error().ToString());
+  auto tokens = mp::http::TokenSet::Load(config->tokens);
+  if (!tokens) return Fail(tokens.error().ToString());
+  // The token stays in this process only: it is not inherited by anything, not even by
+  // accident through /proc/<pid>/environ of a child.
+  ::unsetenv("MONKEYPROOF_TOKEN");
+  ::unsetenv("AGENT_WS_TOKEN");
+  std::signal(SIGPIPE, SIG_IGN);
+  // A parent may have left SIGTERM/SIGINT blocked (exec keeps the mask): unblock what we wait for.
+  sigset_t wanted;
+  sigemptyset(&wanted);
+  sigaddset(&wanted, SIGTERM);
+  sigaddset(&wanted, SIGINT);
+  sigprocmask(SIG_UNBLOCK, &wanted, nullptr);
+
+  mp::http::Server server(std::move(*config), std::move(*tokens));
+  if (auto started = server.Start(); !started) return Fail(started.error().ToString());
+  boost::asio::signal_set signals(server.io(), SIGTERM, SIGINT);
+  signals.async_wait([&server](boost::system::error_code, int) { server.Stop(); });
+  for (const auto& ep : server.endpoints()) {
+    std::fprintf(stderr, "monkeyproof-api %s: listening on %s:%u\n", mp::kVersion,
+                 ep.address().to_string().c_str(), ep.port());
+  }
+  server.Run();
+  return 0;
+}

@@ -1,0 +1,85 @@
+// Bearer-token authentication of monkeyproof-api (docs/api.md "Transport and auth"): loading
+// and vetting tokens, constant-time comparison, and a per-address limiter of failed attempts.
+// Runs in monkeyproof-api. TokenSet is immutable after Load (thread-safe to read);
+// FailureLimiter is not thread-safe (one per io_context thread, or guarded by the caller).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/result.h"
+
+namespace mp::http {
+
+inline constexpr size_t kMinTokenChars = 32;
+// The default of `token_file` (ApiConfig). When Load finds it missing it is skipped if another
+// source gave a token; any other missing token file is an error.
+inline constexpr std::string_view kDefaultTokenFile = "/etc/monkeyproof/api-token";
+
+// Where tokens come from, in the order they are tried (all that are set are loaded).
+struct TokenSources {
+  std::string file;            // one token per line; '#' comments and blank lines skipped
+  std::string env_value;       // the value of MONKEYPROOF_TOKEN or AGENT_WS_TOKEN, if set
+  std::string credential_dir;  // $CREDENTIALS_DIRECTORY; reads <dir>/monkeyproof-token
+};
+
+class TokenSet {
+ public:
+  // Loads every source given; fails (naming the source) when the result is empty, a token is
+  // shorter than kMinTokenChars, contains whitespace or control characters, or is a known
+  // placeholder ("change-me", "changeme", "your-token-here", "secret", "dev-token", ... and the
+  // original server's default). A token file must not be world-readable (mode & 0004).
+  static Result<TokenSet> Load(const TokenSources& sources);
+  // For tests and dev mode: vets the tokens the same way.
+  static Result<TokenSet> FromTokens(std::vector<std::string> tokens);
+
+  // Constant time in the candidate's content for each configured token (every token is
+  // compared, no early exit).
+  [[nodiscard]] bool Accepts(std::string_view candidate) const;
+  [[nodiscard]] size_t size() const { return tokens_.size(); }
+
+ private:
+  std::vector<std::string> tokens_;
+};
+
+// Vets one token; the error says why, never echoing the token.
+Result<void> CheckToken(std::string_view token);
+
+// The token of a request: "Authorization: Bearer <t>" (scheme case-insensitive), else, when
+// `allow_query` (WebSocket upgrades), the `token` query parameter. nullopt when none.
+std::optional<std::string> ExtractToken(std::string_view authorization_header,
+                                        const std::string* query_token, bool allow_query);
+
+// Counts failed auth attempts per client address in fixed one-minute windows. Bounded:
+// at most `max_addresses` are tracked; the least recently failing is evicted.
+class FailureLimiter {
+ public:
+  using Clock = std::chrono::steady_clock;
+  FailureLimiter(uint32_t failures_per_window, std::chrono::seconds window,
+                 size_t max_addresses = 4096);
+  // True when `address` is blocked now; *retry_after (seconds, >= 1) is when it lifts.
+  bool Blocked(const std::string& address, Clock::time_point now, uint32_t* retry_after) const;
+  void RecordFailure(const std::string& address, Clock::time_point now);
+  [[nodiscard]] size_t tracked() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    Clock::time_point window_start;
+    uint32_t failures = 0;
+    std::list<std::string>::iterator lru;
+  };
+  uint32_t limit_;
+  std::chrono::seconds window_;
+  size_t max_addresses_;
+  std::unordered_map<std::string, Entry> entries_;
+  std::list<std::string> lru_;  // front = most recent failure
+};
+
+}  // namespace mp::http

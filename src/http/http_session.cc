@@ -1,0 +1,242 @@
+#include "http/http_session.h"
+
+#include <chrono>
+#include <utility>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+
+#include "http/api_json.h"
+#include "http/auth.h"
+#include "http/routes.h"
+#include "http/ws_session.h"
+
+namespace mp::http {
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+
+HttpSession::HttpSession(ApiContext& ctx, boost::asio::ip::tcp::socket&& socket)
+    : ctx_(ctx), keep_(ctx.shared_from_this()), stream_(std::move(socket)) {
+  boost::system::error_code ec;
+  const auto endpoint = stream_.socket().remote_endpoint(ec);
+  remote_ = ec ? "unknown" : endpoint.address().to_string();
+  ctx_.metrics.ConnectionOpened();
+}
+
+HttpSession::~HttpSession() {
+  ctx_.metrics.ConnectionClosed();
+  if (!upgraded_) --ctx_.connections;  // an upgraded connection is the WsSession's to count
+}
+
+void HttpSession::Run() {
+  boost::asio::dispatch(stream_.get_executor(),
+                        beast::bind_front_handler(&HttpSession::DoRead, shared_from_this()));
+}
+
+void HttpSession::DoRead() {
+  parser_.emplace();
+  parser_->header_limit(ctx_.config.header_limit_bytes);
+  parser_->body_limit(ctx_.config.body_limit_bytes);
+  // Between requests a keep-alive connection may idle this long; from the first byte of a
+  // request on, the whole request (headers and body) must arrive within read_timeout_ms, so
+  // that headers cannot trickle in for the idle timeout.
+  if (buffer_.size() > 0) {  // pipelined: the next request has begun
+    ReadHeader();
+    return;
+  }
+  stream_.expires_after(std::chrono::milliseconds(ctx_.config.idle_timeout_ms));
+  stream_.async_read_some(
+      buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
+        if (ec) {
+          if (ec == boost::asio::error::eof || ec == beast::error::timeout) {
+            self->stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
+          }
+          return;
+        }
+        self->buffer_.commit(n);
+        self->ReadHeader();
+      });
+}
+
+void HttpSession::ReadHeader() {
+  stream_.expires_after(std::chrono::milliseconds(ctx_.config.read_timeout_ms));
+  http::async_read_header(stream_, buffer_, *parser_,
+                          beast::bind_front_handler(&HttpSession::OnHeader, shared_from_this()));
+}
+
+void HttpSession::OnHeader(beast::error_code ec, size_t) {
+  if (ec == http::error::end_of_stream || ec == beast::error::timeout) {
+    stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
+    return;
+  }
+  if (ec == http::error::header_limit) {
+    SendError(431, "bad_request",
+              "request headers exceed " + std::to_string(ctx_.config.header_limit_bytes) + " bytes",
+              true);
+    return;
+  }
+  // Beast's parser already refuses a Content-Length over body_limit while reading the header.
+  if (ec == http::error::body_limit) {
+    SendError(413, "too_large",
+              "request body exceeds " + std::to_string(ctx_.config.body_limit_bytes) + " bytes",
+              true);
+    return;
+  }
+  if (ec) {
+    if (ec != boost::asio::error::operation_aborted && ec != boost::asio::error::eof &&
+        ec != boost::asio::error::connection_reset) {
+      SendError(400, "bad_request", "malformed HTTP request: " + ec.message(), true);
+    }
+    return;
+  }
+  const auto& header = parser_->get();
+  if (const auto length = parser_->content_length();
+      length && *length > ctx_.config.body_limit_bytes) {
+    SendError(413, "too_large",
+              "request body exceeds " + std::to_string(ctx_.config.body_limit_bytes) + " bytes",
+              true);
+    return;
+  }
+  if (beast::iequals(header[http::field::expect], "100-continue")) {
+    // curl asks before sending bodies over 1 KiB; say yes, then read the body.
+    auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
+                                                                   header.version());
+    http::async_write(stream_, *cont,
+                      [self = shared_from_this(), cont](beast::error_code wec, size_t) {
+                        if (!wec) self->ReadBody();
+                      });
+    return;
+  }
+  ReadBody();
+}
+
+void HttpSession::ReadBody() {
+  http::async_read(stream_, buffer_, *parser_,
+                   beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
+}
+
+void HttpSession::OnRead(beast::error_code ec, size_t) {
+  if (ec == http::error::body_limit) {
+    SendError(413, "too_large",
+              "request body exceeds " + std::to_string(ctx_.config.body_limit_bytes) + " bytes",
+              true);
+    return;
+  }
+  if (ec == beast::error::timeout) {
+    SendError(408, "timeout", "request not received within the read timeout", true);
+    return;
+  }
+  if (ec) {
+    if (ec != boost::asio::error::operation_aborted && ec != boost::asio::error::eof &&
+        ec != boost::asio::error::connection_reset && ec != http::error::end_of_stream) {
+      SendError(400, "bad_request", "malformed HTTP request: " + ec.message(), true);
+    }
+    return;
+  }
+  Handle(parser_->release());
+}
+
+void HttpSession::SendError(int status, const std::string& code, const std::string& message,
+                            bool close) {
+  HttpResponse res{static_cast<http::status>(status), 11};
+  res.set(http::field::content_type, "application/json");
+  res.body() = ApiError{status, code, message, ""}.ToJson();
+  res.keep_alive(!close);
+  res.prepare_payload();
+  Send(std::move(res));
+}
+
+void HttpSession::Handle(HttpRequest request) {
+  head_ = request.method() == http::verb::head;
+  const auto now = FailureLimiter::Clock::now();
+  const bool upgrade = boost::beast::websocket::is_upgrade(request);
+  // Auth comes first: nothing is routed or looked up for an unauthenticated request.
+  uint32_t retry_after = 0;
+  if (ctx_.limiter.Blocked(remote_, now, &retry_after)) {
+    ctx_.metrics.CountRateLimited();
+    auto res = ErrorResponse(
+        request, ApiError{429, "rate_limited", "too many failed auth attempts; retry later", ""});
+    res.set(http::field::retry_after, std::to_string(retry_after));
+    Send(std::move(res));
+    return;
+  }
+  const auto target = std::string_view(request.target().data(), request.target().size());
+  auto matched = MatchRoute(
+      std::string_view(request.method_string().data(), request.method_string().size()), target);
+  const std::string* query_token = nullptr;
+  if (matched.match) {
+    auto it = matched.match->query.find("token");
+    if (it != matched.match->query.end()) query_token = &it->second;
+  }
+  const auto header = request[http::field::authorization];
+  const auto token =
+      ExtractToken(std::string_view(header.data(), header.size()), query_token, upgrade);
+  if (!token || !ctx_.tokens.Accepts(*token)) {
+    ctx_.limiter.RecordFailure(remote_, now);
+    ctx_.metrics.CountAuthFailure();
+    auto res = ErrorResponse(request, ApiError{401, "unauthorized", "Unauthorized", ""});
+    res.set(http::field::www_authenticate, "Bearer");
+    Send(std::move(res));
+    return;
+  }
+  if (!matched.match) {
+    switch (matched.failure) {
+      case MatchFailure::kMethodNotAllowed: {
+        auto res =
+            ErrorResponse(request, ApiError{405, "method_not_allowed",
+                                            "method not allowed; allowed: " + matched.allow, ""});
+        res.set(http::field::allow, matched.allow);
+        Send(std::move(res));
+        return;
+      }
+      case MatchFailure::kBadTarget:
+        Send(ErrorResponse(request, BadRequest("malformed request target")));
+        return;
+      case MatchFailure::kNotFound:
+        Send(ErrorResponse(request, NotFound()));
+        return;
+    }
+  }
+  auto shared_request = std::make_shared<HttpRequest>(std::move(request));
+  auto self = shared_from_this();
+  HandleRoute(
+      RouteCall{ctx_, *shared_request, std::move(*matched.match), "api:" + remote_,
+                [self, shared_request](HttpResponse res) { self->Send(std::move(res)); },
+                [self, shared_request](wire::SessionInfo info, std::optional<uint64_t> since) {
+                  if (!boost::beast::websocket::is_upgrade(*shared_request)) {
+                    self->Send(ErrorResponse(*shared_request,
+                                             BadRequest("this route needs a WebSocket upgrade")));
+                    return;
+                  }
+                  self->upgraded_ = true;
+                  auto ws = std::make_shared<WsSession>(self->ctx_, std::move(self->stream_),
+                                                        std::move(info), since);
+                  ws->Run(std::move(*shared_request));
+                }});
+}
+
+void HttpSession::Send(HttpResponse response) {
+  ctx_.metrics.CountResponse(response.result_int());
+  // HEAD is routed as GET: keep its Content-Length, send no body.
+  if (std::exchange(head_, false)) response.body().clear();
+  const bool close = response.need_eof();
+  response_ = std::make_shared<HttpResponse>(std::move(response));
+  http::async_write(stream_, *response_,
+                    beast::bind_front_handler(&HttpSession::OnWrite, shared_from_this(), close));
+}
+
+void HttpSession::OnWrite(bool close, beast::error_code ec, size_t) {
+  response_.reset();
+  if (ec) return;
+  if (close) {
+    stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
+    return;
+  }
+  DoRead();
+}
+
+}  // namespace mp::http

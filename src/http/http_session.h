@@ -1,0 +1,54 @@
+// One HTTP connection of monkeyproof-api: reads requests with size limits and deadlines,
+// authenticates each one before anything else, routes it (routes.h) and writes the answer;
+// hands WebSocket upgrades to WsSession. One request at a time per connection: the next is
+// read only once the answer is written (a pipelining depth of one), which also bounds what a
+// client can make us hold. Runs on the io_context thread.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include "http/api_context.h"
+
+namespace mp::http {
+
+using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
+using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
+
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
+ public:
+  // The caller has counted the connection in ctx.connections; the session uncounts it.
+  HttpSession(ApiContext& ctx, boost::asio::ip::tcp::socket&& socket);
+  ~HttpSession();
+
+  void Run();
+
+ private:
+  void DoRead();
+  void ReadHeader();
+  void OnHeader(boost::beast::error_code ec, size_t bytes);
+  void ReadBody();
+  void OnRead(boost::beast::error_code ec, size_t bytes);
+  void Handle(HttpRequest request);
+  void Send(HttpResponse response);
+  void OnWrite(bool close, boost::beast::error_code ec, size_t bytes);
+  void SendError(int status, const std::string& code, const std::string& message, bool close);
+
+  ApiContext& ctx_;
+  std::shared_ptr<ApiContext> keep_;
+  boost::beast::tcp_stream stream_;
+  boost::beast::flat_buffer buffer_;
+  std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  std::string remote_;  // client address, for the limiter and the audit log
+  bool upgraded_ = false;
+  bool head_ = false;  // the request being answered is a HEAD: its answer goes without body
+  std::shared_ptr<HttpResponse> response_;  // the one being written
+};
+
+}  // namespace mp::http

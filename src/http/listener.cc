@@ -1,0 +1,87 @@
+#include "http/listener.h"
+
+#include <cstdio>
+#include <utility>
+
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+
+#include "http/http_session.h"
+
+namespace mp::http {
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+Result<std::shared_ptr<Listener>> Listener::Open(ApiContext& ctx, const ListenAddress& address) {
+  boost::system::error_code ec;
+  const auto ip = asio::ip::make_address(address.host, ec);
+  const std::string name =
+      (address.host.find(':') != std::string::npos ? "[" + address.host + "]" : address.host) +
+      ":" + std::to_string(address.port);
+  if (ec) return PlainError("listen " + name + ": bad address: " + ec.message());
+  const tcp::endpoint endpoint(ip, address.port);
+  tcp::acceptor acceptor(ctx.io);
+  auto fail = [&](const char* step) {
+    return Result<std::shared_ptr<Listener>>(
+        ErrnoError(ec.value(), std::string(step) + " " + name));
+  };
+  acceptor.open(endpoint.protocol(), ec);
+  if (ec) return fail("socket");
+  acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (ec) return fail("setsockopt SO_REUSEADDR");
+  if (ip.is_v6()) {
+    acceptor.set_option(asio::ip::v6_only(true), ec);
+    if (ec) return fail("setsockopt IPV6_V6ONLY");
+  }
+  acceptor.bind(endpoint, ec);
+  if (ec) return fail("bind");
+  acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail("listen");
+  return std::shared_ptr<Listener>(new Listener(ctx, std::move(acceptor)));
+}
+
+tcp::endpoint Listener::local_endpoint() const {
+  boost::system::error_code ec;
+  return acceptor_.local_endpoint(ec);
+}
+
+void Listener::DoAccept() {
+  acceptor_.async_accept(ctx_.io,
+                         boost::beast::bind_front_handler(&Listener::OnAccept, shared_from_this()));
+}
+
+void Listener::OnAccept(boost::system::error_code ec, tcp::socket socket) {
+  if (ec == asio::error::operation_aborted) return;
+  if (ec) {
+    // EMFILE and friends: log, wait a little, go on accepting.
+    std::fprintf(stderr, "monkeyproof-api: accept: %s\n", ec.message().c_str());
+    auto timer = std::make_shared<asio::steady_timer>(ctx_.io, std::chrono::milliseconds(100));
+    timer->async_wait(
+        [self = shared_from_this(), timer](boost::system::error_code) { self->DoAccept(); });
+    return;
+  }
+  if (ctx_.connections >= ctx_.config.max_connections) {
+    // Over the cap: a short answer and close, without reading the request.
+    static const std::string kBusy = [] {
+      const std::string body =
+          R"({"error":"too many connections; retry later","code":"unavailable"})";
+      return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+             "Retry-After: 1\r\nConnection: close\r\nContent-Length: " +
+             std::to_string(body.size()) + "\r\n\r\n" + body;
+    }();
+    auto s = std::make_shared<tcp::socket>(std::move(socket));
+    asio::async_write(*s, asio::buffer(kBusy.data(), kBusy.size()),
+                      [s](boost::system::error_code, size_t) {
+                        boost::system::error_code ignored;
+                        s->shutdown(tcp::socket::shutdown_both, ignored);
+                      });
+  } else {
+    ++ctx_.connections;
+    std::make_shared<HttpSession>(ctx_, std::move(socket))->Run();
+  }
+  DoAccept();
+}
+
+}  // namespace mp::http

@@ -1,0 +1,563 @@
+#include "http/routes.h"
+
+#include <algorithm>
+#include <memory>
+#include <string_view>
+#include <utility>
+
+#include <boost/beast/http/field.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/version.h"
+#include "http/api_json.h"
+
+namespace mp::http {
+namespace http = boost::beast::http;
+using nlohmann::json;
+
+namespace {
+
+// Recent output in GET /sessions/{id}: recentOutput.
+constexpr uint64_t kRecentOutputBytes = 8 * 1024;
+// GET /sessions/{id}/output: default and largest `limit`.
+constexpr uint64_t kMaxOutputRead = 1024 * 1024;
+// Seconds a client is told to wait when the supervisor is at capacity or away.
+constexpr int kCapacityRetrySeconds = 5;
+
+using Call = std::shared_ptr<RouteCall>;
+
+void Respond(const Call& c, HttpResponse res) { c->respond(std::move(res)); }
+
+void RespondJson(const Call& c, int status, std::string body) {
+  Respond(c, JsonResponse(c->request, status, std::move(body)));
+}
+
+void RespondError(const Call& c, const ApiError& error) {
+  auto res = ErrorResponse(c->request, error);
+  if (error.status == 429) res.set(http::field::retry_after, std::to_string(kCapacityRetrySeconds));
+  if (error.status == 503) res.set(http::field::retry_after, "1");
+  Respond(c, std::move(res));
+}
+
+// The session routes answer an unknown session exactly as the original did.
+ApiError SessionError(const wire::ErrorBody& error) {
+  if (error.code == wire::ErrorCode::kNotFound) return NotFound();
+  return FromSupervisor(error);
+}
+
+// Calls the supervisor; on success hands the response to `ok`, else answers with the mapped
+// error (`map` lets a route adjust it, e.g. for compatibility).
+template <typename Ok>
+void Ask(const Call& c, wire::RequestBody body, Ok ok,
+         ApiError (*map)(const wire::ErrorBody&) = &SessionError) {
+  c->ctx.link.Call(std::move(body), [c, ok = std::move(ok), map](Result<wire::Response> r) {
+    if (!r) {
+      RespondError(c, TransportError(r.error()));
+      return;
+    }
+    if (!r->ok()) {
+      RespondError(c, map(std::get<wire::ErrorBody>(r->body)));
+      return;
+    }
+    ok(*r);
+  });
+}
+
+const std::string* Query(const Call& c, const std::string& key) {
+  auto it = c->match.query.find(key);
+  return it == c->match.query.end() ? nullptr : &it->second;
+}
+
+// ?name= as an unsigned number within [min, max]; `fallback` when absent.
+std::optional<uint64_t> QueryNumber(const Call& c, const std::string& key, uint64_t fallback,
+                                    uint64_t min, uint64_t max) {
+  const std::string* v = Query(c, key);
+  if (v == nullptr) return fallback;
+  auto n = ParseUnsigned(*v);
+  if (!n || *n < min || *n > max) {
+    RespondError(c, BadRequest(key + " must be an integer from " + std::to_string(min) + " to " +
+                                   std::to_string(max),
+                               "?" + key));
+    return std::nullopt;
+  }
+  return n;
+}
+
+bool CheckSessionId(const Call& c) {
+  if (wire::IsValidSessionId(c->match.session_id)) return true;
+  RespondError(c, NotFound());
+  return false;
+}
+
+// ---- Output reads spanning several read_output calls.
+
+struct Collected {
+  std::string bytes;
+  std::optional<uint64_t> first;  // offset of bytes[0]
+  std::vector<wire::OutputRange> gaps;
+  std::vector<wire::OutputChunk> chunks;
+  uint64_t next = 0;
+  uint64_t total = 0;
+  bool ended = false;
+};
+
+struct Reader : std::enable_shared_from_this<Reader> {
+  Call call;
+  uint64_t cap = 0;
+  Collected got;
+  std::function<void(Collected&)> done;
+
+  void Next() {
+    const uint64_t want = std::min<uint64_t>(wire::kMaxChunkBytes, cap - got.bytes.size());
+    Ask(
+        call,
+        wire::ReadOutputRequest{call->match.session_id, got.next, static_cast<uint32_t>(want)},
+        [self = shared_from_this()](const wire::Response& r) {
+          const auto& read = std::get<wire::OutputRead>(r.body);
+          self->Add(read);
+          const bool full = self->got.bytes.size() >= self->cap;
+          if (full || read.next >= read.total || read.chunks.empty()) {
+            self->done(self->got);
+          } else {
+            self->Next();
+          }
+        },
+        &ReadError);
+  }
+
+  // read_output's `since` came from the query: name it as the client wrote it.
+  static ApiError ReadError(const wire::ErrorBody& error) {
+    ApiError e = SessionError(error);
+    if (e.field == "/since") e.field = "?since";
+    return e;
+  }
+
+  void Add(const wire::OutputRead& read) {
+    size_t pos = 0;
+    for (const auto& chunk : read.chunks) {
+      if (!got.first) got.first = chunk.offset;
+      got.chunks.push_back(chunk);
+      got.bytes.append(reinterpret_cast<const char*>(read.data.data()) + pos, chunk.length);
+      pos += chunk.length;
+    }
+    got.gaps.insert(got.gaps.end(), read.gaps.begin(), read.gaps.end());
+    got.next = read.next;
+    got.total = read.total;
+    got.ended = read.ended;
+  }
+};
+
+void ReadRange(const Call& c, uint64_t since, uint64_t cap, std::function<void(Collected&)> done) {
+  auto reader = std::make_shared<Reader>();
+  reader->call = c;
+  reader->cap = cap;
+  reader->got.next = since;
+  reader->done = std::move(done);
+  reader->Next();
+}
+
+std::string GapsHeader(const std::vector<wire::OutputRange>& gaps) {
+  std::string s;
+  for (const auto& g : gaps) {
+    if (!s.empty()) s += ',';
+    s += std::to_string(g.from) + "-" + std::to_string(g.to);
+  }
+  return s;
+}
+
+// ---- Routes.
+
+void Root(const Call& c) {
+  json j = {{"name", "monkeyproof"},
+            {"version", mp::kVersion},
+            {"status", "operational"},
+            {"message", "MonkeyProof remote execution host; see GET /openapi.json"}};
+  RespondJson(c, 200, j.dump());
+}
+
+void Readyz(const Call& c) {
+  c->ctx.link.Call(wire::HealthRequest{}, [c](Result<wire::Response> r) {
+    json j;
+    if (!r || !r->ok()) {
+      j = {{"ready", false},
+           {"reason", !r ? r.error().what : std::get<wire::ErrorBody>(r->body).message},
+           {"supervisor", nullptr}};
+      auto res = JsonResponse(c->request, 503, j.dump());
+      res.set(http::field::retry_after, "1");
+      Respond(c, std::move(res));
+      return;
+    }
+    const auto& h = std::get<wire::HealthInfo>(r->body);
+    j = {{"ready", h.ready},
+         {"reason", h.ready ? "" : h.reason},
+         {"supervisor",
+          {{"version", h.version},
+           {"uptimeSeconds", h.uptime_seconds},
+           {"sessionsActive", h.sessions_active},
+           {"sessionsTotal", h.sessions_total},
+           {"maxSessions", h.max_sessions}}}};
+    auto res = JsonResponse(c->request, h.ready ? 200 : 503, j.dump());
+    if (!h.ready) res.set(http::field::retry_after, "1");
+    Respond(c, std::move(res));
+  });
+}
+
+void MetricsRoute(const Call& c) {
+  c->ctx.link.Call(wire::HealthRequest{}, [c](Result<wire::Response> r) {
+    SupervisorGauges g;
+    if (r && r->ok()) {
+      const auto& h = std::get<wire::HealthInfo>(r->body);
+      g = {true, h.sessions_active, h.sessions_total, h.max_sessions};
+    }
+    HttpResponse res{http::status::ok, c->request.version()};
+    res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    res.keep_alive(c->request.keep_alive());
+    res.body() = c->ctx.metrics.Render(g);
+    res.prepare_payload();
+    Respond(c, std::move(res));
+  });
+}
+
+void Version(const Call& c) {
+  const auto& hello = c->ctx.link.hello();
+  json j = {{"name", "monkeyproof"},
+            {"version", mp::kVersion},
+            {"supervisor", hello ? json(hello->supervisor) : json(nullptr)},
+            {"protocol", wire::kProtoVersion}};
+  RespondJson(c, 200, j.dump());
+}
+
+void Policies(const Call& c) {
+  Ask(
+      c, wire::PoliciesRequest{},
+      [c](const wire::Response& r) {
+        RespondJson(c, 200, PolicyListJson(std::get<wire::PolicyList>(r.body)));
+      },
+      &FromSupervisor);
+}
+
+void OpenApi(const Call& c) {
+  HttpResponse res{http::status::ok, c->request.version()};
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(c->request.keep_alive());
+  res.body() = kOpenApiDocument;
+  res.prepare_payload();
+  Respond(c, std::move(res));
+}
+
+void CreateSession(const Call& c) {
+  auto parsed = ParseSpawnBody(c->request.body(), c->client);
+  if (auto* error = std::get_if<ApiError>(&parsed)) {
+    RespondError(c, *error);
+    return;
+  }
+  Ask(
+      c, std::move(std::get<wire::SpawnRequest>(parsed)),
+      [c](const wire::Response& r) {
+        c->ctx.metrics.CountSessionCreated();
+        RespondJson(c, 201, SessionInfoJson(std::get<wire::SessionInfo>(r.body), 0));
+      },
+      &FromSupervisor);
+}
+
+struct Lister : std::enable_shared_from_this<Lister> {
+  Call call;
+  wire::ListRequest request;
+  std::vector<wire::SessionState> states;
+  uint64_t limit = 0;  // 0: all
+  std::vector<wire::SessionInfo> found;
+
+  void Next() {
+    Ask(
+        call, request,
+        [self = shared_from_this()](const wire::Response& r) {
+          const auto& list = std::get<wire::SessionList>(r.body);
+          for (const auto& s : list.sessions) {
+            if (std::find(self->states.begin(), self->states.end(), s.state) ==
+                self->states.end()) {
+              continue;
+            }
+            if (self->limit != 0 && self->found.size() >= self->limit) break;
+            self->found.push_back(s);
+          }
+          const bool full = self->limit != 0 && self->found.size() >= self->limit;
+          if (list.more && !full && !list.sessions.empty()) {
+            self->request.after = list.sessions.back().id;
+            self->Next();
+            return;
+          }
+          std::vector<uint32_t> counts;
+          counts.reserve(self->found.size());
+          for (const auto& s : self->found) counts.push_back(self->call->ctx.hub.ClientCount(s.id));
+          RespondJson(self->call, 200, SessionListJson(self->found, counts));
+        },
+        &FromSupervisor);
+  }
+};
+
+std::string NormalizeLabel(std::string_view v) {
+  const auto* b = v.begin();
+  const auto* e = v.end();
+  while (b != e && (*b == ' ' || *b == '\t')) ++b;
+  while (e != b && (e[-1] == ' ' || e[-1] == '\t')) --e;
+  std::string s(b, e);
+  for (char& ch : s) {
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+  }
+  return s;
+}
+
+void ListSessions(const Call& c) {
+  auto lister = std::make_shared<Lister>();
+  lister->call = c;
+  if (const auto* owner = Query(c, "owner")) lister->request.owner = *owner;
+  if (const auto* label = Query(c, "label")) lister->request.label = NormalizeLabel(*label);
+  if (const auto* status = Query(c, "status")) {
+    auto states = ParseStatusFilter(*status);
+    if (auto* error = std::get_if<ApiError>(&states)) {
+      RespondError(c, *error);
+      return;
+    }
+    lister->states = std::move(std::get<0>(states));
+    if (lister->states.size() == 1) lister->request.state = lister->states.front();
+  } else {
+    lister->states = {wire::SessionState::kStarting, wire::SessionState::kRunning,
+                      wire::SessionState::kExited, wire::SessionState::kKilled,
+                      wire::SessionState::kFailed};
+  }
+  auto limit = QueryNumber(c, "limit", 0, 1, wire::kMaxListLimit);
+  if (!limit) return;
+  lister->limit = *limit;
+  lister->request.limit = static_cast<uint32_t>(wire::kMaxListLimit);
+  lister->Next();
+}
+
+// Drops the partial first line of a tail read so that recentOutput starts at a line start.
+bool TrimToLineStart(wire::OutputRead& read) {
+  const auto nl = std::find(read.data.begin(), read.data.end(), uint8_t{'\n'});
+  if (nl == read.data.end()) return false;
+  size_t drop = static_cast<size_t>(nl - read.data.begin()) + 1;
+  read.data.erase(read.data.begin(), read.data.begin() + static_cast<long>(drop));
+  std::vector<wire::OutputChunk> kept;
+  for (auto chunk : read.chunks) {
+    if (drop >= chunk.length) {
+      drop -= chunk.length;
+      continue;
+    }
+    chunk.offset += drop;
+    chunk.length -= static_cast<uint32_t>(drop);
+    drop = 0;
+    kept.push_back(chunk);
+  }
+  read.chunks = std::move(kept);
+  return true;
+}
+
+void GetSession(const Call& c) {
+  if (!CheckSessionId(c)) return;
+  Ask(c, wire::GetRequest{c->match.session_id}, [c](const wire::Response& r) {
+    auto info = std::get<wire::SessionInfo>(r.body);
+    const uint64_t since =
+        info.output_bytes > kRecentOutputBytes ? info.output_bytes - kRecentOutputBytes : 0;
+    Ask(c, wire::ReadOutputRequest{info.id, since, static_cast<uint32_t>(kRecentOutputBytes)},
+        [c, info, since](const wire::Response& rr) {
+          auto read = std::get<wire::OutputRead>(rr.body);
+          bool at_line = since == 0;
+          if (!at_line) at_line = TrimToLineStart(read);
+          RespondJson(c, 200,
+                      SessionDetailJson(info, c->ctx.hub.ClientCount(info.id), read, at_line));
+        });
+  });
+}
+
+void KillSession(const Call& c) {
+  if (!CheckSessionId(c)) return;
+  Ask(c, wire::KillRequest{c->match.session_id},
+      [c](const wire::Response&) { RespondJson(c, 200, R"({"killed":true})"); });
+}
+
+// The original answered input to a session that is not running with 400; keep that status.
+ApiError InputError(const wire::ErrorBody& error) {
+  ApiError e = SessionError(error);
+  if (error.code == wire::ErrorCode::kWrongState) e.status = 400;
+  return e;
+}
+
+void SendInput(const Call& c, std::shared_ptr<std::string> data, size_t from) {
+  if (from >= data->size() && from > 0) {
+    RespondJson(c, 200, R"({"sent":true})");
+    return;
+  }
+  const size_t n = std::min(wire::kMaxChunkBytes, data->size() - from);
+  wire::StdinRequest request{c->match.session_id,
+                             std::vector<uint8_t>(data->begin() + static_cast<long>(from),
+                                                  data->begin() + static_cast<long>(from + n))};
+  Ask(
+      c, std::move(request),
+      [c, data, from, n](const wire::Response&) {
+        if (from + n >= data->size()) {
+          RespondJson(c, 200, R"({"sent":true})");
+        } else {
+          SendInput(c, data, from + n);
+        }
+      },
+      &InputError);
+}
+
+void Input(const Call& c) {
+  if (!CheckSessionId(c)) return;
+  auto parsed = ParseInputBody(c->request.body());
+  if (auto* error = std::get_if<ApiError>(&parsed)) {
+    RespondError(c, *error);
+    return;
+  }
+  // An empty input still asks the supervisor, so that a stopped session is reported.
+  SendInput(c, std::make_shared<std::string>(std::move(std::get<std::string>(parsed))), 0);
+}
+
+void CloseStdin(const Call& c) {
+  if (!CheckSessionId(c)) return;
+  Ask(c, wire::CloseStdinRequest{c->match.session_id},
+      [c](const wire::Response&) { RespondJson(c, 200, R"({"closed":true})"); });
+}
+
+void Resize(const Call& c) {
+  if (!CheckSessionId(c)) return;
+  auto parsed = ParseResizeBody(c->request.body());
+  if (auto* error = std::get_if<ApiError>(&parsed)) {
+    RespondError(c, *error);
+    return;
+  }
+  Ask(c, wire::ResizeRequest{c->match.session_id, std::get<wire::PtySize>(parsed)},
+      [c](const wire::Response&) { RespondJson(c, 200, R"({"resized":true})"); });
+}
+
+void Signal(const Call& c) {
+  if (!CheckSessionId(c)) return;
+  auto parsed = ParseSignalBody(c->request.body());
+  if (auto* error = std::get_if<ApiError>(&parsed)) {
+    RespondError(c, *error);
+    return;
+  }
+  Ask(c, wire::SignalRequest{c->match.session_id, std::get<int32_t>(parsed)},
+      [c](const wire::Response&) { RespondJson(c, 200, R"({"signaled":true})"); });
+}
+
+void Transcript(const Call& c) {
+  if (!CheckSessionId(c)) return;
+  auto since = QueryNumber(c, "since", 0, 0, UINT64_MAX);
+  if (!since) return;
+  ReadRange(c, *since, c->ctx.config.transcript_max_bytes, [c, since](Collected& got) {
+    HttpResponse res{http::status::ok, c->request.version()};
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    res.set("x-transcript-offset", std::to_string(got.first.value_or(*since)));
+    res.set("x-transcript-total-size", std::to_string(got.total));
+    res.set("x-transcript-next-offset", std::to_string(got.next));
+    if (!got.gaps.empty()) res.set("x-output-gaps", GapsHeader(got.gaps));
+    res.keep_alive(c->request.keep_alive());
+    res.body() = std::move(got.bytes);
+    res.prepare_payload();
+    Respond(c, std::move(res));
+  });
+}
+
+void Output(const Call& c) {
+  if (!CheckSessionId(c)) return;
+  auto since = QueryNumber(c, "since", 0, 0, UINT64_MAX);
+  if (!since) return;
+  auto limit = QueryNumber(c, "limit", kMaxOutputRead, 1, kMaxOutputRead);
+  if (!limit) return;
+  ReadRange(c, *since, *limit, [c, since](Collected& got) {
+    HttpResponse res{http::status::ok, c->request.version()};
+    res.set(http::field::content_type, "application/octet-stream");
+    res.set("x-output-offset", std::to_string(got.first.value_or(*since)));
+    res.set("x-output-next-offset", std::to_string(got.next));
+    res.set("x-output-total-size", std::to_string(got.total));
+    res.set("x-output-ended", got.ended && got.next >= got.total ? "true" : "false");
+    if (!got.gaps.empty()) res.set("x-output-gaps", GapsHeader(got.gaps));
+    res.keep_alive(c->request.keep_alive());
+    res.body() = std::move(got.bytes);
+    res.prepare_payload();
+    Respond(c, std::move(res));
+  });
+}
+
+void WebSocket(const Call& c) {
+  if (!CheckSessionId(c)) return;
+  std::optional<uint64_t> since;
+  if (Query(c, "since") != nullptr) {
+    since = QueryNumber(c, "since", 0, 0, UINT64_MAX);
+    if (!since) return;
+  }
+  Ask(c, wire::GetRequest{c->match.session_id}, [c, since](const wire::Response& r) {
+    const auto& info = std::get<wire::SessionInfo>(r.body);
+    // Past the end, the stream's reads would fail forever: refuse before the upgrade.
+    if (since && *since > info.output_bytes) {
+      RespondError(c, BadRequest("since is past the end of the output (" +
+                                     std::to_string(info.output_bytes) + " bytes)",
+                                 "?since"));
+      return;
+    }
+    c->upgrade(info, since);
+  });
+}
+
+}  // namespace
+
+HttpResponse JsonResponse(const HttpRequest& request, int status, std::string body) {
+  HttpResponse res{static_cast<http::status>(status), request.version()};
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(request.keep_alive());
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+HttpResponse ErrorResponse(const HttpRequest& request, const ApiError& error) {
+  return JsonResponse(request, error.status, error.ToJson());
+}
+
+void HandleRoute(RouteCall call) {
+  auto c = std::make_shared<RouteCall>(std::move(call));
+  switch (c->match.route) {
+    case Route::kRoot:
+      return Root(c);
+    case Route::kHealth:
+    case Route::kLivez:
+      return RespondJson(c, 200, R"({"ok":true})");
+    case Route::kReadyz:
+      return Readyz(c);
+    case Route::kMetrics:
+      return MetricsRoute(c);
+    case Route::kVersion:
+      return Version(c);
+    case Route::kPolicies:
+      return Policies(c);
+    case Route::kOpenApi:
+      return OpenApi(c);
+    case Route::kCreateSession:
+      return CreateSession(c);
+    case Route::kListSessions:
+      return ListSessions(c);
+    case Route::kGetSession:
+      return GetSession(c);
+    case Route::kKillSession:
+      return KillSession(c);
+    case Route::kInput:
+      return Input(c);
+    case Route::kCloseStdin:
+      return CloseStdin(c);
+    case Route::kResize:
+      return Resize(c);
+    case Route::kSignal:
+      return Signal(c);
+    case Route::kTranscript:
+      return Transcript(c);
+    case Route::kOutput:
+      return Output(c);
+    case Route::kWebSocket:
+      return WebSocket(c);
+  }
+}
+
+}  // namespace mp::http

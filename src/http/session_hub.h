@@ -1,0 +1,60 @@
+// Fan-out of live session output from the one supervisor link to the WebSocket clients of
+// monkeyproof-api. The hub holds one supervisor subscription per session that has clients
+// (live only: each client catches up on its own with read_output, see ws_session.h) and
+// forwards that session's events to each of its clients; it stores no output. Runs in
+// monkeyproof-api on the io_context thread; not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/messages.h"
+#include "http/supervisor_link.h"
+
+namespace mp::http {
+
+class Metrics;
+
+// A WebSocket client as the hub sees it.
+class HubClient {
+ public:
+  virtual ~HubClient() = default;
+  virtual void OnOutput(const wire::OutputEvent& event) = 0;
+  virtual void OnGap(const wire::GapEvent& event) = 0;
+  virtual void OnExit(const wire::EndRecord& end) = 0;
+  // The link dropped (events may have been missed) / came back (catch up from your offset).
+  virtual void OnLinkDown() = 0;
+  virtual void OnLinkUp() = 0;
+};
+
+class SessionHub : public LinkListener {
+ public:
+  explicit SessionHub(SupervisorLink& link) : link_(link) {}
+
+  // Subscribes to the session when it gets its first client. The hub keeps a weak reference.
+  void Attach(const std::string& session, const std::shared_ptr<HubClient>& client);
+  void Detach(const std::string& session, const HubClient* client);
+  // WebSocket clients attached to `session` (SessionInfo.wsClients).
+  [[nodiscard]] uint32_t ClientCount(const std::string& session) const;
+  [[nodiscard]] size_t sessions() const { return channels_.size(); }
+
+  void OnLinkUp(const wire::ServerHello& hello) override;
+  void OnLinkDown() override;
+  void OnEvent(const wire::Event& event) override;
+
+ private:
+  struct Channel {
+    std::vector<std::weak_ptr<HubClient>> clients;
+  };
+  void Subscribe(const std::string& session);
+  template <typename F>
+  void ForEachClient(const std::string& session, F&& f);
+
+  SupervisorLink& link_;
+  std::unordered_map<std::string, Channel> channels_;
+};
+
+}  // namespace mp::http

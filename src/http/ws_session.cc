@@ -1,0 +1,383 @@
+#include "http/ws_session.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <utility>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include "http/api_json.h"
+
+namespace mp::http {
+namespace beast = boost::beast;
+namespace websocket = boost::beast::websocket;
+
+namespace {
+
+// The recent output a catchup message carries when the client gives no ?since.
+constexpr uint64_t kCatchupBytes = 16 * 1024;
+// Client messages: a stdin line, a resize. Larger ones are refused by the WebSocket layer.
+constexpr size_t kMaxClientMessageBytes = 1024 * 1024;
+
+size_t StreamIndex(wire::OutputStream s) { return static_cast<size_t>(s); }
+
+}  // namespace
+
+WsSession::WsSession(ApiContext& ctx, beast::tcp_stream&& stream, wire::SessionInfo info,
+                     std::optional<uint64_t> since)
+    : ctx_(ctx),
+      keep_(ctx.shared_from_this()),
+      ws_(std::move(stream)),
+      info_(std::move(info)),
+      since_(since) {
+  ctx_.metrics.WsOpened();
+}
+
+WsSession::~WsSession() {
+  ctx_.metrics.WsClosed();
+  --ctx_.connections;
+}
+
+void WsSession::Run(beast::http::request<beast::http::string_body> request) {
+  // The HTTP read deadline no longer applies; the WebSocket has its own (idle pings).
+  beast::get_lowest_layer(ws_).expires_never();
+  ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+  ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
+    res.set(beast::http::field::server, "monkeyproof-api");
+  }));
+  ws_.read_message_max(kMaxClientMessageBytes);
+  ws_.async_accept(request, beast::bind_front_handler(&WsSession::OnAccept, shared_from_this()));
+}
+
+void WsSession::OnAccept(beast::error_code ec) {
+  if (ec) return;  // the client went away during the handshake
+  ctx_.hub.Attach(info_.id, shared_from_this());
+  attached_ = true;
+  DoRead();
+  if (since_) {
+    next_ = *since_;
+    Enqueue(WsCatchupJson(info_, "", next_, next_));
+    mode_ = Mode::kCatchUp;
+    IssueRead();
+    return;
+  }
+  // No offset given: recent output in the catchup message, then everything after it.
+  const uint64_t from = info_.output_bytes > kCatchupBytes ? info_.output_bytes - kCatchupBytes : 0;
+  read_in_flight_ = true;
+  ctx_.link.Call(wire::ReadOutputRequest{info_.id, from, static_cast<uint32_t>(kCatchupBytes)},
+                 [self = shared_from_this(), from](Result<wire::Response> r) {
+                   self->read_in_flight_ = false;
+                   if (self->closing_) return;
+                   const wire::OutputRead* tail = nullptr;
+                   if (r && r->ok()) tail = std::get_if<wire::OutputRead>(&r->body);
+                   wire::OutputRead none;
+                   none.next = from;  // no tail: an empty catchup, then everything from `from`
+                   self->SendCatchup(tail != nullptr ? *tail : none);
+                 });
+}
+
+void WsSession::SendCatchup(const wire::OutputRead& tail) {
+  std::string raw(tail.data.begin(), tail.data.end());
+  const uint64_t offset = tail.chunks.empty() ? tail.next : tail.chunks.front().offset;
+  next_ = tail.next;
+  // A character cut at the end of the tail is carried into the next message, as between two
+  // output messages (ToValidUtf8 would turn both of its halves into U+FFFD).
+  std::string text;
+  Utf8Carry carry;
+  carry.Feed(raw, &text);
+  if (carry.carried() > 0 && !tail.chunks.empty()) {
+    const size_t s = StreamIndex(tail.chunks.back().stream);
+    carry_[s] = carry;
+    carry_start_[s] = next_ - carry.carried();
+  } else {
+    carry.Flush(&text);
+  }
+  Enqueue(WsCatchupJson(info_, text, offset, ResumePoint()));
+  mode_ = Mode::kCatchUp;
+  IssueRead();
+}
+
+uint64_t WsSession::ResumePoint() const {
+  uint64_t p = next_;
+  for (size_t i = 0; i < carry_.size(); ++i) {
+    if (carry_[i].carried() > 0) p = std::min(p, carry_start_[i]);
+  }
+  return p;
+}
+
+void WsSession::Deliver(wire::OutputStream stream, uint64_t offset, const uint8_t* data,
+                        size_t size) {
+  const uint64_t end = offset + size;
+  if (end <= next_) return;  // already delivered
+  const size_t skip = static_cast<size_t>(next_ - offset);
+  data += skip;
+  size -= skip;
+  offset = next_;
+  const size_t s = StreamIndex(stream);
+  Utf8Carry& carry = carry_[s];
+  const uint64_t message_offset = carry.carried() > 0 ? carry_start_[s] : offset;
+  std::string text;
+  carry.Feed(std::string_view(reinterpret_cast<const char*>(data), size), &text);
+  if (carry.carried() > 0) carry_start_[s] = end - carry.carried();
+  next_ = end;
+  if (!text.empty()) Enqueue(WsOutputJson(stream, text, message_offset, ResumePoint()));
+}
+
+void WsSession::DeliverGap(uint64_t from, uint64_t to) {
+  if (to <= next_) return;
+  FlushCarries();
+  Enqueue(WsGapJson(std::max(from, next_), to));
+  next_ = to;
+}
+
+void WsSession::FlushCarries() {
+  for (size_t i = 0; i < carry_.size(); ++i) {
+    if (carry_[i].carried() == 0) continue;
+    std::string text;
+    carry_[i].Flush(&text);
+    Enqueue(WsOutputJson(static_cast<wire::OutputStream>(i), text, carry_start_[i], next_));
+  }
+}
+
+void WsSession::OnOutput(const wire::OutputEvent& event) {
+  if (mode_ != Mode::kLive || closing_) return;
+  if (event.offset > next_) {
+    // Output we never saw (the hub subscribed after it, or the link skipped): read it.
+    mode_ = Mode::kCatchUp;
+    IssueRead();
+    return;
+  }
+  Deliver(event.stream, event.offset, event.data.data(), event.data.size());
+  if (outbox_bytes_ > ctx_.config.ws_outbox_bytes) {
+    // Too slow for live output: say so, stop taking it, and read from our offset as the
+    // client drains (OnWrite restarts the reads at half the limit).
+    Enqueue(WsLaggedJson(ResumePoint()));
+    ctx_.metrics.CountWsLagged();
+    mode_ = Mode::kCatchUp;
+  }
+}
+
+void WsSession::OnGap(const wire::GapEvent& event) {
+  if (mode_ != Mode::kLive || closing_) return;
+  if (event.range.from > next_) {
+    mode_ = Mode::kCatchUp;
+    IssueRead();
+    return;
+  }
+  DeliverGap(event.range.from, event.range.to);
+}
+
+void WsSession::OnExit(const wire::EndRecord& end) {
+  end_ = end;
+  // Live: the hub's subscription delivered every byte before this, and so did we.
+  if (mode_ == Mode::kLive) FinishIfDone();
+}
+
+void WsSession::OnLinkDown() {
+  if (mode_ == Mode::kLive) mode_ = Mode::kCatchUp;
+}
+
+void WsSession::OnLinkUp() {
+  if (mode_ == Mode::kLive) mode_ = Mode::kCatchUp;
+  IssueRead();
+}
+
+void WsSession::IssueRead() {
+  if (mode_ != Mode::kCatchUp || read_in_flight_ || closing_ || !ctx_.link.up()) return;
+  if (outbox_bytes_ > ctx_.config.ws_outbox_bytes / 2) return;  // OnWrite calls again
+  read_in_flight_ = true;
+  ctx_.link.Call(
+      wire::ReadOutputRequest{info_.id, next_, static_cast<uint32_t>(wire::kMaxChunkBytes)},
+      [self = shared_from_this()](Result<wire::Response> r) { self->OnReadOutput(std::move(r)); });
+}
+
+void WsSession::OnReadOutput(Result<wire::Response> r) {
+  read_in_flight_ = false;
+  if (closing_ || mode_ != Mode::kCatchUp) return;
+  if (!r) return;  // the link is down: OnLinkUp reads again
+  if (!r->ok()) {
+    const auto& error = std::get<wire::ErrorBody>(r->body);
+    Enqueue(WsErrorJson(FromSupervisor(error)));
+    if (error.code == wire::ErrorCode::kNotFound) {
+      mode_ = Mode::kDone;
+      Close();
+    }
+    return;
+  }
+  const auto* read = std::get_if<wire::OutputRead>(&r->body);
+  if (read == nullptr) return;
+  size_t gap = 0;
+  size_t pos = 0;
+  for (const auto& chunk : read->chunks) {
+    while (gap < read->gaps.size() && read->gaps[gap].from <= chunk.offset) {
+      DeliverGap(read->gaps[gap].from, read->gaps[gap].to);
+      ++gap;
+    }
+    if (chunk.offset > next_) DeliverGap(next_, chunk.offset);  // unannounced hole: say so
+    Deliver(chunk.stream, chunk.offset, read->data.data() + pos, chunk.length);
+    pos += chunk.length;
+  }
+  for (; gap < read->gaps.size(); ++gap) DeliverGap(read->gaps[gap].from, read->gaps[gap].to);
+  if (read->next > next_) DeliverGap(next_, read->next);
+  if (next_ >= read->total) {
+    if (read->ended) {
+      mode_ = Mode::kLive;  // nothing more will come; FinishIfDone sends the exit
+      if (end_) {
+        FinishIfDone();
+      } else {
+        ctx_.link.Call(wire::GetRequest{info_.id},
+                       [self = shared_from_this()](Result<wire::Response> g) {
+                         const wire::SessionInfo* info = nullptr;
+                         if (g && g->ok()) info = std::get_if<wire::SessionInfo>(&g->body);
+                         if (info != nullptr && info->end) {
+                           self->end_ = info->end;
+                           self->FinishIfDone();
+                         }
+                       });
+      }
+      return;
+    }
+    mode_ = Mode::kLive;  // caught up; later output arrives through the hub
+    if (end_) FinishIfDone();
+    return;
+  }
+  IssueRead();
+}
+
+void WsSession::FinishIfDone() {
+  if (!end_ || closing_ || mode_ != Mode::kLive) return;
+  mode_ = Mode::kDone;
+  FlushCarries();
+  SendExit(*end_);
+}
+
+void WsSession::SendExit(const wire::EndRecord& end) {
+  if (end.reason != wire::EndReason::kExit && end.reason != wire::EndReason::kSpawnError) {
+    Enqueue(WsKilledJson());
+  }
+  Enqueue(WsExitJson(info_, end, next_));
+  closing_ = true;  // OnWrite closes once the outbox is empty
+  if (!writing_) Close();
+}
+
+void WsSession::Enqueue(std::string text) {
+  ctx_.metrics.AddWsBytes(text.size());
+  outbox_bytes_ += text.size();
+  outbox_.push_back(std::move(text));
+  if (!writing_) DoWrite();
+}
+
+void WsSession::DoWrite() {
+  if (outbox_.empty()) return;
+  writing_ = true;
+  ws_.text(true);
+  ws_.async_write(boost::asio::buffer(outbox_.front()),
+                  beast::bind_front_handler(&WsSession::OnWrite, shared_from_this()));
+}
+
+void WsSession::OnWrite(beast::error_code ec, size_t) {
+  writing_ = false;
+  if (ec) {
+    outbox_.clear();
+    outbox_bytes_ = 0;
+    closing_ = true;
+    if (attached_) ctx_.hub.Detach(info_.id, this);
+    attached_ = false;
+    return;
+  }
+  outbox_bytes_ -= outbox_.front().size();
+  outbox_.pop_front();
+  if (!outbox_.empty()) {
+    DoWrite();
+  } else if (closing_) {
+    Close();
+    return;
+  }
+  if (mode_ == Mode::kCatchUp) IssueRead();
+}
+
+void WsSession::Close() {
+  closing_ = true;
+  if (attached_) ctx_.hub.Detach(info_.id, this);
+  attached_ = false;
+  if (writing_ || !ws_.is_open()) return;
+  ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](beast::error_code) {});
+}
+
+void WsSession::DoRead() {
+  ws_.async_read(read_buffer_, beast::bind_front_handler(&WsSession::OnRead, shared_from_this()));
+}
+
+void WsSession::OnRead(beast::error_code ec, size_t) {
+  if (ec) {
+    // Closed by the client, a failed ping, or an oversized message: stop everything.
+    closing_ = true;
+    if (attached_) ctx_.hub.Detach(info_.id, this);
+    attached_ = false;
+    return;
+  }
+  HandleClientMessage(ws_.got_binary());
+}
+
+void WsSession::HandleClientMessage(bool binary) {
+  std::string message = beast::buffers_to_string(read_buffer_.data());
+  read_buffer_.consume(read_buffer_.size());
+  if (binary) {
+    SendStdin(std::move(message), 0);
+    return;
+  }
+  auto parsed = ParseWsClientMessage(message);
+  if (auto* error = std::get_if<ApiError>(&parsed)) {
+    Enqueue(WsErrorJson(*error));
+    DoRead();
+    return;
+  }
+  auto& m = std::get<WsClientMessage>(parsed);
+  auto done = [self = shared_from_this()](Result<wire::Response> r) {
+    self->AfterClientCall(std::move(r));
+  };
+  if (auto* in = std::get_if<WsStdin>(&m)) {
+    SendStdin(std::move(in->data), 0);
+  } else if (auto* resize = std::get_if<WsResize>(&m)) {
+    ctx_.link.Call(wire::ResizeRequest{info_.id, resize->size}, done);
+  } else if (auto* sig = std::get_if<WsSignal>(&m)) {
+    ctx_.link.Call(wire::SignalRequest{info_.id, sig->signal}, done);
+  } else {
+    ctx_.link.Call(wire::CloseStdinRequest{info_.id}, done);
+  }
+}
+
+// Stdin goes in chunks of at most one frame's data, one at a time: the next message is read
+// only when the supervisor has taken this one, which is this client's backpressure.
+void WsSession::SendStdin(std::string data, size_t from) {
+  if (from >= data.size()) {
+    if (!closing_) DoRead();
+    return;
+  }
+  const size_t n = std::min(wire::kMaxChunkBytes, data.size() - from);
+  wire::StdinRequest request{info_.id,
+                             std::vector<uint8_t>(data.begin() + static_cast<long>(from),
+                                                  data.begin() + static_cast<long>(from + n))};
+  ctx_.link.Call(std::move(request), [self = shared_from_this(), data = std::move(data), from,
+                                      n](Result<wire::Response> r) mutable {
+    if (!r || !r->ok()) {
+      self->AfterClientCall(std::move(r));
+      return;
+    }
+    self->SendStdin(std::move(data), from + n);
+  });
+}
+
+void WsSession::AfterClientCall(Result<wire::Response> r) {
+  if (!r) {
+    Enqueue(WsErrorJson(TransportError(r.error())));
+  } else if (!r->ok()) {
+    Enqueue(WsErrorJson(FromSupervisor(std::get<wire::ErrorBody>(r->body))));
+  }
+  if (!closing_) DoRead();
+}
+
+}  // namespace mp::http

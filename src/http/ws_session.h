@@ -1,0 +1,88 @@
+// One WebSocket client of /sessions/{id}/ws (docs/api.md, "WebSocket"). It keeps its own
+// output offset and is in one of two modes: live (forwarding the hub's events) or catching up
+// (reading from its offset with read_output, as fast as it drains). Its outbox is bounded in
+// bytes: when a live client falls behind it is told `lagged` and switched to catching up, so
+// it never slows the session or other clients and never loses a byte. Runs in
+// monkeyproof-api on the io_context thread; the object lives as long as an operation holds it.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/websocket/stream.hpp>
+
+#include "common/messages.h"
+#include "http/api_context.h"
+#include "http/session_hub.h"
+#include "http/utf8.h"
+
+namespace mp::http {
+
+class WsSession : public HubClient, public std::enable_shared_from_this<WsSession> {
+ public:
+  // `since`: resume offset from ?since=, or nullopt for a catchup of recent output.
+  WsSession(ApiContext& ctx, boost::beast::tcp_stream&& stream, wire::SessionInfo info,
+            std::optional<uint64_t> since);
+  ~WsSession() override;
+
+  // Accepts the upgrade `request` and starts.
+  void Run(boost::beast::http::request<boost::beast::http::string_body> request);
+
+  void OnOutput(const wire::OutputEvent& event) override;
+  void OnGap(const wire::GapEvent& event) override;
+  void OnExit(const wire::EndRecord& end) override;
+  void OnLinkDown() override;
+  void OnLinkUp() override;
+
+ private:
+  enum class Mode { kStarting, kCatchUp, kLive, kDone };
+
+  void OnAccept(boost::beast::error_code ec);
+  void SendCatchup(const wire::OutputRead& tail);
+  void IssueRead();
+  void OnReadOutput(Result<wire::Response> r);
+  void FinishIfDone();
+  void SendExit(const wire::EndRecord& end);
+  // Forwards bytes [offset, offset+size) of `stream` that start at or before next_.
+  void Deliver(wire::OutputStream stream, uint64_t offset, const uint8_t* data, size_t size);
+  void DeliverGap(uint64_t from, uint64_t to);
+  void FlushCarries();
+  [[nodiscard]] uint64_t ResumePoint() const;
+  void Enqueue(std::string text);
+  void DoWrite();
+  void OnWrite(boost::beast::error_code ec, size_t bytes);
+  void DoRead();
+  void OnRead(boost::beast::error_code ec, size_t bytes);
+  void HandleClientMessage(bool binary);
+  void SendStdin(std::string data, size_t from);
+  void AfterClientCall(Result<wire::Response> r);
+  void Close();
+
+  ApiContext& ctx_;
+  std::shared_ptr<ApiContext> keep_;
+  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  boost::beast::flat_buffer read_buffer_;
+  wire::SessionInfo info_;
+  std::optional<uint64_t> since_;
+  Mode mode_ = Mode::kStarting;
+  uint64_t next_ = 0;  // first output offset not yet handed to the outbox
+  bool read_in_flight_ = false;
+  std::optional<wire::EndRecord> end_;
+  bool attached_ = false;
+  bool closing_ = false;
+  std::array<Utf8Carry, 3> carry_;         // per OutputStream
+  std::array<uint64_t, 3> carry_start_{};  // offset of each carry's first byte
+  std::deque<std::string> outbox_;
+  size_t outbox_bytes_ = 0;
+  bool writing_ = false;
+};
+
+}  // namespace mp::http

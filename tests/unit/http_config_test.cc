@@ -1,0 +1,450 @@
+// Configuration of monkeyproof-api: every key of api.conf, sizes with K/M/G, ranges, error
+// messages with their line numbers, listen lists (IPv4, [IPv6], localhost), LoadApiConfig with
+// files in a mkdtemp directory under /tmp and environment overrides passed as a map, and the
+// packaged example (packaging/api.conf) matching the built-in defaults. Runs as any user.
+#include "http/api_config.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+
+namespace mp::http {
+namespace {
+
+using Env = std::map<std::string, std::string>;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = "/tmp/mp-http-config-test-XXXXXX";
+    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::string Write(const std::string& name, const std::string& text) const {
+    const std::string p = path_ + "/" + name;
+    std::ofstream(p, std::ios::trunc) << text;
+    return p;
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+ApiConfig MustParse(const std::string& text) {
+  auto r = ParseApiConfig(text, "api.conf");
+  EXPECT_TRUE(r.has_value()) << r.error().ToString();
+  return r.has_value() ? *r : ApiConfig{};
+}
+
+std::string ParseError(const std::string& text) {
+  auto r = ParseApiConfig(text, "api.conf");
+  EXPECT_FALSE(r.has_value()) << "parsed: " << text;
+  return r.has_value() ? "" : r.error().what;
+}
+
+void ExpectDefaults(const ApiConfig& c) {
+  const ApiConfig d;
+  EXPECT_EQ(c.listen, d.listen);
+  EXPECT_EQ(c.control_socket, d.control_socket);
+  EXPECT_EQ(c.tokens.file, d.tokens.file);
+  EXPECT_EQ(c.tokens.env_value, d.tokens.env_value);
+  EXPECT_EQ(c.tokens.credential_dir, d.tokens.credential_dir);
+  EXPECT_EQ(c.body_limit_bytes, d.body_limit_bytes);
+  EXPECT_EQ(c.header_limit_bytes, d.header_limit_bytes);
+  EXPECT_EQ(c.read_timeout_ms, d.read_timeout_ms);
+  EXPECT_EQ(c.idle_timeout_ms, d.idle_timeout_ms);
+  EXPECT_EQ(c.max_connections, d.max_connections);
+  EXPECT_EQ(c.ws_outbox_bytes, d.ws_outbox_bytes);
+  EXPECT_EQ(c.transcript_max_bytes, d.transcript_max_bytes);
+  EXPECT_EQ(c.auth_failures_per_minute, d.auth_failures_per_minute);
+  EXPECT_EQ(c.threads, d.threads);
+}
+
+TEST(ApiConfigTest, Defaults) {
+  const ApiConfig c;
+  EXPECT_EQ(c.listen, (std::vector<ListenAddress>{{"127.0.0.1", 3200}}));
+  EXPECT_EQ(c.tokens.file, kDefaultTokenFile);
+  EXPECT_EQ(c.tokens.file, "/etc/monkeyproof/api-token");
+  EXPECT_TRUE(c.tokens.env_value.empty());
+  EXPECT_TRUE(c.tokens.credential_dir.empty());
+}
+
+TEST(ApiConfigTest, EmptyTextAndCommentsGiveTheDefaults) {
+  ExpectDefaults(MustParse(""));
+  ExpectDefaults(MustParse("# nothing\n\n   \n\t# indented comment\r\n"));
+}
+
+TEST(ApiConfigTest, EveryKey) {
+  const ApiConfig c = MustParse(
+      "listen = 0.0.0.0:8080, [::1]:8081\n"
+      "control_socket = /run/mp/ctl.sock\n"
+      "token_file = /etc/mp/token\n"
+      "body_limit_bytes = 2M\n"
+      "header_limit_bytes = 32K\n"
+      "read_timeout_ms = 5000\n"
+      "idle_timeout_ms = 60000\n"
+      "max_connections = 77\n"
+      "ws_outbox_bytes = 512K\n"
+      "transcript_max_bytes = 128M\n"
+      "auth_failures_per_minute = 5\n"
+      "threads = 4\n");
+  EXPECT_EQ(c.listen, (std::vector<ListenAddress>{{"0.0.0.0", 8080}, {"::1", 8081}}));
+  EXPECT_EQ(c.control_socket, "/run/mp/ctl.sock");
+  EXPECT_EQ(c.tokens.file, "/etc/mp/token");
+  EXPECT_EQ(c.body_limit_bytes, 2u * 1024 * 1024);
+  EXPECT_EQ(c.header_limit_bytes, 32u * 1024);
+  EXPECT_EQ(c.read_timeout_ms, 5000u);
+  EXPECT_EQ(c.idle_timeout_ms, 60000u);
+  EXPECT_EQ(c.max_connections, 77u);
+  EXPECT_EQ(c.ws_outbox_bytes, 512u * 1024);
+  EXPECT_EQ(c.transcript_max_bytes, 128u * 1024 * 1024);
+  EXPECT_EQ(c.auth_failures_per_minute, 5u);
+  EXPECT_EQ(c.threads, 4u);
+}
+
+TEST(ApiConfigTest, WhitespaceAroundKeysAndValues) {
+  const ApiConfig c = MustParse("  threads=2  \r\n\tmax_connections =\t9\n");
+  EXPECT_EQ(c.threads, 2u);
+  EXPECT_EQ(c.max_connections, 9u);
+}
+
+TEST(ApiConfigTest, SizesTakeKMGSuffixesInPowersOf1024) {
+  EXPECT_EQ(MustParse("body_limit_bytes = 1024").body_limit_bytes, 1024u);
+  EXPECT_EQ(MustParse("body_limit_bytes = 1k").body_limit_bytes, 1024u);
+  EXPECT_EQ(MustParse("body_limit_bytes = 3K").body_limit_bytes, 3u * 1024);
+  EXPECT_EQ(MustParse("body_limit_bytes = 64M").body_limit_bytes, 64u * 1024 * 1024);
+  EXPECT_EQ(MustParse("body_limit_bytes = 65536k").body_limit_bytes, 64u * 1024 * 1024);
+  EXPECT_EQ(MustParse("transcript_max_bytes = 256m").transcript_max_bytes, 256u * 1024 * 1024);
+  EXPECT_EQ(MustParse("ws_outbox_bytes = 64K").ws_outbox_bytes, 64u * 1024);
+  EXPECT_EQ(MustParse("header_limit_bytes = 1M").header_limit_bytes, 1024u * 1024);
+
+  for (const char* bad : {"1KB", "1.5M", "M", "-1K", "1 K", "K1", "0x400", "", "1T"}) {
+    const std::string e = ParseError(std::string("body_limit_bytes = ") + bad);
+    EXPECT_NE(e.find("api.conf:1: body_limit_bytes: "), std::string::npos) << e;
+    EXPECT_NE(e.find("is not a size"), std::string::npos) << e;
+  }
+  // An overflowing multiplication is not a size.
+  EXPECT_NE(ParseError("body_limit_bytes = 18014398509481984K").find("is not a size"),
+            std::string::npos);
+  // Timeouts and counts take no suffix.
+  EXPECT_NE(ParseError("read_timeout_ms = 1K").find("is not a number"), std::string::npos);
+  EXPECT_NE(ParseError("threads = 2k").find("is not a number"), std::string::npos);
+}
+
+TEST(ApiConfigTest, RangesOfEveryNumericKey) {
+  struct Case {
+    const char* key;
+    const char* lowest;
+    const char* below;
+    const char* highest;
+    const char* above;
+    const char* range;
+  };
+  const Case cases[] = {
+      {"body_limit_bytes", "1K", "1023", "64M", "67108865", "(1K..64M bytes)"},
+      {"header_limit_bytes", "1024", "1023", "1M", "1048577", "(1K..1M bytes)"},
+      {"read_timeout_ms", "100", "99", "86400000", "86400001", "(100..86400000)"},
+      {"idle_timeout_ms", "100", "0", "86400000", "99999999999", "(100..86400000)"},
+      {"max_connections", "1", "0", "100000", "100001", "(1..100000)"},
+      {"ws_outbox_bytes", "64K", "65535", "256M", "268435457", "(64K..256M bytes)"},
+      {"transcript_max_bytes", "65536", "63K", "256M", "1G", "(64K..256M bytes)"},
+      {"auth_failures_per_minute", "1", "0", "100000", "100001", "(1..100000)"},
+      {"threads", "1", "0", "64", "65", "(1..64)"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.key);
+    const std::string k = c.key;
+    EXPECT_TRUE(ParseApiConfig(k + " = " + c.lowest, "x").has_value());
+    EXPECT_TRUE(ParseApiConfig(k + " = " + c.highest, "x").has_value());
+    for (const char* v : {c.below, c.above}) {
+      const std::string e = ParseError("# comment\n\n" + k + " = " + v);
+      EXPECT_EQ(e, "api.conf:3: " + k + ": " + v + " is out of range " + c.range);
+    }
+    const std::string e = ParseError(k + " = many");
+    EXPECT_NE(e.find("api.conf:1: " + k + ": \"many\" is not a"), std::string::npos) << e;
+  }
+}
+
+TEST(ApiConfigTest, SyntaxErrorsNameTheLine) {
+  EXPECT_EQ(ParseError("threads = 2\nthreads 3\n"), "api.conf:2: expected key = value");
+  EXPECT_EQ(ParseError("= 3\n"), "api.conf:1: expected key = value");
+  EXPECT_EQ(ParseError("\n\n\nlisen = 127.0.0.1:80\n"), "api.conf:4: lisen: unknown key");
+  EXPECT_EQ(ParseError("threads = 2\n# x\nthreads = 3\n"),
+            "api.conf:3: threads: set twice (first on line 1)");
+  EXPECT_EQ(ParseError("THREADS = 2"), "api.conf:1: THREADS: unknown key");
+  // A value with a trailing comment is not a number: comments take the whole line.
+  EXPECT_EQ(ParseError("threads = 2 # two"), "api.conf:1: threads: \"2 # two\" is not a number");
+}
+
+TEST(ApiConfigTest, OriginNamesTheFile) {
+  auto r = ParseApiConfig("bogus = 1", "/etc/monkeyproof/api.conf");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().what, "/etc/monkeyproof/api.conf:1: bogus: unknown key");
+}
+
+TEST(ApiConfigTest, PathsMustBeAbsolute) {
+  EXPECT_EQ(ParseError("control_socket = run/ctl.sock"),
+            "api.conf:1: control_socket: \"run/ctl.sock\" is not an absolute path");
+  EXPECT_EQ(ParseError("control_socket ="),
+            "api.conf:1: control_socket: \"\" is not an absolute path");
+  EXPECT_EQ(ParseError("token_file = token"),
+            "api.conf:1: token_file: \"token\" is not an absolute path");
+  // An empty token_file turns the file source off.
+  EXPECT_EQ(MustParse("token_file =").tokens.file, "");
+}
+
+TEST(ApiConfigTest, ListenLists) {
+  EXPECT_EQ(MustParse("listen = 127.0.0.1:3200").listen,
+            (std::vector<ListenAddress>{{"127.0.0.1", 3200}}));
+  EXPECT_EQ(MustParse("listen = localhost:80").listen,
+            (std::vector<ListenAddress>{{"127.0.0.1", 80}}));
+  EXPECT_EQ(MustParse("listen = [::]:443,10.1.2.3:65535 ,  [fe80::1:2]:1").listen,
+            (std::vector<ListenAddress>{{"::", 443}, {"10.1.2.3", 65535}, {"fe80::1:2", 1}}));
+  std::string e = ParseError("listen = 127.0.0.1:80, 127.0.0.1:80");
+  EXPECT_EQ(e, "api.conf:1: listen: \"127.0.0.1:80\" is listed twice");
+  // Spelled differently, the same address is still a duplicate.
+  e = ParseError("listen = [::1]:80, [0:0:0:0:0:0:0:1]:80");
+  EXPECT_NE(e.find("is listed twice"), std::string::npos) << e;
+  e = ParseError("listen = 127.0.0.1:80,");
+  EXPECT_EQ(e, "api.conf:1: listen: empty address in the list");
+  e = ParseError("listen =");
+  EXPECT_EQ(e, "api.conf:1: listen: empty address in the list");
+  e = ParseError("\nlisten = 127.0.0.1:80, nohost");
+  EXPECT_EQ(e, "api.conf:2: listen: \"nohost\": expected address:port");
+  std::string many = "listen = ";
+  for (int i = 1; i <= 17; ++i) many += (i > 1 ? "," : "") + ("127.0.0.1:" + std::to_string(i));
+  EXPECT_NE(ParseError(many).find("more than 16 addresses"), std::string::npos);
+}
+
+TEST(ListenAddressTest, Accepted) {
+  struct Case {
+    const char* text;
+    const char* host;
+    uint16_t port;
+  };
+  const Case cases[] = {
+      {"127.0.0.1:3200", "127.0.0.1", 3200},
+      {"0.0.0.0:1", "0.0.0.0", 1},
+      {"localhost:3200", "127.0.0.1", 3200},
+      {"[::1]:3200", "::1", 3200},
+      {"[::]:80", "::", 80},
+      {"[2001:DB8::1]:8443", "2001:db8::1", 8443},
+      {"[::ffff:127.0.0.1]:9", "::ffff:127.0.0.1", 9},
+      {"255.255.255.255:65535", "255.255.255.255", 65535},
+  };
+  for (const Case& c : cases) {
+    auto r = ParseListenAddress(c.text);
+    ASSERT_TRUE(r.has_value()) << c.text << ": " << r.error().ToString();
+    EXPECT_EQ(r->host, c.host) << c.text;
+    EXPECT_EQ(r->port, c.port) << c.text;
+  }
+}
+
+TEST(ListenAddressTest, Refused) {
+  struct Case {
+    const char* text;
+    const char* reason;
+  };
+  const Case cases[] = {
+      {":3200", "the address is required"},
+      {"127.0.0.1", "expected address:port"},
+      {"", "expected address:port"},
+      {"127.0.0.1:", "is not 1..65535"},
+      {"127.0.0.1:0", "is not 1..65535"},
+      {"127.0.0.1:65536", "is not 1..65535"},
+      {"127.0.0.1:-1", "is not 1..65535"},
+      {"127.0.0.1:80x", "is not 1..65535"},
+      {"127.0.0.1: 80", "is not 1..65535"},
+      {"::1:3200", "needs brackets"},
+      {"[::1]3200", "expected [address]:port"},
+      {"[::1]", "expected [address]:port"},
+      {"[::1:3200", "missing ']'"},
+      {"[]:3200", "is not an IPv6 address"},
+      {"[127.0.0.1]:3200", "is not an IPv6 address"},
+      {"[fe80::1%eth0]:80", "is not an IPv6 address"},
+      {"256.0.0.1:80", "is not an IPv4 address"},
+      {"1.2.3:80", "is not an IPv4 address"},
+      {"010.0.0.1:80", "is not an IPv4 address"},
+      {"example.com:80", "is not an IPv4 address"},
+      {"LOCALHOST:80", "is not an IPv4 address"},
+      {" 127.0.0.1:80", "is not an IPv4 address"},
+  };
+  for (const Case& c : cases) {
+    auto r = ParseListenAddress(c.text);
+    ASSERT_FALSE(r.has_value()) << c.text;
+    EXPECT_NE(r.error().what.find(c.reason), std::string::npos)
+        << c.text << " -> " << r.error().what;
+    EXPECT_NE(r.error().what.find(std::string("\"") + c.text + "\""), std::string::npos)
+        << r.error().what;
+  }
+}
+
+TEST(LoadApiConfigTest, MissingFile) {
+  TempDir dir;
+  const std::string path = dir.path() + "/api.conf";
+  auto optional = LoadApiConfig(path, true, {});
+  ASSERT_TRUE(optional.has_value()) << optional.error().ToString();
+  ExpectDefaults(*optional);
+
+  auto required = LoadApiConfig(path, false, {});
+  ASSERT_FALSE(required.has_value());
+  EXPECT_EQ(required.error().errnum, ENOENT);
+  EXPECT_EQ(required.error().what, "open(config \"" + path + "\")");
+}
+
+TEST(LoadApiConfigTest, ADirectoryIsNotAConfigEvenWhenOptional) {
+  TempDir dir;
+  auto r = LoadApiConfig(dir.path(), true, {});
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().errnum, EISDIR);
+}
+
+TEST(LoadApiConfigTest, ReadsTheFileAndNamesItInErrors) {
+  TempDir dir;
+  const std::string path = dir.Write("api.conf", "threads = 3\nlisten = [::1]:9000\n");
+  auto r = LoadApiConfig(path, false, {});
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_EQ(r->threads, 3u);
+  EXPECT_EQ(r->listen, (std::vector<ListenAddress>{{"::1", 9000}}));
+
+  const std::string bad = dir.Write("bad.conf", "threads = 3\nthreads = 4\n");
+  auto e = LoadApiConfig(bad, true, {});
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error().what, bad + ":2: threads: set twice (first on line 1)");
+}
+
+TEST(LoadApiConfigTest, PortOverridesListen) {
+  TempDir dir;
+  const std::string path = dir.Write("api.conf", "listen = [::]:80, 0.0.0.0:80\n");
+  auto r = LoadApiConfig(path, false, {{"PORT", "4000"}});
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_EQ(r->listen, (std::vector<ListenAddress>{{"127.0.0.1", 4000}}));
+
+  for (const char* bad : {"0", "65536", "abc", "", "-1", "80 "}) {
+    auto e = LoadApiConfig(path, false, {{"PORT", bad}});
+    ASSERT_FALSE(e.has_value()) << bad;
+    EXPECT_EQ(e.error().what,
+              std::string("environment PORT=\"") + bad + "\" is not a port (1..65535)");
+  }
+}
+
+TEST(LoadApiConfigTest, MonkeyproofListenWinsOverPort) {
+  auto r = LoadApiConfig("/nonexistent/api.conf", true,
+                         {{"PORT", "4000"}, {"MONKEYPROOF_LISTEN", "[::1]:5000, 127.0.0.1:5001"}});
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_EQ(r->listen, (std::vector<ListenAddress>{{"::1", 5000}, {"127.0.0.1", 5001}}));
+
+  auto e = LoadApiConfig("/nonexistent/api.conf", true, {{"MONKEYPROOF_LISTEN", ":5000"}});
+  ASSERT_FALSE(e.has_value());
+  EXPECT_NE(e.error().what.find("environment MONKEYPROOF_LISTEN: \":5000\""), std::string::npos)
+      << e.error().what;
+}
+
+TEST(LoadApiConfigTest, ControlSocketFromTheEnvironment) {
+  auto r = LoadApiConfig("/nonexistent/api.conf", true,
+                         {{"MONKEYPROOF_CONTROL_SOCKET", "/tmp/x/control.sock"}});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->control_socket, "/tmp/x/control.sock");
+  auto e = LoadApiConfig("/nonexistent/api.conf", true, {{"MONKEYPROOF_CONTROL_SOCKET", "x"}});
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error().what, "environment MONKEYPROOF_CONTROL_SOCKET=\"x\" is not an absolute path");
+}
+
+TEST(LoadApiConfigTest, TokenVariables) {
+  const std::string a(40, 'a');
+  const std::string b(40, 'b');
+  auto only_agent = LoadApiConfig("/nonexistent/api.conf", true, {{"AGENT_WS_TOKEN", a}});
+  ASSERT_TRUE(only_agent.has_value());
+  EXPECT_EQ(only_agent->tokens.env_value, a);
+
+  auto both = LoadApiConfig("/nonexistent/api.conf", true,
+                            {{"AGENT_WS_TOKEN", a}, {"MONKEYPROOF_TOKEN", b}});
+  ASSERT_TRUE(both.has_value());
+  EXPECT_EQ(both->tokens.env_value, b);
+
+  // An empty MONKEYPROOF_TOKEN counts as unset.
+  auto empty_mp = LoadApiConfig("/nonexistent/api.conf", true,
+                                {{"AGENT_WS_TOKEN", a}, {"MONKEYPROOF_TOKEN", ""}});
+  ASSERT_TRUE(empty_mp.has_value());
+  EXPECT_EQ(empty_mp->tokens.env_value, a);
+
+  auto none = LoadApiConfig("/nonexistent/api.conf", true, {});
+  ASSERT_TRUE(none.has_value());
+  EXPECT_EQ(none->tokens.env_value, "");
+  EXPECT_EQ(none->tokens.file, kDefaultTokenFile);
+  EXPECT_EQ(none->tokens.credential_dir, "");
+}
+
+TEST(LoadApiConfigTest, TokenFileAndCredentialsDirectory) {
+  TempDir dir;
+  const std::string path = dir.Write("api.conf", "token_file = /etc/mp/from-file\n");
+  auto from_file = LoadApiConfig(path, false, {});
+  ASSERT_TRUE(from_file.has_value());
+  EXPECT_EQ(from_file->tokens.file, "/etc/mp/from-file");
+
+  auto r = LoadApiConfig(path, false,
+                         {{"MONKEYPROOF_TOKEN_FILE", "/run/secrets/token"},
+                          {"CREDENTIALS_DIRECTORY", "/run/credentials/monkeyproof-api.service"}});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->tokens.file, "/run/secrets/token");
+  EXPECT_EQ(r->tokens.credential_dir, "/run/credentials/monkeyproof-api.service");
+
+  auto off = LoadApiConfig(path, false, {{"MONKEYPROOF_TOKEN_FILE", ""}});
+  ASSERT_TRUE(off.has_value());
+  EXPECT_EQ(off->tokens.file, "");
+
+  auto e = LoadApiConfig(path, false, {{"MONKEYPROOF_TOKEN_FILE", "rel/token"}});
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error().what,
+            "environment MONKEYPROOF_TOKEN_FILE=\"rel/token\" is not an "
+            "absolute path");
+}
+
+TEST(LoadApiConfigTest, FileErrorsComeBeforeTheEnvironment) {
+  TempDir dir;
+  const std::string path = dir.Write("api.conf", "threads = 0\n");
+  auto r = LoadApiConfig(path, false, {{"PORT", "4000"}});
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().what, path + ":1: threads: 0 is out of range (1..64)");
+}
+
+// packaging/api.conf lists every key, commented out, with its default: uncommenting every
+// `# key = value` line must parse and give exactly the built-in defaults.
+TEST(PackagedExampleTest, EveryKeyWithItsDefault) {
+  std::ifstream f(MP_API_CONF_EXAMPLE);
+  ASSERT_TRUE(f) << MP_API_CONF_EXAMPLE;
+  std::stringstream uncommented;
+  std::string line;
+  std::set<std::string> keys;
+  while (std::getline(f, line)) {
+    EXPECT_TRUE(line.empty() || line[0] == '#') << "an active line in the example: " << line;
+    const size_t eq = line.find(" = ");
+    if (line.rfind("# ", 0) != 0 || eq == std::string::npos) continue;
+    const std::string key = line.substr(2, eq - 2);
+    if (key.find(' ') != std::string::npos) continue;  // prose containing " = "
+    keys.insert(key);
+    uncommented << line.substr(2) << "\n";
+  }
+  EXPECT_EQ(keys,
+            (std::set<std::string>{"listen", "control_socket", "token_file", "body_limit_bytes",
+                                   "header_limit_bytes", "read_timeout_ms", "idle_timeout_ms",
+                                   "max_connections", "ws_outbox_bytes", "transcript_max_bytes",
+                                   "auth_failures_per_minute", "threads"}));
+  auto r = ParseApiConfig(uncommented.str(), "api.conf (uncommented)");
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  ExpectDefaults(*r);
+}
+
+}  // namespace
+}  // namespace mp::http

@@ -10,10 +10,10 @@
 namespace mp::http {
 
 struct ApiError {
-  int status = 500;    // HTTP status
-  std::string code;    // stable: bad_request, unauthorized, not_found, too_large, ...
-  std::string message; // for humans; becomes "error"
-  std::string field;   // JSON pointer ("/task") or "?since" for a query parameter; may be empty
+  int status = 500;     // HTTP status
+  std::string code;     // stable: bad_request, unauthorized, not_found, too_large, ...
+  std::string message;  // for humans; becomes "error"
+  std::string field;    // JSON pointer ("/task") or "?since" for a query parameter; may be empty
 
   // {"error":message,"code":code[,"field":field]} as compact JSON.
   [[nodiscard]] std::string ToJson() const;

@@ -201,7 +201,6 @@ Result<ApiConfig> ParseApiConfig(std::string_view text, std::string_view origin)
       {"ws_outbox_bytes", &c.ws_outbox_bytes, nullptr, 64 * kKiB, 256 * kMiB, true},
       {"transcript_max_bytes", &c.transcript_max_bytes, nullptr, 64 * kKiB, 256 * kMiB, true},
       {"auth_failures_per_minute", nullptr, &c.auth_failures_per_minute, 1, 100'000, false},
-      {"threads", nullptr, &c.threads, 1, 64, false},
   };
   std::map<std::string, int> seen;  // key -> line it was set on
   std::string_view rest = text;

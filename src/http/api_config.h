@@ -32,7 +32,6 @@ struct ApiConfig {
   uint64_t ws_outbox_bytes = 1024 * 1024;
   uint64_t transcript_max_bytes = 4 * 1024 * 1024;
   uint32_t auth_failures_per_minute = 20;
-  uint32_t threads = 1;  // io_context threads
 };
 
 // Parses `text` (the file's content; `origin` names it in errors: "api.conf:12: ...").

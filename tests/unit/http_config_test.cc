@@ -68,7 +68,6 @@ void ExpectDefaults(const ApiConfig& c) {
   EXPECT_EQ(c.ws_outbox_bytes, d.ws_outbox_bytes);
   EXPECT_EQ(c.transcript_max_bytes, d.transcript_max_bytes);
   EXPECT_EQ(c.auth_failures_per_minute, d.auth_failures_per_minute);
-  EXPECT_EQ(c.threads, d.threads);
 }
 
 TEST(ApiConfigTest, Defaults) {
@@ -97,8 +96,7 @@ TEST(ApiConfigTest, EveryKey) {
       "max_connections = 77\n"
       "ws_outbox_bytes = 512K\n"
       "transcript_max_bytes = 128M\n"
-      "auth_failures_per_minute = 5\n"
-      "threads = 4\n");
+      "auth_failures_per_minute = 5\n");
   EXPECT_EQ(c.listen, (std::vector<ListenAddress>{{"0.0.0.0", 8080}, {"::1", 8081}}));
   EXPECT_EQ(c.control_socket, "/run/mp/ctl.sock");
   EXPECT_EQ(c.tokens.file, "/etc/mp/token");
@@ -110,12 +108,11 @@ TEST(ApiConfigTest, EveryKey) {
   EXPECT_EQ(c.ws_outbox_bytes, 512u * 1024);
   EXPECT_EQ(c.transcript_max_bytes, 128u * 1024 * 1024);
   EXPECT_EQ(c.auth_failures_per_minute, 5u);
-  EXPECT_EQ(c.threads, 4u);
 }
 
 TEST(ApiConfigTest, WhitespaceAroundKeysAndValues) {
-  const ApiConfig c = MustParse("  threads=2  \r\n\tmax_connections =\t9\n");
-  EXPECT_EQ(c.threads, 2u);
+  const ApiConfig c = MustParse("  auth_failures_per_minute=2  \r\n\tmax_connections =\t9\n");
+  EXPECT_EQ(c.auth_failures_per_minute, 2u);
   EXPECT_EQ(c.max_connections, 9u);
 }
 
@@ -139,7 +136,7 @@ TEST(ApiConfigTest, SizesTakeKMGSuffixesInPowersOf1024) {
             std::string::npos);
   // Timeouts and counts take no suffix.
   EXPECT_NE(ParseError("read_timeout_ms = 1K").find("is not a number"), std::string::npos);
-  EXPECT_NE(ParseError("threads = 2k").find("is not a number"), std::string::npos);
+  EXPECT_NE(ParseError("auth_failures_per_minute = 2k").find("is not a number"), std::string::npos);
 }
 
 TEST(ApiConfigTest, RangesOfEveryNumericKey) {
@@ -160,7 +157,6 @@ TEST(ApiConfigTest, RangesOfEveryNumericKey) {
       {"ws_outbox_bytes", "64K", "65535", "256M", "268435457", "(64K..256M bytes)"},
       {"transcript_max_bytes", "65536", "63K", "256M", "1G", "(64K..256M bytes)"},
       {"auth_failures_per_minute", "1", "0", "100000", "100001", "(1..100000)"},
-      {"threads", "1", "0", "64", "65", "(1..64)"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.key);
@@ -177,14 +173,16 @@ TEST(ApiConfigTest, RangesOfEveryNumericKey) {
 }
 
 TEST(ApiConfigTest, SyntaxErrorsNameTheLine) {
-  EXPECT_EQ(ParseError("threads = 2\nthreads 3\n"), "api.conf:2: expected key = value");
+  EXPECT_EQ(ParseError("auth_failures_per_minute = 2\nauth_failures_per_minute 3\n"),
+            "api.conf:2: expected key = value");
   EXPECT_EQ(ParseError("= 3\n"), "api.conf:1: expected key = value");
   EXPECT_EQ(ParseError("\n\n\nlisen = 127.0.0.1:80\n"), "api.conf:4: lisen: unknown key");
-  EXPECT_EQ(ParseError("threads = 2\n# x\nthreads = 3\n"),
-            "api.conf:3: threads: set twice (first on line 1)");
+  EXPECT_EQ(ParseError("auth_failures_per_minute = 2\n# x\nauth_failures_per_minute = 3\n"),
+            "api.conf:3: auth_failures_per_minute: set twice (first on line 1)");
   EXPECT_EQ(ParseError("THREADS = 2"), "api.conf:1: THREADS: unknown key");
   // A value with a trailing comment is not a number: comments take the whole line.
-  EXPECT_EQ(ParseError("threads = 2 # two"), "api.conf:1: threads: \"2 # two\" is not a number");
+  EXPECT_EQ(ParseError("auth_failures_per_minute = 2 # two"),
+            "api.conf:1: auth_failures_per_minute: \"2 # two\" is not a number");
 }
 
 TEST(ApiConfigTest, OriginNamesTheFile) {
@@ -312,16 +310,18 @@ TEST(LoadApiConfigTest, ADirectoryIsNotAConfigEvenWhenOptional) {
 
 TEST(LoadApiConfigTest, ReadsTheFileAndNamesItInErrors) {
   TempDir dir;
-  const std::string path = dir.Write("api.conf", "threads = 3\nlisten = [::1]:9000\n");
+  const std::string path =
+      dir.Write("api.conf", "auth_failures_per_minute = 3\nlisten = [::1]:9000\n");
   auto r = LoadApiConfig(path, false, {});
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
-  EXPECT_EQ(r->threads, 3u);
+  EXPECT_EQ(r->auth_failures_per_minute, 3u);
   EXPECT_EQ(r->listen, (std::vector<ListenAddress>{{"::1", 9000}}));
 
-  const std::string bad = dir.Write("bad.conf", "threads = 3\nthreads = 4\n");
+  const std::string bad =
+      dir.Write("bad.conf", "auth_failures_per_minute = 3\nauth_failures_per_minute = 4\n");
   auto e = LoadApiConfig(bad, true, {});
   ASSERT_FALSE(e.has_value());
-  EXPECT_EQ(e.error().what, bad + ":2: threads: set twice (first on line 1)");
+  EXPECT_EQ(e.error().what, bad + ":2: auth_failures_per_minute: set twice (first on line 1)");
 }
 
 TEST(LoadApiConfigTest, PortOverridesListen) {
@@ -413,10 +413,10 @@ TEST(LoadApiConfigTest, TokenFileAndCredentialsDirectory) {
 
 TEST(LoadApiConfigTest, FileErrorsComeBeforeTheEnvironment) {
   TempDir dir;
-  const std::string path = dir.Write("api.conf", "threads = 0\n");
+  const std::string path = dir.Write("api.conf", "auth_failures_per_minute = 0\n");
   auto r = LoadApiConfig(path, false, {{"PORT", "4000"}});
   ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().what, path + ":1: threads: 0 is out of range (1..64)");
+  EXPECT_EQ(r.error().what, path + ":1: auth_failures_per_minute: 0 is out of range (1..100000)");
 }
 
 // packaging/api.conf lists every key, commented out, with its default: uncommenting every
@@ -440,7 +440,7 @@ TEST(PackagedExampleTest, EveryKeyWithItsDefault) {
             (std::set<std::string>{"listen", "control_socket", "token_file", "body_limit_bytes",
                                    "header_limit_bytes", "read_timeout_ms", "idle_timeout_ms",
                                    "max_connections", "ws_outbox_bytes", "transcript_max_bytes",
-                                   "auth_failures_per_minute", "threads"}));
+                                   "auth_failures_per_minute", "auth_failures_per_minute"}));
   auto r = ParseApiConfig(uncommented.str(), "api.conf (uncommented)");
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
   ExpectDefaults(*r);

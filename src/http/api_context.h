@@ -27,7 +27,7 @@ struct ApiContext : std::enable_shared_from_this<ApiContext> {
         tokens(std::move(tokens_in)),
         limiter(config.auth_failures_per_minute, std::chrono::seconds(60)),
         link(io_in, config.control_socket, "monkeyproof-api"),
-        hub(link) {
+        hub(link, metrics) {
     link.SetListener(&hub);
   }
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "http/metrics.h"
+
 namespace mp::http {
 
 void SessionHub::Attach(const std::string& session, const std::shared_ptr<HubClient>& client) {
@@ -62,6 +64,8 @@ void SessionHub::ForEachClient(const std::string& session, F&& f) {
 }
 
 void SessionHub::OnLinkUp(const wire::ServerHello&) {
+  if (was_up_) metrics_.CountSupervisorReconnect();
+  was_up_ = true;
   for (const auto& [session, channel] : channels_) Subscribe(session);
   std::vector<std::shared_ptr<HubClient>> all;
   for (const auto& [session, channel] : channels_) {

@@ -32,7 +32,7 @@ class HubClient {
 
 class SessionHub : public LinkListener {
  public:
-  explicit SessionHub(SupervisorLink& link) : link_(link) {}
+  SessionHub(SupervisorLink& link, Metrics& metrics) : link_(link), metrics_(metrics) {}
 
   // Subscribes to the session when it gets its first client. The hub keeps a weak reference.
   void Attach(const std::string& session, const std::shared_ptr<HubClient>& client);
@@ -54,6 +54,8 @@ class SessionHub : public LinkListener {
   void ForEachClient(const std::string& session, F&& f);
 
   SupervisorLink& link_;
+  Metrics& metrics_;
+  bool was_up_ = false;  // the link has been up before: a later OnLinkUp is a reconnect
   std::unordered_map<std::string, Channel> channels_;
 };
 

@@ -22,8 +22,10 @@ constexpr auto kHandshakeTimeout = std::chrono::seconds(5);
 // Requests queued behind a full socket before calls are refused: the supervisor reads its
 // socket promptly, so reaching this means it is wedged.
 constexpr size_t kMaxOutboxBytes = size_t{8} * 1024 * 1024;
-// Frames handled per wake-up before yielding to other handlers (HTTP clients, timers).
-constexpr int kFramesPerWakeup = 64;
+// Frames handled per wake-up before yielding to other handlers (HTTP clients, timers, and
+// above all WebSocket writes): 8 frames are at most 480 KiB of output, which a client that
+// keeps up can take into its 1 MiB outbox without being counted as lagging.
+constexpr int kFramesPerWakeup = 8;
 
 }  // namespace
 

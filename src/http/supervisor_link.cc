@@ -22,6 +22,11 @@ constexpr auto kHandshakeTimeout = std::chrono::seconds(5);
 // Requests queued behind a full socket before calls are refused: the supervisor reads its
 // socket promptly, so reaching this means it is wedged.
 constexpr size_t kMaxOutboxBytes = size_t{8} * 1024 * 1024;
+// read_output answer bytes allowed in flight: with the supervisor's output events (pumped
+// only below its 1 MiB soft limit) this keeps its outbox to us well under the 4 MiB hard limit.
+constexpr size_t kMaxReadBytesInFlight = size_t{2} * 1024 * 1024;
+// An answer's size beyond its data: envelope, chunk and gap lists.
+constexpr size_t kReadAnswerOverhead = 4096;
 // Frames handled per wake-up before yielding to other handlers (HTTP clients, timers, and
 // above all WebSocket writes): 8 frames are at most 480 KiB of output, which a client that
 // keeps up can take into its 1 MiB outbox without being counted as lagging.
@@ -132,6 +137,12 @@ void SupervisorLink::Fail(const std::string& why) {
     boost::asio::post(
         io_, [done = std::move(done), why] { done(PlainError("supervisor unavailable: " + why)); });
   }
+  read_reserved_.clear();
+  read_bytes_in_flight_ = 0;
+  for (auto& [body, done] : std::exchange(deferred_reads_, {})) {
+    boost::asio::post(
+        io_, [done = std::move(done), why] { done(PlainError("supervisor unavailable: " + why)); });
+  }
   if (was_up && listener_ != nullptr) listener_->OnLinkDown();
   ScheduleReconnect();
 }
@@ -142,6 +153,15 @@ void SupervisorLink::Call(wire::RequestBody body, Callback done) {
       done(PlainError("supervisor unavailable: " + why));
     });
     return;
+  }
+  size_t read_bytes = 0;
+  if (const auto* read = std::get_if<wire::ReadOutputRequest>(&body)) {
+    read_bytes = read->limit + kReadAnswerOverhead;
+    if (!deferred_reads_.empty() ||
+        (read_bytes_in_flight_ > 0 && read_bytes_in_flight_ + read_bytes > kMaxReadBytesInFlight)) {
+      deferred_reads_.emplace_back(std::move(body), std::move(done));
+      return;
+    }
   }
   const uint64_t id = next_id_++;
   auto frame = wire::EncodeRequest(wire::Request{id, std::move(body)});
@@ -156,7 +176,28 @@ void SupervisorLink::Call(wire::RequestBody body, Callback done) {
     return;
   }
   pending_.emplace(id, std::move(done));
+  if (read_bytes > 0) {
+    read_reserved_.emplace(id, read_bytes);
+    read_bytes_in_flight_ += read_bytes;
+  }
   SendBytes(std::move(*frame));
+}
+
+void SupervisorLink::SendDeferredReads() {
+  while (!deferred_reads_.empty() && state_ == State::kUp) {
+    const auto& read = std::get<wire::ReadOutputRequest>(deferred_reads_.front().first);
+    if (read_bytes_in_flight_ > 0 &&
+        read_bytes_in_flight_ + read.limit + kReadAnswerOverhead > kMaxReadBytesInFlight) {
+      return;
+    }
+    auto [body, done] = std::move(deferred_reads_.front());
+    deferred_reads_.pop_front();
+    // Call would queue it behind the others still waiting; this one is first in line.
+    std::deque<std::pair<wire::RequestBody, Callback>> rest;
+    rest.swap(deferred_reads_);
+    Call(std::move(body), std::move(done));
+    deferred_reads_.swap(rest);
+  }
 }
 
 void SupervisorLink::SendBytes(std::vector<uint8_t> frame) {
@@ -241,6 +282,11 @@ void SupervisorLink::HandleFrame(const wire::FrameView& frame) {
     }
     auto done = std::move(it->second);
     pending_.erase(it);
+    if (auto r = read_reserved_.find(response->id); r != read_reserved_.end()) {
+      read_bytes_in_flight_ -= r->second;
+      read_reserved_.erase(r);
+      SendDeferredReads();
+    }
     done(std::move(*response));
     return;
   }

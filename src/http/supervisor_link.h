@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -69,6 +70,7 @@ class SupervisorLink {
   void WaitReadable();
   void OnReadable();
   void HandleFrame(const wire::FrameView& frame);
+  void SendDeferredReads();  // those of deferred_reads_ that fit the budget now
 
   boost::asio::io_context& io_;
   std::string socket_path_;
@@ -84,6 +86,12 @@ class SupervisorLink {
   std::vector<uint8_t> buffer_;
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, Callback> pending_;
+  // read_output answers may be up to a frame each, and the supervisor closes the connection
+  // when its outbox to us would pass 4 MiB (docs/protocol.md, "Flow control"): reads beyond a
+  // budget of answer bytes wait here, in order, until earlier answers have arrived.
+  std::unordered_map<uint64_t, size_t> read_reserved_;  // request id -> budgeted answer bytes
+  size_t read_bytes_in_flight_ = 0;
+  std::deque<std::pair<wire::RequestBody, Callback>> deferred_reads_;
   std::optional<wire::ServerHello> hello_;
   std::string last_error_ = "not connected yet";
   uint64_t reconnects_ = 0;

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/websocket.hpp>
@@ -363,6 +364,19 @@ void WsSession::SendStdin(std::string data, size_t from) {
                                                   data.begin() + static_cast<long>(from + n))};
   ctx_.link.Call(std::move(request), [self = shared_from_this(), data = std::move(data), from,
                                       n](Result<wire::Response> r) mutable {
+    if (r && !r->ok() && !self->closing_ &&
+        std::get<wire::ErrorBody>(r->body).code == wire::ErrorCode::kCapacity) {
+      // The session's stdin buffer is full (the command reads slower than the client writes):
+      // keep holding the client back and offer the same chunk again shortly, rather than
+      // dropping it. The session's end turns this into wrong_state, which is reported.
+      auto timer =
+          std::make_shared<boost::asio::steady_timer>(self->ctx_.io, std::chrono::milliseconds(50));
+      timer->async_wait(
+          [self, timer, data = std::move(data), from](boost::system::error_code) mutable {
+            if (!self->closing_) self->SendStdin(std::move(data), from);
+          });
+      return;
+    }
     if (!r || !r->ok()) {
       self->AfterClientCall(std::move(r));
       return;

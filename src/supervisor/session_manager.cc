@@ -262,8 +262,8 @@ Answer<wire::SessionInfo> SessionManager::Spawn(const wire::SpawnRequest& req,
   }
   auto policy = policies_.Find(preset_name);
   if (!policy) {
-    return fail(MakeError(wire::ErrorCode::kBadRequest, "unknown preset \"" + preset_name + "\"",
-                          "/preset"));
+    return fail(
+        MakeError(wire::ErrorCode::kNotFound, "unknown preset \"" + preset_name + "\"", "/preset"));
   }
   if (ToWire(policy->type) != req.type) {
     return fail(MakeError(wire::ErrorCode::kBadRequest,

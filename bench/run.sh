@@ -8,6 +8,8 @@
 # The driver is pinned to guest CPU $MP_BENCH_CPU (default 1; "none" for no
 # pinning): under TCG the two vCPUs differ a lot in speed, see README.md.
 # Usage: bench/run.sh [PRESET] [spawn_bench options...]
+# The API benchmarks (streaming, spawn through the API, daemon memory) run the same way
+# with bench/api_bench.sh [PRESET] [options...]; see README.md, "api_bench".
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)

@@ -21,6 +21,8 @@ namespace {
 constexpr uint64_t kRecentOutputBytes = 8 * 1024;
 // GET /sessions/{id}/output: default and largest `limit`.
 constexpr uint64_t kMaxOutputRead = 1024 * 1024;
+// Sessions per list request to the supervisor.
+constexpr uint32_t kListPageSize = 50;
 // Seconds a client is told to wait when the supervisor is at capacity or away.
 constexpr int kCapacityRetrySeconds = 5;
 
@@ -328,7 +330,9 @@ void ListSessions(const Call& c) {
   auto limit = QueryNumber(c, "limit", 0, 1, wire::kMaxListLimit);
   if (!limit) return;
   lister->limit = *limit;
-  lister->request.limit = static_cast<uint32_t>(wire::kMaxListLimit);
+  // Pages small enough that a page of SessionInfo always fits one 64 KiB control frame (a
+  // SessionInfo can pass 600 bytes); the loop in Lister::Next asks for the next page.
+  lister->request.limit = kListPageSize;
   lister->Next();
 }
 

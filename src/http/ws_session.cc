@@ -50,6 +50,9 @@ void WsSession::Run(beast::http::request<beast::http::string_body> request) {
     res.set(beast::http::field::server, "monkeyproof-api");
   }));
   ws_.read_message_max(kMaxClientMessageBytes);
+  // One frame per message: Beast's default splits each ~60 KiB output message into 4 KiB
+  // frames, fifteen sends where one does (bench/README.md, api_bench).
+  ws_.auto_fragment(false);
   ws_.async_accept(request, beast::bind_front_handler(&WsSession::OnAccept, shared_from_this()));
 }
 

@@ -74,7 +74,7 @@ Options:
 
 Examples:
   monkeyproof run -- make -j4 test
-  monkeyproof run --type print --preset claude --cwd /srv/work/app "fix the failing test"
+  monkeyproof run --type print --preset claude --cwd /srv/monkeyproof/workspaces/app "fix the failing test"
   id=$(monkeyproof run --detach --label nightly ./long-job.sh)
   printf 'a\nb\n' | monkeyproof run --stdin -- sort
 )";

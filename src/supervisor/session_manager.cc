@@ -62,6 +62,14 @@ bool SetNonBlocking(int fd) {
   return flags >= 0 && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
 }
 
+// A cgroup "*.events" file keeps polling as changed (EPOLLPRI) until it is read through the
+// same open file; the content itself is read again from the leaf where it matters.
+void AcknowledgeEventFile(int fd) {
+  char buf[512];
+  while (::pread(fd, buf, sizeof buf, 0) < 0 && errno == EINTR) {
+  }
+}
+
 std::string DisplayCommand(const std::vector<std::string>& argv) {
   std::string out;
   for (const auto& a : argv) {
@@ -415,16 +423,24 @@ void SessionManager::Register(Session& session) {
     if (c.stdin_write) SetNonBlocking(c.stdin_write.get());
   }
   watch(c.init.fd(), EPOLLIN, with([this](Session& x, uint32_t) { OnInitExit(x); }));
-  // memory.events and pids.events raise EPOLLPRI when they change.
+  // memory.events and pids.events raise EPOLLPRI when they change, and keep raising it until
+  // the file is read again through the watched descriptor: each callback reads it first, or
+  // the (level-triggered) loop would spin.
   if (auto fd = c.leaf.OpenEventFile("memory.events")) {
     s.memory_events = std::move(*fd);
-    watch(s.memory_events.get(), EPOLLPRI,
-          with([this](Session& x, uint32_t) { OnCgroupEvent(x, true); }));
+    AcknowledgeEventFile(s.memory_events.get());
+    watch(s.memory_events.get(), EPOLLPRI, with([this](Session& x, uint32_t) {
+            AcknowledgeEventFile(x.memory_events.get());
+            OnCgroupEvent(x, true);
+          }));
   }
   if (auto fd = c.leaf.OpenEventFile("pids.events")) {
     s.pids_events = std::move(*fd);
-    watch(s.pids_events.get(), EPOLLPRI,
-          with([this](Session& x, uint32_t) { OnCgroupEvent(x, false); }));
+    AcknowledgeEventFile(s.pids_events.get());
+    watch(s.pids_events.get(), EPOLLPRI, with([this](Session& x, uint32_t) {
+            AcknowledgeEventFile(x.pids_events.get());
+            OnCgroupEvent(x, false);
+          }));
   }
   const auto& d = s.policy->policy.deadlines;
   if (d.wall_seconds > 0) {

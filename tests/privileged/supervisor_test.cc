@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -318,6 +319,50 @@ TEST_F(SupervisorTest, OomIsReported) {
   auto c = Follow(info.id);
   ASSERT_TRUE(c.end);
   EXPECT_EQ(c.end->reason, wire::EndReason::kOom);
+}
+
+TEST_F(SupervisorTest, PidsLimitIsReported) {
+  // More background sleepers than pids.max allows: the fork that fails raises pids.events.
+  auto req = Exec("i=0; while [ $i -lt 64 ]; do sleep 30 & i=$((i+1)); done; wait");
+  req.limits = wire::SpawnLimits{};
+  req.limits->pids_max = 16;
+  auto info = Spawn(req);
+  auto c = Follow(info.id);
+  ASSERT_TRUE(c.end);
+  EXPECT_EQ(c.end->reason, wire::EndReason::kPidsLimit) << c.out;
+}
+
+// User plus system CPU time of a process, in clock ticks (proc(5) fields 14 and 15).
+long CpuTicks(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return -1;
+  std::istringstream rest(stat.substr(paren + 2));
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::atol(field.c_str());
+    if (i == 15) stime = std::atol(field.c_str());
+  }
+  return utime + stime;
+}
+
+TEST_F(SupervisorTest, AQuietSessionCostsTheDaemonNoCpu) {
+  // Regression: cgroup event files watched for EPOLLPRI but never read kept the loop spinning
+  // at 100 % of a CPU for as long as any session lived. A quiet session must leave the daemon
+  // idle; a quarter of the wall time is far above what an idle loop uses and far below a spin.
+  auto info = Spawn(Exec("sleep 4"));
+  ASSERT_FALSE(info.id.empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
+  const long before = CpuTicks(daemon_->pid());
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const long used = CpuTicks(daemon_->pid()) - before;
+  ASSERT_GE(before, 0);
+  EXPECT_LT(used, ticks_per_second / 2) << "monkeyproofd used " << used << " ticks in 2 s";
+  auto c = Follow(info.id);
+  ASSERT_TRUE(c.end);
 }
 
 TEST_F(SupervisorTest, OutputFloodIsKilled) {

@@ -8,29 +8,46 @@
 namespace mp::http {
 
 void SessionHub::Attach(const std::string& session, const std::shared_ptr<HubClient>& client) {
-  auto [it, inserted] = channels_.try_emplace(session);
-  it->second.clients.push_back(client);
-  if (inserted) Subscribe(session);
+  channels_[session].clients.push_back(client);
 }
 
 void SessionHub::Detach(const std::string& session, const HubClient* client) {
   auto it = channels_.find(session);
   if (it == channels_.end()) return;
-  auto& clients = it->second.clients;
+  Channel& channel = it->second;
+  auto& clients = channel.clients;
   clients.erase(std::remove_if(clients.begin(), clients.end(),
                                [client](const std::weak_ptr<HubClient>& w) {
                                  auto c = w.lock();
                                  return !c || c.get() == client;
                                }),
                 clients.end());
-  if (!clients.empty()) return;
-  channels_.erase(it);
-  if (link_.up()) {
-    link_.Call(wire::UnsubscribeRequest{session}, [](Result<wire::Response>) {
-      // Nothing to do either way: not_found means the record is gone, and a dropped link has
-      // dropped the subscription with it.
-    });
+  std::erase(channel.live, client);
+  if (channel.live.empty()) Unsubscribe(session, channel);
+  if (clients.empty()) channels_.erase(it);
+}
+
+void SessionHub::GoLive(const std::string& session, const HubClient* client, uint64_t next) {
+  auto it = channels_.find(session);
+  if (it == channels_.end()) return;
+  Channel& channel = it->second;
+  if (std::find(channel.live.begin(), channel.live.end(), client) == channel.live.end()) {
+    channel.live.push_back(client);
   }
+  if (!channel.subscribed) Subscribe(session, channel, next);
+}
+
+void SessionHub::LeaveLive(const std::string& session, const HubClient* client) {
+  auto it = channels_.find(session);
+  if (it == channels_.end()) return;
+  Channel& channel = it->second;
+  std::erase(channel.live, client);
+  if (channel.live.empty()) Unsubscribe(session, channel);
+}
+
+bool SessionHub::subscribed(const std::string& session) const {
+  auto it = channels_.find(session);
+  return it != channels_.end() && it->second.subscribed;
 }
 
 uint32_t SessionHub::ClientCount(const std::string& session) const {
@@ -40,14 +57,31 @@ uint32_t SessionHub::ClientCount(const std::string& session) const {
                                              [](const auto& w) { return !w.expired(); }));
 }
 
-void SessionHub::Subscribe(const std::string& session) {
-  if (!link_.up()) return;  // OnLinkUp subscribes every channel
-  link_.Call(wire::SubscribeRequest{session, std::nullopt}, [session](Result<wire::Response> r) {
-    if (r && !r->ok()) {
-      // The session's clients learn of an unknown session from their own reads.
-      std::fprintf(stderr, "monkeyproof-api: subscribe %s: %s\n", session.c_str(),
-                   std::get<wire::ErrorBody>(r->body).message.c_str());
-    }
+void SessionHub::Subscribe(const std::string& session, Channel& channel, uint64_t since) {
+  if (!link_.up()) return;  // the live client is told of the link and catches up again
+  channel.subscribed = true;
+  link_.Call(wire::SubscribeRequest{session, since}, [this, session](Result<wire::Response> r) {
+    if (!r || r->ok()) return;  // a dropped link tells every client itself
+    // Live clients would wait for events that never come: they read on their own instead,
+    // and learn from their reads what is wrong (an unknown session, say).
+    std::fprintf(stderr, "monkeyproof-api: subscribe %s: %s\n", session.c_str(),
+                 std::get<wire::ErrorBody>(r->body).message.c_str());
+    auto it = channels_.find(session);
+    if (it == channels_.end()) return;
+    it->second.subscribed = false;
+    ForEachClient(session, [](HubClient& c) {
+      c.OnLinkDown();
+      c.OnLinkUp();
+    });
+  });
+}
+
+void SessionHub::Unsubscribe(const std::string& session, Channel& channel) {
+  if (!channel.subscribed) return;
+  channel.subscribed = false;
+  if (!link_.up()) return;  // a dropped link has dropped the subscription with it
+  link_.Call(wire::UnsubscribeRequest{session}, [](Result<wire::Response>) {
+    // Nothing to do either way: not_found means the record is gone.
   });
 }
 
@@ -66,7 +100,11 @@ void SessionHub::ForEachClient(const std::string& session, F&& f) {
 void SessionHub::OnLinkUp(const wire::ServerHello&) {
   if (was_up_) metrics_.CountSupervisorReconnect();
   was_up_ = true;
-  for (const auto& [session, channel] : channels_) Subscribe(session);
+  // The new connection holds no subscription: clients catch up and subscribe as they go live.
+  for (auto& [session, channel] : channels_) {
+    channel.subscribed = false;
+    channel.live.clear();
+  }
   std::vector<std::shared_ptr<HubClient>> all;
   for (const auto& [session, channel] : channels_) {
     for (const auto& w : channel.clients) {
@@ -77,6 +115,10 @@ void SessionHub::OnLinkUp(const wire::ServerHello&) {
 }
 
 void SessionHub::OnLinkDown() {
+  for (auto& [session, channel] : channels_) {
+    channel.subscribed = false;
+    channel.live.clear();
+  }
   std::vector<std::shared_ptr<HubClient>> all;
   for (const auto& [session, channel] : channels_) {
     for (const auto& w : channel.clients) {

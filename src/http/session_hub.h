@@ -1,7 +1,9 @@
 // Fan-out of live session output from the one supervisor link to the WebSocket clients of
-// monkeyproof-api. The hub holds one supervisor subscription per session that has clients
-// (live only: each client catches up on its own with read_output, see ws_session.h) and
-// forwards that session's events to each of its clients; it stores no output. Runs in
+// monkeyproof-api. The hub holds one supervisor subscription per session that has a client in
+// live mode (a client that lags or resumes catches up on its own with read_output, see
+// ws_session.h) and forwards that session's events to each of its clients; it stores no
+// output. While no client of a session is live the subscription is dropped, so output that
+// only catching-up clients want crosses the control socket once, not twice. Runs in
 // monkeyproof-api on the io_context thread; not thread-safe.
 #pragma once
 
@@ -34,9 +36,18 @@ class SessionHub : public LinkListener {
  public:
   SessionHub(SupervisorLink& link, Metrics& metrics) : link_(link), metrics_(metrics) {}
 
-  // Subscribes to the session when it gets its first client. The hub keeps a weak reference.
+  // Registers a client of `session`; the hub keeps a weak reference. A client starts out not
+  // live: it reads what it needs first.
   void Attach(const std::string& session, const std::shared_ptr<HubClient>& client);
   void Detach(const std::string& session, const HubClient* client);
+  // `client` has caught up to `next` and takes live output from now on: the first live
+  // client subscribes the session from `next`, so nothing after it is missed.
+  void GoLive(const std::string& session, const HubClient* client, uint64_t next);
+  // `client` reads on its own again (it lagged, the link dropped, or it finished); the last
+  // one to leave drops the subscription.
+  void LeaveLive(const std::string& session, const HubClient* client);
+  // Whether the hub holds a subscription of `session` (for tests).
+  [[nodiscard]] bool subscribed(const std::string& session) const;
   // WebSocket clients attached to `session` (SessionInfo.wsClients).
   [[nodiscard]] uint32_t ClientCount(const std::string& session) const;
   [[nodiscard]] size_t sessions() const { return channels_.size(); }
@@ -48,8 +59,11 @@ class SessionHub : public LinkListener {
  private:
   struct Channel {
     std::vector<std::weak_ptr<HubClient>> clients;
+    std::vector<const HubClient*> live;  // clients in live mode, a subset of `clients`
+    bool subscribed = false;             // a subscribe was sent and no unsubscribe since
   };
-  void Subscribe(const std::string& session);
+  void Subscribe(const std::string& session, Channel& channel, uint64_t since);
+  void Unsubscribe(const std::string& session, Channel& channel);
   template <typename F>
   void ForEachClient(const std::string& session, F&& f);
 

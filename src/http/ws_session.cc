@@ -150,7 +150,7 @@ void WsSession::OnOutput(const wire::OutputEvent& event) {
   if (mode_ != Mode::kLive || closing_) return;
   if (event.offset > next_) {
     // Output we never saw (the hub subscribed after it, or the link skipped): read it.
-    mode_ = Mode::kCatchUp;
+    LeaveLive(Mode::kCatchUp);
     IssueRead();
     return;
   }
@@ -160,14 +160,14 @@ void WsSession::OnOutput(const wire::OutputEvent& event) {
     // client drains (OnWrite restarts the reads at half the limit).
     Enqueue(WsLaggedJson(ResumePoint()));
     ctx_.metrics.CountWsLagged();
-    mode_ = Mode::kCatchUp;
+    LeaveLive(Mode::kCatchUp);
   }
 }
 
 void WsSession::OnGap(const wire::GapEvent& event) {
   if (mode_ != Mode::kLive || closing_) return;
   if (event.range.from > next_) {
-    mode_ = Mode::kCatchUp;
+    LeaveLive(Mode::kCatchUp);
     IssueRead();
     return;
   }
@@ -181,12 +181,22 @@ void WsSession::OnExit(const wire::EndRecord& end) {
 }
 
 void WsSession::OnLinkDown() {
-  if (mode_ == Mode::kLive) mode_ = Mode::kCatchUp;
+  if (mode_ == Mode::kLive) LeaveLive(Mode::kCatchUp);
 }
 
 void WsSession::OnLinkUp() {
-  if (mode_ == Mode::kLive) mode_ = Mode::kCatchUp;
+  if (mode_ == Mode::kLive) LeaveLive(Mode::kCatchUp);
   IssueRead();
+}
+
+void WsSession::EnterLive() {
+  mode_ = Mode::kLive;
+  ctx_.hub.GoLive(info_.id, this, next_);
+}
+
+void WsSession::LeaveLive(Mode next_mode) {
+  if (mode_ == Mode::kLive) ctx_.hub.LeaveLive(info_.id, this);
+  mode_ = next_mode;
 }
 
 void WsSession::IssueRead() {
@@ -206,7 +216,7 @@ void WsSession::OnReadOutput(Result<wire::Response> r) {
     const auto& error = std::get<wire::ErrorBody>(r->body);
     Enqueue(WsErrorJson(FromSupervisor(error)));
     if (error.code == wire::ErrorCode::kNotFound) {
-      mode_ = Mode::kDone;
+      LeaveLive(Mode::kDone);
       Close();
     }
     return;
@@ -228,7 +238,8 @@ void WsSession::OnReadOutput(Result<wire::Response> r) {
   if (read->next > next_) DeliverGap(next_, read->next);
   if (next_ >= read->total) {
     if (read->ended) {
-      mode_ = Mode::kLive;  // nothing more will come; FinishIfDone sends the exit
+      // Nothing more will come: no subscription needed; FinishIfDone sends the exit.
+      mode_ = Mode::kLive;
       if (end_) {
         FinishIfDone();
       } else {
@@ -244,7 +255,7 @@ void WsSession::OnReadOutput(Result<wire::Response> r) {
       }
       return;
     }
-    mode_ = Mode::kLive;  // caught up; later output arrives through the hub
+    EnterLive();  // caught up; later output arrives through the hub
     if (end_) FinishIfDone();
     return;
   }
@@ -253,7 +264,7 @@ void WsSession::OnReadOutput(Result<wire::Response> r) {
 
 void WsSession::FinishIfDone() {
   if (!end_ || closing_ || mode_ != Mode::kLive) return;
-  mode_ = Mode::kDone;
+  LeaveLive(Mode::kDone);
   FlushCarries();
   SendExit(*end_);
 }

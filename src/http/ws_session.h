@@ -50,6 +50,10 @@ class WsSession : public HubClient, public std::enable_shared_from_this<WsSessio
   void IssueRead();
   void OnReadOutput(Result<wire::Response> r);
   void FinishIfDone();
+  // Live mode takes the hub's events (the hub subscribes while some client is live); leaving
+  // it means reading on our own from next_.
+  void EnterLive();
+  void LeaveLive(Mode next_mode);
   void SendExit(const wire::EndRecord& end);
   // Forwards bytes [offset, offset+size) of `stream` that start at or before next_.
   void Deliver(wire::OutputStream stream, uint64_t offset, const uint8_t* data, size_t size);

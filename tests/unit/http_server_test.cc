@@ -1207,6 +1207,46 @@ TEST_F(HttpServerTest, SlowWebSocketClientLagsButLosesNothing) {
   EXPECT_GE(MetricValue(Get("/metrics").body(), "monkeyproof_api_ws_lagged_total"), 1);
 }
 
+// A lone client that lags leaves no live client: the hub drops the session's subscription,
+// so the output it will read crosses the control socket once (in its reads), not twice. When
+// it has caught up with a running session it subscribes again from its offset.
+TEST_F(HttpServerTest, NoLiveClientMeansNoSubscription) {
+  ApiConfig config = Config();
+  config.ws_outbox_bytes = 64 * 1024;
+  RestartServer(config);
+  constexpr uint64_t kTotal = 4 * 1024 * 1024;
+  const std::string id = Spawn({{"task", "idle"}});
+  WsClient slow(port_, WsTarget(id), kToken, 8192);
+  ASSERT_TRUE(slow.ok());
+  Received s;
+  ReadCatchup(slow, &s);
+  ASSERT_TRUE(fake_.WaitUntil(
+      [](const FakeSupervisor& fs) { return fs.requests(wire::RequestType::kSubscribe) >= 1; },
+      kWait));
+  // The session keeps running after this (StartEmit would end it).
+  for (uint64_t at = 0; at < kTotal; at += 32768) {
+    fake_.Append(id, wire::OutputStream::kStdout, FakeSupervisor::Pattern(at, 32768));
+  }
+  // Without reading, the client falls behind; its lag drops the subscription.
+  EXPECT_TRUE(fake_.WaitUntil(
+      [](const FakeSupervisor& fs) { return fs.requests(wire::RequestType::kUnsubscribe) >= 1; },
+      kWait))
+      << "the hub kept its subscription with no live client";
+  // Emit more only after it caught up: it went live again, so it subscribed again.
+  ASSERT_TRUE(fake_.WaitUntil(
+      [&](const FakeSupervisor& fs) { return fs.OutputBytes(id) == kTotal; }, kWait));
+  while (s.next < kTotal) ASSERT_TRUE(Take(slow.Read(), &s)) << "stream ended early";
+  EXPECT_TRUE(fake_.WaitUntil(
+      [](const FakeSupervisor& fs) { return fs.requests(wire::RequestType::kSubscribe) >= 2; },
+      kWait))
+      << "the caught-up client did not subscribe again";
+  fake_.Append(id, wire::OutputStream::kStdout, "tail");
+  fake_.End(id, 0);
+  ReadUntilExit(slow, &s);
+  ASSERT_TRUE(s.exit);
+  EXPECT_TRUE(SameBytes(s.data, FakeSupervisor::Pattern(s.start, kTotal - s.start) + "tail"));
+}
+
 TEST_F(HttpServerTest, WebSocketStdinAndClientMessages) {
   const std::string id = Spawn({{"task", "echo"}});
   WsClient ws(port_, WsTarget(id), kToken);

@@ -204,6 +204,12 @@ class Ring {
     runs_.Clear();
     start_ = end_ = at;
   }
+  // Reset that also frees the buffers (they grow again on the next Append).
+  void Release(uint64_t at) {
+    bytes_ = Circular<uint8_t>();
+    runs_ = Circular<uint64_t>();
+    start_ = end_ = at;
+  }
   size_t memory_bytes() const { return bytes_.capacity() + runs_.capacity() * sizeof(uint64_t); }
 
   void Append(uint64_t offset, uint8_t stream, const uint8_t* p, size_t n) {  // offset == end
@@ -421,6 +427,7 @@ struct OutputLog::Impl {
   uint64_t disk_bytes = 0;        // sum of file_bytes
   Ring ring;
   uint64_t total = 0;
+  uint64_t unwritten_to = 0;  // end of the last range a transcript write failed for
   bool removed = false;
   std::vector<std::string> notes;
   mutable UniqueFd read_fd;  // one cached read-only fd, on the segment read_base
@@ -796,6 +803,7 @@ Result<uint64_t> OutputLog::Append(wire::OutputStream stream, const uint8_t* dat
   m.total += length;
   total_ = m.total;
   if (!written.has_value()) {
+    m.unwritten_to = m.total;
     return std::move(written).error().Wrap(
         "output " + Range(offset, offset + length) +
         " not all written to the transcript; the ring holds what fits, the rest reads as a gap");
@@ -879,6 +887,25 @@ Result<void> OutputLog::RemoveFiles() {
     return ErrnoError("rmdir(transcript \"" + m.dir + "\")");
   }
   return Ok();
+}
+
+bool OutputLog::ReleaseRing() {
+  Impl& m = *impl_;
+  const uint64_t ring_start = m.ring.start();
+  if (ring_start < m.total) {
+    if (m.unwritten_to > ring_start) return false;  // a failed write: only the ring has it
+    uint64_t disk_first = kNone;
+    for (const Segment& seg : m.segments) {
+      if (seg.first != kNone) {
+        disk_first = seg.first;
+        break;
+      }
+    }
+    // The disk has dropped bytes the ring still holds (a ring larger than the cap).
+    if (disk_first == kNone || disk_first > ring_start) return false;
+  }
+  m.ring.Release(m.total);
+  return true;
 }
 
 size_t OutputLog::memory_bytes() const {

@@ -64,6 +64,11 @@ class OutputLog {
   // Removes the directory and everything in it.
   Result<void> RemoveFiles();
 
+  // Frees the in-memory tail when the transcript holds all of it (no failed write and no
+  // segment dropped within its range); reads then come from disk. Returns false, keeping the
+  // ring, when the ring has bytes the disk lacks. For ended sessions, whose records stay.
+  bool ReleaseRing();
+
   size_t memory_bytes() const;  // ring plus index, for the bounded-memory tests
 
   // What Open repaired or could not read (torn last record truncated, corrupt

@@ -601,7 +601,9 @@ void SessionManager::Finish(Session& s) {
   s.info.state = end.reason == EndReason::kExit ? SessionState::kExited : SessionState::kKilled;
   s.info.output_bytes = s.log->total();
   s.ended = true;
-  (void)s.log->Sync();
+  // An ended record keeps its transcript on disk, not its in-memory tail (up to ring_bytes
+  // each, for every record kept): readers of an ended session read the disk.
+  if (s.log->Sync()) (void)s.log->ReleaseRing();
   s.child.reset();
   s.memory_events.Reset();
   s.pids_events.Reset();

@@ -453,6 +453,61 @@ TEST(OutputLogTest, DeletedSegmentIsNoGapWhileTheRingHoldsIt) {
   EXPECT_TRUE(w.gaps.empty());
 }
 
+TEST(OutputLogTest, ReleaseRingFreesTheTailOnlyWhenTheDiskHoldsIt) {
+  {
+    SCOPED_TRACE("everything on disk");
+    TempDir t;
+    OutputLogOptions o;
+    o.ring_bytes = 1 << 20;
+    auto log = MustCreate(t.Sub("s"), o);
+    Model m;
+    std::mt19937_64 rng(21);
+    Feed(*log, m, rng, 3 << 20, 60000);
+    ASSERT_FALSE(HasFatalFailure());
+    const size_t before = log->memory_bytes();
+    ASSERT_GE(before, size_t{1} << 20);
+    EXPECT_TRUE(log->ReleaseRing());
+    EXPECT_LE(log->memory_bytes() + (size_t{1} << 20), before);
+    Whole w = ReadAll(*log, 0, kMax, &m);  // every byte, now from disk
+    EXPECT_TRUE(w.gaps.empty());
+    EXPECT_EQ(log->first_held(), 0u);
+    EXPECT_TRUE(log->ReleaseRing());  // again: nothing left to free
+  }
+  {
+    SCOPED_TRACE("a failed write in the ring's range");
+    TempDir t;
+    OutputLogOptions o;
+    o.ring_bytes = 8 << 10;
+    auto log = MustCreate(t.Sub("s"), o);
+    Model m;
+    MustAppend(*log, m, OutputStream::kStdout, std::string(1000, 'a'));
+    OutputLogTestPeer::FailWrites(*log, ENOSPC, 1, false);
+    const std::string lost(3000, 'b');
+    ASSERT_FALSE(log->Append(OutputStream::kStdout, reinterpret_cast<const uint8_t*>(lost.data()),
+                             lost.size()));
+    m.Add(OutputStream::kStdout, reinterpret_cast<const uint8_t*>(lost.data()), lost.size());
+    EXPECT_FALSE(log->ReleaseRing());
+    Whole w = ReadAll(*log, 0, kMax, &m);
+    EXPECT_TRUE(w.gaps.empty());
+  }
+  {
+    SCOPED_TRACE("a ring larger than the transcript cap");
+    TempDir t;
+    OutputLogOptions o;
+    o.ring_bytes = 256 << 10;
+    o.transcript_max_bytes = 64 << 10;
+    o.segments = 4;
+    auto log = MustCreate(t.Sub("s"), o);
+    Model m;
+    std::mt19937_64 rng(22);
+    Feed(*log, m, rng, 200 << 10, 4000);
+    ASSERT_FALSE(HasFatalFailure());
+    EXPECT_FALSE(log->ReleaseRing());
+    Whole w = ReadAll(*log, 0, kMax, &m);
+    EXPECT_TRUE(w.gaps.empty());
+  }
+}
+
 TEST(OutputLogTest, WriteErrorKeepsBytesInTheRingThenReadsReportTheExactGap) {
   for (bool partial : {false, true}) {
     SCOPED_TRACE(partial ? "partial write" : "failed write");

@@ -7,6 +7,11 @@
 # guest's own proc/sys/dev/run, cgroup2), then switch_root's into it.
 # Stage 2 (new root, still PID 1): runs the command from the spec written by
 # run-in-vm.sh, reports its exit status, powers off.
+# With "boot=systemd" in the spec (run-in-vm.sh --systemd), stage 1 instead
+# hands PID 1 to the host's systemd in the new root: a unit of ours
+# (mp-vm-command.service, the only job of the default target mp-vm.target)
+# runs the command, reports its status through the run share, mounted at
+# /run/mp-vm-run, and powers off.
 #
 # Channels: /dev/console (ttyS0) goes to the host's console log; the command's
 # output goes to ttyS1, which run-in-vm.sh streams to its stdout. The per-run
@@ -117,14 +122,57 @@ stage1() {
   open_run_share
   mount_overlay_root
   mount_kernel_fs
-  setup_cgroup
   . /mp-run/spec
-  must ip link set lo up
   must hostname mp-test-vm
   prepare_stage2
+  if [ "${boot:-}" = systemd ]; then
+    # systemd mounts cgroup2 and brings loopback up itself.
+    prepare_systemd
+    # shellcheck disable=SC2093 # die reports a failed exec
+    exec switch_root /newroot /lib/systemd/systemd
+    die "switch_root to systemd failed"
+  fi
+  setup_cgroup
+  must ip link set lo up
   # shellcheck disable=SC2093 # die reports a failed exec
   exec switch_root /newroot "$BOOT/busybox" sh "$BOOT/init" stage2
   die "switch_root failed"
+}
+
+# The units of a systemd boot, written into the overlay (they vanish at power-off): a target
+# that pulls in only basic.target and the command, and the command's unit. Timers stay off so
+# that no apt or cleanup job starts under the test.
+prepare_systemd() {
+  local etc=/newroot/etc/systemd/system u
+  [ -x /newroot/lib/systemd/systemd ] || die "boot=systemd but the host has no /lib/systemd/systemd"
+  must mkdir -p /newroot/run/mp-vm-run "$etc"
+  must mount --move /mp-run /newroot/run/mp-vm-run
+  cat >"$etc/mp-vm.target" <<EOF || die "cannot write mp-vm.target"
+[Unit]
+Description=Test VM: basic system and the command
+Requires=basic.target
+After=basic.target
+Wants=mp-vm-command.service
+AllowIsolate=yes
+EOF
+  cat >"$etc/mp-vm-command.service" <<EOF || die "cannot write mp-vm-command.service"
+[Unit]
+Description=Test VM command (tests/vm/run-in-vm.sh --systemd)
+After=basic.target
+[Service]
+Type=oneshot
+ExecStart=$BOOT/busybox sh $BOOT/init systemd-command
+StandardInput=null
+TimeoutStartSec=infinity
+EOF
+  must ln -sf mp-vm.target "$etc/default.target"
+  # tmp.conf would empty /tmp at boot (the overlay's view of the host's /tmp, where a checkout
+  # under test may live), walking it over 9p for minutes.
+  must mkdir -p /newroot/etc/tmpfiles.d
+  : >/newroot/etc/tmpfiles.d/tmp.conf || die "cannot write tmpfiles.d/tmp.conf"
+  for u in timers.target apt-daily.service apt-daily-upgrade.service; do
+    must ln -sf /dev/null "$etc/$u"
+  done
 }
 
 # Waits (up to ~2 s) until only PID 1 and kernel threads are left, so every
@@ -169,8 +217,26 @@ stage2() {
   halt
 }
 
+# The command under systemd (mp-vm-command.service): as stage2, but the status goes to the run
+# share's file by path, and the processes to stop are everyone's but PID 1's.
+systemd_command() {
+  BB=$BOOT/busybox
+  share() { :; }
+  . $BOOT/spec
+  local status=0
+  run_command "$@" || status=$?
+  echo "$nonce $status" >/run/mp-vm-run/status
+  # The shell's own kill: kill(-1) spares the caller, which a separate kill process would not.
+  kill -9 -1 2>/dev/null
+  $BB sleep 0.5
+  $BB stty -F /dev/ttyS1 >/dev/null 2>&1
+  halt
+}
+
 if [ "${1:-}" = stage2 ]; then
   stage2
+elif [ "${1:-}" = systemd-command ]; then
+  systemd_command
 else
   stage1
 fi

@@ -89,6 +89,11 @@ std::string SessionListJson(const std::vector<wire::SessionInfo>& sessions,
 // {"policies":[{"name","type","description","bypassesAgentPermissions"}]}
 std::string PolicyListJson(const wire::PolicyList& policies);
 
+// Appends `utf8` as the inside of a JSON string (no quotes), as nlohmann::json's dump writes
+// it: `"` and `\` escaped, control characters as \b \f \n \r \t or \u00xx, everything else
+// as is. `utf8` must be valid UTF-8 (see Utf8Carry): it is not checked.
+void AppendJsonStringBody(std::string_view utf8, std::string* out);
+
 // ---- WebSocket server messages (compact JSON text).
 // {"type":"catchup","id","task","status","exitCode","data","offset","next"}; `data` must be
 // valid UTF-8 already (see Utf8Carry).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 namespace mp::http {
 namespace {
@@ -50,6 +51,10 @@ size_t Decode(std::string_view in, bool final, std::string* out) {
   while (i < n) {
     // Runs of ASCII go out in one append.
     size_t ascii_end = i;
+    for (uint64_t w = 0; n - ascii_end >= sizeof w; ascii_end += sizeof w) {  // 8 at a time
+      std::memcpy(&w, p + ascii_end, sizeof w);
+      if ((w & 0x8080808080808080ull) != 0) break;
+    }
     while (ascii_end < n && p[ascii_end] < 0x80) ++ascii_end;
     if (ascii_end > i) {
       out->append(in.data() + i, ascii_end - i);

@@ -20,6 +20,9 @@ namespace {
 
 // The recent output a catchup message carries when the client gives no ?since.
 constexpr uint64_t kCatchupBytes = 16 * 1024;
+// read_output requests one catching-up client keeps in flight: the answers come back in order
+// over the one link, and a pipeline hides the round trip to the supervisor.
+constexpr uint32_t kReadsInFlight = 4;
 // Client messages: a stdin line, a resize. Larger ones are refused by the WebSocket layer.
 constexpr size_t kMaxClientMessageBytes = 1024 * 1024;
 
@@ -70,10 +73,10 @@ void WsSession::OnAccept(beast::error_code ec) {
   }
   // No offset given: recent output in the catchup message, then everything after it.
   const uint64_t from = info_.output_bytes > kCatchupBytes ? info_.output_bytes - kCatchupBytes : 0;
-  read_in_flight_ = true;
+  ++reads_in_flight_;
   ctx_.link.Call(wire::ReadOutputRequest{info_.id, from, static_cast<uint32_t>(kCatchupBytes)},
                  [self = shared_from_this(), from](Result<wire::Response> r) {
-                   self->read_in_flight_ = false;
+                   --self->reads_in_flight_;
                    if (self->closing_) return;
                    const wire::OutputRead* tail = nullptr;
                    if (r && r->ok()) tail = std::get_if<wire::OutputRead>(&r->body);
@@ -200,18 +203,36 @@ void WsSession::LeaveLive(Mode next_mode) {
 }
 
 void WsSession::IssueRead() {
-  if (mode_ != Mode::kCatchUp || read_in_flight_ || closing_ || !ctx_.link.up()) return;
-  if (outbox_bytes_ > ctx_.config.ws_outbox_bytes / 2) return;  // OnWrite calls again
-  read_in_flight_ = true;
-  ctx_.link.Call(
-      wire::ReadOutputRequest{info_.id, next_, static_cast<uint32_t>(wire::kMaxChunkBytes)},
-      [self = shared_from_this()](Result<wire::Response> r) { self->OnReadOutput(std::move(r)); });
+  if (mode_ != Mode::kCatchUp || closing_ || !ctx_.link.up()) return;
+  if (reads_in_flight_ == 0) read_ahead_ = next_;
+  const uint64_t limit = ctx_.config.ws_outbox_bytes;
+  while (reads_in_flight_ < kReadsInFlight) {
+    if (reads_in_flight_ == 0) {
+      if (outbox_bytes_ > limit / 2) return;  // OnWrite calls again
+    } else if (read_ahead_ >= known_total_ ||
+               outbox_bytes_ + (reads_in_flight_ + 1) * wire::kMaxChunkBytes > limit) {
+      return;  // read ahead only into output known to exist, and what the outbox can take
+    }
+    const uint64_t since = read_ahead_;
+    read_ahead_ += wire::kMaxChunkBytes;
+    ++reads_in_flight_;
+    ctx_.link.Call(
+        wire::ReadOutputRequest{info_.id, since, static_cast<uint32_t>(wire::kMaxChunkBytes)},
+        [self = shared_from_this(), since](Result<wire::Response> r) {
+          self->OnReadOutput(since, std::move(r));
+        });
+  }
 }
 
-void WsSession::OnReadOutput(Result<wire::Response> r) {
-  read_in_flight_ = false;
+void WsSession::OnReadOutput(uint64_t since, Result<wire::Response> r) {
+  --reads_in_flight_;
   if (closing_ || mode_ != Mode::kCatchUp) return;
-  if (!r) return;  // the link is down: OnLinkUp reads again
+  // The link is down (OnLinkUp reads again), or an earlier read in the pipeline came back
+  // short so this one starts past our offset: read on from next_.
+  if (!r || since != next_) {
+    IssueRead();
+    return;
+  }
   if (!r->ok()) {
     const auto& error = std::get<wire::ErrorBody>(r->body);
     Enqueue(WsErrorJson(FromSupervisor(error)));
@@ -223,6 +244,7 @@ void WsSession::OnReadOutput(Result<wire::Response> r) {
   }
   const auto* read = std::get_if<wire::OutputRead>(&r->body);
   if (read == nullptr) return;
+  known_total_ = std::max(known_total_, read->total);
   size_t gap = 0;
   size_t pos = 0;
   for (const auto& chunk : read->chunks) {

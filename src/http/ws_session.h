@@ -48,7 +48,7 @@ class WsSession : public HubClient, public std::enable_shared_from_this<WsSessio
   void OnAccept(boost::beast::error_code ec);
   void SendCatchup(const wire::OutputRead& tail);
   void IssueRead();
-  void OnReadOutput(Result<wire::Response> r);
+  void OnReadOutput(uint64_t since, Result<wire::Response> r);
   void FinishIfDone();
   // Live mode takes the hub's events (the hub subscribes while some client is live); leaving
   // it means reading on our own from next_.
@@ -77,8 +77,10 @@ class WsSession : public HubClient, public std::enable_shared_from_this<WsSessio
   wire::SessionInfo info_;
   std::optional<uint64_t> since_;
   Mode mode_ = Mode::kStarting;
-  uint64_t next_ = 0;  // first output offset not yet handed to the outbox
-  bool read_in_flight_ = false;
+  uint64_t next_ = 0;             // first output offset not yet handed to the outbox
+  uint32_t reads_in_flight_ = 0;  // read_output requests not answered yet
+  uint64_t read_ahead_ = 0;       // where the next pipelined read starts
+  uint64_t known_total_ = 0;      // the session's output size at the last answer
   std::optional<wire::EndRecord> end_;
   bool attached_ = false;
   bool closing_ = false;

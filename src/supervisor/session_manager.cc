@@ -867,8 +867,12 @@ void SessionManager::Pump(Session& s, uint64_t connection, Subscription& sub) {
       ev.session = s.info.id;
       ev.stream = chunk.stream;
       ev.offset = chunk.offset;
-      ev.data.assign(read->data.begin() + static_cast<ptrdiff_t>(pos),
-                     read->data.begin() + static_cast<ptrdiff_t>(pos + chunk.length));
+      if (read->chunks.size() == 1) {
+        ev.data = std::move(read->data);  // the usual case: one chunk, no copy
+      } else {
+        ev.data.assign(read->data.begin() + static_cast<ptrdiff_t>(pos),
+                       read->data.begin() + static_cast<ptrdiff_t>(pos + chunk.length));
+      }
       pos += chunk.length;
       sink_.Send(connection, ev);
     }

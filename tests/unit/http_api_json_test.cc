@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <ctime>
 #include <optional>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -739,6 +740,43 @@ TEST(WsJsonTest, Catchup) {
   const ojson j = ojson::parse(WsCatchupJson(info, "", 7, 7));
   EXPECT_EQ(j["status"], "exited");
   EXPECT_EQ(j["exitCode"], 0);
+}
+
+// The hand-written escaper writes exactly what nlohmann's dump writes, for every byte value
+// at every position of the 8-byte blocks, and for random UTF-8 text.
+TEST(WsJsonTest, OutputDataIsEscapedExactlyAsTheLibraryDoes) {
+  auto library = [](const std::string& s) {
+    const std::string quoted = ojson(s).dump();
+    return quoted.substr(1, quoted.size() - 2);
+  };
+  auto ours = [](const std::string& s) {
+    std::string out = "keep";
+    AppendJsonStringBody(s, &out);
+    return out.substr(4);
+  };
+  for (int c = 0; c < 0x80; ++c) {
+    for (size_t at = 0; at < 17; ++at) {
+      std::string s(17, 'x');
+      s[at] = static_cast<char>(c);
+      ASSERT_EQ(ours(s), library(s)) << "byte " << c << " at " << at;
+    }
+  }
+  std::mt19937 rng(5);
+  const std::vector<std::string> pieces = {"a", "\"", "\\", "\n", "\t", "\x01", "\x1f",
+                                           "\x7f", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                                           "0123456789", " "};
+  for (int round = 0; round < 2000; ++round) {
+    std::string s;
+    const int n = static_cast<int>(rng() % 64);
+    for (int k = 0; k < n; ++k) s += pieces[rng() % pieces.size()];
+    ASSERT_EQ(ours(s), library(s)) << s;
+    const std::string message = WsOutputJson(wire::OutputStream::kStdout, s, 3, 3 + s.size());
+    const ojson j = ojson::parse(message);
+    ASSERT_EQ(j["data"].get<std::string>(), s);
+    ASSERT_EQ(message, ojson({{"type", "stdout"}, {"data", s}, {"offset", 3},
+                              {"next", 3 + s.size()}})
+                           .dump());
+  }
 }
 
 TEST(WsJsonTest, OutputGapLaggedKilledError) {

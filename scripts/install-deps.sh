@@ -14,6 +14,8 @@ packages=(
   clang libclang-rt-14-dev
   # the test VM: Debian's kernel is fetched into the build tree by tests/vm/fetch-kernel.sh
   qemu-system-x86 busybox-static cpio kmod
+  # the Debian package (packaging/deb/build-deb.sh) and its host install test
+  debhelper dpkg-dev help2man lintian systemd
   # benchmarks and tooling
   bubblewrap util-linux iproute2 curl clang-format clang-tidy
 )

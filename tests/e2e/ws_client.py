@@ -2,7 +2,7 @@
 """WebSocket end-to-end checks of monkeyproof-api (docs/api.md, "WebSocket").
 
 Run with Debian's python3 and python3-websockets. The API is MP_API_URL with the token
-MP_API_TOKEN. Subcommands:
+MP_API_TOKEN; MP_API_CWD, when set, is the cwd of the sessions it creates. Subcommands:
 
   stream --bytes N       a deterministic ASCII stream of N bytes: read over WebSocket from 0,
                          abort the TCP connection halfway, resume with ?since=<next>, compare the
@@ -107,6 +107,10 @@ def api_json(method, path, body=None, want=200):
 
 
 def create(body):
+    # MP_API_CWD: the cwd of every session, for policies without a default_workspace (the
+    # packaged exec policy in the host install test).
+    if "cwd" not in body and os.environ.get("MP_API_CWD"):
+        body = dict(body, cwd=os.environ["MP_API_CWD"])
     info = api_json("POST", "/sessions", body, want=201)
     check(isinstance(info.get("id"), str) and info["id"], "no session id in %r" % info)
     return info

@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# The host install test, guest side: runs as root inside the test VM booted with systemd as
+# PID 1 (tests/vm/run-in-vm.sh --systemd), on a throwaway overlay of the build machine's root.
+# Installs the .deb with dpkg -i and checks what docs/deploy.md promises an operator:
+#
+#   install       both services active; the token made, 64 hex digits, root:monkeyproof-api
+#                 0640; the control socket 0660 in a 0750 directory
+#   api           create, list, read, send input to and kill sessions with curl; a killed
+#                 session leaves no process
+#   api-restart   `systemctl restart monkeyproof-api` while a client streams 8 MiB: the client
+#                 resumes with ?since= and the sha256 of what it got equals the generator's
+#   supervisor    `systemctl restart monkeyproofd` with a running session: the session is
+#                 marked killed (supervisor_restart), no process of it is left, the API
+#                 reconnects by itself
+#   token         the API refuses to start with a short token and with none; reinstalling the
+#                 package keeps the token
+#   security      systemd-analyze security: monkeyproof-api at most 2.0 (both figures printed)
+#   remove        apt-get remove: no process left, config, token and state kept
+#   purge         apt-get purge: token, state, logs and /etc/monkeyproof gone, no process
+#
+# Usage: host-install-guest.sh DEB     Prints "host-install: N passed, M failed"; exit 0 iff M=0.
+set -uo pipefail
+
+deb=$1
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+url=http://127.0.0.1:3200
+ws=/var/lib/monkeyproof/workspaces/host-install
+tmp=$(mktemp -d /run/mp-host-install.XXXXXX)
+passed=0
+failed=0
+
+log() { echo "host-install: $*"; }
+ok() { passed=$((passed + 1)); log "ok   $*"; }
+bad() { failed=$((failed + 1)); log "FAIL $*"; }
+check() { # check "what" command...
+  local what=$1
+  shift
+  if "$@"; then ok "$what"; else bad "$what"; fi
+}
+
+# Polls `"$@"` every 0.5 s for up to $1 seconds.
+wait_for() {
+  local secs=$1
+  shift
+  local end=$((SECONDS + secs))
+  until "$@"; do
+    ((SECONDS < end)) || return 1
+    sleep 0.5
+  done
+}
+
+token() { cat /etc/monkeyproof/api-token; }
+
+# api METHOD PATH [JSON]: the body goes to $tmp/body, the status to stdout.
+api() {
+  local args=(-sS -o "$tmp/body" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $(token)")
+  [[ $# -ge 3 ]] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
+  curl "${args[@]}" "$url$2" 2>"$tmp/curl.err" || echo "000"
+}
+body() { cat "$tmp/body"; }
+field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1" <"$tmp/body"; }
+
+status_is() { [[ $(api GET "/sessions/$1") == 200 && $(field status) == "$2" ]]; }
+api_answers() { [[ $(api GET /health) == 200 ]]; }
+session_cgroups() { find /sys/fs/cgroup/system.slice/monkeyproofd.service -mindepth 1 -maxdepth 1 -type d ! -name supervisor | wc -l; }
+no_process() { ! pgrep -f "$1" >/dev/null; }
+mode_of() { stat -c '%a %U:%G' "$1"; }
+
+dump_logs() {
+  log "--- journal of the units (last 60 lines)"
+  journalctl -b --no-pager -n 60 -u monkeyproofd -u monkeyproof-api | sed 's/^/  | /'
+}
+
+test_install() {
+  log "dpkg -i $(basename "$deb")"
+  local rc=0
+  timeout 600 dpkg -i "$deb" >"$tmp/dpkg.log" 2>&1 || rc=$?
+  sed 's/^/  | /' "$tmp/dpkg.log"
+  if ((rc != 0)); then
+    bad "dpkg -i (status $rc)"
+    systemctl list-jobs --no-pager | sed 's/^/  | /'
+    return 1
+  fi
+  ok "dpkg -i"
+  check "monkeyproofd active" wait_for 60 systemctl -q is-active monkeyproofd
+  check "monkeyproof-api active" wait_for 60 systemctl -q is-active monkeyproof-api
+  check "token is 64 hex digits" grep -Eqx '[0-9a-f]{64}' /etc/monkeyproof/api-token
+  check "token root:monkeyproof-api 0640" test "$(mode_of /etc/monkeyproof/api-token)" = "640 root:monkeyproof-api"
+  check "token unreadable by others" setpriv --reuid=nobody --regid=nogroup --clear-groups \
+    sh -c '! cat /etc/monkeyproof/api-token 2>/dev/null'
+  check "socket dir 0750 root:monkeyproof-api" test "$(mode_of /run/monkeyproof)" = "750 root:monkeyproof-api"
+  check "socket 0660 root:monkeyproof-api" test "$(mode_of /run/monkeyproof/control.sock)" = "660 root:monkeyproof-api"
+  check "the API runs as monkeyproof-api" test "$(ps -o uid= -C monkeyproof-api | tr -d ' ')" = "$(id -u monkeyproof-api)"
+  check "supervisor in <unit>/supervisor" grep -qx '0::/system.slice/monkeyproofd.service/supervisor' \
+    "/proc/$(systemctl show -P MainPID monkeyproofd)/cgroup"
+  check "API answers" wait_for 30 api_answers
+  check "policies installed as conffiles" grep -q '^/etc/monkeyproof/policies/exec.json$' \
+    /var/lib/dpkg/info/monkeyproof.conffiles
+}
+
+test_api() {
+  mkdir -p "$ws" && chown nobody:nogroup "$ws"
+  # create + read
+  local code id
+  code=$(api POST /sessions "{\"task\":\"echo hello from \$(id -un); echo err >&2\",\"cwd\":\"$ws\",\"owner\":\"host-install\"}")
+  check "create: 201" test "$code" = 201
+  id=$(field id)
+  check "create: exits" wait_for 60 status_is "$id" exited
+  check "read: transcript" sh -c "[ \$(curl -sS -H 'Authorization: Bearer $(token)' $url/sessions/$id/transcript | grep -c 'hello from nobody') = 1 ]"
+  # list
+  code=$(api GET '/sessions?owner=host-install')
+  check "list: 200 with the session" sh -c "[ $code = 200 ] && grep -q '\"$id\"' '$tmp/body'"
+  # send input
+  code=$(api POST /sessions "{\"task\":\"read line; echo got:\$line\",\"cwd\":\"$ws\"}")
+  id=$(field id)
+  check "input: session created" test "$code" = 201
+  code=$(api POST "/sessions/$id/input" '{"input":"hello input\n"}')
+  check "input: sent" test "$code" = 200
+  check "input: echoed" wait_for 60 status_is "$id" exited
+  check "input: output" sh -c "curl -sS -H 'Authorization: Bearer $(token)' $url/sessions/$id/transcript | grep -qx 'got:hello input'"
+  # kill
+  code=$(api POST /sessions "{\"task\":\"sleep 611 & sleep 612; wait\",\"cwd\":\"$ws\"}")
+  id=$(field id)
+  check "kill: session running" wait_for 60 pgrep -f 'sleep 612'
+  code=$(api DELETE "/sessions/$id")
+  check "kill: {\"killed\":true}" sh -c "[ $code = 200 ] && grep -q '\"killed\":true' '$tmp/body'"
+  check "kill: status killed" wait_for 60 status_is "$id" killed
+  check "kill: no process left" wait_for 30 no_process 'sleep 61[12]'
+  check "unauthenticated: 401" test "$(curl -s -o /dev/null -w '%{http_code}' $url/sessions)" = 401
+}
+
+test_api_restart() {
+  local out=$tmp/ws.out pid
+  mkfifo "$tmp/ws.in"
+  MP_API_URL=$url MP_API_TOKEN=$(token) MP_API_CWD=$ws \
+    python3 "$repo/tests/e2e/ws_client.py" api-restart --bytes 8388608 <"$tmp/ws.in" >"$out" 2>&1 &
+  pid=$!
+  exec 7>"$tmp/ws.in"
+  if wait_for 180 grep -q MIDSTREAM "$out"; then
+    log "$(grep MIDSTREAM "$out"); systemctl restart monkeyproof-api"
+    systemctl restart monkeyproof-api
+  fi
+  echo killed >&7
+  exec 7>&-
+  local rc=0
+  wait "$pid" || rc=$?
+  sed 's/^/  | /' "$out"
+  check "restart of monkeyproof-api mid-stream: resumed without loss" test "$rc" = 0
+  check "monkeyproof-api active after restart" systemctl -q is-active monkeyproof-api
+}
+
+test_supervisor_restart() {
+  local code id
+  code=$(api POST /sessions "{\"task\":\"sleep 731 & sleep 732; wait\",\"cwd\":\"$ws\"}")
+  id=$(field id)
+  check "supervisor: session running" wait_for 60 pgrep -f 'sleep 732'
+  local before
+  before=$(systemctl show -P MainPID monkeyproofd)
+  systemctl restart monkeyproofd
+  check "supervisor: restarted (new pid)" test "$(systemctl show -P MainPID monkeyproofd)" != "$before"
+  check "supervisor: active" systemctl -q is-active monkeyproofd
+  check "supervisor: no process of the session left" wait_for 30 no_process 'sleep 73[12]'
+  check "supervisor: no session cgroup left" test "$(session_cgroups)" = 0
+  check "supervisor: the API reconnects" wait_for 60 status_is "$id" killed
+  check "supervisor: marked supervisor_restart" test "$(field endReason)" = supervisor_restart
+  check "supervisor: a new session runs" sh -c "[ \$(curl -sS -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer $(token)' -d '{\"task\":\"true\",\"cwd\":\"$ws\"}' $url/sessions) = 201 ]"
+}
+
+api_start_fails() {
+  systemctl restart monkeyproof-api 2>/dev/null
+  sleep 1
+  ! systemctl -q is-active monkeyproof-api
+}
+
+test_token() {
+  local saved=$tmp/token.saved sum
+  cp -p /etc/monkeyproof/api-token "$saved"
+  printf 'tooshort\n' >/etc/monkeyproof/api-token
+  check "token: short token refused" api_start_fails
+  journalctl -b --no-pager -n 5 -u monkeyproof-api | grep -m1 'monkeyproof-api:' | sed 's/^/  | /'
+  rm -f /etc/monkeyproof/api-token
+  check "token: missing token refused" api_start_fails
+  cp -p "$saved" /etc/monkeyproof/api-token
+  systemctl reset-failed monkeyproof-api
+  systemctl restart monkeyproof-api
+  check "token: restored, active" wait_for 30 api_answers
+  sum=$(sha256sum </etc/monkeyproof/api-token)
+  dpkg -i "$deb" >"$tmp/dpkg2.log" 2>&1
+  check "token: kept by a reinstall" test "$(sha256sum </etc/monkeyproof/api-token)" = "$sum"
+  check "token: services active after reinstall" wait_for 60 systemctl -q is-active monkeyproofd monkeyproof-api
+}
+
+test_security() {
+  local unit score
+  for unit in monkeyproof-api monkeyproofd; do
+    score=$(systemd-analyze security "$unit.service" 2>/dev/null |
+              sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')
+    log "systemd-analyze security $unit.service: ${score:-?}"
+    echo "$unit ${score:-?}" >>"$tmp/scores"
+  done
+  score=$(awk '$1 == "monkeyproof-api" {print $2}' "$tmp/scores")
+  check "security: monkeyproof-api exposure $score <= 2.0" awk -v s="$score" 'BEGIN {exit !(s != "?" && s <= 2.0)}'
+}
+
+test_remove_purge() {
+  apt-get remove -y monkeyproof >"$tmp/remove.log" 2>&1
+  check "remove: apt-get remove" test "$(dpkg-query -W -f='${db:Status-Abbrev}' monkeyproof)" = "rc "
+  check "remove: no monkeyproofd" no_process /usr/sbin/monkeyproofd
+  check "remove: no monkeyproof-api" no_process /usr/sbin/monkeyproof-api
+  check "remove: token kept" test -s /etc/monkeyproof/api-token
+  check "remove: config kept" test -f /etc/monkeyproof/monkeyproof.conf
+  check "remove: state kept" test -d /var/lib/monkeyproof/state
+  apt-get purge -y monkeyproof >"$tmp/purge.log" 2>&1
+  check "purge: package gone" sh -c "! dpkg-query -W monkeyproof 2>/dev/null | grep -q ."
+  check "purge: token gone" test ! -e /etc/monkeyproof/api-token
+  check "purge: /etc/monkeyproof gone" test ! -e /etc/monkeyproof
+  check "purge: state gone" test ! -e /var/lib/monkeyproof/state
+  check "purge: logs gone" test ! -e /var/log/monkeyproof
+  check "purge: workspace with files kept" test -d "$ws"
+  check "purge: no process" sh -c "! pgrep -f '/usr/sbin/monkeyproof' >/dev/null"
+  check "purge: no unit left" sh -c "! systemctl list-unit-files monkeyproofd.service monkeyproof-api.service --no-legend | grep -q ."
+}
+
+main() {
+  [[ -f $deb ]] || { log "no package $deb"; exit 2; }
+  [[ $(cat /proc/1/comm) == systemd ]] || { log "PID 1 is not systemd (run-in-vm.sh --systemd)"; exit 2; }
+  # man-db's trigger would rebuild the whole manual database over 9p: minutes under emulation.
+  rm -f /var/lib/man-db/auto-update
+  # Build machines that are containers forbid service starts in package scripts (policy-rc.d
+  # exits 101); a real host has none, and the guest is a copy of this machine's root.
+  rm -f /usr/sbin/policy-rc.d
+  if test_install; then
+    test_api
+    test_api_restart
+    test_supervisor_restart
+    test_token
+    test_security
+    ((failed == 0)) || dump_logs
+    test_remove_purge
+  else
+    dump_logs
+  fi
+  echo "host-install: $passed passed, $failed failed"
+  ((failed == 0))
+}
+
+main

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The host install test (privileged tier, ctest privileged.host_install): builds the .deb with
+# packaging/deb/build-deb.sh (lintian must be clean), boots the test VM with systemd as PID 1
+# on a throwaway overlay of this machine's root, and runs tests/deb/host-install-guest.sh there
+# (dpkg -i, both services, the token, sessions through the API with curl, restarts of both
+# daemons, systemd-analyze security, remove and purge).
+#
+#   tests/deb/host-install.sh [--cache VM_CACHE] [--deb FILE]
+#
+# --deb FILE skips the build and tests FILE. Exit status: the guest script's (0 = all passed),
+# or the harness's 125.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache=$repo/build/default/vm
+deb=""
+while (($#)); do
+  case $1 in
+    --cache) cache=$2; shift 2 ;;
+    --deb) deb=$2; shift 2 ;;
+    *) echo "usage: $0 [--cache VM_CACHE] [--deb FILE]" >&2; exit 2 ;;
+  esac
+done
+if [[ -z $deb ]]; then
+  out=$(dirname "$cache")/deb
+  "$repo/packaging/deb/build-deb.sh" "$out"
+  version=$(dpkg-parsechangelog -l "$repo/packaging/deb/debian/changelog" -S Version)
+  deb=$out/monkeyproof_${version}_$(dpkg-architecture -qDEB_HOST_ARCH).deb
+fi
+deb=$(cd "$(dirname "$deb")" && pwd)/$(basename "$deb")
+exec "$repo/tests/vm/run-in-vm.sh" --systemd --cache "$cache" --timeout 1500 --mem 2048 -- \
+  "$here/host-install-guest.sh" "$deb"

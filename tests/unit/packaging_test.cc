@@ -1,0 +1,126 @@
+// The Debian package against the code: packaging/monkeyproof.conf lists every key of
+// SupervisorConfig, commented out, with its built-in default; the sysusers, tmpfiles and unit
+// files name the user, directories and paths the daemons use by default. Reads files of the
+// source tree only; runs as any user.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "http/auth.h"
+#include "supervisor/config.h"
+
+namespace mp {
+namespace {
+
+std::string Slurp(const std::string& path) {
+  std::ifstream f(path);
+  EXPECT_TRUE(f) << path;
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+std::string Debian(const std::string& name) { return std::string(MP_DEBIAN_DIR) + "/" + name; }
+
+// Every non-blank, non-comment line of a file, with runs of blanks folded to one space.
+std::set<std::string> Lines(const std::string& path) {
+  std::set<std::string> out;
+  std::istringstream in(Slurp(path));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream words(line);
+    std::string w, folded;
+    while (words >> w) folded += (folded.empty() ? "" : " ") + w;
+    if (!folded.empty()) out.insert(folded);
+  }
+  return out;
+}
+
+TEST(PackagedSupervisorConfigTest, EveryKeyWithItsDefault) {
+  std::istringstream in(Slurp(MP_SUPERVISOR_CONF_EXAMPLE));
+  std::stringstream uncommented;
+  std::set<std::string> keys;
+  std::string line;
+  while (std::getline(in, line)) {
+    EXPECT_TRUE(line.empty() || line[0] == '#') << "an active line in the example: " << line;
+    const size_t eq = line.find(" = ");
+    if (line.rfind("# ", 0) != 0 || eq == std::string::npos) continue;
+    const std::string key = line.substr(2, eq - 2);
+    if (key.find(' ') != std::string::npos) continue;  // prose containing " = "
+    keys.insert(key);
+    uncommented << line.substr(2) << "\n";
+  }
+  EXPECT_EQ(keys,
+            (std::set<std::string>{"socket_path", "api_user", "state_dir", "policies_dir",
+                                   "credentials_dir", "cgroup_root", "audit_log", "max_sessions",
+                                   "max_ended_sessions", "max_ended_output_bytes", "session_ttl_ms",
+                                   "interactive_session_ttl_ms", "kill_grace_ms"}));
+  auto parsed = supervisor::ParseConfig("monkeyproof.conf (uncommented)", uncommented.str());
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().ToString();
+  const supervisor::SupervisorConfig d;
+  const supervisor::SupervisorConfig& c = *parsed;
+  EXPECT_EQ(c.socket_path, d.socket_path);
+  EXPECT_EQ(c.api_user, d.api_user);
+  EXPECT_EQ(c.state_dir, d.state_dir);
+  EXPECT_EQ(c.policies_dir, d.policies_dir);
+  EXPECT_EQ(c.credentials_dir, d.credentials_dir);
+  EXPECT_EQ(c.cgroup_root, d.cgroup_root);
+  EXPECT_EQ(c.audit_log, d.audit_log);
+  EXPECT_EQ(c.max_sessions, d.max_sessions);
+  EXPECT_EQ(c.max_ended_sessions, d.max_ended_sessions);
+  EXPECT_EQ(c.max_ended_output_bytes, d.max_ended_output_bytes);
+  EXPECT_EQ(c.session_ttl_ms, d.session_ttl_ms);
+  EXPECT_EQ(c.interactive_session_ttl_ms, d.interactive_session_ttl_ms);
+  EXPECT_EQ(c.kill_grace_ms, d.kill_grace_ms);
+}
+
+TEST(PackagingTest, SysusersCreatesTheApiUser) {
+  const supervisor::SupervisorConfig d;
+  const auto lines = Lines(Debian("monkeyproof.sysusers"));
+  EXPECT_TRUE(
+      lines.count("u " + d.api_user + " - \"MonkeyProof API\" /nonexistent /usr/sbin/nologin"))
+      << "debian/monkeyproof.sysusers must create api_user " << d.api_user;
+}
+
+TEST(PackagingTest, TmpfilesMatchTheDefaultPaths) {
+  const supervisor::SupervisorConfig d;
+  const auto lines = Lines(Debian("monkeyproof.tmpfiles"));
+  const std::string run_dir = d.socket_path.substr(0, d.socket_path.rfind('/'));
+  EXPECT_TRUE(lines.count("d " + run_dir + " 0750 root " + d.api_user + " -")) << run_dir;
+  EXPECT_TRUE(lines.count("d " + d.state_dir + " 0700 root root -")) << d.state_dir;
+  EXPECT_TRUE(lines.count("d " + d.credentials_dir + " 0700 root root -")) << d.credentials_dir;
+  const std::string log_dir = d.audit_log.substr(0, d.audit_log.rfind('/'));
+  EXPECT_TRUE(lines.count("d " + log_dir + " 0750 root adm -")) << log_dir;
+}
+
+TEST(PackagingTest, UnitsAndMaintainerScripts) {
+  const supervisor::SupervisorConfig d;
+  const auto supervisor_unit = Lines(Debian("monkeyproofd.service"));
+  for (const char* want : {"Type=notify", "Delegate=yes", "ExecStart=/usr/sbin/monkeyproofd",
+                           "KillMode=control-group", "TasksMax=infinity"}) {
+    EXPECT_TRUE(supervisor_unit.count(want)) << "monkeyproofd.service lacks " << want;
+  }
+  const auto api_unit = Lines(Debian("monkeyproof-api.service"));
+  for (const std::string& want : std::initializer_list<std::string>{
+           "User=" + d.api_user, "Group=" + d.api_user, "ExecStart=/usr/sbin/monkeyproof-api",
+           "NoNewPrivileges=yes", "CapabilityBoundingSet=", "ProtectSystem=strict",
+           "PrivateTmp=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6"}) {
+    EXPECT_TRUE(api_unit.count(want)) << "monkeyproof-api.service lacks " << want;
+  }
+  // The token the postinst writes is the API's default token file, readable by its group.
+  const std::string postinst = Slurp(Debian("monkeyproof.postinst"));
+  EXPECT_NE(postinst.find("token=" + std::string(http::kDefaultTokenFile) + "\n"),
+            std::string::npos);
+  EXPECT_NE(postinst.find("chown root:" + d.api_user), std::string::npos);
+  EXPECT_NE(postinst.find("chmod 0640"), std::string::npos);
+  const std::string postrm = Slurp(Debian("monkeyproof.postrm"));
+  EXPECT_NE(postrm.find("rm -f " + std::string(http::kDefaultTokenFile)), std::string::npos);
+  EXPECT_NE(postrm.find("rm -rf " + d.state_dir), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mp

@@ -20,6 +20,13 @@ packages=(
   bubblewrap util-linux iproute2 curl clang-format clang-tidy
 )
 
+# The agent tier (tests/agents) installs the agent CLIs with npm and runs them on Node (20 or
+# newer: @google/gemini-cli needs it). A machine that has Node already keeps its own;
+# Debian's nodejs is 18, which is enough for the flag check of every CLI but Gemini's.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
+
 if [[ $(id -u) -ne 0 ]]; then
   echo "install-deps.sh: run as root (it calls apt-get)" >&2
   exit 1

@@ -15,6 +15,9 @@ build="$repo/build/default"
 status=0
 "$repo/scripts/lint.sh" || status=1
 ctest --test-dir "$build" --output-on-failure -L unit -j "$(nproc)" || status=1
+# The agent CLIs at their pinned versions (downloaded from the npm registry on the first run):
+# every preset's flags must be accepted, before the privileged tier runs them for real.
+ctest --test-dir "$build" --output-on-failure -L agents || status=1
 ctest --test-dir "$build" --output-on-failure -L privileged || status=1
 
 # A privileged tier that ran no test has not passed.

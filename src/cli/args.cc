@@ -156,8 +156,9 @@ Example:
 constexpr std::string_view kPoliciesHelp = R"(Usage: monkeyproof policies
 
 Lists the server's policies (presets): NAME, TYPE, BYPASSES-PROMPTS (whether the agent runs
-without asking for permission), DESCRIPTION. With --json the server's answer is printed as
-is.
+without asking for permission), NETWORK (none or host), MEMORY, WALL and IDLE (the memory cap
+and deadlines, the most a session may ask for; "none" is no deadline), DESCRIPTION. With --json
+the server's answer, which also has pidsMax and cpuMaxPercent, is printed as is.
 )";
 
 constexpr std::string_view kVersionHelp = R"(Usage: monkeyproof version [--client]

@@ -497,10 +497,29 @@ Result<std::string> FormatPolicyTable(std::string_view json_object, size_t termi
     if (const json* b = Member(policy, "bypassesAgentPermissions"); b && b->is_boolean()) {
       bypass = b->get<bool>() ? "yes" : "no";
     }
-    rows.push_back(
-        {Text(policy, "name"), Text(policy, "type"), bypass, Text(policy, "description")});
+    // The policy's limits ("-" from a server that does not report them); a deadline of 0 is
+    // none.
+    std::string memory = "-";
+    std::string wall = "-";
+    std::string idle = "-";
+    if (const json* limits = Member(policy, "limits"); limits != nullptr && limits->is_object()) {
+      if (const std::optional<int64_t> v = Integer(*limits, "memoryMaxBytes"); v && *v > 0) {
+        memory = FormatBytes(static_cast<uint64_t>(*v));
+      }
+      const auto deadline = [&](const char* key) -> std::string {
+        const std::optional<int64_t> v = Integer(*limits, key);
+        if (!v || *v < 0) return "-";
+        return *v == 0 ? "none" : FormatDuration(static_cast<double>(*v));
+      };
+      wall = deadline("wallSeconds");
+      idle = deadline("idleSeconds");
+    }
+    rows.push_back({Text(policy, "name"), Text(policy, "type"), bypass, Text(policy, "network"),
+                    memory, wall, idle, Text(policy, "description")});
   }
-  return FormatTable({"NAME", "TYPE", "BYPASSES-PROMPTS", "DESCRIPTION"}, rows, terminal_width, 0);
+  return FormatTable(
+      {"NAME", "TYPE", "BYPASSES-PROMPTS", "NETWORK", "MEMORY", "WALL", "IDLE", "DESCRIPTION"},
+      rows, terminal_width, 0);
 }
 
 std::string FormatHttpError(const HttpResponse& response, std::string_view token_source) {

@@ -22,6 +22,7 @@ constexpr std::array<std::string_view, 9> kEndReasonNames = {
     "exit",         "killed_by_request", "timeout_wall", "timeout_idle",      "oom",
     "output_flood", "pids_limit",        "spawn_error",  "supervisor_restart"};
 constexpr std::array<std::string_view, 3> kStreamNames = {"stdout", "stderr", "pty"};
+constexpr std::array<std::string_view, 2> kNetworkModeNames = {"none", "host"};
 constexpr std::array<std::string_view, 7> kErrorCodeNames = {
     "bad_request",      "not_found", "wrong_state", "capacity",
     "policy_violation", "internal",  "unavailable"};
@@ -110,6 +111,14 @@ constexpr StringRule kOwnerRule{0, kMaxOwnerBytes, &NoControl, kPrintable};
 constexpr StringRule kLabelRule{1, kMaxLabelBytes, &NoControl, kPrintable};
 constexpr StringRule kClientRule{1, kMaxClientBytes, &NoControl, kPrintable};
 constexpr StringRule kDescriptionRule{0, kMaxDescriptionBytes};
+
+// Ranges of the policy fields in PolicyInfo (docs/policies.md).
+constexpr uint64_t kMinMemoryMaxBytes = uint64_t{16} << 20;
+constexpr uint64_t kMaxPolicyBytes = uint64_t{1} << 60;
+constexpr uint64_t kMinPidsMax = 8;
+constexpr uint64_t kMaxPidsMax = 4194304;
+constexpr uint64_t kMaxCpuMaxPercent = 100000;
+constexpr uint64_t kMaxDeadlineSeconds = 2592000;
 constexpr StringRule kMessageRule{0, kMaxErrorMessageBytes};
 constexpr StringRule kFieldRule{0, kMaxErrorFieldBytes, &IsPointerOrEmpty,
                                 "a JSON pointer (\"\" or starting with \"/\")"};
@@ -359,7 +368,7 @@ RequestBody ReadRequestBody(RequestType type, ObjectReader& r, const FrameView& 
       return s;
     }
     case RequestType::kPolicies:
-      return PoliciesRequest{};
+      return PoliciesRequest{r.OptString("after", kPresetRule)};
     case RequestType::kHealth:
       return HealthRequest{};
   }
@@ -404,7 +413,9 @@ struct RequestWriter {
     j["since"] = s.since;
     j["limit"] = s.limit;
   }
-  void operator()(const PoliciesRequest&) const {}
+  void operator()(const PoliciesRequest& s) const {
+    if (s.after) j["after"] = *s.after;
+  }
   void operator()(const HealthRequest&) const {}
 };
 
@@ -519,9 +530,17 @@ ResponseBody ReadOkPayload(ObjectReader& r, const FrameView& frame, FieldErrors*
       info.type = ReadEnum<SessionType>(p, "type", kSessionTypeNames);
       info.description = p.OptString("description", kDescriptionRule).value_or("");
       info.bypasses_agent_permissions = p.OptBool("bypasses_agent_permissions").value_or(false);
+      // The ranges of the policy fields (docs/policies.md).
+      info.memory_max_bytes = p.Uint("memory_max_bytes", {kMinMemoryMaxBytes, kMaxPolicyBytes});
+      info.pids_max = p.Uint("pids_max", {kMinPidsMax, kMaxPidsMax});
+      info.cpu_max_percent = p.OptUint("cpu_max_percent", {1, kMaxCpuMaxPercent});
+      info.wall_seconds = p.Uint("wall_seconds", {0, kMaxDeadlineSeconds});
+      info.idle_seconds = p.Uint("idle_seconds", {0, kMaxDeadlineSeconds});
+      info.network = ReadEnum<NetworkMode>(p, "network", kNetworkModeNames);
       p.RejectUnknown();
       list.policies.push_back(std::move(info));
     }
+    list.more = r.OptBool("more").value_or(false);
     return list;
   }
   ObjectReader h = r.Object("health");
@@ -580,9 +599,16 @@ struct ResponseWriter {
       json pj = {{"name", p.name}, {"type", Str(ToString(p.type))}};
       if (!p.description.empty()) pj["description"] = p.description;
       if (p.bypasses_agent_permissions) pj["bypasses_agent_permissions"] = true;
+      pj["memory_max_bytes"] = p.memory_max_bytes;
+      pj["pids_max"] = p.pids_max;
+      if (p.cpu_max_percent) pj["cpu_max_percent"] = *p.cpu_max_percent;
+      pj["wall_seconds"] = p.wall_seconds;
+      pj["idle_seconds"] = p.idle_seconds;
+      pj["network"] = Str(ToString(p.network));
       policies.push_back(std::move(pj));
     }
     j["policies"] = std::move(policies);
+    if (l.more) j["more"] = true;
   }
   void operator()(const HealthInfo& h) const {
     json hj = {{"version", h.version},
@@ -709,6 +735,7 @@ std::string_view ToString(SessionState v) { return NameOf(v, kSessionStateNames)
 std::string_view ToString(EndReason v) { return NameOf(v, kEndReasonNames); }
 std::string_view ToString(OutputStream v) { return NameOf(v, kStreamNames); }
 std::string_view ToString(ErrorCode v) { return NameOf(v, kErrorCodeNames); }
+std::string_view ToString(NetworkMode v) { return NameOf(v, kNetworkModeNames); }
 std::string_view ToString(RequestType v) { return NameOf(v, kRequestTypeNames); }
 
 bool IsValidSessionId(std::string_view id) {
@@ -808,6 +835,35 @@ Result<SessionInfo> SessionInfoFromJson(std::string_view text) {
   if (r.is_object()) info = ReadSessionInfo(r);
   if (!errors.empty()) return errors.ToError();
   return info;
+}
+
+PolicyList PolicyPage(const std::vector<PolicyInfo>& all, const std::optional<std::string>& after) {
+  // Sizes are measured by encoding: the frame of the page with k entries is the frame of the
+  // empty page plus each entry's own bytes plus k - 1 commas. The largest id and `more` are
+  // counted whatever the real ones, so the page fits any response that carries it.
+  const auto frame_bytes = [](std::vector<PolicyInfo> entries) -> std::optional<size_t> {
+    auto frame = EncodeResponse({UINT64_MAX, PolicyList{std::move(entries), true}});
+    if (!frame) return std::nullopt;
+    return frame->size();
+  };
+  const size_t base = frame_bytes({}).value_or(kMaxFrameBytes);
+  PolicyList page;
+  size_t used = base;
+  size_t i = 0;
+  while (i < all.size() && after && all[i].name <= *after) ++i;
+  for (; i < all.size(); ++i) {
+    if (page.policies.size() == kMaxPolicies) break;
+    // One entry within the decoder's limits is a few KiB and always fits; one that does not
+    // (which the decoder would refuse anyway) is left out rather than stalling the paging.
+    const std::optional<size_t> alone = frame_bytes({all[i]});
+    if (!alone) continue;
+    const size_t add = *alone - base + (page.policies.empty() ? 0 : 1);
+    if (used + add > kMaxFrameBytes) break;
+    used += add;
+    page.policies.push_back(all[i]);
+  }
+  page.more = i < all.size();
+  return page;
 }
 
 }  // namespace mp::wire

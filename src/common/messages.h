@@ -68,6 +68,7 @@ enum class EndReason {
   kSupervisorRestart,
 };
 enum class OutputStream { kStdout, kStderr, kPty };
+enum class NetworkMode { kNone, kHost };  // a policy's `network`
 enum class ErrorCode {
   kBadRequest,
   kNotFound,
@@ -83,6 +84,7 @@ std::string_view ToString(SessionState v);
 std::string_view ToString(EndReason v);
 std::string_view ToString(OutputStream v);
 std::string_view ToString(ErrorCode v);
+std::string_view ToString(NetworkMode v);
 
 // "s-" followed by 1..40 ASCII letters or digits.
 bool IsValidSessionId(std::string_view id);
@@ -214,7 +216,8 @@ struct ReadOutputRequest {
   uint32_t limit = kMaxChunkBytes;  // bytes, 1..kMaxChunkBytes
   friend bool operator==(const ReadOutputRequest&, const ReadOutputRequest&) = default;
 };
-struct PoliciesRequest {
+struct PoliciesRequest {             // policies come in name order
+  std::optional<std::string> after;  // resume after this preset name (paging)
   friend bool operator==(const PoliciesRequest&, const PoliciesRequest&) = default;
 };
 struct HealthRequest {
@@ -289,12 +292,26 @@ struct PolicyInfo {
   SessionType type = SessionType::kExec;
   std::string description;
   bool bypasses_agent_permissions = false;  // the sandbox is the only boundary (policies.md)
+  // The policy's limits and deadlines, the most a request may ask for (the tightening rule).
+  uint64_t memory_max_bytes = 0;             // limits.memory_max_bytes
+  uint64_t pids_max = 0;                     // limits.pids_max
+  std::optional<uint64_t> cpu_max_percent;   // limits.cpu_max_percent; nullopt: no cap
+  uint64_t wall_seconds = 0;                 // deadlines.wall_seconds; 0: none
+  uint64_t idle_seconds = 0;                 // deadlines.idle_seconds; 0: none
+  NetworkMode network = NetworkMode::kNone;  // network
   friend bool operator==(const PolicyInfo&, const PolicyInfo&) = default;
 };
 struct PolicyList {
-  std::vector<PolicyInfo> policies;
+  std::vector<PolicyInfo> policies;  // in name order
+  bool more = false;                 // more policies follow the last one (ask with `after`)
   friend bool operator==(const PolicyList&, const PolicyList&) = default;
 };
+
+// One page of `all` (sorted by name) for a PoliciesRequest: the entries after `after`, at most
+// kMaxPolicies of them and no more than fit one response frame whatever its id, with `more`
+// set when some were left for the next page. A page holds at least one entry when any is left
+// (a single PolicyInfo within the decoder's limits always fits a frame).
+PolicyList PolicyPage(const std::vector<PolicyInfo>& all, const std::optional<std::string>& after);
 struct HealthInfo {
   std::string version;  // the supervisor's
   uint64_t uptime_seconds = 0;

@@ -751,6 +751,15 @@ std::string PolicyListJson(const wire::PolicyList& policies) {
     j["type"] = std::string(wire::ToString(p.type));
     j["description"] = Valid(p.description);
     j["bypassesAgentPermissions"] = p.bypasses_agent_permissions;
+    // The most a spawn may ask for, in the shape of its `limits` (null / 0: none).
+    ojson limits = ojson::object();
+    limits["memoryMaxBytes"] = p.memory_max_bytes;
+    limits["pidsMax"] = p.pids_max;
+    limits["cpuMaxPercent"] = OptU64(p.cpu_max_percent);
+    limits["wallSeconds"] = p.wall_seconds;
+    limits["idleSeconds"] = p.idle_seconds;
+    j["limits"] = std::move(limits);
+    j["network"] = std::string(wire::ToString(p.network));
     list.push_back(std::move(j));
   }
   ojson j = ojson::object();

@@ -229,13 +229,37 @@ void Version(const Call& c) {
   RespondJson(c, 200, j.dump());
 }
 
+// The supervisor answers a page at a time (as much as fits one frame); this asks for the pages
+// after one another and answers with all of them.
+struct PolicyLister : std::enable_shared_from_this<PolicyLister> {
+  Call call;
+  wire::PoliciesRequest request;
+  wire::PolicyList found;
+
+  void Next() {
+    Ask(
+        call, request,
+        [self = shared_from_this()](const wire::Response& r) {
+          const auto& page = std::get<wire::PolicyList>(r.body);
+          self->found.policies.insert(self->found.policies.end(), page.policies.begin(),
+                                      page.policies.end());
+          // Names come in increasing order; anything else would not end.
+          if (page.more && !page.policies.empty() &&
+              (!self->request.after || page.policies.back().name > *self->request.after)) {
+            self->request.after = page.policies.back().name;
+            self->Next();
+            return;
+          }
+          RespondJson(self->call, 200, PolicyListJson(self->found));
+        },
+        &FromSupervisor);
+  }
+};
+
 void Policies(const Call& c) {
-  Ask(
-      c, wire::PoliciesRequest{},
-      [c](const wire::Response& r) {
-        RespondJson(c, 200, PolicyListJson(std::get<wire::PolicyList>(r.body)));
-      },
-      &FromSupervisor);
+  auto lister = std::make_shared<PolicyLister>();
+  lister->call = c;
+  lister->Next();
 }
 
 void OpenApi(const Call& c) {

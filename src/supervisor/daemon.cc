@@ -360,7 +360,7 @@ int RunDaemon(int argc, char** argv) {
   }
   std::fprintf(stderr, "monkeyproofd %s: ready socket=%s state=%s cgroup=%s policies=%zu%s\n",
                kVersion, c.socket_path.c_str(), c.state_dir.c_str(), c.cgroup_root.c_str(),
-               manager.Policies().policies.size(), dev ? " (dev mode)" : "");
+               manager.PolicyCount(), dev ? " (dev mode)" : "");
   DevApi api;
   if (dev && dev_api) {
     const std::string dir = c.socket_path.substr(0, c.socket_path.rfind('/'));

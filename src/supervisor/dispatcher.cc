@@ -58,7 +58,7 @@ void Dispatcher::OnRequest(const PeerInfo& peer, const wire::Request& request) {
         } else if constexpr (std::is_same_v<R, wire::ReadOutputRequest>) {
           response.body = ToBody(m.ReadOutput(r.session, r.since, r.limit));
         } else if constexpr (std::is_same_v<R, wire::PoliciesRequest>) {
-          response.body = m.Policies();
+          response.body = m.Policies(r);
         } else if constexpr (std::is_same_v<R, wire::HealthRequest>) {
           response.body = m.Health();
         }

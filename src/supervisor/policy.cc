@@ -608,7 +608,7 @@ class PolicyReader {
     }
   }
 
-  // Each name may come from one source only: pass, set or secrets.
+  // Each name may come from one source only: pass, set, secrets or optional_secrets.
   bool ClaimEnvName(const std::string& name, const std::string& ptr) {
     if (!IsEnvName(name)) {
       c_.Fail(ptr, Quote(name) +
@@ -616,14 +616,16 @@ class PolicyReader {
       return false;
     }
     if (!env_names_.insert(name).second) {
-      c_.Fail(ptr, Quote(name) + " is already given by env.pass, env.set or env.secrets");
+      c_.Fail(ptr, Quote(name) +
+                       " is already given by env.pass, env.set, env.secrets or "
+                       "env.optional_secrets");
       return false;
     }
     return true;
   }
 
   void ReadEnv(const json& root) {
-    if (const json* e = Section(root, "env", {"pass", "set", "secrets"})) {
+    if (const json* e = Section(root, "env", {"pass", "set", "secrets", "optional_secrets"})) {
       if (const json* pass = c_.Field(*e, "/env", "pass", false)) {
         const std::vector<std::string> names = c_.Strings(*pass, "/env/pass");
         for (size_t i = 0; i < names.size(); ++i) {
@@ -637,14 +639,16 @@ class PolicyReader {
         }
         return true;
       });
-      ReadEnvMap(*e, "secrets", p_.env.secrets, [&](const std::string& v, const std::string& ptr) {
+      const auto credential_name = [&](const std::string& v, const std::string& ptr) {
         if (!IsCredentialName(v)) {
           c_.Fail(ptr,
                   Quote(v) + " is not a plain file name (^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$)");
           return false;
         }
         return true;
-      });
+      };
+      ReadEnvMap(*e, "secrets", p_.env.secrets, credential_name);
+      ReadEnvMap(*e, "optional_secrets", p_.env.optional_secrets, credential_name);
     }
     if (const json* r = Section(root, "request_env", {"allow"})) {
       if (const json* allow = c_.Field(*r, "/request_env", "allow", false)) {
@@ -653,8 +657,10 @@ class PolicyReader {
           const std::string ptr = Pointer("/request_env/allow", i);
           if (!IsEnvName(names[i])) {
             c_.Fail(ptr, Quote(names[i]) + " is not an environment variable name");
-          } else if (p_.env.secrets.count(names[i]) != 0) {
-            c_.Fail(ptr, Quote(names[i]) + " is a secret (env.secrets); a request may not set it");
+          } else if (p_.env.secrets.count(names[i]) != 0 ||
+                     p_.env.optional_secrets.count(names[i]) != 0) {
+            c_.Fail(ptr, Quote(names[i]) + " is a secret (env.secrets or env.optional_secrets); " +
+                             "a request may not set it");
           } else if (std::find(p_.request_env_allow.begin(), p_.request_env_allow.end(),
                                names[i]) != p_.request_env_allow.end()) {
             c_.Fail(ptr, Quote(names[i]) + " is listed twice");
@@ -1039,7 +1045,7 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
     if (auto v = host.getenv ? host.getenv(name) : std::nullopt) env[name] = *v;
   }
   for (const auto& [name, value] : p.env.set) env[name] = value;
-  if (!p.env.secrets.empty()) {
+  if (!p.env.secrets.empty() || !p.env.optional_secrets.empty()) {
     const std::string dir_label = "credentials directory " + Quote(host.credentials_dir);
     UniqueFd dir(::open(host.credentials_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dir) return ErrnoError("open(" + dir_label + ")").Wrap(where);
@@ -1051,17 +1057,23 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
                         " and not be writable by group or others")
           .Wrap(where);
     }
-    for (const auto& [name, credential] : p.env.secrets) {
-      auto value = ReadSmallFile(dir.get(), credential, "credential " + Quote(credential),
-                                 kMaxSecretBytes, {host.credentials_owner, true, true});
-      if (!value) return std::move(value).error().Wrap(where + ", env.secrets." + name);
-      // Files written with echo or an editor end in a newline that is not part of the secret.
-      if (value->ends_with('\n')) value->pop_back();
-      if (value->find('\0') != std::string::npos) {
-        return PlainError("credential " + Quote(credential) + " contains a NUL byte")
-            .Wrap(where + ", env.secrets." + name);
+    for (const bool optional : {false, true}) {
+      const auto& secrets = optional ? p.env.optional_secrets : p.env.secrets;
+      const std::string field = optional ? ", env.optional_secrets." : ", env.secrets.";
+      for (const auto& [name, credential] : secrets) {
+        auto value = ReadSmallFile(dir.get(), credential, "credential " + Quote(credential),
+                                   kMaxSecretBytes, {host.credentials_owner, true, true});
+        // Only absence is optional: a file that exists must pass every check.
+        if (!value && optional && value.error().errnum == ENOENT) continue;
+        if (!value) return std::move(value).error().Wrap(where + field + name);
+        // Files written with echo or an editor end in a newline that is not part of the secret.
+        if (value->ends_with('\n')) value->pop_back();
+        if (value->find('\0') != std::string::npos) {
+          return PlainError("credential " + Quote(credential) + " contains a NUL byte")
+              .Wrap(where + field + name);
+        }
+        env[name] = std::move(*value);
       }
-      env[name] = std::move(*value);
     }
   }
   for (const auto& [name, value] : launch.env) env[name] = value;

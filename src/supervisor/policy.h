@@ -113,6 +113,9 @@ struct PolicyEnv {
   std::vector<std::string> pass;               // names copied from monkeyproofd's environment
   std::map<std::string, std::string> set;      // fixed values
   std::map<std::string, std::string> secrets;  // NAME -> credential file name, read per spawn
+  // The same, except that a credential file that does not exist leaves NAME unset (an agent
+  // that may instead use a login kept in its state dir).
+  std::map<std::string, std::string> optional_secrets;
 };
 
 struct Policy {

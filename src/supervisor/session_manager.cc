@@ -917,17 +917,24 @@ Answer<wire::OutputRead> SessionManager::ReadOutput(const std::string& id, uint6
   return std::move(*r);
 }
 
-wire::PolicyList SessionManager::Policies() const {
-  wire::PolicyList out;
+wire::PolicyList SessionManager::Policies(const wire::PoliciesRequest& req) const {
+  std::vector<wire::PolicyInfo> all;  // in name order: policies_.all() is a sorted map
   for (const auto& [name, p] : policies_.all()) {
     wire::PolicyInfo info;
     info.name = name;
     info.type = ToWire(p->type);
     info.description = p->description.substr(0, wire::kMaxDescriptionBytes);
     info.bypasses_agent_permissions = p->bypasses_agent_permissions;
-    out.policies.push_back(std::move(info));
+    info.memory_max_bytes = p->limits.memory_max_bytes;
+    info.pids_max = p->limits.pids_max;
+    info.cpu_max_percent = p->limits.cpu_max_percent;
+    info.wall_seconds = p->deadlines.wall_seconds;
+    info.idle_seconds = p->deadlines.idle_seconds;
+    info.network = p->network == sandbox::NetworkMode::kHost ? wire::NetworkMode::kHost
+                                                             : wire::NetworkMode::kNone;
+    all.push_back(std::move(info));
   }
-  return out;
+  return wire::PolicyPage(all, req.after);
 }
 
 wire::HealthInfo SessionManager::Health() const {

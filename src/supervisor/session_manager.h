@@ -81,7 +81,9 @@ class SessionManager {
                                    std::optional<uint64_t> since);
   Answer<std::monostate> Unsubscribe(uint64_t connection, const std::string& id);
   Answer<wire::OutputRead> ReadOutput(const std::string& id, uint64_t since, uint32_t limit) const;
-  wire::PolicyList Policies() const;
+  // One page of the loaded policies in name order (wire::PolicyPage).
+  wire::PolicyList Policies(const wire::PoliciesRequest& req) const;
+  [[nodiscard]] size_t PolicyCount() const { return policies_.all().size(); }
   wire::HealthInfo Health() const;
 
   void OnDisconnect(uint64_t connection);

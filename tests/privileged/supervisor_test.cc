@@ -570,9 +570,18 @@ TEST_F(SupervisorTest, SighupReloadsPoliciesAndKeepsTheOldSetOnError) {
   ASSERT_TRUE(list);
   pl = std::get_if<wire::PolicyList>(&list->body);
   ASSERT_NE(pl, nullptr);
-  bool found = false;
-  for (const auto& p : pl->policies) found = found || p.name == "extra";
-  EXPECT_TRUE(found) << "the reloaded set lacks the new preset";
+  const wire::PolicyInfo* extra = nullptr;
+  for (const auto& p : pl->policies) {
+    if (p.name == "extra") extra = &p;
+  }
+  ASSERT_NE(extra, nullptr) << "the reloaded set lacks the new preset";
+  // The listing carries the policy's limits (kExecPolicy).
+  EXPECT_EQ(extra->memory_max_bytes, 268435456u);
+  EXPECT_EQ(extra->pids_max, 128u);
+  EXPECT_EQ(extra->cpu_max_percent, std::nullopt);
+  EXPECT_EQ(extra->wall_seconds, 900u);
+  EXPECT_EQ(extra->idle_seconds, 600u);
+  EXPECT_EQ(extra->network, wire::NetworkMode::kNone);
 }
 
 TEST_F(SupervisorTest, AuditLogRecordsControlActions) {

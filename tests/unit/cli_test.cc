@@ -1005,14 +1005,19 @@ TEST(CliFormat, SessionDetail) {
 
 TEST(CliFormat, PolicyTable) {
   const Result<std::string> table = FormatPolicyTable(
-      R"({"policies":[{"name":"claude","type":"print","description":"Claude Code, print mode","bypassesAgentPermissions":true},
-                      {"name":"shell","type":"exec","description":"plain commands","bypassesAgentPermissions":false}]})",
+      R"({"policies":[{"name":"claude","type":"print","description":"Claude Code, print mode","bypassesAgentPermissions":true,
+                       "limits":{"memoryMaxBytes":4294967296,"pidsMax":2048,"cpuMaxPercent":200,"wallSeconds":14400,"idleSeconds":0},"network":"host"},
+                      {"name":"shell","type":"exec","description":"plain commands","bypassesAgentPermissions":false,
+                       "limits":{"memoryMaxBytes":2147483648,"pidsMax":512,"cpuMaxPercent":null,"wallSeconds":3600,"idleSeconds":900},"network":"none"},
+                      {"name":"old","type":"exec","description":"from an older server"}]})",
       0);
   ASSERT_TRUE(table) << table.error().ToString();
-  EXPECT_EQ(*table,
-            "NAME    TYPE   BYPASSES-PROMPTS  DESCRIPTION\n"
-            "claude  print  yes               Claude Code, print mode\n"
-            "shell   exec   no                plain commands\n");
+  EXPECT_EQ(
+      *table,
+      "NAME    TYPE   BYPASSES-PROMPTS  NETWORK  MEMORY   WALL   IDLE    DESCRIPTION\n"
+      "claude  print  yes               host     4.0 GiB  4h00m  none    Claude Code, print mode\n"
+      "shell   exec   no                none     2.0 GiB  1h00m  15m00s  plain commands\n"
+      "old     exec   -                 -        -        -      -       from an older server\n");
   EXPECT_FALSE(FormatPolicyTable("[]", 0));
 }
 

@@ -404,12 +404,8 @@ wire::ResponseBody FakeSupervisor::Dispatch(Connection& c, const wire::RequestBo
     }
     return ReadLocked(*s, r->since, r->limit);
   }
-  if (std::holds_alternative<wire::PoliciesRequest>(body)) {
-    wire::PolicyList list;
-    list.policies.push_back({"exec", wire::SessionType::kExec, "commands in a sandbox", false});
-    list.policies.push_back({"claude", wire::SessionType::kPrint, "an agent", true});
-    list.policies.push_back({"codex", wire::SessionType::kInteractive, "", false});
-    return list;
+  if (const auto* r = std::get_if<wire::PoliciesRequest>(&body)) {
+    return wire::PolicyPage(policies_, r->after);
   }
   if (std::holds_alternative<wire::HealthRequest>(body)) {
     wire::HealthInfo h;
@@ -678,6 +674,34 @@ void FakeSupervisor::SetMaxSessions(uint32_t max_sessions) {
 void FakeSupervisor::SetListPageSize(size_t n) {
   std::lock_guard lock(mu_);
   list_page_ = std::max<size_t>(1, n);
+}
+
+void FakeSupervisor::SetPolicies(std::vector<wire::PolicyInfo> policies) {
+  std::sort(policies.begin(), policies.end(),
+            [](const wire::PolicyInfo& a, const wire::PolicyInfo& b) { return a.name < b.name; });
+  std::lock_guard lock(mu_);
+  policies_ = std::move(policies);
+}
+
+std::vector<wire::PolicyInfo> FakeSupervisor::DefaultPolicies() {
+  wire::PolicyInfo claude{"claude", wire::SessionType::kPrint, "an agent", true};
+  claude.memory_max_bytes = uint64_t{4} << 30;
+  claude.pids_max = 2048;
+  claude.cpu_max_percent = 200;
+  claude.wall_seconds = 14400;
+  claude.network = wire::NetworkMode::kHost;
+  wire::PolicyInfo codex{"codex", wire::SessionType::kInteractive, "", false};
+  codex.memory_max_bytes = uint64_t{2} << 30;
+  codex.pids_max = 512;
+  codex.wall_seconds = 3600;
+  codex.idle_seconds = 900;
+  wire::PolicyInfo exec{"exec", wire::SessionType::kExec, "commands in a sandbox", false};
+  exec.memory_max_bytes = uint64_t{2} << 30;
+  exec.pids_max = 512;
+  exec.cpu_max_percent = 200;
+  exec.wall_seconds = 3600;
+  exec.idle_seconds = 900;
+  return {claude, codex, exec};
 }
 
 // ---- Inspection.

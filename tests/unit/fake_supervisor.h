@@ -70,6 +70,9 @@ class FakeSupervisor {
   void SetMaxSessions(uint32_t max_sessions);
   // Sessions per list response, so that the API has to page.
   void SetListPageSize(size_t n);
+  // Replaces the policies the fake lists (sorted by name); answered a page at a time as the
+  // supervisor does (wire::PolicyPage).
+  void SetPolicies(std::vector<wire::PolicyInfo> policies);
 
   // ---- Inspection (any thread).
   [[nodiscard]] std::string Output(const std::string& session) const;
@@ -156,6 +159,8 @@ class FakeSupervisor {
   bool ready_ = true;
   uint32_t max_sessions_ = 64;
   size_t list_page_ = 50;
+  std::vector<wire::PolicyInfo> policies_ = DefaultPolicies();
+  static std::vector<wire::PolicyInfo> DefaultPolicies();
   uint64_t requests_ = 0;
   std::map<wire::RequestType, uint64_t> requests_by_type_;
   bool no_answer_ = false;  // set by Dispatch: leave this request unanswered

@@ -718,12 +718,18 @@ TEST(SessionListJsonTest, ArrayWithClients) {
 
 TEST(PolicyListJsonTest, Shape) {
   wire::PolicyList list;
-  list.policies = {{"exec", wire::SessionType::kExec, "shell commands", false},
-                   {"claude", wire::SessionType::kPrint, "", true}};
+  list.policies = {{"exec", wire::SessionType::kExec, "shell commands", false, 2147483648, 512, 200,
+                    3600, 900, wire::NetworkMode::kNone},
+                   {"claude", wire::SessionType::kPrint, "", true, 4294967296, 2048, std::nullopt,
+                    14400, 0, wire::NetworkMode::kHost}};
   EXPECT_EQ(PolicyListJson(list),
             R"({"policies":[{"name":"exec","type":"exec","description":"shell commands",)"
-            R"("bypassesAgentPermissions":false},{"name":"claude","type":"print",)"
-            R"("description":"","bypassesAgentPermissions":true}]})");
+            R"("bypassesAgentPermissions":false,"limits":{"memoryMaxBytes":2147483648,)"
+            R"("pidsMax":512,"cpuMaxPercent":200,"wallSeconds":3600,"idleSeconds":900},)"
+            R"("network":"none"},{"name":"claude","type":"print",)"
+            R"("description":"","bypassesAgentPermissions":true,)"
+            R"("limits":{"memoryMaxBytes":4294967296,"pidsMax":2048,"cpuMaxPercent":null,)"
+            R"("wallSeconds":14400,"idleSeconds":0},"network":"host"}]})");
   EXPECT_EQ(PolicyListJson({}), R"({"policies":[]})");
 }
 
@@ -762,9 +768,19 @@ TEST(WsJsonTest, OutputDataIsEscapedExactlyAsTheLibraryDoes) {
     }
   }
   std::mt19937 rng(5);
-  const std::vector<std::string> pieces = {"a", "\"", "\\", "\n", "\t", "\x01", "\x1f",
-                                           "\x7f", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
-                                           "0123456789", " "};
+  const std::vector<std::string> pieces = {"a",
+                                           "\"",
+                                           "\\",
+                                           "\n",
+                                           "\t",
+                                           "\x01",
+                                           "\x1f",
+                                           "\x7f",
+                                           "\xc3\xa9",
+                                           "\xe2\x82\xac",
+                                           "\xf0\x9f\x98\x80",
+                                           "0123456789",
+                                           " "};
   for (int round = 0; round < 2000; ++round) {
     std::string s;
     const int n = static_cast<int>(rng() % 64);
@@ -773,9 +789,9 @@ TEST(WsJsonTest, OutputDataIsEscapedExactlyAsTheLibraryDoes) {
     const std::string message = WsOutputJson(wire::OutputStream::kStdout, s, 3, 3 + s.size());
     const ojson j = ojson::parse(message);
     ASSERT_EQ(j["data"].get<std::string>(), s);
-    ASSERT_EQ(message, ojson({{"type", "stdout"}, {"data", s}, {"offset", 3},
-                              {"next", 3 + s.size()}})
-                           .dump());
+    ASSERT_EQ(
+        message,
+        ojson({{"type", "stdout"}, {"data", s}, {"offset", 3}, {"next", 3 + s.size()}}).dump());
   }
 }
 

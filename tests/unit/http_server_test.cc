@@ -1627,9 +1627,14 @@ TEST_F(HttpServerTest, MetricsOpenApiVersionAndFriends) {
   auto p = Json(Get("/policies"));
   ASSERT_TRUE(p["policies"].is_array());
   ASSERT_EQ(p["policies"].size(), 3u);
-  EXPECT_EQ(p["policies"][1], json::parse(R"({"name":"claude","type":"print",)"
-                                          R"("description":"an agent",)"
-                                          R"("bypassesAgentPermissions":true})"));
+  EXPECT_EQ(p["policies"][0],
+            json::parse(R"({"name":"claude","type":"print","description":"an agent",)"
+                        R"("bypassesAgentPermissions":true,)"
+                        R"("limits":{"memoryMaxBytes":4294967296,"pidsMax":2048,)"
+                        R"("cpuMaxPercent":200,"wallSeconds":14400,"idleSeconds":0},)"
+                        R"("network":"host"})"));
+  EXPECT_EQ(p["policies"][1]["limits"]["cpuMaxPercent"], nullptr) << "no cap is null";
+  EXPECT_EQ(p["policies"][1]["network"], "none");
   auto ready = Json(Get("/readyz"));
   EXPECT_EQ(ready["ready"], true);
   EXPECT_EQ(ready["supervisor"]["sessionsActive"], 1);
@@ -1642,6 +1647,32 @@ TEST_F(HttpServerTest, MetricsOpenApiVersionAndFriends) {
     auto r = conn.Exchange(req);
     EXPECT_EQ(r.result_int(), 200) << i;
   }
+}
+
+// The supervisor answers GET /policies a frame at a time; the API asks for every page and
+// answers with all of them, in name order.
+TEST_F(HttpServerTest, PoliciesAreCollectedFromEveryPage) {
+  std::vector<wire::PolicyInfo> many;
+  for (int i = 0; i < 300; ++i) {
+    wire::PolicyInfo p;
+    p.name = "p" + std::to_string(1000 + i);
+    p.type = wire::SessionType::kPrint;
+    p.description = std::string(wire::kMaxDescriptionBytes, 'd');
+    p.memory_max_bytes = uint64_t{1} << 30;
+    p.pids_max = 100 + static_cast<uint64_t>(i);
+    many.push_back(std::move(p));
+  }
+  fake_.SetPolicies(many);
+  const uint64_t before = fake_.requests(wire::RequestType::kPolicies);
+  auto p = Json(Get("/policies"));
+  ASSERT_TRUE(p["policies"].is_array());
+  ASSERT_EQ(p["policies"].size(), 300u);
+  for (size_t i = 0; i < 300; ++i) {
+    EXPECT_EQ(p["policies"][i]["name"], many[i].name) << i;
+    EXPECT_EQ(p["policies"][i]["limits"]["pidsMax"], many[i].pids_max) << i;
+  }
+  // 300 entries of about 1.2 KiB cannot share one 64 KiB frame.
+  EXPECT_GE(fake_.requests(wire::RequestType::kPolicies) - before, 6u);
 }
 
 }  // namespace

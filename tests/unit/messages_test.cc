@@ -122,6 +122,7 @@ TEST(RequestTest, EveryRequestTypeRoundTrips) {
       {14, UnsubscribeRequest{kSid}},
       {15, ReadOutputRequest{kSid, 100, 512}},
       {16, PoliciesRequest{}},
+      {17, PoliciesRequest{"codex-worker"}},
       {UINT64_MAX, HealthRequest{}},
   };
   std::vector<bool> seen(std::variant_size_v<RequestBody>);
@@ -395,8 +396,11 @@ TEST(ResponseTest, EveryResponseBodyRoundTrips) {
       {6, SessionList{}},
       {7, read},
       {8, OutputRead{}},
-      {9, PolicyList{{{"claude", SessionType::kPrint, "Claude Code, one-shot", true},
-                      {"exec", SessionType::kExec, "", false}}}},
+      {9, PolicyList{{{"claude", SessionType::kPrint, "Claude Code, one-shot", true,
+                       uint64_t{4} << 30, 2048, 200, 14400, 0, NetworkMode::kHost},
+                      {"exec", SessionType::kExec, "", false, uint64_t{16} << 20, 8, std::nullopt,
+                       2592000, 900, NetworkMode::kNone}},
+                     true}},
       {10, health},
   };
   std::vector<bool> seen(std::variant_size_v<ResponseBody>);
@@ -439,6 +443,14 @@ TEST(ResponseTest, Refusals) {
        "/output/chunks/1/offset: chunks overlap, are out of order, or overflow"},
       {R"({"id":1,"ok":true,"output":{"chunks":[],"next":9,"total":3,"ended":false}})",
        "/output/next: is beyond total"},
+      {R"({"id":1,"ok":true,"policies":[{"name":"a","type":"exec"}]})",
+       "/policies/0/memory_max_bytes: required field is missing (and 4 more)"},
+      {R"({"id":1,"ok":true,"policies":[{"name":"a","type":"exec","memory_max_bytes":1024,)"
+       R"("pids_max":8,"wall_seconds":0,"idle_seconds":0,"network":"bridge"}]})",
+       "/policies/0/memory_max_bytes: value 1024 is out of range [16777216, "
+       "1152921504606846976] (and 1 more)"},
+      {R"({"id":1,"ok":true,"policies":[],"more":1})",
+       "/more: expected boolean, got unsigned integer"},
       {R"({"id":1,"ok":true,"output":{"chunks":[],"gaps":[{"from":4,"to":4}],"next":9,)"
        R"("total":9,"ended":false}})",
        "/output/gaps/0: empty range: from must be below to"},
@@ -452,6 +464,112 @@ TEST(ResponseTest, Refusals) {
   auto tail = DecodeResponse(View(R"({"id":1,"ok":true})", Bytes("x")));
   ASSERT_FALSE(tail);
   EXPECT_EQ(tail.error().what, "a data tail (1 bytes) is not allowed on this response");
+}
+
+TEST(ResponseTest, PolicyInfoWireShape) {
+  PolicyInfo p{"codex-worker", SessionType::kPrint, "",   true, 4294967296,
+               2048,           std::nullopt,        7200, 1800, NetworkMode::kHost};
+  EXPECT_EQ(
+      ExpectRoundTrip<Response>({3, PolicyList{{p}, false}}, &EncodeResponse, &DecodeResponseFn),
+      R"({"id":3,"ok":true,"policies":[{"bypasses_agent_permissions":true,)"
+      R"("idle_seconds":1800,"memory_max_bytes":4294967296,"name":"codex-worker",)"
+      R"("network":"host","pids_max":2048,"type":"print","wall_seconds":7200}]})");
+  EXPECT_EQ(RoundTripRequest({4, PoliciesRequest{"claude"}}),
+            R"({"after":"claude","id":4,"type":"policies"})");
+}
+
+// ---- PolicyPage: the supervisor's pages of GET /policies.
+
+PolicyInfo PolicyNamed(std::string name, size_t description_bytes, char fill = 'd') {
+  PolicyInfo p;
+  p.name = std::move(name);
+  p.type = SessionType::kInteractive;
+  p.description = std::string(description_bytes, fill);
+  p.bypasses_agent_permissions = true;
+  p.memory_max_bytes = uint64_t{1} << 60;  // every number at its widest
+  p.pids_max = 4194304;
+  p.cpu_max_percent = 100000;
+  p.wall_seconds = 2592000;
+  p.idle_seconds = 2592000;
+  p.network = NetworkMode::kHost;
+  return p;
+}
+
+// Pages through `all` as the API does; checks every page's frame and returns the pages.
+std::vector<PolicyList> AllPages(const std::vector<PolicyInfo>& all) {
+  std::vector<PolicyList> pages;
+  std::optional<std::string> after;
+  for (;;) {
+    PolicyList page = PolicyPage(all, after);
+    auto frame = EncodeResponse({UINT64_MAX, page});
+    EXPECT_TRUE(frame) << "page " << pages.size() << " does not fit a frame";
+    if (frame) {
+      EXPECT_LE(frame->size(), wire::kMaxFrameBytes);
+    }
+    EXPECT_LE(page.policies.size(), kMaxPolicies);
+    pages.push_back(page);
+    if (!page.more || page.policies.empty() || pages.size() > all.size()) break;
+    after = page.policies.back().name;
+  }
+  return pages;
+}
+
+std::vector<PolicyInfo> Concat(const std::vector<PolicyList>& pages) {
+  std::vector<PolicyInfo> out;
+  for (const PolicyList& p : pages) out.insert(out.end(), p.policies.begin(), p.policies.end());
+  return out;
+}
+
+TEST(PolicyPageTest, WorstCaseEntriesArePagedWithinTheFrameLimit) {
+  // 300 names of 64 bytes, 1024-byte descriptions of control characters (six bytes each once
+  // escaped), every number at its widest: about 6.5 KiB per entry, 2 MiB in all.
+  std::vector<PolicyInfo> all;
+  for (int i = 0; i < 300; ++i) {
+    std::string name = std::to_string(1000 + i);
+    name.resize(wire::kMaxPresetBytes, 'x');
+    all.push_back(PolicyNamed(name, wire::kMaxDescriptionBytes, '\x01'));
+  }
+  const auto pages = AllPages(all);
+  EXPECT_EQ(Concat(pages), all);
+  EXPECT_GE(pages.size(), 30u);  // ten entries a page
+  EXPECT_FALSE(pages.back().more);
+  for (size_t i = 0; i + 1 < pages.size(); ++i) {
+    EXPECT_TRUE(pages[i].more) << i;
+    EXPECT_FALSE(pages[i].policies.empty()) << i;
+  }
+  // Each page is as full as the frame allows: one more entry would not have fitted.
+  auto fuller = pages[0];
+  fuller.policies.push_back(pages[1].policies.front());
+  EXPECT_FALSE(EncodeResponse({UINT64_MAX, fuller}));
+}
+
+TEST(PolicyPageTest, SmallEntriesStopAtMaxPolicies) {
+  std::vector<PolicyInfo> all;
+  for (int i = 0; i < 600; ++i) {
+    PolicyInfo p;
+    p.name = "p" + std::to_string(1000 + i);
+    p.memory_max_bytes = uint64_t{16} << 20;
+    p.pids_max = 8;
+    all.push_back(p);
+  }
+  const auto pages = AllPages(all);
+  ASSERT_EQ(pages.size(), 3u);
+  EXPECT_EQ(pages[0].policies.size(), kMaxPolicies);
+  EXPECT_EQ(pages[1].policies.size(), kMaxPolicies);
+  EXPECT_EQ(pages[2].policies.size(), 600 - 2 * kMaxPolicies);
+  EXPECT_EQ(Concat(pages), all);
+}
+
+TEST(PolicyPageTest, AfterSkipsByNameAndEmptyListsHaveNoMore) {
+  const std::vector<PolicyInfo> all = {PolicyNamed("claude", 10), PolicyNamed("codex", 10),
+                                       PolicyNamed("exec", 10)};
+  EXPECT_EQ(PolicyPage(all, std::nullopt), (PolicyList{all, false}));
+  EXPECT_EQ(PolicyPage(all, "claude").policies, (std::vector<PolicyInfo>{all[1], all[2]}));
+  // A name that is not listed (a policy removed by a reload between two pages) still resumes
+  // at the next name.
+  EXPECT_EQ(PolicyPage(all, "cm").policies, (std::vector<PolicyInfo>{all[1], all[2]}));
+  EXPECT_EQ(PolicyPage(all, "exec"), PolicyList{});
+  EXPECT_EQ(PolicyPage({}, std::nullopt), PolicyList{});
 }
 
 // ---- Events.
@@ -564,6 +682,8 @@ TEST(VocabularyTest, WireStringsMatchTheDesign) {
   EXPECT_EQ(ToString(RequestType::kReadOutput), "read_output");
   EXPECT_EQ(ToString(SessionState::kFailed), "failed");
   EXPECT_EQ(ToString(OutputStream::kPty), "pty");
+  EXPECT_EQ(ToString(NetworkMode::kHost), "host");
+  EXPECT_EQ(ToString(NetworkMode::kNone), "none");
   EXPECT_EQ(ToString(static_cast<EndReason>(99)), "invalid");
 }
 

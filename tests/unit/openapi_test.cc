@@ -17,6 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/messages.h"
+#include "http/api_json.h"
 #include "http/router.h"
 
 namespace mp::http {
@@ -317,6 +319,38 @@ TEST(OpenApiTest, SessionInfoHasEveryMember) {
   }
   const json& status = Deref(properties.at("status"));
   EXPECT_EQ(status.at("enum"), json::parse(R"(["running", "exited", "killed"])"));
+}
+
+// (g) PolicyInfo documents every member GET /policies writes (PolicyListJson), and its limits
+// every member of the nested object, all of them required.
+TEST(OpenApiTest, PolicyInfoDocumentsEveryMemberTheServerWrites) {
+  ASSERT_FALSE(Doc().is_discarded());
+  wire::PolicyInfo p{.name = "claude",
+                     .type = wire::SessionType::kPrint,
+                     .description = "an agent",
+                     .bypasses_agent_permissions = true,
+                     .memory_max_bytes = uint64_t{1} << 32,
+                     .pids_max = 2048,
+                     .cpu_max_percent = 200,
+                     .wall_seconds = 14400,
+                     .idle_seconds = 3600,
+                     .network = wire::NetworkMode::kHost};
+  const json written = json::parse(PolicyListJson({{p}, false}));
+  const json& entry = written.at("policies").at(0);
+  const auto expect_documented = [](const json& object, const json& schema) {
+    const json& properties = schema.at("properties");
+    const json& required = schema.at("required");
+    EXPECT_EQ(object.size(), properties.size()) << object.dump() << " vs " << properties.dump();
+    for (const auto& [key, value] : object.items()) {
+      EXPECT_TRUE(properties.contains(key)) << key;
+      EXPECT_NE(std::find(required.begin(), required.end(), key), required.end()) << key;
+    }
+  };
+  const json& info = Doc().at("components").at("schemas").at("PolicyInfo");
+  expect_documented(entry, info);
+  expect_documented(entry.at("limits"), Deref(info.at("properties").at("limits")));
+  const json& network = info.at("properties").at("network").at("enum");
+  EXPECT_NE(std::find(network.begin(), network.end(), entry.at("network")), network.end());
 }
 
 }  // namespace

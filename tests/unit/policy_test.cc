@@ -373,7 +373,16 @@ TEST(PolicyLoaderTest, EachBadInputGetsItsExactError) {
           "(^[A-Za-z_][A-Za-z0-9_]{0,127}$)")}},
       {"env name from two sources",
        Doc(R"("env": {"pass": ["HOME"], "set": {"HOME": "/x"}})"),
-       {E("/env/set/HOME: \"HOME\" is already given by env.pass, env.set or env.secrets")}},
+       {E("/env/set/HOME: \"HOME\" is already given by env.pass, env.set, env.secrets or "
+          "env.optional_secrets")}},
+      {"env name as a secret and an optional secret",
+       Doc(R"("env": {"secrets": {"KEY": "a"}, "optional_secrets": {"KEY": "b"}})"),
+       {E("/env/optional_secrets/KEY: \"KEY\" is already given by env.pass, env.set, "
+          "env.secrets or env.optional_secrets")}},
+      {"optional secret is a path",
+       Doc(R"("env": {"optional_secrets": {"TOKEN": "a/b"}})"),
+       {E("/env/optional_secrets/TOKEN: \"a/b\" is not a plain file name "
+          "(^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$)")}},
       {"env set value type",
        Doc(R"("env": {"set": {"N": 1}})"),
        {E("/env/set/N: must be a string, not number")}},
@@ -387,7 +396,12 @@ TEST(PolicyLoaderTest, EachBadInputGetsItsExactError) {
           "(^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$)")}},
       {"request may not set a secret",
        Doc(R"("env": {"secrets": {"TOKEN": "t"}}, "request_env": {"allow": ["TOKEN"]})"),
-       {E("/request_env/allow/0: \"TOKEN\" is a secret (env.secrets); a request may not set it")}},
+       {E("/request_env/allow/0: \"TOKEN\" is a secret (env.secrets or env.optional_secrets); "
+          "a request may not set it")}},
+      {"request may not set an optional secret",
+       Doc(R"("env": {"optional_secrets": {"TOKEN": "t"}}, "request_env": {"allow": ["TOKEN"]})"),
+       {E("/request_env/allow/0: \"TOKEN\" is a secret (env.secrets or env.optional_secrets); "
+          "a request may not set it")}},
       {"NUL in a string",
        Doc(R"("env": {"set": {"A": "x\u0000y"}})"),
        {E("/env/set/A: contains a NUL byte")}},
@@ -897,6 +911,42 @@ TEST_F(BuildSpawnRequestTest, SecretsMustBePrivateRegularFiles) {
   ASSERT_EQ(::chmod(creds_.c_str(), 0700), 0);
   host_.credentials_owner = ::getuid() + 1;
   EXPECT_FALSE(Build(*p, Launch()).has_value());
+}
+
+// An optional secret whose file does not exist leaves its variable unset; one whose file exists
+// is read and checked like any secret.
+TEST_F(BuildSpawnRequestTest, OptionalSecretsMayBeAbsentButNotWrong) {
+  auto p = Load(R"("env": {"secrets": {"API_KEY": "api-key"},
+                           "optional_secrets": {"OTHER_KEY": "missing", "SAME_KEY": "api-key"}})");
+  ASSERT_EQ(p->env.optional_secrets.size(), 2u);
+  auto r = Build(*p, Launch());
+  ASSERT_TRUE(r.has_value()) << r.error().what;
+  EXPECT_EQ(r->env, (std::vector<std::string>{"API_KEY=s3cret-value", "SAME_KEY=s3cret-value"}));
+
+  // Only absence is optional: a loose mode or a symlink still fails the spawn, naming the field.
+  struct Case {
+    std::string credential;
+    std::string what;
+  };
+  const Case cases[] = {
+      {"loose",
+       "policy \"t\", env.optional_secrets.K: credential \"loose\" has mode 0644: group may "
+       "not write it and others may not read it"},
+      {"link", "policy \"t\", env.optional_secrets.K: open(credential \"link\")"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.credential);
+    auto q = Load(R"("env": {"optional_secrets": {"K": ")" + c.credential + "\"}}");
+    auto refused = Build(*q, Launch());
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_EQ(refused.error().what.rfind(c.what, 0), 0u) << refused.error().what;
+  }
+  // The credentials directory is checked as for any secret.
+  ASSERT_EQ(::chmod(creds_.c_str(), 0777), 0);
+  auto q = Load(R"("env": {"optional_secrets": {"K": "missing"}})");
+  EXPECT_FALSE(Build(*q, Launch()).has_value());
+  ASSERT_EQ(::chmod(creds_.c_str(), 0700), 0);
+  EXPECT_TRUE(Build(*q, Launch()).has_value());
 }
 
 TEST_F(BuildSpawnRequestTest, BindsHidesLimitsAndRlimits) {

@@ -64,7 +64,8 @@ field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])'
 status_is() { [[ $(api GET "/sessions/$1") == 200 && $(field status) == "$2" ]]; }
 api_answers() { [[ $(api GET /health) == 200 ]]; }
 session_cgroups() { find /sys/fs/cgroup/system.slice/monkeyproofd.service -mindepth 1 -maxdepth 1 -type d ! -name supervisor | wc -l; }
-no_process() { ! pgrep -f "$1" >/dev/null; }
+running() { pgrep -f "$1" >/dev/null; }
+no_process() { ! running "$1"; }
 mode_of() { stat -c '%a %U:%G' "$1"; }
 
 dump_logs() {
@@ -122,7 +123,7 @@ test_api() {
   # kill
   code=$(api POST /sessions "{\"task\":\"sleep 611 & sleep 612; wait\",\"cwd\":\"$ws\"}")
   id=$(field id)
-  check "kill: session running" wait_for 60 pgrep -f 'sleep 612'
+  check "kill: session running" wait_for 60 running 'sleep 612'
   code=$(api DELETE "/sessions/$id")
   check "kill: {\"killed\":true}" sh -c "[ $code = 200 ] && grep -q '\"killed\":true' '$tmp/body'"
   check "kill: status killed" wait_for 60 status_is "$id" killed
@@ -154,7 +155,7 @@ test_supervisor_restart() {
   local code id
   code=$(api POST /sessions "{\"task\":\"sleep 731 & sleep 732; wait\",\"cwd\":\"$ws\"}")
   id=$(field id)
-  check "supervisor: session running" wait_for 60 pgrep -f 'sleep 732'
+  check "supervisor: session running" wait_for 60 running 'sleep 732'
   local before
   before=$(systemctl show -P MainPID monkeyproofd)
   systemctl restart monkeyproofd
@@ -218,7 +219,10 @@ test_remove_purge() {
   check "purge: state gone" test ! -e /var/lib/monkeyproof/state
   check "purge: logs gone" test ! -e /var/log/monkeyproof
   check "purge: workspace with files kept" test -d "$ws"
-  check "purge: no process" sh -c "! pgrep -f '/usr/sbin/monkeyproof' >/dev/null"
+  # The bracket keeps the pattern from matching a command line that contains it.
+  check "purge: no process" no_process '/usr/sbin/monkeyproo[f]'
+  check "purge: no session process" no_process 'sleep 7[0-9][0-9]'
+  check "purge: no cgroup left" test ! -e /sys/fs/cgroup/system.slice/monkeyproofd.service
   check "purge: no unit left" sh -c "! systemctl list-unit-files monkeyproofd.service monkeyproof-api.service --no-legend | grep -q ."
 }
 

@@ -104,6 +104,13 @@ TEST(PackagingTest, UnitsAndMaintainerScripts) {
                            "KillMode=control-group", "TasksMax=infinity"}) {
     EXPECT_TRUE(supervisor_unit.count(want)) << "monkeyproofd.service lacks " << want;
   }
+  // Inherited by every session, and each of these breaks spawning (docs/deploy.md, section 5):
+  // RestrictSUIDSGID answers openat2 with ENOSYS, ProtectHostname denies sethostname,
+  // RestrictNamespaces denies the session's namespaces, ProtectControlGroups its cgroup writes.
+  for (const char* never : {"RestrictSUIDSGID=yes", "ProtectHostname=yes", "RestrictNamespaces=yes",
+                            "ProtectControlGroups=yes", "PrivateUsers=yes"}) {
+    EXPECT_FALSE(supervisor_unit.count(never)) << "monkeyproofd.service must not set " << never;
+  }
   const auto api_unit = Lines(Debian("monkeyproof-api.service"));
   for (const std::string& want : std::initializer_list<std::string>{
            "User=" + d.api_user, "Group=" + d.api_user, "ExecStart=/usr/sbin/monkeyproof-api",

@@ -14,6 +14,8 @@
 #include <sstream>
 #include <string>
 
+#include "config_example.h"
+
 namespace mp::http {
 namespace {
 
@@ -422,26 +424,13 @@ TEST(LoadApiConfigTest, FileErrorsComeBeforeTheEnvironment) {
 // packaging/api.conf lists every key, commented out, with its default: uncommenting every
 // `# key = value` line must parse and give exactly the built-in defaults.
 TEST(PackagedExampleTest, EveryKeyWithItsDefault) {
-  std::ifstream f(MP_API_CONF_EXAMPLE);
-  ASSERT_TRUE(f) << MP_API_CONF_EXAMPLE;
-  std::stringstream uncommented;
-  std::string line;
-  std::set<std::string> keys;
-  while (std::getline(f, line)) {
-    EXPECT_TRUE(line.empty() || line[0] == '#') << "an active line in the example: " << line;
-    const size_t eq = line.find(" = ");
-    if (line.rfind("# ", 0) != 0 || eq == std::string::npos) continue;
-    const std::string key = line.substr(2, eq - 2);
-    if (key.find(' ') != std::string::npos) continue;  // prose containing " = "
-    keys.insert(key);
-    uncommented << line.substr(2) << "\n";
-  }
-  EXPECT_EQ(keys,
+  const test::UncommentedExample example = test::UncommentExample(MP_API_CONF_EXAMPLE);
+  EXPECT_EQ(example.keys,
             (std::set<std::string>{"listen", "control_socket", "token_file", "body_limit_bytes",
                                    "header_limit_bytes", "read_timeout_ms", "idle_timeout_ms",
                                    "max_connections", "ws_outbox_bytes", "transcript_max_bytes",
                                    "auth_failures_per_minute", "auth_failures_per_minute"}));
-  auto r = ParseApiConfig(uncommented.str(), "api.conf (uncommented)");
+  auto r = ParseApiConfig(example.text, "api.conf (uncommented)");
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
   ExpectDefaults(*r);
 }

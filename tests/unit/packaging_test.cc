@@ -9,6 +9,7 @@
 #include <sstream>
 #include <string>
 
+#include "config_example.h"
 #include "http/auth.h"
 #include "supervisor/config.h"
 
@@ -41,25 +42,13 @@ std::set<std::string> Lines(const std::string& path) {
 }
 
 TEST(PackagedSupervisorConfigTest, EveryKeyWithItsDefault) {
-  std::istringstream in(Slurp(MP_SUPERVISOR_CONF_EXAMPLE));
-  std::stringstream uncommented;
-  std::set<std::string> keys;
-  std::string line;
-  while (std::getline(in, line)) {
-    EXPECT_TRUE(line.empty() || line[0] == '#') << "an active line in the example: " << line;
-    const size_t eq = line.find(" = ");
-    if (line.rfind("# ", 0) != 0 || eq == std::string::npos) continue;
-    const std::string key = line.substr(2, eq - 2);
-    if (key.find(' ') != std::string::npos) continue;  // prose containing " = "
-    keys.insert(key);
-    uncommented << line.substr(2) << "\n";
-  }
-  EXPECT_EQ(keys,
+  const test::UncommentedExample example = test::UncommentExample(MP_SUPERVISOR_CONF_EXAMPLE);
+  EXPECT_EQ(example.keys,
             (std::set<std::string>{"socket_path", "api_user", "state_dir", "policies_dir",
                                    "credentials_dir", "cgroup_root", "audit_log", "max_sessions",
                                    "max_ended_sessions", "max_ended_output_bytes", "session_ttl_ms",
                                    "interactive_session_ttl_ms", "kill_grace_ms"}));
-  auto parsed = supervisor::ParseConfig("monkeyproof.conf (uncommented)", uncommented.str());
+  auto parsed = supervisor::ParseConfig("monkeyproof.conf (uncommented)", example.text);
   ASSERT_TRUE(parsed.has_value()) << parsed.error().ToString();
   const supervisor::SupervisorConfig d;
   const supervisor::SupervisorConfig& c = *parsed;

@@ -12,7 +12,8 @@
 #   <stamp>-api-<preset>.rss-*.tsv  RSS samples (seconds, monkeyproofd KiB, monkeyproof-api KiB)
 #   <stamp>-api-<preset>.env        host, qemu, VM and build facts
 # Usage: bench/api_bench.sh [PRESET] [--bytes N] [--rounds N] [--warmup N] [--sessions N]
-#                           [--slow-rate MIB_S] [--phases idle,spawn,spawn-unpinned,stream,slow,mass]
+#                           [--slow-rate MIB_S]
+#                           [--phases idle,spawn,spawn-unpinned,stream,stream-abba,slow,mass]
 #                           [--perf]   (perf profiles of both daemons during each stream)
 #                           [--stream-extra]  (also crc32 instead of sha256, and RawWebSocket)
 #                           [--mass-deadline SEC]  (stop creating/awaiting sessions after SEC)
@@ -414,6 +415,26 @@ phase_stream() {
   fi
 }
 
+# The same measurement in A-B-B-A order (pipe, WebSocket, WebSocket, pipe), for a host whose
+# load drifts (other VMs, builds): a linear drift then weighs on both sides equally. The
+# ratio is the WebSocket's mean rate over the pipe's mean rate; each leg is reported too.
+phase_stream_abba() {
+  echo "== stream, ABBA: $BYTES bytes per leg"
+  local order=(pipe ws ws pipe) leg n=0
+  for leg in "${order[@]}"; do
+    n=$((n + 1))
+    if [[ $leg == pipe ]]; then
+      pipe_run sha256
+    else
+      if ((n > 2)); then
+        stop_daemons  # fresh state: the guest's tmpfs holds one transcript at a time
+        start_daemons
+      fi
+      ws_run sha256 "" "stream-abba-$n"
+    fi
+  done
+}
+
 phase_slow() {
   echo "== slow reader: $BYTES bytes at most $SLOW_RATE MiB/s"
   [[ -n $PIPE_DIGEST_SHA ]] || pipe_run sha256
@@ -517,7 +538,7 @@ vm_main() {
     # Each 1 GiB stream and the 1,000 sessions start from fresh daemons and an empty state
     # directory: the RSS figures then belong to that phase alone, and the guest's tmpfs never
     # holds two 1 GiB transcripts (it is half the guest's memory).
-    if ((ran)) && [[ $p == stream || $p == slow || $p == mass ]]; then
+    if ((ran)) && [[ $p == stream || $p == stream-abba || $p == slow || $p == mass ]]; then
       echo "api_bench: restarting the daemons for phase $p"
       stop_daemons
       start_daemons
@@ -528,6 +549,7 @@ vm_main() {
       spawn) phase_spawn ;;
       spawn-unpinned) phase_spawn none ;;
       stream) phase_stream ;;
+      stream-abba) phase_stream_abba ;;
       slow) phase_slow ;;
       mass) phase_mass ;;
       *) die "unknown phase $p" ;;

@@ -555,6 +555,21 @@ def cmd_summary(a):
                       r.get("api_cpu_s"), r.get("session_cpu_s"),
                       "%.1f" % p["client_cpu_s"] if p and "client_cpu_s" in p else "-"))
         print()
+    abba = [r for r in streams if str(r.get("phase", "")).startswith("stream-abba")]
+    if abba:
+        # A-B-B-A legs (api_bench.sh phase stream-abba): every pipe leg of the run against
+        # every WebSocket leg, means of the rates.
+        pipe_legs = [r for r in rows if r["kind"] == "pipe" and r["hash"] == "sha256"]
+        p_mean = sum(r["mib_s"] for r in pipe_legs) / len(pipe_legs)
+        w_mean = sum(r["mib_s"] for r in abba) / len(abba)
+        print("stream ABBA (pipe, WebSocket, WebSocket, pipe):")
+        print("pipe legs MiB/s: %s; WebSocket legs MiB/s: %s; digests equal: %s" % (
+            ", ".join("%.2f" % r["mib_s"] for r in pipe_legs),
+            ", ".join("%.2f" % r["mib_s"] for r in abba),
+            all(r.get("digest_matches_pipe") == "true" for r in abba)))
+        print("mean WebSocket / mean pipe = %.2f / %.2f = %.2f (target >= 0.5: %s)" % (
+            w_mean, p_mean, w_mean / p_mean, "met" if w_mean / p_mean >= 0.5 else "MISSED"))
+        print()
     print("memory (VmRSS, MiB; HWM = VmHWM since the phase began):")
     print("| phase | monkeyproofd | monkeyproof-api | both | monkeyproofd HWM | api HWM |")
     print("|---|---:|---:|---:|---:|---:|")

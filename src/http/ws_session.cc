@@ -23,6 +23,8 @@ constexpr uint64_t kCatchupBytes = 16 * 1024;
 // read_output requests one catching-up client keeps in flight: the answers come back in order
 // over the one link, and a pipeline hides the round trip to the supervisor.
 constexpr uint32_t kReadsInFlight = 4;
+// After a read the link or the supervisor refused for now (a full outbox, capacity).
+constexpr std::chrono::milliseconds kReadRetryDelay{50};
 // Client messages: a stdin line, a resize. Larger ones are refused by the WebSocket layer.
 constexpr size_t kMaxClientMessageBytes = 1024 * 1024;
 
@@ -73,10 +75,8 @@ void WsSession::OnAccept(beast::error_code ec) {
   }
   // No offset given: recent output in the catchup message, then everything after it.
   const uint64_t from = info_.output_bytes > kCatchupBytes ? info_.output_bytes - kCatchupBytes : 0;
-  ++reads_in_flight_;
   ctx_.link.Call(wire::ReadOutputRequest{info_.id, from, static_cast<uint32_t>(kCatchupBytes)},
                  [self = shared_from_this(), from](Result<wire::Response> r) {
-                   --self->reads_in_flight_;
                    if (self->closing_) return;
                    const wire::OutputRead* tail = nullptr;
                    if (r && r->ok()) tail = std::get_if<wire::OutputRead>(&r->body);
@@ -193,6 +193,7 @@ void WsSession::OnLinkUp() {
 }
 
 void WsSession::EnterLive() {
+  RestartReads();  // answers to reads still in flight are not needed
   mode_ = Mode::kLive;
   ctx_.hub.GoLive(info_.id, this, next_);
 }
@@ -202,11 +203,30 @@ void WsSession::LeaveLive(Mode next_mode) {
   mode_ = next_mode;
 }
 
+void WsSession::RestartReads() {
+  ++read_epoch_;
+  reads_in_flight_ = 0;
+  read_ahead_ = next_;
+}
+
+void WsSession::RetryReadsLater() {
+  if (read_retry_pending_) return;
+  read_retry_pending_ = true;
+  auto timer = std::make_shared<boost::asio::steady_timer>(ctx_.io, kReadRetryDelay);
+  timer->async_wait([self = shared_from_this(), timer](boost::system::error_code) {
+    self->read_retry_pending_ = false;
+    self->IssueRead();
+  });
+}
+
 void WsSession::IssueRead() {
-  if (mode_ != Mode::kCatchUp || closing_ || !ctx_.link.up()) return;
+  if (mode_ != Mode::kCatchUp || closing_ || read_retry_pending_ || !ctx_.link.up()) return;
   if (reads_in_flight_ == 0) read_ahead_ = next_;
   const uint64_t limit = ctx_.config.ws_outbox_bytes;
-  while (reads_in_flight_ < kReadsInFlight) {
+  // Pipeline only while answers come back full: after a short one, the reads behind it would
+  // start at the wrong offset and be thrown away.
+  const uint32_t depth = last_read_full_ ? kReadsInFlight : 1;
+  while (reads_in_flight_ < depth) {
     if (reads_in_flight_ == 0) {
       if (outbox_bytes_ > limit / 2) return;  // OnWrite calls again
     } else if (read_ahead_ >= known_total_ ||
@@ -218,28 +238,41 @@ void WsSession::IssueRead() {
     ++reads_in_flight_;
     ctx_.link.Call(
         wire::ReadOutputRequest{info_.id, since, static_cast<uint32_t>(wire::kMaxChunkBytes)},
-        [self = shared_from_this(), since](Result<wire::Response> r) {
-          self->OnReadOutput(since, std::move(r));
+        [self = shared_from_this(), epoch = read_epoch_, since](Result<wire::Response> r) {
+          self->OnReadOutput(epoch, since, std::move(r));
         });
   }
 }
 
-void WsSession::OnReadOutput(uint64_t since, Result<wire::Response> r) {
+void WsSession::OnReadOutput(uint64_t epoch, uint64_t since, Result<wire::Response> r) {
+  if (epoch != read_epoch_) return;  // a pipeline given up: its reads start elsewhere
   --reads_in_flight_;
   if (closing_ || mode_ != Mode::kCatchUp) return;
-  // The link is down (OnLinkUp reads again), or an earlier read in the pipeline came back
-  // short so this one starts past our offset: read on from next_.
-  if (!r || since != next_) {
+  if (!r) {
+    RestartReads();
+    // Down: OnLinkUp reads again. Up: the link refused the request (its outbox is full);
+    // asking again at once would only spin.
+    if (ctx_.link.up()) RetryReadsLater();
+    return;
+  }
+  if (since != next_) {  // cannot happen within one pipeline; start over from next_ if it does
+    RestartReads();
     IssueRead();
     return;
   }
   if (!r->ok()) {
     const auto& error = std::get<wire::ErrorBody>(r->body);
     Enqueue(WsErrorJson(FromSupervisor(error)));
-    if (error.code == wire::ErrorCode::kNotFound) {
+    if (error.code == wire::ErrorCode::kNotFound || error.code == wire::ErrorCode::kInternal ||
+        error.code == wire::ErrorCode::kBadRequest) {
+      // Gone, or a read that will fail the same way again (a damaged transcript): the client
+      // has the error and its offset, and may reconnect.
       LeaveLive(Mode::kDone);
       Close();
+      return;
     }
+    RestartReads();
+    RetryReadsLater();
     return;
   }
   const auto* read = std::get_if<wire::OutputRead>(&r->body);
@@ -258,6 +291,10 @@ void WsSession::OnReadOutput(uint64_t since, Result<wire::Response> r) {
   }
   for (; gap < read->gaps.size(); ++gap) DeliverGap(read->gaps[gap].from, read->gaps[gap].to);
   if (read->next > next_) DeliverGap(next_, read->next);
+  // A read that ended short of its limit (chunk or gap caps, a hole, the end) leaves the
+  // pipelined reads after it starting past next_, or before it: start over from next_.
+  last_read_full_ = next_ == since + wire::kMaxChunkBytes;
+  if (!last_read_full_) RestartReads();
   if (next_ >= read->total) {
     if (read->ended) {
       // Nothing more will come: no subscription needed; FinishIfDone sends the exit.

@@ -48,7 +48,11 @@ class WsSession : public HubClient, public std::enable_shared_from_this<WsSessio
   void OnAccept(boost::beast::error_code ec);
   void SendCatchup(const wire::OutputRead& tail);
   void IssueRead();
-  void OnReadOutput(uint64_t since, Result<wire::Response> r);
+  // Reads are pipelined; each belongs to an epoch, and a new epoch (RestartReads) drops the
+  // answers of the reads before it, so that the pipeline restarts exactly at next_.
+  void OnReadOutput(uint64_t epoch, uint64_t since, Result<wire::Response> r);
+  void RestartReads();
+  void RetryReadsLater();
   void FinishIfDone();
   // Live mode takes the hub's events (the hub subscribes while some client is live); leaving
   // it means reading on our own from next_.
@@ -78,9 +82,12 @@ class WsSession : public HubClient, public std::enable_shared_from_this<WsSessio
   std::optional<uint64_t> since_;
   Mode mode_ = Mode::kStarting;
   uint64_t next_ = 0;             // first output offset not yet handed to the outbox
-  uint32_t reads_in_flight_ = 0;  // read_output requests not answered yet
-  uint64_t read_ahead_ = 0;       // where the next pipelined read starts
-  uint64_t known_total_ = 0;      // the session's output size at the last answer
+  uint32_t reads_in_flight_ = 0;  // read_output requests of this epoch not answered yet
+  uint64_t read_epoch_ = 0;
+  bool read_retry_pending_ = false;
+  bool last_read_full_ = true;  // the last answer had all it was asked for
+  uint64_t read_ahead_ = 0;     // where the next pipelined read starts
+  uint64_t known_total_ = 0;    // the session's output size at the last answer
   std::optional<wire::EndRecord> end_;
   bool attached_ = false;
   bool closing_ = false;

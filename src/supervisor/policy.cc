@@ -1068,6 +1068,14 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
         if (!value) return std::move(value).error().Wrap(where + field + name);
         // Files written with echo or an editor end in a newline that is not part of the secret.
         if (value->ends_with('\n')) value->pop_back();
+        // An empty file holds no key: an optional one is as if absent (the agent falls back to
+        // the login in its state dir, which an empty variable could mask); a required one is
+        // a mistake to report.
+        if (value->empty()) {
+          if (optional) continue;
+          return PlainError("credential " + Quote(credential) + " is empty")
+              .Wrap(where + field + name);
+        }
         if (value->find('\0') != std::string::npos) {
           return PlainError("credential " + Quote(credential) + " contains a NUL byte")
               .Wrap(where + field + name);

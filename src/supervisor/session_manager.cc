@@ -442,6 +442,10 @@ void SessionManager::Register(Session& session) {
             OnCgroupEvent(x, false);
           }));
   }
+  // An OOM kill or a refused fork between the spawn and the acknowledgements above raised no
+  // event we will see: look once now.
+  if (s.memory_events) OnCgroupEvent(s, true);
+  if (s.pids_events) OnCgroupEvent(s, false);
   const auto& d = s.policy->policy.deadlines;
   if (d.wall_seconds > 0) {
     s.wall_timer = loop_.AddTimer(std::chrono::seconds(d.wall_seconds), [this, id] {

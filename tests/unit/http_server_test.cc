@@ -1247,6 +1247,37 @@ TEST_F(HttpServerTest, NoLiveClientMeansNoSubscription) {
   EXPECT_TRUE(SameBytes(s.data, FakeSupervisor::Pattern(s.start, kTotal - s.start) + "tail"));
 }
 
+// Output in tiny chunks that alternate between stdout and stderr: every read_output answer
+// stops at the chunk cap, short of its byte limit, so the reads pipelined behind it start at
+// the wrong offset. The client must restart its pipeline from where the short answer ended,
+// not sweep on through answers it can only throw away.
+TEST_F(HttpServerTest, ShortReadsRestartThePipelineAtTheRightOffset) {
+  const std::string id = Spawn({{"task", "idle"}});
+  constexpr size_t kChunk = 16;
+  constexpr size_t kChunks = 64 * 1024;  // 1 MiB; 1,024 chunks (16 KiB) per answer
+  std::string want;
+  for (size_t i = 0; i < kChunks; ++i) {
+    const std::string bytes = FakeSupervisor::Pattern(i * kChunk, kChunk);
+    fake_.Append(id, i % 2 ? wire::OutputStream::kStderr : wire::OutputStream::kStdout, bytes);
+    want += bytes;
+  }
+  fake_.End(id, 0);
+  const uint64_t reads_before = fake_.requests(wire::RequestType::kReadOutput);
+  WsClient ws(port_, WsTarget(id, "?since=0"), kToken);
+  ASSERT_TRUE(ws.ok());
+  Received r;
+  ReadCatchup(ws, &r);
+  ReadUntilExit(ws, &r);
+  ASSERT_TRUE(r.exit);
+  EXPECT_TRUE(SameBytes(r.data, want));
+  // Each answer holds at most 1,024 chunks (16 KiB), fewer when the chunk list fills its
+  // frame: about 80 answers here. Once answers come back short the client reads one at a
+  // time, so only the first pipeline (three reads) is wasted. (A pipeline that went on
+  // reading ahead after short answers issued 292 requests here.)
+  const uint64_t reads = fake_.requests(wire::RequestType::kReadOutput) - reads_before;
+  EXPECT_LE(reads, 100u) << reads << " read_output requests for 1 MiB in 16-byte chunks";
+}
+
 TEST_F(HttpServerTest, WebSocketStdinAndClientMessages) {
   const std::string id = Spawn({{"task", "echo"}});
   WsClient ws(port_, WsTarget(id), kToken);

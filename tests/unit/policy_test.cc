@@ -748,6 +748,7 @@ class BuildSpawnRequestTest : public ::testing::Test {
     creds_ = tmp_.Mkdir("creds", 0700);
     tmp_.Write("creds/api-key", "s3cret-value\n", 0600);
     tmp_.Write("creds/loose", "x", 0644);
+    tmp_.Write("creds/empty", "\n", 0600);
     ASSERT_EQ(::symlink("api-key", (creds_ + "/link").c_str()), 0);
     host_.credentials_dir = creds_;
     host_.credentials_owner = ::getuid();
@@ -891,6 +892,7 @@ TEST_F(BuildSpawnRequestTest, SecretsMustBePrivateRegularFiles) {
        "write it and others may not read it"},
       {"missing", "policy \"t\", env.secrets.K: open(credential \"missing\")"},
       {"link", "policy \"t\", env.secrets.K: open(credential \"link\")"},
+      {"empty", "policy \"t\", env.secrets.K: credential \"empty\" is empty"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.credential);
@@ -917,8 +919,9 @@ TEST_F(BuildSpawnRequestTest, SecretsMustBePrivateRegularFiles) {
 // is read and checked like any secret.
 TEST_F(BuildSpawnRequestTest, OptionalSecretsMayBeAbsentButNotWrong) {
   auto p = Load(R"("env": {"secrets": {"API_KEY": "api-key"},
-                           "optional_secrets": {"OTHER_KEY": "missing", "SAME_KEY": "api-key"}})");
-  ASSERT_EQ(p->env.optional_secrets.size(), 2u);
+                           "optional_secrets": {"OTHER_KEY": "missing", "SAME_KEY": "api-key",
+                                                "EMPTY_KEY": "empty"}})");
+  ASSERT_EQ(p->env.optional_secrets.size(), 3u);
   auto r = Build(*p, Launch());
   ASSERT_TRUE(r.has_value()) << r.error().what;
   EXPECT_EQ(r->env, (std::vector<std::string>{"API_KEY=s3cret-value", "SAME_KEY=s3cret-value"}));

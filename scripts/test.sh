@@ -15,8 +15,10 @@ build="$repo/build/default"
 status=0
 "$repo/scripts/lint.sh" || status=1
 ctest --test-dir "$build" --output-on-failure -L unit -j "$(nproc)" || status=1
-# The agent CLIs at their pinned versions (downloaded from the npm registry on the first run):
-# every preset's flags must be accepted, before the privileged tier runs them for real.
+# The agent CLIs at their pinned versions (tests/agents/versions.json), downloaded from the npm
+# registry on the first run into the build tree, where the test VM (no network) finds them:
+# every preset's flags must be accepted, and the privileged tier then runs them for real.
+"$repo/tests/agents/install.sh" "$build" || status=1
 ctest --test-dir "$build" --output-on-failure -L agents || status=1
 ctest --test-dir "$build" --output-on-failure -L privileged || status=1
 

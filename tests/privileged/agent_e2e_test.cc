@@ -1,0 +1,364 @@
+// The real coding-agent CLIs in the sandbox, end to end in the test VM: Codex and Claude Code
+// at their pinned versions (tests/agents/versions.json, installed into BUILD_DIR/agents by
+// tests/agents/install.sh before the VM boots) run under their presets' policies
+// (policies/*.json, rewritten only where a test host differs: workspace, state dir, binary
+// path, base URL) through the real monkeyproofd and monkeyproof-api, against a stub of the
+// model APIs on loopback (tests/agents/stub_model.py). The API keys come from root-owned
+// credential files. Also the recipes of docs/recipes.md (tests/e2e/recipes.sh).
+#include <dirent.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "e2e_stack.h"
+
+namespace mp::testing {
+namespace {
+
+using std::chrono::seconds;
+
+const std::string kSourceDir = MP_SOURCE_DIR;
+const std::string kAgentsDir = MP_AGENTS_DIR;  // BUILD_DIR/agents
+const std::string kCliBin = MP_CLI_PATH;
+const std::string kPython = "/usr/bin/python3";
+
+const std::string kBase = "/var/tmp/mp-agent-e2e";
+const std::string kCgroup = "/sys/fs/cgroup/mp-agent-e2e";
+const std::string kSessionUser = "monkeyproof-session";  // run_as.user of every agent preset
+constexpr uint16_t kPort = 39301;
+constexpr uint16_t kStubPort = 39302;
+const std::string kStubUrl = "http://127.0.0.1:" + std::to_string(kStubPort);
+// The credentials the presets name in env.secrets; the guest's /etc is a throwaway overlay.
+const std::string kCredentialsDir = "/etc/monkeyproof/credentials";
+const std::string kOpenAiKeyFile = kCredentialsDir + "/openai-api-key";
+const std::string kAnthropicKeyFile = kCredentialsDir + "/anthropic-api-key";
+
+std::string AgentBin(const std::string& name) {
+  return kAgentsDir + "/" + name + "/node_modules/.bin/" + name;
+}
+
+// The lines of the stub's request log that contain every one of `needles`.
+int CountStubRequests(const std::vector<std::string>& needles) {
+  std::istringstream log(ReadFile(kBase + "/stub-requests.jsonl"));
+  int n = 0;
+  for (std::string line; std::getline(log, line);) {
+    bool all = true;
+    for (const auto& needle : needles) all = all && line.find(needle) != std::string::npos;
+    n += all ? 1 : 0;
+  }
+  return n;
+}
+
+// Processes of `uid` still running.
+std::vector<std::string> ProcessesOf(uid_t uid) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir("/proc");
+  while (const dirent* e = d ? ::readdir(d) : nullptr) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    const std::string dir = std::string("/proc/") + e->d_name;
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0 || st.st_uid != uid) continue;
+    std::string cmdline = ReadFile(dir + "/cmdline");
+    for (char& c : cmdline) c = c == '\0' ? ' ' : c;
+    out.push_back(std::string(e->d_name) + " " + cmdline);
+  }
+  if (d) ::closedir(d);
+  return out;
+}
+
+bool MakeDir(const std::string& path, mode_t mode, uid_t uid, gid_t gid, std::string* why) {
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
+    *why = "mkdir " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  if (::chown(path.c_str(), uid, gid) != 0 || ::chmod(path.c_str(), mode) != 0) {
+    *why = "chown/chmod " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+bool WriteOwned(const std::string& path, const std::string& text, mode_t mode, uid_t uid, gid_t gid,
+                std::string* why) {
+  WriteFile(path, text);
+  if (::chown(path.c_str(), uid, gid) != 0 || ::chmod(path.c_str(), mode) != 0) {
+    *why = "chown/chmod " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+class AgentE2eTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const auto start = Clock::now();
+    std::string why;
+    if (!Setup(&why)) {
+      setup_error_ = new std::string("setup: " + why + (stack_ ? stack_->Logs() : ""));
+      return;
+    }
+    std::printf("stack and stub model ready in %.1f s\n", SecondsSince(start));
+  }
+
+  static bool Setup(std::string* why) {
+    for (const char* cli : {"codex", "claude"}) {
+      if (::access(AgentBin(cli).c_str(), X_OK) != 0) {
+        *why = AgentBin(cli) +
+               " is missing: install the pinned CLIs on the host before the VM boots "
+               "(tests/agents/install.sh BUILD_DIR; the guest has no network)";
+        return false;
+      }
+    }
+    const auto session = EnsureAccount(kSessionUser, false, why);
+    if (!session) return false;
+    session_uid_ = session->uid;
+    std::printf("session user: %s uid=%u (%s)\n", session->name.c_str(), session->uid,
+                session->how.c_str());
+    stack_ = new Stack(StackConfig{.base = kBase,
+                                   .port = kPort,
+                                   .cgroup = kCgroup,
+                                   .api_user = "mp-e2e-api",
+                                   .policies = {},
+                                   .daemon_conf = "kill_grace_ms = 2000\n",
+                                   .api_conf = ""});
+    if (!stack_->Prepare(why)) return false;
+    const uid_t u = session->uid;
+    const gid_t g = session->gid;
+    // The workspaces and the agents' state dirs belong to the session user, as on a host.
+    for (const std::string dir :
+         {"/ws/codex", "/ws/claude", "/ws/claude-interactive", "/ws/recipes", "/ws/recipes-cli",
+          "/agents", "/agents/codex", "/agents/codex-tui", "/agents/claude"}) {
+      if (!MakeDir(kBase + dir, dir == "/agents" ? 0755 : 0700, dir == "/agents" ? 0 : u,
+                   dir == "/agents" ? 0 : g, why)) {
+        return false;
+      }
+    }
+    // Codex takes a custom provider from its config.toml (CODEX_HOME is the state dir): the
+    // built-in provider's OPENAI_BASE_URL path waits for a network the guest does not have.
+    // `codex exec` (codex-worker) authenticates a provider that requires_openai_auth with
+    // CODEX_API_KEY; the terminal UI (codex-interactive) ignores both that and OPENAI_API_KEY
+    // and shows its sign-in screen unless the provider names OPENAI_API_KEY as env_key, which
+    // in turn `codex exec` would miss. So codex-interactive gets its own state dir here.
+    auto codex_config = [&](const std::string& dir, const std::string& auth) {
+      return WriteOwned(kBase + "/agents/" + dir + "/config.toml",
+                        "# Written by agent_e2e_test: the stub model on loopback.\n"
+                        "model_provider = \"stub\"\n"
+                        "model = \"stub-model\"\n"
+                        "[model_providers.stub]\n"
+                        "name = \"stub\"\n"
+                        "base_url = \"" +
+                            kStubUrl + "/v1\"\n" + auth +
+                            "\n"
+                            "wire_api = \"responses\"\n"
+                            "request_max_retries = 1\n"
+                            "stream_max_retries = 1\n",
+                        0600, u, g, why);
+    };
+    if (!codex_config("codex", "requires_openai_auth = true") ||
+        !codex_config("codex-tui", "env_key = \"OPENAI_API_KEY\"")) {
+      return false;
+    }
+    // The keys, root-owned as docs/policies.md ("Secrets") demands.
+    openai_key_ = "sk-stub-openai-" + RandomHex(16);
+    anthropic_key_ = "sk-ant-stub-" + RandomHex(16);
+    if (std::system(("mkdir -p " + kCredentialsDir).c_str()) != 0 ||
+        !MakeDir("/etc/monkeyproof", 0755, 0, 0, why) ||
+        !MakeDir(kCredentialsDir, 0700, 0, 0, why) ||
+        !WriteOwned(kOpenAiKeyFile, openai_key_ + "\n", 0600, 0, 0, why) ||
+        !WriteOwned(kAnthropicKeyFile, anthropic_key_ + "\n", 0600, 0, 0, why)) {
+      return false;
+    }
+    // The test policies, derived from the real presets.
+    struct Preset {
+      std::string name, cli;
+      std::vector<std::string> args;  // for test_policy.py
+    };
+    const std::vector<std::string> claude_env = {"--set", "ANTHROPIC_BASE_URL=" + kStubUrl};
+    for (const Preset& p :
+         {Preset{"codex-worker", "codex", {}}, Preset{"claude", "claude", claude_env},
+          Preset{"claude-interactive", "claude", claude_env},
+          Preset{"codex-interactive", "codex", {"--rename-state", "codex=codex-tui"}}}) {
+      std::vector<std::string> argv = {kPython,
+                                       kSourceDir + "/tests/agents/test_policy.py",
+                                       kSourceDir + "/policies/" + p.name + ".json",
+                                       stack_->policies_dir() + "/" + p.name + ".json",
+                                       "--workspace",
+                                       stack_->workspace(),
+                                       "--state-base",
+                                       kBase + "/agents",
+                                       "--bin",
+                                       AgentBin(p.cli)};
+      argv.insert(argv.end(), p.args.begin(), p.args.end());
+      const int rc = RunToEnd(argv, {"PATH=/usr/bin:/bin", "LANG=C.UTF-8"}, seconds(60));
+      if (rc != 0) {
+        *why = "test_policy.py " + p.name + ": " + DescribeStatus(rc);
+        return false;
+      }
+    }
+    // The exec preset for the recipes' plain commands.
+    WriteFile(stack_->policies_dir() + "/exec.json",
+              R"({"description": "recipes exec", "type": "exec", "command": [],
+                  "run_as": {"user": "nobody"},
+                  "workspace_roots": [")" +
+                  stack_->workspace() + R"("],
+                  "default_workspace": ")" +
+                  stack_->workspace() + R"(",
+                  "env": {"set": {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}}})");
+    stub_ = new Child();
+    Child::Options o;
+    o.argv = {kPython,        kSourceDir + "/tests/agents/stub_model.py",
+              "--port",       std::to_string(kStubPort),
+              "--log",        kBase + "/stub-requests.jsonl",
+              "--expect-key", openai_key_,
+              "--expect-key", anthropic_key_};
+    o.env = {"PATH=/usr/bin:/bin", "LANG=C.UTF-8", "PYTHONUNBUFFERED=1"};
+    o.log = kBase + "/stub.log";
+    if (!stub_->Start(o)) {
+      *why = "cannot start the stub model";
+      return false;
+    }
+    stack_->StartDaemon();
+    stack_->StartApi();
+    const double ready = stack_->WaitReady(seconds(120));
+    if (ready < 0) {
+      *why = "the API never answered /readyz with 200";
+      return false;
+    }
+    // Python starts slowly under emulation.
+    const auto stub_start = Clock::now();
+    while (HttpTo(kStubPort, "GET", "/v1/models", "").status != 200 &&
+           SecondsSince(stub_start) < 60) {
+      ::usleep(200 * 1000);
+    }
+    if (HttpTo(kStubPort, "GET", "/v1/models", "").status != 200) {
+      *why = "the stub model does not answer on " + kStubUrl + ":\n" + Tail(kBase + "/stub.log");
+      return false;
+    }
+    return true;
+  }
+
+  static void TearDownTestSuite() {
+    if (stack_ != nullptr) {
+      stack_->StopApi(SIGTERM);
+      stack_->StopDaemon(SIGTERM);
+    }
+    delete stub_;
+    delete stack_;
+    stub_ = nullptr;
+    stack_ = nullptr;
+  }
+
+  void SetUp() override {
+    if (setup_error_ != nullptr) GTEST_FAIL() << *setup_error_;
+  }
+
+  // Runs a script and expects exit status 0; returns its seconds.
+  static double RunScript(const std::vector<std::string>& argv, seconds limit) {
+    const auto start = Clock::now();
+    const int status = RunToEnd(argv, stack_->ScriptEnv({"MP_CLI=" + kCliBin}), limit);
+    const double took = SecondsSince(start);
+    std::string name;
+    for (size_t i = 1; i < argv.size() && i < 3; ++i) {
+      name += (i == 1 ? argv[i].substr(argv[i].rfind('/') + 1) : " " + argv[i]);
+    }
+    std::printf("%s: %s after %.1f s\n", name.c_str(), DescribeStatus(status).c_str(), took);
+    EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << name << ": " << DescribeStatus(status) << " (its output above says why)" << Logs();
+    return took;
+  }
+
+  static std::string Logs() {
+    return stack_->Logs() + "\n--- stub model log:\n" + Tail(kBase + "/stub.log");
+  }
+
+  // The owner of a file the agent wrote: the session user, not root.
+  static void ExpectWrittenBySession(const std::string& path) {
+    struct stat st {};
+    ASSERT_EQ(::stat(path.c_str(), &st), 0) << path << " was not written" << Logs();
+    EXPECT_EQ(st.st_uid, session_uid_) << path << " belongs to uid " << st.st_uid;
+  }
+
+  static Stack* stack_;
+  static Child* stub_;
+  static std::string* setup_error_;
+  static uid_t session_uid_;
+  static std::string openai_key_;
+  static std::string anthropic_key_;
+};
+Stack* AgentE2eTest::stack_ = nullptr;
+Child* AgentE2eTest::stub_ = nullptr;
+std::string* AgentE2eTest::setup_error_ = nullptr;
+uid_t AgentE2eTest::session_uid_ = 0;
+std::string AgentE2eTest::openai_key_;
+std::string AgentE2eTest::anthropic_key_;
+
+// codex-worker: `codex exec --json …` writes a file through its tool and exits 0. stdin is
+// closed first: `codex exec` reads a piped stdin to its end before it starts.
+TEST_F(AgentE2eTest, CodexWorkerEditsTheWorkspace) {
+  const std::string file = kBase + "/ws/codex/hello.txt";
+  const double took = RunScript(
+      {kPython, kSourceDir + "/tests/e2e/agent_session.py", "oneshot", "--preset", "codex-worker",
+       "--cwd", kBase + "/ws/codex", "--file", file, "--content", "written by codex in the sandbox",
+       "--close-stdin", "--expect", "Done: the file is written.", "--expect",
+       R"("type":"turn.completed")", "--secret-file", kOpenAiKeyFile},
+      seconds(900));
+  ExpectWrittenBySession(file);
+  // The tool call that wrote the file, then the final answer; both authenticated with the
+  // credential file's key (the stub refuses others).
+  EXPECT_EQ(CountStubRequests({"/v1/responses", "\"answer\": ", file}), 1) << Logs();
+  EXPECT_GE(CountStubRequests({"/v1/responses", "\"status\": 200"}), 2) << Logs();
+  EXPECT_EQ(CountStubRequests({"\"status\": 401"}), 0) << Logs();
+  std::printf("codex-worker run: %.1f s\n", took);
+}
+
+// claude: `claude --print --permission-mode bypassPermissions …` writes a file with its Write
+// tool and exits 0 (stdin stays open: Claude Code stops waiting for it after 3 s).
+TEST_F(AgentE2eTest, ClaudeEditsTheWorkspace) {
+  const std::string file = kBase + "/ws/claude/hello.txt";
+  const double took = RunScript({kPython, kSourceDir + "/tests/e2e/agent_session.py", "oneshot",
+                                 "--preset", "claude", "--cwd", kBase + "/ws/claude", "--file",
+                                 file, "--content", "written by claude in the sandbox", "--expect",
+                                 "Done: the file is written.", "--secret-file", kAnthropicKeyFile},
+                                seconds(900));
+  ExpectWrittenBySession(file);
+  EXPECT_EQ(CountStubRequests({"/v1/messages", "\"answer\": \"Write " + file}), 1) << Logs();
+  EXPECT_EQ(CountStubRequests({"\"status\": 401"}), 0) << Logs();
+  std::printf("claude run: %.1f s\n", took);
+}
+
+// claude-interactive on a PTY: started, killed through the API once it drew its first
+// screen, then inspected; nothing of it keeps running.
+TEST_F(AgentE2eTest, ClaudeInteractiveKilledAndInspected) {
+  RunScript({kPython, kSourceDir + "/tests/e2e/agent_session.py", "interactive", "--preset",
+             "claude-interactive", "--cwd", kBase + "/ws/claude-interactive"},
+            seconds(900));
+  std::vector<std::string> left;
+  const auto deadline = Clock::now() + seconds(10);
+  do {
+    left = ProcessesOf(session_uid_);
+    if (left.empty()) break;
+    ::usleep(100 * 1000);
+  } while (Clock::now() < deadline);
+  EXPECT_TRUE(left.empty()) << "processes of " << kSessionUser << " left running:\n" << Join(left);
+}
+
+// docs/recipes.md, command by command, with curl and with the CLI.
+TEST_F(AgentE2eTest, Recipes) {
+  ASSERT_FALSE(kCliBin.empty()) << "the monkeyproof CLI target is not in this build";
+  RunScript({"bash", kSourceDir + "/tests/e2e/recipes.sh"}, seconds(1500));
+}
+
+}  // namespace
+}  // namespace mp::testing

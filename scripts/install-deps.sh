@@ -20,9 +20,9 @@ packages=(
   bubblewrap util-linux iproute2 curl clang-format clang-tidy
 )
 
-# The agent tier (tests/agents) installs the agent CLIs with npm and runs them on Node (20 or
-# newer: @google/gemini-cli needs it). A machine that has Node already keeps its own;
-# Debian's nodejs is 18, which is enough for the flag check of every CLI but Gemini's.
+# The agent tier (tests/agents) installs the agent CLIs, and the Node.js the flag check runs
+# them on (tests/agents/node-version), with npm. A machine that has Node and npm keeps its own;
+# Debian's nodejs (18) is enough to run npm.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   packages+=(nodejs npm)
 fi

@@ -148,6 +148,9 @@ def flags_of(template):
     return [w.split("=", 1)[0] for w in template[1:] if w.startswith("-") and w != "-"]
 
 
+NODE_BIN_DIR = ""  # set by main(): the pinned Node.js of tests/agents/node-version
+
+
 def with_probe(template):
     """The template with PROBE_FLAG inserted before its first flag."""
     at = 1 + len(subcommand_of(template))
@@ -168,7 +171,7 @@ def run(argv, env, cwd):
 def dry_run_env(cli, home):
     """Offline, no credentials, a fresh home; each CLI stops at a known point after parsing."""
     env = {
-        "PATH": os.path.dirname(shutil.which("node") or "/usr/bin/node") + ":/usr/bin:/bin",
+        "PATH": NODE_BIN_DIR + ":/usr/bin:/bin",
         "HOME": home,
         "XDG_CONFIG_HOME": os.path.join(home, ".config"),
         "XDG_CACHE_HOME": os.path.join(home, ".cache"),
@@ -327,6 +330,12 @@ def main():
         for line in p.stdout.splitlines():
             name, _version, path = line.split(" ", 2)
             bins[name] = path
+    # The pinned Node.js (install.sh) runs the Node-based CLIs, not whatever the host has.
+    global NODE_BIN_DIR
+    NODE_BIN_DIR = os.path.abspath(os.path.join(args.build_dir, "agents", "node", "node_modules",
+                                                ".bin"))
+    if not os.access(os.path.join(NODE_BIN_DIR, "node"), os.X_OK):
+        raise SystemExit(f"check_flags: no pinned node in {NODE_BIN_DIR}; run {' '.join(install)}")
     # Keyed by executable name, which is what a template's command[0] holds.
     by_bin = {pins[c]["bin"]: c for c in pins}
     checker = Checker({b: pins[c] for b, c in by_bin.items()},

@@ -5,6 +5,7 @@
 #
 #   tests/agents/install.sh BUILD_DIR [NAME...]    # default: every CLI in versions.json
 #
+# Also installs the Node.js pinned in tests/agents/node-version into BUILD_DIR/agents/node.
 # Prints one line per CLI: NAME VERSION PATH-OF-ITS-EXECUTABLE. Needs node, npm and python3.
 set -euo pipefail
 
@@ -35,6 +36,23 @@ PY
 )
 
 mkdir -p "$build_dir/agents"
+
+# The Node.js the flag check runs the Node-based CLIs on, pinned too (tests/agents/node-version):
+# Debian 12's nodejs is 18, older than @google/gemini-cli (20) and @anthropic-ai/claude-code
+# (22) declare. The npm registry's `node` package carries the official Linux build.
+node_version=$(tr -d ' \n' <"$here/node-version")
+node_prefix=$build_dir/agents/node
+if [[ $("$node_prefix/node_modules/.bin/node" --version 2>/dev/null) != "v$node_version" ]]; then
+  echo "install.sh: installing node@$node_version into $node_prefix" >&2
+  mkdir -p "$node_prefix"
+  npm install --prefix "$node_prefix" --no-audit --no-fund --save-exact --loglevel=error \
+    "node@$node_version" >&2
+fi
+[[ $("$node_prefix/node_modules/.bin/node" --version 2>/dev/null) == "v$node_version" ]] || {
+  echo "install.sh: node@$node_version did not install a working node" >&2
+  exit 1
+}
+
 while read -r name package version bin; do
   prefix=$build_dir/agents/$name
   manifest=$prefix/node_modules/$package/package.json

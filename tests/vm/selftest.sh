@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks the test VM harness end to end (about seven boots):
+# Checks the test VM harness end to end (about eight boots, one of them with systemd):
 #   selftest.sh CACHE_DIR      (CACHE_DIR filled by tests/vm/fetch-kernel.sh)
 # Prints PASS/FAIL per check and exits non-zero if any check failed.
 set -euo pipefail
@@ -157,6 +157,21 @@ check_timeout() {
   fi
 }
 
+# --systemd: systemd is PID 1, the command runs in its unit, and its exit status and output come
+# back as in the plain boot (the host install test trusts both).
+check_systemd() {
+  local rc
+  # shellcheck disable=SC2016 # expanded in the guest
+  rc=$(vm systemd --systemd -- sh -c 'cat /proc/1/comm; sed -n "s/^0:://p" /proc/self/cgroup; exit 5')
+  if [[ $rc == 5 ]] &&
+     cmp -s "$WORK/systemd.out" <(printf 'systemd\n/system.slice/mp-vm-command.service\n'); then
+    pass "--systemd: PID 1 is systemd, the command runs in its unit, status 5 comes back"
+  else
+    fail "--systemd: status $rc"
+    show "$WORK/systemd.out" "$WORK/systemd.err"
+  fi
+}
+
 main() {
   (($# == 1)) || { echo "usage: $0 CACHE_DIR" >&2; exit 2; }
   # Absolute: some checks run the harness from another directory.
@@ -171,6 +186,7 @@ main() {
   check_no_spoofing
   check_setup_failure
   check_timeout
+  check_systemd
 
   if ((FAILURES)); then
     echo "$FAILURES check(s) failed"

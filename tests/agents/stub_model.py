@@ -5,21 +5,24 @@ Serves on loopback (Python 3 standard library only):
 
 - POST /v1/responses (the OpenAI Responses API, SSE) for Codex;
 - POST /v1/messages (the Anthropic Messages API, SSE or JSON) and
-  POST /v1/messages/count_tokens for Claude Code;
-- GET /v1/models for either, with one model.
+  POST /v1/messages/count_tokens for Claude Code and OpenCode;
+- POST /v1beta/models/MODEL:streamGenerateContent?alt=sse (SSE), :generateContent (JSON) and
+  :countTokens (the Gemini API) for Gemini CLI;
+- GET /v1/models for Codex and Claude Code, with one model.
 
 Each conversation takes two turns. Turn 1 (the request holds no tool result yet) answers with a
 call of the CLI's file-writing tool that writes CONTENT to FILE; turn 2 (a tool result is
 present) answers with the final text. Requests that offer no tools (titles, summaries) get
-plain text. The prompt names FILE (an absolute path) and CONTENT as
+plain text, and those that ask for JSON in a schema (Gemini CLI's model router) get an object
+that fits the schema. The prompt names FILE (an absolute path) and CONTENT as
 "Create the file FILE containing the text: CONTENT" (the rest of that line); without such a
 sentence, --file and --content apply.
 
 Every request is logged to --log as one JSON line (time, method, path, the headers that say
 who called, a digest of the body) and a short line on stderr, so a failed run can be
-diagnosed from the log alone. Authorization values are logged as their length only; the
-expected keys may be given with --expect-key, and a request carrying none of them is answered
-401 and logged as such.
+diagnosed from the log alone. Key values (Authorization, x-api-key, x-goog-api-key) are logged
+as their length only; the expected keys may be given with --expect-key, and a request carrying
+none of them is answered 401 and logged as such.
 
     stub_model.py --port 0 --port-file PORT_FILE --log requests.jsonl --expect-key KEY
 """
@@ -91,6 +94,9 @@ def target(conversation):
     defaults."""
     found = None
     for text in strings(conversation):
+        # `opencode run` sends an argument that holds spaces in double quotes.
+        if len(text) >= 2 and text[0] == text[-1] == '"':
+            text = text[1:-1].replace('\\"', '"')
         for m in TARGET_RE.finditer(text):
             found = (m.group(1), m.group(2) + "\n")
     return found or (ARGS.file, ARGS.content)
@@ -197,14 +203,21 @@ def messages_has_tool_result(body):
         isinstance(c, dict) and c.get("type") == "tool_result" for c in content)
 
 
+# The file-writing tool of each Messages API client and its path argument.
+WRITE_TOOLS = (("Write", "file_path"),  # Claude Code
+               ("write", "filePath"))  # OpenCode
+
+
 def claude_reply(body):
     """(content blocks, stop_reason, answer) for a Messages request."""
     tools = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
-    if "Write" in tools and not messages_has_tool_result(body):
+    for name, path_arg in WRITE_TOOLS:
+        if name not in tools or messages_has_tool_result(body):
+            continue
         path, content = target(body.get("messages"))
-        block = {"type": "tool_use", "id": "toolu_" + uuid.uuid4().hex[:20], "name": "Write",
-                 "input": {"file_path": path, "content": content}}
-        return [block], "tool_use", "Write " + path
+        block = {"type": "tool_use", "id": "toolu_" + uuid.uuid4().hex[:20], "name": name,
+                 "input": {path_arg: path, "content": content}}
+        return [block], "tool_use", name + " " + path
     text = FINAL_TEXT if tools else PLAIN_TEXT
     return [{"type": "text", "text": text}], "end_turn", "text"
 
@@ -236,6 +249,65 @@ def claude_events(body, blocks, stop_reason):
     return out
 
 
+# ---- Gemini CLI: the Gemini API (generativelanguage), v1beta.
+
+GEMINI_PATH_RE = re.compile(r"^/v1[a-z0-9]*/models/([^/:]+):([A-Za-z]+)$")
+
+
+def gemini_has_function_response(body):
+    """Whether the conversation ends with the result of a function call."""
+    contents = [c for c in body.get("contents") or [] if isinstance(c, dict)]
+    return bool(contents) and any(
+        isinstance(p, dict) and "functionResponse" in p for p in contents[-1].get("parts") or [])
+
+
+def gemini_tool_names(body):
+    return {f.get("name") for t in body.get("tools") or [] if isinstance(t, dict)
+            for f in t.get("functionDeclarations") or [] if isinstance(f, dict)}
+
+
+def schema_example(schema):
+    """A value that fits a JSON schema (the Gemini API's upper-case types too): the first enum
+    value, 10 for numbers, false, a one-element array, an object with every property."""
+    if not isinstance(schema, dict):
+        return "stub"
+    if schema.get("enum"):
+        return schema["enum"][0]
+    kind = str(schema.get("type", "object")).lower()
+    if kind == "object":
+        return {k: schema_example(v) for k, v in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [schema_example(schema.get("items"))]
+    if kind in ("integer", "number"):
+        return 10
+    if kind == "boolean":
+        return False
+    return "stub"
+
+
+def gemini_reply(body):
+    """(parts, answer) for a generateContent or streamGenerateContent request."""
+    config = body.get("generationConfig") or {}
+    schema = config.get("responseJsonSchema") or config.get("responseSchema")
+    if schema or config.get("responseMimeType") == "application/json":
+        value = schema_example(schema) if schema else {}
+        return [{"text": json.dumps(value)}], "json " + json.dumps(value)
+    tools = gemini_tool_names(body)
+    if "write_file" in tools and not gemini_has_function_response(body):
+        path, content = target(body.get("contents"))
+        call = {"name": "write_file", "args": {"file_path": path, "content": content}}
+        return [{"functionCall": call}], "write_file " + path
+    return [{"text": FINAL_TEXT if tools else PLAIN_TEXT}], "text"
+
+
+def gemini_response(model, parts):
+    return {"candidates": [{"content": {"role": "model", "parts": parts},
+                            "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5,
+                              "totalTokenCount": 15},
+            "modelVersion": model, "responseId": "stub-" + uuid.uuid4().hex[:16]}
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "stub-model/1"
@@ -246,17 +318,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def entry(self, body_bytes):
         auth = self.headers.get("Authorization", "")
         key = self.headers.get("x-api-key", "")
+        goog_key = self.headers.get("x-goog-api-key", "")
         return {"time": round(time.time(), 3), "method": self.command, "path": self.path,
                 "user_agent": self.headers.get("User-Agent", ""),
                 "authorization_len": len(auth), "x_api_key_len": len(key),
-                "body_bytes": len(body_bytes)}
+                "x_goog_api_key_len": len(goog_key), "body_bytes": len(body_bytes)}
 
     def key_ok(self):
         if not ARGS.expect_key:
             return True
         auth = self.headers.get("Authorization", "")
-        key = self.headers.get("x-api-key", "")
-        return any(k in (key, auth.removeprefix("Bearer ").strip()) for k in ARGS.expect_key)
+        keys = (self.headers.get("x-api-key", ""), self.headers.get("x-goog-api-key", ""),
+                auth.removeprefix("Bearer ").strip())
+        return any(k in keys for k in ARGS.expect_key)
 
     def send(self, status, content_type, chunks, entry):
         self.send_response(status)
@@ -301,7 +375,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         entry["stream"] = body.get("stream")
         entry["tools"] = sorted(t.get("name") or (t.get("function") or {}).get("name") or
                                 t.get("type", "?") for t in body.get("tools") or []
-                                if isinstance(t, dict))
+                                if isinstance(t, dict) and "functionDeclarations" not in t)
+        entry["tools"] += sorted(gemini_tool_names(body) - {None})
         if not self.key_ok():
             entry["answer"] = "wrong or missing API key"
             self.send(401, "application/json", [json.dumps({
@@ -309,7 +384,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                            "message": "stub: wrong API key"}}).encode()], entry)
             return
         path = self.path.split("?")[0]
-        if path in ("/v1/responses", "/responses"):
+        gemini = GEMINI_PATH_RE.match(path)
+        if gemini:
+            model, method = gemini.groups()
+            entry["model"] = model
+            if method == "countTokens":
+                entry["answer"] = "count"
+                self.send(200, "application/json", [b'{"totalTokens": 10}'], entry)
+            elif method in ("generateContent", "streamGenerateContent"):
+                parts, entry["answer"] = gemini_reply(body)
+                reply = gemini_response(model, parts)
+                if method == "streamGenerateContent":
+                    self.send(200, "text/event-stream",
+                              [f"data: {json.dumps(reply)}\r\n\r\n".encode()], entry)
+                else:
+                    self.send(200, "application/json", [json.dumps(reply).encode()], entry)
+            else:
+                entry["answer"] = "unknown method"
+                self.send(404, "application/json", [b'{"error":"not found"}'], entry)
+        elif path in ("/v1/responses", "/responses"):
             events, entry["answer"] = codex_events(body)
             self.send(200, "text/event-stream", events, entry)
         elif path == "/v1/messages/count_tokens":

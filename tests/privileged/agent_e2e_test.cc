@@ -1,10 +1,11 @@
-// The real coding-agent CLIs in the sandbox, end to end in the test VM: Codex and Claude Code
-// at their pinned versions (tests/agents/versions.json, installed into BUILD_DIR/agents by
-// tests/agents/install.sh before the VM boots) run under their presets' policies
-// (policies/*.json, rewritten only where a test host differs: workspace, state dir, binary
-// path, base URL) through the real monkeyproofd and monkeyproof-api, against a stub of the
-// model APIs on loopback (tests/agents/stub_model.py). The API keys come from root-owned
-// credential files. Also the recipes of docs/recipes.md (tests/e2e/recipes.sh).
+// The real coding-agent CLIs in the sandbox, end to end in the test VM: Codex, Claude Code,
+// Gemini CLI and OpenCode at their pinned versions (tests/agents/versions.json, installed
+// into BUILD_DIR/agents by tests/agents/install.sh before the VM boots) run under their
+// presets' policies (policies/*.json, rewritten only where a test host differs: workspace,
+// state dir, binary path, base URL) through the real monkeyproofd and monkeyproof-api,
+// against a stub of the model APIs on loopback (tests/agents/stub_model.py). The API keys
+// come from root-owned credential files. Also the recipes of docs/recipes.md
+// (tests/e2e/recipes.sh).
 #include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -44,6 +45,9 @@ const std::string kStubUrl = "http://127.0.0.1:" + std::to_string(kStubPort);
 const std::string kCredentialsDir = "/etc/monkeyproof/credentials";
 const std::string kOpenAiKeyFile = kCredentialsDir + "/openai-api-key";
 const std::string kAnthropicKeyFile = kCredentialsDir + "/anthropic-api-key";
+const std::string kGeminiKeyFile = kCredentialsDir + "/gemini-api-key";
+// OpenCode's model in its config file: a model of its catalogue, not the one it would pick.
+constexpr const char* kOpenCodeModel = "anthropic/claude-haiku-4-5";
 
 std::string AgentBin(const std::string& name) {
   return kAgentsDir + "/" + name + "/node_modules/.bin/" + name;
@@ -113,7 +117,7 @@ class AgentE2eTest : public ::testing::Test {
   }
 
   static bool Setup(std::string* why) {
-    for (const char* cli : {"codex", "claude"}) {
+    for (const char* cli : {"codex", "claude", "gemini", "opencode"}) {
       if (::access(AgentBin(cli).c_str(), X_OK) != 0) {
         *why = AgentBin(cli) +
                " is missing: install the pinned CLIs on the host before the VM boots "
@@ -138,8 +142,10 @@ class AgentE2eTest : public ::testing::Test {
     const gid_t g = session->gid;
     // The workspaces and the agents' state dirs belong to the session user, as on a host.
     for (const std::string dir :
-         {"/ws/codex", "/ws/claude", "/ws/claude-interactive", "/ws/recipes", "/ws/recipes-cli",
-          "/agents", "/agents/codex", "/agents/codex-tui", "/agents/claude"}) {
+         {"/ws/codex", "/ws/claude", "/ws/claude-interactive", "/ws/gemini", "/ws/opencode",
+          "/ws/recipes", "/ws/recipes-cli", "/agents", "/agents/codex", "/agents/codex-tui",
+          "/agents/claude", "/agents/gemini", "/agents/gemini/.gemini", "/agents/opencode",
+          "/agents/opencode/.config", "/agents/opencode/.config/opencode"}) {
       if (!MakeDir(kBase + dir, dir == "/agents" ? 0755 : 0700, dir == "/agents" ? 0 : u,
                    dir == "/agents" ? 0 : g, why)) {
         return false;
@@ -170,14 +176,32 @@ class AgentE2eTest : public ::testing::Test {
         !codex_config("codex-tui", "env_key = \"OPENAI_API_KEY\"")) {
       return false;
     }
+    // Gemini CLI in headless mode takes the auth type from GOOGLE_GEMINI_BASE_URL before
+    // GEMINI_API_KEY ("gateway") and then refuses it ("Invalid auth method selected.", exit
+    // 41) unless its settings select the API key. No usage statistics: they would go to Google.
+    if (!WriteOwned(kBase + "/agents/gemini/.gemini/settings.json",
+                    R"({"security": {"auth": {"selectedType": "gemini-api-key"}},)"
+                    R"( "privacy": {"usageStatisticsEnabled": false}})"
+                    "\n",
+                    0600, u, g, why)) {
+      return false;
+    }
+    // OpenCode's default model, from its config in the state dir (XDG_CONFIG_HOME/opencode).
+    // Without it, OpenCode picks a model of whichever provider has a key.
+    if (!WriteOwned(kBase + "/agents/opencode/.config/opencode/opencode.json",
+                    R"({"model": ")" + std::string(kOpenCodeModel) + "\"}\n", 0600, u, g, why)) {
+      return false;
+    }
     // The keys, root-owned as docs/policies.md ("Secrets") demands.
     openai_key_ = "sk-stub-openai-" + RandomHex(16);
     anthropic_key_ = "sk-ant-stub-" + RandomHex(16);
+    gemini_key_ = "stub-gemini-" + RandomHex(16);
     if (std::system(("mkdir -p " + kCredentialsDir).c_str()) != 0 ||
         !MakeDir("/etc/monkeyproof", 0755, 0, 0, why) ||
         !MakeDir(kCredentialsDir, 0700, 0, 0, why) ||
         !WriteOwned(kOpenAiKeyFile, openai_key_ + "\n", 0600, 0, 0, why) ||
-        !WriteOwned(kAnthropicKeyFile, anthropic_key_ + "\n", 0600, 0, 0, why)) {
+        !WriteOwned(kAnthropicKeyFile, anthropic_key_ + "\n", 0600, 0, 0, why) ||
+        !WriteOwned(kGeminiKeyFile, gemini_key_ + "\n", 0600, 0, 0, why)) {
       return false;
     }
     // The test policies, derived from the real presets.
@@ -189,7 +213,11 @@ class AgentE2eTest : public ::testing::Test {
     for (const Preset& p :
          {Preset{"codex-worker", "codex", {}}, Preset{"claude", "claude", claude_env},
           Preset{"claude-interactive", "claude", claude_env},
-          Preset{"codex-interactive", "codex", {"--rename-state", "codex=codex-tui"}}}) {
+          Preset{"codex-interactive", "codex", {"--rename-state", "codex=codex-tui"}},
+          Preset{"gemini", "gemini", {"--set", "GOOGLE_GEMINI_BASE_URL=" + kStubUrl}},
+          // OpenCode's Anthropic provider (the AI SDK's) appends /messages to the base URL,
+          // which therefore ends in /v1, unlike Claude Code's.
+          Preset{"opencode", "opencode", {"--set", "ANTHROPIC_BASE_URL=" + kStubUrl + "/v1"}}}) {
       std::vector<std::string> argv = {kPython,
                                        kSourceDir + "/tests/agents/test_policy.py",
                                        kSourceDir + "/policies/" + p.name + ".json",
@@ -222,7 +250,8 @@ class AgentE2eTest : public ::testing::Test {
               "--port",       std::to_string(kStubPort),
               "--log",        kBase + "/stub-requests.jsonl",
               "--expect-key", openai_key_,
-              "--expect-key", anthropic_key_};
+              "--expect-key", anthropic_key_,
+              "--expect-key", gemini_key_};
     o.env = {"PATH=/usr/bin:/bin", "LANG=C.UTF-8", "PYTHONUNBUFFERED=1"};
     o.log = kBase + "/stub.log";
     if (!stub_->Start(o)) {
@@ -296,6 +325,7 @@ class AgentE2eTest : public ::testing::Test {
   static uid_t session_uid_;
   static std::string openai_key_;
   static std::string anthropic_key_;
+  static std::string gemini_key_;
 };
 Stack* AgentE2eTest::stack_ = nullptr;
 Child* AgentE2eTest::stub_ = nullptr;
@@ -303,6 +333,7 @@ std::string* AgentE2eTest::setup_error_ = nullptr;
 uid_t AgentE2eTest::session_uid_ = 0;
 std::string AgentE2eTest::openai_key_;
 std::string AgentE2eTest::anthropic_key_;
+std::string AgentE2eTest::gemini_key_;
 
 // codex-worker: `codex exec --json …` writes a file through its tool and exits 0. stdin is
 // closed first: `codex exec` reads a piped stdin to its end before it starts.
@@ -336,6 +367,50 @@ TEST_F(AgentE2eTest, ClaudeEditsTheWorkspace) {
   EXPECT_EQ(CountStubRequests({"/v1/messages", "\"answer\": \"Write " + file}), 1) << Logs();
   EXPECT_EQ(CountStubRequests({"\"status\": 401"}), 0) << Logs();
   std::printf("claude run: %.1f s\n", took);
+}
+
+// gemini: `gemini --approval-mode yolo --skip-trust --output-format text --prompt …` writes a
+// file with its write_file tool and exits 0 (stdin stays open: Gemini CLI stops waiting for
+// piped input after half a second). Besides the two turns it asks its model router
+// (generateContent with a JSON schema), which the stub answers too.
+TEST_F(AgentE2eTest, GeminiEditsTheWorkspace) {
+  const std::string file = kBase + "/ws/gemini/hello.txt";
+  const double took = RunScript({kPython, kSourceDir + "/tests/e2e/agent_session.py", "oneshot",
+                                 "--preset", "gemini", "--cwd", kBase + "/ws/gemini", "--file",
+                                 file, "--content", "written by gemini in the sandbox", "--expect",
+                                 "Done: the file is written.", "--secret-file", kGeminiKeyFile},
+                                seconds(900));
+  ExpectWrittenBySession(file);
+  EXPECT_EQ(
+      CountStubRequests({":streamGenerateContent?alt=sse", "\"answer\": \"write_file " + file}), 1)
+      << Logs();
+  EXPECT_GE(CountStubRequests(
+                {":streamGenerateContent?alt=sse", "\"answer\": \"text\"", "\"status\": 200"}),
+            1)
+      << Logs();
+  EXPECT_EQ(CountStubRequests({"\"status\": 401"}), 0) << Logs();
+  std::printf("gemini run: %.1f s\n", took);
+}
+
+// opencode: `opencode run --auto …` writes a file with its write tool, with the model of its
+// config file, and exits 0. stdin is closed first: `opencode run` reads a piped stdin to its
+// end before it starts.
+TEST_F(AgentE2eTest, OpenCodeEditsTheWorkspace) {
+  const std::string file = kBase + "/ws/opencode/hello.txt";
+  const double took =
+      RunScript({kPython, kSourceDir + "/tests/e2e/agent_session.py", "oneshot", "--preset",
+                 "opencode", "--cwd", kBase + "/ws/opencode", "--file", file, "--content",
+                 "written by opencode in the sandbox", "--close-stdin", "--expect",
+                 "Done: the file is written.", "--secret-file", kAnthropicKeyFile},
+                seconds(900));
+  ExpectWrittenBySession(file);
+  const std::string model = std::string(kOpenCodeModel).substr(std::string("anthropic/").size());
+  EXPECT_EQ(CountStubRequests(
+                {"/v1/messages", "\"answer\": \"write " + file, "\"model\": \"" + model + "\""}),
+            1)
+      << Logs();
+  EXPECT_EQ(CountStubRequests({"\"status\": 401"}), 0) << Logs();
+  std::printf("opencode run: %.1f s\n", took);
 }
 
 // claude-interactive on a PTY: started, killed through the API once it drew its first

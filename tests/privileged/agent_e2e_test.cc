@@ -8,6 +8,7 @@
 // (tests/e2e/recipes.sh).
 #include <dirent.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -49,8 +50,12 @@ const std::string kGeminiKeyFile = kCredentialsDir + "/gemini-api-key";
 // OpenCode's model in its config file: a model of its catalogue, not the one it would pick.
 constexpr const char* kOpenCodeModel = "anthropic/claude-haiku-4-5";
 
-std::string AgentBin(const std::string& name) {
-  return kAgentsDir + "/" + name + "/node_modules/.bin/" + name;
+// Where the sessions find the CLIs: the build tree's agents dir bound at a fixed path, since a
+// build tree under /tmp (a CI clone, say) is covered by every sandbox's private /tmp.
+const std::string kSandboxAgentsDir = "/var/lib/mp-e2e-agents";
+
+std::string AgentBin(const std::string& name, const std::string& dir = kAgentsDir) {
+  return dir + "/" + name + "/node_modules/.bin/" + name;
 }
 
 // The lines of the stub's request log that contain every one of `needles`.
@@ -124,6 +129,15 @@ class AgentE2eTest : public ::testing::Test {
                "(tests/agents/install.sh BUILD_DIR; the guest has no network)";
         return false;
       }
+    }
+    if (::mkdir(kSandboxAgentsDir.c_str(), 0755) != 0 && errno != EEXIST) {
+      *why = "mkdir " + kSandboxAgentsDir + ": " + std::strerror(errno);
+      return false;
+    }
+    if (::mount(kAgentsDir.c_str(), kSandboxAgentsDir.c_str(), nullptr, MS_BIND | MS_REC,
+                nullptr) != 0) {
+      *why = "bind " + kAgentsDir + " at " + kSandboxAgentsDir + ": " + std::strerror(errno);
+      return false;
     }
     const auto session = EnsureAccount(kSessionUser, false, why);
     if (!session) return false;
@@ -227,7 +241,7 @@ class AgentE2eTest : public ::testing::Test {
                                        "--state-base",
                                        kBase + "/agents",
                                        "--bin",
-                                       AgentBin(p.cli)};
+                                       AgentBin(p.cli, kSandboxAgentsDir)};
       argv.insert(argv.end(), p.args.begin(), p.args.end());
       const int rc = RunToEnd(argv, {"PATH=/usr/bin:/bin", "LANG=C.UTF-8"}, seconds(60));
       if (rc != 0) {

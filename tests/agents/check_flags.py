@@ -30,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 
+import jsonc  # tests/agents/jsonc.py, beside this script
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROBE_FLAG = "--monkeyproof-no-such-flag"
 TASK = "Reply with the word ok."
@@ -83,40 +85,6 @@ CLIS = {
 }
 
 
-def strip_jsonc(text):
-    """Removes // and /* */ comments outside strings, as the policy loader accepts them."""
-    out = []
-    i, n = 0, len(text)
-    in_string = False
-    while i < n:
-        c = text[i]
-        if in_string:
-            out.append(c)
-            if c == "\\" and i + 1 < n:
-                out.append(text[i + 1])
-                i += 2
-                continue
-            if c == '"':
-                in_string = False
-            i += 1
-        elif c == '"':
-            in_string = True
-            out.append(c)
-            i += 1
-        elif text.startswith("//", i):
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            if end < 0:
-                raise ValueError("unterminated /* comment")
-            i = end + 2
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
-
-
 def load_policies(directory):
     presets = []
     for name in sorted(os.listdir(directory)):
@@ -125,7 +93,7 @@ def load_policies(directory):
         path = os.path.join(directory, name)
         with open(path, encoding="utf-8") as f:
             try:
-                policy = json.loads(strip_jsonc(f.read()))
+                policy = json.loads(jsonc.strip_comments(f.read()))
             except ValueError as e:
                 raise SystemExit(f"check_flags: {path}: not valid JSON with comments: {e}")
         if policy.get("type") in ("print", "interactive"):

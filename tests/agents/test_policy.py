@@ -24,41 +24,9 @@ import json
 import os
 import sys
 
+import jsonc  # tests/agents/jsonc.py, beside this script
+
 AGENT_STATE = "/var/lib/monkeyproof/agents/"
-
-
-def strip_comments(text):
-    """The text without // and /* */ comments (outside strings), as the policy loader reads
-    it."""
-    out = []
-    i, n = 0, len(text)
-    in_string = False
-    while i < n:
-        c = text[i]
-        if in_string:
-            out.append(c)
-            if c == "\\" and i + 1 < n:
-                out.append(text[i + 1])
-                i += 1
-            elif c == '"':
-                in_string = False
-            i += 1
-        elif c == '"':
-            in_string = True
-            out.append(c)
-            i += 1
-        elif text.startswith("//", i):
-            while i < n and text[i] != "\n":
-                i += 1
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            if end < 0:
-                sys.exit("test_policy.py: unterminated /* comment")
-            i = end + 2
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
 
 
 def inside(path, directory):
@@ -84,7 +52,7 @@ def main():
             p.error(f"{name} must be an absolute path, got {value!r}")
     try:
         with open(a.preset, encoding="utf-8") as f:
-            policy = json.loads(strip_comments(f.read()))
+            policy = json.loads(jsonc.strip_comments(f.read()))
     except (OSError, ValueError) as e:
         sys.exit(f"test_policy.py: {a.preset}: {e}")
     changes = []

@@ -92,11 +92,18 @@ wait_ended() {
   fail "session $1 still running after ${2:-600} s"
 }
 
-# wait_file PATH TEXT: until the agent has written TEXT (and a newline) to PATH.
+# wait_file PATH TEXT [SESSION]: until the agent has written TEXT (and a newline) to PATH. With
+# SESSION (an interactive one), Enter is pressed again every 30 s, as a person would when a
+# line stays in the prompt: an Enter taken as part of a paste, or typed while a turn ran.
 wait_file() {
   local i
   for ((i = 0; i < 300; i++)); do
     [[ -f $1 && $(cat "$1") == "$2" ]] && { CHECKS=$((CHECKS + 1)); return 0; }
+    if [[ -n ${3:-} ]] && ((i % 30 == 29)); then
+      echo "   (Enter again after $((i + 1)) s)"
+      curl -sS --max-time 60 -o /dev/null -X POST -H "Authorization: Bearer $TOKEN" \
+        -H 'Content-Type: application/json' -d '{"input":"\r"}' "$URL/sessions/$3/input" || true
+    fi
     sleep 1
   done
   fail "$1 does not hold '$2' after 300 s"
@@ -243,9 +250,12 @@ wait_file "$WS/todo.txt" "step one"
 req POST "/sessions/$TUI/input" '{"input":"Create the file '"$WS"'/todo2.txt containing the text: step two"}'
 expect_status 200
 jcheck 'j == {"sent": True}' "input"
+# A terminal UI takes a burst of characters for a paste: give it a moment before Enter, and
+# press Enter again while the text waits in its prompt (it may have arrived mid-turn).
+sleep 2
 req POST "/sessions/$TUI/input" '{"input":"\r"}'
 expect_status 200
-wait_file "$WS/todo2.txt" "step two"
+wait_file "$WS/todo2.txt" "step two" "$TUI"
 req POST "/sessions/$TUI/resize" '{"rows":50,"cols":160}'
 expect_status 200
 jcheck 'j == {"resized": True}' "resize"
@@ -258,9 +268,10 @@ echo "screen: $(screen "$TUI")"
 step "Recipe 2 (CLI): follow-up input"
 mp send -n "$TUI" "Create the file $WS/todo3.txt containing the text: step three"
 expect "send" [ "$RC" == 0 -a ! -s "$WORK/out" ]
+sleep 2
 mp --json send -n "$TUI" $'\r'
 expect "send --json" [ "$RC" == 0 -a "$(cat "$WORK/out")" == '{"sent":true}' ]
-wait_file "$WS/todo3.txt" "step three"
+wait_file "$WS/todo3.txt" "step three" "$TUI"
 echo "screen: $(screen "$TUI")"
 
 step "Recipe 4 (curl): kill a session and inspect it later"

@@ -25,6 +25,8 @@ set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd -P)
 readonly BENCH_DIR REPO_ROOT
+# shellcheck source=bench/host_facts.sh
+source "$BENCH_DIR/host_facts.sh"
 PY=/usr/bin/python3
 CLIENT=$BENCH_DIR/api_stream.py
 
@@ -56,16 +58,7 @@ host_main() {
   local stamp
   stamp=$(date -u +%Y%m%dT%H%M%SZ)-api-$preset
   {
-    echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "preset=$preset"
-    echo "git=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(
-      git -C "$REPO_ROOT" diff --quiet -- src 2>/dev/null || echo '+dirty-src')"
-    echo "host_kernel=$(uname -r)"
-    echo "host_cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
-    echo "host_cpus=$(nproc)"
-    echo "qemu=$(qemu-system-x86_64 --version | head -n 1)"
-    local debs=("$vm_cache"/linux-image-*.deb)
-    echo "vm=tcg smp=$smp mem=${mem}M kernel_pkg=$(basename "${debs[0]}")"
+    host_facts "$preset" "$vm_cache" "$smp" "$mem"
     echo "python=$($PY --version 2>&1) websockets=$($PY -c 'import websockets; print(websockets.__version__)')"
     echo "args=$*"
     echo "host_loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg)"

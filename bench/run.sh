@@ -14,6 +14,8 @@ set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd -P)
+# shellcheck source=bench/host_facts.sh
+source "$BENCH_DIR/host_facts.sh"
 readonly BENCH_DIR REPO_ROOT
 
 PRESET=default
@@ -40,16 +42,7 @@ cmake --build "$BUILD" --target spawn_bench monkeyproofd
 mkdir -p "$OUT"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)-$PRESET
 {
-  echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "preset=$PRESET"
-  echo "git=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(
-    git -C "$REPO_ROOT" diff --quiet -- src 2>/dev/null || echo '+dirty-src')"
-  echo "host_kernel=$(uname -r)"
-  echo "host_cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
-  echo "host_cpus=$(nproc)"
-  echo "qemu=$(qemu-system-x86_64 --version | head -n 1)"
-  debs=("$VM_CACHE"/linux-image-*.deb)
-  echo "vm=tcg smp=$SMP mem=${MEM}M kernel_pkg=$(basename "${debs[0]}")"
+  host_facts "$PRESET" "$VM_CACHE" "$SMP" "$MEM"
   echo "bwrap=$(bwrap --version 2>/dev/null || echo missing)"
   echo "unshare=$(unshare --version 2>/dev/null || echo missing)"
   # TCG timings swing with host load: other VMs or builds on the host inflate them.

@@ -1,0 +1,195 @@
+// Building a sandbox::SpawnRequest from an effective policy and a request: argv, environment
+// (with credentials read from the credentials directory), binds, hidden paths, limits, ids.
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <utility>
+
+#include "common/unique_fd.h"
+#include "supervisor/policy.h"
+#include "supervisor/policy_internal.h"
+
+namespace mp::supervisor {
+
+using namespace internal;  // NOLINT(google-build-using-namespace): this file's own helpers
+
+SpawnHost SystemSpawnHost() {
+  SpawnHost host;
+  host.lookup_user = [](const std::string& user) -> std::optional<UserIds> {
+    struct passwd pw {};
+    struct passwd* out = nullptr;
+    std::vector<char> buf(16384);
+    if (::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &out) != 0 || out == nullptr) {
+      return std::nullopt;
+    }
+    return UserIds{pw.pw_uid, pw.pw_gid};
+  };
+  host.lookup_group = [](const std::string& group) -> std::optional<gid_t> {
+    struct group gr {};
+    struct group* out = nullptr;
+    std::vector<char> buf(65536);
+    if (::getgrnam_r(group.c_str(), &gr, buf.data(), buf.size(), &out) != 0 || out == nullptr) {
+      return std::nullopt;
+    }
+    return gr.gr_gid;
+  };
+  host.getenv = [](const std::string& name) -> std::optional<std::string> {
+    const char* v = std::getenv(name.c_str());
+    return v != nullptr ? std::optional<std::string>(v) : std::nullopt;
+  };
+  return host;
+}
+
+Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective,
+                                                const SessionLaunch& launch,
+                                                const SpawnHost& host) {
+  const Policy& p = effective.policy;
+  const std::string where = "policy " + Quote(p.name);
+  sandbox::SpawnRequest r;
+
+  if (launch.task.empty()) return Coded(kBadRequest, "task: is empty");
+  if (launch.task.find('\0') != std::string::npos) {
+    return Coded(kBadRequest, "task: contains a NUL byte");
+  }
+  if (launch.task.size() > kMaxTaskBytes) {
+    return Coded(kBadRequest, "task: " + std::to_string(launch.task.size()) +
+                                  " bytes; one argument may hold at most " +
+                                  std::to_string(kMaxTaskBytes));
+  }
+  if (launch.command) {
+    if (!p.command.empty()) {
+      return Coded(kPolicyViolation, "command: " + where +
+                                         " fixes the command; a request may not "
+                                         "give one");
+    }
+    if (launch.command->empty() || launch.command->front().empty()) {
+      return Coded(kBadRequest, "command: is empty");
+    }
+    for (const auto& a : *launch.command) {
+      if (a.find('\0') != std::string::npos) return Coded(kBadRequest, "command: contains a NUL");
+    }
+    r.argv = *launch.command;
+  } else if (!p.command.empty()) {
+    r.argv = p.command;
+  } else {
+    r.argv = {"/bin/sh", "-lc"};
+  }
+  r.argv.push_back(launch.task);
+
+  for (const auto& [name, value] : launch.env) {
+    if (std::find(p.request_env_allow.begin(), p.request_env_allow.end(), name) ==
+        p.request_env_allow.end()) {
+      return Coded(kPolicyViolation, "env." + name + ": not in request_env.allow of " + where);
+    }
+    if (value.find('\0') != std::string::npos || value.size() > kMaxEnvValueBytes) {
+      return Coded(kBadRequest, "env." + name + ": contains a NUL byte or is longer than " +
+                                    std::to_string(kMaxEnvValueBytes) + " bytes");
+    }
+  }
+  MP_TRY(r.workspace, ResolveWorkspace(p, launch.cwd));
+
+  std::map<std::string, std::string> env;
+  for (const auto& name : p.env.pass) {
+    if (auto v = host.getenv ? host.getenv(name) : std::nullopt) env[name] = *v;
+  }
+  for (const auto& [name, value] : p.env.set) env[name] = value;
+  if (!p.env.secrets.empty() || !p.env.optional_secrets.empty()) {
+    const std::string dir_label = "credentials directory " + Quote(host.credentials_dir);
+    UniqueFd dir(::open(host.credentials_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) return ErrnoError("open(" + dir_label + ")").Wrap(where);
+    struct stat st {};
+    if (::fstat(dir.get(), &st) != 0) return ErrnoError("fstat(" + dir_label + ")").Wrap(where);
+    if (st.st_uid != host.credentials_owner || (st.st_mode & 022) != 0) {
+      return PlainError(dir_label + " must belong to uid " +
+                        std::to_string(host.credentials_owner) +
+                        " and not be writable by group or others")
+          .Wrap(where);
+    }
+    for (const bool optional : {false, true}) {
+      const auto& secrets = optional ? p.env.optional_secrets : p.env.secrets;
+      const std::string field = optional ? ", env.optional_secrets." : ", env.secrets.";
+      for (const auto& [name, credential] : secrets) {
+        auto value = ReadSmallFile(dir.get(), credential, "credential " + Quote(credential),
+                                   kMaxSecretBytes, {host.credentials_owner, true, true});
+        // Only absence is optional: a file that exists must pass every check.
+        if (!value && optional && value.error().errnum == ENOENT) continue;
+        if (!value) return std::move(value).error().Wrap(where + field + name);
+        // Files written with echo or an editor end in a newline that is not part of the secret.
+        if (value->ends_with('\n')) value->pop_back();
+        // An empty file holds no key: an optional one is as if absent (the agent falls back to
+        // the login in its state dir, which an empty variable could mask); a required one is
+        // a mistake to report.
+        if (value->empty()) {
+          if (optional) continue;
+          return PlainError("credential " + Quote(credential) + " is empty")
+              .Wrap(where + field + name);
+        }
+        if (value->find('\0') != std::string::npos) {
+          return PlainError("credential " + Quote(credential) + " contains a NUL byte")
+              .Wrap(where + field + name);
+        }
+        env[name] = std::move(*value);
+      }
+    }
+  }
+  for (const auto& [name, value] : launch.env) env[name] = value;
+  for (const auto& [name, value] : env) r.env.push_back(name + "=" + value);
+  if (auto path = env.find("PATH"); path != env.end()) r.search_path = path->second;
+
+  if (!host.lookup_user) return PlainError("no user lookup").Wrap(where);
+  const std::optional<UserIds> ids = host.lookup_user(p.run_as.user);
+  if (!ids) return PlainError("run_as.user " + Quote(p.run_as.user) + ": no such user").Wrap(where);
+  r.uid = ids->uid;
+  r.gid = ids->gid;
+  if (!p.run_as.group.empty()) {
+    const std::optional<gid_t> gid =
+        host.lookup_group ? host.lookup_group(p.run_as.group) : std::nullopt;
+    if (!gid) {
+      return PlainError("run_as.group " + Quote(p.run_as.group) + ": no such group").Wrap(where);
+    }
+    r.gid = *gid;
+  }
+  r.allow_root = p.run_as.allow_root;
+  if ((r.uid == 0 || r.gid == 0) && !r.allow_root) {
+    return PlainError("run_as " + Quote(p.run_as.user) + " resolves to uid " +
+                      std::to_string(r.uid) + " gid " + std::to_string(r.gid) +
+                      "; id 0 is refused unless run_as.allow_root is true")
+        .Wrap(where);
+  }
+
+  for (const auto& m : p.mounts) r.binds.push_back({m.source, m.target, m.mode});
+  for (const auto& s : p.state_dirs) r.binds.push_back({s, s, sandbox::BindMode::kReadWrite});
+  r.binds.push_back({r.workspace, r.workspace, sandbox::BindMode::kReadWrite});
+  r.hide = p.HiddenPaths();
+  // The other sessions' workspaces: each root is covered by an empty directory,
+  // and only this session's workspace is bound back in (the sandbox places
+  // binds after hides).
+  for (const auto& root : p.workspace_roots) {
+    if (::access(root.c_str(), F_OK) == 0) r.hide.push_back(root);
+  }
+  r.network = p.network;
+
+  r.limits.memory_max_bytes = p.limits.memory_max_bytes;
+  r.limits.memory_swap_max_bytes = p.limits.memory_swap_max_bytes;
+  r.limits.pids_max = p.limits.pids_max;
+  if (p.limits.cpu_max_percent) {
+    r.limits.cpu_max = std::to_string(*p.limits.cpu_max_percent * kCpuPeriodMicros / 100) + " " +
+                       std::to_string(kCpuPeriodMicros);
+  }
+  for (const RlimitField& f : kRlimitFields) {
+    if (const auto& v = p.rlimits.*f.member) r.rlimits.push_back({f.resource, *v, *v});
+  }
+  if (!p.seccomp_program) return PlainError("no compiled seccomp program").Wrap(where);
+  r.seccomp = p.seccomp_program->fprog();
+  r.stdio =
+      p.type == SessionType::kInteractive ? sandbox::StdioMode::kPty : sandbox::StdioMode::kPipes;
+  return r;
+}
+
+}  // namespace mp::supervisor

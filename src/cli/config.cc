@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "common/kv_config.h"
 #include "common/unique_fd.h"
 
 namespace mp::cli {
@@ -199,37 +200,20 @@ Result<ServerUrl> ParseServerUrl(std::string_view text) {
 
 Result<ConfigFile> ParseConfigFile(std::string_view text, std::string_view path) {
   ConfigFile config;
-  size_t line_number = 0;
-  while (!text.empty()) {
-    const size_t eol = text.find('\n');
-    const std::string_view raw = text.substr(0, eol);
-    text = eol == std::string_view::npos ? std::string_view() : text.substr(eol + 1);
-    ++line_number;
-    const std::string where = std::string(path) + ":" + std::to_string(line_number) + ": ";
-    const std::string_view line = Trim(raw);
-    if (line.empty() || line.front() == '#') continue;
-    const size_t eq = line.find('=');
-    if (eq == std::string_view::npos) return PlainError(where + "expected `key = value`");
-    const std::string_view key = Trim(line.substr(0, eq));
-    std::string_view value = Trim(line.substr(eq + 1));
-    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
-      value = value.substr(1, value.size() - 2);
-    }
-    std::optional<std::string>* slot = nullptr;
-    if (key == "url") {
-      slot = &config.url;
-    } else if (key == "token") {
-      slot = &config.token;
-    } else if (key == "token_file") {
-      slot = &config.token_file;
-    } else {
-      return PlainError(where + "unknown key '" + std::string(key) +
-                        "' (known: url, token, token_file)");
-    }
-    if (slot->has_value()) return PlainError(where + "'" + std::string(key) + "' is set twice");
-    if (value.empty()) return PlainError(where + "empty value for '" + std::string(key) + "'");
-    *slot = std::string(value);
-  }
+  // Values may be wrapped in double quotes; an empty value is a mistake, not "unset".
+  const auto optional_string = [](std::optional<std::string>* slot) {
+    return [slot](std::string_view value) -> Result<void> {
+      value = common::Unquote(value);
+      if (value.empty()) return PlainError("empty value");
+      *slot = std::string(value);
+      return Ok();
+    };
+  };
+  common::KvSchema schema;
+  schema.Custom("url", optional_string(&config.url))
+      .Custom("token", optional_string(&config.token))
+      .Custom("token_file", optional_string(&config.token_file));
+  MP_RETURN_IF_ERROR(schema.Parse(text, path));
   return config;
 }
 

@@ -41,8 +41,9 @@ struct ServerUrl {
 Result<ServerUrl> ParseServerUrl(std::string_view text);
 
 // The config file: `key = value` lines; `#` starts a comment line; blank lines are skipped;
-// values may be wrapped in double quotes. Keys: url, token, token_file. An unknown key, a line
-// without '=' or a repeated key is an error naming `path:line`.
+// values may be wrapped in double quotes (common/kv_config reads the lines). Keys: url, token,
+// token_file. An unknown key, a line without '=', a repeated key or an empty value is an error
+// naming `path:line: key`.
 struct ConfigFile {
   std::optional<std::string> url;
   std::optional<std::string> token;

@@ -1,6 +1,7 @@
-// Configuration of monkeyproof-api: /etc/monkeyproof/api.conf (key = value, '#' comments),
-// then the environment, then command-line flags. Every key is described in docs/deploy.md and
-// docs/api.md. Runs in monkeyproof-api at start. Not thread-safe; reads files and env only.
+// Configuration of monkeyproof-api: /etc/monkeyproof/api.conf (key = value, '#' comments, read
+// by common/kv_config), then the environment, then command-line flags. Every key is described
+// in docs/deploy.md and docs/api.md. Runs in monkeyproof-api at start. Not thread-safe; reads files
+// and env only.
 #pragma once
 
 #include <cstdint>

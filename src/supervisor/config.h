@@ -1,7 +1,7 @@
 // SupervisorConfig: monkeyproofd's settings from /etc/monkeyproof/monkeyproof.conf
-// (`key = value` lines, `#` comments), then the original server's environment
-// variables as overrides (MAX_SESSIONS, SESSION_TTL_MS,
-// INTERACTIVE_SESSION_TTL_MS). Unknown keys and bad values are errors naming
+// (`key = value` lines, `#` comments, read by common/kv_config), then the original server's
+// environment variables as overrides (MAX_SESSIONS, SESSION_TTL_MS,
+// INTERACTIVE_SESSION_TTL_MS). Unknown keys, repeated keys and bad values are errors naming
 // the file, line and key. Supervisor only; plain data.
 #pragma once
 
@@ -29,7 +29,7 @@ struct SupervisorConfig {
   std::string audit_log = "/var/log/monkeyproof/audit.log";  // "" = stderr
   uint64_t max_sessions = 50;                                // running sessions (MAX_SESSIONS)
   uint64_t max_ended_sessions = 500;                         // ended records kept
-  uint64_t max_ended_output_bytes = 8ull << 30;              // their transcripts, bytes
+  uint64_t max_ended_output_bytes = 8ull << 30;   // their transcripts, bytes (K/M/G allowed)
   uint64_t session_ttl_ms = 3600000;              // ended exec/print kept (SESSION_TTL_MS)
   uint64_t interactive_session_ttl_ms = 7200000;  // (INTERACTIVE_SESSION_TTL_MS)
   uint64_t kill_grace_ms = 3000;                  // SIGTERM → cgroup.kill

@@ -395,10 +395,11 @@ TEST(CliConfig, ParsesKeysCommentsAndQuotes) {
 
 TEST(CliConfig, ErrorsNameTheLine) {
   const std::pair<const char*, const char*> cases[] = {
-      {"url = http://a\nbogus = 1\n", "cli.conf:2: unknown key 'bogus'"},
-      {"\n\njust words\n", "cli.conf:3: expected `key = value`"},
-      {"token = a\ntoken = b\n", "cli.conf:2: 'token' is set twice"},
-      {"url =\n", "cli.conf:1: empty value for 'url'"},
+      {"url = http://a\nbogus = 1\n", "cli.conf:2: bogus: unknown key"},
+      {"\n\njust words\n", "cli.conf:3: expected key = value"},
+      {"token = a\ntoken = b\n", "cli.conf:2: token: set twice (first on line 1)"},
+      {"url =\n", "cli.conf:1: url: empty value"},
+      {"token_file = \"\"\n", "cli.conf:1: token_file: empty value"},
   };
   for (const auto& [text, expected] : cases) {
     const Result<ConfigFile> config = ParseConfigFile(text, "cli.conf");
@@ -568,7 +569,7 @@ TEST(CliConfig, ConfigFileProblems) {
   flags.config = dir.Write("bad.conf", "colour = blue\n");
   r = ResolveConfig(flags, FakeEnv({}));
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().what.find("bad.conf:1: unknown key 'colour'"), std::string::npos);
+  EXPECT_NE(r.error().what.find("bad.conf:1: colour: unknown key"), std::string::npos);
 
   flags.config = dir.path();  // a directory
   r = ResolveConfig(flags, FakeEnv({}));

@@ -6,7 +6,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -20,6 +19,7 @@
 #include <memory>
 #include <string>
 
+#include "common/random_id.h"
 #include "common/version.h"
 #include "sandbox/cgroup.h"
 #include "supervisor/audit_log.h"
@@ -60,23 +60,6 @@ tree's monkeyproof-api on --api-listen ADDR (default 127.0.0.1:3200) as the
 user who ran sudo (else nobody), with a new token that it prints, and stops
 when the API exits. --no-api starts the supervisor alone.
 )");
-}
-
-std::string RandomHex(size_t bytes) {
-  std::string out;
-  unsigned char b[32];
-  if (bytes > sizeof b) bytes = sizeof b;
-  size_t got = 0;
-  while (got < bytes) {
-    const ssize_t n = ::getrandom(b + got, bytes - got, 0);
-    if (n > 0) got += static_cast<size_t>(n);
-  }
-  static const char kHex[] = "0123456789abcdef";
-  for (size_t i = 0; i < bytes; ++i) {
-    out += kHex[b[i] >> 4];
-    out += kHex[b[i] & 15];
-  }
-  return out;
 }
 
 Result<void> MkdirP(const std::string& path, mode_t mode) {
@@ -326,7 +309,9 @@ int RunDaemon(int argc, char** argv) {
   so.allowed_uids = allowed;
   so.socket_group = socket_group;
   so.supervisor_version = kVersion;
-  so.boot_id = RandomHex(16);
+  auto boot_id = common::RandomId(common::kHexAlphabet, 32);
+  if (!boot_id) return fail("boot id: " + boot_id.error().ToString());
+  so.boot_id = std::move(*boot_id);
   so.on_drained = [&dispatcher](uint64_t connection) { dispatcher.OnDrained(connection); };
   auto server = ControlServer::Start(**loop, so, dispatcher);
   if (!server) return fail("control socket: " + server.error().ToString());

@@ -4,7 +4,6 @@
 #include <grp.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -12,6 +11,8 @@
 #include <cstdio>
 #include <cstring>
 #include <vector>
+
+#include "common/random_id.h"
 
 namespace mp::supervisor {
 namespace {
@@ -33,24 +34,6 @@ Result<void> WriteFile(const std::string& path, const std::string& content, mode
   return {};
 }
 
-Result<std::string> NewToken() {
-  unsigned char bytes[32];
-  size_t got = 0;
-  while (got < sizeof bytes) {
-    const ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError("getrandom");
-    got += static_cast<size_t>(n);
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string token;
-  for (unsigned char b : bytes) {
-    token += kHex[b >> 4];
-    token += kHex[b & 15];
-  }
-  return token;
-}
-
 }  // namespace
 
 Result<DevApi> StartDevApi(const DevApiOptions& o) {
@@ -59,7 +42,7 @@ Result<DevApi> StartDevApi(const DevApiOptions& o) {
     return ErrnoError("dev API: \"" + o.api_path + "\" (build the monkeyproof-api target)");
   }
   DevApi api;
-  MP_TRY(api.token, NewToken());
+  MP_TRY(api.token, common::RandomId(common::kHexAlphabet, 64));  // 256 bits
   api.token_file = o.dir + "/api-token";
   MP_RETURN_IF_ERROR(WriteFile(api.token_file, api.token + "\n", 0640, o.gid));
   const std::string config = o.dir + "/api.conf";

@@ -120,6 +120,70 @@ Result<void> CgroupRoot::EnableControllers(const std::vector<std::string>& contr
   return Ok();
 }
 
+Result<std::string> OwnCgroupPath(std::string_view proc_self_cgroup, std::string_view mount) {
+  std::string_view own;
+  size_t pos = 0;
+  while (pos < proc_self_cgroup.size()) {
+    size_t eol = proc_self_cgroup.find('\n', pos);
+    if (eol == std::string_view::npos) eol = proc_self_cgroup.size();
+    const std::string_view line = proc_self_cgroup.substr(pos, eol - pos);
+    if (line.starts_with("0::")) own = line.substr(3);
+    pos = eol + 1;
+  }
+  if (own.empty()) {
+    return PlainError(
+        "no cgroup v2 membership in /proc/self/cgroup: this host has no unified "
+        "cgroup hierarchy (boot with systemd.unified_cgroup_hierarchy=1)");
+  }
+  constexpr std::string_view kSelfLeaf = "/supervisor";
+  if (own.size() > kSelfLeaf.size() && own.ends_with(kSelfLeaf)) {
+    own.remove_suffix(kSelfLeaf.size());  // restarted inside our own leaf
+  }
+  return std::string(mount) + (own == "/" ? "" : std::string(own));
+}
+
+Result<CgroupRoot> PrepareCgroupRoot(const std::string& path) {
+  std::string resolved = path;
+  if (path == kAutoCgroupRoot) {
+    MP_TRY(std::string self_cgroup, ReadAt(AT_FDCWD, "/proc/self/cgroup", "/proc/self"));
+    MP_TRY(resolved, OwnCgroupPath(self_cgroup, "/sys/fs/cgroup"));
+    // cgroup v2 allows no processes in a cgroup that enables controllers for its children,
+    // so the caller moves into a leaf of its own first.
+    MP_TRY(auto own, CgroupRoot::Open(resolved));
+    if (::mkdirat(own.dirfd(), "supervisor", 0755) != 0 && errno != EEXIST) {
+      return ErrnoError("mkdir(cgroup \"" + resolved + "/supervisor\")");
+    }
+    MP_TRY(auto self_leaf, CgroupLeaf::OpenExisting(own, "supervisor"));
+    MP_RETURN_IF_ERROR(self_leaf.AddProcess(0));
+  } else if (path.empty() || path.front() != '/') {
+    return PlainError("cgroup root \"" + path + "\" is neither an absolute path nor \"" +
+                      std::string(kAutoCgroupRoot) + "\"");
+  } else if (::access(path.c_str(), F_OK) != 0) {
+    const size_t slash = path.rfind('/');
+    const std::string parent_path = slash == 0 ? "/" : path.substr(0, slash);
+    MP_TRY(auto parent, CgroupRoot::Open(parent_path));
+    if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
+      return ErrnoError("mkdir(cgroup root \"" + path + "\")");
+    }
+  }
+  MP_TRY(auto root, CgroupRoot::Open(resolved));
+  MP_TRY(auto available, root.AvailableControllers());
+  std::string missing;
+  for (const char* c : {"memory", "pids", "cpu"}) {
+    bool found = false;
+    for (const auto& a : available) found = found || a == c;
+    if (!found) missing += std::string(missing.empty() ? "" : ", ") + c;
+  }
+  if (!missing.empty()) {
+    return PlainError("cgroup root \"" + resolved + "\" lacks the " + missing +
+                      " controller(s). Under systemd set Delegate=yes on the unit; otherwise "
+                      "enable them in the parent's cgroup.subtree_control, e.g. "
+                      "echo '+memory +pids +cpu' > <parent>/cgroup.subtree_control");
+  }
+  MP_RETURN_IF_ERROR(root.EnableControllers({"memory", "pids", "cpu"}));
+  return root;
+}
+
 Result<CgroupLeaf> CgroupLeaf::Create(const CgroupRoot& root, std::string_view name) {
   if (!ValidName(name)) return PlainError("invalid cgroup leaf name \"" + std::string(name) + "\"");
   const std::string n(name);

@@ -51,6 +51,25 @@ class CgroupRoot {
   UniqueFd dir_;
 };
 
+// The value of a cgroup-root setting that means "the caller's own cgroup".
+inline constexpr std::string_view kAutoCgroupRoot = "auto";
+
+// The cgroup2 path of the caller's own cgroup, from the text of /proc/self/cgroup (its "0::"
+// line) below `mount` (normally /sys/fs/cgroup). A trailing "/supervisor" is dropped: a
+// restarted supervisor finds itself in the leaf it made for itself. Fails, saying how to fix
+// it, when there is no cgroup v2 line.
+Result<std::string> OwnCgroupPath(std::string_view proc_self_cgroup, std::string_view mount);
+
+// The one preparer of the root for session leaves, used by the daemon and by
+// `monkeyproofd exec`:
+//   - kAutoCgroupRoot: the caller's own cgroup (OwnCgroupPath); the caller first moves into
+//     a "supervisor" leaf below it, since cgroup v2 allows no processes in a cgroup that
+//     hands controllers to its children;
+//   - an absolute path: opened, or created (mode 0755) below an existing cgroup2 parent.
+// Then memory, pids and cpu must be available there (else an error that says how to
+// delegate them) and are enabled in its cgroup.subtree_control.
+Result<CgroupRoot> PrepareCgroupRoot(const std::string& path);
+
 class CgroupLeaf {
  public:
   // mkdir `name` under root and open it. `name` must be one path component

@@ -1,7 +1,7 @@
 // Seccomp: a SeccompProfile (data from the policy) compiled to classic BPF, and its install.
 // CompileSeccomp runs in the supervisor, before clone, through libseccomp; it allocates and
-// is thread-safe (no shared state). InstallSeccompInChild runs in the child between clone and
-// exec: one syscall, async-signal-safe, no allocation, no locks, no exceptions.
+// is thread-safe (no shared state). Its install, InstallSeccompInChild, is child code and
+// lives in seccomp_install.{h,cc}.
 // The filter is a deny list: allow by default; the built-in floor (AlwaysDeniedGroups) and
 // the profile's names answer with an errno or kill; namespace and TTY rules check arguments.
 #pragma once
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "sandbox/seccomp_install.h"  // InstallSeccompInChild, the child-side half
 
 namespace mp::sandbox {
 
@@ -82,16 +83,5 @@ class SeccompProgram {
 // Architecture: the filter holds the native ABI only; any other ABI (i386 via int $0x80 and
 // x32 via the 0x40000000 bit on x86-64, AArch32 on arm64) kills the process.
 Result<SeccompProgram> CompileSeccomp(const SeccompProfile& profile);
-
-// In the child: installs `prog` for the calling thread with seccomp(SECCOMP_SET_MODE_FILTER,
-// 0). Returns 0 or an errno (EINVAL for a null program). Order requirements:
-//   - prctl(PR_SET_NO_NEW_PRIVS, 1) first. The filter is built with SCMP_FLTATR_CTL_NNP=0
-//     and sets nothing itself; without no_new_privs the kernel refuses it (EACCES) unless
-//     the caller has CAP_SYS_ADMIN, and then a later setuid exec would run under it with
-//     gained privileges. ChildPlan's fixed sequence sets no_new_privs in step 9;
-//   - last before execve: the filter denies what the child's own setup uses (mount, setns…);
-//   - single-threaded caller: no TSYNC, other threads would stay unfiltered.
-// The filter survives fork and execve and cannot be removed.
-int InstallSeccompInChild(const sock_fprog* prog) noexcept;
 
 }  // namespace mp::sandbox

@@ -77,54 +77,6 @@ Result<void> MkdirP(const std::string& path, mode_t mode) {
   return Ok();
 }
 
-// The delegated subtree for session leaves, with memory, pids and cpu enabled.
-Result<sandbox::CgroupRoot> PrepareCgroupRoot(const std::string& configured) {
-  std::string path = configured;
-  if (configured == "auto") {
-    std::ifstream f("/proc/self/cgroup");
-    std::string line, own;
-    while (std::getline(f, line)) {
-      if (line.rfind("0::", 0) == 0) own = line.substr(3);
-    }
-    if (own.empty()) {
-      return PlainError(
-          "no cgroup v2 membership in /proc/self/cgroup: this host has no unified "
-          "cgroup hierarchy (boot with systemd.unified_cgroup_hierarchy=1)");
-    }
-    if (own.size() > 11 && own.substr(own.size() - 11) == "/supervisor") {
-      own.resize(own.size() - 11);  // restarted inside our own leaf
-    }
-    path = std::string(kCgroupMount) + (own == "/" ? "" : own);
-    // cgroup v2 allows no processes in a cgroup that enables controllers for
-    // its children, so the supervisor moves into a leaf of its own first.
-    MP_TRY(auto root, sandbox::CgroupRoot::Open(path));
-    const std::string self = path + "/supervisor";
-    if (::mkdir(self.c_str(), 0755) != 0 && errno != EEXIST) {
-      return ErrnoError("mkdir(\"" + self + "\")");
-    }
-    MP_TRY(auto leaf, sandbox::CgroupLeaf::OpenExisting(root, "supervisor"));
-    MP_RETURN_IF_ERROR(leaf.AddProcess(0));
-  } else if (::access(path.c_str(), F_OK) != 0) {
-    if (::mkdir(path.c_str(), 0755) != 0) return ErrnoError("mkdir(\"" + path + "\")");
-  }
-  MP_TRY(auto root, sandbox::CgroupRoot::Open(path));
-  MP_TRY(auto available, root.AvailableControllers());
-  std::string missing;
-  for (const char* c : {"memory", "pids", "cpu"}) {
-    bool found = false;
-    for (const auto& a : available) found = found || a == c;
-    if (!found) missing += std::string(missing.empty() ? "" : ", ") + c;
-  }
-  if (!missing.empty()) {
-    return PlainError("cgroup \"" + path + "\" lacks the " + missing +
-                      " controller(s). Under systemd set Delegate=yes on monkeyproofd.service; "
-                      "otherwise enable them in the parent's cgroup.subtree_control, e.g. "
-                      "echo '+memory +pids +cpu' > <parent>/cgroup.subtree_control");
-  }
-  MP_RETURN_IF_ERROR(root.EnableControllers({"memory", "pids", "cpu"}));
-  return root;
-}
-
 // sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET.
 void Notify(const char* state) {
   const char* path = std::getenv("NOTIFY_SOCKET");
@@ -226,7 +178,7 @@ int RunDaemon(int argc, char** argv) {
     return 1;
   };
   // Preflight, in the order an operator fixes things.
-  auto root = PrepareCgroupRoot(c.cgroup_root);
+  auto root = sandbox::PrepareCgroupRoot(c.cgroup_root);
   if (!root) return fail("cgroup: " + root.error().ToString());
   if (auto r = MkdirP(c.state_dir, 0700); !r)
     return fail("state directory: " + r.error().ToString());

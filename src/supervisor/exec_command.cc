@@ -126,34 +126,6 @@ bool ResolveUser(const std::string& spec, uid_t* uid, gid_t* gid, std::string* e
   return true;
 }
 
-Result<sandbox::CgroupRoot> OpenOrCreateRoot(const std::string& path) {
-  if (::access(path.c_str(), F_OK) != 0) {
-    const size_t slash = path.rfind('/');
-    const std::string parent_path = slash == 0 ? "/" : path.substr(0, slash);
-    MP_TRY(auto parent, sandbox::CgroupRoot::Open(parent_path));
-    if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
-      return ErrnoError("mkdir(cgroup root \"" + path + "\")");
-    }
-  }
-  MP_TRY(auto root, sandbox::CgroupRoot::Open(path));
-  MP_TRY(auto available, root.AvailableControllers());
-  std::vector<std::string> missing;
-  for (const char* c : {"memory", "pids", "cpu"}) {
-    bool found = false;
-    for (const auto& a : available) found = found || a == c;
-    if (!found) missing.emplace_back(c);
-  }
-  if (!missing.empty()) {
-    std::string list;
-    for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
-    return PlainError("cgroup root \"" + path + "\" lacks the " + list +
-                      " controller(s): enable them in its parent's cgroup.subtree_control "
-                      "(under systemd: Delegate=yes on the unit)");
-  }
-  MP_RETURN_IF_ERROR(root.EnableControllers({"memory", "pids", "cpu"}));
-  return root;
-}
-
 }  // namespace
 
 int RunExecCommand(int argc, char** argv) {
@@ -276,7 +248,7 @@ int RunExecCommand(int argc, char** argv) {
     req.seccomp = program->fprog();
   }
 
-  auto root = OpenOrCreateRoot(cgroup_root);
+  auto root = sandbox::PrepareCgroupRoot(cgroup_root);
   if (!root) {
     std::fprintf(stderr, "monkeyproofd exec: %s\n", root.error().ToString().c_str());
     return 125;

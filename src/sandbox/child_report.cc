@@ -1,0 +1,41 @@
+#include "sandbox/child_report.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace mp::sandbox {
+namespace {
+
+size_t CopyTruncated(char* dst, size_t cap, const char* src) {
+  size_t i = 0;
+  if (src != nullptr) {
+    for (; i + 1 < cap && src[i] != '\0'; ++i) dst[i] = src[i];
+  }
+  dst[i] = '\0';
+  return i;
+}
+
+}  // namespace
+
+void SendReportInChild(int fd, const SpawnReport& report) {
+  // write(), not send(): `fd` is the SEQPACKET socket or, in the command's
+  // process, the exec-status pipe. Both take the record whole. SIGPIPE is
+  // blocked here, so a vanished reader gives EPIPE, not death.
+  while (::write(fd, &report, sizeof report) < 0 && errno == EINTR) {
+  }
+}
+
+[[noreturn]] void FailInChild(int report_fd, ChildStep step, int errnum, const char* detail) {
+  SpawnReport r;
+  std::memset(&r, 0, sizeof r);
+  r.kind = SpawnReport::kFailed;
+  r.step = static_cast<uint32_t>(step);
+  r.errnum = errnum;
+  CopyTruncated(r.detail, sizeof r.detail, detail);
+  SendReportInChild(report_fd, r);
+  ::_exit(126);
+}
+
+}  // namespace mp::sandbox

@@ -1,0 +1,17 @@
+// Reporting from the child between clone and exec: a failed step goes to the parent as a
+// fixed SpawnReport{step, errno, detail} and the child exits 126. Child side;
+// async-signal-safe: no allocation, no locks, no exceptions.
+#pragma once
+
+#include "sandbox/child_plan.h"
+
+namespace mp::sandbox {
+
+// Writes `report` whole to `fd` (the handshake socket, or the command's exec-status pipe).
+// A vanished reader gives EPIPE (SIGPIPE is blocked in the child), which is ignored.
+void SendReportInChild(int fd, const SpawnReport& report);
+
+// Reports {step, errnum, detail (truncated to fit)} on `report_fd` and exits 126.
+[[noreturn]] void FailInChild(int report_fd, ChildStep step, int errnum, const char* detail);
+
+}  // namespace mp::sandbox

@@ -251,7 +251,7 @@ Result<TokenSet> TokenSet::Load(const TokenSources& sources) {
     const std::string what = "token file \"" + sources.file + "\"";
     auto text = ReadSecretFile(sources.file, what, /*check_mode=*/true);
     if (!text) {
-      if (text.error().errnum == ENOENT && sources.file == kDefaultTokenFile) {
+      if (text.error().errnum == ENOENT && sources.file == sources.default_file) {
         // Decided below: fine when another source gives a token.
         default_file_missing = true;
       } else {
@@ -296,7 +296,7 @@ Result<TokenSet> TokenSet::Load(const TokenSources& sources) {
     std::string msg =
         "no API token: set token_file, MONKEYPROOF_TOKEN or a systemd credential "
         "'monkeyproof-token'";
-    if (default_file_missing) msg += "; " + std::string(kDefaultTokenFile) + " does not exist";
+    if (default_file_missing) msg += "; " + sources.default_file + " does not exist";
     return PlainError(msg + empty_note);
   }
   // Every token is already vetted; FromTokens vets again (cheap) and de-duplicates.

@@ -28,6 +28,10 @@ struct TokenSources {
   std::string file;            // one token per line; '#' comments and blank lines skipped
   std::string env_value;       // the value of MONKEYPROOF_TOKEN or AGENT_WS_TOKEN, if set
   std::string credential_dir;  // $CREDENTIALS_DIRECTORY; reads <dir>/monkeyproof-token
+  // The path that counts as "the default token file" (may be missing when another source
+  // gives a token). Always kDefaultTokenFile but in tests, which point it at a directory of
+  // their own instead of depending on what this machine has in /etc.
+  std::string default_file = std::string(kDefaultTokenFile);
 };
 
 class TokenSet {

@@ -219,20 +219,32 @@ TEST(TokenSetLoadTest, AConfiguredMissingFileIsAnError) {
 }
 
 TEST(TokenSetLoadTest, TheMissingDefaultFileIsSkippedWhenAnotherSourceGivesAToken) {
-  if (::access(std::string(kDefaultTokenFile).c_str(), F_OK) == 0) {
-    GTEST_SKIP() << kDefaultTokenFile << " exists on this machine";
-  }
-  auto set = TokenSet::Load({std::string(kDefaultTokenFile), kGood, ""});
+  // The default path is injected: what this machine has in /etc/monkeyproof does not matter.
+  TempDir dir;
+  const std::string default_file = dir.path() + "/api-token";
+  auto set = TokenSet::Load({default_file, kGood, "", default_file});
   ASSERT_TRUE(set.has_value()) << set.error().ToString();
   EXPECT_TRUE(set->Accepts(kGood));
 
-  auto none = TokenSet::Load({std::string(kDefaultTokenFile), "", ""});
+  auto none = TokenSet::Load({default_file, "", "", default_file});
   ASSERT_FALSE(none.has_value());
   EXPECT_NE(none.error().what.find("no API token: set token_file, MONKEYPROOF_TOKEN or a systemd "
                                    "credential 'monkeyproof-token'"),
             std::string::npos)
       << none.error().what;
-  EXPECT_NE(none.error().what.find("does not exist"), std::string::npos);
+  EXPECT_NE(none.error().what.find(default_file + " does not exist"), std::string::npos)
+      << none.error().what;
+
+  // The same missing path when it is not the default is an error of its own.
+  auto configured = TokenSet::Load({default_file, kGood, "", dir.path() + "/other"});
+  ASSERT_FALSE(configured.has_value());
+  EXPECT_EQ(configured.error().errnum, ENOENT);
+}
+
+TEST(TokenSetLoadTest, TheDefaultFileIsTheBuiltInPathUnlessInjected) {
+  EXPECT_EQ(TokenSources{}.default_file, kDefaultTokenFile);
+  const TokenSources three = {"/x", "", ""};
+  EXPECT_EQ(three.default_file, "/etc/monkeyproof/api-token");
 }
 
 TEST(TokenSetLoadTest, NoSourceIsAnError) {

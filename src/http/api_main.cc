@@ -13,6 +13,7 @@
 
 #include <boost/asio/signal_set.hpp>
 
+#include "common/log.h"
 #include "common/version.h"
 #include "http/api_config.h"
 #include "http/auth.h"
@@ -42,6 +43,7 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mp::common::SetLogProgram("monkeyproof-api");
   std::string config_path = "/etc/monkeyproof/api.conf";
   bool config_given = false;
   std::string listen, control_socket, token_file;

@@ -1,6 +1,5 @@
 #include "http/listener.h"
 
-#include <cstdio>
 #include <utility>
 
 #include <boost/asio/ip/v6_only.hpp>
@@ -8,6 +7,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 
+#include "common/log.h"
 #include "http/http_session.h"
 
 namespace mp::http {
@@ -56,7 +56,7 @@ void Listener::OnAccept(boost::system::error_code ec, tcp::socket socket) {
   if (ec == asio::error::operation_aborted) return;
   if (ec) {
     // EMFILE and friends: log, wait a little, go on accepting.
-    std::fprintf(stderr, "monkeyproof-api: accept: %s\n", ec.message().c_str());
+    common::Log(common::LogLevel::kError, "accept: " + ec.message());
     auto timer = std::make_shared<asio::steady_timer>(ctx_.io, std::chrono::milliseconds(100));
     timer->async_wait(
         [self = shared_from_this(), timer](boost::system::error_code) { self->DoAccept(); });

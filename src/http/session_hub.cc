@@ -1,8 +1,8 @@
 #include "http/session_hub.h"
 
 #include <algorithm>
-#include <cstdio>
 
+#include "common/log.h"
 #include "http/metrics.h"
 
 namespace mp::http {
@@ -64,8 +64,8 @@ void SessionHub::Subscribe(const std::string& session, Channel& channel, uint64_
     if (!r || r->ok()) return;  // a dropped link tells every client itself
     // Live clients would wait for events that never come: they read on their own instead,
     // and learn from their reads what is wrong (an unknown session, say).
-    std::fprintf(stderr, "monkeyproof-api: subscribe %s: %s\n", session.c_str(),
-                 std::get<wire::ErrorBody>(r->body).message.c_str());
+    common::Log(common::LogLevel::kWarning,
+                "subscribe " + session + ": " + std::get<wire::ErrorBody>(r->body).message);
     auto it = channels_.find(session);
     if (it == channels_.end()) return;
     it->second.subscribed = false;

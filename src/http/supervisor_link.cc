@@ -5,12 +5,12 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <utility>
 
 #include <boost/asio/post.hpp>
 
+#include "common/log.h"
 #include "common/version.h"
 #include "common/wire.h"
 
@@ -120,7 +120,7 @@ void SupervisorLink::Fail(const std::string& why) {
   const bool was_up = state_ == State::kUp;
   if (state_ == State::kStopped) return;
   last_error_ = why;
-  if (was_up) std::fprintf(stderr, "monkeyproof-api: supervisor link lost: %s\n", why.c_str());
+  if (was_up) common::Log(common::LogLevel::kWarning, "supervisor link lost: " + why);
   ++generation_;
   if (socket_) {
     boost::system::error_code ignored;
@@ -308,8 +308,8 @@ void SupervisorLink::HandleFrame(const wire::FrameView& frame) {
     backoff_ = std::chrono::milliseconds(50);
     last_error_.clear();
     if (reconnects_++ > 0) {
-      std::fprintf(stderr, "monkeyproof-api: supervisor link up again%s\n",
-                   restarted ? " (the supervisor restarted)" : "");
+      common::Log(common::LogLevel::kInfo, std::string("supervisor link up again") +
+                                               (restarted ? " (the supervisor restarted)" : ""));
     }
     if (listener_ != nullptr) listener_->OnLinkUp(*hello_);
     return;

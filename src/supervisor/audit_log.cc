@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+
+#include "common/log.h"
 
 namespace mp::supervisor {
 
@@ -73,8 +76,11 @@ void AuditLog::Write(const AuditEntry& e) {
                      JsonEscape(e.client) + "\",\"outcome\":\"" + JsonEscape(e.outcome) +
                      "\",\"detail\":\"" + JsonEscape(e.detail) + "\"}\n";
   // One write per line with O_APPEND keeps lines whole.
-  if (::write(fd_.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
-    std::fprintf(stderr, "monkeyproofd: audit log write failed: %s\n", line.c_str());
+  const ssize_t n = ::write(fd_.get(), line.data(), line.size());
+  if (n != static_cast<ssize_t>(line.size())) {
+    line.pop_back();  // the newline
+    common::Log(common::LogLevel::kError, "component=audit_log event=write_failed line=" + line,
+                n < 0 ? errno : 0);
   }
 }
 

@@ -14,6 +14,7 @@
 #include <utility>
 #include <variant>
 
+#include "common/log.h"
 #include "common/scope_guard.h"
 
 namespace mp::supervisor {
@@ -48,8 +49,10 @@ std::string Quote(std::string_view s) {
   return out;
 }
 
-void Log(const char* level, const std::string& text) {
-  std::fprintf(stderr, "monkeyproofd: level=%s component=control_server %s\n", level, text.c_str());
+using common::LogLevel;
+
+void Log(LogLevel level, const std::string& text) {
+  common::Log(level, "component=control_server " + text);
 }
 
 std::string PeerFields(const PeerInfo& p) {
@@ -213,7 +216,7 @@ void ControlServer::OnAccept() {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       // The peer gave up while queued, or a signal: the next one may be fine.
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      Log("error", "event=accept_failed error=" + Quote(ErrnoError("accept4").ToString()));
+      Log(LogLevel::kError, "event=accept_failed error=" + Quote(ErrnoError("accept4").ToString()));
       PauseAccepting();
       return;
     }
@@ -222,19 +225,21 @@ void ControlServer::OnAccept() {
     struct ucred cred {};
     socklen_t len = sizeof cred;
     if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || len != sizeof cred) {
-      Log("error",
+      Log(LogLevel::kError,
           "event=peer_rejected reason=" + Quote(ErrnoError("getsockopt(SO_PEERCRED)").ToString()));
       continue;
     }
     PeerInfo peer{0, cred.pid, cred.uid, cred.gid, ""};
     const auto& allowed = options_.allowed_uids;
     if (std::find(allowed.begin(), allowed.end(), cred.uid) == allowed.end()) {
-      Log("warn", "event=peer_rejected " + PeerFields(peer) + " reason=\"uid not allowed\"");
+      Log(LogLevel::kWarning,
+          "event=peer_rejected " + PeerFields(peer) + " reason=\"uid not allowed\"");
       continue;
     }
     if (connections_.size() >= options_.max_connections) {
-      Log("warn", "event=peer_rejected " + PeerFields(peer) + " reason=\"max_connections (" +
-                      std::to_string(options_.max_connections) + ") reached\"");
+      Log(LogLevel::kWarning, "event=peer_rejected " + PeerFields(peer) +
+                                  " reason=\"max_connections (" +
+                                  std::to_string(options_.max_connections) + ") reached\"");
       continue;
     }
     auto c = std::make_unique<Connection>();
@@ -245,12 +250,13 @@ void ControlServer::OnAccept() {
     if (auto added = loop_.Add(fd.get(), EPOLLIN,
                                [this, id](uint32_t events) { OnConnectionEvent(id, events); });
         !added) {
-      Log("error",
+      Log(LogLevel::kError,
           "event=peer_rejected " + PeerFields(peer) + " reason=" + Quote(added.error().ToString()));
       continue;
     }
     c->fd = std::move(fd);
-    Log("info", "event=peer_accepted connection=" + std::to_string(id) + " " + PeerFields(peer));
+    Log(LogLevel::kInfo,
+        "event=peer_accepted connection=" + std::to_string(id) + " " + PeerFields(peer));
     connections_.emplace(id, std::move(c));
   }
 }
@@ -261,7 +267,8 @@ void ControlServer::PauseAccepting() {
   accept_timer_ = loop_.AddTimer(kAcceptBackoff, [this] {
     accept_timer_ = 0;
     if (auto resumed = loop_.Modify(listener_.get(), EPOLLIN); !resumed) {
-      Log("error", "event=accept_resume_failed error=" + Quote(resumed.error().ToString()));
+      Log(LogLevel::kError,
+          "event=accept_resume_failed error=" + Quote(resumed.error().ToString()));
     }
   });
 }
@@ -350,8 +357,8 @@ void ControlServer::HandleFrame(Connection& c, const wire::FrameView& frame) {
     }
     c.greeted = true;
     c.peer.client = hello.client;
-    Log("info", "event=hello connection=" + std::to_string(c.id) + " " + PeerFields(c.peer) +
-                    " client=" + Quote(hello.client));
+    Log(LogLevel::kInfo, "event=hello connection=" + std::to_string(c.id) + " " +
+                             PeerFields(c.peer) + " client=" + Quote(hello.client));
     Enqueue(c, std::move(*frame_bytes), false);
     return;
   }
@@ -408,8 +415,9 @@ void ControlServer::EnqueueResponse(Connection& c, const wire::Response& respons
   auto frame = wire::EncodeResponse(response);
   if (!frame) {
     // Too big for one frame: a handler bug, but the request still gets its one answer.
-    Log("error", "event=response_unencodable connection=" + std::to_string(c.id) + " id=" +
-                     std::to_string(response.id) + " error=" + Quote(frame.error().ToString()));
+    Log(LogLevel::kError, "event=response_unencodable connection=" + std::to_string(c.id) +
+                              " id=" + std::to_string(response.id) +
+                              " error=" + Quote(frame.error().ToString()));
     frame = wire::EncodeResponse(
         ErrorResponse(response.id, wire::ErrorCode::kInternal,
                       "the response could not be encoded: " + frame.error().ToString(), ""));
@@ -481,8 +489,9 @@ void ControlServer::UpdateInterest(Connection& c) {
 void ControlServer::Close(Connection& c, const std::string& why) {
   if (c.closed) return;
   c.closed = true;
-  Log("info", "event=closed connection=" + std::to_string(c.id) + " " + PeerFields(c.peer) +
-                  " outbox_bytes=" + std::to_string(c.outbox_bytes) + " reason=" + Quote(why));
+  Log(LogLevel::kInfo, "event=closed connection=" + std::to_string(c.id) + " " +
+                           PeerFields(c.peer) + " outbox_bytes=" + std::to_string(c.outbox_bytes) +
+                           " reason=" + Quote(why));
   loop_.CancelTimer(c.linger_timer);
   c.linger_timer = 0;
   loop_.Remove(c.fd.get());
@@ -530,8 +539,8 @@ EventSendResult ControlServer::SendEvent(uint64_t connection_id, const wire::Eve
   auto frame = wire::EncodeEvent(event);
   if (!frame) {
     // Output events are at most kMaxChunkBytes by contract; a bigger one is a caller bug.
-    Log("error", "event=event_unencodable connection=" + std::to_string(c.id) +
-                     " error=" + Quote(frame.error().ToString()));
+    Log(LogLevel::kError, "event=event_unencodable connection=" + std::to_string(c.id) +
+                              " error=" + Quote(frame.error().ToString()));
     return EventSendResult::kDropped;
   }
   const bool droppable = std::holds_alternative<wire::OutputEvent>(event);

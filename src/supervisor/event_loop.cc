@@ -6,10 +6,10 @@
 
 #include <array>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <string>
 
+#include "common/log.h"
 #include "common/scope_guard.h"
 
 namespace mp::supervisor {
@@ -116,8 +116,7 @@ void EventLoop::ArmTimerFd() {
   }
   if (::timerfd_settime(timerfd_.get(), TFD_TIMER_ABSTIME, &spec, nullptr) != 0) {
     // Only EINVAL/EBADF are possible here, i.e. a bug; timers would stall, so say so loudly.
-    std::fprintf(stderr, "monkeyproofd: level=error component=event_loop op=timerfd_settime %s\n",
-                 std::strerror(errno));
+    common::Log(common::LogLevel::kError, "component=event_loop op=timerfd_settime", errno);
     return;
   }
   armed_for_ = target;

@@ -527,6 +527,36 @@ def mib(kib):
     return "%.1f" % (kib / 1024.0)
 
 
+def bounded_ratios(rows, mem, prefix):
+    """The bounds that used to be asserted in the privileged tests, as ratios with a target.
+
+    - A quiet session costs the supervisor no CPU: monkeyproofd's CPU seconds per wall second
+      with one idle session (a loop spinning on an unread cgroup event file is 1.0; the test's
+      bound was 0.25).
+    - Memory stays bounded whatever a session prints: monkeyproofd's peak RSS during a stream
+      per byte streamed (the test's bound was 64 MiB for 1 GiB: 1/16), and against its idle RSS.
+    """
+    print("bounds (formerly asserted in tests/privileged/supervisor_test.cc):")
+    for r in rows:
+        if r["kind"] == "idle-cpu" and r["sessions"] == 1 and r["cpu_window_s"]:
+            ratio = float(r["daemon_cpu_s"]) / float(r["cpu_window_s"])
+            print("monkeyproofd CPU / wall time, one quiet session: %.3f (target < 0.25: %s)" % (
+                ratio, "met" if ratio < 0.25 else "MISSED"))
+    idle = mem.get("idle", {}).get("monkeyproofd", {}).get("VmRSS_kib")
+    for r in rows:
+        if r["kind"] != "stream" or not r.get("bytes"):
+            continue
+        st = rss_stats("%s.rss-%s.tsv" % (prefix, r.get("phase")))
+        if not st:
+            continue
+        per_byte = st["d_max"] * 1024.0 / r["bytes"]
+        print("%s: monkeyproofd peak RSS / bytes streamed = %s MiB / %s MiB = %.4f "
+              "(target <= 1/16 = 0.0625: %s)%s" % (
+                  r.get("phase"), mib(st["d_max"]), mib(r["bytes"] / 1024.0), per_byte,
+                  "met" if per_byte <= 1 / 16 else "MISSED",
+                  "; peak / idle RSS = %.2f" % (st["d_max"] / idle) if idle else ""))
+
+
 def cmd_summary(a):
     rows = []
     with open(a.prefix + ".jsonl") as f:
@@ -610,6 +640,8 @@ def cmd_summary(a):
             print("CPU over %s s with %s live session(s) and no request: monkeyproofd %s s, "
                   "monkeyproof-api %s s" % (r["cpu_window_s"], r["sessions"], r["daemon_cpu_s"],
                                             r["api_cpu_s"]))
+    print()
+    bounded_ratios(rows, mem, a.prefix)
     for r in rows:
         if r["kind"] == "spawn":
             print()

@@ -22,6 +22,7 @@
 
 #include <gtest/gtest.h>
 
+#include "proc_watch.h"
 #include "sandbox_runner.h"
 #include "staged_probe.h"
 
@@ -136,7 +137,18 @@ TEST_F(AttackTest, SeeOrSignalHostProcess) {
     for (;;) ::pause();
   }
   ASSERT_GT(victim, 0);
-  ::usleep(50 * 1000);
+  // Only once it runs as the sandbox's uid does the test mean anything.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::ifstream status("/proc/" + std::to_string(victim) + "/status");
+        for (std::string line; std::getline(status, line);) {
+          if (line.rfind("Uid:", 0) == 0)
+            return line.find("\t65534\t65534\t65534") != std::string::npos;
+        }
+        return false;
+      },
+      std::chrono::seconds(30)))
+      << "the victim never switched to uid 65534";
   ExpectBlocked(Probe({"signal-pid", std::to_string(victim)}));
   auto control = Probe({"signal-pid", std::to_string(victim)});
   control.unsafe.share_pid_namespace = true;
@@ -310,7 +322,9 @@ TEST_F(AttackTest, ReadSupervisorEnvironment) {
     ::_exit(127);
   }
   ASSERT_GT(holder, 0);
-  ::usleep(100 * 1000);
+  // Its environment holds the secret once it has exec'd.
+  ASSERT_TRUE(WaitFor([&] { return Cmdline(holder) == "sleep 600"; }, std::chrono::seconds(30)))
+      << "the holder never exec'd sleep";
   ExpectBlocked(Probe({"read-environ", secret}));
   auto control = Probe({"read-environ", secret});
   control.unsafe.share_pid_namespace = true;
@@ -387,7 +401,9 @@ TEST_F(AttackTest, SetsidDoubleForkCannotEscapeTheKill) {
   int survivors = -1;
   auto r = runner_->Run(control, AfterDaemonized([&](sandbox::SpawnedChild& c) {
                           (void)c.init.SendSignal(SIGKILL);
-                          ::usleep(200 * 1000);
+                          // Count once the init has died (its pidfd turns readable).
+                          struct pollfd died = {c.init.fd(), POLLIN, 0};
+                          EXPECT_EQ(::poll(&died, 1, 30000), 1) << "the init outlived SIGKILL";
                           survivors = CountProcessesWith(token);
                           (void)c.leaf.Kill();  // clean up for real
                         }));

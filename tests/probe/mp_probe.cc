@@ -294,6 +294,10 @@ int SleepForever();
 
 // Leaves a grandchild in its own session that outlives this process, named by `token`.
 int Daemonize(const char* self, const char* token) {
+  // A close-on-exec pipe: its write end closes in every process once the grandchild has
+  // exec'd (its cmdline carries the token) and the middle child has exited.
+  int execd[2];
+  if (::pipe2(execd, O_CLOEXEC) != 0) return ProbeError("pipe2");
   const pid_t p = ::fork();
   if (p < 0) return ProbeError("fork");
   if (p == 0) {
@@ -304,8 +308,12 @@ int Daemonize(const char* self, const char* token) {
     }
     ::_exit(0);
   }
+  ::close(execd[1]);
   ::waitpid(p, nullptr, 0);
-  ::usleep(50 * 1000);  // let the grandchild exec so its cmdline carries the token
+  char byte;
+  while (::read(execd[0], &byte, 1) < 0 && errno == EINTR) {
+  }
+  ::close(execd[0]);
   std::printf("DAEMONIZED\n");
   std::fflush(stdout);  // stdout is a pipe: fully buffered
   return 0;

@@ -18,6 +18,9 @@ MP_API_TOKEN; MP_API_CWD, when set, is the cwd of the sessions it creates. Subco
                          replayed; bytes that are not UTF-8 become U+FFFD.
   gaps                   a transcript cap cuts the start: gaps over WebSocket, /output and
                          /transcript, exact bytes elsewhere.
+  live-resume --lines L   a session writes L numbered lines slowly (and waits for stdin at the
+                         middle): read part of it, drop the connection, resume with ?since=<bytes
+                         read> while it still writes; the bytes received must be exactly its text.
   wait-exit --session ID --reason R
                          prints CONNECTED once attached, then expects killed and an exit with
                          reason R (used across a supervisor restart).
@@ -555,6 +558,76 @@ async def cmd_gaps(args):
     log("gaps OK")
 
 
+# Numbered lines, one every P seconds, with a stop at the middle until a line arrives on
+# stdin: a session that is certainly still writing when a client resumes. Run with
+# python3 -c LIVE_GEN L P. No single quotes.
+LIVE_GEN = (
+    "import sys,time\n"
+    "n=int(sys.argv[1]);p=float(sys.argv[2]);o=sys.stdout\n"
+    "for i in range(1,n+1):\n"
+    " o.write(\"line %05d of %d: the quick brown fox jumps over the lazy dog\\n\"%(i,n));o.flush()\n"
+    " if p:time.sleep(p)\n"
+    " if i==n//2:sys.stdin.readline()\n"
+)
+assert "'" not in LIVE_GEN
+
+
+async def cmd_live_resume(args):
+    """Subscribe, read N bytes, drop the connection, resubscribe from N while the session still
+    writes: what arrives, joined, is the session's text, no byte lost and none twice."""
+    lines = args.lines
+    want = subprocess.run([sys.executable, "-c", LIVE_GEN, str(lines), "0"], input=b"go\n",
+                          check=True, stdout=subprocess.PIPE).stdout
+    half = len(b"".join(want.splitlines(keepends=True)[:lines // 2]))
+    # Mid-line and well before the stop, so that the cut is not on a message boundary by luck.
+    cut = half // 3 + 7
+    sid = create({"task": "e2e-live-resume", "command": sys.executable,
+                  "args": ["-c", LIVE_GEN, str(lines), "0.01"], "owner": "e2e-ws",
+                  "labels": ["live-resume"]})["id"]
+    f = Follower(0)
+    f.keep_text = True
+    ws = await ws_connect(sid, since=0)
+    check(not await asyncio.wait_for(f.run(ws, stop_at=cut), 120),
+          "the session ended before %d bytes" % cut)
+    # Keep exactly the first `cut` bytes: the rest of the last message comes again after the
+    # resume. A forced disconnect: no close handshake.
+    first = f.text["stdout"].encode()[:cut]
+    check(len(first) == cut and not f.text["stderr"],
+          "first connection: %d bytes of stdout, stderr %r" % (len(first), f.text["stderr"]))
+    ws.transport.abort()
+    log("read %d bytes (to %d) over the first connection, dropped it; resuming from %d" %
+        (len(f.text["stdout"]), f.next, cut))
+    ws = await ws_connect(sid, since=cut)
+    catchup = json.loads(await asyncio.wait_for(ws.recv(), 60))
+    check(catchup["type"] == "catchup" and catchup["data"] == "" and catchup["next"] == cut,
+          "catchup after ?since=%d: %r" % (cut, {k: catchup.get(k) for k in
+                                                 ("type", "offset", "next", "status")}))
+    check(catchup["status"] == "running",
+          "the session is %r at the resume: it must still be writing" % catchup["status"])
+    rest = Follower(cut)
+    rest.keep_text = True
+    await ws.send(json.dumps({"type": "stdin", "data": "go\n"}))
+    check(await asyncio.wait_for(rest.run(ws), 180), "no exit after the resume")
+    check(rest.exit["code"] == 0 and rest.exit["reason"] == "exit", "exit %r" % rest.exit)
+    check(rest.exit["offset"] == len(want), "exit offset %r, text is %d bytes" % (
+        rest.exit["offset"], len(want)))
+    check(not rest.text["stderr"], "stderr %r" % rest.text["stderr"][:300])
+    got = first + rest.text["stdout"].encode()
+    if got != want:
+        at = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got),
+                                                                              len(want)))
+        raise CheckFailed("received %d bytes, the text is %d (%s); first difference at %d: "
+                          "got %r, want %r" % (len(got), len(want),
+                                               "duplicated" if len(got) > len(want) else
+                                               "lost" if len(got) < len(want) else "same length",
+                                               at, got[at:at + 60], want[at:at + 60]))
+    await ws.wait_closed()
+    check(ws.close_code == 1000, "close code %r after exit" % ws.close_code)
+    log("live-resume: %d + %d bytes = the session's %d lines (%d bytes) exactly" % (
+        len(first), rest.bytes, lines, len(want)))
+    log("live-resume OK")
+
+
 async def cmd_wait_exit(args):
     """Watches a session through a supervisor restart: prints CONNECTED, then expects the exit."""
     ws = await ws_connect(args.session, since=0)
@@ -690,15 +763,17 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("commands", nargs="+", metavar="command",
                    choices=["stream", "stdin", "snippet", "api-restart", "fanout", "utf8", "gaps",
-                            "wait-exit"], help="run one after the other, in one process")
+                            "wait-exit", "live-resume"],
+                   help="run one after the other, in one process")
     p.add_argument("--session")
     p.add_argument("--reason")
     p.add_argument("--bytes", type=int, default=1 << 20)
     p.add_argument("--clients", type=int, default=100)
+    p.add_argument("--lines", type=int, default=400)
     args = p.parse_args()
     fns = {"stream": cmd_stream, "stdin": cmd_stdin, "snippet": cmd_snippet,
            "api-restart": cmd_api_restart, "fanout": cmd_fanout, "utf8": cmd_utf8,
-           "gaps": cmd_gaps, "wait-exit": cmd_wait_exit}
+           "gaps": cmd_gaps, "wait-exit": cmd_wait_exit, "live-resume": cmd_live_resume}
     for command in args.commands:
         t0 = time.monotonic()
         try:

@@ -1,8 +1,9 @@
 // monkeyproof-api end to end in the test VM: the real supervisor (monkeyproofd, root) and the
 // real API (monkeyproof-api, as its own unprivileged user) talking over the control socket,
 // driven from outside through HTTP and WebSocket by the scripts in tests/e2e (curl, Python):
-// the original server's recipes, streaming with resume, an API crash and a supervisor restart
-// mid-stream, auth and request limits, 100 WebSocket clients, and the CLI.
+// the original server's recipes, streaming with resume (at a disconnect and while the session
+// writes), an API crash and a supervisor restart mid-stream, auth and request limits, 100
+// WebSocket clients, and the CLI.
 #include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -240,6 +241,12 @@ TEST_F(ApiE2eTest, ApiKilledAndRestartedMidStream) {
   EXPECT_TRUE(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0)
       << "api-restart client: " << DescribeStatus(rc) << stack_->Logs();
   std::printf("api-restart: %.1f s\n", SecondsSince(start));
+}
+
+// 3b. Resume while the session still writes: read part of a slowly written text, drop the
+// connection, come back with ?since=<bytes read>; the joined bytes are the text exactly.
+TEST_F(ApiE2eTest, LiveResumeWhileTheSessionWrites) {
+  RunScript({kPython, Script("ws_client.py"), "live-resume", "--lines", "400"}, seconds(300));
 }
 
 // 5. Auth on every route (WebSocket upgrade included), and malformed or oversized requests.

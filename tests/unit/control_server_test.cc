@@ -833,18 +833,28 @@ TEST_F(ControlServerTest, SymlinkAtThePathIsNeitherFollowedNorDeleted) {
 }
 
 TEST_F(ControlServerTest, StartRefusesBadOptions) {
+  // Each refusal names the option at fault.
+  const auto refused = [&](const ControlServerOptions& o, const std::string& names) {
+    auto server = ControlServer::Start(*loop_, o, handler_);
+    if (server) return ::testing::AssertionFailure() << "started with a bad " << names;
+    if (server.error().what.find(names) == std::string::npos) {
+      return ::testing::AssertionFailure()
+             << "the error does not name " << names << ": " << server.error().what;
+    }
+    return ::testing::AssertionSuccess();
+  };
   ControlServerOptions o = Options();
   o.allowed_uids.clear();
-  EXPECT_FALSE(ControlServer::Start(*loop_, o, handler_));
+  EXPECT_TRUE(refused(o, "allowed_uids"));
   o = Options();
   o.socket_path = dir_ + "/" + std::string(200, 'p');
-  EXPECT_FALSE(ControlServer::Start(*loop_, o, handler_));
+  EXPECT_TRUE(refused(o, "path must be 1..107 bytes"));
   o = Options();
   o.outbox_soft_limit_bytes = o.outbox_hard_limit_bytes + 1;
-  EXPECT_FALSE(ControlServer::Start(*loop_, o, handler_));
+  EXPECT_TRUE(refused(o, "outbox limits"));
   o = Options();
   o.max_connections = 0;
-  EXPECT_FALSE(ControlServer::Start(*loop_, o, handler_));
+  EXPECT_TRUE(refused(o, "max_connections"));
   struct stat st {};
   EXPECT_NE(::lstat(path_.c_str(), &st), 0);  // nothing was bound
 }

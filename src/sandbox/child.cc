@@ -124,6 +124,7 @@ void BringLoopbackUp(const ChildPlan& p) {
     if (fd > 2) ::close(fd);
   }
 
+  BeginStepInChild(p, ChildStep::kExec);
   SpawnReport r;
   std::memset(&r, 0, sizeof r);
   // The command's end of this pipe is CLOEXEC: EOF means execve succeeded.
@@ -135,6 +136,11 @@ void BringLoopbackUp(const ChildPlan& p) {
   if (n == static_cast<ssize_t>(sizeof r) && r.kind == SpawnReport::kFailed) {
     SendReportInChild(p.report_fd, r);
     ::_exit(126);
+  }
+  BeginStepInChild(p, ChildStep::kReportStarted);
+  if (p.stall_before_start_report) {
+    // Test hook: every signal is blocked, so only SIGKILL (the parent's cgroup.kill) ends this.
+    for (;;) ::pause();
   }
   std::memset(&r, 0, sizeof r);
   r.kind = SpawnReport::kStarted;
@@ -222,22 +228,30 @@ void CloseInheritedFds(const ChildPlan& p) {
     } while (n < 0 && errno == EINTR);
     if (n != 1) ::_exit(125);  // the parent gave up; nobody to report to
   }
+  BeginStepInChild(p, ChildStep::kSetsid);
   if (::setsid() < 0) FailInChild(rfd, ChildStep::kSetsid, errno, "setsid");
+  BeginStepInChild(p, ChildStep::kMountPrivate);
   if (p.isolate_filesystem) SetUpFilesystemInChild(p);
+  BeginStepInChild(p, ChildStep::kChdirWorkspace);
   if (p.workspace != nullptr && ::chdir(p.workspace) < 0) {
     FailInChild(rfd, ChildStep::kChdirWorkspace, errno, p.workspace);
   }
+  BeginStepInChild(p, ChildStep::kHostname);
   if (p.hostname != nullptr && ::sethostname(p.hostname, std::strlen(p.hostname)) < 0) {
     FailInChild(rfd, ChildStep::kHostname, errno, p.hostname);
   }
+  BeginStepInChild(p, ChildStep::kLoopback);
   if (p.loopback_up) BringLoopbackUp(p);
+  BeginStepInChild(p, ChildStep::kRlimit);
   for (size_t i = 0; i < p.rlimit_count; ++i) {
     if (::setrlimit(static_cast<__rlimit_resource>(p.rlimits[i].resource), &p.rlimits[i].limit) <
         0) {
       FailInChild(rfd, ChildStep::kRlimit, errno, "setrlimit");
     }
   }
+  BeginStepInChild(p, ChildStep::kCapBoundingSet);
   DropCredentialsInChild(p);
+  BeginStepInChild(p, ChildStep::kParentDeathSignal);
   // Set after the uid change, which clears it. If the supervisor dies, init
   // dies, and the kernel kills the rest of the pid namespace.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) {
@@ -249,17 +263,21 @@ void CloseInheritedFds(const ChildPlan& p) {
     if (::poll(&pfd, 1, 0) != 0) ::_exit(125);
     ::close(p.parent_pidfd);
   }
+  BeginStepInChild(p, ChildStep::kCloseFds);
   if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
     FailInChild(rfd, ChildStep::kCloseFds, errno, "close_range");
+  BeginStepInChild(p, ChildStep::kNoNewPrivs);
   if (p.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
     FailInChild(rfd, ChildStep::kNoNewPrivs, errno, "PR_SET_NO_NEW_PRIVS");
   }
+  BeginStepInChild(p, ChildStep::kSeccomp);
   if (p.seccomp != nullptr) {
     if (const int err = InstallSeccompInChild(p.seccomp); err != 0) {
       FailInChild(rfd, ChildStep::kSeccomp, err, "seccomp");
     }
   }
 
+  BeginStepInChild(p, ChildStep::kForkCommand);
   int exec_pipe[2];
   if (::pipe2(exec_pipe, O_CLOEXEC) < 0) FailInChild(rfd, ChildStep::kForkCommand, errno, "pipe2");
   // A raw fork: glibc's fork() runs atfork handlers and takes malloc locks
@@ -343,6 +361,8 @@ const char* ChildStepName(ChildStep step) {
       return "controlling tty";
     case ChildStep::kExec:
       return "exec";
+    case ChildStep::kReportStarted:
+      return "report started";
   }
   return "unknown step";
 }

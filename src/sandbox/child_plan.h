@@ -50,6 +50,7 @@ enum class ChildStep : uint32_t {
   kStdio,
   kControllingTty,
   kExec,
+  kReportStarted,
 };
 const char* ChildStepName(ChildStep step);
 
@@ -75,12 +76,13 @@ inline constexpr size_t kMaxBinds = 32;
 inline constexpr size_t kMaxHides = 48;
 inline constexpr size_t kMaxRlimits = 16;
 
-// Fixed report the child sends over the handshake socket when a step fails,
-// and the init process sends when the command ended.
+// Fixed report the child sends over the handshake socket when it begins a step
+// (kProgress), when a step fails, once the command runs, and (the init process)
+// when the command ended.
 struct SpawnReport {
-  enum Kind : uint32_t { kFailed = 1, kStarted = 2, kExited = 3 };
+  enum Kind : uint32_t { kFailed = 1, kStarted = 2, kExited = 3, kProgress = 4 };
   uint32_t kind;
-  uint32_t step;     // ChildStep for kFailed
+  uint32_t step;     // ChildStep for kFailed and kProgress
   int32_t errnum;    // errno for kFailed
   int32_t status;    // wait status of the command for kExited
   char detail[128];  // the object of the failed step (a path, a program name)
@@ -131,6 +133,12 @@ struct ChildPlan {
   int report_fd;     // child's end of the handshake socket
   int parent_pidfd;  // pidfd of the supervisor: the child exits if it is gone
   bool wait_for_go;  // wait for the parent's GO byte (user namespace maps)
+  // Test hook (SpawnRequest::stall_before_start_report): init blocks for good instead of
+  // reporting kStarted.
+  bool stall_before_start_report;
+  // Test hook (SpawnRequest::test_fail_step): the ChildStep that fails on purpose when it
+  // begins (BeginStepInChild); 0 (kNone) in production.
+  uint32_t test_fail_step;
 };
 static_assert(std::is_standard_layout_v<ChildPlan>);
 static_assert(std::is_trivially_destructible_v<ChildPlan>);

@@ -38,4 +38,15 @@ void SendReportInChild(int fd, const SpawnReport& report) {
   ::_exit(126);
 }
 
+void BeginStepInChild(const ChildPlan& p, ChildStep step) {
+  SpawnReport r;
+  std::memset(&r, 0, sizeof r);
+  r.kind = SpawnReport::kProgress;
+  r.step = static_cast<uint32_t>(step);
+  SendReportInChild(p.report_fd, r);
+  if (p.test_fail_step == static_cast<uint32_t>(step)) {
+    FailInChild(p.report_fd, step, ECANCELED, "failed on purpose (test hook)");
+  }
+}
+
 }  // namespace mp::sandbox

@@ -11,6 +11,12 @@ namespace mp::sandbox {
 // A vanished reader gives EPIPE (SIGPIPE is blocked in the child), which is ignored.
 void SendReportInChild(int fd, const SpawnReport& report);
 
+// Reports that `step` begins (SpawnReport::kProgress), so that a setup that hangs (a wedged
+// mount, a stopped child) can be named when the parent gives up on it. The plan's test hook
+// test_fail_step makes exactly that step fail here (ECANCELED), to show each failure is
+// reported with its step's name.
+void BeginStepInChild(const ChildPlan& p, ChildStep step);
+
 // Reports {step, errnum, detail (truncated to fit)} on `report_fd` and exits 126.
 [[noreturn]] void FailInChild(int report_fd, ChildStep step, int errnum, const char* detail);
 

@@ -114,33 +114,6 @@ Result<std::pair<UniqueFd, UniqueFd>> OpenPty(unsigned short rows, unsigned shor
   return std::pair<UniqueFd, UniqueFd>(std::move(master), std::move(slave));
 }
 
-Result<SpawnReport> ReceiveReport(int fd, std::chrono::milliseconds timeout, bool* eof) {
-  *eof = false;
-  struct pollfd pfd = {fd, POLLIN, 0};
-  int rc;
-  do {
-    rc = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
-  } while (rc < 0 && errno == EINTR);
-  if (rc < 0) return ErrnoError("poll(spawn handshake)");
-  if (rc == 0)
-    return PlainError("sandbox setup did not finish within " + std::to_string(timeout.count()) +
-                      " ms");
-  SpawnReport r{};
-  ssize_t n;
-  do {
-    n = ::recv(fd, &r, sizeof r, MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return ErrnoError("recv(spawn handshake)");
-  if (n == 0) {
-    *eof = true;
-    return r;
-  }
-  if (n != static_cast<ssize_t>(sizeof r)) {
-    return PlainError("spawn handshake: short report (" + std::to_string(n) + " bytes)");
-  }
-  return r;
-}
-
 }  // namespace
 
 std::vector<RlimitSpec> DefaultRlimits() {
@@ -152,8 +125,8 @@ std::vector<RlimitSpec> DefaultRlimits() {
   };
 }
 
-Result<SpawnedChild> Spawn(const CgroupRoot& root, const std::string& leaf_name,
-                           const SpawnRequest& req) {
+Result<PendingSpawn> StartSpawn(const CgroupRoot& root, const std::string& leaf_name,
+                                const SpawnRequest& req) {
   MP_RETURN_IF_ERROR(Validate(req));
 
   PlanStorage st;
@@ -269,6 +242,8 @@ Result<SpawnedChild> Spawn(const CgroupRoot& root, const std::string& leaf_name,
   }
   plan.report_fd = child_sock.get();
   plan.wait_for_go = false;
+  plan.stall_before_start_report = req.stall_before_start_report;
+  plan.test_fail_step = static_cast<uint32_t>(req.test_fail_step);
   UniqueFd self_pidfd(static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0)));
   if (!self_pidfd) return ErrnoError("pidfd_open(self)");
   plan.parent_pidfd = self_pidfd.get();
@@ -311,29 +286,77 @@ Result<SpawnedChild> Spawn(const CgroupRoot& root, const std::string& leaf_name,
   child_out.Reset();
   child_err.Reset();
 
-  bool eof = false;
-  auto report = ReceiveReport(parent_sock.get(), req.start_timeout, &eof);
-  auto reap_and_fail = [&](Error e) -> Error {
-    (void)out.leaf.Kill();
-    (void)out.init.Wait();
-    return e;
-  };
-  if (!report) return reap_and_fail(std::move(report).error());
-  if (eof) return reap_and_fail(PlainError("sandbox init died during setup"));
-  if (report->kind == SpawnReport::kFailed) {
-    report->detail[sizeof report->detail - 1] = '\0';
-    const auto step = static_cast<ChildStep>(report->step);
-    std::string what = ChildStepName(step);
-    if (report->detail[0] != '\0') what += std::string(" ") + report->detail;
-    return reap_and_fail(ErrnoError(report->errnum, what));
-  }
-  if (report->kind != SpawnReport::kStarted) {
-    return reap_and_fail(
-        PlainError("spawn handshake: unexpected report kind " + std::to_string(report->kind)));
-  }
   out.report = std::move(parent_sock);
   remove_out_leaf.Dismiss();
-  return out;
+  return PendingSpawn{std::move(out), ChildStep::kNone};
+}
+
+Result<HandshakeState> PollHandshake(PendingSpawn& pending) {
+  for (;;) {
+    SpawnReport r{};
+    ssize_t n;
+    do {
+      n = ::recv(pending.child.report.get(), &r, sizeof r, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return HandshakeState::kPending;
+    if (n < 0) return ErrnoError("recv(spawn handshake)");
+    if (n == 0) {
+      return PlainError(std::string("sandbox init died during setup (last step begun: ") +
+                        ChildStepName(pending.last_step) + ")");
+    }
+    if (n != static_cast<ssize_t>(sizeof r)) {
+      return PlainError("spawn handshake: short report (" + std::to_string(n) + " bytes)");
+    }
+    switch (r.kind) {
+      case SpawnReport::kProgress:
+        pending.last_step = static_cast<ChildStep>(r.step);
+        continue;
+      case SpawnReport::kStarted:
+        return HandshakeState::kStarted;
+      case SpawnReport::kFailed: {
+        r.detail[sizeof r.detail - 1] = '\0';
+        std::string what = ChildStepName(static_cast<ChildStep>(r.step));
+        if (r.detail[0] != '\0') what += std::string(" ") + r.detail;
+        return ErrnoError(r.errnum, what);
+      }
+      default:
+        return PlainError("spawn handshake: unexpected report kind " + std::to_string(r.kind));
+    }
+  }
+}
+
+Error SpawnTimeoutError(const PendingSpawn& pending, std::chrono::milliseconds timeout) {
+  return PlainError("sandbox setup did not finish within " + std::to_string(timeout.count()) +
+                    " ms (stalled in step: " + ChildStepName(pending.last_step) + ")");
+}
+
+void AbortSpawn(SpawnedChild& child) {
+  (void)child.leaf.Kill();
+  // SIGKILL from cgroup.kill ends init at once; the wait is for its exit, not for work.
+  (void)child.init.Wait();
+}
+
+Result<SpawnedChild> Spawn(const CgroupRoot& root, const std::string& leaf_name,
+                           const SpawnRequest& req) {
+  MP_TRY(PendingSpawn pending, StartSpawn(root, leaf_name, req));
+  auto fail = [&](Error e) -> Error {
+    AbortSpawn(pending.child);
+    (void)FinishLeaf(pending.child.leaf, std::chrono::seconds(5));
+    return e;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + req.start_timeout;
+  for (;;) {
+    auto state = PollHandshake(pending);
+    if (!state) return fail(std::move(state).error());
+    if (*state == HandshakeState::kStarted) return std::move(pending.child);
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return fail(SpawnTimeoutError(pending, req.start_timeout));
+    struct pollfd pfd = {pending.child.report.get(), POLLIN, 0};
+    if (::poll(&pfd, 1, static_cast<int>(left.count())) < 0 && errno != EINTR) {
+      return fail(ErrnoError("poll(spawn handshake)"));
+    }
+  }
 }
 
 Result<std::optional<WaitStatus>> ReadExitReport(const SpawnedChild& child) {
@@ -350,6 +373,20 @@ Result<std::optional<WaitStatus>> ReadExitReport(const SpawnedChild& child) {
     return std::optional<WaitStatus>(DecodeWaitStatus(r.status));
   }
   return std::optional<WaitStatus>();
+}
+
+Result<bool> BeginFinishLeaf(CgroupLeaf& leaf) {
+  MP_RETURN_IF_ERROR(leaf.Kill());
+  MP_TRY(bool populated, leaf.Populated());
+  return !populated;
+}
+
+Result<bool> LeafEmptied(CgroupLeaf& leaf, CgroupStats* stats) {
+  MP_TRY(bool populated, leaf.Populated());
+  if (populated) return false;
+  MP_TRY(*stats, leaf.Stats());
+  MP_RETURN_IF_ERROR(leaf.Remove());
+  return true;
 }
 
 Result<CgroupStats> FinishLeaf(CgroupLeaf& leaf, std::chrono::milliseconds timeout) {

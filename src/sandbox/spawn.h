@@ -1,9 +1,12 @@
 // Spawn: one sandboxed command in its own cgroup v2 leaf and namespaces.
-// Supervisor side. Spawn() validates the request, creates and limits the
-// leaf, prepares the ChildPlan, clones with clone3(CLONE_PIDFD |
-// CLONE_INTO_CGROUP | CLONE_NEW*) and waits for the handshake: the child's
-// init reports "started" once the command's execve succeeded, or the step
-// that failed with its errno. Not thread-safe; call from one thread.
+// Supervisor side. StartSpawn() validates the request, creates and limits the
+// leaf, prepares the ChildPlan and clones with clone3(CLONE_PIDFD |
+// CLONE_INTO_CGROUP | CLONE_NEW*); it never waits for the child. The child
+// reports over the handshake socket the steps it begins, then "started" once
+// the command's execve succeeded, or the step that failed with its errno:
+// PollHandshake() reads what has arrived without blocking, so an event loop
+// can wait for the socket and a deadline. Spawn() is the blocking sequence for
+// one-shot callers. Not thread-safe; call from one thread.
 #pragma once
 
 #include <linux/filter.h>
@@ -87,7 +90,13 @@ struct SpawnRequest {
   unsigned short pty_rows = 24, pty_cols = 80;
 
   UnsafeForTests unsafe;
-  std::chrono::milliseconds start_timeout{30000};  // clone → execve of the command
+  // Test hook: init stops for good before it reports "started" (the command runs), so a
+  // test can show that a spawn wedged in setup blocks nothing else. Never set in production.
+  bool stall_before_start_report = false;
+  // Test hook: this setup step fails on purpose (ECANCELED) when the child begins it, to show
+  // that every step's failure reaches the caller with the step's name. kNone in production.
+  ChildStep test_fail_step = ChildStep::kNone;
+  std::chrono::milliseconds start_timeout{30000};  // clone → execve of the command (Spawn())
 };
 
 // Defaults applied to every spawn unless the request sets the resource.
@@ -111,6 +120,33 @@ struct ExitInfo {
   CgroupStats stats;
 };
 
+// A child cloned but not yet known to run its command. `child.report` is the handshake
+// socket: wait for it to be readable, then call PollHandshake().
+struct PendingSpawn {
+  SpawnedChild child;
+  ChildStep last_step = ChildStep::kNone;  // the last step the child reported beginning
+};
+
+// Validates, creates the leaf, clones. On error nothing is left behind (the leaf is removed).
+Result<PendingSpawn> StartSpawn(const CgroupRoot& root, const std::string& leaf_name,
+                                const SpawnRequest& request);
+
+enum class HandshakeState { kPending, kStarted };
+// Reads every record that has arrived. kStarted: the command runs; kPending: wait for more.
+// An error names the step that failed (its errno and object) or says that init died during
+// setup; the child is then dead or dying: call AbortSpawn().
+Result<HandshakeState> PollHandshake(PendingSpawn& pending);
+
+// The message for a child that did not finish setup in time, naming the step it was in.
+Error SpawnTimeoutError(const PendingSpawn& pending, std::chrono::milliseconds timeout);
+
+// Kills the leaf's processes and reaps init (which dies at once: SIGKILL). The leaf itself
+// remains until it is empty; remove it with FinishLeaf (blocking) or when cgroup.events
+// reports "populated 0" (see LeafEmptied()).
+void AbortSpawn(SpawnedChild& child);
+
+// StartSpawn, then waits up to request.start_timeout for the handshake. Blocking: for
+// one-shot callers (monkeyproofd exec, tests), never on the supervisor's loop.
 Result<SpawnedChild> Spawn(const CgroupRoot& root, const std::string& leaf_name,
                            const SpawnRequest& request);
 
@@ -119,7 +155,13 @@ Result<SpawnedChild> Spawn(const CgroupRoot& root, const std::string& leaf_name,
 Result<std::optional<WaitStatus>> ReadExitReport(const SpawnedChild& child);
 
 // After init was reaped: kill what is left, wait until the leaf is empty,
-// read its figures and remove it.
+// read its figures and remove it. Blocking (poll on cgroup.events).
 Result<CgroupStats> FinishLeaf(CgroupLeaf& leaf, std::chrono::milliseconds timeout);
+
+// The non-blocking form: kill what is left and report whether the leaf is already empty.
+// When it is not, watch `events` (cgroup.events, EPOLLPRI) and call LeafEmptied() on change.
+Result<bool> BeginFinishLeaf(CgroupLeaf& leaf);
+// True once the leaf is empty; then its figures are read and the leaf removed into `stats`.
+Result<bool> LeafEmptied(CgroupLeaf& leaf, CgroupStats* stats);
 
 }  // namespace mp::sandbox

@@ -35,7 +35,8 @@ Result<SupervisorConfig> ParseConfig(const std::string& name, const std::string&
       .Size("max_ended_output_bytes", &c.max_ended_output_bytes)
       .Number("session_ttl_ms", &c.session_ttl_ms)
       .Number("interactive_session_ttl_ms", &c.interactive_session_ttl_ms)
-      .Number("kill_grace_ms", &c.kill_grace_ms);
+      .Number("kill_grace_ms", &c.kill_grace_ms)
+      .Number("spawn_timeout_ms", &c.spawn_timeout_ms, 1);
   MP_RETURN_IF_ERROR(schema.Parse(text, name));
   return c;
 }

@@ -33,6 +33,7 @@ struct SupervisorConfig {
   uint64_t session_ttl_ms = 3600000;              // ended exec/print kept (SESSION_TTL_MS)
   uint64_t interactive_session_ttl_ms = 7200000;  // (INTERACTIVE_SESSION_TTL_MS)
   uint64_t kill_grace_ms = 3000;                  // SIGTERM → cgroup.kill
+  uint64_t spawn_timeout_ms = 30000;              // clone → the command runs, else spawn_error
 };
 
 // Reads `path` (a missing file is an error unless `optional`), then the environment.

@@ -251,6 +251,12 @@ int RunDaemon(int argc, char** argv) {
   mo.ended_ttl = std::chrono::milliseconds(c.session_ttl_ms);
   mo.interactive_ended_ttl = std::chrono::milliseconds(c.interactive_session_ttl_ms);
   mo.kill_grace = std::chrono::milliseconds(c.kill_grace_ms);
+  mo.spawn_timeout = std::chrono::milliseconds(c.spawn_timeout_ms);
+  // Test hook of the privileged suite (a spawn that wedges before its child reports); see
+  // ManagerOptions::test_stall_spawn_task.
+  if (const char* task = std::getenv("MONKEYPROOFD_TEST_STALL_SPAWN_TASK")) {
+    mo.test_stall_spawn_task = task;
+  }
   mo.host.credentials_dir = c.credentials_dir;
   mo.supervisor_version = kVersion;
   SessionManager manager(**loop, std::move(*root), std::move(*policies), mo, dispatcher, *audit);

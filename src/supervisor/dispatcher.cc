@@ -5,6 +5,9 @@
 namespace mp::supervisor {
 namespace {
 
+template <typename>
+inline constexpr bool kUnhandled = false;
+
 template <typename T>
 wire::ResponseBody ToBody(Answer<T>&& answer) {
   if (auto* err = std::get_if<wire::ErrorBody>(&answer)) return std::move(*err);
@@ -30,7 +33,21 @@ void Dispatcher::OnRequest(const PeerInfo& peer, const wire::Request& request) {
         } else if constexpr (std::is_same_v<R, wire::SpawnRequest>) {
           PeerInfo who = peer;
           who.client = r.client;
-          response.body = ToBody(m.Spawn(r, who));
+          // Answered when the child has reported, from the loop; the connection may be gone
+          // by then (Send ignores it).
+          sent = true;
+          m.Spawn(r, who,
+                  [server = server_, connection = peer.connection_id,
+                   id = request.id](const Answer<wire::SessionInfo>& answer) {
+                    wire::Response late;
+                    late.id = id;
+                    if (const auto* err = std::get_if<wire::ErrorBody>(&answer)) {
+                      late.body = *err;
+                    } else {
+                      late.body = std::get<wire::SessionInfo>(answer);
+                    }
+                    server->Send(connection, late);
+                  });
         } else if constexpr (std::is_same_v<R, wire::ListRequest>) {
           response.body = m.List(r);
         } else if constexpr (std::is_same_v<R, wire::GetRequest>) {
@@ -61,6 +78,8 @@ void Dispatcher::OnRequest(const PeerInfo& peer, const wire::Request& request) {
           response.body = m.Policies(r);
         } else if constexpr (std::is_same_v<R, wire::HealthRequest>) {
           response.body = m.Health();
+        } else {
+          static_assert(kUnhandled<R>, "the dispatcher does not handle this request type");
         }
       },
       request.body);

@@ -1,16 +1,14 @@
-// SessionManager: every session's state machine, owned by the supervisor's
-// event loop. It spawns through the policy (policy.h) and the sandbox
-// (spawn.h), watches each session's fds (output pipes or PTY, init's pidfd,
-// memory.events, pids.events) and deadlines on the loop, records output in an
-// OutputLog, pumps it to subscribers without ever blocking on them, enforces
-// the watchdog (wall, idle, output rate, OOM, pids limit: SIGTERM to the tree,
-// a grace period, then cgroup.kill), keeps durable records under the state
-// directory, and recovers after a restart. It makes the syscalls; the
-// dispatcher makes none. Single-threaded: call only on the loop's thread.
+// SessionManager: the request-facing side of sessions. It keeps the ids, the capacity
+// (starting + running sessions), lookup in creation order, the policy set, the audit trail,
+// and calls into Session (one session's lifetime: session.h) and SessionStore (records,
+// recovery, retention, expiry: session_store.h). A spawn answers through a callback once the
+// child has reported (or failed): nothing here waits for a child. The dispatcher makes no
+// syscalls; this and the files it calls do. Single-threaded: call only on the loop's thread.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -26,21 +24,10 @@
 #include "supervisor/event_loop.h"
 #include "supervisor/output_log.h"
 #include "supervisor/policy.h"
+#include "supervisor/session.h"
+#include "supervisor/session_store.h"
 
 namespace mp::supervisor {
-
-// The value, or the error the dispatcher turns into a response.
-template <typename T>
-using Answer = std::variant<T, wire::ErrorBody>;
-
-// Where live events go (the ControlServer in the daemon, a fake in tests).
-class EventSink {
- public:
-  virtual ~EventSink() = default;
-  // False while the connection's outbox is over its soft limit.
-  virtual bool CanSend(uint64_t connection) const = 0;
-  virtual void Send(uint64_t connection, const wire::Event& event) = 0;
-};
 
 struct ManagerOptions {
   std::string state_dir;                         // sessions/<id>/record.json and output/
@@ -50,9 +37,14 @@ struct ManagerOptions {
   std::chrono::milliseconds ended_ttl{3600000};  // SESSION_TTL_MS
   std::chrono::milliseconds interactive_ended_ttl{7200000};  // INTERACTIVE_SESSION_TTL_MS
   std::chrono::milliseconds kill_grace{3000};                // SIGTERM → cgroup.kill
+  std::chrono::milliseconds spawn_timeout{30000};            // clone → the command runs
+  std::chrono::milliseconds leaf_cleanup{5000};              // init gone → leaf removed
   size_t stdin_buffer_bytes = 1 << 20;                       // queued stdin per session
   SpawnHost host = SystemSpawnHost();
   std::string supervisor_version;
+  // Test hook: spawns whose task is exactly this (non-empty) text stall before their child
+  // reports (sandbox::SpawnRequest::stall_before_start_report). Empty in production.
+  std::string test_stall_spawn_task;
 };
 
 class SessionManager {
@@ -65,7 +57,11 @@ class SessionManager {
   // supervisor_restart, and kills and removes every leaf left in the cgroup root.
   Result<void> Recover();
 
-  Answer<wire::SessionInfo> Spawn(const wire::SpawnRequest& request, const PeerInfo& peer);
+  // Answers through `done`, exactly once: at once for a request that is refused, later from
+  // the loop once the child runs or its start failed (then with the session's info in state
+  // failed, end reason spawn_error naming the step).
+  using SpawnDone = std::function<void(const Answer<wire::SessionInfo>&)>;
+  void Spawn(const wire::SpawnRequest& request, const PeerInfo& peer, SpawnDone done);
   wire::SessionList List(const wire::ListRequest& request) const;
   Answer<wire::SessionInfo> Get(const std::string& id) const;
   // Ends a running session (killed_by_request); for an ended one, reports it as it is.
@@ -96,44 +92,32 @@ class SessionManager {
   size_t active_count() const { return active_; }
 
  private:
-  struct Session;
-  struct Subscription {
-    uint64_t next = 0;  // next offset to send
-    bool exit_sent = false;
-  };
-
   Session* Find(const std::string& id) const;
-  void Register(Session& s);
-  void OnOutput(Session& s, int fd, wire::OutputStream stream);
-  void OnInitExit(Session& s);
-  void OnCgroupEvent(Session& s, bool memory);
-  void FlushStdin(Session& s);
-  void BeginKill(Session& s, wire::EndReason reason, bool immediate);
-  void Finish(Session& s);
-  void Pump(Session& s, uint64_t connection, Subscription& sub);
-  void PumpAll(Session& s);
-  void ResetIdleTimer(Session& s);
-  void WriteRecord(const Session& s);
+  // Looks a session up; the not_found error names the id.
+  Answer<Session*> Lookup(const std::string& id) const;
+  void OnStarted(Session& s, const PeerInfo& peer, const std::string& preset, SpawnDone& done);
+  void OnEnded(Session& s);
   void ScheduleExpiry(Session& s);
   void Forget(const std::string& id);
-  void EnforceRetention();
+  // Forgets the oldest ended sessions beyond the limits; `in_callback` (the session whose
+  // callback is running, or nullptr) is forgotten later, from the loop, if it is one of them.
+  void EnforceRetention(const Session* in_callback);
   void Audit(std::string_view action, const std::string& session, const PeerInfo& peer,
              std::string_view outcome, std::string_view detail);
-  std::string SessionDir(const std::string& id) const;
-  uint64_t DrainFd(Session& s, int fd, wire::OutputStream stream, bool until_eof);
 
   EventLoop& loop_;
   sandbox::CgroupRoot cgroup_root_;
   PolicySet policies_;
   ManagerOptions options_;
-  EventSink& sink_;
   AuditLog& audit_;
+  SessionStore store_;
+  Session::Shared shared_;
   std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;
+  std::unordered_map<std::string, EventLoop::TimerId> expiry_timers_;
+  EventLoop::TimerId retention_timer_ = 0;
   std::vector<std::string> order_;  // creation order
   size_t active_ = 0;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
-
-wire::ErrorBody MakeError(wire::ErrorCode code, std::string message, std::string field = {});
 
 }  // namespace mp::supervisor

@@ -812,3 +812,119 @@ TEST(SupervisorCapacityTest, MaxSessionsCountsRunningOnlyAndEndedRecordsAreBound
 
 }  // namespace
 }  // namespace mp::testing
+
+namespace mp::testing {
+namespace {
+
+// Spawning never blocks the supervisor's loop: while one spawn is wedged (its child stops
+// before it reports, through the daemon's test hook), another session streams its output,
+// a list is answered and a kill completes; then the wedged spawn ends as spawn_error naming
+// the step it stalled in, its leaf gone. With a blocking spawn, every call below would wait
+// for the wedged one's timeout, and the "not answered yet" checks would fail.
+TEST(SupervisorSpawnTest, AWedgedSpawnBlocksNothingElseAndTimesOutNamingTheStep) {
+  constexpr char kWedgeTask[] = "echo this spawn is wedged by the test hook";
+  Daemon daemon;
+  WriteFile(kBase + "/monkeyproof.conf",
+            "kill_grace_ms = 500\nmax_sessions = 250\napi_user = root\n"
+            "spawn_timeout_ms = 12000\n");
+  ::setenv("MONKEYPROOFD_TEST_STALL_SPAWN_TASK", kWedgeTask, 1);
+  daemon.Start();
+  ::unsetenv("MONKEYPROOFD_TEST_STALL_SPAWN_TASK");
+
+  auto wedged_client = ControlClient::Connect(daemon.socket());
+  ASSERT_TRUE(wedged_client) << wedged_client.error().ToString() << Daemon::Log();
+  std::atomic<bool> wedged_answered{false};
+  std::optional<Result<wire::Response>> wedged_answer;
+  const auto wedged_sent = std::chrono::steady_clock::now();
+  std::thread wedged([&] {
+    wire::SpawnRequest req;
+    req.task = kWedgeTask;
+    req.client = "test";
+    wedged_answer.emplace(wedged_client->Call(req, std::chrono::seconds(90)));
+    wedged_answered = true;
+  });
+
+  auto c = ControlClient::Connect(daemon.socket());
+  ASSERT_TRUE(c) << c.error().ToString();
+  // The wedged session is listed as starting: its spawn has reached the sandbox.
+  std::string wedged_id;
+  for (int i = 0; i < 200 && wedged_id.empty(); ++i) {
+    auto listed = c->Call(wire::ListRequest{});
+    ASSERT_TRUE(listed && listed->ok()) << Daemon::Log();
+    for (const auto& s : std::get<wire::SessionList>(listed->body).sessions) {
+      if (s.state == wire::SessionState::kStarting) wedged_id = s.id;
+    }
+    if (wedged_id.empty()) ::usleep(20 * 1000);
+  }
+  ASSERT_FALSE(wedged_id.empty()) << "the wedged spawn never showed as starting";
+
+  // Another session streams its output to the end.
+  wire::SpawnRequest stream;
+  stream.task = "for i in 1 2 3 4 5 6 7 8 9 10; do echo line$i; sleep 0.05; done";
+  stream.client = "test";
+  auto spawned = c->Call(stream);
+  ASSERT_TRUE(spawned && spawned->ok()) << Daemon::Log();
+  const std::string stream_id = std::get<wire::SessionInfo>(spawned->body).id;
+  auto sub = c->Call(wire::SubscribeRequest{stream_id, 0});
+  ASSERT_TRUE(sub && sub->ok());
+  std::string out;
+  std::optional<wire::EndRecord> end;
+  while (!end) {
+    auto ev = c->NextEvent(std::chrono::seconds(30));
+    ASSERT_TRUE(ev) << ev.error().ToString();
+    if (auto* o = std::get_if<wire::OutputEvent>(&*ev); o && o->session == stream_id) {
+      out.append(o->data.begin(), o->data.end());
+    } else if (auto* x = std::get_if<wire::ExitEvent>(&*ev); x && x->session == stream_id) {
+      end = x->end;
+    }
+  }
+  EXPECT_EQ(out, "line1\nline2\nline3\nline4\nline5\nline6\nline7\nline8\nline9\nline10\n");
+  EXPECT_EQ(end->reason, wire::EndReason::kExit);
+
+  // A kill completes.
+  wire::SpawnRequest sleeper;
+  sleeper.task = "sleep 1000";
+  sleeper.client = "test";
+  auto s2 = c->Call(sleeper);
+  ASSERT_TRUE(s2 && s2->ok());
+  const std::string sleeper_id = std::get<wire::SessionInfo>(s2->body).id;
+  auto killed = c->Call(wire::KillRequest{sleeper_id});
+  ASSERT_TRUE(killed && killed->ok());
+  ASSERT_TRUE(c->Call(wire::SubscribeRequest{sleeper_id, 0}));
+  std::optional<wire::EndRecord> killed_end;
+  while (!killed_end) {
+    auto ev = c->NextEvent(std::chrono::seconds(30));
+    ASSERT_TRUE(ev) << ev.error().ToString();
+    if (auto* x = std::get_if<wire::ExitEvent>(&*ev); x && x->session == sleeper_id) {
+      killed_end = x->end;
+    }
+  }
+  EXPECT_EQ(killed_end->reason, wire::EndReason::kKilledByRequest);
+
+  // All of that happened while the wedged spawn was still unanswered.
+  EXPECT_FALSE(wedged_answered.load())
+      << "the wedged spawn was answered before the other calls finished: did they wait for it?";
+
+  wedged.join();
+  const auto waited = std::chrono::steady_clock::now() - wedged_sent;
+  ASSERT_TRUE(wedged_answer && *wedged_answer) << Daemon::Log();
+  auto* info = std::get_if<wire::SessionInfo>(&(*wedged_answer)->body);
+  ASSERT_NE(info, nullptr) << "the wedged spawn got an error response instead of a record";
+  EXPECT_EQ(info->id, wedged_id);
+  EXPECT_EQ(info->state, wire::SessionState::kFailed);
+  ASSERT_TRUE(info->end.has_value());
+  EXPECT_EQ(info->end->reason, wire::EndReason::kSpawnError);
+  EXPECT_NE(info->end->detail.find("did not finish within 12000 ms"), std::string::npos)
+      << info->end->detail;
+  EXPECT_NE(info->end->detail.find("stalled in step: report started"), std::string::npos)
+      << info->end->detail;
+  EXPECT_GE(waited, std::chrono::seconds(12));
+  EXPECT_NE(::access((kCgroup + "/" + wedged_id).c_str(), F_OK), 0) << "the leaf is still there";
+  // The record is kept, inspectable.
+  auto got = c->Call(wire::GetRequest{wedged_id});
+  ASSERT_TRUE(got && got->ok());
+  EXPECT_EQ(std::get<wire::SessionInfo>(got->body).end->reason, wire::EndReason::kSpawnError);
+}
+
+}  // namespace
+}  // namespace mp::testing

@@ -43,11 +43,11 @@ std::set<std::string> Lines(const std::string& path) {
 
 TEST(PackagedSupervisorConfigTest, EveryKeyWithItsDefault) {
   const test::UncommentedExample example = test::UncommentExample(MP_SUPERVISOR_CONF_EXAMPLE);
-  EXPECT_EQ(example.keys,
-            (std::set<std::string>{"socket_path", "api_user", "state_dir", "policies_dir",
-                                   "credentials_dir", "cgroup_root", "audit_log", "max_sessions",
-                                   "max_ended_sessions", "max_ended_output_bytes", "session_ttl_ms",
-                                   "interactive_session_ttl_ms", "kill_grace_ms"}));
+  EXPECT_EQ(example.keys, (std::set<std::string>{
+                              "socket_path", "api_user", "state_dir", "policies_dir",
+                              "credentials_dir", "cgroup_root", "audit_log", "max_sessions",
+                              "max_ended_sessions", "max_ended_output_bytes", "session_ttl_ms",
+                              "interactive_session_ttl_ms", "kill_grace_ms", "spawn_timeout_ms"}));
   auto parsed = supervisor::ParseConfig("monkeyproof.conf (uncommented)", example.text);
   ASSERT_TRUE(parsed.has_value()) << parsed.error().ToString();
   const supervisor::SupervisorConfig d;
@@ -64,6 +64,7 @@ TEST(PackagedSupervisorConfigTest, EveryKeyWithItsDefault) {
   EXPECT_EQ(c.max_ended_output_bytes, d.max_ended_output_bytes);
   EXPECT_EQ(c.session_ttl_ms, d.session_ttl_ms);
   EXPECT_EQ(c.interactive_session_ttl_ms, d.interactive_session_ttl_ms);
+  EXPECT_EQ(c.spawn_timeout_ms, d.spawn_timeout_ms);
   EXPECT_EQ(c.kill_grace_ms, d.kill_grace_ms);
 }
 

@@ -1,0 +1,572 @@
+#include "supervisor/session.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <fstream>
+
+namespace mp::supervisor {
+namespace {
+
+using wire::EndReason;
+using wire::SessionState;
+
+constexpr size_t kReadChunk = size_t{64} * 1024;
+constexpr int kReadsPerWakeup = 8;  // fairness between sessions
+
+bool SetNonBlocking(int fd) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  return flags >= 0 && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
+}
+
+// A cgroup "*.events" file keeps polling as changed (EPOLLPRI) until it is read through the
+// same open file; the content itself is read again from the leaf where it matters.
+void AcknowledgeEventFile(int fd) {
+  char buf[512];
+  while (::pread(fd, buf, sizeof buf, 0) < 0 && errno == EINTR) {
+  }
+}
+
+// The command's host pid: init's only child.
+std::optional<uint32_t> CommandPid(pid_t init) {
+  std::ifstream f("/proc/" + std::to_string(init) + "/task/" + std::to_string(init) + "/children");
+  uint32_t pid = 0;
+  if (f >> pid) return pid;
+  return std::nullopt;
+}
+
+WatchdogLimits LimitsOf(const Policy& p) {
+  WatchdogLimits l;
+  l.wall = std::chrono::seconds(p.deadlines.wall_seconds);
+  l.idle = std::chrono::seconds(p.deadlines.idle_seconds);
+  l.max_rate_bytes_per_second = p.output.max_rate_bytes_per_second;
+  l.rate_window = std::chrono::seconds(p.output.max_rate_window_seconds);
+  return l;
+}
+
+wire::ErrorBody Ended(const std::string& id) {
+  return MakeError(wire::ErrorCode::kWrongState, "session " + id + " has ended", "/session");
+}
+
+}  // namespace
+
+wire::ErrorBody MakeError(wire::ErrorCode code, std::string message, std::string field) {
+  wire::ErrorBody e;
+  e.code = code;
+  e.message = std::move(message);
+  e.field = std::move(field);
+  return e;
+}
+
+Session::Session(Shared& shared, wire::SessionInfo info, EffectivePolicy policy,
+                 std::unique_ptr<OutputLog> log)
+    : shared_(shared), info_(std::move(info)), policy_(std::move(policy)), log_(std::move(log)) {}
+
+Session::Session(Shared& shared, wire::SessionInfo info, std::unique_ptr<OutputLog> log)
+    : shared_(shared), info_(std::move(info)), log_(std::move(log)), ended_(true) {}
+
+Session::~Session() {
+  UnwatchAll();
+  CancelTimers();
+}
+
+void Session::Watch(int fd, uint32_t events, EventLoop::FdCallback callback) {
+  if (fd < 0) return;
+  SetNonBlocking(fd);
+  if (auto r = shared_.loop.Add(fd, events, std::move(callback))) {
+    watched_.push_back(fd);
+  } else {
+    std::fprintf(stderr, "monkeyproofd: session %s: epoll: %s\n", info_.id.c_str(),
+                 r.error().ToString().c_str());
+  }
+}
+
+void Session::Unwatch(int fd) {
+  const auto it = std::find(watched_.begin(), watched_.end(), fd);
+  if (it == watched_.end()) return;
+  shared_.loop.Remove(fd);
+  watched_.erase(it);
+}
+
+void Session::UnwatchAll() {
+  for (int fd : watched_) shared_.loop.Remove(fd);
+  watched_.clear();
+}
+
+void Session::CancelTimers() {
+  for (auto* t : {&start_timer_, &grace_timer_, &cleanup_timer_}) {
+    if (*t != 0) shared_.loop.CancelTimer(*t);
+    *t = 0;
+  }
+  if (watchdog_timer_) watchdog_timer_->Cancel();
+}
+
+// --- Starting ---------------------------------------------------------------------------
+
+void Session::Start(const sandbox::CgroupRoot& root, const sandbox::SpawnRequest& request,
+                    std::chrono::milliseconds start_timeout, Callbacks callbacks) {
+  callbacks_ = std::move(callbacks);
+  auto started = sandbox::StartSpawn(root, info_.id, request);
+  if (!started) {
+    FailStart(started.error());
+    return;
+  }
+  pending_.emplace(std::move(*started));
+  Watch(pending_->child.report.get(), EPOLLIN, [this](uint32_t) { OnHandshake(); });
+  start_timer_ = shared_.loop.AddTimer(start_timeout, [this, start_timeout] {
+    start_timer_ = 0;
+    OnStartTimeout(start_timeout);
+  });
+}
+
+void Session::OnHandshake() {
+  auto state = sandbox::PollHandshake(*pending_);
+  if (!state) {
+    FailStart(state.error());
+    return;
+  }
+  if (*state == sandbox::HandshakeState::kPending) return;
+  Unwatch(pending_->child.report.get());  // read again only for the exit report
+  if (start_timer_ != 0) shared_.loop.CancelTimer(start_timer_);
+  start_timer_ = 0;
+  child_.emplace(std::move(pending_->child));
+  pending_.reset();
+  OnRunning();
+}
+
+void Session::OnStartTimeout(std::chrono::milliseconds timeout) {
+  if (!pending_) return;
+  FailStart(sandbox::SpawnTimeoutError(*pending_, timeout));
+}
+
+void Session::FailStart(const Error& error) {
+  if (start_timer_ != 0) shared_.loop.CancelTimer(start_timer_);
+  start_timer_ = 0;
+  spawn_error_ = error.ToString();
+  if (!pending_) {  // nothing was cloned, and StartSpawn removed its leaf
+    Finish(sandbox::CgroupStats{});
+    return;
+  }
+  Unwatch(pending_->child.report.get());
+  sandbox::AbortSpawn(pending_->child);  // init dies at once and is reaped
+  child_.emplace(std::move(pending_->child));
+  pending_.reset();
+  init_exited_ = true;
+  BeginLeafCleanup();
+}
+
+// --- Running ----------------------------------------------------------------------------
+
+void Session::OnRunning() {
+  auto& c = *child_;
+  info_.state = SessionState::kRunning;
+  info_.pid = CommandPid(c.init.pid());
+  if (c.pty_master) {
+    Watch(c.pty_master.get(), EPOLLIN, [this](uint32_t ev) {
+      if (ev & EPOLLOUT) FlushStdin();
+      if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        OnOutput(child_->pty_master.get(), wire::OutputStream::kPty);
+      }
+    });
+  } else {
+    Watch(c.stdout_read.get(), EPOLLIN,
+          [this](uint32_t) { OnOutput(child_->stdout_read.get(), wire::OutputStream::kStdout); });
+    Watch(c.stderr_read.get(), EPOLLIN,
+          [this](uint32_t) { OnOutput(child_->stderr_read.get(), wire::OutputStream::kStderr); });
+    if (c.stdin_write) SetNonBlocking(c.stdin_write.get());
+  }
+  Watch(c.init.fd(), EPOLLIN, [this](uint32_t) { OnInitExit(); });
+  // memory.events and pids.events raise EPOLLPRI when they change, and keep raising it until
+  // the file is read again through the watched descriptor: each callback reads it first, or
+  // the (level-triggered) loop would spin.
+  if (auto fd = c.leaf.OpenEventFile("memory.events")) {
+    memory_events_ = std::move(*fd);
+    AcknowledgeEventFile(memory_events_.get());
+    Watch(memory_events_.get(), EPOLLPRI, [this](uint32_t) {
+      AcknowledgeEventFile(memory_events_.get());
+      OnCgroupEvent(CgroupEventSource::kMemory);
+    });
+  }
+  if (auto fd = c.leaf.OpenEventFile("pids.events")) {
+    pids_events_ = std::move(*fd);
+    AcknowledgeEventFile(pids_events_.get());
+    Watch(pids_events_.get(), EPOLLPRI, [this](uint32_t) {
+      AcknowledgeEventFile(pids_events_.get());
+      OnCgroupEvent(CgroupEventSource::kPids);
+    });
+  }
+  watchdog_.emplace(LimitsOf(policy_->policy), Watchdog::Clock::now());
+  watchdog_timer_ = std::make_unique<WatchdogTimer>(shared_.loop, *watchdog_,
+                                                    [this](const Verdict& v) { OnVerdict(v); });
+  watchdog_timer_->Arm();
+  // An OOM kill or a refused fork between the spawn and the acknowledgements above raised no
+  // event we will see: look once now.
+  if (memory_events_) OnCgroupEvent(CgroupEventSource::kMemory);
+  if (pids_events_) OnCgroupEvent(CgroupEventSource::kPids);
+  start_reported_ = true;
+  if (callbacks_.on_started) callbacks_.on_started(*this);
+}
+
+uint64_t Session::DrainFd(int fd, wire::OutputStream stream, bool until_eof) {
+  uint64_t got = 0;
+  uint8_t buf[kReadChunk];
+  for (int i = 0; until_eof || i < kReadsPerWakeup; ++i) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      auto appended = log_->Append(stream, buf, static_cast<size_t>(n));
+      if (!appended) {
+        std::fprintf(stderr, "monkeyproofd: session %s: transcript: %s\n", info_.id.c_str(),
+                     appended.error().ToString().c_str());
+      }
+      got += static_cast<uint64_t>(n);
+      info_.output_lines += static_cast<uint64_t>(std::count(buf, buf + n, uint8_t{'\n'}));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    // EOF, or EIO from a PTY master whose last slave closed: this stream is done.
+    Unwatch(fd);
+    break;
+  }
+  return got;
+}
+
+void Session::OnOutput(int fd, wire::OutputStream stream) {
+  const uint64_t got = DrainFd(fd, stream, false);
+  if (got == 0) return;
+  info_.output_bytes = log_->total();
+  if (auto verdict = watchdog_->OnOutput(got, Watchdog::Clock::now())) OnVerdict(*verdict);
+  PumpAll();
+}
+
+void Session::OnCgroupEvent(CgroupEventSource source) {
+  if (ended_ || !child_ || init_exited_) return;
+  auto stats = child_->leaf.Stats();
+  if (!stats) return;
+  if (auto v = Watchdog::OnCgroupEvent(source, stats->oom_kill_events, stats->pids_max_events)) {
+    OnVerdict(*v);
+  }
+}
+
+void Session::BeginKill(EndReason reason, KillMode mode) {
+  if (ended_) return;
+  if (!kill_reason_) kill_reason_ = reason;
+  if (pending_) {  // starting: the handshake then ends without a report
+    (void)pending_->child.leaf.Kill();
+    return;
+  }
+  if (!child_ || init_exited_) return;
+  if (mode == KillMode::kImmediate) {
+    (void)child_->leaf.Kill();
+    return;
+  }
+  if (grace_timer_ != 0) return;  // already terminating
+  // SIGTERM to init, which passes it to every process of the namespace.
+  (void)child_->init.SendSignal(SIGTERM);
+  grace_timer_ = shared_.loop.AddTimer(shared_.kill_grace, [this] {
+    grace_timer_ = 0;
+    if (!ended_ && child_ && !init_exited_) (void)child_->leaf.Kill();
+  });
+}
+
+// --- Ending -----------------------------------------------------------------------------
+
+void Session::OnInitExit() {
+  if (ended_ || init_exited_) return;
+  CollectInitExit();
+  BeginLeafCleanup();
+}
+
+void Session::CollectInitExit() {
+  auto& c = *child_;
+  init_exited_ = true;
+  // Init is gone, so the kernel has killed the rest of the namespace: the pipes hold their
+  // last bytes and then EOF.
+  for (int fd : {c.stdout_read.get(), c.stderr_read.get(), c.pty_master.get()}) {
+    if (fd < 0 || std::find(watched_.begin(), watched_.end(), fd) == watched_.end()) continue;
+    const auto stream = fd == c.pty_master.get()    ? wire::OutputStream::kPty
+                        : fd == c.stdout_read.get() ? wire::OutputStream::kStdout
+                                                    : wire::OutputStream::kStderr;
+    DrainFd(fd, stream, true);
+  }
+  auto report = sandbox::ReadExitReport(c);
+  auto init_status = c.init.Wait();
+  if (report && report->has_value()) {
+    status_ = **report;
+  } else if (init_status && init_status->has_value()) {
+    status_ = **init_status;
+  }
+  UnwatchAll();
+  CancelTimers();
+}
+
+void Session::BeginLeafCleanup() {
+  auto& leaf = child_->leaf;
+  if (auto killed = leaf.Kill(); !killed) {
+    Finish(std::move(killed).error());
+    return;
+  }
+  auto events = leaf.OpenEventFile("cgroup.events");
+  if (!events) {
+    Finish(std::move(events).error());
+    return;
+  }
+  leaf_events_ = std::move(*events);
+  AcknowledgeEventFile(leaf_events_.get());
+  // cgroup.events raises EPOLLPRI when "populated" changes.
+  Watch(leaf_events_.get(), EPOLLPRI, [this](uint32_t) { OnLeafEvent(); });
+  cleanup_timer_ = shared_.loop.AddTimer(shared_.leaf_cleanup, [this] {
+    cleanup_timer_ = 0;
+    Finish(PlainError("cgroup \"" + child_->leaf.name() + "\" still populated after kill"));
+  });
+  OnLeafEvent();  // it may be empty already
+}
+
+void Session::OnLeafEvent() {
+  if (ended_) return;
+  AcknowledgeEventFile(leaf_events_.get());
+  sandbox::CgroupStats stats;
+  auto emptied = sandbox::LeafEmptied(child_->leaf, &stats);
+  if (!emptied) {
+    Finish(std::move(emptied).error());
+  } else if (*emptied) {
+    Finish(stats);
+  }
+}
+
+void Session::KillNow(EndReason reason) {
+  if (ended_) return;
+  kill_reason_ = reason;
+  if (pending_) {
+    FailStart(PlainError("the supervisor stopped while the session started"));
+    if (ended_) return;
+  } else if (!init_exited_) {
+    (void)child_->leaf.Kill();
+    CollectInitExit();  // reaps init, which the kill has ended or is ending
+  }
+  UnwatchAll();
+  CancelTimers();
+  Finish(sandbox::FinishLeaf(child_->leaf, shared_.leaf_cleanup));
+}
+
+void Session::Finish(const Result<sandbox::CgroupStats>& stats) {
+  if (ended_) return;
+  UnwatchAll();
+  CancelTimers();
+  wire::EndRecord end;
+  end.ended_at_ms = WallClockMs();
+  if (spawn_error_) {
+    // The record stays, inspectable, with the step that failed.
+    end.reason = kill_reason_.value_or(EndReason::kSpawnError);
+    end.detail = *spawn_error_;
+    info_.state =
+        end.reason == EndReason::kSpawnError ? SessionState::kFailed : SessionState::kKilled;
+  } else {
+    const sandbox::WaitStatus status = status_.value_or(sandbox::WaitStatus{});
+    if (status.exited) {
+      end.exit_code = status.code;
+    } else if (status.signal != 0) {
+      end.signal = status.signal;
+    }
+    if (stats) {
+      end.memory_peak_bytes = stats->memory_peak_bytes;
+      end.cpu_usage_usec = stats->cpu_usage_usec;
+      end.pids_peak = stats->pids_peak;
+      if (!kill_reason_ && stats->oom_kill_events > 0) kill_reason_ = EndReason::kOom;
+    } else {
+      end.detail = "cgroup cleanup: " + stats.error().ToString();
+    }
+    end.reason = kill_reason_.value_or(EndReason::kExit);
+    info_.state = end.reason == EndReason::kExit ? SessionState::kExited : SessionState::kKilled;
+  }
+  info_.end = end;
+  info_.output_bytes = log_->total();
+  ended_ = true;
+  // An ended record keeps its transcript on disk, not its in-memory tail (up to ring_bytes
+  // each, for every record kept): readers of an ended session read the disk.
+  if (log_->Sync()) (void)log_->ReleaseRing();
+  child_.reset();
+  memory_events_.Reset();
+  pids_events_.Reset();
+  leaf_events_.Reset();
+  watchdog_timer_.reset();
+  if (callbacks_.on_ended) callbacks_.on_ended(*this);
+  PumpAll();  // sends the exit event to subscribers that are caught up
+  if (!start_reported_) {
+    start_reported_ = true;
+    if (callbacks_.on_started) callbacks_.on_started(*this);
+  }
+}
+
+// --- Requests ---------------------------------------------------------------------------
+
+Answer<std::monostate> Session::Signal(int signo) {
+  if (ended_ || !child_ || init_exited_) return Ended(info_.id);
+  if (auto r = child_->init.SendSignal(signo); !r) {
+    return MakeError(wire::ErrorCode::kInternal, r.error().ToString());
+  }
+  return std::monostate{};
+}
+
+Answer<std::monostate> Session::QueueStdin(const std::vector<uint8_t>& data) {
+  if (ended_ || !child_ || init_exited_) return Ended(info_.id);
+  if (!child_->pty_master && (!child_->stdin_write || stdin_close_pending_)) {
+    return MakeError(wire::ErrorCode::kWrongState, "stdin of session " + info_.id + " is closed",
+                     "/session");
+  }
+  if (stdin_pending_.size() + data.size() > shared_.stdin_buffer_bytes) {
+    return MakeError(wire::ErrorCode::kCapacity, "stdin buffer of session " + info_.id +
+                                                     " is full (the command is not reading)");
+  }
+  stdin_pending_.insert(stdin_pending_.end(), data.begin(), data.end());
+  if (watchdog_ && !kill_reason_) watchdog_->OnInput(Watchdog::Clock::now());
+  FlushStdin();
+  return std::monostate{};
+}
+
+Answer<std::monostate> Session::CloseStdin() {
+  if (ended_ || !child_ || init_exited_) return Ended(info_.id);
+  if (child_->pty_master) {
+    // A terminal has no separate stdin to close: send EOF (^D) as a terminal would.
+    stdin_pending_.push_back(0x04);
+  } else {
+    stdin_close_pending_ = true;
+  }
+  FlushStdin();
+  return std::monostate{};
+}
+
+Answer<std::monostate> Session::Resize(wire::PtySize size) {
+  if (ended_ || !child_ || init_exited_) return Ended(info_.id);
+  if (!child_->pty_master) {
+    return MakeError(wire::ErrorCode::kWrongState, "session " + info_.id + " has no terminal",
+                     "/session");
+  }
+  struct winsize ws {};
+  ws.ws_row = static_cast<unsigned short>(size.rows);
+  ws.ws_col = static_cast<unsigned short>(size.cols);
+  // The kernel sends SIGWINCH to the terminal's foreground process group.
+  if (::ioctl(child_->pty_master.get(), TIOCSWINSZ, &ws) != 0) {
+    return MakeError(wire::ErrorCode::kInternal, ErrnoError("ioctl(TIOCSWINSZ)").ToString());
+  }
+  info_.pty = size;
+  return std::monostate{};
+}
+
+void Session::FlushStdin() {
+  if (!child_) return;
+  const int fd = child_->pty_master ? child_->pty_master.get() : child_->stdin_write.get();
+  if (fd < 0) return;
+  while (!stdin_pending_.empty()) {
+    const ssize_t n = ::write(fd, stdin_pending_.data(), stdin_pending_.size());
+    if (n > 0) {
+      stdin_pending_.erase(stdin_pending_.begin(), stdin_pending_.begin() + n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    stdin_pending_.clear();  // EPIPE: the reader is gone
+    break;
+  }
+  const bool waiting = !stdin_pending_.empty();
+  const bool watched = std::find(watched_.begin(), watched_.end(), fd) != watched_.end();
+  if (child_->pty_master) {
+    if (watched) (void)shared_.loop.Modify(fd, EPOLLIN | (waiting ? uint32_t{EPOLLOUT} : 0u));
+  } else if (waiting) {
+    if (!watched) Watch(fd, EPOLLOUT, [this](uint32_t) { FlushStdin(); });
+  } else if (watched) {
+    Unwatch(fd);
+  }
+  if (!waiting && stdin_close_pending_ && !child_->pty_master) {
+    child_->stdin_write.Reset();
+    stdin_close_pending_ = false;
+  }
+}
+
+// --- Output to subscribers --------------------------------------------------------------
+
+Answer<std::monostate> Session::CheckSubscribe(std::optional<uint64_t> since) const {
+  const uint64_t total = log_ ? log_->total() : 0;
+  if (since && *since > total) {
+    return MakeError(wire::ErrorCode::kBadRequest,
+                     "since " + std::to_string(*since) + " is past the end of the output (" +
+                         std::to_string(total) + " bytes)",
+                     "/since");
+  }
+  return std::monostate{};
+}
+
+void Session::Subscribe(uint64_t connection, std::optional<uint64_t> since) {
+  Subscription& sub = subs_[connection];
+  sub.next = since.value_or(log_ ? log_->total() : 0);
+  sub.exit_sent = false;
+  Pump(connection, sub);
+}
+
+void Session::OnDrained(uint64_t connection) {
+  auto it = subs_.find(connection);
+  if (it != subs_.end()) Pump(connection, it->second);
+}
+
+void Session::PumpAll() {
+  for (auto& [conn, sub] : subs_) Pump(conn, sub);
+}
+
+void Session::Pump(uint64_t connection, Subscription& sub) {
+  if (!log_) return;
+  EventSink& sink = shared_.sink;
+  while (sub.next < log_->total() && sink.CanSend(connection)) {
+    if (sub.next < log_->first_held()) {
+      sink.Send(connection, wire::GapEvent{info_.id, {sub.next, log_->first_held()}});
+      sub.next = log_->first_held();
+      continue;
+    }
+    auto read = log_->Read(sub.next, wire::kMaxChunkBytes);
+    if (!read || read->next <= sub.next) break;
+    for (const auto& gap : read->gaps) sink.Send(connection, wire::GapEvent{info_.id, gap});
+    size_t pos = 0;
+    for (const auto& chunk : read->chunks) {
+      wire::OutputEvent ev;
+      ev.session = info_.id;
+      ev.stream = chunk.stream;
+      ev.offset = chunk.offset;
+      if (read->chunks.size() == 1) {
+        ev.data = std::move(read->data);  // the usual case: one chunk, no copy
+      } else {
+        ev.data.assign(read->data.begin() + static_cast<ptrdiff_t>(pos),
+                       read->data.begin() + static_cast<ptrdiff_t>(pos + chunk.length));
+      }
+      pos += chunk.length;
+      sink.Send(connection, ev);
+    }
+    sub.next = read->next;
+  }
+  if (ended_ && !sub.exit_sent && sub.next >= log_->total() && sink.CanSend(connection)) {
+    sink.Send(connection, wire::ExitEvent{info_.id, *info_.end});
+    sub.exit_sent = true;
+  }
+}
+
+Answer<wire::OutputRead> Session::ReadOutput(uint64_t since, uint32_t limit) const {
+  if (!log_) {
+    return MakeError(wire::ErrorCode::kNotFound, "session " + info_.id + " has no output record");
+  }
+  if (since > log_->total()) {
+    return MakeError(wire::ErrorCode::kBadRequest,
+                     "since " + std::to_string(since) + " is past the end of the output (" +
+                         std::to_string(log_->total()) + " bytes)",
+                     "/since");
+  }
+  auto r = log_->Read(since, limit);
+  if (!r) return MakeError(wire::ErrorCode::kInternal, r.error().ToString());
+  r->ended = ended_;
+  return std::move(*r);
+}
+
+}  // namespace mp::supervisor

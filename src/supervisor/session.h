@@ -1,0 +1,153 @@
+// Session: one session's lifetime, from the spawn request to its end record. It owns the
+// sandboxed child (while it starts, then while it runs), the output log, the subscriptions
+// of control connections, the stdin queue, the watchdog and every fd and timer it put on
+// the event loop. States: starting (cloned; the handshake socket and a start deadline are
+// watched) → running (output fds, init's pidfd, memory.events and pids.events watched) →
+// ending (init gone; cgroup.events watched until the leaf is empty) → ended (record final).
+// Nothing here blocks: every wait is an fd or a timer on the loop. The destructor removes
+// the session's fds and timers, so callbacks may capture `this`. Supervisor only;
+// single-threaded (the loop's thread).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/messages.h"
+#include "sandbox/cgroup.h"
+#include "sandbox/spawn.h"
+#include "supervisor/event_loop.h"
+#include "supervisor/output_log.h"
+#include "supervisor/policy.h"
+#include "supervisor/session_store.h"
+#include "supervisor/watchdog.h"
+
+namespace mp::supervisor {
+
+// The value, or the error the dispatcher turns into a response.
+template <typename T>
+using Answer = std::variant<T, wire::ErrorBody>;
+
+wire::ErrorBody MakeError(wire::ErrorCode code, std::string message, std::string field = {});
+
+// Where live events go (the ControlServer in the daemon, a fake in tests).
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  // False while the connection's outbox is over its soft limit.
+  virtual bool CanSend(uint64_t connection) const = 0;
+  virtual void Send(uint64_t connection, const wire::Event& event) = 0;
+};
+
+class Session {
+ public:
+  struct Shared {  // what every session of one manager uses; outlives the sessions
+    EventLoop& loop;
+    EventSink& sink;
+    std::chrono::milliseconds kill_grace;    // SIGTERM → cgroup.kill
+    std::chrono::milliseconds leaf_cleanup;  // init gone → leaf empty, before giving up
+    size_t stdin_buffer_bytes;               // queued stdin per session
+  };
+  struct Callbacks {
+    // The spawn has an outcome: running, or ended (spawn_error, or killed while starting).
+    std::function<void(Session&)> on_started;
+    // The session has ended and its end record is final (also after a failed start).
+    std::function<void(Session&)> on_ended;
+  };
+
+  // A new session (state starting) with its output log.
+  Session(Shared& shared, wire::SessionInfo info, EffectivePolicy policy,
+          std::unique_ptr<OutputLog> log);
+  // A session recovered from its record: already ended.
+  Session(Shared& shared, wire::SessionInfo info, std::unique_ptr<OutputLog> log);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Clones the sandbox and watches the handshake; `callbacks` run later, from the loop
+  // (on_started exactly once, on_ended once the session has ended). If the clone itself
+  // fails, the session ends as spawn_error before Start returns (both callbacks run).
+  void Start(const sandbox::CgroupRoot& root, const sandbox::SpawnRequest& request,
+             std::chrono::milliseconds start_timeout, Callbacks callbacks);
+
+  // Ends the session: `kGraceful` sends SIGTERM to init and cgroup.kill after the grace
+  // period, `kImmediate` cgroup.kill now. The first reason given is the one recorded.
+  void BeginKill(wire::EndReason reason, KillMode mode);
+  // Shutdown: kills and finishes synchronously (blocks up to leaf_cleanup).
+  void KillNow(wire::EndReason reason);
+
+  Answer<std::monostate> Signal(int signo);
+  Answer<std::monostate> QueueStdin(const std::vector<uint8_t>& data);
+  Answer<std::monostate> CloseStdin();
+  Answer<std::monostate> Resize(wire::PtySize size);
+
+  Answer<std::monostate> CheckSubscribe(std::optional<uint64_t> since) const;
+  void Subscribe(uint64_t connection, std::optional<uint64_t> since);
+  void Unsubscribe(uint64_t connection) { subs_.erase(connection); }
+  void OnDrained(uint64_t connection);
+  Answer<wire::OutputRead> ReadOutput(uint64_t since, uint32_t limit) const;
+
+  [[nodiscard]] const wire::SessionInfo& info() const { return info_; }
+  [[nodiscard]] const std::string& id() const { return info_.id; }
+  [[nodiscard]] bool ended() const { return ended_; }
+  [[nodiscard]] bool starting() const { return pending_.has_value(); }
+  [[nodiscard]] bool has_process() const { return pending_ || child_; }
+  [[nodiscard]] OutputLog* log() const { return log_.get(); }
+
+ private:
+  struct Subscription {
+    uint64_t next = 0;  // next offset to send
+    bool exit_sent = false;
+  };
+
+  void OnHandshake();
+  void OnStartTimeout(std::chrono::milliseconds timeout);
+  void FailStart(const Error& error);
+  void OnRunning();
+  void Watch(int fd, uint32_t events, EventLoop::FdCallback callback);
+  void Unwatch(int fd);
+  void UnwatchAll();
+  void OnOutput(int fd, wire::OutputStream stream);
+  uint64_t DrainFd(int fd, wire::OutputStream stream, bool until_eof);
+  void OnCgroupEvent(CgroupEventSource source);
+  void OnVerdict(const Verdict& verdict) { BeginKill(verdict.reason, verdict.mode); }
+  void FlushStdin();
+  void OnInitExit();
+  void CollectInitExit();
+  void BeginLeafCleanup();
+  void OnLeafEvent();
+  void Finish(const Result<sandbox::CgroupStats>& stats);
+  void Pump(uint64_t connection, Subscription& sub);
+  void PumpAll();
+  void CancelTimers();
+
+  Shared& shared_;
+  wire::SessionInfo info_;
+  std::optional<EffectivePolicy> policy_;
+  std::unique_ptr<OutputLog> log_;
+  Callbacks callbacks_;
+  std::optional<sandbox::PendingSpawn> pending_;  // starting
+  std::optional<sandbox::SpawnedChild> child_;    // running and ending
+  std::optional<Watchdog> watchdog_;
+  std::unique_ptr<WatchdogTimer> watchdog_timer_;
+  std::map<uint64_t, Subscription> subs_;
+  std::vector<uint8_t> stdin_pending_;
+  bool stdin_close_pending_ = false;
+  std::optional<wire::EndReason> kill_reason_;
+  bool ended_ = false;
+  bool init_exited_ = false;
+  bool start_reported_ = false;                // on_started has run
+  std::optional<std::string> spawn_error_;     // why the start failed
+  std::optional<sandbox::WaitStatus> status_;  // the command's, once init has exited
+  UniqueFd memory_events_, pids_events_, leaf_events_;
+  std::vector<int> watched_;  // fds registered with the loop
+  EventLoop::TimerId start_timer_ = 0, grace_timer_ = 0, cleanup_timer_ = 0;
+};
+
+}  // namespace mp::supervisor

@@ -185,22 +185,8 @@ void Session::OnRunning() {
   // memory.events and pids.events raise EPOLLPRI when they change, and keep raising it until
   // the file is read again through the watched descriptor: each callback reads it first, or
   // the (level-triggered) loop would spin.
-  if (auto fd = c.leaf.OpenEventFile("memory.events")) {
-    memory_events_ = std::move(*fd);
-    AcknowledgeEventFile(memory_events_.get());
-    Watch(memory_events_.get(), EPOLLPRI, [this](uint32_t) {
-      AcknowledgeEventFile(memory_events_.get());
-      OnCgroupEvent(CgroupEventSource::kMemory);
-    });
-  }
-  if (auto fd = c.leaf.OpenEventFile("pids.events")) {
-    pids_events_ = std::move(*fd);
-    AcknowledgeEventFile(pids_events_.get());
-    Watch(pids_events_.get(), EPOLLPRI, [this](uint32_t) {
-      AcknowledgeEventFile(pids_events_.get());
-      OnCgroupEvent(CgroupEventSource::kPids);
-    });
-  }
+  WatchEventFile("memory.events", CgroupEventSource::kMemory, memory_events_);
+  WatchEventFile("pids.events", CgroupEventSource::kPids, pids_events_);
   watchdog_.emplace(LimitsOf(policy_->policy), Watchdog::Clock::now());
   watchdog_timer_ = std::make_unique<WatchdogTimer>(shared_.loop, *watchdog_,
                                                     [this](const Verdict& v) { OnVerdict(v); });
@@ -211,6 +197,17 @@ void Session::OnRunning() {
   if (pids_events_) OnCgroupEvent(CgroupEventSource::kPids);
   start_reported_ = true;
   if (callbacks_.on_started) callbacks_.on_started(*this);
+}
+
+void Session::WatchEventFile(const char* name, CgroupEventSource source, UniqueFd& slot) {
+  auto fd = child_->leaf.OpenEventFile(name);
+  if (!fd) return;  // a controller the root does not delegate: no events of that kind
+  slot = std::move(*fd);
+  AcknowledgeEventFile(slot.get());
+  Watch(slot.get(), EPOLLPRI, [this, source, &slot](uint32_t) {
+    AcknowledgeEventFile(slot.get());
+    OnCgroupEvent(source);
+  });
 }
 
 uint64_t Session::DrainFd(int fd, wire::OutputStream stream, bool until_eof) {

@@ -113,6 +113,8 @@ class Session {
   void Watch(int fd, uint32_t events, EventLoop::FdCallback callback);
   void Unwatch(int fd);
   void UnwatchAll();
+  // Opens a leaf's "*.events" file into `slot` and watches it (EPOLLPRI on change).
+  void WatchEventFile(const char* name, CgroupEventSource source, UniqueFd& slot);
   void OnOutput(int fd, wire::OutputStream stream);
   uint64_t DrainFd(int fd, wire::OutputStream stream, bool until_eof);
   void OnCgroupEvent(CgroupEventSource source);

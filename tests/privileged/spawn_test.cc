@@ -174,3 +174,58 @@ TEST(ExecRunnerTest, ExitsWithTheCommandStatusAndSaysWhyItKilled) {
 
 }  // namespace
 }  // namespace mp::testing
+
+namespace mp::testing {
+namespace {
+
+// Every step of the child's setup sequence, made to fail once on purpose (the plan's
+// test_fail_step hook, ECANCELED), reaches the caller as an error that names that step; the
+// leaf is gone afterwards. A step that a refactoring dropped from the sequence, or whose
+// failure lost its name on the way back, fails here.
+TEST_F(SpawnTest, EachSetupStepsFailureNamesTheStep) {
+  using sandbox::ChildStep;
+  const ChildStep steps[] = {
+      ChildStep::kSetsid,         ChildStep::kMountPrivate,      ChildStep::kChdirWorkspace,
+      ChildStep::kHostname,       ChildStep::kLoopback,          ChildStep::kRlimit,
+      ChildStep::kCapBoundingSet, ChildStep::kParentDeathSignal, ChildStep::kCloseFds,
+      ChildStep::kNoNewPrivs,     ChildStep::kSeccomp,           ChildStep::kForkCommand,
+      ChildStep::kExec,           ChildStep::kReportStarted,
+  };
+  int n = 0;
+  for (const ChildStep step : steps) {
+    SCOPED_TRACE(sandbox::ChildStepName(step));
+    auto req = runner_->BaseRequest({"/bin/true"});
+    req.test_fail_step = step;
+    const std::string leaf = "step-fail-" + std::to_string(n++);
+    auto child = sandbox::Spawn(runner_->root(), leaf, req);
+    ASSERT_FALSE(child) << "the spawn succeeded although its step failed";
+    EXPECT_EQ(child.error().errnum, ECANCELED) << child.error().ToString();
+    EXPECT_EQ(child.error().ToString().rfind(sandbox::ChildStepName(step), 0), 0u)
+        << "the error does not start with the step's name: " << child.error().ToString();
+    EXPECT_NE(::access(("/sys/fs/cgroup/mp-spawn/" + leaf).c_str(), F_OK), 0)
+        << "the leaf was not removed";
+  }
+  // The control: the same request without the hook runs.
+  auto ok = sandbox::Spawn(runner_->root(), "step-fail-none", runner_->BaseRequest({"/bin/true"}));
+  ASSERT_TRUE(ok) << ok.error().ToString();
+  (void)ok->init.Wait();
+  EXPECT_TRUE(sandbox::FinishLeaf(ok->leaf, std::chrono::seconds(10)));
+}
+
+// A child that never reports is given up on at the start deadline, and the error names the
+// step it stalled in.
+TEST_F(SpawnTest, AStalledSetupTimesOutNamingTheStep) {
+  auto req = runner_->BaseRequest({"/bin/true"});
+  req.stall_before_start_report = true;
+  req.start_timeout = std::chrono::milliseconds(3000);
+  auto child = sandbox::Spawn(runner_->root(), "stalled", req);
+  ASSERT_FALSE(child);
+  EXPECT_NE(child.error().ToString().find("did not finish within 3000 ms"), std::string::npos)
+      << child.error().ToString();
+  EXPECT_NE(child.error().ToString().find("stalled in step: report started"), std::string::npos)
+      << child.error().ToString();
+  EXPECT_NE(::access("/sys/fs/cgroup/mp-spawn/stalled", F_OK), 0) << "the leaf was not removed";
+}
+
+}  // namespace
+}  // namespace mp::testing

@@ -13,19 +13,17 @@ namespace {
 
 using json = nlohmann::json;
 
-// ---- Wire names, indexed by enum value.
+// ---- Wire names, indexed by enum value (the shared enums' are in common/vocabulary.h and
+// common/result.h).
 
-constexpr std::array<std::string_view, 3> kSessionTypeNames = {"exec", "print", "interactive"};
+using common::kEndReasonNames;
+using common::kNetworkModeNames;
+using common::kSessionTypeNames;
+using ::mp::kErrorCodeNames;
+
 constexpr std::array<std::string_view, 5> kSessionStateNames = {"starting", "running", "exited",
                                                                 "killed", "failed"};
-constexpr std::array<std::string_view, 9> kEndReasonNames = {
-    "exit",         "killed_by_request", "timeout_wall", "timeout_idle",      "oom",
-    "output_flood", "pids_limit",        "spawn_error",  "supervisor_restart"};
 constexpr std::array<std::string_view, 3> kStreamNames = {"stdout", "stderr", "pty"};
-constexpr std::array<std::string_view, 2> kNetworkModeNames = {"none", "host"};
-constexpr std::array<std::string_view, 7> kErrorCodeNames = {
-    "bad_request",      "not_found", "wrong_state", "capacity",
-    "policy_violation", "internal",  "unavailable"};
 constexpr std::array<std::string_view, 14> kRequestTypeNames = {
     "hello",       "spawn",  "list",      "get",         "kill",        "signal",   "stdin",
     "close_stdin", "resize", "subscribe", "unsubscribe", "read_output", "policies", "health"};
@@ -730,12 +728,8 @@ Result<Event> EventFromDoc(const json& doc, const FrameView& frame) {
 
 }  // namespace
 
-std::string_view ToString(SessionType v) { return NameOf(v, kSessionTypeNames); }
 std::string_view ToString(SessionState v) { return NameOf(v, kSessionStateNames); }
-std::string_view ToString(EndReason v) { return NameOf(v, kEndReasonNames); }
 std::string_view ToString(OutputStream v) { return NameOf(v, kStreamNames); }
-std::string_view ToString(ErrorCode v) { return NameOf(v, kErrorCodeNames); }
-std::string_view ToString(NetworkMode v) { return NameOf(v, kNetworkModeNames); }
 std::string_view ToString(RequestType v) { return NameOf(v, kRequestTypeNames); }
 
 bool IsValidSessionId(std::string_view id) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/vocabulary.h"
 #include "common/wire.h"
 
 namespace mp::wire {
@@ -53,38 +54,20 @@ inline constexpr size_t kMaxErrorFieldBytes = 1024;    // error.field (a JSON po
 inline constexpr size_t kMaxJsonNesting = 8;           // objects/arrays in one envelope
 
 // ---- Vocabulary. Each enum's wire strings, in declaration order, are in docs/protocol.md.
+// SessionType, EndReason, NetworkMode (common/vocabulary.h) and ErrorCode (common/result.h)
+// are shared with the supervisor and the sandbox.
 
-enum class SessionType { kExec, kPrint, kInteractive };
+using common::EndReason;
+using common::NetworkMode;
+using common::SessionType;
+using common::ToString;
+using ::mp::ErrorCode;
+using ::mp::ToString;
 enum class SessionState { kStarting, kRunning, kExited, kKilled, kFailed };
-enum class EndReason {
-  kExit,
-  kKilledByRequest,
-  kTimeoutWall,
-  kTimeoutIdle,
-  kOom,
-  kOutputFlood,
-  kPidsLimit,
-  kSpawnError,
-  kSupervisorRestart,
-};
 enum class OutputStream { kStdout, kStderr, kPty };
-enum class NetworkMode { kNone, kHost };  // a policy's `network`
-enum class ErrorCode {
-  kBadRequest,
-  kNotFound,
-  kWrongState,
-  kCapacity,
-  kPolicyViolation,
-  kInternal,
-  kUnavailable,
-};
 
-std::string_view ToString(SessionType v);
 std::string_view ToString(SessionState v);
-std::string_view ToString(EndReason v);
 std::string_view ToString(OutputStream v);
-std::string_view ToString(ErrorCode v);
-std::string_view ToString(NetworkMode v);
 
 // "s-" followed by 1..40 ASCII letters or digits.
 bool IsValidSessionId(std::string_view id);
@@ -97,18 +80,8 @@ struct PtySize {
   friend bool operator==(const PtySize&, const PtySize&) = default;
 };
 
-// Requested limits, mirroring the policy fields a request may lower (docs/policies.md, "The
-// tightening rule"). The wire checks only that each is an unsigned integer; ranges and the
-// tighten-only rule are the supervisor's (Tighten in src/supervisor/policy.h).
-struct SpawnLimits {
-  std::optional<uint64_t> memory_max_bytes;       // cgroup memory.max, bytes
-  std::optional<uint64_t> memory_swap_max_bytes;  // cgroup memory.swap.max, bytes
-  std::optional<uint64_t> pids_max;               // cgroup pids.max, tasks
-  std::optional<uint64_t> cpu_max_percent;        // cgroup cpu.max, percent of one CPU
-  std::optional<uint64_t> wall_seconds;           // deadline from start; 0 = none
-  std::optional<uint64_t> idle_seconds;           // deadline without output or input; 0 = none
-  friend bool operator==(const SpawnLimits&, const SpawnLimits&) = default;
-};
+// Requested limits (common/vocabulary.h); "limits" of a spawn request.
+using SpawnLimits = common::RequestedLimits;
 
 // How a session ended, with the cgroup's final figures where the kernel has them.
 struct EndRecord {

@@ -34,5 +34,13 @@ std::string Error::ToString() const {
 Error ErrnoError(std::string what) { return Error{errno, std::move(what)}; }
 Error ErrnoError(int errnum, std::string what) { return Error{errnum, std::move(what)}; }
 Error PlainError(std::string what) { return Error{0, std::move(what)}; }
+Error CodedError(ErrorCode code, std::string what, int errnum) {
+  return Error{errnum, std::move(what), code};
+}
+
+std::string_view ToString(ErrorCode code) {
+  const auto i = static_cast<size_t>(code);
+  return i < kErrorCodeNames.size() ? kErrorCodeNames[i] : std::string_view("invalid");
+}
 
 }  // namespace mp

@@ -1,11 +1,14 @@
 // Result<T> and Error: the error regime of the supervisor and the API.
-// An Error carries the errno (0 when none applies) and a message naming the
-// operation and its object, e.g. `openat(cgroup "mp-s-42", "memory.max")`.
-// Callers add context as the error travels up with Wrap(). Shaped like
+// An Error carries the errno (0 when none applies), a message naming the
+// operation and its object, e.g. `openat(cgroup "mp-s-42", "memory.max")`,
+// and a typed code saying whose fault it is (the control protocol's error
+// codes). Callers add context as the error travels up with Wrap(), which
+// keeps errnum and code. Shaped like
 // std::expected (GCC 12 has it only under -std=c++23). Not thread-safe per
 // object; plain value types.
 #pragma once
 
+#include <array>
 #include <cerrno>
 #include <string>
 #include <string_view>
@@ -14,9 +17,26 @@
 
 namespace mp {
 
+// Whose fault an error is: the `code` of the control protocol's error bodies, which the API
+// maps to HTTP statuses (docs/protocol.md). Strings in kErrorCodeNames, indexed by value.
+enum class ErrorCode {
+  kBadRequest,       // the request is malformed or out of range
+  kNotFound,         // no such session or preset
+  kWrongState,       // the session cannot do that now (ended, no terminal, stdin closed)
+  kCapacity,         // too many sessions or too much queued input
+  kPolicyViolation,  // the request asks for more than the policy allows
+  kInternal,         // the host failed (a syscall, a missing user, a corrupt record)
+  kUnavailable,      // the API cannot reach the supervisor
+};
+inline constexpr std::array<std::string_view, 7> kErrorCodeNames = {
+    "bad_request",      "not_found", "wrong_state", "capacity",
+    "policy_violation", "internal",  "unavailable"};
+std::string_view ToString(ErrorCode code);
+
 struct Error {
-  int errnum = 0;    // errno value, or 0 when the failure is not a syscall's
-  std::string what;  // what was attempted, outermost context first
+  int errnum = 0;                         // errno value, or 0 when the failure is not a syscall's
+  std::string what;                       // what was attempted, outermost context first
+  ErrorCode code = ErrorCode::kInternal;  // kept by Wrap()
 
   // Prefixes context: Error{ENOENT,"open x"}.Wrap("spawn s-1") -> "spawn s-1: open x".
   [[nodiscard]] Error Wrap(std::string_view context) const&;
@@ -30,6 +50,8 @@ struct Error {
 [[nodiscard]] Error ErrnoError(int errnum, std::string what);
 // An Error that is not about a syscall (bad input, violated invariant).
 [[nodiscard]] Error PlainError(std::string what);
+// An Error that a request caused, e.g. CodedError(ErrorCode::kPolicyViolation, "cwd ...").
+[[nodiscard]] Error CodedError(ErrorCode code, std::string what, int errnum = 0);
 
 template <typename T>
 class [[nodiscard]] Result {

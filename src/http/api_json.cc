@@ -157,12 +157,12 @@ std::optional<std::string> ReadString(const json& j, const std::string& field,
   return s;
 }
 
-constexpr std::array<std::string_view, 3> kTypeNames = {"exec", "print", "interactive"};
+using common::kSessionTypeNames;
 
 std::optional<wire::SessionType> ParseType(const json& j) {
   if (!j.is_string()) return std::nullopt;
-  for (size_t i = 0; i < kTypeNames.size(); ++i) {
-    if (j.get_ref<const std::string&>() == kTypeNames[i]) {
+  for (size_t i = 0; i < kSessionTypeNames.size(); ++i) {
+    if (j.get_ref<const std::string&>() == kSessionTypeNames[i]) {
       return static_cast<wire::SessionType>(i);
     }
   }

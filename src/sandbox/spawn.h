@@ -20,13 +20,14 @@
 
 #include "common/result.h"
 #include "common/unique_fd.h"
+#include "common/vocabulary.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/child_plan.h"
 #include "sandbox/pidfd.h"
 
 namespace mp::sandbox {
 
-enum class NetworkMode { kNone, kHost };  // kNone: own namespace, loopback only
+using NetworkMode = common::NetworkMode;  // kNone: own namespace, loopback only
 
 enum class StdioMode {
   kPipes,    // stdin, stdout, stderr are pipes; the parent holds the other ends

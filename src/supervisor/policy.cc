@@ -18,28 +18,6 @@ namespace mp::supervisor {
 
 using namespace internal;  // NOLINT(google-build-using-namespace): this file's own helpers
 
-std::string_view ErrorCode(const Error& error) {
-  for (std::string_view code : {kPolicyViolation, kBadRequest}) {
-    if (error.what.size() > code.size() && error.what.starts_with(code) &&
-        error.what[code.size()] == ':') {
-      return code;
-    }
-  }
-  return "internal";
-}
-
-std::string_view ToString(SessionType type) {
-  switch (type) {
-    case SessionType::kExec:
-      return "exec";
-    case SessionType::kPrint:
-      return "print";
-    case SessionType::kInteractive:
-      return "interactive";
-  }
-  return "?";
-}
-
 std::vector<std::string> Policy::HiddenPaths() const {
   std::vector<std::string> out(kAlwaysHiddenPaths.begin(), kAlwaysHiddenPaths.end());
   out.insert(out.end(), hide.begin(), hide.end());
@@ -54,18 +32,19 @@ Result<EffectivePolicy> Tighten(const Policy& policy, const RequestedLimits& req
                    auto assign) -> Result<void> {
     if (!want) return Ok();
     if ((*want < range.min && !(zero_is_none && *want == 0)) || *want > range.max) {
-      return Coded(kBadRequest, std::string(field) + ": requested " + std::to_string(*want) +
-                                    " is outside " + std::to_string(range.min) + ".." +
-                                    std::to_string(range.max));
+      return CodedError(ErrorCode::kBadRequest, std::string(field) + ": requested " +
+                                                    std::to_string(*want) + " is outside " +
+                                                    std::to_string(range.min) + ".." +
+                                                    std::to_string(range.max));
     }
     const bool have_none = !have || (zero_is_none && *have == 0);
     const bool want_none = zero_is_none && *want == 0;
     if (!have_none && (want_none || *want > *have)) {
-      return Coded(kPolicyViolation,
-                   std::string(field) + ": requested " +
-                       (want_none ? std::string("0 (none)") : std::to_string(*want)) +
-                       " exceeds the policy's " + std::to_string(*have) + " (policy " +
-                       Quote(policy.name) + "); a request may only lower a limit");
+      return CodedError(ErrorCode::kPolicyViolation,
+                        std::string(field) + ": requested " +
+                            (want_none ? std::string("0 (none)") : std::to_string(*want)) +
+                            " exceeds the policy's " + std::to_string(*have) + " (policy " +
+                            Quote(policy.name) + "); a request may only lower a limit");
     }
     assign(*want);
     return Ok();
@@ -92,32 +71,33 @@ Result<EffectivePolicy> Tighten(const Policy& policy, const RequestedLimits& req
 Result<std::string> ResolveWorkspace(const Policy& policy, const std::string& cwd) {
   const std::string& want = cwd.empty() ? policy.default_workspace : cwd;
   if (want.empty()) {
-    return Coded(kBadRequest,
-                 "cwd: none given and policy " + Quote(policy.name) + " has no default_workspace");
+    return CodedError(ErrorCode::kBadRequest, "cwd: none given and policy " + Quote(policy.name) +
+                                                  " has no default_workspace");
   }
   if (want.front() != '/' || want.find('\0') != std::string::npos || want.size() >= PATH_MAX) {
-    return Coded(kBadRequest, "cwd " + Quote(want) + " is not an absolute path");
+    return CodedError(ErrorCode::kBadRequest, "cwd " + Quote(want) + " is not an absolute path");
   }
   std::unique_ptr<char, decltype(&std::free)> real(::realpath(want.c_str(), nullptr), &std::free);
-  if (!real) return Coded(kBadRequest, "cwd " + Quote(want) + ": realpath", errno);
+  if (!real) return CodedError(ErrorCode::kBadRequest, "cwd " + Quote(want) + ": realpath", errno);
   const std::string resolved = real.get();
   struct stat st {};
   if (::stat(resolved.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return Coded(kBadRequest, "cwd " + Quote(want) + " is not a directory");
+    return CodedError(ErrorCode::kBadRequest, "cwd " + Quote(want) + " is not a directory");
   }
   const bool inside =
       std::any_of(policy.workspace_roots.begin(), policy.workspace_roots.end(),
                   [&](const std::string& r) { return sandbox::PathIsWithin(resolved, r); });
   if (!inside) {
-    return Coded(kPolicyViolation, "cwd " + Quote(want) + " resolves to " + Quote(resolved) +
-                                       ", outside the workspace roots of policy " +
-                                       Quote(policy.name) + " (" +
-                                       JoinQuoted(policy.workspace_roots) + ")");
+    return CodedError(ErrorCode::kPolicyViolation,
+                      "cwd " + Quote(want) + " resolves to " + Quote(resolved) +
+                          ", outside the workspace roots of policy " + Quote(policy.name) + " (" +
+                          JoinQuoted(policy.workspace_roots) + ")");
   }
   for (const auto& h : policy.HiddenPaths()) {
     if (sandbox::PathIsWithin(resolved, h)) {
-      return Coded(kPolicyViolation, "cwd " + Quote(want) + " resolves to " + Quote(resolved) +
-                                         ", inside the hidden path " + Quote(h));
+      return CodedError(ErrorCode::kPolicyViolation, "cwd " + Quote(want) + " resolves to " +
+                                                         Quote(resolved) +
+                                                         ", inside the hidden path " + Quote(h));
     }
   }
   return resolved;

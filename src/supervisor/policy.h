@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/vocabulary.h"
 #include "sandbox/child_plan.h"
 #include "sandbox/seccomp.h"
 #include "sandbox/spawn.h"
@@ -50,16 +51,11 @@ inline constexpr uint64_t kDefaultMaxRateWindowSeconds = 10;
 // cgroup cpu.max period that limits.cpu_max_percent is applied with (microseconds).
 inline constexpr uint64_t kCpuPeriodMicros = 100000;
 
-// Error codes of the control protocol. Errors that a request caused (Tighten,
-// ResolveWorkspace, BuildSpawnRequest) carry their code as the first word of Error::what:
-// "policy_violation: limits.memory_max_bytes: requested 4294967296 exceeds ...".
-inline constexpr std::string_view kPolicyViolation = "policy_violation";
-inline constexpr std::string_view kBadRequest = "bad_request";
-// kPolicyViolation or kBadRequest when `error` starts with it, else "internal".
-std::string_view ErrorCode(const Error& error);
+// Errors that a request caused (Tighten, ResolveWorkspace, BuildSpawnRequest) carry
+// ErrorCode::kPolicyViolation or kBadRequest in Error::code; the host's own failures kInternal.
 
-enum class SessionType { kExec, kPrint, kInteractive };
-std::string_view ToString(SessionType type);  // "exec", "print", "interactive"
+// "exec", "print", "interactive" (common/vocabulary.h).
+using SessionType = common::SessionType;
 
 struct RunAs {
   std::string user;         // looked up in the user database when a session starts
@@ -189,14 +185,7 @@ class PolicySet {
 };
 
 // What a request may ask for; every field lowers the policy's value or is absent.
-struct RequestedLimits {
-  std::optional<uint64_t> memory_max_bytes;
-  std::optional<uint64_t> memory_swap_max_bytes;
-  std::optional<uint64_t> pids_max;
-  std::optional<uint64_t> cpu_max_percent;
-  std::optional<uint64_t> wall_seconds;  // 0 = none: only where the policy has none
-  std::optional<uint64_t> idle_seconds;
-};
+using RequestedLimits = common::RequestedLimits;
 
 // A policy as one session gets it: a copy whose limits and deadlines are the tightened ones.
 // Holds the compiled seccomp program (shared), so it may outlive a PolicySet reload.

@@ -62,10 +62,6 @@ inline std::string JoinQuoted(const std::vector<std::string>& items) {
   return out;
 }
 
-inline Error Coded(std::string_view code, const std::string& what, int errnum = 0) {
-  return Error{errnum, std::string(code) + ": " + what};
-}
-
 struct FileRules {
   std::optional<uid_t> owner;     // required owner; also: group and others may not write
   bool private_to_group = false;  // also: others may not read

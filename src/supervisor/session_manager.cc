@@ -28,18 +28,6 @@ std::string NewSessionId() {
   return id;
 }
 
-wire::SessionType ToWire(SessionType t) {
-  switch (t) {
-    case SessionType::kExec:
-      return wire::SessionType::kExec;
-    case SessionType::kPrint:
-      return wire::SessionType::kPrint;
-    case SessionType::kInteractive:
-      return wire::SessionType::kInteractive;
-  }
-  return wire::SessionType::kExec;
-}
-
 std::string DisplayCommand(const std::vector<std::string>& argv) {
   std::string out;
   for (const auto& a : argv) {
@@ -154,28 +142,16 @@ Answer<PreparedSpawn> Prepare(const wire::SpawnRequest& req, const PolicySet& po
     return (
         MakeError(wire::ErrorCode::kNotFound, "unknown preset \"" + preset_name + "\"", "/preset"));
   }
-  if (ToWire(policy->type) != req.type) {
+  if (policy->type != req.type) {
     return (MakeError(wire::ErrorCode::kBadRequest,
                       "preset \"" + preset_name + "\" is for " +
                           std::string(ToString(policy->type)) + " sessions, not " +
                           std::string(wire::ToString(req.type)),
                       "/session_type"));
   }
-  RequestedLimits requested;
-  if (req.limits) {
-    requested.memory_max_bytes = req.limits->memory_max_bytes;
-    requested.memory_swap_max_bytes = req.limits->memory_swap_max_bytes;
-    requested.pids_max = req.limits->pids_max;
-    requested.cpu_max_percent = req.limits->cpu_max_percent;
-    requested.wall_seconds = req.limits->wall_seconds;
-    requested.idle_seconds = req.limits->idle_seconds;
-  }
-  auto effective = Tighten(*policy, requested);
+  auto effective = Tighten(*policy, req.limits.value_or(RequestedLimits{}));
   if (!effective) {
-    const auto code = supervisor::ErrorCode(effective.error()) == kPolicyViolation
-                          ? wire::ErrorCode::kPolicyViolation
-                          : wire::ErrorCode::kBadRequest;
-    return (MakeError(code, effective.error().ToString(), "/limits"));
+    return (MakeError(effective.error().code, effective.error().ToString(), "/limits"));
   }
   SessionLaunch launch;
   launch.task = req.task;
@@ -188,10 +164,7 @@ Answer<PreparedSpawn> Prepare(const wire::SpawnRequest& req, const PolicySet& po
   for (const auto& [k, v] : req.env) launch.env[k] = v;
   auto spawn_req = BuildSpawnRequest(*effective, launch, host);
   if (!spawn_req) {
-    const auto code = supervisor::ErrorCode(spawn_req.error()) == kPolicyViolation
-                          ? wire::ErrorCode::kPolicyViolation
-                          : wire::ErrorCode::kBadRequest;
-    return (MakeError(code, spawn_req.error().ToString()));
+    return (MakeError(spawn_req.error().code, spawn_req.error().ToString()));
   }
   if (req.max_turns && !spawn_req->argv.empty()) {
     // The original's contract: Claude Code presets take --max-turns N before the task.
@@ -466,7 +439,7 @@ wire::PolicyList SessionManager::Policies(const wire::PoliciesRequest& req) cons
   for (const auto& [name, p] : policies_.all()) {
     wire::PolicyInfo info;
     info.name = name;
-    info.type = ToWire(p->type);
+    info.type = p->type;
     info.description = p->description.substr(0, wire::kMaxDescriptionBytes);
     info.bypasses_agent_permissions = p->bypasses_agent_permissions;
     info.memory_max_bytes = p->limits.memory_max_bytes;
@@ -474,8 +447,7 @@ wire::PolicyList SessionManager::Policies(const wire::PoliciesRequest& req) cons
     info.cpu_max_percent = p->limits.cpu_max_percent;
     info.wall_seconds = p->deadlines.wall_seconds;
     info.idle_seconds = p->deadlines.idle_seconds;
-    info.network = p->network == sandbox::NetworkMode::kHost ? wire::NetworkMode::kHost
-                                                             : wire::NetworkMode::kNone;
+    info.network = p->network;
     all.push_back(std::move(info));
   }
   return wire::PolicyPage(all, req.after);

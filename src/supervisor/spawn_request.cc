@@ -53,26 +53,27 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
   const std::string where = "policy " + Quote(p.name);
   sandbox::SpawnRequest r;
 
-  if (launch.task.empty()) return Coded(kBadRequest, "task: is empty");
+  if (launch.task.empty()) return CodedError(ErrorCode::kBadRequest, "task: is empty");
   if (launch.task.find('\0') != std::string::npos) {
-    return Coded(kBadRequest, "task: contains a NUL byte");
+    return CodedError(ErrorCode::kBadRequest, "task: contains a NUL byte");
   }
   if (launch.task.size() > kMaxTaskBytes) {
-    return Coded(kBadRequest, "task: " + std::to_string(launch.task.size()) +
-                                  " bytes; one argument may hold at most " +
-                                  std::to_string(kMaxTaskBytes));
+    return CodedError(ErrorCode::kBadRequest, "task: " + std::to_string(launch.task.size()) +
+                                                  " bytes; one argument may hold at most " +
+                                                  std::to_string(kMaxTaskBytes));
   }
   if (launch.command) {
     if (!p.command.empty()) {
-      return Coded(kPolicyViolation, "command: " + where +
-                                         " fixes the command; a request may not "
-                                         "give one");
+      return CodedError(ErrorCode::kPolicyViolation, "command: " + where +
+                                                         " fixes the command; a request may not "
+                                                         "give one");
     }
     if (launch.command->empty() || launch.command->front().empty()) {
-      return Coded(kBadRequest, "command: is empty");
+      return CodedError(ErrorCode::kBadRequest, "command: is empty");
     }
     for (const auto& a : *launch.command) {
-      if (a.find('\0') != std::string::npos) return Coded(kBadRequest, "command: contains a NUL");
+      if (a.find('\0') != std::string::npos)
+        return CodedError(ErrorCode::kBadRequest, "command: contains a NUL");
     }
     r.argv = *launch.command;
   } else if (!p.command.empty()) {
@@ -85,11 +86,13 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
   for (const auto& [name, value] : launch.env) {
     if (std::find(p.request_env_allow.begin(), p.request_env_allow.end(), name) ==
         p.request_env_allow.end()) {
-      return Coded(kPolicyViolation, "env." + name + ": not in request_env.allow of " + where);
+      return CodedError(ErrorCode::kPolicyViolation,
+                        "env." + name + ": not in request_env.allow of " + where);
     }
     if (value.find('\0') != std::string::npos || value.size() > kMaxEnvValueBytes) {
-      return Coded(kBadRequest, "env." + name + ": contains a NUL byte or is longer than " +
-                                    std::to_string(kMaxEnvValueBytes) + " bytes");
+      return CodedError(ErrorCode::kBadRequest, "env." + name +
+                                                    ": contains a NUL byte or is longer than " +
+                                                    std::to_string(kMaxEnvValueBytes) + " bytes");
     }
   }
   MP_TRY(r.workspace, ResolveWorkspace(p, launch.cwd));

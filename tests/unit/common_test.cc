@@ -48,6 +48,22 @@ TEST(ResultTest, PlainErrorHasNoErrnoSuffix) {
   EXPECT_EQ(PlainError("bad field").ToString(), "bad field");
 }
 
+TEST(ResultTest, WrapKeepsErrnoAndCode) {
+  const Error inner = CodedError(ErrorCode::kPolicyViolation, "cwd \"/etc\"", EACCES);
+  const Error copy = inner.Wrap("policy \"t\"");  // const& overload
+  EXPECT_EQ(copy.code, ErrorCode::kPolicyViolation);
+  EXPECT_EQ(copy.errnum, EACCES);
+  EXPECT_EQ(copy.what, "policy \"t\": cwd \"/etc\"");
+  const Error moved = CodedError(ErrorCode::kBadRequest, "task: is empty").Wrap("spawn");
+  EXPECT_EQ(moved.code, ErrorCode::kBadRequest);
+  EXPECT_EQ(moved.what, "spawn: task: is empty");
+  // Syscall and plain errors are the host's: internal.
+  EXPECT_EQ(ErrnoError(ENOENT, "open(x)").code, ErrorCode::kInternal);
+  EXPECT_EQ(PlainError("x").Wrap("y").code, ErrorCode::kInternal);
+  EXPECT_EQ(ToString(ErrorCode::kPolicyViolation), "policy_violation");
+  EXPECT_EQ(ToString(ErrorCode::kUnavailable), "unavailable");
+}
+
 TEST(ResultTest, WrapAddsOutermostContextFirst) {
   Error e = ErrnoError(EACCES, "openat(cgroup \"s-1\", \"memory.max\")")
                 .Wrap("set limits")

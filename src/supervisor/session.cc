@@ -1,6 +1,7 @@
 #include "supervisor/session.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <termios.h>
@@ -154,9 +155,24 @@ void Session::FailStart(const Error& error) {
     return;
   }
   Unwatch(pending_->child.report.get());
-  sandbox::AbortSpawn(pending_->child);  // init dies at once and is reaped
+  (void)pending_->child.leaf.Kill();
   child_.emplace(std::move(pending_->child));
   pending_.reset();
+  // Init dies when the kill reaches it, but a setup step in uninterruptible sleep (a wedged
+  // mount) holds it until that syscall returns: its exit is awaited on the loop, bounded.
+  Watch(child_->init.fd(), EPOLLIN, [this](uint32_t) { OnAbortedInitExit(); });
+  cleanup_timer_ = shared_.loop.AddTimer(shared_.leaf_cleanup, [this] {
+    cleanup_timer_ = 0;
+    Finish(PlainError("the sandbox init of \"" + child_->leaf.name() +
+                      "\" did not die after its cgroup was killed"));
+  });
+}
+
+void Session::OnAbortedInitExit() {
+  Unwatch(child_->init.fd());
+  if (cleanup_timer_ != 0) shared_.loop.CancelTimer(cleanup_timer_);
+  cleanup_timer_ = 0;
+  (void)child_->init.Wait();  // readable pidfd: init has exited, this does not block
   init_exited_ = true;
   BeginLeafCleanup();
 }
@@ -345,7 +361,16 @@ void Session::KillNow(EndReason reason) {
     if (ended_) return;
   } else if (!init_exited_) {
     (void)child_->leaf.Kill();
-    CollectInitExit();  // reaps init, which the kill has ended or is ending
+  }
+  // Shutdown may wait, but not forever: init is given leaf_cleanup to die.
+  struct pollfd pfd = {child_->init.fd(), POLLIN, 0};
+  if (!init_exited_ && ::poll(&pfd, 1, static_cast<int>(shared_.leaf_cleanup.count())) > 0) {
+    if (spawn_error_) {
+      (void)child_->init.Wait();
+      init_exited_ = true;
+    } else {
+      CollectInitExit();  // drains the last output and reaps init
+    }
   }
   UnwatchAll();
   CancelTimers();

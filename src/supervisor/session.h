@@ -109,6 +109,7 @@ class Session {
   void OnHandshake();
   void OnStartTimeout(std::chrono::milliseconds timeout);
   void FailStart(const Error& error);
+  void OnAbortedInitExit();
   void OnRunning();
   void Watch(int fd, uint32_t events, EventLoop::FdCallback callback);
   void Unwatch(int fd);

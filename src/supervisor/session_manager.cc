@@ -1,12 +1,12 @@
 #include "supervisor/session_manager.h"
 
 #include <dirent.h>
-#include <sys/random.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 
+#include "common/random_id.h"
 #include "sandbox/spawn.h"
 
 namespace mp::supervisor {
@@ -14,19 +14,6 @@ namespace {
 
 using wire::EndReason;
 using wire::SessionState;
-
-std::string NewSessionId() {
-  static const char kAlphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-  unsigned char bytes[20];
-  size_t got = 0;
-  while (got < sizeof bytes) {
-    const ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
-    if (n > 0) got += static_cast<size_t>(n);
-  }
-  std::string id = "s-";
-  for (unsigned char b : bytes) id += kAlphabet[b % 62];  // slight bias is harmless for ids
-  return id;
-}
 
 std::string DisplayCommand(const std::vector<std::string>& argv) {
   std::string out;
@@ -201,8 +188,10 @@ void SessionManager::Spawn(const wire::SpawnRequest& req, const PeerInfo& peer, 
     p.request.stall_before_start_report = true;
   }
 
+  auto random = common::RandomId(common::kAlnumAlphabet, 20);
+  if (!random) return fail(MakeError(wire::ErrorCode::kInternal, random.error().ToString()));
   wire::SessionInfo info;
-  info.id = NewSessionId();
+  info.id = "s-" + *random;
   info.state = SessionState::kStarting;
   info.type = req.type;
   if (req.preset) info.preset = req.preset;

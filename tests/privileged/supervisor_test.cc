@@ -843,6 +843,14 @@ TEST(SupervisorSpawnTest, AWedgedSpawnBlocksNothingElseAndTimesOutNamingTheStep)
     wedged_answer.emplace(wedged_client->Call(req, std::chrono::seconds(90)));
     wedged_answered = true;
   });
+  // An assertion that returns early still joins the caller (the spawn is answered at the
+  // latest when its start deadline passes).
+  struct Joiner {
+    std::thread& thread;
+    ~Joiner() {
+      if (thread.joinable()) thread.join();
+    }
+  } joiner{wedged};
 
   auto c = ControlClient::Connect(daemon.socket());
   ASSERT_TRUE(c) << c.error().ToString();

@@ -17,6 +17,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "common/limits.h"
 #include "common/result.h"
 
 namespace mp::wire {
@@ -68,10 +69,7 @@ struct StringRule {
   std::string_view shape;                     // what `valid` wants, quoted in the error text
 };
 
-struct UintRange {
-  uint64_t min = 0;
-  uint64_t max = UINT64_MAX;
-};
+using UintRange = common::UintRange;  // common/limits.h
 struct IntRange {
   int64_t min = INT64_MIN;
   int64_t max = INT64_MAX;

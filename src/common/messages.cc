@@ -69,22 +69,8 @@ bool IsBootId(std::string_view s) {
   }
   return true;
 }
-// The policy-name rule of docs/policies.md: ^[a-z0-9][a-z0-9-]{0,63}$ (length by StringRule).
-bool IsPresetName(std::string_view s) {
-  const auto lower_alnum = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z'); };
-  if (s.empty() || !lower_alnum(s[0])) return false;
-  for (char c : s) {
-    if (!lower_alnum(c) && c != '-') return false;
-  }
-  return true;
-}
-bool IsEnvName(std::string_view s) {
-  if (s.empty() || (s[0] >= '0' && s[0] <= '9')) return false;
-  for (char c : s) {
-    if (!IsAlnum(c) && c != '_') return false;
-  }
-  return true;
-}
+using common::IsEnvName;
+using common::IsPresetName;
 bool IsAbsolutePath(std::string_view s) { return !s.empty() && s[0] == '/'; }
 bool IsPointerOrEmpty(std::string_view s) { return s.empty() || s[0] == '/'; }
 
@@ -110,13 +96,6 @@ constexpr StringRule kLabelRule{1, kMaxLabelBytes, &NoControl, kPrintable};
 constexpr StringRule kClientRule{1, kMaxClientBytes, &NoControl, kPrintable};
 constexpr StringRule kDescriptionRule{0, kMaxDescriptionBytes};
 
-// Ranges of the policy fields in PolicyInfo (docs/policies.md).
-constexpr uint64_t kMinMemoryMaxBytes = uint64_t{16} << 20;
-constexpr uint64_t kMaxPolicyBytes = uint64_t{1} << 60;
-constexpr uint64_t kMinPidsMax = 8;
-constexpr uint64_t kMaxPidsMax = 4194304;
-constexpr uint64_t kMaxCpuMaxPercent = 100000;
-constexpr uint64_t kMaxDeadlineSeconds = 2592000;
 constexpr StringRule kMessageRule{0, kMaxErrorMessageBytes};
 constexpr StringRule kFieldRule{0, kMaxErrorFieldBytes, &IsPointerOrEmpty,
                                 "a JSON pointer (\"\" or starting with \"/\")"};
@@ -529,11 +508,11 @@ ResponseBody ReadOkPayload(ObjectReader& r, const FrameView& frame, FieldErrors*
       info.description = p.OptString("description", kDescriptionRule).value_or("");
       info.bypasses_agent_permissions = p.OptBool("bypasses_agent_permissions").value_or(false);
       // The ranges of the policy fields (docs/policies.md).
-      info.memory_max_bytes = p.Uint("memory_max_bytes", {kMinMemoryMaxBytes, kMaxPolicyBytes});
-      info.pids_max = p.Uint("pids_max", {kMinPidsMax, kMaxPidsMax});
-      info.cpu_max_percent = p.OptUint("cpu_max_percent", {1, kMaxCpuMaxPercent});
-      info.wall_seconds = p.Uint("wall_seconds", {0, kMaxDeadlineSeconds});
-      info.idle_seconds = p.Uint("idle_seconds", {0, kMaxDeadlineSeconds});
+      info.memory_max_bytes = p.Uint("memory_max_bytes", common::kMemoryMaxBytesRange);
+      info.pids_max = p.Uint("pids_max", common::kPidsMaxRange);
+      info.cpu_max_percent = p.OptUint("cpu_max_percent", common::kCpuMaxPercentRange);
+      info.wall_seconds = p.Uint("wall_seconds", common::kDeadlineSecondsRange);
+      info.idle_seconds = p.Uint("idle_seconds", common::kDeadlineSecondsRange);
       info.network = ReadEnum<NetworkMode>(p, "network", kNetworkModeNames);
       p.RejectUnknown();
       list.policies.push_back(std::move(info));
@@ -731,14 +710,6 @@ Result<Event> EventFromDoc(const json& doc, const FrameView& frame) {
 std::string_view ToString(SessionState v) { return NameOf(v, kSessionStateNames); }
 std::string_view ToString(OutputStream v) { return NameOf(v, kStreamNames); }
 std::string_view ToString(RequestType v) { return NameOf(v, kRequestTypeNames); }
-
-bool IsValidSessionId(std::string_view id) {
-  if (id.size() < 3 || id.size() > 2 + kMaxSessionIdChars || !id.starts_with("s-")) return false;
-  for (char c : id.substr(2)) {
-    if (!IsAlnum(c)) return false;
-  }
-  return true;
-}
 
 Result<Request> DecodeRequest(const FrameView& frame, DecodeDetail* detail) {
   DecodeDetail scratch;

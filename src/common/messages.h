@@ -14,6 +14,8 @@
 #include <variant>
 #include <vector>
 
+#include "common/limits.h"
+#include "common/names.h"
 #include "common/result.h"
 #include "common/vocabulary.h"
 #include "common/wire.h"
@@ -28,15 +30,15 @@ inline constexpr size_t kMaxTaskBytes = size_t{1024} * 1024;  // spawn task (see
 inline constexpr size_t kMaxTaskPreviewBytes = 2048;          // SessionInfo.task_preview
 inline constexpr size_t kMaxNameBytes = 128;                  // hello client/supervisor, versions
 inline constexpr size_t kMaxBootIdBytes = 64;                 // [0-9A-Za-z-]
-inline constexpr size_t kMaxSessionIdChars = 40;              // after "s-"
-inline constexpr size_t kMaxPresetBytes = 64;                 // [a-z0-9][a-z0-9-]*, as policy names
-inline constexpr size_t kMaxCommandBytes = 4096;              // spawn command; SessionInfo.command
-inline constexpr size_t kMaxArgs = 256;                       // spawn args entries
-inline constexpr size_t kMaxArgBytes = size_t{32} * 1024;     // one arg
-inline constexpr size_t kMaxPathBytes = 4095;                 // cwd (PATH_MAX - 1)
-inline constexpr size_t kMaxEnvEntries = 128;                 // spawn env
-inline constexpr size_t kMaxEnvNameBytes = 256;               // [A-Za-z_][A-Za-z0-9_]*
-inline constexpr size_t kMaxEnvValueBytes = size_t{32} * 1024;
+inline constexpr size_t kMaxSessionIdChars = common::kMaxSessionIdChars;  // after "s-"
+inline constexpr size_t kMaxPresetBytes = common::kMaxPresetNameBytes;    // common::IsPresetName
+inline constexpr size_t kMaxCommandBytes = 4096;           // spawn command; SessionInfo.command
+inline constexpr size_t kMaxArgs = 256;                    // spawn args entries
+inline constexpr size_t kMaxArgBytes = size_t{32} * 1024;  // one arg
+inline constexpr size_t kMaxPathBytes = 4095;              // cwd (PATH_MAX - 1)
+inline constexpr size_t kMaxEnvEntries = 128;              // spawn env
+inline constexpr size_t kMaxEnvNameBytes = common::kMaxEnvNameBytes;  // common::IsEnvName
+inline constexpr size_t kMaxEnvValueBytes = common::kMaxEnvValueBytes;
 inline constexpr size_t kMaxOwnerBytes = 256;
 inline constexpr size_t kMaxLabels = 32;
 inline constexpr size_t kMaxLabelBytes = 64;
@@ -69,8 +71,8 @@ enum class OutputStream { kStdout, kStderr, kPty };
 std::string_view ToString(SessionState v);
 std::string_view ToString(OutputStream v);
 
-// "s-" followed by 1..40 ASCII letters or digits.
-bool IsValidSessionId(std::string_view id);
+// "s-" followed by 1..40 ASCII letters or digits (common/names.h).
+using common::IsValidSessionId;
 
 // ---- Shared records.
 

@@ -107,29 +107,8 @@ bool IsAsciiSpace(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-bool IsLowerAlnum(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z'); }
-
-// The policy-name shape ^[a-z0-9][a-z0-9-]*$, 1..kMaxPresetBytes.
-bool IsPresetName(std::string_view s) {
-  if (s.empty() || s.size() > wire::kMaxPresetBytes || !IsLowerAlnum(s[0])) return false;
-  for (char c : s) {
-    if (!IsLowerAlnum(c) && c != '-') return false;
-  }
-  return true;
-}
-
-// ^[A-Za-z_][A-Za-z0-9_]*$, 1..kMaxEnvNameBytes.
-bool IsEnvName(std::string_view s) {
-  if (s.empty() || s.size() > wire::kMaxEnvNameBytes || (s[0] >= '0' && s[0] <= '9')) {
-    return false;
-  }
-  for (char c : s) {
-    const bool ok =
-        (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-    if (!ok) return false;
-  }
-  return true;
-}
+using common::IsEnvName;
+using common::IsPresetName;
 
 // A string member: nullopt with *error set when it is not a string of min..max bytes free of
 // NUL (every string here ends up as argv, envp, a path or log text).

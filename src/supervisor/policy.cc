@@ -52,19 +52,22 @@ Result<EffectivePolicy> Tighten(const Policy& policy, const RequestedLimits& req
   PolicyLimits& l = e.policy.limits;
   PolicyDeadlines& d = e.policy.deadlines;
   MP_RETURN_IF_ERROR(lower("limits.memory_max_bytes", requested.memory_max_bytes,
-                           l.memory_max_bytes, kMemoryMaxRange, false,
+                           l.memory_max_bytes, common::kMemoryMaxBytesRange, false,
                            [&](uint64_t v) { l.memory_max_bytes = v; }));
   MP_RETURN_IF_ERROR(lower("limits.memory_swap_max_bytes", requested.memory_swap_max_bytes,
-                           l.memory_swap_max_bytes, kSwapMaxRange, false,
+                           l.memory_swap_max_bytes, common::kMemorySwapMaxBytesRange, false,
                            [&](uint64_t v) { l.memory_swap_max_bytes = v; }));
-  MP_RETURN_IF_ERROR(lower("limits.pids_max", requested.pids_max, l.pids_max, kPidsMaxRange, false,
-                           [&](uint64_t v) { l.pids_max = v; }));
+  MP_RETURN_IF_ERROR(lower("limits.pids_max", requested.pids_max, l.pids_max, common::kPidsMaxRange,
+                           false, [&](uint64_t v) { l.pids_max = v; }));
   MP_RETURN_IF_ERROR(lower("limits.cpu_max_percent", requested.cpu_max_percent, l.cpu_max_percent,
-                           kCpuPercentRange, false, [&](uint64_t v) { l.cpu_max_percent = v; }));
+                           common::kCpuMaxPercentRange, false,
+                           [&](uint64_t v) { l.cpu_max_percent = v; }));
   MP_RETURN_IF_ERROR(lower("deadlines.wall_seconds", requested.wall_seconds, d.wall_seconds,
-                           kDeadlineRange, true, [&](uint64_t v) { d.wall_seconds = v; }));
+                           common::kDeadlineSecondsRange, true,
+                           [&](uint64_t v) { d.wall_seconds = v; }));
   MP_RETURN_IF_ERROR(lower("deadlines.idle_seconds", requested.idle_seconds, d.idle_seconds,
-                           kDeadlineRange, true, [&](uint64_t v) { d.idle_seconds = v; }));
+                           common::kDeadlineSecondsRange, true,
+                           [&](uint64_t v) { d.idle_seconds = v; }));
   return e;
 }
 

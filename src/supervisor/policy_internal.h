@@ -14,29 +14,22 @@
 #include <string_view>
 #include <vector>
 
+#include "common/limits.h"
 #include "common/result.h"
 #include "supervisor/policy.h"
 
 namespace mp::supervisor::internal {
 
-constexpr uint64_t kMaxBytes = 1ull << 60;  // upper bound of every *_bytes field (1 EiB)
+constexpr uint64_t kMaxBytes = common::kMaxByteCount;
 constexpr size_t kMaxPolicyFileBytes = 1 << 20;
 constexpr size_t kMaxSecretBytes = 64 << 10;
-constexpr size_t kMaxEnvValueBytes = 32 << 10;
+using common::kMaxEnvValueBytes;
 // execve refuses a single argument of MAX_ARG_STRLEN (32 pages) or more with E2BIG.
 constexpr size_t kMaxTaskBytes = 32 * 4096 - 1;
 constexpr size_t kMaxListItems = 256;
 constexpr size_t kMaxWorkspaceRoots = 16;
 
-struct Range {
-  uint64_t min;
-  uint64_t max;
-};
-constexpr Range kMemoryMaxRange{16ull << 20, kMaxBytes};
-constexpr Range kSwapMaxRange{0, kMaxBytes};
-constexpr Range kPidsMaxRange{8, 4194304};  // PID_MAX_LIMIT on 64-bit
-constexpr Range kCpuPercentRange{1, 100000};
-constexpr Range kDeadlineRange{0, uint64_t{30} * 86400};
+using Range = common::UintRange;
 
 struct RlimitField {
   std::string_view name;

@@ -8,6 +8,8 @@
 #include <set>
 #include <utility>
 
+#include "common/limits.h"
+#include "common/names.h"
 #include "sandbox/mounts.h"
 #include "sandbox/syscall_groups.h"
 #include "supervisor/policy.h"
@@ -43,8 +45,6 @@ bool Matches(std::string_view s, std::string_view first, std::string_view rest, 
   if (s.empty() || s.size() > max_len || !InSet(s[0], first)) return false;
   return std::all_of(s.begin() + 1, s.end(), [&](char c) { return InSet(c, rest); });
 }
-bool IsPolicyName(std::string_view s) { return Matches(s, "a-z0-9", "a-z0-9-", 64); }
-bool IsEnvName(std::string_view s) { return Matches(s, "A-Za-z_", "A-Za-z0-9_", 128); }
 bool IsCredentialName(std::string_view s) { return Matches(s, "A-Za-z0-9_", "A-Za-z0-9._-", 128); }
 bool IsAccountName(std::string_view s) { return Matches(s, "a-z_", "a-z0-9_.-", 32); }
 
@@ -333,41 +333,44 @@ class PolicyReader {
             Section(root, "limits",
                     {"memory_max_bytes", "memory_swap_max_bytes", "pids_max", "cpu_max_percent"})) {
       PolicyLimits& L = p_.limits;
-      L.memory_max_bytes =
-          c_.Uint(*l, "/limits", "memory_max_bytes", kMemoryMaxRange).value_or(L.memory_max_bytes);
-      L.memory_swap_max_bytes = c_.Uint(*l, "/limits", "memory_swap_max_bytes", kSwapMaxRange)
-                                    .value_or(L.memory_swap_max_bytes);
-      L.pids_max = c_.Uint(*l, "/limits", "pids_max", kPidsMaxRange).value_or(L.pids_max);
-      L.cpu_max_percent = c_.Uint(*l, "/limits", "cpu_max_percent", kCpuPercentRange);
+      L.memory_max_bytes = c_.Uint(*l, "/limits", "memory_max_bytes", common::kMemoryMaxBytesRange)
+                               .value_or(L.memory_max_bytes);
+      L.memory_swap_max_bytes =
+          c_.Uint(*l, "/limits", "memory_swap_max_bytes", common::kMemorySwapMaxBytesRange)
+              .value_or(L.memory_swap_max_bytes);
+      L.pids_max = c_.Uint(*l, "/limits", "pids_max", common::kPidsMaxRange).value_or(L.pids_max);
+      L.cpu_max_percent = c_.Uint(*l, "/limits", "cpu_max_percent", common::kCpuMaxPercentRange);
     }
     if (const json* d = Section(root, "deadlines", {"wall_seconds", "idle_seconds"})) {
       PolicyDeadlines& D = p_.deadlines;
-      D.wall_seconds =
-          c_.Uint(*d, "/deadlines", "wall_seconds", kDeadlineRange).value_or(D.wall_seconds);
-      D.idle_seconds =
-          c_.Uint(*d, "/deadlines", "idle_seconds", kDeadlineRange).value_or(D.idle_seconds);
+      D.wall_seconds = c_.Uint(*d, "/deadlines", "wall_seconds", common::kDeadlineSecondsRange)
+                           .value_or(D.wall_seconds);
+      D.idle_seconds = c_.Uint(*d, "/deadlines", "idle_seconds", common::kDeadlineSecondsRange)
+                           .value_or(D.idle_seconds);
     }
     if (const json* o = Section(root, "output",
                                 {"ring_bytes", "transcript_max_bytes", "max_rate_bytes_per_second",
                                  "max_rate_window_seconds"})) {
       PolicyOutput& O = p_.output;
       O.ring_bytes =
-          c_.Uint(*o, "/output", "ring_bytes", {64 << 10, 256ull << 20}).value_or(O.ring_bytes);
-      O.transcript_max_bytes = c_.Uint(*o, "/output", "transcript_max_bytes", {1 << 20, 1ull << 40})
-                                   .value_or(O.transcript_max_bytes);
+          c_.Uint(*o, "/output", "ring_bytes", common::kRingBytesRange).value_or(O.ring_bytes);
+      O.transcript_max_bytes =
+          c_.Uint(*o, "/output", "transcript_max_bytes", common::kTranscriptMaxBytesRange)
+              .value_or(O.transcript_max_bytes);
       O.max_rate_bytes_per_second =
-          c_.Uint(*o, "/output", "max_rate_bytes_per_second", {0, 1ull << 30})
+          c_.Uint(*o, "/output", "max_rate_bytes_per_second", common::kMaxRateBytesPerSecondRange)
               .value_or(O.max_rate_bytes_per_second);
-      O.max_rate_window_seconds = c_.Uint(*o, "/output", "max_rate_window_seconds", {1, 3600})
-                                      .value_or(O.max_rate_window_seconds);
+      O.max_rate_window_seconds =
+          c_.Uint(*o, "/output", "max_rate_window_seconds", common::kMaxRateWindowSecondsRange)
+              .value_or(O.max_rate_window_seconds);
     }
   }
 
   // Each name may come from one source only: pass, set, secrets or optional_secrets.
   bool ClaimEnvName(const std::string& name, const std::string& ptr) {
-    if (!IsEnvName(name)) {
-      c_.Fail(ptr, Quote(name) +
-                       " is not an environment variable name (^[A-Za-z_][A-Za-z0-9_]{0,127}$)");
+    if (!common::IsEnvName(name)) {
+      c_.Fail(ptr, Quote(name) + " is not an environment variable name (" +
+                       std::string(common::kEnvNameShape) + ")");
       return false;
     }
     if (!env_names_.insert(name).second) {
@@ -410,7 +413,7 @@ class PolicyReader {
         const std::vector<std::string> names = c_.Strings(*allow, "/request_env/allow");
         for (size_t i = 0; i < names.size(); ++i) {
           const std::string ptr = Pointer("/request_env/allow", i);
-          if (!IsEnvName(names[i])) {
+          if (!common::IsEnvName(names[i])) {
             c_.Fail(ptr, Quote(names[i]) + " is not an environment variable name");
           } else if (p_.env.secrets.count(names[i]) != 0 ||
                      p_.env.optional_secrets.count(names[i]) != 0) {
@@ -473,8 +476,9 @@ PolicyLoad ParsePolicy(std::string_view file, std::string_view text) {
   const std::optional<std::string> name = PolicyNameOf(file);
   if (!name) {
     c.Fail("", "a policy file is named NAME.json");
-  } else if (!IsPolicyName(*name)) {
-    c.Fail("", "policy name " + Quote(*name) + " must match ^[a-z0-9][a-z0-9-]{0,63}$");
+  } else if (!common::IsPresetName(*name)) {
+    c.Fail("",
+           "policy name " + Quote(*name) + " must match " + std::string(common::kPresetNameShape));
   } else {
     policy->name = *name;
   }

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/limits.h"
+#include "common/names.h"
 #include "common/result.h"
 #include "common/scope_guard.h"
 #include "common/unique_fd.h"
@@ -160,4 +162,49 @@ TEST(ScopeGuardTest, RunsUnlessDismissed) {
 }
 
 }  // namespace
+
+// The name rules of common/names.h at their boundaries (policy loader, wire and API use them).
+TEST(NamesTest, PresetNameBoundaries) {
+  EXPECT_TRUE(common::IsPresetName("a"));
+  EXPECT_TRUE(common::IsPresetName("0-claude-print"));
+  EXPECT_TRUE(common::IsPresetName(std::string(64, 'x')));
+  EXPECT_FALSE(common::IsPresetName(std::string(65, 'x')));
+  EXPECT_FALSE(common::IsPresetName(""));
+  EXPECT_FALSE(common::IsPresetName("-a"));
+  EXPECT_FALSE(common::IsPresetName("Exec"));
+  EXPECT_FALSE(common::IsPresetName("a_b"));
+}
+
+TEST(NamesTest, EnvNameBoundaries) {
+  EXPECT_TRUE(common::IsEnvName("_"));
+  EXPECT_TRUE(common::IsEnvName("PATH_2"));
+  EXPECT_TRUE(common::IsEnvName(std::string(256, 'A')));
+  EXPECT_FALSE(common::IsEnvName(std::string(257, 'A')));
+  EXPECT_FALSE(common::IsEnvName(""));
+  EXPECT_FALSE(common::IsEnvName("2X"));
+  EXPECT_FALSE(common::IsEnvName("A-B"));
+  EXPECT_FALSE(common::IsEnvName("A=B"));
+}
+
+TEST(NamesTest, SessionIdBoundaries) {
+  EXPECT_TRUE(common::IsValidSessionId("s-1"));
+  EXPECT_TRUE(common::IsValidSessionId("s-" + std::string(40, 'Z')));
+  EXPECT_FALSE(common::IsValidSessionId("s-" + std::string(41, 'Z')));
+  EXPECT_FALSE(common::IsValidSessionId("s-"));
+  EXPECT_FALSE(common::IsValidSessionId("S-1"));
+  EXPECT_FALSE(common::IsValidSessionId("s-a_b"));
+}
+
+// The ranges of common/limits.h are the documented ones (docs/policies.md).
+TEST(LimitsTest, RangesAreTheDocumentedOnes) {
+  EXPECT_EQ(common::kMemoryMaxBytesRange.min, 16u << 20);
+  EXPECT_EQ(common::kMemoryMaxBytesRange.max, uint64_t{1} << 60);
+  EXPECT_EQ(common::kPidsMaxRange.min, 8u);
+  EXPECT_EQ(common::kPidsMaxRange.max, 4194304u);
+  EXPECT_EQ(common::kCpuMaxPercentRange.min, 1u);
+  EXPECT_EQ(common::kCpuMaxPercentRange.max, 100000u);
+  EXPECT_EQ(common::kDeadlineSecondsRange.min, 0u);
+  EXPECT_EQ(common::kDeadlineSecondsRange.max, 2592000u);
+}
+
 }  // namespace mp

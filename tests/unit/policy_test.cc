@@ -370,7 +370,7 @@ TEST(PolicyLoaderTest, EachBadInputGetsItsExactError) {
       {"env name",
        Doc(R"("env": {"pass": ["BAD-NAME"]})"),
        {E("/env/pass/0: \"BAD-NAME\" is not an environment variable name "
-          "(^[A-Za-z_][A-Za-z0-9_]{0,127}$)")}},
+          "(^[A-Za-z_][A-Za-z0-9_]{0,255}$)")}},
       {"env name from two sources",
        Doc(R"("env": {"pass": ["HOME"], "set": {"HOME": "/x"}})"),
        {E("/env/set/HOME: \"HOME\" is already given by env.pass, env.set, env.secrets or "
@@ -1073,6 +1073,37 @@ TEST(RepoPoliciesTest, DocumentationListsGroupsAndHiddenPaths) {
   for (std::string_view h : kAlwaysHiddenPaths) {
     EXPECT_NE(doc.find("`" + std::string(h) + "`"), std::string::npos) << h;
   }
+}
+
+// Env names follow common::IsEnvName, the rule the wire and the API check a request's env
+// with: a name a request may send is one a policy may allow.
+TEST(PolicyLoaderTest, EnvNamesUpTo256BytesAsOnTheWire) {
+  const std::string longest(256, 'A');
+  auto p = MustParse(Doc(R"("request_env": {"allow": [")" + longest + R"("]})"));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->request_env_allow, std::vector<std::string>{longest});
+  const std::string too_long(257, 'A');
+  EXPECT_EQ(Errors(Doc(R"("env": {"pass": [")" + too_long + R"("]})")),
+            std::vector<std::string>{E("/env/pass/0: \"" + too_long +
+                                       "\" is not an environment variable name "
+                                       "(^[A-Za-z_][A-Za-z0-9_]{0,255}$)")});
+}
+
+// The limits' ranges are common::k*Range: the bounds themselves load, one past them does not.
+TEST(PolicyLoaderTest, LimitRangesAtTheirBounds) {
+  EXPECT_NE(MustParse(Doc(R"("limits": {"memory_max_bytes": 16777216, "pids_max": 4194304,
+                                        "cpu_max_percent": 100000},
+                          "deadlines": {"wall_seconds": 2592000, "idle_seconds": 0})")),
+            nullptr);
+  EXPECT_EQ(Errors(Doc(R"("limits": {"memory_max_bytes": 16777215, "pids_max": 7,
+                                     "cpu_max_percent": 100001},
+                       "deadlines": {"wall_seconds": 2592001})")),
+            (std::vector<std::string>{
+                E("/limits/memory_max_bytes: must be an integer from 16777216 to "
+                  "1152921504606846976, not 16777215"),
+                E("/limits/pids_max: must be an integer from 8 to 4194304, not 7"),
+                E("/limits/cpu_max_percent: must be an integer from 1 to 100000, not 100001"),
+                E("/deadlines/wall_seconds: must be an integer from 0 to 2592000, not 2592001")}));
 }
 
 }  // namespace

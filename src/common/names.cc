@@ -1,0 +1,32 @@
+#include "common/names.h"
+
+#include <algorithm>
+
+namespace mp::common {
+namespace {
+
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsLower(char c) { return c >= 'a' && c <= 'z'; }
+bool IsAlpha(char c) { return IsLower(c) || (c >= 'A' && c <= 'Z'); }
+
+}  // namespace
+
+bool IsPresetName(std::string_view name) {
+  const auto lower_alnum = [](char c) { return IsDigit(c) || IsLower(c); };
+  return !name.empty() && name.size() <= kMaxPresetNameBytes && lower_alnum(name[0]) &&
+         std::all_of(name.begin(), name.end(), [&](char c) { return lower_alnum(c) || c == '-'; });
+}
+
+bool IsEnvName(std::string_view name) {
+  return !name.empty() && name.size() <= kMaxEnvNameBytes && !IsDigit(name[0]) &&
+         std::all_of(name.begin(), name.end(),
+                     [](char c) { return IsAlpha(c) || IsDigit(c) || c == '_'; });
+}
+
+bool IsValidSessionId(std::string_view id) {
+  if (id.size() < 3 || id.size() > 2 + kMaxSessionIdChars || !id.starts_with("s-")) return false;
+  const std::string_view rest = id.substr(2);
+  return std::all_of(rest.begin(), rest.end(), [](char c) { return IsAlpha(c) || IsDigit(c); });
+}
+
+}  // namespace mp::common

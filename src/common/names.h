@@ -1,0 +1,27 @@
+// The name rules both daemons and the policy loader check: preset (policy) names,
+// environment variable names and session ids, each defined once. Pure functions, thread-safe,
+// no syscalls. The shapes are in docs/policies.md and docs/protocol.md.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+namespace mp::common {
+
+// A preset is named by its policy file's stem: ^[a-z0-9][a-z0-9-]{0,63}$.
+inline constexpr size_t kMaxPresetNameBytes = 64;
+inline constexpr std::string_view kPresetNameShape = "^[a-z0-9][a-z0-9-]{0,63}$";
+bool IsPresetName(std::string_view name);
+
+// An environment variable name, in a policy's env and request_env and in a request's env:
+// ^[A-Za-z_][A-Za-z0-9_]{0,255}$. (The kernel sets no limit; 256 bytes is the protocol's.)
+inline constexpr size_t kMaxEnvNameBytes = 256;
+inline constexpr std::string_view kEnvNameShape = "^[A-Za-z_][A-Za-z0-9_]{0,255}$";
+bool IsEnvName(std::string_view name);
+
+// A session id: "s-" followed by 1..40 ASCII letters or digits.
+inline constexpr size_t kMaxSessionIdChars = 40;  // after "s-"
+inline constexpr std::string_view kSessionIdShape = "^s-[0-9A-Za-z]{1,40}$";
+bool IsValidSessionId(std::string_view id);
+
+}  // namespace mp::common

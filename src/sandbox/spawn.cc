@@ -330,17 +330,19 @@ Error SpawnTimeoutError(const PendingSpawn& pending, std::chrono::milliseconds t
                     " ms (stalled in step: " + ChildStepName(pending.last_step) + ")");
 }
 
-void AbortSpawn(SpawnedChild& child) {
+void AbortSpawn(SpawnedChild& child, std::chrono::milliseconds timeout) {
   (void)child.leaf.Kill();
-  // SIGKILL from cgroup.kill ends init at once; the wait is for its exit, not for work.
-  (void)child.init.Wait();
+  // SIGKILL reaches init at once, unless a setup step sleeps uninterruptibly (a hung mount):
+  // then init dies when that syscall returns. Reap it only once it has exited.
+  struct pollfd pfd = {child.init.fd(), POLLIN, 0};
+  if (::poll(&pfd, 1, static_cast<int>(timeout.count())) > 0) (void)child.init.Wait();
 }
 
 Result<SpawnedChild> Spawn(const CgroupRoot& root, const std::string& leaf_name,
                            const SpawnRequest& req) {
   MP_TRY(PendingSpawn pending, StartSpawn(root, leaf_name, req));
   auto fail = [&](Error e) -> Error {
-    AbortSpawn(pending.child);
+    AbortSpawn(pending.child, std::chrono::seconds(5));
     (void)FinishLeaf(pending.child.leaf, std::chrono::seconds(5));
     return e;
   };
@@ -373,12 +375,6 @@ Result<std::optional<WaitStatus>> ReadExitReport(const SpawnedChild& child) {
     return std::optional<WaitStatus>(DecodeWaitStatus(r.status));
   }
   return std::optional<WaitStatus>();
-}
-
-Result<bool> BeginFinishLeaf(CgroupLeaf& leaf) {
-  MP_RETURN_IF_ERROR(leaf.Kill());
-  MP_TRY(bool populated, leaf.Populated());
-  return !populated;
 }
 
 Result<bool> LeafEmptied(CgroupLeaf& leaf, CgroupStats* stats) {

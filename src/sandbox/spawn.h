@@ -135,16 +135,17 @@ Result<PendingSpawn> StartSpawn(const CgroupRoot& root, const std::string& leaf_
 enum class HandshakeState { kPending, kStarted };
 // Reads every record that has arrived. kStarted: the command runs; kPending: wait for more.
 // An error names the step that failed (its errno and object) or says that init died during
-// setup; the child is then dead or dying: call AbortSpawn().
+// setup; the child is then dead or dying: kill its leaf and reap init once it has exited.
 Result<HandshakeState> PollHandshake(PendingSpawn& pending);
 
 // The message for a child that did not finish setup in time, naming the step it was in.
 Error SpawnTimeoutError(const PendingSpawn& pending, std::chrono::milliseconds timeout);
 
-// Kills the leaf's processes and reaps init (which dies at once: SIGKILL). The leaf itself
-// remains until it is empty; remove it with FinishLeaf (blocking) or when cgroup.events
-// reports "populated 0" (see LeafEmptied()).
-void AbortSpawn(SpawnedChild& child);
+// Blocking (for Spawn() and one-shot callers; an event loop kills the leaf and waits for
+// init's pidfd instead): kills the leaf's processes and reaps init once it has exited, waiting
+// at most `timeout` (a setup step in uninterruptible sleep holds init past the kill). The
+// leaf remains until it is empty: remove it with FinishLeaf or LeafEmptied().
+void AbortSpawn(SpawnedChild& child, std::chrono::milliseconds timeout);
 
 // StartSpawn, then waits up to request.start_timeout for the handshake. Blocking: for
 // one-shot callers (monkeyproofd exec, tests), never on the supervisor's loop.
@@ -159,9 +160,8 @@ Result<std::optional<WaitStatus>> ReadExitReport(const SpawnedChild& child);
 // read its figures and remove it. Blocking (poll on cgroup.events).
 Result<CgroupStats> FinishLeaf(CgroupLeaf& leaf, std::chrono::milliseconds timeout);
 
-// The non-blocking form: kill what is left and report whether the leaf is already empty.
-// When it is not, watch `events` (cgroup.events, EPOLLPRI) and call LeafEmptied() on change.
-Result<bool> BeginFinishLeaf(CgroupLeaf& leaf);
+// The non-blocking form, after leaf.Kill(): watch the leaf's cgroup.events (EPOLLPRI) and
+// call this on every change.
 // True once the leaf is empty; then its figures are read and the leaf removed into `stats`.
 Result<bool> LeafEmptied(CgroupLeaf& leaf, CgroupStats* stats);
 

@@ -51,10 +51,6 @@ WatchdogLimits LimitsOf(const Policy& p) {
   return l;
 }
 
-wire::ErrorBody Ended(const std::string& id) {
-  return MakeError(wire::ErrorCode::kWrongState, "session " + id + " has ended", "/session");
-}
-
 }  // namespace
 
 wire::ErrorBody MakeError(wire::ErrorCode code, std::string message, std::string field) {
@@ -268,7 +264,8 @@ void Session::OnCgroupEvent(CgroupEventSource source) {
 }
 
 void Session::BeginKill(EndReason reason, KillMode mode) {
-  if (ended_) return;
+  // Once init has exited or the start has failed, the outcome is fixed: nothing to kill.
+  if (ended_ || init_exited_ || spawn_error_) return;
   if (!kill_reason_) kill_reason_ = reason;
   if (pending_) {  // starting: the handshake then ends without a report
     (void)pending_->child.leaf.Kill();
@@ -353,9 +350,19 @@ void Session::OnLeafEvent() {
   }
 }
 
+void Session::KillForShutdown() {
+  if (ended_) return;
+  if (pending_) {
+    kill_reason_ = EndReason::kSupervisorRestart;
+    FailStart(PlainError("the supervisor stopped while the session started"));
+  } else if (child_ && !init_exited_ && !spawn_error_) {
+    (void)child_->leaf.Kill();
+  }
+}
+
 void Session::KillNow(EndReason reason) {
   if (ended_) return;
-  kill_reason_ = reason;
+  if (!init_exited_ && !spawn_error_) kill_reason_ = reason;  // else the outcome is fixed
   if (pending_) {
     FailStart(PlainError("the supervisor stopped while the session started"));
     if (ended_) return;
@@ -387,6 +394,7 @@ void Session::Finish(const Result<sandbox::CgroupStats>& stats) {
     // The record stays, inspectable, with the step that failed.
     end.reason = kill_reason_.value_or(EndReason::kSpawnError);
     end.detail = *spawn_error_;
+    if (!stats) end.detail += "; cgroup cleanup: " + stats.error().ToString();
     info_.state =
         end.reason == EndReason::kSpawnError ? SessionState::kFailed : SessionState::kKilled;
   } else {
@@ -428,8 +436,20 @@ void Session::Finish(const Result<sandbox::CgroupStats>& stats) {
 
 // --- Requests ---------------------------------------------------------------------------
 
+std::optional<wire::ErrorBody> Session::NotRunning() const {
+  if (pending_) {
+    return MakeError(wire::ErrorCode::kWrongState, "session " + info_.id + " is still starting",
+                     "/session");
+  }
+  if (ended_ || !child_ || init_exited_ || spawn_error_) {
+    return MakeError(wire::ErrorCode::kWrongState, "session " + info_.id + " has ended",
+                     "/session");
+  }
+  return std::nullopt;
+}
+
 Answer<std::monostate> Session::Signal(int signo) {
-  if (ended_ || !child_ || init_exited_) return Ended(info_.id);
+  if (auto refused = NotRunning()) return *refused;
   if (auto r = child_->init.SendSignal(signo); !r) {
     return MakeError(wire::ErrorCode::kInternal, r.error().ToString());
   }
@@ -437,7 +457,7 @@ Answer<std::monostate> Session::Signal(int signo) {
 }
 
 Answer<std::monostate> Session::QueueStdin(const std::vector<uint8_t>& data) {
-  if (ended_ || !child_ || init_exited_) return Ended(info_.id);
+  if (auto refused = NotRunning()) return *refused;
   if (!child_->pty_master && (!child_->stdin_write || stdin_close_pending_)) {
     return MakeError(wire::ErrorCode::kWrongState, "stdin of session " + info_.id + " is closed",
                      "/session");
@@ -453,7 +473,7 @@ Answer<std::monostate> Session::QueueStdin(const std::vector<uint8_t>& data) {
 }
 
 Answer<std::monostate> Session::CloseStdin() {
-  if (ended_ || !child_ || init_exited_) return Ended(info_.id);
+  if (auto refused = NotRunning()) return *refused;
   if (child_->pty_master) {
     // A terminal has no separate stdin to close: send EOF (^D) as a terminal would.
     stdin_pending_.push_back(0x04);
@@ -465,7 +485,7 @@ Answer<std::monostate> Session::CloseStdin() {
 }
 
 Answer<std::monostate> Session::Resize(wire::PtySize size) {
-  if (ended_ || !child_ || init_exited_) return Ended(info_.id);
+  if (auto refused = NotRunning()) return *refused;
   if (!child_->pty_master) {
     return MakeError(wire::ErrorCode::kWrongState, "session " + info_.id + " has no terminal",
                      "/session");

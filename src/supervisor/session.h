@@ -79,7 +79,10 @@ class Session {
   // Ends the session: `kGraceful` sends SIGTERM to init and cgroup.kill after the grace
   // period, `kImmediate` cgroup.kill now. The first reason given is the one recorded.
   void BeginKill(wire::EndReason reason, KillMode mode);
-  // Shutdown: kills and finishes synchronously (blocks up to leaf_cleanup).
+  // Shutdown, first pass: kills the leaf (or aborts the start) without waiting, so every
+  // session dies at once. Second pass: KillNow finishes synchronously (waits up to
+  // leaf_cleanup for init, then up to leaf_cleanup for the leaf to empty).
+  void KillForShutdown();
   void KillNow(wire::EndReason reason);
 
   Answer<std::monostate> Signal(int signo);
@@ -98,6 +101,7 @@ class Session {
   [[nodiscard]] bool ended() const { return ended_; }
   [[nodiscard]] bool starting() const { return pending_.has_value(); }
   [[nodiscard]] bool has_process() const { return pending_ || child_; }
+  [[nodiscard]] bool running() const { return !NotRunning().has_value(); }
   [[nodiscard]] OutputLog* log() const { return log_.get(); }
 
  private:
@@ -106,6 +110,8 @@ class Session {
     bool exit_sent = false;
   };
 
+  // wrong_state when the session does not run a command now (starting, ending, ended).
+  std::optional<wire::ErrorBody> NotRunning() const;
   void OnHandshake();
   void OnStartTimeout(std::chrono::milliseconds timeout);
   void FailStart(const Error& error);

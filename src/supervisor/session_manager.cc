@@ -218,6 +218,9 @@ void SessionManager::Spawn(const wire::SpawnRequest& req, const PeerInfo& peer, 
   auto owned =
       std::make_unique<Session>(shared_, std::move(info), std::move(p.effective), std::move(*log));
   Session& s = *owned;
+  // A record from the start: a supervisor that dies while the child starts finds it on
+  // restart (ended as supervisor_restart) instead of a directory without one.
+  store_.Write(s.info());
   order_.push_back(id);
   sessions_.emplace(id, std::move(owned));
   ++active_;
@@ -370,9 +373,9 @@ Answer<std::monostate> SessionManager::Stdin(const std::string& id,
 Answer<std::monostate> SessionManager::CloseStdin(const std::string& id, const PeerInfo& peer) {
   auto found = Lookup(id);
   if (auto* e = std::get_if<wire::ErrorBody>(&found)) return std::move(*e);
-  Session& s = *std::get<Session*>(found);
-  if (!s.ended() && s.has_process()) Audit("close_stdin", id, peer, "ok", "");
-  return s.CloseStdin();
+  auto r = std::get<Session*>(found)->CloseStdin();
+  if (std::holds_alternative<std::monostate>(r)) Audit("close_stdin", id, peer, "ok", "");
+  return r;
 }
 
 Answer<std::monostate> SessionManager::Resize(const std::string& id, wire::PtySize size,
@@ -467,6 +470,10 @@ void SessionManager::KillAll() {
   std::vector<std::string> live;
   for (const auto& [id, s] : sessions_) {
     if (!s->ended() && s->has_process()) live.push_back(id);
+  }
+  // Every session is killed first, so they die together; then each is finished.
+  for (const auto& id : live) {
+    if (Session* s = Find(id)) s->KillForShutdown();
   }
   for (const auto& id : live) {
     if (Session* s = Find(id)) s->KillNow(EndReason::kSupervisorRestart);

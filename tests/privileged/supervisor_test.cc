@@ -865,6 +865,14 @@ TEST(SupervisorSpawnTest, AWedgedSpawnBlocksNothingElseAndTimesOutNamingTheStep)
     if (wedged_id.empty()) ::usleep(20 * 1000);
   }
   ASSERT_FALSE(wedged_id.empty()) << "the wedged spawn never showed as starting";
+  // A starting session takes no input yet, and says so.
+  auto early = c->Call(wire::StdinRequest{wedged_id, {'x', '\n'}});
+  ASSERT_TRUE(early);
+  auto* refused = std::get_if<wire::ErrorBody>(&early->body);
+  ASSERT_NE(refused, nullptr) << "stdin to a starting session was accepted";
+  EXPECT_EQ(refused->code, wire::ErrorCode::kWrongState);
+  EXPECT_EQ(refused->field, "/session");
+  EXPECT_NE(refused->message.find("is still starting"), std::string::npos) << refused->message;
 
   // Another session streams its output to the end.
   wire::SpawnRequest stream;

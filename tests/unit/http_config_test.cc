@@ -3,6 +3,7 @@
 // files in a mkdtemp directory under /tmp and environment overrides passed as a map, and the
 // packaged example (packaging/api.conf) matching the built-in defaults. Runs as any user.
 #include "http/api_config.h"
+#include "temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -20,28 +21,6 @@ namespace mp::http {
 namespace {
 
 using Env = std::map<std::string, std::string>;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = "/tmp/mp-http-config-test-XXXXXX";
-    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string Write(const std::string& name, const std::string& text) const {
-    const std::string p = path_ + "/" + name;
-    std::ofstream(p, std::ios::trunc) << text;
-    return p;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 ApiConfig MustParse(const std::string& text) {
   auto r = ParseApiConfig(text, "api.conf");
@@ -291,7 +270,7 @@ TEST(ListenAddressTest, Refused) {
 }
 
 TEST(LoadApiConfigTest, MissingFile) {
-  TempDir dir;
+  test::TempDir dir("mp-http-config-test");
   const std::string path = dir.path() + "/api.conf";
   auto optional = LoadApiConfig(path, true, {});
   ASSERT_TRUE(optional.has_value()) << optional.error().ToString();
@@ -304,14 +283,14 @@ TEST(LoadApiConfigTest, MissingFile) {
 }
 
 TEST(LoadApiConfigTest, ADirectoryIsNotAConfigEvenWhenOptional) {
-  TempDir dir;
+  test::TempDir dir("mp-http-config-test");
   auto r = LoadApiConfig(dir.path(), true, {});
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().errnum, EISDIR);
 }
 
 TEST(LoadApiConfigTest, ReadsTheFileAndNamesItInErrors) {
-  TempDir dir;
+  test::TempDir dir("mp-http-config-test");
   const std::string path =
       dir.Write("api.conf", "auth_failures_per_minute = 3\nlisten = [::1]:9000\n");
   auto r = LoadApiConfig(path, false, {});
@@ -327,7 +306,7 @@ TEST(LoadApiConfigTest, ReadsTheFileAndNamesItInErrors) {
 }
 
 TEST(LoadApiConfigTest, PortOverridesListen) {
-  TempDir dir;
+  test::TempDir dir("mp-http-config-test");
   const std::string path = dir.Write("api.conf", "listen = [::]:80, 0.0.0.0:80\n");
   auto r = LoadApiConfig(path, false, {{"PORT", "4000"}});
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
@@ -389,7 +368,7 @@ TEST(LoadApiConfigTest, TokenVariables) {
 }
 
 TEST(LoadApiConfigTest, TokenFileAndCredentialsDirectory) {
-  TempDir dir;
+  test::TempDir dir("mp-http-config-test");
   const std::string path = dir.Write("api.conf", "token_file = /etc/mp/from-file\n");
   auto from_file = LoadApiConfig(path, false, {});
   ASSERT_TRUE(from_file.has_value());
@@ -414,7 +393,7 @@ TEST(LoadApiConfigTest, TokenFileAndCredentialsDirectory) {
 }
 
 TEST(LoadApiConfigTest, FileErrorsComeBeforeTheEnvironment) {
-  TempDir dir;
+  test::TempDir dir("mp-http-config-test");
   const std::string path = dir.Write("api.conf", "auth_failures_per_minute = 0\n");
   auto r = LoadApiConfig(path, false, {{"PORT", "4000"}});
   ASSERT_FALSE(r.has_value());

@@ -3,6 +3,7 @@
 // error; then ReadConfigText on files in a mkdtemp directory, and the three config files
 // (supervisor, API, CLI) refusing a repeated key the same way. Runs as any user.
 #include "common/kv_config.h"
+#include "temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -180,30 +181,8 @@ TEST(KvConfigTest, Unquote) {
   EXPECT_EQ(Unquote("plain"), "plain");
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = "/tmp/mp-kv-config-test-XXXXXX";
-    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string Write(const std::string& name, const std::string& text) const {
-    const std::string p = path_ + "/" + name;
-    std::ofstream(p, std::ios::trunc) << text;
-    return p;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 TEST(ReadConfigTextTest, FilesMissingDirectoriesAndCaps) {
-  TempDir dir;
+  test::TempDir dir("mp-kv-config-test");
   const std::string path = dir.Write("a.conf", "name = x\n");
   Result<std::string> text = ReadConfigText(path, false);
   ASSERT_TRUE(text) << text.error().ToString();

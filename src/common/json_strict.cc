@@ -137,31 +137,50 @@ std::string QuoteForError(std::string_view value) {
 }
 
 Result<void> ParseJson(std::string_view text, json* out, const ParseOptions& options) {
-  // One key set per open object, innermost last. Arrays need no entry: keys only ever belong
-  // to the innermost open object.
-  std::vector<std::set<std::string>> keys;
+  // One frame per open container, innermost last: its pointer (for the duplicate-key error),
+  // and for an object the keys seen and the current one, for an array the next index.
+  struct Frame {
+    bool is_object;
+    std::string pointer;
+    std::set<std::string> keys;
+    std::string key;
+    size_t next_index = 0;
+  };
+  std::vector<Frame> open;
   const size_t max_depth = options.max_depth;
-  json::parser_callback_t callback = [&keys, max_depth](int depth, json::parse_event_t event,
+  json::parser_callback_t callback = [&open, max_depth](int depth, json::parse_event_t event,
                                                         json& parsed) {
     switch (event) {
       case json::parse_event_t::object_start:
-      case json::parse_event_t::array_start:
+      case json::parse_event_t::array_start: {
         // `depth` counts the containers already open around this one.
         if (static_cast<size_t>(depth) >= max_depth) {
           throw ParseAbort{"nesting deeper than " + std::to_string(max_depth) + " levels"};
         }
-        if (event == json::parse_event_t::object_start) keys.emplace_back();
+        std::string pointer;
+        if (!open.empty()) {
+          Frame& parent = open.back();
+          pointer = parent.is_object ? AppendPointer(parent.pointer, parent.key)
+                                     : parent.pointer + "/" + std::to_string(parent.next_index);
+        }
+        open.push_back({event == json::parse_event_t::object_start, std::move(pointer), {}, {}});
         break;
-      case json::parse_event_t::key:
-        if (!keys.empty() && !keys.back().insert(parsed.get<std::string>()).second) {
-          throw ParseAbort{"duplicate key " + QuoteForError(parsed.get_ref<const std::string&>())};
+      }
+      case json::parse_event_t::key: {
+        Frame& frame = open.back();
+        frame.key = parsed.get<std::string>();
+        if (!frame.keys.insert(frame.key).second) {
+          throw ParseAbort{"duplicate key " + QuoteForError(frame.key) +
+                           (frame.pointer.empty() ? "" : " in " + frame.pointer)};
         }
         break;
+      }
       case json::parse_event_t::object_end:
-        if (!keys.empty()) keys.pop_back();
-        break;
       case json::parse_event_t::array_end:
+        open.pop_back();
+        [[fallthrough]];  // a closed container is one value of its parent
       case json::parse_event_t::value:
+        if (!open.empty() && !open.back().is_object) ++open.back().next_index;
         break;
     }
     return true;
@@ -192,7 +211,7 @@ std::string FieldError::ToString() const {
 
 void FieldErrors::Add(std::string pointer, std::string reason) {
   ++count_;
-  if (kept_.size() < kMaxKept) kept_.push_back({std::move(pointer), std::move(reason)});
+  if (kept_.size() < max_kept_) kept_.push_back({std::move(pointer), std::move(reason)});
 }
 
 Error FieldErrors::ToError() const {
@@ -220,6 +239,8 @@ void ObjectReader::Fail(std::string_view key, std::string reason) {
 bool ObjectReader::Has(std::string_view key) const {
   return object_ != nullptr && object_->contains(std::string(key));
 }
+
+bool ObjectReader::Require(std::string_view key) { return Find(key, true) != nullptr; }
 
 const json* ObjectReader::Find(std::string_view key, bool required) {
   if (object_ == nullptr) return nullptr;
@@ -454,11 +475,23 @@ ObjectReader ObjectReader::ObjectItem(std::string_view key, size_t index) {
   return ObjectReader(item, Pointer(key) + "/" + std::to_string(index), errors_);
 }
 
-void ObjectReader::RejectUnknown() {
+void ObjectReader::RejectUnknown() { RejectUnknownWith(""); }
+
+void ObjectReader::RejectUnknownNamingKnown() {
+  std::string known;
+  for (size_t i = 0; i < asked_.size(); ++i) {
+    // A member may have been looked up more than once (Has-then-read patterns).
+    if (std::find(asked_.begin(), asked_.begin() + i, asked_[i]) != asked_.begin() + i) continue;
+    known += (known.empty() ? "" : ", ") + asked_[i];
+  }
+  RejectUnknownWith(" (known: " + known + ")");
+}
+
+void ObjectReader::RejectUnknownWith(std::string_view suffix) {
   if (object_ == nullptr) return;
   for (const auto& [name, value] : object_->items()) {
     if (std::find(asked_.begin(), asked_.end(), name) == asked_.end()) {
-      errors_->Add(AppendPointer(pointer_, name), "unknown field");
+      errors_->Add(AppendPointer(pointer_, name), "unknown field" + std::string(suffix));
     }
   }
 }

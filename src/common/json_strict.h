@@ -29,7 +29,8 @@ struct ParseOptions {
 
 // Parses `text` into `*out`. Rejects invalid JSON and invalid UTF-8 (nlohmann's lexer),
 // trailing bytes, nesting deeper than options.max_depth, and duplicate keys in one object
-// (nlohmann would silently keep the last). Errors have errnum 0 and start with "JSON: ".
+// (nlohmann would silently keep the last; the error names the object by its JSON pointer when
+// it is not the root). Errors have errnum 0 and start with "JSON: ".
 Result<void> ParseJson(std::string_view text, nlohmann::json* out,
                        const ParseOptions& options = {});
 
@@ -47,6 +48,9 @@ class FieldErrors {
  public:
   static constexpr size_t kMaxKept = 16;
 
+  // A file loader that lists every error passes a larger `max_kept` (its input is bounded).
+  explicit FieldErrors(size_t max_kept = kMaxKept) : max_kept_(max_kept) {}
+
   void Add(std::string pointer, std::string reason);
   [[nodiscard]] bool empty() const { return count_ == 0; }
   [[nodiscard]] size_t count() const { return count_; }  // including those not kept
@@ -56,6 +60,7 @@ class FieldErrors {
   [[nodiscard]] Error ToError() const;
 
  private:
+  size_t max_kept_;
   std::vector<FieldError> kept_;
   size_t count_ = 0;
 };
@@ -90,6 +95,9 @@ class ObjectReader {
   [[nodiscard]] bool is_object() const { return object_ != nullptr; }
   [[nodiscard]] const std::string& pointer() const { return pointer_; }
   [[nodiscard]] bool Has(std::string_view key) const;  // present (any type); does not mark it read
+  // Records "required field is missing" when `key` is absent; true when present. For members
+  // read with an Opt accessor whose value then needs a check of its own.
+  bool Require(std::string_view key);
 
   std::string String(std::string_view key, const StringRule& rule);
   std::optional<std::string> OptString(std::string_view key, const StringRule& rule);
@@ -123,6 +131,9 @@ class ObjectReader {
   void Fail(std::string_view key, std::string reason);
   // Records "unknown field" for every member that no accessor read (Has() does not count).
   void RejectUnknown();
+  // The same, with the members that were read named in each error, as "unknown field (known:
+  // a, b)": for files that people write, where the likely cause is a misspelling.
+  void RejectUnknownNamingKnown();
 
  private:
   struct Missing {};
@@ -130,6 +141,7 @@ class ObjectReader {
   const nlohmann::json* Find(std::string_view key, bool required);
   std::string Pointer(std::string_view key) const;
   bool CheckString(const std::string& value, const std::string& pointer, const StringRule& rule);
+  void RejectUnknownWith(std::string_view suffix);
 
   const nlohmann::json* object_;  // null when the value is not an object
   std::string pointer_;

@@ -81,15 +81,13 @@ constexpr StringRule kNameRule{1, kMaxNameBytes, &NoControl, kPrintable};
 constexpr StringRule kBootIdRule{1, kMaxBootIdBytes, &IsBootId, "made of [0-9A-Za-z-]"};
 constexpr StringRule kTaskRule{1, kMaxTaskBytes};
 constexpr StringRule kTaskPreviewRule{0, kMaxTaskPreviewBytes};
-constexpr StringRule kPresetRule{1, kMaxPresetBytes, &IsPresetName,
-                                 "a preset name ([a-z0-9][a-z0-9-]*)"};
+constexpr StringRule kPresetRule{1, kMaxPresetBytes, &IsPresetName, common::kPresetNameIs};
 constexpr StringRule kCommandRule{1, kMaxCommandBytes};
 constexpr StringRule kCommandDisplayRule{0, kMaxCommandBytes};
 constexpr StringRule kArgRule{0, kMaxArgBytes};
 constexpr StringRule kCwdRule{1, kMaxPathBytes, &IsAbsolutePath, "an absolute path"};
 constexpr StringRule kPathRule{0, kMaxPathBytes};
-constexpr StringRule kEnvNameRule{1, kMaxEnvNameBytes, &IsEnvName,
-                                  "an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"};
+constexpr StringRule kEnvNameRule{1, kMaxEnvNameBytes, &IsEnvName, common::kEnvNameIs};
 constexpr StringRule kEnvValueRule{0, kMaxEnvValueBytes};
 constexpr StringRule kOwnerRule{0, kMaxOwnerBytes, &NoControl, kPrintable};
 constexpr StringRule kLabelRule{1, kMaxLabelBytes, &NoControl, kPrintable};

@@ -11,12 +11,16 @@ namespace mp::common {
 // A preset is named by its policy file's stem: ^[a-z0-9][a-z0-9-]{0,63}$.
 inline constexpr size_t kMaxPresetNameBytes = 64;
 inline constexpr std::string_view kPresetNameShape = "^[a-z0-9][a-z0-9-]{0,63}$";
+// The rule as error text says it: "\"X\" is not a preset name (^...$)".
+inline constexpr std::string_view kPresetNameIs = "a preset name (^[a-z0-9][a-z0-9-]{0,63}$)";
 bool IsPresetName(std::string_view name);
 
 // An environment variable name, in a policy's env and request_env and in a request's env:
 // ^[A-Za-z_][A-Za-z0-9_]{0,255}$. (The kernel sets no limit; 256 bytes is the protocol's.)
 inline constexpr size_t kMaxEnvNameBytes = 256;
 inline constexpr std::string_view kEnvNameShape = "^[A-Za-z_][A-Za-z0-9_]{0,255}$";
+inline constexpr std::string_view kEnvNameIs =
+    "an environment variable name (^[A-Za-z_][A-Za-z0-9_]{0,255}$)";
 bool IsEnvName(std::string_view name);
 
 // A session id: "s-" followed by 1..40 ASCII letters or digits.

@@ -2,19 +2,22 @@
 // (ParsePolicy). Every problem is collected; the file and directory reading around it is in
 // policy_set.cc, the field reference in docs/policies.md.
 #include <algorithm>
-#include <functional>
+#include <array>
+#include <iterator>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <utility>
 
+#include "common/json_strict.h"
 #include "common/limits.h"
 #include "common/names.h"
+#include "common/vocabulary.h"
 #include "sandbox/mounts.h"
 #include "sandbox/syscall_groups.h"
 #include "supervisor/policy.h"
 #include "supervisor/policy_internal.h"
-#include "supervisor/policy_json.h"
 
 namespace mp::supervisor {
 
@@ -53,97 +56,115 @@ bool IsReserved(std::string_view path) {
                      [&](std::string_view r) { return sandbox::PathIsWithin(path, r); });
 }
 
-// Validation of one parsed document into `p`.
+// Strings in a policy file: at most the file's size, no NUL byte (every string becomes an
+// argv entry, a path or an environment value).
+constexpr wire::StringRule kAnyString{0, kMaxPolicyFileBytes};
+constexpr wire::StringRule kEnvNameRule{1, common::kMaxEnvNameBytes, common::IsEnvName,
+                                        common::kEnvNameIs};
+constexpr wire::StringRule kEnvValueRule{0, kMaxEnvValueBytes};
+constexpr wire::StringRule kCredentialNameRule{
+    1, 128, IsCredentialName, "a plain file name (^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$)"};
+constexpr std::string_view kBindModeNames[] = {"ro", "rw"};  // sandbox::BindMode order
+
+template <typename E, size_t N>
+std::optional<E> OptEnum(wire::ObjectReader& r, std::string_view key,
+                         const std::array<std::string_view, N>& names) {
+  const std::optional<size_t> i = r.OptEnum(key, names);
+  if (!i) return std::nullopt;
+  return static_cast<E>(*i);
+}
+
+// Validation of one parsed document into `p`: strict typed reads (common/json_strict), then
+// the rules that relate fields to each other. Every problem goes to `errors`.
 class PolicyReader {
  public:
-  PolicyReader(Checker& c, Policy& p) : c_(c), p_(p) {}
+  PolicyReader(wire::FieldErrors& errors, Policy& p) : errors_(errors), p_(p) {}
 
   void Read(const json& root) {
-    if (!c_.Object(
-            root, "",
-            {"description", "type", "command", "bypasses_agent_permissions", "run_as",
-             "workspace_roots", "default_workspace", "mounts", "state_dirs", "hide", "network",
-             "seccomp", "rlimits", "limits", "deadlines", "output", "env", "request_env"})) {
-      return;
-    }
-    if (auto d = c_.String(root, "", "description", true)) {
-      if (d->empty() || d->size() > 1024) c_.Fail("/description", "must be 1 to 1024 bytes long");
-      p_.description = *d;
-    }
-    ReadTypeAndCommand(root);
-    ReadRunAs(root);
-    ReadPaths(root);
-    p_.network = c_.Enum<sandbox::NetworkMode>(root, "", "network", false,
-                                               {{"none", sandbox::NetworkMode::kNone},
-                                                {"host", sandbox::NetworkMode::kHost}})
+    wire::ObjectReader r(root, "", &errors_);
+    if (!r.is_object()) return;
+    p_.description = r.String("description", {1, 1024});
+    ReadTypeAndCommand(r);
+    ReadRunAs(r);
+    ReadPaths(r);
+    p_.network = OptEnum<sandbox::NetworkMode>(r, "network", common::kNetworkModeNames)
                      .value_or(sandbox::NetworkMode::kNone);
-    ReadSeccomp(root);
-    ReadNumbers(root);
-    ReadEnv(root);
+    ReadSeccomp(r);
+    ReadNumbers(r);
+    ReadEnv(r);
+    r.RejectUnknownNamingKnown();
   }
 
  private:
-  void ReadTypeAndCommand(const json& root) {
-    const auto type = c_.Enum<SessionType>(root, "", "type", true,
-                                           {{"exec", SessionType::kExec},
-                                            {"print", SessionType::kPrint},
-                                            {"interactive", SessionType::kInteractive}});
-    p_.type = type.value_or(SessionType::kExec);
-    const bool agent = type && *type != SessionType::kExec;
-    if (const json* cmd = c_.Field(root, "", "command", false)) {
-      p_.command = c_.Strings(*cmd, "/command");
-      for (size_t i = 0; i < p_.command.size(); ++i) {
-        if (p_.command[i].empty()) c_.Fail(Pointer("/command", i), "is empty");
-      }
-      if (!p_.command.empty() && p_.command[0].find('/') != std::string::npos) {
-        c_.Path(p_.command[0], "/command/0");
-      }
+  void Fail(const std::string& pointer, std::string reason) {
+    errors_.Add(pointer, std::move(reason));
+  }
+  // An absolute, normalised path (sandbox::CheckPathSyntax).
+  bool CheckPath(const std::string& path, const std::string& pointer) {
+    auto ok = sandbox::CheckPathSyntax(path, "path");
+    if (!ok) Fail(pointer, ok.error().what);
+    return ok.has_value();
+  }
+
+  void ReadTypeAndCommand(wire::ObjectReader& r) {
+    const size_t errors_before = errors_.count();
+    const bool type_given = r.Has("type");
+    p_.type = static_cast<SessionType>(r.Enum("type", common::kSessionTypeNames));
+    const bool agent =
+        type_given && errors_.count() == errors_before && p_.type != SessionType::kExec;
+    p_.command = r.StringArray("command", kMaxListItems, kAnyString);
+    for (size_t i = 0; i < p_.command.size(); ++i) {
+      if (p_.command[i].empty()) Fail("/command/" + std::to_string(i), "is empty");
+    }
+    if (!p_.command.empty() && p_.command[0].find('/') != std::string::npos) {
+      CheckPath(p_.command[0], "/command/0");
     }
     if (agent && p_.command.empty()) {
-      c_.Fail("/command",
-              "is required for print and interactive policies (the template the "
-              "task is appended to)");
+      Fail("/command",
+           "is required for print and interactive policies (the template the task is "
+           "appended to)");
     }
-    p_.bypasses_agent_permissions = c_.Bool(root, "", "bypasses_agent_permissions").value_or(false);
-    if (agent && root.find("bypasses_agent_permissions") == root.end()) {
-      c_.Fail("/bypasses_agent_permissions", "is required for print and interactive policies");
+    p_.bypasses_agent_permissions = r.OptBool("bypasses_agent_permissions").value_or(false);
+    if (agent && !r.Has("bypasses_agent_permissions")) {
+      Fail("/bypasses_agent_permissions", "is required for print and interactive policies");
     }
   }
 
-  void ReadRunAs(const json& root) {
-    const json* r = c_.Field(root, "", "run_as", true);
-    if (r == nullptr || !c_.Object(*r, "/run_as", {"user", "group", "allow_root"})) return;
-    p_.run_as.allow_root = c_.Bool(*r, "/run_as", "allow_root").value_or(false);
-    auto check = [&](std::string_view key, bool required) -> std::string {
-      auto v = c_.String(*r, "/run_as", key, required);
+  void ReadRunAs(wire::ObjectReader& root) {
+    wire::ObjectReader r = root.Object("run_as");
+    if (!r.is_object()) return;
+    p_.run_as.allow_root = r.OptBool("allow_root").value_or(false);
+    auto check = [&](std::string_view key, std::optional<std::string> v) -> std::string {
       if (!v) return {};
-      const std::string ptr = Pointer("/run_as", key);
+      const std::string ptr = wire::AppendPointer("/run_as", key);
       if (!IsAccountName(*v)) {
-        c_.Fail(ptr, Quote(*v) + " is not a user or group name (^[a-z_][a-z0-9_.-]{0,31}$)");
+        Fail(ptr, Quote(*v) + " is not a user or group name (^[a-z_][a-z0-9_.-]{0,31}$)");
       } else if (*v == "root" && !p_.run_as.allow_root) {
-        c_.Fail(ptr, "\"root\" is refused unless run_as.allow_root is true");
+        Fail(ptr, "\"root\" is refused unless run_as.allow_root is true");
       }
       return *v;
     };
-    p_.run_as.user = check("user", true);
-    p_.run_as.group = check("group", false);
+    r.Require("user");
+    p_.run_as.user = check("user", r.OptString("user", kAnyString));
+    p_.run_as.group = check("group", r.OptString("group", kAnyString));
+    r.RejectUnknownNamingKnown();
   }
 
   // A list of absolute paths without duplicates (nor "/" when `no_root`).
-  std::vector<std::string> PathList(const json& root, std::string_view key, bool no_root = false) {
+  std::vector<std::string> PathList(wire::ObjectReader& r, std::string_view key,
+                                    bool no_root = false) {
     std::vector<std::string> out;
-    const json* f = c_.Field(root, "", key, false);
-    if (f == nullptr) return out;
-    const std::string ptr = Pointer("", key);
-    const std::vector<std::string> items = c_.Strings(*f, ptr);
+    const std::string ptr = wire::AppendPointer(r.pointer(), key);
+    const std::vector<std::string> items = r.StringArray(key, kMaxListItems, kAnyString);
     for (size_t i = 0; i < items.size(); ++i) {
-      if (!c_.Path(items[i], Pointer(ptr, i))) continue;
+      const std::string at = ptr + "/" + std::to_string(i);
+      if (!CheckPath(items[i], at)) continue;
       if (no_root && items[i] == "/") {
-        c_.Fail(Pointer(ptr, i), "hiding \"/\" would hide everything");
+        Fail(at, "hiding \"/\" would hide everything");
         continue;
       }
       if (std::find(out.begin(), out.end(), items[i]) != out.end()) {
-        c_.Fail(Pointer(ptr, i), Quote(items[i]) + " is listed twice");
+        Fail(at, Quote(items[i]) + " is listed twice");
         continue;
       }
       out.push_back(items[i]);
@@ -151,14 +172,14 @@ class PolicyReader {
     return out;
   }
 
-  void ReadPaths(const json& root) {
+  void ReadPaths(wire::ObjectReader& r) {
     // Hidden paths first: the other lists are checked against them.
-    p_.hide = PathList(root, "hide", /*no_root=*/true);
+    p_.hide = PathList(r, "hide", /*no_root=*/true);
     // Room is kept for the workspace roots, which every spawn hides too (up to 16).
     if (p_.hide.size() + kAlwaysHiddenPaths.size() + 16 > sandbox::kMaxHides) {
-      c_.Fail("/hide", "at most " +
-                           std::to_string(sandbox::kMaxHides - kAlwaysHiddenPaths.size() - 16) +
-                           " paths");
+      Fail("/hide", "at most " +
+                        std::to_string(sandbox::kMaxHides - kAlwaysHiddenPaths.size() - 16) +
+                        " paths");
     }
     const std::vector<std::string> hidden = p_.HiddenPaths();
     auto hidden_container = [&](std::string_view path) -> const std::string* {
@@ -168,125 +189,115 @@ class PolicyReader {
       return nullptr;
     };
     // What lands at `path` in the sandbox must not sit where the sandbox mounts over it.
-    auto check_target = [&](const std::string& path, std::string_view ptr) {
+    auto check_target = [&](const std::string& path, const std::string& ptr) {
       if (path == "/" || IsReserved(path)) {
-        c_.Fail(ptr, Quote(path) +
-                         " is reserved: the sandbox mounts its own /, /proc, /dev "
-                         "and /tmp over it");
+        Fail(ptr, Quote(path) +
+                      " is reserved: the sandbox mounts its own /, /proc, /dev "
+                      "and /tmp over it");
       } else if (const std::string* h = hidden_container(path)) {
-        c_.Fail(ptr, Quote(path) + " lies inside the hidden path " + Quote(*h) +
-                         ", which is mounted over it");
+        Fail(ptr, Quote(path) + " lies inside the hidden path " + Quote(*h) +
+                      ", which is mounted over it");
       }
     };
 
-    if (const json* w = c_.Field(root, "", "workspace_roots", true)) {
-      p_.workspace_roots = PathList(root, "workspace_roots");
-      if (w->is_array() && w->empty()) c_.Fail("/workspace_roots", "needs at least one root");
-      if (p_.workspace_roots.size() > kMaxWorkspaceRoots) {
-        c_.Fail("/workspace_roots", "at most " + std::to_string(kMaxWorkspaceRoots) + " roots");
-      }
-      for (size_t i = 0; i < p_.workspace_roots.size(); ++i) {
-        check_target(p_.workspace_roots[i], Pointer("/workspace_roots", i));
-      }
+    const size_t errors_before = errors_.count();
+    const bool roots_given = r.Require("workspace_roots");
+    p_.workspace_roots = PathList(r, "workspace_roots");
+    if (roots_given && p_.workspace_roots.empty() && errors_.count() == errors_before) {
+      Fail("/workspace_roots", "needs at least one root");
     }
-    if (auto d = c_.String(root, "", "default_workspace", false)) {
-      if (c_.Path(*d, "/default_workspace")) {
+    if (p_.workspace_roots.size() > kMaxWorkspaceRoots) {
+      Fail("/workspace_roots", "at most " + std::to_string(kMaxWorkspaceRoots) + " roots");
+    }
+    for (size_t i = 0; i < p_.workspace_roots.size(); ++i) {
+      check_target(p_.workspace_roots[i], "/workspace_roots/" + std::to_string(i));
+    }
+    if (auto d = r.OptString("default_workspace", kAnyString)) {
+      if (CheckPath(*d, "/default_workspace")) {
         const bool inside =
             std::any_of(p_.workspace_roots.begin(), p_.workspace_roots.end(),
-                        [&](const std::string& r) { return sandbox::PathIsWithin(*d, r); });
-        if (!inside) c_.Fail("/default_workspace", Quote(*d) + " lies outside workspace_roots");
+                        [&](const std::string& root) { return sandbox::PathIsWithin(*d, root); });
+        if (!inside) Fail("/default_workspace", Quote(*d) + " lies outside workspace_roots");
         p_.default_workspace = *d;
       }
     }
 
     std::vector<std::string> targets;
-    auto add_target = [&](const std::string& target, std::string_view ptr) {
+    auto add_target = [&](const std::string& target, const std::string& ptr) {
       check_target(target, ptr);
       if (std::find(targets.begin(), targets.end(), target) != targets.end()) {
-        c_.Fail(ptr, "target " + Quote(target) + " is used by another mount or state dir");
+        Fail(ptr, "target " + Quote(target) + " is used by another mount or state dir");
       }
       targets.push_back(target);
-      for (const auto& r : p_.workspace_roots) {
-        if (sandbox::PathIsWithin(target, r)) {
-          c_.Fail(ptr, "target " + Quote(target) + " lies inside the workspace root " + Quote(r) +
-                           ", where the session's workspace is bound over it");
+      for (const auto& root : p_.workspace_roots) {
+        if (sandbox::PathIsWithin(target, root)) {
+          Fail(ptr, "target " + Quote(target) + " lies inside the workspace root " + Quote(root) +
+                        ", where the session's workspace is bound over it");
         }
       }
     };
 
-    if (const json* m = c_.Field(root, "", "mounts", false)) {
-      if (!m->is_array()) {
-        c_.Fail("/mounts", std::string("must be an array of objects, not ") + m->type_name());
-      } else if (m->size() > kMaxListItems) {
-        c_.Fail("/mounts", "too many entries");
-      } else {
-        for (size_t i = 0; i < m->size(); ++i) {
-          ReadMount((*m)[i], Pointer("/mounts", i), add_target, hidden);
-        }
-      }
+    const size_t mounts = r.Array("mounts", kMaxListItems, /*required=*/false);
+    for (size_t i = 0; i < mounts; ++i) {
+      wire::ObjectReader m = r.ObjectItem("mounts", i);
+      ReadMount(m, add_target, hidden);
     }
-    p_.state_dirs = PathList(root, "state_dirs");
+    p_.state_dirs = PathList(r, "state_dirs");
     for (size_t i = 0; i < p_.state_dirs.size(); ++i) {
-      add_target(p_.state_dirs[i], Pointer("/state_dirs", i));
+      add_target(p_.state_dirs[i], "/state_dirs/" + std::to_string(i));
     }
     // One bind is left for the workspace.
     if (p_.mounts.size() + p_.state_dirs.size() + 1 > sandbox::kMaxBinds) {
-      c_.Fail("/mounts", "mounts and state_dirs together allow at most " +
-                             std::to_string(sandbox::kMaxBinds - 1) + " entries");
+      Fail("/mounts", "mounts and state_dirs together allow at most " +
+                          std::to_string(sandbox::kMaxBinds - 1) + " entries");
     }
   }
 
   template <typename AddTarget>
-  void ReadMount(const json& m, const std::string& ptr, AddTarget& add_target,
+  void ReadMount(wire::ObjectReader& m, AddTarget& add_target,
                  const std::vector<std::string>& hidden) {
-    if (!c_.Object(m, ptr, {"source", "target", "mode"})) return;
+    if (!m.is_object()) return;
+    const std::string& ptr = m.pointer();
     PolicyMount mount;
-    auto source = c_.String(m, ptr, "source", true);
-    auto target = c_.String(m, ptr, "target", false);
-    mount.mode = c_.Enum<sandbox::BindMode>(m, ptr, "mode", false,
-                                            {{"ro", sandbox::BindMode::kReadOnly},
-                                             {"rw", sandbox::BindMode::kReadWrite}})
-                     .value_or(sandbox::BindMode::kReadOnly);
-    if (!source || !c_.Path(*source, ptr + "/source")) return;
+    m.Require("source");
+    const std::optional<std::string> source = m.OptString("source", kAnyString);
+    std::optional<std::string> target = m.OptString("target", kAnyString);
+    mount.mode = static_cast<sandbox::BindMode>(m.OptEnum("mode", kBindModeNames).value_or(0));
+    m.RejectUnknownNamingKnown();
+    if (!source || !CheckPath(*source, ptr + "/source")) return;
     mount.source = *source;
     mount.target = target.value_or(*source);
-    if (target && !c_.Path(*target, ptr + "/target")) return;
+    if (target && !CheckPath(*target, ptr + "/target")) return;
     if (IsReserved(mount.source)) {
-      c_.Fail(ptr + "/source", Quote(mount.source) + " lies in /proc, /dev or /tmp of the host");
+      Fail(ptr + "/source", Quote(mount.source) + " lies in /proc, /dev or /tmp of the host");
     }
     for (const auto& h : hidden) {
       // Hidden paths are covered at their path in the sandbox; a bind that shows a hidden
       // tree somewhere else would uncover it.
       if (sandbox::PathIsWithin(mount.source, h) && mount.source != mount.target) {
-        c_.Fail(ptr + "/source", Quote(mount.source) + " lies inside the hidden path " + Quote(h));
+        Fail(ptr + "/source", Quote(mount.source) + " lies inside the hidden path " + Quote(h));
       } else if (sandbox::PathIsWithin(h, mount.source) && mount.source != mount.target) {
-        c_.Fail(ptr + "/target", "the source " + Quote(mount.source) +
-                                     " contains the hidden path " + Quote(h) +
-                                     ", so it may only be mounted at its own path");
+        Fail(ptr + "/target", "the source " + Quote(mount.source) + " contains the hidden path " +
+                                  Quote(h) + ", so it may only be mounted at its own path");
       }
     }
     add_target(mount.target, ptr + (target ? "/target" : "/source"));
     p_.mounts.push_back(std::move(mount));
   }
 
-  void ReadSeccomp(const json& root) {
+  void ReadSeccomp(wire::ObjectReader& root) {
     p_.seccomp = sandbox::DefaultDenyProfile();
-    const json* s = c_.Field(root, "", "seccomp", false);
-    const size_t errors_before = c_.error_count();
-    if (s != nullptr && c_.Object(*s, "/seccomp",
-                                  {"deny", "kill", "allow_new_namespaces", "allow_user_namespaces",
-                                   "deny_tty_injection"})) {
+    const size_t errors_before = errors_.count();
+    if (std::optional<wire::ObjectReader> s = root.OptObject("seccomp"); s && s->is_object()) {
       auto names = [&](std::string_view key, std::vector<std::string>& into) {
-        const json* f = c_.Field(*s, "/seccomp", key, false);
-        if (f == nullptr) return;
-        const std::string ptr = Pointer("/seccomp", key);
-        const std::vector<std::string> items = c_.Strings(*f, ptr);
+        const std::string ptr = wire::AppendPointer("/seccomp", key);
+        const std::vector<std::string> items = s->StringArray(key, kMaxListItems, kAnyString);
         for (size_t i = 0; i < items.size(); ++i) {
+          const std::string at = ptr + "/" + std::to_string(i);
           if (items[i] == "@default") {
-            c_.Fail(Pointer(ptr, i),
-                    "\"@default\" is what every program needs; it cannot be denied");
-          } else if (auto r = sandbox::ResolveSyscallEntry(items[i]); !r) {
-            c_.Fail(Pointer(ptr, i), r.error().what);
+            Fail(at, "\"@default\" is what every program needs; it cannot be denied");
+          } else if (auto resolved = sandbox::ResolveSyscallEntry(items[i]); !resolved) {
+            Fail(at, resolved.error().what);
           } else {
             into.push_back(items[i]);
           }
@@ -294,161 +305,116 @@ class PolicyReader {
       };
       names("deny", p_.seccomp.deny);
       names("kill", p_.seccomp.kill);
-      auto ns = c_.Bool(*s, "/seccomp", "allow_new_namespaces");
-      auto userns = c_.Bool(*s, "/seccomp", "allow_user_namespaces");
-      auto tty = c_.Bool(*s, "/seccomp", "deny_tty_injection");
-      p_.seccomp.allow_new_namespaces = ns.value_or(false);
-      p_.seccomp.allow_user_namespaces = userns.value_or(false);
-      p_.seccomp.deny_tty_injection = tty.value_or(true);
+      p_.seccomp.allow_new_namespaces = s->OptBool("allow_new_namespaces").value_or(false);
+      p_.seccomp.allow_user_namespaces = s->OptBool("allow_user_namespaces").value_or(false);
+      p_.seccomp.deny_tty_injection = s->OptBool("deny_tty_injection").value_or(true);
+      s->RejectUnknownNamingKnown();
       if (p_.seccomp.allow_user_namespaces && !p_.seccomp.allow_new_namespaces) {
-        c_.Fail("/seccomp/allow_user_namespaces",
-                "has no effect unless allow_new_namespaces is true");
+        Fail("/seccomp/allow_user_namespaces", "has no effect unless allow_new_namespaces is true");
       }
     }
-    if (c_.error_count() != errors_before) return;
+    if (errors_.count() != errors_before) return;
     auto program = sandbox::CompileSeccomp(p_.seccomp);
     if (!program) {
-      c_.Fail("/seccomp", program.error().ToString());
+      Fail("/seccomp", program.error().ToString());
       return;
     }
     p_.seccomp_program = std::make_shared<const sandbox::SeccompProgram>(std::move(*program));
   }
 
-  const json* Section(const json& root, std::string_view key,
-                      std::initializer_list<std::string_view> known) {
-    const json* f = c_.Field(root, "", key, false);
-    if (f == nullptr || !c_.Object(*f, Pointer("", key), known)) return nullptr;
-    return f;
+  // `*value` = the member `key` when present and valid; the default stays otherwise.
+  template <typename T>
+  static void ReadUint(wire::ObjectReader& r, std::string_view key, common::UintRange range,
+                       T* value) {
+    if (auto v = r.OptUint(key, range)) *value = *v;
   }
 
-  void ReadNumbers(const json& root) {
-    if (const json* r = Section(root, "rlimits",
-                                {"core_bytes", "cpu_seconds", "fsize_bytes", "nofile", "nproc",
-                                 "stack_bytes", "as_bytes"})) {
-      for (const RlimitField& f : kRlimitFields) {
-        p_.rlimits.*f.member = c_.Uint(*r, "/rlimits", f.name, f.range);
-      }
+  void ReadNumbers(wire::ObjectReader& root) {
+    if (auto r = root.OptObject("rlimits"); r && r->is_object()) {
+      for (const RlimitField& f : kRlimitFields) p_.rlimits.*f.member = r->OptUint(f.name, f.range);
+      r->RejectUnknownNamingKnown();
     }
-    if (const json* l =
-            Section(root, "limits",
-                    {"memory_max_bytes", "memory_swap_max_bytes", "pids_max", "cpu_max_percent"})) {
+    if (auto l = root.OptObject("limits"); l && l->is_object()) {
       PolicyLimits& L = p_.limits;
-      L.memory_max_bytes = c_.Uint(*l, "/limits", "memory_max_bytes", common::kMemoryMaxBytesRange)
-                               .value_or(L.memory_max_bytes);
-      L.memory_swap_max_bytes =
-          c_.Uint(*l, "/limits", "memory_swap_max_bytes", common::kMemorySwapMaxBytesRange)
-              .value_or(L.memory_swap_max_bytes);
-      L.pids_max = c_.Uint(*l, "/limits", "pids_max", common::kPidsMaxRange).value_or(L.pids_max);
-      L.cpu_max_percent = c_.Uint(*l, "/limits", "cpu_max_percent", common::kCpuMaxPercentRange);
+      ReadUint(*l, "memory_max_bytes", common::kMemoryMaxBytesRange, &L.memory_max_bytes);
+      ReadUint(*l, "memory_swap_max_bytes", common::kMemorySwapMaxBytesRange,
+               &L.memory_swap_max_bytes);
+      ReadUint(*l, "pids_max", common::kPidsMaxRange, &L.pids_max);
+      L.cpu_max_percent = l->OptUint("cpu_max_percent", common::kCpuMaxPercentRange);
+      l->RejectUnknownNamingKnown();
     }
-    if (const json* d = Section(root, "deadlines", {"wall_seconds", "idle_seconds"})) {
-      PolicyDeadlines& D = p_.deadlines;
-      D.wall_seconds = c_.Uint(*d, "/deadlines", "wall_seconds", common::kDeadlineSecondsRange)
-                           .value_or(D.wall_seconds);
-      D.idle_seconds = c_.Uint(*d, "/deadlines", "idle_seconds", common::kDeadlineSecondsRange)
-                           .value_or(D.idle_seconds);
+    if (auto d = root.OptObject("deadlines"); d && d->is_object()) {
+      ReadUint(*d, "wall_seconds", common::kDeadlineSecondsRange, &p_.deadlines.wall_seconds);
+      ReadUint(*d, "idle_seconds", common::kDeadlineSecondsRange, &p_.deadlines.idle_seconds);
+      d->RejectUnknownNamingKnown();
     }
-    if (const json* o = Section(root, "output",
-                                {"ring_bytes", "transcript_max_bytes", "max_rate_bytes_per_second",
-                                 "max_rate_window_seconds"})) {
+    if (auto o = root.OptObject("output"); o && o->is_object()) {
       PolicyOutput& O = p_.output;
-      O.ring_bytes =
-          c_.Uint(*o, "/output", "ring_bytes", common::kRingBytesRange).value_or(O.ring_bytes);
-      O.transcript_max_bytes =
-          c_.Uint(*o, "/output", "transcript_max_bytes", common::kTranscriptMaxBytesRange)
-              .value_or(O.transcript_max_bytes);
-      O.max_rate_bytes_per_second =
-          c_.Uint(*o, "/output", "max_rate_bytes_per_second", common::kMaxRateBytesPerSecondRange)
-              .value_or(O.max_rate_bytes_per_second);
-      O.max_rate_window_seconds =
-          c_.Uint(*o, "/output", "max_rate_window_seconds", common::kMaxRateWindowSecondsRange)
-              .value_or(O.max_rate_window_seconds);
+      ReadUint(*o, "ring_bytes", common::kRingBytesRange, &O.ring_bytes);
+      ReadUint(*o, "transcript_max_bytes", common::kTranscriptMaxBytesRange,
+               &O.transcript_max_bytes);
+      ReadUint(*o, "max_rate_bytes_per_second", common::kMaxRateBytesPerSecondRange,
+               &O.max_rate_bytes_per_second);
+      ReadUint(*o, "max_rate_window_seconds", common::kMaxRateWindowSecondsRange,
+               &O.max_rate_window_seconds);
+      o->RejectUnknownNamingKnown();
     }
   }
 
   // Each name may come from one source only: pass, set, secrets or optional_secrets.
   bool ClaimEnvName(const std::string& name, const std::string& ptr) {
-    if (!common::IsEnvName(name)) {
-      c_.Fail(ptr, Quote(name) + " is not an environment variable name (" +
-                       std::string(common::kEnvNameShape) + ")");
-      return false;
-    }
     if (!env_names_.insert(name).second) {
-      c_.Fail(ptr, Quote(name) +
-                       " is already given by env.pass, env.set, env.secrets or "
-                       "env.optional_secrets");
+      Fail(ptr, Quote(name) +
+                    " is already given by env.pass, env.set, env.secrets or "
+                    "env.optional_secrets");
       return false;
     }
     return true;
   }
 
-  void ReadEnv(const json& root) {
-    if (const json* e = Section(root, "env", {"pass", "set", "secrets", "optional_secrets"})) {
-      if (const json* pass = c_.Field(*e, "/env", "pass", false)) {
-        const std::vector<std::string> names = c_.Strings(*pass, "/env/pass");
-        for (size_t i = 0; i < names.size(); ++i) {
-          if (ClaimEnvName(names[i], Pointer("/env/pass", i))) p_.env.pass.push_back(names[i]);
-        }
-      }
-      ReadEnvMap(*e, "set", p_.env.set, [&](const std::string& v, const std::string& ptr) {
-        if (v.size() > kMaxEnvValueBytes) {
-          c_.Fail(ptr, "is longer than " + std::to_string(kMaxEnvValueBytes) + " bytes");
-          return false;
-        }
-        return true;
-      });
-      const auto credential_name = [&](const std::string& v, const std::string& ptr) {
-        if (!IsCredentialName(v)) {
-          c_.Fail(ptr,
-                  Quote(v) + " is not a plain file name (^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$)");
-          return false;
-        }
-        return true;
-      };
-      ReadEnvMap(*e, "secrets", p_.env.secrets, credential_name);
-      ReadEnvMap(*e, "optional_secrets", p_.env.optional_secrets, credential_name);
+  // A map of env name -> value; names already claimed by another source are refused.
+  std::map<std::string, std::string> EnvMap(wire::ObjectReader& env, std::string_view key,
+                                            const wire::StringRule& value_rule) {
+    std::map<std::string, std::string> out =
+        env.StringMap(key, kMaxListItems, kEnvNameRule, value_rule);
+    const std::string ptr = wire::AppendPointer("/env", key);
+    for (auto it = out.begin(); it != out.end();) {
+      it = ClaimEnvName(it->first, wire::AppendPointer(ptr, it->first)) ? std::next(it)
+                                                                        : out.erase(it);
     }
-    if (const json* r = Section(root, "request_env", {"allow"})) {
-      if (const json* allow = c_.Field(*r, "/request_env", "allow", false)) {
-        const std::vector<std::string> names = c_.Strings(*allow, "/request_env/allow");
-        for (size_t i = 0; i < names.size(); ++i) {
-          const std::string ptr = Pointer("/request_env/allow", i);
-          if (!common::IsEnvName(names[i])) {
-            c_.Fail(ptr, Quote(names[i]) + " is not an environment variable name");
-          } else if (p_.env.secrets.count(names[i]) != 0 ||
-                     p_.env.optional_secrets.count(names[i]) != 0) {
-            c_.Fail(ptr, Quote(names[i]) + " is a secret (env.secrets or env.optional_secrets); " +
-                             "a request may not set it");
-          } else if (std::find(p_.request_env_allow.begin(), p_.request_env_allow.end(),
-                               names[i]) != p_.request_env_allow.end()) {
-            c_.Fail(ptr, Quote(names[i]) + " is listed twice");
-          } else {
-            p_.request_env_allow.push_back(names[i]);
-          }
+    return out;
+  }
+
+  void ReadEnv(wire::ObjectReader& root) {
+    if (auto e = root.OptObject("env"); e && e->is_object()) {
+      const std::vector<std::string> pass = e->StringArray("pass", kMaxListItems, kEnvNameRule);
+      for (size_t i = 0; i < pass.size(); ++i) {
+        if (ClaimEnvName(pass[i], "/env/pass/" + std::to_string(i))) p_.env.pass.push_back(pass[i]);
+      }
+      p_.env.set = EnvMap(*e, "set", kEnvValueRule);
+      p_.env.secrets = EnvMap(*e, "secrets", kCredentialNameRule);
+      p_.env.optional_secrets = EnvMap(*e, "optional_secrets", kCredentialNameRule);
+      e->RejectUnknownNamingKnown();
+    }
+    if (auto r = root.OptObject("request_env"); r && r->is_object()) {
+      const std::vector<std::string> names = r->StringArray("allow", kMaxListItems, kEnvNameRule);
+      for (size_t i = 0; i < names.size(); ++i) {
+        const std::string ptr = "/request_env/allow/" + std::to_string(i);
+        if (p_.env.secrets.count(names[i]) != 0 || p_.env.optional_secrets.count(names[i]) != 0) {
+          Fail(ptr, Quote(names[i]) + " is a secret (env.secrets or env.optional_secrets); " +
+                        "a request may not set it");
+        } else if (std::find(p_.request_env_allow.begin(), p_.request_env_allow.end(), names[i]) !=
+                   p_.request_env_allow.end()) {
+          Fail(ptr, Quote(names[i]) + " is listed twice");
+        } else {
+          p_.request_env_allow.push_back(names[i]);
         }
       }
+      r->RejectUnknownNamingKnown();
     }
   }
 
-  template <typename CheckValue>
-  void ReadEnvMap(const json& env, std::string_view key, std::map<std::string, std::string>& into,
-                  CheckValue check_value) {
-    const json* f = c_.Field(env, "/env", key, false);
-    const std::string ptr = Pointer("/env", key);
-    if (f == nullptr) return;
-    if (!f->is_object()) {
-      c_.Fail(ptr, std::string("must be an object of strings, not ") + f->type_name());
-      return;
-    }
-    for (auto it = f->begin(); it != f->end(); ++it) {
-      const std::string p = Pointer(ptr, it.key());
-      auto v = c_.String(it.value(), p);
-      if (!ClaimEnvName(it.key(), p) || !v || !check_value(*v, p)) continue;
-      into.emplace(it.key(), *v);
-    }
-  }
-
-  Checker& c_;
+  wire::FieldErrors& errors_;
   Policy& p_;
   std::set<std::string> env_names_;
 };
@@ -464,48 +430,43 @@ std::optional<std::string> PolicyNameOf(std::string_view file) {
 
 }  // namespace
 
-using internal::Checker;
-using internal::DuplicateKeyFinder;
 using internal::kMaxPolicyFileBytes;
 using internal::Quote;
 
 PolicyLoad ParsePolicy(std::string_view file, std::string_view text) {
-  Checker c{std::string(file)};
+  // Every error of the file is kept: its size bounds their number.
+  wire::FieldErrors errors(kMaxPolicyFileBytes);
+  auto listed = [&] {
+    std::vector<std::string> out;
+    for (const wire::FieldError& e : errors.kept()) {
+      out.push_back(std::string(file) + (e.pointer.empty() ? "" : ":" + e.pointer) + ": " +
+                    e.reason);
+    }
+    return out;
+  };
   auto policy = std::make_shared<Policy>();
   policy->file = std::string(file);
   const std::optional<std::string> name = PolicyNameOf(file);
   if (!name) {
-    c.Fail("", "a policy file is named NAME.json");
+    errors.Add("", "a policy file is named NAME.json");
   } else if (!common::IsPresetName(*name)) {
-    c.Fail("",
-           "policy name " + Quote(*name) + " must match " + std::string(common::kPresetNameShape));
+    errors.Add(
+        "", "policy name " + Quote(*name) + " must match " + std::string(common::kPresetNameShape));
   } else {
     policy->name = *name;
   }
   if (text.size() > kMaxPolicyFileBytes) {
-    c.Fail("", "is larger than " + std::to_string(kMaxPolicyFileBytes) + " bytes");
-    return {nullptr, c.TakeErrors()};
+    errors.Add("", "is larger than " + std::to_string(kMaxPolicyFileBytes) + " bytes");
+    return {nullptr, listed()};
   }
-  DuplicateKeyFinder dups;
   json root;
-  try {
-    root = json::parse(text.begin(), text.end(), std::ref(dups), /*allow_exceptions=*/true,
-                       /*ignore_comments=*/true);
-  } catch (const json::parse_error& e) {
-    std::string what = e.what();
-    constexpr std::string_view kAt = "parse error at ";
-    if (size_t at = what.find(kAt); at != std::string::npos) what = what.substr(at + kAt.size());
-    c.Fail("", "invalid JSON: " + what);
-    return {nullptr, c.TakeErrors()};
+  if (auto parsed = wire::ParseJson(text, &root, {.max_depth = 16, .allow_comments = true});
+      !parsed) {
+    errors.Add("", parsed.error().what);
+    return {nullptr, listed()};
   }
-  for (const auto& ptr : dups.duplicates_) c.Fail(ptr, "field given twice");
-  try {
-    PolicyReader(c, *policy).Read(root);
-  } catch (const json::exception& e) {  // type checks come first; this is a backstop
-    c.Fail("", std::string("internal error while reading: ") + e.what());
-  }
-  std::vector<std::string> errors = c.TakeErrors();
-  if (!errors.empty()) return {nullptr, std::move(errors)};
+  PolicyReader(errors, *policy).Read(root);
+  if (!errors.empty()) return {nullptr, listed()};
   return {std::move(policy), {}};
 }
 

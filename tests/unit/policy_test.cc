@@ -194,24 +194,23 @@ struct BadCase {
 };
 
 TEST(PolicyLoaderTest, EachBadInputGetsItsExactError) {
-  const std::string range_pids = "must be an integer from 8 to 4194304, not ";
   const BadCase cases[] = {
-      {"not an object", "[]", {std::string(kFile) + ": must be an object, not array"}},
+      {"not an object", "[]", {std::string(kFile) + ": expected object, got array"}},
       {"syntax error",
        "{\"type\": }",
-       {std::string(kFile) +
-        ": invalid JSON: line 1, column 10: syntax error while parsing value - unexpected '}'; "
-        "expected '[', '{', or a literal"}},
+       {std::string(kFile) + ": JSON: parse error at line 1, column 10: syntax error while parsing "
+                             "value - unexpected '}'; "
+                             "expected '[', '{', or a literal"}},
       {"unterminated comment",
        "{} /* x",
-       {std::string(kFile) +
-        ": invalid JSON: line 1, column 8: syntax error while parsing value - invalid comment; "
-        "missing closing '*/'; last read: '{} /* x'; expected end of input"}},
+       {std::string(kFile) + ": JSON: parse error at line 1, column 8: syntax error while parsing "
+                             "value - invalid comment; "
+                             "missing closing '*/'; last read: '{} /* x'; expected end of input"}},
       {"unknown top-level field",
        Doc(R"("networking": "none")"),
        {E("/networking: unknown field (known: description, type, command, "
-          "bypasses_agent_permissions, run_as, workspace_roots, default_workspace, mounts, "
-          "state_dirs, hide, network, seccomp, rlimits, limits, deadlines, output, env, "
+          "bypasses_agent_permissions, run_as, hide, workspace_roots, default_workspace, mounts, "
+          "state_dirs, network, seccomp, rlimits, limits, deadlines, output, env, "
           "request_env)")}},
       {"unknown nested field",
        Doc(R"("limits": {"memory_max": 1})"),
@@ -219,24 +218,27 @@ TEST(PolicyLoaderTest, EachBadInputGetsItsExactError) {
           "pids_max, cpu_max_percent)")}},
       {"field given twice",
        Doc(R"("network": "host", "network": "none")"),
-       {E("/network: field given twice")}},
+       {std::string(kFile) + ": JSON: duplicate key \"network\""}},
+      {"nested field given twice",
+       Doc(R"("limits": {"pids_max": 64, "pids_max": 128})"),
+       {std::string(kFile) + ": JSON: duplicate key \"pids_max\" in /limits"}},
       {"wrong type",
        R"({"description": "d", "type": 1, "run_as": {"user": "nobody"},
                         "workspace_roots": ["/srv/ws"]})",
-       {E("/type: must be a string, not number")}},
+       {E("/type: expected string, got unsigned integer")}},
       {"missing required fields",
        "{}",
-       {E("/description: is required"), E("/type: is required"), E("/run_as: is required"),
-        E("/workspace_roots: is required")}},
+       {E("/description: required field is missing"), E("/type: required field is missing"),
+        E("/run_as: required field is missing"), E("/workspace_roots: required field is missing")}},
       {"bad type",
        Doc("", "shell"),
-       {E("/type: must be \"exec\", \"print\" or \"interactive\", not \"shell\"")}},
+       {E("/type: expected one of \"exec\", \"print\", \"interactive\"; got \"shell\"")}},
       {"network is an enum",
        Doc(R"("network": true)"),
-       {E("/network: must be a string, not boolean")}},
+       {E("/network: expected string, got boolean")}},
       {"network value",
        Doc(R"("network": "bridge")"),
-       {E("/network: must be \"none\" or \"host\", not \"bridge\"")}},
+       {E("/network: expected one of \"none\", \"host\"; got \"bridge\"")}},
       {"root refused",
        R"({"description": "d", "type": "exec", "run_as": {"user": "root"},
                          "workspace_roots": ["/srv/ws"]})",
@@ -312,10 +314,10 @@ TEST(PolicyLoaderTest, EachBadInputGetsItsExactError) {
        {E("/state_dirs/0: target \"/opt/a\" is used by another mount or state dir")}},
       {"bad mount mode",
        Doc(R"("mounts": [{"source": "/opt/a", "mode": "w"}])"),
-       {E("/mounts/0/mode: must be \"ro\" or \"rw\", not \"w\"")}},
+       {E("/mounts/0/mode: expected one of \"ro\", \"rw\"; got \"w\"")}},
       {"mount without source",
        Doc(R"("mounts": [{"target": "/opt/a"}])"),
-       {E("/mounts/0/source: is required")}},
+       {E("/mounts/0/source: required field is missing")}},
       {"mount target in /dev",
        Doc(R"("mounts": [{"source": "/opt/a", "target": "/dev/a"}])"),
        {E("/mounts/0/target: \"/dev/a\" is reserved: the sandbox mounts its own /, /proc, /dev "
@@ -346,27 +348,26 @@ TEST(PolicyLoaderTest, EachBadInputGetsItsExactError) {
         E("/hide/1: hiding \"/\" would hide everything"), E("/hide/3: \"/home\" is listed twice")}},
       {"out of range",
        Doc(R"("limits": {"pids_max": 0})"),
-       {E("/limits/pids_max: " + range_pids + "0")}},
+       {E("/limits/pids_max: value 0 is out of range [8, 4194304]")}},
       {"negative",
        Doc(R"("limits": {"pids_max": -5})"),
-       {E("/limits/pids_max: " + range_pids + "-5")}},
+       {E("/limits/pids_max: expected unsigned integer, got negative integer")}},
       {"not an integer",
        Doc(R"("limits": {"pids_max": 1.5})"),
-       {E("/limits/pids_max: " + range_pids + "1.5")}},
+       {E("/limits/pids_max: expected unsigned integer, got number")}},
       {"string number",
        Doc(R"("limits": {"pids_max": "512"})"),
-       {E("/limits/pids_max: " + range_pids + "string")}},
+       {E("/limits/pids_max: expected unsigned integer, got string")}},
       {"beyond uint64",
        Doc(R"("rlimits": {"core_bytes": 18446744073709551616})"),
-       {E("/rlimits/core_bytes: must be an integer from 0 to 1152921504606846976, not "
-          "1.8446744073709552e+19")}},
+       {E("/rlimits/core_bytes: expected unsigned integer, got number")}},
       {"memory below minimum",
        Doc(R"("limits": {"memory_max_bytes": 1024})"),
-       {E("/limits/memory_max_bytes: must be an integer from 16777216 to 1152921504606846976, "
-          "not 1024")}},
+       {E("/limits/memory_max_bytes: value 1024 is out of range [16777216, "
+          "1152921504606846976]")}},
       {"deadline too long",
        Doc(R"("deadlines": {"wall_seconds": 99999999})"),
-       {E("/deadlines/wall_seconds: must be an integer from 0 to 2592000, not 99999999")}},
+       {E("/deadlines/wall_seconds: value 99999999 is out of range [0, 2592000]")}},
       {"env name",
        Doc(R"("env": {"pass": ["BAD-NAME"]})"),
        {E("/env/pass/0: \"BAD-NAME\" is not an environment variable name "
@@ -385,7 +386,7 @@ TEST(PolicyLoaderTest, EachBadInputGetsItsExactError) {
           "(^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$)")}},
       {"env set value type",
        Doc(R"("env": {"set": {"N": 1}})"),
-       {E("/env/set/N: must be a string, not number")}},
+       {E("/env/set/N: expected string, got unsigned integer")}},
       {"secret is a path",
        Doc(R"("env": {"secrets": {"TOKEN": "../token"}})"),
        {E("/env/secrets/TOKEN: \"../token\" is not a plain file name "
@@ -429,22 +430,21 @@ TEST(PolicyLoaderTest, CollectsEveryErrorAtOnce) {
   })";
   EXPECT_EQ(Errors(text),
             (std::vector<std::string>{
-                E("/colour: unknown field (known: description, type, command, "
-                  "bypasses_agent_permissions, run_as, workspace_roots, default_workspace, "
-                  "mounts, state_dirs, hide, network, seccomp, rlimits, limits, deadlines, "
-                  "output, env, request_env)"),
                 E("/command: is required for print and interactive policies (the template the "
                   "task is appended to)"),
                 E("/bypasses_agent_permissions: is required for print and interactive policies"),
-                E("/run_as/shell: unknown field (known: user, group, allow_root)"),
                 E("/run_as/user: \"root\" is refused unless run_as.allow_root is true"),
+                E("/run_as/shell: unknown field (known: allow_root, user, group)"),
                 E("/workspace_roots/0: path \"relative\" is not an absolute path"),
-                E("/network: must be \"none\" or \"host\", not \"bridged\""),
+                E("/network: expected one of \"none\", \"host\"; got \"bridged\""),
                 E("/seccomp/deny/0: unknown syscall group \"@mout\""),
-                E("/limits/memory_max_bytes: must be an integer from 16777216 to "
-                  "1152921504606846976, not string"),
-                E("/limits/pids_max: must be an integer from 8 to 4194304, not 1"),
-                E("/deadlines/idle_seconds: must be an integer from 0 to 2592000, not -1"),
+                E("/limits/memory_max_bytes: expected unsigned integer, got string"),
+                E("/limits/pids_max: value 1 is out of range [8, 4194304]"),
+                E("/deadlines/idle_seconds: expected unsigned integer, got negative integer"),
+                E("/colour: unknown field (known: description, type, command, "
+                  "bypasses_agent_permissions, run_as, hide, workspace_roots, default_workspace, "
+                  "mounts, state_dirs, network, seccomp, rlimits, limits, deadlines, "
+                  "output, env, request_env)"),
             }));
 }
 
@@ -542,11 +542,11 @@ TEST(PolicySetTest, ReloadKeepsTheOldSetOnError) {
   EXPECT_EQ(reloaded.error().what,
             exec_file +
                 ":/bogus: unknown field (known: description, type, command, "
-                "bypasses_agent_permissions, run_as, workspace_roots, default_workspace, "
-                "mounts, state_dirs, hide, network, seccomp, rlimits, limits, deadlines, "
+                "bypasses_agent_permissions, run_as, hide, workspace_roots, default_workspace, "
+                "mounts, state_dirs, network, seccomp, rlimits, limits, deadlines, "
                 "output, env, request_env)\n" +
                 other_file +
-                ": invalid JSON: line 1, column 2: syntax error while parsing object key - "
+                ": JSON: parse error at line 1, column 2: syntax error while parsing object key - "
                 "unexpected end of input; expected string literal");
   EXPECT_EQ(current.Find("exec")->limits.pids_max, 100u);  // the old set stays in force
   EXPECT_EQ(current.all().size(), 2u);
@@ -1083,10 +1083,9 @@ TEST(PolicyLoaderTest, EnvNamesUpTo256BytesAsOnTheWire) {
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(p->request_env_allow, std::vector<std::string>{longest});
   const std::string too_long(257, 'A');
-  EXPECT_EQ(Errors(Doc(R"("env": {"pass": [")" + too_long + R"("]})")),
-            std::vector<std::string>{E("/env/pass/0: \"" + too_long +
-                                       "\" is not an environment variable name "
-                                       "(^[A-Za-z_][A-Za-z0-9_]{0,255}$)")});
+  EXPECT_EQ(
+      Errors(Doc(R"("env": {"pass": [")" + too_long + R"("]})")),
+      std::vector<std::string>{E("/env/pass/0: string of 257 bytes exceeds the limit of 256")});
 }
 
 // The limits' ranges are common::k*Range: the bounds themselves load, one past them does not.
@@ -1099,11 +1098,11 @@ TEST(PolicyLoaderTest, LimitRangesAtTheirBounds) {
                                      "cpu_max_percent": 100001},
                        "deadlines": {"wall_seconds": 2592001})")),
             (std::vector<std::string>{
-                E("/limits/memory_max_bytes: must be an integer from 16777216 to "
-                  "1152921504606846976, not 16777215"),
-                E("/limits/pids_max: must be an integer from 8 to 4194304, not 7"),
-                E("/limits/cpu_max_percent: must be an integer from 1 to 100000, not 100001"),
-                E("/deadlines/wall_seconds: must be an integer from 0 to 2592000, not 2592001")}));
+                E("/limits/memory_max_bytes: value 16777215 is out of range [16777216, "
+                  "1152921504606846976]"),
+                E("/limits/pids_max: value 7 is out of range [8, 4194304]"),
+                E("/limits/cpu_max_percent: value 100001 is out of range [1, 100000]"),
+                E("/deadlines/wall_seconds: value 2592001 is out of range [0, 2592000]")}));
 }
 
 }  // namespace

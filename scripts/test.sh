@@ -19,6 +19,9 @@ ctest --test-dir "$build" --output-on-failure -L unit -j "$(nproc)" || status=1
 # registry on the first run into the build tree, where the test VM (no network) finds them:
 # every preset's flags must be accepted, and the privileged tier then runs them for real.
 "$repo/tests/agents/install.sh" "$build" || status=1
+# The original MonkeyProof server (its source at a pinned commit) and Bun, for the compatibility
+# test in the privileged tier (tests/compat/versions.json), also installed on the host.
+"$repo/tests/compat/install.sh" "$build" || status=1
 ctest --test-dir "$build" --output-on-failure -L agents || status=1
 ctest --test-dir "$build" --output-on-failure -L privileged || status=1
 

@@ -58,7 +58,8 @@ directory under /tmp, the socket inside it, audit lines on stderr, and
 /sys/fs/cgroup/monkeyproof-dev as the cgroup root. It also starts the build
 tree's monkeyproof-api on --api-listen ADDR (default 127.0.0.1:3200) as the
 user who ran sudo (else nobody), with a new token that it prints, and stops
-when the API exits. --no-api starts the supervisor alone.
+when the API exits (with status 1 when the API failed, e.g. its port was
+busy). The API dies with the supervisor. --no-api starts the supervisor alone.
 )");
 }
 
@@ -305,18 +306,24 @@ int RunDaemon(int argc, char** argv) {
                kVersion, c.socket_path.c_str(), c.state_dir.c_str(), c.cgroup_root.c_str(),
                manager.PolicyCount(), dev ? " (dev mode)" : "");
   DevApi api;
+  // Dev mode's API is half of the product: when it exits, the supervisor stops too, and when
+  // it failed (a busy port, a crash) the supervisor exits non-zero, so that whoever started it
+  // sees the failure. A clean exit of the API (Ctrl-C reaches both) is a clean stop.
+  bool api_failed = false;
   if (dev && dev_api) {
     const std::string dir = c.socket_path.substr(0, c.socket_path.rfind('/'));
     auto started = StartDevApi({api_path, dir, c.socket_path, api_listen, dev_uid, dev_gid});
     if (!started) return fail(started.error().ToString());
     api = std::move(*started);
     const int api_fd = api.pidfd.get();
-    auto watched = l.Add(api_fd, EPOLLIN, [&l, &manager, &api, api_fd](uint32_t) {
+    auto watched = l.Add(api_fd, EPOLLIN, [&l, &manager, &api, &api_failed, api_fd](uint32_t) {
       int status = 0;
       (void)::waitpid(api.pid, &status, WNOHANG);
       std::fprintf(stderr, "monkeyproofd: dev mode: monkeyproof-api exited (%s %d); stopping\n",
                    WIFSIGNALED(status) ? "signal" : "status",
                    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+      api.pid = -1;  // reaped
+      api_failed = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
       l.Remove(api_fd);
       manager.KillAll();
       l.Stop();
@@ -338,7 +345,7 @@ int RunDaemon(int argc, char** argv) {
     (void)::waitpid(api.pid, &status, 0);
   }
   if (!ran) return fail(ran.error().ToString());
-  return 0;
+  return api_failed ? 1 : 0;
 }
 
 }  // namespace mp::supervisor

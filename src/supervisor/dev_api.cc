@@ -62,8 +62,9 @@ Result<DevApi> StartDevApi(const DevApiOptions& o) {
   const pid_t pid = ::fork();
   if (pid < 0) return ErrnoError("dev API: fork");
   if (pid == 0) {
-    // Only async-signal-safe calls from here on.
-    if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || ::getppid() != parent) ::_exit(126);
+    // Only async-signal-safe calls from here on. The parent-death signal is set after the
+    // uid change, which clears it (credentials(7)); the getppid() check closes the window in
+    // which the supervisor could have died before it was set.
     // The supervisor blocks the signals its signalfd reads; exec keeps the mask, and the API
     // must see SIGTERM.
     sigset_t none;
@@ -74,6 +75,7 @@ Result<DevApi> StartDevApi(const DevApiOptions& o) {
         ::setresuid(o.uid, o.uid, o.uid) != 0) {
       ::_exit(126);
     }
+    if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || ::getppid() != parent) ::_exit(126);
     ::execve(argv[0], argv.data(), envp);
     ::_exit(127);
   }

@@ -31,7 +31,9 @@ struct DevApi {
 
 // Writes the token (mode 0640, root:gid) and an empty API config into options.dir, then forks
 // and execs the API with --config, --listen, --control-socket and --token-file, as uid:gid
-// with no supplementary groups, PR_SET_PDEATHSIG(SIGTERM) and an environment of PATH only.
+// with no supplementary groups, PR_SET_PDEATHSIG(SIGTERM) (set after the uid change, which
+// would clear it: the API dies with the supervisor, even of SIGKILL) and an environment of
+// PATH only.
 Result<DevApi> StartDevApi(const DevApiOptions& options);
 
 }  // namespace mp::supervisor

@@ -700,66 +700,6 @@ TEST(SupervisorRestartTest, SigkillLeavesNoProcessAndRestartMarksSessions) {
 namespace mp::testing {
 namespace {
 
-// Runs `monkeyproofd --dev` and returns the socket path from its ready line.
-std::string StartDevDaemon(pid_t* pid, int* log_fd) {
-  int out[2];
-  if (::pipe(out) != 0) return "";
-  *pid = ::fork();
-  if (*pid == 0) {
-    ::dup2(out[1], 2);
-    ::close(out[0]);
-    ::execl(kDaemon.c_str(), kDaemon.c_str(), "--dev", static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  *log_fd = out[0];
-  std::string text;
-  char buf[512];
-  while (text.find('\n') == std::string::npos || text.find("ready") == std::string::npos) {
-    const ssize_t n = ::read(out[0], buf, sizeof buf);
-    if (n <= 0) return "";
-    text.append(buf, static_cast<size_t>(n));
-  }
-  const size_t at = text.find("socket=");
-  if (at == std::string::npos) return "";
-  return text.substr(at + 7, text.find(' ', at) - at - 7);
-}
-
-TEST(SupervisorDevModeTest, RunsFromTheBuildTreeWithTheRepoPolicies) {
-  ::mkdir("/srv", 0755);
-  ::mkdir("/srv/monkeyproof", 0755);
-  ::mkdir("/srv/monkeyproof/workspaces", 0755);
-  ::mkdir("/srv/monkeyproof/workspaces/dev", 0777);
-  ::chmod("/srv/monkeyproof/workspaces/dev", 0777);
-  pid_t pid = -1;
-  int log_fd = -1;
-  const std::string socket = StartDevDaemon(&pid, &log_fd);
-  ASSERT_FALSE(socket.empty()) << "no ready line from monkeyproofd --dev";
-  auto c = ControlClient::Connect(socket);
-  ASSERT_TRUE(c) << c.error().ToString();
-  wire::SpawnRequest req;
-  req.task = "echo from-dev";
-  req.cwd = "/srv/monkeyproof/workspaces/dev";
-  req.client = "test";
-  auto r = c->Call(req);
-  ASSERT_TRUE(r && r->ok());
-  const std::string id = std::get<wire::SessionInfo>(r->body).id;
-  ASSERT_TRUE(c->Call(wire::SubscribeRequest{id, 0}));
-  std::string out;
-  for (;;) {
-    auto ev = c->NextEvent(std::chrono::seconds(60));
-    ASSERT_TRUE(ev) << ev.error().ToString();
-    if (auto* o = std::get_if<wire::OutputEvent>(&*ev)) out.append(o->data.begin(), o->data.end());
-    if (std::holds_alternative<wire::ExitEvent>(*ev)) break;
-  }
-  EXPECT_EQ(out, "from-dev\n");
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
-  ::close(log_fd);
-}
-
 TEST(SupervisorCapacityTest, MaxSessionsCountsRunningOnlyAndEndedRecordsAreBounded) {
   Daemon daemon;
   WriteFile(kBase + "/monkeyproof.conf",

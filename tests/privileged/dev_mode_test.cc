@@ -1,0 +1,277 @@
+// `monkeyproofd --dev` in the test VM: the one command of README that runs the whole product
+// (supervisor and API from the build tree). Its API process dies with the supervisor, even of
+// SIGKILL, so a restart finds the port free; a dev daemon whose API cannot start exits
+// non-zero.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "common/unique_fd.h"
+#include "control_client.h"
+#include "proc_watch.h"
+
+namespace mp::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+const std::string kDaemon = MP_MONKEYPROOFD_PATH;
+
+// A `monkeyproofd --dev` child whose stderr the test reads.
+struct DevDaemon {
+  pid_t pid = -1;
+  UniqueFd log;      // read end of its stderr (the API's too: it inherits it)
+  std::string text;  // what was read so far
+
+  // Reads the log until `needle` appears or `limit` passes; false on timeout or EOF.
+  bool WaitForLine(const std::string& needle, milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (text.find(needle) == std::string::npos) {
+      const auto left = std::chrono::duration_cast<milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{log.get(), POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+      char buf[1024];
+      const ssize_t n = ::read(log.get(), buf, sizeof buf);
+      if (n <= 0) return false;
+      text.append(buf, static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  // The socket path from the ready line.
+  std::string Socket() const {
+    const size_t at = text.find("socket=");
+    if (at == std::string::npos) return "";
+    return text.substr(at + 7, text.find(' ', at) - at - 7);
+  }
+
+  // Waits up to `limit` for the daemon to exit; its wait status, or -1 on timeout.
+  int WaitExit(milliseconds limit) {
+    int status = 0;
+    const bool exited = WaitFor(
+        [&] {
+          const pid_t r = ::waitpid(pid, &status, WNOHANG);
+          return r == pid;
+        },
+        limit);
+    if (!exited) return -1;
+    pid = -1;
+    return status;
+  }
+
+  // Starts `monkeyproofd --dev EXTRA...` with its stderr on a pipe to the test.
+  void Start(const std::vector<std::string>& extra = {}) {
+    int out[2];
+    ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    std::vector<std::string> args = {kDaemon, "--dev"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid = ::fork();
+    if (pid == 0) {
+      ::dup2(out[1], 2);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    log = UniqueFd(out[0]);
+  }
+
+  DevDaemon() = default;
+  DevDaemon(const DevDaemon&) = delete;
+  DevDaemon& operator=(const DevDaemon&) = delete;
+  ~DevDaemon() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+// Children of `parent` whose command line starts with `prefix`.
+std::vector<pid_t> ChildrenNamed(pid_t parent, const std::string& prefix) {
+  std::vector<pid_t> out;
+  DIR* dir = ::opendir("/proc");
+  if (dir == nullptr) return out;
+  while (const dirent* e = ::readdir(dir)) {
+    const pid_t pid = static_cast<pid_t>(std::strtol(e->d_name, nullptr, 10));
+    if (pid <= 0) continue;
+    const auto st = ReadProcStat(pid);
+    if (st && st->ppid == parent && Cmdline(pid).rfind(prefix, 0) == 0) out.push_back(pid);
+  }
+  ::closedir(dir);
+  return out;
+}
+
+// True when the process behind `pidfd` exits within `limit`.
+bool ExitsWithin(int pidfd, milliseconds limit) {
+  pollfd p{pidfd, POLLIN, 0};
+  return ::poll(&p, 1, static_cast<int>(limit.count())) == 1;
+}
+
+TEST(SupervisorDevModeTest, RunsFromTheBuildTreeWithTheRepoPolicies) {
+  ::mkdir("/srv", 0755);
+  ::mkdir("/srv/monkeyproof", 0755);
+  ::mkdir("/srv/monkeyproof/workspaces", 0755);
+  ::mkdir("/srv/monkeyproof/workspaces/dev", 0777);
+  ::chmod("/srv/monkeyproof/workspaces/dev", 0777);
+  DevDaemon d;
+  d.Start();
+  ASSERT_TRUE(d.WaitForLine("ready", seconds(60))) << d.text;
+  const std::string socket = d.Socket();
+  ASSERT_FALSE(socket.empty()) << "no socket in the ready line: " << d.text;
+  auto c = ControlClient::Connect(socket);
+  ASSERT_TRUE(c) << c.error().ToString();
+  wire::SpawnRequest req;
+  req.task = "echo from-dev";
+  req.cwd = "/srv/monkeyproof/workspaces/dev";
+  req.client = "test";
+  auto r = c->Call(req);
+  ASSERT_TRUE(r && r->ok());
+  const std::string id = std::get<wire::SessionInfo>(r->body).id;
+  ASSERT_TRUE(c->Call(wire::SubscribeRequest{id, 0}));
+  std::string out;
+  for (;;) {
+    auto ev = c->NextEvent(std::chrono::seconds(60));
+    ASSERT_TRUE(ev) << ev.error().ToString();
+    if (auto* o = std::get_if<wire::OutputEvent>(&*ev)) out.append(o->data.begin(), o->data.end());
+    if (std::holds_alternative<wire::ExitEvent>(*ev)) break;
+  }
+  EXPECT_EQ(out, "from-dev\n");
+  ::kill(d.pid, SIGTERM);
+  const int status = d.WaitExit(seconds(30));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status << d.text;
+}
+
+// The control for the test below: the kernel clears the parent-death signal on a uid change
+// (credentials(7)), so a child that sets it before dropping privileges outlives its parent.
+// Both orders are probed with the same fork-and-kill, to show the daemon test can tell them
+// apart.
+bool SurvivesParentKill(bool pdeathsig_after_setuid) {
+  const struct passwd* nobody = ::getpwnam("nobody");
+  if (nobody == nullptr) return true;  // reported as a failure by the caller's expectation
+  int ready[2];
+  if (::pipe(ready) != 0) return true;
+  const pid_t middle = ::fork();
+  if (middle == 0) {
+    const pid_t parent = ::getpid();
+    const pid_t child = ::fork();
+    if (child == 0) {
+      if (!pdeathsig_after_setuid) ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::setresgid(nobody->pw_gid, nobody->pw_gid, nobody->pw_gid) != 0 ||
+          ::setresuid(nobody->pw_uid, nobody->pw_uid, nobody->pw_uid) != 0) {
+        ::_exit(1);
+      }
+      if (pdeathsig_after_setuid) ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != parent) ::_exit(1);
+      const pid_t self = ::getpid();
+      (void)!::write(ready[1], &self, sizeof self);
+      for (;;) ::pause();
+    }
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  pid_t grandchild = -1;
+  const bool got = ::read(ready[0], &grandchild, sizeof grandchild) == sizeof grandchild;
+  ::close(ready[0]);
+  UniqueFd pidfd(got ? static_cast<int>(::syscall(SYS_pidfd_open, grandchild, 0)) : -1);
+  ::kill(middle, SIGKILL);
+  ::waitpid(middle, nullptr, 0);
+  if (!pidfd) return true;
+  const bool died = ExitsWithin(pidfd.get(), seconds(1));
+  if (!died) ::kill(grandchild, SIGKILL);
+  return !died;
+}
+
+TEST(SupervisorDevModeTest, ControlTheParentDeathSignalIsLostWhenSetBeforeTheUidChange) {
+  EXPECT_TRUE(SurvivesParentKill(/*pdeathsig_after_setuid=*/false))
+      << "the kernel kept the parent-death signal across setresuid: the control shows nothing";
+  EXPECT_FALSE(SurvivesParentKill(/*pdeathsig_after_setuid=*/true))
+      << "a child that set the parent-death signal after setresuid outlived its parent";
+}
+
+TEST(SupervisorDevModeTest, TheApiDiesWithAKilledSupervisorAndARestartWorks) {
+  DevDaemon first;
+  first.Start();
+  ASSERT_TRUE(first.WaitForLine("monkeyproof-api", seconds(60))) << first.text;
+  ASSERT_TRUE(first.WaitForLine("listening on", seconds(60))) << first.text;
+  std::vector<pid_t> api;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        api = ChildrenNamed(first.pid, "/");
+        return !api.empty();
+      },
+      milliseconds(5000)))
+      << "no API child of the dev daemon: " << first.text;
+  ASSERT_EQ(api.size(), 1u) << "the dev daemon has more than one child";
+  ASSERT_NE(Cmdline(api[0]).find("monkeyproof-api"), std::string::npos) << Cmdline(api[0]);
+  UniqueFd api_pidfd(static_cast<int>(::syscall(SYS_pidfd_open, api[0], 0)));
+  ASSERT_TRUE(api_pidfd);
+
+  ::kill(first.pid, SIGKILL);
+  ASSERT_NE(first.WaitExit(seconds(10)), -1);
+  EXPECT_TRUE(ExitsWithin(api_pidfd.get(), seconds(1)))
+      << "monkeyproof-api (pid " << api[0] << ") outlived the SIGKILLed supervisor";
+  ::kill(api[0], SIGKILL);  // whatever happened, the restart below needs the port
+
+  DevDaemon second;
+  second.Start();
+  ASSERT_TRUE(second.WaitForLine("listening on", seconds(60)))
+      << "the restarted dev daemon's API did not start: " << second.text;
+  ::kill(second.pid, SIGTERM);
+  const int status = second.WaitExit(seconds(30));
+  EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "status " << status << "\n"
+      << second.text;
+}
+
+TEST(SupervisorDevModeTest, ADevDaemonWhoseApiCannotStartExitsNonZero) {
+  // The test holds the port, as a leftover API or another server would.
+  UniqueFd holder(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(holder);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ASSERT_EQ(::bind(holder.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(holder.get(), 1), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(holder.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string listen = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+
+  DevDaemon d;
+  d.Start({"--api-listen", listen});
+  const int status = d.WaitExit(seconds(60));
+  ASSERT_NE(status, -1) << "the dev daemon kept running without its API: " << d.text;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0)
+      << "a dev daemon whose API failed exited with status " << status;
+  d.WaitForLine("\n", milliseconds(100));  // drain what is left for the message below
+  char buf[4096];
+  ssize_t n = 0;
+  while ((n = ::read(d.log.get(), buf, sizeof buf)) > 0) d.text.append(buf, static_cast<size_t>(n));
+  EXPECT_NE(d.text.find("monkeyproof-api exited"), std::string::npos) << d.text;
+}
+
+}  // namespace
+}  // namespace mp::testing

@@ -45,8 +45,8 @@ struct DevDaemon {
   bool WaitForLine(const std::string& needle, milliseconds limit) {
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (text.find(needle) == std::string::npos) {
-      const auto left = std::chrono::duration_cast<milliseconds>(
-          deadline - std::chrono::steady_clock::now());
+      const auto left =
+          std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) return false;
       pollfd p{log.get(), POLLIN, 0};
       if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;

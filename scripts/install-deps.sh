@@ -10,6 +10,8 @@ packages=(
   libseccomp-dev libcap-dev libboost-dev nlohmann-json3-dev
   # tests
   libgtest-dev libgmock-dev python3 python3-websockets
+  # the original MonkeyProof's interactive mode, run by the compatibility test (tests/compat)
+  tmux
   # fuzzing (libFuzzer ships with clang's runtime)
   clang libclang-rt-14-dev
   # the test VM: Debian's kernel is fetched into the build tree by tests/vm/fetch-kernel.sh

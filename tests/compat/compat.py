@@ -397,6 +397,50 @@ def flow_ws_snippet(rec):
     asyncio.run(ws_snippet(rec))
 
 
+async def ws_catchup_ended(rec):
+    import websockets
+    s = rec.server
+    sid = rec.create("create", {"task": "echo out; sleep 0.5; echo err >&2", "cwd": s.workspace})
+    wait_ended(s, sid)
+    url = "ws://%s:%d/sessions/%s/ws?token=%s" % (s.host, s.port, sid, s.token)
+    async with websockets.connect(url, open_timeout=60) as ws:
+        # The original keeps this connection open; the first message is what a client reads.
+        rec.add("catchup", json.loads(await asyncio.wait_for(ws.recv(), 60)))
+
+
+def flow_ws_catchup_ended(rec):
+    asyncio.run(ws_catchup_ended(rec))
+
+
+async def ws_delete(rec):
+    import websockets
+    s = rec.server
+    sid = rec.create("create", {"task": "sleep 30", "cwd": s.workspace})
+    wait_pid(s, sid)
+    url = "ws://%s:%d/sessions/%s/ws?token=%s" % (s.host, s.port, sid, s.token)
+    types, firsts, close_code = [], {}, None
+    async with websockets.connect(url, open_timeout=60) as ws:
+        firsts["catchup"] = json.loads(await asyncio.wait_for(ws.recv(), 60))
+        types.append("catchup")
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: s.json("DELETE", "/sessions/" + sid))
+        try:
+            while True:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                if types[-1] != msg.get("type"):
+                    types.append(msg.get("type"))
+                firsts.setdefault(msg.get("type"), msg)
+        except websockets.ConnectionClosed as e:
+            close_code = e.rcvd.code if e.rcvd else None
+    for t, msg in firsts.items():
+        rec.add("first-" + t, msg)
+    rec.add("messages", {"types": types, "closeCode": close_code})
+
+
+def flow_ws_delete(rec):
+    asyncio.run(ws_delete(rec))
+
+
 async def ws_refusals(rec):
     import websockets
     s = rec.server

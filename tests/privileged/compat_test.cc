@@ -64,6 +64,14 @@ class CompatTest : public ::testing::Test {
         return false;
       }
     }
+    // The original's interactive sessions are tmux sessions; without tmux it would refuse
+    // them, which is not the original's documented behaviour.
+    if (::access("/usr/bin/tmux", X_OK) != 0) {
+      *why =
+          "/usr/bin/tmux is missing: the original's interactive mode needs it "
+          "(scripts/install-deps.sh installs it)";
+      return false;
+    }
     // The shipped policies, rewritten for the test workspace.
     std::map<std::string, std::string> policies;
     const std::string workspace = kBase + "/ws";

@@ -70,14 +70,15 @@ int Fail(std::string_view message) {
 }
 
 std::optional<HttpResponse> Call(HttpClient& client, const Context& ctx, std::string_view method,
-                                 std::string_view path, std::string_view body) {
+                                 std::string_view path, std::string_view body,
+                                 std::string_view session) {
   Result<HttpResponse> response = client.Request(method, path, body);
   if (!response) {
     (void)Fail(response.error().what);
     return std::nullopt;
   }
   if (response->status < 200 || response->status > 299) {
-    (void)Fail(FormatHttpError(*response, ctx.config.token_source));
+    (void)Fail(FormatHttpError(*response, ctx.config.token_source, session));
     return std::nullopt;
   }
   return std::move(*response);
@@ -99,7 +100,8 @@ int RunLs(const Context& ctx, const LsCommand& cmd) {
 
 int RunShow(const Context& ctx, const ShowCommand& cmd) {
   HttpClient client(ctx.config.url, ctx.config.token);
-  const std::optional<HttpResponse> response = Call(client, ctx, "GET", SessionPath(cmd.id));
+  const std::optional<HttpResponse> response =
+      Call(client, ctx, "GET", SessionPath(cmd.id), {}, cmd.id);
   if (!response) return 1;
   if (ctx.json) return PrintFormatted(ctx, *response, std::string());
   return PrintFormatted(ctx, *response,
@@ -118,7 +120,8 @@ int RunKill(const Context& ctx, const KillCommand& cmd) {
   HttpClient client(ctx.config.url, ctx.config.token);
   int status = 0;
   for (const std::string& id : cmd.ids) {
-    const std::optional<HttpResponse> response = Call(client, ctx, "DELETE", SessionPath(id));
+    const std::optional<HttpResponse> response =
+        Call(client, ctx, "DELETE", SessionPath(id), {}, id);
     if (!response) {
       status = 1;
       continue;
@@ -147,7 +150,7 @@ int RunSend(const Context& ctx, const SendCommand& cmd) {
   }
   HttpClient client(ctx.config.url, ctx.config.token);
   const std::optional<HttpResponse> response =
-      Call(client, ctx, "POST", SessionPath(cmd.id, "/input"), *body);
+      Call(client, ctx, "POST", SessionPath(cmd.id, "/input"), *body, cmd.id);
   if (!response) return 1;
   if (ctx.json) PrintJson(response->body);
   return 0;
@@ -201,7 +204,9 @@ int RunLogs(const Context& ctx, const LogsCommand& cmd) {
       continue;
     }
     failures = 0;
-    if (response->status != 200) return Fail(FormatHttpError(*response, ctx.config.token_source));
+    if (response->status != 200) {
+      return Fail(FormatHttpError(*response, ctx.config.token_source, cmd.id));
+    }
     const Result<OutputChunk> chunk = ParseOutputHeaders(*response);
     if (!chunk) return Fail(chunk.error().what);
 

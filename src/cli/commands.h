@@ -36,9 +36,11 @@ int RunVersion(const Context& ctx, const VersionCommand& cmd);
 // Prints "monkeyproof: <message>" and a newline on stderr; returns 1.
 int Fail(std::string_view message);
 // Sends a request; returns the answer when its status is 2xx, else prints the error (transport
-// failure, or the server's error body via FormatHttpError) and returns nullopt.
+// failure, or the server's error body via FormatHttpError, which names `session` when the
+// request was about one that does not exist) and returns nullopt.
 std::optional<HttpResponse> Call(HttpClient& client, const Context& ctx, std::string_view method,
-                                 std::string_view path, std::string_view body = {});
+                                 std::string_view path, std::string_view body = {},
+                                 std::string_view session = {});
 // Writes a JSON body to stdout as the server sent it, newline-terminated.
 void PrintJson(std::string_view body);
 

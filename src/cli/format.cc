@@ -522,7 +522,8 @@ Result<std::string> FormatPolicyTable(std::string_view json_object, size_t termi
       rows, terminal_width, 0);
 }
 
-std::string FormatHttpError(const HttpResponse& response, std::string_view token_source) {
+std::string FormatHttpError(const HttpResponse& response, std::string_view token_source,
+                            std::string_view session) {
   std::string message;
   const json body = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
   const json* error = Member(body, "error");
@@ -558,6 +559,11 @@ std::string FormatHttpError(const HttpResponse& response, std::string_view token
   }
   if (const std::string* retry = response.Header("retry-after")) {
     message += "; retry after " + Sanitize(*retry, false) + " s";
+  }
+  // Input to an unknown session is a 400 with code not_found (the original's status).
+  if (!session.empty() && (code == "not_found" || (code.empty() && response.status == 404))) {
+    message = "no session " + Sanitize(session, false) + ": " + message +
+              "; list the sessions with: monkeyproof ls";
   }
   return message;
 }

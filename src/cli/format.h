@@ -54,7 +54,10 @@ Result<std::string> FormatPolicyTable(std::string_view json_object, size_t termi
 // The message for a failed request, without the "monkeyproof: " prefix:
 // "<error> (<code>[, field <field>])" from the JSON error body, else "HTTP <status> <reason>"
 // and the start of the body. A 401 adds where the token can come from and which source was
-// used (`token_source`, empty when none); Retry-After is mentioned when present.
-std::string FormatHttpError(const HttpResponse& response, std::string_view token_source);
+// used (`token_source`, empty when none); Retry-After is mentioned when present. With a
+// `session` id, a not-found answer names it: "no session <id>: Not found (not_found); list
+// the sessions with: monkeyproof ls".
+std::string FormatHttpError(const HttpResponse& response, std::string_view token_source,
+                            std::string_view session = {});
 
 }  // namespace mp::cli

@@ -212,7 +212,7 @@ int StreamSession(const Context& ctx, const std::string& id, const StreamOptions
     } else if (connected) {
       const int status = connected->status;
       if (status != 429 && status != 502 && status != 503 && status != 504) {
-        return Fail(FormatHttpError(*connected, ctx.config.token_source));
+        return Fail(FormatHttpError(*connected, ctx.config.token_source, id));
       }
       problem = FormatHttpError(*connected, ctx.config.token_source);
     } else {
@@ -279,7 +279,8 @@ int RunRun(const Context& ctx, const RunCommand& cmd) {
 
 int RunAttach(const Context& ctx, const AttachCommand& cmd) {
   HttpClient client(ctx.config.url, ctx.config.token);
-  const std::optional<HttpResponse> response = Call(client, ctx, "GET", SessionPath(cmd.id));
+  const std::optional<HttpResponse> response =
+      Call(client, ctx, "GET", SessionPath(cmd.id), {}, cmd.id);
   if (!response) return 1;
   const std::string type = JsonStringMember(response->body, "type").value_or("?");
   const std::string status = JsonStringMember(response->body, "status").value_or("?");

@@ -1054,6 +1054,28 @@ TEST(CliFormat, HttpErrors) {
 
   response.body = R"({"error":{"code":"internal","message":"boom"}})";
   EXPECT_EQ(FormatHttpError(response, ""), "boom (internal)");
+  EXPECT_EQ(FormatHttpError(response, "", "s-1"), "boom (internal)");  // not a not-found
+}
+
+// `monkeyproof kill nosuch` (show, send, logs, attach) names the session it could not find.
+TEST(CliFormat, NotFoundNamesTheSession) {
+  HttpResponse response;
+  response.status = 404;
+  response.body = R"({"error":"Not found","code":"not_found"})";
+  EXPECT_EQ(FormatHttpError(response, "", "nosuch"),
+            "no session nosuch: Not found (not_found); list the sessions with: monkeyproof ls");
+  EXPECT_EQ(FormatHttpError(response, ""), "Not found (not_found)");  // no session asked about
+  response.body = R"({"error":"Not found"})";                         // the original's shape
+  EXPECT_EQ(FormatHttpError(response, "", "s-9"),
+            "no session s-9: Not found (HTTP 404); list the sessions with: monkeyproof ls");
+  // Input to an unknown session: 400 with code not_found, as the original's status.
+  response.status = 400;
+  response.body = R"({"error":"Session not found or not running","code":"not_found"})";
+  EXPECT_EQ(FormatHttpError(response, "", "s-\x1b[2J"),
+            "no session s-?[2J: Session not found or not running (not_found); list the sessions "
+            "with: monkeyproof ls");
+  response.body = R"({"error":"session s-1 has ended","code":"wrong_state"})";
+  EXPECT_EQ(FormatHttpError(response, "", "s-1"), "session s-1 has ended (wrong_state)");
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // What every connection of monkeyproof-api shares: the configuration, the tokens and the
-// auth-failure limiter, counters, the supervisor link and the session hub. Owned by the
-// server (server.h); connections hold a reference. Runs on the io_context thread; not
+// auth-failure limiter, counters, the supervisor link, the session hub and the transcript index.
+// Owned by the server (server.h); connections hold a reference. Runs on the io_context thread; not
 // thread-safe beyond Metrics.
 #pragma once
 
@@ -15,6 +15,7 @@
 #include "http/metrics.h"
 #include "http/session_hub.h"
 #include "http/supervisor_link.h"
+#include "http/transcript.h"
 
 namespace mp::http {
 
@@ -38,7 +39,8 @@ struct ApiContext : std::enable_shared_from_this<ApiContext> {
   Metrics metrics;
   SupervisorLink link;
   SessionHub hub;
-  uint32_t connections = 0;  // open HTTP and WebSocket connections, against max_connections
+  TranscriptIndex transcripts;  // transcript offset <-> output offset, for ?since=
+  uint32_t connections = 0;     // open HTTP and WebSocket connections, against max_connections
 };
 
 // The OpenAPI document (docs/openapi.json), compiled in.

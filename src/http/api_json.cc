@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/json_strict.h"
+#include "http/transcript.h"
 #include "http/utf8.h"
 
 namespace mp::http {
@@ -208,8 +209,11 @@ std::optional<ApiError> ReadSpawn(const json& body, wire::SpawnRequest* s) {
 
   // task
   const json* task = Member(body, "task");
-  if (task == nullptr || !task->is_string() || task->get_ref<const std::string&>().empty()) {
+  if (task == nullptr || (task->is_string() && task->get_ref<const std::string&>().empty())) {
     return BadRequest("task is required", "/task");
+  }
+  if (!task->is_string()) {
+    return BadRequest("task must be a string: the command line (exec) or the prompt", "/task");
   }
   s->task = task->get<std::string>();
   if (s->task.size() > kMaxSpawnTaskBytes) {
@@ -439,6 +443,14 @@ std::string FirstChars(const std::string& s, size_t max_chars) {
 }
 
 ojson OptU64(const std::optional<uint64_t>& v) { return v ? ojson(*v) : ojson(nullptr); }
+ojson OptI64(const std::optional<int64_t>& v) { return v ? ojson(*v) : ojson(nullptr); }
+
+// An interactive session ended by DELETE: the original reported it "killed" with no exit code
+// (it killed the tmux session, whose end it never saw).
+bool InteractiveKilledByRequest(const wire::SessionInfo& info) {
+  return info.type == wire::SessionType::kInteractive && info.end &&
+         info.end->reason == wire::EndReason::kKilledByRequest;
+}
 
 ojson InfoObject(const wire::SessionInfo& info, uint32_t ws_clients) {
   const std::optional<wire::EndRecord>& end = info.end;
@@ -452,13 +464,13 @@ ojson InfoObject(const wire::SessionInfo& info, uint32_t ws_clients) {
   j["command"] = Valid(info.command);
   j["type"] = std::string(wire::ToString(info.type));
   j["status"] = std::string(PublicStatus(info));
-  j["exitCode"] = end && end->exit_code ? ojson(*end->exit_code) : ojson(nullptr);
+  j["exitCode"] = OptI64(PublicExitCode(info));
   j["pid"] = info.pid ? ojson(*info.pid) : ojson(nullptr);
   j["createdAt"] = IsoTime(info.created_at_ms);
   j["endedAt"] = end ? ojson(IsoTime(end->ended_at_ms)) : ojson(nullptr);
   j["outputLines"] = info.output_lines;
   j["wsClients"] = ws_clients;
-  j["owner"] = Valid(info.owner);
+  j["owner"] = info.owner.empty() ? ojson(nullptr) : ojson(Valid(info.owner));  // as the original
   ojson labels = ojson::array();
   for (const std::string& label : info.labels) labels.push_back(Valid(label));
   j["labels"] = std::move(labels);
@@ -484,28 +496,6 @@ ojson InfoObject(const wire::SessionInfo& info, uint32_t ws_clients) {
     j["resources"] = nullptr;
   }
   return j;
-}
-
-// The output of a read_output answer with "[stderr] " at the start of every line of stderr.
-std::string MarkedOutput(const wire::OutputRead& recent, bool starts_at_line) {
-  static constexpr std::string_view kStderrMark = "[stderr] ";
-  std::string out;
-  out.reserve(recent.data.size() + 64);
-  bool at_line_start = starts_at_line;
-  size_t pos = 0;
-  for (const wire::OutputChunk& chunk : recent.chunks) {
-    // The decoder guarantees the lengths add up to the data; stay in bounds regardless.
-    const size_t len = std::min<size_t>(chunk.length, recent.data.size() - pos);
-    const bool is_stderr = chunk.stream == wire::OutputStream::kStderr;
-    for (size_t i = pos; i < pos + len; ++i) {
-      const char c = static_cast<char>(recent.data[i]);
-      if (is_stderr && at_line_start) out += kStderrMark;
-      out.push_back(c);
-      at_line_start = c == '\n';
-    }
-    pos += len;
-  }
-  return out;
 }
 
 // Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar, by eras of
@@ -637,14 +627,31 @@ ApiResult<WsClientMessage> ParseWsClientMessage(std::string_view text) {
 
 // ---- Query strings.
 
-ApiResult<std::vector<wire::SessionState>> ParseStatusFilter(std::string_view value) {
+ApiResult<StatusFilter> ParseStatusFilter(std::string_view value) {
   using S = wire::SessionState;
-  if (value == "running") return std::vector<S>{S::kStarting, S::kRunning};
-  if (value == "exited") return std::vector<S>{S::kExited, S::kFailed};
-  if (value == "killed") return std::vector<S>{S::kKilled};
-  if (value == "starting") return std::vector<S>{S::kStarting};
-  if (value == "failed") return std::vector<S>{S::kFailed};
-  return BadRequest("status must be one of running, exited, killed, starting, failed", "?status");
+  StatusFilter filter;
+  if (value == "running" || value == "exited" || value == "killed") {
+    filter.status = value;
+  } else if (value == "starting") {
+    filter.state = S::kStarting;
+  } else if (value == "failed") {
+    filter.state = S::kFailed;
+  } else {
+    return BadRequest("status must be one of running, exited, killed, starting, failed", "?status");
+  }
+  return filter;
+}
+
+ApiResult<StatusFilter> ParseStateFilter(std::string_view value) {
+  using S = wire::SessionState;
+  for (const S state : {S::kStarting, S::kRunning, S::kExited, S::kKilled, S::kFailed}) {
+    if (value == wire::ToString(state)) {
+      StatusFilter filter;
+      filter.state = state;
+      return filter;
+    }
+  }
+  return BadRequest("state must be one of starting, running, exited, killed, failed", "?state");
 }
 
 std::optional<uint64_t> ParseUnsigned(std::string_view text) {
@@ -670,9 +677,24 @@ std::string_view PublicStatus(const wire::SessionInfo& info) {
     case wire::SessionState::kFailed:
       return "exited";
     case wire::SessionState::kKilled:
-      return "killed";
+      // The original's "killed" lasted until the process was gone; then it read "exited" with
+      // the code Bun reports (128 + signal). Only its interactive sessions stayed "killed".
+      if (InteractiveKilledByRequest(info)) return "killed";
+      return PublicExitCode(info) ? "exited" : "killed";
   }
   return "exited";
+}
+
+std::optional<int64_t> PublicExitCode(const wire::SessionInfo& info) {
+  if (!info.end || InteractiveKilledByRequest(info)) return std::nullopt;
+  if (info.end->exit_code) return *info.end->exit_code;
+  if (info.end->signal) return kSignalExitBase + *info.end->signal;
+  return std::nullopt;
+}
+
+bool StatusFilter::Matches(const wire::SessionInfo& info) const {
+  if (state) return info.state == *state;
+  return PublicStatus(info) == status;
 }
 
 std::string IsoTime(uint64_t epoch_ms) {
@@ -708,7 +730,7 @@ std::string SessionInfoJson(const wire::SessionInfo& info, uint32_t ws_clients) 
 std::string SessionDetailJson(const wire::SessionInfo& info, uint32_t ws_clients,
                               const wire::OutputRead& recent, bool starts_at_line) {
   ojson j = InfoObject(info, ws_clients);
-  j["recentOutput"] = ToValidUtf8(MarkedOutput(recent, starts_at_line));
+  j["recentOutput"] = ToValidUtf8(MarkedText(recent, starts_at_line));
   j["transcriptPath"] = "/sessions/" + info.id + "/transcript";
   return Dump(j);
 }
@@ -808,7 +830,7 @@ std::string WsCatchupJson(const wire::SessionInfo& info, std::string_view data, 
   j["id"] = info.id;
   j["task"] = ValidPreview(info.task_preview);
   j["status"] = std::string(PublicStatus(info));
-  j["exitCode"] = info.end && info.end->exit_code ? ojson(*info.end->exit_code) : ojson(nullptr);
+  j["exitCode"] = OptI64(PublicExitCode(info));
   j["data"] = std::string(data);
   j["offset"] = offset;
   j["next"] = next;
@@ -864,7 +886,8 @@ std::string WsExitJson(const wire::SessionInfo& info, const wire::EndRecord& end
   ojson j = ojson::object();
   j["type"] = "exit";
   j["code"] = code;
-  j["duration"] = static_cast<double>(elapsed_ms) / 1000.0;
+  j["duration"] = (elapsed_ms + 500) / 1000;  // whole seconds, rounded as the original did
+  j["durationMs"] = elapsed_ms;
   j["reason"] = std::string(wire::ToString(end.reason));
   j["signal"] = end.signal ? ojson(*end.signal) : ojson(nullptr);
   j["offset"] = final_offset;

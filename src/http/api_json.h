@@ -62,16 +62,31 @@ ApiResult<WsClientMessage> ParseWsClientMessage(std::string_view text);
 
 // ---- Query strings.
 
-// GET /sessions ?status= : running (starting or running), exited (exited or failed), killed,
-// or an exact state name. Returns the states that match; error names "?status".
-ApiResult<std::vector<wire::SessionState>> ParseStatusFilter(std::string_view value);
+// Which sessions a list request wants: those whose public status (PublicStatus) is `status`,
+// or, when `state` is set, those in that exact state.
+struct StatusFilter {
+  std::string_view status;  // running, exited or killed
+  std::optional<wire::SessionState> state;
+  [[nodiscard]] bool Matches(const wire::SessionInfo& info) const;
+};
+// GET /sessions ?status= : running, exited, killed (the public status), or the exact states
+// starting and failed (as before). Error names "?status".
+ApiResult<StatusFilter> ParseStatusFilter(std::string_view value);
+// GET /sessions ?state= : an exact state (starting, running, exited, killed, failed).
+ApiResult<StatusFilter> ParseStateFilter(std::string_view value);
 // An unsigned decimal offset/limit ("?since"): digits only, no sign, fits uint64.
 std::optional<uint64_t> ParseUnsigned(std::string_view text);
 
 // ---- Responses.
 
-// Public status of a state (docs/api.md, SessionInfo): running|exited|killed.
+// The original's status (docs/api.md, SessionInfo): running while starting or running;
+// killed for an interactive session ended by DELETE, or an end with neither exit code nor
+// signal after a kill; else exited.
 std::string_view PublicStatus(const wire::SessionInfo& info);
+// The original's exitCode: the exit status, or 128 + the signal that ended the command (what
+// Bun reported); null while running, for a failed start, and for an interactive session ended
+// by DELETE.
+std::optional<int64_t> PublicExitCode(const wire::SessionInfo& info);
 // "2026-11-21T19:31:44.759Z" from Unix epoch milliseconds.
 std::string IsoTime(uint64_t epoch_ms);
 
@@ -105,8 +120,9 @@ std::string WsOutputJson(wire::OutputStream stream, std::string_view utf8_data, 
 std::string WsGapJson(uint64_t from, uint64_t to);
 std::string WsLaggedJson(uint64_t resume_from);
 std::string WsKilledJson();
-// {"type":"exit","code","duration","reason","signal","offset"}: code = exit_code, or
-// 128 + signal, or -1 when neither is known; duration in seconds (fractional) from created_at.
+// {"type":"exit","code","duration","durationMs","reason","signal","offset"}: code =
+// exit_code, or 128 + signal, or -1 when neither is known; duration in whole seconds from
+// created_at, rounded as the original did; durationMs the same in milliseconds.
 std::string WsExitJson(const wire::SessionInfo& info, const wire::EndRecord& end,
                        uint64_t final_offset);
 std::string WsErrorJson(const ApiError& error);

@@ -1,10 +1,12 @@
 #include "http/routes.h"
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
 #include <string_view>
 #include <utility>
 
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http/field.hpp>
 #include <nlohmann/json.hpp>
 
@@ -289,8 +291,8 @@ void CreateSession(const Call& c) {
 struct Lister : std::enable_shared_from_this<Lister> {
   Call call;
   wire::ListRequest request;
-  std::vector<wire::SessionState> states;
-  uint64_t limit = 0;  // 0: all
+  std::optional<StatusFilter> filter;  // ?status= or ?state=; none: every session
+  uint64_t limit = 0;                  // 0: all
   std::vector<wire::SessionInfo> found;
 
   void Next() {
@@ -299,10 +301,7 @@ struct Lister : std::enable_shared_from_this<Lister> {
         [self = shared_from_this()](const wire::Response& r) {
           const auto& list = std::get<wire::SessionList>(r.body);
           for (const auto& s : list.sessions) {
-            if (std::find(self->states.begin(), self->states.end(), s.state) ==
-                self->states.end()) {
-              continue;
-            }
+            if (self->filter && !self->filter->Matches(s)) continue;
             if (self->limit != 0 && self->found.size() >= self->limit) break;
             self->found.push_back(s);
           }
@@ -338,18 +337,21 @@ void ListSessions(const Call& c) {
   lister->call = c;
   if (const auto* owner = Query(c, "owner")) lister->request.owner = *owner;
   if (const auto* label = Query(c, "label")) lister->request.label = NormalizeLabel(*label);
-  if (const auto* status = Query(c, "status")) {
-    auto states = ParseStatusFilter(*status);
-    if (auto* error = std::get_if<ApiError>(&states)) {
+  const std::string* status = Query(c, "status");
+  const std::string* state = Query(c, "state");
+  if (status != nullptr && state != nullptr) {
+    RespondError(c, BadRequest("give status or state, not both", "?state"));
+    return;
+  }
+  if (status != nullptr || state != nullptr) {
+    auto filter = status != nullptr ? ParseStatusFilter(*status) : ParseStateFilter(*state);
+    if (auto* error = std::get_if<ApiError>(&filter)) {
       RespondError(c, *error);
       return;
     }
-    lister->states = std::move(std::get<0>(states));
-    if (lister->states.size() == 1) lister->request.state = lister->states.front();
-  } else {
-    lister->states = {wire::SessionState::kStarting, wire::SessionState::kRunning,
-                      wire::SessionState::kExited, wire::SessionState::kKilled,
-                      wire::SessionState::kFailed};
+    lister->filter = std::get<StatusFilter>(filter);
+    // One exact state: the supervisor filters, and fewer pages cross the link.
+    lister->request.state = lister->filter->state;
   }
   auto limit = QueryNumber(c, "limit", 0, 1, wire::kMaxListLimit);
   if (!limit) return;
@@ -398,14 +400,53 @@ void GetSession(const Call& c) {
   });
 }
 
+// The original marked a session "killed" at once and "exited" as soon as its process was
+// gone. Ours ends a moment after the kill (SIGTERM to the sandbox, then its cleanup), so DELETE
+// answers once the session has ended, or after kKillWait if it takes longer (a command that
+// ignores SIGTERM until the grace period's SIGKILL): a GET right after DELETE sees the end.
+constexpr std::chrono::milliseconds kKillWait{1000};
+constexpr std::chrono::milliseconds kKillPoll{10};
+
+struct KillWaiter : std::enable_shared_from_this<KillWaiter> {
+  Call call;
+  boost::asio::steady_timer timer;
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::now() + kKillWait;
+
+  explicit KillWaiter(Call c) : call(std::move(c)), timer(call->ctx.io) {}
+
+  void Check(const wire::SessionInfo& info) {
+    if (info.end || std::chrono::steady_clock::now() >= deadline) {
+      RespondJson(call, 200, R"({"killed":true})");
+      return;
+    }
+    timer.expires_after(kKillPoll);
+    timer.async_wait([self = shared_from_this()](boost::system::error_code) {
+      self->call->ctx.link.Call(wire::GetRequest{self->call->match.session_id},
+                                [self](Result<wire::Response> r) {
+                                  // The kill succeeded; a failed look afterwards changes nothing.
+                                  if (!r || !r->ok()) {
+                                    RespondJson(self->call, 200, R"({"killed":true})");
+                                    return;
+                                  }
+                                  self->Check(std::get<wire::SessionInfo>(r->body));
+                                });
+    });
+  }
+};
+
 void KillSession(const Call& c) {
   if (!CheckSessionId(c)) return;
-  Ask(c, wire::KillRequest{c->match.session_id},
-      [c](const wire::Response&) { RespondJson(c, 200, R"({"killed":true})"); });
+  Ask(c, wire::KillRequest{c->match.session_id}, [c](const wire::Response& r) {
+    std::make_shared<KillWaiter>(c)->Check(std::get<wire::SessionInfo>(r.body));
+  });
 }
 
-// The original answered input to a session that is not running with 400; keep that status.
+// The original answered input to an unknown session, or one that is not running, with 400
+// {"error":"Session not found or not running"}; keep that status (the code tells them apart).
 ApiError InputError(const wire::ErrorBody& error) {
+  if (error.code == wire::ErrorCode::kNotFound) {
+    return ApiError{400, "not_found", "Session not found or not running", {}};
+  }
   ApiError e = SessionError(error);
   if (error.code == wire::ErrorCode::kWrongState) e.status = 400;
   return e;
@@ -433,7 +474,10 @@ void SendInput(const Call& c, std::shared_ptr<std::string> data, size_t from) {
 }
 
 void Input(const Call& c) {
-  if (!CheckSessionId(c)) return;
+  if (!wire::IsValidSessionId(c->match.session_id)) {
+    RespondError(c, InputError(wire::ErrorBody{wire::ErrorCode::kNotFound, "no such session", {}}));
+    return;
+  }
   auto parsed = ParseInputBody(c->request.body());
   if (auto* error = std::get_if<ApiError>(&parsed)) {
     RespondError(c, *error);
@@ -471,21 +515,57 @@ void Signal(const Call& c) {
       [c](const wire::Response&) { RespondJson(c, 200, R"({"signaled":true})"); });
 }
 
+// The transcript in the original's text (transcript.h): reads from the closest known point
+// before ?since, then on to the end of the output for the size.
+struct TranscriptReader : std::enable_shared_from_this<TranscriptReader> {
+  Call call;
+  TranscriptBuilder builder;
+
+  TranscriptReader(Call c, const std::string& header, const TranscriptPoint& from, uint64_t since,
+                   uint64_t cap)
+      : call(std::move(c)), builder(header, from, since, cap) {}
+
+  void Next() {
+    Ask(call,
+        wire::ReadOutputRequest{call->match.session_id, builder.next_output(),
+                                static_cast<uint32_t>(wire::kMaxChunkBytes)},
+        [self = shared_from_this()](const wire::Response& r) {
+          TranscriptIndex& index = self->call->ctx.transcripts;
+          const std::string& id = self->call->match.session_id;
+          const bool more = self->builder.Add(std::get<wire::OutputRead>(r.body));
+          index.Record(id, self->builder.point());
+          if (!more) {
+            self->Respond();
+            return;
+          }
+          if (self->builder.body_done()) self->builder.SkipTo(index.Furthest(id, {}));
+          self->Next();
+        });
+  }
+
+  void Respond() {
+    HttpResponse res{http::status::ok, call->request.version()};
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    res.set("x-transcript-offset", std::to_string(builder.offset()));
+    res.set("x-transcript-total-size", std::to_string(builder.total()));
+    res.set("x-transcript-next-offset", std::to_string(builder.next()));
+    res.keep_alive(call->request.keep_alive());
+    res.body() = std::move(builder.body());
+    res.prepare_payload();
+    call->respond(std::move(res));
+  }
+};
+
 void Transcript(const Call& c) {
   if (!CheckSessionId(c)) return;
   auto since = QueryNumber(c, "since", 0, 0, UINT64_MAX);
   if (!since) return;
-  ReadRange(c, *since, c->ctx.config.transcript_max_bytes, [c, since](Collected& got) {
-    HttpResponse res{http::status::ok, c->request.version()};
-    res.set(http::field::content_type, "text/plain; charset=utf-8");
-    res.set("x-transcript-offset", std::to_string(got.first.value_or(*since)));
-    res.set("x-transcript-total-size", std::to_string(got.total));
-    res.set("x-transcript-next-offset", std::to_string(got.next));
-    if (!got.gaps.empty()) res.set("x-output-gaps", GapsHeader(got.gaps));
-    res.keep_alive(c->request.keep_alive());
-    res.body() = std::move(got.bytes);
-    res.prepare_payload();
-    Respond(c, std::move(res));
+  Ask(c, wire::GetRequest{c->match.session_id}, [c, since = *since](const wire::Response& r) {
+    const std::string header = TranscriptHeader(std::get<wire::SessionInfo>(r.body));
+    const TranscriptPoint start{0, header.size(), {}};
+    const TranscriptPoint from = c->ctx.transcripts.Before(c->match.session_id, since, start);
+    std::make_shared<TranscriptReader>(c, header, from, since, c->ctx.config.transcript_max_bytes)
+        ->Next();
   });
 }
 

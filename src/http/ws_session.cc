@@ -11,6 +11,7 @@
 #include <boost/beast/websocket.hpp>
 
 #include "http/api_json.h"
+#include "http/transcript.h"
 
 namespace mp::http {
 namespace beast = boost::beast;
@@ -87,7 +88,10 @@ void WsSession::OnAccept(beast::error_code ec) {
 }
 
 void WsSession::SendCatchup(const wire::OutputRead& tail) {
-  std::string raw(tail.data.begin(), tail.data.end());
+  // The original's catchup data is its output buffer, stderr marked "[stderr] "; offset and
+  // next still count output bytes (the marks are not output).
+  const bool at_line_start = !tail.chunks.empty() && tail.chunks.front().offset == 0;
+  std::string raw = MarkedText(tail, at_line_start);
   const uint64_t offset = tail.chunks.empty() ? tail.next : tail.chunks.front().offset;
   next_ = tail.next;
   // A character cut at the end of the tail is carried into the next message, as between two

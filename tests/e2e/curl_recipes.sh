@@ -232,27 +232,45 @@ expect_status 400
 jcheck 'j["error"] == "input is required"' "input without input"
 
 step "Transcript with since and its headers"
-req POST /sessions '{"task":"printf abcdefghij","owner":"recipes"}'
+# The original's transcript text: its header, then the output with stderr marked; offsets
+# count that text.
+req POST /sessions '{"task":"printf abcdefghij; echo oops >&2","owner":"recipes"}'
 expect_status 201
 TRANSCRIPT=$(json_id)
 wait_ended "$TRANSCRIPT"
+TEXT="# Session $TRANSCRIPT
+## Task
+
+printf abcdefghij; echo oops >&2
+
+---
+abcdefghij[stderr] oops"
+SIZE=$((${#TEXT} + 1)) # and the final newline
 req GET "/sessions/$TRANSCRIPT/transcript"
 expect_status 200
-[[ $(<"$BODY") == abcdefghij ]] || fail "transcript body"
+[[ $(<"$BODY") == "$TEXT" && $(stat -c %s "$BODY") == "$SIZE" ]] || fail "transcript body"
 [[ $(header content-type) == text/plain* ]] || fail "transcript content-type $(header content-type)"
-[[ $(header x-transcript-offset) == 0 && $(header x-transcript-total-size) == 10 &&
-  $(header x-transcript-next-offset) == 10 ]] || fail "transcript headers"
-req GET "/sessions/$TRANSCRIPT/transcript?since=4"
+[[ $(header x-transcript-offset) == 0 && $(header x-transcript-total-size) == "$SIZE" &&
+  $(header x-transcript-next-offset) == "$SIZE" ]] || fail "transcript headers"
+FROM=$((SIZE - 20)) # "efghij[stderr] oops\n": the end without "abcd"
+req GET "/sessions/$TRANSCRIPT/transcript?since=$FROM"
 expect_status 200
-[[ $(<"$BODY") == efghij ]] || fail "transcript since=4 body"
-[[ $(header x-transcript-offset) == 4 && $(header x-transcript-next-offset) == 10 ]] ||
-  fail "transcript since=4 headers"
-req GET "/sessions/$TRANSCRIPT/transcript?since=10"
+[[ $(<"$BODY") == "efghij[stderr] oops" ]] || fail "transcript since=$FROM body"
+[[ $(header x-transcript-offset) == "$FROM" && $(header x-transcript-next-offset) == "$SIZE" ]] ||
+  fail "transcript since=$FROM headers"
+req GET "/sessions/$TRANSCRIPT/transcript?since=$SIZE"
 expect_status 200
-[[ ! -s $BODY && $(header x-transcript-next-offset) == 10 ]] || fail "transcript at the end"
+[[ ! -s $BODY && $(header x-transcript-next-offset) == "$SIZE" ]] || fail "transcript at the end"
+req GET "/sessions/$TRANSCRIPT/transcript?since=$((SIZE + 1000))"
+expect_status 200
+[[ ! -s $BODY && $(header x-transcript-offset) == "$SIZE" &&
+  $(header x-transcript-next-offset) == "$SIZE" ]] || fail "transcript past the end: clamped"
+req GET "/sessions/$TRANSCRIPT/output"
+expect_status 200
+[[ $(<"$BODY") == "abcdefghijoops" ]] || fail "/output keeps the raw bytes"
 req GET "/sessions/$TRANSCRIPT/transcript?since=nope"
 expect_status 400
-CHECKS=$((CHECKS + 6))
+CHECKS=$((CHECKS + 8))
 
 step "print sessions and exec with command + args"
 req POST /sessions '{"task":"hello from print","type":"print","preset":"printer","owner":"other"}'
@@ -286,8 +304,8 @@ req POST "/sessions/$PTY/signal" '{"signal":"SIGTERM"}'
 expect_status 200
 jcheck 'j == {"signaled": True}' "signal answer"
 wait_ended "$PTY"
-jcheck 'j["signal"] == 15 and j["exitCode"] is None and j["status"] != "running"' \
-  "SIGTERM ended the session"
+jcheck 'j["signal"] == 15 and j["exitCode"] == 143 and j["status"] == "exited"' \
+  "SIGTERM ended the session (exitCode 128 + 15, as the original reported)"
 req POST "/sessions/$PTY/resize" '{"rows":40,"cols":90}'
 expect_status 409
 jcheck 'j["code"] == "wrong_state"' "resize of an ended session"
@@ -299,8 +317,12 @@ VICTIM=$(json_id)
 req DELETE "/sessions/$VICTIM"
 expect_status 200
 jcheck 'j == {"killed": True}' "DELETE answer"
-wait_ended "$VICTIM"
-jcheck 'j["status"] == "killed" and j["endReason"] == "killed_by_request"' "a DELETEd session"
+# DELETE answers once the session has ended: read at once, it is over, as the original's
+# "exited" with 128 + signal; ours says killed_by_request.
+req GET "/sessions/$VICTIM"
+expect_status 200
+jcheck 'j["status"] == "exited" and j["exitCode"] in (143, 137) and j["state"] == "killed" and
+        j["endReason"] == "killed_by_request" and j["signal"] in (15, 9)' "a DELETEd session"
 req DELETE "/sessions/$VICTIM"
 expect_status 200
 jcheck 'j == {"killed": True}' "DELETE of an ended session"
@@ -314,7 +336,7 @@ batch "GET /sessions" \
   "GET /sessions?label=alpha" \
   "GET /sessions?label=%20ALPHA%20" \
   "GET /sessions?owner=recipes&status=running" \
-  "GET /sessions?owner=recipes&status=killed" \
+  "GET /sessions?owner=recipes&state=killed" \
   "GET /sessions?owner=recipes&status=exited" \
   "GET /sessions?owner=recipes&limit=2" \
   "GET /sessions?status=bogus"
@@ -339,11 +361,11 @@ expect_status 200
 jcheck '[s["id"] for s in j] == ["'"$RUNNING"'"]' "?status=running"
 pick 6
 expect_status 200
-jcheck '[s["id"] for s in j] == ["'"$VICTIM"'"]' "?status=killed"
+jcheck '[s["id"] for s in j] == ["'"$VICTIM"'"]' "?state=killed"
 pick 7
 expect_status 200
-jcheck '{s["id"] for s in j} == {"'"$FIRST"'", "'"$INPUT"'", "'"$BIG"'", "'"$TRANSCRIPT"'"}' \
-  "?status=exited"
+jcheck '{s["id"] for s in j} == {"'"$FIRST"'", "'"$INPUT"'", "'"$BIG"'", "'"$TRANSCRIPT"'",
+        "'"$VICTIM"'"}' "?status=exited (a DELETEd exec session too)"
 pick 8
 expect_status 200
 jcheck '[s["id"] for s in j] == ["'"$FIRST"'", "'"$INPUT"'"]' "?limit=2"
@@ -365,8 +387,9 @@ for i in "${!NOT_FOUND[@]}"; do
   jcheck 'j["error"] == "Not found" or j["code"] == "not_found"' "404 for ${NOT_FOUND[$i]}"
 done
 req POST /sessions/s-0000000000000000000000doesnotexist/input '{"input":"x"}'
-expect_status 404
-jcheck 'j["error"] == "Not found"' "input to an unknown session"
+expect_status 400
+jcheck 'j["error"] == "Session not found or not running" and j["code"] == "not_found"' \
+  "input to an unknown session: the original's 400"
 
 step "401s, from another loopback address so that the failure limiter never touches ours"
 # (http_edges.py covers every route; here the original's shapes.)

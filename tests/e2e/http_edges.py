@@ -256,17 +256,22 @@ def main():
         check(st == 400 and e.get("code") == "bad_request" and e.get("field") == field,
               "GET %s: %d %r" % (path, st, payload[:200]))
 
-    # Offsets past the end of the output: a 400 naming ?since, for the WebSocket too (before
-    # the upgrade: a client waiting for output that cannot come would wait forever).
+    # Offsets past the end of the output: a 400 naming ?since on /output, and for the
+    # WebSocket too (before the upgrade: a client waiting for output that cannot come would
+    # wait forever). The transcript clamps to its end, as the original did.
     st, _, body = request("POST", "/sessions", {"task": "echo 12345; sleep 600"})
     check(st == 201, "POST /sessions: %d" % st)
     late = json.loads(body)["id"]
-    for path in ("/sessions/%s/transcript?since=1000000" % late,
-                 "/sessions/%s/output?since=1000000" % late):
-        st, _, payload = request("GET", path)
-        e = error_body(payload) or {}
-        check(st == 400 and e.get("code") == "bad_request" and e.get("field") == "?since",
-              "GET %s: %d %r" % (path, st, payload[:200]))
+    path = "/sessions/%s/output?since=1000000" % late
+    st, _, payload = request("GET", path)
+    e = error_body(payload) or {}
+    check(st == 400 and e.get("code") == "bad_request" and e.get("field") == "?since",
+          "GET %s: %d %r" % (path, st, payload[:200]))
+    st, headers, payload = request("GET", "/sessions/%s/transcript?since=1000000" % late)
+    check(st == 200 and payload == b"" and
+          headers.get("x-transcript-offset") == headers.get("x-transcript-total-size") ==
+          headers.get("x-transcript-next-offset"),
+          "GET transcript past the end: %d %r %r" % (st, payload[:200], headers))
 
     async def ws_past_end():
         url = "ws://%s:%d/sessions/%s/ws?since=1000000" % (HOST, PORT, late)

@@ -213,12 +213,26 @@ while ((NEXT < TOTAL)); do
 done
 expect "the last page ends the output" [ "$(header x-output-ended)" == true ]
 expect "the pages make the whole output" cmp -s "$WORK/pages" "$WORK/worker.jsonl"
+# The transcript is the original's text: its header, then the output with stderr marked;
+# its offsets count that text.
+req GET "/sessions/$WORKER/transcript"
+expect_status 200
+cp "$BODY" "$WORK/transcript"
+TTOTAL=$(header x-transcript-total-size)
+expect "transcript size" [ "$(stat -c %s "$WORK/transcript")" == "$TTOTAL" -a \
+  "$(header x-transcript-next-offset)" == "$TTOTAL" ]
+expect "the transcript: header, then the output with [stderr] marks" "$PY" -c 'import sys
+t, o = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+head = ("# Session %s\n## Task\n\n" % sys.argv[3]).encode()
+body = t[t.index(b"\n\n---\n") + 6:]
+sys.exit(0 if t.startswith(head) and body.replace(b"[stderr] ", b"") == o else 1)' \
+  "$WORK/transcript" "$WORK/worker.jsonl" "$WORKER"
 req GET "/sessions/$WORKER/transcript?since=200"
 expect_status 200
 expect "transcript headers" [ "$(header x-transcript-offset)" == 200 -a \
-  "$(header x-transcript-next-offset)" == "$TOTAL" -a \
-  "$(header x-transcript-total-size)" == "$TOTAL" ]
-expect "the transcript from 200" cmp -s "$BODY" <(tail -c +201 "$WORK/worker.jsonl")
+  "$(header x-transcript-next-offset)" == "$TTOTAL" -a \
+  "$(header x-transcript-total-size)" == "$TTOTAL" ]
+expect "the transcript from 200" cmp -s "$BODY" <(tail -c +201 "$WORK/transcript")
 
 step "Recipe 3 (WebSocket): the resume snippet of docs/recipes.md, run as it stands"
 awk '/^```python$/ { on = 1; next } /^```$/ { on = 0 } on' "$DOC" >"$WORK/follow.py"

@@ -229,6 +229,12 @@ def read_output_binary(sid, total, workers=4):
     return sha.hexdigest()
 
 
+def transcript_header(sid):
+    """The original's transcript header of an exec or print session."""
+    task = api_json("GET", "/sessions/" + sid)["task"]
+    return ("# Session %s\n## Task\n\n%s\n\n---\n" % (sid, task)).encode()
+
+
 def spawn_stream(n, pace, name):
     return create({"task": name, "command": sys.executable, "args": ["-c", GEN, str(n),
                                                                      str(pace)],
@@ -276,15 +282,18 @@ async def cmd_stream(args):
     got = read_output_binary(sid, n)
     log("GET /output read %d bytes in %.1f s" % (n, time.monotonic() - t2))
     check(got == want, "GET /output sha256 differs: %s" % got)
-    # The transcript route returns at most 4 MiB per response.
+    # The transcript is the original's text (a header, then the output: stdout only here),
+    # at most 4 MiB per response.
+    text = transcript_header(sid) + data
     status, h, body = api("GET", "/sessions/%s/transcript?since=0" % sid)
-    check(status == 200 and len(body) == 4 << 20 and body == data[:4 << 20],
+    check(status == 200 and len(body) == 4 << 20 and body == text[:4 << 20],
           "transcript from 0: %d, %d bytes" % (status, len(body)))
     check((h["x-transcript-offset"], h["x-transcript-next-offset"],
-           h["x-transcript-total-size"]) == ("0", str(4 << 20), str(n)),
+           h["x-transcript-total-size"]) == ("0", str(4 << 20), str(len(text))),
           "transcript headers %r" % h)
-    status, h, body = api("GET", "/sessions/%s/transcript?since=%d" % (sid, n - 10))
-    check(status == 200 and body == data[-10:] and h["x-transcript-next-offset"] == str(n),
+    status, h, body = api("GET", "/sessions/%s/transcript?since=%d" % (sid, len(text) - 10))
+    check(status == 200 and body == data[-10:] and
+          h["x-transcript-next-offset"] == str(len(text)),
           "transcript tail: %d %r %r" % (status, body, h))
     detail = api_json("GET", "/sessions/" + sid)
     check(detail["status"] == "exited" and detail["exitCode"] == 0, "detail %r" % {
@@ -548,10 +557,17 @@ async def cmd_gaps(args):
           h.get("x-output-gaps") == "0-%d" % cut and body == data[cut:cut + len(body)] and body,
           "GET /output across the gap: %d %r" % (status, {k: v for k, v in h.items()
                                                             if k.startswith("x-")}))
+    # The transcript stays contiguous: its header, then (asked from after it) the output
+    # past the cut, which counts as its size in output bytes.
+    head = transcript_header(sid)
     status, h, body = api("GET", "/sessions/%s/transcript?since=0" % sid)
-    check(status == 200 and h.get("x-transcript-offset") == str(cut) and
-          h.get("x-output-gaps") == "0-%d" % cut and body == data[cut:] and
-          h.get("x-transcript-next-offset") == str(len(data)),
+    check(status == 200 and body == head and h.get("x-transcript-next-offset") == str(len(head))
+          and h.get("x-transcript-total-size") == str(len(head) + len(data)),
+          "GET /transcript up to the gap: %d %r" % (status, {k: v for k, v in h.items()
+                                                               if k.startswith("x-")}))
+    status, h, body = api("GET", "/sessions/%s/transcript?since=%d" % (sid, len(head)))
+    check(status == 200 and h.get("x-transcript-offset") == str(len(head) + cut) and
+          body == data[cut:] and h.get("x-transcript-next-offset") == str(len(head) + len(data)),
           "GET /transcript across the gap: %d %r" % (status, {k: v for k, v in h.items()
                                                                 if k.startswith("x-")}))
     log("gaps: live %r, replay %r; kept %d..%d" % (live.gaps, replay.gaps, cut, len(data)))

@@ -286,6 +286,7 @@ wire::ResponseBody FakeSupervisor::Dispatch(Connection& c, const wire::RequestBo
     if (r->type == wire::SessionType::kInteractive) info.pty = r->pty.value_or(wire::PtySize{});
     const auto words = Split(r->task, ':');
     if (words[0] == "echo") s->echo = true;
+    if (words[0] == "ignoreterm") s->ignore_kill = true;
     if (words[0] == "emit" && words.size() > 1) {
       s->emit_left = Number(words[1]).value_or(0);
       for (size_t i = 2; i < words.size(); ++i) {
@@ -337,7 +338,7 @@ wire::ResponseBody FakeSupervisor::Dispatch(Connection& c, const wire::RequestBo
   if (const auto* r = std::get_if<wire::KillRequest>(&body)) {
     Session* s = Find(r->session);
     if (s == nullptr) return not_found(r->session);
-    if (!s->info.end) {
+    if (!s->info.end && !s->ignore_kill) {
       wire::EndRecord end;
       end.reason = wire::EndReason::kKilledByRequest;
       end.signal = 9;

@@ -10,6 +10,7 @@
 //   "echo"              stdin is appended to the output (stdout); close_stdin exits 0;
 //   "fail:<code>"       the spawn is refused with that error code (capacity, not_found, ...);
 //   "hang"              the spawn is never answered (until the connection goes);
+//   "ignoreterm"        runs, prints nothing; a kill request leaves it running (End ends it);
 //   anything else       runs, prints nothing, until killed or its stdin is closed.
 // Tests add output (Append) and end sessions (End) directly as well.
 //
@@ -101,6 +102,7 @@ class FakeSupervisor {
     std::vector<Chunk> chunks;  // how the output was produced, in offset order
     uint64_t held_from = 0;     // DropBefore
     bool echo = false;
+    bool ignore_kill = false;
     uint64_t emit_left = 0;
     uint64_t emit_chunk = 16 * 1024;
     std::chrono::milliseconds emit_every{1};

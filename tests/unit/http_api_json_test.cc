@@ -232,8 +232,10 @@ TEST(ParseSpawnBodyTest, EveryErrorNamesItsField) {
       {"{}", 400, "/task", "task is required"},
       {R"({"task":null})", 400, "/task", "task is required"},
       {R"({"task":""})", 400, "/task", "task is required"},
-      {R"({"task":42})", 400, "/task", "task is required"},
-      {R"({"task":["ls"]})", 400, "/task", "task is required"},
+      // A task of the wrong type says what it must be (not "required": it was given).
+      {R"({"task":42})", 400, "/task", "task must be a string"},
+      {R"({"task":["ls"]})", 400, "/task", "task must be a string"},
+      {R"({"task":{"cmd":"ls"}})", 400, "/task", "task must be a string"},
       {R"({"task":"a\u0000b"})", 400, "/task", "NUL"},
       // type / mode / preset
       {R"({"task":"t","type":"shell"})", 400, "/type", "exec, print, interactive"},
@@ -488,17 +490,48 @@ TEST(ParseWsClientMessageTest, ErrorsNameTheirField) {
 
 // ---- Query strings.
 
-TEST(ParseStatusFilterTest, PublicAndExactStates) {
+wire::SessionInfo RunningInfo();
+
+// ?status= filters by the public status (what `status` shows), ?state= by the exact state.
+TEST(ParseStatusFilterTest, PublicStatusesAndExactStates) {
   using S = wire::SessionState;
-  EXPECT_EQ(Value(ParseStatusFilter("running")), (std::vector<S>{S::kStarting, S::kRunning}));
-  EXPECT_EQ(Value(ParseStatusFilter("exited")), (std::vector<S>{S::kExited, S::kFailed}));
-  EXPECT_EQ(Value(ParseStatusFilter("killed")), (std::vector<S>{S::kKilled}));
-  EXPECT_EQ(Value(ParseStatusFilter("starting")), (std::vector<S>{S::kStarting}));
-  EXPECT_EQ(Value(ParseStatusFilter("failed")), (std::vector<S>{S::kFailed}));
+  wire::SessionInfo killed_exec = RunningInfo();  // DELETE: "exited" 143, state killed
+  killed_exec.state = S::kKilled;
+  killed_exec.end = wire::EndRecord{};
+  killed_exec.end->reason = wire::EndReason::kKilledByRequest;
+  killed_exec.end->signal = SIGTERM;
+  wire::SessionInfo killed_tty = killed_exec;  // an interactive one stays "killed"
+  killed_tty.type = wire::SessionType::kInteractive;
+  wire::SessionInfo starting = RunningInfo();
+  starting.state = S::kStarting;
+  wire::SessionInfo failed = RunningInfo();
+  failed.state = S::kFailed;
+  failed.end = wire::EndRecord{};
+  failed.end->reason = wire::EndReason::kSpawnError;
+  const std::vector<const wire::SessionInfo*> all = {&killed_exec, &killed_tty, &starting, &failed};
+  const auto matching = [&](const StatusFilter& f) {
+    std::vector<const wire::SessionInfo*> out;
+    for (const auto* info : all) {
+      if (f.Matches(*info)) out.push_back(info);
+    }
+    return out;
+  };
+  using V = std::vector<const wire::SessionInfo*>;
+  EXPECT_EQ(matching(Value(ParseStatusFilter("running"))), (V{&starting}));
+  EXPECT_EQ(matching(Value(ParseStatusFilter("exited"))), (V{&killed_exec, &failed}));
+  EXPECT_EQ(matching(Value(ParseStatusFilter("killed"))), (V{&killed_tty}));
+  EXPECT_EQ(matching(Value(ParseStatusFilter("starting"))), (V{&starting}));
+  EXPECT_EQ(matching(Value(ParseStatusFilter("failed"))), (V{&failed}));
+  EXPECT_EQ(Value(ParseStatusFilter("exited")).state, std::nullopt);
+  EXPECT_EQ(Value(ParseStatusFilter("failed")).state, S::kFailed);
+  EXPECT_EQ(matching(Value(ParseStateFilter("killed"))), (V{&killed_exec, &killed_tty}));
+  EXPECT_EQ(matching(Value(ParseStateFilter("running"))), V{});
+  EXPECT_EQ(Value(ParseStateFilter("exited")).state, S::kExited);
   for (std::string_view bad : {"", "Running", "done", "running,exited"}) {
     const ApiError e = Err(ParseStatusFilter(bad));
     EXPECT_EQ(e.status, 400) << bad;
     EXPECT_EQ(e.field, "?status") << bad;
+    EXPECT_EQ(Err(ParseStateFilter(bad)).field, "?state") << bad;
   }
 }
 
@@ -599,10 +632,11 @@ TEST(SessionInfoJsonTest, EndedSession) {
   want.insert(want.end(), {"state", "preset", "outputBytes", "endReason", "endDetail", "signal",
                            "pty", "resources"});
   EXPECT_EQ(Keys(j), want);
-  EXPECT_EQ(j["status"], "killed");
+  // Killed by our deadline, not by DELETE: the original would have seen its process end.
+  EXPECT_EQ(j["status"], "exited");
   EXPECT_EQ(j["state"], "killed");
   EXPECT_EQ(j["type"], "interactive");
-  EXPECT_TRUE(j["exitCode"].is_null());
+  EXPECT_EQ(j["exitCode"], 137);
   EXPECT_TRUE(j["pid"].is_null());
   EXPECT_EQ(j["endedAt"], "2024-11-21T19:31:45.759Z");
   EXPECT_EQ(j["preset"], "claude-interactive");
@@ -628,6 +662,69 @@ TEST(SessionInfoJsonTest, PublicStatusOfEveryState) {
     EXPECT_EQ(j["status"], status);
     EXPECT_EQ(j["state"], wire::ToString(state));
   }
+}
+
+// After DELETE the original read "killed" until the process was gone, then "exited" with the
+// code Bun reported, 128 + signal; its interactive (tmux) sessions stayed "killed", code null.
+// Ours keeps the exact outcome in state, endReason and signal.
+TEST(SessionInfoJsonTest, StatusAndExitCodeAsTheOriginalReportedThem) {
+  struct Case {
+    wire::SessionType type;
+    wire::SessionState state;
+    wire::EndReason reason;
+    std::optional<int32_t> code;
+    std::optional<int32_t> signal;
+    std::string_view status;
+    std::optional<int64_t> exit_code;
+  };
+  using T = wire::SessionType;
+  using S = wire::SessionState;
+  using R = wire::EndReason;
+  const std::vector<Case> cases = {
+      {T::kExec, S::kKilled, R::kKilledByRequest, {}, SIGTERM, "exited", 143},
+      {T::kPrint, S::kKilled, R::kKilledByRequest, {}, SIGKILL, "exited", 137},
+      {T::kExec, S::kKilled, R::kKilledByRequest, 143, {}, "exited", 143},  // init's code
+      {T::kInteractive, S::kKilled, R::kKilledByRequest, {}, SIGTERM, "killed", {}},
+      {T::kInteractive, S::kExited, R::kExit, 0, {}, "exited", 0},
+      {T::kExec, S::kExited, R::kExit, {}, SIGSEGV, "exited", 128 + SIGSEGV},  // its own crash
+      {T::kExec, S::kKilled, R::kOom, {}, SIGKILL, "exited", 137},
+      {T::kExec, S::kKilled, R::kKilledByRequest, {}, {}, "killed", {}},  // killed while starting
+      {T::kExec, S::kFailed, R::kSpawnError, {}, {}, "exited", {}},
+  };
+  for (const Case& c : cases) {
+    wire::SessionInfo info = RunningInfo();
+    info.type = c.type;
+    info.state = c.state;
+    info.end = wire::EndRecord{};
+    info.end->reason = c.reason;
+    info.end->exit_code = c.code;
+    info.end->signal = c.signal;
+    const std::string what = std::string(wire::ToString(c.type)) + " " +
+                             std::string(wire::ToString(c.reason)) + " " +
+                             std::to_string(c.signal.value_or(0));
+    EXPECT_EQ(PublicStatus(info), c.status) << what;
+    EXPECT_EQ(PublicExitCode(info), c.exit_code) << what;
+    const ojson j = ojson::parse(SessionInfoJson(info, 0));
+    EXPECT_EQ(j["status"], c.status) << what;
+    EXPECT_EQ(j["exitCode"], c.exit_code ? ojson(*c.exit_code) : ojson(nullptr)) << what;
+    EXPECT_EQ(j["state"], wire::ToString(c.state)) << what;
+    EXPECT_EQ(j["endReason"], wire::ToString(c.reason)) << what;
+    EXPECT_EQ(j["signal"], c.signal ? ojson(*c.signal) : ojson(nullptr)) << what;
+    const ojson catchup = ojson::parse(WsCatchupJson(info, "", 0, 0));
+    EXPECT_EQ(catchup["status"], c.status) << what;
+    EXPECT_EQ(catchup["exitCode"], j["exitCode"]) << what;
+  }
+}
+
+// The original stored `opts.owner || null`: no owner (or an empty one) is null.
+TEST(SessionInfoJsonTest, NoOwnerIsNull) {
+  wire::SessionInfo info = RunningInfo();
+  info.owner.clear();
+  const ojson j = ojson::parse(SessionInfoJson(info, 0));
+  ASSERT_TRUE(j.contains("owner"));
+  EXPECT_TRUE(j["owner"].is_null());
+  info.owner = "ci";
+  EXPECT_EQ(ojson::parse(SessionInfoJson(info, 0))["owner"], "ci");
 }
 
 TEST(SessionInfoJsonTest, ExitedSessionWithCodeAndNoDetail) {
@@ -816,8 +913,14 @@ TEST(WsJsonTest, Exit) {
   wire::EndRecord end;
   end.exit_code = 0;
   end.ended_at_ms = info.created_at_ms + 1500;
+  // duration: whole seconds rounded as the original's Math.round; durationMs: ours, exact.
   EXPECT_EQ(WsExitJson(info, end, 42),
-            R"({"type":"exit","code":0,"duration":1.5,"reason":"exit","signal":null,"offset":42})");
+            R"({"type":"exit","code":0,"duration":2,"durationMs":1500,"reason":"exit",)"
+            R"("signal":null,"offset":42})");
+  end.ended_at_ms = info.created_at_ms + 1499;
+  EXPECT_EQ(ojson::parse(WsExitJson(info, end, 0))["duration"], 1);
+  end.ended_at_ms = info.created_at_ms + 3600000;
+  EXPECT_EQ(ojson::parse(WsExitJson(info, end, 0))["duration"], 3600);
 
   end = {};
   end.reason = wire::EndReason::kKilledByRequest;
@@ -827,17 +930,19 @@ TEST(WsJsonTest, Exit) {
   EXPECT_EQ(j["code"], 137);
   EXPECT_EQ(j["signal"], 9);
   EXPECT_EQ(j["reason"], "killed_by_request");
-  EXPECT_DOUBLE_EQ(j["duration"].get<double>(), 0.25);
+  EXPECT_EQ(j["duration"], 0);
+  EXPECT_TRUE(j["duration"].is_number_integer());
+  EXPECT_EQ(j["durationMs"], 250);
 
   end = {};
   end.reason = wire::EndReason::kSpawnError;
   end.ended_at_ms = info.created_at_ms - 5;  // a clock step: never negative
   j = ojson::parse(WsExitJson(info, end, 0));
   EXPECT_EQ(j["code"], -1);
-  EXPECT_TRUE(j["duration"].is_number());
-  EXPECT_EQ(j["duration"].get<double>(), 0.0);
-  EXPECT_EQ(Keys(j),
-            (std::vector<std::string>{"type", "code", "duration", "reason", "signal", "offset"}));
+  EXPECT_EQ(j["duration"], 0);
+  EXPECT_EQ(j["durationMs"], 0);
+  EXPECT_EQ(Keys(j), (std::vector<std::string>{"type", "code", "duration", "durationMs", "reason",
+                                               "signal", "offset"}));
 }
 
 }  // namespace

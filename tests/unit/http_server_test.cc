@@ -794,25 +794,32 @@ TEST_F(HttpServerTest, ListSessionsFiltersAndPages) {
   EXPECT_EQ(list("?owner=alice"), (std::vector{ids[0], ids[2], ids[4]}));
   EXPECT_EQ(list("?label=x"), (std::vector{ids[0], ids[1]}));
   EXPECT_EQ(list("?label=%20Y%20"), (std::vector{ids[1], ids[3]}));  // normalised like labels
-  EXPECT_EQ(list("?status=killed"), (std::vector{ids[1]}));
-  EXPECT_EQ(list("?status=exited"), (std::vector{ids[2]}));
+  // An exec session ended by DELETE reads "exited" (128 + signal) as in the original; its
+  // exact state is killed.
+  EXPECT_TRUE(list("?status=killed").empty());
+  EXPECT_EQ(list("?status=exited"), (std::vector{ids[1], ids[2]}));
+  EXPECT_EQ(list("?state=killed"), (std::vector{ids[1]}));
+  EXPECT_EQ(list("?state=exited"), (std::vector{ids[2]}));
   EXPECT_EQ(list("?status=running"), (std::vector{ids[0], ids[3], ids[4]}));
   EXPECT_EQ(list("?status=running&owner=alice"), (std::vector{ids[0], ids[4]}));
   EXPECT_EQ(list("?limit=3"), (std::vector{ids[0], ids[1], ids[2]}));
   EXPECT_EQ(list("?status=running&limit=2"), (std::vector{ids[0], ids[3]}));
   EXPECT_TRUE(list("?owner=nobody").empty());
 
-  auto killed = Json(Get("/sessions?status=killed"))[0];
-  EXPECT_EQ(killed["status"], "killed");
+  auto killed = Json(Get("/sessions?state=killed"))[0];
+  EXPECT_EQ(killed["status"], "exited");
+  EXPECT_EQ(killed["exitCode"], 137);
   EXPECT_EQ(killed["endReason"], "killed_by_request");
   EXPECT_EQ(killed["signal"], 9);
-  auto exited = Json(Get("/sessions?status=exited"))[0];
+  auto exited = Json(Get("/sessions?status=exited"))[1];
   EXPECT_EQ(exited["exitCode"], 3);
   EXPECT_FALSE(exited["endedAt"].is_null());
   EXPECT_TRUE(exited["resources"].is_object());
 
   for (const auto& [bad, field] :
        std::vector<std::pair<std::string, std::string>>{{"?status=bogus", "?status"},
+                                                        {"?state=bogus", "?state"},
+                                                        {"?state=killed&status=exited", "?state"},
                                                         {"?limit=0", "?limit"},
                                                         {"?limit=1001", "?limit"},
                                                         {"?limit=x", "?limit"}}) {
@@ -833,6 +840,28 @@ TEST_F(HttpServerTest, SessionDetailWithRecentOutput) {
   EXPECT_EQ(j["transcriptPath"], "/sessions/" + id + "/transcript");
   EXPECT_EQ(j["outputBytes"], 6 + 11 + 3);
   EXPECT_EQ(j["outputLines"], 3);
+  EXPECT_TRUE(j["owner"].is_null());  // none given: null, as in the original
+
+  // The transcript: the original's header, then the output with stderr marked.
+  const std::string header = "# Session " + id + "\n## Task\n\nidle\n\n---\n";
+  const std::string text = header + "hello\n[stderr] oops\n[stderr] again\nbye";
+  auto t = Get("/sessions/" + id + "/transcript");
+  EXPECT_EQ(t.body(), text);
+  EXPECT_EQ(Header(t, "x-transcript-total-size"), std::to_string(text.size()));
+  auto tail = Get("/sessions/" + id + "/transcript?since=" + std::to_string(header.size() + 6));
+  EXPECT_EQ(tail.body(), "[stderr] oops\n[stderr] again\nbye");
+  // The WebSocket catchup's data is marked too; its offsets still count output bytes.
+  {
+    WsClient ws(port_, WsTarget(id), kToken);
+    ASSERT_TRUE(ws.ok()) << ws.status();
+    Received c;
+    ReadCatchup(ws, &c);
+    EXPECT_EQ(c.data, "hello\n[stderr] oops\n[stderr] again\nbye");
+    EXPECT_EQ(c.start, 0u);
+    EXPECT_EQ(c.next, 20u);
+  }
+  // The raw bytes stay on /output.
+  EXPECT_EQ(Get("/sessions/" + id + "/output").body(), "hello\noops\nagain\nbye");
 
   // More than 8 KiB: the tail, from a line start.
   const std::string more = FakeSupervisor::Pattern(20, 20000);
@@ -863,13 +892,45 @@ TEST_F(HttpServerTest, DeleteKillsAndIsIdempotent) {
   EXPECT_EQ(info->end->reason, wire::EndReason::kKilledByRequest);
   // Again: still {"killed":true}.
   EXPECT_EQ(Json(Send(bhttp::verb::delete_, "/sessions/" + id)), json::parse(R"({"killed":true})"));
+  // As the original read once the process was gone: exited, 128 + signal; ours in state,
+  // endReason and signal.
   auto get = Json(Get("/sessions/" + id));
-  EXPECT_EQ(get["status"], "killed");
+  EXPECT_EQ(get["status"], "exited");
+  EXPECT_EQ(get["exitCode"], 137);
   EXPECT_EQ(get["state"], "killed");
+  EXPECT_EQ(get["endReason"], "killed_by_request");
+  EXPECT_EQ(get["signal"], 9);
 
   auto missing = Send(bhttp::verb::delete_, "/sessions/s-77777");
   EXPECT_TRUE(IsApiError(missing, 404, "not_found"));
   EXPECT_EQ(Json(missing).value("error", ""), "Not found");
+}
+
+// DELETE answers once the session has ended, so that a GET right after it sees the end; a
+// session that outlives the kill is answered after a bounded wait.
+TEST_F(HttpServerTest, DeleteWaitsBrieflyForTheEnd) {
+  const std::string id = Spawn({{"task", "ignoreterm"}});
+  auto start = std::chrono::steady_clock::now();
+  auto pending =
+      std::async(std::launch::async, [&] { return Send(bhttp::verb::delete_, "/sessions/" + id); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(pending.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  fake_.End(id, 0, 15);
+  auto r = pending.get();
+  EXPECT_EQ(Json(r), json::parse(R"({"killed":true})"));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(900));
+  auto get = Json(Get("/sessions/" + id));
+  EXPECT_EQ(get["status"], "exited");
+  EXPECT_EQ(get["exitCode"], 143);
+
+  const std::string stubborn = Spawn({{"task", "ignoreterm"}});
+  start = std::chrono::steady_clock::now();
+  EXPECT_EQ(Json(Send(bhttp::verb::delete_, "/sessions/" + stubborn)),
+            json::parse(R"({"killed":true})"));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(waited, std::chrono::milliseconds(900));
+  EXPECT_LT(waited, std::chrono::seconds(5));
+  EXPECT_EQ(Json(Get("/sessions/" + stubborn))["status"], "running");
 }
 
 TEST_F(HttpServerTest, InputCloseStdinResizeSignal) {
@@ -914,8 +975,14 @@ TEST_F(HttpServerTest, InputCloseStdinResizeSignal) {
   // Others on an ended session: 409.
   EXPECT_TRUE(
       IsApiError(Post("/sessions/" + id + "/signal", R"({"signal":"TERM"})"), 409, "wrong_state"));
-  // Unknown session: 404 "Not found" everywhere.
-  for (const std::string route : {"/input", "/close-stdin", "/signal", "/resize"}) {
+  // Input to an unknown session: 400 as the original answered, code not_found.
+  for (const std::string unknown : {"s-31337", "nosuch"}) {
+    auto nf = Post("/sessions/" + unknown + "/input", R"({"input":"x"})");
+    EXPECT_TRUE(IsApiError(nf, 400, "not_found")) << unknown;
+    EXPECT_EQ(Json(nf).value("error", ""), "Session not found or not running");
+  }
+  // The others: 404 "Not found".
+  for (const std::string route : {"/close-stdin", "/signal", "/resize"}) {
     auto nf =
         Post("/sessions/s-31337" + route, R"({"input":"x","signal":"TERM","rows":1,"cols":1})");
     EXPECT_TRUE(IsApiError(nf, 404, "not_found")) << route;
@@ -931,22 +998,34 @@ TEST_F(HttpServerTest, TranscriptAndOutputAreByteExact) {
   const std::string all = FakeSupervisor::Pattern(0, 200000);
   ASSERT_TRUE(SameBytes(fake_.Output(id), all));
 
+  // The transcript is the original's text: a header, then the output (stdout only here).
+  const std::string header = "# Session " + id + "\n## Task\n\nemit:200000:chunk=7000\n\n---\n";
+  const uint64_t h = header.size();
+  const std::string end = std::to_string(h + 200000);
   auto t = Get("/sessions/" + id + "/transcript");
   ASSERT_EQ(t.result_int(), 200);
   EXPECT_EQ(Header(t, "Content-Type").substr(0, 10), "text/plain");
-  EXPECT_TRUE(SameBytes(t.body(), all));
+  EXPECT_TRUE(SameBytes(t.body(), header + all));
   EXPECT_EQ(Header(t, "x-transcript-offset"), "0");
-  EXPECT_EQ(Header(t, "x-transcript-total-size"), "200000");
-  EXPECT_EQ(Header(t, "x-transcript-next-offset"), "200000");
-  EXPECT_EQ(Header(t, "x-output-gaps"), "");
+  EXPECT_EQ(Header(t, "x-transcript-total-size"), end);
+  EXPECT_EQ(Header(t, "x-transcript-next-offset"), end);
 
-  auto t2 = Get("/sessions/" + id + "/transcript?since=123457");
+  auto t2 = Get("/sessions/" + id + "/transcript?since=" + std::to_string(h + 123457));
   EXPECT_TRUE(SameBytes(t2.body(), all.substr(123457)));
-  EXPECT_EQ(Header(t2, "x-transcript-offset"), "123457");
-  auto t3 = Get("/sessions/" + id + "/transcript?since=200000");
+  EXPECT_EQ(Header(t2, "x-transcript-offset"), std::to_string(h + 123457));
+  auto t3 = Get("/sessions/" + id + "/transcript?since=" + end);
   EXPECT_EQ(t3.result_int(), 200);
   EXPECT_EQ(t3.body(), "");
-  EXPECT_EQ(Header(t3, "x-transcript-next-offset"), "200000");
+  EXPECT_EQ(Header(t3, "x-transcript-next-offset"), end);
+  // Past the end: clamped to the end, as the original did (this was a 400).
+  for (const std::string& past : {std::to_string(h + 200001), std::string("99999999999")}) {
+    auto t4 = Get("/sessions/" + id + "/transcript?since=" + past);
+    EXPECT_EQ(t4.result_int(), 200) << past;
+    EXPECT_EQ(t4.body(), "");
+    EXPECT_EQ(Header(t4, "x-transcript-offset"), end);
+    EXPECT_EQ(Header(t4, "x-transcript-total-size"), end);
+    EXPECT_EQ(Header(t4, "x-transcript-next-offset"), end);
+  }
 
   auto o = Get("/sessions/" + id + "/output?since=1000&limit=5000");
   ASSERT_EQ(o.result_int(), 200);
@@ -971,8 +1050,8 @@ TEST_F(HttpServerTest, TranscriptAndOutputAreByteExact) {
   }
   EXPECT_TRUE(
       IsApiError(Get("/sessions/" + id + "/output?since=200001"), 400, "bad_request", "?since"));
-  EXPECT_TRUE(IsApiError(Get("/sessions/" + id + "/transcript?since=200001"), 400, "bad_request",
-                         "?since"));
+  EXPECT_TRUE(
+      IsApiError(Get("/sessions/" + id + "/transcript?since=x"), 400, "bad_request", "?since"));
   EXPECT_TRUE(IsApiError(Get("/sessions/s-5555/output"), 404, "not_found"));
   EXPECT_TRUE(IsApiError(Get("/sessions/s-5555/transcript"), 404, "not_found"));
 
@@ -991,9 +1070,14 @@ TEST_F(HttpServerTest, TranscriptAndOutputAreByteExact) {
   EXPECT_EQ(Header(gap, "x-output-gaps"), "0-50000");
   EXPECT_EQ(Header(gap, "x-output-offset"), "50000");
   EXPECT_TRUE(SameBytes(gap.body(), all.substr(50000, 1000)));
-  auto tgap = Get("/sessions/" + id + "/transcript");
-  EXPECT_EQ(Header(tgap, "x-output-gaps"), "0-50000");
-  EXPECT_EQ(Header(tgap, "x-transcript-offset"), "50000");
+  // The transcript stays contiguous: the header, then (asked from after it) the rest past
+  // the dropped range, which counts as its raw size.
+  auto thead = Get("/sessions/" + id + "/transcript");
+  EXPECT_EQ(thead.body(), header);
+  EXPECT_EQ(Header(thead, "x-transcript-next-offset"), std::to_string(h));
+  EXPECT_EQ(Header(thead, "x-transcript-total-size"), end);
+  auto tgap = Get("/sessions/" + id + "/transcript?since=" + std::to_string(h));
+  EXPECT_EQ(Header(tgap, "x-transcript-offset"), std::to_string(h + 50000));
   EXPECT_TRUE(SameBytes(tgap.body(), all.substr(50000)));
 }
 
@@ -1003,13 +1087,17 @@ TEST_F(HttpServerTest, TranscriptCap) {
   RestartServer(config);
   const std::string id = Spawn({{"task", "emit:250000"}});
   ASSERT_TRUE(WaitEnded(id));
-  const std::string all = FakeSupervisor::Pattern(0, 250000);
+  const std::string all =
+      "# Session " + id + "\n## Task\n\nemit:250000\n\n---\n" + FakeSupervisor::Pattern(0, 250000);
   auto t = Get("/sessions/" + id + "/transcript");
   EXPECT_TRUE(SameBytes(t.body(), all.substr(0, 100000)));
   EXPECT_EQ(Header(t, "x-transcript-next-offset"), "100000");
-  EXPECT_EQ(Header(t, "x-transcript-total-size"), "250000");
+  EXPECT_EQ(Header(t, "x-transcript-total-size"), std::to_string(all.size()));
   auto t2 = Get("/sessions/" + id + "/transcript?since=100000");
   EXPECT_TRUE(SameBytes(t2.body(), all.substr(100000, 100000)));
+  auto t3 = Get("/sessions/" + id + "/transcript?since=200000");
+  EXPECT_TRUE(SameBytes(t3.body(), all.substr(200000)));
+  EXPECT_EQ(Header(t3, "x-transcript-next-offset"), std::to_string(all.size()));
 }
 
 // ---- WebSocket.
@@ -1040,7 +1128,8 @@ TEST_F(HttpServerTest, WebSocketCatchupLiveOutputExitAndClose) {
   EXPECT_EQ((*r.exit)["reason"], "exit");
   EXPECT_TRUE((*r.exit)["signal"].is_null());
   EXPECT_EQ((*r.exit)["offset"], 300000);
-  EXPECT_TRUE((*r.exit)["duration"].is_number());
+  EXPECT_TRUE((*r.exit)["duration"].is_number_integer());
+  EXPECT_TRUE((*r.exit)["durationMs"].is_number_integer());
   EXPECT_FALSE(r.killed);
   EXPECT_TRUE(SameBytes(r.data, FakeSupervisor::Pattern(r.start, 300000 - r.start)));
   EXPECT_GT(r.messages, 2);

@@ -12,23 +12,16 @@
 
 #include "common/version.h"
 #include "http/api_json.h"
+#include "http/route_helpers.h"
 
 namespace mp::http {
 namespace http = boost::beast::http;
 using nlohmann::json;
 
-namespace {
+namespace routes {
 
-// Recent output in GET /sessions/{id}: recentOutput.
-constexpr uint64_t kRecentOutputBytes = 8 * 1024;
-// GET /sessions/{id}/output: default and largest `limit`.
-constexpr uint64_t kMaxOutputRead = 1024 * 1024;
-// Sessions per list request to the supervisor.
-constexpr uint32_t kListPageSize = 50;
 // Seconds a client is told to wait when the supervisor is at capacity or away.
 constexpr int kCapacityRetrySeconds = 5;
-
-using Call = std::shared_ptr<RouteCall>;
 
 void Respond(const Call& c, HttpResponse res) { c->respond(std::move(res)); }
 
@@ -43,28 +36,9 @@ void RespondError(const Call& c, const ApiError& error) {
   Respond(c, std::move(res));
 }
 
-// The session routes answer an unknown session exactly as the original did.
 ApiError SessionError(const wire::ErrorBody& error) {
   if (error.code == wire::ErrorCode::kNotFound) return NotFound();
   return FromSupervisor(error);
-}
-
-// Calls the supervisor; on success hands the response to `ok`, else answers with the mapped
-// error (`map` lets a route adjust it, e.g. for compatibility).
-template <typename Ok>
-void Ask(const Call& c, wire::RequestBody body, Ok ok,
-         ApiError (*map)(const wire::ErrorBody&) = &SessionError) {
-  c->ctx.link.Call(std::move(body), [c, ok = std::move(ok), map](Result<wire::Response> r) {
-    if (!r) {
-      RespondError(c, TransportError(r.error()));
-      return;
-    }
-    if (!r->ok()) {
-      RespondError(c, map(std::get<wire::ErrorBody>(r->body)));
-      return;
-    }
-    ok(*r);
-  });
 }
 
 const std::string* Query(const Call& c, const std::string& key) {
@@ -72,7 +46,6 @@ const std::string* Query(const Call& c, const std::string& key) {
   return it == c->match.query.end() ? nullptr : &it->second;
 }
 
-// ?name= as an unsigned number within [min, max]; `fallback` when absent.
 std::optional<uint64_t> QueryNumber(const Call& c, const std::string& key, uint64_t fallback,
                                     uint64_t min, uint64_t max) {
   const std::string* v = Query(c, key);
@@ -93,81 +66,26 @@ bool CheckSessionId(const Call& c) {
   return false;
 }
 
-// ---- Output reads spanning several read_output calls.
+}  // namespace routes
 
-struct Collected {
-  std::string bytes;
-  std::optional<uint64_t> first;  // offset of bytes[0]
-  std::vector<wire::OutputRange> gaps;
-  std::vector<wire::OutputChunk> chunks;
-  uint64_t next = 0;
-  uint64_t total = 0;
-  bool ended = false;
-};
+namespace {
 
-struct Reader : std::enable_shared_from_this<Reader> {
-  Call call;
-  uint64_t cap = 0;
-  Collected got;
-  std::function<void(Collected&)> done;
+using routes::Ask;
+using routes::Call;
+using routes::CheckSessionId;
+using routes::OutputRoute;
+using routes::Query;
+using routes::QueryNumber;
+using routes::Respond;
+using routes::RespondError;
+using routes::RespondJson;
+using routes::SessionError;
+using routes::TranscriptRoute;
 
-  void Next() {
-    const uint64_t want = std::min<uint64_t>(wire::kMaxChunkBytes, cap - got.bytes.size());
-    Ask(
-        call,
-        wire::ReadOutputRequest{call->match.session_id, got.next, static_cast<uint32_t>(want)},
-        [self = shared_from_this()](const wire::Response& r) {
-          const auto& read = std::get<wire::OutputRead>(r.body);
-          self->Add(read);
-          const bool full = self->got.bytes.size() >= self->cap;
-          if (full || read.next >= read.total || read.chunks.empty()) {
-            self->done(self->got);
-          } else {
-            self->Next();
-          }
-        },
-        &ReadError);
-  }
-
-  // read_output's `since` came from the query: name it as the client wrote it.
-  static ApiError ReadError(const wire::ErrorBody& error) {
-    ApiError e = SessionError(error);
-    if (e.field == "/since") e.field = "?since";
-    return e;
-  }
-
-  void Add(const wire::OutputRead& read) {
-    size_t pos = 0;
-    for (const auto& chunk : read.chunks) {
-      if (!got.first) got.first = chunk.offset;
-      got.chunks.push_back(chunk);
-      got.bytes.append(reinterpret_cast<const char*>(read.data.data()) + pos, chunk.length);
-      pos += chunk.length;
-    }
-    got.gaps.insert(got.gaps.end(), read.gaps.begin(), read.gaps.end());
-    got.next = read.next;
-    got.total = read.total;
-    got.ended = read.ended;
-  }
-};
-
-void ReadRange(const Call& c, uint64_t since, uint64_t cap, std::function<void(Collected&)> done) {
-  auto reader = std::make_shared<Reader>();
-  reader->call = c;
-  reader->cap = cap;
-  reader->got.next = since;
-  reader->done = std::move(done);
-  reader->Next();
-}
-
-std::string GapsHeader(const std::vector<wire::OutputRange>& gaps) {
-  std::string s;
-  for (const auto& g : gaps) {
-    if (!s.empty()) s += ',';
-    s += std::to_string(g.from) + "-" + std::to_string(g.to);
-  }
-  return s;
-}
+// Recent output in GET /sessions/{id}: recentOutput.
+constexpr uint64_t kRecentOutputBytes = 8 * 1024;
+// Sessions per list request to the supervisor.
+constexpr uint32_t kListPageSize = 50;
 
 // ---- Routes.
 
@@ -515,81 +433,6 @@ void Signal(const Call& c) {
       [c](const wire::Response&) { RespondJson(c, 200, R"({"signaled":true})"); });
 }
 
-// The transcript in the original's text (transcript.h): reads from the closest known point
-// before ?since, then on to the end of the output for the size.
-struct TranscriptReader : std::enable_shared_from_this<TranscriptReader> {
-  Call call;
-  TranscriptBuilder builder;
-
-  TranscriptReader(Call c, const std::string& header, const TranscriptPoint& from, uint64_t since,
-                   uint64_t cap)
-      : call(std::move(c)), builder(header, from, since, cap) {}
-
-  void Next() {
-    Ask(call,
-        wire::ReadOutputRequest{call->match.session_id, builder.next_output(),
-                                static_cast<uint32_t>(wire::kMaxChunkBytes)},
-        [self = shared_from_this()](const wire::Response& r) {
-          TranscriptIndex& index = self->call->ctx.transcripts;
-          const std::string& id = self->call->match.session_id;
-          const bool more = self->builder.Add(std::get<wire::OutputRead>(r.body));
-          index.Record(id, self->builder.point());
-          if (!more) {
-            self->Respond();
-            return;
-          }
-          if (self->builder.body_done()) self->builder.SkipTo(index.Furthest(id, {}));
-          self->Next();
-        });
-  }
-
-  void Respond() {
-    HttpResponse res{http::status::ok, call->request.version()};
-    res.set(http::field::content_type, "text/plain; charset=utf-8");
-    res.set("x-transcript-offset", std::to_string(builder.offset()));
-    res.set("x-transcript-total-size", std::to_string(builder.total()));
-    res.set("x-transcript-next-offset", std::to_string(builder.next()));
-    res.keep_alive(call->request.keep_alive());
-    res.body() = std::move(builder.body());
-    res.prepare_payload();
-    call->respond(std::move(res));
-  }
-};
-
-void Transcript(const Call& c) {
-  if (!CheckSessionId(c)) return;
-  auto since = QueryNumber(c, "since", 0, 0, UINT64_MAX);
-  if (!since) return;
-  Ask(c, wire::GetRequest{c->match.session_id}, [c, since = *since](const wire::Response& r) {
-    const std::string header = TranscriptHeader(std::get<wire::SessionInfo>(r.body));
-    const TranscriptPoint start{0, header.size(), {}};
-    const TranscriptPoint from = c->ctx.transcripts.Before(c->match.session_id, since, start);
-    std::make_shared<TranscriptReader>(c, header, from, since, c->ctx.config.transcript_max_bytes)
-        ->Next();
-  });
-}
-
-void Output(const Call& c) {
-  if (!CheckSessionId(c)) return;
-  auto since = QueryNumber(c, "since", 0, 0, UINT64_MAX);
-  if (!since) return;
-  auto limit = QueryNumber(c, "limit", kMaxOutputRead, 1, kMaxOutputRead);
-  if (!limit) return;
-  ReadRange(c, *since, *limit, [c, since](Collected& got) {
-    HttpResponse res{http::status::ok, c->request.version()};
-    res.set(http::field::content_type, "application/octet-stream");
-    res.set("x-output-offset", std::to_string(got.first.value_or(*since)));
-    res.set("x-output-next-offset", std::to_string(got.next));
-    res.set("x-output-total-size", std::to_string(got.total));
-    res.set("x-output-ended", got.ended && got.next >= got.total ? "true" : "false");
-    if (!got.gaps.empty()) res.set("x-output-gaps", GapsHeader(got.gaps));
-    res.keep_alive(c->request.keep_alive());
-    res.body() = std::move(got.bytes);
-    res.prepare_payload();
-    Respond(c, std::move(res));
-  });
-}
-
 void WebSocket(const Call& c) {
   if (!CheckSessionId(c)) return;
   std::optional<uint64_t> since;
@@ -660,9 +503,9 @@ void HandleRoute(RouteCall call) {
     case Route::kSignal:
       return Signal(c);
     case Route::kTranscript:
-      return Transcript(c);
+      return TranscriptRoute(c);
     case Route::kOutput:
-      return Output(c);
+      return OutputRoute(c);
     case Route::kWebSocket:
       return WebSocket(c);
   }

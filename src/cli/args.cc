@@ -61,7 +61,8 @@ Options end at the first TASK word: `monkeyproof run ls -la` runs `ls -la`.
 Options:
   --type TYPE        exec (default), print or interactive
   --preset NAME      a policy (see `monkeyproof policies`); needs --type print or interactive
-  --cwd DIR          the workspace: an absolute path inside the policy's roots
+  --cwd DIR          the workspace inside the policy's roots; relative: below the default
+                     workspace; absent: the default workspace
   --owner NAME       free text, for filtering with `ls --owner`
   --label LABEL      a label (repeatable)
   --env K=V          an environment variable, where the policy allows it (repeatable)

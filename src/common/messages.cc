@@ -71,7 +71,6 @@ bool IsBootId(std::string_view s) {
 }
 using common::IsEnvName;
 using common::IsPresetName;
-bool IsAbsolutePath(std::string_view s) { return !s.empty() && s[0] == '/'; }
 bool IsPointerOrEmpty(std::string_view s) { return s.empty() || s[0] == '/'; }
 
 constexpr std::string_view kPrintable = "free of control characters";
@@ -85,7 +84,8 @@ constexpr StringRule kPresetRule{1, kMaxPresetBytes, &IsPresetName, common::kPre
 constexpr StringRule kCommandRule{1, kMaxCommandBytes};
 constexpr StringRule kCommandDisplayRule{0, kMaxCommandBytes};
 constexpr StringRule kArgRule{0, kMaxArgBytes};
-constexpr StringRule kCwdRule{1, kMaxPathBytes, &IsAbsolutePath, "an absolute path"};
+// A relative cwd is resolved by the supervisor against the policy's default workspace.
+constexpr StringRule kCwdRule{1, kMaxPathBytes};
 constexpr StringRule kPathRule{0, kMaxPathBytes};
 constexpr StringRule kEnvNameRule{1, kMaxEnvNameBytes, &IsEnvName, common::kEnvNameIs};
 constexpr StringRule kEnvValueRule{0, kMaxEnvValueBytes};
@@ -260,7 +260,8 @@ SpawnRequest ReadSpawn(ObjectReader& r) {
   if (auto t = ReadOptEnum<SessionType>(r, "session_type", kSessionTypeNames)) s.type = *t;
   s.preset = r.OptString("preset", kPresetRule);
   s.command = r.OptString("command", kCommandRule);
-  s.args = r.StringArray("args", kMaxArgs, kArgRule);
+  // Absent args and empty args differ: `COMMAND -lc TASK` against `COMMAND TASK`.
+  if (r.Has("args")) s.args = r.StringArray("args", kMaxArgs, kArgRule);
   s.cwd = r.OptString("cwd", kCwdRule);
   s.env = r.StringMap("env", kMaxEnvEntries, kEnvNameRule, kEnvValueRule);
   s.owner = r.OptString("owner", kOwnerRule).value_or("");
@@ -277,7 +278,7 @@ void SpawnToJson(const SpawnRequest& s, json& j) {
   j["session_type"] = Str(ToString(s.type));
   if (s.preset) j["preset"] = *s.preset;
   if (s.command) j["command"] = *s.command;
-  if (!s.args.empty()) j["args"] = s.args;
+  if (s.args) j["args"] = *s.args;
   if (s.cwd) j["cwd"] = *s.cwd;
   if (!s.env.empty()) j["env"] = s.env;
   if (!s.owner.empty()) j["owner"] = s.owner;

@@ -130,8 +130,10 @@ struct SpawnRequest {
   SessionType type = SessionType::kExec;  // "session_type" on the wire: "type" is the message's
   std::optional<std::string> preset;
   std::optional<std::string> command;
-  std::vector<std::string> args;
-  std::optional<std::string> cwd;  // absolute; resolved and checked by the supervisor
+  // Absent and empty differ: an exec session's command without args runs `COMMAND -lc TASK`.
+  std::optional<std::vector<std::string>> args;
+  // Resolved and checked by the supervisor; a relative one against the default workspace.
+  std::optional<std::string> cwd;
   std::map<std::string, std::string> env;
   std::string owner;
   std::vector<std::string> labels;

@@ -31,6 +31,11 @@ std::string Error::ToString() const {
   return out;
 }
 
+Error Error::At(std::string pointer) && {
+  field = std::move(pointer);
+  return std::move(*this);
+}
+
 Error ErrnoError(std::string what) { return Error{errno, std::move(what)}; }
 Error ErrnoError(int errnum, std::string what) { return Error{errnum, std::move(what)}; }
 Error PlainError(std::string what) { return Error{0, std::move(what)}; }

@@ -37,12 +37,17 @@ struct Error {
   int errnum = 0;                         // errno value, or 0 when the failure is not a syscall's
   std::string what;                       // what was attempted, outermost context first
   ErrorCode code = ErrorCode::kInternal;  // kept by Wrap()
+  // JSON pointer of the request field at fault (the control protocol's error `field`, e.g.
+  // "/cwd"); empty when none is. Kept by Wrap().
+  std::string field;
 
   // Prefixes context: Error{ENOENT,"open x"}.Wrap("spawn s-1") -> "spawn s-1: open x".
   [[nodiscard]] Error Wrap(std::string_view context) const&;
   [[nodiscard]] Error Wrap(std::string_view context) &&;
   // "what: ENOENT (No such file or directory)", or just "what" when errnum == 0.
   [[nodiscard]] std::string ToString() const;
+  // Names the request field at fault: CodedError(kBadRequest, "cwd ...").At("/cwd").
+  [[nodiscard]] Error At(std::string pointer) &&;
 };
 
 // Builds an Error from the current errno. Call it right after the failing call.

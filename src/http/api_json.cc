@@ -253,7 +253,7 @@ std::optional<ApiError> ReadSpawn(const json& body, wire::SpawnRequest* s) {
   if (const json* m = Member(body, "cwd")) {
     s->cwd = ReadString(*m, "/cwd", "cwd", 1, wire::kMaxPathBytes, &error);
     if (error) return error;
-    if ((*s->cwd)[0] != '/') return BadRequest("cwd must be an absolute path", "/cwd");
+    // A relative cwd is resolved by the supervisor against the default workspace.
   }
 
   // command, args
@@ -266,10 +266,11 @@ std::optional<ApiError> ReadSpawn(const json& body, wire::SpawnRequest* s) {
     if (m->size() > wire::kMaxArgs) {
       return BadRequest("at most " + std::to_string(wire::kMaxArgs) + " args", "/args");
     }
+    s->args.emplace();
     for (size_t i = 0; i < m->size(); ++i) {
       auto arg = ReadString((*m)[i], Ptr("args", i), "each arg", 0, wire::kMaxArgBytes, &error);
       if (error) return error;
-      s->args.push_back(std::move(*arg));
+      s->args->push_back(std::move(*arg));
     }
   }
 
@@ -371,7 +372,9 @@ std::optional<ApiError> CheckEncodes(const wire::SpawnRequest& spawn) {
   if (encoded.error().errnum != EMSGSIZE) return Internal("encoding the spawn request failed");
   // Name the member that contributes most.
   size_t args_bytes = 0;
-  for (const std::string& a : spawn.args) args_bytes += a.size();
+  for (const std::string& a : spawn.args.value_or(std::vector<std::string>{})) {
+    args_bytes += a.size();
+  }
   size_t env_bytes = 0;
   for (const auto& [name, value] : spawn.env) env_bytes += name.size() + value.size();
   std::string field = "/task";

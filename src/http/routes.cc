@@ -191,6 +191,17 @@ void OpenApi(const Call& c) {
   Respond(c, std::move(res));
 }
 
+// The supervisor's error names the wire's field; the client sent the public member.
+ApiError SpawnError(const wire::ErrorBody& error) {
+  ApiError e = FromSupervisor(error);
+  if (e.field == "/session_type") {
+    e.field = "/type";
+  } else if (e.field == "/max_turns") {
+    e.field = "/maxTurns";
+  }
+  return e;
+}
+
 void CreateSession(const Call& c) {
   auto parsed = ParseSpawnBody(c->request.body(), c->client);
   if (auto* error = std::get_if<ApiError>(&parsed)) {
@@ -203,7 +214,7 @@ void CreateSession(const Call& c) {
         c->ctx.metrics.CountSessionCreated();
         RespondJson(c, 201, SessionInfoJson(std::get<wire::SessionInfo>(r.body), 0));
       },
-      &FromSupervisor);
+      &SpawnError);
 }
 
 struct Lister : std::enable_shared_from_this<Lister> {

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 
 #include "sandbox/mounts.h"
@@ -71,36 +72,100 @@ Result<EffectivePolicy> Tighten(const Policy& policy, const RequestedLimits& req
   return e;
 }
 
+namespace {
+
+// realpath(path), or the reason it failed in words (no errno suffix: these messages reach
+// clients as one sentence).
+Result<std::string> RealPath(const std::string& path) {
+  std::unique_ptr<char, decltype(&std::free)> real(::realpath(path.c_str(), nullptr), &std::free);
+  if (real) return std::string(real.get());
+  const int err = errno;
+  if (err == ENOENT || err == ENOTDIR) return Error{err, "does not exist"};
+  if (err == EACCES) return Error{err, "cannot be searched by monkeyproofd (permission denied)"};
+  if (err == ELOOP) return Error{err, "has a symlink loop"};
+  return Error{err, std::string("cannot be resolved (") + std::strerror(err) + ")"};
+}
+
+std::string RootsText(const Policy& policy) {
+  return "the workspace roots of policy " + Quote(policy.name) + " (" +
+         JoinQuoted(policy.workspace_roots) + ")";
+}
+
+}  // namespace
+
 Result<std::string> ResolveWorkspace(const Policy& policy, const std::string& cwd) {
-  const std::string& want = cwd.empty() ? policy.default_workspace : cwd;
-  if (want.empty()) {
-    return CodedError(ErrorCode::kBadRequest, "cwd: none given and policy " + Quote(policy.name) +
-                                                  " has no default_workspace");
+  const auto bad = [](ErrorCode code, std::string what) {
+    return CodedError(code, std::move(what)).At("/cwd");
+  };
+  if (cwd.find('\0') != std::string::npos || cwd.size() >= PATH_MAX) {
+    return bad(ErrorCode::kBadRequest, "cwd contains a NUL byte or is longer than " +
+                                           std::to_string(PATH_MAX - 1) + " bytes");
   }
-  if (want.front() != '/' || want.find('\0') != std::string::npos || want.size() >= PATH_MAX) {
-    return CodedError(ErrorCode::kBadRequest, "cwd " + Quote(want) + " is not an absolute path");
+  const std::string& base = policy.default_workspace;
+  if (base.empty() && (cwd.empty() || cwd.front() != '/')) {
+    return bad(
+        ErrorCode::kBadRequest,
+        (cwd.empty() ? std::string("no cwd was given") : "cwd " + Quote(cwd) + " is relative") +
+            ", and policy " + Quote(policy.name) +
+            " has no default_workspace; give an absolute cwd inside one of " + RootsText(policy));
   }
-  std::unique_ptr<char, decltype(&std::free)> real(::realpath(want.c_str(), nullptr), &std::free);
-  if (!real) return CodedError(ErrorCode::kBadRequest, "cwd " + Quote(want) + ": realpath", errno);
-  const std::string resolved = real.get();
+  if (cwd.empty()) {
+    // The host's own setup: the package and `monkeyproofd --dev` create it.
+    auto real = RealPath(base);
+    if (!real) {
+      return CodedError(ErrorCode::kInternal,
+                        "the default workspace " + Quote(base) + " of policy " +
+                            Quote(policy.name) + " " + real.error().what +
+                            "; create it, writable by the policy's run_as user " +
+                            Quote(policy.run_as.user) + " (docs/deploy.md), or give a cwd");
+    }
+  }
+  const bool relative = !cwd.empty() && cwd.front() != '/';
+  const std::string want = cwd.empty() ? base : relative ? base + "/" + cwd : cwd;
+  const std::string shown = cwd.empty() ? "the default workspace " + Quote(base)
+                            : relative  ? "cwd " + Quote(cwd) +
+                                             " (relative to the default "
+                                             "workspace " +
+                                             Quote(base) + ")"
+                                       : "cwd " + Quote(cwd);
+  auto real = RealPath(want);
+  if (!real) {
+    return bad(ErrorCode::kBadRequest,
+               shown + " " + real.error().what +
+                   (real.error().errnum == ENOENT || real.error().errnum == ENOTDIR
+                        ? "; create the directory first, inside one "
+                          "of " +
+                              RootsText(policy)
+                        : std::string()));
+  }
+  const std::string resolved = *real;
   struct stat st {};
   if (::stat(resolved.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return CodedError(ErrorCode::kBadRequest, "cwd " + Quote(want) + " is not a directory");
+    return bad(ErrorCode::kBadRequest, shown + " is not a directory");
+  }
+  if (relative) {
+    // A relative cwd names a directory below the default workspace; `..` that leaves it is
+    // refused even when it lands in another workspace, which only an absolute cwd may name.
+    auto real_base = RealPath(base);
+    if (!real_base || !sandbox::PathIsWithin(resolved, *real_base)) {
+      return bad(ErrorCode::kPolicyViolation,
+                 shown + " resolves to " + Quote(resolved) +
+                     ", outside the default workspace; give an absolute cwd inside one of " +
+                     RootsText(policy));
+    }
   }
   const bool inside =
       std::any_of(policy.workspace_roots.begin(), policy.workspace_roots.end(),
                   [&](const std::string& r) { return sandbox::PathIsWithin(resolved, r); });
   if (!inside) {
-    return CodedError(ErrorCode::kPolicyViolation,
-                      "cwd " + Quote(want) + " resolves to " + Quote(resolved) +
-                          ", outside the workspace roots of policy " + Quote(policy.name) + " (" +
-                          JoinQuoted(policy.workspace_roots) + ")");
+    return bad(ErrorCode::kPolicyViolation,
+               shown + " resolves to " + Quote(resolved) + ", outside " + RootsText(policy));
   }
   for (const auto& h : policy.HiddenPaths()) {
     if (sandbox::PathIsWithin(resolved, h)) {
-      return CodedError(ErrorCode::kPolicyViolation, "cwd " + Quote(want) + " resolves to " +
-                                                         Quote(resolved) +
-                                                         ", inside the hidden path " + Quote(h));
+      return bad(ErrorCode::kPolicyViolation, shown + " resolves to " + Quote(resolved) +
+                                                  ", inside the hidden path " + Quote(h) +
+                                                  ", which sessions may not see");
     }
   }
   return resolved;

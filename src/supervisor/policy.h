@@ -120,6 +120,9 @@ struct Policy {
   std::string description;
   SessionType type = SessionType::kExec;
   std::vector<std::string> command;  // template; the task is appended as the last argument
+  // Session types other than `type` that a request may start under this policy with its own
+  // command (print, interactive); only for policies without a command template.
+  std::vector<SessionType> own_command_types;
   bool bypasses_agent_permissions = false;
   RunAs run_as;
   std::vector<std::string> workspace_roots;  // absolute; the cwd must resolve inside one
@@ -187,8 +190,9 @@ class PolicySet {
 // What a request may ask for; every field lowers the policy's value or is absent.
 using RequestedLimits = common::RequestedLimits;
 
-// A policy as one session gets it: a copy whose limits and deadlines are the tightened ones.
-// Holds the compiled seccomp program (shared), so it may outlive a PolicySet reload.
+// A policy as one session gets it: a copy whose limits and deadlines are the tightened ones and
+// whose `type` is the session's (one of own_command_types when the request brought its own
+// command). Holds the compiled seccomp program (shared), so it may outlive a PolicySet reload.
 struct EffectivePolicy {
   Policy policy;
 };
@@ -199,17 +203,23 @@ struct EffectivePolicy {
 Result<EffectivePolicy> Tighten(const Policy& policy, const RequestedLimits& requested);
 
 // realpath(cwd), which must lie inside one of workspace_roots and outside every hidden path.
-// An empty cwd means default_workspace. Fails with bad_request when the cwd cannot be
-// resolved, policy_violation when it lies outside (naming the cwd, where it resolved to and
-// the roots).
+// An empty cwd means default_workspace; a relative one is resolved against it and must stay
+// below it (`..` may not leave it). Errors carry field "/cwd" (except a missing default
+// workspace, the host's fault: internal) and read as one sentence naming the cwd, where it
+// resolved to and the roots: bad_request when the cwd cannot be resolved or is no directory,
+// policy_violation when it lies outside.
 Result<std::string> ResolveWorkspace(const Policy& policy, const std::string& cwd);
 
 // What the request contributes to a spawn.
 struct SessionLaunch {
   std::string task;  // appended as the last argument (exec default: /bin/sh -lc TASK)
-  std::string cwd;   // as requested; empty = default_workspace
-  // The request's command and args. Only for policies without a command template.
-  std::optional<std::vector<std::string>> command;
+  std::string cwd;   // as requested; empty = default_workspace, relative = below it
+  // The request's command and args, only for policies without a command template. For an
+  // exec session a command without args runs `COMMAND -lc TASK`, args without a command
+  // `/bin/sh ARGS... TASK` (the original server's rules); print and interactive sessions run
+  // `COMMAND ARGS... TASK` and need a command.
+  std::optional<std::string> command;
+  std::optional<std::vector<std::string>> args;
   std::map<std::string, std::string> env;  // names must be in request_env.allow
 };
 
@@ -228,12 +238,12 @@ struct SpawnHost {
 };
 SpawnHost SystemSpawnHost();
 
-// Builds the sandbox request: argv (template or request command or /bin/sh -lc, then the
-// task), env (pass, set, secrets, then the request's allowed names, which override pass and
-// set), binds (mounts, state_dirs, then the workspace read-write), hidden paths, cgroup
-// limits, rlimits, network, stdio (a PTY for interactive), run-as ids, and the seccomp
-// program. The returned request points into `effective` (seccomp): keep it alive until
-// Spawn() returns. Secrets are read here; their values appear in no error.
+// Builds the sandbox request: argv (template, or the request's command and args as described
+// at SessionLaunch, or /bin/sh -lc; then the task), env (pass, set, secrets, then the request's
+// allowed names, which override pass and set), binds (mounts, state_dirs, then the workspace
+// read-write), hidden paths, cgroup limits, rlimits, network, stdio (a PTY for interactive), run-as
+// ids, and the seccomp program. The returned request points into `effective` (seccomp): keep it
+// alive until Spawn() returns. Secrets are read here; their values appear in no error.
 Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective,
                                                 const SessionLaunch& launch, const SpawnHost& host);
 

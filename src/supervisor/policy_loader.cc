@@ -124,9 +124,41 @@ class PolicyReader {
            "is required for print and interactive policies (the template the task is "
            "appended to)");
     }
+    ReadOwnCommandTypes(r);
     p_.bypasses_agent_permissions = r.OptBool("bypasses_agent_permissions").value_or(false);
     if (agent && !r.Has("bypasses_agent_permissions")) {
       Fail("/bypasses_agent_permissions", "is required for print and interactive policies");
+    }
+  }
+
+  // Session types beyond `type` that a request may start here with its own command.
+  void ReadOwnCommandTypes(wire::ObjectReader& r) {
+    const std::vector<std::string> names =
+        r.StringArray("own_command_types", kMaxListItems, kAnyString);
+    for (size_t i = 0; i < names.size(); ++i) {
+      const std::string at = "/own_command_types/" + std::to_string(i);
+      const auto* found =
+          std::find(common::kSessionTypeNames.begin(), common::kSessionTypeNames.end(), names[i]);
+      if (found == common::kSessionTypeNames.end()) {
+        Fail(at, Quote(names[i]) + " is not a session type (print, interactive)");
+        continue;
+      }
+      const auto type =
+          static_cast<SessionType>(std::distance(common::kSessionTypeNames.begin(), found));
+      if (type == SessionType::kExec || type == p_.type) {
+        Fail(at, Quote(names[i]) +
+                     " sessions may always use a policy of their type; list only "
+                     "print or interactive, and not the policy's own type");
+      } else if (std::find(p_.own_command_types.begin(), p_.own_command_types.end(), type) !=
+                 p_.own_command_types.end()) {
+        Fail(at, Quote(names[i]) + " is listed twice");
+      } else {
+        p_.own_command_types.push_back(type);
+      }
+    }
+    if (!p_.own_command_types.empty() && !p_.command.empty()) {
+      Fail("/own_command_types",
+           "needs an empty command: a policy with a command template runs only that command");
     }
   }
 

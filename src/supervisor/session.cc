@@ -51,6 +51,19 @@ WatchdogLimits LimitsOf(const Policy& p) {
   return l;
 }
 
+// Which ceiling output_flood hit and how to raise it (the watchdog's rule: more than
+// rate * window bytes within one window of `window` seconds, at least 1 s).
+std::string FloodDetail(const Policy& p) {
+  const uint64_t rate = p.output.max_rate_bytes_per_second;
+  const uint64_t window = std::max<uint64_t>(p.output.max_rate_window_seconds, 1);
+  return "the session wrote more than " + std::to_string(rate * window) +
+         " bytes of output within " + std::to_string(window) +
+         " s (output.max_rate_bytes_per_second " + std::to_string(rate) +
+         " x output.max_rate_window_seconds " + std::to_string(window) + " of policy \"" + p.name +
+         "\"); raise them in the policy (0 turns the ceiling off), or send bulk output to a "
+         "file in the workspace";
+}
+
 }  // namespace
 
 wire::ErrorBody MakeError(wire::ErrorCode code, std::string message, std::string field) {
@@ -413,6 +426,11 @@ void Session::Finish(const Result<sandbox::CgroupStats>& stats) {
       end.detail = "cgroup cleanup: " + stats.error().ToString();
     }
     end.reason = kill_reason_.value_or(EndReason::kExit);
+    if (end.reason == EndReason::kOutputFlood) {
+      const std::string flood = policy_ ? FloodDetail(policy_->policy) : std::string();
+      end.detail =
+          end.detail.empty() || flood.empty() ? flood + end.detail : flood + "; " + end.detail;
+    }
     info_.state = end.reason == EndReason::kExit ? SessionState::kExited : SessionState::kKilled;
   }
   info_.end = end;

@@ -111,48 +111,68 @@ Result<void> SessionManager::Recover() {
 
 namespace {
 
+wire::ErrorBody FromError(const Error& e) {
+  // A request's own mistakes read as one sentence; the host's failures keep their errno.
+  return MakeError(e.code, e.code == wire::ErrorCode::kInternal ? e.ToString() : e.what, e.field);
+}
+
+bool Contains(const std::vector<SessionType>& types, SessionType t) {
+  return std::find(types.begin(), types.end(), t) != types.end();
+}
+
 Answer<PreparedSpawn> Prepare(const wire::SpawnRequest& req, const PolicySet& policies,
                               const SpawnHost& host) {
-  // Which policy: the preset, or "exec" for exec sessions without one.
+  const std::string type(wire::ToString(req.type));
+  // Which policy: the preset, else "exec" for exec sessions and for print and interactive
+  // sessions that bring their own command (when exec.json allows it, below).
+  const bool own_command = req.command.has_value() || req.args.has_value();
   std::string preset_name;
   if (req.preset) {
     preset_name = *req.preset;
-  } else if (req.type == wire::SessionType::kExec) {
+  } else if (req.type == wire::SessionType::kExec || own_command) {
     preset_name = "exec";
   } else {
-    return (MakeError(wire::ErrorCode::kBadRequest,
-                      std::string(wire::ToString(req.type)) + " sessions need a preset",
-                      "/preset"));
+    return MakeError(wire::ErrorCode::kBadRequest,
+                     type +
+                         " sessions need a preset (GET /policies lists them) or their own "
+                         "command",
+                     "/preset");
   }
   auto policy = policies.Find(preset_name);
   if (!policy) {
-    return (
-        MakeError(wire::ErrorCode::kNotFound, "unknown preset \"" + preset_name + "\"", "/preset"));
+    return MakeError(wire::ErrorCode::kNotFound,
+                     "unknown preset \"" + preset_name + "\" (GET /policies lists them)",
+                     "/preset");
   }
   if (policy->type != req.type) {
-    return (MakeError(wire::ErrorCode::kBadRequest,
-                      "preset \"" + preset_name + "\" is for " +
-                          std::string(ToString(policy->type)) + " sessions, not " +
-                          std::string(wire::ToString(req.type)),
-                      "/session_type"));
+    const bool allowed = own_command && Contains(policy->own_command_types, req.type);
+    if (!allowed) {
+      const std::string of_policy = "policy \"" + preset_name + "\"";
+      if (!req.preset) {
+        return MakeError(wire::ErrorCode::kPolicyViolation,
+                         type + " sessions with their own command are not allowed here: " +
+                             of_policy + " does not list \"" + type +
+                             "\" in own_command_types; use a preset, or ask the operator to add "
+                             "it (docs/policies.md)",
+                         "/command");
+      }
+      return MakeError(wire::ErrorCode::kBadRequest,
+                       "preset \"" + preset_name + "\" is for " +
+                           std::string(ToString(policy->type)) + " sessions, not " + type,
+                       "/session_type");
+    }
   }
   auto effective = Tighten(*policy, req.limits.value_or(RequestedLimits{}));
-  if (!effective) {
-    return (MakeError(effective.error().code, effective.error().ToString(), "/limits"));
-  }
+  if (!effective) return MakeError(effective.error().code, effective.error().what, "/limits");
+  effective->policy.type = req.type;
   SessionLaunch launch;
   launch.task = req.task;
   launch.cwd = req.cwd.value_or("");
-  if (req.command) {
-    std::vector<std::string> cmd{*req.command};
-    cmd.insert(cmd.end(), req.args.begin(), req.args.end());
-    launch.command = cmd;
-  }
+  launch.command = req.command;
+  launch.args = req.args;
   for (const auto& [k, v] : req.env) launch.env[k] = v;
   auto spawn_req = BuildSpawnRequest(*effective, launch, host);
-  if (!spawn_req) {
-    return (MakeError(spawn_req.error().code, spawn_req.error().ToString()));
-  }
+  if (!spawn_req) return FromError(spawn_req.error());
   if (req.max_turns && !spawn_req->argv.empty()) {
     // The original's contract: Claude Code presets take --max-turns N before the task.
     const std::string& prog = spawn_req->argv[0];

@@ -53,46 +53,70 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
   const std::string where = "policy " + Quote(p.name);
   sandbox::SpawnRequest r;
 
-  if (launch.task.empty()) return CodedError(ErrorCode::kBadRequest, "task: is empty");
+  const auto bad = [](ErrorCode code, std::string field, std::string what) {
+    return CodedError(code, std::move(what)).At(std::move(field));
+  };
+  if (launch.task.empty()) return bad(ErrorCode::kBadRequest, "/task", "task is empty");
   if (launch.task.find('\0') != std::string::npos) {
-    return CodedError(ErrorCode::kBadRequest, "task: contains a NUL byte");
+    return bad(ErrorCode::kBadRequest, "/task", "task contains a NUL byte");
   }
   if (launch.task.size() > kMaxTaskBytes) {
-    return CodedError(ErrorCode::kBadRequest, "task: " + std::to_string(launch.task.size()) +
-                                                  " bytes; one argument may hold at most " +
-                                                  std::to_string(kMaxTaskBytes));
+    return bad(ErrorCode::kBadRequest, "/task",
+               "task of " + std::to_string(launch.task.size()) +
+                   " bytes is longer than one argument may be (" + std::to_string(kMaxTaskBytes) +
+                   " bytes)");
   }
-  if (launch.command) {
+  if (launch.command || launch.args) {
     if (!p.command.empty()) {
-      return CodedError(ErrorCode::kPolicyViolation, "command: " + where +
-                                                         " fixes the command; a request may not "
-                                                         "give one");
+      return bad(ErrorCode::kPolicyViolation, launch.command ? "/command" : "/args",
+                 where + " fixes the command; a request under it may not give command or args");
     }
-    if (launch.command->empty() || launch.command->front().empty()) {
-      return CodedError(ErrorCode::kBadRequest, "command: is empty");
+    if (launch.command && launch.command->empty()) {
+      return bad(ErrorCode::kBadRequest, "/command", "command is empty");
     }
-    for (const auto& a : *launch.command) {
-      if (a.find('\0') != std::string::npos)
-        return CodedError(ErrorCode::kBadRequest, "command: contains a NUL");
+    const bool exec = p.type == SessionType::kExec;
+    if (!launch.command && !exec) {
+      return bad(ErrorCode::kBadRequest, "/command",
+                 std::string(ToString(p.type)) + " sessions with args need a command too");
     }
-    r.argv = *launch.command;
+    // The original server's rules: a command without args is a shell given the task as its
+    // script; args without a command are /bin/sh's.
+    r.argv = {launch.command.value_or("/bin/sh")};
+    if (launch.args) {
+      r.argv.insert(r.argv.end(), launch.args->begin(), launch.args->end());
+    } else if (exec) {
+      r.argv.emplace_back("-lc");
+    }
+    for (size_t i = 0; i < r.argv.size(); ++i) {
+      if (r.argv[i].find('\0') != std::string::npos) {
+        return bad(ErrorCode::kBadRequest, i == 0 ? "/command" : "/args",
+                   "command and args may not contain NUL bytes");
+      }
+    }
   } else if (!p.command.empty()) {
     r.argv = p.command;
-  } else {
+  } else if (p.type == SessionType::kExec) {
     r.argv = {"/bin/sh", "-lc"};
+  } else {
+    return bad(ErrorCode::kBadRequest, "/command",
+               std::string(ToString(p.type)) + " sessions under " + where +
+                   " need their own command (and args), or a preset");
   }
   r.argv.push_back(launch.task);
 
   for (const auto& [name, value] : launch.env) {
+    const std::string field = "/env/" + name;
     if (std::find(p.request_env_allow.begin(), p.request_env_allow.end(), name) ==
         p.request_env_allow.end()) {
-      return CodedError(ErrorCode::kPolicyViolation,
-                        "env." + name + ": not in request_env.allow of " + where);
+      return bad(ErrorCode::kPolicyViolation, field,
+                 "env " + Quote(name) + " is not in request_env.allow of " + where +
+                     (p.request_env_allow.empty() ? " (which allows none)"
+                                                  : " (" + JoinQuoted(p.request_env_allow) + ")"));
     }
     if (value.find('\0') != std::string::npos || value.size() > kMaxEnvValueBytes) {
-      return CodedError(ErrorCode::kBadRequest, "env." + name +
-                                                    ": contains a NUL byte or is longer than " +
-                                                    std::to_string(kMaxEnvValueBytes) + " bytes");
+      return bad(ErrorCode::kBadRequest, field,
+                 "env " + Quote(name) + " contains a NUL byte or is longer than " +
+                     std::to_string(kMaxEnvValueBytes) + " bytes");
     }
   }
   MP_TRY(r.workspace, ResolveWorkspace(p, launch.cwd));
@@ -102,10 +126,22 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
     if (auto v = host.getenv ? host.getenv(name) : std::nullopt) env[name] = *v;
   }
   for (const auto& [name, value] : p.env.set) env[name] = value;
+  UniqueFd dir;
+  const std::string dir_label = "credentials directory " + Quote(host.credentials_dir);
   if (!p.env.secrets.empty() || !p.env.optional_secrets.empty()) {
-    const std::string dir_label = "credentials directory " + Quote(host.credentials_dir);
-    UniqueFd dir(::open(host.credentials_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!dir) return ErrnoError("open(" + dir_label + ")").Wrap(where);
+    dir = UniqueFd(::open(host.credentials_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir && errno != ENOENT) return ErrnoError("open(" + dir_label + ")").Wrap(where);
+    // Without the directory every optional secret is absent (the agent uses the login kept in
+    // its state dir); a required one is the host's setup to fix.
+    if (!dir && !p.env.secrets.empty()) {
+      return PlainError("the " + dir_label + " does not exist, and " + where +
+                        " reads the secret " + Quote(p.env.secrets.begin()->second) +
+                        " from it; create the directory (owned by root, mode 0700) with that "
+                        "file (docs/policies.md, \"Installing the agents and their "
+                        "credentials\")");
+    }
+  }
+  if (dir) {
     struct stat st {};
     if (::fstat(dir.get(), &st) != 0) return ErrnoError("fstat(" + dir_label + ")").Wrap(where);
     if (st.st_uid != host.credentials_owner || (st.st_mode & 022) != 0) {

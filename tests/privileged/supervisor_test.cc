@@ -402,6 +402,38 @@ TEST_F(SupervisorTest, OutputFloodIsKilled) {
   ASSERT_TRUE(c.end);
   EXPECT_EQ(c.end->reason, wire::EndReason::kOutputFlood);
   EXPECT_TRUE(c.offsets_contiguous);
+  // The detail names the ceiling (4 MiB/s x 2 s of the test's exec policy) and how to raise it.
+  EXPECT_NE(c.end->detail.find("more than 8388608 bytes of output within 2 s"), std::string::npos)
+      << c.end->detail;
+  EXPECT_NE(c.end->detail.find("output.max_rate_bytes_per_second 4194304"), std::string::npos)
+      << c.end->detail;
+  EXPECT_NE(c.end->detail.find("policy \"exec\""), std::string::npos) << c.end->detail;
+}
+
+// A print session with its own command needs a policy that lists print in own_command_types;
+// this test's exec policy does not, so it is refused, saying what to change.
+TEST_F(SupervisorTest, OwnCommandPrintIsRefusedWhereThePolicyDoesNotAllowIt) {
+  wire::SpawnRequest req;
+  req.type = wire::SessionType::kPrint;
+  req.command = "/bin/echo";
+  req.task = "x";
+  req.client = "test";
+  auto r = client_->Call(req);
+  ASSERT_TRUE(r) << r.error().ToString();
+  auto* err = std::get_if<wire::ErrorBody>(&r->body);
+  ASSERT_NE(err, nullptr) << "print with its own command under exec.json without "
+                             "own_command_types must be refused";
+  EXPECT_EQ(err->code, wire::ErrorCode::kPolicyViolation) << err->message;
+  EXPECT_EQ(err->field, "/command") << err->message;
+  EXPECT_NE(err->message.find("own_command_types"), std::string::npos) << err->message;
+  // Without a command nor a preset there is nothing to run.
+  req.command.reset();
+  r = client_->Call(req);
+  ASSERT_TRUE(r) << r.error().ToString();
+  err = std::get_if<wire::ErrorBody>(&r->body);
+  ASSERT_NE(err, nullptr);
+  EXPECT_EQ(err->code, wire::ErrorCode::kBadRequest) << err->message;
+  EXPECT_EQ(err->field, "/preset") << err->message;
 }
 
 TEST_F(SupervisorTest, InteractiveSessionHasAPtyThatResizes) {
@@ -525,7 +557,7 @@ TEST_F(SupervisorTest, OneGibStreamReachesAFastAndASlowSubscriberWhole) {
   req.client = "test";
   req.task = "unused";
   req.command = StagedProbe();
-  req.args = {"emit", std::to_string(kBytes), std::to_string(kSeed)};
+  req.args = std::vector<std::string>{"emit", std::to_string(kBytes), std::to_string(kSeed)};
   // The probe takes the task as its last argument; `emit` ignores extras.
   auto slow_client = ControlClient::Connect(daemon_->socket());
   ASSERT_TRUE(slow_client);

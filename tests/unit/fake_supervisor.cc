@@ -254,8 +254,14 @@ wire::ResponseBody FakeSupervisor::Dispatch(Connection& c, const wire::RequestBo
   };
   if (const auto* r = std::get_if<wire::SpawnRequest>(&body)) {
     if (r->task.starts_with("fail:")) {
-      const auto code = ErrorCodeNamed(std::string_view(r->task).substr(5));
-      return Err(code.value_or(ErrorCode::kInternal), "fake: refused by request", "/task");
+      std::string_view rest = std::string_view(r->task).substr(5);
+      std::string field = "/task";
+      if (const size_t colon = rest.find(':'); colon != std::string_view::npos) {
+        field = std::string(rest.substr(colon + 1));
+        rest = rest.substr(0, colon);
+      }
+      const auto code = ErrorCodeNamed(rest);
+      return Err(code.value_or(ErrorCode::kInternal), "fake: refused by request", field);
     }
     if (r->task == "hang") {
       no_answer_ = true;

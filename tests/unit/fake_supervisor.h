@@ -8,7 +8,8 @@
 //       (default 16384), one chunk every <ms> milliseconds (default 1), then exits 0 (with
 //       "hold": keeps running until killed or its stdin is closed);
 //   "echo"              stdin is appended to the output (stdout); close_stdin exits 0;
-//   "fail:<code>"       the spawn is refused with that error code (capacity, not_found, ...);
+//   "fail:<code>[:<field>]"  the spawn is refused with that error code (capacity, not_found,
+//       ...) and field (default "/task");
 //   "hang"              the spawn is never answered (until the connection goes);
 //   "ignoreterm"        runs, prints nothing; a kill request leaves it running (End ends it);
 //   anything else       runs, prints nothing, until killed or its stdin is closed.

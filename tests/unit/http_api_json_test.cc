@@ -108,6 +108,26 @@ TEST(ParseSpawnBodyTest, ExecFromTheOriginalsRecipe) {
   EXPECT_EQ(Value(r), want);
 }
 
+// A relative cwd goes to the supervisor as given (it resolves it against the default
+// workspace); `command` without `args` keeps args absent (the supervisor then runs
+// `COMMAND -lc TASK`), while `"args":[]` is an empty list.
+TEST(ParseSpawnBodyTest, RelativeCwdAndCommandWithoutArgs) {
+  const auto r = ParseSpawnBody(R"({"task":"echo $0","cwd":"sub/dir","command":"bash"})", "c");
+  wire::SpawnRequest want;
+  want.task = "echo $0";
+  want.cwd = "sub/dir";
+  want.command = "bash";
+  want.client = "c";
+  EXPECT_EQ(Value(r), want);
+  const auto empty = ParseSpawnBody(R"({"task":"t","command":"bash","args":[]})", "c");
+  want = {};
+  want.task = "t";
+  want.command = "bash";
+  want.args = std::vector<std::string>{};
+  want.client = "c";
+  EXPECT_EQ(Value(empty), want);
+}
+
 TEST(ParseSpawnBodyTest, PrintWithEverything) {
   const auto r = ParseSpawnBody(R"({
       "task": "fix the failing test",
@@ -132,7 +152,7 @@ TEST(ParseSpawnBodyTest, PrintWithEverything) {
   want.preset = "claude-sonnet";
   want.cwd = "/srv/monkeyproof/workspaces/x";
   want.command = "claude";
-  want.args = {"--print", ""};
+  want.args = std::vector<std::string>{"--print", ""};
   want.max_turns = 5;
   want.env = {{"FOO", "bar"}, {"_X1", ""}};
   want.owner = "me";
@@ -253,7 +273,6 @@ TEST(ParseSpawnBodyTest, EveryErrorNamesItsField) {
       {R"({"task":"t","type":"print","preset":")" + std::string(65, 'a') + "\"}", 400, "/preset",
        ""},
       // cwd
-      {R"({"task":"t","cwd":"relative/dir"})", 400, "/cwd", "absolute"},
       {R"({"task":"t","cwd":""})", 400, "/cwd", ""},
       {R"({"task":"t","cwd":5})", 400, "/cwd", ""},
       {R"({"task":"t","cwd":"/a\u0000"})", 400, "/cwd", "NUL"},

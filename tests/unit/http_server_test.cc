@@ -622,7 +622,7 @@ TEST_F(HttpServerTest, CreateSessionBodyErrorsNameTheField) {
       {R"({"task":"x","labels":"a"})", 400, "/labels"},
       {R"({"task":"x","maxTurns":"5"})", 400, "/maxTurns"},
       {R"({"task":"x","maxTurns":0})", 400, "/maxTurns"},
-      {R"({"task":"x","cwd":"relative"})", 400, "/cwd"},
+      {R"({"task":"x","cwd":""})", 400, "/cwd"},
       {R"({"task":"x","env":{"A":1}})", 400, "/env/A"},
       {R"({"task":"x","args":[1]})", 400, "/args/0"},
       {R"({"task":"x","owner":7})", 400, "/owner"},
@@ -719,6 +719,14 @@ TEST_F(HttpServerTest, SupervisorErrorsMapToStatuses) {
     if (c.status == 429 || c.status == 503) {
       EXPECT_FALSE(Header(r, "Retry-After").empty()) << c.code;
     }
+  }
+  // The supervisor names the wire's members; the client reads the public ones.
+  for (const auto& [wire_field, public_field] : std::vector<std::pair<std::string, std::string>>{
+           {"/session_type", "/type"}, {"/max_turns", "/maxTurns"}, {"/cwd", "/cwd"}, {"", ""}}) {
+    auto r = Post("/sessions", json{{"task", "fail:policy_violation:" + wire_field}}.dump());
+    EXPECT_EQ(r.result_int(), 403) << r.body();
+    EXPECT_EQ(Json(r).value("field", ""), public_field) << r.body();
+    EXPECT_EQ(Json(r).contains("field"), !public_field.empty()) << r.body();
   }
   // Unknown preset.
   auto preset = Post("/sessions", R"({"task":"x","type":"print","preset":"nope"})");

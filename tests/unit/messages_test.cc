@@ -58,7 +58,7 @@ SpawnRequest FullSpawn() {
   s.type = SessionType::kPrint;
   s.preset = "claude-sonnet";
   s.command = "/usr/local/bin/claude";
-  s.args = {"--print", "", "--model", "sonnet"};
+  s.args = std::vector<std::string>{"--print", "", "--model", "sonnet"};
   s.cwd = "/srv/projects/x";
   s.env = {{"LANG", "C.UTF-8"}, {"_X1", "a=b"}};
   s.owner = "ci-bot";
@@ -166,8 +166,19 @@ TEST(RequestTest, DefaultsWhenOptionalMembersAreAbsent) {
   ASSERT_TRUE(r) << r.error().ToString();
   const auto& s = std::get<SpawnRequest>(r->body);
   EXPECT_EQ(s.type, SessionType::kExec);
-  EXPECT_FALSE(s.preset || s.command || s.cwd || s.max_turns || s.limits || s.pty);
-  EXPECT_TRUE(s.args.empty() && s.env.empty() && s.labels.empty() && s.owner.empty());
+  EXPECT_FALSE(s.preset || s.command || s.args || s.cwd || s.max_turns || s.limits || s.pty);
+  EXPECT_TRUE(s.env.empty() && s.labels.empty() && s.owner.empty());
+
+  // Empty args are not absent args: `COMMAND TASK` against `COMMAND -lc TASK`.
+  auto empty = DecodeRequest(View(R"({"id":1,"type":"spawn","task":"t","client":"c","args":[]})"));
+  ASSERT_TRUE(empty) << empty.error().ToString();
+  ASSERT_TRUE(std::get<SpawnRequest>(empty->body).args.has_value());
+  EXPECT_TRUE(std::get<SpawnRequest>(empty->body).args->empty());
+  // A relative cwd travels as given; the supervisor resolves it against the default workspace.
+  auto relative =
+      DecodeRequest(View(R"({"id":1,"type":"spawn","task":"t","client":"c","cwd":"src/x"})"));
+  ASSERT_TRUE(relative) << relative.error().ToString();
+  EXPECT_EQ(std::get<SpawnRequest>(relative->body).cwd, "src/x");
 
   auto read = DecodeRequest(View(R"({"id":2,"type":"read_output","session":"s-1","since":0})"));
   ASSERT_TRUE(read) << read.error().ToString();
@@ -255,8 +266,6 @@ TEST(RequestTest, EveryRefusalNamesItsPointerAndReason) {
       {"unknown session_type", Spawn(R"("session_type":"batch")"), "",
        R"(/session_type: expected one of "exec", "print", "interactive"; got "batch")",
        "/session_type"},
-      {"relative cwd", Spawn(R"("cwd":"srv/x")"), "", R"(/cwd: "srv/x" is not an absolute path)",
-       "/cwd"},
       {"preset with path", Spawn(R"("preset":"../etc/passwd")"), "",
        R"(/preset: "../etc/passwd" is not a preset name (^[a-z0-9][a-z0-9-]{0,63}$))", "/preset"},
       {"NUL in an arg", Spawn(R"("args":["a\u0000b"])"), "", "/args/0: contains a NUL byte",

@@ -4,6 +4,7 @@
 // source tree only; runs as any user.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -12,6 +13,7 @@
 #include "config_example.h"
 #include "http/auth.h"
 #include "supervisor/config.h"
+#include "supervisor/policy.h"
 
 namespace mp {
 namespace {
@@ -85,6 +87,28 @@ TEST(PackagingTest, TmpfilesMatchTheDefaultPaths) {
   EXPECT_TRUE(lines.count("d " + d.credentials_dir + " 0700 root root -")) << d.credentials_dir;
   const std::string log_dir = d.audit_log.substr(0, d.audit_log.rfind('/'));
   EXPECT_TRUE(lines.count("d " + log_dir + " 0750 root adm -")) << log_dir;
+}
+
+// Requests without a cwd run in their policy's default_workspace: the package creates each one
+// the shipped policies name, owned by the policy's run_as user so that sessions can write it.
+TEST(PackagingTest, TmpfilesCreateTheDefaultWorkspaces) {
+  auto set = supervisor::PolicySet::Load(MP_REPO_POLICIES_DIR);
+  ASSERT_TRUE(set.has_value()) << set.error().what;
+  const auto lines = Lines(Debian("monkeyproof.tmpfiles"));
+  size_t checked = 0;
+  for (const auto& [name, policy] : set->all()) {
+    if (policy->default_workspace.empty()) continue;
+    ++checked;
+    const std::string prefix =
+        "d " + policy->default_workspace + " 0755 " + policy->run_as.user + " ";
+    const bool found = std::any_of(lines.begin(), lines.end(),
+                                   [&](const std::string& l) { return l.starts_with(prefix); });
+    EXPECT_TRUE(found) << "debian/monkeyproof.tmpfiles must create the default workspace of "
+                       << name << ": " << prefix << "...";
+  }
+  EXPECT_NE(set->Find("exec"), nullptr);
+  EXPECT_FALSE(set->Find("exec")->default_workspace.empty()) << "exec.json: default_workspace";
+  EXPECT_GE(checked, 1u);
 }
 
 TEST(PackagingTest, UnitsAndMaintainerScripts) {

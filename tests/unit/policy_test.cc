@@ -209,7 +209,8 @@ TEST(PolicyLoaderTest, EachBadInputGetsItsExactError) {
       {"unknown top-level field",
        Doc(R"("networking": "none")"),
        {E("/networking: unknown field (known: description, type, command, "
-          "bypasses_agent_permissions, run_as, hide, workspace_roots, default_workspace, mounts, "
+          "own_command_types, bypasses_agent_permissions, run_as, hide, workspace_roots, "
+          "default_workspace, mounts, "
           "state_dirs, network, seccomp, rlimits, limits, deadlines, output, env, "
           "request_env)")}},
       {"unknown nested field",
@@ -442,7 +443,8 @@ TEST(PolicyLoaderTest, CollectsEveryErrorAtOnce) {
                 E("/limits/pids_max: value 1 is out of range [8, 4194304]"),
                 E("/deadlines/idle_seconds: expected unsigned integer, got negative integer"),
                 E("/colour: unknown field (known: description, type, command, "
-                  "bypasses_agent_permissions, run_as, hide, workspace_roots, default_workspace, "
+                  "own_command_types, bypasses_agent_permissions, run_as, hide, workspace_roots, "
+                  "default_workspace, "
                   "mounts, state_dirs, network, seccomp, rlimits, limits, deadlines, "
                   "output, env, request_env)"),
             }));
@@ -542,7 +544,8 @@ TEST(PolicySetTest, ReloadKeepsTheOldSetOnError) {
   EXPECT_EQ(reloaded.error().what,
             exec_file +
                 ":/bogus: unknown field (known: description, type, command, "
-                "bypasses_agent_permissions, run_as, hide, workspace_roots, default_workspace, "
+                "own_command_types, bypasses_agent_permissions, run_as, hide, workspace_roots, "
+                "default_workspace, "
                 "mounts, state_dirs, network, seccomp, rlimits, limits, deadlines, "
                 "output, env, request_env)\n" +
                 other_file +
@@ -692,6 +695,7 @@ TEST_F(WorkspaceTest, OutsideIsAPolicyViolation) {
                                 "\", outside the workspace roots of policy \"t\" (\"" + root_ +
                                 "\")");
   EXPECT_EQ(r.error().code, ErrorCode::kPolicyViolation);
+  EXPECT_EQ(r.error().field, "/cwd");
 }
 
 TEST_F(WorkspaceTest, SymlinkEscapingARootIsRefused) {
@@ -717,21 +721,78 @@ TEST_F(WorkspaceTest, HiddenPathsAreRefused) {
   auto r = ResolveWorkspace(policy_, root_ + "/secret");
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().what, "cwd \"" + root_ + "/secret\" resolves to \"" + root_ +
-                                "/secret\", inside the hidden path \"" + root_ + "/secret\"");
+                                "/secret\", inside the hidden path \"" + root_ +
+                                "/secret\", which sessions may not see");
+  EXPECT_EQ(r.error().field, "/cwd");
 }
 
 TEST_F(WorkspaceTest, BadCwdsAreBadRequests) {
+  const std::string roots = "the workspace roots of policy \"t\" (\"" + root_ + "\")";
   auto missing = ResolveWorkspace(policy_, root_ + "/missing");
   ASSERT_FALSE(missing.has_value());
-  EXPECT_EQ(missing.error().errnum, ENOENT);
-  EXPECT_EQ(missing.error().what, "cwd \"" + root_ + "/missing\": realpath");
-  EXPECT_EQ(ResolveWorkspace(policy_, "proj").error().what, "cwd \"proj\" is not an absolute path");
+  EXPECT_EQ(missing.error().code, ErrorCode::kBadRequest);
+  EXPECT_EQ(missing.error().field, "/cwd");
+  // One sentence: no errno suffix, no code.
+  EXPECT_EQ(missing.error().ToString(), "cwd \"" + root_ +
+                                            "/missing\" does not exist; create the directory "
+                                            "first, inside one of " +
+                                            roots);
+  EXPECT_EQ(ResolveWorkspace(policy_, "proj").error().what,
+            "cwd \"proj\" is relative, and policy \"t\" has no default_workspace; give an "
+            "absolute cwd inside one of " +
+                roots);
   EXPECT_EQ(ResolveWorkspace(policy_, root_ + "/file").error().what,
             "cwd \"" + root_ + "/file\" is not a directory");
   EXPECT_EQ(ResolveWorkspace(policy_, "").error().what,
-            "cwd: none given and policy \"t\" has no default_workspace");
+            "no cwd was given, and policy \"t\" has no default_workspace; give an absolute cwd "
+            "inside one of " +
+                roots);
+  EXPECT_EQ(ResolveWorkspace(policy_, "").error().field, "/cwd");
   policy_.default_workspace = root_ + "/proj";
   EXPECT_EQ(ResolveWorkspace(policy_, "").value(), root_ + "/proj");
+}
+
+// A relative cwd is resolved against the default workspace (the original server resolved it
+// against its own directory) and may not leave it.
+TEST_F(WorkspaceTest, RelativeCwdIsBelowTheDefaultWorkspace) {
+  policy_.default_workspace = root_ + "/proj";
+  EXPECT_EQ(ResolveWorkspace(policy_, "sub").value(), root_ + "/proj/sub");
+  EXPECT_EQ(ResolveWorkspace(policy_, "./sub/").value(), root_ + "/proj/sub");
+  EXPECT_EQ(ResolveWorkspace(policy_, ".").value(), root_ + "/proj");
+  EXPECT_EQ(ResolveWorkspace(policy_, "sub/..").value(), root_ + "/proj");
+
+  // `..` out of it is refused, even into another workspace of the same root.
+  auto up = ResolveWorkspace(policy_, "..");
+  ASSERT_FALSE(up.has_value());
+  EXPECT_EQ(up.error().code, ErrorCode::kPolicyViolation);
+  EXPECT_EQ(up.error().field, "/cwd");
+  EXPECT_EQ(up.error().what, "cwd \"..\" (relative to the default workspace \"" + root_ +
+                                 "/proj\") resolves to \"" + root_ +
+                                 "\", outside the default workspace; give an absolute cwd "
+                                 "inside one of the workspace roots of policy \"t\" (\"" +
+                                 root_ + "\")");
+  EXPECT_EQ(ResolveWorkspace(policy_, "../../outside").error().code, ErrorCode::kPolicyViolation);
+  auto missing = ResolveWorkspace(policy_, "nope");
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code, ErrorCode::kBadRequest);
+  EXPECT_EQ(missing.error().what.rfind("cwd \"nope\" (relative to the default workspace \"" +
+                                           root_ + "/proj\") does not exist; create",
+                                       0),
+            0u)
+      << missing.error().what;
+}
+
+// A default workspace that does not exist is the host's setup, not the request's fault.
+TEST_F(WorkspaceTest, MissingDefaultWorkspaceIsInternal) {
+  policy_.default_workspace = root_ + "/default";
+  policy_.run_as.user = "nobody";
+  auto r = ResolveWorkspace(policy_, "");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kInternal);
+  EXPECT_EQ(r.error().what, "the default workspace \"" + root_ +
+                                "/default\" of policy \"t\" does not exist; create it, "
+                                "writable by the policy's run_as user \"nobody\" "
+                                "(docs/deploy.md), or give a cwd");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -828,21 +889,77 @@ TEST_F(BuildSpawnRequestTest, TaskIsAppendedLastToTheTemplate) {
             (std::vector<std::string>{"claude", "--print", "--model", "opus", "fix the bug"}));
 
   SessionLaunch own = Launch();
-  own.command = std::vector<std::string>{"/bin/rm", "-rf"};
+  own.command = "/bin/rm";
+  own.args = std::vector<std::string>{"-rf"};
   auto refused = Build(*p, own);
   ASSERT_FALSE(refused.has_value());
   EXPECT_EQ(refused.error().what,
-            "command: policy \"t\" fixes the command; a request may not give "
-            "one");
+            "policy \"t\" fixes the command; a request under it may not give command or args");
+  EXPECT_EQ(refused.error().field, "/command");
+  EXPECT_EQ(refused.error().code, ErrorCode::kPolicyViolation);
+  own.command.reset();
+  EXPECT_EQ(Build(*p, own).error().field, "/args");
 }
 
 TEST_F(BuildSpawnRequestTest, ExecRequestMayNameItsCommand) {
   auto p = Load("");
   SessionLaunch l = Launch("file.txt");
-  l.command = std::vector<std::string>{"wc", "-l"};
+  l.command = "wc";
+  l.args = std::vector<std::string>{"-l"};
   auto r = Build(*p, l);
   ASSERT_TRUE(r.has_value()) << r.error().what;
   EXPECT_EQ(r->argv, (std::vector<std::string>{"wc", "-l", "file.txt"}));
+
+  // Empty args are args: the task is the command's only argument.
+  l.args = std::vector<std::string>{};
+  EXPECT_EQ(Build(*p, l)->argv, (std::vector<std::string>{"wc", "file.txt"}));
+}
+
+// The original server's rules: a command without args is a shell that gets the task as its
+// script (`"command":"bash"` picks the shell); args without a command are /bin/sh's.
+TEST_F(BuildSpawnRequestTest, ExecCommandWithoutArgsRunsDashLc) {
+  auto p = Load("");
+  SessionLaunch l = Launch("echo $0");
+  l.command = "bash";
+  EXPECT_EQ(Build(*p, l)->argv, (std::vector<std::string>{"bash", "-lc", "echo $0"}));
+  l.command.reset();
+  l.args = std::vector<std::string>{"-e", "-c"};
+  EXPECT_EQ(Build(*p, l)->argv, (std::vector<std::string>{"/bin/sh", "-e", "-c", "echo $0"}));
+  l.command = "";
+  EXPECT_EQ(Build(*p, l).error().field, "/command");
+}
+
+// A print or interactive session with its own command under an exec policy (the session
+// manager admits it only when the policy lists the type in own_command_types, and sets the
+// effective type): COMMAND ARGS... TASK, and COMMAND TASK without args.
+TEST_F(BuildSpawnRequestTest, OwnCommandForPrintAndInteractive) {
+  auto p = Load(R"("own_command_types": ["print", "interactive"])");
+  ASSERT_EQ(p->own_command_types,
+            (std::vector<SessionType>{SessionType::kPrint, SessionType::kInteractive}));
+  auto e = Tighten(*p, {});
+  ASSERT_TRUE(e.has_value());
+  e->policy.type = SessionType::kPrint;
+  SessionLaunch l = Launch("hello");
+  l.command = "mycli";
+  l.args = std::vector<std::string>{"--print"};
+  auto r = BuildSpawnRequest(*e, l, host_);
+  ASSERT_TRUE(r.has_value()) << r.error().what;
+  EXPECT_EQ(r->argv, (std::vector<std::string>{"mycli", "--print", "hello"}));
+  EXPECT_EQ(r->stdio, sandbox::StdioMode::kPipes);
+  l.args.reset();
+  EXPECT_EQ(BuildSpawnRequest(*e, l, host_)->argv, (std::vector<std::string>{"mycli", "hello"}));
+  // Without a command there is nothing to run (exec's /bin/sh -lc is for exec sessions).
+  l.command.reset();
+  auto none = BuildSpawnRequest(*e, l, host_);
+  ASSERT_FALSE(none.has_value());
+  EXPECT_EQ(none.error().field, "/command");
+  EXPECT_EQ(none.error().what,
+            "print sessions under policy \"t\" need their own command (and args), or a preset");
+  e->policy.type = SessionType::kInteractive;
+  l.command = "bash";
+  auto pty = BuildSpawnRequest(*e, l, host_);
+  ASSERT_TRUE(pty.has_value()) << pty.error().what;
+  EXPECT_EQ(pty->stdio, sandbox::StdioMode::kPty);
 }
 
 TEST_F(BuildSpawnRequestTest, InteractiveGetsAPty) {
@@ -870,7 +987,10 @@ TEST_F(BuildSpawnRequestTest, EnvironmentIsAnAllowlistWithSecrets) {
   l.env = {{"LD_PRELOAD", "/tmp/x.so"}};
   auto refused = Build(*p, l);
   ASSERT_FALSE(refused.has_value());
-  EXPECT_EQ(refused.error().what, "env.LD_PRELOAD: not in request_env.allow of policy \"t\"");
+  EXPECT_EQ(refused.error().what,
+            "env \"LD_PRELOAD\" is not in request_env.allow of policy \"t\" (\"LANG\", "
+            "\"DEBUG\")");
+  EXPECT_EQ(refused.error().field, "/env/LD_PRELOAD");
   l.env = {{"API_KEY", "mine"}};
   EXPECT_EQ(Build(*p, l).error().code, ErrorCode::kPolicyViolation);
   l.env = {{"DEBUG", std::string("a\0b", 3)}};
@@ -909,6 +1029,18 @@ TEST_F(BuildSpawnRequestTest, SecretsMustBePrivateRegularFiles) {
   ASSERT_EQ(::chmod(creds_.c_str(), 0700), 0);
   host_.credentials_owner = ::getuid() + 1;
   EXPECT_FALSE(Build(*p, Launch()).has_value());
+
+  // A missing directory is the host's setup to fix, said as such.
+  host_.credentials_dir = tmp_.path() + "/no-creds";
+  auto absent = Build(*p, Launch());
+  ASSERT_FALSE(absent.has_value());
+  EXPECT_EQ(absent.error().code, ErrorCode::kInternal);
+  EXPECT_EQ(absent.error().errnum, 0);
+  EXPECT_EQ(absent.error().what,
+            "the credentials directory \"" + tmp_.path() +
+                "/no-creds\" does not exist, and policy \"t\" reads the secret \"api-key\" "
+                "from it; create the directory (owned by root, mode 0700) with that file "
+                "(docs/policies.md, \"Installing the agents and their credentials\")");
 }
 
 // An optional secret whose file does not exist leaves its variable unset; one whose file exists
@@ -946,6 +1078,11 @@ TEST_F(BuildSpawnRequestTest, OptionalSecretsMayBeAbsentButNotWrong) {
   EXPECT_FALSE(Build(*q, Launch()).has_value());
   ASSERT_EQ(::chmod(creds_.c_str(), 0700), 0);
   EXPECT_TRUE(Build(*q, Launch()).has_value());
+  // Without the directory every optional secret is absent (dev mode has none).
+  host_.credentials_dir = tmp_.path() + "/no-creds";
+  auto r2 = Build(*q, Launch());
+  ASSERT_TRUE(r2.has_value()) << r2.error().what;
+  EXPECT_TRUE(r2->env.empty());
 }
 
 TEST_F(BuildSpawnRequestTest, BindsHidesLimitsAndRlimits) {
@@ -1018,12 +1155,14 @@ TEST_F(BuildSpawnRequestTest, RunAsIdsAreResolvedAndRootRefused) {
 
 TEST_F(BuildSpawnRequestTest, BadTasksAndCwds) {
   auto p = Load("");
-  EXPECT_EQ(Build(*p, Launch("")).error().what, "task: is empty");
+  EXPECT_EQ(Build(*p, Launch("")).error().what, "task is empty");
+  EXPECT_EQ(Build(*p, Launch("")).error().field, "/task");
   EXPECT_EQ(Build(*p, Launch(std::string(200000, 'x'))).error().what,
-            "task: 200000 bytes; one argument may hold at most 131071");
+            "task of 200000 bytes is longer than one argument may be (131071 bytes)");
   SessionLaunch l = Launch();
   l.cwd = "/";
   EXPECT_EQ(Build(*p, l).error().code, ErrorCode::kPolicyViolation);
+  EXPECT_EQ(Build(*p, l).error().field, "/cwd");
 }
 
 TEST(SystemSpawnHostTest, LooksUpTheRealUserDatabase) {
@@ -1103,6 +1242,25 @@ TEST(PolicyLoaderTest, LimitRangesAtTheirBounds) {
                 E("/limits/pids_max: value 7 is out of range [8, 4194304]"),
                 E("/limits/cpu_max_percent: value 100001 is out of range [1, 100000]"),
                 E("/deadlines/wall_seconds: value 2592001 is out of range [0, 2592000]")}));
+}
+
+// own_command_types: print and interactive only, once each, and only without a template.
+TEST(PolicyLoaderTest, OwnCommandTypes) {
+  auto p = MustParse(Doc(R"("own_command_types": ["interactive"])"));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->own_command_types, std::vector<SessionType>{SessionType::kInteractive});
+  EXPECT_TRUE(MustParse(Doc())->own_command_types.empty());
+  EXPECT_EQ(Errors(Doc(R"("own_command_types": ["exec", "shell", "print", "print"])")),
+            (std::vector<std::string>{
+                E("/own_command_types/0: \"exec\" sessions may always use a policy of their "
+                  "type; list only print or interactive, and not the policy's own type"),
+                E("/own_command_types/1: \"shell\" is not a session type (print, interactive)"),
+                E("/own_command_types/3: \"print\" is listed twice")}));
+  EXPECT_EQ(Errors(Doc(R"("command": ["make"], "own_command_types": ["print"])")),
+            std::vector<std::string>{
+                E("/own_command_types: needs an empty command: a policy with a command "
+                  "template runs only that command")});
+  EXPECT_EQ(Errors(Doc(R"("own_command_types": "print")")).size(), 1u);
 }
 
 }  // namespace

@@ -85,6 +85,9 @@ CLIS = {
 }
 
 
+SHELLS = {"sh", "bash", "dash", "zsh"}
+
+
 def load_policies(directory):
     presets = []
     for name in sorted(os.listdir(directory)):
@@ -96,6 +99,10 @@ def load_policies(directory):
                 policy = json.loads(jsonc.strip_comments(f.read()))
             except ValueError as e:
                 raise SystemExit(f"check_flags: {path}: not valid JSON with comments: {e}")
+        template = policy.get("command") or [""]
+        # A plain shell (the `shell` preset) is no agent CLI: there are no pinned flags to check.
+        if os.path.basename(template[0]) in SHELLS:
+            continue
         if policy.get("type") in ("print", "interactive"):
             presets.append((name[: -len(".json")], policy))
     return presets

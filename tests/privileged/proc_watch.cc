@@ -1,17 +1,32 @@
 #include "proc_watch.h"
 
-#include <fstream>
-#include <iterator>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <sstream>
 #include <thread>
+
+#include "common/unique_fd.h"
 
 namespace mp::testing {
 namespace {
 
+// The whole file, or nullopt when it cannot be opened or read. Plain read(2): a /proc file
+// whose process exits between open and read fails with ESRCH, which libstdc++'s filebuf
+// turns into an exception whatever the stream's exception mask.
 std::optional<std::string> Slurp(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) return std::nullopt;
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return std::nullopt;
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return std::nullopt;
+    if (n == 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
 }
 
 }  // namespace

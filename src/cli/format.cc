@@ -95,12 +95,13 @@ std::string SignalText(int64_t signal) {
   return out;
 }
 
-// STATUS of the ls table: the public status, the exact state where it says more, and how it
-// ended: "exited (0)", "killed (SIGKILL)", "failed", "starting".
+// STATUS of the ls table: the exact state (the public status from a server without one; it
+// reads "exited" for a killed exec session, as the original's did) and how it ended:
+// "exited (0)", "killed (SIGKILL)", "failed", "starting".
 std::string StatusCell(const json& session) {
-  std::string status = Text(session, "status");
   std::string state = Text(session, "state", "");
   if (state == "failed" || state == "starting") return state;
+  const std::string status = state.empty() ? Text(session, "status") : state;
   if (const std::optional<int64_t> signal = Integer(session, "signal"); signal && *signal > 0) {
     const char* name = *signal < 65 ? sigabbrev_np(static_cast<int>(*signal)) : nullptr;
     return status + " (" + (name != nullptr ? "SIG" + std::string(name) : SignalText(*signal)) +

@@ -902,7 +902,7 @@ constexpr char kSessionList[] = R"([
    "state":"exited","preset":null,"outputBytes":3,"endReason":"exit","signal":null,"pty":null,
    "resources":null},
   {"id":"s-01B","task":"x","command":"claude --print \u001b[2Jx\nsecond line","type":"print",
-   "status":"killed","exitCode":null,"createdAt":"2026-11-21T17:31:44.759Z","owner":null,
+   "status":"exited","exitCode":137,"createdAt":"2026-11-21T17:31:44.759Z","owner":null,
    "state":"killed","signal":9},
   {"id":"s-01C","task":"t","command":"t","type":"interactive","status":"running","exitCode":null,
    "createdAt":"2026-11-21T19:31:40.000Z","owner":"ci","state":"starting"},

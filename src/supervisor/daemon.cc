@@ -26,6 +26,7 @@
 #include "supervisor/config.h"
 #include "supervisor/control_server.h"
 #include "supervisor/dev_api.h"
+#include "supervisor/dev_workspaces.h"
 #include "supervisor/dispatcher.h"
 #include "supervisor/event_loop.h"
 #include "supervisor/policy.h"
@@ -74,39 +75,6 @@ Result<void> MkdirP(const std::string& path, mode_t mode) {
       return ErrnoError("mkdir(\"" + cur + "\")");
     }
     pos = next + 1;
-  }
-  return Ok();
-}
-
-// Dev mode: each policy's default_workspace, created when missing and handed to the policy's
-// run_as user (as the package's tmpfiles.d does for the shipped policies), so that sessions
-// without a cwd can write there.
-Result<void> CreateDefaultWorkspaces(const PolicySet& policies) {
-  for (const auto& [name, policy] : policies.all()) {
-    const std::string& dir = policy->default_workspace;
-    if (dir.empty() || ::access(dir.c_str(), F_OK) == 0) continue;
-    const struct passwd* pw = ::getpwnam(policy->run_as.user.c_str());
-    if (pw == nullptr) {
-      return PlainError("policy \"" + name + "\": run_as.user \"" + policy->run_as.user +
-                        "\" does not exist; cannot create its default workspace \"" + dir + "\"");
-    }
-    gid_t gid = pw->pw_gid;
-    if (!policy->run_as.group.empty()) {
-      const struct group* gr = ::getgrnam(policy->run_as.group.c_str());
-      if (gr == nullptr) {
-        return PlainError("policy \"" + name + "\": run_as.group \"" + policy->run_as.group +
-                          "\" does not exist");
-      }
-      gid = gr->gr_gid;
-    }
-    MP_RETURN_IF_ERROR(MkdirP(dir, 0755));
-    if (::chown(dir.c_str(), pw->pw_uid, gid) != 0 || ::chmod(dir.c_str(), 0755) != 0) {
-      return ErrnoError("default workspace \"" + dir + "\"");
-    }
-    std::fprintf(stderr,
-                 "monkeyproofd: dev mode: created the default workspace %s of policy %s "
-                 "(owner %s)\n",
-                 dir.c_str(), name.c_str(), policy->run_as.user.c_str());
   }
   return Ok();
 }

@@ -18,6 +18,10 @@
 #include <fcntl.h>
 
 #include <chrono>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -271,6 +275,77 @@ TEST(SupervisorDevModeTest, ADevDaemonWhoseApiCannotStartExitsNonZero) {
   ssize_t n = 0;
   while ((n = ::read(d.log.get(), buf, sizeof buf)) > 0) d.text.append(buf, static_cast<size_t>(n));
   EXPECT_NE(d.text.find("monkeyproof-api exited"), std::string::npos) << d.text;
+}
+
+// A session of an earlier run writes its default workspace (it belongs to the session's user).
+// It plants a symlink there; a policy whose default workspace lies below that symlink must not
+// make dev mode (root) create a directory where the symlink points and give it to that user.
+TEST(SupervisorDevModeTest, DefaultWorkspacesAreNotCreatedThroughAPlantedSymlink) {
+  const std::string base = "/var/tmp/mp-dev-ws";
+  const std::string root = base + "/ws";
+  const std::string shared = root + "/default";       // policy exec's default workspace
+  const std::string planted = shared + "/a";          // the session's symlink, to /etc
+  const std::string victim = "/etc/mp-dev-ws-pwned";  // where root would create b's
+  std::error_code ignored;
+  std::filesystem::remove_all(base, ignored);  // does not follow the planted symlink
+  std::filesystem::remove_all(victim, ignored);
+  ASSERT_EQ(::mkdir(base.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(root.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((base + "/policies").c_str(), 0755), 0);
+  const struct passwd* nobody = ::getpwnam("nobody");
+  ASSERT_NE(nobody, nullptr);
+  ASSERT_EQ(::mkdir(shared.c_str(), 0755), 0);
+  ASSERT_EQ(::chown(shared.c_str(), nobody->pw_uid, nobody->pw_gid), 0);
+  // The plant, made as the session's user.
+  const pid_t child = ::fork();
+  if (child == 0) {
+    if (::setresgid(nobody->pw_gid, nobody->pw_gid, nobody->pw_gid) != 0 ||
+        ::setresuid(nobody->pw_uid, nobody->pw_uid, nobody->pw_uid) != 0) {
+      ::_exit(1);
+    }
+    ::_exit(::symlink("/etc", planted.c_str()) == 0 ? 0 : 2);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the plant failed: " << status;
+  // Control: the plant works, a path-following creation of b's workspace would land in /etc.
+  char resolved[PATH_MAX];
+  ASSERT_NE(::realpath((planted + "/..").c_str(), resolved), nullptr);
+  ASSERT_STREQ(resolved, "/") << "the symlink does not lead out of the workspace";
+  ASSERT_NE(::realpath(planted.c_str(), resolved), nullptr);
+  ASSERT_STREQ(resolved, "/etc");
+
+  auto policy = [&](const std::string& name, const std::string& default_workspace) {
+    const std::string text = R"({"description": "dev ws test", "type": "exec",
+      "run_as": {"user": "nobody"}, "workspace_roots": [")" +
+                             root + R"("],
+      "default_workspace": ")" +
+                             default_workspace + R"("})";
+    FILE* f = std::fopen((base + "/policies/" + name + ".json").c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+  };
+  policy("exec", shared);
+  policy("b", planted + "/mp-dev-ws-pwned");
+
+  DevDaemon d;
+  d.Start({"--no-api", "--policies", base + "/policies"});
+  const int exit_status = d.WaitExit(seconds(60));
+  ASSERT_NE(exit_status, -1) << "the dev daemon started despite the planted symlink: " << d.text;
+  d.WaitForLine("\n", milliseconds(100));
+  char buf[4096];
+  ssize_t n = 0;
+  while ((n = ::read(d.log.get(), buf, sizeof buf)) > 0) d.text.append(buf, static_cast<size_t>(n));
+  EXPECT_TRUE(WIFEXITED(exit_status) && WEXITSTATUS(exit_status) != 0) << exit_status;
+  struct stat st {};
+  EXPECT_NE(::lstat(victim.c_str(), &st), 0)
+      << victim << " was created through the symlink (owner uid " << st.st_uid << ")";
+  EXPECT_NE(d.text.find("is a symlink or not a directory"), std::string::npos) << d.text;
+  EXPECT_NE(d.text.find(planted), std::string::npos)
+      << "the error does not name the path: " << d.text;
+  std::filesystem::remove_all(base, ignored);
+  std::filesystem::remove_all(victim, ignored);
 }
 
 }  // namespace

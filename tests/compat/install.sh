@@ -8,7 +8,8 @@
 #   tests/compat/install.sh BUILD_DIR
 #
 # The source comes from MP_ORIGINAL_SRC (a directory holding the original's files) when set,
-# else from a shallow git clone of the pinned commit. The original is never run here: it runs
+# else from ../shared/peers/monkeyproof beside the repository (where CI and the design docs
+# keep it) when that exists, else from a shallow git clone of the pinned commit. The original is never run here: it runs
 # commands as whoever runs it, so only the VM starts it.
 # Prints "bun VERSION PATH" and "original COMMIT DIR". Needs npm, python3, and git without
 # MP_ORIGINAL_SRC.
@@ -49,6 +50,10 @@ repository=$(pin original.repository)
 
 # The source: copied from MP_ORIGINAL_SRC or cloned, then checked file by file.
 src=${MP_ORIGINAL_SRC:-}
+beside=$here/../../../shared/peers/monkeyproof
+if [[ -z $src && -f $beside/src/sessions.ts ]]; then
+  src=$(cd "$beside" && pwd)
+fi
 if [[ -z $src ]]; then
   src=$1/compat/original-src
   if [[ ! -d $src/.git ]] || [[ $(git -C "$src" rev-parse HEAD 2>/dev/null) != "$commit" ]]; then

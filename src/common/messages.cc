@@ -208,7 +208,8 @@ json SessionInfoJson(const SessionInfo& s) {
 
 // ---- Framing of a JSON document.
 
-Result<std::vector<uint8_t>> Frame(const json& j, std::span<const uint8_t> data = {}) {
+Result<std::vector<uint8_t>> Frame(const json& j, std::span<const uint8_t> data = {},
+                                   size_t max_bytes = kMaxFrameBytes) {
   std::string text;
   try {
     // `replace`: a string with invalid UTF-8 (say, a cwd read from the filesystem) becomes
@@ -217,7 +218,7 @@ Result<std::vector<uint8_t>> Frame(const json& j, std::span<const uint8_t> data 
   } catch (const std::exception& e) {
     return PlainError(std::string("encode: ") + e.what());
   }
-  return EncodeFrame(text, data);
+  return EncodeFrame(text, data, max_bytes);
 }
 
 // Parses and checks the envelope of `frame`; records problems in `errors`.
@@ -744,9 +745,11 @@ Result<std::vector<uint8_t>> EncodeRequest(const Request& request) {
   if (request.type() != RequestType::kHello) j["id"] = request.id;
   std::visit(RequestWriter{j}, request.body);
   if (const auto* stdin_req = std::get_if<StdinRequest>(&request.body)) {
-    return Frame(j, stdin_req->data);
+    return Frame(j, stdin_req->data, kMaxMessageBytes);
   }
-  return Frame(j);
+  // A request may be larger than one record (a spawn with a long task): the sender splits it
+  // with SplitFrame.
+  return Frame(j, {}, kMaxMessageBytes);
 }
 
 Result<Response> DecodeResponse(const FrameView& frame) {

@@ -355,7 +355,8 @@ using SupervisorMessage = std::variant<Response, Event>;
 // fields, wrong types, values out of range, and a data tail on a message that takes none.
 // Errors (errnum 0) read "<JSON pointer>: <reason>". Encoders write compact JSON (invalid UTF-8
 // in strings becomes U+FFFD) and the frame; they fail only when the frame would exceed
-// kMaxFrameBytes. They do not validate: the peer's decoder does.
+// kMaxFrameBytes (EMSGSIZE), or kMaxMessageBytes for EncodeRequest, whose frame the sender
+// passes through SplitFrame. They do not validate: the peer's decoder does.
 
 // Filled by DecodeRequest on failure, for the bad_request response.
 struct DecodeDetail {

@@ -27,10 +27,11 @@ enum class ErrorCode {
   kPolicyViolation,  // the request asks for more than the policy allows
   kInternal,         // the host failed (a syscall, a missing user, a corrupt record)
   kUnavailable,      // the API cannot reach the supervisor
+  kTooLarge,         // a value over a size the host cannot carry (a task over one argument)
 };
-inline constexpr std::array<std::string_view, 7> kErrorCodeNames = {
+inline constexpr std::array<std::string_view, 8> kErrorCodeNames = {
     "bad_request",      "not_found", "wrong_state", "capacity",
-    "policy_violation", "internal",  "unavailable"};
+    "policy_violation", "internal",  "unavailable", "too_large"};
 std::string_view ToString(ErrorCode code);
 
 struct Error {

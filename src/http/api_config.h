@@ -25,7 +25,8 @@ struct ApiConfig {
   std::string control_socket = "/run/monkeyproof/control.sock";
   // `token_file` (default kDefaultTokenFile, /etc/monkeyproof/api-token), env, credentials.
   TokenSources tokens = {std::string(kDefaultTokenFile), {}, {}};
-  uint64_t body_limit_bytes = 1024 * 1024;
+  // A 1 MiB task (wire::kMaxTaskBytes) plus its JSON escapes and the other members.
+  uint64_t body_limit_bytes = 1536 * 1024;
   uint32_t header_limit_bytes = 16 * 1024;
   uint32_t read_timeout_ms = 30'000;   // whole request (headers and body)
   uint32_t idle_timeout_ms = 120'000;  // keep-alive connection with no request

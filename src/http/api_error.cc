@@ -47,6 +47,9 @@ ApiError FromSupervisor(const wire::ErrorBody& error) {
     case wire::ErrorCode::kUnavailable:
       status = 503;
       break;
+    case wire::ErrorCode::kTooLarge:
+      status = 413;
+      break;
   }
   return ApiError{status, std::string(wire::ToString(error.code)), error.message, error.field};
 }

@@ -362,7 +362,8 @@ std::optional<ApiError> ReadSpawn(const json& body, wire::SpawnRequest* s) {
   return std::nullopt;
 }
 
-// The spawn as it will go to the supervisor must fit one control frame.
+// The spawn as it will go to the supervisor must fit one control message (wire::SplitFrame
+// sends it in parts when it is over one record).
 std::optional<ApiError> CheckEncodes(const wire::SpawnRequest& spawn) {
   wire::Request request;
   request.id = 1;
@@ -384,7 +385,8 @@ std::optional<ApiError> CheckEncodes(const wire::SpawnRequest& spawn) {
     largest = args_bytes;
   }
   if (env_bytes > largest) field = "/env";
-  return TooLarge("request too large for one spawn: task, args and env together exceed 63 KiB",
+  return TooLarge("request too large for one spawn: task, args and env together, as JSON, exceed " +
+                      std::to_string(wire::kMaxMessageBytes) + " bytes",
                   field);
 }
 

@@ -28,12 +28,15 @@ using ApiResult = std::variant<T, ApiError>;  // index 0: the value; 1: the erro
 // command, args, maxTurns, env, owner, labels (trimmed, lower-cased, <=64 chars,
 // de-duplicated, empty ones dropped), limits {memoryMaxBytes,...}, pty {rows,cols}.
 // Refuses exec + preset (400, field "/preset"), type and mode that disagree, a missing or
-// empty task ("task is required"), and a task whose JSON-escaped size would not fit one
-// control frame (413 too_large, field "/task"; see kMaxSpawnTaskBytes).
+// empty task ("task is required"), a task over kMaxSpawnTaskBytes and a spawn whose control
+// message would exceed wire::kMaxMessageBytes (413 too_large, field "/task", "/args" or
+// "/env").
 ApiResult<wire::SpawnRequest> ParseSpawnBody(std::string_view body, std::string client);
 
-// The largest task (bytes) the API accepts: a spawn must fit one 64 KiB control frame.
-inline constexpr size_t kMaxSpawnTaskBytes = size_t{63} * 1024;
+// The largest task (bytes, after JSON decoding) the API accepts: the supervisor's limit. The
+// control protocol carries it in parts when it does not fit one record; the supervisor hands
+// a shell task over 128 KiB (one execve argument) in through a file (docs/api.md, "Limits").
+inline constexpr size_t kMaxSpawnTaskBytes = wire::kMaxTaskBytes;
 
 // POST /sessions/:id/input {"input":"…"}: the bytes to send. Missing or non-string input is
 // 400 {"error":"input is required"}. An empty string is allowed (sends nothing).

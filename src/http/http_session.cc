@@ -81,9 +81,7 @@ void HttpSession::OnHeader(beast::error_code ec, size_t) {
   }
   // Beast's parser already refuses a Content-Length over body_limit while reading the header.
   if (ec == http::error::body_limit) {
-    SendError(413, "too_large",
-              "request body exceeds " + std::to_string(ctx_.config.body_limit_bytes) + " bytes",
-              true);
+    SendBodyTooLarge();
     return;
   }
   if (ec) {
@@ -96,9 +94,7 @@ void HttpSession::OnHeader(beast::error_code ec, size_t) {
   const auto& header = parser_->get();
   if (const auto length = parser_->content_length();
       length && *length > ctx_.config.body_limit_bytes) {
-    SendError(413, "too_large",
-              "request body exceeds " + std::to_string(ctx_.config.body_limit_bytes) + " bytes",
-              true);
+    SendBodyTooLarge();
     return;
   }
   if (beast::iequals(header[http::field::expect], "100-continue")) {
@@ -121,9 +117,7 @@ void HttpSession::ReadBody() {
 
 void HttpSession::OnRead(beast::error_code ec, size_t) {
   if (ec == http::error::body_limit) {
-    SendError(413, "too_large",
-              "request body exceeds " + std::to_string(ctx_.config.body_limit_bytes) + " bytes",
-              true);
+    SendBodyTooLarge();
     return;
   }
   if (ec == beast::error::timeout) {
@@ -148,6 +142,33 @@ void HttpSession::SendError(int status, const std::string& code, const std::stri
   res.keep_alive(!close);
   res.prepare_payload();
   Send(std::move(res));
+}
+
+void HttpSession::SendBodyTooLarge() {
+  discard_ = true;
+  SendError(413, "too_large",
+            "request body exceeds " + std::to_string(ctx_.config.body_limit_bytes) +
+                " bytes (body_limit_bytes in api.conf); a task may have at most " +
+                std::to_string(kMaxSpawnTaskBytes) + " bytes",
+            true);
+}
+
+void HttpSession::DiscardRest() {
+  constexpr size_t kChunk = 16 * 1024;
+  if (!discard_buffer_) {
+    discard_buffer_ = std::make_unique<char[]>(kChunk);
+    // One deadline for the whole drain, not per read: a trickling client cannot extend it.
+    stream_.expires_after(kDiscardTimeout);
+  }
+  stream_.async_read_some(boost::asio::buffer(discard_buffer_.get(), kChunk),
+                          [self = shared_from_this()](beast::error_code ec, size_t n) {
+                            self->discarded_bytes_ += n;
+                            // EOF (the client is done), the deadline, an error or the byte budget:
+                            // close. The session's last reference goes with this handler, and the
+                            // socket with it.
+                            if (ec || self->discarded_bytes_ >= kDiscardMaxBytes) return;
+                            self->DiscardRest();
+                          });
 }
 
 void HttpSession::Handle(HttpRequest request) {
@@ -234,6 +255,7 @@ void HttpSession::OnWrite(bool close, beast::error_code ec, size_t) {
   if (ec) return;
   if (close) {
     stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
+    if (discard_) DiscardRest();
     return;
   }
   DoRead();

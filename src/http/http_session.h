@@ -2,9 +2,13 @@
 // authenticates each one before anything else, routes it (routes.h) and writes the answer;
 // hands WebSocket upgrades to WsSession. One request at a time per connection: the next is
 // read only once the answer is written (a pipelining depth of one), which also bounds what a
-// client can make us hold. Runs on the io_context thread.
+// client can make us hold. A body over the limit is answered 413, then the rest of it is read
+// and dropped (kDiscardMaxBytes, kDiscardTimeout) before the close, so that a client that
+// sends the whole body before reading gets the 413 instead of a reset. Runs on the io_context
+// thread.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +24,12 @@ namespace mp::http {
 
 using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
 using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
+
+// After a 413 for the body size: read and drop at most this much of the rest, for at most
+// this long, then close. TCP resets a connection closed with unread bytes, and the reset
+// destroys the answer in the client's receive buffer before it reads it.
+inline constexpr size_t kDiscardMaxBytes = size_t{16} * 1024 * 1024;
+inline constexpr std::chrono::seconds kDiscardTimeout{10};
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
@@ -39,6 +49,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void Send(HttpResponse response);
   void OnWrite(bool close, boost::beast::error_code ec, size_t bytes);
   void SendError(int status, const std::string& code, const std::string& message, bool close);
+  // 413 for a body over body_limit_bytes; the rest of the body is discarded after the answer.
+  void SendBodyTooLarge();
+  void DiscardRest();
 
   ApiContext& ctx_;
   std::shared_ptr<ApiContext> keep_;
@@ -49,6 +62,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool upgraded_ = false;
   bool head_ = false;  // the request being answered is a HEAD: its answer goes without body
   std::shared_ptr<HttpResponse> response_;  // the one being written
+  bool discard_ = false;                    // drain the request's rest once the answer is written
+  size_t discarded_bytes_ = 0;              // drained so far, <= kDiscardMaxBytes
+  std::unique_ptr<char[]> discard_buffer_;
 };
 
 }  // namespace mp::http

@@ -201,8 +201,17 @@ void SupervisorLink::SendDeferredReads() {
 }
 
 void SupervisorLink::SendBytes(std::vector<uint8_t> frame) {
-  outbox_bytes_ += frame.size();
-  outbox_.push_back(std::move(frame));
+  // A frame over one record goes as consecutive parts (wire.h); the outbox keeps them in order
+  // and nothing else is queued between them.
+  auto records = wire::SplitFrame(std::move(frame));
+  if (!records) {
+    Fail("send: " + records.error().ToString());
+    return;
+  }
+  for (auto& record : *records) {
+    outbox_bytes_ += record.size();
+    outbox_.push_back(std::move(record));
+  }
   FlushOutbox();
 }
 

@@ -325,6 +325,8 @@ const char* ChildStepName(ChildStep step) {
       return "mount /dev";
     case ChildStep::kMountTmp:
       return "mount /tmp";
+    case ChildStep::kTaskFile:
+      return "write the task file in /tmp";
     case ChildStep::kMountHide:
       return "hide";
     case ChildStep::kPivotRoot:

@@ -51,8 +51,14 @@ enum class ChildStep : uint32_t {
   kControllingTty,
   kExec,
   kReportStarted,
+  kTaskFile,
 };
 const char* ChildStepName(ChildStep step);
+
+// The file in the sandbox's private /tmp that holds a task too long for one execve argument
+// (ChildPlan::task_file_data): its name in /tmp and its path as the sandbox sees it.
+inline constexpr char kTaskFileName[] = ".monkeyproof-task";
+inline constexpr char kTaskFilePath[] = "/tmp/.monkeyproof-task";
 
 enum class BindMode : uint8_t { kReadOnly, kReadWrite };
 
@@ -108,6 +114,10 @@ struct ChildPlan {
   size_t hide_count;
   const char* workspace;    // cwd after the pivot; nullptr keeps "/"
   uint64_t tmp_size_bytes;  // size= of the private /tmp tmpfs
+  // Bytes written to kTaskFileName in the private /tmp (root-owned, mode 0444) once it is
+  // mounted; nullptr: no file. Needs isolate_filesystem.
+  const char* task_file_data;
+  size_t task_file_bytes;
 
   const char* hostname;  // nullptr keeps the host's (only with no UTS namespace)
   bool loopback_up;      // bring "lo" up (new network namespace)

@@ -101,6 +101,23 @@ void BindDevice(const ChildPlan& p, int dev_mnt, const char* name, const char* h
   ::close(tree);
 }
 
+// The task file in the fresh /tmp (`tmp` is its mount's root), before the pivot while we are
+// still root: owned by root, mode 0444, so the sandbox's uid can read it but neither change
+// nor remove it (/tmp is sticky). Short writes are continued; ENOSPC is /tmp's size limit.
+void WriteTaskFile(const ChildPlan& p, int tmp) {
+  const int fd =
+      ::openat(tmp, kTaskFileName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
+  if (fd < 0) FailInChild(p.report_fd, ChildStep::kTaskFile, errno, kTaskFilePath);
+  size_t done = 0;
+  while (done < p.task_file_bytes) {
+    const ssize_t n = ::write(fd, p.task_file_data + done, p.task_file_bytes - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) FailInChild(p.report_fd, ChildStep::kTaskFile, n < 0 ? errno : EIO, kTaskFilePath);
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+}
+
 void SetupDev(const ChildPlan& p, int new_root) {
   const char* const dev_opts[] = {"mode", "0755", "size", "65536", nullptr};
   const int dev = MakeFs("tmpfs", dev_opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
@@ -377,6 +394,7 @@ void SetUpFilesystemInChild(const ChildPlan& p) {
   if (tmp < 0 || tmp_target < 0 || AttachAt(tmp, tmp_target) < 0) {
     FailInChild(rfd, ChildStep::kMountTmp, errno, "/tmp");
   }
+  if (p.task_file_data != nullptr) WriteTaskFile(p, tmp);
   ::close(tmp);
   ::close(tmp_target);
 

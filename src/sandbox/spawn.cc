@@ -81,6 +81,14 @@ Result<void> Validate(const SpawnRequest& r) {
   }
   for (const auto& h : r.hide) MP_RETURN_IF_ERROR(CheckPathSyntax(h, "hidden path"));
   if (r.hostname.size() > 64) return PlainError("hostname longer than 64 bytes");
+  if (!r.task_file.empty() && r.unsafe.keep_host_filesystem) {
+    return PlainError("a task file needs the sandbox's private /tmp (keep_host_filesystem is on)");
+  }
+  if (r.task_file.size() > r.tmp_size_bytes) {
+    return PlainError("task file of " + std::to_string(r.task_file.size()) +
+                      " bytes does not fit the private /tmp of " +
+                      std::to_string(r.tmp_size_bytes) + " bytes");
+  }
   return Ok();
 }
 
@@ -213,6 +221,8 @@ Result<PendingSpawn> StartSpawn(const CgroupRoot& root, const std::string& leaf_
   plan.hide_count = st.hides.size();
   plan.workspace = req.workspace.empty() ? nullptr : req.workspace.c_str();
   plan.tmp_size_bytes = req.tmp_size_bytes;
+  plan.task_file_data = req.task_file.empty() ? nullptr : req.task_file.data();
+  plan.task_file_bytes = req.task_file.size();
   plan.hostname = req.hostname.c_str();
   plan.loopback_up = req.network == NetworkMode::kNone;
   plan.rlimits = st.rlimits.data();

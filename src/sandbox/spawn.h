@@ -74,6 +74,9 @@ struct SpawnRequest {
   std::vector<std::string> hide;           // paths covered by an empty file or directory
   std::string workspace;                   // cwd inside the sandbox; must lie in a read-write bind
   uint64_t tmp_size_bytes = 256ull << 20;  // private /tmp
+  // Contents of kTaskFilePath (a task too long for one execve argument, which the shell
+  // sources from there); empty: no such file. Counts against tmp_size_bytes.
+  std::string task_file;
   std::string hostname = "monkeyproof";
   NetworkMode network = NetworkMode::kNone;
 

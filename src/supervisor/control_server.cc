@@ -92,6 +92,7 @@ struct ControlServer::Connection {
   std::deque<std::vector<uint8_t>> outbox;  // encoded frames the socket did not take yet
   size_t outbox_bytes = 0;
   EventLoop::TimerId linger_timer = 0;
+  wire::FrameAssembler parts;  // a request over one record, while its parts arrive
 };
 
 // Marks a server callback on the stack. When the outermost one returns, connections closed
@@ -297,7 +298,7 @@ void ControlServer::OnConnectionEvent(uint64_t connection_id, uint32_t events) {
 
 void ControlServer::OnReadable(Connection& c) {
   for (int i = 0; i < kMaxFramesPerWake && !c.closed && !c.closing; ++i) {
-    auto received = wire::ReceiveFrame(c.fd.get(), receive_buffer_);
+    auto received = wire::ReceiveFrame(c.fd.get(), receive_buffer_, c.parts);
     if (!received) {
       Close(c, "protocol error: " + received.error().ToString());
       return;
@@ -305,6 +306,13 @@ void ControlServer::OnReadable(Connection& c) {
     switch (received->status) {
       case wire::ReceiveStatus::kWouldBlock:
         return;
+      case wire::ReceiveStatus::kPart:
+        // Only a greeted peer may make us hold up to kMaxMessageBytes.
+        if (!c.greeted) {
+          Close(c, "protocol error: a part record before hello");
+          return;
+        }
+        break;
       case wire::ReceiveStatus::kClosed:
         Close(c, "peer closed the connection");
         return;

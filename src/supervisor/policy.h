@@ -239,11 +239,13 @@ struct SpawnHost {
 SpawnHost SystemSpawnHost();
 
 // Builds the sandbox request: argv (template, or the request's command and args as described
-// at SessionLaunch, or /bin/sh -lc; then the task), env (pass, set, secrets, then the request's
-// allowed names, which override pass and set), binds (mounts, state_dirs, then the workspace
-// read-write), hidden paths, cgroup limits, rlimits, network, stdio (a PTY for interactive), run-as
-// ids, and the seccomp program. The returned request points into `effective` (seccomp): keep it
-// alive until Spawn() returns. Secrets are read here; their values appear in no error.
+// at SessionLaunch, or /bin/sh -lc; then the task, which goes to a file the shell sources when
+// it is longer than one execve argument, or is too_large: PlaceTask in spawn_request.cc), env
+// (pass, set, secrets, then the request's allowed names, which override pass and set), binds
+// (mounts, state_dirs, then the workspace read-write), hidden paths, cgroup limits, rlimits,
+// network, stdio (a PTY for interactive), run-as ids, and the seccomp program. The returned
+// request points into `effective` (seccomp): keep it alive until Spawn() returns. Secrets are
+// read here; their values appear in no error.
 Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective,
                                                 const SessionLaunch& launch, const SpawnHost& host);
 

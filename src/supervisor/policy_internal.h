@@ -24,8 +24,9 @@ constexpr uint64_t kMaxBytes = common::kMaxByteCount;
 constexpr size_t kMaxPolicyFileBytes = 1 << 20;
 constexpr size_t kMaxSecretBytes = 64 << 10;
 using common::kMaxEnvValueBytes;
-// execve refuses a single argument of MAX_ARG_STRLEN (32 pages) or more with E2BIG.
-constexpr size_t kMaxTaskBytes = 32 * 4096 - 1;
+// execve refuses a single argument of MAX_ARG_STRLEN (32 pages) or more with E2BIG: the
+// longest task that can be the command's last argument (PlaceTask in spawn_request.cc).
+constexpr size_t kMaxArgTaskBytes = 32 * 4096 - 1;
 constexpr size_t kMaxListItems = 256;
 constexpr size_t kMaxWorkspaceRoots = 16;
 

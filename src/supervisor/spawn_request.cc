@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <utility>
 
+#include "common/messages.h"
 #include "common/unique_fd.h"
 #include "supervisor/policy.h"
 #include "supervisor/policy_internal.h"
@@ -46,6 +47,52 @@ SpawnHost SystemSpawnHost() {
   return host;
 }
 
+namespace {
+
+// Shells that take `-c STRING` and source a file with `. PATH` (POSIX `.`: no PATH search for
+// a path with a slash, same shell process, same $0 and positional parameters).
+bool IsKnownShell(std::string_view command) {
+  const size_t slash = command.rfind('/');
+  const std::string_view name =
+      slash == std::string_view::npos ? command : command.substr(slash + 1);
+  for (const std::string_view shell :
+       {"sh", "bash", "dash", "zsh", "ksh", "ksh93", "mksh", "ash", "yash", "posh"}) {
+    if (name == shell) return true;
+  }
+  return false;
+}
+
+// The task becomes the command's last argument. One execve argument holds at most
+// kMaxArgTaskBytes, so a longer task of a shell run as `SHELL [ARGS...] -c|-lc TASK` goes into
+// the sandbox's private /tmp (sandbox::kTaskFilePath, root-owned, read-only) and the shell
+// sources it: `SHELL [ARGS...] -lc '. /tmp/.monkeyproof-task'`. Differences from an
+// argument: error messages and $LINENO name the file, bash's BASH_SOURCE is set, and a
+// top-level `return` ends the task instead of failing. Any other command (an agent CLI, a
+// non-shell interpreter) cannot take such a task: too_large, naming the limit.
+Result<void> PlaceTask(const std::string& task, sandbox::SpawnRequest* r) {
+  if (task.size() <= kMaxArgTaskBytes) {
+    r->argv.push_back(task);
+    return Ok();
+  }
+  const bool shell_string = r->argv.size() >= 2 && IsKnownShell(r->argv.front()) &&
+                            (r->argv.back() == "-c" || r->argv.back() == "-lc");
+  if (!shell_string) {
+    return CodedError(ErrorCode::kTooLarge,
+                      "task of " + std::to_string(task.size()) + " bytes is longer than " +
+                          Quote(r->argv.front()) + " can take: it gets the task as one " +
+                          "argument, which Linux caps at " + std::to_string(kMaxArgTaskBytes) +
+                          " bytes (MAX_ARG_STRLEN); only a shell run with -c or -lc takes " +
+                          "longer tasks (up to " + std::to_string(wire::kMaxTaskBytes) +
+                          " bytes); put long context in a file in the workspace instead")
+        .At("/task");
+  }
+  r->argv.push_back(std::string(". ") + sandbox::kTaskFilePath);
+  r->task_file = task;
+  return Ok();
+}
+
+}  // namespace
+
 Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective,
                                                 const SessionLaunch& launch,
                                                 const SpawnHost& host) {
@@ -60,10 +107,10 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
   if (launch.task.find('\0') != std::string::npos) {
     return bad(ErrorCode::kBadRequest, "/task", "task contains a NUL byte");
   }
-  if (launch.task.size() > kMaxTaskBytes) {
-    return bad(ErrorCode::kBadRequest, "/task",
+  if (launch.task.size() > wire::kMaxTaskBytes) {
+    return bad(ErrorCode::kTooLarge, "/task",
                "task of " + std::to_string(launch.task.size()) +
-                   " bytes is longer than one argument may be (" + std::to_string(kMaxTaskBytes) +
+                   " bytes is longer than a task may be (" + std::to_string(wire::kMaxTaskBytes) +
                    " bytes)");
   }
   if (launch.command || launch.args) {
@@ -102,7 +149,7 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
                std::string(ToString(p.type)) + " sessions under " + where +
                    " need their own command (and args), or a preset");
   }
-  r.argv.push_back(launch.task);
+  MP_RETURN_IF_ERROR(PlaceTask(launch.task, &r));
 
   for (const auto& [name, value] : launch.env) {
     const std::string field = "/env/" + name;

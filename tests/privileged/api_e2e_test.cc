@@ -254,6 +254,12 @@ TEST_F(ApiE2eTest, AuthOnEveryRouteAndRequestLimits) {
   RunScript({kPython, Script("http_edges.py")}, seconds(300));
 }
 
+// 5b. Sizes: 1 MiB exec tasks run (sourced from a file: over one execve argument), the
+// task and body limits are 413s that even a client writing the whole body first receives.
+TEST_F(ApiE2eTest, LongTasksRunAndOversizedBodiesGet413) {
+  RunScript({kPython, Script("sizes.py")}, seconds(300));
+}
+
 // 6. 100 WebSocket clients on one session each get the whole output.
 TEST_F(ApiE2eTest, HundredWebSocketClientsGetTheWholeOutput) {
   RunScript({kPython, Script("ws_client.py"), "fanout", "--clients", "100", "--bytes", "524288"},

@@ -64,6 +64,7 @@ TEST(ResultTest, WrapKeepsErrnoAndCode) {
   EXPECT_EQ(PlainError("x").Wrap("y").code, ErrorCode::kInternal);
   EXPECT_EQ(ToString(ErrorCode::kPolicyViolation), "policy_violation");
   EXPECT_EQ(ToString(ErrorCode::kUnavailable), "unavailable");
+  EXPECT_EQ(ToString(ErrorCode::kTooLarge), "too_large");
 }
 
 TEST(ResultTest, WrapAddsOutermostContextFirst) {

@@ -41,7 +41,7 @@ wire::ErrorBody Err(wire::ErrorCode code, std::string message, std::string field
 }
 
 std::optional<wire::ErrorCode> ErrorCodeNamed(std::string_view name) {
-  for (int i = 0; i <= static_cast<int>(wire::ErrorCode::kUnavailable); ++i) {
+  for (int i = 0; i <= static_cast<int>(wire::ErrorCode::kTooLarge); ++i) {
     const auto code = static_cast<wire::ErrorCode>(i);
     if (wire::ToString(code) == name) return code;
   }
@@ -191,12 +191,13 @@ void FakeSupervisor::AcceptAll() {
 void FakeSupervisor::ReadFrom(Connection& c) {
   std::vector<uint8_t> buffer(wire::kMaxFrameBytes);
   for (int i = 0; i < kFramesPerWakeup && !c.broken; ++i) {
-    auto got = wire::ReceiveFrame(c.fd.get(), buffer);
+    auto got = wire::ReceiveFrame(c.fd.get(), buffer, c.parts);
     if (!got || got->status == wire::ReceiveStatus::kClosed) {
       c.broken = true;
       return;
     }
     if (got->status == wire::ReceiveStatus::kWouldBlock) return;
+    if (got->status == wire::ReceiveStatus::kPart) continue;
     wire::DecodeDetail detail;
     auto request = wire::DecodeRequest(got->frame, &detail);
     if (!request) {
@@ -253,6 +254,7 @@ wire::ResponseBody FakeSupervisor::Dispatch(Connection& c, const wire::RequestBo
     return Err(ErrorCode::kNotFound, "no session " + id, "/session");
   };
   if (const auto* r = std::get_if<wire::SpawnRequest>(&body)) {
+    last_spawn_task_ = r->task;
     if (r->task.starts_with("fail:")) {
       std::string_view rest = std::string_view(r->task).substr(5);
       std::string field = "/task";
@@ -753,6 +755,11 @@ uint64_t FakeSupervisor::requests(wire::RequestType type) const {
   std::lock_guard lock(mu_);
   auto it = requests_by_type_.find(type);
   return it == requests_by_type_.end() ? 0 : it->second;
+}
+
+std::string FakeSupervisor::last_spawn_task() const {
+  std::lock_guard lock(mu_);
+  return last_spawn_task_;
 }
 
 size_t FakeSupervisor::connections() const {

@@ -87,6 +87,8 @@ class FakeSupervisor {
   [[nodiscard]] uint64_t requests(wire::RequestType type) const;
   // Connections that completed the hello.
   [[nodiscard]] size_t connections() const;
+  // The task of the last spawn request received ("" before any).
+  [[nodiscard]] std::string last_spawn_task() const;
   // Waits (polling the model) until `pred` holds or `timeout` passes; returns pred's value.
   bool WaitUntil(const std::function<bool(const FakeSupervisor&)>& pred,
                  std::chrono::milliseconds timeout) const;
@@ -123,6 +125,7 @@ class FakeSupervisor {
     std::deque<std::vector<uint8_t>> outbox;
     size_t outbox_bytes = 0;
     std::map<std::string, Subscription> subs;
+    wire::FrameAssembler parts;  // requests over one record arrive in parts, as to monkeyproofd
   };
 
   void Loop();
@@ -167,6 +170,7 @@ class FakeSupervisor {
   uint64_t requests_ = 0;
   std::map<wire::RequestType, uint64_t> requests_by_type_;
   bool no_answer_ = false;  // set by Dispatch: leave this request unanswered
+  std::string last_spawn_task_;
   std::chrono::steady_clock::time_point started_;
 };
 

@@ -77,6 +77,7 @@ TEST(ApiErrorTest, FromSupervisor) {
       {wire::ErrorCode::kPolicyViolation, 403, "policy_violation"},
       {wire::ErrorCode::kInternal, 500, "internal"},
       {wire::ErrorCode::kUnavailable, 503, "unavailable"},
+      {wire::ErrorCode::kTooLarge, 413, "too_large"},
   };
   for (const Case& c : cases) {
     const ApiError e = FromSupervisor({c.code, "msg", "/limits/memory_max_bytes"});
@@ -341,33 +342,40 @@ TEST(ParseSpawnBodyTest, EveryErrorNamesItsField) {
 }
 
 TEST(ParseSpawnBodyTest, TaskSizeLimits) {
-  // Exactly the cap fits one frame.
+  // Exactly the cap (1 MiB) is accepted: the spawn travels to the supervisor in parts.
   const std::string max_task(kMaxSpawnTaskBytes, 'a');
+  EXPECT_EQ(kMaxSpawnTaskBytes, 1024u * 1024);
   EXPECT_EQ(Value(ParseSpawnBody(R"({"task":")" + max_task + "\"}", "c")).task, max_task);
 
-  // One byte more is 413 naming the task.
+  // One byte more is 413 naming the task and the limit.
   ApiError e = Err(ParseSpawnBody(R"({"task":")" + max_task + "a\"}", "c"));
   EXPECT_EQ(e.status, 413);
   EXPECT_EQ(e.code, "too_large");
   EXPECT_EQ(e.field, "/task");
+  EXPECT_NE(e.message.find("1048576"), std::string::npos) << e.message;
 
-  // Under the cap in bytes but not once JSON-escaped: control characters take 6 bytes each.
+  // Control characters take 6 bytes each once JSON-escaped: the longest such task still fits
+  // one control message (kMaxMessageBytes).
   std::string escaped_task;
-  for (int i = 0; i < 20000; ++i) escaped_task += "\\u0001";
-  e = Err(ParseSpawnBody(R"({"task":")" + escaped_task + "\"}", "c"));
-  EXPECT_EQ(e.status, 413);
-  EXPECT_EQ(e.code, "too_large");
-  EXPECT_EQ(e.field, "/task");
-  EXPECT_NE(e.message.find("63 KiB"), std::string::npos);
+  for (size_t i = 0; i < kMaxSpawnTaskBytes; ++i) escaped_task += "\\u0001";
+  EXPECT_EQ(Value(ParseSpawnBody(R"({"task":")" + escaped_task + "\"}", "c")).task.size(),
+            kMaxSpawnTaskBytes);
 
-  // A small task with large args: the largest member is named.
-  const std::string arg(30000, 'x');
-  e = Err(ParseSpawnBody(
-      R"({"task":"t","args":[")" + arg + R"(",")" + arg + R"(",")" + arg + "\"]}", "c"));
+  // A small task with args or env that do not fit one message: the largest member is named.
+  const std::string arg(wire::kMaxArgBytes, 'x');
+  std::string args;
+  for (size_t i = 0; i < wire::kMaxArgs; ++i) args += (i == 0 ? "\"" : ",\"") + arg + "\"";
+  e = Err(ParseSpawnBody(R"({"task":"t","args":[)" + args + "]}", "c"));
   EXPECT_EQ(e.status, 413);
   EXPECT_EQ(e.field, "/args");
-  e = Err(ParseSpawnBody(
-      R"({"task":"t","env":{"A":")" + arg + R"(","B":")" + arg + R"(","C":")" + arg + "\"}}", "c"));
+  EXPECT_NE(e.message.find(std::to_string(wire::kMaxMessageBytes)), std::string::npos) << e.message;
+  std::string value;
+  for (size_t i = 0; i < wire::kMaxEnvValueBytes; ++i) value += "\\u0001";
+  std::string env;
+  for (size_t i = 0; i < wire::kMaxEnvEntries; ++i) {
+    env += (i == 0 ? "\"A" : ",\"A") + std::to_string(i) + "\":\"" + value + "\"";
+  }
+  e = Err(ParseSpawnBody(R"({"task":"t","env":{)" + env + "}}", "c"));
   EXPECT_EQ(e.status, 413);
   EXPECT_EQ(e.field, "/env");
 }

@@ -372,14 +372,31 @@ TEST(RequestTest, CrossesASocketpairAndDecodes) {
   EXPECT_EQ(*request, sent);
 }
 
-TEST(RequestTest, FrameLimitCapsTheTaskBelowItsMessageLimit) {
-  // kMaxTaskBytes is the message's cap, but one frame holds 64 KiB: encoding says so.
+TEST(RequestTest, RequestsOverOneRecordEncodeUpToTheMessageLimit) {
+  // A spawn with the longest task is larger than one record: it encodes (the sender splits
+  // it, wire_parts_test.cc) and decodes back; past kMaxMessageBytes, encoding says EMSGSIZE.
   SpawnRequest s;
-  s.task = std::string(size_t{70} * 1024, 'x');
+  s.task = std::string(kMaxTaskBytes, 'x');
   s.client = "c";
   auto frame = EncodeRequest({1, s});
+  ASSERT_TRUE(frame) << frame.error().ToString();
+  EXPECT_GT(frame->size(), kMaxFrameBytes);
+  auto view = DecodeFrame(*frame, kMaxMessageBytes);
+  ASSERT_TRUE(view) << view.error().ToString();
+  auto back = DecodeRequest(*view);
+  ASSERT_TRUE(back) << back.error().ToString();
+  EXPECT_EQ(std::get<SpawnRequest>(back->body).task, s.task);
+  s.task = std::string(kMaxMessageBytes, 'x');
+  frame = EncodeRequest({1, s});
   ASSERT_FALSE(frame);
   EXPECT_EQ(frame.error().errnum, EMSGSIZE);
+  // Responses and events stay within one record.
+  OutputEvent big;
+  big.session = "s-1";
+  big.data.assign(kMaxFrameBytes, 'x');
+  auto event = EncodeEvent(big);
+  ASSERT_FALSE(event);
+  EXPECT_EQ(event.error().errnum, EMSGSIZE);
 }
 
 // ---- Responses.
@@ -437,7 +454,7 @@ TEST(ResponseTest, Refusals) {
       {R"({"ok":true})", "/id: required field is missing"},
       {R"({"id":1,"error":{"code":"teapot","message":"x"}})",
        R"(/error/code: expected one of "bad_request", "not_found", "wrong_state", "capacity", )"
-       R"("policy_violation", "internal", "unavailable"; got "teapot")"},
+       R"("policy_violation", "internal", "unavailable", "too_large"; got "teapot")"},
       {R"({"id":1,"error":{"code":"internal","message":"x","field":"limits.x"}})",
        R"(/error/field: "limits.x" is not a JSON pointer ("" or starting with "/"))"},
       {R"({"id":1,"ok":true,"session":{},"health":{}})",
@@ -687,6 +704,7 @@ TEST(VocabularyTest, WireStringsMatchTheDesign) {
   EXPECT_EQ(ToString(EndReason::kSupervisorRestart), "supervisor_restart");
   EXPECT_EQ(ToString(ErrorCode::kPolicyViolation), "policy_violation");
   EXPECT_EQ(ToString(ErrorCode::kUnavailable), "unavailable");
+  EXPECT_EQ(ToString(ErrorCode::kTooLarge), "too_large");
   EXPECT_EQ(ToString(RequestType::kCloseStdin), "close_stdin");
   EXPECT_EQ(ToString(RequestType::kReadOutput), "read_output");
   EXPECT_EQ(ToString(SessionState::kFailed), "failed");

@@ -40,9 +40,9 @@ class SpawnTaskTest : public ::testing::Test {
   }
 
   // A policy of `type` with `command` (a JSON array, or "" for none).
-  Result<sandbox::SpawnRequest> Build(
-      const std::string& type, const std::string& command, const std::string& task,
-      std::optional<std::string> request_command = {},
+  Result<sandbox::SpawnRequest> Build(const std::string& type, const std::string& command,
+                                      const std::string& task,
+                                      std::optional<std::string> request_command = {},
                                       std::optional<std::vector<std::string>> request_args = {}) {
     const std::string text = R"({"description": "d", "type": ")" + type +
                              R"(", "run_as": {"user": "agent"}, "workspace_roots": [")" + ws_ +
@@ -87,23 +87,23 @@ TEST_F(SpawnTaskTest, UpToOneArgumentTheTaskIsTheLastArgument) {
 TEST_F(SpawnTaskTest, LongerShellTasksAreSourcedFromTheTaskFile) {
   const std::string sourced = std::string(". ") + sandbox::kTaskFilePath;
   const std::string task(kArgMax + 1, 'y');
+  using Args = std::vector<std::string>;
   struct Case {
     std::string type, policy_command;
-    std::optional<std::vector<std::string>> request_command;
-    std::vector<std::string> argv_before;
+    std::optional<std::string> request_command;
+    std::optional<Args> request_args;
+    Args argv_before;
   };
   const std::vector<Case> cases = {
-      {"exec", "", std::nullopt, {"/bin/sh", "-lc"}},
-      {"exec", "", std::vector<std::string>{"bash", "-lc"}, {"bash", "-lc"}},
-      {"exec",
-       "",
-       std::vector<std::string>{"/usr/bin/zsh", "-e", "-c"},
-       {"/usr/bin/zsh", "-e", "-c"}},
-      {"print", R"(["/bin/sh", "-c"])", std::nullopt, {"/bin/sh", "-c"}},
+      {"exec", "", std::nullopt, std::nullopt, {"/bin/sh", "-lc"}},
+      {"exec", "", "bash", std::nullopt, {"bash", "-lc"}},  // command alone: COMMAND -lc
+      {"exec", "", "/usr/bin/zsh", Args{"-e", "-c"}, {"/usr/bin/zsh", "-e", "-c"}},
+      {"exec", "", std::nullopt, Args{"-c"}, {"/bin/sh", "-c"}},  // args alone: /bin/sh ARGS
+      {"print", R"(["/bin/sh", "-c"])", std::nullopt, std::nullopt, {"/bin/sh", "-c"}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.argv_before.front());
-    auto r = Build(c.type, c.policy_command, task, c.request_command);
+    auto r = Build(c.type, c.policy_command, task, c.request_command, c.request_args);
     ASSERT_TRUE(r) << r.error().what;
     std::vector<std::string> want = c.argv_before;
     want.push_back(sourced);
@@ -126,9 +126,9 @@ TEST_F(SpawnTaskTest, OtherCommandsRefuseALongTaskNamingTheLimit) {
   };
   const std::vector<Case> cases = {
       {"print", R"(["/bin/echo", "printed:"])", std::nullopt, std::nullopt},  // agent CLI shape
-      {"exec", "", "python3", Args{"-c"}},                                  // not a shell
-      {"exec", "", "bash", Args{"script"}},                                 // a shell, not -c
-      {"exec", "", std::nullopt, Args{"-x"}},                               // /bin/sh -x
+      {"exec", "", "python3", Args{"-c"}},                                    // not a shell
+      {"exec", "", "bash", Args{"script"}},                                   // a shell, not -c
+      {"exec", "", std::nullopt, Args{"-x"}},                                 // /bin/sh -x
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.request_command.value_or(c.policy_command));

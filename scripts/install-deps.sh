@@ -7,7 +7,7 @@ packages=(
   # toolchain and build
   build-essential cmake ninja-build pkg-config git
   # libraries
-  libseccomp-dev libcap-dev libboost-dev nlohmann-json3-dev
+  libseccomp-dev libcap-dev libboost-dev nlohmann-json3-dev libssl-dev
   # tests
   libgtest-dev libgmock-dev python3 python3-websockets
   # the original MonkeyProof's interactive mode, run by the compatibility test (tests/compat)

@@ -1,0 +1,294 @@
+#include "http/token_scope.h"
+
+#include <algorithm>
+#include <array>
+
+#include <nlohmann/json.hpp>
+
+#include "common/json_strict.h"
+#include "common/messages.h"
+#include "common/names.h"
+
+namespace mp::http {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::array<std::string_view, 4> kRightNames = {"read", "input", "kill", "create"};
+// A POST /tokens body is a few hundred bytes; nesting beyond an array in an object is wrong.
+constexpr size_t kMaxMintBodyDepth = 3;
+// How much of a bad expression an error quotes.
+constexpr size_t kQuoteBytes = 64;
+
+bool IsHexLower(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
+bool IsAlnum(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+bool HasControl(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+}
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+// Printable and short: a quote of untrusted text inside an error message.
+std::string Quote(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s.substr(0, kQuoteBytes)) {
+    const auto u = static_cast<unsigned char>(c);
+    out += (u < 0x20 || u >= 0x7f) ? '?' : c;
+  }
+  if (s.size() > kQuoteBytes) out += "...";
+  return out + "\"";
+}
+
+ApiError Bad(std::string message, std::string field) {
+  return BadRequest(std::move(message), std::move(field));
+}
+
+}  // namespace
+
+std::optional<std::string_view> ScopedTokenId(std::string_view token) {
+  if (token.size() != kScopedTokenChars || !token.starts_with(kScopedTokenPrefix)) {
+    return std::nullopt;
+  }
+  const std::string_view id = token.substr(kScopedTokenPrefix.size(), kTokenIdChars);
+  const size_t sep = kScopedTokenPrefix.size() + kTokenIdChars;
+  if (!IsTokenId(id) || token[sep] != '_') return std::nullopt;
+  const std::string_view secret = token.substr(sep + 1);
+  if (!std::all_of(secret.begin(), secret.end(), IsAlnum)) return std::nullopt;
+  return id;
+}
+
+bool IsTokenId(std::string_view id) {
+  return id.size() == kTokenIdChars && std::all_of(id.begin(), id.end(), IsHexLower);
+}
+
+std::string_view ToString(Right right) {
+  switch (right) {
+    case Right::kRead:
+      return kRightNames[0];
+    case Right::kInput:
+      return kRightNames[1];
+    case Right::kKill:
+      return kRightNames[2];
+    case Right::kCreate:
+      return kRightNames[3];
+  }
+  return "?";
+}
+
+std::vector<std::string> RightNames(Rights rights) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < kRightNames.size(); ++i) {
+    if ((rights & (1u << i)) != 0) out.emplace_back(kRightNames[i]);
+  }
+  return out;
+}
+
+std::optional<Right> ParseRight(std::string_view name) {
+  for (size_t i = 0; i < kRightNames.size(); ++i) {
+    if (name == kRightNames[i]) return static_cast<Right>(1u << i);
+  }
+  return std::nullopt;
+}
+
+std::string SessionScope::ToString() const {
+  switch (kind) {
+    case Kind::kSession:
+      return "session:" + value;
+    case Kind::kOwner:
+      return "owner:" + value;
+    case Kind::kLabel:
+      return "label:" + value;
+  }
+  return value;
+}
+
+std::variant<SessionScope, std::string> ParseSessionScope(std::string_view text) {
+  const size_t colon = text.find(':');
+  if (colon == std::string_view::npos) {
+    return "scope " + Quote(text) + " is not session:ID, owner:NAME or label:LABEL";
+  }
+  const std::string_view kind = text.substr(0, colon);
+  std::string_view value = text.substr(colon + 1);
+  SessionScope scope;
+  if (kind == "session") {
+    if (!wire::IsValidSessionId(value)) {
+      return "scope " + Quote(text) + ": " + Quote(value) + " is not a session id (s-...)";
+    }
+    scope.kind = SessionScope::Kind::kSession;
+    scope.value = std::string(value);
+  } else if (kind == "owner") {
+    if (value.empty() || value.size() > wire::kMaxOwnerBytes || HasControl(value)) {
+      return "scope " + Quote(text) + ": the owner must be 1.." +
+             std::to_string(wire::kMaxOwnerBytes) + " bytes without control characters";
+    }
+    scope.kind = SessionScope::Kind::kOwner;
+    scope.value = std::string(value);
+  } else if (kind == "label") {
+    // The label as a spawn stores it: trimmed and lower-cased.
+    while (!value.empty() && IsSpace(value.front())) value.remove_prefix(1);
+    while (!value.empty() && IsSpace(value.back())) value.remove_suffix(1);
+    if (value.empty() || value.size() > wire::kMaxLabelBytes || HasControl(value)) {
+      return "scope " + Quote(text) + ": the label must be 1.." +
+             std::to_string(wire::kMaxLabelBytes) + " bytes without control characters";
+    }
+    scope.kind = SessionScope::Kind::kLabel;
+    scope.value = std::string(value);
+    for (char& c : scope.value) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+  } else {
+    return "scope " + Quote(text) + ": " + Quote(kind) + " is not one of session, owner, label";
+  }
+  return scope;
+}
+
+bool TokenScope::Covers(std::string_view id, std::string_view owner,
+                        const std::vector<std::string>& labels) const {
+  switch (sessions.kind) {
+    case SessionScope::Kind::kSession:
+      return id == sessions.value;
+    case SessionScope::Kind::kOwner:
+      return owner == sessions.value;
+    case SessionScope::Kind::kLabel:
+      return std::find(labels.begin(), labels.end(), sessions.value) != labels.end();
+  }
+  return false;
+}
+
+bool TokenScope::AllowsPreset(std::string_view preset) const {
+  return Has(Right::kCreate) && std::binary_search(presets.begin(), presets.end(), preset);
+}
+
+ApiResult<MintBody> ParseMintBody(std::string_view body, uint64_t max_ttl_seconds) {
+  json doc;
+  if (auto parsed = wire::ParseJson(body, &doc, {kMaxMintBodyDepth, false}); !parsed) {
+    std::string what = parsed.error().what;
+    if (what.starts_with("JSON: ")) what.erase(0, 6);
+    return Bad("body is not valid JSON: " + what, "");
+  }
+  if (!doc.is_object()) return Bad("body must be a JSON object", "");
+  for (const auto& [key, value] : doc.items()) {
+    if (key != "sessions" && key != "rights" && key != "presets" && key != "ttlSeconds") {
+      return Bad("unknown member " + Quote(key) +
+                     "; a token takes sessions, rights, presets and "
+                     "ttlSeconds",
+                 wire::AppendPointer("", key));
+    }
+  }
+  MintBody out;
+  const auto sessions = doc.find("sessions");
+  if (sessions == doc.end() || !sessions->is_string()) {
+    return Bad("sessions is required: a string session:ID, owner:NAME or label:LABEL", "/sessions");
+  }
+  auto scope = ParseSessionScope(sessions->get_ref<const std::string&>());
+  if (auto* error = std::get_if<std::string>(&scope)) return Bad(*error, "/sessions");
+  out.scope.sessions = std::move(std::get<SessionScope>(scope));
+
+  const auto rights = doc.find("rights");
+  if (rights == doc.end() || !rights->is_array() || rights->empty()) {
+    return Bad("rights is required: a non-empty array of read, input, kill, create", "/rights");
+  }
+  for (size_t i = 0; i < rights->size(); ++i) {
+    const json& item = (*rights)[i];
+    const std::string field = "/rights/" + std::to_string(i);
+    if (!item.is_string()) return Bad("each right must be a string", field);
+    const auto right = ParseRight(item.get_ref<const std::string&>());
+    if (!right) {
+      return Bad("unknown right " + Quote(item.get_ref<const std::string&>()) +
+                     "; rights are read, input, kill, create",
+                 field);
+    }
+    if (out.scope.Has(*right))
+      return Bad("right " + Quote(ToString(*right)) + " is given twice", field);
+    out.scope.rights |= static_cast<Rights>(*right);
+  }
+
+  const auto presets = doc.find("presets");
+  if (presets != doc.end() && !presets->is_null()) {
+    if (!presets->is_array()) return Bad("presets must be an array of preset names", "/presets");
+    if (presets->size() > kMaxTokenPresets) {
+      return Bad("at most " + std::to_string(kMaxTokenPresets) + " presets", "/presets");
+    }
+    for (size_t i = 0; i < presets->size(); ++i) {
+      const json& item = (*presets)[i];
+      const std::string field = "/presets/" + std::to_string(i);
+      if (!item.is_string() || !common::IsPresetName(item.get_ref<const std::string&>())) {
+        return Bad("each preset must be a preset name (as GET /policies lists them)", field);
+      }
+      out.scope.presets.push_back(item.get<std::string>());
+    }
+    std::sort(out.scope.presets.begin(), out.scope.presets.end());
+    out.scope.presets.erase(std::unique(out.scope.presets.begin(), out.scope.presets.end()),
+                            out.scope.presets.end());
+  }
+  if (out.scope.Has(Right::kCreate) && out.scope.presets.empty()) {
+    return Bad("the create right needs presets: the presets this token may start", "/presets");
+  }
+  if (!out.scope.Has(Right::kCreate) && !out.scope.presets.empty()) {
+    return Bad("presets are only for the create right, which rights does not give", "/presets");
+  }
+  if (out.scope.Has(Right::kCreate) && out.scope.sessions.kind == SessionScope::Kind::kSession) {
+    return Bad(
+        "the create right needs sessions owner:NAME or label:LABEL: a new session "
+        "can never be the one session a session: scope names",
+        "/rights");
+  }
+
+  const auto ttl = doc.find("ttlSeconds");
+  const std::string range = "1.." + std::to_string(max_ttl_seconds);
+  if (ttl == doc.end() || ttl->is_null()) {
+    return Bad("ttlSeconds is required: the token's lifetime in seconds, " + range, "/ttlSeconds");
+  }
+  if (!ttl->is_number_integer() && !ttl->is_number_unsigned()) {
+    return Bad("ttlSeconds must be an integer number of seconds, " + range, "/ttlSeconds");
+  }
+  const bool negative =
+      ttl->is_number_integer() && !ttl->is_number_unsigned() && ttl->get<int64_t>() < 0;
+  const uint64_t seconds = negative ? 0 : ttl->get<uint64_t>();
+  if (seconds < 1 || seconds > max_ttl_seconds) {
+    return Bad("ttlSeconds must be " + range + " (token_max_ttl_seconds in api.conf)",
+               "/ttlSeconds");
+  }
+  out.ttl_seconds = seconds;
+  return out;
+}
+
+std::optional<uint64_t> ParseDuration(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  uint64_t unit = 1;
+  switch (text.back()) {
+    case 's':
+      text.remove_suffix(1);
+      break;
+    case 'm':
+      unit = 60;
+      text.remove_suffix(1);
+      break;
+    case 'h':
+      unit = 3600;
+      text.remove_suffix(1);
+      break;
+    case 'd':
+      unit = 86400;
+      text.remove_suffix(1);
+      break;
+    default:
+      break;
+  }
+  if (text.empty() || text.size() > 12) return std::nullopt;
+  uint64_t n = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (n == 0) return std::nullopt;
+  return n * unit;  // at most 10^12 * 86400 < 2^64
+}
+
+}  // namespace mp::http

@@ -4,7 +4,9 @@
 #include <utility>
 
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/core/detect_ssl.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
@@ -13,16 +15,22 @@
 #include "http/api_json.h"
 #include "http/auth.h"
 #include "http/routes.h"
+#include "http/tls.h"
 #include "http/ws_session.h"
 
 namespace mp::http {
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
 
-HttpSession::HttpSession(ApiContext& ctx, boost::asio::ip::tcp::socket&& socket)
-    : ctx_(ctx), keep_(ctx.shared_from_this()), stream_(std::move(socket)) {
+namespace {
+// How long a TLS connection waits for the client's close_notify after sending its own.
+constexpr std::chrono::seconds kTlsCloseTimeout{5};
+}  // namespace
+
+HttpSession::HttpSession(ApiContext& ctx, ClientStream&& stream)
+    : ctx_(ctx), keep_(ctx.shared_from_this()), stream_(std::move(stream)) {
   boost::system::error_code ec;
-  const auto endpoint = stream_.socket().remote_endpoint(ec);
+  const auto endpoint = stream_.next_layer().socket().remote_endpoint(ec);
   remote_ = ec ? "unknown" : endpoint.address().to_string();
   ctx_.metrics.ConnectionOpened();
 }
@@ -33,8 +41,62 @@ HttpSession::~HttpSession() {
 }
 
 void HttpSession::Run() {
-  boost::asio::dispatch(stream_.get_executor(),
-                        beast::bind_front_handler(&HttpSession::DoRead, shared_from_this()));
+  boost::asio::dispatch(
+      stream_.get_executor(),
+      beast::bind_front_handler(stream_.is_tls() ? &HttpSession::DoHandshake : &HttpSession::DoRead,
+                                shared_from_this()));
+}
+
+void HttpSession::DoHandshake() {
+  // The ClientHello and the handshake have the read timeout of a request's headers.
+  stream_.next_layer().expires_after(std::chrono::milliseconds(ctx_.config.read_timeout_ms));
+  beast::async_detect_ssl(stream_.next_layer(), buffer_,
+                          beast::bind_front_handler(&HttpSession::OnDetect, shared_from_this()));
+}
+
+void HttpSession::OnDetect(beast::error_code ec, bool tls) {
+  if (ec) return;  // the deadline, or the client went away
+  if (!tls) {
+    RefusePlainHttp();
+    return;
+  }
+  // The bytes detect_ssl read are the start of the ClientHello: the handshake takes them first.
+  stream_.tls().async_handshake(
+      boost::asio::ssl::stream_base::server, buffer_.data(),
+      beast::bind_front_handler(&HttpSession::OnHandshake, shared_from_this()));
+}
+
+void HttpSession::OnHandshake(beast::error_code ec, size_t used) {
+  // A failed handshake (an old protocol, no shared cipher, a missing or unverified client
+  // certificate) has already sent its alert; the connection ends here, unlogged: scanners
+  // would fill the journal. metrics counts it.
+  if (ec) {
+    ctx_.metrics.CountTlsHandshakeFailure();
+    return;
+  }
+  buffer_.consume(used);
+  stream_.set_client_principal(VerifiedClientPrincipal(stream_.tls().native_handle()));
+  DoRead();
+}
+
+void HttpSession::RefusePlainHttp() {
+  // What was read is plain text, not TLS: answer in plain text (a client speaking http:// to an
+  // https:// address learns why) and close without reading more.
+  static const std::string kPlainOnTls = [] {
+    const std::string body =
+        R"({"error":"this address speaks HTTPS; use an https:// URL","code":"bad_request"})";
+    return "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+           "Connection: close\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n" + body;
+  }();
+  ctx_.metrics.CountTlsHandshakeFailure();
+  ctx_.metrics.CountResponse(400);
+  boost::asio::async_write(stream_.next_layer(), boost::asio::buffer(kPlainOnTls),
+                           [self = shared_from_this()](beast::error_code, size_t) {
+                             boost::system::error_code ignored;
+                             self->stream_.next_layer().socket().shutdown(
+                                 boost::asio::ip::tcp::socket::shutdown_send, ignored);
+                           });
 }
 
 void HttpSession::DoRead() {
@@ -48,29 +110,28 @@ void HttpSession::DoRead() {
     ReadHeader();
     return;
   }
-  stream_.expires_after(std::chrono::milliseconds(ctx_.config.idle_timeout_ms));
-  stream_.async_read_some(
-      buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
-        if (ec) {
-          if (ec == boost::asio::error::eof || ec == beast::error::timeout) {
-            self->stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
-          }
-          return;
-        }
-        self->buffer_.commit(n);
-        self->ReadHeader();
-      });
+  stream_.next_layer().expires_after(std::chrono::milliseconds(ctx_.config.idle_timeout_ms));
+  stream_.async_read_some(buffer_.prepare(4096),
+                          [self = shared_from_this()](beast::error_code ec, size_t n) {
+                            if (ec) {
+                              if (ec == boost::asio::error::eof || ec == beast::error::timeout)
+                                self->ShutdownSend();
+                              return;
+                            }
+                            self->buffer_.commit(n);
+                            self->ReadHeader();
+                          });
 }
 
 void HttpSession::ReadHeader() {
-  stream_.expires_after(std::chrono::milliseconds(ctx_.config.read_timeout_ms));
+  stream_.next_layer().expires_after(std::chrono::milliseconds(ctx_.config.read_timeout_ms));
   http::async_read_header(stream_, buffer_, *parser_,
                           beast::bind_front_handler(&HttpSession::OnHeader, shared_from_this()));
 }
 
 void HttpSession::OnHeader(beast::error_code ec, size_t) {
   if (ec == http::error::end_of_stream || ec == beast::error::timeout) {
-    stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
+    ShutdownSend();
     return;
   }
   if (ec == http::error::header_limit) {
@@ -158,7 +219,7 @@ void HttpSession::DiscardRest() {
   if (!discard_buffer_) {
     discard_buffer_ = std::make_unique<char[]>(kChunk);
     // One deadline for the whole drain, not per read: a trickling client cannot extend it.
-    stream_.expires_after(kDiscardTimeout);
+    stream_.next_layer().expires_after(kDiscardTimeout);
   }
   stream_.async_read_some(boost::asio::buffer(discard_buffer_.get(), kChunk),
                           [self = shared_from_this()](beast::error_code ec, size_t n) {
@@ -254,11 +315,22 @@ void HttpSession::OnWrite(bool close, beast::error_code ec, size_t) {
   response_.reset();
   if (ec) return;
   if (close) {
-    stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
-    if (discard_) DiscardRest();
+    ShutdownSend();
     return;
   }
   DoRead();
+}
+
+void HttpSession::ShutdownSend() {
+  if (discard_ && stream_.is_tls()) {
+    // TLS reads nothing after close_notify: drain the refused body first; the drain's end
+    // closes the connection.
+    DiscardRest();
+    return;
+  }
+  stream_.AsyncShutdownSend(kTlsCloseTimeout, [self = shared_from_this()] {
+    if (self->discard_) self->DiscardRest();
+  });
 }
 
 }  // namespace mp::http

@@ -4,8 +4,9 @@
 // read only once the answer is written (a pipelining depth of one), which also bounds what a
 // client can make us hold. A body over the limit is answered 413, then the rest of it is read
 // and dropped (kDiscardMaxBytes, kDiscardTimeout) before the close, so that a client that
-// sends the whole body before reading gets the 413 instead of a reset. Runs on the io_context
-// thread.
+// sends the whole body before reading gets the 413 instead of a reset. On a TLS listener the
+// connection starts with the TLS handshake (a plain HTTP request there is answered 400 and
+// closed). Runs on the io_context thread.
 #pragma once
 
 #include <chrono>
@@ -14,11 +15,11 @@
 #include <string>
 
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
 #include "http/api_context.h"
+#include "http/client_stream.h"
 
 namespace mp::http {
 
@@ -34,12 +35,17 @@ inline constexpr std::chrono::seconds kDiscardTimeout{10};
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
   // The caller has counted the connection in ctx.connections; the session uncounts it.
-  HttpSession(ApiContext& ctx, boost::asio::ip::tcp::socket&& socket);
+  HttpSession(ApiContext& ctx, ClientStream&& stream);
   ~HttpSession();
 
   void Run();
 
  private:
+  // TLS: the first bytes must be a ClientHello; then the handshake, then DoRead.
+  void DoHandshake();
+  void OnDetect(boost::beast::error_code ec, bool tls);
+  void OnHandshake(boost::beast::error_code ec, size_t used);
+  void RefusePlainHttp();
   void DoRead();
   void ReadHeader();
   void OnHeader(boost::beast::error_code ec, size_t bytes);
@@ -52,10 +58,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // 413 for a body over body_limit_bytes; the rest of the body is discarded after the answer.
   void SendBodyTooLarge();
   void DiscardRest();
+  // Ends the sending side (TLS: close_notify first), then drains a refused body if asked.
+  void ShutdownSend();
 
   ApiContext& ctx_;
   std::shared_ptr<ApiContext> keep_;
-  boost::beast::tcp_stream stream_;
+  ClientStream stream_;
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   std::string remote_;  // client address, for the limiter and the audit log

@@ -14,7 +14,8 @@ namespace mp::http {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-Result<std::shared_ptr<Listener>> Listener::Open(ApiContext& ctx, const ListenAddress& address) {
+Result<std::shared_ptr<Listener>> Listener::Open(ApiContext& ctx, const ListenAddress& address,
+                                                 std::shared_ptr<TlsContextSlot> tls) {
   boost::system::error_code ec;
   const auto ip = asio::ip::make_address(address.host, ec);
   const std::string name =
@@ -39,7 +40,7 @@ Result<std::shared_ptr<Listener>> Listener::Open(ApiContext& ctx, const ListenAd
   if (ec) return fail("bind");
   acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return fail("listen");
-  return std::shared_ptr<Listener>(new Listener(ctx, std::move(acceptor)));
+  return std::shared_ptr<Listener>(new Listener(ctx, std::move(acceptor), std::move(tls)));
 }
 
 tcp::endpoint Listener::local_endpoint() const {
@@ -79,7 +80,10 @@ void Listener::OnAccept(boost::system::error_code ec, tcp::socket socket) {
                       });
   } else {
     ++ctx_.connections;
-    std::make_shared<HttpSession>(ctx_, std::move(socket))->Run();
+    boost::beast::tcp_stream tcp(std::move(socket));
+    auto stream =
+        tls_ ? ClientStream(std::move(tcp), tls_->current()) : ClientStream(std::move(tcp));
+    std::make_shared<HttpSession>(ctx_, std::move(stream))->Run();
   }
   DoAccept();
 }

@@ -1,6 +1,6 @@
 // Accepts TCP connections on one listen address of monkeyproof-api and starts an HttpSession
-// for each, refusing connections beyond max_connections with a 503 and close. Runs on the
-// io_context thread.
+// for each, plain or over TLS (the listener's TlsContextSlot), refusing connections beyond
+// max_connections with a 503 and close. Runs on the io_context thread.
 #pragma once
 
 #include <memory>
@@ -9,25 +9,33 @@
 
 #include "common/result.h"
 #include "http/api_context.h"
+#include "http/tls.h"
 
 namespace mp::http {
 
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
   // Binds and listens; the error names the address ("bind 127.0.0.1:3200: EADDRINUSE ...").
-  static Result<std::shared_ptr<Listener>> Open(ApiContext& ctx, const ListenAddress& address);
+  // With `tls`, every connection starts with a TLS handshake on tls->current().
+  static Result<std::shared_ptr<Listener>> Open(ApiContext& ctx, const ListenAddress& address,
+                                                std::shared_ptr<TlsContextSlot> tls = nullptr);
   void Run() { DoAccept(); }
   [[nodiscard]] boost::asio::ip::tcp::endpoint local_endpoint() const;
 
  private:
-  Listener(ApiContext& ctx, boost::asio::ip::tcp::acceptor acceptor)
-      : ctx_(ctx), keep_(ctx.shared_from_this()), acceptor_(std::move(acceptor)) {}
+  Listener(ApiContext& ctx, boost::asio::ip::tcp::acceptor acceptor,
+           std::shared_ptr<TlsContextSlot> tls)
+      : ctx_(ctx),
+        keep_(ctx.shared_from_this()),
+        acceptor_(std::move(acceptor)),
+        tls_(std::move(tls)) {}
   void DoAccept();
   void OnAccept(boost::system::error_code ec, boost::asio::ip::tcp::socket socket);
 
   ApiContext& ctx_;
   std::shared_ptr<ApiContext> keep_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  std::shared_ptr<TlsContextSlot> tls_;  // null: plain HTTP
 };
 
 }  // namespace mp::http

@@ -85,6 +85,10 @@ std::string Metrics::Render(const SupervisorGauges& supervisor) const {
         "Requests refused for a missing or wrong token.", get(auth_failures_));
   w.One("monkeyproof_api_rate_limited_total", "counter",
         "Requests refused because their address failed auth too often.", get(rate_limited_));
+  w.One("monkeyproof_api_tls_handshake_failures_total", "counter",
+        "TLS connections that ended in the handshake (old protocol, no shared cipher, no or an "
+        "unverified client certificate, or not TLS at all).",
+        get(tls_failures_));
   w.One("monkeyproof_api_sessions_created_total", "counter",
         "Sessions created through this API process.", get(sessions_created_));
   w.One("monkeyproof_api_ws_bytes_sent_total", "counter",

@@ -23,6 +23,7 @@ class Metrics {
   void CountResponse(int status);
   void CountAuthFailure() { auth_failures_.fetch_add(1, std::memory_order_relaxed); }
   void CountRateLimited() { rate_limited_.fetch_add(1, std::memory_order_relaxed); }
+  void CountTlsHandshakeFailure() { tls_failures_.fetch_add(1, std::memory_order_relaxed); }
   void CountSessionCreated() { sessions_created_.fetch_add(1, std::memory_order_relaxed); }
   void AddWsBytes(uint64_t n) { ws_bytes_out_.fetch_add(n, std::memory_order_relaxed); }
   void CountWsLagged() { ws_lagged_.fetch_add(1, std::memory_order_relaxed); }
@@ -40,7 +41,7 @@ class Metrics {
  private:
   std::array<std::atomic<uint64_t>, 6> responses_{};
   std::atomic<uint64_t> auth_failures_{0}, rate_limited_{0}, sessions_created_{0};
-  std::atomic<uint64_t> ws_bytes_out_{0}, ws_lagged_{0}, reconnects_{0};
+  std::atomic<uint64_t> ws_bytes_out_{0}, ws_lagged_{0}, reconnects_{0}, tls_failures_{0};
   std::atomic<int64_t> connections_{0}, ws_clients_{0};
 };
 

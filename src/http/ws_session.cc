@@ -33,7 +33,7 @@ size_t StreamIndex(wire::OutputStream s) { return static_cast<size_t>(s); }
 
 }  // namespace
 
-WsSession::WsSession(ApiContext& ctx, beast::tcp_stream&& stream, wire::SessionInfo info,
+WsSession::WsSession(ApiContext& ctx, ClientStream&& stream, wire::SessionInfo info,
                      std::optional<uint64_t> since)
     : ctx_(ctx),
       keep_(ctx.shared_from_this()),

@@ -14,13 +14,13 @@
 #include <string>
 
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/websocket/stream.hpp>
 
 #include "common/messages.h"
 #include "http/api_context.h"
+#include "http/client_stream.h"
 #include "http/session_hub.h"
 #include "http/utf8.h"
 
@@ -29,7 +29,7 @@ namespace mp::http {
 class WsSession : public HubClient, public std::enable_shared_from_this<WsSession> {
  public:
   // `since`: resume offset from ?since=, or nullopt for a catchup of recent output.
-  WsSession(ApiContext& ctx, boost::beast::tcp_stream&& stream, wire::SessionInfo info,
+  WsSession(ApiContext& ctx, ClientStream&& stream, wire::SessionInfo info,
             std::optional<uint64_t> since);
   ~WsSession() override;
 
@@ -76,7 +76,7 @@ class WsSession : public HubClient, public std::enable_shared_from_this<WsSessio
 
   ApiContext& ctx_;
   std::shared_ptr<ApiContext> keep_;
-  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  boost::beast::websocket::stream<ClientStream> ws_;
   boost::beast::flat_buffer read_buffer_;
   wire::SessionInfo info_;
   std::optional<uint64_t> since_;

@@ -357,6 +357,14 @@ bool FailureLimiter::Blocked(const std::string& address, Clock::time_point now,
   return true;
 }
 
+AuthVerdict FailureLimiter::Judge(bool credential_valid, const std::string& address,
+                                  Clock::time_point now, uint32_t* retry_after) {
+  if (credential_valid) return AuthVerdict::kAllow;
+  if (Blocked(address, now, retry_after)) return AuthVerdict::kRateLimited;
+  RecordFailure(address, now);
+  return AuthVerdict::kUnauthorized;
+}
+
 void FailureLimiter::RecordFailure(const std::string& address, Clock::time_point now) {
   // Entries whose window has ended say nothing any more; drop them from the cold end (the back
   // failed least recently, so it is the first to expire).

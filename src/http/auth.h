@@ -61,6 +61,10 @@ Result<void> CheckToken(std::string_view token);
 std::optional<std::string> ExtractToken(std::string_view authorization_header,
                                         const std::string* query_token, bool allow_query);
 
+// What the auth check of one request comes to: let it in, 401, or 429 (docs/api.md
+// "Transport and auth").
+enum class AuthVerdict { kAllow, kUnauthorized, kRateLimited };
+
 // Counts failed auth attempts per client address in fixed one-minute windows. Bounded:
 // at most `max_addresses` are tracked; the least recently failing is evicted.
 class FailureLimiter {
@@ -68,6 +72,17 @@ class FailureLimiter {
   using Clock = std::chrono::steady_clock;
   FailureLimiter(uint32_t failures_per_window, std::chrono::seconds window,
                  size_t max_addresses = 4096);
+  // The auth decision for a request from `address` whose credential has already been checked
+  // (`credential_valid`; the caller checks it for every request, blocked or not, so that the
+  // time it takes does not depend on the limiter). A valid credential is let in whatever the
+  // limiter says: behind a reverse proxy every client has the proxy's address, and refusing
+  // valid credentials there would let anyone lock everybody out. Without a valid credential:
+  // kRateLimited while the address is blocked (not counted again; *retry_after is set), else
+  // the failure is counted and the answer is kUnauthorized. A blocked client learns nothing
+  // about a wrong credential (429 either way); what a right one gets is what it would get
+  // anywhere, so the limiter slows nobody's guessing: the tokens' length (kMinTokenChars) does.
+  AuthVerdict Judge(bool credential_valid, const std::string& address, Clock::time_point now,
+                    uint32_t* retry_after);
   // True when `address` is blocked now; *retry_after (seconds, >= 1) is when it lifts.
   bool Blocked(const std::string& address, Clock::time_point now, uint32_t* retry_after) const;
   void RecordFailure(const std::string& address, Clock::time_point now);

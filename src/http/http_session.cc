@@ -236,16 +236,9 @@ void HttpSession::Handle(HttpRequest request) {
   head_ = request.method() == http::verb::head;
   const auto now = FailureLimiter::Clock::now();
   const bool upgrade = boost::beast::websocket::is_upgrade(request);
-  // Auth comes first: nothing is routed or looked up for an unauthenticated request.
-  uint32_t retry_after = 0;
-  if (ctx_.limiter.Blocked(remote_, now, &retry_after)) {
-    ctx_.metrics.CountRateLimited();
-    auto res = ErrorResponse(
-        request, ApiError{429, "rate_limited", "too many failed auth attempts; retry later", ""});
-    res.set(http::field::retry_after, std::to_string(retry_after));
-    Send(std::move(res));
-    return;
-  }
+  // Auth comes first: nothing is routed or looked up for an unauthenticated request. The
+  // credential is checked before the limiter is asked (FailureLimiter::Judge): a valid one is
+  // never refused because others failed from the same address.
   const auto target = std::string_view(request.target().data(), request.target().size());
   auto matched = MatchRoute(
       std::string_view(request.method_string().data(), request.method_string().size()), target);
@@ -257,13 +250,26 @@ void HttpSession::Handle(HttpRequest request) {
   const auto header = request[http::field::authorization];
   const auto token =
       ExtractToken(std::string_view(header.data(), header.size()), query_token, upgrade);
-  if (!token || !ctx_.tokens.Accepts(*token)) {
-    ctx_.limiter.RecordFailure(remote_, now);
-    ctx_.metrics.CountAuthFailure();
-    auto res = ErrorResponse(request, ApiError{401, "unauthorized", "Unauthorized", ""});
-    res.set(http::field::www_authenticate, "Bearer");
-    Send(std::move(res));
-    return;
+  const bool valid = token.has_value() && ctx_.tokens.Accepts(*token);
+  uint32_t retry_after = 0;
+  switch (ctx_.limiter.Judge(valid, remote_, now, &retry_after)) {
+    case AuthVerdict::kAllow:
+      break;
+    case AuthVerdict::kRateLimited: {
+      ctx_.metrics.CountRateLimited();
+      auto res = ErrorResponse(
+          request, ApiError{429, "rate_limited", "too many failed auth attempts; retry later", ""});
+      res.set(http::field::retry_after, std::to_string(retry_after));
+      Send(std::move(res));
+      return;
+    }
+    case AuthVerdict::kUnauthorized: {
+      ctx_.metrics.CountAuthFailure();
+      auto res = ErrorResponse(request, ApiError{401, "unauthorized", "Unauthorized", ""});
+      res.set(http::field::www_authenticate, "Bearer");
+      Send(std::move(res));
+      return;
+    }
   }
   if (!matched.match) {
     switch (matched.failure) {

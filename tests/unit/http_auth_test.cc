@@ -440,5 +440,54 @@ TEST_F(FailureLimiterTest, ZeroLimitIsTreatedAsOne) {
   EXPECT_TRUE(lim.Blocked("a", t0_, nullptr));
 }
 
+// The lockout of issue 15: 21 bad requests from one address (everybody's, behind a proxy),
+// then a client with the right token from the same address.
+TEST_F(FailureLimiterTest, AValidCredentialIsNeverRefusedAfterOthersFailed) {
+  FailureLimiter lim(20, seconds(60));
+  uint32_t retry = 0;
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(lim.Judge(false, "127.0.0.1", t0_ + seconds(i), &retry), AuthVerdict::kUnauthorized)
+        << i;
+  }
+  // The 21st bad one is refused by the limiter, and so is every bad one after it.
+  EXPECT_EQ(lim.Judge(false, "127.0.0.1", t0_ + seconds(20), &retry), AuthVerdict::kRateLimited);
+  EXPECT_EQ(retry, 40u);
+  const auto later = t0_ + seconds(21);
+  EXPECT_EQ(lim.Judge(true, "127.0.0.1", later, &retry), AuthVerdict::kAllow);
+  // No oracle: a blocked address gets 429 for a wrong or missing credential, never the 401
+  // that would tell a bad guess from a limited one; and the valid request did not unblock it.
+  EXPECT_EQ(lim.Judge(false, "127.0.0.1", later, &retry), AuthVerdict::kRateLimited);
+  EXPECT_TRUE(lim.Blocked("127.0.0.1", later, nullptr));
+  // Other addresses are unaffected.
+  EXPECT_EQ(lim.Judge(false, "127.0.0.2", later, &retry), AuthVerdict::kUnauthorized);
+
+  // Control: the order before this fix (limiter first, then the credential) refuses the valid
+  // client from the blocked address: the probe above would have caught it.
+  auto old_order = [&](bool valid, const std::string& address,
+                       FailureLimiter::Clock::time_point now) {
+    if (lim.Blocked(address, now, &retry)) return AuthVerdict::kRateLimited;
+    if (!valid) {
+      lim.RecordFailure(address, now);
+      return AuthVerdict::kUnauthorized;
+    }
+    return AuthVerdict::kAllow;
+  };
+  EXPECT_EQ(old_order(true, "127.0.0.1", later), AuthVerdict::kRateLimited);
+}
+
+TEST_F(FailureLimiterTest, BlockedFailuresAreNotCountedAndTheBlockLifts) {
+  FailureLimiter lim(2, seconds(60));
+  uint32_t retry = 0;
+  EXPECT_EQ(lim.Judge(false, "a", t0_, &retry), AuthVerdict::kUnauthorized);
+  EXPECT_EQ(lim.Judge(false, "a", t0_ + seconds(1), &retry), AuthVerdict::kUnauthorized);
+  for (int i = 2; i < 60; ++i) {
+    EXPECT_EQ(lim.Judge(false, "a", t0_ + seconds(i), &retry), AuthVerdict::kRateLimited) << i;
+  }
+  // The window ends with the minute of the first failure; the next bad request starts anew.
+  EXPECT_EQ(lim.Judge(false, "a", t0_ + seconds(60), &retry), AuthVerdict::kUnauthorized);
+  EXPECT_EQ(lim.Judge(true, "b", t0_ + seconds(60), &retry), AuthVerdict::kAllow);
+  EXPECT_EQ(lim.tracked(), 1u) << "a valid credential must not create an entry";
+}
+
 }  // namespace
 }  // namespace mp::http

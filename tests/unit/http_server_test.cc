@@ -538,30 +538,43 @@ TEST_F(HttpServerTest, UnauthenticatedLookupOfKnownAndUnknownSessionsIsIdentical
   EXPECT_TRUE(IsApiError(Get("/sessions/s-999999"), 404, "not_found"));
 }
 
-TEST_F(HttpServerTest, RateLimitedAfterFailuresEvenWithTheRightToken) {
+// Issue 15's lockout, through the real server: failures from one address block that address
+// for bad credentials only; the right token from the same address is still served (it got 429
+// before, which let anyone sharing a proxy's address lock every client out).
+TEST_F(HttpServerTest, FailuresLimitBadCredentialsButNeverTheRightToken) {
   ApiConfig config = Config();
-  config.auth_failures_per_minute = 3;
+  config.auth_failures_per_minute = 20;
   RestartServer(config);
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < 20; ++i) {
     EXPECT_EQ(Get("/sessions", kWrongToken).result_int(), 401) << i;
   }
-  for (const std::string target : {"/sessions", "/health", "/livez"}) {
-    auto r = Get(target);
-    EXPECT_EQ(r.result_int(), 429) << target;
-    EXPECT_EQ(Json(r).value("code", ""), "rate_limited");
+  // The 21st bad request, with a wrong token or none: 429 (not 401: no oracle).
+  for (const auto token : {std::optional(kWrongToken), std::optional<std::string_view>()}) {
+    auto r = Get("/sessions", token);
+    EXPECT_TRUE(IsApiError(r, 429, "rate_limited"));
     const std::string retry = Header(r, "Retry-After");
     ASSERT_FALSE(retry.empty());
     const int seconds = std::stoi(retry);
     EXPECT_GE(seconds, 1);
     EXPECT_LE(seconds, 60);
   }
-  // The WebSocket upgrade too, token in the query or not.
-  WsClient ws(port_, "/sessions/s-1/ws?token=" + std::string(kToken), std::nullopt);
-  EXPECT_FALSE(ws.ok());
-  EXPECT_TRUE(IsApiError(ws.response(), 429, "rate_limited"));
-  // Counted in the metrics (read directly: GET /metrics would be refused for a minute too).
+  // The right token from the same address is served on every route kind.
+  for (const std::string target : {"/sessions", "/health", "/livez", "/metrics"}) {
+    EXPECT_EQ(Get(target).result_int(), 200) << target;
+  }
+  const std::string id = Spawn({{"task", "idle"}});
+  ASSERT_FALSE(id.empty());
+  // The WebSocket upgrade too, token in the header or the query; a wrong one is limited.
+  WsClient ws(port_, WsTarget(id, "?token=" + std::string(kToken)), std::nullopt);
+  EXPECT_TRUE(ws.ok()) << ws.status();
+  EXPECT_EQ(ws.Read().j.value("type", ""), "catchup");
+  WsClient wrong(port_, WsTarget(id, "?token=" + std::string(kWrongToken)), std::nullopt);
+  EXPECT_FALSE(wrong.ok());
+  EXPECT_TRUE(IsApiError(wrong.response(), 429, "rate_limited"));
+  // Still blocked for bad credentials after the good ones.
+  EXPECT_EQ(Get("/sessions", kWrongToken).result_int(), 429);
   const std::string metrics = server_->context().metrics.Render({});
-  EXPECT_EQ(MetricValue(metrics, "monkeyproof_api_auth_failures_total"), 3);
+  EXPECT_EQ(MetricValue(metrics, "monkeyproof_api_auth_failures_total"), 20);
   EXPECT_EQ(MetricValue(metrics, "monkeyproof_api_rate_limited_total"), 4);
 }
 

@@ -134,7 +134,19 @@ Result<ApiConfig> ParseApiConfig(std::string_view text, std::string_view origin)
       .Number("max_connections", &c.max_connections, 1, 100'000)
       .Size("ws_outbox_bytes", &c.ws_outbox_bytes, 64 * kKiB, 256 * kMiB)
       .Size("transcript_max_bytes", &c.transcript_max_bytes, 64 * kKiB, 256 * kMiB)
-      .Number("auth_failures_per_minute", &c.auth_failures_per_minute, 1, 100'000);
+      .Number("auth_failures_per_minute", &c.auth_failures_per_minute, 1, 100'000)
+      // Empty: scoped tokens disabled.
+      .Custom("token_store",
+              [&c](std::string_view value) -> Result<void> {
+                if (!value.empty() && !IsAbsolutePath(value)) {
+                  return PlainError("\"" + std::string(value) + "\" is not an absolute path");
+                }
+                c.token_store = std::string(value);
+                c.token_store_set = true;
+                return Ok();
+              })
+      .Number("token_max_ttl_seconds", &c.token_max_ttl_seconds, 60, kLargestTokenMaxTtlSeconds)
+      .Number("max_scoped_tokens", &c.max_scoped_tokens, 1, kLargestMaxScopedTokens);
   MP_RETURN_IF_ERROR(schema.Parse(text, origin));
   return c;
 }
@@ -178,6 +190,20 @@ Result<ApiConfig> LoadApiConfig(const std::string& path, bool optional,
   }
   if (const std::string* v = Find(env, "CREDENTIALS_DIRECTORY"); v != nullptr && !v->empty()) {
     c.tokens.credential_dir = *v;
+  }
+  // systemd's StateDirectory= (one directory, or several separated by ':'; the first is ours)
+  // gives scoped tokens a home when api.conf names none; an explicit key, even empty, wins.
+  if (const std::string* v = Find(env, "STATE_DIRECTORY");
+      v != nullptr && !v->empty() && !c.token_store_set) {
+    const std::string dir = v->substr(0, v->find(':'));
+    if (IsAbsolutePath(dir)) c.token_store = dir + "/tokens.json";
+  }
+  if (const std::string* v = Find(env, "MONKEYPROOF_TOKEN_STORE")) {
+    if (!v->empty() && !IsAbsolutePath(*v)) {
+      return PlainError("environment MONKEYPROOF_TOKEN_STORE=\"" + *v +
+                        "\" is not an absolute path");
+    }
+    c.token_store = *v;  // empty: scoped tokens disabled
   }
   return c;
 }

@@ -11,6 +11,7 @@
 
 #include "common/result.h"
 #include "http/auth.h"
+#include "http/scoped_tokens.h"
 
 namespace mp::http {
 
@@ -34,6 +35,13 @@ struct ApiConfig {
   uint64_t ws_outbox_bytes = 1024 * 1024;
   uint64_t transcript_max_bytes = 4 * 1024 * 1024;
   uint32_t auth_failures_per_minute = 20;
+  // Scoped tokens (docs/api.md "Scoped tokens"). `token_store`: the file of their records
+  // (hashes, scopes, expiry, revocation). Default: tokens.json in $STATE_DIRECTORY (the
+  // package's unit sets StateDirectory=monkeyproof-api); empty: scoped tokens are disabled.
+  std::string token_store;
+  bool token_store_set = false;  // api.conf has the key (then STATE_DIRECTORY is not used)
+  uint64_t token_max_ttl_seconds = kDefaultTokenMaxTtlSeconds;  // longest ttl a mint may ask
+  uint64_t max_scoped_tokens = kDefaultMaxScopedTokens;         // live (unexpired, unrevoked)
 };
 
 // Parses `text` (the file's content; `origin` names it in errors: "api.conf:12: ...").
@@ -43,7 +51,9 @@ Result<ApiConfig> ParseApiConfig(std::string_view text, std::string_view origin)
 // Reads the file (a missing file is fine when `optional`), then applies the environment:
 // PORT (the original's: listen = 127.0.0.1:PORT), MONKEYPROOF_LISTEN, MONKEYPROOF_CONTROL_SOCKET,
 // MONKEYPROOF_TOKEN / AGENT_WS_TOKEN (token value), MONKEYPROOF_TOKEN_FILE,
-// CREDENTIALS_DIRECTORY. `env` is the environment as a map (tests pass their own).
+// CREDENTIALS_DIRECTORY, MONKEYPROOF_TOKEN_STORE, and STATE_DIRECTORY (systemd; the default
+// token_store is its tokens.json when the file sets none). `env` is the environment as a map (tests
+// pass their own).
 Result<ApiConfig> LoadApiConfig(const std::string& path, bool optional,
                                 const std::map<std::string, std::string>& env);
 // "127.0.0.1:3200", "[::1]:3200", "localhost:3200" (= 127.0.0.1:3200); ":3200" is refused (the

@@ -1,7 +1,7 @@
-// What every connection of monkeyproof-api shares: the configuration, the tokens and the
-// auth-failure limiter, counters, the supervisor link, the session hub and the transcript index.
-// Owned by the server (server.h); connections hold a reference. Runs on the io_context thread; not
-// thread-safe beyond Metrics.
+// What every connection of monkeyproof-api shares: the configuration, the tokens (admin and
+// scoped) and the auth-failure limiter, counters, the supervisor link, the session hub and the
+// transcript index. Owned by the server (server.h); connections hold a reference. Runs on the
+// io_context thread; not thread-safe beyond Metrics.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +13,7 @@
 #include "http/api_config.h"
 #include "http/auth.h"
 #include "http/metrics.h"
+#include "http/scoped_tokens.h"
 #include "http/session_hub.h"
 #include "http/supervisor_link.h"
 #include "http/transcript.h"
@@ -35,6 +36,7 @@ struct ApiContext : std::enable_shared_from_this<ApiContext> {
   boost::asio::io_context& io;
   ApiConfig config;
   TokenSet tokens;
+  TokenStore token_store;  // scoped tokens; opened by Server::Start (disabled until then)
   FailureLimiter limiter;
   Metrics metrics;
   SupervisorLink link;

@@ -117,6 +117,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "monkeyproof-api %s: listening on %s:%u\n", mp::kVersion,
                  ep.address().to_string().c_str(), ep.port());
   }
+  const auto& store = server.context().token_store;
+  std::fprintf(stderr, "monkeyproof-api: scoped tokens %s\n",
+               store.enabled() ? ("kept in " + store.options().path).c_str()
+                               : "disabled (no token_store in api.conf, no STATE_DIRECTORY)");
   server.Run();
   return 0;
 }

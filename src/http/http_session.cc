@@ -14,6 +14,7 @@
 
 #include "http/api_json.h"
 #include "http/auth.h"
+#include "http/principal.h"
 #include "http/routes.h"
 #include "http/tls.h"
 #include "http/ws_session.h"
@@ -250,9 +251,11 @@ void HttpSession::Handle(HttpRequest request) {
   const auto header = request[http::field::authorization];
   const auto token =
       ExtractToken(std::string_view(header.data(), header.size()), query_token, upgrade);
-  const bool valid = token.has_value() && ctx_.tokens.Accepts(*token);
+  // An admin token, or a scoped one that is neither expired nor revoked (principal.h).
+  AuthOutcome auth;
+  if (token) auth = Authenticate(ctx_.tokens, ctx_.token_store, *token, WallClockMs());
   uint32_t retry_after = 0;
-  switch (ctx_.limiter.Judge(valid, remote_, now, &retry_after)) {
+  switch (ctx_.limiter.Judge(auth.principal.has_value(), remote_, now, &retry_after)) {
     case AuthVerdict::kAllow:
       break;
     case AuthVerdict::kRateLimited: {
@@ -265,7 +268,9 @@ void HttpSession::Handle(HttpRequest request) {
     }
     case AuthVerdict::kUnauthorized: {
       ctx_.metrics.CountAuthFailure();
-      auto res = ErrorResponse(request, ApiError{401, "unauthorized", "Unauthorized", ""});
+      auto res = ErrorResponse(
+          request,
+          ApiError{401, "unauthorized", auth.reason.empty() ? "Unauthorized" : auth.reason, ""});
       res.set(http::field::www_authenticate, "Bearer");
       Send(std::move(res));
       return;
@@ -292,9 +297,10 @@ void HttpSession::Handle(HttpRequest request) {
   auto shared_request = std::make_shared<HttpRequest>(std::move(request));
   auto self = shared_from_this();
   HandleRoute(
-      RouteCall{ctx_, *shared_request, std::move(*matched.match), "api:" + remote_,
+      RouteCall{ctx_, *shared_request, std::move(*matched.match), "api:" + remote_, *auth.principal,
                 [self, shared_request](HttpResponse res) { self->Send(std::move(res)); },
-                [self, shared_request](wire::SessionInfo info, std::optional<uint64_t> since) {
+                [self, shared_request, may_input = auth.principal->Has(Right::kInput)](
+                    wire::SessionInfo info, std::optional<uint64_t> since) {
                   if (!boost::beast::websocket::is_upgrade(*shared_request)) {
                     self->Send(ErrorResponse(*shared_request,
                                              BadRequest("this route needs a WebSocket upgrade")));
@@ -302,7 +308,7 @@ void HttpSession::Handle(HttpRequest request) {
                   }
                   self->upgraded_ = true;
                   auto ws = std::make_shared<WsSession>(self->ctx_, std::move(self->stream_),
-                                                        std::move(info), since);
+                                                        std::move(info), since, may_input);
                   ws->Run(std::move(*shared_request));
                 }});
 }

@@ -53,6 +53,14 @@ std::optional<uint64_t> QueryNumber(const Call& c, const std::string& key, uint6
 // Answers 404 and returns false when the path's session id is not one ours could be.
 bool CheckSessionId(const Call& c);
 
+// A 403 naming what the principal lacks.
+ApiError Forbidden(std::string message);
+
+// token_routes.cc: POST /tokens, GET /tokens, DELETE /tokens/{id} (admin only).
+void CreateTokenRoute(const Call& c);
+void ListTokensRoute(const Call& c);
+void RevokeTokenRoute(const Call& c);
+
 // output_routes.cc: GET /sessions/{id}/transcript and GET /sessions/{id}/output.
 void TranscriptRoute(const Call& c);
 void OutputRoute(const Call& c);

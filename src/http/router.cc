@@ -11,7 +11,7 @@ namespace {
 // Longest request-target accepted (path and query); Beast's header limit is larger.
 constexpr size_t kMaxTargetBytes = 8192;
 
-constexpr std::array<RouteSpec, 19> kRoutes{{
+constexpr std::array<RouteSpec, 22> kRoutes{{
     {Route::kRoot, "GET", "/"},
     {Route::kHealth, "GET", "/health"},
     {Route::kLivez, "GET", "/livez"},
@@ -31,6 +31,9 @@ constexpr std::array<RouteSpec, 19> kRoutes{{
     {Route::kTranscript, "GET", "/sessions/{id}/transcript"},
     {Route::kOutput, "GET", "/sessions/{id}/output"},
     {Route::kWebSocket, "GET", "/sessions/{id}/ws"},
+    {Route::kCreateToken, "POST", "/tokens"},
+    {Route::kListTokens, "GET", "/tokens"},
+    {Route::kRevokeToken, "DELETE", "/tokens/{id}"},
 }};
 
 constexpr std::string_view kIdSegment = "{id}";

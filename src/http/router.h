@@ -32,6 +32,9 @@ enum class Route {
   kTranscript,     // GET /sessions/{id}/transcript
   kOutput,         // GET /sessions/{id}/output
   kWebSocket,      // GET /sessions/{id}/ws (upgrade)
+  kCreateToken,    // POST /tokens
+  kListTokens,     // GET /tokens
+  kRevokeToken,    // DELETE /tokens/{id}
 };
 
 struct RouteSpec {
@@ -44,7 +47,7 @@ std::span<const RouteSpec> RouteTable();
 
 struct RouteMatch {
   Route route = Route::kRoot;
-  std::string session_id;                    // for /sessions/{id}/...; percent-decoded
+  std::string session_id;  // the {id} of /sessions/{id}/... (or /tokens/{id}); percent-decoded
   std::map<std::string, std::string> query;  // percent-decoded; a repeated key keeps the first
 };
 

@@ -60,6 +60,10 @@ std::optional<uint64_t> QueryNumber(const Call& c, const std::string& key, uint6
   return n;
 }
 
+ApiError Forbidden(std::string message) {
+  return ApiError{403, "forbidden", std::move(message), {}};
+}
+
 bool CheckSessionId(const Call& c) {
   if (wire::IsValidSessionId(c->match.session_id)) return true;
   RespondError(c, NotFound());
@@ -73,6 +77,7 @@ namespace {
 using routes::Ask;
 using routes::Call;
 using routes::CheckSessionId;
+using routes::Forbidden;
 using routes::OutputRoute;
 using routes::Query;
 using routes::QueryNumber;
@@ -202,14 +207,55 @@ ApiError SpawnError(const wire::ErrorBody& error) {
   return e;
 }
 
+// A scoped token creates only from its presets, and only sessions inside its scope: an owner
+// scope fills in a missing owner and refuses another; a label scope adds its label.
+std::optional<ApiError> CheckCreateScope(const TokenScope& scope, wire::SpawnRequest* spawn) {
+  if (!spawn->preset || !scope.AllowsPreset(*spawn->preset)) {
+    std::string allowed;
+    for (const auto& p : scope.presets) allowed += (allowed.empty() ? "" : ", ") + p;
+    ApiError e = Forbidden("this token may create sessions only from the presets " + allowed);
+    e.field = "/preset";
+    return e;
+  }
+  if (scope.sessions.kind == SessionScope::Kind::kOwner) {
+    if (spawn->owner.empty()) spawn->owner = scope.sessions.value;
+    if (spawn->owner != scope.sessions.value) {
+      ApiError e =
+          Forbidden("this token may create sessions only with owner " + scope.sessions.value);
+      e.field = "/owner";
+      return e;
+    }
+  } else if (scope.sessions.kind == SessionScope::Kind::kLabel) {
+    const auto& labels = spawn->labels;
+    if (std::find(labels.begin(), labels.end(), scope.sessions.value) == labels.end()) {
+      if (labels.size() >= wire::kMaxLabels) {
+        ApiError e = Forbidden("this token's sessions carry the label " + scope.sessions.value +
+                               "; remove one of the " + std::to_string(labels.size()) +
+                               " labels to make room");
+        e.field = "/labels";
+        return e;
+      }
+      spawn->labels.push_back(scope.sessions.value);
+    }
+  }
+  return std::nullopt;
+}
+
 void CreateSession(const Call& c) {
   auto parsed = ParseSpawnBody(c->request.body(), c->client);
   if (auto* error = std::get_if<ApiError>(&parsed)) {
     RespondError(c, *error);
     return;
   }
+  auto& spawn = std::get<wire::SpawnRequest>(parsed);
+  if (c->principal.scope) {
+    if (auto refused = CheckCreateScope(*c->principal.scope, &spawn)) {
+      RespondError(c, *refused);
+      return;
+    }
+  }
   Ask(
-      c, std::move(std::get<wire::SpawnRequest>(parsed)),
+      c, std::move(spawn),
       [c](const wire::Response& r) {
         c->ctx.metrics.CountSessionCreated();
         RespondJson(c, 201, SessionInfoJson(std::get<wire::SessionInfo>(r.body), 0));
@@ -222,6 +268,7 @@ struct Lister : std::enable_shared_from_this<Lister> {
   wire::ListRequest request;
   std::optional<StatusFilter> filter;  // ?status= or ?state=; none: every session
   uint64_t limit = 0;                  // 0: all
+  const TokenScope* scope = nullptr;   // a scoped token's: only its sessions are listed
   std::vector<wire::SessionInfo> found;
 
   void Next() {
@@ -231,6 +278,7 @@ struct Lister : std::enable_shared_from_this<Lister> {
           const auto& list = std::get<wire::SessionList>(r.body);
           for (const auto& s : list.sessions) {
             if (self->filter && !self->filter->Matches(s)) continue;
+            if (self->scope != nullptr && !self->scope->Covers(s.id, s.owner, s.labels)) continue;
             if (self->limit != 0 && self->found.size() >= self->limit) break;
             self->found.push_back(s);
           }
@@ -285,6 +333,22 @@ void ListSessions(const Call& c) {
   auto limit = QueryNumber(c, "limit", 0, 1, wire::kMaxListLimit);
   if (!limit) return;
   lister->limit = *limit;
+  if (const auto& scope = c->principal.scope) {
+    // The supervisor filters by the scope's owner or label; a query asking for another owner
+    // or label then matches nothing in scope.
+    lister->scope = &*scope;
+    const SessionScope& in = scope->sessions;
+    auto& wanted = in.kind == SessionScope::Kind::kOwner   ? lister->request.owner
+                   : in.kind == SessionScope::Kind::kLabel ? lister->request.label
+                                                           : lister->request.owner;
+    if (in.kind != SessionScope::Kind::kSession) {
+      if (wanted && *wanted != in.value) {
+        RespondJson(c, 200, SessionListJson({}, {}));
+        return;
+      }
+      wanted = in.value;
+    }
+  }
   // Pages small enough that a page of SessionInfo always fits one 64 KiB control frame (a
   // SessionInfo can pass 600 bytes); the loop in Lister::Next asks for the next page.
   lister->request.limit = kListPageSize;
@@ -479,8 +543,56 @@ HttpResponse ErrorResponse(const HttpRequest& request, const ApiError& error) {
   return JsonResponse(request, error.status, error.ToJson());
 }
 
+namespace {
+
+// How a route answers a session it does not know (input keeps the original's 400): a session
+// outside a token's scope is answered the same way, so a token cannot probe for others.
+ApiError OutOfScope(Route route) {
+  if (route == Route::kInput)
+    return ApiError{400, "not_found", "Session not found or not running", {}};
+  return NotFound();
+}
+
+void Dispatch(const Call& c);
+
+// The session of the path must be in the token's scope: by id at once, by owner or label after
+// asking the supervisor for the session.
+void CheckSessionScope(const Call& c) {
+  const TokenScope& scope = *c->principal.scope;
+  const std::string& id = c->match.session_id;
+  if (scope.sessions.kind == SessionScope::Kind::kSession) {
+    if (id == scope.sessions.value) return Dispatch(c);
+    return RespondError(c, OutOfScope(c->match.route));
+  }
+  if (!wire::IsValidSessionId(id)) return RespondError(c, OutOfScope(c->match.route));
+  c->ctx.link.Call(wire::GetRequest{id}, [c](Result<wire::Response> r) {
+    if (!r) return RespondError(c, TransportError(r.error()));
+    const auto* info = std::get_if<wire::SessionInfo>(&r->body);
+    if (info != nullptr && c->principal.scope->Covers(info->id, info->owner, info->labels)) {
+      return Dispatch(c);
+    }
+    const auto* error = std::get_if<wire::ErrorBody>(&r->body);
+    if (error != nullptr && error->code != wire::ErrorCode::kNotFound) {
+      return RespondError(c, FromSupervisor(*error));
+    }
+    RespondError(c, OutOfScope(c->match.route));
+  });
+}
+
+}  // namespace
+
 void HandleRoute(RouteCall call) {
   auto c = std::make_shared<RouteCall>(std::move(call));
+  if (auto missing = MissingAccess(c->principal, RouteAccess(c->match.route))) {
+    return RespondError(c, Forbidden(*missing));
+  }
+  if (c->principal.scope && RouteNamesSession(c->match.route)) return CheckSessionScope(c);
+  Dispatch(c);
+}
+
+namespace {
+
+void Dispatch(const Call& c) {
   switch (c->match.route) {
     case Route::kRoot:
       return Root(c);
@@ -519,7 +631,15 @@ void HandleRoute(RouteCall call) {
       return OutputRoute(c);
     case Route::kWebSocket:
       return WebSocket(c);
+    case Route::kCreateToken:
+      return routes::CreateTokenRoute(c);
+    case Route::kListTokens:
+      return routes::ListTokensRoute(c);
+    case Route::kRevokeToken:
+      return routes::RevokeTokenRoute(c);
   }
 }
+
+}  // namespace
 
 }  // namespace mp::http

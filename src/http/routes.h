@@ -11,6 +11,7 @@
 #include "http/api_context.h"
 #include "http/api_error.h"
 #include "http/http_session.h"
+#include "http/principal.h"
 #include "http/router.h"
 
 namespace mp::http {
@@ -19,12 +20,16 @@ struct RouteCall {
   ApiContext& ctx;
   const HttpRequest& request;
   RouteMatch match;
-  std::string client;  // "api:<address>", for the supervisor's audit log
+  std::string client;   // "api:<address>", for the supervisor's audit log
+  Principal principal;  // who the credential says the caller is; HandleRoute checks its scope
   std::function<void(HttpResponse)> respond;
   // For kWebSocket: called with the session and ?since instead of respond.
   std::function<void(wire::SessionInfo, std::optional<uint64_t>)> upgrade;
 };
 
+// Checks the principal's right for the route (403 naming the missing right) and, for a route
+// on one session, that the session is in the token's scope (else answered as an unknown
+// session), then runs the route.
 void HandleRoute(RouteCall call);
 
 // A JSON response with the request's version and keep-alive.

@@ -58,6 +58,9 @@ class TokenStore {
     size_t max_live = kDefaultMaxScopedTokens;  // unexpired, unrevoked tokens at once
   };
 
+  // A disabled store (no path), until Open gives a real one.
+  TokenStore() = default;
+
   // Loads `options.path` when it exists (a missing file is an empty store; its directory must
   // exist). Any problem with the file (not JSON, unknown member, bad hash, duplicate id, wrong
   // type, over 64 MiB) is an error naming the file and what to do: the API refuses to start
@@ -93,6 +96,7 @@ class TokenStore {
 
  private:
   explicit TokenStore(Options options) : options_(std::move(options)) {}
+  // (Options' default path is empty: the default store is disabled.)
   // Drops records past their expiry: an expired token is refused whether or not it is known.
   void Prune(uint64_t now_ms);
   Result<void> Save() const;

@@ -17,6 +17,10 @@ Server::~Server() {
 }
 
 Result<void> Server::Start() {
+  // A store that cannot be read is a start error: running without it would forget revocations.
+  const ApiConfig& c = ctx_->config;
+  MP_TRY(ctx_->token_store,
+         TokenStore::Open({c.token_store, c.token_max_ttl_seconds, c.max_scoped_tokens}));
   for (const auto& address : ctx_->config.listen) {
     MP_TRY(auto listener, Listener::Open(*ctx_, address));
     listeners_.push_back(std::move(listener));

@@ -34,12 +34,13 @@ size_t StreamIndex(wire::OutputStream s) { return static_cast<size_t>(s); }
 }  // namespace
 
 WsSession::WsSession(ApiContext& ctx, ClientStream&& stream, wire::SessionInfo info,
-                     std::optional<uint64_t> since)
+                     std::optional<uint64_t> since, bool may_input)
     : ctx_(ctx),
       keep_(ctx.shared_from_this()),
       ws_(std::move(stream)),
       info_(std::move(info)),
-      since_(since) {
+      since_(since),
+      may_input_(may_input) {
   ctx_.metrics.WsOpened();
 }
 
@@ -403,6 +404,12 @@ void WsSession::OnRead(beast::error_code ec, size_t) {
 void WsSession::HandleClientMessage(bool binary) {
   std::string message = beast::buffers_to_string(read_buffer_.data());
   read_buffer_.consume(read_buffer_.size());
+  // Every client message is input of some kind (stdin, resize, signal, close-stdin).
+  if (!may_input_) {
+    Enqueue(WsErrorJson(ApiError{403, "forbidden", "this token lacks the input right", {}}));
+    DoRead();
+    return;
+  }
   if (binary) {
     SendStdin(std::move(message), 0);
     return;

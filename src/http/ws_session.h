@@ -29,8 +29,10 @@ namespace mp::http {
 class WsSession : public HubClient, public std::enable_shared_from_this<WsSession> {
  public:
   // `since`: resume offset from ?since=, or nullopt for a catchup of recent output.
+  // `may_input`: the principal has the input right (stdin, resize, signal, close-stdin);
+  // without it those messages are answered with an error and dropped.
   WsSession(ApiContext& ctx, ClientStream&& stream, wire::SessionInfo info,
-            std::optional<uint64_t> since);
+            std::optional<uint64_t> since, bool may_input = true);
   ~WsSession() override;
 
   // Accepts the upgrade `request` and starts.
@@ -80,6 +82,7 @@ class WsSession : public HubClient, public std::enable_shared_from_this<WsSessio
   boost::beast::flat_buffer read_buffer_;
   wire::SessionInfo info_;
   std::optional<uint64_t> since_;
+  bool may_input_ = true;
   Mode mode_ = Mode::kStarting;
   uint64_t next_ = 0;             // first output offset not yet handed to the outbox
   uint32_t reads_in_flight_ = 0;  // read_output requests of this epoch not answered yet

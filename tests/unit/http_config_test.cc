@@ -49,6 +49,8 @@ void ExpectDefaults(const ApiConfig& c) {
   EXPECT_EQ(c.ws_outbox_bytes, d.ws_outbox_bytes);
   EXPECT_EQ(c.transcript_max_bytes, d.transcript_max_bytes);
   EXPECT_EQ(c.auth_failures_per_minute, d.auth_failures_per_minute);
+  EXPECT_EQ(c.token_max_ttl_seconds, d.token_max_ttl_seconds);
+  EXPECT_EQ(c.max_scoped_tokens, d.max_scoped_tokens);
 }
 
 TEST(ApiConfigTest, Defaults) {
@@ -400,6 +402,40 @@ TEST(LoadApiConfigTest, FileErrorsComeBeforeTheEnvironment) {
   EXPECT_EQ(r.error().what, path + ":1: auth_failures_per_minute: 0 is out of range (1..100000)");
 }
 
+TEST(LoadApiConfigTest, TokenStoreFromStateDirectoryFileOrEnvironment) {
+  test::TempDir dir("api-config-store");
+  const std::string none = dir.Write("none.conf", "");
+  auto r = LoadApiConfig(none, false, {});
+  ASSERT_TRUE(r) << r.error().ToString();
+  EXPECT_EQ(r->token_store, "");  // disabled without a home
+  r = LoadApiConfig(none, false, {{"STATE_DIRECTORY", "/var/lib/monkeyproof-api:/var/lib/x"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->token_store, "/var/lib/monkeyproof-api/tokens.json");
+  // The file's key wins over STATE_DIRECTORY, even empty (disabled).
+  const std::string off = dir.Write("off.conf", "token_store =\n");
+  r = LoadApiConfig(off, false, {{"STATE_DIRECTORY", "/var/lib/monkeyproof-api"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->token_store, "");
+  const std::string set = dir.Write("set.conf", "token_store = /srv/t.json\n");
+  r = LoadApiConfig(set, false, {{"STATE_DIRECTORY", "/var/lib/monkeyproof-api"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->token_store, "/srv/t.json");
+  // The environment wins over both.
+  r = LoadApiConfig(set, false, {{"MONKEYPROOF_TOKEN_STORE", "/run/t.json"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->token_store, "/run/t.json");
+  EXPECT_FALSE(LoadApiConfig(set, false, {{"MONKEYPROOF_TOKEN_STORE", "t.json"}}));
+  EXPECT_FALSE(ParseApiConfig("token_store = relative.json", "api.conf"));
+  EXPECT_FALSE(ParseApiConfig("token_max_ttl_seconds = 59", "api.conf"));
+  EXPECT_FALSE(ParseApiConfig("token_max_ttl_seconds = 31622401", "api.conf"));
+  EXPECT_FALSE(ParseApiConfig("max_scoped_tokens = 0", "api.conf"));
+  EXPECT_FALSE(ParseApiConfig("max_scoped_tokens = 100001", "api.conf"));
+  auto keys = ParseApiConfig("token_max_ttl_seconds = 3600\nmax_scoped_tokens = 5\n", "api.conf");
+  ASSERT_TRUE(keys);
+  EXPECT_EQ(keys->token_max_ttl_seconds, 3600u);
+  EXPECT_EQ(keys->max_scoped_tokens, 5u);
+}
+
 // packaging/api.conf lists every key, commented out, with its default: uncommenting every
 // `# key = value` line must parse and give exactly the built-in defaults.
 TEST(PackagedExampleTest, EveryKeyWithItsDefault) {
@@ -408,10 +444,13 @@ TEST(PackagedExampleTest, EveryKeyWithItsDefault) {
             (std::set<std::string>{"listen", "control_socket", "token_file", "body_limit_bytes",
                                    "header_limit_bytes", "read_timeout_ms", "idle_timeout_ms",
                                    "max_connections", "ws_outbox_bytes", "transcript_max_bytes",
-                                   "auth_failures_per_minute", "auth_failures_per_minute"}));
+                                   "auth_failures_per_minute", "auth_failures_per_minute",
+                                   "token_store", "token_max_ttl_seconds", "max_scoped_tokens"}));
   auto r = ParseApiConfig(example.text, "api.conf (uncommented)");
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
   ExpectDefaults(*r);
+  // The example shows the package's token_store: STATE_DIRECTORY's tokens.json.
+  EXPECT_EQ(r->token_store, "/var/lib/monkeyproof-api/tokens.json");
 }
 
 }  // namespace

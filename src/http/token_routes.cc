@@ -1,0 +1,132 @@
+// POST /tokens, GET /tokens and DELETE /tokens/{id} (docs/api.md "Scoped tokens"): minting,
+// listing and revoking scoped tokens in the context's TokenStore. Admin only (HandleRoute has
+// checked). Every mint and revocation is logged with its principal; a secret or hash never is,
+// and GET never shows either. Runs in monkeyproof-api on the io_context thread.
+#include <cerrno>
+#include <chrono>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/log.h"
+#include "http/api_json.h"
+#include "http/route_helpers.h"
+
+namespace mp::http::routes {
+namespace {
+
+using nlohmann::json;
+
+uint64_t NowMs() { return WallClockMs(); }
+
+json TokenJson(const TokenRecord& r) {
+  return {{"id", r.id},
+          {"sessions", r.scope.sessions.ToString()},
+          {"rights", RightNames(r.scope.rights)},
+          {"presets", r.scope.presets},
+          {"createdAt", IsoTime(r.created_at_ms)},
+          {"expiresAt", IsoTime(r.expires_at_ms)},
+          {"createdBy", r.created_by},
+          {"revoked", r.revoked_at_ms.has_value()},
+          {"revokedAt", r.revoked_at_ms ? json(IsoTime(*r.revoked_at_ms)) : json(nullptr)}};
+}
+
+// Printable words for a log line: the scope's value is client text.
+std::string LogValue(std::string_view s) {
+  std::string out;
+  for (char ch : s.substr(0, 128)) {
+    const auto u = static_cast<unsigned char>(ch);
+    out += (u <= 0x20 || u >= 0x7f || ch == '"') ? '?' : ch;
+  }
+  return out;
+}
+
+// "a,b,c" ("-" when empty); the items are right and preset names (no spaces or quotes).
+std::string Joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ",") + i;
+  return out.empty() ? "-" : out;
+}
+
+}  // namespace
+
+void CreateTokenRoute(const Call& c) {
+  TokenStore& store = c->ctx.token_store;
+  if (!store.enabled()) {
+    RespondError(c, ApiError{503,
+                             "unavailable",
+                             "scoped tokens are disabled: set token_store in api.conf (the "
+                             "package's unit gives the API a StateDirectory for it)",
+                             {}});
+    return;
+  }
+  auto parsed = ParseMintBody(c->request.body(), store.options().max_ttl_seconds);
+  if (auto* error = std::get_if<ApiError>(&parsed)) {
+    RespondError(c, *error);
+    return;
+  }
+  const MintBody& body = std::get<MintBody>(parsed);
+  const std::string by = c->principal.ToString();
+  auto minted = store.Mint(body.scope, body.ttl_seconds, by, NowMs());
+  if (!minted) {
+    const Error& e = minted.error();
+    common::Log(common::LogLevel::kWarning,
+                "event=token_mint_failed by=" + by + " client=" + c->client + " reason=\"" +
+                    LogValue(e.what) + "\"",
+                e.errnum);
+    if (e.errnum == EMFILE) {
+      RespondError(c, ApiError{429, "capacity", e.what, {}});
+    } else {
+      RespondError(c, ApiError{500, "internal", "could not store the token: " + e.what, {}});
+    }
+    return;
+  }
+  const TokenRecord& r = minted->record;
+  common::Log(common::LogLevel::kInfo,
+              "event=token_minted id=" + r.id + " by=" + by + " client=" + c->client +
+                  " sessions=" + LogValue(r.scope.sessions.ToString()) + " rights=" +
+                  Joined(RightNames(r.scope.rights)) + " presets=" + Joined(r.scope.presets) +
+                  " expires_at_ms=" + std::to_string(r.expires_at_ms));
+  json j = TokenJson(r);
+  j["token"] = minted->token;  // the only time the secret leaves the API
+  RespondJson(c, 201, j.dump());
+}
+
+void ListTokensRoute(const Call& c) {
+  json list = json::array();
+  for (const auto& r : c->ctx.token_store.List(NowMs())) list.push_back(TokenJson(r));
+  json j = {{"enabled", c->ctx.token_store.enabled()}, {"tokens", std::move(list)}};
+  RespondJson(c, 200, j.dump());
+}
+
+void RevokeTokenRoute(const Call& c) {
+  const std::string& id = c->match.session_id;  // the {id} of /tokens/{id}
+  if (!IsTokenId(id)) {
+    RespondError(c, NotFound("no token with this id (ids are 16 lowercase hex digits)"));
+    return;
+  }
+  const std::string by = c->principal.ToString();
+  auto revoked = c->ctx.token_store.Revoke(id, NowMs());
+  if (!revoked) {
+    // Refused in this process already; the file did not take it, so a restart would forget.
+    common::Log(common::LogLevel::kError,
+                "event=token_revoke_unsaved id=" + id + " by=" + by + " reason=\"" +
+                    LogValue(revoked.error().what) + "\"",
+                revoked.error().errnum);
+    RespondError(c, ApiError{500,
+                             "internal",
+                             "the token is revoked in this process but could not be saved: " +
+                                 revoked.error().what,
+                             {}});
+    return;
+  }
+  if (!*revoked) {
+    RespondError(c, NotFound("no token with this id"));
+    return;
+  }
+  common::Log(common::LogLevel::kInfo,
+              "event=token_revoked id=" + id + " by=" + by + " client=" + c->client);
+  RespondJson(c, 200, json({{"revoked", true}, {"id", id}}).dump());
+}
+
+}  // namespace mp::http::routes

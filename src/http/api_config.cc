@@ -146,7 +146,26 @@ Result<ApiConfig> ParseApiConfig(std::string_view text, std::string_view origin)
                 return Ok();
               })
       .Number("token_max_ttl_seconds", &c.token_max_ttl_seconds, 60, kLargestTokenMaxTtlSeconds)
-      .Number("max_scoped_tokens", &c.max_scoped_tokens, 1, kLargestMaxScopedTokens);
+      .Number("max_scoped_tokens", &c.max_scoped_tokens, 1, kLargestMaxScopedTokens)
+      .Custom("trusted_proxies",
+              [&c](std::string_view value) -> Result<void> {
+                MP_TRY(c.trusted_proxies, ParseNetworkList(value));
+                return Ok();
+              })
+      .Custom("forwarded_header", [&c](std::string_view value) -> Result<void> {
+        std::string lower(value);
+        for (char& ch : lower) ch = (ch >= 'A' && ch <= 'Z') ? static_cast<char>(ch + 32) : ch;
+        if (lower == "x-forwarded-for") {
+          c.forwarded_header = ForwardedHeader::kXForwardedFor;
+        } else if (lower == "forwarded") {
+          c.forwarded_header = ForwardedHeader::kForwarded;
+        } else {
+          return PlainError("\"" + std::string(value) +
+                            "\" is neither x-forwarded-for nor forwarded (the header your proxy "
+                            "sets)");
+        }
+        return Ok();
+      });
   MP_RETURN_IF_ERROR(schema.Parse(text, origin));
   return c;
 }

@@ -11,6 +11,7 @@
 
 #include "common/result.h"
 #include "http/auth.h"
+#include "http/client_address.h"
 #include "http/scoped_tokens.h"
 
 namespace mp::http {
@@ -42,6 +43,12 @@ struct ApiConfig {
   bool token_store_set = false;  // api.conf has the key (then STATE_DIRECTORY is not used)
   uint64_t token_max_ttl_seconds = kDefaultTokenMaxTtlSeconds;  // longest ttl a mint may ask
   uint64_t max_scoped_tokens = kDefaultMaxScopedTokens;         // live (unexpired, unrevoked)
+  // `trusted_proxies`: peers whose report of the client address (`forwarded_header`) is
+  // believed, "127.0.0.1, ::1, 10.0.0.0/8"; empty (the default): the TCP peer is the client.
+  std::vector<IpNetwork> trusted_proxies;
+  // `forwarded_header`: "x-forwarded-for" (default) or "forwarded" (RFC 7239): the one header
+  // the proxies set. The other is ignored: a client could have written it.
+  ForwardedHeader forwarded_header = ForwardedHeader::kXForwardedFor;
 };
 
 // Parses `text` (the file's content; `origin` names it in errors: "api.conf:12: ...").

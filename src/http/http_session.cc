@@ -32,7 +32,8 @@ HttpSession::HttpSession(ApiContext& ctx, ClientStream&& stream)
     : ctx_(ctx), keep_(ctx.shared_from_this()), stream_(std::move(stream)) {
   boost::system::error_code ec;
   const auto endpoint = stream_.next_layer().socket().remote_endpoint(ec);
-  remote_ = ec ? "unknown" : endpoint.address().to_string();
+  if (!ec) peer_ = ParseIpAddress(endpoint.address().to_string());
+  remote_ = peer_ ? peer_->ToString() : "unknown";
   ctx_.metrics.ConnectionOpened();
 }
 
@@ -255,7 +256,8 @@ void HttpSession::Handle(HttpRequest request) {
   AuthOutcome auth;
   if (token) auth = Authenticate(ctx_.tokens, ctx_.token_store, *token, WallClockMs());
   uint32_t retry_after = 0;
-  switch (ctx_.limiter.Judge(auth.principal.has_value(), remote_, now, &retry_after)) {
+  const std::string client = ClientAddress(request);
+  switch (ctx_.limiter.Judge(auth.principal.has_value(), client, now, &retry_after)) {
     case AuthVerdict::kAllow:
       break;
     case AuthVerdict::kRateLimited: {
@@ -297,7 +299,7 @@ void HttpSession::Handle(HttpRequest request) {
   auto shared_request = std::make_shared<HttpRequest>(std::move(request));
   auto self = shared_from_this();
   HandleRoute(
-      RouteCall{ctx_, *shared_request, std::move(*matched.match), "api:" + remote_, *auth.principal,
+      RouteCall{ctx_, *shared_request, std::move(*matched.match), "api:" + client, *auth.principal,
                 [self, shared_request](HttpResponse res) { self->Send(std::move(res)); },
                 [self, shared_request, may_input = auth.principal->Has(Right::kInput)](
                     wire::SessionInfo info, std::optional<uint64_t> since) {
@@ -311,6 +313,18 @@ void HttpSession::Handle(HttpRequest request) {
                                                         std::move(info), since, may_input);
                   ws->Run(std::move(*shared_request));
                 }});
+}
+
+std::string HttpSession::ClientAddress(const HttpRequest& request) const {
+  if (!peer_ || ctx_.config.trusted_proxies.empty()) return remote_;
+  // By name: Beast 1.74's field enum has Forwarded but not X-Forwarded-For.
+  const beast::string_view name =
+      ctx_.config.forwarded_header == ForwardedHeader::kForwarded ? "Forwarded" : "X-Forwarded-For";
+  std::vector<std::string_view> values;
+  for (auto [it, end] = request.equal_range(name); it != end; ++it) {
+    values.emplace_back(it->value().data(), it->value().size());
+  }
+  return ClientAddressOf(*peer_, ctx_.config.forwarded_header, values, ctx_.config.trusted_proxies);
 }
 
 void HttpSession::Send(HttpResponse response) {

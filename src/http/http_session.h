@@ -19,6 +19,7 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include "http/api_context.h"
+#include "http/client_address.h"
 #include "http/client_stream.h"
 
 namespace mp::http {
@@ -52,6 +53,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void ReadBody();
   void OnRead(boost::beast::error_code ec, size_t bytes);
   void Handle(HttpRequest request);
+  // The address `request` is attributed to: the peer, or what a trusted proxy reports
+  // (client_address.h, `trusted_proxies`).
+  [[nodiscard]] std::string ClientAddress(const HttpRequest& request) const;
   void Send(HttpResponse response);
   void OnWrite(bool close, boost::beast::error_code ec, size_t bytes);
   void SendError(int status, const std::string& code, const std::string& message, bool close);
@@ -66,7 +70,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   ClientStream stream_;
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
-  std::string remote_;  // client address, for the limiter and the audit log
+  std::string remote_;             // the TCP peer's address
+  std::optional<IpAddress> peer_;  // the same, parsed; nullopt when unknown
   bool upgraded_ = false;
   bool head_ = false;  // the request being answered is a HEAD: its answer goes without body
   std::shared_ptr<HttpResponse> response_;  // the one being written

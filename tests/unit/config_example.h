@@ -25,7 +25,9 @@ inline UncommentedExample UncommentExample(const std::string& path) {
   std::string line;
   while (std::getline(f, line)) {
     EXPECT_TRUE(line.empty() || line[0] == '#') << "an active line in the example: " << line;
-    const size_t eq = line.find(" = ");
+    size_t eq = line.find(" = ");
+    // "# key =": a key whose default is empty.
+    if (eq == std::string::npos && line.size() > 4 && line.ends_with(" =")) eq = line.size() - 2;
     if (line.rfind("# ", 0) != 0 || eq == std::string::npos) continue;
     const std::string key = line.substr(2, eq - 2);
     if (key.find(' ') != std::string::npos) continue;  // prose containing " = "

@@ -255,6 +255,7 @@ wire::ResponseBody FakeSupervisor::Dispatch(Connection& c, const wire::RequestBo
   };
   if (const auto* r = std::get_if<wire::SpawnRequest>(&body)) {
     last_spawn_task_ = r->task;
+    last_spawn_client_ = r->client;
     if (r->task.starts_with("fail:")) {
       std::string_view rest = std::string_view(r->task).substr(5);
       std::string field = "/task";
@@ -760,6 +761,11 @@ uint64_t FakeSupervisor::requests(wire::RequestType type) const {
 std::string FakeSupervisor::last_spawn_task() const {
   std::lock_guard lock(mu_);
   return last_spawn_task_;
+}
+
+std::string FakeSupervisor::last_spawn_client() const {
+  std::lock_guard lock(mu_);
+  return last_spawn_client_;
 }
 
 size_t FakeSupervisor::connections() const {

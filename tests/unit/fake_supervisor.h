@@ -89,6 +89,8 @@ class FakeSupervisor {
   [[nodiscard]] size_t connections() const;
   // The task of the last spawn request received ("" before any).
   [[nodiscard]] std::string last_spawn_task() const;
+  // The client (audit identity, "api:<address>") of the last spawn request ("" before any).
+  [[nodiscard]] std::string last_spawn_client() const;
   // Waits (polling the model) until `pred` holds or `timeout` passes; returns pred's value.
   bool WaitUntil(const std::function<bool(const FakeSupervisor&)>& pred,
                  std::chrono::milliseconds timeout) const;
@@ -171,6 +173,7 @@ class FakeSupervisor {
   std::map<wire::RequestType, uint64_t> requests_by_type_;
   bool no_answer_ = false;  // set by Dispatch: leave this request unanswered
   std::string last_spawn_task_;
+  std::string last_spawn_client_;
   std::chrono::steady_clock::time_point started_;
 };
 

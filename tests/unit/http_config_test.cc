@@ -51,6 +51,8 @@ void ExpectDefaults(const ApiConfig& c) {
   EXPECT_EQ(c.auth_failures_per_minute, d.auth_failures_per_minute);
   EXPECT_EQ(c.token_max_ttl_seconds, d.token_max_ttl_seconds);
   EXPECT_EQ(c.max_scoped_tokens, d.max_scoped_tokens);
+  EXPECT_TRUE(c.trusted_proxies.empty());
+  EXPECT_EQ(c.forwarded_header, d.forwarded_header);
 }
 
 TEST(ApiConfigTest, Defaults) {
@@ -79,7 +81,9 @@ TEST(ApiConfigTest, EveryKey) {
       "max_connections = 77\n"
       "ws_outbox_bytes = 512K\n"
       "transcript_max_bytes = 128M\n"
-      "auth_failures_per_minute = 5\n");
+      "auth_failures_per_minute = 5\n"
+      "trusted_proxies = 127.0.0.1, 10.0.0.0/8\n"
+      "forwarded_header = Forwarded\n");
   EXPECT_EQ(c.listen, (std::vector<ListenAddress>{{"0.0.0.0", 8080}, {"::1", 8081}}));
   EXPECT_EQ(c.control_socket, "/run/mp/ctl.sock");
   EXPECT_EQ(c.tokens.file, "/etc/mp/token");
@@ -91,6 +95,23 @@ TEST(ApiConfigTest, EveryKey) {
   EXPECT_EQ(c.ws_outbox_bytes, 512u * 1024);
   EXPECT_EQ(c.transcript_max_bytes, 128u * 1024 * 1024);
   EXPECT_EQ(c.auth_failures_per_minute, 5u);
+  ASSERT_EQ(c.trusted_proxies.size(), 2u);
+  EXPECT_EQ(c.trusted_proxies[1].base.ToString(), "10.0.0.0");
+  EXPECT_EQ(c.trusted_proxies[1].prefix, 8u);
+  EXPECT_EQ(c.forwarded_header, ForwardedHeader::kForwarded);
+}
+
+TEST(ApiConfigTest, TrustedProxiesAndForwardedHeaderErrors) {
+  EXPECT_EQ(ParseError("trusted_proxies = 10.0.0.1/8\n"),
+            "api.conf:1: trusted_proxies: \"10.0.0.1/8\": host bits are set below the prefix; "
+            "write 10.0.0.0/8");
+  EXPECT_EQ(ParseError("trusted_proxies = proxy.lan\n"),
+            "api.conf:1: trusted_proxies: \"proxy.lan\": not an IPv4 or IPv6 address (a network "
+            "is address/bits)");
+  EXPECT_EQ(ParseError("\nforwarded_header = x-real-ip\n"),
+            "api.conf:2: forwarded_header: \"x-real-ip\" is neither x-forwarded-for nor "
+            "forwarded (the header your proxy sets)");
+  EXPECT_TRUE(MustParse("trusted_proxies =\n").trusted_proxies.empty());
 }
 
 TEST(ApiConfigTest, WhitespaceAroundKeysAndValues) {
@@ -445,7 +466,8 @@ TEST(PackagedExampleTest, EveryKeyWithItsDefault) {
                                    "header_limit_bytes", "read_timeout_ms", "idle_timeout_ms",
                                    "max_connections", "ws_outbox_bytes", "transcript_max_bytes",
                                    "auth_failures_per_minute", "auth_failures_per_minute",
-                                   "token_store", "token_max_ttl_seconds", "max_scoped_tokens"}));
+                                   "token_store", "token_max_ttl_seconds", "max_scoped_tokens",
+                                   "trusted_proxies", "forwarded_header"}));
   auto r = ParseApiConfig(example.text, "api.conf (uncommented)");
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
   ExpectDefaults(*r);

@@ -1,0 +1,272 @@
+// The API's front door in process (http/server.h) against the fake supervisor, seen through
+// real TCP connections from chosen loopback source addresses (all of 127/8 is loopback on
+// Linux, so a client can bind 127.0.0.2 as its source and be "another address"): the client
+// address behind trusted proxies (X-Forwarded-For / Forwarded) as the failure limiter and the
+// audit see it. Each protection is shown with its attack and a control. The clients are
+// plain blocking sockets with send and receive timeouts. No root, no cgroups.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "common/unique_fd.h"
+#include "fake_supervisor.h"
+#include "http/server.h"
+
+namespace mp::http {
+namespace {
+
+using testing::FakeSupervisor;
+
+constexpr std::string_view kToken = "mp-test-token-0123456789abcdefghijklmnopq";  // 40 chars
+constexpr std::string_view kWrongToken = "mp-test-token-0123456789abcdefghijklmnopX";
+
+struct Answer {
+  std::string error;  // what failed ("" when an answer came)
+  int status = 0;
+  std::string head;
+  std::string body;
+};
+
+// A blocking client connection from `source` (an IPv4 loopback address) to 127.0.0.1:port.
+class Client {
+ public:
+  Client(uint16_t port, const std::string& source)
+      : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    const timeval timeout{20, 0};
+    ::setsockopt(fd_.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    ::inet_pton(AF_INET, source.c_str(), &from.sin_addr);
+    if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) {
+      error_ = "bind " + source + ": " + std::strerror(errno);
+      return;
+    }
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(port);
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+      error_ = std::string("connect: ") + std::strerror(errno);
+    }
+  }
+
+  [[nodiscard]] const std::string& error() const { return error_; }
+  int fd() const { return fd_.get(); }
+
+  bool Send(const std::string& bytes) {
+    for (size_t sent = 0; sent < bytes.size();) {
+      const ssize_t n = ::send(fd_.get(), bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      if (n < 0) {
+        error_ = "send: " + std::string(std::strerror(errno));
+        return false;
+      }
+      sent += static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+  // Reads one answer (head and Content-Length body).
+  Answer Read() {
+    Answer a;
+    size_t end;
+    while ((end = in_.find("\r\n\r\n")) == std::string::npos) {
+      if (!Fill(&a)) return a;
+    }
+    a.head = in_.substr(0, end + 4);
+    size_t length = 0;
+    if (const size_t at = a.head.find("Content-Length: "); at != std::string::npos) {
+      length = std::stoul(a.head.substr(at + 16));
+    }
+    while (in_.size() < end + 4 + length) {
+      if (!Fill(&a)) return a;
+    }
+    if (!a.head.starts_with("HTTP/1.1 ")) {
+      a.error = "not an HTTP answer: " + a.head;
+      return a;
+    }
+    a.status = std::stoi(a.head.substr(9, 3));
+    a.body = in_.substr(end + 4, length);
+    in_.erase(0, end + 4 + length);
+    return a;
+  }
+
+  Answer Exchange(const std::string& request) {
+    if (!error_.empty() || !Send(request)) return Answer{error_};
+    return Read();
+  }
+
+  // True when the server closed the connection (EOF or reset) within the receive timeout.
+  bool Closed() {
+    char c;
+    const ssize_t n = ::recv(fd_.get(), &c, 1, 0);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+  }
+
+ private:
+  bool Fill(Answer* a) {
+    char buf[16384];
+    const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
+    if (n <= 0) {
+      a->error = n == 0 ? "EOF after " + std::to_string(in_.size()) + " bytes"
+                        : "recv: " + std::string(std::strerror(errno));
+      return false;
+    }
+    in_.append(buf, static_cast<size_t>(n));
+    return true;
+  }
+
+  UniqueFd fd_;
+  std::string error_;
+  std::string in_;
+};
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+std::string Request(const std::string& method, const std::string& target, std::string_view token,
+                    const Headers& headers = {}, const std::string& body = {}) {
+  std::string r = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+  if (!token.empty()) r += "Authorization: Bearer " + std::string(token) + "\r\n";
+  for (const auto& [name, value] : headers) r += name + ": " + value + "\r\n";
+  if (!body.empty() || method == "POST") {
+    r +=
+        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  }
+  return r + "\r\n" + body;
+}
+
+class HttpFrontDoorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto started = fake_.Start();
+    ASSERT_TRUE(started) << started.error().ToString();
+  }
+  void TearDown() override {
+    StopServer();
+    fake_.Stop();
+  }
+
+  ApiConfig Config() const {
+    ApiConfig c;
+    c.listen = {{"127.0.0.1", 0}};
+    c.control_socket = fake_.socket_path();
+    return c;
+  }
+
+  void StartServer(ApiConfig config) {
+    auto tokens = TokenSet::FromTokens({std::string(kToken)});
+    ASSERT_TRUE(tokens) << tokens.error().ToString();
+    server_ = std::make_unique<Server>(std::move(config), std::move(*tokens));
+    auto running = server_->Start();
+    ASSERT_TRUE(running) << running.error().ToString();
+    port_ = server_->endpoints()[0].port();
+    thread_ = std::thread([s = server_.get()] { s->Run(); });
+    ASSERT_TRUE(fake_.WaitUntil([](const FakeSupervisor& f) { return f.connections() > 0; },
+                                std::chrono::seconds(5)))
+        << "the API never connected to the fake supervisor";
+  }
+  void StopServer() {
+    if (server_) server_->Stop();
+    if (thread_.joinable()) thread_.join();
+    server_.reset();
+  }
+
+  // One request on its own connection from `source`; the status (0 when no answer came).
+  int Status(const std::string& source, std::string_view token, const Headers& headers = {},
+             const std::string& target = "/health") {
+    Client c(port_, source);
+    const Answer a = c.Exchange(Request("GET", target, token, headers));
+    EXPECT_EQ(a.error, "") << source;
+    return a.status;
+  }
+
+  FakeSupervisor fake_;
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+  uint16_t port_ = 0;
+};
+
+// ---- The client address behind a proxy.
+
+Headers Xff(const std::string& value) { return {{"X-Forwarded-For", value}}; }
+
+TEST_F(HttpFrontDoorTest, BehindATrustedProxyFailuresCountPerForwardedClient) {
+  ApiConfig config = Config();
+  config.auth_failures_per_minute = 3;
+  config.trusted_proxies = *ParseNetworkList("127.0.0.1");
+  StartServer(config);
+  // One client behind the proxy (127.0.0.1) fails until it is limited.
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Status("127.0.0.1", kWrongToken, Xff("203.0.113.1")), 401);
+  EXPECT_EQ(Status("127.0.0.1", kWrongToken, Xff("203.0.113.1")), 429);
+  // Another client behind the same proxy is not: without trusted_proxies both were 127.0.0.1.
+  EXPECT_EQ(Status("127.0.0.1", kWrongToken, Xff("203.0.113.2")), 401);
+  EXPECT_EQ(Status("127.0.0.1", kWrongToken), 401);  // the proxy itself, no header
+  // Attack: the limited client prepends a fresh address to the header it sends; the proxy
+  // appends the real one, and the right-most untrusted hop is the client. Still limited.
+  EXPECT_EQ(Status("127.0.0.1", kWrongToken, Xff("192.0.2.77, 203.0.113.1")), 429);
+  // Attack: a Forwarded header next to the proxy's X-Forwarded-For (the proxy passes it on
+  // untouched); only the configured header is read.
+  EXPECT_EQ(Status("127.0.0.1", kWrongToken,
+                   {{"X-Forwarded-For", "203.0.113.1"}, {"Forwarded", "for=192.0.2.78"}}),
+            429);
+  // Attack: a client that is not a trusted proxy sends the header itself; it is ignored, and
+  // the client's own address is limited.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(Status("127.0.0.2", kWrongToken, Xff("192.0.2." + std::to_string(i))), 401);
+  }
+  EXPECT_EQ(Status("127.0.0.2", kWrongToken, Xff("192.0.2.100")), 429);
+  // The valid token is served whoever is limited.
+  EXPECT_EQ(Status("127.0.0.1", kToken, Xff("203.0.113.1")), 200);
+  EXPECT_EQ(Status("127.0.0.2", kToken), 200);
+}
+
+TEST_F(HttpFrontDoorTest, TheForwardedHeaderWhenConfigured) {
+  ApiConfig config = Config();
+  config.auth_failures_per_minute = 2;
+  config.trusted_proxies = *ParseNetworkList("127.0.0.1, ::1");
+  config.forwarded_header = ForwardedHeader::kForwarded;
+  StartServer(config);
+  const Headers fwd = {{"Forwarded", R"(for="[2001:db8:cafe::17]:4711";proto=https)"}};
+  EXPECT_EQ(Status("127.0.0.1", kWrongToken, fwd), 401);
+  EXPECT_EQ(Status("127.0.0.1", kWrongToken, fwd), 401);
+  EXPECT_EQ(Status("127.0.0.1", kWrongToken, fwd), 429);
+  // X-Forwarded-For is not read now: a request that only has it is the proxy's own.
+  EXPECT_EQ(Status("127.0.0.1", kWrongToken, Xff("2001:db8:cafe::17")), 401);
+  // Several header lines form one list; the last names the client.
+  EXPECT_EQ(Status("127.0.0.1", kWrongToken,
+                   {{"Forwarded", "for=192.0.2.5"}, {"Forwarded", R"(for="[2001:db8:cafe::17]")"}}),
+            429);
+}
+
+TEST_F(HttpFrontDoorTest, TheAuditNamesTheForwardedClient) {
+  ApiConfig config = Config();
+  config.trusted_proxies = *ParseNetworkList("127.0.0.1");
+  StartServer(config);
+  Client c(port_, "127.0.0.1");
+  const Answer a = c.Exchange(
+      Request("POST", "/sessions", kToken, Xff("198.51.100.1, 203.0.113.7"), R"({"task":"idle"})"));
+  ASSERT_EQ(a.error, "");
+  EXPECT_EQ(a.status, 201) << a.body;
+  EXPECT_EQ(fake_.last_spawn_client(), "api:203.0.113.7");
+  // Control: from an untrusted peer the header is ignored.
+  Client d(port_, "127.0.0.3");
+  const Answer b =
+      d.Exchange(Request("POST", "/sessions", kToken, Xff("203.0.113.7"), R"({"task":"idle"})"));
+  EXPECT_EQ(b.status, 201) << b.body;
+  EXPECT_EQ(fake_.last_spawn_client(), "api:127.0.0.3");
+}
+
+}  // namespace
+}  // namespace mp::http

@@ -115,8 +115,41 @@ Result<ListenAddress> ParseListenAddress(std::string_view text) {
   return ListenAddress{canonical, *port};
 }
 
+Result<void> CheckTlsConfig(const ApiConfig& c) {
+  const TlsConfig& tls = c.tls;
+  if (!tls.listen.empty() && (tls.cert_file.empty() || tls.key_file.empty())) {
+    return PlainError(
+        "tls_listen needs tls_cert and tls_key (PEM files readable by the API's user)");
+  }
+  if (tls.listen.empty() &&
+      (!tls.cert_file.empty() || !tls.key_file.empty() || !tls.client_ca_file.empty())) {
+    return PlainError(
+        "tls_cert, tls_key or tls_client_ca is set but tls_listen is empty: no address would use "
+        "them; add tls_listen = ADDRESS:PORT, or remove them");
+  }
+  if (tls.client_certs != ClientCerts::kNone && tls.client_ca_file.empty()) {
+    return PlainError(
+        "tls_client_certs needs tls_client_ca (the CA that signs client certificates)");
+  }
+  for (const ListenAddress& t : tls.listen) {
+    for (const ListenAddress& p : c.listen) {
+      if (t == p) {
+        return PlainError((t.host.find(':') != std::string::npos ? "[" + t.host + "]" : t.host) +
+                          ":" + std::to_string(t.port) +
+                          " is in both listen and tls_listen; an address speaks one of them");
+      }
+    }
+  }
+  if (c.listen.size() + tls.listen.size() > kMaxListeners) {
+    return PlainError("listen and tls_listen together have more than " +
+                      std::to_string(kMaxListeners) + " addresses");
+  }
+  return Ok();
+}
+
 Result<ApiConfig> ParseApiConfig(std::string_view text, std::string_view origin) {
   ApiConfig c;
+  bool client_certs_set = false;
   common::KvSchema schema;
   schema
       .Custom("listen",
@@ -152,21 +185,52 @@ Result<ApiConfig> ParseApiConfig(std::string_view text, std::string_view origin)
                 MP_TRY(c.trusted_proxies, ParseNetworkList(value));
                 return Ok();
               })
-      .Custom("forwarded_header", [&c](std::string_view value) -> Result<void> {
-        std::string lower(value);
-        for (char& ch : lower) ch = (ch >= 'A' && ch <= 'Z') ? static_cast<char>(ch + 32) : ch;
-        if (lower == "x-forwarded-for") {
-          c.forwarded_header = ForwardedHeader::kXForwardedFor;
-        } else if (lower == "forwarded") {
-          c.forwarded_header = ForwardedHeader::kForwarded;
+      .Custom("forwarded_header",
+              [&c](std::string_view value) -> Result<void> {
+                std::string lower(value);
+                for (char& ch : lower)
+                  ch = (ch >= 'A' && ch <= 'Z') ? static_cast<char>(ch + 32) : ch;
+                if (lower == "x-forwarded-for") {
+                  c.forwarded_header = ForwardedHeader::kXForwardedFor;
+                } else if (lower == "forwarded") {
+                  c.forwarded_header = ForwardedHeader::kForwarded;
+                } else {
+                  return PlainError(
+                      "\"" + std::string(value) +
+                      "\" is neither x-forwarded-for nor forwarded (the header your proxy "
+                      "sets)");
+                }
+                return Ok();
+              })
+      .Custom("tls_listen",
+              [&c](std::string_view value) -> Result<void> {
+                MP_TRY(c.tls.listen, ParseListenList(value));
+                return Ok();
+              })
+      .Path("tls_cert", &c.tls.cert_file)
+      .Path("tls_key", &c.tls.key_file)
+      .Path("tls_client_ca", &c.tls.client_ca_file)
+      .Custom("tls_client_certs", [&c, &client_certs_set](std::string_view value) -> Result<void> {
+        if (value == "none") {
+          c.tls.client_certs = ClientCerts::kNone;
+        } else if (value == "optional") {
+          c.tls.client_certs = ClientCerts::kOptional;
+        } else if (value == "required") {
+          c.tls.client_certs = ClientCerts::kRequired;
         } else {
-          return PlainError("\"" + std::string(value) +
-                            "\" is neither x-forwarded-for nor forwarded (the header your proxy "
-                            "sets)");
+          return PlainError("\"" + std::string(value) + "\" is not none, optional or required");
         }
+        client_certs_set = true;
         return Ok();
       });
   MP_RETURN_IF_ERROR(schema.Parse(text, origin));
+  // A client CA is there to be used: without a word on it, certificates are required.
+  if (!client_certs_set && !c.tls.client_ca_file.empty()) {
+    c.tls.client_certs = ClientCerts::kRequired;
+  }
+  if (auto checked = CheckTlsConfig(c); !checked) {
+    return std::move(checked).error().Wrap(std::string(origin));
+  }
   return c;
 }
 
@@ -187,6 +251,15 @@ Result<ApiConfig> LoadApiConfig(const std::string& path, bool optional,
     auto list = ParseListenList(Trim(*v));
     if (!list) return std::move(list).error().Wrap("environment MONKEYPROOF_LISTEN");
     c.listen = std::move(*list);
+  }
+  if (const std::string* v = Find(env, "MONKEYPROOF_TLS_LISTEN")) {
+    if (Trim(*v).empty()) {
+      c.tls = TlsConfig{};  // TLS off: its files are not needed
+    } else {
+      auto list = ParseListenList(Trim(*v));
+      if (!list) return std::move(list).error().Wrap("environment MONKEYPROOF_TLS_LISTEN");
+      c.tls.listen = std::move(*list);
+    }
   }
   if (const std::string* v = Find(env, "MONKEYPROOF_CONTROL_SOCKET")) {
     if (!IsAbsolutePath(*v)) {
@@ -223,6 +296,10 @@ Result<ApiConfig> LoadApiConfig(const std::string& path, bool optional,
                         "\" is not an absolute path");
     }
     c.token_store = *v;  // empty: scoped tokens disabled
+  }
+  // PORT or MONKEYPROOF_LISTEN may now collide with tls_listen.
+  if (auto checked = CheckTlsConfig(c); !checked) {
+    return std::move(checked).error().Wrap("config \"" + path + "\" with the environment");
   }
   return c;
 }

@@ -22,6 +22,24 @@ struct ListenAddress {
   friend bool operator==(const ListenAddress&, const ListenAddress&) = default;
 };
 
+// Client certificates on the TLS listeners (`tls_client_certs`).
+enum class ClientCerts {
+  kNone,      // not asked for (no tls_client_ca)
+  kOptional,  // asked for; one that is sent must verify against tls_client_ca
+  kRequired,  // a handshake without a verified certificate fails
+};
+
+// HTTPS on the addresses of `tls_listen`, with one certificate for all of them.
+struct TlsConfig {
+  std::vector<ListenAddress> listen;  // `tls_listen`: "a:p, [b]:p"; empty: no TLS
+  std::string cert_file;              // `tls_cert`: PEM, the server certificate then its chain
+  std::string key_file;               // `tls_key`: PEM private key of tls_cert
+  std::string client_ca_file;         // `tls_client_ca`: PEM CAs that sign client certificates
+  // `tls_client_certs` = none | optional | required; with tls_client_ca the default is required.
+  ClientCerts client_certs = ClientCerts::kNone;
+  friend bool operator==(const TlsConfig&, const TlsConfig&) = default;
+};
+
 struct ApiConfig {
   std::vector<ListenAddress> listen = {{"127.0.0.1", 3200}};  // key `listen`: "a:p, [b]:p"
   std::string control_socket = "/run/monkeyproof/control.sock";
@@ -49,14 +67,17 @@ struct ApiConfig {
   // `forwarded_header`: "x-forwarded-for" (default) or "forwarded" (RFC 7239): the one header
   // the proxies set. The other is ignored: a client could have written it.
   ForwardedHeader forwarded_header = ForwardedHeader::kXForwardedFor;
+  TlsConfig tls;
 };
 
 // Parses `text` (the file's content; `origin` names it in errors: "api.conf:12: ...").
 // Unknown keys, bad numbers (with units: plain bytes or K/M/G suffixes for *_bytes) and
-// malformed addresses are errors naming the line and key.
+// malformed addresses are errors naming the line and key; so are TLS settings that do not go
+// together (CheckTlsConfig).
 Result<ApiConfig> ParseApiConfig(std::string_view text, std::string_view origin);
 // Reads the file (a missing file is fine when `optional`), then applies the environment:
-// PORT (the original's: listen = 127.0.0.1:PORT), MONKEYPROOF_LISTEN, MONKEYPROOF_CONTROL_SOCKET,
+// PORT (the original's: listen = 127.0.0.1:PORT), MONKEYPROOF_LISTEN, MONKEYPROOF_TLS_LISTEN
+// (an empty value turns TLS listening off), MONKEYPROOF_CONTROL_SOCKET,
 // MONKEYPROOF_TOKEN / AGENT_WS_TOKEN (token value), MONKEYPROOF_TOKEN_FILE,
 // CREDENTIALS_DIRECTORY, MONKEYPROOF_TOKEN_STORE, and STATE_DIRECTORY (systemd; the default
 // token_store is its tokens.json when the file sets none). `env` is the environment as a map (tests
@@ -66,5 +87,9 @@ Result<ApiConfig> LoadApiConfig(const std::string& path, bool optional,
 // "127.0.0.1:3200", "[::1]:3200", "localhost:3200" (= 127.0.0.1:3200); ":3200" is refused (the
 // host is required). Addresses are checked with inet_pton and stored as inet_ntop prints them.
 Result<ListenAddress> ParseListenAddress(std::string_view text);
+// tls_listen needs tls_cert and tls_key; those without tls_listen would secure nothing;
+// tls_client_certs other than none needs tls_client_ca; no address is both plain and TLS. The
+// files themselves are read when the server starts (http/tls.h).
+Result<void> CheckTlsConfig(const ApiConfig& config);
 
 }  // namespace mp::http

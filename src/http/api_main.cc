@@ -1,5 +1,6 @@
 // monkeyproof-api: entry point. Loads the configuration and the tokens (refusing to start
-// without a good one), refuses to run as root, binds, and serves until SIGTERM/SIGINT.
+// without a good one), refuses to run as root, binds, and serves until SIGTERM/SIGINT; SIGHUP
+// reloads the TLS certificate and key.
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -7,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -25,14 +27,16 @@ namespace {
 
 constexpr char kUsage[] =
     R"(usage: monkeyproof-api [--config FILE] [--listen ADDR[,ADDR...]] [--control-socket PATH]
-                       [--token-file FILE]
+                       [--token-file FILE] [--tls-listen ADDR[,ADDR...]]
        monkeyproof-api --version | --help
 
 The unprivileged HTTP/WebSocket front end of MonkeyProof (docs/api.md). Reads FILE
 (default /etc/monkeyproof/api.conf, optional), then the environment (PORT,
-MONKEYPROOF_LISTEN, MONKEYPROOF_CONTROL_SOCKET, MONKEYPROOF_TOKEN, AGENT_WS_TOKEN,
-MONKEYPROOF_TOKEN_FILE, CREDENTIALS_DIRECTORY), then these flags. Refuses to start
-without a token of at least 32 characters, and refuses to run as root.
+MONKEYPROOF_LISTEN, MONKEYPROOF_TLS_LISTEN, MONKEYPROOF_CONTROL_SOCKET, MONKEYPROOF_TOKEN,
+AGENT_WS_TOKEN, MONKEYPROOF_TOKEN_FILE, CREDENTIALS_DIRECTORY), then these flags. Refuses
+to start without a token of at least 32 characters, and refuses to run as root.
+HTTPS on --tls-listen addresses needs tls_cert and tls_key in FILE; SIGHUP reads them
+again (live connections stay; a bad new file keeps the old certificate, logged).
 )";
 
 int Fail(const std::string& message) {
@@ -46,7 +50,7 @@ int main(int argc, char** argv) {
   mp::common::SetLogProgram("monkeyproof-api");
   std::string config_path = "/etc/monkeyproof/api.conf";
   bool config_given = false;
-  std::string listen, control_socket, token_file;
+  std::string listen, control_socket, token_file, tls_listen;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     auto value = [&](const char* flag) -> const char* {
@@ -71,6 +75,8 @@ int main(int argc, char** argv) {
       control_socket = value("--control-socket");
     } else if (a == "--token-file") {
       token_file = value("--token-file");
+    } else if (a == "--tls-listen") {
+      tls_listen = value("--tls-listen");
     } else {
       std::fprintf(stderr, "monkeyproof-api: unknown argument \"%s\"\n%s", argv[i], kUsage);
       return 2;
@@ -93,6 +99,7 @@ int main(int argc, char** argv) {
   if (!listen.empty()) env["MONKEYPROOF_LISTEN"] = listen;
   if (!control_socket.empty()) env["MONKEYPROOF_CONTROL_SOCKET"] = control_socket;
   if (!token_file.empty()) env["MONKEYPROOF_TOKEN_FILE"] = token_file;
+  if (!tls_listen.empty()) env["MONKEYPROOF_TLS_LISTEN"] = tls_listen;
   auto config = mp::http::LoadApiConfig(config_path, !config_given, env);
   if (!config) return Fail(config.error().ToString());
   auto tokens = mp::http::TokenSet::Load(config->tokens);
@@ -107,12 +114,25 @@ int main(int argc, char** argv) {
   sigemptyset(&wanted);
   sigaddset(&wanted, SIGTERM);
   sigaddset(&wanted, SIGINT);
+  sigaddset(&wanted, SIGHUP);
   sigprocmask(SIG_UNBLOCK, &wanted, nullptr);
 
   mp::http::Server server(std::move(*config), std::move(*tokens));
   if (auto started = server.Start(); !started) return Fail(started.error().ToString());
   boost::asio::signal_set signals(server.io(), SIGTERM, SIGINT);
   signals.async_wait([&server](boost::system::error_code, int) { server.Stop(); });
+  boost::asio::signal_set hangup(server.io(), SIGHUP);
+  std::function<void(boost::system::error_code, int)> on_hangup = [&](boost::system::error_code ec,
+                                                                      int) {
+    if (ec) return;
+    if (auto reloaded = server.ReloadTls(); !reloaded) {
+      mp::common::Log(mp::common::LogLevel::kError, reloaded.error().ToString());
+    } else {
+      mp::common::Log(mp::common::LogLevel::kInfo, "SIGHUP: TLS certificate and key reloaded");
+    }
+    hangup.async_wait(on_hangup);
+  };
+  hangup.async_wait(on_hangup);
   for (const auto& ep : server.endpoints()) {
     std::fprintf(stderr, "monkeyproof-api %s: listening on %s:%u\n", mp::kVersion,
                  ep.address().to_string().c_str(), ep.port());
@@ -121,6 +141,10 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "monkeyproof-api: scoped tokens %s\n",
                store.enabled() ? ("kept in " + store.options().path).c_str()
                                : "disabled (no token_store in api.conf, no STATE_DIRECTORY)");
+  for (const auto& ep : server.tls_endpoints()) {
+    std::fprintf(stderr, "monkeyproof-api %s: listening with TLS on %s:%u\n", mp::kVersion,
+                 ep.address().to_string().c_str(), ep.port());
+  }
   server.Run();
   return 0;
 }

@@ -72,6 +72,14 @@ void Listener::OnAccept(boost::system::error_code ec, tcp::socket socket) {
              "Retry-After: 1\r\nConnection: close\r\nContent-Length: " +
              std::to_string(body.size()) + "\r\n\r\n" + body;
     }();
+    if (tls_) {
+      // A TLS client cannot read a plain-text answer: close at once (it sees the handshake
+      // fail, and retries as it would after a 503).
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      DoAccept();
+      return;
+    }
     auto s = std::make_shared<tcp::socket>(std::move(socket));
     asio::async_write(*s, asio::buffer(kBusy.data(), kBusy.size()),
                       [s](boost::system::error_code, size_t) {

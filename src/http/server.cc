@@ -2,7 +2,9 @@
 
 #include <boost/asio/post.hpp>
 
+#include "common/log.h"
 #include "http/listener.h"
+#include "http/tls.h"
 
 namespace mp::http {
 
@@ -13,6 +15,7 @@ Server::Server(ApiConfig config, TokenSet tokens)
 Server::~Server() {
   ctx_->link.Stop();
   listeners_.clear();
+  tls_listeners_.clear();
   ctx_.reset();
 }
 
@@ -21,11 +24,31 @@ Result<void> Server::Start() {
   const ApiConfig& c = ctx_->config;
   MP_TRY(ctx_->token_store,
          TokenStore::Open({c.token_store, c.token_max_ttl_seconds, c.max_scoped_tokens}));
+  const TlsConfig& tls = ctx_->config.tls;
+  if (!tls.listen.empty()) {
+    MP_TRY(auto context, MakeServerTlsContext(tls));
+    tls_ = std::make_shared<TlsContextSlot>(std::move(context));
+  }
   for (const auto& address : ctx_->config.listen) {
     MP_TRY(auto listener, Listener::Open(*ctx_, address));
     listeners_.push_back(std::move(listener));
+    boost::system::error_code ec;
+    const auto ip = boost::asio::ip::make_address(address.host, ec);
+    if (!ec && !ip.is_loopback()) {
+      // Allowed, for deployments that already do it (a private network, a TLS proxy on
+      // another host), but the token crosses that network in clear text.
+      common::Log(common::LogLevel::kWarning,
+                  "listening without TLS on " + address.host + ":" + std::to_string(address.port) +
+                      ": tokens and output cross the network unencrypted; use tls_listen or a "
+                      "TLS proxy (docs/deploy.md)");
+    }
+  }
+  for (const auto& address : tls.listen) {
+    MP_TRY(auto listener, Listener::Open(*ctx_, address, tls_));
+    tls_listeners_.push_back(std::move(listener));
   }
   for (auto& l : listeners_) l->Run();
+  for (auto& l : tls_listeners_) l->Run();
   ctx_->link.Start();
   return {};
 }
@@ -39,10 +62,26 @@ void Server::Stop() {
   });
 }
 
+Result<void> Server::ReloadTls() {
+  if (!tls_) return Ok();
+  auto context = MakeServerTlsContext(ctx_->config.tls);
+  if (!context)
+    return std::move(context).error().Wrap("TLS reload (the previous certificate stays)");
+  tls_->Replace(std::move(*context));
+  return Ok();
+}
+
 std::vector<boost::asio::ip::tcp::endpoint> Server::endpoints() const {
   std::vector<boost::asio::ip::tcp::endpoint> out;
   out.reserve(listeners_.size());
   for (const auto& l : listeners_) out.push_back(l->local_endpoint());
+  return out;
+}
+
+std::vector<boost::asio::ip::tcp::endpoint> Server::tls_endpoints() const {
+  std::vector<boost::asio::ip::tcp::endpoint> out;
+  out.reserve(tls_listeners_.size());
+  for (const auto& l : tls_listeners_) out.push_back(l->local_endpoint());
   return out;
 }
 

@@ -1,7 +1,7 @@
-// monkeyproof-api as an object: the context, the listeners and the supervisor link on one
-// io_context. main() and the in-process tests (tests/unit/http_server_test.cc) both drive it.
-// Not thread-safe: Run() on one thread; Stop() may be called from a signal handler's
-// asio::signal_set or another thread (it posts).
+// monkeyproof-api as an object: the context, the listeners (plain and TLS) and the supervisor
+// link on one io_context. main() and the in-process tests (tests/unit/http_server_test.cc) both
+// drive it. Not thread-safe: Run() on one thread; Stop() may be called from a signal handler's
+// asio::signal_set or another thread (it posts); ReloadTls() runs on the io_context thread.
 #pragma once
 
 #include <memory>
@@ -18,18 +18,25 @@
 namespace mp::http {
 
 class Listener;
+class TlsContextSlot;
 
 class Server {
  public:
   Server(ApiConfig config, TokenSet tokens);
   ~Server();
-  // Binds every listen address (an error names the first that failed) and starts the link.
+  // Reads the TLS files, binds every listen and tls_listen address (an error names the first
+  // that failed) and starts the link.
   Result<void> Start();
+  // Reads the TLS files again (SIGHUP): new handshakes use the new context, live connections
+  // keep theirs. On an error the previous context stays, and the error says why.
+  Result<void> ReloadTls();
   // Runs until Stop().
   void Run();
   void Stop();
-  // Where each listener ended up (port 0 in tests picks a free port).
+  // Where each listener ended up (port 0 in tests picks a free port): listen's, then
+  // tls_listen's.
   [[nodiscard]] std::vector<boost::asio::ip::tcp::endpoint> endpoints() const;
+  [[nodiscard]] std::vector<boost::asio::ip::tcp::endpoint> tls_endpoints() const;
   ApiContext& context() { return *ctx_; }
   boost::asio::io_context& io() { return io_; }
 
@@ -37,6 +44,8 @@ class Server {
   boost::asio::io_context io_{1};
   std::shared_ptr<ApiContext> ctx_;
   std::vector<std::shared_ptr<Listener>> listeners_;
+  std::vector<std::shared_ptr<Listener>> tls_listeners_;
+  std::shared_ptr<TlsContextSlot> tls_;  // null without tls_listen
 };
 
 }  // namespace mp::http

@@ -1,6 +1,7 @@
-// TLS of monkeyproof-api's listeners (OpenSSL through Boost.Asio): the slot holding the server
-// context that new connections take, and the principal of a verified client certificate. Runs
-// in monkeyproof-api on the io_context thread; not thread-safe (post to the io_context).
+// TLS of monkeyproof-api's listeners (OpenSSL through Boost.Asio): the server context built
+// from api.conf's tls_* files, the slot new connections take it from (replaced on SIGHUP), and
+// the principal of a verified client certificate. Runs in monkeyproof-api on the io_context
+// thread; not thread-safe (post to the io_context).
 #pragma once
 
 #include <memory>
@@ -11,7 +12,28 @@
 #include <openssl/ssl.h>
 #include <boost/asio/ssl/context.hpp>
 
+#include "common/result.h"
+#include "http/api_config.h"
+
 namespace mp::http {
+
+// TLS 1.2 suites: ECDHE key exchange (forward secrecy) with AEAD ciphers only, as in Mozilla's
+// "intermediate" profile without its DHE suites. TLS 1.3 uses OpenSSL's three (AES-GCM and
+// ChaCha20-Poly1305). Older protocols, compression, renegotiation are off.
+inline constexpr char kTls12Ciphers[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+inline constexpr char kTls13Suites[] =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+// Chain depth accepted for client certificates (client, intermediates, root).
+inline constexpr int kClientVerifyDepth = 4;
+
+// A server context from `config`'s files: the certificate chain and its key (which must match,
+// and must not be readable by others), the client CA and mode. Errors name the key of api.conf,
+// the file and OpenSSL's reason, e.g. `tls_key "/etc/monkeyproof/tls/key.pem" does not belong
+// to tls_cert "..."`. Reads the files: at start and on reload only.
+Result<std::shared_ptr<boost::asio::ssl::context>> MakeServerTlsContext(const TlsConfig& config);
 
 // The server context new TLS connections take. Replace() installs another (a reload on
 // SIGHUP); connections keep the context they started with (ClientStream holds it).

@@ -57,7 +57,15 @@ void FuzzSupervisor(std::string_view text) {
 
 void FuzzApi(std::string_view text) {
   const auto c = mp::http::ParseApiConfig(text, "f.conf");
-  if (!c) return CheckError(c.error(), text);
+  if (!c) {
+    // Checks across keys (CheckTlsConfig) name the file and the keys, not one line.
+    if (c.error().what.rfind("f.conf: tls_", 0) == 0 ||
+        c.error().what.rfind("f.conf: listen and tls_listen", 0) == 0 ||
+        c.error().what.find(" is in both listen and tls_listen") != std::string::npos) {
+      return;
+    }
+    return CheckError(c.error(), text);
+  }
   Check(Absolute(c->control_socket), "a relative control_socket was accepted");
   Check(c->tokens.file.empty() || Absolute(c->tokens.file), "a relative token_file");
   Check(!c->listen.empty() && c->listen.size() <= 16, "listen list size");
@@ -66,6 +74,18 @@ void FuzzApi(std::string_view text) {
         "body_limit_bytes out of range");
   Check(c->read_timeout_ms >= 100 && c->idle_timeout_ms >= 100, "timeouts out of range");
   Check(c->max_connections >= 1 && c->auth_failures_per_minute >= 1, "counts out of range");
+  const auto& tls = c->tls;
+  Check(tls.listen.empty() || (Absolute(tls.cert_file) && Absolute(tls.key_file)),
+        "tls_listen without a certificate and key");
+  Check(!tls.listen.empty() || (tls.cert_file.empty() && tls.key_file.empty()),
+        "TLS files without tls_listen");
+  Check(tls.client_certs == mp::http::ClientCerts::kNone || Absolute(tls.client_ca_file),
+        "client certificates without tls_client_ca");
+  Check(c->listen.size() + tls.listen.size() <= 16, "listen and tls_listen list size");
+  for (const auto& t : tls.listen) {
+    Check(t.port >= 1, "tls port 0 was accepted");
+    for (const auto& p : c->listen) Check(!(t == p), "an address in listen and tls_listen");
+  }
 }
 
 void FuzzCli(std::string_view text) {

@@ -53,6 +53,8 @@ void ExpectDefaults(const ApiConfig& c) {
   EXPECT_EQ(c.max_scoped_tokens, d.max_scoped_tokens);
   EXPECT_TRUE(c.trusted_proxies.empty());
   EXPECT_EQ(c.forwarded_header, d.forwarded_header);
+  EXPECT_EQ(c.tls, d.tls);
+  EXPECT_TRUE(c.tls.listen.empty());  // no TLS unless asked for
 }
 
 TEST(ApiConfigTest, Defaults) {
@@ -229,6 +231,55 @@ TEST(ApiConfigTest, ListenLists) {
   EXPECT_NE(ParseError(many).find("more than 16 addresses"), std::string::npos);
 }
 
+TEST(ApiConfigTest, TlsKeys) {
+  const std::string files =
+      "tls_cert = /etc/monkeyproof/tls/cert.pem\ntls_key = /etc/monkeyproof/tls/key.pem\n";
+  ApiConfig c = MustParse("tls_listen = 0.0.0.0:3443, [::]:3443\n" + files);
+  EXPECT_EQ(c.tls.listen, (std::vector<ListenAddress>{{"0.0.0.0", 3443}, {"::", 3443}}));
+  EXPECT_EQ(c.tls.cert_file, "/etc/monkeyproof/tls/cert.pem");
+  EXPECT_EQ(c.tls.key_file, "/etc/monkeyproof/tls/key.pem");
+  EXPECT_EQ(c.tls.client_certs, ClientCerts::kNone);
+  EXPECT_EQ(c.listen, ApiConfig{}.listen);  // the plain loopback listener stays
+
+  // A client CA alone means certificates are required; optional and none are said so.
+  const std::string ca = "tls_client_ca = /etc/monkeyproof/tls/clients.pem\n";
+  c = MustParse("tls_listen = 0.0.0.0:3443\n" + files + ca);
+  EXPECT_EQ(c.tls.client_ca_file, "/etc/monkeyproof/tls/clients.pem");
+  EXPECT_EQ(c.tls.client_certs, ClientCerts::kRequired);
+  EXPECT_EQ(MustParse("tls_listen = 0.0.0.0:3443\n" + files + ca + "tls_client_certs = optional")
+                .tls.client_certs,
+            ClientCerts::kOptional);
+  EXPECT_EQ(MustParse("tls_listen = 0.0.0.0:3443\n" + files + ca + "tls_client_certs = none")
+                .tls.client_certs,
+            ClientCerts::kNone);
+  EXPECT_EQ(ParseError("tls_client_certs = always"),
+            "api.conf:1: tls_client_certs: \"always\" is not none, optional or required");
+  EXPECT_EQ(ParseError("tls_cert = cert.pem"),
+            "api.conf:1: tls_cert: \"cert.pem\" is not an absolute path");
+}
+
+TEST(ApiConfigTest, TlsKeysThatDoNotGoTogether) {
+  const std::string files =
+      "tls_cert = /etc/monkeyproof/tls/cert.pem\ntls_key = /etc/monkeyproof/tls/key.pem\n";
+  EXPECT_NE(ParseError("tls_listen = 0.0.0.0:3443\ntls_cert = /c.pem")
+                .find("tls_listen needs tls_cert and tls_key"),
+            std::string::npos);
+  EXPECT_NE(ParseError(files).find("tls_listen is empty: no address would use them"),
+            std::string::npos);
+  EXPECT_NE(ParseError("tls_listen = 0.0.0.0:3443\n" + files + "tls_client_certs = required")
+                .find("tls_client_certs needs tls_client_ca"),
+            std::string::npos);
+  const std::string both =
+      ParseError("listen = 127.0.0.1:3200\ntls_listen = localhost:3200\n" + files);
+  EXPECT_NE(both.find("127.0.0.1:3200 is in both listen and tls_listen"), std::string::npos)
+      << both;
+  std::string many = "tls_listen = ";
+  for (int i = 1; i <= 16; ++i) many += (i > 1 ? "," : "") + ("127.0.0.2:" + std::to_string(i));
+  EXPECT_NE(
+      ParseError(many + "\n" + files).find("listen and tls_listen together have more than 16"),
+      std::string::npos);
+}
+
 TEST(ListenAddressTest, Accepted) {
   struct Case {
     const char* text;
@@ -352,6 +403,29 @@ TEST(LoadApiConfigTest, MonkeyproofListenWinsOverPort) {
   auto e = LoadApiConfig("/nonexistent/api.conf", true, {{"MONKEYPROOF_LISTEN", ":5000"}});
   ASSERT_FALSE(e.has_value());
   EXPECT_NE(e.error().what.find("environment MONKEYPROOF_LISTEN: \":5000\""), std::string::npos)
+      << e.error().what;
+}
+
+TEST(LoadApiConfigTest, TlsListenFromTheEnvironment) {
+  test::TempDir dir("mp-http-config-test");
+  const std::string path = dir.Write(
+      "api.conf", "tls_listen = 0.0.0.0:3443\ntls_cert = /tls/cert.pem\ntls_key = /tls/key.pem\n");
+  auto r = LoadApiConfig(path, false, {{"MONKEYPROOF_TLS_LISTEN", "127.0.0.1:4443"}});
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_EQ(r->tls.listen, (std::vector<ListenAddress>{{"127.0.0.1", 4443}}));
+  EXPECT_EQ(r->tls.cert_file, "/tls/cert.pem");
+  // Empty: TLS off, its files forgotten.
+  r = LoadApiConfig(path, false, {{"MONKEYPROOF_TLS_LISTEN", ""}});
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_EQ(r->tls, TlsConfig{});
+  // Without tls_cert, a TLS address from the environment is refused.
+  auto e = LoadApiConfig("/nonexistent/api.conf", true, {{"MONKEYPROOF_TLS_LISTEN", "[::1]:1"}});
+  ASSERT_FALSE(e.has_value());
+  EXPECT_NE(e.error().what.find("tls_listen needs tls_cert and tls_key"), std::string::npos);
+  // PORT may land on the TLS address: refused, naming both keys.
+  e = LoadApiConfig(path, false, {{"PORT", "3443"}, {"MONKEYPROOF_TLS_LISTEN", "127.0.0.1:3443"}});
+  ASSERT_FALSE(e.has_value());
+  EXPECT_NE(e.error().what.find("is in both listen and tls_listen"), std::string::npos)
       << e.error().what;
 }
 

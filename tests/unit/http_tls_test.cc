@@ -1,0 +1,327 @@
+// monkeyproof-api over TLS, in process (http/server.h) against the fake supervisor: a plain and a
+// TLS listener on 127.0.0.1, clients over real loopback TCP (tls_test_util.h). HTTPS requests
+// and a WebSocket over wss; a plain HTTP request on the TLS port answered 400 in plain text; a
+// reload of the certificate that live connections survive, and a bad one that keeps the old;
+// client certificates required (none, a foreign one: refused; the CA's: served). Any user.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <nlohmann/json.hpp>
+
+#include "fake_supervisor.h"
+#include "http/server.h"
+#include "temp_dir.h"
+#include "test_pki.h"
+#include "tls_test_util.h"
+
+namespace mp::http {
+namespace {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace websocket = boost::beast::websocket;
+namespace ssl = boost::asio::ssl;
+using boost::asio::ip::tcp;
+using json = nlohmann::json;
+using test::ClientContext;
+using test::ClientOptions;
+using test::PemPair;
+using test::TlsClient;
+
+constexpr std::string_view kToken = "mp-test-token-0123456789abcdefghijklmnopq";
+
+struct Pki {
+  PemPair ca = test::MakeSelfSigned({{"test CA"}, true, "", 1});
+  PemPair server = test::MakeSigned({{"server-1"}, false, "IP:127.0.0.1", 2}, ca);
+  PemPair renewed = test::MakeSigned({{"server-2"}, false, "IP:127.0.0.1", 3}, ca);
+  PemPair client = test::MakeSigned({{"machine-1"}, false, "", 4}, ca);
+  PemPair other_ca = test::MakeSelfSigned({{"other CA"}, true, "", 5});
+  PemPair foreign_client = test::MakeSigned({{"machine-1"}, false, "", 6}, other_ca);
+};
+
+const Pki& TestPki() {
+  static const Pki pki;
+  return pki;
+}
+
+bhttp::request<bhttp::string_body> Request(bhttp::verb method, const std::string& target,
+                                           const std::string& body = {}) {
+  bhttp::request<bhttp::string_body> req{method, target, 11};
+  req.set(bhttp::field::host, "127.0.0.1");
+  req.set(bhttp::field::authorization, "Bearer " + std::string(kToken));
+  if (!body.empty()) {
+    req.set(bhttp::field::content_type, "application/json");
+    req.body() = body;
+  }
+  return req;
+}
+
+// A WebSocket over one TlsClient.
+class WssClient {
+ public:
+  WssClient(uint16_t port, std::shared_ptr<ssl::context> ctx, const std::string& target)
+      : tls_(port, std::move(ctx)), ws_(tls_.stream()) {
+    if (tls_.handshake_error()) return;
+    ws_.set_option(websocket::stream_base::decorator([](websocket::request_type& req) {
+      req.set(bhttp::field::authorization, "Bearer " + std::string(kToken));
+    }));
+    beast::error_code ec;
+    ws_.handshake("127.0.0.1", target, ec);
+    ok_ = !ec;
+  }
+  [[nodiscard]] bool ok() const { return ok_; }
+  json Read() {
+    beast::error_code ec;
+    ws_.read(buffer_, ec);
+    if (ec) return json();
+    const std::string text = beast::buffers_to_string(buffer_.data());
+    buffer_.consume(buffer_.size());
+    return json::parse(text, nullptr, false);
+  }
+  // Reads until a stdout message carries `needle`; false when the stream ends first.
+  bool ReadUntilOutput(const std::string& needle) {
+    std::string seen;
+    for (int i = 0; i < 100; ++i) {
+      const json m = Read();
+      if (!m.is_object()) return false;
+      if (m.value("type", "") == "stdout" || m.value("type", "") == "catchup") {
+        seen += m.value("data", "");
+        if (seen.find(needle) != std::string::npos) return true;
+      }
+    }
+    return false;
+  }
+  void Send(const json& message) {
+    beast::error_code ec;
+    ws_.text(true);
+    ws_.write(boost::asio::buffer(message.dump()), ec);
+    EXPECT_FALSE(ec) << ec.message();
+  }
+
+ private:
+  TlsClient tls_;
+  websocket::stream<ssl::stream<tcp::socket>&> ws_;
+  beast::flat_buffer buffer_;
+  bool ok_ = false;
+};
+
+class HttpTlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto started = fake_.Start();
+    ASSERT_TRUE(started) << started.error().ToString();
+  }
+  void TearDown() override {
+    StopServer();
+    fake_.Stop();
+  }
+
+  ApiConfig Config(ClientCerts client_certs = ClientCerts::kNone) {
+    ApiConfig c;
+    c.listen = {{"127.0.0.1", 0}};
+    c.control_socket = fake_.socket_path();
+    c.auth_failures_per_minute = 1000;
+    c.tls.listen = {{"127.0.0.1", 0}};
+    c.tls.cert_file = dir_.Write("cert.pem", TestPki().server.cert);
+    c.tls.key_file = dir_.Write("key.pem", TestPki().server.key, 0600);
+    if (client_certs != ClientCerts::kNone) {
+      c.tls.client_ca_file = dir_.Write("client-ca.pem", TestPki().ca.cert);
+      c.tls.client_certs = client_certs;
+    }
+    return c;
+  }
+
+  void StartServer(ApiConfig config) {
+    auto tokens = TokenSet::FromTokens({std::string(kToken)});
+    ASSERT_TRUE(tokens) << tokens.error().ToString();
+    server_ = std::make_unique<Server>(std::move(config), std::move(*tokens));
+    auto started = server_->Start();
+    ASSERT_TRUE(started) << started.error().ToString();
+    ASSERT_EQ(server_->endpoints().size(), 1u);
+    ASSERT_EQ(server_->tls_endpoints().size(), 1u);
+    plain_port_ = server_->endpoints()[0].port();
+    tls_port_ = server_->tls_endpoints()[0].port();
+    thread_ = std::thread([s = server_.get()] { s->Run(); });
+  }
+
+  void StopServer() {
+    if (!server_) return;
+    server_->Stop();
+    if (thread_.joinable()) thread_.join();
+    server_.reset();
+  }
+
+  // Server::ReloadTls on the server's thread, as SIGHUP runs it.
+  Result<void> Reload() {
+    std::promise<Result<void>> done;
+    boost::asio::post(server_->io(), [&] { done.set_value(server_->ReloadTls()); });
+    return done.get_future().get();
+  }
+
+  std::shared_ptr<ssl::context> Trusting(std::optional<PemPair> cert = std::nullopt) {
+    return ClientContext({TestPki().ca.cert, std::move(cert)});
+  }
+
+  // Writes `request` on a fresh plain TCP connection to `port`; what came back until EOF.
+  std::string RawExchange(uint16_t port, const std::string& request) {
+    boost::asio::io_context io;
+    tcp::socket socket(io);
+    beast::error_code ec;
+    socket.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port), ec);
+    if (ec) return "connect: " + ec.message();
+    test::SocketDeadline deadline(socket.native_handle(), test::kTlsIoDeadline);
+    boost::asio::write(socket, boost::asio::buffer(request), ec);
+    std::string out;
+    char buf[4096];
+    while (!ec) {
+      const size_t n = socket.read_some(boost::asio::buffer(buf), ec);
+      out.append(buf, n);
+    }
+    return out;
+  }
+
+  test::TempDir dir_{"mp-http-tls-test"};
+  testing::FakeSupervisor fake_;
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+  uint16_t plain_port_ = 0;
+  uint16_t tls_port_ = 0;
+};
+
+TEST_F(HttpTlsTest, HttpsRequestsAreServedToClientsThatVerifyTheServer) {
+  StartServer(Config());
+  TlsClient client(tls_port_, Trusting());
+  ASSERT_FALSE(client.handshake_error()) << client.handshake_error().message();
+  EXPECT_EQ(client.ServerCn(), "server-1");
+  auto r = client.Exchange(Request(bhttp::verb::get, "/sessions"));
+  EXPECT_EQ(r.result_int(), 200) << r.body();
+  // Keep-alive over TLS: a second request on the same connection.
+  r = client.Exchange(Request(bhttp::verb::get, "/healthz"));
+  EXPECT_EQ(r.result_int(), 200) << r.body();
+  // Control: a client that trusts another CA refuses this server.
+  TlsClient wary(tls_port_, ClientContext({TestPki().other_ca.cert}));
+  EXPECT_TRUE(wary.handshake_error());
+}
+
+TEST_F(HttpTlsTest, PlainHttpOnTheTlsPortIsAnswered400InPlainText) {
+  StartServer(Config());
+  const std::string request = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +
+                              std::string(kToken) + "\r\nConnection: close\r\n\r\n";
+  const std::string answer = RawExchange(tls_port_, request);
+  EXPECT_EQ(answer.rfind("HTTP/1.1 400 Bad Request\r\n", 0), 0u) << answer;
+  EXPECT_NE(answer.find(R"("error":"this address speaks HTTPS; use an https:// URL")"),
+            std::string::npos)
+      << answer;
+  // Control: the same bytes on the plain port are served.
+  EXPECT_EQ(RawExchange(plain_port_, request).rfind("HTTP/1.1 200 OK\r\n", 0), 0u);
+}
+
+TEST_F(HttpTlsTest, WebSocketOverWss) {
+  StartServer(Config());
+  TlsClient https(tls_port_, Trusting());
+  auto created = https.Exchange(Request(bhttp::verb::post, "/sessions", R"({"task":"echo"})"));
+  ASSERT_EQ(created.result_int(), 201) << created.body();
+  const std::string id = json::parse(created.body()).value("id", "");
+  WssClient ws(tls_port_, Trusting(), "/sessions/" + id + "/ws");
+  ASSERT_TRUE(ws.ok());
+  EXPECT_EQ(ws.Read().value("type", ""), "catchup");
+  ws.Send({{"type", "stdin"}, {"data", "hello over wss\n"}});
+  EXPECT_TRUE(ws.ReadUntilOutput("hello over wss"));
+}
+
+TEST_F(HttpTlsTest, ReloadServesTheNewCertificateAndKeepsLiveConnections) {
+  StartServer(Config());
+  TlsClient before(tls_port_, Trusting());
+  ASSERT_FALSE(before.handshake_error());
+  ASSERT_EQ(before.Exchange(Request(bhttp::verb::get, "/healthz")).result_int(), 200);
+  auto created = before.Exchange(Request(bhttp::verb::post, "/sessions", R"({"task":"echo"})"));
+  ASSERT_EQ(created.result_int(), 201) << created.body();
+  const std::string id = json::parse(created.body()).value("id", "");
+  WssClient ws(tls_port_, Trusting(), "/sessions/" + id + "/ws");
+  ASSERT_TRUE(ws.ok());
+  EXPECT_EQ(ws.Read().value("type", ""), "catchup");
+
+  dir_.Write("cert.pem", TestPki().renewed.cert);
+  dir_.Write("key.pem", TestPki().renewed.key, 0600);
+  auto reloaded = Reload();
+  ASSERT_TRUE(reloaded) << reloaded.error().ToString();
+
+  // New handshakes get the new certificate...
+  TlsClient after(tls_port_, Trusting());
+  ASSERT_FALSE(after.handshake_error());
+  EXPECT_EQ(after.ServerCn(), "server-2");
+  EXPECT_EQ(after.Exchange(Request(bhttp::verb::get, "/healthz")).result_int(), 200);
+  // ...while the connections made before go on: the HTTP one, and the WebSocket.
+  EXPECT_EQ(before.ServerCn(), "server-1");
+  EXPECT_EQ(before.Exchange(Request(bhttp::verb::get, "/healthz")).result_int(), 200);
+  ws.Send({{"type", "stdin"}, {"data", "still here\n"}});
+  EXPECT_TRUE(ws.ReadUntilOutput("still here"));
+}
+
+TEST_F(HttpTlsTest, ABadFileOnReloadKeepsThePreviousCertificate) {
+  StartServer(Config());
+  const std::string cert = dir_.Write("cert.pem", "-----BEGIN CERTIFICATE-----\ntruncated\n");
+  auto reloaded = Reload();
+  ASSERT_FALSE(reloaded);
+  const std::string e = reloaded.error().ToString();
+  EXPECT_NE(e.find("the previous certificate stays"), std::string::npos) << e;
+  EXPECT_NE(e.find("tls_cert \"" + cert + "\" is not a PEM certificate chain"), std::string::npos)
+      << e;
+  TlsClient client(tls_port_, Trusting());
+  ASSERT_FALSE(client.handshake_error()) << client.handshake_error().message();
+  EXPECT_EQ(client.ServerCn(), "server-1");
+  EXPECT_EQ(client.Exchange(Request(bhttp::verb::get, "/healthz")).result_int(), 200);
+
+  // A key that does not match the (restored) certificate: refused the same way.
+  dir_.Write("cert.pem", TestPki().server.cert);
+  dir_.Write("key.pem", TestPki().client.key, 0600);
+  reloaded = Reload();
+  ASSERT_FALSE(reloaded);
+  EXPECT_NE(reloaded.error().ToString().find("does not belong to tls_cert"), std::string::npos);
+  TlsClient again(tls_port_, Trusting());
+  EXPECT_FALSE(again.handshake_error()) << again.handshake_error().message();
+}
+
+TEST_F(HttpTlsTest, RequiredClientCertificates) {
+  StartServer(Config(ClientCerts::kRequired));
+  auto status = [&](std::shared_ptr<ssl::context> ctx) {
+    TlsClient client(tls_port_, std::move(ctx));
+    if (client.handshake_error()) return 0;
+    return static_cast<int>(client.Exchange(Request(bhttp::verb::get, "/sessions")).result_int());
+  };
+  EXPECT_EQ(status(Trusting()), 0) << "served without a client certificate";
+  EXPECT_EQ(status(ClientContext({TestPki().ca.cert, TestPki().foreign_client})), 0)
+      << "served with a certificate of another CA";
+  EXPECT_EQ(status(Trusting(TestPki().client)), 200);  // control
+  // The plain listener is not affected (loopback, tokens).
+  EXPECT_EQ(RawExchange(plain_port_, "GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                                         std::string(kToken) + "\r\nConnection: close\r\n\r\n")
+                .substr(0, 12),
+            "HTTP/1.1 200");
+}
+
+TEST_F(HttpTlsTest, StartFailsWithAClearErrorForAnUnreadableKey) {
+  ApiConfig c = Config();
+  c.tls.key_file = dir_.path() + "/no-such-key.pem";
+  auto tokens = TokenSet::FromTokens({std::string(kToken)});
+  ASSERT_TRUE(tokens);
+  Server server(std::move(c), std::move(*tokens));
+  auto started = server.Start();
+  ASSERT_FALSE(started);
+  EXPECT_NE(started.error().ToString().find("open tls_key \"" + dir_.path() + "/no-such-key.pem\""),
+            std::string::npos)
+      << started.error().ToString();
+}
+
+}  // namespace
+}  // namespace mp::http

@@ -48,9 +48,18 @@ struct ApiConfig {
   // A 1 MiB task (wire::kMaxTaskBytes) plus its JSON escapes and the other members.
   uint64_t body_limit_bytes = 1536 * 1024;
   uint32_t header_limit_bytes = 16 * 1024;
-  uint32_t read_timeout_ms = 30'000;   // whole request (headers and body)
+  // Until a connection has sent an authenticated request, its request line and headers must
+  // arrive within this of its start (TLS handshake included) or of the previous answer; it
+  // never idles. Afterwards: within this of a request's first byte.
+  uint32_t header_timeout_ms = 10'000;
+  uint32_t read_timeout_ms = 30'000;   // a request's body, from the end of its headers
   uint32_t idle_timeout_ms = 120'000;  // keep-alive connection with no request
   uint32_t max_connections = 1024;     // HTTP + WebSocket, all listeners
+  // Per client address (IPv4, or IPv6 /64), trusted proxies exempt (connection_limits.h):
+  // connections that have not yet sent an authenticated request, and new connections per
+  // second (bursts of twice that). 0: no such limit.
+  uint32_t max_preauth_connections_per_address = 128;
+  uint32_t accept_rate_per_address = 100;
   uint64_t ws_outbox_bytes = 1024 * 1024;
   uint64_t transcript_max_bytes = 4 * 1024 * 1024;
   uint32_t auth_failures_per_minute = 20;

@@ -12,6 +12,7 @@
 
 #include "http/api_config.h"
 #include "http/auth.h"
+#include "http/connection_limits.h"
 #include "http/metrics.h"
 #include "http/scoped_tokens.h"
 #include "http/session_hub.h"
@@ -28,6 +29,8 @@ struct ApiContext : std::enable_shared_from_this<ApiContext> {
         config(std::move(config_in)),
         tokens(std::move(tokens_in)),
         limiter(config.auth_failures_per_minute, std::chrono::seconds(60)),
+        connection_limits(config.max_preauth_connections_per_address,
+                          config.accept_rate_per_address),
         link(io_in, config.control_socket, "monkeyproof-api"),
         hub(link, metrics) {
     link.SetListener(&hub);
@@ -38,6 +41,7 @@ struct ApiContext : std::enable_shared_from_this<ApiContext> {
   TokenSet tokens;
   TokenStore token_store;  // scoped tokens; opened by Server::Start (disabled until then)
   FailureLimiter limiter;
+  ConnectionLimits connection_limits;  // per-address pre-auth limits, checked at accept
   Metrics metrics;
   SupervisorLink link;
   SessionHub hub;

@@ -210,6 +210,11 @@ bool IpNetwork::Contains(const IpAddress& a) const {
   return (a.bytes[full] & mask) == (base.bytes[full] & mask);
 }
 
+bool InNetworks(const IpAddress& a, const std::vector<IpNetwork>& networks) {
+  return std::any_of(networks.begin(), networks.end(),
+                     [&](const IpNetwork& n) { return n.Contains(a); });
+}
+
 Result<std::vector<IpNetwork>> ParseNetworkList(std::string_view text) {
   std::vector<IpNetwork> out;
   if (TrimOws(text).empty()) return out;
@@ -284,10 +289,7 @@ std::vector<ForwardedHop> ParseForwarded(const std::vector<std::string_view>& va
 
 std::string ResolveClientAddress(const IpAddress& peer, const std::vector<ForwardedHop>& hops,
                                  const std::vector<IpNetwork>& trusted) {
-  auto is_trusted = [&](const IpAddress& a) {
-    return std::any_of(trusted.begin(), trusted.end(),
-                       [&](const IpNetwork& n) { return n.Contains(a); });
-  };
+  auto is_trusted = [&](const IpAddress& a) { return InNetworks(a, trusted); };
   IpAddress reporter = peer;
   if (!is_trusted(reporter)) return reporter.ToString();
   for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
@@ -308,9 +310,7 @@ std::string ResolveClientAddress(const IpAddress& peer, const std::vector<Forwar
 std::string ClientAddressOf(const IpAddress& peer, ForwardedHeader header,
                             const std::vector<std::string_view>& values,
                             const std::vector<IpNetwork>& trusted) {
-  const bool peer_trusted = std::any_of(trusted.begin(), trusted.end(),
-                                        [&](const IpNetwork& n) { return n.Contains(peer); });
-  if (!peer_trusted) return peer.ToString();
+  if (!InNetworks(peer, trusted)) return peer.ToString();
   return ResolveClientAddress(
       peer,
       header == ForwardedHeader::kForwarded ? ParseForwarded(values) : ParseXForwardedFor(values),

@@ -39,6 +39,9 @@ struct IpNetwork {
 // below the prefix ("10.0.0.1/8") are an error: the operator meant something else.
 Result<std::vector<IpNetwork>> ParseNetworkList(std::string_view text);
 
+// Whether `a` is in one of `networks`.
+bool InNetworks(const IpAddress& a, const std::vector<IpNetwork>& networks);
+
 // Which header a trusted proxy's report of the client is read from. Only one: a proxy that
 // sets X-Forwarded-For passes a client's own `Forwarded` through untouched, and reading it
 // would let the client choose its address.

@@ -14,6 +14,7 @@
 
 #include "http/api_json.h"
 #include "http/auth.h"
+#include "http/connection_limits.h"
 #include "http/principal.h"
 #include "http/routes.h"
 #include "http/tls.h"
@@ -38,11 +39,16 @@ HttpSession::HttpSession(ApiContext& ctx, ClientStream&& stream)
 }
 
 HttpSession::~HttpSession() {
+  ReleasePreauth();
   ctx_.metrics.ConnectionClosed();
   if (!upgraded_) --ctx_.connections;  // an upgraded connection is the WsSession's to count
 }
 
 void HttpSession::Run() {
+  if (!Admit()) return;
+  // One deadline from the start to the end of the first request's headers, TLS handshake
+  // included: a connection that has not authenticated never idles (DoRead).
+  stream_.next_layer().expires_after(std::chrono::milliseconds(ctx_.config.header_timeout_ms));
   boost::asio::dispatch(
       stream_.get_executor(),
       beast::bind_front_handler(stream_.is_tls() ? &HttpSession::DoHandshake : &HttpSession::DoRead,
@@ -50,8 +56,7 @@ void HttpSession::Run() {
 }
 
 void HttpSession::DoHandshake() {
-  // The ClientHello and the handshake have the read timeout of a request's headers.
-  stream_.next_layer().expires_after(std::chrono::milliseconds(ctx_.config.read_timeout_ms));
+  // The ClientHello and the handshake run under the deadline Run set for the first headers.
   beast::async_detect_ssl(stream_.next_layer(), buffer_,
                           beast::bind_front_handler(&HttpSession::OnDetect, shared_from_this()));
 }
@@ -101,13 +106,61 @@ void HttpSession::RefusePlainHttp() {
                            });
 }
 
+bool HttpSession::Admit() {
+  if (!peer_ || InNetworks(*peer_, ctx_.config.trusted_proxies)) return true;
+  std::string key = ConnectionLimits::KeyOf(*peer_);
+  const auto verdict = ctx_.connection_limits.Open(key, ConnectionLimits::Clock::now());
+  if (verdict == ConnectionLimits::Verdict::kAdmit) {
+    preauth_key_ = std::move(key);
+    return true;
+  }
+  // Refused before a byte is read: a short plain-text answer (also on a TLS listener, as the
+  // global cap's), then close.
+  static const auto answer = [](std::string_view why) {
+    const std::string body =
+        R"({"error":")" + std::string(why) + R"(; retry later","code":"unavailable"})";
+    return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+           "Retry-After: 1\r\nConnection: close\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n" + body;
+  };
+  static const std::string kTooMany =
+      answer("too many unauthenticated connections from this address");
+  static const std::string kTooFast = answer("too many new connections from this address");
+  const std::string& text =
+      verdict == ConnectionLimits::Verdict::kTooManyOpen ? kTooMany : kTooFast;
+  ctx_.metrics.CountResponse(503);
+  stream_.next_layer().expires_after(kRefusalWriteTimeout);
+  boost::asio::async_write(stream_.next_layer(), boost::asio::buffer(text),
+                           [self = shared_from_this()](beast::error_code, size_t) {
+                             boost::system::error_code ignored;
+                             self->stream_.next_layer().socket().shutdown(
+                                 boost::asio::ip::tcp::socket::shutdown_both, ignored);
+                           });
+  return false;
+}
+
+void HttpSession::ReleasePreauth() {
+  if (preauth_key_) ctx_.connection_limits.Release(*std::exchange(preauth_key_, std::nullopt));
+}
+
 void HttpSession::DoRead() {
   parser_.emplace();
   parser_->header_limit(ctx_.config.header_limit_bytes);
   parser_->body_limit(ctx_.config.body_limit_bytes);
-  // Between requests a keep-alive connection may idle this long; from the first byte of a
-  // request on, the whole request (headers and body) must arrive within read_timeout_ms, so
-  // that headers cannot trickle in for the idle timeout.
+  if (!authenticated_) {
+    // Until a request has authenticated the connection never idles: the next request's line
+    // and headers are due header_timeout_ms after the start (the first request: the deadline
+    // Run set) or after the previous answer.
+    if (!std::exchange(first_request_, false)) {
+      stream_.next_layer().expires_after(std::chrono::milliseconds(ctx_.config.header_timeout_ms));
+    }
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&HttpSession::OnHeader, shared_from_this()));
+    return;
+  }
+  // An authenticated keep-alive connection may idle idle_timeout_ms between requests; from a
+  // request's first byte its headers are due within header_timeout_ms, so that they cannot
+  // trickle in for the idle timeout, and its body within read_timeout_ms after them.
   if (buffer_.size() > 0) {  // pipelined: the next request has begun
     ReadHeader();
     return;
@@ -126,7 +179,7 @@ void HttpSession::DoRead() {
 }
 
 void HttpSession::ReadHeader() {
-  stream_.next_layer().expires_after(std::chrono::milliseconds(ctx_.config.read_timeout_ms));
+  stream_.next_layer().expires_after(std::chrono::milliseconds(ctx_.config.header_timeout_ms));
   http::async_read_header(stream_, buffer_, *parser_,
                           beast::bind_front_handler(&HttpSession::OnHeader, shared_from_this()));
 }
@@ -160,6 +213,7 @@ void HttpSession::OnHeader(beast::error_code ec, size_t) {
     SendBodyTooLarge();
     return;
   }
+  stream_.next_layer().expires_after(std::chrono::milliseconds(ctx_.config.read_timeout_ms));
   if (beast::iequals(header[http::field::expect], "100-continue")) {
     // curl asks before sending bodies over 1 KiB; say yes, then read the body.
     auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
@@ -259,12 +313,15 @@ void HttpSession::Handle(HttpRequest request) {
   const std::string client = ClientAddress(request);
   switch (ctx_.limiter.Judge(auth.principal.has_value(), client, now, &retry_after)) {
     case AuthVerdict::kAllow:
+      authenticated_ = true;
+      ReleasePreauth();
       break;
     case AuthVerdict::kRateLimited: {
       ctx_.metrics.CountRateLimited();
       auto res = ErrorResponse(
           request, ApiError{429, "rate_limited", "too many failed auth attempts; retry later", ""});
       res.set(http::field::retry_after, std::to_string(retry_after));
+      stream_.next_layer().expires_after(kRefusalWriteTimeout);
       Send(std::move(res));
       return;
     }
@@ -274,6 +331,7 @@ void HttpSession::Handle(HttpRequest request) {
           request,
           ApiError{401, "unauthorized", auth.reason.empty() ? "Unauthorized" : auth.reason, ""});
       res.set(http::field::www_authenticate, "Bearer");
+      stream_.next_layer().expires_after(kRefusalWriteTimeout);
       Send(std::move(res));
       return;
     }

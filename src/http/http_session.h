@@ -32,6 +32,8 @@ using HttpResponse = boost::beast::http::response<boost::beast::http::string_bod
 // destroys the answer in the client's receive buffer before it reads it.
 inline constexpr size_t kDiscardMaxBytes = size_t{16} * 1024 * 1024;
 inline constexpr std::chrono::seconds kDiscardTimeout{10};
+// An answer refusing a request before auth (401, 429) must be written within this.
+inline constexpr std::chrono::seconds kRefusalWriteTimeout{5};
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
@@ -47,6 +49,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void OnDetect(boost::beast::error_code ec, bool tls);
   void OnHandshake(boost::beast::error_code ec, size_t used);
   void RefusePlainHttp();
+  // Per-address limits at the start (connection_limits.h): false when refused (answered 503
+  // and closed).
+  bool Admit();
+  void ReleasePreauth();
   void DoRead();
   void ReadHeader();
   void OnHeader(boost::beast::error_code ec, size_t bytes);
@@ -73,6 +79,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::string remote_;             // the TCP peer's address
   std::optional<IpAddress> peer_;  // the same, parsed; nullopt when unknown
   bool upgraded_ = false;
+  bool authenticated_ = false;              // a request on this connection has authenticated
+  bool first_request_ = true;               // the deadline set at the start still runs
+  std::optional<std::string> preauth_key_;  // counted in ctx_.connection_limits until auth
   bool head_ = false;  // the request being answered is a HEAD: its answer goes without body
   std::shared_ptr<HttpResponse> response_;  // the one being written
   bool discard_ = false;                    // drain the request's rest once the answer is written

@@ -44,6 +44,9 @@ void ExpectDefaults(const ApiConfig& c) {
   EXPECT_EQ(c.body_limit_bytes, d.body_limit_bytes);
   EXPECT_EQ(c.header_limit_bytes, d.header_limit_bytes);
   EXPECT_EQ(c.read_timeout_ms, d.read_timeout_ms);
+  EXPECT_EQ(c.header_timeout_ms, d.header_timeout_ms);
+  EXPECT_EQ(c.max_preauth_connections_per_address, d.max_preauth_connections_per_address);
+  EXPECT_EQ(c.accept_rate_per_address, d.accept_rate_per_address);
   EXPECT_EQ(c.idle_timeout_ms, d.idle_timeout_ms);
   EXPECT_EQ(c.max_connections, d.max_connections);
   EXPECT_EQ(c.ws_outbox_bytes, d.ws_outbox_bytes);
@@ -79,6 +82,9 @@ TEST(ApiConfigTest, EveryKey) {
       "body_limit_bytes = 2M\n"
       "header_limit_bytes = 32K\n"
       "read_timeout_ms = 5000\n"
+      "header_timeout_ms = 2500\n"
+      "max_preauth_connections_per_address = 9\n"
+      "accept_rate_per_address = 0\n"
       "idle_timeout_ms = 60000\n"
       "max_connections = 77\n"
       "ws_outbox_bytes = 512K\n"
@@ -92,6 +98,9 @@ TEST(ApiConfigTest, EveryKey) {
   EXPECT_EQ(c.body_limit_bytes, 2u * 1024 * 1024);
   EXPECT_EQ(c.header_limit_bytes, 32u * 1024);
   EXPECT_EQ(c.read_timeout_ms, 5000u);
+  EXPECT_EQ(c.header_timeout_ms, 2500u);
+  EXPECT_EQ(c.max_preauth_connections_per_address, 9u);
+  EXPECT_EQ(c.accept_rate_per_address, 0u);
   EXPECT_EQ(c.idle_timeout_ms, 60000u);
   EXPECT_EQ(c.max_connections, 77u);
   EXPECT_EQ(c.ws_outbox_bytes, 512u * 1024);
@@ -158,6 +167,9 @@ TEST(ApiConfigTest, RangesOfEveryNumericKey) {
       {"body_limit_bytes", "1K", "1023", "64M", "67108865", "(1K..64M bytes)"},
       {"header_limit_bytes", "1024", "1023", "1M", "1048577", "(1K..1M bytes)"},
       {"read_timeout_ms", "100", "99", "86400000", "86400001", "(100..86400000)"},
+      {"header_timeout_ms", "100", "99", "86400000", "86400001", "(100..86400000)"},
+      {"max_preauth_connections_per_address", "0", "100001", "100000", "100001", "(0..100000)"},
+      {"accept_rate_per_address", "0", "1000001", "1000000", "1000001", "(0..1000000)"},
       {"idle_timeout_ms", "100", "0", "86400000", "99999999999", "(100..86400000)"},
       {"max_connections", "1", "0", "100000", "100001", "(1..100000)"},
       {"ws_outbox_bytes", "64K", "65535", "256M", "268435457", "(64K..256M bytes)"},
@@ -535,13 +547,26 @@ TEST(LoadApiConfigTest, TokenStoreFromStateDirectoryFileOrEnvironment) {
 // `# key = value` line must parse and give exactly the built-in defaults.
 TEST(PackagedExampleTest, EveryKeyWithItsDefault) {
   const test::UncommentedExample example = test::UncommentExample(MP_API_CONF_EXAMPLE);
-  EXPECT_EQ(example.keys,
-            (std::set<std::string>{"listen", "control_socket", "token_file", "body_limit_bytes",
-                                   "header_limit_bytes", "read_timeout_ms", "idle_timeout_ms",
-                                   "max_connections", "ws_outbox_bytes", "transcript_max_bytes",
-                                   "auth_failures_per_minute", "auth_failures_per_minute",
-                                   "token_store", "token_max_ttl_seconds", "max_scoped_tokens",
-                                   "trusted_proxies", "forwarded_header"}));
+  EXPECT_EQ(example.keys, (std::set<std::string>{"listen",
+                                                 "control_socket",
+                                                 "token_file",
+                                                 "body_limit_bytes",
+                                                 "header_limit_bytes",
+                                                 "read_timeout_ms",
+                                                 "idle_timeout_ms",
+                                                 "max_connections",
+                                                 "ws_outbox_bytes",
+                                                 "transcript_max_bytes",
+                                                 "auth_failures_per_minute",
+                                                 "auth_failures_per_minute",
+                                                 "token_store",
+                                                 "token_max_ttl_seconds",
+                                                 "max_scoped_tokens",
+                                                 "trusted_proxies",
+                                                 "forwarded_header",
+                                                 "header_timeout_ms",
+                                                 "max_preauth_connections_per_address",
+                                                 "accept_rate_per_address"}));
   auto r = ParseApiConfig(example.text, "api.conf (uncommented)");
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
   ExpectDefaults(*r);

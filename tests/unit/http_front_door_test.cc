@@ -2,7 +2,8 @@
 // real TCP connections from chosen loopback source addresses (all of 127/8 is loopback on
 // Linux, so a client can bind 127.0.0.2 as its source and be "another address"): the client
 // address behind trusted proxies (X-Forwarded-For / Forwarded) as the failure limiter and the
-// audit see it. Each protection is shown with its attack and a control. The clients are
+// audit see it; the pre-auth limits (connections held per address, the header deadline, the
+// accept rate). Each protection is shown with its attack and a control. The clients are
 // plain blocking sockets with send and receive timeouts. No root, no cgroups.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -266,6 +267,122 @@ TEST_F(HttpFrontDoorTest, TheAuditNamesTheForwardedClient) {
       d.Exchange(Request("POST", "/sessions", kToken, Xff("203.0.113.7"), R"({"task":"idle"})"));
   EXPECT_EQ(b.status, 201) << b.body;
   EXPECT_EQ(fake_.last_spawn_client(), "api:127.0.0.3");
+}
+
+// ---- Pre-auth limits.
+
+// Issue 15's second measured failure: one address holding idle connections up to the global
+// cap made the API answer 503 to every valid client. With the per-address cap, the holder
+// gets its few and the valid client from another address is served; without it (the
+// control), the same attack still locks the valid client out.
+TEST_F(HttpFrontDoorTest, ConnectionsHeldFromOneAddressDoNotStarveAnother) {
+  for (const bool capped : {true, false}) {
+    SCOPED_TRACE(capped ? "per-address cap 8" : "control: no per-address cap");
+    ApiConfig config = Config();
+    config.max_connections = 40;
+    config.max_preauth_connections_per_address = capped ? 8 : 0;
+    config.accept_rate_per_address = 0;
+    config.header_timeout_ms = 30'000;  // the held connections outlive the test
+    StartServer(config);
+    std::vector<std::unique_ptr<Client>> held;
+    for (int i = 0; i < 50; ++i) {
+      held.push_back(std::make_unique<Client>(port_, "127.0.0.2"));
+      ASSERT_EQ(held.back()->error(), "") << i;
+    }
+    // Accepts are handled in order: once the last one is answered, all 50 were seen.
+    const Answer last = held.back()->Read();
+    ASSERT_EQ(last.error, "");
+    EXPECT_EQ(last.status, 503);
+    const std::string valid = Request("GET", "/health", kToken);
+    Client client(port_, "127.0.0.1");
+    const Answer a = client.Exchange(valid);
+    ASSERT_EQ(a.error, "");
+    if (capped) {
+      EXPECT_NE(last.body.find("unauthenticated connections from this address"), std::string::npos)
+          << last.body;
+      EXPECT_EQ(a.status, 200) << a.body;
+    } else {
+      EXPECT_NE(last.body.find("too many connections"), std::string::npos) << last.body;
+      EXPECT_EQ(a.status, 503) << "the control did not reproduce the lockout";
+    }
+    held.clear();
+    StopServer();
+  }
+}
+
+// Connections that have authenticated leave the pre-auth count: a client with the token may
+// keep as many as the global cap allows.
+TEST_F(HttpFrontDoorTest, AuthenticatedConnectionsAreNotCappedPerAddress) {
+  ApiConfig config = Config();
+  config.max_preauth_connections_per_address = 4;
+  config.accept_rate_per_address = 0;
+  StartServer(config);
+  std::vector<std::unique_ptr<Client>> kept;
+  for (int i = 0; i < 12; ++i) {
+    kept.push_back(std::make_unique<Client>(port_, "127.0.0.3"));
+    const Answer a = kept.back()->Exchange(Request("GET", "/health", kToken));
+    ASSERT_EQ(a.error, "") << i;
+    EXPECT_EQ(a.status, 200) << i << " " << a.body;
+  }
+  // They stay usable (keep-alive).
+  EXPECT_EQ(kept.front()->Exchange(Request("GET", "/health", kToken)).status, 200);
+}
+
+// The request line and headers of a connection that has not authenticated are due within
+// header_timeout_ms; it never idles. An authenticated keep-alive connection may idle.
+TEST_F(HttpFrontDoorTest, UnauthenticatedConnectionsMeetTheHeaderDeadline) {
+  ApiConfig config = Config();
+  config.header_timeout_ms = 300;
+  config.idle_timeout_ms = 60'000;  // the client's receive timeout (20 s) ends well before
+  StartServer(config);
+  // Attack: connect and send nothing, or half a request line.
+  Client silent(port_, "127.0.0.2");
+  Client partial(port_, "127.0.0.2");
+  ASSERT_TRUE(partial.Send("GET /health HTTP/1.1\r\nHost: x\r\n"));
+  EXPECT_TRUE(silent.Closed()) << "a silent connection outlived the header deadline";
+  EXPECT_TRUE(partial.Closed()) << "half a request outlived the header deadline";
+  // Attack: a 401 answer, then idle on the kept-alive connection.
+  Client refused(port_, "127.0.0.2");
+  EXPECT_EQ(refused.Exchange(Request("GET", "/health", kWrongToken)).status, 401);
+  EXPECT_TRUE(refused.Closed()) << "an unauthenticated connection idled after its 401";
+  // Control: an authenticated connection idles past the header deadline and is still served.
+  Client valid(port_, "127.0.0.1");
+  EXPECT_EQ(valid.Exchange(Request("GET", "/health", kToken)).status, 200);
+  std::this_thread::sleep_for(std::chrono::milliseconds(900));
+  const Answer again = valid.Exchange(Request("GET", "/health", kToken));
+  EXPECT_EQ(again.error, "");
+  EXPECT_EQ(again.status, 200);
+}
+
+// New connections from one address beyond the rate (bursts of twice the rate) are refused at
+// accept; another address is not affected.
+TEST_F(HttpFrontDoorTest, AcceptRatePerAddress) {
+  ApiConfig config = Config();
+  config.accept_rate_per_address = 5;  // bursts of 10
+  config.max_preauth_connections_per_address = 0;
+  StartServer(config);
+  int served = 0;
+  int refused = 0;
+  for (int i = 0; i < 40; ++i) {
+    Client c(port_, "127.0.0.4");
+    const Answer a = c.Exchange(Request("GET", "/health", kToken));
+    ASSERT_EQ(a.error, "") << i;
+    if (a.status == 200) ++served;
+    if (a.status == 503) {
+      ++refused;
+      EXPECT_NE(a.body.find("too many new connections from this address"), std::string::npos);
+    }
+  }
+  EXPECT_EQ(served + refused, 40);
+  EXPECT_GE(served, 10);  // the burst
+  EXPECT_GE(refused, 10) << "40 connections within a few seconds at 5 per second";
+  // Control: another address is served at once.
+  EXPECT_EQ(Status("127.0.0.5", kToken), 200);
+  // Trusted proxies are exempt: every client behind one shares its address.
+  StopServer();
+  config.trusted_proxies = *ParseNetworkList("127.0.0.4");
+  StartServer(config);
+  for (int i = 0; i < 40; ++i) ASSERT_EQ(Status("127.0.0.4", kToken), 200) << i;
 }
 
 }  // namespace

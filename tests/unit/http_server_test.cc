@@ -1702,11 +1702,11 @@ TEST_F(HttpServerTest, HeadHasNoBody) {
   EXPECT_EQ(r.body(), R"({"ok":true})");
 }
 
-// Pipelined requests are answered in order; oversized headers get 431; a request that
-// trickles in slower than read_timeout_ms is cut off, headers included.
+// Pipelined requests are answered in order; oversized headers get 431; headers that trickle
+// in slower than header_timeout_ms are cut off.
 TEST_F(HttpServerTest, PipeliningHeaderLimitAndReadTimeout) {
   ApiConfig config = Config();
-  config.read_timeout_ms = 300;
+  config.header_timeout_ms = 300;
   config.idle_timeout_ms = 10000;
   RestartServer(config);
   const std::string auth = "Authorization: " + Bearer(kToken) + "\r\n";
@@ -1728,7 +1728,7 @@ TEST_F(HttpServerTest, PipeliningHeaderLimitAndReadTimeout) {
     EXPECT_EQ(big.result_int(), 431) << big.body();
   }
   {
-    // Cut by the read timeout, that is before the idle timeout (counted from the connect at
+    // Cut by the header timeout, that is before the idle timeout (counted from the connect at
     // the earliest) was due: an order of events, not a speed.
     const auto idle_due = std::chrono::steady_clock::now() + milliseconds(config.idle_timeout_ms);
     Connection conn(port_);

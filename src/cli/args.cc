@@ -11,7 +11,7 @@ namespace {
 constexpr std::string_view kOverviewHelp =
     R"(Usage: monkeyproof [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]
 
-The command-line client of a MonkeyProof host: it talks to monkeyproof-api over HTTP and
+The command-line client of a MonkeyProof host: it talks to monkeyproof-api over HTTP(S) and
 WebSocket.
 
 Commands:
@@ -27,21 +27,26 @@ Commands:
   help      show the help of a command
 
 Global options (before or after the command):
-  --url URL          the server (env MONKEYPROOF_URL; default http://127.0.0.1:3200)
+  --url URL          the server, http:// or https:// (env MONKEYPROOF_URL; default
+                     http://127.0.0.1:3200)
   --token TOKEN      the API token (env MONKEYPROOF_TOKEN); visible to other local users in
                      the process list, so prefer --token-file or the environment
   --token-file FILE  read the token from FILE (env MONKEYPROOF_TOKEN_FILE)
   --config FILE      the config file (default $XDG_CONFIG_HOME/monkeyproof/cli.conf, else
                      ~/.config/monkeyproof/cli.conf); lines of `key = value` with the keys
-                     url, token and token_file
+                     url, token, token_file, ca_file, client_cert and client_key
+  --ca-file FILE     PEM CAs an https:// server's certificate must chain to (env
+                     MONKEYPROOF_CA_FILE; default: the system's CAs)
+  --client-cert FILE  PEM client certificate for servers that ask for one (mTLS; env
+                     MONKEYPROOF_CLIENT_CERT); needs --client-key
+  --client-key FILE  its PEM private key (env MONKEYPROOF_CLIENT_KEY)
   --json             print the server's JSON instead of tables
   -h, --help         show help
 
 Each setting comes from the flag, else the environment, else the config file, else the
 default.
 
-Only http:// URLs are supported: reach a server behind TLS through a tunnel
-(ssh -L 3200:127.0.0.1:3200 HOST) or a local TLS-terminating proxy.
+https:// URLs speak TLS 1.2 or 1.3 and verify the server's certificate and name.
 
 Exit status: 0 success, 1 error, 2 usage error; run and attach exit with the session's status.
 
@@ -222,10 +227,13 @@ const std::vector<CommandSpec>& Commands() {
   return kCommands;
 }
 
-constexpr std::array<OptionSpec, 6> kGlobalOptions = {{{"url", 0, true},
+constexpr std::array<OptionSpec, 9> kGlobalOptions = {{{"url", 0, true},
                                                        {"token", 0, true},
                                                        {"token-file", 0, true},
                                                        {"config", 0, true},
+                                                       {"ca-file", 0, true},
+                                                       {"client-cert", 0, true},
+                                                       {"client-key", 0, true},
                                                        {"json", 0, false},
                                                        {"help", 'h', false}}};
 
@@ -524,6 +532,12 @@ ParseResult ParseArgs(const std::vector<std::string>& args) {
         global.token_file = std::move(value);
       } else if (opt->name == "config") {
         global.config = std::move(value);
+      } else if (opt->name == "ca-file") {
+        global.ca_file = std::move(value);
+      } else if (opt->name == "client-cert") {
+        global.client_cert = std::move(value);
+      } else if (opt->name == "client-key") {
+        global.client_key = std::move(value);
       } else if (opt->name == "json") {
         global.json = true;
       } else if (opt->name == "help") {

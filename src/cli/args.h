@@ -17,11 +17,14 @@ namespace mp::cli {
 // Options accepted before or after the command name. Unset members fall back to the
 // environment, then the config file, then the defaults (config.h, ResolveConfig).
 struct GlobalOptions {
-  std::optional<std::string> url;         // --url
-  std::optional<std::string> token;       // --token
-  std::optional<std::string> token_file;  // --token-file
-  std::optional<std::string> config;      // --config
-  bool json = false;                      // --json: machine-readable output
+  std::optional<std::string> url;          // --url
+  std::optional<std::string> token;        // --token
+  std::optional<std::string> token_file;   // --token-file
+  std::optional<std::string> config;       // --config
+  std::optional<std::string> ca_file;      // --ca-file: CAs for an https:// server
+  std::optional<std::string> client_cert;  // --client-cert: for servers that ask (mTLS)
+  std::optional<std::string> client_key;   // --client-key
+  bool json = false;                       // --json: machine-readable output
 };
 
 // `run [options] [--] TASK...`: POST /sessions, then stream the output (or --detach).

@@ -91,7 +91,7 @@ void PrintJson(std::string_view body) {
 }
 
 int RunLs(const Context& ctx, const LsCommand& cmd) {
-  HttpClient client(ctx.config.url, ctx.config.token);
+  HttpClient client(ctx.config.url, ctx.config.token, ctx.config.tls);
   const std::optional<HttpResponse> response = Call(client, ctx, "GET", ListPath(cmd));
   if (!response) return 1;
   if (ctx.json) return PrintFormatted(ctx, *response, std::string());
@@ -99,7 +99,7 @@ int RunLs(const Context& ctx, const LsCommand& cmd) {
 }
 
 int RunShow(const Context& ctx, const ShowCommand& cmd) {
-  HttpClient client(ctx.config.url, ctx.config.token);
+  HttpClient client(ctx.config.url, ctx.config.token, ctx.config.tls);
   const std::optional<HttpResponse> response =
       Call(client, ctx, "GET", SessionPath(cmd.id), {}, cmd.id);
   if (!response) return 1;
@@ -109,7 +109,7 @@ int RunShow(const Context& ctx, const ShowCommand& cmd) {
 }
 
 int RunPolicies(const Context& ctx) {
-  HttpClient client(ctx.config.url, ctx.config.token);
+  HttpClient client(ctx.config.url, ctx.config.token, ctx.config.tls);
   const std::optional<HttpResponse> response = Call(client, ctx, "GET", "/policies");
   if (!response) return 1;
   if (ctx.json) return PrintFormatted(ctx, *response, std::string());
@@ -117,7 +117,7 @@ int RunPolicies(const Context& ctx) {
 }
 
 int RunKill(const Context& ctx, const KillCommand& cmd) {
-  HttpClient client(ctx.config.url, ctx.config.token);
+  HttpClient client(ctx.config.url, ctx.config.token, ctx.config.tls);
   int status = 0;
   for (const std::string& id : cmd.ids) {
     const std::optional<HttpResponse> response =
@@ -148,7 +148,7 @@ int RunSend(const Context& ctx, const SendCommand& cmd) {
     return Fail(body.error().what +
                 "; this route carries text only (`run --stdin` and `attach` send raw bytes)");
   }
-  HttpClient client(ctx.config.url, ctx.config.token);
+  HttpClient client(ctx.config.url, ctx.config.token, ctx.config.tls);
   const std::optional<HttpResponse> response =
       Call(client, ctx, "POST", SessionPath(cmd.id, "/input"), *body, cmd.id);
   if (!response) return 1;
@@ -166,7 +166,7 @@ int RunVersion(const Context& ctx, const VersionCommand& cmd) {
     }
     return 0;
   }
-  HttpClient client(ctx.config.url, ctx.config.token);
+  HttpClient client(ctx.config.url, ctx.config.token, ctx.config.tls);
   const std::optional<HttpResponse> response = Call(client, ctx, "GET", "/version");
   if (ctx.json) {
     PrintJson(std::string(R"({"client":")") + kVersion + R"(","server":)" +
@@ -189,7 +189,7 @@ int RunVersion(const Context& ctx, const VersionCommand& cmd) {
 }
 
 int RunLogs(const Context& ctx, const LogsCommand& cmd) {
-  HttpClient client(ctx.config.url, ctx.config.token);
+  HttpClient client(ctx.config.url, ctx.config.token, ctx.config.tls);
   uint64_t since = cmd.since;
   std::chrono::milliseconds poll = kPollMin;
   std::set<std::pair<uint64_t, uint64_t>> reported;

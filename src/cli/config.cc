@@ -104,7 +104,9 @@ std::string Directory(const std::string& path) {
 
 }  // namespace
 
-std::string ServerUrl::ToString() const { return "http://" + HostHeader() + prefix; }
+std::string ServerUrl::ToString() const {
+  return (https ? "https://" : "http://") + HostHeader() + prefix;
+}
 
 std::string ServerUrl::HostHeader() const {
   const bool ipv6 = host.find(':') != std::string::npos;
@@ -119,20 +121,15 @@ Result<ServerUrl> ParseServerUrl(std::string_view text) {
   const std::string shown = "'" + std::string(text) + "'";
   const size_t scheme_end = text.find("://");
   if (scheme_end == std::string_view::npos) {
-    return PlainError(shown + " is not a URL; expected http://HOST[:PORT][/PREFIX]");
+    return PlainError(shown + " is not a URL; expected http[s]://HOST[:PORT][/PREFIX]");
   }
   std::string scheme;
   for (const char c : text.substr(0, scheme_end)) {
     scheme += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
   }
-  if (scheme == "https" || scheme == "wss") {
-    return PlainError(shown +
-                      ": https is not supported; monkeyproof speaks plain HTTP. Reach a TLS "
-                      "server through a tunnel (ssh -L 3200:127.0.0.1:3200 HOST) or a local "
-                      "TLS-terminating proxy, and point --url at its http:// end");
-  }
-  if (scheme != "http") {
-    return PlainError(shown + ": unsupported scheme '" + scheme + "'; use http://");
+  if (scheme != "http" && scheme != "https") {
+    return PlainError(shown + ": unsupported scheme '" + scheme +
+                      "'; use http:// or https:// (the client finds the WebSocket itself)");
   }
   std::string_view rest = text.substr(scheme_end + 3);
   if (rest.find_first_of("?#") != std::string_view::npos) {
@@ -154,6 +151,8 @@ Result<ServerUrl> ParseServerUrl(std::string_view text) {
   }
 
   ServerUrl url;
+  url.https = scheme == "https";
+  url.port = url.https ? 443 : 80;
   std::string_view port_text;
   bool has_port = false;
   if (!authority.empty() && authority.front() == '[') {
@@ -212,7 +211,10 @@ Result<ConfigFile> ParseConfigFile(std::string_view text, std::string_view path)
   common::KvSchema schema;
   schema.Custom("url", optional_string(&config.url))
       .Custom("token", optional_string(&config.token))
-      .Custom("token_file", optional_string(&config.token_file));
+      .Custom("token_file", optional_string(&config.token_file))
+      .Custom("ca_file", optional_string(&config.ca_file))
+      .Custom("client_cert", optional_string(&config.client_cert))
+      .Custom("client_key", optional_string(&config.client_key));
   MP_RETURN_IF_ERROR(schema.Parse(text, path));
   return config;
 }
@@ -300,6 +302,29 @@ Result<ResolvedConfig> ResolveConfig(const GlobalOptions& flags, const EnvLookup
     out.token_source = config_source + " (token_file " + path + ")";
   }
   if (!out.token_source.empty()) MP_RETURN_IF_ERROR(CheckToken(out.token, out.token_source));
+
+  // TLS files: flag, environment, config file (relative to its directory); read on connect.
+  const auto tls_path = [&](const std::optional<std::string>& flag, const char* env_name,
+                            const std::optional<std::string>& in_config) -> std::string {
+    if (flag) return *flag;
+    if (std::optional<std::string> value = env(env_name)) return *value;
+    if (!in_config) return "";
+    std::string path = ExpandHome(*in_config, env);
+    if (path.front() != '/') path = Directory(config_path) + "/" + path;
+    return path;
+  };
+  out.tls.ca_file = tls_path(flags.ca_file, kEnvCaFile, config.ca_file);
+  out.tls.cert_file = tls_path(flags.client_cert, kEnvClientCert, config.client_cert);
+  out.tls.key_file = tls_path(flags.client_key, kEnvClientKey, config.client_key);
+  if (out.tls.cert_file.empty() != out.tls.key_file.empty()) {
+    return PlainError(out.tls.cert_file.empty()
+                          ? "a client key is given without its certificate (--client-cert)"
+                          : "a client certificate is given without its key (--client-key)");
+  }
+  if (!out.url.https && (!out.tls.ca_file.empty() || !out.tls.cert_file.empty())) {
+    out.warnings.push_back("the CA file and client certificate are used with https:// URLs only; " +
+                           out.url.ToString() + " is plain HTTP");
+  }
   return out;
 }
 

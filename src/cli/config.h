@@ -20,15 +20,19 @@ inline constexpr std::string_view kDefaultUrl = "http://127.0.0.1:3200";
 inline constexpr const char kEnvUrl[] = "MONKEYPROOF_URL";
 inline constexpr const char kEnvToken[] = "MONKEYPROOF_TOKEN";
 inline constexpr const char kEnvTokenFile[] = "MONKEYPROOF_TOKEN_FILE";
+inline constexpr const char kEnvCaFile[] = "MONKEYPROOF_CA_FILE";
+inline constexpr const char kEnvClientCert[] = "MONKEYPROOF_CLIENT_CERT";
+inline constexpr const char kEnvClientKey[] = "MONKEYPROOF_CLIENT_KEY";
 
-// An http:// server address: `http://HOST[:PORT][/PREFIX]`. HOST is a name, an IPv4 address or
-// a bracketed IPv6 address. Routes are requested under PREFIX (a reverse proxy's sub-path).
+// A server address: `http[s]://HOST[:PORT][/PREFIX]`. HOST is a name, an IPv4 address or a
+// bracketed IPv6 address. Routes are requested under PREFIX (a reverse proxy's sub-path).
 struct ServerUrl {
+  bool https = false;  // TLS (ClientTls says whom to trust)
   std::string host;    // without brackets
-  uint16_t port = 80;  // TCP port
+  uint16_t port = 80;  // TCP port; 443 by default for https
   std::string prefix;  // "" or "/a/b": starts with '/', no trailing '/'
 
-  // "http://HOST:PORT/PREFIX" (IPv6 hosts in brackets), for messages.
+  // "http[s]://HOST:PORT/PREFIX" (IPv6 hosts in brackets), for messages.
   [[nodiscard]] std::string ToString() const;
   // The Host header: "HOST:PORT" (IPv6 hosts in brackets).
   [[nodiscard]] std::string HostHeader() const;
@@ -36,18 +40,29 @@ struct ServerUrl {
   [[nodiscard]] std::string Target(std::string_view path_and_query) const;
 };
 
-// Refuses https:// (with a hint to use a tunnel or proxy), other schemes, user:password@,
-// queries, fragments, bad ports and empty hosts.
+// Refuses other schemes (ws://, wss://: use http:// or https://), user:password@, queries,
+// fragments, bad ports and empty hosts.
 Result<ServerUrl> ParseServerUrl(std::string_view text);
+
+// TLS of an https:// server: the CAs the server's certificate must chain to, and the client's
+// own certificate for servers that ask for one (mTLS). Paths; empty: not given.
+struct ClientTls {
+  std::string ca_file;    // PEM; empty: the system's CAs (/etc/ssl/certs)
+  std::string cert_file;  // PEM client certificate (then its chain); needs key_file
+  std::string key_file;   // its PEM private key, unencrypted
+};
 
 // The config file: `key = value` lines; `#` starts a comment line; blank lines are skipped;
 // values may be wrapped in double quotes (common/kv_config reads the lines). Keys: url, token,
-// token_file. An unknown key, a line without '=', a repeated key or an empty value is an error
-// naming `path:line: key`.
+// token_file, ca_file, client_cert, client_key. An unknown key, a line without '=', a repeated key
+// or an empty value is an error naming `path:line: key`.
 struct ConfigFile {
   std::optional<std::string> url;
   std::optional<std::string> token;
   std::optional<std::string> token_file;
+  std::optional<std::string> ca_file;
+  std::optional<std::string> client_cert;
+  std::optional<std::string> client_key;
 };
 Result<ConfigFile> ParseConfigFile(std::string_view text, std::string_view path);
 
@@ -65,6 +80,7 @@ struct ResolvedConfig {
   std::string url_source;    // "--url", "MONKEYPROOF_URL", "config file PATH", "default"
   std::string token;         // empty when no source gave one
   std::string token_source;  // e.g. "--token-file /x", "MONKEYPROOF_TOKEN"; empty when none
+  ClientTls tls;             // for https:// URLs
   std::vector<std::string> warnings;  // for stderr, e.g. a world-readable file holding a token
 };
 
@@ -72,7 +88,9 @@ struct ResolvedConfig {
 // a token beats a token file (--token with --token-file is a usage error, caught in
 // ParseArgs). A token file is read and trimmed of surrounding whitespace; a relative
 // token_file in the config file is relative to the config file's directory. The default
-// config file may be missing; one named by --config may not.
+// config file may be missing; one named by --config may not. The TLS files (flag >
+// environment > config file, relative config paths as for token_file) are not read here; a
+// client certificate without its key, or the reverse, is an error.
 Result<ResolvedConfig> ResolveConfig(const GlobalOptions& flags, const EnvLookup& env);
 
 }  // namespace mp::cli

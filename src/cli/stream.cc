@@ -98,7 +98,7 @@ std::chrono::milliseconds Backoff(int attempt) {
 }
 
 int StreamSession(const Context& ctx, const std::string& id, const StreamOptions& opts) {
-  WsClient ws(ctx.config.url, ctx.config.token);
+  WsClient ws(ctx.config.url, ctx.config.token, ctx.config.tls);
   OutputCursor cursor(opts.since);
   std::optional<int> exit_status;
   std::string end_reason;
@@ -255,7 +255,7 @@ int StreamSession(const Context& ctx, const std::string& id, const StreamOptions
 int RunRun(const Context& ctx, const RunCommand& cmd) {
   std::optional<std::pair<int, int>> pty;
   if (cmd.type == "interactive") pty = LocalWindowSize();
-  HttpClient client(ctx.config.url, ctx.config.token);
+  HttpClient client(ctx.config.url, ctx.config.token, ctx.config.tls);
   const std::optional<HttpResponse> response =
       Call(client, ctx, "POST", "/sessions", SpawnBody(cmd, pty));
   if (!response) return 1;
@@ -278,7 +278,7 @@ int RunRun(const Context& ctx, const RunCommand& cmd) {
 }
 
 int RunAttach(const Context& ctx, const AttachCommand& cmd) {
-  HttpClient client(ctx.config.url, ctx.config.token);
+  HttpClient client(ctx.config.url, ctx.config.token, ctx.config.tls);
   const std::optional<HttpResponse> response =
       Call(client, ctx, "GET", SessionPath(cmd.id), {}, cmd.id);
   if (!response) return 1;

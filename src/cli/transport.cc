@@ -17,7 +17,12 @@
 #include <deque>
 #include <optional>
 
+#include <arpa/inet.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+
 #include "common/version.h"
+#include "http/client_stream.h"
 
 namespace mp::cli {
 namespace {
@@ -28,6 +33,7 @@ namespace websocket = beast::websocket;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using boost::system::error_code;
+using Stream = ::mp::http::ClientStream;  // plain TCP or TLS
 
 constexpr uint64_t kMaxBodyBytes = uint64_t{64} << 20;       // one HTTP answer
 constexpr uint64_t kMaxWsMessageBytes = uint64_t{16} << 20;  // one WebSocket message
@@ -93,6 +99,91 @@ Result<void> ConnectTcp(net::io_context& ioc, beast::tcp_stream& stream, const S
   return Ok();
 }
 
+bool IsIpAddress(const std::string& host) {
+  unsigned char buf[16];
+  return ::inet_pton(AF_INET, host.c_str(), buf) == 1 ||
+         ::inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
+// The client context for https://: TLS 1.2+, the server's certificate verified against
+// tls.ca_file (else the system's CAs), the client certificate when given. Files are read here.
+Result<std::shared_ptr<net::ssl::context>> MakeClientContext(const ClientTls& tls) {
+  auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_client);
+  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+  ctx->set_verify_mode(net::ssl::verify_peer);
+  error_code ec;
+  if (tls.ca_file.empty()) {
+    ctx->set_default_verify_paths(ec);
+    if (ec) return PlainError("cannot load the system's CA certificates: " + ec.message());
+  } else {
+    ctx->load_verify_file(tls.ca_file, ec);
+    if (ec) {
+      return PlainError("cannot use the CA file " + tls.ca_file + " (--ca-file): " + ec.message());
+    }
+  }
+  if (!tls.cert_file.empty()) {
+    ctx->use_certificate_chain_file(tls.cert_file, ec);
+    if (ec) {
+      return PlainError("cannot use the client certificate " + tls.cert_file +
+                        " (--client-cert): " + ec.message());
+    }
+    ctx->use_private_key_file(tls.key_file, net::ssl::context::pem, ec);
+    if (ec) {
+      return PlainError("cannot use the client key " + tls.key_file + " (--client-key): " +
+                        ec.message() + " (it must be the unencrypted key of --client-cert)");
+    }
+  }
+  return ctx;
+}
+
+// Connects to `url` and, for https://, completes the TLS handshake (server name sent and
+// verified), all within `timeout` per step. `tls` is made on first use and kept.
+Result<Stream> OpenStream(net::io_context& ioc, const ServerUrl& url, const ClientTls& tls_files,
+                          std::shared_ptr<net::ssl::context>& tls,
+                          std::chrono::milliseconds timeout) {
+  beast::tcp_stream tcp_stream(ioc);
+  MP_RETURN_IF_ERROR(ConnectTcp(ioc, tcp_stream, url, timeout));
+  if (!url.https) return Stream(std::move(tcp_stream));
+  if (!tls) {
+    MP_TRY(tls, MakeClientContext(tls_files));
+  }
+  Stream stream(std::move(tcp_stream), tls);
+  SSL* ssl = stream.tls().native_handle();
+  if (IsIpAddress(url.host)) {
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), url.host.c_str());
+  } else {
+    SSL_set_tlsext_host_name(ssl, url.host.c_str());  // SNI
+    SSL_set1_host(ssl, url.host.c_str());
+  }
+  error_code ec;
+  bool done = false;
+  stream.next_layer().expires_after(timeout);
+  stream.tls().async_handshake(net::ssl::stream_base::client, [&](const error_code& e) {
+    ec = e;
+    done = true;
+  });
+  RunUntil(ioc, done);
+  stream.next_layer().expires_never();
+  if (!done) return PlainError("TLS handshake with " + url.ToString() + " interrupted");
+  if (ec == beast::error::timeout) {
+    return Error{ETIMEDOUT,
+                 "TLS handshake with " + url.ToString() + ": no answer within " + Seconds(timeout)};
+  }
+  if (ec) {
+    std::string what = "TLS handshake with " + url.ToString() + " failed: " + ec.message();
+    if (const long verify = SSL_get_verify_result(ssl); verify != X509_V_OK) {
+      what += ": ";
+      what += X509_verify_cert_error_string(verify);
+      what += tls_files.ca_file.empty() ? " (give the server's CA with --ca-file)"
+                                        : " (is " + tls_files.ca_file + " the server's CA?)";
+    } else if (tls_files.cert_file.empty()) {
+      what += " (if the server requires client certificates, give --client-cert and --client-key)";
+    }
+    return Error{Errnum(ec), std::move(what)};
+  }
+  return stream;
+}
+
 template <typename Body>
 HttpResponse ToResponse(http::response<Body>&& res) {
   HttpResponse out;
@@ -114,6 +205,15 @@ Error IoError(const ServerUrl& url, const error_code& ec, std::chrono::milliseco
     return PlainError("the answer of the server at " + url.ToString() + " is larger than " +
                       std::to_string(kMaxBodyBytes >> 20) + " MiB");
   }
+  if (ec.category() == net::error::get_ssl_category()) {
+    // TLS 1.3 ends the handshake before the server has judged the client certificate: its
+    // verdict arrives as an alert on the first request.
+    std::string what = "TLS error with " + url.ToString() + ": " + ec.message();
+    if (ec.message().find("certificate") != std::string::npos) {
+      what += " (the server wants a client certificate it trusts: --client-cert, --client-key)";
+    }
+    return Error{0, std::move(what)};
+  }
   return Error{Errnum(ec), "request to " + url.ToString() + " failed: " + ec.message()};
 }
 
@@ -124,17 +224,19 @@ Error IoError(const ServerUrl& url, const error_code& ec, std::chrono::milliseco
 struct HttpClient::Impl {
   ServerUrl url;
   std::string token;
+  ClientTls tls_files;
+  std::shared_ptr<net::ssl::context> tls;  // made on the first https:// connection
   TransportTimeouts timeouts;
   net::io_context ioc;
-  std::optional<beast::tcp_stream> stream;
+  std::optional<Stream> stream;
   beast::flat_buffer buffer;
   bool reused = false;  // the connection has carried a request already
 
   void Drop() {
     if (stream) {
       error_code ignored;
-      stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
-      stream->close();
+      stream->next_layer().socket().shutdown(tcp::socket::shutdown_both, ignored);
+      stream->next_layer().close();
     }
     stream.reset();
     buffer.consume(buffer.size());
@@ -142,10 +244,11 @@ struct HttpClient::Impl {
   }
 };
 
-HttpClient::HttpClient(ServerUrl url, std::string token, TransportTimeouts timeouts)
+HttpClient::HttpClient(ServerUrl url, std::string token, ClientTls tls, TransportTimeouts timeouts)
     : impl_(std::make_unique<Impl>()) {
   impl_->url = std::move(url);
   impl_->token = std::move(token);
+  impl_->tls_files = std::move(tls);
   impl_->timeouts = timeouts;
 }
 
@@ -161,12 +264,13 @@ Result<HttpResponse> HttpClient::Request(std::string_view method, std::string_vi
 
   for (int attempt = 0;; ++attempt) {
     if (!im.stream) {
-      im.stream.emplace(im.ioc);
-      if (Result<void> connected = ConnectTcp(im.ioc, *im.stream, im.url, im.timeouts.connect);
-          !connected) {
+      Result<Stream> connected =
+          OpenStream(im.ioc, im.url, im.tls_files, im.tls, im.timeouts.connect);
+      if (!connected) {
         im.Drop();
         return std::move(connected).error();
       }
+      im.stream.emplace(std::move(*connected));
     }
     // A keep-alive connection the server has closed meanwhile fails on first use; that, and
     // only that, is retried once on a fresh connection.
@@ -186,7 +290,7 @@ Result<HttpResponse> HttpClient::Request(std::string_view method, std::string_vi
 
     error_code ec;
     bool done = false;
-    im.stream->expires_after(im.timeouts.request);
+    im.stream->next_layer().expires_after(im.timeouts.request);
     http::async_write(*im.stream, req, [&](const error_code& e, size_t) {
       ec = e;
       done = true;
@@ -210,12 +314,13 @@ Result<HttpResponse> HttpClient::Request(std::string_view method, std::string_vi
     if (ec) {
       const bool closed_before_answer = ec == http::error::end_of_stream ||
                                         ec == net::error::connection_reset ||
-                                        ec == net::error::eof || ec == net::error::broken_pipe;
+                                        ec == net::error::eof || ec == net::error::broken_pipe ||
+                                        ec == net::ssl::error::stream_truncated;
       im.Drop();
       if (may_retry && closed_before_answer) continue;
       return IoError(im.url, ec, im.timeouts.request);
     }
-    im.stream->expires_never();
+    im.stream->next_layer().expires_never();
     http::response<http::string_body> res = parser.release();
     const bool keep = res.keep_alive();
     HttpResponse out = ToResponse(std::move(res));
@@ -241,8 +346,8 @@ struct Outgoing {
 // One connection. Handlers hold it by shared_ptr, so a connection that has been replaced stays
 // valid until its last handler has run; they compare it with the current one and stand down.
 struct Conn {
-  explicit Conn(net::io_context& ioc) : ws(ioc) {}
-  websocket::stream<beast::tcp_stream> ws;
+  explicit Conn(Stream&& stream) : ws(std::move(stream)) {}
+  websocket::stream<Stream> ws;
   beast::flat_buffer buffer;
   std::optional<Outgoing> in_flight;
   bool closing = false;
@@ -253,6 +358,8 @@ struct Conn {
 struct WsClient::Impl {
   ServerUrl url;
   std::string token;
+  ClientTls tls_files;
+  std::shared_ptr<net::ssl::context> tls;  // made on the first https:// connection
   TransportTimeouts timeouts;
   net::io_context ioc;  // first: destroyed last, after everything that uses it
 
@@ -356,10 +463,11 @@ struct WsClient::Impl {
   }
 };
 
-WsClient::WsClient(ServerUrl url, std::string token, TransportTimeouts timeouts)
+WsClient::WsClient(ServerUrl url, std::string token, ClientTls tls, TransportTimeouts timeouts)
     : impl_(std::make_unique<Impl>()) {
   impl_->url = std::move(url);
   impl_->token = std::move(token);
+  impl_->tls_files = std::move(tls);
   impl_->timeouts = timeouts;
 }
 
@@ -378,10 +486,10 @@ Result<HttpResponse> WsClient::Connect(std::string_view path_and_query) {
     beast::get_lowest_layer(im.conn->ws).socket().close(ignored);
   }
   im.open = false;
-  im.conn = std::make_shared<Conn>(im.ioc);
+  im.conn.reset();
+  MP_TRY(Stream stream, OpenStream(im.ioc, im.url, im.tls_files, im.tls, im.timeouts.connect));
+  im.conn = std::make_shared<Conn>(std::move(stream));
   std::shared_ptr<Conn> c = im.conn;
-  MP_RETURN_IF_ERROR(
-      ConnectTcp(im.ioc, beast::get_lowest_layer(c->ws), im.url, im.timeouts.connect));
 
   // From here on the websocket stream's own timeouts apply (Beast's advice: the tcp_stream's
   // would otherwise fire on an idle but healthy connection).

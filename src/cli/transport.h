@@ -1,8 +1,9 @@
 // The `monkeyproof` client's network transport: synchronous HTTP/1.1 requests over one
 // keep-alive connection, and a WebSocket client with a small event loop (outgoing queue,
-// signals, work posted from other threads, timed waits). Plain http:// only; TLS is meant to
-// go through a tunnel or proxy. transport.cc is the only file of the CLI that includes
-// Boost.Beast/Asio (their compile cost is high). Runs in the CLI only.
+// signals, work posted from other threads, timed waits), over plain TCP or, for https:// URLs,
+// TLS 1.2+ that verifies the server's certificate and name (http/client_stream.h carries both).
+// transport.cc is the only file of the CLI that includes Boost.Beast/Asio (their compile cost
+// is high). Runs in the CLI only.
 // Thread safety: an object is used from one thread, except WsClient::Post, which any thread
 // may call while the WsClient exists.
 #pragma once
@@ -26,13 +27,15 @@ struct TransportTimeouts {
   std::chrono::milliseconds ws_idle{30'000};  // no frame for this long: ping; twice: give up
 };
 
-// Failures that are not HTTP answers (refused, timed out, reset, bad HTTP) come back as an
+// Failures that are not HTTP answers (refused, timed out, reset, bad HTTP, a TLS handshake that
+// fails, e.g. "TLS handshake with https://h:3443 failed: certificate verify failed: unable to
+// get local issuer certificate (give the server's CA with --ca-file)") come back as an
 // Error whose `what` is a complete sentence for the user, e.g. "cannot connect to
 // http://127.0.0.1:3200: Connection refused (is monkeyproof-api running?)"; errnum carries the
 // errno when there is one.
 class HttpClient {
  public:
-  HttpClient(ServerUrl url, std::string token, TransportTimeouts timeouts = {});
+  HttpClient(ServerUrl url, std::string token, ClientTls tls = {}, TransportTimeouts timeouts = {});
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
@@ -55,7 +58,7 @@ class HttpClient {
 // after the next successful Connect().
 class WsClient {
  public:
-  WsClient(ServerUrl url, std::string token, TransportTimeouts timeouts = {});
+  WsClient(ServerUrl url, std::string token, ClientTls tls = {}, TransportTimeouts timeouts = {});
   ~WsClient();
   WsClient(const WsClient&) = delete;
   WsClient& operator=(const WsClient&) = delete;

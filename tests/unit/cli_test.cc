@@ -288,8 +288,12 @@ TEST(CliArgs, HelpTexts) {
     EXPECT_NE(help, overview) << name;
     EXPECT_EQ(help.rfind("Usage: monkeyproof " + std::string(name), 0), 0u) << name;
   }
-  EXPECT_NE(overview.find("tunnel"), std::string_view::npos);
+  EXPECT_NE(overview.find("https://"), std::string_view::npos);
   EXPECT_NE(overview.find("MONKEYPROOF_TOKEN_FILE"), std::string_view::npos);
+  for (const char* tls : {"--ca-file", "--client-cert", "--client-key", "MONKEYPROOF_CA_FILE",
+                          "MONKEYPROOF_CLIENT_CERT", "MONKEYPROOF_CLIENT_KEY"}) {
+    EXPECT_NE(overview.find(tls), std::string_view::npos) << tls;
+  }
   EXPECT_EQ(HelpText("bogus"), overview);
 }
 
@@ -342,13 +346,28 @@ TEST(CliUrl, HostPortAndPrefix) {
   EXPECT_EQ(v6->HostHeader(), "[::1]:8080");
 }
 
+// https:// (issue 15, built-in TLS): port 443 by default, the scheme kept for messages.
+TEST(CliUrl, Https) {
+  const Result<ServerUrl> https = ParseServerUrl("HTTPS://mp.example.org/gw/");
+  ASSERT_TRUE(https) << https.error().ToString();
+  EXPECT_TRUE(https->https);
+  EXPECT_EQ(https->port, 443);
+  EXPECT_EQ(https->prefix, "/gw");
+  EXPECT_EQ(https->ToString(), "https://mp.example.org:443/gw");
+  const Result<ServerUrl> with_port = ParseServerUrl("https://[::1]:3443");
+  ASSERT_TRUE(with_port);
+  EXPECT_EQ(with_port->port, 3443);
+  EXPECT_EQ(with_port->ToString(), "https://[::1]:3443");
+  const Result<ServerUrl> plain = ParseServerUrl("http://h");
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(plain->https);
+  EXPECT_EQ(plain->port, 80);
+}
+
 TEST(CliUrl, Refusals) {
-  const Result<ServerUrl> https = ParseServerUrl("https://mp.example.org");
-  ASSERT_FALSE(https);
-  EXPECT_NE(https.error().what.find("https is not supported"), std::string::npos);
-  EXPECT_NE(https.error().what.find("tunnel"), std::string::npos);
-  EXPECT_NE(https.error().what.find("proxy"), std::string::npos);
-  EXPECT_FALSE(ParseServerUrl("wss://x"));
+  const Result<ServerUrl> wss = ParseServerUrl("wss://x");
+  ASSERT_FALSE(wss);
+  EXPECT_NE(wss.error().what.find("use http:// or https://"), std::string::npos);
 
   const std::pair<const char*, const char*> cases[] = {
       {"ftp://x", "unsupported scheme"},
@@ -577,17 +596,63 @@ TEST(CliConfig, ConfigFileProblems) {
   EXPECT_NE(r.error().what.find("not a regular file"), std::string::npos);
 
   // A bad URL names where it came from.
-  flags.config = dir.Write("https.conf", "url = https://x\n");
+  flags.config = dir.Write("ws.conf", "url = ws://x\n");
   r = ResolveConfig(flags, FakeEnv({}));
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().what.rfind("config file " + dir.path() + "/https.conf: ", 0), 0u);
-  EXPECT_NE(r.error().what.find("https is not supported"), std::string::npos);
+  EXPECT_EQ(r.error().what.rfind("config file " + dir.path() + "/ws.conf: ", 0), 0u);
+  EXPECT_NE(r.error().what.find("unsupported scheme"), std::string::npos);
 
   GlobalOptions url_flag;
-  url_flag.url = "https://x";
+  url_flag.url = "ws://x";
   r = ResolveConfig(url_flag, FakeEnv({}));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().what.rfind("--url: ", 0), 0u);
+}
+
+// The TLS files: flag > environment > config file (relative to its directory); a certificate
+// needs its key; with an http:// URL they are unused, and a warning says so.
+TEST(CliConfig, TlsFiles) {
+  TempDir dir;
+  GlobalOptions flags;
+  flags.config = dir.Write("cli.conf",
+                           "url = https://h:3443\nca_file = ca.pem\nclient_cert = /c/cert.pem\n"
+                           "client_key = ~/key.pem\n");
+  Result<ResolvedConfig> r = ResolveConfig(flags, FakeEnv({{"HOME", "/home/u"}}));
+  ASSERT_TRUE(r) << r.error().ToString();
+  EXPECT_TRUE(r->url.https);
+  EXPECT_EQ(r->tls.ca_file, dir.path() + "/ca.pem");
+  EXPECT_EQ(r->tls.cert_file, "/c/cert.pem");
+  EXPECT_EQ(r->tls.key_file, "/home/u/key.pem");
+  EXPECT_TRUE(r->warnings.empty());
+
+  r = ResolveConfig(flags, FakeEnv({{"MONKEYPROOF_CA_FILE", "/env/ca.pem"}}));
+  ASSERT_TRUE(r) << r.error().ToString();
+  EXPECT_EQ(r->tls.ca_file, "/env/ca.pem");
+  flags.ca_file = "/flag/ca.pem";
+  r = ResolveConfig(flags, FakeEnv({{"MONKEYPROOF_CA_FILE", "/env/ca.pem"}}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->tls.ca_file, "/flag/ca.pem");
+
+  GlobalOptions half;
+  half.config = dir.Write("half.conf", "url = https://h\n");
+  half.client_cert = "/c/cert.pem";
+  r = ResolveConfig(half, FakeEnv({}));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().what.find("without its key (--client-key)"), std::string::npos);
+
+  GlobalOptions plain;
+  plain.config = dir.Write("plain.conf", "url = http://h\nca_file = /ca.pem\n");
+  r = ResolveConfig(plain, FakeEnv({}));
+  ASSERT_TRUE(r) << r.error().ToString();
+  ASSERT_EQ(r->warnings.size(), 1u);
+  EXPECT_NE(r->warnings[0].find("https:// URLs only"), std::string::npos);
+
+  // The global flags parse before or after the command.
+  const Invocation inv =
+      MustParse({"--ca-file", "/a.pem", "ls", "--client-cert=/c.pem", "--client-key", "/k.pem"});
+  EXPECT_EQ(inv.global.ca_file, "/a.pem");
+  EXPECT_EQ(inv.global.client_cert, "/c.pem");
+  EXPECT_EQ(inv.global.client_key, "/k.pem");
 }
 
 // ---- requests and responses

@@ -2,10 +2,15 @@
 // TLS listener on 127.0.0.1, clients over real loopback TCP (tls_test_util.h). HTTPS requests
 // and a WebSocket over wss; a plain HTTP request on the TLS port answered 400 in plain text; a
 // reload of the certificate that live connections survive, and a bad one that keeps the old;
-// client certificates required (none, a foreign one: refused; the CA's: served). Any user.
+// client certificates required (none, a foreign one: refused; the CA's: served); the CLI
+// (the built monkeyproof binary) over https:// and mTLS. Any user.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <array>
 #include <chrono>
+#include <cstdio>
 #include <future>
 #include <memory>
 #include <string>
@@ -308,6 +313,49 @@ TEST_F(HttpTlsTest, RequiredClientCertificates) {
                                          std::string(kToken) + "\r\nConnection: close\r\n\r\n")
                 .substr(0, 12),
             "HTTP/1.1 200");
+}
+
+// Runs the monkeyproof CLI with `args` (a shell-quoted string) and the test token; its exit
+// status and what it printed (stdout and stderr).
+std::pair<int, std::string> RunCli(const std::string& args) {
+  const std::string command =
+      "env -i PATH=/usr/bin:/bin HOME=/nonexistent MONKEYPROOF_TOKEN=" + std::string(kToken) + " " +
+      MP_CLI_PATH + " " + args + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return {-1, "popen failed"};
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (const size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// The README's flow from the CLI over https:// with a client certificate: list, run a session
+// and stream its output over wss. Controls: without the CA, and without the client
+// certificate, the same command fails and says why.
+TEST_F(HttpTlsTest, TheCliSpeaksHttpsAndMutualTls) {
+  StartServer(Config(ClientCerts::kRequired));
+  const std::string url = "--url https://127.0.0.1:" + std::to_string(tls_port_);
+  const std::string ca = " --ca-file " + dir_.Write("ca.pem", TestPki().ca.cert);
+  const std::string cert = " --client-cert " + dir_.Write("client.pem", TestPki().client.cert) +
+                           " --client-key " +
+                           dir_.Write("client-key.pem", TestPki().client.key, 0600);
+
+  auto [status, out] = RunCli(url + ca + cert + " ls --json");
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_TRUE(json::parse(out, nullptr, false).is_array()) << out;
+  std::tie(status, out) = RunCli(url + ca + cert + " run -- emit:3000");
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find(testing::FakeSupervisor::Pattern(0, 3000)), std::string::npos) << out;
+
+  std::tie(status, out) = RunCli(url + cert + " ls");
+  EXPECT_EQ(status, 1) << out;
+  EXPECT_NE(out.find("certificate verify failed"), std::string::npos) << out;
+  EXPECT_NE(out.find("--ca-file"), std::string::npos) << out;
+  std::tie(status, out) = RunCli(url + ca + " ls");
+  EXPECT_EQ(status, 1) << out;
+  EXPECT_NE(out.find("TLS error"), std::string::npos) << out;
+  EXPECT_NE(out.find("--client-cert"), std::string::npos) << out;
 }
 
 TEST_F(HttpTlsTest, StartFailsWithAClearErrorForAnUnreadableKey) {

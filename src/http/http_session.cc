@@ -197,6 +197,7 @@ void HttpSession::OnHeader(beast::error_code ec, size_t) {
   }
   // Beast's parser already refuses a Content-Length over body_limit while reading the header.
   if (ec == http::error::body_limit) {
+    if (RefuseBodyBeforeAuth()) return;
     SendBodyTooLarge();
     return;
   }
@@ -208,6 +209,9 @@ void HttpSession::OnHeader(beast::error_code ec, size_t) {
     return;
   }
   const auto& header = parser_->get();
+  // Nothing of a body is read, and no 100-continue sent, for a request without a valid
+  // credential.
+  if (!parser_->is_done() && RefuseBodyBeforeAuth()) return;
   if (const auto length = parser_->content_length();
       length && *length > ctx_.config.body_limit_bytes) {
     SendBodyTooLarge();
@@ -263,6 +267,8 @@ void HttpSession::SendError(int status, const std::string& code, const std::stri
 
 void HttpSession::SendBodyTooLarge() {
   discard_ = true;
+  // The drain after it has its own deadline (DiscardRest); the answer must go out first.
+  stream_.next_layer().expires_after(kRefusalWriteTimeout);
   SendError(413, "too_large",
             "request body exceeds " + std::to_string(ctx_.config.body_limit_bytes) +
                 " bytes (body_limit_bytes in api.conf); a task may have at most " +
@@ -270,12 +276,51 @@ void HttpSession::SendBodyTooLarge() {
             true);
 }
 
+bool HttpSession::RefuseBodyBeforeAuth() {
+  const HttpRequest& request = parser_->get();
+  const auto header = request[http::field::authorization];
+  // No ?token= here: the query token is for WebSocket upgrades, which have no body.
+  const auto token = ExtractToken(std::string_view(header.data(), header.size()), nullptr, false);
+  AuthOutcome auth;
+  if (token) auth = Authenticate(ctx_.tokens, ctx_.token_store, *token, WallClockMs());
+  uint32_t retry_after = 0;
+  const auto verdict = ctx_.limiter.Judge(auth.principal.has_value(), ClientAddress(request),
+                                          FailureLimiter::Clock::now(), &retry_after);
+  if (verdict == AuthVerdict::kAllow) return false;
+  discard_ = true;
+  discard_max_bytes_ = kRefusalDiscardMaxBytes;
+  discard_timeout_ = kRefusalDiscardTimeout;
+  SendAuthRefusal(request, verdict, retry_after, auth.reason);
+  return true;
+}
+
+void HttpSession::SendAuthRefusal(const HttpRequest& request, AuthVerdict verdict,
+                                  uint32_t retry_after, const std::string& reason) {
+  HttpResponse res;
+  if (verdict == AuthVerdict::kRateLimited) {
+    ctx_.metrics.CountRateLimited();
+    res = ErrorResponse(
+        request, ApiError{429, "rate_limited", "too many failed auth attempts; retry later", ""});
+    res.set(http::field::retry_after, std::to_string(retry_after));
+  } else {
+    ctx_.metrics.CountAuthFailure();
+    res = ErrorResponse(
+        request, ApiError{401, "unauthorized", reason.empty() ? "Unauthorized" : reason, ""});
+    res.set(http::field::www_authenticate, "Bearer");
+  }
+  // A body that was not read: the connection cannot carry another request.
+  if (discard_) res.keep_alive(false);
+  // The answer is small; a client that does not read it does not hold the connection.
+  stream_.next_layer().expires_after(kRefusalWriteTimeout);
+  Send(std::move(res));
+}
+
 void HttpSession::DiscardRest() {
   constexpr size_t kChunk = 16 * 1024;
   if (!discard_buffer_) {
     discard_buffer_ = std::make_unique<char[]>(kChunk);
     // One deadline for the whole drain, not per read: a trickling client cannot extend it.
-    stream_.next_layer().expires_after(kDiscardTimeout);
+    stream_.next_layer().expires_after(discard_timeout_);
   }
   stream_.async_read_some(boost::asio::buffer(discard_buffer_.get(), kChunk),
                           [self = shared_from_this()](beast::error_code ec, size_t n) {
@@ -283,7 +328,7 @@ void HttpSession::DiscardRest() {
                             // EOF (the client is done), the deadline, an error or the byte budget:
                             // close. The session's last reference goes with this handler, and the
                             // socket with it.
-                            if (ec || self->discarded_bytes_ >= kDiscardMaxBytes) return;
+                            if (ec || self->discarded_bytes_ >= self->discard_max_bytes_) return;
                             self->DiscardRest();
                           });
 }
@@ -311,30 +356,16 @@ void HttpSession::Handle(HttpRequest request) {
   if (token) auth = Authenticate(ctx_.tokens, ctx_.token_store, *token, WallClockMs());
   uint32_t retry_after = 0;
   const std::string client = ClientAddress(request);
-  switch (ctx_.limiter.Judge(auth.principal.has_value(), client, now, &retry_after)) {
+  const auto verdict = ctx_.limiter.Judge(auth.principal.has_value(), client, now, &retry_after);
+  switch (verdict) {
     case AuthVerdict::kAllow:
       authenticated_ = true;
       ReleasePreauth();
       break;
-    case AuthVerdict::kRateLimited: {
-      ctx_.metrics.CountRateLimited();
-      auto res = ErrorResponse(
-          request, ApiError{429, "rate_limited", "too many failed auth attempts; retry later", ""});
-      res.set(http::field::retry_after, std::to_string(retry_after));
-      stream_.next_layer().expires_after(kRefusalWriteTimeout);
-      Send(std::move(res));
+    case AuthVerdict::kRateLimited:
+    case AuthVerdict::kUnauthorized:
+      SendAuthRefusal(request, verdict, retry_after, auth.reason);
       return;
-    }
-    case AuthVerdict::kUnauthorized: {
-      ctx_.metrics.CountAuthFailure();
-      auto res = ErrorResponse(
-          request,
-          ApiError{401, "unauthorized", auth.reason.empty() ? "Unauthorized" : auth.reason, ""});
-      res.set(http::field::www_authenticate, "Bearer");
-      stream_.next_layer().expires_after(kRefusalWriteTimeout);
-      Send(std::move(res));
-      return;
-    }
   }
   if (!matched.match) {
     switch (matched.failure) {

@@ -19,6 +19,7 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include "http/api_context.h"
+#include "http/auth.h"
 #include "http/client_address.h"
 #include "http/client_stream.h"
 
@@ -34,6 +35,11 @@ inline constexpr size_t kDiscardMaxBytes = size_t{16} * 1024 * 1024;
 inline constexpr std::chrono::seconds kDiscardTimeout{10};
 // An answer refusing a request before auth (401, 429) must be written within this.
 inline constexpr std::chrono::seconds kRefusalWriteTimeout{5};
+// A request with a body is authenticated on its headers; the body of one refused there is
+// never read, only drained this much for this long after the answer (not kDiscardMaxBytes,
+// kDiscardTimeout: those are for authenticated clients).
+inline constexpr size_t kRefusalDiscardMaxBytes = size_t{64} * 1024;
+inline constexpr std::chrono::seconds kRefusalDiscardTimeout{1};
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
@@ -67,6 +73,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void SendError(int status, const std::string& code, const std::string& message, bool close);
   // 413 for a body over body_limit_bytes; the rest of the body is discarded after the answer.
   void SendBodyTooLarge();
+  // For a request with a body, before any of it is read: judges the headers' credential and,
+  // unless it is valid, answers 401 or 429 and closes (true). The body is not read.
+  bool RefuseBodyBeforeAuth();
+  void SendAuthRefusal(const HttpRequest& request, AuthVerdict verdict, uint32_t retry_after,
+                       const std::string& reason);
   void DiscardRest();
   // Ends the sending side (TLS: close_notify first), then drains a refused body if asked.
   void ShutdownSend();
@@ -85,7 +96,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool head_ = false;  // the request being answered is a HEAD: its answer goes without body
   std::shared_ptr<HttpResponse> response_;  // the one being written
   bool discard_ = false;                    // drain the request's rest once the answer is written
-  size_t discarded_bytes_ = 0;              // drained so far, <= kDiscardMaxBytes
+  size_t discarded_bytes_ = 0;              // drained so far, <= discard_max_bytes_
+  size_t discard_max_bytes_ = kDiscardMaxBytes;
+  std::chrono::seconds discard_timeout_ = kDiscardTimeout;
   std::unique_ptr<char[]> discard_buffer_;
 };
 

@@ -109,6 +109,18 @@ class Client {
     return Read();
   }
 
+  // Whether the server still reads what this client sends: 20 writes of 16 KiB, 50 ms apart,
+  // all succeed. Once the server has closed the socket the kernel answers with a reset and a
+  // write fails.
+  bool KeepsTakingBytes() {
+    const std::string chunk(16 * 1024, 'y');
+    for (int i = 0; i < 20; ++i) {
+      if (::send(fd_.get(), chunk.data(), chunk.size(), MSG_NOSIGNAL) < 0) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return true;
+  }
+
   // True when the server closed the connection (EOF or reset) within the receive timeout.
   bool Closed() {
     char c;
@@ -383,6 +395,45 @@ TEST_F(HttpFrontDoorTest, AcceptRatePerAddress) {
   config.trusted_proxies = *ParseNetworkList("127.0.0.4");
   StartServer(config);
   for (int i = 0; i < 40; ++i) ASSERT_EQ(Status("127.0.0.4", kToken), 200) << i;
+}
+
+// A request with a body is authenticated on its headers. Attack: an unauthenticated client
+// announces a 2 MiB body, sends 128 KiB and then holds the connection. Before, it got 413 and
+// the server drained for up to 10 s (kDiscardTimeout), reading whatever came; now it gets
+// 401 at once and the connection is closed after at most 64 KiB / 1 s more. Control: the same
+// with a valid token still gets the 413 and the long drain (so that clients that write the
+// whole body before reading see the answer).
+TEST_F(HttpFrontDoorTest, UnauthenticatedBodiesAreNeitherReadNorDrainedLong) {
+  ApiConfig config = Config();
+  StartServer(config);
+  const std::string big(128 * 1024, 'x');
+  auto head = [](std::string_view token) {
+    return "POST /sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(token) +
+           "\r\nContent-Type: application/json\r\nContent-Length: " +
+           std::to_string(2 * 1024 * 1024) + "\r\n\r\n";
+  };
+  Client attacker(port_, "127.0.0.2");
+  ASSERT_TRUE(attacker.Send(head(kWrongToken)));
+  attacker.Send(big);  // may fail once the server has closed
+  const Answer refused = attacker.Read();
+  EXPECT_EQ(refused.status, 401) << refused.error << refused.body;
+
+  Client valid(port_, "127.0.0.1");
+  ASSERT_TRUE(valid.Send(head(kToken)));
+  ASSERT_TRUE(valid.Send(big));
+  const Answer too_large = valid.Read();
+  EXPECT_EQ(too_large.status, 413) << too_large.error << too_large.body;
+
+  // Past the refusal's 1 s drain, well within the 10 s drain of the control.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_FALSE(attacker.KeepsTakingBytes()) << "the server still reads an unauthenticated body";
+  EXPECT_TRUE(valid.KeepsTakingBytes()) << "the control's drain ended early";
+  // Small unauthenticated bodies are refused the same way, without a 100-continue.
+  Client curl_like(port_, "127.0.0.3");
+  const Answer a = curl_like.Exchange(
+      "POST /sessions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2000\r\n"
+      "\r\n");
+  EXPECT_EQ(a.status, 401) << a.head;
 }
 
 }  // namespace

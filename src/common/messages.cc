@@ -153,6 +153,7 @@ EndRecord ReadEnd(ObjectReader& r) {
   e.memory_peak_bytes = r.OptUint("memory_peak_bytes", {});
   e.cpu_usage_usec = r.OptUint("cpu_usage_usec", {});
   e.pids_peak = r.OptUint("pids_peak", {});
+  e.output_throttled_ms = r.OptUint("output_throttled_ms", {});
   r.RejectUnknown();
   return e;
 }
@@ -164,6 +165,7 @@ json EndToJson(const EndRecord& e) {
   if (e.memory_peak_bytes) j["memory_peak_bytes"] = *e.memory_peak_bytes;
   if (e.cpu_usage_usec) j["cpu_usage_usec"] = *e.cpu_usage_usec;
   if (e.pids_peak) j["pids_peak"] = *e.pids_peak;
+  if (e.output_throttled_ms) j["output_throttled_ms"] = *e.output_throttled_ms;
   return j;
 }
 

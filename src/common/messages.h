@@ -95,6 +95,9 @@ struct EndRecord {
   std::optional<uint64_t> memory_peak_bytes;  // memory.peak
   std::optional<uint64_t> cpu_usage_usec;     // cpu.stat usage_usec
   std::optional<uint64_t> pids_peak;          // pids.peak
+  // How long the supervisor held the output back under output.on_flood "throttle",
+  // milliseconds; absent when it never did.
+  std::optional<uint64_t> output_throttled_ms;
   friend bool operator==(const EndRecord&, const EndRecord&) = default;
 };
 

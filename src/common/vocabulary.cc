@@ -15,6 +15,7 @@ std::string_view NameOf(E v, const std::array<std::string_view, N>& names) {
 
 std::string_view ToString(SessionType v) { return NameOf(v, kSessionTypeNames); }
 std::string_view ToString(NetworkMode v) { return NameOf(v, kNetworkModeNames); }
+std::string_view ToString(FloodAction v) { return NameOf(v, kFloodActionNames); }
 std::string_view ToString(EndReason v) { return NameOf(v, kEndReasonNames); }
 
 }  // namespace mp::common

@@ -22,6 +22,12 @@ inline constexpr std::array<std::string_view, 3> kSessionTypeNames = {"exec", "p
 enum class NetworkMode { kNone, kHost };
 inline constexpr std::array<std::string_view, 2> kNetworkModeNames = {"none", "host"};
 
+// A policy's `output.on_flood`: what output over the rate ceiling does. kThrottle: the
+// supervisor stops reading the session's output until the rate allows more (the writer
+// blocks as on a slow terminal; nothing is lost); kKill: the session ends (output_flood).
+enum class FloodAction { kThrottle, kKill };
+inline constexpr std::array<std::string_view, 2> kFloodActionNames = {"throttle", "kill"};
+
 // Why a session ended.
 enum class EndReason {
   kExit,               // the command exited (or was killed by a signal it did not ask for)
@@ -40,6 +46,7 @@ inline constexpr std::array<std::string_view, 9> kEndReasonNames = {
 
 std::string_view ToString(SessionType v);
 std::string_view ToString(NetworkMode v);
+std::string_view ToString(FloodAction v);
 std::string_view ToString(EndReason v);
 
 // The limits a spawn request may ask for; each lowers the policy's value or is absent

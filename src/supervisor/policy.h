@@ -99,10 +99,13 @@ struct PolicyDeadlines {
 struct PolicyOutput {
   uint64_t ring_bytes = kDefaultRingBytes;                     // in-memory tail per session
   uint64_t transcript_max_bytes = kDefaultTranscriptMaxBytes;  // on-disk cap; the rest is a gap
-  // Output-rate ceiling: more than rate * window bytes within any window kills the session
-  // (output_flood). 0 = no ceiling.
+  // Output-rate ceiling, 0 = none: bytes per second, and the window (seconds) that sets the
+  // burst (rate * window). Over it, `on_flood`: kThrottle reads the output no faster than
+  // the rate (the writer blocks, nothing is lost); kKill ends the session (output_flood) once
+  // more than rate * window bytes arrive within one window. See WatchdogLimits.
   uint64_t max_rate_bytes_per_second = kDefaultMaxRateBytesPerSecond;
   uint64_t max_rate_window_seconds = kDefaultMaxRateWindowSeconds;
+  common::FloodAction on_flood = common::FloodAction::kThrottle;
 };
 
 struct PolicyEnv {

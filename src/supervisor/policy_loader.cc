@@ -389,6 +389,8 @@ class PolicyReader {
                &O.max_rate_bytes_per_second);
       ReadUint(*o, "max_rate_window_seconds", common::kMaxRateWindowSecondsRange,
                &O.max_rate_window_seconds);
+      O.on_flood = OptEnum<common::FloodAction>(*o, "on_flood", common::kFloodActionNames)
+                       .value_or(common::FloodAction::kThrottle);
       o->RejectUnknownNamingKnown();
     }
   }

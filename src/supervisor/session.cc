@@ -18,9 +18,6 @@ namespace {
 using wire::EndReason;
 using wire::SessionState;
 
-constexpr size_t kReadChunk = size_t{64} * 1024;
-constexpr int kReadsPerWakeup = 8;  // fairness between sessions
-
 bool SetNonBlocking(int fd) {
   const int flags = ::fcntl(fd, F_GETFL);
   return flags >= 0 && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
@@ -48,6 +45,7 @@ WatchdogLimits LimitsOf(const Policy& p) {
   l.idle = std::chrono::seconds(p.deadlines.idle_seconds);
   l.max_rate_bytes_per_second = p.output.max_rate_bytes_per_second;
   l.rate_window = std::chrono::seconds(p.output.max_rate_window_seconds);
+  l.on_flood = p.output.on_flood;
   return l;
 }
 
@@ -107,10 +105,11 @@ void Session::Unwatch(int fd) {
 void Session::UnwatchAll() {
   for (int fd : watched_) shared_.loop.Remove(fd);
   watched_.clear();
+  parked_.clear();
 }
 
 void Session::CancelTimers() {
-  for (auto* t : {&start_timer_, &grace_timer_, &cleanup_timer_}) {
+  for (auto* t : {&start_timer_, &grace_timer_, &cleanup_timer_, &resume_timer_}) {
     if (*t != 0) shared_.loop.CancelTimer(*t);
     *t = 0;
   }
@@ -192,20 +191,12 @@ void Session::OnRunning() {
   auto& c = *child_;
   info_.state = SessionState::kRunning;
   info_.pid = CommandPid(c.init.pid());
-  if (c.pty_master) {
-    Watch(c.pty_master.get(), EPOLLIN, [this](uint32_t ev) {
-      if (ev & EPOLLOUT) FlushStdin();
-      if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-        OnOutput(child_->pty_master.get(), wire::OutputStream::kPty);
-      }
-    });
-  } else {
-    Watch(c.stdout_read.get(), EPOLLIN,
-          [this](uint32_t) { OnOutput(child_->stdout_read.get(), wire::OutputStream::kStdout); });
-    Watch(c.stderr_read.get(), EPOLLIN,
-          [this](uint32_t) { OnOutput(child_->stderr_read.get(), wire::OutputStream::kStderr); });
-    if (c.stdin_write) SetNonBlocking(c.stdin_write.get());
+  for (int fd : {c.pty_master.get(), c.stdout_read.get(), c.stderr_read.get()}) {
+    if (fd < 0) continue;
+    parked_.push_back(fd);
+    UpdateOutputWatch(fd);
   }
+  if (!c.pty_master && c.stdin_write) SetNonBlocking(c.stdin_write.get());
   Watch(c.init.fd(), EPOLLIN, [this](uint32_t) { OnInitExit(); });
   // memory.events and pids.events raise EPOLLPRI when they change, and keep raising it until
   // the file is read again through the watched descriptor: each callback reads it first, or
@@ -233,38 +224,6 @@ void Session::WatchEventFile(const char* name, CgroupEventSource source, UniqueF
     AcknowledgeEventFile(slot.get());
     OnCgroupEvent(source);
   });
-}
-
-uint64_t Session::DrainFd(int fd, wire::OutputStream stream, bool until_eof) {
-  uint64_t got = 0;
-  uint8_t buf[kReadChunk];
-  for (int i = 0; until_eof || i < kReadsPerWakeup; ++i) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n > 0) {
-      auto appended = log_->Append(stream, buf, static_cast<size_t>(n));
-      if (!appended) {
-        std::fprintf(stderr, "monkeyproofd: session %s: transcript: %s\n", info_.id.c_str(),
-                     appended.error().ToString().c_str());
-      }
-      got += static_cast<uint64_t>(n);
-      info_.output_lines += static_cast<uint64_t>(std::count(buf, buf + n, uint8_t{'\n'}));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) break;
-    // EOF, or EIO from a PTY master whose last slave closed: this stream is done.
-    Unwatch(fd);
-    break;
-  }
-  return got;
-}
-
-void Session::OnOutput(int fd, wire::OutputStream stream) {
-  const uint64_t got = DrainFd(fd, stream, false);
-  if (got == 0) return;
-  info_.output_bytes = log_->total();
-  if (auto verdict = watchdog_->OnOutput(got, Watchdog::Clock::now())) OnVerdict(*verdict);
-  PumpAll();
 }
 
 void Session::OnCgroupEvent(CgroupEventSource source) {
@@ -311,13 +270,14 @@ void Session::CollectInitExit() {
   init_exited_ = true;
   // Init is gone, so the kernel has killed the rest of the namespace: the pipes hold their
   // last bytes and then EOF.
+  // What the throttle left in them is read now, whatever the rate: nothing is lost.
   for (int fd : {c.stdout_read.get(), c.stderr_read.get(), c.pty_master.get()}) {
-    if (fd < 0 || std::find(watched_.begin(), watched_.end(), fd) == watched_.end()) continue;
-    const auto stream = fd == c.pty_master.get()    ? wire::OutputStream::kPty
-                        : fd == c.stdout_read.get() ? wire::OutputStream::kStdout
-                                                    : wire::OutputStream::kStderr;
-    DrainFd(fd, stream, true);
+    if (fd < 0) continue;
+    const bool open = std::find(watched_.begin(), watched_.end(), fd) != watched_.end() ||
+                      std::find(parked_.begin(), parked_.end(), fd) != parked_.end();
+    if (open) DrainFd(fd, StreamOf(fd), Watchdog::kUnlimited);
   }
+  info_.output_bytes = log_->total();
   auto report = sandbox::ReadExitReport(c);
   auto init_status = c.init.Wait();
   if (report && report->has_value()) {
@@ -416,6 +376,12 @@ void Session::Finish(const Result<sandbox::CgroupStats>& stats) {
       end.exit_code = status.code;
     } else if (status.signal != 0) {
       end.signal = status.signal;
+    }
+    if (watchdog_ && watchdog_->throttle_episodes() > 0) {
+      end.output_throttled_ms =
+          static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    watchdog_->ThrottledFor(Watchdog::Clock::now()))
+                                    .count());
     }
     if (stats) {
       end.memory_peak_bytes = stats->memory_peak_bytes;
@@ -537,7 +503,7 @@ void Session::FlushStdin() {
   const bool waiting = !stdin_pending_.empty();
   const bool watched = std::find(watched_.begin(), watched_.end(), fd) != watched_.end();
   if (child_->pty_master) {
-    if (watched) (void)shared_.loop.Modify(fd, EPOLLIN | (waiting ? uint32_t{EPOLLOUT} : 0u));
+    UpdateOutputWatch(fd);  // EPOLLOUT while input waits, EPOLLIN unless output is paused
   } else if (waiting) {
     if (!watched) Watch(fd, EPOLLOUT, [this](uint32_t) { FlushStdin(); });
   } else if (watched) {
@@ -547,86 +513,6 @@ void Session::FlushStdin() {
     child_->stdin_write.Reset();
     stdin_close_pending_ = false;
   }
-}
-
-// --- Output to subscribers --------------------------------------------------------------
-
-Answer<std::monostate> Session::CheckSubscribe(std::optional<uint64_t> since) const {
-  const uint64_t total = log_ ? log_->total() : 0;
-  if (since && *since > total) {
-    return MakeError(wire::ErrorCode::kBadRequest,
-                     "since " + std::to_string(*since) + " is past the end of the output (" +
-                         std::to_string(total) + " bytes)",
-                     "/since");
-  }
-  return std::monostate{};
-}
-
-void Session::Subscribe(uint64_t connection, std::optional<uint64_t> since) {
-  Subscription& sub = subs_[connection];
-  sub.next = since.value_or(log_ ? log_->total() : 0);
-  sub.exit_sent = false;
-  Pump(connection, sub);
-}
-
-void Session::OnDrained(uint64_t connection) {
-  auto it = subs_.find(connection);
-  if (it != subs_.end()) Pump(connection, it->second);
-}
-
-void Session::PumpAll() {
-  for (auto& [conn, sub] : subs_) Pump(conn, sub);
-}
-
-void Session::Pump(uint64_t connection, Subscription& sub) {
-  if (!log_) return;
-  EventSink& sink = shared_.sink;
-  while (sub.next < log_->total() && sink.CanSend(connection)) {
-    if (sub.next < log_->first_held()) {
-      sink.Send(connection, wire::GapEvent{info_.id, {sub.next, log_->first_held()}});
-      sub.next = log_->first_held();
-      continue;
-    }
-    auto read = log_->Read(sub.next, wire::kMaxChunkBytes);
-    if (!read || read->next <= sub.next) break;
-    for (const auto& gap : read->gaps) sink.Send(connection, wire::GapEvent{info_.id, gap});
-    size_t pos = 0;
-    for (const auto& chunk : read->chunks) {
-      wire::OutputEvent ev;
-      ev.session = info_.id;
-      ev.stream = chunk.stream;
-      ev.offset = chunk.offset;
-      if (read->chunks.size() == 1) {
-        ev.data = std::move(read->data);  // the usual case: one chunk, no copy
-      } else {
-        ev.data.assign(read->data.begin() + static_cast<ptrdiff_t>(pos),
-                       read->data.begin() + static_cast<ptrdiff_t>(pos + chunk.length));
-      }
-      pos += chunk.length;
-      sink.Send(connection, ev);
-    }
-    sub.next = read->next;
-  }
-  if (ended_ && !sub.exit_sent && sub.next >= log_->total() && sink.CanSend(connection)) {
-    sink.Send(connection, wire::ExitEvent{info_.id, *info_.end});
-    sub.exit_sent = true;
-  }
-}
-
-Answer<wire::OutputRead> Session::ReadOutput(uint64_t since, uint32_t limit) const {
-  if (!log_) {
-    return MakeError(wire::ErrorCode::kNotFound, "session " + info_.id + " has no output record");
-  }
-  if (since > log_->total()) {
-    return MakeError(wire::ErrorCode::kBadRequest,
-                     "since " + std::to_string(since) + " is past the end of the output (" +
-                         std::to_string(log_->total()) + " bytes)",
-                     "/since");
-  }
-  auto r = log_->Read(since, limit);
-  if (!r) return MakeError(wire::ErrorCode::kInternal, r.error().ToString());
-  r->ended = ended_;
-  return std::move(*r);
 }
 
 }  // namespace mp::supervisor

@@ -5,8 +5,9 @@
 // watched) → running (output fds, init's pidfd, memory.events and pids.events watched) →
 // ending (init gone; cgroup.events watched until the leaf is empty) → ended (record final).
 // Nothing here blocks: every wait is an fd or a timer on the loop. The destructor removes
-// the session's fds and timers, so callbacks may capture `this`. Supervisor only;
-// single-threaded (the loop's thread).
+// the session's fds and timers, so callbacks may capture `this`. The output side (reads under
+// the watchdog's rate budget, the throttle's pauses, subscribers) is in session_output.cc.
+// Supervisor only; single-threaded (the loop's thread).
 #pragma once
 
 #include <chrono>
@@ -122,8 +123,18 @@ class Session {
   void UnwatchAll();
   // Opens a leaf's "*.events" file into `slot` and watches it (EPOLLPRI on change).
   void WatchEventFile(const char* name, CgroupEventSource source, UniqueFd& slot);
+  wire::OutputStream StreamOf(int fd) const;
+  // Registers an output fd that has not reached end of file with what it needs now: EPOLLIN
+  // unless output is paused, EPOLLOUT for a terminal with input waiting; with neither it is
+  // off the loop ("parked").
+  void UpdateOutputWatch(int fd);
   void OnOutput(int fd, wire::OutputStream stream);
-  uint64_t DrainFd(int fd, wire::OutputStream stream, bool until_eof);
+  // Reads up to `limit` bytes into the log (kReadsPerWakeup reads at most, unless `limit` is
+  // Watchdog::kUnlimited: then until end of file).
+  uint64_t DrainFd(int fd, wire::OutputStream stream, uint64_t limit);
+  // The throttle: stop reading output until the watchdog's resume time, then read again.
+  void PauseOutput(Watchdog::Clock::time_point now);
+  void ResumeOutput();
   void OnCgroupEvent(CgroupEventSource source);
   void OnVerdict(const Verdict& verdict) { BeginKill(verdict.reason, verdict.mode); }
   void FlushStdin();
@@ -156,7 +167,9 @@ class Session {
   std::optional<sandbox::WaitStatus> status_;  // the command's, once init has exited
   UniqueFd memory_events_, pids_events_, leaf_events_;
   std::vector<int> watched_;  // fds registered with the loop
-  EventLoop::TimerId start_timer_ = 0, grace_timer_ = 0, cleanup_timer_ = 0;
+  std::vector<int> parked_;   // output fds still open but off the loop (output paused)
+  bool output_paused_ = false;
+  EventLoop::TimerId start_timer_ = 0, grace_timer_ = 0, cleanup_timer_ = 0, resume_timer_ = 0;
 };
 
 }  // namespace mp::supervisor

@@ -41,7 +41,8 @@ const char kExecPolicy[] = R"({
   "limits": {"memory_max_bytes": 268435456, "pids_max": 128},
   "deadlines": {"wall_seconds": 900, "idle_seconds": 600},
   "output": {"ring_bytes": 65536, "transcript_max_bytes": 8388608,
-             "max_rate_bytes_per_second": 4194304, "max_rate_window_seconds": 2},
+             "max_rate_bytes_per_second": 4194304, "max_rate_window_seconds": 2,
+             "on_flood": "kill"},
   "env": {"set": {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}}
 })";
 
@@ -396,6 +397,8 @@ TEST_F(SupervisorTest, PidsLimitIsReported) {
   EXPECT_EQ(c.end->reason, wire::EndReason::kPidsLimit) << c.out;
 }
 
+// The kill action (this test's exec policy chooses it; the default throttles, see
+// output_throttle_test).
 TEST_F(SupervisorTest, OutputFloodIsKilled) {
   auto info = Spawn(Exec("yes flood"));
   auto c = Follow(info.id);

@@ -79,6 +79,7 @@ EndRecord FullEnd() {
   e.memory_peak_bytes = 123456789;
   e.cpu_usage_usec = 4200000;
   e.pids_peak = 17;
+  e.output_throttled_ms = 29400;
   return e;
 }
 

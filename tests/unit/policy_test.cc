@@ -103,6 +103,7 @@ TEST(PolicyLoaderTest, MinimalPolicyGetsDocumentedDefaults) {
   EXPECT_EQ(p->output.transcript_max_bytes, 64u << 20);
   EXPECT_EQ(p->output.max_rate_bytes_per_second, 1u << 20);
   EXPECT_EQ(p->output.max_rate_window_seconds, 10u);
+  EXPECT_EQ(p->output.on_flood, common::FloodAction::kThrottle);
   EXPECT_FALSE(p->rlimits.core_bytes || p->rlimits.nofile || p->rlimits.nproc ||
                p->rlimits.fsize_bytes || p->rlimits.stack_bytes || p->rlimits.as_bytes ||
                p->rlimits.cpu_seconds);
@@ -146,7 +147,8 @@ TEST(PolicyLoaderTest, CommentsAndEveryFieldAccepted) {
                "cpu_max_percent": 250},
     "deadlines": {"wall_seconds": 7200, "idle_seconds": 0},
     "output": {"ring_bytes": 2097152, "transcript_max_bytes": 134217728,
-               "max_rate_bytes_per_second": 0, "max_rate_window_seconds": 30},
+               "max_rate_bytes_per_second": 0, "max_rate_window_seconds": 30,
+               "on_flood": "kill"},
     "env": {"pass": ["TZ"], "set": {"HOME": "/var/lib/mp-agent", "TERM": "xterm-256color"},
             "secrets": {"ANTHROPIC_API_KEY": "anthropic-api-key"}},
     "request_env": {"allow": ["TERM", "LANG"]}, // trailing comment
@@ -182,6 +184,7 @@ TEST(PolicyLoaderTest, CommentsAndEveryFieldAccepted) {
   EXPECT_EQ(p->limits.cpu_max_percent, 250u);
   EXPECT_EQ(p->deadlines.idle_seconds, 0u);
   EXPECT_EQ(p->output.max_rate_bytes_per_second, 0u);
+  EXPECT_EQ(p->output.on_flood, common::FloodAction::kKill);
   EXPECT_EQ(p->env.secrets.at("ANTHROPIC_API_KEY"), "anthropic-api-key");
   EXPECT_EQ(p->request_env_allow, (std::vector<std::string>{"TERM", "LANG"}));
   EXPECT_EQ(p->HiddenPaths().size(), 6u);
@@ -240,6 +243,12 @@ TEST(PolicyLoaderTest, EachBadInputGetsItsExactError) {
       {"network value",
        Doc(R"("network": "bridge")"),
        {E("/network: expected one of \"none\", \"host\"; got \"bridge\"")}},
+      {"on_flood value",
+       Doc(R"("output": {"on_flood": "drop"})"),
+       {E("/output/on_flood: expected one of \"throttle\", \"kill\"; got \"drop\"")}},
+      {"on_flood is a string",
+       Doc(R"("output": {"on_flood": false})"),
+       {E("/output/on_flood: expected string, got boolean")}},
       {"root refused",
        R"({"description": "d", "type": "exec", "run_as": {"user": "root"},
                          "workspace_roots": ["/srv/ws"]})",
@@ -1194,6 +1203,10 @@ TEST(RepoPoliciesTest, EveryShippedPolicyLoads) {
   EXPECT_EQ(exec.deadlines.wall_seconds, 3600u);
   EXPECT_EQ(exec.deadlines.idle_seconds, 900u);
   EXPECT_TRUE(exec.env.pass.empty());
+  // Every shipped policy throttles a flood rather than killing it (each file says why).
+  for (const auto& [name, policy] : set->all()) {
+    EXPECT_EQ(policy->output.on_flood, common::FloodAction::kThrottle) << name;
+  }
 }
 
 // docs/policies.md must list every seccomp group with its help text and every always-hidden

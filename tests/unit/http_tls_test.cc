@@ -157,6 +157,20 @@ class HttpTlsTest : public ::testing::Test {
     plain_port_ = server_->endpoints()[0].port();
     tls_port_ = server_->tls_endpoints()[0].port();
     thread_ = std::thread([s = server_.get()] { s->Run(); });
+    ASSERT_TRUE(WaitReady()) << "the API never became ready (its link to the fake supervisor)";
+  }
+
+  // /readyz on the plain port answers 200 once the API's link to the fake supervisor is up;
+  // before that a session route answers 503 "not connected yet".
+  bool WaitReady() {
+    const std::string probe = "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +
+                              std::string(kToken) + "\r\nConnection: close\r\n\r\n";
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (RawExchange(plain_port_, probe).rfind("HTTP/1.1 200 ", 0) == 0) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
   }
 
   void StopServer() {

@@ -25,13 +25,14 @@ enum class ErrorCode {
   kWrongState,       // the session cannot do that now (ended, no terminal, stdin closed)
   kCapacity,         // too many sessions or too much queued input
   kPolicyViolation,  // the request asks for more than the policy allows
-  kInternal,         // the host failed (a syscall, a missing user, a corrupt record)
+  kInternal,         // the host failed (a syscall, a corrupt record)
   kUnavailable,      // the API cannot reach the supervisor
   kTooLarge,         // a value over a size the host cannot carry (a task over one argument)
+  kHostSetup,        // the host lacks what a policy needs (a user, a state dir, an agent CLI)
 };
-inline constexpr std::array<std::string_view, 8> kErrorCodeNames = {
-    "bad_request",      "not_found", "wrong_state", "capacity",
-    "policy_violation", "internal",  "unavailable", "too_large"};
+inline constexpr std::array<std::string_view, 9> kErrorCodeNames = {
+    "bad_request", "not_found",   "wrong_state", "capacity",  "policy_violation",
+    "internal",    "unavailable", "too_large",   "host_setup"};
 std::string_view ToString(ErrorCode code);
 
 struct Error {

@@ -50,6 +50,10 @@ ApiError FromSupervisor(const wire::ErrorBody& error) {
     case wire::ErrorCode::kTooLarge:
       status = 413;
       break;
+    case wire::ErrorCode::kHostSetup:
+      // The server's fault, and no retry helps until an operator acts (unlike 503).
+      status = 500;
+      break;
   }
   return ApiError{status, std::string(wire::ToString(error.code)), error.message, error.field};
 }

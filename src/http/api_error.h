@@ -24,7 +24,7 @@ ApiError NotFound(std::string message = "Not found");
 
 // The supervisor's error mapped to the public one (docs/protocol.md's table: bad_request 400,
 // not_found 404, wrong_state 409, capacity 429, policy_violation 403, internal 500, too_large 413,
-// unavailable 503). The message and field pass through unchanged.
+// unavailable 503, host_setup 500). The message and field pass through unchanged.
 ApiError FromSupervisor(const wire::ErrorBody& error);
 // A request that got no answer (the supervisor link is down): 503 unavailable with its reason.
 ApiError TransportError(const Error& error);

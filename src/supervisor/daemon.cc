@@ -29,6 +29,7 @@
 #include "supervisor/dev_workspaces.h"
 #include "supervisor/dispatcher.h"
 #include "supervisor/event_loop.h"
+#include "supervisor/host_setup.h"
 #include "supervisor/policy.h"
 #include "supervisor/session_manager.h"
 
@@ -193,6 +194,12 @@ int RunDaemon(int argc, char** argv) {
   if (!policies) return fail("policies: " + policies.error().ToString());
   if (dev) {
     if (auto r = CreateDefaultWorkspaces(*policies); !r) return fail(r.error().ToString());
+    // Dev mode adds no users and no agent state to the host (the package does): it says which
+    // presets need them, and what to run.
+    if (const std::string unready = DescribeUnreadyPolicies(*policies, SystemSpawnHost());
+        !unready.empty()) {
+      std::fprintf(stderr, "monkeyproofd: dev mode: %s", unready.c_str());
+    }
   }
 
   std::vector<uid_t> allowed = {0};

@@ -113,7 +113,7 @@ Result<std::string> ResolveWorkspace(const Policy& policy, const std::string& cw
     // The host's own setup: the package and `monkeyproofd --dev` create it.
     auto real = RealPath(base);
     if (!real) {
-      return CodedError(ErrorCode::kInternal,
+      return CodedError(ErrorCode::kHostSetup,
                         "the default workspace " + Quote(base) + " of policy " +
                             Quote(policy.name) + " " + real.error().what +
                             "; create it, writable by the policy's run_as user " +

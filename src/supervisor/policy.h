@@ -238,6 +238,9 @@ struct SpawnHost {
   std::function<std::optional<UserIds>(const std::string& user)> lookup_user;  // getpwnam_r
   std::function<std::optional<gid_t>(const std::string& group)> lookup_group;  // getgrnam_r
   std::function<std::optional<std::string>(const std::string& name)> getenv;   // ::getenv
+  // True for an executable regular file (a preset's command, host_setup.h); unset: the
+  // command is not checked before the spawn.
+  std::function<bool(const std::string& path)> is_executable;
 };
 SpawnHost SystemSpawnHost();
 

@@ -113,7 +113,8 @@ namespace {
 
 wire::ErrorBody FromError(const Error& e) {
   // A request's own mistakes read as one sentence; the host's failures keep their errno.
-  return MakeError(e.code, e.code == wire::ErrorCode::kInternal ? e.ToString() : e.what, e.field);
+  const bool host = e.code == wire::ErrorCode::kInternal || e.code == wire::ErrorCode::kHostSetup;
+  return MakeError(e.code, host ? e.ToString() : e.what, e.field);
 }
 
 bool Contains(const std::vector<SessionType>& types, SessionType t) {

@@ -13,6 +13,7 @@
 
 #include "common/messages.h"
 #include "common/unique_fd.h"
+#include "supervisor/host_setup.h"
 #include "supervisor/policy.h"
 #include "supervisor/policy_internal.h"
 
@@ -43,6 +44,11 @@ SpawnHost SystemSpawnHost() {
   host.getenv = [](const std::string& name) -> std::optional<std::string> {
     const char* v = std::getenv(name.c_str());
     return v != nullptr ? std::optional<std::string>(v) : std::nullopt;
+  };
+  host.is_executable = [](const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+           ::access(path.c_str(), X_OK) == 0;
   };
   return host;
 }
@@ -166,6 +172,9 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
                      std::to_string(kMaxEnvValueBytes) + " bytes");
     }
   }
+  // What the host lacks for this policy (its user, state dirs, a preset's command) is the
+  // operator's to fix, whatever the request: said first, all of it at once.
+  MP_RETURN_IF_ERROR(CheckHostSetup(p, host));
   MP_TRY(r.workspace, ResolveWorkspace(p, launch.cwd));
 
   std::map<std::string, std::string> env;
@@ -181,20 +190,21 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
     // Without the directory every optional secret is absent (the agent uses the login kept in
     // its state dir); a required one is the host's setup to fix.
     if (!dir && !p.env.secrets.empty()) {
-      return PlainError("the " + dir_label + " does not exist, and " + where +
-                        " reads the secret " + Quote(p.env.secrets.begin()->second) +
-                        " from it; create the directory (owned by root, mode 0700) with that "
-                        "file (docs/policies.md, \"Installing the agents and their "
-                        "credentials\")");
+      return CodedError(ErrorCode::kHostSetup,
+                        "the " + dir_label + " does not exist, and " + where +
+                            " reads the secret " + Quote(p.env.secrets.begin()->second) +
+                            " from it; create the directory (owned by root, mode 0700) with that "
+                            "file (docs/policies.md, \"Installing the agents and their "
+                            "credentials\")");
     }
   }
   if (dir) {
     struct stat st {};
     if (::fstat(dir.get(), &st) != 0) return ErrnoError("fstat(" + dir_label + ")").Wrap(where);
     if (st.st_uid != host.credentials_owner || (st.st_mode & 022) != 0) {
-      return PlainError(dir_label + " must belong to uid " +
-                        std::to_string(host.credentials_owner) +
-                        " and not be writable by group or others")
+      return CodedError(ErrorCode::kHostSetup, dir_label + " must belong to uid " +
+                                                   std::to_string(host.credentials_owner) +
+                                                   " and not be writable by group or others")
           .Wrap(where);
     }
     for (const bool optional : {false, true}) {
@@ -205,7 +215,11 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
                                    kMaxSecretBytes, {host.credentials_owner, true, true});
         // Only absence is optional: a file that exists must pass every check.
         if (!value && optional && value.error().errnum == ENOENT) continue;
-        if (!value) return std::move(value).error().Wrap(where + field + name);
+        if (!value) {  // a missing, unreadable or loosely owned file: the host's to fix
+          Error e = std::move(value).error().Wrap(where + field + name);
+          e.code = ErrorCode::kHostSetup;
+          return e;
+        }
         // Files written with echo or an editor end in a newline that is not part of the secret.
         if (value->ends_with('\n')) value->pop_back();
         // An empty file holds no key: an optional one is as if absent (the agent falls back to
@@ -230,14 +244,20 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
 
   if (!host.lookup_user) return PlainError("no user lookup").Wrap(where);
   const std::optional<UserIds> ids = host.lookup_user(p.run_as.user);
-  if (!ids) return PlainError("run_as.user " + Quote(p.run_as.user) + ": no such user").Wrap(where);
+  if (!ids) {  // CheckHostSetup found it; gone since
+    return CodedError(ErrorCode::kHostSetup,
+                      "run_as.user " + Quote(p.run_as.user) + ": no such user")
+        .Wrap(where);
+  }
   r.uid = ids->uid;
   r.gid = ids->gid;
   if (!p.run_as.group.empty()) {
     const std::optional<gid_t> gid =
         host.lookup_group ? host.lookup_group(p.run_as.group) : std::nullopt;
     if (!gid) {
-      return PlainError("run_as.group " + Quote(p.run_as.group) + ": no such group").Wrap(where);
+      return CodedError(ErrorCode::kHostSetup,
+                        "run_as.group " + Quote(p.run_as.group) + ": no such group")
+          .Wrap(where);
     }
     r.gid = *gid;
   }

@@ -1,7 +1,8 @@
 // `monkeyproofd --dev` in the test VM: the one command of README that runs the whole product
 // (supervisor and API from the build tree). Its API process dies with the supervisor, even of
 // SIGKILL, so a restart finds the port free; a dev daemon whose API cannot start exits
-// non-zero.
+// non-zero. An agent preset names what the host lacks, with the commands that provide it, and
+// runs once they are run.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -22,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -134,6 +136,19 @@ bool ExitsWithin(int pidfd, milliseconds limit) {
   return ::poll(&p, 1, static_cast<int>(limit.count())) == 1;
 }
 
+// Session `id`'s output from offset 0 to its exit.
+Result<std::string> OutputToExit(ControlClient& c, const std::string& id) {
+  auto subscribed = c.Call(wire::SubscribeRequest{id, 0});
+  if (!subscribed) return subscribed.error();
+  std::string out;
+  for (;;) {
+    auto ev = c.NextEvent(std::chrono::seconds(60));
+    if (!ev) return ev.error();
+    if (auto* o = std::get_if<wire::OutputEvent>(&*ev)) out.append(o->data.begin(), o->data.end());
+    if (std::holds_alternative<wire::ExitEvent>(*ev)) return out;
+  }
+}
+
 TEST(SupervisorDevModeTest, RunsFromTheBuildTreeWithTheRepoPolicies) {
   ::mkdir("/srv", 0755);
   ::mkdir("/srv/monkeyproof", 0755);
@@ -154,15 +169,9 @@ TEST(SupervisorDevModeTest, RunsFromTheBuildTreeWithTheRepoPolicies) {
   auto r = c->Call(req);
   ASSERT_TRUE(r && r->ok());
   const std::string id = std::get<wire::SessionInfo>(r->body).id;
-  ASSERT_TRUE(c->Call(wire::SubscribeRequest{id, 0}));
-  std::string out;
-  for (;;) {
-    auto ev = c->NextEvent(std::chrono::seconds(60));
-    ASSERT_TRUE(ev) << ev.error().ToString();
-    if (auto* o = std::get_if<wire::OutputEvent>(&*ev)) out.append(o->data.begin(), o->data.end());
-    if (std::holds_alternative<wire::ExitEvent>(*ev)) break;
-  }
-  EXPECT_EQ(out, "from-dev\n");
+  auto out = OutputToExit(*c, id);
+  ASSERT_TRUE(out) << out.error().ToString();
+  EXPECT_EQ(*out, "from-dev\n");
   ::kill(d.pid, SIGTERM);
   const int status = d.WaitExit(seconds(30));
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status << d.text;
@@ -346,6 +355,122 @@ TEST(SupervisorDevModeTest, DefaultWorkspacesAreNotCreatedThroughAPlantedSymlink
       << "the error does not name the path: " << d.text;
   std::filesystem::remove_all(base, ignored);
   std::filesystem::remove_all(victim, ignored);
+}
+
+// Runs `argv` to its end (at most `limit`); its wait status (-1 on timeout) and what it wrote
+// on stdout and stderr, which is echoed to the test's stdout.
+std::pair<int, std::string> RunCaptured(const std::vector<std::string>& args, seconds limit) {
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return {-1, "pipe2 failed"};
+  std::vector<std::string> copy = args;
+  std::vector<char*> argv;
+  for (auto& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::dup2(out[1], 2);
+    ::setpgid(0, 0);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  UniqueFd r(out[0]);
+  std::string text;
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{r.get(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(std::min<long>(left.count(), 1000))) <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::read(r.get(), buf, sizeof buf);
+    if (n <= 0) break;
+    std::fwrite(buf, 1, static_cast<size_t>(n), stdout);
+    text.append(buf, static_cast<size_t>(n));
+  }
+  int status = 0;
+  if (::waitpid(pid, &status, WNOHANG) != pid) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::kill(-pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      return {-1, text};
+    }
+    ::waitpid(pid, &status, 0);
+  }
+  return {status, text};
+}
+
+// Dev mode adds no user, state dir or agent CLI to the host: at start it says which presets
+// lack what and what to run, and a session under such a preset is refused with host_setup
+// naming the same commands. Running exactly those commands (and putting a `claude` on the
+// preset's PATH, a stand-in for the real CLI) makes the preset run: the message is the remedy.
+TEST(SupervisorDevModeTest, AnAgentPresetNamesWhatTheHostLacksAndRunsOnceThatIsDone) {
+  const std::string stub = "/usr/local/bin/claude";
+  struct stat st {};
+  ASSERT_NE(::stat(stub.c_str(), &st), 0) << stub << " exists already; the test needs it absent";
+  DevDaemon d;
+  d.Start({"--no-api"});
+  ASSERT_TRUE(d.WaitForLine("ready", seconds(60))) << d.text;
+  EXPECT_NE(d.text.find("presets cannot run on this host yet"), std::string::npos) << d.text;
+  EXPECT_NE(d.text.find("the command \"claude\" is not installed"), std::string::npos) << d.text;
+  auto c = ControlClient::Connect(d.Socket());
+  ASSERT_TRUE(c) << c.error().ToString();
+  wire::SpawnRequest req;
+  req.type = wire::SessionType::kPrint;
+  req.preset = "claude";
+  req.task = "hello";
+  req.cwd = "/var/lib/monkeyproof/workspaces/default";
+  req.client = "test";
+  auto refused = c->Call(req);
+  ASSERT_TRUE(refused);
+  auto* error = std::get_if<wire::ErrorBody>(&refused->body);
+  ASSERT_NE(error, nullptr) << "the claude preset started on a host without claude";
+  EXPECT_EQ(error->code, wire::ErrorCode::kHostSetup);
+  EXPECT_EQ(error->message.rfind("policy \"claude\" cannot run on this host yet: ", 0), 0u)
+      << error->message;
+  EXPECT_NE(error->message.find("install it on the host (docs/policies.md"), std::string::npos)
+      << error->message;
+  if (::getpwnam("monkeyproof-session") == nullptr) {
+    EXPECT_NE(error->message.find("`useradd --system --user-group --no-create-home --home-dir "
+                                  "/nonexistent --shell /usr/sbin/nologin monkeyproof-session`"),
+              std::string::npos)
+        << error->message;
+  }
+  // Run what the message says (each `command`), then install the stand-in CLI.
+  const std::regex quoted("`([^`]+)`");
+  int ran = 0;
+  for (std::sregex_iterator it(error->message.begin(), error->message.end(), quoted), end;
+       it != end; ++it) {
+    const std::string command = (*it)[1];
+    const auto [status, out] = RunCaptured({"/bin/sh", "-c", command}, seconds(60));
+    ASSERT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "the remedy `" << command << "` failed: " << out;
+    ++ran;
+  }
+  std::printf("ran the %d commands the error named\n", ran);
+  {
+    FILE* f = std::fopen(stub.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("#!/bin/sh\necho \"stand-in claude: $*\"\n", f);
+    std::fclose(f);
+    ASSERT_EQ(::chmod(stub.c_str(), 0755), 0);
+  }
+  struct Unlink {
+    std::string path;
+    ~Unlink() { ::unlink(path.c_str()); }
+  } unlink_stub{stub};
+  auto started = c->Call(req);
+  ASSERT_TRUE(started);
+  auto* refused_again = std::get_if<wire::ErrorBody>(&started->body);
+  ASSERT_EQ(refused_again, nullptr)
+      << "still refused after the remedies: " << refused_again->message;
+  const std::string id = std::get<wire::SessionInfo>(started->body).id;
+  auto out = OutputToExit(*c, id);
+  ASSERT_TRUE(out) << out.error().ToString();
+  EXPECT_NE(out->find("stand-in claude: --print"), std::string::npos) << *out;
+  EXPECT_NE(out->find(" hello"), std::string::npos) << *out;
 }
 
 }  // namespace

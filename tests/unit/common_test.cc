@@ -65,6 +65,7 @@ TEST(ResultTest, WrapKeepsErrnoAndCode) {
   EXPECT_EQ(ToString(ErrorCode::kPolicyViolation), "policy_violation");
   EXPECT_EQ(ToString(ErrorCode::kUnavailable), "unavailable");
   EXPECT_EQ(ToString(ErrorCode::kTooLarge), "too_large");
+  EXPECT_EQ(ToString(ErrorCode::kHostSetup), "host_setup");
 }
 
 TEST(ResultTest, WrapAddsOutermostContextFirst) {

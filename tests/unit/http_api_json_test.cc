@@ -78,6 +78,7 @@ TEST(ApiErrorTest, FromSupervisor) {
       {wire::ErrorCode::kInternal, 500, "internal"},
       {wire::ErrorCode::kUnavailable, 503, "unavailable"},
       {wire::ErrorCode::kTooLarge, 413, "too_large"},
+      {wire::ErrorCode::kHostSetup, 500, "host_setup"},
   };
   for (const Case& c : cases) {
     const ApiError e = FromSupervisor({c.code, "msg", "/limits/memory_max_bytes"});

@@ -455,7 +455,7 @@ TEST(ResponseTest, Refusals) {
       {R"({"ok":true})", "/id: required field is missing"},
       {R"({"id":1,"error":{"code":"teapot","message":"x"}})",
        R"(/error/code: expected one of "bad_request", "not_found", "wrong_state", "capacity", )"
-       R"("policy_violation", "internal", "unavailable", "too_large"; got "teapot")"},
+       R"("policy_violation", "internal", "unavailable", "too_large", "host_setup"; got "teapot")"},
       {R"({"id":1,"error":{"code":"internal","message":"x","field":"limits.x"}})",
        R"(/error/field: "limits.x" is not a JSON pointer ("" or starting with "/"))"},
       {R"({"id":1,"ok":true,"session":{},"health":{}})",
@@ -706,6 +706,7 @@ TEST(VocabularyTest, WireStringsMatchTheDesign) {
   EXPECT_EQ(ToString(ErrorCode::kPolicyViolation), "policy_violation");
   EXPECT_EQ(ToString(ErrorCode::kUnavailable), "unavailable");
   EXPECT_EQ(ToString(ErrorCode::kTooLarge), "too_large");
+  EXPECT_EQ(ToString(ErrorCode::kHostSetup), "host_setup");
   EXPECT_EQ(ToString(RequestType::kCloseStdin), "close_stdin");
   EXPECT_EQ(ToString(RequestType::kReadOutput), "read_output");
   EXPECT_EQ(ToString(SessionState::kFailed), "failed");

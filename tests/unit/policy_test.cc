@@ -792,12 +792,12 @@ TEST_F(WorkspaceTest, RelativeCwdIsBelowTheDefaultWorkspace) {
 }
 
 // A default workspace that does not exist is the host's setup, not the request's fault.
-TEST_F(WorkspaceTest, MissingDefaultWorkspaceIsInternal) {
+TEST_F(WorkspaceTest, MissingDefaultWorkspaceIsHostSetup) {
   policy_.default_workspace = root_ + "/default";
   policy_.run_as.user = "nobody";
   auto r = ResolveWorkspace(policy_, "");
   ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().code, ErrorCode::kInternal);
+  EXPECT_EQ(r.error().code, ErrorCode::kHostSetup);
   EXPECT_EQ(r.error().what, "the default workspace \"" + root_ +
                                 "/default\" of policy \"t\" does not exist; create it, "
                                 "writable by the policy's run_as user \"nobody\" "
@@ -1043,7 +1043,7 @@ TEST_F(BuildSpawnRequestTest, SecretsMustBePrivateRegularFiles) {
   host_.credentials_dir = tmp_.path() + "/no-creds";
   auto absent = Build(*p, Launch());
   ASSERT_FALSE(absent.has_value());
-  EXPECT_EQ(absent.error().code, ErrorCode::kInternal);
+  EXPECT_EQ(absent.error().code, ErrorCode::kHostSetup);
   EXPECT_EQ(absent.error().errnum, 0);
   EXPECT_EQ(absent.error().what,
             "the credentials directory \"" + tmp_.path() +
@@ -1145,8 +1145,13 @@ TEST_F(BuildSpawnRequestTest, RunAsIdsAreResolvedAndRootRefused) {
   EXPECT_EQ(r->gid, 3456u);
 
   auto unknown = Load("", "exec", "ghost");
+  EXPECT_EQ(Build(*unknown, Launch()).error().code, ErrorCode::kHostSetup);
   EXPECT_EQ(Build(*unknown, Launch()).error().what,
-            "policy \"t\": run_as.user \"ghost\": no such user");
+            "policy \"t\" cannot run on this host yet: the user \"ghost\" (run_as.user) does "
+            "not exist: create it with `useradd --system --user-group --no-create-home "
+            "--home-dir /nonexistent --shell /usr/sbin/nologin ghost` (the package creates "
+            "monkeyproof-session) (docs/policies.md, \"Installing the agents and their "
+            "credentials\")");
 
   // A uid-0 account under another name is caught when the ids are known.
   auto toor = Load("", "exec", "toor");

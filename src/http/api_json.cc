@@ -544,7 +544,10 @@ ApiResult<std::string> ParseInputBody(std::string_view body) {
     ApiResult<json> doc = ParseObject(body);
     if (doc.index() == 1) return std::get<1>(std::move(doc));
     const json* input = Member(std::get<0>(doc), "input");
-    if (input == nullptr || !input->is_string()) return BadRequest("input is required", "/input");
+    // As the original (`if (!body.input)`): an empty string is no input either.
+    if (input == nullptr || !input->is_string() || input->get_ref<const std::string&>().empty()) {
+      return BadRequest("input is required", "/input");
+    }
     return input->get<std::string>();
   });
 }

@@ -38,8 +38,8 @@ ApiResult<wire::SpawnRequest> ParseSpawnBody(std::string_view body, std::string 
 // a shell task over 128 KiB (one execve argument) in through a file (docs/api.md, "Limits").
 inline constexpr size_t kMaxSpawnTaskBytes = wire::kMaxTaskBytes;
 
-// POST /sessions/:id/input {"input":"…"}: the bytes to send. Missing or non-string input is
-// 400 {"error":"input is required"}. An empty string is allowed (sends nothing).
+// POST /sessions/:id/input {"input":"…"}: the bytes to send. Missing, non-string or empty input
+// is 400 {"error":"input is required"}, as in the original.
 ApiResult<std::string> ParseInputBody(std::string_view body);
 // POST /sessions/:id/resize {"rows":N,"cols":N}, each 1..wire::kMaxPtyDimension.
 ApiResult<wire::PtySize> ParseResizeBody(std::string_view body);

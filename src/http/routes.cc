@@ -476,7 +476,6 @@ void Input(const Call& c) {
     RespondError(c, *error);
     return;
   }
-  // An empty input still asks the supervisor, so that a stopped session is reported.
   SendInput(c, std::make_shared<std::string>(std::move(std::get<std::string>(parsed))), 0);
 }
 

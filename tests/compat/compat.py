@@ -341,6 +341,9 @@ def flow_input(rec):
     s = rec.server
     sid = rec.create("create", {"task": 'read x; echo "got $x"', "cwd": s.workspace})
     wait_pid(s, sid)
+    # Empty input: 400 "input is required" from both (the original checks `!body.input`).
+    rec.reply("input-empty", s.json("POST", "/sessions/%s/input" % sid, {"input": ""}),
+              exact={"error"})
     rec.reply("input", s.json("POST", "/sessions/%s/input" % sid, {"input": "yes\n"}))
     ended_detail(rec, "detail", sid)
 

@@ -2,7 +2,7 @@
 // (supervisor and API from the build tree). Its API process dies with the supervisor, even of
 // SIGKILL, so a restart finds the port free; a dev daemon whose API cannot start exits
 // non-zero. An agent preset names what the host lacks, with the commands that provide it, and
-// runs once they are run.
+// runs once they are run. README's first hour (tests/e2e/first_hour.py) works as written.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -40,6 +40,8 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 const std::string kDaemon = MP_MONKEYPROOFD_PATH;
+const std::string kCli = MP_CLI_PATH;
+const std::string kSourceDir = MP_SOURCE_DIR;
 
 // A `monkeyproofd --dev` child whose stderr the test reads.
 struct DevDaemon {
@@ -400,6 +402,43 @@ std::pair<int, std::string> RunCaptured(const std::vector<std::string>& args, se
     ::waitpid(pid, &status, 0);
   }
   return {status, text};
+}
+
+std::vector<std::string> FirstHour(const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> argv = {"/usr/bin/python3",
+                                   kSourceDir + "/tests/e2e/first_hour.py",
+                                   "--daemon",
+                                   kDaemon,
+                                   "--cli",
+                                   kCli,
+                                   "--source",
+                                   kSourceDir};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return argv;
+}
+
+// README's two commands start the product (`monkeyproofd --dev`, here as scripts/run.sh runs
+// it); then the curl example and the CLI examples of README's block run as written, with the
+// token dev mode prints, and the CLI's output matches docs/cli.md (first_hour.py).
+TEST(SupervisorDevModeTest, TheFirstHourOfTheReadmeWorksAsWritten) {
+  ASSERT_FALSE(kCli.empty()) << "the CLI (src/cli) is not built: the walk needs it";
+  const auto [status, out] = RunCaptured(FirstHour(), seconds(600));
+  EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "first_hour.py: status " << status << " (its output above says why)";
+  EXPECT_NE(out.find("checks passed"), std::string::npos);
+}
+
+// The control: the same walk with one README example broken (the default workspace's file
+// written to / instead, which the sandbox keeps read-only) fails, naming that line.
+TEST(SupervisorDevModeTest, ControlTheFirstHourFailsOnABrokenExample) {
+  ASSERT_FALSE(kCli.empty()) << "the CLI (src/cli) is not built: the walk needs it";
+  const auto [status, out] = RunCaptured(
+      FirstHour({"--mutate", "'pwd; echo hi > note'", "'pwd; echo hi > /note'"}), seconds(600));
+  EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 1)
+      << "first_hour.py with a broken example: status " << status;
+  EXPECT_NE(out.find("FAILED (first_hour): run without cwd did not"), std::string::npos) << out;
+  EXPECT_NE(out.find("the documented line: monkeyproof run -- 'pwd; echo hi > /note'"),
+            std::string::npos);
 }
 
 // Dev mode adds no user, state dir or agent CLI to the host: at start it says which presets

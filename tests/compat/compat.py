@@ -365,29 +365,39 @@ def flow_bad_requests(rec):
     rec.reply("bad-type", s.json("POST", "/sessions", {"task": "x", "type": "batch"}))
 
 
+def ws_url(s, sid):
+    """The session's WebSocket URL with ?token=, as the original's README connects."""
+    return "ws://%s:%d/sessions/%s/ws?token=%s" % (s.host, s.port, sid, s.token)
+
+
+async def read_to_close(ws, types, firsts, out=None):
+    """Reads messages until the server closes the socket: the run of message types (a repeat
+    counted once), the first message of each type, and stdout/stderr data appended to `out`;
+    returns the close code (None when the server sent none)."""
+    import websockets
+    try:
+        while True:
+            msg = json.loads(await asyncio.wait_for(ws.recv(), 60))
+            t = msg.get("type")
+            if not types or types[-1] != t:
+                types.append(t)
+            firsts.setdefault(t, msg)
+            if out is not None and t in out:
+                out[t] += msg.get("data", "")
+    except websockets.ConnectionClosed as e:
+        return e.rcvd.code if e.rcvd else None
+
+
 async def ws_snippet(rec):
     import websockets  # Debian's python3-websockets, in the guest only
     s = rec.server
     sid = rec.create("create", {"task": 'read x; echo "got $x"; echo err >&2; sleep 0.5; exit 3',
                                 "cwd": s.workspace})
-    url = "ws://%s:%d/sessions/%s/ws?token=%s" % (s.host, s.port, sid, s.token)
     out = {"stdout": "", "stderr": ""}
-    types = []
-    firsts = {}
-    close_code = None
-    async with websockets.connect(url, open_timeout=60, max_size=None) as ws:
+    types, firsts = [], {}
+    async with websockets.connect(ws_url(s, sid), open_timeout=60, max_size=None) as ws:
         await ws.send(json.dumps({"type": "stdin", "data": "yes\n"}))
-        try:
-            while True:
-                msg = json.loads(await asyncio.wait_for(ws.recv(), 60))
-                t = msg.get("type")
-                if not types or types[-1] != t:
-                    types.append(t)
-                firsts.setdefault(t, msg)
-                if t in out:
-                    out[t] += msg.get("data", "")
-        except websockets.ConnectionClosed as e:
-            close_code = e.rcvd.code if e.rcvd else None
+        close_code = await read_to_close(ws, types, firsts, out)
     for t, msg in firsts.items():
         rec.add("first-" + t, msg, volatile={"data"} if t in out else ())
     rec.add("messages", {"types": types, "stdout": out["stdout"], "stderr": out["stderr"],
@@ -404,8 +414,7 @@ async def ws_catchup_ended(rec):
     s = rec.server
     sid = rec.create("create", {"task": "echo out; sleep 0.5; echo err >&2", "cwd": s.workspace})
     wait_ended(s, sid)
-    url = "ws://%s:%d/sessions/%s/ws?token=%s" % (s.host, s.port, sid, s.token)
-    async with websockets.connect(url, open_timeout=60) as ws:
+    async with websockets.connect(ws_url(s, sid), open_timeout=60) as ws:
         # The original keeps this connection open; the first message is what a client reads.
         rec.add("catchup", json.loads(await asyncio.wait_for(ws.recv(), 60)))
 
@@ -419,21 +428,13 @@ async def ws_delete(rec):
     s = rec.server
     sid = rec.create("create", {"task": "sleep 30", "cwd": s.workspace})
     wait_pid(s, sid)
-    url = "ws://%s:%d/sessions/%s/ws?token=%s" % (s.host, s.port, sid, s.token)
-    types, firsts, close_code = [], {}, None
-    async with websockets.connect(url, open_timeout=60) as ws:
+    types, firsts = [], {}
+    async with websockets.connect(ws_url(s, sid), open_timeout=60) as ws:
         firsts["catchup"] = json.loads(await asyncio.wait_for(ws.recv(), 60))
         types.append("catchup")
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: s.json("DELETE", "/sessions/" + sid))
-        try:
-            while True:
-                msg = json.loads(await asyncio.wait_for(ws.recv(), 60))
-                if types[-1] != msg.get("type"):
-                    types.append(msg.get("type"))
-                firsts.setdefault(msg.get("type"), msg)
-        except websockets.ConnectionClosed as e:
-            close_code = e.rcvd.code if e.rcvd else None
+        close_code = await read_to_close(ws, types, firsts)
     for t, msg in firsts.items():
         rec.add("first-" + t, msg)
     rec.add("messages", {"types": types, "closeCode": close_code})

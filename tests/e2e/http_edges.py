@@ -16,7 +16,6 @@ failure limiter never blocks the address the other tests use. Exits 0 when every
 import asyncio
 import http.client
 import json
-import os
 import socket
 import sys
 import time
@@ -24,35 +23,7 @@ import urllib.parse
 
 import websockets
 
-API_URL = os.environ.get("MP_API_URL", "http://127.0.0.1:3200")
-TOKEN = os.environ["MP_API_TOKEN"]
-_URL = urllib.parse.urlsplit(API_URL)
-HOST, PORT = _URL.hostname, _URL.port or 80
-
-FAILURES = []
-
-
-def check(cond, what):
-    if not cond:
-        FAILURES.append(what)
-        print("  FAIL:", what, flush=True)
-    return cond
-
-
-def request(method, path, body=None, headers=None, token=TOKEN, source="127.0.0.1"):
-    conn = http.client.HTTPConnection(HOST, PORT, timeout=60, source_address=(source, 0))
-    h = dict(headers or {})
-    if token is not None:
-        h["Authorization"] = "Bearer " + token
-    if body is not None and not isinstance(body, (bytes, str)):
-        body = json.dumps(body)
-        h["Content-Type"] = "application/json"
-    conn.request(method, path, body=body, headers=h)
-    r = conn.getresponse()
-    payload = r.read()
-    headers_out = {k.lower(): v for k, v in r.getheaders()}
-    conn.close()
-    return r.status, headers_out, payload
+from e2e_http import FAILURES, HOST, PORT, TOKEN, check, error_of, request
 
 
 def raw(data, source="127.0.0.1", read_timeout=30):
@@ -81,14 +52,6 @@ def status_of(raw_reply):
         return int(raw_reply.split(b" ", 2)[1])
     except (IndexError, ValueError):
         return 0
-
-
-def error_body(payload):
-    try:
-        j = json.loads(payload)
-    except ValueError:
-        return None
-    return j if isinstance(j, dict) else None
 
 
 def main():
@@ -138,7 +101,7 @@ def main():
                                          source=source)
                 what = "%s %s (%s)" % (method, q.replace(TOKEN, "<token>"), label)
                 check(st == 401, "%s: status %d, not 401: %r" % (what, st, payload[:200]))
-                check(error_body(payload) == {"error": "Unauthorized", "code": "unauthorized"},
+                check(error_of(payload) == {"error": "Unauthorized", "code": "unauthorized"},
                       "%s: body %r" % (what, payload[:200]))
                 check(h.get("www-authenticate", "").startswith("Bearer"),
                       "%s: WWW-Authenticate %r" % (what, h.get("www-authenticate")))
@@ -190,7 +153,7 @@ def main():
     for label, bad in (("a wrong token", "z" * 40), ("no token", None)):
         st, h, payload = request("GET", "/health", token=bad, source=limited)
         check(st == 429, "after 20 failures %s got %d, not 429" % (label, st))
-        check((error_body(payload) or {}).get("code") == "rate_limited", "429 body %r" % payload)
+        check((error_of(payload) or {}).get("code") == "rate_limited", "429 body %r" % payload)
         check(h.get("retry-after", "").isdigit(), "429 Retry-After %r" % h.get("retry-after"))
     st, _, payload = request("GET", "/health", source=limited)
     check(st == 200, "after 20 failures from %s the right token from there got %d, not 200: %r"
@@ -229,7 +192,7 @@ def main():
     for body, field in bad_bodies:
         st, _, payload = request("POST", "/sessions", body if isinstance(body, dict) else body,
                                  headers={"Content-Type": "application/json"})
-        e = error_body(payload) or {}
+        e = error_of(payload) or {}
         what = "POST /sessions %r" % (body,)
         check(st == 400, "%s: %d, not 400: %r" % (what, st, payload[:200]))
         check(e.get("code") == "bad_request" and isinstance(e.get("error"), str),
@@ -244,14 +207,14 @@ def main():
         ("/sessions/%s/signal" % sid, {"signal": "NOPE"}, "/signal"),
     ]:
         st, _, payload = request("POST", path, body)
-        e = error_body(payload) or {}
+        e = error_of(payload) or {}
         check(st == 400, "POST %s %r: %d, not 400: %r" % (path, body, st, payload[:200]))
         check(e.get("code") == "bad_request" and isinstance(e.get("error"), str),
               "POST %s %r: body %r" % (path, body, payload[:200]))
         if field:
             check(e.get("field") == field, "POST %s %r: field %r" % (path, body, e.get("field")))
     st, _, payload = request("POST", "/sessions/%s/input" % sid, {"input": 5})
-    check((error_body(payload) or {}).get("error") == "input is required",
+    check((error_of(payload) or {}).get("error") == "input is required",
           "input error as the original's: %r" % payload)
     for path, field in [("/sessions/%s/transcript?since=abc" % sid, "?since"),
                         ("/sessions/%s/transcript?since=-1" % sid, "?since"),
@@ -260,7 +223,7 @@ def main():
                         ("/sessions?status=bogus", "?status"),
                         ("/sessions?limit=0", "?limit")]:
         st, _, payload = request("GET", path)
-        e = error_body(payload) or {}
+        e = error_of(payload) or {}
         check(st == 400 and e.get("code") == "bad_request" and e.get("field") == field,
               "GET %s: %d %r" % (path, st, payload[:200]))
 
@@ -272,7 +235,7 @@ def main():
     late = json.loads(body)["id"]
     path = "/sessions/%s/output?since=1000000" % late
     st, _, payload = request("GET", path)
-    e = error_body(payload) or {}
+    e = error_of(payload) or {}
     check(st == 400 and e.get("code") == "bad_request" and e.get("field") == "?since",
           "GET %s: %d %r" % (path, st, payload[:200]))
     st, headers, payload = request("GET", "/sessions/%s/transcript?since=1000000" % late)
@@ -310,11 +273,11 @@ def main():
         ({"task": "x", "type": "print", "preset": "no-such-preset"}, 404, "not_found"),
     ]:
         st, _, payload = request("POST", "/sessions", body)
-        e = error_body(payload) or {}
+        e = error_of(payload) or {}
         check(st == want and e.get("code") == code and isinstance(e.get("error"), str),
               "POST /sessions %r: %d %r" % (body, st, payload[:300]))
     st, _, payload = request("GET", "/sessions?limit=1001")
-    e = error_body(payload) or {}
+    e = error_of(payload) or {}
     check(st == 400 and e.get("code") == "bad_request" and e.get("field") == "?limit",
           "?limit=1001: %d %r" % (st, payload[:200]))
 
@@ -335,7 +298,7 @@ def main():
               "the session sees the API's token or settings: %r" % out[:500])
     # A variable outside the policy's request_env.allow is refused, naming it.
     st, _, payload = request("POST", "/sessions", {"task": "env", "env": {"LD_PRELOAD": "x"}})
-    e = error_body(payload) or {}
+    e = error_of(payload) or {}
     check(st == 403 and e.get("code") == "policy_violation" and
           "LD_PRELOAD" in e.get("error", ""),
           "an env variable the policy does not allow: %d %r" % (st, payload[:300]))
@@ -345,7 +308,7 @@ def main():
     check(st == 405 and "GET" in h.get("allow", "") and "POST" in h.get("allow", ""),
           "PUT /sessions: %d Allow=%r" % (st, h.get("allow")))
     st, _, payload = request("GET", "/no/such/route")
-    check(st == 404 and (error_body(payload) or {}).get("code") == "not_found",
+    check(st == 404 and (error_of(payload) or {}).get("code") == "not_found",
           "unknown route: %d %r" % (st, payload))
 
     # Sizes (task, body) are sizes.py's.

@@ -13,53 +13,21 @@ Exits 0 when every check passed.
 """
 
 import hashlib
-import http.client
 import json
-import os
 import sys
 import time
-import urllib.parse
 
-API_URL = os.environ.get("MP_API_URL", "http://127.0.0.1:3200")
-TOKEN = os.environ["MP_API_TOKEN"]
-_URL = urllib.parse.urlsplit(API_URL)
-HOST, PORT = _URL.hostname, _URL.port or 80
+import e2e_http
+from e2e_http import FAILURES, check, error_of
+
 MAX_TASK = 1024 * 1024
-
-FAILURES = []
-
-
-def check(cond, what):
-    if not cond:
-        FAILURES.append(what)
-        print("  FAIL:", what, flush=True)
-    return cond
 
 
 def request(method, path, body=None, headers=None, encode_chunked=False):
-    conn = http.client.HTTPConnection(HOST, PORT, timeout=120)
-    h = {"Authorization": "Bearer " + TOKEN}
-    h.update(headers or {})
-    if body is not None and not isinstance(body, (bytes, str)):
-        body = json.dumps(body)
-        h["Content-Type"] = "application/json"
-    if encode_chunked:
-        h["Transfer-Encoding"] = "chunked"
-        body = iter([body[i:i + 65536] for i in range(0, len(body), 65536)])
-    # No exception is caught: a broken pipe or a reset here is the failure this script is for.
-    conn.request(method, path, body=body, headers=h, encode_chunked=encode_chunked)
-    r = conn.getresponse()
-    payload = r.read()
-    conn.close()
-    return r.status, payload
-
-
-def error_of(payload):
-    try:
-        j = json.loads(payload)
-    except ValueError:
-        return {}
-    return j if isinstance(j, dict) else {}
+    """(status, payload): a 1 MiB task takes a while under emulation, hence the longer wait."""
+    st, _, payload = e2e_http.request(method, path, body, headers, timeout=120,
+                                      encode_chunked=encode_chunked)
+    return st, payload
 
 
 def long_task(marker):
@@ -67,10 +35,10 @@ def long_task(marker):
     the marker and a checksum of the comment computed by the shell's own arithmetic."""
     tail = ('\necho "%s"\nexit 0\n' % marker)
     line = "# " + "filler with 'quotes', \"double quotes\", \\backslashes and \u00e9t\u00e9\n"
-    body = ""
     room = MAX_TASK - len(tail.encode())
-    while len(body.encode()) + len(line.encode()) <= room:
-        body += line
+    # As many whole lines as fit, counted in bytes once (re-encoding a growing string per line
+    # took minutes under the VM's emulation, more than the script's time limit).
+    body = line * (room // len(line.encode()))
     body += "#" * (room - len(body.encode()) - 1) + "\n"
     task = body + tail
     assert len(task.encode()) == MAX_TASK, len(task.encode())

@@ -172,6 +172,7 @@ Result<ApiConfig> ParseApiConfig(std::string_view text, std::string_view origin)
       .Size("ws_outbox_bytes", &c.ws_outbox_bytes, 64 * kKiB, 256 * kMiB)
       .Size("transcript_max_bytes", &c.transcript_max_bytes, 64 * kKiB, 256 * kMiB)
       .Number("auth_failures_per_minute", &c.auth_failures_per_minute, 1, 100'000)
+      .Number("ws_auth_timeout_ms", &c.ws_auth_timeout_ms, 100, 600'000)
       // Empty: scoped tokens disabled.
       .Custom("token_store",
               [&c](std::string_view value) -> Result<void> {

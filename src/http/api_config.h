@@ -63,6 +63,8 @@ struct ApiConfig {
   uint64_t ws_outbox_bytes = 1024 * 1024;
   uint64_t transcript_max_bytes = 4 * 1024 * 1024;
   uint32_t auth_failures_per_minute = 20;
+  // A WebSocket upgrade without a credential must send {"type":"auth",...} within this.
+  uint32_t ws_auth_timeout_ms = 10'000;
   // Scoped tokens (docs/api.md "Scoped tokens"). `token_store`: the file of their records
   // (hashes, scopes, expiry, revocation). Default: tokens.json in $STATE_DIRECTORY (the
   // package's unit sets StateDirectory=monkeyproof-api); empty: scoped tokens are disabled.

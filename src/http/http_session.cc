@@ -18,6 +18,7 @@
 #include "http/principal.h"
 #include "http/routes.h"
 #include "http/tls.h"
+#include "http/ws_auth.h"
 #include "http/ws_session.h"
 
 namespace mp::http {
@@ -348,9 +349,28 @@ void HttpSession::Handle(HttpRequest request) {
     auto it = matched.match->query.find("token");
     if (it != matched.match->query.end()) query_token = &it->second;
   }
+  // Where the token may be, strongest first (docs/api.md "WebSocket auth"): the Authorization
+  // header (when present it decides alone), for an upgrade the `monkeyproof.bearer.`
+  // subprotocol, then ?token=.
   const auto header = request[http::field::authorization];
-  const auto token =
-      ExtractToken(std::string_view(header.data(), header.size()), query_token, upgrade);
+  const std::string_view header_value(header.data(), header.size());
+  std::optional<std::string> token;
+  const bool no_header = header_value.find_first_not_of(" \t") == std::string_view::npos;
+  const auto protocols_field = request[http::field::sec_websocket_protocol];
+  const std::string_view protocols(protocols_field.data(), protocols_field.size());
+  if (upgrade && no_header) token = WsProtocolToken(protocols);
+  if (!token) token = ExtractToken(header_value, query_token, upgrade);
+  if (!token && upgrade && no_header && OffersWsProtocol(protocols) && matched.match &&
+      matched.match->route == Route::kWebSocket) {
+    // No credential anywhere, and the client speaks our subprotocol: the credential may come
+    // as the first message (ws_auth.h). Nothing is looked up until it has. Without the
+    // subprotocol a bare upgrade stays a 401, as it was for the original's clients.
+    upgraded_ = true;
+    std::make_shared<WsAuthGate>(ctx_, std::move(stream_), std::move(request),
+                                 std::move(*matched.match), "api:" + remote_, remote_)
+        ->Run();
+    return;
+  }
   // An admin token, or a scoped one that is neither expired nor revoked (principal.h).
   AuthOutcome auth;
   if (token) auth = Authenticate(ctx_.tokens, ctx_.token_store, *token, WallClockMs());

@@ -2,7 +2,72 @@
 
 #include <chrono>
 
+#include <nlohmann/json.hpp>
+
+#include "common/json_strict.h"
+
 namespace mp::http {
+
+namespace {
+
+// Longest token accepted from a subprotocol or an auth message (admin tokens are a line of a
+// file; scoped ones are kScopedTokenChars).
+constexpr size_t kMaxTokenChars = 4096;
+
+std::string_view TrimSpaces(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Calls `f` with each comma-separated item of an HTTP list header, trimmed.
+template <typename F>
+void ForEachItem(std::string_view header, F f) {
+  while (true) {
+    const size_t comma = header.find(',');
+    f(TrimSpaces(header.substr(0, comma)));
+    if (comma == std::string_view::npos) return;
+    header.remove_prefix(comma + 1);
+  }
+}
+
+}  // namespace
+
+std::optional<std::string> WsProtocolToken(std::string_view header) {
+  std::optional<std::string> found;
+  bool ambiguous = false;
+  ForEachItem(header, [&](std::string_view item) {
+    if (!item.starts_with(kWsBearerProtocolPrefix)) return;
+    const std::string_view token = item.substr(kWsBearerProtocolPrefix.size());
+    if (token.empty() || token.size() > kMaxTokenChars) return;
+    if (found) ambiguous = true;
+    found = std::string(token);
+  });
+  if (ambiguous) return std::nullopt;
+  return found;
+}
+
+bool OffersWsProtocol(std::string_view header) {
+  bool offered = false;
+  ForEachItem(header, [&](std::string_view item) { offered = offered || item == kWsProtocol; });
+  return offered;
+}
+
+std::optional<std::string> ParseWsAuthMessage(std::string_view text) {
+  nlohmann::json doc;
+  if (text.size() > 2 * kMaxTokenChars || !wire::ParseJson(text, &doc, {2, false})) {
+    return std::nullopt;
+  }
+  if (!doc.is_object() || doc.size() != 2) return std::nullopt;
+  const auto type = doc.find("type");
+  const auto token = doc.find("token");
+  if (type == doc.end() || token == doc.end() || *type != "auth" || !token->is_string()) {
+    return std::nullopt;
+  }
+  const auto& t = token->get_ref<const std::string&>();
+  if (t.empty() || t.size() > kMaxTokenChars) return std::nullopt;
+  return t;
+}
 
 uint64_t WallClockMs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -40,6 +40,20 @@ struct AuthOutcome {
 AuthOutcome Authenticate(const TokenSet& admin, const TokenStore& store, std::string_view token,
                          uint64_t now_ms);
 
+// ---- WebSocket credentials besides `Authorization` (docs/api.md "WebSocket auth").
+// The subprotocol a client offers and the server echoes; the token travels in a second one,
+// `monkeyproof.bearer.<token>`, which is never echoed.
+inline constexpr std::string_view kWsProtocol = "monkeyproof";
+inline constexpr std::string_view kWsBearerProtocolPrefix = "monkeyproof.bearer.";
+// The token in a Sec-WebSocket-Protocol value ("monkeyproof, monkeyproof.bearer.<t>"); nullopt
+// when no offered protocol carries one (or two do: which one would be ambiguous).
+std::optional<std::string> WsProtocolToken(std::string_view header);
+// Whether the Sec-WebSocket-Protocol value offers kWsProtocol.
+bool OffersWsProtocol(std::string_view header);
+// The first message of a WebSocket that carried no credential:
+// {"type":"auth","token":"<token>"} and nothing else; nullopt for anything else.
+std::optional<std::string> ParseWsAuthMessage(std::string_view text);
+
 // Unix epoch milliseconds now (the clock token expiry is measured with).
 uint64_t WallClockMs();
 

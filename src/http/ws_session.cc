@@ -11,6 +11,7 @@
 #include <boost/beast/websocket.hpp>
 
 #include "http/api_json.h"
+#include "http/principal.h"
 #include "http/transcript.h"
 
 namespace mp::http {
@@ -44,23 +45,54 @@ WsSession::WsSession(ApiContext& ctx, ClientStream&& stream, wire::SessionInfo i
   ctx_.metrics.WsOpened();
 }
 
+WsSession::WsSession(ApiContext& ctx, websocket::stream<ClientStream>&& ws, wire::SessionInfo info,
+                     std::optional<uint64_t> since, bool may_input)
+    : ctx_(ctx),
+      keep_(ctx.shared_from_this()),
+      ws_(std::move(ws)),
+      info_(std::move(info)),
+      since_(since),
+      may_input_(may_input) {
+  ctx_.metrics.WsOpened();
+}
+
 WsSession::~WsSession() {
   ctx_.metrics.WsClosed();
   --ctx_.connections;
 }
 
-void WsSession::Run(beast::http::request<beast::http::string_body> request) {
+void WsSession::Configure(websocket::stream<ClientStream>& ws, bool echo_protocol) {
   // The HTTP read deadline no longer applies; the WebSocket has its own (idle pings).
-  beast::get_lowest_layer(ws_).expires_never();
-  ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
-  ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
+  beast::get_lowest_layer(ws).expires_never();
+  ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+  ws.set_option(websocket::stream_base::decorator([echo_protocol](websocket::response_type& res) {
     res.set(beast::http::field::server, "monkeyproof-api");
+    // A browser that offered subprotocols fails a handshake that selects none; the token's
+    // own subprotocol is never the one selected (it would echo the secret).
+    if (echo_protocol) {
+      res.set(beast::http::field::sec_websocket_protocol,
+              beast::string_view(kWsProtocol.data(), kWsProtocol.size()));
+    }
   }));
-  ws_.read_message_max(kMaxClientMessageBytes);
+  ws.read_message_max(kMaxClientMessageBytes);
   // One frame per message: Beast's default splits each ~60 KiB output message into 4 KiB
   // frames, fifteen sends where one does (bench/README.md, api_bench).
-  ws_.auto_fragment(false);
+  ws.auto_fragment(false);
+}
+
+void WsSession::Run(beast::http::request<beast::http::string_body> request) {
+  const auto offered = request[beast::http::field::sec_websocket_protocol];
+  Configure(ws_, OffersWsProtocol(std::string_view(offered.data(), offered.size())));
   ws_.async_accept(request, beast::bind_front_handler(&WsSession::OnAccept, shared_from_this()));
+}
+
+void WsSession::Start() {
+  // Accepted by WsAuthGate with Configure's options; the idle timeouts take over from its
+  // deadline for the auth message.
+  beast::get_lowest_layer(ws_).expires_never();
+  ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+  ws_.read_message_max(kMaxClientMessageBytes);
+  OnAccept({});
 }
 
 void WsSession::OnAccept(beast::error_code ec) {

@@ -33,10 +33,20 @@ class WsSession : public HubClient, public std::enable_shared_from_this<WsSessio
   // without it those messages are answered with an error and dropped.
   WsSession(ApiContext& ctx, ClientStream&& stream, wire::SessionInfo info,
             std::optional<uint64_t> since, bool may_input = true);
+
+  // A WebSocket already accepted (WsAuthGate: the credential came in its first message).
+  WsSession(ApiContext& ctx, boost::beast::websocket::stream<ClientStream>&& ws,
+            wire::SessionInfo info, std::optional<uint64_t> since, bool may_input);
   ~WsSession() override;
 
-  // Accepts the upgrade `request` and starts.
+  // Accepts the upgrade `request` and starts. The `monkeyproof` subprotocol is echoed when the
+  // request offers it (never the `monkeyproof.bearer.<token>` one).
   void Run(boost::beast::http::request<boost::beast::http::string_body> request);
+  // Starts on a WebSocket the second constructor was given.
+  void Start();
+  // Options of every WebSocket of the API (timeouts, message size, framing); `echo_protocol`
+  // answers the offered `monkeyproof` subprotocol.
+  static void Configure(boost::beast::websocket::stream<ClientStream>& ws, bool echo_protocol);
 
   void OnOutput(const wire::OutputEvent& event) override;
   void OnGap(const wire::GapEvent& event) override;

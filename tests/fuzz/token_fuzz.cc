@@ -1,6 +1,7 @@
 // libFuzzer target for scoped tokens (src/http/token_scope.h, scoped_tokens.h): the token
-// format, scope expressions, POST /tokens bodies, durations and the store's file. The first
-// byte's low nibble picks the parser ('0'..'4' in the corpus); the rest is its input. Besides
+// format, scope expressions, POST /tokens bodies, durations, the store's file, and the
+// WebSocket's other credentials (the bearer subprotocol, the auth message). The first byte's
+// low nibble picks the parser ('0'..'6' in the corpus); the rest is its input. Besides
 // "no crash, no sanitizer report", each branch checks an invariant and aborts when it fails: a
 // token id is what the format says, a parsed scope prints back to itself, an accepted body
 // respects the rules (create <=> presets, ttl in range), and a file that parses serializes to
@@ -16,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "http/principal.h"
 #include "http/scoped_tokens.h"
 #include "http/token_scope.h"
 
@@ -85,6 +87,23 @@ void FuzzStoreFile(std::string_view text) {
   Check(*reparsed == *records, "store round trip changes records");
 }
 
+// A token taken from a Sec-WebSocket-Protocol value is one offered item's tail.
+void FuzzWsProtocol(std::string_view header) {
+  const auto token = http::WsProtocolToken(header);
+  if (token) {
+    Check(!token->empty(), "empty protocol token");
+    Check(header.find(std::string(http::kWsBearerProtocolPrefix) + *token) != std::string::npos,
+          "protocol token not in the header");
+    Check(token->find(',') == std::string::npos, "protocol token spans items");
+  }
+  (void)http::OffersWsProtocol(header);
+}
+
+void FuzzWsAuthMessage(std::string_view text) {
+  const auto token = http::ParseWsAuthMessage(text);
+  if (token) Check(!token->empty() && token->size() <= 4096, "auth message token size");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -105,6 +124,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 4:
       FuzzStoreFile(input);
+      break;
+    case 5:
+      FuzzWsProtocol(input);
+      break;
+    case 6:
+      FuzzWsAuthMessage(input);
       break;
     default:
       break;

@@ -58,6 +58,7 @@ void ExpectDefaults(const ApiConfig& c) {
   EXPECT_EQ(c.forwarded_header, d.forwarded_header);
   EXPECT_EQ(c.tls, d.tls);
   EXPECT_TRUE(c.tls.listen.empty());  // no TLS unless asked for
+  EXPECT_EQ(c.ws_auth_timeout_ms, d.ws_auth_timeout_ms);
 }
 
 TEST(ApiConfigTest, Defaults) {
@@ -566,7 +567,8 @@ TEST(PackagedExampleTest, EveryKeyWithItsDefault) {
                                                  "forwarded_header",
                                                  "header_timeout_ms",
                                                  "max_preauth_connections_per_address",
-                                                 "accept_rate_per_address"}));
+                                                 "accept_rate_per_address",
+                                                 "ws_auth_timeout_ms"}));
   auto r = ParseApiConfig(example.text, "api.conf (uncommented)");
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
   ExpectDefaults(*r);

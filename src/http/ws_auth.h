@@ -1,0 +1,54 @@
+// WebSocket auth by first message (docs/api.md "WebSocket auth"): an upgrade of
+// /sessions/{id}/ws that offers the `monkeyproof` subprotocol and carries no credential at all
+// (no Authorization header, no `monkeyproof.bearer.` subprotocol, no ?token=) is accepted
+// without looking anything up, and its first message must be {"type":"auth","token":"…"} within
+// ws_auth_timeout_ms. Nothing is sent to the client before that. A good token runs the route as an
+// HTTP upgrade would (scope checks included) and hands the WebSocket to WsSession; anything else (a
+// bad or late message, a refused token, an error of the route) closes it with 1008 after an `error`
+// message when the route refused. Failures count in the auth limiter like a 401. Runs in
+// monkeyproof-api on the io_context thread.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/websocket/stream.hpp>
+
+#include "http/api_context.h"
+#include "http/client_stream.h"
+#include "http/http_session.h"
+#include "http/router.h"
+
+namespace mp::http {
+
+class WsAuthGate : public std::enable_shared_from_this<WsAuthGate> {
+ public:
+  // Takes over the connection (counted in ctx.connections; the gate or the WsSession it hands
+  // over to uncounts it). `client` is the audit identity ("api:<address>"), `address` the
+  // limiter's key.
+  WsAuthGate(ApiContext& ctx, ClientStream&& stream, HttpRequest request, RouteMatch match,
+             std::string client, std::string address);
+  ~WsAuthGate();
+
+  void Run();
+
+ private:
+  void OnAccept(boost::beast::error_code ec);
+  void OnRead(boost::beast::error_code ec, size_t bytes);
+  // Closes with 1008 and `reason` (at most 123 bytes), after `message` when not empty.
+  void Refuse(std::string reason, std::string message = {});
+
+  ApiContext& ctx_;
+  std::shared_ptr<ApiContext> keep_;
+  boost::beast::websocket::stream<ClientStream> ws_;
+  std::shared_ptr<HttpRequest> request_;
+  RouteMatch match_;
+  std::string client_;
+  std::string address_;
+  boost::beast::flat_buffer buffer_;
+  std::string refusal_;  // the message being written before the close
+  bool handed_over_ = false;
+};
+
+}  // namespace mp::http

@@ -1,0 +1,197 @@
+// WebSocket auth without the URL (docs/api.md "WebSocket auth"), in process against the fake
+// supervisor: the token in the `monkeyproof.bearer.<token>` subprotocol (only `monkeyproof` is
+// echoed), and as the first message after an upgrade that offers `monkeyproof` and no token
+// (nothing is sent before it; a wrong, missing or late one closes with 1008). Each has its
+// control: the same upgrade without the token is refused. No root.
+#include <sys/ioctl.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include "scope_fixture.h"
+
+namespace mp::http {
+namespace {
+
+namespace websocket = boost::beast::websocket;
+using scope_test::ApiFixture;
+using scope_test::json;
+using scope_test::kAdmin;
+using scope_test::asio::ip::tcp;
+namespace asio = scope_test::asio;
+namespace beast = scope_test::beast;
+namespace bhttp = scope_test::bhttp;
+
+constexpr std::string_view kWrong = "mp-scope-test-admin-0123456789abcdefghiX";
+
+// One WebSocket client: the upgrade with the given subprotocols and Authorization header.
+class Ws {
+ public:
+  Ws(uint16_t port, const std::string& target, const std::string& protocols,
+     const std::string& authorization = {})
+      : ws_(socket_) {
+    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    scope_test::SetReceiveTimeout(socket_.native_handle(), 20);
+    ws_.set_option(websocket::stream_base::decorator([=](websocket::request_type& req) {
+      if (!protocols.empty()) req.set(bhttp::field::sec_websocket_protocol, protocols);
+      if (!authorization.empty()) req.set(bhttp::field::authorization, authorization);
+    }));
+    // Asynchronously: Beast 1.74's synchronous handshake leaves a refusal's response empty.
+    beast::error_code ec = asio::error::operation_aborted;
+    ws_.async_handshake(response_, "127.0.0.1", target, [&ec](beast::error_code e) { ec = e; });
+    io_.run();
+    ok_ = !ec;
+  }
+  [[nodiscard]] bool ok() const { return ok_; }
+  [[nodiscard]] int status() const { return response_.result_int(); }
+  [[nodiscard]] std::string protocol() const {
+    return std::string(response_[bhttp::field::sec_websocket_protocol]);
+  }
+  // Bytes the server has sent that are not read yet.
+  size_t Pending() {
+    int n = 0;
+    ::ioctl(socket_.native_handle(), FIONREAD, &n);
+    return static_cast<size_t>(n);
+  }
+  void Send(const std::string& text) {
+    beast::error_code ec;
+    ws_.text(true);
+    ws_.write(asio::buffer(text), ec);
+  }
+  // The next message as JSON; null when the connection ended (close_code() says how).
+  json Read() {
+    beast::flat_buffer buf;
+    beast::error_code ec;
+    ws_.read(buf, ec);
+    if (ec) {
+      close_code_ = ec == websocket::error::closed ? static_cast<int>(ws_.reason().code) : -1;
+      return nullptr;
+    }
+    return json::parse(beast::buffers_to_string(buf.data()), nullptr, false);
+  }
+  [[nodiscard]] int close_code() const { return close_code_; }
+
+ private:
+  asio::io_context io_;
+  tcp::socket socket_{io_};
+  websocket::stream<tcp::socket&> ws_;
+  websocket::response_type response_;
+  bool ok_ = false;
+  int close_code_ = 0;
+};
+
+using WsAuthTest = ApiFixture;
+
+TEST_F(WsAuthTest, TokenInTheSubprotocol) {
+  const std::string id = Spawn({{"task", "idle"}});
+  const std::string target = "/sessions/" + id + "/ws";
+  Ws ws(port_, target, "monkeyproof, monkeyproof.bearer." + std::string(kAdmin));
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  EXPECT_EQ(ws.protocol(), "monkeyproof");  // never the one with the token
+  EXPECT_EQ(ws.Read().value("type", ""), "catchup");
+  // Controls: a wrong token there, and none at all (without `monkeyproof` offered: a plain
+  // upgrade, refused as before).
+  Ws wrong(port_, target, "monkeyproof, monkeyproof.bearer." + std::string(kWrong));
+  EXPECT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.status(), 401);
+  Ws none(port_, target, "");
+  EXPECT_FALSE(none.ok());
+  EXPECT_EQ(none.status(), 401);
+  // A scoped token there is held to its scope.
+  const std::string other = Spawn({{"task", "idle"}, {"owner", "bob"}});
+  const std::string token =
+      MintToken({{"sessions", "owner:alice"}, {"rights", {"read"}}, {"ttlSeconds", 600}});
+  Ws scoped(port_, "/sessions/" + other + "/ws", "monkeyproof, monkeyproof.bearer." + token);
+  EXPECT_FALSE(scoped.ok());
+  EXPECT_EQ(scoped.status(), 404);
+  // The header, when present, decides alone (a wrong header is not rescued by the protocol).
+  Ws header_wins(port_, target, "monkeyproof, monkeyproof.bearer." + std::string(kAdmin),
+                 "Bearer " + std::string(kWrong));
+  EXPECT_EQ(header_wins.status(), 401);
+}
+
+TEST_F(WsAuthTest, TokenAsTheFirstMessage) {
+  const std::string id = Spawn({{"task", "echo"}, {"owner", "alice"}});
+  const std::string target = "/sessions/" + id + "/ws";
+  Ws ws(port_, target, "monkeyproof");
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  EXPECT_EQ(ws.protocol(), "monkeyproof");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(ws.Pending(), 0u) << "the server sent something before the auth message";
+  ws.Send(json({{"type", "auth"}, {"token", kAdmin}}).dump());
+  EXPECT_EQ(ws.Read().value("type", ""), "catchup");
+  ws.Send(R"({"type":"stdin","data":"hi\n"})");
+  EXPECT_EQ(ws.Read().value("type", ""), "stdout");
+  EXPECT_NE(fake_.StdinOf(id).find("hi"), std::string::npos);
+
+  // A read-only scoped token by message: streams, cannot type.
+  const std::string token =
+      MintToken({{"sessions", "owner:alice"}, {"rights", {"read"}}, {"ttlSeconds", 600}});
+  Ws reader(port_, target, "monkeyproof");
+  ASSERT_TRUE(reader.ok());
+  reader.Send(json({{"type", "auth"}, {"token", token}}).dump());
+  EXPECT_EQ(reader.Read().value("type", ""), "catchup");
+  reader.Send(R"({"type":"stdin","data":"nope\n"})");
+  const json refused = reader.Read();
+  EXPECT_EQ(refused.value("type", ""), "error") << refused.dump();
+  EXPECT_EQ(fake_.StdinOf(id).find("nope"), std::string::npos);
+}
+
+TEST_F(WsAuthTest, BadFirstMessagesCloseWith1008) {
+  const std::string id = Spawn({{"task", "echo"}, {"owner", "bob"}});
+  const std::string target = "/sessions/" + id + "/ws";
+  const uint64_t gets = fake_.requests(wire::RequestType::kGet);
+  {
+    Ws wrong(port_, target, "monkeyproof");
+    ASSERT_TRUE(wrong.ok());
+    wrong.Send(json({{"type", "auth"}, {"token", kWrong}}).dump());
+    EXPECT_TRUE(wrong.Read().is_null());
+    EXPECT_EQ(wrong.close_code(), 1008);
+  }
+  {
+    // Input before auth is not taken as input.
+    Ws typed(port_, target, "monkeyproof");
+    ASSERT_TRUE(typed.ok());
+    typed.Send(R"({"type":"stdin","data":"sneaky\n"})");
+    EXPECT_TRUE(typed.Read().is_null());
+    EXPECT_EQ(typed.close_code(), 1008);
+    EXPECT_EQ(fake_.StdinOf(id).find("sneaky"), std::string::npos);
+  }
+  // Nothing was looked up for them.
+  EXPECT_EQ(fake_.requests(wire::RequestType::kGet), gets);
+  {
+    // A good token whose scope does not cover the session: the route's 404, then 1008.
+    const std::string token =
+        MintToken({{"sessions", "owner:alice"}, {"rights", {"read"}}, {"ttlSeconds", 600}});
+    Ws outside(port_, target, "monkeyproof");
+    ASSERT_TRUE(outside.ok());
+    outside.Send(json({{"type", "auth"}, {"token", token}}).dump());
+    const json error = outside.Read();
+    EXPECT_EQ(error.value("type", ""), "error") << error.dump();
+    EXPECT_EQ(error.value("status", 0), 404);
+    EXPECT_TRUE(outside.Read().is_null());
+    EXPECT_EQ(outside.close_code(), 1008);
+  }
+}
+
+TEST_F(WsAuthTest, SilentClientIsClosedAtTheDeadline) {
+  StopServer();
+  ApiConfig c = Config();
+  c.ws_auth_timeout_ms = 300;
+  ASSERT_TRUE(TryStartServer(c));
+  const std::string id = Spawn({{"task", "idle"}});
+  Ws ws(port_, "/sessions/" + id + "/ws", "monkeyproof");
+  ASSERT_TRUE(ws.ok());
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(ws.Read().is_null());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
+}  // namespace
+}  // namespace mp::http

@@ -366,8 +366,9 @@ void HttpSession::Handle(HttpRequest request) {
     // as the first message (ws_auth.h). Nothing is looked up until it has. Without the
     // subprotocol a bare upgrade stays a 401, as it was for the original's clients.
     upgraded_ = true;
+    const std::string address = ClientAddress(request);  // behind a trusted proxy, its client's
     std::make_shared<WsAuthGate>(ctx_, std::move(stream_), std::move(request),
-                                 std::move(*matched.match), "api:" + remote_, remote_)
+                                 std::move(*matched.match), "api:" + address, address)
         ->Run();
     return;
   }

@@ -20,7 +20,8 @@ ctest --test-dir "$build" --output-on-failure -L unit -j "$(nproc)" || status=1
 # every preset's flags must be accepted, and the privileged tier then runs them for real.
 "$repo/tests/agents/install.sh" "$build" || status=1
 # The original MonkeyProof server (its source at a pinned commit) and Bun, for the compatibility
-# test in the privileged tier (tests/compat/versions.json), also installed on the host.
+# test and the benchmark smoke (bench/compare.sh --small) in the privileged tier
+# (tests/compat/versions.json), also installed on the host.
 "$repo/tests/compat/install.sh" "$build" || status=1
 ctest --test-dir "$build" --output-on-failure -L agents || status=1
 ctest --test-dir "$build" --output-on-failure -L privileged || status=1

@@ -3,7 +3,9 @@
 //   rlimits → bounding set and securebits (need CAP_SETPCAP) → setgroups/
 //   setresgid/setresuid → clear capabilities → parent-death signal (cleared
 //   by the uid change, so set after it) → mark fds CLOEXEC → no_new_privs →
-//   seccomp, last → fork the command → init loop.
+//   seccomp, last → fork the command → init loop (reports "started", then, for a session
+//   that outlives the supervisor, clears the parent-death signal; reports the command's
+//   wait status when it ends).
 // This file keeps the sequence; each concern has its own child-side file:
 // filesystem_view.cc (the mounts), credentials.cc (capabilities and ids),
 // seccomp_install.cc (the filter, the same function the unit tests install),
@@ -23,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -145,6 +148,12 @@ void BringLoopbackUp(const ChildPlan& p) {
   std::memset(&r, 0, sizeof r);
   r.kind = SpawnReport::kStarted;
   SendReportInChild(p.report_fd, r);
+  if (p.outlive_parent) {
+    // The session may now outlive the supervisor: its exit status goes to the handshake socket
+    // (below), which a restarted supervisor gets back. A supervisor gone before this point
+    // never learned that the command runs: the parent-death signal set during setup ends it.
+    ::prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+  }
 
   sigset_t all;
   sigfillset(&all);
@@ -170,6 +179,10 @@ void BringLoopbackUp(const ChildPlan& p) {
         std::memset(&r, 0, sizeof r);
         r.kind = SpawnReport::kExited;
         r.status = status;
+        // When the command ended, for the end record of a supervisor that reads this later.
+        struct timespec now {};
+        ::clock_gettime(CLOCK_REALTIME, &now);
+        r.exited_ms = static_cast<int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
         SendReportInChild(p.report_fd, r);
         // Leaving pid 1 makes the kernel SIGKILL everything else in the namespace.
         ::_exit(0);
@@ -253,7 +266,8 @@ void CloseInheritedFds(const ChildPlan& p) {
   DropCredentialsInChild(p);
   BeginStepInChild(p, ChildStep::kParentDeathSignal);
   // Set after the uid change, which clears it. If the supervisor dies, init
-  // dies, and the kernel kills the rest of the pid namespace.
+  // dies, and the kernel kills the rest of the pid namespace (for an outlive_parent
+  // session, only until the command runs: RunInit clears it).
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) {
     FailInChild(rfd, ChildStep::kParentDeathSignal, errno, "PR_SET_PDEATHSIG");
   }

@@ -84,14 +84,19 @@ inline constexpr size_t kMaxRlimits = 16;
 
 // Fixed report the child sends over the handshake socket when it begins a step
 // (kProgress), when a step fails, once the command runs, and (the init process)
-// when the command ended.
+// when the command ended. The kExited record is the only record of the command's wait
+// status: init is the command's parent, and a supervisor that did not clone init (one
+// restarted while the session ran) cannot wait for it. It stays queued on the supervisor's
+// end of the socket after init is gone. Its size is its format: a reader refuses a record of
+// another size.
 struct SpawnReport {
   enum Kind : uint32_t { kFailed = 1, kStarted = 2, kExited = 3, kProgress = 4 };
   uint32_t kind;
-  uint32_t step;     // ChildStep for kFailed and kProgress
-  int32_t errnum;    // errno for kFailed
-  int32_t status;    // wait status of the command for kExited
-  char detail[128];  // the object of the failed step (a path, a program name)
+  uint32_t step;      // ChildStep for kFailed and kProgress
+  int32_t errnum;     // errno for kFailed
+  int32_t status;     // wait status of the command for kExited
+  int64_t exited_ms;  // kExited: wall clock (CLOCK_REALTIME, ms) when init reaped the command
+  char detail[128];   // the object of the failed step (a path, a program name)
 };
 static_assert(std::is_trivially_copyable_v<SpawnReport>);
 
@@ -141,7 +146,11 @@ struct ChildPlan {
   bool pty;  // stdin_fd is a PTY slave: make it the controlling terminal
 
   int report_fd;     // child's end of the handshake socket
-  int parent_pidfd;  // pidfd of the supervisor: the child exits if it is gone
+  int parent_pidfd;  // pidfd of the supervisor: the child exits if it is gone during setup
+  // Once the command runs (kStarted sent), init no longer dies with the supervisor: the
+  // session outlives a supervisor restart (SpawnRequest::outlive_supervisor). During setup it
+  // always does.
+  bool outlive_parent;
   bool wait_for_go;  // wait for the parent's GO byte (user namespace maps)
   // Test hook (SpawnRequest::stall_before_start_report): init blocks for good instead of
   // reporting kStarted.

@@ -253,6 +253,7 @@ Result<PendingSpawn> StartSpawn(const CgroupRoot& root, const std::string& leaf_
   plan.report_fd = child_sock.get();
   plan.wait_for_go = false;
   plan.stall_before_start_report = req.stall_before_start_report;
+  plan.outlive_parent = req.outlive_supervisor;
   plan.test_fail_step = static_cast<uint32_t>(req.test_fail_step);
   UniqueFd self_pidfd(static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0)));
   if (!self_pidfd) return ErrnoError("pidfd_open(self)");
@@ -371,20 +372,39 @@ Result<SpawnedChild> Spawn(const CgroupRoot& root, const std::string& leaf_name,
   }
 }
 
-Result<std::optional<WaitStatus>> ReadExitReport(const SpawnedChild& child) {
+Result<std::optional<ExitReport>> ReadExitReport(int report_fd) {
   SpawnReport r{};
   ssize_t n;
   do {
-    n = ::recv(child.report.get(), &r, sizeof r, MSG_DONTWAIT);
+    // MSG_TRUNC: the record's real length, so a longer record (another format) is refused.
+    n = ::recv(report_fd, &r, sizeof r, MSG_DONTWAIT | MSG_TRUNC);
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
-    if (errno == EAGAIN) return std::optional<WaitStatus>();
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return std::optional<ExitReport>();
     return ErrnoError("recv(exit report)");
   }
-  if (n == static_cast<ssize_t>(sizeof r) && r.kind == SpawnReport::kExited) {
-    return std::optional<WaitStatus>(DecodeWaitStatus(r.status));
+  if (n == 0) return std::optional<ExitReport>();  // init closed the socket without a report
+  if (n != static_cast<ssize_t>(sizeof r)) {
+    return PlainError("exit report of " + std::to_string(n) + " bytes, expected " +
+                      std::to_string(sizeof r) + " (written by another version of monkeyproofd)");
   }
-  return std::optional<WaitStatus>();
+  if (r.kind != SpawnReport::kExited) {
+    return PlainError("exit report: unexpected report kind " + std::to_string(r.kind));
+  }
+  return std::optional<ExitReport>(ExitReport{DecodeWaitStatus(r.status), r.exited_ms});
+}
+
+Result<std::optional<WaitStatus>> ReadExitReport(const SpawnedChild& child) {
+  MP_TRY(std::optional<ExitReport> report, ReadExitReport(child.report.get()));
+  if (!report) return std::optional<WaitStatus>();
+  return std::optional<WaitStatus>(report->status);
+}
+
+std::optional<WaitStatus> CommandEnd(const Result<std::optional<ExitReport>>& report,
+                                     const Result<std::optional<WaitStatus>>& init_status) {
+  if (report && report->has_value()) return (*report)->status;
+  if (init_status && init_status->has_value()) return **init_status;
+  return std::nullopt;
 }
 
 Result<bool> LeafEmptied(CgroupLeaf& leaf, CgroupStats* stats) {

@@ -101,6 +101,10 @@ struct SpawnRequest {
   // that every step's failure reaches the caller with the step's name. kNone in production.
   ChildStep test_fail_step = ChildStep::kNone;
   std::chrono::milliseconds start_timeout{30000};  // clone → execve of the command (Spawn())
+  // Once the command runs, the sandbox keeps running when the supervisor exits (no
+  // parent-death signal), for a supervisor that hands the session's fds to systemd's fd
+  // store and takes them back after a restart. Off: the session dies with the supervisor.
+  bool outlive_supervisor = false;
 };
 
 // Defaults applied to every spawn unless the request sets the resource.
@@ -155,9 +159,27 @@ void AbortSpawn(SpawnedChild& child, std::chrono::milliseconds timeout);
 Result<SpawnedChild> Spawn(const CgroupRoot& root, const std::string& leaf_name,
                            const SpawnRequest& request);
 
-// Reads init's exit report (non-blocking once the report fd is readable).
-// Returns nullopt when the socket closed without one.
+// What init reported when the command ended: the source of an end record's exit code or
+// signal. Init's own wait status is only "exited 0" after it reported (or SIGKILL, when it
+// was killed first), and only its parent can read even that; the report stays queued on
+// the supervisor's end of the handshake socket after init is gone and reaped, for whoever
+// holds that end (a restarted supervisor, through systemd's fd store).
+struct ExitReport {
+  WaitStatus status;
+  int64_t exited_ms = 0;  // wall clock, ms since the epoch, when init reaped the command
+};
+
+// Reads init's exit report from the supervisor's end of the handshake socket, without
+// blocking. nullopt: no report is there (init is running, or died before it could report:
+// OOM kill, cgroup.kill); a record of another size or kind is an error.
+Result<std::optional<ExitReport>> ReadExitReport(int report_fd);
+// The same for a child's report socket, as its wait status.
 Result<std::optional<WaitStatus>> ReadExitReport(const SpawnedChild& child);
+
+// The command's end from what the caller could read: init's report, else (init died first)
+// init's own status when the caller is its parent, else nothing.
+std::optional<WaitStatus> CommandEnd(const Result<std::optional<ExitReport>>& report,
+                                     const Result<std::optional<WaitStatus>>& init_status);
 
 // After init was reaped: kill what is left, wait until the leaf is empty,
 // read its figures and remove it. Blocking (poll on cgroup.events).

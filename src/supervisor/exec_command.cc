@@ -284,16 +284,12 @@ int RunExecCommand(int argc, char** argv) {
       (void)child.leaf.Kill();
     }
   }
-  auto report = sandbox::ReadExitReport(child);
+  auto report = sandbox::ReadExitReport(child.report.get());
   auto init_status = child.init.Wait();
   auto stats = sandbox::FinishLeaf(child.leaf, std::chrono::seconds(10));
 
-  sandbox::WaitStatus status;
-  if (report && report->has_value()) {
-    status = **report;
-  } else if (init_status && init_status->has_value()) {
-    status = **init_status;
-  }
+  const sandbox::WaitStatus status =
+      sandbox::CommandEnd(report, init_status).value_or(sandbox::WaitStatus{});
   if (!killed_by_us && stats && stats->oom_kill_events > 0)
     reason = "oom";
   else if (!killed_by_us && !status.exited && stats && stats->pids_max_events > 0)

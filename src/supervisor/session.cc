@@ -278,13 +278,17 @@ void Session::CollectInitExit() {
     if (open) DrainFd(fd, StreamOf(fd), Watchdog::kUnlimited);
   }
   info_.output_bytes = log_->total();
-  auto report = sandbox::ReadExitReport(c);
+  // Init's report is the source of the command's status (init is the command's parent);
+  // init's own status stands in only when it died before reporting (an OOM kill, cgroup.kill).
+  auto report = sandbox::ReadExitReport(c.report.get());
   auto init_status = c.init.Wait();
-  if (report && report->has_value()) {
-    status_ = **report;
-  } else if (init_status && init_status->has_value()) {
-    status_ = **init_status;
+  if (!report) {
+    std::fprintf(stderr, "monkeyproofd: session %s: %s\n", info_.id.c_str(),
+                 report.error().ToString().c_str());
+  } else if (report->has_value() && (*report)->exited_ms > 0) {
+    command_ended_ms_ = static_cast<uint64_t>((*report)->exited_ms);
   }
+  status_ = sandbox::CommandEnd(report, init_status);
   UnwatchAll();
   CancelTimers();
 }
@@ -362,7 +366,8 @@ void Session::Finish(const Result<sandbox::CgroupStats>& stats) {
   UnwatchAll();
   CancelTimers();
   wire::EndRecord end;
-  end.ended_at_ms = WallClockMs();
+  // When the command ended, as init saw it; else now (a start that failed, a killed init).
+  end.ended_at_ms = command_ended_ms_.value_or(WallClockMs());
   if (spawn_error_) {
     // The record stays, inspectable, with the step that failed.
     end.reason = kill_reason_.value_or(EndReason::kSpawnError);

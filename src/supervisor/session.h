@@ -165,6 +165,7 @@ class Session {
   bool start_reported_ = false;                // on_started has run
   std::optional<std::string> spawn_error_;     // why the start failed
   std::optional<sandbox::WaitStatus> status_;  // the command's, once init has exited
+  std::optional<uint64_t> command_ended_ms_;   // wall clock of the command's end (init's report)
   UniqueFd memory_events_, pids_events_, leaf_events_;
   std::vector<int> watched_;  // fds registered with the loop
   std::vector<int> parked_;   // output fds still open but off the loop (output paused)

@@ -180,8 +180,9 @@ memory_json() {  # PHASE [extra json members]
 
 start_daemons() {
   rm -rf "$BASE"
-  mkdir -p "$BASE/ws" "$BASE/policies"
-  chmod 0777 "$BASE/ws"
+  # The sessions' workspace lies below the root: a root itself is refused as a cwd.
+  mkdir -p "$BASE/ws/default" "$BASE/policies"
+  chmod 0777 "$BASE/ws/default"
   # The default exec policy (policies/exec.json) with what a 1 GiB stream and 1,000 live
   # sessions need: no output-rate ceiling, a transcript that holds the whole stream (a slow
   # reader reads it back from there), and an RLIMIT_NPROC above 1,000 sessions' processes
@@ -193,7 +194,7 @@ start_daemons() {
   "command": [],
   "run_as": {"user": "nobody"},
   "workspace_roots": ["$BASE/ws"],
-  "default_workspace": "$BASE/ws",
+  "default_workspace": "$BASE/ws/default",
   "network": "none",
   "rlimits": {"core_bytes": 0, "nofile": 4096, "nproc": 16384, "fsize_bytes": 8589934592},
   "limits": {"memory_max_bytes": 2147483648, "memory_swap_max_bytes": 0, "pids_max": 512,

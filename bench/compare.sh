@@ -162,7 +162,7 @@ import json, re, sys
 src, dst, ws, nbytes = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 p = json.loads(re.sub(r'^\s*//.*$', "", open(src).read(), flags=re.M))
 p["workspace_roots"] = [ws]
-p["default_workspace"] = ws
+p["default_workspace"] = ws + "/default"  # below the root: a root itself is refused as a cwd
 # The original has no output ceiling: the stream is read at full speed, and the transcript
 # holds all of it. RLIMIT_NPROC counts every process of the session user: 500 sessions' worth.
 p["output"]["max_rate_bytes_per_second"] = 0
@@ -327,8 +327,8 @@ vm_main() {
     "$C50 and $C500 sessions at once (\`sleep 2; echo done\`); $BYTES bytes streamed" \
     "(\`$GEN\`, two seconds after the POST); legs original, ours, ours, original."
   rm -rf "$BASE"
-  mkdir -p "$BASE/ws" "$BASE/ws-original" "$BASE/policies"
-  chmod 0777 "$BASE/ws"
+  mkdir -p "$BASE/ws/default" "$BASE/ws-original" "$BASE/policies"
+  chmod 0777 "$BASE/ws/default"
   # About a dozen descriptors per session in monkeyproofd, two per connection in either server.
   ulimit -n 65536
   start_ours

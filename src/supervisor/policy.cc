@@ -3,7 +3,11 @@
 // spawn_request.cc.
 #include "supervisor/policy.h"
 
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -11,7 +15,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 
+#include "common/unique_fd.h"
 #include "sandbox/mounts.h"
 #include "supervisor/policy_internal.h"
 
@@ -74,21 +80,61 @@ Result<EffectivePolicy> Tighten(const Policy& policy, const RequestedLimits& req
 
 namespace {
 
-// realpath(path), or the reason it failed in words (no errno suffix: these messages reach
-// clients as one sentence).
-Result<std::string> RealPath(const std::string& path) {
-  std::unique_ptr<char, decltype(&std::free)> real(::realpath(path.c_str(), nullptr), &std::free);
-  if (real) return std::string(real.get());
-  const int err = errno;
-  if (err == ENOENT || err == ENOTDIR) return Error{err, "does not exist"};
-  if (err == EACCES) return Error{err, "cannot be searched by monkeyproofd (permission denied)"};
-  if (err == ELOOP) return Error{err, "has a symlink loop"};
-  return Error{err, std::string("cannot be resolved (") + std::strerror(err) + ")"};
+// The directory at `path` as an O_PATH descriptor. Only for paths the operator configured (a
+// workspace root, the default workspace): those are resolved with the supervisor's access.
+UniqueFd OpenConfiguredDir(const std::string& path) {
+  return UniqueFd(::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+}
+
+// The directory `rel` beneath `base` (an O_PATH descriptor), resolved by the kernel so that
+// neither `..` nor a symlink leaves `base` (RESOLVE_BENEATH: an absolute symlink or one that
+// climbs out fails with EXDEV) and no /proc magic link is followed. Nothing outside `base` is
+// looked at, so root's access reveals nothing beyond it.
+UniqueFd OpenDirBeneath(int base, const std::string& rel) {
+  struct open_how how {};
+  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+  return UniqueFd(static_cast<int>(::syscall(SYS_openat2, base, rel.c_str(), &how, sizeof how)));
+}
+
+// The path the kernel reached for `fd`: /proc/self/fd's link holds it without symlinks.
+std::optional<std::string> PathOf(int fd) {
+  const std::string link = "/proc/self/fd/" + std::to_string(fd);
+  std::string buf(PATH_MAX, '\0');
+  const ssize_t n = ::readlink(link.c_str(), buf.data(), buf.size());
+  if (n <= 0 || static_cast<size_t>(n) >= buf.size() || buf[0] != '/') return std::nullopt;
+  buf.resize(static_cast<size_t>(n));
+  return buf;
+}
+
+bool SameInode(int fd, const std::string& path) {
+  struct stat a {};
+  struct stat b {};
+  return ::fstat(fd, &a) == 0 && ::stat(path.c_str(), &b) == 0 && a.st_dev == b.st_dev &&
+         a.st_ino == b.st_ino;
 }
 
 std::string RootsText(const Policy& policy) {
   return "the workspace roots of policy " + Quote(policy.name) + " (" +
          JoinQuoted(policy.workspace_roots) + ")";
+}
+
+// The one answer for every cwd that is not a usable workspace: missing, not a directory,
+// outside the roots, a root itself, inside a hidden path, or reached through a symlink or `..`
+// that leaves its root. One text and one code whatever the reason, so that a request cannot
+// learn what exists where it may not go.
+Error CwdRefused(const Policy& policy, const std::string& cwd) {
+  std::string how = "absolute";
+  if (!policy.default_workspace.empty()) {
+    how += ", or relative to the default workspace " + Quote(policy.default_workspace) +
+           " and below it";
+  }
+  return CodedError(ErrorCode::kBadRequest,
+                    "cwd " + Quote(cwd) + " is not an existing directory strictly inside " +
+                        RootsText(policy) + "; give a directory below one of the roots (" + how +
+                        "; a root itself is refused, and symlinks and `..` may not leave the "
+                        "root)")
+      .At("/cwd");
 }
 
 }  // namespace
@@ -102,73 +148,67 @@ Result<std::string> ResolveWorkspace(const Policy& policy, const std::string& cw
                                            std::to_string(PATH_MAX - 1) + " bytes");
   }
   const std::string& base = policy.default_workspace;
-  if (base.empty() && (cwd.empty() || cwd.front() != '/')) {
+  const bool relative = !cwd.empty() && cwd.front() != '/';
+  if (base.empty() && (cwd.empty() || relative)) {
     return bad(
         ErrorCode::kBadRequest,
         (cwd.empty() ? std::string("no cwd was given") : "cwd " + Quote(cwd) + " is relative") +
             ", and policy " + Quote(policy.name) +
             " has no default_workspace; give an absolute cwd inside one of " + RootsText(policy));
   }
-  if (cwd.empty()) {
-    // The host's own setup: the package and `monkeyproofd --dev` create it.
-    auto real = RealPath(base);
-    if (!real) {
+
+  // The directory the request names is opened beneath the directory it must stay in: the
+  // default workspace for an empty or relative cwd, else the root that the cwd literally
+  // starts with. An absolute cwd that names no root is refused before any lookup.
+  UniqueFd start;
+  std::string rel;
+  if (cwd.empty() || relative) {
+    start = OpenConfiguredDir(base);
+    if (!start) {
+      // The host's own setup: the package and `monkeyproofd --dev` create it.
       return CodedError(ErrorCode::kHostSetup,
                         "the default workspace " + Quote(base) + " of policy " +
-                            Quote(policy.name) + " " + real.error().what +
-                            "; create it, writable by the policy's run_as user " +
+                            Quote(policy.name) + " cannot be opened (" + std::strerror(errno) +
+                            "); create it, writable by the policy's run_as user " +
                             Quote(policy.run_as.user) + " (docs/deploy.md), or give a cwd");
     }
+    rel = cwd.empty() ? "." : cwd;
+  } else {
+    const auto root = std::find_if(policy.workspace_roots.begin(), policy.workspace_roots.end(),
+                                   [&](const std::string& r) {
+                                     return cwd.size() > r.size() && sandbox::PathIsWithin(cwd, r);
+                                   });
+    if (root == policy.workspace_roots.end()) return CwdRefused(policy, cwd);
+    start = OpenConfiguredDir(*root);
+    if (!start) return CwdRefused(policy, cwd);
+    rel = cwd.substr(root->size() + 1);
   }
-  const bool relative = !cwd.empty() && cwd.front() != '/';
-  const std::string want = cwd.empty() ? base : relative ? base + "/" + cwd : cwd;
-  const std::string shown = cwd.empty() ? "the default workspace " + Quote(base)
-                            : relative  ? "cwd " + Quote(cwd) +
-                                             " (relative to the default "
-                                             "workspace " +
-                                             Quote(base) + ")"
-                                       : "cwd " + Quote(cwd);
-  auto real = RealPath(want);
-  if (!real) {
-    return bad(ErrorCode::kBadRequest,
-               shown + " " + real.error().what +
-                   (real.error().errnum == ENOENT || real.error().errnum == ENOTDIR
-                        ? "; create the directory first, inside one "
-                          "of " +
-                              RootsText(policy)
-                        : std::string()));
+  // Without a cwd the default workspace is the operator's choice, and a bad one is theirs to fix.
+  const auto refuse = [&]() -> Error {
+    if (!cwd.empty()) return CwdRefused(policy, cwd);
+    return CodedError(ErrorCode::kHostSetup,
+                      "the default workspace " + Quote(base) + " of policy " + Quote(policy.name) +
+                          " is not a directory strictly inside " + RootsText(policy) +
+                          " (a symlink, or a root itself); fix default_workspace, or give a cwd");
+  };
+  const UniqueFd dir = OpenDirBeneath(start.get(), rel);
+  if (!dir) return refuse();
+  const std::optional<std::string> resolved = PathOf(dir.get());
+  if (!resolved) return refuse();
+
+  // What the kernel reached must still read as a directory below a root as written (the
+  // sandbox covers the roots by those names) and be no root itself (that would bind every
+  // workspace under it into the session), nor lie in a hidden path.
+  bool inside = false;
+  for (const auto& r : policy.workspace_roots) {
+    if (*resolved == r || SameInode(dir.get(), r)) return refuse();
+    inside = inside || sandbox::PathIsWithin(*resolved, r);
   }
-  const std::string resolved = *real;
-  struct stat st {};
-  if (::stat(resolved.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return bad(ErrorCode::kBadRequest, shown + " is not a directory");
-  }
-  if (relative) {
-    // A relative cwd names a directory below the default workspace; `..` that leaves it is
-    // refused even when it lands in another workspace, which only an absolute cwd may name.
-    auto real_base = RealPath(base);
-    if (!real_base || !sandbox::PathIsWithin(resolved, *real_base)) {
-      return bad(ErrorCode::kPolicyViolation,
-                 shown + " resolves to " + Quote(resolved) +
-                     ", outside the default workspace; give an absolute cwd inside one of " +
-                     RootsText(policy));
-    }
-  }
-  const bool inside =
-      std::any_of(policy.workspace_roots.begin(), policy.workspace_roots.end(),
-                  [&](const std::string& r) { return sandbox::PathIsWithin(resolved, r); });
-  if (!inside) {
-    return bad(ErrorCode::kPolicyViolation,
-               shown + " resolves to " + Quote(resolved) + ", outside " + RootsText(policy));
-  }
+  if (!inside) return refuse();
   for (const auto& h : policy.HiddenPaths()) {
-    if (sandbox::PathIsWithin(resolved, h)) {
-      return bad(ErrorCode::kPolicyViolation, shown + " resolves to " + Quote(resolved) +
-                                                  ", inside the hidden path " + Quote(h) +
-                                                  ", which sessions may not see");
-    }
+    if (sandbox::PathIsWithin(*resolved, h)) return refuse();
   }
-  return resolved;
+  return *resolved;
 }
 
 }  // namespace mp::supervisor

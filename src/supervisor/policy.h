@@ -205,12 +205,15 @@ struct EffectivePolicy {
 // the field's range fails with bad_request.
 Result<EffectivePolicy> Tighten(const Policy& policy, const RequestedLimits& requested);
 
-// realpath(cwd), which must lie inside one of workspace_roots and outside every hidden path.
-// An empty cwd means default_workspace; a relative one is resolved against it and must stay
-// below it (`..` may not leave it). Errors carry field "/cwd" (except a missing default
-// workspace, the host's fault: internal) and read as one sentence naming the cwd, where it
-// resolved to and the roots: bad_request when the cwd cannot be resolved or is no directory,
-// policy_violation when it lies outside.
+// The directory a request's cwd names, without symlinks: strictly inside one of workspace_roots
+// (a root itself is refused) and outside every hidden path. An absolute cwd must literally start
+// with a root and is opened beneath that root's descriptor (openat2 RESOLVE_BENEATH |
+// RESOLVE_NO_MAGICLINKS: no `..` or symlink may leave the root, nothing outside it is looked
+// at); an empty cwd means default_workspace, a relative one is opened beneath it. Every refusal
+// of a request's cwd is one bad_request with field "/cwd" and the same sentence whether the
+// directory is missing, not a directory or outside, so the answer reveals nothing about paths
+// the session may not use. A missing or misplaced default workspace without a cwd is the
+// host's to fix (host_setup).
 Result<std::string> ResolveWorkspace(const Policy& policy, const std::string& cwd);
 
 // What the request contributes to a spawn.

@@ -249,7 +249,16 @@ class PolicyReader {
         const bool inside =
             std::any_of(p_.workspace_roots.begin(), p_.workspace_roots.end(),
                         [&](const std::string& root) { return sandbox::PathIsWithin(*d, root); });
+        const bool is_root = std::find(p_.workspace_roots.begin(), p_.workspace_roots.end(), *d) !=
+                             p_.workspace_roots.end();
         if (!inside) Fail("/default_workspace", Quote(*d) + " lies outside workspace_roots");
+        // A session's workspace is bound in after every root is covered: a root as workspace
+        // would show the session every workspace under it.
+        if (is_root) {
+          Fail("/default_workspace",
+               Quote(*d) + " is a workspace root; make it a directory below one, e.g. " +
+                   Quote(*d + "/default"));
+        }
         p_.default_workspace = *d;
       }
     }

@@ -3,7 +3,7 @@
 needs, so that the preset's command flags, user, network, seccomp, limits and deadlines are
 what runs:
 
-- workspace_roots becomes [WORKSPACE] and default_workspace WORKSPACE;
+- workspace_roots becomes [the parent of WORKSPACE] and default_workspace WORKSPACE;
 - every string under /var/lib/monkeyproof/agents/ (state_dirs, hide, env values) moves under
   STATE_BASE (the same relative path);
 - command[0] becomes BIN (the pinned CLI in the build tree);
@@ -73,8 +73,10 @@ def main():
         return value
 
     policy = move(policy, "")
-    changes.append(f"/workspace_roots: {policy.get('workspace_roots')} -> [{a.workspace}]")
-    policy["workspace_roots"] = [a.workspace]
+    # The workspace lies below the root: a root itself is refused as a cwd.
+    root = os.path.dirname(a.workspace.rstrip("/"))
+    changes.append(f"/workspace_roots: {policy.get('workspace_roots')} -> [{root}]")
+    policy["workspace_roots"] = [root]
     policy["default_workspace"] = a.workspace
     command = policy.get("command") or []
     if not command:

@@ -6,8 +6,8 @@ original itself, their answers compared member by member (tests/compat/README.md
                            server), compares, and checks the result against differences.json;
                            --write-observed FILE also writes the differences it saw
     compat.py rewrite-policy IN OUT --workspace DIR
-                           a shipped policy for the test host: its workspace roots and default
-                           workspace become DIR (the rest is what ships)
+                           a shipped policy for the test host: its default workspace becomes
+                           DIR and its workspace root DIR's parent (the rest is what ships)
 
 `run` reads MP_COMPAT_OURS_URL, MP_COMPAT_OURS_TOKEN, MP_COMPAT_ORIGINAL_URL,
 MP_COMPAT_ORIGINAL_TOKEN and MP_COMPAT_WORKSPACE (the cwd both servers' sessions use, and the
@@ -529,7 +529,8 @@ def rewrite_policy(args):
     # The shipped policies allow // comments (outside strings, at a line start or after code).
     text = re.sub(r'^\s*//.*$', "", text, flags=re.M)
     policy = json.loads(text)
-    policy["workspace_roots"] = [args.workspace]
+    # The workspace lies below the root: a root itself is refused as a cwd.
+    policy["workspace_roots"] = [os.path.dirname(args.workspace.rstrip("/"))]
     policy["default_workspace"] = args.workspace
     with open(args.output, "w", encoding="utf-8") as f:
         json.dump(policy, f, indent=1)

@@ -265,10 +265,10 @@ def main():
     asyncio.run(ws_past_end())
     request("DELETE", "/sessions/" + late)
 
-    # What the supervisor refuses, mapped: a cwd outside the roots and a looser limit (403),
-    # an unknown preset (404), too large a list limit (400).
+    # What the supervisor refuses, mapped: a cwd outside the roots (400, as a missing one), a
+    # looser limit (403), an unknown preset (404), too large a list limit (400).
     for body, want, code in [
-        ({"task": "true", "cwd": "/etc"}, 403, "policy_violation"),
+        ({"task": "true", "cwd": "/etc"}, 400, "bad_request"),
         ({"task": "true", "limits": {"memoryMaxBytes": 1 << 40}}, 403, "policy_violation"),
         ({"task": "x", "type": "print", "preset": "no-such-preset"}, 404, "not_found"),
     ]:

@@ -254,7 +254,7 @@ class AgentE2eTest : public ::testing::Test {
               R"({"description": "recipes exec", "type": "exec", "command": [],
                   "run_as": {"user": "nobody"},
                   "workspace_roots": [")" +
-                  stack_->workspace() + R"("],
+                  stack_->workspace_root() + R"("],
                   "default_workspace": ")" +
                   stack_->workspace() + R"(",
                   "env": {"set": {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}}})");

@@ -43,7 +43,7 @@ const char kExecPolicy[] = R"({
   "description": "e2e exec", "type": "exec", "command": [],
   "run_as": {"user": "nobody"},
   "workspace_roots": ["/var/tmp/mp-api-e2e/ws"],
-  "default_workspace": "/var/tmp/mp-api-e2e/ws",
+  "default_workspace": "/var/tmp/mp-api-e2e/ws/w",
   "limits": {"memory_max_bytes": 536870912, "pids_max": 256},
   "deadlines": {"wall_seconds": 900, "idle_seconds": 600},
   "output": {"ring_bytes": 1048576, "transcript_max_bytes": 134217728,
@@ -57,7 +57,7 @@ const char kPrintPolicy[] = R"({
   "command": ["/bin/echo", "printed:"], "bypasses_agent_permissions": false,
   "run_as": {"user": "nobody"},
   "workspace_roots": ["/var/tmp/mp-api-e2e/ws"],
-  "default_workspace": "/var/tmp/mp-api-e2e/ws",
+  "default_workspace": "/var/tmp/mp-api-e2e/ws/w",
   "env": {"set": {"PATH": "/usr/bin:/bin"}}
 })";
 
@@ -67,7 +67,7 @@ const char kCappedPolicy[] = R"({
   "command": ["/bin/sh", "-c"], "bypasses_agent_permissions": false,
   "run_as": {"user": "nobody"},
   "workspace_roots": ["/var/tmp/mp-api-e2e/ws"],
-  "default_workspace": "/var/tmp/mp-api-e2e/ws",
+  "default_workspace": "/var/tmp/mp-api-e2e/ws/w",
   "output": {"ring_bytes": 65536, "transcript_max_bytes": 1048576,
              "max_rate_bytes_per_second": 0},
   "env": {"set": {"PATH": "/usr/bin:/bin"}}
@@ -78,7 +78,7 @@ const char kShellPolicy[] = R"({
   "command": ["/bin/sh", "-c"], "bypasses_agent_permissions": false,
   "run_as": {"user": "nobody"},
   "workspace_roots": ["/var/tmp/mp-api-e2e/ws"],
-  "default_workspace": "/var/tmp/mp-api-e2e/ws",
+  "default_workspace": "/var/tmp/mp-api-e2e/ws/w",
   "env": {"set": {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TERM": "dumb"}}
 })";
 

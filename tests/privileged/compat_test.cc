@@ -74,7 +74,7 @@ class CompatTest : public ::testing::Test {
     }
     // The shipped policies, rewritten for the test workspace.
     std::map<std::string, std::string> policies;
-    const std::string workspace = kBase + "/ws";
+    const std::string workspace = kBase + "/ws/w";  // Stack::workspace()
     for (const auto& stem : kShippedPolicies) {
       const std::string shipped = kSourceDir + "/policies/" + stem + ".json";
       if (::access(shipped.c_str(), R_OK) != 0) continue;
@@ -138,7 +138,7 @@ class CompatTest : public ::testing::Test {
     original_ = nullptr;
     // The original's interactive sessions live in a tmux server of their own.
     RunToEnd({"/bin/sh", "-c", "tmux kill-server 2>/dev/null; true"},
-             {"PATH=/usr/bin:/bin", "HOME=" + kBase + "/ws"}, seconds(20));
+             {"PATH=/usr/bin:/bin", "HOME=" + kBase + "/ws/w"}, seconds(20));
     if (stack_ != nullptr) {
       stack_->StopApi(SIGTERM);
       stack_->StopDaemon(SIGTERM);

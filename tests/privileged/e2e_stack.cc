@@ -312,6 +312,7 @@ bool Stack::Prepare(std::string* why) {
     return false;
   }
   ::mkdir(c_.base.c_str(), 0755);
+  ::mkdir(workspace_root().c_str(), 0755);
   ::mkdir(workspace().c_str(), 0777);
   ::chmod(workspace().c_str(), 0777);
   ::mkdir(policies_dir().c_str(), 0755);
@@ -396,7 +397,7 @@ std::vector<std::string> Stack::ScriptEnv(const std::vector<std::string>& extra)
                                   "PYTHONUNBUFFERED=1",
                                   "MP_API_URL=" + url(),
                                   "MP_API_TOKEN=" + token_,
-                                  "MP_E2E_WORKSPACE=" + workspace()};
+                                  "MP_E2E_WORKSPACE=" + workspace_root()};
   env.insert(env.end(), extra.begin(), extra.end());
   return env;
 }

@@ -144,7 +144,10 @@ class Stack {
   [[nodiscard]] const StackConfig& config() const { return c_; }
   [[nodiscard]] pid_t api_pid() const { return api_ ? api_->pid() : -1; }
   [[nodiscard]] pid_t daemon_pid() const { return daemon_ ? daemon_->pid() : -1; }
-  [[nodiscard]] std::string workspace() const { return c_.base + "/ws"; }
+  // The policies' workspace root, and the sessions' workspace below it (a root itself is
+  // refused as a cwd).
+  [[nodiscard]] std::string workspace_root() const { return c_.base + "/ws"; }
+  [[nodiscard]] std::string workspace() const { return workspace_root() + "/w"; }
   [[nodiscard]] std::string policies_dir() const { return c_.base + "/policies"; }
   [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(c_.port); }
 

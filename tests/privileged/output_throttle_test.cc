@@ -49,8 +49,8 @@ std::string TestPolicy(const std::string& type, const std::string& command,
   return R"({"description": "throttle test", "type": ")" + type + R"(", "command": )" + command +
          (type == "exec" ? "" : R"(, "bypasses_agent_permissions": false)") +
          R"(, "run_as": {"user": "nobody"},
-  "workspace_roots": [")" +
-         kWorkspace + R"("], "default_workspace": ")" + kWorkspace + R"(",
+  "workspace_roots": ["/var/lib/monkeyproof/workspaces"], "default_workspace": ")" +
+         kWorkspace + R"(",
   "deadlines": )" +
          deadlines + R"(, "output": )" + output + R"(,
   "env": {"set": {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TERM": "dumb"}}})";

@@ -30,14 +30,16 @@ namespace {
 
 const std::string kDaemon = MP_MONKEYPROOFD_PATH;
 const std::string kBase = "/var/tmp/mp-daemon-test";
-const std::string kWorkspace = kBase + "/ws";
+// The workspace root, and the sessions' workspace below it (a root itself is refused as cwd).
+const std::string kRoot = kBase + "/ws";
+const std::string kWorkspace = kRoot + "/w";
 const std::string kCgroup = "/sys/fs/cgroup/mp-daemon-test";
 
 const char kExecPolicy[] = R"({
   "description": "test exec", "type": "exec", "command": [],
   "run_as": {"user": "nobody"},
   "workspace_roots": ["/var/tmp/mp-daemon-test/ws"],
-  "default_workspace": "/var/tmp/mp-daemon-test/ws",
+  "default_workspace": "/var/tmp/mp-daemon-test/ws/w",
   "limits": {"memory_max_bytes": 268435456, "pids_max": 128},
   "deadlines": {"wall_seconds": 900, "idle_seconds": 600},
   "output": {"ring_bytes": 65536, "transcript_max_bytes": 8388608,
@@ -52,7 +54,7 @@ const char kPrintPolicy[] = R"({
   "command": ["/bin/echo", "printed:"], "bypasses_agent_permissions": false,
   "run_as": {"user": "nobody"},
   "workspace_roots": ["/var/tmp/mp-daemon-test/ws"],
-  "default_workspace": "/var/tmp/mp-daemon-test/ws",
+  "default_workspace": "/var/tmp/mp-daemon-test/ws/w",
   "env": {"set": {"PATH": "/usr/bin:/bin"}}
 })";
 
@@ -61,7 +63,7 @@ const char kBulkPolicy[] = R"({
   "description": "test bulk output", "type": "exec", "command": [],
   "run_as": {"user": "nobody"},
   "workspace_roots": ["/var/tmp/mp-daemon-test/ws"],
-  "default_workspace": "/var/tmp/mp-daemon-test/ws",
+  "default_workspace": "/var/tmp/mp-daemon-test/ws/w",
   "output": {"ring_bytes": 1048576, "transcript_max_bytes": 1200000000,
              "max_rate_bytes_per_second": 0},
   "env": {"set": {"PATH": "/usr/bin:/bin"}}
@@ -72,7 +74,7 @@ const char kShellPolicy[] = R"({
   "command": ["/bin/sh", "-c"], "bypasses_agent_permissions": false,
   "run_as": {"user": "nobody"},
   "workspace_roots": ["/var/tmp/mp-daemon-test/ws"],
-  "default_workspace": "/var/tmp/mp-daemon-test/ws",
+  "default_workspace": "/var/tmp/mp-daemon-test/ws/w",
   "env": {"set": {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TERM": "dumb"}}
 })";
 
@@ -94,6 +96,7 @@ class Daemon {
   Daemon() {
     if (std::system(("rm -rf " + kBase).c_str()) != 0) ADD_FAILURE() << "rm -rf " << kBase;
     ::mkdir(kBase.c_str(), 0755);
+    ::mkdir(kRoot.c_str(), 0755);
     ::mkdir(kWorkspace.c_str(), 0777);
     ::chmod(kWorkspace.c_str(), 0777);
     ::mkdir((kBase + "/policies").c_str(), 0755);
@@ -498,8 +501,27 @@ TEST_F(SupervisorTest, UnknownSessionAndBadRequests) {
   ASSERT_TRUE(r);
   err = std::get_if<wire::ErrorBody>(&r->body);
   ASSERT_NE(err, nullptr) << "a cwd outside the workspace roots must be refused";
-  EXPECT_EQ(err->code, wire::ErrorCode::kPolicyViolation) << err->message;
+  EXPECT_EQ(err->code, wire::ErrorCode::kBadRequest) << err->message;
+  EXPECT_EQ(err->field, "/cwd") << err->message;
   EXPECT_NE(err->message.find("cwd \"/etc\""), std::string::npos) << err->message;
+  // Over the wire too, a path that exists and one that does not get the same answer (the
+  // cwd's own text aside): the request learns nothing about the host outside the roots.
+  bad.cwd = "/etc-mp-missing";
+  r = client_->Call(bad);
+  ASSERT_TRUE(r);
+  const auto* missing = std::get_if<wire::ErrorBody>(&r->body);
+  ASSERT_NE(missing, nullptr);
+  EXPECT_EQ(missing->code, err->code);
+  std::string same = missing->message;
+  same.replace(same.find("/etc-mp-missing"), 15, "/etc");
+  EXPECT_EQ(same, err->message);
+  // The root itself would bind every workspace under it into the session.
+  bad.cwd = kRoot;
+  r = client_->Call(bad);
+  ASSERT_TRUE(r);
+  const auto* root = std::get_if<wire::ErrorBody>(&r->body);
+  ASSERT_NE(root, nullptr) << "a workspace root as cwd must be refused";
+  EXPECT_EQ(root->code, wire::ErrorCode::kBadRequest) << root->message;
   // An unknown preset names the field.
   auto unknown = Exec("true");
   unknown.client = "test";

@@ -314,6 +314,10 @@ TEST(PolicyLoaderTest, EachBadInputGetsItsExactError) {
       {"default workspace outside the roots",
        Doc(R"("default_workspace": "/srv/other")"),
        {E("/default_workspace: \"/srv/other\" lies outside workspace_roots")}},
+      {"default workspace that is a root",
+       Doc(R"("default_workspace": "/srv/ws")"),
+       {E("/default_workspace: \"/srv/ws\" is a workspace root; make it a directory below one, "
+          "e.g. \"/srv/ws/default\"")}},
       {"duplicate mount targets",
        Doc(R"("mounts": [{"source": "/opt/a", "target": "/opt/x"},
                          {"source": "/opt/b", "target": "/opt/x"}],
@@ -676,13 +680,35 @@ class WorkspaceTest : public ::testing::Test {
     tmp_.Mkdir("root/proj");
     tmp_.Mkdir("root/proj/sub");
     tmp_.Mkdir("root/secret");
+    tmp_.Mkdir("root2");
     tmp_.Mkdir("outside");
     tmp_.Write("root/file", "x");
     ASSERT_EQ(::symlink((tmp_.path() + "/outside").c_str(), (root_ + "/escape").c_str()), 0);
+    ASSERT_EQ(::symlink((root_ + "/proj").c_str(), (root_ + "/absolute-link").c_str()), 0);
     ASSERT_EQ(::symlink("proj/sub", (root_ + "/inner-link").c_str()), 0);
+    ASSERT_EQ(::symlink("..", (root_ + "/up-link").c_str()), 0);
     policy_.name = "t";
     policy_.workspace_roots = {root_};
     policy_.hide = {root_ + "/secret"};
+  }
+  // The one refusal every unusable cwd gets.
+  void ExpectRefused(const std::string& cwd) {
+    auto r = ResolveWorkspace(policy_, cwd);
+    ASSERT_FALSE(r.has_value()) << "cwd " << cwd << " resolved to " << r.value();
+    EXPECT_EQ(r.error().code, ErrorCode::kBadRequest) << cwd;
+    EXPECT_EQ(r.error().field, "/cwd") << cwd;
+    std::string how = "absolute";
+    if (!policy_.default_workspace.empty()) {
+      how += ", or relative to the default workspace \"" + policy_.default_workspace +
+             "\" and below it";
+    }
+    EXPECT_EQ(r.error().ToString(),
+              "cwd \"" + cwd +
+                  "\" is not an existing directory strictly inside the workspace roots of "
+                  "policy \"t\" (\"" +
+                  root_ + "\"); give a directory below one of the roots (" + how +
+                  "; a root itself is refused, and symlinks and `..` may not leave the root)")
+        << cwd;
   }
   TempDir tmp_;
   std::string root_;
@@ -691,117 +717,99 @@ class WorkspaceTest : public ::testing::Test {
 
 TEST_F(WorkspaceTest, InsideARootResolves) {
   EXPECT_EQ(ResolveWorkspace(policy_, root_ + "/proj").value(), root_ + "/proj");
-  EXPECT_EQ(ResolveWorkspace(policy_, root_).value(), root_);
+  EXPECT_EQ(ResolveWorkspace(policy_, root_ + "/proj/").value(), root_ + "/proj");
   EXPECT_EQ(ResolveWorkspace(policy_, root_ + "/inner-link").value(), root_ + "/proj/sub");
   EXPECT_EQ(ResolveWorkspace(policy_, root_ + "/proj/sub/..").value(), root_ + "/proj");
+  EXPECT_EQ(ResolveWorkspace(policy_, root_ + "/proj//./sub").value(), root_ + "/proj/sub");
 }
 
-TEST_F(WorkspaceTest, OutsideIsAPolicyViolation) {
-  const std::string outside = tmp_.path() + "/outside";
-  auto r = ResolveWorkspace(policy_, outside);
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().what, "cwd \"" + outside + "\" resolves to \"" + outside +
-                                "\", outside the workspace roots of policy \"t\" (\"" + root_ +
-                                "\")");
-  EXPECT_EQ(r.error().code, ErrorCode::kPolicyViolation);
-  EXPECT_EQ(r.error().field, "/cwd");
+// Missing, not a directory, outside, a root, hidden, or leaving the root through a symlink or
+// `..`: one code and one sentence, so that the answer tells nothing about what exists.
+TEST_F(WorkspaceTest, EveryUnusableCwdGetsTheSameAnswer) {
+  for (const std::string& cwd : std::vector<std::string>{
+           root_ + "/missing",
+           root_ + "/missing/deeper",
+           root_ + "/file",
+           root_ + "/file/",
+           tmp_.path() + "/outside",
+           "/etc",
+           "/root/.ssh",
+           "/",
+           root_ + "2",  // a sibling whose name merely starts with the root's
+           root_ + "/escape",
+           root_ + "/absolute-link",  // even to inside the root: RESOLVE_BENEATH refuses it
+           root_ + "/up-link/outside",
+           root_ + "/proj/../../outside",
+           root_ + "/../outside",
+           root_,
+           root_ + "/",
+           root_ + "/.",
+           root_ + "/proj/..",
+           root_ + "/inner-link/../..",
+           root_ + "/secret",
+           root_ + "/secret/x",
+       }) {
+    ExpectRefused(cwd);
+  }
 }
 
-TEST_F(WorkspaceTest, SymlinkEscapingARootIsRefused) {
-  auto r = ResolveWorkspace(policy_, root_ + "/escape");
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().what, "cwd \"" + root_ + "/escape\" resolves to \"" + tmp_.path() +
-                                "/outside\", outside the workspace roots of policy "
-                                "\"t\" (\"" +
-                                root_ + "\")");
+// Nothing outside the roots is looked up: an absolute cwd that does not start with a root is
+// refused before any system call, whatever exists there.
+TEST_F(WorkspaceTest, AnAbsoluteCwdOutsideTheRootsIsNeverLookedUp) {
+  const std::string unreadable = tmp_.Mkdir("outside/locked", 0);
+  ExpectRefused(unreadable);
+  ExpectRefused(unreadable + "/anything");
+  ::chmod(unreadable.c_str(), 0755);
 }
 
-TEST_F(WorkspaceTest, DotDotLeavingARootIsRefused) {
-  auto r = ResolveWorkspace(policy_, root_ + "/proj/../../outside");
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().code, ErrorCode::kPolicyViolation);
-  EXPECT_NE(r.error().what.find("resolves to \"" + tmp_.path() + "/outside\""), std::string::npos);
-  // A sibling whose name merely starts with the root's is outside too.
-  tmp_.Mkdir("root2");
-  EXPECT_FALSE(ResolveWorkspace(policy_, root_ + "2").has_value());
-}
-
-TEST_F(WorkspaceTest, HiddenPathsAreRefused) {
-  auto r = ResolveWorkspace(policy_, root_ + "/secret");
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().what, "cwd \"" + root_ + "/secret\" resolves to \"" + root_ +
-                                "/secret\", inside the hidden path \"" + root_ +
-                                "/secret\", which sessions may not see");
-  EXPECT_EQ(r.error().field, "/cwd");
-}
-
-TEST_F(WorkspaceTest, BadCwdsAreBadRequests) {
+TEST_F(WorkspaceTest, WithoutADefaultWorkspaceACwdMustBeAbsolute) {
   const std::string roots = "the workspace roots of policy \"t\" (\"" + root_ + "\")";
-  auto missing = ResolveWorkspace(policy_, root_ + "/missing");
-  ASSERT_FALSE(missing.has_value());
-  EXPECT_EQ(missing.error().code, ErrorCode::kBadRequest);
-  EXPECT_EQ(missing.error().field, "/cwd");
-  // One sentence: no errno suffix, no code.
-  EXPECT_EQ(missing.error().ToString(), "cwd \"" + root_ +
-                                            "/missing\" does not exist; create the directory "
-                                            "first, inside one of " +
-                                            roots);
   EXPECT_EQ(ResolveWorkspace(policy_, "proj").error().what,
             "cwd \"proj\" is relative, and policy \"t\" has no default_workspace; give an "
             "absolute cwd inside one of " +
                 roots);
-  EXPECT_EQ(ResolveWorkspace(policy_, root_ + "/file").error().what,
-            "cwd \"" + root_ + "/file\" is not a directory");
   EXPECT_EQ(ResolveWorkspace(policy_, "").error().what,
             "no cwd was given, and policy \"t\" has no default_workspace; give an absolute cwd "
             "inside one of " +
                 roots);
   EXPECT_EQ(ResolveWorkspace(policy_, "").error().field, "/cwd");
+  EXPECT_EQ(ResolveWorkspace(policy_, std::string("/a\0b", 4)).error().code,
+            ErrorCode::kBadRequest);
   policy_.default_workspace = root_ + "/proj";
   EXPECT_EQ(ResolveWorkspace(policy_, "").value(), root_ + "/proj");
 }
 
-// A relative cwd is resolved against the default workspace (the original server resolved it
-// against its own directory) and may not leave it.
+// A relative cwd is resolved beneath the default workspace (the original server resolved it
+// against its own directory) and may not leave it, even into another workspace of the root.
 TEST_F(WorkspaceTest, RelativeCwdIsBelowTheDefaultWorkspace) {
   policy_.default_workspace = root_ + "/proj";
   EXPECT_EQ(ResolveWorkspace(policy_, "sub").value(), root_ + "/proj/sub");
   EXPECT_EQ(ResolveWorkspace(policy_, "./sub/").value(), root_ + "/proj/sub");
   EXPECT_EQ(ResolveWorkspace(policy_, ".").value(), root_ + "/proj");
   EXPECT_EQ(ResolveWorkspace(policy_, "sub/..").value(), root_ + "/proj");
-
-  // `..` out of it is refused, even into another workspace of the same root.
-  auto up = ResolveWorkspace(policy_, "..");
-  ASSERT_FALSE(up.has_value());
-  EXPECT_EQ(up.error().code, ErrorCode::kPolicyViolation);
-  EXPECT_EQ(up.error().field, "/cwd");
-  EXPECT_EQ(up.error().what, "cwd \"..\" (relative to the default workspace \"" + root_ +
-                                 "/proj\") resolves to \"" + root_ +
-                                 "\", outside the default workspace; give an absolute cwd "
-                                 "inside one of the workspace roots of policy \"t\" (\"" +
-                                 root_ + "\")");
-  EXPECT_EQ(ResolveWorkspace(policy_, "../../outside").error().code, ErrorCode::kPolicyViolation);
-  auto missing = ResolveWorkspace(policy_, "nope");
-  ASSERT_FALSE(missing.has_value());
-  EXPECT_EQ(missing.error().code, ErrorCode::kBadRequest);
-  EXPECT_EQ(missing.error().what.rfind("cwd \"nope\" (relative to the default workspace \"" +
-                                           root_ + "/proj\") does not exist; create",
-                                       0),
-            0u)
-      << missing.error().what;
+  for (const char* cwd : {"..", "../proj", "../../outside", "nope", "sub/../../secret"}) {
+    ExpectRefused(cwd);
+  }
 }
 
-// A default workspace that does not exist is the host's setup, not the request's fault.
-TEST_F(WorkspaceTest, MissingDefaultWorkspaceIsHostSetup) {
+// The default workspace is the operator's: when it is missing or no usable workspace, a
+// request without cwd gets host_setup.
+TEST_F(WorkspaceTest, ABadDefaultWorkspaceIsHostSetup) {
   policy_.default_workspace = root_ + "/default";
   policy_.run_as.user = "nobody";
   auto r = ResolveWorkspace(policy_, "");
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, ErrorCode::kHostSetup);
   EXPECT_EQ(r.error().what, "the default workspace \"" + root_ +
-                                "/default\" of policy \"t\" does not exist; create it, "
-                                "writable by the policy's run_as user \"nobody\" "
-                                "(docs/deploy.md), or give a cwd");
+                                "/default\" of policy \"t\" cannot be opened (No such file or "
+                                "directory); create it, writable by the policy's run_as user "
+                                "\"nobody\" (docs/deploy.md), or give a cwd");
+  policy_.default_workspace = root_;
+  r = ResolveWorkspace(policy_, "");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kHostSetup);
+  EXPECT_NE(r.error().what.find("is not a directory strictly inside"), std::string::npos)
+      << r.error().what;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1175,7 +1183,7 @@ TEST_F(BuildSpawnRequestTest, BadTasksAndCwds) {
   EXPECT_EQ(Build(*p, Launch(std::string(2000000, 'x'))).error().code, ErrorCode::kTooLarge);
   SessionLaunch l = Launch();
   l.cwd = "/";
-  EXPECT_EQ(Build(*p, l).error().code, ErrorCode::kPolicyViolation);
+  EXPECT_EQ(Build(*p, l).error().code, ErrorCode::kBadRequest);
   EXPECT_EQ(Build(*p, l).error().field, "/cwd");
 }
 

@@ -3,6 +3,7 @@
 // -c/-lc, in the sandbox's task file that the shell sources; for any other command, and over
 // 1 MiB, too_large with a message that names the limit. Pure: no sandbox is started.
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -30,6 +31,8 @@ class SpawnTaskTest : public ::testing::Test {
     std::string tmpl = "/var/tmp/mp-spawn-task-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << tmpl;
     ws_ = tmpl;
+    // The session's workspace lies below the root (a root itself is refused).
+    ASSERT_EQ(::mkdir((ws_ + "/w").c_str(), 0755), 0);
     host_.lookup_user = [](const std::string&) -> std::optional<UserIds> {
       return UserIds{1234, 1234};
     };
@@ -58,7 +61,7 @@ class SpawnTaskTest : public ::testing::Test {
     effective_ = std::move(*e);
     SessionLaunch l;
     l.task = task;
-    l.cwd = ws_;
+    l.cwd = ws_ + "/w";
     l.command = std::move(request_command);
     l.args = std::move(request_args);
     return BuildSpawnRequest(effective_, l, host_);

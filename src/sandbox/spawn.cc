@@ -15,7 +15,10 @@
 #include <unistd.h>
 
 #include <pthread.h>
+#include <algorithm>
 #include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 
@@ -122,7 +125,36 @@ Result<std::pair<UniqueFd, UniqueFd>> OpenPty(unsigned short rows, unsigned shor
   return std::pair<UniqueFd, UniqueFd>(std::move(master), std::move(slave));
 }
 
+// /proc/sys/fs/pipe-max-size, or 0 when it cannot be read.
+size_t PipeMaxSize() {
+  UniqueFd fd(::open("/proc/sys/fs/pipe-max-size", O_RDONLY | O_CLOEXEC));
+  if (!fd) return 0;
+  char buf[32] = {};
+  const ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
+  if (n <= 0) return 0;
+  return static_cast<size_t>(std::strtoull(buf, nullptr, 10));
+}
+
 }  // namespace
+
+Result<size_t> ResizePipe(int fd, size_t bytes) {
+  const size_t asked = std::min<size_t>(bytes, INT_MAX);
+  int got = ::fcntl(fd, F_SETPIPE_SZ, static_cast<int>(asked));
+  if (got < 0 && errno == EPERM) {
+    // Above pipe-max-size without CAP_SYS_RESOURCE (or over the user's pipe page quota,
+    // pipe-user-pages-*): the largest size an unprivileged process may set.
+    const size_t max = PipeMaxSize();
+    if (max > 0 && max < asked) {
+      got = ::fcntl(fd, F_SETPIPE_SZ, static_cast<int>(max));
+    } else {
+      errno = EPERM;
+    }
+  }
+  if (got < 0) {
+    return ErrnoError("fcntl(F_SETPIPE_SZ, " + std::to_string(asked) + ")");
+  }
+  return static_cast<size_t>(got);
+}
 
 std::vector<RlimitSpec> DefaultRlimits() {
   return {
@@ -195,6 +227,20 @@ Result<PendingSpawn> StartSpawn(const CgroupRoot& root, const std::string& leaf_
       child_out = std::move(o.second);
       out.stderr_read = std::move(e.first);
       child_err = std::move(e.second);
+      if (req.output_pipe_bytes > 0) {
+        for (const auto& [fd, name] : {std::pair{out.stdout_read.get(), "stdout"},
+                                       std::pair{out.stderr_read.get(), "stderr"}}) {
+          auto size = ResizePipe(fd, req.output_pipe_bytes);
+          if (!size) {
+            out.notes.push_back(std::string(name) + " pipe keeps the kernel's default size: " +
+                                size.error().ToString());
+          } else if (*size < req.output_pipe_bytes) {
+            out.notes.push_back(std::string(name) + " pipe holds " + std::to_string(*size) +
+                                " bytes, not the " + std::to_string(req.output_pipe_bytes) +
+                                " asked for (/proc/sys/fs/pipe-max-size)");
+          }
+        }
+      }
       break;
     }
     case StdioMode::kPty: {

@@ -29,6 +29,8 @@ namespace mp::sandbox {
 
 using NetworkMode = common::NetworkMode;  // kNone: own namespace, loopback only
 
+inline constexpr size_t kDefaultOutputPipeBytes = size_t{1} << 20;  // 1 MiB
+
 enum class StdioMode {
   kPipes,    // stdin, stdout, stderr are pipes; the parent holds the other ends
   kPty,      // one PTY: the command's controlling terminal; the parent holds the master
@@ -92,6 +94,11 @@ struct SpawnRequest {
 
   StdioMode stdio = StdioMode::kPipes;
   unsigned short pty_rows = 24, pty_cols = 80;
+  // Capacity of the stdout and stderr pipes (kPipes), bytes; 0 keeps the kernel's 64 KiB.
+  // A larger pipe lets a fast writer run while the reader is busy elsewhere; the kernel
+  // charges the pages to the writer's cgroup (memory.max) and allocates them only as output
+  // waits in the pipe. A failure to resize is recorded in SpawnedChild::notes, not fatal.
+  size_t output_pipe_bytes = kDefaultOutputPipeBytes;
 
   UnsafeForTests unsafe;
   // Test hook: init stops for good before it reports "started" (the command runs), so a
@@ -107,6 +114,12 @@ struct SpawnRequest {
   bool outlive_supervisor = false;
 };
 
+// Resizes the pipe `fd` belongs to (F_SETPIPE_SZ) to at least `bytes` (the kernel rounds up
+// to a power of two of pages) and returns its new capacity. Without CAP_SYS_RESOURCE the
+// kernel refuses sizes above /proc/sys/fs/pipe-max-size: the request is then lowered to that
+// and tried once more. Fails naming the call when the pipe keeps its size.
+Result<size_t> ResizePipe(int fd, size_t bytes);
+
 // Defaults applied to every spawn unless the request sets the resource.
 // core 0, nofile 4096, nproc 4096, fsize 8 GiB.
 std::vector<RlimitSpec> DefaultRlimits();
@@ -119,6 +132,9 @@ struct SpawnedChild {
   UniqueFd stdout_read;
   UniqueFd stderr_read;
   UniqueFd pty_master;
+  // What did not go as asked but did not stop the spawn (an output pipe left at its old
+  // size), one sentence each, for the caller to log.
+  std::vector<std::string> notes;
 };
 
 // Figures for an ended sandbox.

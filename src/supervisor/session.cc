@@ -126,6 +126,9 @@ void Session::Start(const sandbox::CgroupRoot& root, const sandbox::SpawnRequest
     FailStart(started.error());
     return;
   }
+  for (const auto& note : started->child.notes) {
+    std::fprintf(stderr, "monkeyproofd: session %s: %s\n", info_.id.c_str(), note.c_str());
+  }
   pending_.emplace(std::move(*started));
   Watch(pending_->child.report.get(), EPOLLIN, [this](uint32_t) { OnHandshake(); });
   start_timer_ = shared_.loop.AddTimer(start_timeout, [this, start_timeout] {

@@ -25,6 +25,7 @@
 
 #include "control_client.h"
 #include "proc_watch.h"
+#include "sandbox/spawn.h"  // kDefaultOutputPipeBytes
 
 namespace mp::testing {
 namespace {
@@ -290,18 +291,21 @@ TEST_F(OutputThrottleTest, ControlKillActionEndsTheSameFloodAsOutputFlood) {
               static_cast<unsigned long long>(f.digest.bytes));
 }
 
-// 256 KiB through a 64 KiB bucket at 16 KiB/s: two pauses of 4 s while idle_seconds is 2.
-// The last 64 KiB sit in the pipe when the command exits, and are read at once.
+// 192 KiB more than the output pipe holds (1 MiB, sandbox::kDefaultOutputPipeBytes) through a
+// 64 KiB bucket at 16 KiB/s: the command can finish only once 192 KiB were read, after two
+// pauses of 4 s while idle_seconds is 2. The last 1 MiB sits in the pipe when the command
+// exits, and is read at once.
 TEST_F(OutputThrottleTest, AThrottledSessionIsNotIdleAndItsExitDrainsThePipe) {
+  constexpr uint64_t kBytes = sandbox::kDefaultOutputPipeBytes + (192u << 10);
   const auto start = Clock::now();
-  auto info = Spawn(Task("slow", "head -c 262144 /dev/zero"));
+  auto info = Spawn(Task("slow", "head -c " + std::to_string(kBytes) + " /dev/zero"));
   ASSERT_FALSE(info.id.empty());
   auto f = Follow(info.id, false);
   const double took = std::chrono::duration<double>(Clock::now() - start).count();
   ASSERT_TRUE(f.end);
   EXPECT_EQ(f.end->reason, wire::EndReason::kExit) << f.end->detail;
   EXPECT_EQ(f.end->exit_code, 0);
-  EXPECT_EQ(f.digest.bytes, 262144u);
+  EXPECT_EQ(f.digest.bytes, kBytes);
   ASSERT_TRUE(f.end->output_throttled_ms.has_value());
   EXPECT_GT(*f.end->output_throttled_ms, 4000u);  // longer than the idle deadline
   EXPECT_GT(took, 4.0);

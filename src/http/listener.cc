@@ -88,6 +88,11 @@ void Listener::OnAccept(boost::system::error_code ec, tcp::socket socket) {
                       });
   } else {
     ++ctx_.connections;
+    // Responses and WebSocket messages are each written whole, but often two in a row (the
+    // 101 then the first message, the last output then `exit`): with Nagle the second waits
+    // for the client's delayed ACK, up to 40 ms on Linux. Failure only costs that latency.
+    boost::system::error_code nodelay_ec;
+    socket.set_option(tcp::no_delay(true), nodelay_ec);
     boost::beast::tcp_stream tcp(std::move(socket));
     auto stream =
         tls_ ? ClientStream(std::move(tcp), tls_->current()) : ClientStream(std::move(tcp));

@@ -34,11 +34,15 @@ namespace {
 constexpr char kStagingDir[] = "/tmp";
 constexpr char kStagedRoot[] = "/tmp/root";
 
-int ReadLastCap() {
-  std::ifstream f("/proc/sys/kernel/cap_last_cap");
-  int v = 40;
-  if (!(f >> v)) v = 63;  // drop every possible bit if we cannot tell
-  return v;
+// The kernel's highest capability number: fixed while it runs, so read once per process.
+int LastCap() {
+  static const int last_cap = [] {
+    std::ifstream f("/proc/sys/kernel/cap_last_cap");
+    int v = 40;
+    if (!(f >> v)) v = 63;  // drop every possible bit if we cannot tell
+    return v;
+  }();
+  return last_cap;
 }
 
 // Everything the ChildPlan points into; lives on the parent's stack during Spawn().
@@ -276,7 +280,7 @@ Result<PendingSpawn> StartSpawn(const CgroupRoot& root, const std::string& leaf_
   plan.change_ids = !req.unsafe.keep_ids;
   plan.uid = req.uid;
   plan.gid = req.gid;
-  plan.last_cap = ReadLastCap();
+  plan.last_cap = LastCap();
   plan.drop_capabilities = !req.unsafe.keep_capabilities;
   plan.no_new_privs = !req.unsafe.no_new_privs_off;
   plan.seccomp = req.seccomp;

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -245,7 +246,16 @@ struct SpawnHost {
   // command is not checked before the spawn.
   std::function<bool(const std::string& path)> is_executable;
 };
+// getpwnam_r and getgrnam_r go through NSS on every call (nsswitch.conf, /etc/passwd or
+// /etc/group, with `systemd` listed a round trip to systemd-userdbd for names the files lack):
+// milliseconds on a loaded host, on the supervisor's loop, twice per spawn. SystemSpawnHost
+// keeps a name found for kNameCacheTtl; a name not found is asked again every time, so a user
+// or group created for a policy works at once.
+inline constexpr std::chrono::seconds kNameCacheTtl{10};
 SpawnHost SystemSpawnHost();
+// `host` with lookup_user and lookup_group answered from a cache of found names kept for `ttl`
+// (0: no cache). Thread-safe; the copies of the returned host share the cache.
+SpawnHost WithNameCache(SpawnHost host, std::chrono::steady_clock::duration ttl);
 
 // Builds the sandbox request: argv (template, or the request's command and args as described
 // at SessionLaunch, or /bin/sh -lc; then the task, which goes to a file the shell sources when

@@ -8,7 +8,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <utility>
 
 #include "common/messages.h"
@@ -21,26 +26,86 @@ namespace mp::supervisor {
 
 using namespace internal;  // NOLINT(google-build-using-namespace): this file's own helpers
 
+namespace {
+
+template <typename Value>
+class NameCache {
+ public:
+  explicit NameCache(std::chrono::steady_clock::duration ttl) : ttl_(ttl) {}
+
+  template <typename Lookup>
+  std::optional<Value> Get(const std::string& name, const Lookup& lookup) {
+    const auto now = std::chrono::steady_clock::now();
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = entries_.find(name); it != entries_.end() && now < it->second.expires) {
+        return it->second.value;
+      }
+    }
+    std::optional<Value> found = lookup(name);
+    std::lock_guard lock(mu_);
+    if (found && ttl_.count() > 0) {
+      if (entries_.size() >= kMaxEntries) entries_.clear();
+      entries_[name] = Entry{*found, now + ttl_};
+    } else {
+      entries_.erase(name);
+    }
+    return found;
+  }
+
+ private:
+  static constexpr size_t kMaxEntries = 256;  // a few names per policy; bounds a surprise
+  struct Entry {
+    Value value;
+    std::chrono::steady_clock::time_point expires;
+  };
+  const std::chrono::steady_clock::duration ttl_;
+  std::mutex mu_;
+  std::map<std::string, Entry, std::less<>> entries_;
+};
+
+std::optional<UserIds> GetPwNam(const std::string& user) {
+  struct passwd pw {};
+  struct passwd* out = nullptr;
+  std::vector<char> buf(16384);
+  if (::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &out) != 0 || out == nullptr) {
+    return std::nullopt;
+  }
+  return UserIds{pw.pw_uid, pw.pw_gid};
+}
+
+std::optional<gid_t> GetGrNam(const std::string& group) {
+  struct group gr {};
+  struct group* out = nullptr;
+  std::vector<char> buf(65536);
+  if (::getgrnam_r(group.c_str(), &gr, buf.data(), buf.size(), &out) != 0 || out == nullptr) {
+    return std::nullopt;
+  }
+  return gr.gr_gid;
+}
+
+}  // namespace
+
+SpawnHost WithNameCache(SpawnHost host, std::chrono::steady_clock::duration ttl) {
+  if (host.lookup_user) {
+    auto cache = std::make_shared<NameCache<UserIds>>(ttl);
+    host.lookup_user = [cache, lookup = std::move(host.lookup_user)](const std::string& user) {
+      return cache->Get(user, lookup);
+    };
+  }
+  if (host.lookup_group) {
+    auto cache = std::make_shared<NameCache<gid_t>>(ttl);
+    host.lookup_group = [cache, lookup = std::move(host.lookup_group)](const std::string& group) {
+      return cache->Get(group, lookup);
+    };
+  }
+  return host;
+}
+
 SpawnHost SystemSpawnHost() {
   SpawnHost host;
-  host.lookup_user = [](const std::string& user) -> std::optional<UserIds> {
-    struct passwd pw {};
-    struct passwd* out = nullptr;
-    std::vector<char> buf(16384);
-    if (::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &out) != 0 || out == nullptr) {
-      return std::nullopt;
-    }
-    return UserIds{pw.pw_uid, pw.pw_gid};
-  };
-  host.lookup_group = [](const std::string& group) -> std::optional<gid_t> {
-    struct group gr {};
-    struct group* out = nullptr;
-    std::vector<char> buf(65536);
-    if (::getgrnam_r(group.c_str(), &gr, buf.data(), buf.size(), &out) != 0 || out == nullptr) {
-      return std::nullopt;
-    }
-    return gr.gr_gid;
-  };
+  host.lookup_user = GetPwNam;
+  host.lookup_group = GetGrNam;
   host.getenv = [](const std::string& name) -> std::optional<std::string> {
     const char* v = std::getenv(name.c_str());
     return v != nullptr ? std::optional<std::string>(v) : std::nullopt;
@@ -50,7 +115,7 @@ SpawnHost SystemSpawnHost() {
     return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
            ::access(path.c_str(), X_OK) == 0;
   };
-  return host;
+  return WithNameCache(std::move(host), kNameCacheTtl);
 }
 
 namespace {

@@ -147,12 +147,17 @@ void BringLoopbackUp(const ChildPlan& p) {
   }
   std::memset(&r, 0, sizeof r);
   r.kind = SpawnReport::kStarted;
-  SendReportInChild(p.report_fd, r);
   if (p.outlive_parent) {
     // The session may now outlive the supervisor: its exit status goes to the handshake socket
-    // (below), which a restarted supervisor gets back. A supervisor gone before this point
-    // never learned that the command runs: the parent-death signal set during setup ends it.
+    // (below), which a restarted supervisor gets back. The parent-death signal goes before
+    // "started" does: a supervisor that has read it may exit at once. One gone before it could
+    // read it never learned that the command runs and holds nothing of the session: the send
+    // fails (EPIPE) and init leaves, which ends the namespace. (One gone after the send but
+    // before reading leaves a session that its successor finds without fds: it kills the leaf.)
     ::prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+    if (!SendReportInChild(p.report_fd, r)) ::_exit(125);
+  } else {
+    SendReportInChild(p.report_fd, r);
   }
 
   sigset_t all;

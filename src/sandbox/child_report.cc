@@ -19,12 +19,15 @@ size_t CopyTruncated(char* dst, size_t cap, const char* src) {
 
 }  // namespace
 
-void SendReportInChild(int fd, const SpawnReport& report) {
+bool SendReportInChild(int fd, const SpawnReport& report) {
   // write(), not send(): `fd` is the SEQPACKET socket or, in the command's
   // process, the exec-status pipe. Both take the record whole. SIGPIPE is
   // blocked here, so a vanished reader gives EPIPE, not death.
-  while (::write(fd, &report, sizeof report) < 0 && errno == EINTR) {
-  }
+  ssize_t n;
+  do {
+    n = ::write(fd, &report, sizeof report);
+  } while (n < 0 && errno == EINTR);
+  return n == static_cast<ssize_t>(sizeof report);
 }
 
 [[noreturn]] void FailInChild(int report_fd, ChildStep step, int errnum, const char* detail) {

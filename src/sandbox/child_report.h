@@ -8,8 +8,9 @@
 namespace mp::sandbox {
 
 // Writes `report` whole to `fd` (the handshake socket, or the command's exec-status pipe).
-// A vanished reader gives EPIPE (SIGPIPE is blocked in the child), which is ignored.
-void SendReportInChild(int fd, const SpawnReport& report);
+// A vanished reader gives EPIPE (SIGPIPE is blocked in the child): false, as for any record
+// not written whole; callers that only inform ignore it.
+bool SendReportInChild(int fd, const SpawnReport& report);
 
 // Reports that `step` begins (SpawnReport::kProgress), so that a setup that hangs (a wedged
 // mount, a stopped child) can be named when the parent gives up on it. The plan's test hook

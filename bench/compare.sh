@@ -16,8 +16,9 @@
 #   <stamp>-compare.jsonl  one JSON object per measurement (`compare.py table` reads it)
 #   <stamp>-compare.env    host, qemu, VM and build facts
 # A full-size run then writes the table into bench/README.md (section "compare").
-# Usage: bench/compare.sh [PRESET] [--small] [--bytes N] [--rounds N] [--no-readme]
-#   Full size: 40 rounds, 50 and 500 sessions at once, 128 MiB streamed.
+# Usage: bench/compare.sh [PRESET] [--small] [--bytes N] [--rounds N] [--concurrency A,B]
+#                         [--no-readme]
+#   Full size: 40 rounds, 50 and 500 sessions at once (--concurrency 50,500), 128 MiB streamed.
 #   --small: 2 rounds, 5 and 10 sessions at once, 1 MiB streamed (the CI smoke's size;
 #            never written to README.md)
 # Environment: MP_BENCH_SMP (2), MP_BENCH_MEM (4096 MB), MP_BENCH_TIMEOUT (5400 s).
@@ -305,6 +306,7 @@ vm_main() {
       --small) BYTES=$((1 << 20)); ROUNDS=2; WARMUP=1; C50=5; C500=10; shift ;;
       --bytes) BYTES=$2; shift 2 ;;
       --rounds) ROUNDS=$2; shift 2 ;;
+      --concurrency) C50=${2%,*}; C500=${2#*,}; shift 2 ;;
       --no-readme) shift ;;
       *) die "unknown option $1" ;;
     esac

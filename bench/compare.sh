@@ -88,7 +88,7 @@ host_main() {
     # The facts above the table: what ran where, from the .env and the run's own lines.
     local env=$out/$stamp.env facts=$out/$stamp.facts
     {
-      echo "Run $(sed -n 's/^date=//p' "$env") UTC, git $(sed -n 's/^git=//p' "$env"), preset $preset," \
+      echo "Run $(sed -n 's/^date=//p' "$env"), git $(sed -n 's/^git=//p' "$env"), preset $preset," \
         "\`bench/compare.sh $*\`."
       echo "Host: $(sed -n 's/^host_cpu=//p' "$env"), $(sed -n 's/^host_cpus=//p' "$env") CPUs," \
         "Linux $(sed -n 's/^host_kernel=//p' "$env"), load average" \

@@ -1,5 +1,6 @@
 #include "common/messages.h"
 
+#include <algorithm>
 #include <array>
 #include <exception>
 #include <utility>
@@ -24,9 +25,11 @@ using ::mp::kErrorCodeNames;
 constexpr std::array<std::string_view, 5> kSessionStateNames = {"starting", "running", "exited",
                                                                 "killed", "failed"};
 constexpr std::array<std::string_view, 3> kStreamNames = {"stdout", "stderr", "pty"};
-constexpr std::array<std::string_view, 14> kRequestTypeNames = {
-    "hello",       "spawn",  "list",      "get",         "kill",        "signal",   "stdin",
-    "close_stdin", "resize", "subscribe", "unsubscribe", "read_output", "policies", "health"};
+constexpr std::array<std::string_view, 15> kRequestTypeNames = {
+    "hello",       "spawn",       "list",        "get",    "kill",
+    "signal",      "stdin",       "close_stdin", "resize", "subscribe",
+    "unsubscribe", "read_output", "policies",    "health", "audit"};
+constexpr std::array<std::string_view, 2> kAuditActionNames = {"token_create", "token_revoke"};
 constexpr std::array<std::string_view, 6> kEventTypeNames = {"hello",  "output", "gap",
                                                              "lagged", "state",  "exit"};
 static_assert(kRequestTypeNames.size() == std::variant_size_v<RequestBody>);
@@ -71,6 +74,12 @@ bool IsBootId(std::string_view s) {
 }
 using common::IsEnvName;
 using common::IsPresetName;
+using common::IsPrincipalLabel;
+bool IsTokenId(std::string_view s) {
+  return s.size() == kTokenIdChars && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
 bool IsPointerOrEmpty(std::string_view s) { return s.empty() || s[0] == '/'; }
 
 constexpr std::string_view kPrintable = "free of control characters";
@@ -92,6 +101,9 @@ constexpr StringRule kEnvValueRule{0, kMaxEnvValueBytes};
 constexpr StringRule kOwnerRule{0, kMaxOwnerBytes, &NoControl, kPrintable};
 constexpr StringRule kLabelRule{1, kMaxLabelBytes, &NoControl, kPrintable};
 constexpr StringRule kClientRule{1, kMaxClientBytes, &NoControl, kPrintable};
+constexpr StringRule kPrincipalRule{1, kMaxPrincipalBytes, &IsPrincipalLabel, common::kPrincipalIs};
+constexpr StringRule kTokenIdRule{kTokenIdChars, kTokenIdChars, &IsTokenId,
+                                  "a token id (16 lowercase hex digits)"};
 constexpr StringRule kDescriptionRule{0, kMaxDescriptionBytes};
 
 constexpr StringRule kMessageRule{0, kMaxErrorMessageBytes};
@@ -186,6 +198,7 @@ SessionInfo ReadSessionInfo(ObjectReader& r) {
   s.output_lines = r.OptUint("output_lines", {}).value_or(0);
   if (auto pty = r.OptObject("pty")) s.pty = ReadPty(*pty);
   if (auto end = r.OptObject("end")) s.end = ReadEnd(*end);
+  s.created_by = r.OptString("created_by", kPrincipalRule).value_or("");
   r.RejectUnknown();
   return s;
 }
@@ -205,6 +218,7 @@ json SessionInfoJson(const SessionInfo& s) {
   if (!s.labels.empty()) j["labels"] = s.labels;
   if (s.pty) j["pty"] = PtyToJson(*s.pty);
   if (s.end) j["end"] = EndToJson(*s.end);
+  if (!s.created_by.empty()) j["created_by"] = s.created_by;
   return j;
 }
 
@@ -257,6 +271,14 @@ std::optional<size_t> ReadType(ObjectReader& r, std::span<const std::string_view
 
 // ---- Requests.
 
+// The optional "principal" of the requests that act on sessions; "" when absent.
+std::string ReadPrincipal(ObjectReader& r) {
+  return r.OptString("principal", kPrincipalRule).value_or("");
+}
+void WritePrincipal(const std::string& principal, json& j) {
+  if (!principal.empty()) j["principal"] = principal;
+}
+
 SpawnRequest ReadSpawn(ObjectReader& r) {
   SpawnRequest s;
   s.task = r.String("task", kTaskRule);
@@ -273,6 +295,7 @@ SpawnRequest ReadSpawn(ObjectReader& r) {
   if (auto limits = r.OptObject("limits")) s.limits = ReadLimits(*limits);
   if (auto pty = r.OptObject("pty")) s.pty = ReadPty(*pty);
   s.client = r.String("client", kClientRule);
+  s.principal = ReadPrincipal(r);
   return s;
 }
 
@@ -290,6 +313,7 @@ void SpawnToJson(const SpawnRequest& s, json& j) {
   if (s.limits) j["limits"] = LimitsToJson(*s.limits);
   if (s.pty) j["pty"] = PtyToJson(*s.pty);
   j["client"] = s.client;
+  WritePrincipal(s.principal, j);
 }
 
 RequestBody ReadRequestBody(RequestType type, ObjectReader& r, const FrameView& frame,
@@ -315,21 +339,32 @@ RequestBody ReadRequestBody(RequestType type, ObjectReader& r, const FrameView& 
     }
     case RequestType::kGet:
       return GetRequest{r.String("session", kSessionIdRule)};
-    case RequestType::kKill:
-      return KillRequest{r.String("session", kSessionIdRule)};
+    case RequestType::kKill: {
+      KillRequest s{r.String("session", kSessionIdRule)};
+      s.principal = ReadPrincipal(r);
+      return s;
+    }
     case RequestType::kSignal: {
       SignalRequest s{r.String("session", kSessionIdRule)};
       s.signal = static_cast<int32_t>(r.Uint("signal", {1, kMaxSignal}));
+      s.principal = ReadPrincipal(r);
       return s;
     }
-    case RequestType::kStdin:
-      return StdinRequest{r.String("session", kSessionIdRule), TakeData(frame, errors)};
-    case RequestType::kCloseStdin:
-      return CloseStdinRequest{r.String("session", kSessionIdRule)};
+    case RequestType::kStdin: {
+      StdinRequest s{r.String("session", kSessionIdRule), TakeData(frame, errors)};
+      s.principal = ReadPrincipal(r);
+      return s;
+    }
+    case RequestType::kCloseStdin: {
+      CloseStdinRequest s{r.String("session", kSessionIdRule)};
+      s.principal = ReadPrincipal(r);
+      return s;
+    }
     case RequestType::kResize: {
       ResizeRequest s{r.String("session", kSessionIdRule)};
       s.size.rows = static_cast<uint32_t>(r.Uint("rows", {1, kMaxPtyDimension}));
       s.size.cols = static_cast<uint32_t>(r.Uint("cols", {1, kMaxPtyDimension}));
+      s.principal = ReadPrincipal(r);
       return s;
     }
     case RequestType::kSubscribe: {
@@ -350,6 +385,14 @@ RequestBody ReadRequestBody(RequestType type, ObjectReader& r, const FrameView& 
       return PoliciesRequest{r.OptString("after", kPresetRule)};
     case RequestType::kHealth:
       return HealthRequest{};
+    case RequestType::kAudit: {
+      AuditRequest a;
+      a.action = ReadEnum<AuditAction>(r, "action", kAuditActionNames);
+      a.principal = r.String("principal", kPrincipalRule);
+      a.token = r.String("token", kTokenIdRule);
+      a.client = r.String("client", kClientRule);
+      return a;
+    }
   }
   return HealthRequest{};  // unreachable: `type` came from the name table
 }
@@ -370,17 +413,28 @@ struct RequestWriter {
     if (l.limit) j["limit"] = *l.limit;
   }
   void operator()(const GetRequest& s) const { j["session"] = s.session; }
-  void operator()(const KillRequest& s) const { j["session"] = s.session; }
+  void operator()(const KillRequest& s) const {
+    j["session"] = s.session;
+    WritePrincipal(s.principal, j);
+  }
   void operator()(const SignalRequest& s) const {
     j["session"] = s.session;
     j["signal"] = s.signal;
+    WritePrincipal(s.principal, j);
   }
-  void operator()(const StdinRequest& s) const { j["session"] = s.session; }
-  void operator()(const CloseStdinRequest& s) const { j["session"] = s.session; }
+  void operator()(const StdinRequest& s) const {
+    j["session"] = s.session;
+    WritePrincipal(s.principal, j);
+  }
+  void operator()(const CloseStdinRequest& s) const {
+    j["session"] = s.session;
+    WritePrincipal(s.principal, j);
+  }
   void operator()(const ResizeRequest& s) const {
     j["session"] = s.session;
     j["rows"] = s.size.rows;
     j["cols"] = s.size.cols;
+    WritePrincipal(s.principal, j);
   }
   void operator()(const SubscribeRequest& s) const {
     j["session"] = s.session;
@@ -396,6 +450,12 @@ struct RequestWriter {
     if (s.after) j["after"] = *s.after;
   }
   void operator()(const HealthRequest&) const {}
+  void operator()(const AuditRequest& a) const {
+    j["action"] = Str(ToString(a.action));
+    j["principal"] = a.principal;
+    j["token"] = a.token;
+    j["client"] = a.client;
+  }
 };
 
 // ---- Responses.
@@ -712,6 +772,7 @@ Result<Event> EventFromDoc(const json& doc, const FrameView& frame) {
 std::string_view ToString(SessionState v) { return NameOf(v, kSessionStateNames); }
 std::string_view ToString(OutputStream v) { return NameOf(v, kStreamNames); }
 std::string_view ToString(RequestType v) { return NameOf(v, kRequestTypeNames); }
+std::string_view ToString(AuditAction v) { return NameOf(v, kAuditActionNames); }
 
 Result<Request> DecodeRequest(const FrameView& frame, DecodeDetail* detail) {
   DecodeDetail scratch;

@@ -42,7 +42,10 @@ inline constexpr size_t kMaxEnvValueBytes = common::kMaxEnvValueBytes;
 inline constexpr size_t kMaxOwnerBytes = 256;
 inline constexpr size_t kMaxLabels = 32;
 inline constexpr size_t kMaxLabelBytes = 64;
-inline constexpr size_t kMaxClientBytes = 256;         // spawn client identity (audit log)
+inline constexpr size_t kMaxClientBytes = 256;  // spawn client identity (audit log)
+inline constexpr size_t kMaxPrincipalBytes =
+    common::kMaxPrincipalBytes;                        // common::IsPrincipalLabel
+inline constexpr size_t kTokenIdChars = 16;            // audit token: lowercase hex digits
 inline constexpr uint64_t kMaxTurns = 10000;           // spawn max_turns, 1..
 inline constexpr uint32_t kMaxPtyDimension = 1000;     // pty rows and cols, 1..
 inline constexpr int32_t kMaxSignal = 64;              // signal numbers, 1..; SIGRTMAX
@@ -118,6 +121,9 @@ struct SessionInfo {
   uint64_t output_lines = 0;     // newline bytes in that output (the public outputLines)
   std::optional<PtySize> pty;    // interactive sessions
   std::optional<EndRecord> end;  // once the session has ended
+  // The principal that spawned it (SpawnRequest.principal); empty when the spawn carried none
+  // (a record from before attribution, or a control client that does not attribute).
+  std::string created_by;
   friend bool operator==(const SessionInfo&, const SessionInfo&) = default;
 };
 
@@ -144,6 +150,11 @@ struct SpawnRequest {
   std::optional<SpawnLimits> limits;
   std::optional<PtySize> pty;
   std::string client;  // who asked, for the audit log; 1..kMaxClientBytes
+  // The requests that act on sessions (spawn, kill, signal, stdin, close_stdin, resize) carry
+  // `principal`: who the API authenticated ("admin", "token:<id>", "cert:<subject>";
+  // common::IsPrincipalLabel), for the audit log and the session's created_by. Empty: absent
+  // on the wire (not attributed); monkeyproof-api always sends it.
+  std::string principal;
   friend bool operator==(const SpawnRequest&, const SpawnRequest&) = default;
 };
 struct ListRequest {  // filters are ANDed; sessions come in creation order
@@ -160,25 +171,30 @@ struct GetRequest {
 };
 struct KillRequest {
   std::string session;
+  std::string principal;  // as in SpawnRequest
   friend bool operator==(const KillRequest&, const KillRequest&) = default;
 };
 struct SignalRequest {
   std::string session;
-  int32_t signal = 0;  // 1..kMaxSignal
+  int32_t signal = 0;     // 1..kMaxSignal
+  std::string principal;  // as in SpawnRequest
   friend bool operator==(const SignalRequest&, const SignalRequest&) = default;
 };
 struct StdinRequest {
   std::string session;
   std::vector<uint8_t> data;  // the frame's data tail, <= kMaxChunkBytes
+  std::string principal;      // as in SpawnRequest
   friend bool operator==(const StdinRequest&, const StdinRequest&) = default;
 };
 struct CloseStdinRequest {
   std::string session;
+  std::string principal;  // as in SpawnRequest
   friend bool operator==(const CloseStdinRequest&, const CloseStdinRequest&) = default;
 };
 struct ResizeRequest {
   std::string session;
   PtySize size;
+  std::string principal;  // as in SpawnRequest
   friend bool operator==(const ResizeRequest&, const ResizeRequest&) = default;
 };
 struct SubscribeRequest {
@@ -203,12 +219,23 @@ struct PoliciesRequest {             // policies come in name order
 struct HealthRequest {
   friend bool operator==(const HealthRequest&, const HealthRequest&) = default;
 };
+// An action the API performed itself, for the supervisor's audit log (one log for everything):
+// minting and revoking scoped tokens. Answered with a bare ok once written.
+enum class AuditAction { kTokenCreate, kTokenRevoke };
+std::string_view ToString(AuditAction v);
+struct AuditRequest {
+  AuditAction action = AuditAction::kTokenCreate;
+  std::string principal;  // who did it (common::IsPrincipalLabel); required
+  std::string token;      // the token's id, kTokenIdChars lowercase hex; never its secret
+  std::string client;     // the API's identity of the remote caller, as in SpawnRequest
+  friend bool operator==(const AuditRequest&, const AuditRequest&) = default;
+};
 
 // Alternatives in the order of RequestType.
-using RequestBody =
-    std::variant<HelloRequest, SpawnRequest, ListRequest, GetRequest, KillRequest, SignalRequest,
-                 StdinRequest, CloseStdinRequest, ResizeRequest, SubscribeRequest,
-                 UnsubscribeRequest, ReadOutputRequest, PoliciesRequest, HealthRequest>;
+using RequestBody = std::variant<HelloRequest, SpawnRequest, ListRequest, GetRequest, KillRequest,
+                                 SignalRequest, StdinRequest, CloseStdinRequest, ResizeRequest,
+                                 SubscribeRequest, UnsubscribeRequest, ReadOutputRequest,
+                                 PoliciesRequest, HealthRequest, AuditRequest>;
 enum class RequestType {
   kHello,
   kSpawn,
@@ -224,6 +251,7 @@ enum class RequestType {
   kReadOutput,
   kPolicies,
   kHealth,
+  kAudit,
 };
 std::string_view ToString(RequestType v);
 

@@ -29,4 +29,10 @@ bool IsValidSessionId(std::string_view id) {
   return std::all_of(rest.begin(), rest.end(), [](char c) { return IsAlpha(c) || IsDigit(c); });
 }
 
+bool IsPrincipalLabel(std::string_view label) {
+  return !label.empty() && label.size() <= kMaxPrincipalBytes && label.front() != ' ' &&
+         label.back() != ' ' &&
+         std::all_of(label.begin(), label.end(), [](char c) { return c >= 0x20 && c <= 0x7e; });
+}
+
 }  // namespace mp::common

@@ -1,6 +1,6 @@
 // The name rules both daemons and the policy loader check: preset (policy) names,
-// environment variable names and session ids, each defined once. Pure functions, thread-safe,
-// no syscalls. The shapes are in docs/policies.md and docs/protocol.md.
+// environment variable names, session ids and principal labels, each defined once. Pure functions,
+// thread-safe, no syscalls. The shapes are in docs/policies.md and docs/protocol.md.
 #pragma once
 
 #include <cstddef>
@@ -27,5 +27,14 @@ bool IsEnvName(std::string_view name);
 inline constexpr size_t kMaxSessionIdChars = 40;  // after "s-"
 inline constexpr std::string_view kSessionIdShape = "^s-[0-9A-Za-z]{1,40}$";
 bool IsValidSessionId(std::string_view id);
+
+// A principal label: who a control request acts for, as monkeyproof-api asserts it ("admin",
+// "token:<id>", "cert:<subject>"; docs/api.md "Attribution"). Opaque to the supervisor, which
+// records it in the audit log and a session's created_by: 1..200 bytes of printable ASCII
+// (0x20..0x7e), neither starting nor ending with a space.
+inline constexpr size_t kMaxPrincipalBytes = 200;
+inline constexpr std::string_view kPrincipalIs =
+    "a principal label (1..200 bytes of printable ASCII, no leading or trailing space)";
+bool IsPrincipalLabel(std::string_view label);
 
 }  // namespace mp::common

@@ -131,6 +131,11 @@ Result<void> CheckTlsConfig(const ApiConfig& c) {
     return PlainError(
         "tls_client_certs needs tls_client_ca (the CA that signs client certificates)");
   }
+  if (!tls.client_principals_file.empty() && tls.client_certs == ClientCerts::kNone) {
+    return PlainError(
+        "tls_client_principals maps client certificates, but none are asked for: set "
+        "tls_client_ca (and tls_client_certs = optional or required)");
+  }
   for (const ListenAddress& t : tls.listen) {
     for (const ListenAddress& p : c.listen) {
       if (t == p) {
@@ -215,6 +220,7 @@ Result<ApiConfig> ParseApiConfig(std::string_view text, std::string_view origin)
       .Path("tls_cert", &c.tls.cert_file)
       .Path("tls_key", &c.tls.key_file)
       .Path("tls_client_ca", &c.tls.client_ca_file)
+      .Path("tls_client_principals", &c.tls.client_principals_file)
       .Custom("tls_client_certs", [&c, &client_certs_set](std::string_view value) -> Result<void> {
         if (value == "none") {
           c.tls.client_certs = ClientCerts::kNone;

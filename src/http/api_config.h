@@ -37,6 +37,9 @@ struct TlsConfig {
   std::string client_ca_file;         // `tls_client_ca`: PEM CAs that sign client certificates
   // `tls_client_certs` = none | optional | required; with tls_client_ca the default is required.
   ClientCerts client_certs = ClientCerts::kNone;
+  // `tls_client_principals`: a JSON file mapping the CN of a verified client certificate to
+  // "admin" or a scope (http/client_principals.h); empty: certificates authenticate nothing.
+  std::string client_principals_file;
   friend bool operator==(const TlsConfig&, const TlsConfig&) = default;
 };
 

@@ -12,6 +12,7 @@
 
 #include "http/api_config.h"
 #include "http/auth.h"
+#include "http/client_principals.h"
 #include "http/connection_limits.h"
 #include "http/metrics.h"
 #include "http/scoped_tokens.h"
@@ -40,6 +41,7 @@ struct ApiContext : std::enable_shared_from_this<ApiContext> {
   ApiConfig config;
   TokenSet tokens;
   TokenStore token_store;  // scoped tokens; opened by Server::Start (disabled until then)
+  ClientPrincipals client_principals;  // tls_client_principals; loaded by Server::Start
   FailureLimiter limiter;
   ConnectionLimits connection_limits;  // per-address pre-auth limits, checked at accept
   Metrics metrics;

@@ -482,6 +482,8 @@ ojson InfoObject(const wire::SessionInfo& info, uint32_t ws_clients) {
   // Ours.
   j["state"] = std::string(wire::ToString(info.state));
   j["preset"] = info.preset ? ojson(Valid(*info.preset)) : ojson(nullptr);
+  // Who spawned it (Principal::ToString); null for a session recorded before attribution.
+  j["createdBy"] = info.created_by.empty() ? ojson(nullptr) : ojson(info.created_by);
   j["outputBytes"] = info.output_bytes;
   j["endReason"] = end ? ojson(std::string(wire::ToString(end->reason))) : ojson(nullptr);
   if (end && !end->detail.empty()) j["endDetail"] = Valid(end->detail);

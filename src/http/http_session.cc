@@ -277,13 +277,20 @@ void HttpSession::SendBodyTooLarge() {
             true);
 }
 
+AuthOutcome HttpSession::Authenticate(const std::optional<std::string>& token) const {
+  if (token) return mp::http::Authenticate(ctx_.tokens, ctx_.token_store, *token, WallClockMs());
+  AuthOutcome auth;
+  if (const auto& cn = stream_.client_principal())
+    auth.principal = ctx_.client_principals.Find(*cn);
+  return auth;
+}
+
 bool HttpSession::RefuseBodyBeforeAuth() {
   const HttpRequest& request = parser_->get();
   const auto header = request[http::field::authorization];
   // No ?token= here: the query token is for WebSocket upgrades, which have no body.
   const auto token = ExtractToken(std::string_view(header.data(), header.size()), nullptr, false);
-  AuthOutcome auth;
-  if (token) auth = Authenticate(ctx_.tokens, ctx_.token_store, *token, WallClockMs());
+  const AuthOutcome auth = Authenticate(token);
   uint32_t retry_after = 0;
   const auto verdict = ctx_.limiter.Judge(auth.principal.has_value(), ClientAddress(request),
                                           FailureLimiter::Clock::now(), &retry_after);
@@ -360,8 +367,10 @@ void HttpSession::Handle(HttpRequest request) {
   const std::string_view protocols(protocols_field.data(), protocols_field.size());
   if (upgrade && no_header) token = WsProtocolToken(protocols);
   if (!token) token = ExtractToken(header_value, query_token, upgrade);
-  if (!token && upgrade && no_header && OffersWsProtocol(protocols) && matched.match &&
-      matched.match->route == Route::kWebSocket) {
+  const bool certified = !token && stream_.client_principal() &&
+                         ctx_.client_principals.Find(*stream_.client_principal());
+  if (!token && !certified && upgrade && no_header && OffersWsProtocol(protocols) &&
+      matched.match && matched.match->route == Route::kWebSocket) {
     // No credential anywhere, and the client speaks our subprotocol: the credential may come
     // as the first message (ws_auth.h). Nothing is looked up until it has. Without the
     // subprotocol a bare upgrade stays a 401, as it was for the original's clients.
@@ -372,9 +381,9 @@ void HttpSession::Handle(HttpRequest request) {
         ->Run();
     return;
   }
-  // An admin token, or a scoped one that is neither expired nor revoked (principal.h).
-  AuthOutcome auth;
-  if (token) auth = Authenticate(ctx_.tokens, ctx_.token_store, *token, WallClockMs());
+  // An admin token, a scoped one that is neither expired nor revoked (principal.h), or a
+  // listed client certificate.
+  const AuthOutcome auth = Authenticate(token);
   uint32_t retry_after = 0;
   const std::string client = ClientAddress(request);
   const auto verdict = ctx_.limiter.Judge(auth.principal.has_value(), client, now, &retry_after);
@@ -408,21 +417,22 @@ void HttpSession::Handle(HttpRequest request) {
   }
   auto shared_request = std::make_shared<HttpRequest>(std::move(request));
   auto self = shared_from_this();
-  HandleRoute(
-      RouteCall{ctx_, *shared_request, std::move(*matched.match), "api:" + client, *auth.principal,
-                [self, shared_request](HttpResponse res) { self->Send(std::move(res)); },
-                [self, shared_request, may_input = auth.principal->Has(Right::kInput)](
-                    wire::SessionInfo info, std::optional<uint64_t> since) {
-                  if (!boost::beast::websocket::is_upgrade(*shared_request)) {
-                    self->Send(ErrorResponse(*shared_request,
-                                             BadRequest("this route needs a WebSocket upgrade")));
-                    return;
-                  }
-                  self->upgraded_ = true;
-                  auto ws = std::make_shared<WsSession>(self->ctx_, std::move(self->stream_),
-                                                        std::move(info), since, may_input);
-                  ws->Run(std::move(*shared_request));
-                }});
+  HandleRoute(RouteCall{
+      ctx_, *shared_request, std::move(*matched.match), "api:" + client, *auth.principal,
+      [self, shared_request](HttpResponse res) { self->Send(std::move(res)); },
+      [self, shared_request, may_input = auth.principal->Has(Right::kInput),
+       principal = auth.principal->ToString()](wire::SessionInfo info,
+                                               std::optional<uint64_t> since) {
+        if (!boost::beast::websocket::is_upgrade(*shared_request)) {
+          self->Send(
+              ErrorResponse(*shared_request, BadRequest("this route needs a WebSocket upgrade")));
+          return;
+        }
+        self->upgraded_ = true;
+        auto ws = std::make_shared<WsSession>(self->ctx_, std::move(self->stream_), std::move(info),
+                                              since, may_input, principal);
+        ws->Run(std::move(*shared_request));
+      }});
 }
 
 std::string HttpSession::ClientAddress(const HttpRequest& request) const {

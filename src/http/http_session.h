@@ -22,6 +22,7 @@
 #include "http/auth.h"
 #include "http/client_address.h"
 #include "http/client_stream.h"
+#include "http/principal.h"
 
 namespace mp::http {
 
@@ -76,6 +77,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // For a request with a body, before any of it is read: judges the headers' credential and,
   // unless it is valid, answers 401 or 429 and closes (true). The body is not read.
   bool RefuseBodyBeforeAuth();
+  // The request's credential: the bearer token when one was presented (a wrong token is a
+  // wrong credential, whatever the certificate), else this connection's verified client
+  // certificate when tls_client_principals lists its CN; otherwise no principal.
+  [[nodiscard]] AuthOutcome Authenticate(const std::optional<std::string>& token) const;
   void SendAuthRefusal(const HttpRequest& request, AuthVerdict verdict, uint32_t retry_after,
                        const std::string& reason);
   void DiscardRest();

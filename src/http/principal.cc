@@ -81,8 +81,24 @@ std::string Principal::ToString() const {
       return "admin";
     case Kind::kToken:
       return "token:" + id;
-    case Kind::kCertificate:
-      return "cert:" + id;
+    case Kind::kCertificate: {
+      // The label must be printable ASCII (common::IsPrincipalLabel): other bytes of a UTF-8
+      // CN, '%' itself and a trailing space are written %XX. A CN is at most 64 bytes, so the
+      // label is at most 5 + 3 * 64 bytes, within kMaxPrincipalBytes.
+      std::string out = "cert:";
+      for (size_t i = 0; i < id.size(); ++i) {
+        const auto u = static_cast<unsigned char>(id[i]);
+        if (u < 0x20 || u > 0x7e || u == '%' || (u == ' ' && i + 1 == id.size())) {
+          static constexpr char kHex[] = "0123456789ABCDEF";
+          out += '%';
+          out += kHex[u >> 4];
+          out += kHex[u & 0xf];
+        } else {
+          out += static_cast<char>(u);
+        }
+      }
+      return out;
+    }
   }
   return "unknown";
 }

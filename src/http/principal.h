@@ -22,7 +22,8 @@ struct Principal {
   Kind kind = Kind::kAdmin;
   std::string id;                   // the token id, or the certificate's subject
   std::optional<TokenScope> scope;  // a scoped token's; nullopt: every session, every right
-  // For the audit log and createdBy: "admin", "token:<id>", "cert:<subject>".
+  // For the audit log and createdBy: "admin", "token:<id>", "cert:<subject>" (the subject's
+  // bytes outside printable ASCII as %XX): always a common::IsPrincipalLabel.
   [[nodiscard]] std::string ToString() const;
   [[nodiscard]] bool unrestricted() const { return !scope.has_value(); }
   // A scoped principal has `right`; an unrestricted one has every right.

@@ -248,6 +248,7 @@ void CreateSession(const Call& c) {
     return;
   }
   auto& spawn = std::get<wire::SpawnRequest>(parsed);
+  spawn.principal = c->principal.ToString();
   if (c->principal.scope) {
     if (auto refused = CheckCreateScope(*c->principal.scope, &spawn)) {
       RespondError(c, *refused);
@@ -429,9 +430,10 @@ struct KillWaiter : std::enable_shared_from_this<KillWaiter> {
 
 void KillSession(const Call& c) {
   if (!CheckSessionId(c)) return;
-  Ask(c, wire::KillRequest{c->match.session_id}, [c](const wire::Response& r) {
-    std::make_shared<KillWaiter>(c)->Check(std::get<wire::SessionInfo>(r.body));
-  });
+  Ask(c, wire::KillRequest{c->match.session_id, c->principal.ToString()},
+      [c](const wire::Response& r) {
+        std::make_shared<KillWaiter>(c)->Check(std::get<wire::SessionInfo>(r.body));
+      });
 }
 
 // The original answered input to an unknown session, or one that is not running, with 400
@@ -453,7 +455,8 @@ void SendInput(const Call& c, std::shared_ptr<std::string> data, size_t from) {
   const size_t n = std::min(wire::kMaxChunkBytes, data->size() - from);
   wire::StdinRequest request{c->match.session_id,
                              std::vector<uint8_t>(data->begin() + static_cast<long>(from),
-                                                  data->begin() + static_cast<long>(from + n))};
+                                                  data->begin() + static_cast<long>(from + n)),
+                             c->principal.ToString()};
   Ask(
       c, std::move(request),
       [c, data, from, n](const wire::Response&) {
@@ -481,7 +484,7 @@ void Input(const Call& c) {
 
 void CloseStdin(const Call& c) {
   if (!CheckSessionId(c)) return;
-  Ask(c, wire::CloseStdinRequest{c->match.session_id},
+  Ask(c, wire::CloseStdinRequest{c->match.session_id, c->principal.ToString()},
       [c](const wire::Response&) { RespondJson(c, 200, R"({"closed":true})"); });
 }
 
@@ -492,7 +495,9 @@ void Resize(const Call& c) {
     RespondError(c, *error);
     return;
   }
-  Ask(c, wire::ResizeRequest{c->match.session_id, std::get<wire::PtySize>(parsed)},
+  Ask(c,
+      wire::ResizeRequest{c->match.session_id, std::get<wire::PtySize>(parsed),
+                          c->principal.ToString()},
       [c](const wire::Response&) { RespondJson(c, 200, R"({"resized":true})"); });
 }
 
@@ -503,7 +508,8 @@ void Signal(const Call& c) {
     RespondError(c, *error);
     return;
   }
-  Ask(c, wire::SignalRequest{c->match.session_id, std::get<int32_t>(parsed)},
+  Ask(c,
+      wire::SignalRequest{c->match.session_id, std::get<int32_t>(parsed), c->principal.ToString()},
       [c](const wire::Response&) { RespondJson(c, 200, R"({"signaled":true})"); });
 }
 

@@ -25,6 +25,9 @@ Result<void> Server::Start() {
   MP_TRY(ctx_->token_store,
          TokenStore::Open({c.token_store, c.token_max_ttl_seconds, c.max_scoped_tokens}));
   const TlsConfig& tls = ctx_->config.tls;
+  if (!tls.client_principals_file.empty()) {
+    MP_TRY(ctx_->client_principals, ClientPrincipals::Load(tls.client_principals_file));
+  }
   if (!tls.listen.empty()) {
     MP_TRY(auto context, MakeServerTlsContext(tls));
     tls_ = std::make_shared<TlsContextSlot>(std::move(context));

@@ -1,7 +1,8 @@
 // POST /tokens, GET /tokens and DELETE /tokens/{id} (docs/api.md "Scoped tokens"): minting,
 // listing and revoking scoped tokens in the context's TokenStore. Admin only (HandleRoute has
-// checked). Every mint and revocation is logged with its principal; a secret or hash never is,
-// and GET never shows either. Runs in monkeyproof-api on the io_context thread.
+// checked). Every mint and revocation is logged with its principal, here and in the
+// supervisor's audit log (an `audit` control request); a secret or hash never is, and GET
+// never shows either. Runs in monkeyproof-api on the io_context thread.
 #include <cerrno>
 #include <chrono>
 #include <string>
@@ -39,6 +40,21 @@ std::string LogValue(std::string_view s) {
     out += (u <= 0x20 || u >= 0x7f || ch == '"') ? '?' : ch;
   }
   return out;
+}
+
+// Sends a token operation to the supervisor's audit log, the one log of who did what. The
+// operation is done already (the store is the API's); when the supervisor is away the line
+// logged here is the record, and the failure is logged next to it.
+void AuditTokenAction(const Call& c, wire::AuditAction action, const std::string& id) {
+  wire::AuditRequest audit{action, c->principal.ToString(), id, c->client};
+  c->ctx.link.Call(std::move(audit), [action, id](Result<wire::Response> r) {
+    if (r && r->ok()) return;
+    common::Log(common::LogLevel::kWarning,
+                "event=token_audit_failed action=" + std::string(wire::ToString(action)) +
+                    " id=" + id + " reason=\"" +
+                    LogValue(r ? std::get<wire::ErrorBody>(r->body).message : r.error().what) +
+                    "\"");
+  });
 }
 
 // "a,b,c" ("-" when empty); the items are right and preset names (no spaces or quotes).
@@ -87,6 +103,7 @@ void CreateTokenRoute(const Call& c) {
                   " sessions=" + LogValue(r.scope.sessions.ToString()) + " rights=" +
                   Joined(RightNames(r.scope.rights)) + " presets=" + Joined(r.scope.presets) +
                   " expires_at_ms=" + std::to_string(r.expires_at_ms));
+  AuditTokenAction(c, wire::AuditAction::kTokenCreate, r.id);
   json j = TokenJson(r);
   j["token"] = minted->token;  // the only time the secret leaves the API
   RespondJson(c, 201, j.dump());
@@ -126,6 +143,7 @@ void RevokeTokenRoute(const Call& c) {
   }
   common::Log(common::LogLevel::kInfo,
               "event=token_revoked id=" + id + " by=" + by + " client=" + c->client);
+  AuditTokenAction(c, wire::AuditAction::kTokenRevoke, id);
   RespondJson(c, 200, json({{"revoked", true}, {"id", id}}).dump());
 }
 

@@ -165,30 +165,18 @@ bool TokenScope::AllowsPreset(std::string_view preset) const {
   return Has(Right::kCreate) && std::binary_search(presets.begin(), presets.end(), preset);
 }
 
-ApiResult<MintBody> ParseMintBody(std::string_view body, uint64_t max_ttl_seconds) {
-  json doc;
-  if (auto parsed = wire::ParseJson(body, &doc, {kMaxMintBodyDepth, false}); !parsed) {
-    std::string what = parsed.error().what;
-    if (what.starts_with("JSON: ")) what.erase(0, 6);
-    return Bad("body is not valid JSON: " + what, "");
-  }
-  if (!doc.is_object()) return Bad("body must be a JSON object", "");
-  for (const auto& [key, value] : doc.items()) {
-    if (key != "sessions" && key != "rights" && key != "presets" && key != "ttlSeconds") {
-      return Bad("unknown member " + Quote(key) +
-                     "; a token takes sessions, rights, presets and "
-                     "ttlSeconds",
-                 wire::AppendPointer("", key));
-    }
-  }
-  MintBody out;
+namespace {
+
+// The scope members of `doc` (a mint body, or an entry of the client-principals file):
+// sessions, rights, presets. Other members are the caller's to check.
+std::optional<ApiError> ReadScope(const json& doc, TokenScope* scope) {
   const auto sessions = doc.find("sessions");
   if (sessions == doc.end() || !sessions->is_string()) {
     return Bad("sessions is required: a string session:ID, owner:NAME or label:LABEL", "/sessions");
   }
-  auto scope = ParseSessionScope(sessions->get_ref<const std::string&>());
-  if (auto* error = std::get_if<std::string>(&scope)) return Bad(*error, "/sessions");
-  out.scope.sessions = std::move(std::get<SessionScope>(scope));
+  auto expression = ParseSessionScope(sessions->get_ref<const std::string&>());
+  if (auto* error = std::get_if<std::string>(&expression)) return Bad(*error, "/sessions");
+  scope->sessions = std::move(std::get<SessionScope>(expression));
 
   const auto rights = doc.find("rights");
   if (rights == doc.end() || !rights->is_array() || rights->empty()) {
@@ -204,9 +192,9 @@ ApiResult<MintBody> ParseMintBody(std::string_view body, uint64_t max_ttl_second
                      "; rights are read, input, kill, create",
                  field);
     }
-    if (out.scope.Has(*right))
+    if (scope->Has(*right))
       return Bad("right " + Quote(ToString(*right)) + " is given twice", field);
-    out.scope.rights |= static_cast<Rights>(*right);
+    scope->rights |= static_cast<Rights>(*right);
   }
 
   const auto presets = doc.find("presets");
@@ -221,24 +209,55 @@ ApiResult<MintBody> ParseMintBody(std::string_view body, uint64_t max_ttl_second
       if (!item.is_string() || !common::IsPresetName(item.get_ref<const std::string&>())) {
         return Bad("each preset must be a preset name (as GET /policies lists them)", field);
       }
-      out.scope.presets.push_back(item.get<std::string>());
+      scope->presets.push_back(item.get<std::string>());
     }
-    std::sort(out.scope.presets.begin(), out.scope.presets.end());
-    out.scope.presets.erase(std::unique(out.scope.presets.begin(), out.scope.presets.end()),
-                            out.scope.presets.end());
+    std::sort(scope->presets.begin(), scope->presets.end());
+    scope->presets.erase(std::unique(scope->presets.begin(), scope->presets.end()),
+                         scope->presets.end());
   }
-  if (out.scope.Has(Right::kCreate) && out.scope.presets.empty()) {
+  if (scope->Has(Right::kCreate) && scope->presets.empty()) {
     return Bad("the create right needs presets: the presets this token may start", "/presets");
   }
-  if (!out.scope.Has(Right::kCreate) && !out.scope.presets.empty()) {
+  if (!scope->Has(Right::kCreate) && !scope->presets.empty()) {
     return Bad("presets are only for the create right, which rights does not give", "/presets");
   }
-  if (out.scope.Has(Right::kCreate) && out.scope.sessions.kind == SessionScope::Kind::kSession) {
+  if (scope->Has(Right::kCreate) && scope->sessions.kind == SessionScope::Kind::kSession) {
     return Bad(
         "the create right needs sessions owner:NAME or label:LABEL: a new session "
         "can never be the one session a session: scope names",
         "/rights");
   }
+
+  return std::nullopt;
+}
+
+ApiResult<json> ParseObject(std::string_view body) {
+  json doc;
+  if (auto parsed = wire::ParseJson(body, &doc, {kMaxMintBodyDepth, false}); !parsed) {
+    std::string what = parsed.error().what;
+    if (what.starts_with("JSON: ")) what.erase(0, 6);
+    return Bad("body is not valid JSON: " + what, "");
+  }
+  if (!doc.is_object()) return Bad("body must be a JSON object", "");
+  return doc;
+}
+
+}  // namespace
+
+ApiResult<MintBody> ParseMintBody(std::string_view body, uint64_t max_ttl_seconds) {
+  auto parsed = ParseObject(body);
+  if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
+  const json& doc = std::get<json>(parsed);
+  for (const auto& [key, value] : doc.items()) {
+    if (key != "sessions" && key != "rights" && key != "presets" && key != "ttlSeconds") {
+      return Bad("unknown member " + Quote(key) +
+                     "; a token takes sessions, rights, presets and "
+                     "ttlSeconds",
+                 wire::AppendPointer("", key));
+    }
+  }
+  MintBody out;
+  if (auto error = ReadScope(doc, &out.scope)) return *error;
 
   const auto ttl = doc.find("ttlSeconds");
   const std::string range = "1.." + std::to_string(max_ttl_seconds);
@@ -257,6 +276,21 @@ ApiResult<MintBody> ParseMintBody(std::string_view body, uint64_t max_ttl_second
   }
   out.ttl_seconds = seconds;
   return out;
+}
+
+ApiResult<TokenScope> ParseScopeObject(std::string_view text) {
+  auto parsed = ParseObject(text);
+  if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
+  const json& doc = std::get<json>(parsed);
+  for (const auto& [key, value] : doc.items()) {
+    if (key != "sessions" && key != "rights" && key != "presets") {
+      return Bad("unknown member " + Quote(key) + "; a scope takes sessions, rights and presets",
+                 wire::AppendPointer("", key));
+    }
+  }
+  TokenScope scope;
+  if (auto error = ReadScope(doc, &scope)) return *error;
+  return scope;
 }
 
 std::optional<uint64_t> ParseDuration(std::string_view text) {

@@ -83,6 +83,9 @@ struct MintBody {
   uint64_t ttl_seconds = 0;
 };
 ApiResult<MintBody> ParseMintBody(std::string_view body, uint64_t max_ttl_seconds);
+// A scope alone, {"sessions":…,"rights":[…],"presets":[…]} (the mint body without ttlSeconds),
+// with the same rules: an entry of the client-principals file (http/client_principals.h).
+ApiResult<TokenScope> ParseScopeObject(std::string_view text);
 
 // The default and the largest `token_max_ttl_seconds` of api.conf.
 inline constexpr uint64_t kDefaultTokenMaxTtlSeconds = 7ull * 24 * 3600;

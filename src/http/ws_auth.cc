@@ -86,6 +86,7 @@ void WsAuthGate::OnRead(beast::error_code ec, size_t) {
   // The route as for an authenticated upgrade: rights, scope, the session, ?since.
   auto self = shared_from_this();
   const bool may_input = auth.principal->Has(Right::kInput);
+  std::string principal = auth.principal->ToString();
   HandleRoute(RouteCall{ctx_, *request_, std::move(match_), client_, *auth.principal,
                         [self](HttpResponse res) {
                           // The route refused (403, 404, 400 for ?since, 503): its error, then the
@@ -96,10 +97,12 @@ void WsAuthGate::OnRead(beast::error_code ec, size_t) {
                           j["status"] = res.result_int();
                           self->Refuse(j.value("error", "refused"), j.dump());
                         },
-                        [self, may_input](wire::SessionInfo info, std::optional<uint64_t> since) {
+                        [self, may_input, principal = std::move(principal)](
+                            wire::SessionInfo info, std::optional<uint64_t> since) {
                           self->handed_over_ = true;
                           auto session = std::make_shared<WsSession>(
-                              self->ctx_, std::move(self->ws_), std::move(info), since, may_input);
+                              self->ctx_, std::move(self->ws_), std::move(info), since, may_input,
+                              principal);
                           session->Start();
                         }});
 }

@@ -35,24 +35,26 @@ size_t StreamIndex(wire::OutputStream s) { return static_cast<size_t>(s); }
 }  // namespace
 
 WsSession::WsSession(ApiContext& ctx, ClientStream&& stream, wire::SessionInfo info,
-                     std::optional<uint64_t> since, bool may_input)
+                     std::optional<uint64_t> since, bool may_input, std::string principal)
     : ctx_(ctx),
       keep_(ctx.shared_from_this()),
       ws_(std::move(stream)),
       info_(std::move(info)),
       since_(since),
-      may_input_(may_input) {
+      may_input_(may_input),
+      principal_(std::move(principal)) {
   ctx_.metrics.WsOpened();
 }
 
 WsSession::WsSession(ApiContext& ctx, websocket::stream<ClientStream>&& ws, wire::SessionInfo info,
-                     std::optional<uint64_t> since, bool may_input)
+                     std::optional<uint64_t> since, bool may_input, std::string principal)
     : ctx_(ctx),
       keep_(ctx.shared_from_this()),
       ws_(std::move(ws)),
       info_(std::move(info)),
       since_(since),
-      may_input_(may_input) {
+      may_input_(may_input),
+      principal_(std::move(principal)) {
   ctx_.metrics.WsOpened();
 }
 
@@ -459,11 +461,11 @@ void WsSession::HandleClientMessage(bool binary) {
   if (auto* in = std::get_if<WsStdin>(&m)) {
     SendStdin(std::move(in->data), 0);
   } else if (auto* resize = std::get_if<WsResize>(&m)) {
-    ctx_.link.Call(wire::ResizeRequest{info_.id, resize->size}, done);
+    ctx_.link.Call(wire::ResizeRequest{info_.id, resize->size, principal_}, done);
   } else if (auto* sig = std::get_if<WsSignal>(&m)) {
-    ctx_.link.Call(wire::SignalRequest{info_.id, sig->signal}, done);
+    ctx_.link.Call(wire::SignalRequest{info_.id, sig->signal, principal_}, done);
   } else {
-    ctx_.link.Call(wire::CloseStdinRequest{info_.id}, done);
+    ctx_.link.Call(wire::CloseStdinRequest{info_.id, principal_}, done);
   }
 }
 
@@ -477,7 +479,8 @@ void WsSession::SendStdin(std::string data, size_t from) {
   const size_t n = std::min(wire::kMaxChunkBytes, data.size() - from);
   wire::StdinRequest request{info_.id,
                              std::vector<uint8_t>(data.begin() + static_cast<long>(from),
-                                                  data.begin() + static_cast<long>(from + n))};
+                                                  data.begin() + static_cast<long>(from + n)),
+                             principal_};
   ctx_.link.Call(std::move(request), [self = shared_from_this(), data = std::move(data), from,
                                       n](Result<wire::Response> r) mutable {
     if (r && !r->ok() && !self->closing_ &&

@@ -30,13 +30,15 @@ class WsSession : public HubClient, public std::enable_shared_from_this<WsSessio
  public:
   // `since`: resume offset from ?since=, or nullopt for a catchup of recent output.
   // `may_input`: the principal has the input right (stdin, resize, signal, close-stdin);
-  // without it those messages are answered with an error and dropped.
+  // without it those messages are answered with an error and dropped. `principal`
+  // (Principal::ToString) goes with every input request, for the supervisor's audit log.
   WsSession(ApiContext& ctx, ClientStream&& stream, wire::SessionInfo info,
-            std::optional<uint64_t> since, bool may_input = true);
+            std::optional<uint64_t> since, bool may_input, std::string principal);
 
   // A WebSocket already accepted (WsAuthGate: the credential came in its first message).
   WsSession(ApiContext& ctx, boost::beast::websocket::stream<ClientStream>&& ws,
-            wire::SessionInfo info, std::optional<uint64_t> since, bool may_input);
+            wire::SessionInfo info, std::optional<uint64_t> since, bool may_input,
+            std::string principal);
   ~WsSession() override;
 
   // Accepts the upgrade `request` and starts. The `monkeyproof` subprotocol is echoed when the
@@ -93,6 +95,7 @@ class WsSession : public HubClient, public std::enable_shared_from_this<WsSessio
   wire::SessionInfo info_;
   std::optional<uint64_t> since_;
   bool may_input_ = true;
+  std::string principal_;
   Mode mode_ = Mode::kStarting;
   uint64_t next_ = 0;             // first output offset not yet handed to the outbox
   uint32_t reads_in_flight_ = 0;  // read_output requests of this epoch not answered yet

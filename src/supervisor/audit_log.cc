@@ -69,12 +69,14 @@ void AuditLog::Write(const AuditEntry& e) {
   std::snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                 static_cast<int>(ms % 1000));
-  std::string line = "{\"time\":\"" + std::string(when) + "\",\"action\":\"" +
-                     JsonEscape(e.action) + "\",\"session\":\"" + JsonEscape(e.session) +
-                     "\",\"peer_pid\":" + std::to_string(e.peer_pid) +
-                     ",\"peer_uid\":" + std::to_string(e.peer_uid) + ",\"client\":\"" +
-                     JsonEscape(e.client) + "\",\"outcome\":\"" + JsonEscape(e.outcome) +
-                     "\",\"detail\":\"" + JsonEscape(e.detail) + "\"}\n";
+  std::string line =
+      "{\"time\":\"" + std::string(when) + "\",\"action\":\"" + JsonEscape(e.action) +
+      "\",\"session\":\"" + JsonEscape(e.session) +
+      "\",\"principal\":" + (e.principal.empty() ? "null" : "\"" + JsonEscape(e.principal) + "\"") +
+      ",\"peer_pid\":" + std::to_string(e.peer_pid) +
+      ",\"peer_uid\":" + std::to_string(e.peer_uid) + ",\"client\":\"" + JsonEscape(e.client) +
+      "\",\"outcome\":\"" + JsonEscape(e.outcome) + "\",\"detail\":\"" + JsonEscape(e.detail) +
+      "\"}\n";
   // One write per line with O_APPEND keeps lines whole.
   const ssize_t n = ::write(fd_.get(), line.data(), line.size());
   if (n != static_cast<ssize_t>(line.size())) {

@@ -1,5 +1,6 @@
 // AuditLog: one JSON line per control action (spawn, kill, signal, stdin,
-// close_stdin, resize) with the time, the session, the peer's credentials and
+// close_stdin, resize, and the API's token_create / token_revoke) with the time,
+// the session, the principal the API authenticated, the peer's credentials and
 // the client identity the API passed along. Appends with O_APPEND; a failed
 // write is reported to stderr and never stops the action. Supervisor only;
 // not thread-safe.
@@ -16,8 +17,9 @@
 namespace mp::supervisor {
 
 struct AuditEntry {
-  std::string_view action;   // "spawn", "kill", ...
-  std::string_view session;  // may be empty when a spawn failed
+  std::string_view action;     // "spawn", "kill", ...
+  std::string_view session;    // may be empty when a spawn failed
+  std::string_view principal;  // "admin", "token:<id>", ...; empty: not attributed (null)
   pid_t peer_pid = 0;
   uid_t peer_uid = 0;
   std::string_view client;   // the API's identity of the remote caller

@@ -32,6 +32,9 @@ struct PeerInfo {
   uid_t uid = 0;
   gid_t gid = 0;
   std::string client;  // from the peer's hello
+  // Who one request acts for (wire "principal"), set per request by the dispatcher; empty
+  // when the request carried none.
+  std::string principal;
 };
 
 class ControlServer;

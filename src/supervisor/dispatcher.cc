@@ -18,6 +18,13 @@ wire::ResponseBody ToBody(Answer<T>&& answer) {
   }
 }
 
+// The peer acting for the request's principal (the audit log's "principal").
+PeerInfo Acting(const PeerInfo& peer, const std::string& principal) {
+  PeerInfo who = peer;
+  who.principal = principal;
+  return who;
+}
+
 }  // namespace
 
 void Dispatcher::OnRequest(const PeerInfo& peer, const wire::Request& request) {
@@ -33,6 +40,7 @@ void Dispatcher::OnRequest(const PeerInfo& peer, const wire::Request& request) {
         } else if constexpr (std::is_same_v<R, wire::SpawnRequest>) {
           PeerInfo who = peer;
           who.client = r.client;
+          who.principal = r.principal;
           // Answered when the child has reported, from the loop; the connection may be gone
           // by then (Send ignores it).
           sent = true;
@@ -53,15 +61,15 @@ void Dispatcher::OnRequest(const PeerInfo& peer, const wire::Request& request) {
         } else if constexpr (std::is_same_v<R, wire::GetRequest>) {
           response.body = ToBody(m.Get(r.session));
         } else if constexpr (std::is_same_v<R, wire::KillRequest>) {
-          response.body = ToBody(m.Kill(r.session, peer));
+          response.body = ToBody(m.Kill(r.session, Acting(peer, r.principal)));
         } else if constexpr (std::is_same_v<R, wire::SignalRequest>) {
-          response.body = ToBody(m.Signal(r.session, r.signal, peer));
+          response.body = ToBody(m.Signal(r.session, r.signal, Acting(peer, r.principal)));
         } else if constexpr (std::is_same_v<R, wire::StdinRequest>) {
-          response.body = ToBody(m.Stdin(r.session, r.data, peer));
+          response.body = ToBody(m.Stdin(r.session, r.data, Acting(peer, r.principal)));
         } else if constexpr (std::is_same_v<R, wire::CloseStdinRequest>) {
-          response.body = ToBody(m.CloseStdin(r.session, peer));
+          response.body = ToBody(m.CloseStdin(r.session, Acting(peer, r.principal)));
         } else if constexpr (std::is_same_v<R, wire::ResizeRequest>) {
-          response.body = ToBody(m.Resize(r.session, r.size, peer));
+          response.body = ToBody(m.Resize(r.session, r.size, Acting(peer, r.principal)));
         } else if constexpr (std::is_same_v<R, wire::SubscribeRequest>) {
           // The response goes out before the replayed output it announces.
           auto check = m.CheckSubscribe(r.session, r.since);
@@ -78,6 +86,9 @@ void Dispatcher::OnRequest(const PeerInfo& peer, const wire::Request& request) {
           response.body = m.Policies(r);
         } else if constexpr (std::is_same_v<R, wire::HealthRequest>) {
           response.body = m.Health();
+        } else if constexpr (std::is_same_v<R, wire::AuditRequest>) {
+          m.AuditApiAction(r, peer);
+          response.body = std::monostate{};
         } else {
           static_assert(kUnhandled<R>, "the dispatcher does not handle this request type");
         }

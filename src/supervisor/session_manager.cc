@@ -76,7 +76,7 @@ Answer<Session*> SessionManager::Lookup(const std::string& id) const {
 void SessionManager::Audit(std::string_view action, const std::string& session,
                            const PeerInfo& peer, std::string_view outcome,
                            std::string_view detail) {
-  audit_.Write({action, session, peer.pid, peer.uid, peer.client, outcome, detail});
+  audit_.Write({action, session, peer.principal, peer.pid, peer.uid, peer.client, outcome, detail});
 }
 
 Result<void> SessionManager::Recover() {
@@ -222,6 +222,7 @@ void SessionManager::Spawn(const wire::SpawnRequest& req, const PeerInfo& peer, 
   info.created_at_ms = WallClockMs();
   info.owner = req.owner;
   info.labels = req.labels;
+  info.created_by = req.principal;
   if (p.request.stdio == sandbox::StdioMode::kPty) {
     info.pty = wire::PtySize{p.request.pty_rows, p.request.pty_cols};
   }
@@ -355,6 +356,13 @@ Answer<wire::SessionInfo> SessionManager::Get(const std::string& id) const {
   auto found = Lookup(id);
   if (auto* e = std::get_if<wire::ErrorBody>(&found)) return std::move(*e);
   return std::get<Session*>(found)->info();
+}
+
+void SessionManager::AuditApiAction(const wire::AuditRequest& request, const PeerInfo& peer) {
+  PeerInfo who = peer;
+  who.principal = request.principal;
+  who.client = request.client;
+  Audit(wire::ToString(request.action), "", who, "ok", "token=" + request.token);
 }
 
 Answer<wire::SessionInfo> SessionManager::Kill(const std::string& id, const PeerInfo& peer) {

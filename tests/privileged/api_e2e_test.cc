@@ -273,6 +273,87 @@ TEST_F(ApiE2eTest, Cli) {
   RunScript({"bash", Script("cli_check.sh")}, seconds(300));
 }
 
+// Attribution (issue 15): a session spawned with a scoped token shows createdBy token:<id>,
+// and the supervisor's audit log has that principal for its spawn, input and kill; the token's
+// mint and revocation are there too, by the admin, naming the id and never the secret. The
+// admin token is the control: its session and actions read "admin".
+TEST_F(ApiE2eTest, AuditLogNamesThePrincipalOfEachAction) {
+  const std::string& admin = stack_->token();
+  auto minted = Http("POST", "/tokens", admin,
+                     R"({"sessions":"owner:attr","rights":["read","input","kill","create"],)"
+                     R"("presets":["shell"],"ttlSeconds":600})");
+  ASSERT_EQ(minted.status, 201) << minted.body << stack_->Logs();
+  const std::string token = JsonString(minted.body, "token");
+  const std::string token_id = JsonString(minted.body, "id");
+  ASSERT_FALSE(token.empty()) << minted.body;
+  const std::string principal = "token:" + token_id;
+
+  auto created =
+      Http("POST", "/sessions", token, R"({"task":"cat","mode":"interactive","preset":"shell"})");
+  ASSERT_EQ(created.status, 201) << created.body << stack_->Logs();
+  const std::string id = JsonString(created.body, "id");
+  EXPECT_EQ(JsonString(created.body, "createdBy"), principal) << created.body;
+  auto got = Http("GET", "/sessions/" + id, token);
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(JsonString(got.body, "createdBy"), principal) << got.body;
+  auto listed = Http("GET", "/sessions", admin);
+  EXPECT_NE(listed.body.find("\"createdBy\":\"" + principal + "\""), std::string::npos)
+      << listed.body.substr(0, 2000);
+  auto input = Http("POST", "/sessions/" + id + "/input", token, R"({"input":"hello\n"})");
+  EXPECT_EQ(input.status, 200) << input.body;
+  auto killed = Http("DELETE", "/sessions/" + id, token);
+  EXPECT_EQ(killed.status, 200) << killed.body;
+
+  // The control: the admin's own session.
+  auto mine = Http("POST", "/sessions", admin, R"({"task":"sleep 600","owner":"attr-admin"})");
+  ASSERT_EQ(mine.status, 201) << mine.body;
+  const std::string mine_id = JsonString(mine.body, "id");
+  EXPECT_EQ(JsonString(mine.body, "createdBy"), "admin") << mine.body;
+  EXPECT_EQ(Http("DELETE", "/sessions/" + mine_id, admin).status, 200);
+  EXPECT_EQ(Http("DELETE", "/tokens/" + token_id, admin).status, 200);
+
+  // Audit lines are written before the answers; the token's are sent after, so wait for both.
+  std::string audit;
+  for (int i = 0; i < 100; ++i) {
+    audit = ReadFile(kBase + "/audit.log");
+    const std::string ours = "\"detail\":\"token=" + token_id + "\"";
+    const size_t first = audit.find(ours);  // its token_create, then its token_revoke
+    if (first != std::string::npos && audit.find(ours, first + 1) != std::string::npos) break;
+    ::usleep(100 * 1000);
+  }
+  // The line of `action` on `session` ("" for token operations) naming `who` (and holding
+  // `also`), or "". Other tests' lines are in the same log.
+  const auto line_of = [&](const std::string& action, const std::string& session,
+                           const std::string& who, const std::string& also = "") {
+    size_t pos = 0;
+    while ((pos = audit.find("\"action\":\"" + action + "\",\"session\":\"" + session + "\"",
+                             pos)) != std::string::npos) {
+      const size_t start = audit.rfind('\n', pos) == std::string::npos ? 0 : audit.rfind('\n', pos);
+      const std::string line = audit.substr(start, audit.find('\n', pos) - start);
+      if (line.find("\"principal\":\"" + who + "\"") != std::string::npos &&
+          line.find(also) != std::string::npos) {
+        return line;
+      }
+      ++pos;
+    }
+    return std::string();
+  };
+  for (const char* action : {"spawn", "stdin", "kill"}) {
+    EXPECT_NE(line_of(action, id, principal), "") << action << " by " << principal << " in\n"
+                                                  << audit;
+    EXPECT_EQ(line_of(action, id, "admin"), "") << action << " attributed to the admin";
+  }
+  EXPECT_NE(line_of("spawn", mine_id, "admin"), "") << audit;
+  EXPECT_NE(line_of("kill", mine_id, "admin"), "") << audit;
+  EXPECT_EQ(line_of("spawn", mine_id, principal), "") << "the control is attributed to the token";
+  EXPECT_NE(line_of("token_create", "", "admin", "\"detail\":\"token=" + token_id + "\""), "")
+      << audit;
+  EXPECT_NE(line_of("token_revoke", "", "admin", "\"detail\":\"token=" + token_id + "\""), "")
+      << audit;
+  const std::string secret = token.substr(token.rfind('_') + 1);
+  EXPECT_EQ(audit.find(secret), std::string::npos) << "the token's secret is in the audit log";
+}
+
 // 4. While monkeyproofd is down the API answers 503 `unavailable`; once it is back the API
 // reconnects by itself.
 TEST_F(ApiE2eTest, SupervisorRestartGives503ThenReconnects) {
@@ -340,6 +421,8 @@ TEST_F(ApiE2eTest, SupervisorRestartGives503ThenReconnects) {
   ASSERT_EQ(got.status, 200) << got.body;
   EXPECT_EQ(JsonString(got.body, "endReason"), "supervisor_restart") << got.body;
   EXPECT_EQ(JsonString(got.body, "status"), "killed") << got.body;
+  // Its creator is part of the record the restarted supervisor recovered.
+  EXPECT_EQ(JsonString(got.body, "createdBy"), "admin") << got.body;
   // And it works again end to end.
   auto again = Http("POST", "/sessions", token, R"({"task":"echo back"})");
   EXPECT_EQ(again.status, 201) << again.body;

@@ -321,6 +321,13 @@ bool Stack::Prepare(std::string* why) {
   }
   WriteFile(c_.base + "/monkeyproof.conf", "api_user = " + account_.name + "\n" + c_.daemon_conf);
   WriteFile(c_.base + "/api.conf", c_.api_conf);
+  // The API's StateDirectory, as the package's unit gives it one: its scoped-token store.
+  const std::string state = c_.base + "/api-state";
+  ::mkdir(state.c_str(), 0700);
+  if (::chown(state.c_str(), account_.uid, account_.gid) != 0) {
+    *why = "chown " + state + ": " + std::strerror(errno);
+    return false;
+  }
   token_ = RandomHex(24);
   const std::string token_file = c_.base + "/api-token";
   WriteFile(token_file, "# e2e token\n" + token_ + "\n");
@@ -368,7 +375,8 @@ void Stack::StartApi() {
             c_.base + "/run/control.sock",
             "--token-file",
             c_.base + "/api-token"};
-  o.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"};
+  o.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
+           "STATE_DIRECTORY=" + c_.base + "/api-state"};
   o.log = c_.base + "/api.log";
   api_ = std::make_unique<Child>();
   api_->Start(o);

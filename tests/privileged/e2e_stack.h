@@ -122,7 +122,8 @@ class Stack {
  public:
   explicit Stack(StackConfig config) : c_(std::move(config)) {}
 
-  // Creates the account, removes and recreates `base` with ws/ (mode 0777) and policies/, and
+  // Creates the account, removes and recreates `base` with ws/ (mode 0777), policies/ and the
+  // API's state directory api-state/ (its STATE_DIRECTORY: scoped tokens are enabled), and
   // writes the configs, the policies and a fresh token.
   bool Prepare(std::string* why);
   void StartDaemon();

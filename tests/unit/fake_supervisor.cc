@@ -231,6 +231,11 @@ void FakeSupervisor::HandleRequest(Connection& c, const wire::Request& request) 
   }
   ++requests_;
   ++requests_by_type_[request.type()];
+  std::visit(
+      [&](const auto& r) {
+        if constexpr (requires { r.principal; }) last_principal_[request.type()] = r.principal;
+      },
+      request.body);
   wire::Response response{request.id, Dispatch(c, request.body)};
   if (std::exchange(no_answer_, false)) return;
   auto frame = wire::EncodeResponse(response);
@@ -292,6 +297,7 @@ wire::ResponseBody FakeSupervisor::Dispatch(Connection& c, const wire::RequestBo
     info.created_at_ms = NowMs();
     info.owner = r->owner;
     info.labels = r->labels;
+    info.created_by = r->principal;
     if (r->type == wire::SessionType::kInteractive) info.pty = r->pty.value_or(wire::PtySize{});
     const auto words = Split(r->task, ':');
     if (words[0] == "echo") s->echo = true;
@@ -416,6 +422,10 @@ wire::ResponseBody FakeSupervisor::Dispatch(Connection& c, const wire::RequestBo
   }
   if (const auto* r = std::get_if<wire::PoliciesRequest>(&body)) {
     return wire::PolicyPage(policies_, r->after);
+  }
+  if (const auto* r = std::get_if<wire::AuditRequest>(&body)) {
+    audits_.push_back(*r);
+    return std::monostate{};
   }
   if (std::holds_alternative<wire::HealthRequest>(body)) {
     wire::HealthInfo h;
@@ -766,6 +776,17 @@ std::string FakeSupervisor::last_spawn_task() const {
 std::string FakeSupervisor::last_spawn_client() const {
   std::lock_guard lock(mu_);
   return last_spawn_client_;
+}
+
+std::string FakeSupervisor::last_principal(wire::RequestType type) const {
+  std::lock_guard lock(mu_);
+  auto it = last_principal_.find(type);
+  return it == last_principal_.end() ? std::string() : it->second;
+}
+
+std::vector<wire::AuditRequest> FakeSupervisor::audits() const {
+  std::lock_guard lock(mu_);
+  return audits_;
 }
 
 size_t FakeSupervisor::connections() const {

@@ -91,6 +91,10 @@ class FakeSupervisor {
   [[nodiscard]] std::string last_spawn_task() const;
   // The client (audit identity, "api:<address>") of the last spawn request ("" before any).
   [[nodiscard]] std::string last_spawn_client() const;
+  // The principal of the last request of `type` that carries one ("" before any, or when it
+  // was absent), and the audit requests received, in order.
+  [[nodiscard]] std::string last_principal(wire::RequestType type) const;
+  [[nodiscard]] std::vector<wire::AuditRequest> audits() const;
   // Waits (polling the model) until `pred` holds or `timeout` passes; returns pred's value.
   bool WaitUntil(const std::function<bool(const FakeSupervisor&)>& pred,
                  std::chrono::milliseconds timeout) const;
@@ -174,6 +178,8 @@ class FakeSupervisor {
   bool no_answer_ = false;  // set by Dispatch: leave this request unanswered
   std::string last_spawn_task_;
   std::string last_spawn_client_;
+  std::map<wire::RequestType, std::string> last_principal_;
+  std::vector<wire::AuditRequest> audits_;
   std::chrono::steady_clock::time_point started_;
 };
 

@@ -623,18 +623,19 @@ wire::SessionInfo RunningInfo() {
 const std::vector<std::string> kOriginalKeys = {
     "id",  "task",      "taskPreview", "cwd",         "command",   "type",  "status", "exitCode",
     "pid", "createdAt", "endedAt",     "outputLines", "wsClients", "owner", "labels"};
-const std::vector<std::string> kOurKeys = {"state",  "preset", "outputBytes", "endReason",
-                                           "signal", "pty",    "resources"};
+const std::vector<std::string> kOurKeys = {"state",     "preset", "createdBy", "outputBytes",
+                                           "endReason", "signal", "pty",       "resources"};
 
 TEST(SessionInfoJsonTest, RunningSessionHasTheOriginalsKeysThenOurs) {
   const std::string text = SessionInfoJson(RunningInfo(), 3);
-  EXPECT_EQ(text,
-            R"({"id":"s-01JD","task":"echo hi","taskPreview":"echo hi",)"
-            R"("cwd":"/srv/monkeyproof/workspaces/x","command":"/bin/sh -lc echo hi",)"
-            R"("type":"exec","status":"running","exitCode":null,"pid":21908,)"
-            R"("createdAt":"2024-11-21T19:31:44.759Z","endedAt":null,"outputLines":2,)"
-            R"("wsClients":3,"owner":"me","labels":["a","b"],"state":"running","preset":null,)"
-            R"("outputBytes":12,"endReason":null,"signal":null,"pty":null,"resources":null})");
+  EXPECT_EQ(
+      text,
+      R"({"id":"s-01JD","task":"echo hi","taskPreview":"echo hi",)"
+      R"("cwd":"/srv/monkeyproof/workspaces/x","command":"/bin/sh -lc echo hi",)"
+      R"("type":"exec","status":"running","exitCode":null,"pid":21908,)"
+      R"("createdAt":"2024-11-21T19:31:44.759Z","endedAt":null,"outputLines":2,)"
+      R"("wsClients":3,"owner":"me","labels":["a","b"],"state":"running","preset":null,)"
+      R"("createdBy":null,"outputBytes":12,"endReason":null,"signal":null,"pty":null,"resources":null})");
   const ojson j = ojson::parse(text);
   std::vector<std::string> want = kOriginalKeys;
   want.insert(want.end(), kOurKeys.begin(), kOurKeys.end());
@@ -657,8 +658,8 @@ TEST(SessionInfoJsonTest, EndedSession) {
   info.end->pids_peak = 3;
   const ojson j = ojson::parse(SessionInfoJson(info, 0));
   std::vector<std::string> want = kOriginalKeys;
-  want.insert(want.end(), {"state", "preset", "outputBytes", "endReason", "endDetail", "signal",
-                           "pty", "resources"});
+  want.insert(want.end(), {"state", "preset", "createdBy", "outputBytes", "endReason", "endDetail",
+                           "signal", "pty", "resources"});
   EXPECT_EQ(Keys(j), want);
   // Killed by our deadline, not by DELETE: the original would have seen its process end.
   EXPECT_EQ(j["status"], "exited");

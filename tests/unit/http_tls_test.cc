@@ -3,7 +3,8 @@
 // and a WebSocket over wss; a plain HTTP request on the TLS port answered 400 in plain text; a
 // reload of the certificate that live connections survive, and a bad one that keeps the old;
 // client certificates required (none, a foreign one: refused; the CA's: served); the CLI
-// (the built monkeyproof binary) over https:// and mTLS. Any user.
+// (the built monkeyproof binary) over https:// and mTLS; client certificates as credentials
+// (tls_client_principals: listed as admin or scoped, unlisted: nothing). Any user.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -24,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fake_supervisor.h"
+#include "http/client_principals.h"
 #include "http/server.h"
 #include "temp_dir.h"
 #include "test_pki.h"
@@ -383,6 +385,150 @@ TEST_F(HttpTlsTest, StartFailsWithAClearErrorForAnUnreadableKey) {
   EXPECT_NE(started.error().ToString().find("open tls_key \"" + dir_.path() + "/no-such-key.pem\""),
             std::string::npos)
       << started.error().ToString();
+}
+
+// ---- Client certificates as credentials (tls_client_principals).
+
+// A request on a fresh TLS connection with `cert` as the client certificate; `token` in
+// Authorization when not empty. Status 0 when the handshake failed.
+bhttp::response<bhttp::string_body> CertRequest(uint16_t port, const PemPair& cert,
+                                                bhttp::verb method, const std::string& target,
+                                                const std::string& token,
+                                                const std::string& body = {}) {
+  TlsClient client(port, ClientContext({TestPki().ca.cert, cert}));
+  if (client.handshake_error()) {
+    bhttp::response<bhttp::string_body> failed;
+    failed.result(0);
+    return failed;
+  }
+  auto req = Request(method, target, body);
+  req.erase(bhttp::field::authorization);
+  if (!token.empty()) req.set(bhttp::field::authorization, "Bearer " + token);
+  req.prepare_payload();
+  return client.Exchange(std::move(req));
+}
+
+TEST_F(HttpTlsTest, AListedCertificateIsACredential) {
+  ApiConfig c = Config(ClientCerts::kOptional);
+  c.tls.client_principals_file = dir_.Write("principals.json", R"({
+    // machine-1 is the test client's CN
+    "machine-1": "admin",
+    "dashboard": {"sessions": "owner:ops", "rights": ["read"]}
+  })");
+  StartServer(std::move(c));
+  const PemPair& client = TestPki().client;
+  EXPECT_EQ(CertRequest(tls_port_, client, bhttp::verb::get, "/sessions", "").result_int(), 200);
+  auto created =
+      CertRequest(tls_port_, client, bhttp::verb::post, "/sessions", "", R"({"task":"idle"})");
+  ASSERT_EQ(created.result_int(), 201) << created.body();
+  EXPECT_EQ(json::parse(created.body()).value("createdBy", ""), "cert:machine-1");
+  EXPECT_EQ(fake_.last_principal(wire::RequestType::kSpawn), "cert:machine-1");
+  // A bearer token, when given, decides: the admin token acts as admin, a wrong one is refused
+  // although the certificate alone would do.
+  auto as_admin = CertRequest(tls_port_, client, bhttp::verb::post, "/sessions",
+                              std::string(kToken), R"({"task":"idle"})");
+  ASSERT_EQ(as_admin.result_int(), 201) << as_admin.body();
+  EXPECT_EQ(json::parse(as_admin.body()).value("createdBy", ""), "admin");
+  EXPECT_EQ(
+      CertRequest(tls_port_, client, bhttp::verb::get, "/sessions", "not-the-token").result_int(),
+      401);
+  // Control: without a certificate the same request needs a token.
+  TlsClient bare(tls_port_, Trusting());
+  ASSERT_FALSE(bare.handshake_error());
+  auto req = Request(bhttp::verb::get, "/sessions");
+  req.erase(bhttp::field::authorization);
+  EXPECT_EQ(bare.Exchange(std::move(req)).result_int(), 401);
+}
+
+TEST_F(HttpTlsTest, AnUnlistedCertificateAuthenticatesNothing) {
+  ApiConfig c = Config(ClientCerts::kRequired);
+  c.tls.client_principals_file = dir_.Write("principals.json", R"({"machine-2": "admin"})");
+  StartServer(std::move(c));
+  const PemPair& client = TestPki().client;  // CN machine-1, verified, not listed
+  auto refused = CertRequest(tls_port_, client, bhttp::verb::get, "/sessions", "");
+  EXPECT_EQ(refused.result_int(), 401) << refused.body();
+  // It falls back to the bearer token (control: the same connection shape with the token).
+  EXPECT_EQ(CertRequest(tls_port_, client, bhttp::verb::get, "/sessions", std::string(kToken))
+                .result_int(),
+            200);
+}
+
+TEST_F(HttpTlsTest, AScopedCertificateHasItsScopeOnly) {
+  ApiConfig c = Config(ClientCerts::kRequired);
+  c.tls.client_principals_file = dir_.Write(
+      "principals.json", R"({"machine-1": {"sessions": "owner:ops", "rights": ["read"]}})");
+  StartServer(std::move(c));
+  const PemPair& client = TestPki().client;
+  EXPECT_EQ(CertRequest(tls_port_, client, bhttp::verb::get, "/sessions", "").result_int(), 200);
+  auto create =
+      CertRequest(tls_port_, client, bhttp::verb::post, "/sessions", "", R"({"task":"idle"})");
+  EXPECT_EQ(create.result_int(), 403) << create.body();
+  EXPECT_NE(create.body().find("create right"), std::string::npos) << create.body();
+  EXPECT_EQ(CertRequest(tls_port_, client, bhttp::verb::get, "/tokens", "").result_int(), 403);
+}
+
+TEST_F(HttpTlsTest, PrincipalsFileProblemsStopTheStart) {
+  ApiConfig c = Config(ClientCerts::kRequired);
+  c.tls.client_principals_file = dir_.Write(
+      "principals.json", R"({"machine-1": {"sessions": "owner:ops", "rights": ["root"]}})");
+  auto tokens = TokenSet::FromTokens({std::string(kToken)});
+  ASSERT_TRUE(tokens);
+  Server server(std::move(c), std::move(*tokens));
+  auto started = server.Start();
+  ASSERT_FALSE(started);
+  EXPECT_NE(started.error().ToString().find("/machine-1/rights/0: unknown right \"root\""),
+            std::string::npos)
+      << started.error().ToString();
+}
+
+TEST(ClientPrincipalsTest, ParseRules) {
+  auto ok = ClientPrincipals::Parse(
+      R"({"a b": "admin", "ci": {"sessions": "owner:ci", "rights": ["read", "create"],
+          "presets": ["claude"]}})",
+      "p.json");
+  ASSERT_TRUE(ok) << ok.error().ToString();
+  EXPECT_EQ(ok->size(), 2u);
+  const auto admin = ok->Find("a b");
+  ASSERT_TRUE(admin);
+  EXPECT_TRUE(admin->unrestricted());
+  EXPECT_EQ(admin->ToString(), "cert:a b");
+  const auto ci = ok->Find("ci");
+  ASSERT_TRUE(ci);
+  EXPECT_TRUE(ci->Has(Right::kCreate));
+  EXPECT_FALSE(ci->Has(Right::kKill));
+  EXPECT_FALSE(ok->Find("CI"));  // exact match only
+  EXPECT_FALSE(ok->Find(""));
+
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"[]", "must be a JSON object"},
+      {R"({"x": "root"})", "/x: a string entry must be \"admin\""},
+      {R"({"x": 1})", "/x: must be \"admin\" or a scope object"},
+      {R"({"x": {"rights": ["read"]}})", "/x/sessions: sessions is required"},
+      {R"({"x": {"sessions": "owner:a", "rights": ["read"], "ttlSeconds": 5}})",
+       "/x/ttlSeconds: unknown member"},
+      {R"({"": "admin"})", "not a certificate CN"},
+      {"{\"" + std::string(65, 'a') + "\": \"admin\"}", "not a certificate CN"},
+      {R"({"a\tb": "admin"})", "not a certificate CN"},
+      {"{", "p.json: JSON"},
+  };
+  for (const auto& [text, want] : bad) {
+    auto r = ClientPrincipals::Parse(text, "p.json");
+    ASSERT_FALSE(r) << text;
+    EXPECT_NE(r.error().what.find(want), std::string::npos) << text << " -> " << r.error().what;
+  }
+}
+
+TEST(ClientPrincipalsTest, ConfigNeedsClientCertificates) {
+  auto c = ParseApiConfig("tls_client_principals = /etc/monkeyproof/client-principals.json\n",
+                          "api.conf");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().what.find("tls_client_ca"), std::string::npos) << c.error().what;
+  auto with_ca = ParseApiConfig(
+      "tls_listen = 127.0.0.1:3443\ntls_cert = /c.pem\ntls_key = /k.pem\n"
+      "tls_client_ca = /ca.pem\ntls_client_principals = /p.json\n",
+      "api.conf");
+  ASSERT_TRUE(with_ca) << with_ca.error().ToString();
+  EXPECT_EQ(with_ca->tls.client_principals_file, "/p.json");
 }
 
 }  // namespace

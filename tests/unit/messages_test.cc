@@ -125,6 +125,7 @@ TEST(RequestTest, EveryRequestTypeRoundTrips) {
       {16, PoliciesRequest{}},
       {17, PoliciesRequest{"codex-worker"}},
       {UINT64_MAX, HealthRequest{}},
+      {18, AuditRequest{AuditAction::kTokenRevoke, "admin", "0123456789abcdef", "api:::1"}},
   };
   std::vector<bool> seen(std::variant_size_v<RequestBody>);
   for (const Request& r : requests) {

@@ -312,10 +312,10 @@ TEST(OpenApiTest, SessionInfoHasEveryMember) {
   const json& properties = info.at("properties");
   const json& required = info.at("required");
   for (const char* key :
-       {"id",        "task",     "taskPreview", "cwd",       "command", "type",
-        "status",    "exitCode", "pid",         "createdAt", "endedAt", "outputLines",
-        "wsClients", "owner",    "labels",      "state",     "preset",  "outputBytes",
-        "endReason", "signal",   "pty",         "resources"}) {
+       {"id",        "task",     "taskPreview", "cwd",       "command",  "type",
+        "status",    "exitCode", "pid",         "createdAt", "endedAt",  "outputLines",
+        "wsClients", "owner",    "labels",      "state",     "preset",   "outputBytes",
+        "endReason", "signal",   "pty",         "resources", "createdBy"}) {
     EXPECT_TRUE(properties.contains(key)) << key;
     EXPECT_NE(std::find(required.begin(), required.end(), key), required.end()) << key;
   }

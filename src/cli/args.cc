@@ -5,6 +5,8 @@
 #include <cctype>
 #include <limits>
 
+#include "cli/token_command.h"
+
 namespace mp::cli {
 namespace {
 
@@ -23,6 +25,7 @@ Commands:
   send      send a line of input to a session
   kill      kill sessions
   policies  list the server's policies (presets)
+  token     create, list and revoke scoped tokens (needs an admin token)
   version   print the client's and the server's versions
   help      show the help of a command
 
@@ -222,6 +225,15 @@ const std::vector<CommandSpec>& Commands() {
       {"kill", kKillHelp, {}, 0},
       {"policies", kPoliciesHelp, {}, 0},
       {"version", kVersionHelp, {{"client", 0, false}}, 0},
+      {"token",
+       TokenHelpText(),
+       {{"session", 0, true},
+        {"owner", 0, true},
+        {"label", 0, true},
+        {"rights", 0, true},
+        {"preset", 0, true},
+        {"ttl", 0, true}},
+       0},
       {"help", kHelpHelp, {}, 0},
   };
   return kCommands;
@@ -442,6 +454,13 @@ ParseResult Build(const CommandSpec& spec, GlobalOptions global,
   if (name == "policies") {
     if (auto err = ExpectNone(name, positionals)) return *err;
     return Invocation{std::move(global), PoliciesCommand{}};
+  }
+  if (name == "token") {
+    std::vector<std::pair<std::string, std::string>> given;
+    for (const GivenOption& opt : options) given.emplace_back(opt.name, opt.value);
+    auto token = BuildTokenCommand(given, positionals);
+    if (auto* error = std::get_if<std::string>(&token)) return Usage(*error, name);
+    return Invocation{std::move(global), std::get<TokenCommand>(std::move(token))};
   }
   if (name == "version") {
     if (auto err = ExpectNone(name, positionals)) return *err;

@@ -84,6 +84,21 @@ struct VersionCommand {
   bool client_only = false;  // --client: do not ask the server
 };
 
+// `token create|ls|revoke` (cli/token_command.h): scoped tokens through POST, GET and
+// DELETE /tokens; the configured token must be an admin token.
+struct TokenCommand {
+  enum class Action { kCreate, kList, kRevoke };
+  Action action = Action::kList;
+  // create: the scope. `sessions` is the scope expression the API takes ("session:ID",
+  // "owner:NAME" or "label:LABEL"); `rights` among read, input, kill, create; `presets` for
+  // create; `ttl_seconds` >= 1.
+  std::string sessions;
+  std::vector<std::string> rights;
+  std::vector<std::string> presets;
+  uint64_t ttl_seconds = 3600;
+  std::vector<std::string> ids;  // revoke: token ids (16 lowercase hex digits)
+};
+
 // `help [COMMAND]`, `--help`, `COMMAND --help`.
 struct HelpCommand {
   std::string topic;  // a command name, or empty for the overview
@@ -91,7 +106,7 @@ struct HelpCommand {
 
 using Command =
     std::variant<HelpCommand, RunCommand, LsCommand, ShowCommand, LogsCommand, AttachCommand,
-                 SendCommand, KillCommand, PoliciesCommand, VersionCommand>;
+                 SendCommand, KillCommand, PoliciesCommand, VersionCommand, TokenCommand>;
 
 struct Invocation {
   GlobalOptions global;

@@ -11,6 +11,7 @@
 
 #include "cli/format.h"
 #include "cli/terminal.h"
+#include "cli/token_command.h"
 #include "common/version.h"
 
 namespace mp::cli {
@@ -186,6 +187,51 @@ int RunVersion(const Context& ctx, const VersionCommand& cmd) {
   }
   Print(Sanitize(server, false) + " (" + ctx.config.url.ToString() + ")\n");
   return 0;
+}
+
+int RunToken(const Context& ctx, const TokenCommand& cmd) {
+  HttpClient client(ctx.config.url, ctx.config.token, ctx.config.tls);
+  switch (cmd.action) {
+    case TokenCommand::Action::kCreate: {
+      const std::optional<HttpResponse> response =
+          Call(client, ctx, "POST", "/tokens", MintBody(cmd));
+      if (!response) return 1;
+      if (ctx.json) {
+        PrintJson(response->body);
+        return 0;
+      }
+      const std::optional<std::string> token = JsonStringMember(response->body, "token");
+      if (!token) return Fail("the server's answer to POST /tokens has no token");
+      const Result<std::string> about = FormatMinted(response->body);
+      if (about) (void)WriteAll(STDERR_FILENO, *about);
+      Print(*token + "\n");
+      return 0;
+    }
+    case TokenCommand::Action::kList: {
+      const std::optional<HttpResponse> response = Call(client, ctx, "GET", "/tokens");
+      if (!response) return 1;
+      if (ctx.json) return PrintFormatted(ctx, *response, std::string());
+      return PrintFormatted(ctx, *response, FormatTokenTable(response->body, NowMs()));
+    }
+    case TokenCommand::Action::kRevoke: {
+      int status = 0;
+      for (const std::string& id : cmd.ids) {
+        const std::optional<HttpResponse> response =
+            Call(client, ctx, "DELETE", "/tokens/" + UrlEncode(id));
+        if (!response) {
+          status = 1;
+          continue;
+        }
+        if (ctx.json) {
+          PrintJson(response->body);
+        } else {
+          Print("revoked " + id + "\n");
+        }
+      }
+      return status;
+    }
+  }
+  return 1;
 }
 
 int RunLogs(const Context& ctx, const LogsCommand& cmd) {

@@ -30,6 +30,7 @@ int RunSend(const Context& ctx, const SendCommand& cmd);
 int RunKill(const Context& ctx, const KillCommand& cmd);
 int RunPolicies(const Context& ctx);
 int RunVersion(const Context& ctx, const VersionCommand& cmd);
+int RunToken(const Context& ctx, const TokenCommand& cmd);
 
 // ---- Shared by commands.cc and stream.cc.
 

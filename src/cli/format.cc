@@ -551,7 +551,13 @@ std::string FormatHttpError(const HttpResponse& response, std::string_view token
     first_line = first_line.substr(0, first_line.find('\n'));
     if (!first_line.empty()) message += ": " + TruncateToWidth(Sanitize(first_line, false), 200);
   }
-  if (response.status == 401) {
+  if (response.status == 401 && (text == "token revoked" || text.starts_with("token expired"))) {
+    // A scoped token that was good once: no other source of the token will fix it.
+    message +=
+        "; this scoped token can no longer be used: ask whoever minted it for a new one "
+        "(monkeyproof token create); the token came from ";
+    message += token_source.empty() ? "an unknown source" : std::string(token_source);
+  } else if (response.status == 401) {
     message +=
         "; check the token (--token, --token-file, MONKEYPROOF_TOKEN, MONKEYPROOF_TOKEN_FILE, "
         "or token/token_file in the config file): ";

@@ -55,6 +55,7 @@ int Main(const std::vector<std::string>& args) {
         if constexpr (std::is_same_v<T, KillCommand>) return RunKill(ctx, cmd);
         if constexpr (std::is_same_v<T, PoliciesCommand>) return RunPolicies(ctx);
         if constexpr (std::is_same_v<T, VersionCommand>) return RunVersion(ctx, cmd);
+        if constexpr (std::is_same_v<T, TokenCommand>) return RunToken(ctx, cmd);
         return 0;  // HelpCommand, handled above
       },
       invocation.command);

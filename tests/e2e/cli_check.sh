@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The monkeyproof CLI (src/cli; `monkeyproof --help`) against a running monkeyproof-api: run
 # with exit statuses and streams, --detach, --stdin, ls, show, logs, send, kill, policies,
-# version, and a bad token. Needs MP_CLI (the binary), MP_API_URL and MP_API_TOKEN. Exits 1 at
+# version, token create/ls/revoke with a minted token at work and then revoked, and a bad
+# token. Needs MP_CLI (the binary), MP_API_URL and MP_API_TOKEN. Exits 1 at
 # the first failed check, saying why.
 set -euo pipefail
 
@@ -123,6 +124,40 @@ done
 expect "the killed session is killed" has "$WORK/out" '"state":"killed"'
 mp kill "$ID"
 expect "kill of an ended session exits 0 (status $RC)" is "$RC" 0
+
+step "token create, a minted token at work, token revoke"
+mp token create --owner cli-scoped --rights read,create --preset printer --ttl 10m
+expect "token create exits 0 (status $RC)" is "$RC" 0
+SCOPED=$(tr -d '[:space:]' <"$WORK/out")
+expect "token create prints the token alone on stdout" starts "$SCOPED" mpt_
+TOKEN_ID=$(cut -d_ -f2 <<<"$SCOPED")
+expect "token create names its id on stderr" has "$WORK/err" "token $TOKEN_ID"
+mp token ls
+expect "token ls exits 0 (status $RC)" is "$RC" 0
+expect "token ls lists it" has "$WORK/out" "$TOKEN_ID"
+expect "token ls never shows the secret" is "$(grep -c -- "${SCOPED##*_}" "$WORK/out" || true)" 0
+MONKEYPROOF_TOKEN=$SCOPED mp run --type print --preset printer -- hi
+expect "the minted token runs a printer session (status $RC)" is "$RC" 0
+expect "its output streams" has "$WORK/out" "printed: hi"
+MONKEYPROOF_TOKEN=$SCOPED mp --json ls
+expect "the minted token lists its session" has "$WORK/out" "\"owner\":\"cli-scoped\""
+expect "the session was created by the token" has "$WORK/out" "\"createdBy\":\"token:$TOKEN_ID\""
+expect "the minted token does not see other owners' sessions" \
+  is "$(grep -c -- "$ID" "$WORK/out" || true)" 0
+MONKEYPROOF_TOKEN=$SCOPED mp run -- echo not-a-preset
+expect "the minted token cannot run outside its presets (status $RC)" is "$RC" 1
+MONKEYPROOF_TOKEN=$SCOPED mp token ls
+expect "a scoped token cannot list tokens (status $RC)" is "$RC" 1
+expect "... and is told it needs the admin token" has "$WORK/err" "admin token"
+mp token revoke "$TOKEN_ID"
+expect "token revoke exits 0 (status $RC)" is "$RC" 0
+expect "token revoke prints revoked ID" has "$WORK/out" "revoked $TOKEN_ID"
+MONKEYPROOF_TOKEN=$SCOPED mp ls
+expect "a revoked token exits 1 (status $RC)" is "$RC" 1
+expect "a revoked token is told so" has "$WORK/err" "token revoked"
+expect "... and what to do" has "$WORK/err" "ask whoever minted it for a new one"
+mp token revoke "$TOKEN_ID"
+expect "revoking it again still succeeds (status $RC)" is "$RC" 0
 
 step "a wrong token"
 MONKEYPROOF_TOKEN=wrong-wrong-wrong-wrong-wrong-wrong-1234 mp ls

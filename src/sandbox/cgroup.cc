@@ -142,6 +142,45 @@ Result<std::string> OwnCgroupPath(std::string_view proc_self_cgroup, std::string
   return std::string(mount) + (own == "/" ? "" : std::string(own));
 }
 
+Result<std::string> SiblingUnitCgroupPath(std::string_view proc_self_cgroup, std::string_view mount,
+                                          std::string_view unit) {
+  MP_TRY(std::string own, OwnCgroupPath(proc_self_cgroup, mount));
+  const size_t slash = own.rfind('/');
+  if (own.size() <= mount.size() || slash == std::string::npos || slash < mount.size()) {
+    return PlainError("the caller's cgroup is the root of the hierarchy: no unit \"" +
+                      std::string(unit) + "\" beside it");
+  }
+  return own.substr(0, slash + 1) + std::string(unit);
+}
+
+namespace {
+
+// Moves every process of `root` itself into its leaf kAnchorLeaf (made if missing).
+Result<void> MoveRootProcessesToAnchor(const CgroupRoot& root) {
+  MP_TRY(std::string procs, ReadAt(root.dirfd(), "cgroup.procs", root.path()));
+  if (procs.find_first_not_of(" \n") == std::string::npos) return Ok();
+  if (::mkdirat(root.dirfd(), kAnchorLeaf, 0755) != 0 && errno != EEXIST) {
+    return ErrnoError("mkdirat(cgroup root \"" + root.path() + "\", \"" + kAnchorLeaf + "\")");
+  }
+  MP_TRY(auto anchor, CgroupLeaf::OpenExisting(root, kAnchorLeaf));
+  size_t pos = 0;
+  while (pos < procs.size()) {
+    size_t eol = procs.find('\n', pos);
+    if (eol == std::string::npos) eol = procs.size();
+    const std::string pid = procs.substr(pos, eol - pos);
+    pos = eol + 1;
+    if (pid.empty()) continue;
+    // A process that exited meanwhile is gone from the root as well: ESRCH is no failure.
+    if (auto r = anchor.Write("cgroup.procs", pid); !r && r.error().errnum != ESRCH) {
+      return std::move(r).error().Wrap("move pid " + pid + " of the cgroup root into \"" +
+                                       kAnchorLeaf + "\"");
+    }
+  }
+  return Ok();
+}
+
+}  // namespace
+
 Result<CgroupRoot> PrepareCgroupRoot(const std::string& path) {
   std::string resolved = path;
   if (path == kAutoCgroupRoot) {
@@ -167,6 +206,7 @@ Result<CgroupRoot> PrepareCgroupRoot(const std::string& path) {
     }
   }
   MP_TRY(auto root, CgroupRoot::Open(resolved));
+  if (path != kAutoCgroupRoot) MP_RETURN_IF_ERROR(MoveRootProcessesToAnchor(root));
   MP_TRY(auto available, root.AvailableControllers());
   std::string missing;
   for (const char* c : {"memory", "pids", "cpu"}) {

@@ -60,12 +60,24 @@ inline constexpr std::string_view kAutoCgroupRoot = "auto";
 // it, when there is no cgroup v2 line.
 Result<std::string> OwnCgroupPath(std::string_view proc_self_cgroup, std::string_view mount);
 
+// The cgroup2 path of systemd unit `unit` in the caller's own slice: the sibling of the
+// caller's unit cgroup (OwnCgroupPath), e.g. ".../system.slice/monkeyproof-sessions.service".
+// Fails when the caller's cgroup is the hierarchy's root. Pure: the caller checks it exists.
+Result<std::string> SiblingUnitCgroupPath(std::string_view proc_self_cgroup, std::string_view mount,
+                                          std::string_view unit);
+
+// The leaf of an absolute cgroup root that PrepareCgroupRoot moves the root's own processes
+// into: the anchor process of a sessions unit, which systemd starts in the unit's cgroup.
+inline constexpr char kAnchorLeaf[] = "anchor";
+
 // The one preparer of the root for session leaves, used by the daemon and by
 // `monkeyproofd exec`:
 //   - kAutoCgroupRoot: the caller's own cgroup (OwnCgroupPath); the caller first moves into
 //     a "supervisor" leaf below it, since cgroup v2 allows no processes in a cgroup that
 //     hands controllers to its children;
-//   - an absolute path: opened, or created (mode 0755) below an existing cgroup2 parent.
+//   - an absolute path: opened, or created (mode 0755) below an existing cgroup2 parent;
+//     processes in the root itself (a sessions unit's anchor) are moved into its leaf
+//     kAnchorLeaf, for the same rule.
 // Then memory, pids and cpu must be available there (else an error that says how to
 // delegate them) and are enabled in its cgroup.subtree_control.
 Result<CgroupRoot> PrepareCgroupRoot(const std::string& path);

@@ -23,8 +23,10 @@ struct SupervisorConfig {
   std::string state_dir = "/var/lib/monkeyproof/state";       // records and transcripts
   std::string policies_dir = "/etc/monkeyproof/policies";     // *.json presets
   std::string credentials_dir = "/etc/monkeyproof/credentials";  // secrets for env.secrets
-  // Delegated cgroup for session leaves; "auto": the supervisor's own cgroup
-  // (systemd Delegate=yes), the daemon moving itself into "<own>/supervisor".
+  // Delegated cgroup for session leaves; "auto": the cgroup of monkeyproof-sessions.service
+  // beside the daemon's unit while that unit runs (the package's layout: sessions outlive a
+  // restart of monkeyproofd.service), else the supervisor's own cgroup (systemd
+  // Delegate=yes), the daemon moving itself into "<own>/supervisor".
   std::string cgroup_root = "auto";
   std::string audit_log = "/var/log/monkeyproof/audit.log";  // "" = stderr
   uint64_t max_sessions = 50;                                // running sessions (MAX_SESSIONS)

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 
@@ -44,6 +45,20 @@ namespace mp::supervisor {
 namespace {
 
 constexpr char kCgroupMount[] = "/sys/fs/cgroup";
+// The package's sessions unit (packaging/deb): it holds the session leaves, so that a restart
+// of monkeyproofd's own unit stops the supervisor alone.
+constexpr char kSessionsUnit[] = "monkeyproof-sessions.service";
+
+// cgroup_root "auto": the cgroup of the sessions unit beside this daemon's unit (the same
+// slice) while that unit runs; else "auto" as PrepareCgroupRoot reads it (the daemon's own).
+std::string ResolveCgroupRoot(const std::string& configured) {
+  if (configured != sandbox::kAutoCgroupRoot) return configured;
+  std::ifstream f("/proc/self/cgroup");
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto sibling = sandbox::SiblingUnitCgroupPath(text, kCgroupMount, kSessionsUnit);
+  if (sibling && sandbox::IsCgroup2(*sibling)) return *sibling;
+  return configured;
+}
 
 void Usage(FILE* out) {
   std::fprintf(out,
@@ -181,6 +196,7 @@ int RunDaemon(int argc, char** argv) {
     return 1;
   };
   // Preflight, in the order an operator fixes things.
+  c.cgroup_root = ResolveCgroupRoot(c.cgroup_root);
   auto root = sandbox::PrepareCgroupRoot(c.cgroup_root);
   if (!root) return fail("cgroup: " + root.error().ToString());
   if (auto r = MkdirP(c.state_dir, 0700); !r)

@@ -9,11 +9,13 @@
 #                 session leaves no process
 #   api-restart   `systemctl restart monkeyproof-api` while a client streams 8 MiB: the client
 #                 resumes with ?since= and the sha256 of what it got equals the generator's
-#   supervisor    `systemctl restart monkeyproofd` with a running session: the session is
+#   supervisor    sessions live in monkeyproof-sessions.service's cgroup, not monkeyproofd's;
+#                 `systemctl restart monkeyproofd` with a running session restarts the
+#                 supervisor alone (the sessions unit keeps its process); the session is
 #                 marked killed (supervisor_restart), no process of it is left, the API
 #                 reconnects by itself
 #   token         the API refuses to start with a short token and with none; reinstalling the
-#                 package keeps the token
+#                 package keeps the token and does not restart the sessions unit
 #   security      systemd-analyze security: monkeyproof-api at most 2.0 (both figures printed)
 #   remove        apt-get remove: no process left, config, token and state kept
 #   purge         apt-get purge: token, state, logs and /etc/monkeyproof gone, no process
@@ -64,14 +66,17 @@ field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])'
 status_is() { [[ $(api GET "/sessions/$1") == 200 && $(field status) == "$2" ]]; }
 state_is() { [[ $(api GET "/sessions/$1") == 200 && $(field state) == "$2" ]]; }
 api_answers() { [[ $(api GET /health) == 200 ]]; }
-session_cgroups() { find /sys/fs/cgroup/system.slice/monkeyproofd.service -mindepth 1 -maxdepth 1 -type d ! -name supervisor | wc -l; }
+sessions_cg=/sys/fs/cgroup/system.slice/monkeyproof-sessions.service
+session_cgroups() { find "$sessions_cg" -mindepth 1 -maxdepth 1 -type d ! -name anchor | wc -l; }
+# in_sessions_unit PATTERN: the process matching PATTERN lives in a leaf of the sessions unit.
+in_sessions_unit() { grep -qx "0::/system.slice/monkeyproof-sessions.service/s-[0-9A-Za-z]*" "/proc/$(pgrep -f "$1" | head -1)/cgroup"; }
 running() { pgrep -f "$1" >/dev/null; }
 no_process() { ! running "$1"; }
 mode_of() { stat -c '%a %U:%G' "$1"; }
 
 dump_logs() {
   log "--- journal of the units (last 60 lines)"
-  journalctl -b --no-pager -n 60 -u monkeyproofd -u monkeyproof-api | sed 's/^/  | /'
+  journalctl -b --no-pager -n 60 -u monkeyproofd -u monkeyproof-api -u monkeyproof-sessions | sed 's/^/  | /'
 }
 
 test_install() {
@@ -94,8 +99,11 @@ test_install() {
   check "socket dir 0750 root:monkeyproof-api" test "$(mode_of /run/monkeyproof)" = "750 root:monkeyproof-api"
   check "socket 0660 root:monkeyproof-api" test "$(mode_of /run/monkeyproof/control.sock)" = "660 root:monkeyproof-api"
   check "the API runs as monkeyproof-api" test "$(ps -o uid= -C monkeyproof-api | tr -d ' ')" = "$(id -u monkeyproof-api)"
-  check "supervisor in <unit>/supervisor" grep -qx '0::/system.slice/monkeyproofd.service/supervisor' \
+  check "monkeyproof-sessions active" systemctl -q is-active monkeyproof-sessions
+  check "supervisor alone in its unit's cgroup" grep -qx '0::/system.slice/monkeyproofd.service' \
     "/proc/$(systemctl show -P MainPID monkeyproofd)/cgroup"
+  check "the sessions unit's anchor in <unit>/anchor" grep -qx '0::/system.slice/monkeyproof-sessions.service/anchor' \
+    "/proc/$(systemctl show -P MainPID monkeyproof-sessions)/cgroup"
   check "API answers" wait_for 30 api_answers
   check "policies installed as conffiles" grep -q '^/etc/monkeyproof/policies/exec.json$' \
     /var/lib/dpkg/info/monkeyproof.conffiles
@@ -159,10 +167,13 @@ test_supervisor_restart() {
   code=$(api POST /sessions "{\"task\":\"sleep 731 & sleep 732; wait\",\"cwd\":\"$ws\"}")
   id=$(field id)
   check "supervisor: session running" wait_for 60 running 'sleep 732'
-  local before
+  check "supervisor: the session in a leaf of the sessions unit" in_sessions_unit 'sleep 732'
+  local before anchor
   before=$(systemctl show -P MainPID monkeyproofd)
+  anchor=$(systemctl show -P InvocationID monkeyproof-sessions)
   systemctl restart monkeyproofd
   check "supervisor: restarted (new pid)" test "$(systemctl show -P MainPID monkeyproofd)" != "$before"
+  check "supervisor: the sessions unit not restarted" test "$(systemctl show -P InvocationID monkeyproof-sessions)" = "$anchor"
   check "supervisor: active" systemctl -q is-active monkeyproofd
   check "supervisor: no process of the session left" wait_for 30 no_process 'sleep 73[12]'
   check "supervisor: no session cgroup left" test "$(session_cgroups)" = 0
@@ -198,7 +209,10 @@ test_token() {
   systemctl restart monkeyproof-api
   check "token: restored, active" wait_for 30 api_answers
   sum=$(sha256sum </etc/monkeyproof/api-token)
+  local anchor
+  anchor=$(systemctl show -P InvocationID monkeyproof-sessions)
   dpkg -i "$deb" >"$tmp/dpkg2.log" 2>&1
+  check "reinstall: the sessions unit not restarted" test "$(systemctl show -P InvocationID monkeyproof-sessions)" = "$anchor"
   check "token: kept by a reinstall" test "$(sha256sum </etc/monkeyproof/api-token)" = "$sum"
   check "token: services active after reinstall" wait_for 60 systemctl -q is-active monkeyproofd monkeyproof-api
 }
@@ -234,7 +248,8 @@ test_remove_purge() {
   check "purge: no process" no_process '/usr/sbin/monkeyproo[f]'
   check "purge: no session process" no_process 'sleep 7[0-9][0-9]'
   check "purge: no cgroup left" test ! -e /sys/fs/cgroup/system.slice/monkeyproofd.service
-  check "purge: no unit left" sh -c "! systemctl list-unit-files monkeyproofd.service monkeyproof-api.service --no-legend | grep -q ."
+  check "purge: no sessions cgroup left" test ! -e "$sessions_cg"
+  check "purge: no unit left" sh -c "! systemctl list-unit-files monkeyproofd.service monkeyproof-api.service monkeyproof-sessions.service --no-legend | grep -q ."
 }
 
 main() {

@@ -8,11 +8,14 @@
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <string>
 
@@ -185,6 +188,57 @@ TEST_F(OutliveTest, ControlWithoutTheOptionTheSandboxDiesWithItsSupervisor) {
   auto report = sandbox::ReadExitReport(h->report.get());
   ASSERT_TRUE(report) << report.error().ToString();
   EXPECT_FALSE(report->has_value()) << "a command status without a command end";
+}
+
+// The sessions unit's layout (packaging/deb/debian/monkeyproof-sessions.service): systemd
+// starts the unit's anchor process in the unit's own cgroup, where cgroup v2 forbids enabling
+// domain controllers for children; PrepareCgroupRoot moves it into the leaf "anchor" first.
+// The control: enabling memory with the process left in place fails (EBUSY).
+TEST(SessionsRootTest, AProcessInTheRootIsMovedIntoTheAnchorLeaf) {
+  const std::string path = "/sys/fs/cgroup/mp-sessions-root";
+  ASSERT_TRUE(::mkdir(path.c_str(), 0755) == 0 || errno == EEXIST);
+  const pid_t anchor = ::fork();
+  ASSERT_GE(anchor, 0);
+  if (anchor == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  auto cleanup = [&] {
+    ::kill(anchor, SIGKILL);
+    ::waitpid(anchor, nullptr, 0);
+    ::rmdir((path + "/anchor").c_str());
+    ::rmdir(path.c_str());
+  };
+  {
+    UniqueFd procs(::open((path + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
+    const std::string pid = std::to_string(anchor);
+    ASSERT_EQ(::write(procs.get(), pid.data(), pid.size()), static_cast<ssize_t>(pid.size()));
+  }
+  auto plain = sandbox::CgroupRoot::Open(path);
+  ASSERT_TRUE(plain) << plain.error().ToString();
+  // memory: a domain controller (pids and cpu alone may be enabled over processes, as
+  // threaded controllers, and leave the children unusable for a session's leaf).
+  auto refused = plain->EnableControllers({"memory"});
+  EXPECT_FALSE(refused) << "controllers were enabled over a process in the root";
+  if (!refused) {
+    EXPECT_EQ(refused.error().errnum, EBUSY) << refused.error().ToString();
+  }
+
+  auto root = sandbox::PrepareCgroupRoot(path);
+  EXPECT_TRUE(root) << root.error().ToString();
+  std::ifstream own("/proc/" + std::to_string(anchor) + "/cgroup");
+  std::string line;
+  std::getline(own, line);
+  EXPECT_EQ(line, "0::/mp-sessions-root/anchor");
+  std::ifstream control(path + "/cgroup.subtree_control");
+  std::string enabled((std::istreambuf_iterator<char>(control)), std::istreambuf_iterator<char>());
+  for (const char* c : {"memory", "pids", "cpu"}) {
+    EXPECT_NE(enabled.find(c), std::string::npos) << enabled;
+  }
+  // A restarted supervisor finds the root empty of processes: nothing to move, still fine.
+  auto again = sandbox::PrepareCgroupRoot(path);
+  EXPECT_TRUE(again) << again.error().ToString();
+  cleanup();
 }
 
 }  // namespace

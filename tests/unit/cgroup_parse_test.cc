@@ -77,5 +77,26 @@ TEST(CgroupParseTest, PrepareRefusesRelativePathsAndNonCgroup2Parents) {
   EXPECT_NE(::access(missing.c_str(), F_OK), 0);
 }
 
+// The sessions unit's cgroup is found beside the supervisor's unit, in the same slice, also
+// when the supervisor sits in its own "supervisor" leaf (an older layout's restart).
+TEST(CgroupParseTest, SiblingUnitCgroupPathIsInTheSameSlice) {
+  const char* unit = "monkeyproof-sessions.service";
+  auto r = SiblingUnitCgroupPath("0::/system.slice/monkeyproofd.service\n", "/sys/fs/cgroup", unit);
+  ASSERT_TRUE(r) << r.error().ToString();
+  EXPECT_EQ(*r, "/sys/fs/cgroup/system.slice/monkeyproof-sessions.service");
+  r = SiblingUnitCgroupPath("0::/system.slice/monkeyproofd.service/supervisor\n", "/sys/fs/cgroup",
+                            unit);
+  ASSERT_TRUE(r) << r.error().ToString();
+  EXPECT_EQ(*r, "/sys/fs/cgroup/system.slice/monkeyproof-sessions.service");
+  r = SiblingUnitCgroupPath("0::/custom.slice/mp.service\n", "/sys/fs/cgroup", unit);
+  ASSERT_TRUE(r) << r.error().ToString();
+  EXPECT_EQ(*r, "/sys/fs/cgroup/custom.slice/monkeyproof-sessions.service");
+  // In the hierarchy's root (no systemd, a container) there is no unit beside it.
+  r = SiblingUnitCgroupPath("0::/\n", "/sys/fs/cgroup", unit);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().what.find("root of the hierarchy"), std::string::npos) << r.error().what;
+  EXPECT_FALSE(SiblingUnitCgroupPath("1:name=systemd:/x\n", "/sys/fs/cgroup", unit));
+}
+
 }  // namespace
 }  // namespace mp::sandbox

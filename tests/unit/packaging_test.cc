@@ -143,5 +143,35 @@ TEST(PackagingTest, UnitsAndMaintainerScripts) {
   EXPECT_NE(postrm.find("rm -rf " + d.state_dir), std::string::npos);
 }
 
+// Sessions live in monkeyproof-sessions.service's cgroup, so that a restart of monkeyproofd
+// stops the supervisor alone; an upgrade never stops or restarts that unit (it would kill every
+// session), and it hands its cgroup files to no user (sessions run as nobody).
+TEST(PackagingTest, TheSessionsUnitHoldsTheSessionsAndSurvivesUpgrades) {
+  const auto sessions_unit = Lines(Debian("monkeyproof-sessions.service"));
+  for (const char* want : {"Delegate=yes", "TasksMax=infinity", "KillMode=control-group",
+                           "CapabilityBoundingSet=", "NoNewPrivileges=yes", "PrivateNetwork=yes",
+                           "ExecStart=/bin/sleep infinity"}) {
+    EXPECT_TRUE(sessions_unit.count(want)) << "monkeyproof-sessions.service lacks " << want;
+  }
+  for (const auto& line : sessions_unit) {
+    EXPECT_FALSE(line.starts_with("User=") || line.starts_with("DynamicUser="))
+        << "monkeyproof-sessions.service must not run as another user (Delegate=yes hands it "
+           "the cgroup): "
+        << line;
+  }
+  const auto supervisor_unit = Lines(Debian("monkeyproofd.service"));
+  EXPECT_TRUE(supervisor_unit.count("Requires=monkeyproof-sessions.service"));
+  EXPECT_FALSE(supervisor_unit.count("KillMode=process"))
+      << "systemd 252 cannot restart a delegated unit that leaves cgroups (219/CGROUP)";
+  const std::string rules = Slurp(Debian("rules"));
+  EXPECT_NE(rules.find("dh_installsystemd --no-stop-on-upgrade --no-restart-after-upgrade "
+                       "monkeyproof-sessions.service\n"),
+            std::string::npos);
+  EXPECT_NE(rules.find("dh_installsystemd monkeyproofd.service monkeyproof-api.service\n"),
+            std::string::npos);
+  const auto install = Lines(Debian("monkeyproof.install"));
+  EXPECT_TRUE(install.count("debian/monkeyproof-sessions.service lib/systemd/system/"));
+}
+
 }  // namespace
 }  // namespace mp

@@ -366,18 +366,21 @@ void HttpSession::Handle(HttpRequest request) {
   const auto protocols_field = request[http::field::sec_websocket_protocol];
   const std::string_view protocols(protocols_field.data(), protocols_field.size());
   if (upgrade && no_header) token = WsProtocolToken(protocols);
-  if (!token) token = ExtractToken(header_value, query_token, upgrade);
+  // ?token= only on the route it exists for (an upgrade of /sessions/{id}/ws), so that no
+  // other URL invites a token into access logs.
+  const bool ws_route = upgrade && matched.match && matched.match->route == Route::kWebSocket;
+  if (!token) token = ExtractToken(header_value, query_token, ws_route);
   const bool certified = !token && stream_.client_principal() &&
                          ctx_.client_principals.Find(*stream_.client_principal());
-  if (!token && !certified && upgrade && no_header && OffersWsProtocol(protocols) &&
-      matched.match && matched.match->route == Route::kWebSocket) {
+  if (!token && !certified && ws_route && no_header && OffersWsProtocol(protocols)) {
     // No credential anywhere, and the client speaks our subprotocol: the credential may come
     // as the first message (ws_auth.h). Nothing is looked up until it has. Without the
     // subprotocol a bare upgrade stays a 401, as it was for the original's clients.
     upgraded_ = true;
     const std::string address = ClientAddress(request);  // behind a trusted proxy, its client's
     std::make_shared<WsAuthGate>(ctx_, std::move(stream_), std::move(request),
-                                 std::move(*matched.match), "api:" + address, address)
+                                 std::move(*matched.match), "api:" + address, address,
+                                 std::exchange(preauth_key_, std::nullopt))
         ->Run();
     return;
   }

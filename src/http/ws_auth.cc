@@ -22,21 +22,30 @@ namespace {
 constexpr size_t kMaxAuthMessageBytes = 8 * 1024;
 // A WebSocket close reason is at most 123 bytes.
 constexpr size_t kMaxCloseReason = 123;
+// How long a refused client gets to take the refusal and finish the close handshake.
+constexpr auto kRefusalTimeout = std::chrono::seconds(2);
 
 }  // namespace
 
 WsAuthGate::WsAuthGate(ApiContext& ctx, ClientStream&& stream, HttpRequest request,
-                       RouteMatch match, std::string client, std::string address)
+                       RouteMatch match, std::string client, std::string address,
+                       std::optional<std::string> preauth_key)
     : ctx_(ctx),
       keep_(ctx.shared_from_this()),
       ws_(std::move(stream)),
       request_(std::make_shared<HttpRequest>(std::move(request))),
       match_(std::move(match)),
       client_(std::move(client)),
-      address_(std::move(address)) {}
+      address_(std::move(address)),
+      preauth_key_(std::move(preauth_key)) {}
 
 WsAuthGate::~WsAuthGate() {
+  ReleasePreauth();
   if (!handed_over_) --ctx_.connections;
+}
+
+void WsAuthGate::ReleasePreauth() {
+  if (preauth_key_) ctx_.connection_limits.Release(*std::exchange(preauth_key_, std::nullopt));
 }
 
 void WsAuthGate::Run() {
@@ -62,8 +71,16 @@ void WsAuthGate::OnAccept(beast::error_code ec) {
 
 void WsAuthGate::OnRead(beast::error_code ec, size_t) {
   // The deadline closed the socket (timeout), the client went, or sent more than an auth
-  // message can be: nothing to answer on a connection that is gone or abusing it.
-  if (ec) return;
+  // message can be: nothing to answer on a connection that is gone or abusing it. A client
+  // that let the deadline pass failed to authenticate, as a wrong token does.
+  if (ec) {
+    if (ec == beast::error::timeout) {
+      uint32_t ignored = 0;
+      (void)ctx_.limiter.Judge(false, address_, FailureLimiter::Clock::now(), &ignored);
+      ctx_.metrics.CountAuthFailure();
+    }
+    return;
+  }
   beast::get_lowest_layer(ws_).expires_never();
   const std::string text = beast::buffers_to_string(buffer_.data());
   buffer_.consume(buffer_.size());
@@ -84,6 +101,7 @@ void WsAuthGate::OnRead(beast::error_code ec, size_t) {
                           : "the first message must be {\"type\":\"auth\",\"token\":\"...\"}");
   }
   // The route as for an authenticated upgrade: rights, scope, the session, ?since.
+  ReleasePreauth();
   auto self = shared_from_this();
   const bool may_input = auth.principal->Has(Right::kInput);
   std::string principal = auth.principal->ToString();
@@ -109,6 +127,14 @@ void WsAuthGate::OnRead(beast::error_code ec, size_t) {
 
 void WsAuthGate::Refuse(std::string reason, std::string message) {
   if (reason.size() > kMaxCloseReason) reason.resize(kMaxCloseReason);
+  // A client that ignores the refusal (never reads it, never answers the close) is dropped
+  // after kRefusalTimeout, not after the handshake's 30 s.
+  websocket::stream_base::timeout t{};
+  t.handshake_timeout = kRefusalTimeout;
+  t.idle_timeout = websocket::stream_base::none();
+  t.keep_alive_pings = false;
+  ws_.set_option(t);
+  beast::get_lowest_layer(ws_).expires_after(kRefusalTimeout);
   auto close = [self = shared_from_this(), reason = std::move(reason)](beast::error_code) {
     self->ws_.async_close(websocket::close_reason(websocket::close_code::policy_error, reason),
                           [self](beast::error_code) {});

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <boost/beast/core/flat_buffer.hpp>
@@ -25,10 +26,12 @@ namespace mp::http {
 class WsAuthGate : public std::enable_shared_from_this<WsAuthGate> {
  public:
   // Takes over the connection (counted in ctx.connections; the gate or the WsSession it hands
-  // over to uncounts it). `client` is the audit identity ("api:<address>"), `address` the
-  // limiter's key.
+  // over to uncounts it) and its pre-auth slot (`preauth_key` in ctx.connection_limits, when
+  // the connection holds one), released only once the auth message has authenticated or the
+  // gate is gone: a client that never authenticates stays under the per-address cap.
+  // `client` is the audit identity ("api:<address>"), `address` the limiter's key.
   WsAuthGate(ApiContext& ctx, ClientStream&& stream, HttpRequest request, RouteMatch match,
-             std::string client, std::string address);
+             std::string client, std::string address, std::optional<std::string> preauth_key);
   ~WsAuthGate();
 
   void Run();
@@ -36,6 +39,7 @@ class WsAuthGate : public std::enable_shared_from_this<WsAuthGate> {
  private:
   void OnAccept(boost::beast::error_code ec);
   void OnRead(boost::beast::error_code ec, size_t bytes);
+  void ReleasePreauth();
   // Closes with 1008 and `reason` (at most 123 bytes), after `message` when not empty.
   void Refuse(std::string reason, std::string message = {});
 
@@ -46,6 +50,7 @@ class WsAuthGate : public std::enable_shared_from_this<WsAuthGate> {
   RouteMatch match_;
   std::string client_;
   std::string address_;
+  std::optional<std::string> preauth_key_;
   boost::beast::flat_buffer buffer_;
   std::string refusal_;  // the message being written before the close
   bool handed_over_ = false;

@@ -3,12 +3,17 @@
 // echoed), and as the first message after an upgrade that offers `monkeyproof` and no token
 // (nothing is sent before it; a wrong, missing or late one closes with 1008). Each has its
 // control: the same upgrade without the token is refused. No root.
+#include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 
+#include <cerrno>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <boost/beast/core/buffers_to_string.hpp>
@@ -76,6 +81,23 @@ class Ws {
     return json::parse(beast::buffers_to_string(buf.data()), nullptr, false);
   }
   [[nodiscard]] int close_code() const { return close_code_; }
+  // Whether the server ends the TCP connection within `limit` while this client reads (and
+  // drops) whatever comes but never answers a close frame.
+  bool ServerClosesWithin(std::chrono::milliseconds limit) {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    char buf[512];
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            end - std::chrono::steady_clock::now())
+                            .count();
+      if (left <= 0) return false;
+      pollfd p{.fd = socket_.native_handle(), .events = POLLIN, .revents = 0};
+      if (::poll(&p, 1, static_cast<int>(left)) <= 0) return false;
+      const ssize_t n = ::recv(socket_.native_handle(), buf, sizeof buf, 0);
+      if (n == 0) return true;
+      if (n < 0) return errno == ECONNRESET;
+    }
+  }
 
  private:
   asio::io_context io_;
@@ -191,6 +213,70 @@ TEST_F(WsAuthTest, SilentClientIsClosedAtTheDeadline) {
   const auto start = std::chrono::steady_clock::now();
   EXPECT_TRUE(ws.Read().is_null());
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
+// Review finding: connections waiting for their auth message left the per-address pre-auth
+// count, so one address could hold the global cap with them. They now keep their slot until
+// the message authenticates.
+TEST_F(WsAuthTest, WaitingForTheAuthMessageHoldsAPreauthSlot) {
+  StopServer();
+  ApiConfig c = Config();
+  c.max_preauth_connections_per_address = 3;
+  ASSERT_TRUE(TryStartServer(c));
+  const std::string target = "/sessions/" + Spawn({{"task", "idle"}}) + "/ws";
+  std::vector<std::unique_ptr<Ws>> waiting;
+  for (int i = 0; i < 3; ++i) {
+    waiting.push_back(std::make_unique<Ws>(port_, target, "monkeyproof"));
+    ASSERT_TRUE(waiting.back()->ok()) << i << ": " << waiting.back()->status();
+  }
+  Ws fourth(port_, target, "monkeyproof");
+  EXPECT_FALSE(fourth.ok());
+  EXPECT_EQ(fourth.status(), 503);
+  // Control: once one of them has authenticated, its slot is free for another.
+  waiting[0]->Send(json({{"type", "auth"}, {"token", kAdmin}}).dump());
+  EXPECT_EQ(waiting[0]->Read().value("type", ""), "catchup");
+  Ws fifth(port_, target, "monkeyproof");
+  EXPECT_TRUE(fifth.ok()) << fifth.status();
+}
+
+// Letting the deadline pass is a failed auth, as a wrong token is: two silent upgrades and the
+// address has used its two failures (the wrong token after them is 429, where it would be the
+// first failure and 401 if silence were free); a valid token still passes.
+TEST_F(WsAuthTest, ADeadlinePassedCountsAsAFailedAuth) {
+  StopServer();
+  ApiConfig c = Config();
+  c.ws_auth_timeout_ms = 200;
+  c.auth_failures_per_minute = 2;
+  ASSERT_TRUE(TryStartServer(c));
+  const std::string target = "/sessions/" + Spawn({{"task", "idle"}}) + "/ws";
+  for (int i = 0; i < 2; ++i) {
+    Ws silent(port_, target, "monkeyproof");
+    ASSERT_TRUE(silent.ok());
+    EXPECT_TRUE(silent.Read().is_null());
+  }
+  EXPECT_EQ(Send(bhttp::verb::get, "/sessions", kWrong).result_int(), 429);
+  EXPECT_EQ(Send(bhttp::verb::get, "/sessions", kAdmin).result_int(), 200);
+}
+
+// A refused client that ignores the close (never answers the close frame) is dropped after the
+// refusal's short deadline, not after the WebSocket handshake's 30 s.
+TEST_F(WsAuthTest, ARefusedClientThatIgnoresTheCloseIsDropped) {
+  const std::string target = "/sessions/" + Spawn({{"task", "idle"}}) + "/ws";
+  Ws ws(port_, target, "monkeyproof");
+  ASSERT_TRUE(ws.ok());
+  ws.Send(json({{"type", "auth"}, {"token", kWrong}}).dump());
+  EXPECT_TRUE(ws.ServerClosesWithin(std::chrono::seconds(10)));
+}
+
+// ?token= is for upgrades of /sessions/{id}/ws only: with upgrade headers on another route it
+// is not taken (the admin token there would otherwise be in that URL's access log lines).
+TEST_F(WsAuthTest, QueryTokenOnlyOnTheWebSocketRoute) {
+  const std::string id = Spawn({{"task", "idle"}});
+  Ws off_route(port_, "/tokens?token=" + std::string(kAdmin), "");
+  EXPECT_EQ(off_route.status(), 401);
+  // Control: the same token in the same place on the WebSocket route.
+  Ws on_route(port_, "/sessions/" + id + "/ws?token=" + std::string(kAdmin), "");
+  EXPECT_TRUE(on_route.ok()) << on_route.status();
 }
 
 }  // namespace

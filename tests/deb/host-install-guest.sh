@@ -14,6 +14,10 @@
 #                 supervisor alone (the sessions unit keeps its process); the session is
 #                 marked killed (supervisor_restart), no process of it is left, the API
 #                 reconnects by itself
+#   tls           the install made a self-signed pair (MONKEYPROOF_TLS_SELF_SIGNED=1): key
+#                 root:monkeyproof-api 0640; HTTPS with it as the CA (curl and the CLI), refused
+#                 without it; mTLS optional then required; `systemctl reload` swaps the
+#                 certificate; plain HTTP keeps answering
 #   token         the API refuses to start with a short token and with none; reinstalling the
 #                 package keeps the token and does not restart the sessions unit
 #   security      systemd-analyze security: monkeyproof-api at most 2.0 (both figures printed)
@@ -82,7 +86,8 @@ dump_logs() {
 test_install() {
   log "dpkg -i $(basename "$deb")"
   local rc=0
-  timeout 600 dpkg -i "$deb" >"$tmp/dpkg.log" 2>&1 || rc=$?
+  MONKEYPROOF_TLS_SELF_SIGNED=1 MONKEYPROOF_TLS_NAMES=DNS:mp.host-install.test \
+    timeout 600 dpkg -i "$deb" >"$tmp/dpkg.log" 2>&1 || rc=$?
   sed 's/^/  | /' "$tmp/dpkg.log"
   if ((rc != 0)); then
     bad "dpkg -i (status $rc)"
@@ -196,6 +201,106 @@ api_start_fails() {
   wait_for 30 api_refused
 }
 
+tls=/etc/monkeyproof/tls
+https=https://localhost:3443
+
+# https_get PATH [curl options...]: the status of an authenticated GET over HTTPS (000 when
+# the connection or the handshake failed; curl's error in $tmp/curl.err).
+https_get() {
+  local path=$1
+  shift
+  curl -sS -o "$tmp/body" -w '%{http_code}' -H "Authorization: Bearer $(token)" "$@" \
+    "$https$path" 2>"$tmp/curl.err" || true
+}
+https_answers() { [[ $(https_get /health --cacert "$tls/cert.pem") == 200 ]]; }
+
+# Adds `tls_*` lines to api.conf (after the package's own text, saved once) and restarts the API.
+api_conf_tls() {
+  [[ -f $tmp/api.conf.saved ]] || cp -p /etc/monkeyproof/api.conf "$tmp/api.conf.saved"
+  { cat "$tmp/api.conf.saved"; printf '%s\n' "tls_listen = 127.0.0.1:3443" \
+      "tls_cert = $tls/cert.pem" "tls_key = $tls/key.pem" "$@"; } >/etc/monkeyproof/api.conf
+  systemctl restart monkeyproof-api
+}
+
+# A CA of the test's own and one client certificate it signed (CN orchestrator-1).
+make_client_ca() {
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+  openssl req -x509 "${ec[@]}" -days 2 -subj /CN=host-install-clients \
+    -keyout "$tmp/clients-ca.key" -out "$tls/clients-ca.pem" 2>/dev/null &&
+    openssl req "${ec[@]}" -subj /CN=orchestrator-1 -keyout "$tmp/client.key" \
+      -out "$tmp/client.csr" 2>/dev/null &&
+    openssl x509 -req -in "$tmp/client.csr" -CA "$tls/clients-ca.pem" -CAkey "$tmp/clients-ca.key" \
+      -CAcreateserial -days 2 -extfile <(printf 'extendedKeyUsage=clientAuth\n') \
+      -out "$tmp/client.pem" 2>/dev/null
+}
+
+test_tls() {
+  check "tls: install made cert.pem" test -s "$tls/cert.pem"
+  check "tls: dir 0750 root:monkeyproof-api" test "$(mode_of "$tls")" = "750 root:monkeyproof-api"
+  check "tls: key root:monkeyproof-api 0640" test "$(mode_of "$tls/key.pem")" = "640 root:monkeyproof-api"
+  check "tls: key unreadable by others" setpriv --reuid=nobody --regid=nogroup --clear-groups \
+    sh -c "! cat $tls/key.pem 2>/dev/null"
+  check "tls: the names asked for" sh -c \
+    "openssl x509 -in $tls/cert.pem -noout -ext subjectAltName | grep -q 'DNS:mp.host-install.test'"
+  check "tls: install printed the fingerprint" grep -qF "SHA-256 fingerprint: $(openssl x509 \
+    -in "$tls/cert.pem" -noout -fingerprint -sha256 | sed 's/^[^=]*=//')" "$tmp/dpkg.log"
+  check "tls: no stray files" test "$(find "$tls" -mindepth 1 | sort | tr '\n' ' ')" = \
+    "$tls/cert.pem $tls/key.pem "
+
+  check "tls: client CA made" make_client_ca
+  api_conf_tls "tls_client_ca = $tls/clients-ca.pem" "tls_client_certs = optional"
+  check "tls: HTTPS answers, the package's certificate as CA" wait_for 30 https_answers
+  check "tls: GET /sessions over HTTPS 200" test "$(https_get /sessions --cacert "$tls/cert.pem")" = 200
+  # Control: the same request trusting only the system's CAs fails verification.
+  check "tls: refused without that CA" test "$(https_get /sessions)" = 000
+  log "  | without --cacert: $(head -c 100 "$tmp/curl.err")"
+  check "tls: no token, 401" test "$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$tls/cert.pem" \
+    "$https/sessions" 2>/dev/null)" = 401
+  check "tls: plain HTTP still answers" api_answers
+  check "tls: the CLI over HTTPS" sh -c "MONKEYPROOF_TOKEN=$(token) monkeyproof --url $https \
+    --ca-file $tls/cert.pem ls >$tmp/cli.out 2>&1"
+  check "tls: client certificate accepted (optional)" test "$(https_get /sessions --cacert "$tls/cert.pem" \
+    --cert "$tmp/client.pem" --key "$tmp/client.key")" = 200
+
+  api_conf_tls "tls_client_ca = $tls/clients-ca.pem" "tls_client_certs = required"
+  with_client_cert() { [[ $(https_get /sessions --cacert "$tls/cert.pem" --cert "$tmp/client.pem" \
+    --key "$tmp/client.key") == 200 ]]; }
+  check "tls: mTLS required, with the certificate 200" wait_for 30 with_client_cert
+  check "tls: mTLS required, without one the handshake fails" test \
+    "$(https_get /sessions --cacert "$tls/cert.pem")" = 000
+  log "  | without a client certificate: $(head -c 100 "$tmp/curl.err")"
+  check "tls: mTLS required, the CLI with --client-cert" sh -c "MONKEYPROOF_TOKEN=$(token) monkeyproof \
+    --url $https --ca-file $tls/cert.pem --client-cert $tmp/client.pem --client-key $tmp/client.key \
+    ls >$tmp/cli.out 2>&1"
+
+  # A new certificate (another key) swapped in with `systemctl reload`: the old CA stops
+  # verifying, the new one verifies, the process is the same.
+  local pid
+  pid=$(systemctl show -P MainPID monkeyproof-api)
+  cp "$tls/cert.pem" "$tmp/old-cert.pem"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost -keyout "$tmp/new-key.pem" -out "$tmp/new-cert.pem" 2>/dev/null
+  install -m 0640 -o root -g monkeyproof-api "$tmp/new-key.pem" "$tls/key.pem"
+  install -m 0644 "$tmp/new-cert.pem" "$tls/cert.pem"
+  systemctl reload monkeyproof-api
+  new_cert_served() { [[ $(https_get /sessions --cacert "$tmp/new-cert.pem" --cert "$tmp/client.pem" \
+    --key "$tmp/client.key") == 200 ]]; }
+  check "tls: reload serves the new certificate" wait_for 30 new_cert_served
+  check "tls: the old one no longer verifies" test "$(https_get /sessions --cacert "$tmp/old-cert.pem" \
+    --cert "$tmp/client.pem" --key "$tmp/client.key")" = 000
+  check "tls: reload kept the process" test "$(systemctl show -P MainPID monkeyproof-api)" = "$pid"
+  # Asking again on a reinstall never replaces a certificate that exists.
+  local fingerprint
+  fingerprint=$(openssl x509 -in "$tls/cert.pem" -noout -fingerprint -sha256)
+  MONKEYPROOF_TLS_SELF_SIGNED=1 dpkg -i "$deb" >"$tmp/dpkg-tls.log" 2>&1
+  check "tls: a reinstall keeps the certificate" test \
+    "$(openssl x509 -in "$tls/cert.pem" -noout -fingerprint -sha256)" = "$fingerprint"
+
+  cp -p "$tmp/api.conf.saved" /etc/monkeyproof/api.conf
+  systemctl restart monkeyproof-api
+  check "tls: back to plain HTTP only" wait_for 30 api_answers
+}
+
 test_token() {
   local saved=$tmp/token.saved sum
   cp -p /etc/monkeyproof/api-token "$saved"
@@ -263,6 +368,7 @@ main() {
   if test_install; then
     test_api
     test_api_restart
+    test_tls
     test_supervisor_restart
     test_token
     test_security

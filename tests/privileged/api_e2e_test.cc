@@ -254,6 +254,12 @@ TEST_F(ApiE2eTest, AuthOnEveryRouteAndRequestLimits) {
   RunScript({kPython, Script("http_edges.py")}, seconds(300));
 }
 
+// 5a. Scoped tokens over HTTP and the WebSocket (subprotocol, first message), revocation,
+// expiry: the unit tier's route matrix, end to end.
+TEST_F(ApiE2eTest, ScopedTokensAndWebSocketCredentials) {
+  RunScript({kPython, Script("scoped_tokens.py")}, seconds(300));
+}
+
 // 5b. Sizes: 1 MiB exec tasks run (sourced from a file: over one execve argument), the
 // task and body limits are 413s that even a client writing the whole body first receives.
 TEST_F(ApiE2eTest, LongTasksRunAndOversizedBodiesGet413) {

@@ -117,12 +117,16 @@ int RunPolicies(const Context& ctx) {
   return PrintFormatted(ctx, *response, FormatPolicyTable(response->body, StdoutWidth()));
 }
 
-int RunKill(const Context& ctx, const KillCommand& cmd) {
+// DELETEs each id's path in order; one failure does not stop the rest, and makes the status 1.
+// `session_ids` says whether the ids name sessions (for the error messages).
+int DeleteEach(const Context& ctx, const std::vector<std::string>& ids,
+               std::string (*path_of)(const std::string&), std::string_view done_verb,
+               bool session_ids) {
   HttpClient client(ctx.config.url, ctx.config.token, ctx.config.tls);
   int status = 0;
-  for (const std::string& id : cmd.ids) {
+  for (const std::string& id : ids) {
     const std::optional<HttpResponse> response =
-        Call(client, ctx, "DELETE", SessionPath(id), {}, id);
+        Call(client, ctx, "DELETE", path_of(id), {}, session_ids ? id : std::string_view());
     if (!response) {
       status = 1;
       continue;
@@ -130,10 +134,15 @@ int RunKill(const Context& ctx, const KillCommand& cmd) {
     if (ctx.json) {
       PrintJson(response->body);
     } else {
-      Print("killed " + id + "\n");
+      Print(std::string(done_verb) + " " + id + "\n");
     }
   }
   return status;
+}
+
+int RunKill(const Context& ctx, const KillCommand& cmd) {
+  return DeleteEach(
+      ctx, cmd.ids, [](const std::string& id) { return SessionPath(id); }, "killed", true);
 }
 
 int RunSend(const Context& ctx, const SendCommand& cmd) {
@@ -213,23 +222,10 @@ int RunToken(const Context& ctx, const TokenCommand& cmd) {
       if (ctx.json) return PrintFormatted(ctx, *response, std::string());
       return PrintFormatted(ctx, *response, FormatTokenTable(response->body, NowMs()));
     }
-    case TokenCommand::Action::kRevoke: {
-      int status = 0;
-      for (const std::string& id : cmd.ids) {
-        const std::optional<HttpResponse> response =
-            Call(client, ctx, "DELETE", "/tokens/" + UrlEncode(id));
-        if (!response) {
-          status = 1;
-          continue;
-        }
-        if (ctx.json) {
-          PrintJson(response->body);
-        } else {
-          Print("revoked " + id + "\n");
-        }
-      }
-      return status;
-    }
+    case TokenCommand::Action::kRevoke:
+      return DeleteEach(
+          ctx, cmd.ids, [](const std::string& id) { return "/tokens/" + UrlEncode(id); }, "revoked",
+          false);
   }
   return 1;
 }

@@ -1,11 +1,12 @@
 """What the e2e scripts that speak plain HTTP to monkeyproof-api share (http_edges.py, sizes.py):
 the server from MP_API_URL and MP_API_TOKEN, one request helper over http.client, the JSON error
-body, and check() with its list of failures (each script prints FAILURES and exits 1 when it is
-not empty)."""
+body, and check() with its list of failures (finish() prints them; the script exits 1 when there
+are any)."""
 
 import http.client
 import json
 import os
+import time
 import urllib.parse
 
 API_URL = os.environ.get("MP_API_URL", "http://127.0.0.1:3200")
@@ -21,6 +22,15 @@ def check(cond, what):
         FAILURES.append(what)
         print("  FAIL:", what, flush=True)
     return cond
+
+
+def finish(name, t0):
+    """The script's summary line, the failures, and its exit status (0 when none failed)."""
+    print("%s: %.1f s, %d failures" % (name, time.monotonic() - t0, len(FAILURES)), flush=True)
+    if FAILURES:
+        print("FAILED:\n  " + "\n  ".join(FAILURES), flush=True)
+        return 1
+    return 0
 
 
 def request(method, path, body=None, headers=None, token=TOKEN, source="127.0.0.1", timeout=60,

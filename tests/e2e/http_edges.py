@@ -23,7 +23,7 @@ import urllib.parse
 
 import websockets
 
-from e2e_http import FAILURES, HOST, PORT, TOKEN, check, error_of, request
+from e2e_http import FAILURES, HOST, PORT, TOKEN, check, error_of, finish, request
 
 
 def raw(data, source="127.0.0.1", read_timeout=30):
@@ -408,11 +408,7 @@ def main():
     check(st == 200, "GET /health after the garbage: %d" % st)
     request("DELETE", "/sessions/" + sid)
 
-    print("http_edges: %.1f s, %d failures" % (time.monotonic() - t0, len(FAILURES)), flush=True)
-    if FAILURES:
-        print("FAILED:\n  " + "\n  ".join(FAILURES), flush=True)
-        return 1
-    return 0
+    return finish("http_edges", t0)
 
 
 if __name__ == "__main__":

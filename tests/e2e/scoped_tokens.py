@@ -23,7 +23,7 @@ import time
 
 import websockets
 
-from e2e_http import FAILURES, HOST, PORT, check, error_of, request
+from e2e_http import HOST, PORT, check, error_of, finish, request
 
 
 def create(body):
@@ -184,11 +184,7 @@ def main():
           "the session the kill token could not reach still runs: %r" % payload[:200])
     request("DELETE", "/sessions/" + mine)
 
-    print("scoped_tokens: %.1f s, %d failures" % (time.monotonic() - t0, len(FAILURES)), flush=True)
-    if FAILURES:
-        print("FAILED:\n  " + "\n  ".join(FAILURES), flush=True)
-        return 1
-    return 0
+    return finish("scoped_tokens", t0)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import sys
 import time
 
 import e2e_http
-from e2e_http import FAILURES, check, error_of
+from e2e_http import check, error_of, finish
 
 MAX_TASK = 1024 * 1024
 
@@ -107,8 +107,7 @@ def main():
     st, payload = request("POST", "/sessions", ok, headers={"Content-Type": "application/json"})
     check(st == 201, "a body just under 1.5 MiB: %d %r" % (st, payload[:200]))
 
-    print("sizes: %d failure(s) in %.1f s" % (len(FAILURES), time.monotonic() - t0))
-    return 1 if FAILURES else 0
+    return finish("sizes", t0)
 
 
 if __name__ == "__main__":

@@ -73,14 +73,15 @@ bhttp::request<bhttp::string_body> Request(bhttp::verb method, const std::string
   return req;
 }
 
-// A WebSocket over one TlsClient.
+// A WebSocket over one TlsClient; `token` in Authorization unless empty.
 class WssClient {
  public:
-  WssClient(uint16_t port, std::shared_ptr<ssl::context> ctx, const std::string& target)
+  WssClient(uint16_t port, std::shared_ptr<ssl::context> ctx, const std::string& target,
+            const std::string& token = std::string(kToken))
       : tls_(port, std::move(ctx)), ws_(tls_.stream()) {
     if (tls_.handshake_error()) return;
-    ws_.set_option(websocket::stream_base::decorator([](websocket::request_type& req) {
-      req.set(bhttp::field::authorization, "Bearer " + std::string(kToken));
+    ws_.set_option(websocket::stream_base::decorator([token](websocket::request_type& req) {
+      if (!token.empty()) req.set(bhttp::field::authorization, "Bearer " + token);
     }));
     beast::error_code ec;
     ws_.handshake("127.0.0.1", target, ec);
@@ -438,6 +439,26 @@ TEST_F(HttpTlsTest, AListedCertificateIsACredential) {
   auto req = Request(bhttp::verb::get, "/sessions");
   req.erase(bhttp::field::authorization);
   EXPECT_EQ(bare.Exchange(std::move(req)).result_int(), 401);
+}
+
+TEST_F(HttpTlsTest, AListedCertificateOpensAWebSocketWithoutAToken) {
+  ApiConfig c = Config(ClientCerts::kOptional);
+  c.tls.client_principals_file = dir_.Write("principals.json", R"({"machine-1": "admin"})");
+  StartServer(std::move(c));
+  TlsClient https(tls_port_, Trusting());
+  auto created = https.Exchange(Request(bhttp::verb::post, "/sessions", R"({"task":"echo"})"));
+  ASSERT_EQ(created.result_int(), 201) << created.body();
+  const std::string target = "/sessions/" + json::parse(created.body()).value("id", "") + "/ws";
+  const auto with_cert = ClientContext({TestPki().ca.cert, TestPki().client});
+  WssClient ws(tls_port_, with_cert, target, "");
+  ASSERT_TRUE(ws.ok());
+  EXPECT_EQ(ws.Read().value("type", ""), "catchup");
+  ws.Send({{"type", "stdin"}, {"data", "input as cert:machine-1\n"}});
+  EXPECT_TRUE(ws.ReadUntilOutput("input as cert:machine-1"));
+  EXPECT_EQ(fake_.last_principal(wire::RequestType::kStdin), "cert:machine-1");
+  // Control: the same upgrade without a certificate is refused.
+  WssClient bare(tls_port_, Trusting(), target, "");
+  EXPECT_FALSE(bare.ok());
 }
 
 TEST_F(HttpTlsTest, AnUnlistedCertificateAuthenticatesNothing) {

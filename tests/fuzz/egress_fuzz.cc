@@ -2,15 +2,20 @@
 // allow rules, TLS ClientHellos, address classes and proxy request targets. The first byte
 // picks the parser: '0' NormalizeHostName, '1' ParseAuthority, '2' AllowList::Parse over
 // '\n'-separated entries, '3' the ClientHello (whole, and every prefix up to 512 bytes),
-// '4' ClassifyAddress, '5' ParseProxyTarget (method, target and Host split at '\n').
+// '4' ClassifyAddress, '5' ParseProxyTarget (method, target and Host split at '\n'),
+// '6' ParseDnsQuery and BuildDnsAnswer.
 // Besides "no crash, no sanitizer report", each branch checks an invariant and aborts when it
 // fails: a canonical name normalises to itself and holds only [a-z0-9.-]; an authority prints
 // as text that parses back to it; every accepted rule prints as an entry that parses back to
 // it, permits what it names, and a wildcard never its own suffix; a found server name is
 // canonical and a prefix never decides differently from the whole; ClassifyAddress and
 // CanonicalAddress agree on what an address is; a proxy destination parses back from its text
-// and a forwarded origin-form starts with '/'. Built with -fsanitize=fuzzer under the `fuzz`
-// preset; the normal build replays tests/fuzz/corpus/egress (fuzz_replay.egress).
+// and a forwarded origin-form starts with '/'; a parsed DNS query's name is canonical or empty
+// and every answer built for it parses with libresolv (ns_initparse) with the expected counts.
+// Built with -fsanitize=fuzzer under the `fuzz` preset; the normal build replays
+// tests/fuzz/corpus/egress (fuzz_replay.egress).
+#include <arpa/nameser.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -23,6 +28,7 @@
 #include "egress/address_class.h"
 #include "egress/allow_list.h"
 #include "egress/client_hello.h"
+#include "egress/dns_message.h"
 #include "egress/host_name.h"
 #include "egress/proxy_request.h"
 
@@ -119,6 +125,29 @@ void ProxyTargets(std::string_view text) {
         "a forwarded request's origin-form does not start with '/'");
 }
 
+void DnsQueries(std::string_view bytes) {
+  auto q = egress::ParseDnsQuery(bytes);
+  if (!q) return;
+  if (!q->name.empty()) CheckCanonicalName(q->name);
+  const std::string v4("\xc6\x12\x00\x01", 4);
+  const std::string v6(16, '\x01');
+  for (const egress::DnsRcode rcode : {egress::DnsRcode::kNoError, egress::DnsRcode::kNameError}) {
+    for (const std::string* address : {&v4, &v6}) {
+      const std::string answer = egress::BuildDnsAnswer(*q, rcode, *address, 5);
+      ns_msg msg;
+      Check(ns_initparse(reinterpret_cast<const unsigned char*>(answer.data()),
+                         static_cast<int>(answer.size()), &msg) == 0,
+            "libresolv cannot parse an answer");
+      Check(ns_msg_id(msg) == q->id && ns_msg_count(msg, ns_s_qd) == 1,
+            "an answer with another id or question count");
+      const bool expect_record =
+          rcode == egress::DnsRcode::kNoError && q->klass == 1 &&
+          ((q->type == 1 && address == &v4) || (q->type == 28 && address == &v6));
+      Check(ns_msg_count(msg, ns_s_an) == (expect_record ? 1 : 0), "unexpected answer count");
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -142,6 +171,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 5:
       ProxyTargets(rest);
+      break;
+    case 6:
+      DnsQueries(rest);
       break;
     default:
       break;

@@ -1,6 +1,7 @@
 // The egress gateway's pure core (src/egress, issue 14): canonical host names, CONNECT
 // authorities, policy allow rules and the server name of a TLS ClientHello. Each refusal is a
 // case an attacker inside a session (or a careless policy) would try.
+#include <arpa/nameser.h>
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include "egress/address_class.h"
 #include "egress/allow_list.h"
 #include "egress/client_hello.h"
+#include "egress/dns_message.h"
 #include "egress/host_name.h"
 #include "egress/proxy_request.h"
 
@@ -243,12 +245,111 @@ TEST(EgressProxyTargetTest, Refusals) {
   EXPECT_TRUE(ParseProxyTarget("GET", "http://allowed.com/", "Allowed.COM:80"));
 }
 
-// ---- ClientHello
+// ---- Stub DNS
 
 void Put16(std::string& out, size_t v) {
   out += static_cast<char>((v >> 8) & 0xff);
   out += static_cast<char>(v & 0xff);
 }
+
+// A query as a resolver sends it: id 0x1234, RD, one question, optionally an EDNS OPT record.
+std::string DnsQueryBytes(const std::vector<std::string>& labels, uint16_t type,
+                          bool edns = false) {
+  std::string q = std::string("\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00", 11);
+  q += static_cast<char>(edns ? 1 : 0);
+  for (const std::string& l : labels) {
+    q += static_cast<char>(l.size());
+    q += l;
+  }
+  q += '\0';
+  Put16(q, type);
+  Put16(q, 1);
+  if (edns) q += std::string("\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00", 11);
+  return q;
+}
+
+TEST(EgressDnsTest, ParsesAQueryAndKeepsTheQuestionAsSent) {
+  auto q = ParseDnsQuery(DnsQueryBytes({"API", "Example", "com"}, 1, true));
+  ASSERT_TRUE(q) << q.error().what;
+  EXPECT_EQ(q->id, 0x1234);
+  EXPECT_TRUE(q->recursion_desired);
+  EXPECT_EQ(q->name, "api.example.com");
+  EXPECT_EQ(q->type, 1);
+  EXPECT_EQ(q->question, std::string("\x03"
+                                     "API\x07"
+                                     "Example\x03"
+                                     "com\x00\x00\x01\x00\x01",
+                                     21));
+}
+
+TEST(EgressDnsTest, AnswersParseWithTheSystemResolverLibrary) {
+  auto q = ParseDnsQuery(DnsQueryBytes({"api", "example", "com"}, 1));
+  ASSERT_TRUE(q);
+  const std::string answer =
+      BuildDnsAnswer(*q, DnsRcode::kNoError, std::string("\xc6\x12\x00\x07", 4), 30);
+  ns_msg msg;
+  ASSERT_EQ(ns_initparse(reinterpret_cast<const unsigned char*>(answer.data()),
+                         static_cast<int>(answer.size()), &msg),
+            0);
+  EXPECT_EQ(ns_msg_id(msg), 0x1234);
+  EXPECT_EQ(ns_msg_getflag(msg, ns_f_qr), 1);
+  EXPECT_EQ(ns_msg_getflag(msg, ns_f_rcode), ns_r_noerror);
+  ASSERT_EQ(ns_msg_count(msg, ns_s_an), 1);
+  ns_rr rr;
+  ASSERT_EQ(ns_parserr(&msg, ns_s_an, 0, &rr), 0);
+  EXPECT_STREQ(ns_rr_name(rr), "api.example.com");
+  EXPECT_EQ(ns_rr_type(rr), ns_t_a);
+  EXPECT_EQ(ns_rr_ttl(rr), 30u);
+  ASSERT_EQ(ns_rr_rdlen(rr), 4);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(ns_rr_rdata(rr)), 4),
+            std::string("\xc6\x12\x00\x07", 4));
+
+  const std::string nx = BuildDnsAnswer(*q, DnsRcode::kNameError);
+  ASSERT_EQ(ns_initparse(reinterpret_cast<const unsigned char*>(nx.data()),
+                         static_cast<int>(nx.size()), &msg),
+            0);
+  EXPECT_EQ(ns_msg_getflag(msg, ns_f_rcode), ns_r_nxdomain);
+  EXPECT_EQ(ns_msg_count(msg, ns_s_an), 0);
+  // An address of the wrong size for the type is never written: NODATA instead.
+  auto aaaa = ParseDnsQuery(DnsQueryBytes({"api", "example", "com"}, 28));
+  ASSERT_TRUE(aaaa);
+  const std::string nodata =
+      BuildDnsAnswer(*aaaa, DnsRcode::kNoError, std::string("\xc6\x12\x00\x07", 4), 30);
+  ASSERT_EQ(ns_initparse(reinterpret_cast<const unsigned char*>(nodata.data()),
+                         static_cast<int>(nodata.size()), &msg),
+            0);
+  EXPECT_EQ(ns_msg_count(msg, ns_s_an), 0);
+}
+
+TEST(EgressDnsTest, RefusalsAndNamesThatAreNotHostNames) {
+  std::string response = DnsQueryBytes({"a", "com"}, 1);
+  response[2] = static_cast<char>(0x81);
+  std::string two = DnsQueryBytes({"a", "com"}, 1);
+  two[5] = 2;
+  std::string compressed = DnsQueryBytes({"a", "com"}, 1);
+  compressed[12] = static_cast<char>(0xc0);
+  std::string truncated = DnsQueryBytes({"a", "com"}, 1);
+  truncated.resize(truncated.size() - 3);
+  std::string notify = DnsQueryBytes({"a", "com"}, 1);
+  notify[2] = 0x21;  // opcode 4
+  for (const std::string& bad : {std::string("\x12\x34", 2), response, two, compressed, truncated,
+                                 notify, DnsQueryBytes({std::string(600, 'a')}, 1)}) {
+    EXPECT_FALSE(ParseDnsQuery(bad));
+  }
+  // Parsed, but no host name: the caller answers NXDOMAIN.
+  for (const std::vector<std::string>& labels :
+       std::vector<std::vector<std::string>>{{"a.b", "com"},
+                                             {std::string("a\0b", 3), "com"},
+                                             {"a_b", "com"},
+                                             {"10", "0", "0", "1"},
+                                             {}}) {
+    auto q = ParseDnsQuery(DnsQueryBytes(labels, 1));
+    ASSERT_TRUE(q);
+    EXPECT_EQ(q->name, "");
+  }
+}
+
+// ---- ClientHello
 
 std::string ServerNameExtension(const std::vector<std::string>& names, uint8_t type = 0) {
   std::string list;

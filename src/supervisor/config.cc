@@ -36,7 +36,17 @@ Result<SupervisorConfig> ParseConfig(const std::string& name, const std::string&
       .Number("session_ttl_ms", &c.session_ttl_ms)
       .Number("interactive_session_ttl_ms", &c.interactive_session_ttl_ms)
       .Number("kill_grace_ms", &c.kill_grace_ms)
-      .Number("spawn_timeout_ms", &c.spawn_timeout_ms, 1);
+      .Number("spawn_timeout_ms", &c.spawn_timeout_ms, 1)
+      .Custom("fd_store", [&c](std::string_view v) -> Result<void> {
+        if (v == "auto") {
+          c.fd_store = FdStoreMode::kAuto;
+        } else if (v == "off") {
+          c.fd_store = FdStoreMode::kOff;
+        } else {
+          return PlainError("\"" + std::string(v) + "\" is not auto or off");
+        }
+        return Ok();
+      });
   MP_RETURN_IF_ERROR(schema.Parse(text, name));
   return c;
 }

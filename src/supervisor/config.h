@@ -17,6 +17,11 @@ namespace mp::supervisor {
 
 inline constexpr char kDefaultConfigPath[] = "/etc/monkeyproof/monkeyproof.conf";
 
+// fd_store: whether running sessions outlive a restart of the supervisor through systemd's
+// file-descriptor store. kAuto: when systemd runs the daemon (NOTIFY_SOCKET set) and not in
+// --dev mode; kOff: never (a stop or restart ends every session as supervisor_restart).
+enum class FdStoreMode { kAuto, kOff };
+
 struct SupervisorConfig {
   std::string socket_path = "/run/monkeyproof/control.sock";  // control socket
   std::string api_user = "monkeyproof-api";                   // the only peer allowed besides root
@@ -36,6 +41,7 @@ struct SupervisorConfig {
   uint64_t interactive_session_ttl_ms = 7200000;  // (INTERACTIVE_SESSION_TTL_MS)
   uint64_t kill_grace_ms = 3000;                  // SIGTERM → cgroup.kill
   uint64_t spawn_timeout_ms = 30000;              // clone → the command runs, else spawn_error
+  FdStoreMode fd_store = FdStoreMode::kAuto;      // "auto" | "off"
 };
 
 // Reads `path` (a missing file is an error unless `optional`), then the environment.

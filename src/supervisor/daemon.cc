@@ -7,9 +7,7 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,7 +16,10 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "common/random_id.h"
 #include "common/version.h"
@@ -30,8 +31,10 @@
 #include "supervisor/dev_workspaces.h"
 #include "supervisor/dispatcher.h"
 #include "supervisor/event_loop.h"
+#include "supervisor/fd_store.h"
 #include "supervisor/host_setup.h"
 #include "supervisor/policy.h"
+#include "supervisor/sd_notify.h"
 #include "supervisor/session_manager.h"
 
 #ifndef MP_SOURCE_DIR
@@ -95,21 +98,25 @@ Result<void> MkdirP(const std::string& path, mode_t mode) {
   return Ok();
 }
 
-// sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET.
-void Notify(const char* state) {
-  const char* path = std::getenv("NOTIFY_SOCKET");
-  if (path == nullptr || path[0] == '\0') return;
-  struct sockaddr_un addr {};
-  addr.sun_family = AF_UNIX;
-  const size_t len = std::strlen(path);
-  if (len >= sizeof addr.sun_path) return;
-  std::memcpy(addr.sun_path, path, len);
-  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace
-  UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!fd) return;
-  (void)::sendto(fd.get(), state, std::strlen(state), MSG_NOSIGNAL,
-                 reinterpret_cast<sockaddr*>(&addr),
-                 static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len));
+// Closes the fds systemd handed back from its store and drops them from the store. Their
+// sessions were ended by SessionManager::Recover (supervisor_restart; their leaves killed):
+// re-adopting them is not built yet (issue 16).
+void ReleaseListenedFds(const std::vector<sd::ListenedFd>& fds, const sd::Notifier* notifier) {
+  if (fds.empty()) return;
+  std::set<std::string> sessions;
+  for (const auto& f : fds) {
+    if (auto parsed = sd::ParseFdName(f.name)) sessions.insert(parsed->session_id);
+    ::close(f.fd);
+    if (notifier != nullptr && sd::IsValidFdName(f.name)) {
+      if (auto r = notifier->RemoveFd(f.name); !r) {
+        std::fprintf(stderr, "monkeyproofd: fd store: %s\n", r.error().ToString().c_str());
+      }
+    }
+  }
+  std::fprintf(stderr,
+               "monkeyproofd: fd store: closed and released %zu descriptors of %zu sessions of "
+               "the previous run; those sessions were ended as supervisor_restart\n",
+               fds.size(), sessions.size());
 }
 
 }  // namespace
@@ -167,6 +174,24 @@ int RunDaemon(int argc, char** argv) {
     std::fprintf(stderr, "monkeyproofd: must run as root (it creates cgroups and namespaces)\n");
     return 1;
   }
+  // systemd's fds (its fd store's, from the previous run): taken first, so that they are
+  // close-on-exec before anything is started, and the variables do not reach children.
+  std::vector<sd::ListenedFd> listened;
+  if (auto fds = sd::TakeListenFds(); fds) {
+    listened = std::move(*fds);
+  } else {
+    std::fprintf(stderr, "monkeyproofd: fd store: %s; the descriptors passed are left alone\n",
+                 fds.error().ToString().c_str());
+  }
+  std::optional<sd::Notifier> notifier;
+  if (auto n = sd::Notifier::FromEnvironment(); n) {
+    notifier = std::move(*n);
+  } else {
+    std::fprintf(stderr, "monkeyproofd: %s; not notifying systemd\n", n.error().ToString().c_str());
+  }
+  auto notify = [&notifier](const char* state) {
+    if (notifier) (void)notifier->Send(state);
+  };
   auto config = LoadConfig(config_path, dev && !config_given);
   if (!config) {
     std::fprintf(stderr, "monkeyproofd: %s\n", config.error().ToString().c_str());
@@ -287,8 +312,18 @@ int RunDaemon(int argc, char** argv) {
   }
   mo.host.credentials_dir = c.credentials_dir;
   mo.supervisor_version = kVersion;
+  // Sessions outlive the supervisor only when systemd keeps their fds (fd_store auto under
+  // systemd). Dev mode's sessions die with it, as its API does.
+  std::optional<SessionFdStore> fd_store;
+  if (c.fd_store == FdStoreMode::kAuto && !dev && notifier) {
+    if (auto n = sd::Notifier::FromEnvironment(); n && n->has_value()) {
+      fd_store.emplace(std::move(**n));
+      mo.fd_store = &*fd_store;
+    }
+  }
   SessionManager manager(**loop, std::move(*root), std::move(*policies), mo, dispatcher, *audit);
   if (auto r = manager.Recover(); !r) return fail("recovery: " + r.error().ToString());
+  ReleaseListenedFds(listened, notifier ? &*notifier : nullptr);
 
   ControlServerOptions so;
   so.socket_path = c.socket_path;
@@ -312,8 +347,16 @@ int RunDaemon(int argc, char** argv) {
           r ? "ok" : (r.error().ToString() + " (the previous set stays in force)").c_str());
       return;
     }
-    Notify("STOPPING=1");
-    manager.KillAll();
+    notify("STOPPING=1");
+    if (fd_store) {
+      std::fprintf(stderr,
+                   "monkeyproofd: stopping; running sessions keep running, their %zu "
+                   "descriptors in systemd's fd store\n",
+                   fd_store->stored());
+      manager.Detach();
+    } else {
+      manager.KillAll();
+    }
     l.Stop();
   });
   if (!handled) return fail(handled.error().ToString());
@@ -322,16 +365,17 @@ int RunDaemon(int argc, char** argv) {
     const auto interval = std::chrono::microseconds(std::strtoull(usec, nullptr, 10)) / 2;
     if (interval.count() > 0) {
       auto ping = std::make_shared<std::function<void()>>();
-      *ping = [&l, interval, ping] {
-        Notify("WATCHDOG=1");
+      *ping = [&l, interval, ping, notify] {
+        notify("WATCHDOG=1");
         l.AddTimer(std::chrono::duration_cast<std::chrono::milliseconds>(interval), *ping);
       };
       (*ping)();
     }
   }
-  std::fprintf(stderr, "monkeyproofd %s: ready socket=%s state=%s cgroup=%s policies=%zu%s\n",
+  std::fprintf(stderr,
+               "monkeyproofd %s: ready socket=%s state=%s cgroup=%s policies=%zu fd_store=%s%s\n",
                kVersion, c.socket_path.c_str(), c.state_dir.c_str(), c.cgroup_root.c_str(),
-               manager.PolicyCount(), dev ? " (dev mode)" : "");
+               manager.PolicyCount(), fd_store ? "on" : "off", dev ? " (dev mode)" : "");
   DevApi api;
   // Dev mode's API is half of the product: when it exits, the supervisor stops too, and when
   // it failed (a busy port, a crash) the supervisor exits non-zero, so that whoever started it
@@ -364,7 +408,7 @@ int RunDaemon(int argc, char** argv) {
                  api_listen.c_str(), dev_uid, api.token_file.c_str(), api_listen.c_str(),
                  api.token.c_str());
   }
-  Notify("READY=1");
+  notify("READY=1");
   auto ran = l.Run();
   if (api.pid > 0) {
     ::kill(api.pid, SIGTERM);

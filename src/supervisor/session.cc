@@ -210,12 +210,31 @@ void Session::OnRunning() {
   watchdog_timer_ = std::make_unique<WatchdogTimer>(shared_.loop, *watchdog_,
                                                     [this](const Verdict& v) { OnVerdict(v); });
   watchdog_timer_->Arm();
+  StoreFds();
   // An OOM kill or a refused fork between the spawn and the acknowledgements above raised no
   // event we will see: look once now.
   if (memory_events_) OnCgroupEvent(CgroupEventSource::kMemory);
   if (pids_events_) OnCgroupEvent(CgroupEventSource::kPids);
   start_reported_ = true;
   if (callbacks_.on_started) callbacks_.on_started(*this);
+}
+
+void Session::StoreFds() {
+  if (shared_.fd_store == nullptr) return;
+  const auto& c = *child_;
+  using K = sd::FdKind;
+  auto stored = shared_.fd_store->Store(info_.id, {{K::kPidfd, c.init.fd()},
+                                                   {K::kStatus, c.report.get()},
+                                                   {K::kIn, c.stdin_write.get()},
+                                                   {K::kOut, c.stdout_read.get()},
+                                                   {K::kErr, c.stderr_read.get()},
+                                                   {K::kPty, c.pty_master.get()}});
+  // The session runs on; it will not survive a restart of the supervisor (the next one ends it
+  // as supervisor_restart).
+  if (!stored) {
+    std::fprintf(stderr, "monkeyproofd: session %s: %s\n", info_.id.c_str(),
+                 stored.error().ToString().c_str());
+  }
 }
 
 void Session::WatchEventFile(const char* name, CgroupEventSource source, UniqueFd& slot) {
@@ -410,6 +429,7 @@ void Session::Finish(const Result<sandbox::CgroupStats>& stats) {
   info_.end = end;
   info_.output_bytes = log_->total();
   ended_ = true;
+  if (shared_.fd_store != nullptr) shared_.fd_store->RemoveAll(info_.id);
   // An ended record keeps its transcript on disk, not its in-memory tail (up to ring_bytes
   // each, for every record kept): readers of an ended session read the disk.
   if (log_->Sync()) (void)log_->ReleaseRing();
@@ -520,6 +540,8 @@ void Session::FlushStdin() {
   if (!waiting && stdin_close_pending_ && !child_->pty_master) {
     child_->stdin_write.Reset();
     stdin_close_pending_ = false;
+    // The store's copy of the write end would keep the pipe open: no end of file for the command.
+    if (shared_.fd_store != nullptr) shared_.fd_store->Remove(info_.id, sd::FdKind::kIn);
   }
 }
 

@@ -24,6 +24,7 @@
 #include "sandbox/cgroup.h"
 #include "sandbox/spawn.h"
 #include "supervisor/event_loop.h"
+#include "supervisor/fd_store.h"
 #include "supervisor/output_log.h"
 #include "supervisor/policy.h"
 #include "supervisor/session_store.h"
@@ -54,6 +55,8 @@ class Session {
     std::chrono::milliseconds kill_grace;    // SIGTERM → cgroup.kill
     std::chrono::milliseconds leaf_cleanup;  // init gone → leaf empty, before giving up
     size_t stdin_buffer_bytes;               // queued stdin per session
+    // systemd's fd store: a running session's fds are kept there (fd_store.h); nullptr: off.
+    SessionFdStore* fd_store = nullptr;
   };
   struct Callbacks {
     // The spawn has an outcome: running, or ended (spawn_error, or killed while starting).
@@ -122,6 +125,8 @@ class Session {
   void Unwatch(int fd);
   void UnwatchAll();
   // Opens a leaf's "*.events" file into `slot` and watches it (EPOLLPRI on change).
+  // Puts the running child's fds into shared_.fd_store, if any.
+  void StoreFds();
   void WatchEventFile(const char* name, CgroupEventSource source, UniqueFd& slot);
   wire::OutputStream StreamOf(int fd) const;
   // Registers an output fd that has not reached end of file with what it needs now: EPOLLIN

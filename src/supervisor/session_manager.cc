@@ -53,8 +53,12 @@ SessionManager::SessionManager(EventLoop& loop, sandbox::CgroupRoot cgroup_root,
       options_(std::move(options)),
       audit_(audit),
       store_(options_.state_dir),
-      shared_{loop, sink, options_.kill_grace, options_.leaf_cleanup, options_.stdin_buffer_bytes} {
-}
+      shared_{loop,
+              sink,
+              options_.kill_grace,
+              options_.leaf_cleanup,
+              options_.stdin_buffer_bytes,
+              options_.fd_store} {}
 
 SessionManager::~SessionManager() {
   for (const auto& [id, timer] : expiry_timers_) loop_.CancelTimer(timer);
@@ -208,6 +212,7 @@ void SessionManager::Spawn(const wire::SpawnRequest& req, const PeerInfo& peer, 
   if (!options_.test_stall_spawn_task.empty() && req.task == options_.test_stall_spawn_task) {
     p.request.stall_before_start_report = true;
   }
+  p.request.outlive_supervisor = options_.fd_store != nullptr;
 
   auto random = common::RandomId(common::kAlnumAlphabet, 20);
   if (!random) return fail(MakeError(wire::ErrorCode::kInternal, random.error().ToString()));
@@ -495,10 +500,14 @@ Result<void> SessionManager::ReloadPolicies() {
   return Ok();
 }
 
-void SessionManager::KillAll() {
+void SessionManager::KillAll() { EndForShutdown(/*keep_running=*/false); }
+
+void SessionManager::Detach() { EndForShutdown(/*keep_running=*/true); }
+
+void SessionManager::EndForShutdown(bool keep_running) {
   std::vector<std::string> live;
   for (const auto& [id, s] : sessions_) {
-    if (!s->ended() && s->has_process()) live.push_back(id);
+    if (!s->ended() && s->has_process() && !(keep_running && s->running())) live.push_back(id);
   }
   // Every session is killed first, so they die together; then each is finished.
   for (const auto& id : live) {

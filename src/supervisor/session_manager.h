@@ -42,6 +42,10 @@ struct ManagerOptions {
   size_t stdin_buffer_bytes = 1 << 20;                       // queued stdin per session
   SpawnHost host = SystemSpawnHost();
   std::string supervisor_version;
+  // systemd's fd store (not owned; nullptr: off). With it, running sessions outlive the
+  // supervisor: spawns set SpawnRequest::outlive_supervisor, each running session keeps its
+  // fds in the store, and the daemon stops with Detach instead of KillAll.
+  SessionFdStore* fd_store = nullptr;
   // Test hook: spawns whose task is exactly this (non-empty) text stall before their child
   // reports (sandbox::SpawnRequest::stall_before_start_report). Empty in production.
   std::string test_stall_spawn_task;
@@ -90,6 +94,10 @@ class SessionManager {
   Result<void> ReloadPolicies();
   // Shutdown: kill every running session (reason supervisor_restart) and finish it.
   void KillAll();
+  // Shutdown with the fd store: running sessions are left running (their fds are in the
+  // store, and they no longer have a parent-death signal); sessions still starting or already
+  // ending are finished as KillAll does.
+  void Detach();
 
   size_t active_count() const { return active_; }
 
@@ -104,6 +112,8 @@ class SessionManager {
   // Forgets the oldest ended sessions beyond the limits; `in_callback` (the session whose
   // callback is running, or nullptr) is forgotten later, from the loop, if it is one of them.
   void EnforceRetention(const Session* in_callback);
+  // KillAll (keep_running false) and Detach (true).
+  void EndForShutdown(bool keep_running);
   void Audit(std::string_view action, const std::string& session, const PeerInfo& peer,
              std::string_view outcome, std::string_view detail);
 

@@ -14,6 +14,7 @@
 #include "http/auth.h"
 #include "supervisor/config.h"
 #include "supervisor/policy.h"
+#include "supervisor/sd_notify.h"
 
 namespace mp {
 namespace {
@@ -45,11 +46,12 @@ std::set<std::string> Lines(const std::string& path) {
 
 TEST(PackagedSupervisorConfigTest, EveryKeyWithItsDefault) {
   const test::UncommentedExample example = test::UncommentExample(MP_SUPERVISOR_CONF_EXAMPLE);
-  EXPECT_EQ(example.keys, (std::set<std::string>{
-                              "socket_path", "api_user", "state_dir", "policies_dir",
-                              "credentials_dir", "cgroup_root", "audit_log", "max_sessions",
-                              "max_ended_sessions", "max_ended_output_bytes", "session_ttl_ms",
-                              "interactive_session_ttl_ms", "kill_grace_ms", "spawn_timeout_ms"}));
+  EXPECT_EQ(example.keys,
+            (std::set<std::string>{"socket_path", "api_user", "state_dir", "policies_dir",
+                                   "credentials_dir", "cgroup_root", "audit_log", "max_sessions",
+                                   "max_ended_sessions", "max_ended_output_bytes", "session_ttl_ms",
+                                   "interactive_session_ttl_ms", "kill_grace_ms",
+                                   "spawn_timeout_ms", "fd_store"}));
   auto parsed = supervisor::ParseConfig("monkeyproof.conf (uncommented)", example.text);
   ASSERT_TRUE(parsed.has_value()) << parsed.error().ToString();
   const supervisor::SupervisorConfig d;
@@ -68,6 +70,7 @@ TEST(PackagedSupervisorConfigTest, EveryKeyWithItsDefault) {
   EXPECT_EQ(c.interactive_session_ttl_ms, d.interactive_session_ttl_ms);
   EXPECT_EQ(c.spawn_timeout_ms, d.spawn_timeout_ms);
   EXPECT_EQ(c.kill_grace_ms, d.kill_grace_ms);
+  EXPECT_EQ(c.fd_store, d.fd_store);
 }
 
 TEST(PackagingTest, SysusersCreatesTheApiUser) {
@@ -169,6 +172,14 @@ TEST(PackagingTest, TheSessionsUnitHoldsTheSessionsAndSurvivesUpgrades) {
             std::string::npos);
   EXPECT_NE(rules.find("dh_installsystemd monkeyproofd.service monkeyproof-api.service\n"),
             std::string::npos);
+  // The fd store holds every fd of every running session at the default max_sessions.
+  uint64_t store_max = 0;
+  for (const auto& line : supervisor_unit) {
+    if (line.starts_with("FileDescriptorStoreMax=")) store_max = std::stoull(line.substr(23));
+  }
+  EXPECT_GE(store_max,
+            supervisor::SupervisorConfig{}.max_sessions * supervisor::sd::kMaxFdsPerSession)
+      << "monkeyproofd.service: FileDescriptorStoreMax= below max_sessions x fds per session";
   const auto install = Lines(Debian("monkeyproof.install"));
   EXPECT_TRUE(install.count("debian/monkeyproof-sessions.service lib/systemd/system/"));
 }

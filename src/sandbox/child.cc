@@ -4,8 +4,9 @@
 //   setresgid/setresuid → clear capabilities → parent-death signal (cleared
 //   by the uid change, so set after it) → mark fds CLOEXEC → no_new_privs →
 //   seccomp, last → fork the command → init loop (reports "started", then, for a session
-//   that outlives the supervisor, clears the parent-death signal; reports the command's
-//   wait status when it ends).
+//   that outlives the supervisor, clears the parent-death signal and ends the session once
+//   nobody holds the supervisor's end of the handshake socket; reports the command's wait
+//   status when it ends).
 // This file keeps the sequence; each concern has its own child-side file:
 // filesystem_view.cc (the mounts), credentials.cc (capabilities and ids),
 // seccomp_install.cc (the filter, the same function the unit tests install),
@@ -166,6 +167,13 @@ void BringLoopbackUp(const ChildPlan& p) {
     siginfo_t info;
     const int sig = ::sigwaitinfo(&all, &info);
     if (sig < 0) continue;
+    if (sig == SIGIO && info.si_code > 0 && p.outlive_parent) {
+      // The kernel's (si_code POLL_*; a kill() has SI_USER): the report socket changed. Gone
+      // for good when nobody holds its other end: the session can never be adopted again.
+      struct pollfd pfd = {p.report_fd, POLLRDHUP, 0};
+      if (::poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLRDHUP)) != 0) ::_exit(125);
+      continue;
+    }
     if (sig == SIGTERM || sig == SIGHUP) {
       // The supervisor's "terminate the session": every process in the
       // namespace but init itself, double-forked daemons included.
@@ -281,6 +289,22 @@ void CloseInheritedFds(const ChildPlan& p) {
     struct pollfd pfd = {p.parent_pidfd, POLLIN, 0};
     if (::poll(&pfd, 1, 0) != 0) ::_exit(125);
     ::close(p.parent_pidfd);
+  }
+  if (p.outlive_parent) {
+    // A session that outlives its supervisor lives on only while someone can adopt it: while
+    // some process (the supervisor, systemd's fd store) holds the supervisor's end of the
+    // handshake socket. O_ASYNC makes the kernel queue SIGIO (with F_SETSIG: si_code POLL_HUP)
+    // when the last holder closes it (unix_release_sock wakes the peer); the init loop then
+    // leaves, which ends the namespace. Set here, before seccomp (the policy's filter binds
+    // init too) and after GO, the only data the supervisor ever sends (which would raise SIGIO
+    // as well). Every signal is blocked, so nothing is delivered before the loop takes it.
+    if (::fcntl(rfd, F_SETOWN, ::getpid()) < 0 || ::fcntl(rfd, F_SETSIG, SIGIO) < 0) {
+      FailInChild(rfd, ChildStep::kParentDeathSignal, errno, "fcntl(F_SETOWN) report socket");
+    }
+    const int fl = ::fcntl(rfd, F_GETFL);
+    if (fl < 0 || ::fcntl(rfd, F_SETFL, fl | O_ASYNC) < 0) {
+      FailInChild(rfd, ChildStep::kParentDeathSignal, errno, "fcntl(O_ASYNC) report socket");
+    }
   }
   BeginStepInChild(p, ChildStep::kCloseFds);
   if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)

@@ -110,7 +110,9 @@ struct SpawnRequest {
   std::chrono::milliseconds start_timeout{30000};  // clone → execve of the command (Spawn())
   // Once the command runs, the sandbox keeps running when the supervisor exits (no
   // parent-death signal), for a supervisor that hands the session's fds to systemd's fd
-  // store and takes them back after a restart. Off: the session dies with the supervisor.
+  // store and takes them back after a restart. It ends by itself once no process holds the
+  // supervisor's end of the handshake socket (`report`): nobody could adopt it any more.
+  // Off: the session dies with the supervisor.
   bool outlive_supervisor = false;
 };
 

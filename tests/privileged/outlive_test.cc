@@ -173,6 +173,40 @@ TEST_F(OutliveTest, TheCommandsStatusReachesTheNextHolderAfterInitWasReapedElsew
   EXPECT_LE(static_cast<uint64_t>((*report)->exited_ms), after + 1000);
 }
 
+// The other half of outliving: a session nobody can adopt any more (no process holds the
+// supervisor's end of its handshake socket: the supervisor is gone and systemd's fd store was
+// emptied, as on `systemctl stop` with systemd < 254) ends by itself, instead of running on
+// unsupervised. The control is the test above: while the socket is held, it runs on.
+TEST_F(OutliveTest, TheSandboxEndsOnceNobodyHoldsItsReportSocket) {
+  // The command ignores SIGIO: init forwards a sent one to it, as any signal.
+  auto h =
+      SpawnFromAnExitingSupervisor(*runner_, "outlives", {"/bin/sh", "-c", "trap '' IO; sleep 600"},
+                                   /*outlive=*/true);
+  ASSERT_TRUE(h);
+  EXPECT_FALSE(ExitsWithin(h->pidfd.get(), 1000)) << "the sandbox died while its socket was held";
+  // A signal the session is sent (SIGIO from kill(), not the kernel's) does not end it.
+  ASSERT_EQ(::kill(h->init_pid, SIGIO), 0);
+  EXPECT_FALSE(ExitsWithin(h->pidfd.get(), 500)) << "a user's SIGIO ended the sandbox";
+  h->report.Reset();
+  ASSERT_TRUE(ExitsWithin(h->pidfd.get(), 10000))
+      << "the sandbox outlived the last holder of its report socket";
+  auto reaped = ReapAsTheReaper(h->pidfd.get());
+  ASSERT_TRUE(reaped);
+  EXPECT_TRUE(reaped->exited && reaped->code == 125) << "init left on its own, not killed";
+  // The kernel kills the rest of the namespace when its init leaves: the leaf empties.
+  auto leaf = sandbox::CgroupLeaf::OpenExisting(runner_->root(), "outlives");
+  ASSERT_TRUE(leaf) << leaf.error().ToString();
+  sandbox::CgroupStats stats;
+  bool emptied = false;
+  for (int i = 0; i < 100 && !emptied; ++i) {
+    auto e = sandbox::LeafEmptied(*leaf, &stats);
+    ASSERT_TRUE(e) << e.error().ToString();
+    emptied = *e;
+    if (!emptied) ::usleep(50 * 1000);
+  }
+  EXPECT_TRUE(emptied) << "processes of the session outlived its init";
+}
+
 // Control: the same without outlive_supervisor. The parent-death signal ends the sandbox
 // when its supervisor exits; there is no command status to read, only init's SIGKILL.
 TEST_F(OutliveTest, ControlWithoutTheOptionTheSandboxDiesWithItsSupervisor) {

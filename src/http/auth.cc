@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "common/unique_fd.h"
+#include "http/client_address.h"
 
 namespace mp::http {
 namespace {
@@ -344,7 +345,7 @@ FailureLimiter::FailureLimiter(uint32_t failures_per_window, std::chrono::second
 
 bool FailureLimiter::Blocked(const std::string& address, Clock::time_point now,
                              uint32_t* retry_after) const {
-  const auto it = entries_.find(address);
+  const auto it = entries_.find(AddressKey(address));
   if (it == entries_.end()) return false;
   const Entry& e = it->second;
   const Clock::time_point end = e.window_start + window_;
@@ -365,7 +366,8 @@ AuthVerdict FailureLimiter::Judge(bool credential_valid, const std::string& addr
   return AuthVerdict::kUnauthorized;
 }
 
-void FailureLimiter::RecordFailure(const std::string& address, Clock::time_point now) {
+void FailureLimiter::RecordFailure(const std::string& client, Clock::time_point now) {
+  const std::string address = AddressKey(client);
   // Entries whose window has ended say nothing any more; drop them from the cold end (the back
   // failed least recently, so it is the first to expire).
   while (!lru_.empty()) {

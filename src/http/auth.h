@@ -65,7 +65,8 @@ std::optional<std::string> ExtractToken(std::string_view authorization_header,
 // "Transport and auth").
 enum class AuthVerdict { kAllow, kUnauthorized, kRateLimited };
 
-// Counts failed auth attempts per client address in fixed one-minute windows. Bounded:
+// Counts failed auth attempts per client address in fixed one-minute windows, an IPv6 client
+// by its /64 as the connection limits count it (AddressKey, http/client_address.h). Bounded:
 // at most `max_addresses` are tracked; the least recently failing is evicted.
 class FailureLimiter {
  public:

@@ -184,6 +184,18 @@ std::string IpAddress::ToString() const {
   return text;
 }
 
+std::string AddressKey(const IpAddress& a) {
+  if (!a.v6) return a.ToString();
+  IpAddress net = a;
+  std::fill(net.bytes.begin() + 8, net.bytes.end(), uint8_t{0});
+  return net.ToString() + "/64";
+}
+
+std::string AddressKey(std::string_view text) {
+  const std::optional<IpAddress> a = ParseIpAddress(text);
+  return a ? AddressKey(*a) : std::string(text);
+}
+
 std::optional<IpAddress> ParseIpAddress(std::string_view text) {
   if (text.empty() || text.size() >= INET6_ADDRSTRLEN) return std::nullopt;
   const std::string s(text);

@@ -28,6 +28,13 @@ struct IpAddress {
 // Strict text forms only (inet_pton): no brackets, no port, no zone.
 std::optional<IpAddress> ParseIpAddress(std::string_view text);
 
+// The key every per-address limit counts a client under (the failed-auth limiter, the
+// connection limits): an IPv4 address, or an IPv6 address's /64 ("2001:db8::/64"), what one
+// host usually gets: rotating addresses inside it must not reset a limit.
+std::string AddressKey(const IpAddress& a);
+// The same for an address's text; text that is not an address (or already a key) is its own.
+std::string AddressKey(std::string_view text);
+
 // An address and a prefix length: "10.0.0.0/8", "::1" (= /128), "127.0.0.1" (= /32).
 struct IpNetwork {
   IpAddress base;  // host bits cleared

@@ -12,8 +12,7 @@ ConnectionLimits::ConnectionLimits(uint32_t max_preauth, uint32_t rate_per_secon
       max_tracked_(std::max<size_t>(max_tracked, 1)) {}
 
 std::string ConnectionLimits::KeyOf(const IpAddress& a) {
-  return a.v6 ? std::string(reinterpret_cast<const char*>(a.bytes.data()), 8) + "/64"
-              : std::string(reinterpret_cast<const char*>(a.bytes.data()), 4);
+  return AddressKey(a);  // shared with the failed-auth limiter
 }
 
 void ConnectionLimits::Refill(Entry& e, Clock::time_point now) const {

@@ -73,6 +73,10 @@ void FuzzHeader(std::string_view text, http::ForwardedHeader which) {
             (h.kind == http::ForwardedHop::Kind::kObfuscated && client == h.obfuscated);
   }
   Check(known, "the walk invented a client address");
+  // The limiters' key for whatever the walk chose (an IPv6 client counts by its /64): a key is
+  // its own key, so a key never splits into two counters.
+  const std::string key = http::AddressKey(client);
+  Check(http::AddressKey(key) == key, "an address key that is not its own key");
   Check(http::ClientAddressOf(peer, which, values, trusted) == client, "ClientAddressOf differs");
   const auto outsider = *http::ParseIpAddress("203.0.113.9");
   Check(http::ClientAddressOf(outsider, which, values, trusted) == "203.0.113.9",

@@ -1,7 +1,8 @@
 // Auth of monkeyproof-api: token vetting (short, placeholders, repeated characters,
 // whitespace), TokenSet::Load from a file (mode check), the environment and a systemd
 // credential directory, Accepts on near misses, ExtractToken, and FailureLimiter with injected
-// time points. Runs as any user; files live in a mkdtemp directory under /tmp.
+// time points (an IPv6 client counted by its /64). Runs as any user; files live in a mkdtemp
+// directory under /tmp.
 #include "http/auth.h"
 
 #include <fcntl.h>
@@ -14,6 +15,9 @@
 #include <fstream>
 #include <string>
 #include <vector>
+
+#include "http/client_address.h"
+#include "http/connection_limits.h"
 
 namespace mp::http {
 namespace {
@@ -487,6 +491,31 @@ TEST_F(FailureLimiterTest, BlockedFailuresAreNotCountedAndTheBlockLifts) {
   EXPECT_EQ(lim.Judge(false, "a", t0_ + seconds(60), &retry), AuthVerdict::kUnauthorized);
   EXPECT_EQ(lim.Judge(true, "b", t0_ + seconds(60), &retry), AuthVerdict::kAllow);
   EXPECT_EQ(lim.tracked(), 1u) << "a valid credential must not create an entry";
+}
+
+// The review's probe: a client rotating through addresses of its IPv6 /64 got a fresh limit at
+// each. The /64 is one client, as for the connection limits; another /64 and IPv4 neighbours
+// stay apart (the control).
+TEST_F(FailureLimiterTest, AnIpv6ClientIsCountedByItsSlash64) {
+  FailureLimiter lim(6, seconds(60));
+  uint32_t retry = 0;
+  for (int i = 1; i <= 6; ++i) {
+    const std::string rotating = "2001:db8:0:7::" + std::to_string(i);
+    EXPECT_EQ(lim.Judge(false, rotating, t0_, &retry), AuthVerdict::kUnauthorized) << rotating;
+  }
+  EXPECT_EQ(lim.Judge(false, "2001:db8:0:7:ffff:1:2:3", t0_, &retry), AuthVerdict::kRateLimited);
+  EXPECT_TRUE(lim.Blocked("2001:db8:0:7::abcd", t0_, nullptr));
+  EXPECT_FALSE(lim.Blocked("2001:db8:0:8::1", t0_, nullptr));  // the next /64
+  EXPECT_EQ(lim.Judge(false, "2001:db8:0:8::1", t0_, &retry), AuthVerdict::kUnauthorized);
+  for (int i = 0; i < 6; ++i) lim.RecordFailure("10.0.0.1", t0_);
+  EXPECT_TRUE(lim.Blocked("10.0.0.1", t0_, nullptr));
+  EXPECT_FALSE(lim.Blocked("10.0.0.2", t0_, nullptr));  // IPv4 stays per address
+  EXPECT_EQ(lim.tracked(), 3u);
+  EXPECT_EQ(AddressKey("2001:db8:0:7::1"), "2001:db8:0:7::/64");
+  EXPECT_EQ(AddressKey("2001:db8:0:7::1"),
+            ConnectionLimits::KeyOf(*ParseIpAddress("2001:db8:0:7:1::9")));
+  EXPECT_EQ(AddressKey("::ffff:10.0.0.1"), "10.0.0.1");
+  EXPECT_EQ(AddressKey("unknown"), "unknown");
 }
 
 }  // namespace

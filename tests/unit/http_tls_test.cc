@@ -1,13 +1,17 @@
 // monkeyproof-api over TLS, in process (http/server.h) against the fake supervisor: a plain and a
 // TLS listener on 127.0.0.1, clients over real loopback TCP (tls_test_util.h). HTTPS requests
 // and a WebSocket over wss; a plain HTTP request on the TLS port answered 400 in plain text; a
-// reload of the certificate that live connections survive, and a bad one that keeps the old;
+// reload of the certificate that live connections survive, a bad one (or a FIFO at its path)
+// that keeps the old, symlinked files as certbot makes them;
 // client certificates required (none, a foreign one: refused; the CA's: served); the CLI
 // (the built monkeyproof binary) over https:// and mTLS; client certificates as credentials
 // (tls_client_principals: listed as admin or scoped, unlisted: nothing). Any user.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <chrono>
@@ -312,6 +316,75 @@ TEST_F(HttpTlsTest, ABadFileOnReloadKeepsThePreviousCertificate) {
   EXPECT_NE(reloaded.error().ToString().find("does not belong to tls_cert"), std::string::npos);
   TlsClient again(tls_port_, Trusting());
   EXPECT_FALSE(again.handshake_error()) << again.handshake_error().message();
+}
+
+// A FIFO planted at tls_key (or tls_cert) blocked the reload's open(2) until a writer came,
+// and with it the API's only event-loop thread. The reload now returns at once with an error
+// naming the file, and the server goes on with the old certificate. If the open blocks again,
+// the test opens the FIFO's write end itself so that the server thread can finish.
+TEST_F(HttpTlsTest, AFifoAtTheKeyPathFailsTheReloadPromptly) {
+  StartServer(Config());
+  for (const char* name : {"key.pem", "cert.pem"}) {
+    SCOPED_TRACE(name);
+    const std::string path = dir_.path() + "/" + name;
+    const std::string saved =
+        name == std::string("key.pem") ? TestPki().server.key : TestPki().server.cert;
+    ASSERT_EQ(::unlink(path.c_str()), 0);
+    ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+    auto done = std::make_shared<std::promise<Result<void>>>();
+    auto future = done->get_future();
+    boost::asio::post(server_->io(), [this, done] { done->set_value(server_->ReloadTls()); });
+    if (future.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+      const int unblock = ::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+      future.wait();
+      if (unblock >= 0) ::close(unblock);
+      FAIL() << "the reload blocked on the FIFO at " << path;
+    }
+    auto reloaded = future.get();
+    ASSERT_FALSE(reloaded);
+    const std::string e = reloaded.error().ToString();
+    EXPECT_NE(e.find("\"" + path + "\" is not a regular file"), std::string::npos) << e;
+    EXPECT_NE(e.find("the previous certificate stays"), std::string::npos) << e;
+    TlsClient client(tls_port_, Trusting());
+    ASSERT_FALSE(client.handshake_error()) << client.handshake_error().message();
+    EXPECT_EQ(client.ServerCn(), "server-1");
+    EXPECT_EQ(client.Exchange(Request(bhttp::verb::get, "/healthz")).result_int(), 200);
+    ASSERT_EQ(::unlink(path.c_str()), 0);
+    dir_.Write(name, saved, 0600);
+  }
+  // Control: with the files back, the reload succeeds.
+  auto reloaded = Reload();
+  EXPECT_TRUE(reloaded) << reloaded.error().ToString();
+}
+
+// Symlinked files, as certbot's live/ directory has them (links into archive/): read through
+// the links at start and at a reload that moves the links to the renewed pair.
+TEST_F(HttpTlsTest, SymlinkedCertificateFilesAreFollowed) {
+  dir_.Mkdir("archive", 0700);
+  dir_.Write("archive/cert1.pem", TestPki().server.cert);
+  dir_.Write("archive/key1.pem", TestPki().server.key, 0600);
+  dir_.Write("archive/cert2.pem", TestPki().renewed.cert);
+  dir_.Write("archive/key2.pem", TestPki().renewed.key, 0600);
+  ApiConfig config = Config();
+  config.tls.cert_file = dir_.path() + "/live-cert.pem";
+  config.tls.key_file = dir_.path() + "/live-key.pem";
+  ASSERT_EQ(::symlink("archive/cert1.pem", config.tls.cert_file.c_str()), 0);
+  ASSERT_EQ(::symlink("archive/key1.pem", config.tls.key_file.c_str()), 0);
+  StartServer(config);
+  {
+    TlsClient client(tls_port_, Trusting());
+    ASSERT_FALSE(client.handshake_error()) << client.handshake_error().message();
+    EXPECT_EQ(client.ServerCn(), "server-1");
+  }
+  ASSERT_EQ(::unlink(config.tls.cert_file.c_str()), 0);
+  ASSERT_EQ(::unlink(config.tls.key_file.c_str()), 0);
+  ASSERT_EQ(::symlink("archive/cert2.pem", config.tls.cert_file.c_str()), 0);
+  ASSERT_EQ(::symlink("archive/key2.pem", config.tls.key_file.c_str()), 0);
+  auto reloaded = Reload();
+  ASSERT_TRUE(reloaded) << reloaded.error().ToString();
+  TlsClient client(tls_port_, Trusting());
+  ASSERT_FALSE(client.handshake_error()) << client.handshake_error().message();
+  EXPECT_EQ(client.ServerCn(), "server-2");
 }
 
 TEST_F(HttpTlsTest, RequiredClientCertificates) {

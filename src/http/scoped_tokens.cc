@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 
 #include <nlohmann/json.hpp>
 
@@ -208,6 +209,15 @@ Result<TokenStore> TokenStore::Open(Options options) {
     return ErrnoError(err, "fstat(" + what + ")");
   }
   if (!S_ISREG(st.st_mode)) return PlainError(what + " is not a regular file");
+  // Whoever can write the file can mint tokens (a record is a hash and a scope) or undo a
+  // revocation; whoever can read it learns every scope. The group may read it, as for the
+  // admin token file; the API writes it 0600.
+  if ((st.st_mode & (S_IWGRP | S_IWOTH | S_IROTH)) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return PlainError(what + " is writable by its group or others, or readable by others (mode " +
+                      mode + "); run chmod 0600 " + path + " and check that nobody changed it");
+  }
   if (static_cast<uint64_t>(st.st_size) > kMaxFileBytes) {
     return PlainError(what + " is larger than " + std::to_string(kMaxFileBytes) + " bytes");
   }
@@ -348,9 +358,12 @@ Result<bool> TokenStore::Revoke(std::string_view id, uint64_t now_ms) {
   if (it == records_.end()) return false;
   if (it->second.revoked_at_ms) return true;
   it->second.revoked_at_ms = now_ms;
-  // Kept revoked in memory even when the write fails: this process refuses it either way.
-  if (auto saved = Save(); !saved)
+  // Memory follows the file: a revocation only this process knew would end at the next
+  // restart, and a retry would find it "already revoked" and never write it.
+  if (auto saved = Save(); !saved) {
+    it->second.revoked_at_ms.reset();
     return std::move(saved).error().Wrap("revoke token " + it->first);
+  }
   return true;
 }
 

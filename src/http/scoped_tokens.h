@@ -63,8 +63,8 @@ class TokenStore {
 
   // Loads `options.path` when it exists (a missing file is an empty store; its directory must
   // exist). Any problem with the file (not JSON, unknown member, bad hash, duplicate id, wrong
-  // type, over 64 MiB) is an error naming the file and what to do: the API refuses to start
-  // rather than forget a revocation.
+  // type, over 64 MiB, writable by its group or others, readable by others) is an error naming
+  // the file and what to do: the API refuses to start rather than forget a revocation.
   static Result<TokenStore> Open(Options options);
 
   [[nodiscard]] bool enabled() const { return !options_.path.empty(); }
@@ -83,7 +83,9 @@ class TokenStore {
                       const TokenRecord** record = nullptr) const;
 
   // Marks the token revoked and writes the store. false: no record with this id (or it is
-  // already past its expiry and forgotten). Revoking twice keeps the first time.
+  // already past its expiry and forgotten). Revoking twice keeps the first time. When the
+  // file cannot be written, nothing changes (the token stays valid, as the file says) and the
+  // error says why.
   Result<bool> Revoke(std::string_view id, uint64_t now_ms);
 
   // Every record not yet expired, in creation order (then id).

@@ -125,15 +125,17 @@ void RevokeTokenRoute(const Call& c) {
   const std::string by = c->principal.ToString();
   auto revoked = c->ctx.token_store.Revoke(id, NowMs());
   if (!revoked) {
-    // Refused in this process already; the file did not take it, so a restart would forget.
+    // The store kept the token as its file has it: valid. Say so, so that nobody relies on
+    // a revocation that did not happen.
     common::Log(common::LogLevel::kError,
-                "event=token_revoke_unsaved id=" + id + " by=" + by + " reason=\"" +
+                "event=token_revoke_failed id=" + id + " by=" + by + " reason=\"" +
                     LogValue(revoked.error().what) + "\"",
                 revoked.error().errnum);
     RespondError(c, ApiError{500,
                              "internal",
-                             "the token is revoked in this process but could not be saved: " +
-                                 revoked.error().what,
+                             "the token is NOT revoked and still works: the token store could "
+                             "not be written (" +
+                                 revoked.error().what + "); fix that and send the DELETE again",
                              {}});
     return;
   }

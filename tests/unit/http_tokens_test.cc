@@ -4,6 +4,7 @@
 // strict load that refuses a damaged file.
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -297,7 +298,7 @@ TEST_F(TokenStoreTest, DamagedFileIsAStartError) {
       R"({"format":"monkeyproof-tokens/1","tokens":[{"id":"0123456789abcdef","sha256":")" +
       std::string(64, 'a') +
       R"(","sessions":"owner:a","rights":["read"],"presets":[],"createdAt":1,"expiresAt":2,"createdBy":"admin"}]})";
-  dir_.Write("tokens.json", good);
+  dir_.Write("tokens.json", good, 0600);
   {
     auto s = TokenStore::Open({path_, 86400, 8});
     ASSERT_TRUE(s) << s.error().ToString();
@@ -314,7 +315,7 @@ TEST_F(TokenStoreTest, DamagedFileIsAStartError) {
       {"missing member", std::string(good).replace(good.find(",\"createdBy\":\"admin\""), 20, "")},
   };
   for (const auto& [what, text] : damage) {
-    dir_.Write("tokens.json", text);
+    dir_.Write("tokens.json", text, 0600);
     auto s = TokenStore::Open({path_, 86400, 8});
     ASSERT_FALSE(s) << what;
     EXPECT_NE(s.error().what.find("damaged"), std::string::npos) << what << ": " << s.error().what;
@@ -322,8 +323,65 @@ TEST_F(TokenStoreTest, DamagedFileIsAStartError) {
   // Two records with one id.
   const std::string rec = good.substr(good.find("{\"id\""), good.rfind("]") - good.find("{\"id\""));
   dir_.Write("tokens.json",
-             R"({"format":"monkeyproof-tokens/1","tokens":[)" + rec + "," + rec + "]}");
+             R"({"format":"monkeyproof-tokens/1","tokens":[)" + rec + "," + rec + "]}", 0600);
   EXPECT_FALSE(TokenStore::Open({path_, 86400, 8}));
+}
+
+// Whoever can write the store mints tokens or undoes revocations: a file its group or others
+// may write, or others may read, stops the start, as for the admin token file. 0600 and 0640
+// (group-readable, as the token file may be) are the controls.
+TEST_F(TokenStoreTest, LooseModeIsAStartError) {
+  const std::string empty = R"({"format":"monkeyproof-tokens/1","tokens":[]})";
+  for (const mode_t mode : {0644, 0604, 0620, 0602, 0666}) {
+    dir_.Write("tokens.json", empty, mode);
+    auto s = TokenStore::Open({path_, 86400, 8});
+    ASSERT_FALSE(s) << std::oct << mode;
+    EXPECT_NE(s.error().what.find(path_), std::string::npos) << s.error().what;
+    EXPECT_NE(s.error().what.find("chmod 0600"), std::string::npos) << s.error().what;
+    char want[16];
+    std::snprintf(want, sizeof(want), "mode %04o", static_cast<unsigned>(mode));
+    EXPECT_NE(s.error().what.find(want), std::string::npos) << s.error().what;
+  }
+  for (const mode_t mode : {0600, 0640, 0400}) {
+    dir_.Write("tokens.json", empty, mode);
+    EXPECT_TRUE(TokenStore::Open({path_, 86400, 8})) << std::oct << mode;
+  }
+  // The API writes it 0600 whatever the umask.
+  ASSERT_EQ(::unlink(path_.c_str()), 0);
+  const mode_t old_umask = ::umask(0);
+  TokenStore store = Open();
+  EXPECT_TRUE(store.Mint(OwnerScope(static_cast<Rights>(Right::kRead)), 60, "admin", kNow));
+  ::umask(old_umask);
+  struct stat st {};
+  ASSERT_EQ(::stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_TRUE(TokenStore::Open({path_, 86400, 8}));
+}
+
+// A revocation the file did not take changes nothing: the token stays valid in this process
+// as after a restart, and a retry once the store is writable revokes it (before the fix the
+// token was refused here, valid again after a restart, and the retry never wrote the file).
+TEST_F(TokenStoreTest, FailedRevocationChangesNothing) {
+  TokenStore store = Open();
+  auto m = store.Mint(OwnerScope(static_cast<Rights>(Right::kRead)), 600, "admin", kNow);
+  ASSERT_TRUE(m);
+  // The temporary file's name taken by a directory: the write fails, as root too.
+  ASSERT_EQ(::mkdir((path_ + ".tmp").c_str(), 0700), 0);
+  auto failed = store.Revoke(m->record.id, kNow + 1);
+  ASSERT_FALSE(failed);
+  EXPECT_NE(failed.error().what.find("revoke token " + m->record.id), std::string::npos)
+      << failed.error().what;
+  EXPECT_EQ(store.Verify(m->token, kNow + 2), TokenVerdict::kValid);
+  EXPECT_EQ(TokenStore::Open({path_, 86400, 8})->Verify(m->token, kNow + 2), TokenVerdict::kValid);
+  EXPECT_FALSE(store.List(kNow + 2).at(0).revoked_at_ms);
+
+  ASSERT_EQ(::rmdir((path_ + ".tmp").c_str()), 0);
+  auto retried = store.Revoke(m->record.id, kNow + 3);
+  ASSERT_TRUE(retried) << retried.error().ToString();
+  EXPECT_TRUE(*retried);
+  EXPECT_EQ(store.Verify(m->token, kNow + 4), TokenVerdict::kRevoked);
+  EXPECT_EQ(TokenStore::Open({path_, 86400, 8})->Verify(m->token, kNow + 4),
+            TokenVerdict::kRevoked);
 }
 
 TEST_F(TokenStoreTest, SerializeParseRoundTrip) {

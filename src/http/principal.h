@@ -28,6 +28,7 @@ struct Principal {
   [[nodiscard]] bool unrestricted() const { return !scope.has_value(); }
   // A scoped principal has `right`; an unrestricted one has every right.
   [[nodiscard]] bool Has(Right right) const { return !scope || scope->Has(right); }
+  [[nodiscard]] Rights rights() const { return scope ? scope->rights : kAllRights; }
 };
 
 // The outcome of checking a presented token.

@@ -207,38 +207,58 @@ ApiError SpawnError(const wire::ErrorBody& error) {
   return e;
 }
 
-// A scoped token creates only from its presets, and only sessions inside its scope: an owner
-// scope fills in a missing owner and refuses another; a label scope adds its label.
+// A scoped token creates only from its presets, and only sessions that fall in its own scope
+// and in no other token's because of what it set (docs/api.md "Scoped tokens"): an owner:
+// scope sets its owner (a missing owner gets it) and no labels; a label: scope sets its label
+// (added when missing) and no owner and no other label. Anything else is 403 naming the field
+// and the scope.
 std::optional<ApiError> CheckCreateScope(const TokenScope& scope, wire::SpawnRequest* spawn) {
+  auto refuse = [&](const std::string& what, const char* field) {
+    ApiError e = Forbidden("this token (sessions " + scope.sessions.ToString() + ") " + what);
+    e.field = field;
+    return e;
+  };
   if (!spawn->preset || !scope.AllowsPreset(*spawn->preset)) {
     std::string allowed;
     for (const auto& p : scope.presets) allowed += (allowed.empty() ? "" : ", ") + p;
-    ApiError e = Forbidden("this token may create sessions only from the presets " + allowed);
-    e.field = "/preset";
-    return e;
+    return refuse("may create sessions only from the presets " + allowed, "/preset");
   }
-  if (scope.sessions.kind == SessionScope::Kind::kOwner) {
-    if (spawn->owner.empty()) spawn->owner = scope.sessions.value;
-    if (spawn->owner != scope.sessions.value) {
-      ApiError e =
-          Forbidden("this token may create sessions only with owner " + scope.sessions.value);
-      e.field = "/owner";
-      return e;
-    }
-  } else if (scope.sessions.kind == SessionScope::Kind::kLabel) {
-    const auto& labels = spawn->labels;
-    if (std::find(labels.begin(), labels.end(), scope.sessions.value) == labels.end()) {
-      if (labels.size() >= wire::kMaxLabels) {
-        ApiError e = Forbidden("this token's sessions carry the label " + scope.sessions.value +
-                               "; remove one of the " + std::to_string(labels.size()) +
-                               " labels to make room");
-        e.field = "/labels";
-        return e;
+  switch (scope.sessions.kind) {
+    case SessionScope::Kind::kSession:
+      // Refused at mint already: a new session is never the one a session: scope names.
+      return refuse("may not create sessions", "/preset");
+    case SessionScope::Kind::kOwner:
+      if (spawn->owner.empty()) spawn->owner = scope.sessions.value;
+      if (spawn->owner != scope.sessions.value) {
+        return refuse("may create sessions only with owner " + scope.sessions.value +
+                          " (or none: it is then set); another owner would put the session "
+                          "in that owner's scope",
+                      "/owner");
       }
-      spawn->labels.push_back(scope.sessions.value);
-    }
+      if (!spawn->labels.empty()) {
+        return refuse("may not set labels (here " + spawn->labels.front() +
+                          "): a label would put the session in that label's scope; ask an "
+                          "admin token or a label: token to label sessions",
+                      "/labels");
+      }
+      return std::nullopt;
+    case SessionScope::Kind::kLabel:
+      if (!spawn->owner.empty()) {
+        return refuse("may not set an owner (here " + spawn->owner +
+                          "): an owner would put the session in that owner's scope",
+                      "/owner");
+      }
+      for (const std::string& label : spawn->labels) {
+        if (label != scope.sessions.value) {
+          return refuse("may set only the label " + scope.sessions.value + ", not " + label +
+                            ", which would put the session in that label's scope",
+                        "/labels");
+        }
+      }
+      if (spawn->labels.empty()) spawn->labels.push_back(scope.sessions.value);
+      return std::nullopt;
   }
-  return std::nullopt;
+  return refuse("has an unknown scope", "/preset");
 }
 
 void CreateSession(const Call& c) {
@@ -506,6 +526,12 @@ void Signal(const Call& c) {
   auto parsed = ParseSignalBody(c->request.body());
   if (auto* error = std::get_if<ApiError>(&parsed)) {
     RespondError(c, *error);
+    return;
+  }
+  if (auto missing = MissingSignalRight(c->principal.rights(), std::get<int32_t>(parsed))) {
+    ApiError e = Forbidden(std::move(*missing));
+    e.field = "/signal";
+    RespondError(c, e);
     return;
   }
   Ask(c,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <csignal>
 
 #include <nlohmann/json.hpp>
 
@@ -94,6 +95,20 @@ std::optional<Right> ParseRight(std::string_view name) {
     if (name == kRightNames[i]) return static_cast<Right>(1u << i);
   }
   return std::nullopt;
+}
+
+Right SignalRight(int32_t signal) {
+  return signal == SIGWINCH || signal == SIGCONT ? Right::kInput : Right::kKill;
+}
+
+std::optional<std::string> MissingSignalRight(Rights rights, int32_t signal) {
+  const Right needed = SignalRight(signal);
+  if ((rights & static_cast<Rights>(needed)) != 0) return std::nullopt;
+  const char* abbrev = signal > 0 && signal < NSIG ? sigabbrev_np(signal) : nullptr;
+  std::string name = "signal " + std::to_string(signal);
+  if (abbrev != nullptr) name += " (" + std::string(abbrev) + ")";
+  return "this token lacks the " + std::string(ToString(needed)) + " right, which " + name +
+         " needs; only WINCH and CONT need input alone";
 }
 
 std::string SessionScope::ToString() const {

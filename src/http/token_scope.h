@@ -45,6 +45,17 @@ std::string_view ToString(Right right);
 // "read", "input", ... in the order above.
 std::vector<std::string> RightNames(Rights rights);
 std::optional<Right> ParseRight(std::string_view name);
+inline constexpr Rights kAllRights = 15;  // what an unrestricted principal (admin, mTLS) has
+
+// ---- Signals (POST /sessions/{id}/signal and the WebSocket's signal message, which also need
+// the input right as every input does). A signal that leaves the session as it was needs input
+// alone: SIGWINCH (a window change, as resize makes) and SIGCONT (a resume). Every other signal
+// can end, stop or disturb the session's process (KILL, TERM, INT, HUP, QUIT, USR1, STOP, ...)
+// and needs the kill right as well: an input-only token can type, not end a session.
+Right SignalRight(int32_t signal);
+// nullopt when `rights` may send `signal`; else the 403 message naming the missing right and
+// the signal, e.g. "this token lacks the kill right, which signal 15 (TERM) needs; ...".
+std::optional<std::string> MissingSignalRight(Rights rights, int32_t signal);
 
 // ---- Which sessions a token covers.
 struct SessionScope {

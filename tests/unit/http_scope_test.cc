@@ -71,7 +71,7 @@ std::vector<RouteCase> Routes() {
       {bhttp::verb::post, "/sessions/{id}/input", R"({"input":"x"})", "input"},
       {bhttp::verb::post, "/sessions/{id}/close-stdin", "", "input"},
       {bhttp::verb::post, "/sessions/{id}/resize", R"({"rows":10,"cols":20})", "input"},
-      {bhttp::verb::post, "/sessions/{id}/signal", R"({"signal":"TERM"})", "input"},
+      {bhttp::verb::post, "/sessions/{id}/signal", R"({"signal":"WINCH"})", "input"},
       {bhttp::verb::delete_, "/sessions/{id}", "", "kill"},
   };
 }
@@ -253,7 +253,7 @@ TEST_F(ScopeTest, MintListRevokeAndTheStoreFile) {
 
   // A damaged store is a start error, not an empty store.
   StopServer();
-  dir_.Write("tokens.json", "{\"format\":\"monkeyproof-tokens/1\",\"tokens\":[{}]}");
+  dir_.Write("tokens.json", "{\"format\":\"monkeyproof-tokens/1\",\"tokens\":[{}]}", 0600);
   auto tokens_set = TokenSet::FromTokens({std::string(kAdmin)});
   Server broken(Config(), std::move(*tokens_set));
   auto started = broken.Start();

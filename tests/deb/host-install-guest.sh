@@ -13,7 +13,12 @@
 #                 `systemctl restart monkeyproofd` with a running session restarts the
 #                 supervisor alone (the sessions unit keeps its process); the session is
 #                 marked killed (supervisor_restart), no process of it is left, the API
-#                 reconnects by itself
+#                 reconnects by itself; with fd_store = auto the stopping supervisor left it
+#                 running, its fds in systemd's store, and the next start got them back
+#   crash         kill -9 of the supervisor: systemd restarts it and the new one ends the
+#                 session that ran on (supervisor_restart), no process or cgroup left
+#   stop          `systemctl stop monkeyproofd` (systemd < 254 empties the fd store): the
+#                 session ends by itself, the next start marks it supervisor_restart
 #   tls           the install made a self-signed pair (MONKEYPROOF_TLS_SELF_SIGNED=1): key
 #                 root:monkeyproof-api 0640; HTTPS with it as the CA (curl and the CLI), refused
 #                 without it; mTLS optional then required; `systemctl reload` swaps the
@@ -176,7 +181,13 @@ test_supervisor_restart() {
   local before anchor
   before=$(systemctl show -P MainPID monkeyproofd)
   anchor=$(systemctl show -P InvocationID monkeyproof-sessions)
+  local t0
+  t0=$(date '+%Y-%m-%d %H:%M:%S')
   systemctl restart monkeyproofd
+  # fd_store = auto: the stopping supervisor left the session running with its fds in the
+  # store, and the next one got them back (LISTEN_FDS) and released them after ending it.
+  check "supervisor: stopped without killing, fds in the store" sh -c "journalctl --no-pager -u monkeyproofd --since '$t0' | grep -q 'running sessions keep running, their [1-9][0-9]* descriptors'"
+  check "supervisor: the next start got the fds back" sh -c "journalctl --no-pager -u monkeyproofd --since '$t0' | grep -q 'closed and released [1-9][0-9]* descriptors of [1-9][0-9]* sessions'"
   check "supervisor: restarted (new pid)" test "$(systemctl show -P MainPID monkeyproofd)" != "$before"
   check "supervisor: the sessions unit not restarted" test "$(systemctl show -P InvocationID monkeyproof-sessions)" = "$anchor"
   check "supervisor: active" systemctl -q is-active monkeyproofd
@@ -185,6 +196,45 @@ test_supervisor_restart() {
   check "supervisor: the API reconnects" wait_for 60 state_is "$id" killed
   check "supervisor: marked supervisor_restart" test "$(field endReason)" = supervisor_restart
   check "supervisor: a new session runs" sh -c "[ \$(curl -sS -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer $(token)' -d '{\"task\":\"true\",\"cwd\":\"$ws\"}' $url/sessions) = 201 ]"
+}
+
+# kill -9 of the supervisor: systemd restarts it (Restart=on-failure) and keeps its fd store;
+# the session ran on meanwhile, and the new supervisor ends it: no process or cgroup is left.
+test_supervisor_crash() {
+  local code id before
+  code=$(api POST /sessions "{\"task\":\"sleep 751 & sleep 752; wait\",\"cwd\":\"$ws\"}")
+  id=$(field id)
+  check "crash: session running" wait_for 60 running 'sleep 752'
+  before=$(systemctl show -P MainPID monkeyproofd)
+  kill -9 "$before"
+  check "crash: restarted by systemd" wait_for 60 sh -c "[ \"\$(systemctl show -P MainPID monkeyproofd)\" != $before ] && [ \"\$(systemctl show -P MainPID monkeyproofd)\" != 0 ] && systemctl -q is-active monkeyproofd"
+  check "crash: no process of the session left" wait_for 30 no_process 'sleep 75[12]'
+  check "crash: no session cgroup left" wait_for 30 sh -c "[ \$(find $sessions_cg -mindepth 1 -maxdepth 1 -type d ! -name anchor | wc -l) = 0 ]"
+  check "crash: marked supervisor_restart" wait_for 60 state_is "$id" killed
+  check "crash: endReason" test "$(field endReason)" = supervisor_restart
+}
+
+# `systemctl stop monkeyproofd` on systemd < 254 empties the unit's fd store: a running session
+# that nobody can adopt any more ends by itself (its init leaves when the last holder of its
+# report socket is gone) instead of running on unsupervised; the next start marks it
+# supervisor_restart.
+test_supervisor_stop() {
+  local code id version
+  version=$(systemctl --version | awk 'NR == 1 {print $2}')
+  if ((version >= 254)); then
+    log "stop: systemd $version keeps the store across stop (FileDescriptorStorePreserve); not run"
+    return
+  fi
+  code=$(api POST /sessions "{\"task\":\"sleep 741 & sleep 742; wait\",\"cwd\":\"$ws\"}")
+  id=$(field id)
+  check "stop: session running" wait_for 60 running 'sleep 742'
+  systemctl stop monkeyproofd
+  check "stop: the session ends once the store is emptied" wait_for 30 no_process 'sleep 74[12]'
+  systemctl start monkeyproofd
+  check "stop: active again" wait_for 60 systemctl -q is-active monkeyproofd
+  check "stop: no session cgroup left" wait_for 30 sh -c "[ \$(find $sessions_cg -mindepth 1 -maxdepth 1 -type d ! -name anchor | wc -l) = 0 ]"
+  check "stop: marked supervisor_restart" wait_for 60 state_is "$id" killed
+  check "stop: endReason" test "$(field endReason)" = supervisor_restart
 }
 
 # A refused start is an exit with a failure status: the unit falls back to auto-restart
@@ -370,6 +420,8 @@ main() {
     test_api_restart
     test_tls
     test_supervisor_restart
+    test_supervisor_crash
+    test_supervisor_stop
     test_token
     test_security
     ((failed == 0)) || dump_logs

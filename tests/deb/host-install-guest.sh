@@ -272,6 +272,19 @@ api_conf_tls() {
   systemctl restart monkeyproof-api
 }
 
+# forgery_verifies CERT KEY: KEY signs a certificate for www.bank.example, and
+# `openssl verify` with CERT as the only trusted certificate accepts it for that name.
+forgery_verifies() {
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=www.bank.example \
+    -keyout "$tmp/forged.key" -out "$tmp/forged.csr" 2>/dev/null &&
+    openssl x509 -req -in "$tmp/forged.csr" -CA "$1" -CAkey "$2" -CAserial "$tmp/forged.srl" \
+      -CAcreateserial -days 2 \
+      -extfile <(printf 'subjectAltName=DNS:www.bank.example\n') -out "$tmp/forged.pem" \
+      2>/dev/null &&
+    openssl verify -CAfile "$1" -verify_hostname www.bank.example "$tmp/forged.pem" >/dev/null 2>&1
+}
+forgery_refused() { ! forgery_verifies "$@"; }
+
 # A CA of the test's own and one client certificate it signed (CN orchestrator-1).
 make_client_ca() {
   local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
@@ -296,6 +309,15 @@ test_tls() {
     -in "$tls/cert.pem" -noout -fingerprint -sha256 | sed 's/^[^=]*=//')" "$tmp/dpkg.log"
   check "tls: no stray files" test "$(find "$tls" -mindepth 1 | sort | tr '\n' ' ')" = \
     "$tls/cert.pem $tls/key.pem "
+  # The installed key signs a certificate for another name; a client that trusts cert.pem must
+  # refuse it. Control: the same forgery with a CA:TRUE self-signed pair made here verifies.
+  check "tls: the installed key cannot vouch for another name" forgery_refused \
+    "$tls/cert.pem" "$tls/key.pem"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=ca \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
+    -keyout "$tmp/ca-true.key" -out "$tmp/ca-true.pem" 2>/dev/null
+  check "tls: control: a CA:TRUE pair's forgery verifies" forgery_verifies \
+    "$tmp/ca-true.pem" "$tmp/ca-true.key"
 
   check "tls: client CA made" make_client_ca
   api_conf_tls "tls_client_ca = $tls/clients-ca.pem" "tls_client_certs = optional"

@@ -1,0 +1,24 @@
+// The egress gateway's per-connection front ends, started by EgressSession for each accepted
+// client (internal to mp_egress_gateway): the HTTP proxy and the transparent HTTP listener
+// (http_front.cc) and the transparent TLS listener (tls_front.cc). Single-threaded, on the
+// session's io_context.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <memory>
+
+namespace mp::egress {
+
+class EgressSession;
+struct ConnectionSlot;
+
+// transparent=false: the HTTP proxy; true: the transparent :80 listener.
+void StartHttpFront(std::shared_ptr<EgressSession> session, boost::asio::ip::tcp::socket client,
+                    std::shared_ptr<ConnectionSlot> slot, bool transparent);
+void StartTlsFront(std::shared_ptr<EgressSession> session, boost::asio::ip::tcp::socket client,
+                   std::shared_ptr<ConnectionSlot> slot);
+
+// Closes with a TCP reset (SO_LINGER 0): a refused transparent connection fails at once.
+void ResetClose(boost::asio::ip::tcp::socket& socket);
+
+}  // namespace mp::egress

@@ -1,0 +1,290 @@
+#include "egress/egress_session.h"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <utility>
+
+#include "egress/address_class.h"
+#include "egress/connections.h"
+#include "egress/dns_responder.h"
+
+namespace mp::egress {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+ConnectionSlot::~ConnectionSlot() {
+  if (!session) return;
+  session->live_.erase(id);
+  session->counters_.open_connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+namespace {
+
+// The protocol of a listening TCP socket, for acceptor::assign.
+Result<tcp> TcpProtocolOf(int fd, const char* which) {
+  sockaddr_storage address{};
+  socklen_t length = sizeof address;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    return ErrnoError(std::string("getsockname(") + which + " listener)");
+  }
+  if (address.ss_family == AF_INET) return tcp::v4();
+  if (address.ss_family == AF_INET6) return tcp::v6();
+  return PlainError(std::string(which) + " listener is not an IPv4/IPv6 socket");
+}
+
+}  // namespace
+
+Result<std::shared_ptr<EgressSession>> EgressSession::Create(asio::io_context& io,
+                                                             GatewayConfig config,
+                                                             GatewayListeners listeners,
+                                                             std::shared_ptr<Resolver> resolver,
+                                                             VerdictCallback on_verdict) {
+  auto session = std::make_shared<EgressSession>(io, std::move(config), std::move(resolver),
+                                                 std::move(on_verdict));
+  struct Entry {
+    Kind kind;
+    UniqueFd* fd;
+    const char* name;
+  };
+  for (Entry e :
+       {Entry{Kind::kProxy, &listeners.proxy, "proxy"}, Entry{Kind::kTls, &listeners.tls, "tls"},
+        Entry{Kind::kHttp, &listeners.http, "http"}}) {
+    if (!*e.fd) continue;
+    Result<tcp> protocol = TcpProtocolOf(e.fd->get(), e.name);
+    if (!protocol) return protocol.error().Wrap("egress session " + session->config_.session_id);
+    auto acceptor = std::make_unique<tcp::acceptor>(io);
+    boost::system::error_code ec;
+    acceptor->assign(*protocol, e.fd->get(), ec);
+    if (ec) {
+      return ErrnoError(ec.value(), std::string("assign ") + e.name + " listener")
+          .Wrap("egress session " + session->config_.session_id);
+    }
+    (void)e.fd->Release();  // the acceptor owns it now
+    session->own_endpoints_.push_back(acceptor->local_endpoint(ec));
+    session->acceptors_[e.kind] = std::move(acceptor);
+  }
+  if (listeners.dns) {
+    Result<std::shared_ptr<DnsResponder>> dns = DnsResponder::Create(
+        io, std::move(listeners.dns), session->config_.allow, session->counters_);
+    if (!dns) return dns.error().Wrap("egress session " + session->config_.session_id);
+    session->dns_ = std::move(*dns);
+  }
+  return session;
+}
+
+EgressSession::EgressSession(asio::io_context& io, GatewayConfig config,
+                             std::shared_ptr<Resolver> resolver, VerdictCallback on_verdict)
+    : io_(io),
+      config_(std::move(config)),
+      resolver_(std::move(resolver)),
+      on_verdict_(std::move(on_verdict)),
+      tokens_(config_.limits.connection_burst),
+      refilled_(std::chrono::steady_clock::now()) {}
+
+EgressSession::~EgressSession() = default;
+
+void EgressSession::Start() {
+  for (auto& [kind, acceptor] : acceptors_) Accept(kind);
+  if (dns_) dns_->Start();
+}
+
+void EgressSession::Stop() {
+  stopped_ = true;
+  boost::system::error_code ignored;
+  for (auto& [kind, acceptor] : acceptors_) acceptor->close(ignored);
+  if (dns_) dns_->Stop();
+  // Closing may end a connection and erase it from live_: walk a copy.
+  std::vector<std::shared_ptr<ConnectionSlot>> slots;
+  for (auto& [id, weak] : live_) {
+    if (auto slot = weak.lock()) slots.push_back(std::move(slot));
+  }
+  for (auto& slot : slots) {
+    if (slot->close) slot->close();
+  }
+}
+
+void EgressSession::Accept(Kind kind) {
+  acceptors_[kind]->async_accept(
+      [self = shared_from_this(), kind](boost::system::error_code ec, tcp::socket socket) {
+        if (self->stopped_) return;
+        if (!ec) self->OnAccept(kind, std::move(socket));
+        // EMFILE and friends: keep listening; the next accept may succeed.
+        self->Accept(kind);
+      });
+}
+
+void EgressSession::OnAccept(Kind kind, tcp::socket socket) {
+  static constexpr const char* kNames[] = {"proxy", "tls", "http"};
+  std::string refusal = Admit();
+  if (!refusal.empty()) {
+    ResetClose(socket);
+    Report(Verdict{.listener = kNames[static_cast<int>(kind)], .reason = refusal});
+    return;
+  }
+  std::shared_ptr<ConnectionSlot> slot = Track();
+  switch (kind) {
+    case Kind::kProxy:
+      return StartHttpFront(shared_from_this(), std::move(socket), std::move(slot), false);
+    case Kind::kHttp:
+      return StartHttpFront(shared_from_this(), std::move(socket), std::move(slot), true);
+    case Kind::kTls:
+      return StartTlsFront(shared_from_this(), std::move(socket), std::move(slot));
+  }
+}
+
+std::string EgressSession::Admit() {
+  const GatewayLimits& limits = config_.limits;
+  if (counters_.open_connections.load() >= limits.max_connections) {
+    return "connection limit reached (" + std::to_string(limits.max_connections) + " open)";
+  }
+  if (counters_.bytes_up.load() + counters_.bytes_down.load() >= limits.max_total_bytes) {
+    return "byte budget spent (" + std::to_string(limits.max_total_bytes) + " bytes)";
+  }
+  auto now = std::chrono::steady_clock::now();
+  double elapsed = std::chrono::duration<double>(now - refilled_).count();
+  refilled_ = now;
+  tokens_ =
+      std::min<double>(limits.connection_burst, tokens_ + elapsed * limits.connections_per_second);
+  if (tokens_ < 1) return "connection rate limit reached";
+  tokens_ -= 1;
+  return {};
+}
+
+std::shared_ptr<ConnectionSlot> EgressSession::Track() {
+  auto slot = std::make_shared<ConnectionSlot>();
+  slot->session = shared_from_this();
+  slot->id = next_id_++;
+  live_[slot->id] = slot;
+  counters_.open_connections.fetch_add(1, std::memory_order_relaxed);
+  return slot;
+}
+
+bool EgressSession::Account(size_t bytes, bool up) {
+  uint64_t used = counters_.bytes_up.load() + counters_.bytes_down.load();
+  if (used + bytes > config_.limits.max_total_bytes) return false;
+  (up ? counters_.bytes_up : counters_.bytes_down).fetch_add(bytes, std::memory_order_relaxed);
+  return true;
+}
+
+void EgressSession::Report(Verdict verdict) {
+  if (!verdict.allowed) counters_.denied.fetch_add(1, std::memory_order_relaxed);
+  verdict.session_id = config_.session_id;
+  if (on_verdict_) on_verdict_(verdict);
+}
+
+bool EgressSession::IsOwnListener(const tcp::endpoint& endpoint) const {
+  for (const tcp::endpoint& own : own_endpoints_) {
+    if (own.port() != endpoint.port()) continue;
+    if (own.address() == endpoint.address() || own.address().is_unspecified()) return true;
+  }
+  return false;
+}
+
+bool EgressSession::Reachable(const asio::ip::address& address, uint16_t port) const {
+  tcp::endpoint endpoint(address, port);
+  if (IsOwnListener(endpoint)) return false;
+  std::optional<std::string> canonical = CanonicalAddress(address.to_string());
+  if (!canonical) return false;
+  if (ClassifyAddress(*canonical) == AddressClass::kPublic) return true;
+  if (config_.allow.Permits(Authority{*canonical, true, port})) return true;
+  return config_.test_private_upstreams.count(endpoint) > 0;
+}
+
+void EgressSession::Open(const Authority& destination, OpenHandler handler) {
+  if (!config_.allow.Permits(destination)) {
+    return handler(destination.ToString() + " is not in this session's allowlist",
+                   tcp::socket(io_));
+  }
+  if (destination.is_address) {
+    boost::system::error_code ec;
+    asio::ip::address address = asio::ip::make_address(destination.host, ec);
+    tcp::endpoint endpoint(address, destination.port);
+    if (ec || IsOwnListener(endpoint)) {
+      return handler(destination.ToString() + " is this gateway's own listener", tcp::socket(io_));
+    }
+    return Connect(endpoint, std::move(handler));
+  }
+  resolver_->Resolve(
+      destination.host, [self = shared_from_this(), destination, handler = std::move(handler)](
+                            Result<std::vector<asio::ip::address>> addresses) mutable {
+        if (self->stopped_) return handler("the session is stopping", tcp::socket(self->io_));
+        if (!addresses) {
+          return handler(destination.ToString() + " does not resolve: " + addresses.error().what,
+                         tcp::socket(self->io_));
+        }
+        for (const asio::ip::address& address : *addresses) {
+          if (self->Reachable(address, destination.port)) {
+            return self->Connect(tcp::endpoint(address, destination.port), std::move(handler));
+          }
+        }
+        std::string list;
+        for (const asio::ip::address& address : *addresses) {
+          list += (list.empty() ? "" : ", ") + address.to_string();
+        }
+        handler(destination.ToString() +
+                    " resolves only to addresses the gateway does not reach (" + list +
+                    "): loopback, private, link-local, metadata and multicast addresses "
+                    "need an address rule",
+                tcp::socket(self->io_));
+      });
+}
+
+void EgressSession::Connect(tcp::endpoint endpoint, OpenHandler handler) {
+  auto socket = std::make_shared<tcp::socket>(io_);
+  auto timer = std::make_shared<asio::steady_timer>(io_, config_.limits.connect_timeout);
+  auto timed_out = std::make_shared<bool>(false);
+  timer->async_wait([socket, timed_out](boost::system::error_code ec) {
+    if (ec) return;
+    *timed_out = true;
+    boost::system::error_code ignored;
+    socket->close(ignored);
+  });
+  socket->async_connect(endpoint, [self = shared_from_this(), socket, timer, timed_out, endpoint,
+                                   handler = std::move(handler)](boost::system::error_code ec) {
+    timer->cancel();
+    if (ec) {
+      std::string why = *timed_out ? "timed out" : ec.message();
+      return handler("connect to " + endpoint.address().to_string() + ":" +
+                         std::to_string(endpoint.port()) + " failed: " + why,
+                     tcp::socket(self->io_));
+    }
+    self->counters_.allowed.fetch_add(1, std::memory_order_relaxed);
+    handler({}, std::move(*socket));
+  });
+}
+
+namespace {
+
+class SystemResolver : public Resolver {
+ public:
+  explicit SystemResolver(asio::io_context& io) : io_(io) {}
+  void Resolve(const std::string& name, Handler handler) override {
+    auto resolver = std::make_shared<tcp::resolver>(io_);
+    resolver->async_resolve(name, "",
+                            [resolver, handler = std::move(handler)](
+                                boost::system::error_code ec, tcp::resolver::results_type results) {
+                              if (ec) return handler(ErrnoError(0, ec.message()));
+                              std::vector<asio::ip::address> addresses;
+                              for (const auto& entry : results)
+                                addresses.push_back(entry.endpoint().address());
+                              handler(std::move(addresses));
+                            });
+  }
+
+ private:
+  asio::io_context& io_;
+};
+
+}  // namespace
+
+std::shared_ptr<Resolver> MakeSystemResolver(asio::io_context& io) {
+  return std::make_shared<SystemResolver>(io);
+}
+
+}  // namespace mp::egress

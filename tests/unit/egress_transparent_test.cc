@@ -153,5 +153,35 @@ TEST_F(GatewayTransparentTest, ConnectionRateIsLimited) {
   EXPECT_TRUE(ClosedAtOnce(probe()));
 }
 
+TEST_F(GatewayTransparentTest, IdleRelayIsClosedAndStopClosesEverything) {
+  Upstream echo(Upstream::Mode::kEcho);
+  resolver_->names["echo.test"] = {"127.0.0.1"};
+  std::string authority = "echo.test:" + std::to_string(echo.port());
+  StartSession({authority}, {echo.port()},
+               [](GatewayConfig& c) { c.limits.idle_timeout = std::chrono::milliseconds(400); });
+  auto tunnel = [&] {
+    UniqueFd client = Dial(proxy_port_);
+    SendAll(client.get(), "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n");
+    EXPECT_EQ(ReadHead(client.get()), "HTTP/1.1 200 Connection established\r\n\r\n");
+    return client;
+  };
+  // Control: a tunnel in use stays open past the idle timeout.
+  UniqueFd busy = tunnel();
+  for (int i = 0; i < 8; ++i) {  // 8 x 80 ms: longer than the 400 ms timeout
+    SendAll(busy.get(), "x");
+    EXPECT_EQ(ReadAll(busy.get(), 1).bytes, "x");
+    std::this_thread::sleep_for(std::chrono::milliseconds(80));
+  }
+  // A silent one is closed (not left to the client's 5 s timeout).
+  Received idle = ReadAll(busy.get());
+  EXPECT_NE(idle.end, End::kTimeout);
+  EXPECT_TRUE(idle.bytes.empty());
+  // Stop() closes live relays at once.
+  StartSession({authority}, {echo.port()});
+  UniqueFd live = tunnel();
+  asio::post(io_, [s = session_] { s->Stop(); });
+  EXPECT_NE(ReadAll(live.get()).end, End::kTimeout);
+}
+
 }  // namespace
 }  // namespace mp::egress::testing

@@ -1,20 +1,27 @@
 #include "sandbox/seccomp.h"
 
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/netlink.h>
 #include <linux/seccomp.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "common/unique_fd.h"
 #include "sandbox/syscall_groups.h"
@@ -30,8 +37,11 @@ namespace {
 // not in the filter.
 #if defined(__x86_64__)
 constexpr uint32_t kArch = SCMP_ARCH_X86_64;
+constexpr uint32_t kAuditArch = AUDIT_ARCH_X86_64;
+constexpr uint32_t kX32Bit = 0x40000000;  // __X32_SYSCALL_BIT
 #elif defined(__aarch64__)
 constexpr uint32_t kArch = SCMP_ARCH_AARCH64;  // AArch32 compat syscalls are killed
+constexpr uint32_t kAuditArch = AUDIT_ARCH_AARCH64;
 #else
 #error "seccomp.cc: check the clone flag argument and compat ABIs for this architecture"
 #endif
@@ -51,6 +61,20 @@ constexpr uint64_t kUnshareNewBits[] = {CLONE_NEWNS,  CLONE_NEWCGROUP, CLONE_NEW
 constexpr std::string_view kAlwaysDenied[] = {"@module",   "@reboot",        "@swap",
                                               "@raw-io",   "@clock",         "@acct",
                                               "@obsolete", "@privileged-fs", "@bpf"};
+
+// Past the highest syscall number of any architecture libseccomp supports natively here.
+constexpr int kSyscallScanLimit = 2048;
+
+// The protocols socket() takes per family under restrict_socket_protocols, ascending.
+struct FamilyProtocols {
+  int family;
+  std::initializer_list<uint64_t> allowed;
+};
+const FamilyProtocols kSocketProtocols[] = {
+    {AF_INET, {0, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP}},
+    {AF_INET6, {0, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6}},
+    {AF_NETLINK, {NETLINK_ROUTE}},
+};
 
 struct CtxDeleter {
   void operator()(void* ctx) const { seccomp_release(ctx); }
@@ -102,6 +126,72 @@ Result<void> Collect(std::span<const std::string> names, std::string_view list, 
   return Ok();
 }
 
+// [lo, hi] as aligned power-of-two blocks, each a masked equality (value & mask) == base, as a
+// CIDR split does: libseccomp takes one comparison per argument in a rule, so a range needs
+// one rule per block. The masks cover all 64 bits: a value with any upper bit set matches no
+// block (the caller refuses those with a greater-than rule).
+std::vector<std::pair<uint64_t, uint64_t>> RangeBlocks(uint64_t lo, uint64_t hi) {
+  std::vector<std::pair<uint64_t, uint64_t>> blocks;
+  while (lo <= hi) {
+    uint64_t size = lo == 0 ? uint64_t{1} << 32 : lo & (~lo + 1);  // lo's alignment
+    while (lo + size - 1 > hi) size >>= 1;
+    blocks.emplace_back(~(size - 1), lo);
+    lo += size;
+  }
+  return blocks;
+}
+
+// For `nr` (socket or socketpair), per family of kSocketProtocols: every protocol outside its
+// list fails with EPROTONOSUPPORT. Rules are (family == F && protocol in block), one per block
+// of each gap between allowed values, plus (family == F && protocol > the largest allowed).
+Result<void> AddSocketProtocolRules(const Ctx& ctx, int nr) {
+  const uint32_t refuse = SCMP_ACT_ERRNO(EPROTONOSUPPORT);
+  for (const FamilyProtocols& f : kSocketProtocols) {
+    const scmp_arg_cmp family = {0, SCMP_CMP_EQ, static_cast<uint64_t>(f.family), 0};
+    uint64_t next = 0;  // the lowest protocol not yet covered
+    for (uint64_t allowed : f.allowed) {
+      if (allowed > next) {
+        for (const auto& [mask, base] : RangeBlocks(next, allowed - 1)) {
+          const scmp_arg_cmp cmps[] = {family, {2, SCMP_CMP_MASKED_EQ, mask, base}};
+          MP_RETURN_IF_ERROR(AddRule(ctx, refuse, nr, 2, cmps));
+        }
+      }
+      next = allowed + 1;
+    }
+    const scmp_arg_cmp cmps[] = {family, {2, SCMP_CMP_GT, next - 1, 0}};
+    MP_RETURN_IF_ERROR(AddRule(ctx, refuse, nr, 2, cmps));
+  }
+  return Ok();
+}
+
+// Instructions put before libseccomp's program: a syscall number above `newest` of the
+// native ABI returns ENOSYS; everything else falls through to libseccomp's program, which
+// starts over from the arch check (its jumps are relative and stay within it, so a prefix
+// leaves them intact). A foreign ABI, and x32 numbers on x86-64, go through untouched: the
+// program kills them.
+std::vector<sock_filter> UnknownSyscallPrefix(int newest) {
+  constexpr uint32_t kArchOffset = offsetof(seccomp_data, arch);
+  constexpr uint32_t kNrOffset = offsetof(seccomp_data, nr);
+#if defined(__x86_64__)
+  return {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kArchOffset),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kAuditArch, 0, 4),  // foreign ABI: to the program
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNrOffset),
+      BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, kX32Bit, 2, 0),  // x32: to the program
+      BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, static_cast<uint32_t>(newest), 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+  };
+#else
+  return {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kArchOffset),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kAuditArch, 0, 3),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNrOffset),
+      BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, static_cast<uint32_t>(newest), 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+  };
+#endif
+}
+
 Result<std::vector<sock_filter>> ExportBpf(const Ctx& ctx) {
   // seccomp_export_bpf() writes to an fd (libseccomp 2.5 has no in-memory export); a memfd
   // keeps the program off any file system.
@@ -133,6 +223,19 @@ Result<std::vector<sock_filter>> ExportBpf(const Ctx& ctx) {
 }  // namespace
 
 std::span<const std::string_view> AlwaysDeniedGroups() { return kAlwaysDenied; }
+
+int NewestKnownSyscall() {
+  static const int newest = [] {
+    int found = -1;
+    for (int nr = 0; nr < kSyscallScanLimit; ++nr) {
+      char* name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+      if (name != nullptr) found = nr;
+      free(name);  // NOLINT: libseccomp hands out malloc'd memory
+    }
+    return found;
+  }();
+  return newest;
+}
 
 SeccompProfile DefaultDenyProfile() {
   SeccompProfile p;
@@ -241,11 +344,14 @@ Result<SeccompProgram> CompileSeccomp(const SeccompProfile& profile) {
       MP_RETURN_IF_ERROR(AddRule(ctx, eperm, SCMP_SYS(setns)));
     }
   }
-  if (profile.deny_tty_injection && !by_name(SCMP_SYS(ioctl))) {
+  std::vector<uint64_t> ioctls;
+  if (profile.deny_tty_injection) ioctls.insert(ioctls.end(), {TIOCSTI, TIOCLINUX});
+  if (profile.deny_line_disciplines) ioctls.push_back(TIOCSETD);
+  if (!by_name(SCMP_SYS(ioctl))) {
     // ioctl's request is `unsigned int cmd` in the kernel: the upper 32 bits of the register
     // are ignored there, so TIOCSTI | (1ULL << 32) is still TIOCSTI. Compare the low 32 bits
     // only; an SCMP_CMP_EQ on 64 bits would let that variant through.
-    for (uint64_t request : {uint64_t{TIOCSTI}, uint64_t{TIOCLINUX}}) {
+    for (uint64_t request : ioctls) {
       const scmp_arg_cmp cmp = {1, SCMP_CMP_MASKED_EQ, 0xffffffffULL, request};
       MP_RETURN_IF_ERROR(AddRule(ctx, eperm, SCMP_SYS(ioctl), 1, &cmp));
     }
@@ -274,10 +380,21 @@ Result<SeccompProgram> CompileSeccomp(const SeccompProfile& profile) {
       }
       const scmp_arg_cmp high = {0, SCMP_CMP_GT, 16, 0};
       MP_RETURN_IF_ERROR(AddRule(ctx, eafnosupport, nr, 1, &high));
+      if (profile.restrict_socket_protocols) MP_RETURN_IF_ERROR(AddSocketProtocolRules(ctx, nr));
     }
   }
 
   MP_TRY(std::vector<sock_filter> insns, ExportBpf(ctx));
+  if (profile.unknown_syscalls_enosys) {
+    const int newest = NewestKnownSyscall();
+    if (newest < 0) return PlainError("seccomp: libseccomp names no native syscall");
+    std::vector<sock_filter> prefix = UnknownSyscallPrefix(newest);
+    if (prefix.size() + insns.size() > BPF_MAXINSNS) {
+      return PlainError("seccomp: program of " + std::to_string(prefix.size() + insns.size()) +
+                        " instructions is over " + std::to_string(BPF_MAXINSNS));
+    }
+    insns.insert(insns.begin(), prefix.begin(), prefix.end());
+  }
   return SeccompProgram(std::move(insns));
 }
 

@@ -3,7 +3,8 @@
 // is thread-safe (no shared state). Its install, InstallSeccompInChild, is child code and
 // lives in seccomp_install.{h,cc}.
 // The filter is a deny list: allow by default; the built-in floor (AlwaysDeniedGroups) and
-// the profile's names answer with an errno or kill; namespace and TTY rules check arguments.
+// the profile's names answer with an errno or kill; namespace, TTY and socket rules check
+// arguments; syscalls newer than libseccomp knows answer ENOSYS.
 #pragma once
 
 #include <linux/filter.h>
@@ -40,15 +41,32 @@ struct SeccompProfile {
   // TIOCSTI (push bytes into a terminal's input: commands typed "as the user" of the
   // terminal the session was handed) and TIOCLINUX (console selection/paste) fail with EPERM.
   bool deny_tty_injection = true;
+  // TIOCSETD (set a terminal's line discipline) fails with EPERM: a discipline the kernel
+  // lacks is autoloaded (tty-ldisc-N) for any user while dev.tty.ldisc_autoload is 1, as on
+  // Debian, and the rarely used ones (n_hdlc, n_gsm, slip, ...) are a history of CVEs.
+  bool deny_line_disciplines = true;
   // socket()/socketpair() only for AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK; any other
   // family fails with EAFNOSUPPORT (module autoloading, AF_VSOCK, AF_ALG, ...).
   bool restrict_socket_families = true;
+  // With restrict_socket_families, the protocol too (socket()'s third argument): AF_INET takes
+  // 0, TCP, UDP and ICMP (ping sockets), AF_INET6 0, TCP, UDP and ICMPV6, AF_NETLINK only
+  // NETLINK_ROUTE (0; what getaddrinfo and `ip` use), AF_UNIX any. Any other fails with
+  // EPROTONOSUPPORT, so programs degrade as on a kernel without it; each would autoload its
+  // module (net-pf-F-proto-P: SCTP, DCCP, L2TP, UDP-Lite, and every netlink family).
+  bool restrict_socket_protocols = true;
+  // Syscall numbers above the newest one libseccomp knows (NewestKnownSyscall()) fail with
+  // ENOSYS. The filter allows by default, and a syscall newer than libseccomp cannot be
+  // named in it: without this, a newer kernel's calls would pass unexamined.
+  bool unknown_syscalls_enosys = true;
 };
 
 // Groups every filter denies whatever the profile says: what needs privileges a session never
 // has, or is host-wide kernel attack surface no hosted program needs (@module, @reboot,
 // @swap, @raw-io, @clock, @acct, @obsolete, @privileged-fs, @bpf).
 std::span<const std::string_view> AlwaysDeniedGroups();
+
+// The highest native syscall number libseccomp has a name for.
+int NewestKnownSyscall();
 
 // The built-in default profile: the floor above, plus @mount, @debug (ptrace,
 // process_vm_*, perf_event_open, …), @keyring, @io-uring, @userfaultfd, @cpu-emulation and

@@ -343,6 +343,65 @@ int SocketFamily(const char* family_text) {
   return Blocked("socket(" + std::string(family_text) + ")", err);
 }
 
+// Everything that makes the kernel load a rarely used module on a user's behalf: each line
+// discipline through TIOCSETD on a fresh pty, socket families beyond unix/inet/inet6/netlink,
+// inet and inet6 protocols beyond TCP/UDP/ICMP, and every netlink family but route. The
+// verdict is not this process's to give (a filtered call and a missing module both fail with
+// the same errno): the test counts the host's loaded modules and autoload requests around
+// it. Prints how many attempts the kernel accepted and exits 0 once all were made.
+int KernelSurface() {
+  int tried = 0;
+  int accepted = 0;
+  const auto note = [&](const std::string& what, long rc, int err) {
+    ++tried;
+    if (rc >= 0) ++accepted;
+    std::printf("%s: %s\n", what.c_str(), rc >= 0 ? "accepted" : strerrorname_np(err));
+    std::fflush(stdout);  // each autoload takes a while: show progress
+  };
+  // Line disciplines 1..30 (N_SLIP .. N_CAN327): an unregistered one is autoloaded as
+  // tty-ldisc-N while dev.tty.ldisc_autoload is 1.
+  for (int ldisc = 1; ldisc <= 30; ++ldisc) {
+    const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0 || ::grantpt(master) < 0 || ::unlockpt(master) < 0) return ProbeError("openpt");
+    const char* name = ::ptsname(master);
+    const int slave = name != nullptr ? ::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC) : -1;
+    if (slave < 0) return ProbeError("open pty slave");
+    const long rc = ::syscall(SYS_ioctl, slave, TIOCSETD, &ldisc);
+    note("TIOCSETD " + std::to_string(ldisc), rc, errno);
+    ::close(slave);
+    ::close(master);
+  }
+  // Families 3..45 but inet6 (10) and netlink (16): each unregistered one is net-pf-F,
+  // requested before the type is looked at.
+  for (int family = 3; family <= 45; ++family) {
+    if (family == AF_INET6 || family == AF_NETLINK) continue;
+    const int s = ::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    note("socket(" + std::to_string(family) + ", SOCK_DGRAM, 0)", s, errno);
+    if (s >= 0) ::close(s);
+  }
+  // Protocols, as net-pf-F-proto-P-type-T then net-pf-F-proto-P: SCTP (132), DCCP (33, type
+  // SOCK_DCCP), L2TP (115), UDP-Lite (136), MPTCP (262).
+  const int protocols[][2] = {
+      {132, SOCK_STREAM}, {33, 6}, {115, SOCK_DGRAM}, {136, SOCK_DGRAM}, {262, SOCK_STREAM}};
+  for (int family : {AF_INET, AF_INET6}) {
+    for (const auto& [protocol, type] : protocols) {
+      const int s = ::socket(family, type | SOCK_CLOEXEC, protocol);
+      note("socket(" + std::to_string(family) + ", " + std::to_string(type) + ", " +
+               std::to_string(protocol) + ")",
+           s, errno);
+      if (s >= 0) ::close(s);
+    }
+  }
+  // Netlink families 1..31 (net-pf-16-proto-P).
+  for (int protocol = 1; protocol <= 31; ++protocol) {
+    const int s = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
+    note("socket(AF_NETLINK, " + std::to_string(protocol) + ")", s, errno);
+    if (s >= 0) ::close(s);
+  }
+  std::printf("tried %d, accepted %d\n", tried, accepted);
+  return 0;
+}
+
 // Writes `bytes` of xorshift64 data (seeded with `seed`) to stdout in 64 KiB
 // writes; tests compute the same stream to check what arrived byte for byte.
 int Emit(const char* bytes_text, const char* seed_text) {
@@ -408,6 +467,7 @@ int main(int argc, char** argv) {
   if (cmd == "sleep-forever") return SleepForever();
   if (cmd == "whoami") return WhoAmI();
   if (cmd == "socket-family") return SocketFamily(arg);
+  if (cmd == "kernel-surface") return KernelSurface();
   if (cmd == "emit") return Emit(arg, argc > 3 ? argv[3] : "1");
   std::fprintf(stderr, "mp_probe: unknown subcommand %s\n", cmd.c_str());
   return 2;

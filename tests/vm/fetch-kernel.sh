@@ -21,6 +21,12 @@ readonly INIT_SCRIPT="$VM_DIR/guest-init.sh"
 # shows that their "blocked" results come from the filter (tests/attack).
 readonly MODULES=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev
                   virtio_pci netfs fscache 9pnet 9pnet_virtio 9p overlay vsock af_alg)
+# Not loaded, not in the initramfs: copied to CACHE_DIR/autoload/, where the guest sees them
+# (the host's root over 9p). The seccomp surface test (tests/attack) installs them as the
+# guest's module tree for its control, so that a line discipline or socket family an
+# unfiltered probe asks for is really autoloaded. Each has no dependencies: n_hdlc
+# (tty-ldisc-13), can (net-pf-29), kcm (net-pf-41), phonet (net-pf-35), qrtr (net-pf-42).
+readonly AUTOLOAD_MODULES=(n_hdlc can kcm phonet qrtr)
 
 log() { echo "fetch-kernel: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -50,7 +56,7 @@ busybox_path() {
 
 stamp_of() {
   local deb=$1
-  { basename "$deb"; printf '%s\n' "${MODULES[@]}"
+  { basename "$deb"; printf '%s\n' "${MODULES[@]}" "${AUTOLOAD_MODULES[@]}"
     cat "$INIT_SCRIPT" "$VM_DIR/fetch-kernel.sh" "$(busybox_path)"; } | sha256sum | cut -d' ' -f1
 }
 
@@ -59,7 +65,8 @@ cache_state() {
   local deb
   deb=$(cached_deb)
   [[ -n $deb ]] || return 2
-  [[ -f $CACHE/vmlinuz && -f $CACHE/initramfs.cpio.gz && -f $CACHE/initramfs.stamp ]] || return 1
+  [[ -f $CACHE/vmlinuz && -f $CACHE/initramfs.cpio.gz && -f $CACHE/initramfs.stamp &&
+     -d $CACHE/autoload ]] || return 1
   [[ $(<"$CACHE/initramfs.stamp") == "$(stamp_of "$deb")" ]] || return 1
   return 0
 }
@@ -136,6 +143,21 @@ add_modules() {
   : >>"$root/modules.list"
 }
 
+# The modules of AUTOLOAD_MODULES, uncompressed, in directory $2 (replaced whole).
+add_autoload_modules() {
+  local moddir=$1 out=$2 name src
+  rm -rf "$out.new"
+  mkdir -p "$out.new"
+  for name in "${AUTOLOAD_MODULES[@]}"; do
+    src=$(find_module "$name" "$moddir")
+    [[ -n $src ]] || die "module $name is built into the kernel: it cannot show an autoload"
+    install_module "$src" "$out.new/$name.ko"
+    check_depends "$name" "$out.new/$name.ko"
+  done
+  rm -rf "$out"
+  mv "$out.new" "$out"
+}
+
 add_busybox() {
   local root=$1 bb applet
   bb=$(busybox_path)
@@ -177,6 +199,7 @@ build_initramfs() {
   mkdir -p "$root"/{dev,proc,sys,newroot}
   add_busybox "$root"
   add_modules "$work/kernel/lib/modules/$kver" "$root"
+  add_autoload_modules "$work/kernel/lib/modules/$kver" "$CACHE/autoload"
   install -m 0755 "$INIT_SCRIPT" "$root/init"
   (cd "$root" && find . -print0 | cpio --null -o -H newc --owner=0:0 --quiet) |
     gzip -1 >"$work/initramfs.cpio.gz"

@@ -15,6 +15,7 @@
 #include "http/client_principals.h"
 #include "http/connection_limits.h"
 #include "http/metrics.h"
+#include "http/principal_connections.h"
 #include "http/scoped_tokens.h"
 #include "http/session_hub.h"
 #include "http/supervisor_link.h"
@@ -43,7 +44,8 @@ struct ApiContext : std::enable_shared_from_this<ApiContext> {
   TokenStore token_store;  // scoped tokens; opened by Server::Start (disabled until then)
   ClientPrincipals client_principals;  // tls_client_principals; loaded by Server::Start
   FailureLimiter limiter;
-  ConnectionLimits connection_limits;  // per-address pre-auth limits, checked at accept
+  ConnectionLimits connection_limits;          // per-address pre-auth limits, checked at accept
+  PrincipalConnections principal_connections;  // WebSockets by scoped token id
   Metrics metrics;
   SupervisorLink link;
   SessionHub hub;

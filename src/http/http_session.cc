@@ -420,22 +420,21 @@ void HttpSession::Handle(HttpRequest request) {
   }
   auto shared_request = std::make_shared<HttpRequest>(std::move(request));
   auto self = shared_from_this();
-  HandleRoute(RouteCall{
-      ctx_, *shared_request, std::move(*matched.match), "api:" + client, *auth.principal,
-      [self, shared_request](HttpResponse res) { self->Send(std::move(res)); },
-      [self, shared_request, may_input = auth.principal->Has(Right::kInput),
-       principal = auth.principal->ToString()](wire::SessionInfo info,
-                                               std::optional<uint64_t> since) {
-        if (!boost::beast::websocket::is_upgrade(*shared_request)) {
-          self->Send(
-              ErrorResponse(*shared_request, BadRequest("this route needs a WebSocket upgrade")));
-          return;
-        }
-        self->upgraded_ = true;
-        auto ws = std::make_shared<WsSession>(self->ctx_, std::move(self->stream_), std::move(info),
-                                              since, may_input, principal);
-        ws->Run(std::move(*shared_request));
-      }});
+  HandleRoute(
+      RouteCall{ctx_, *shared_request, std::move(*matched.match), "api:" + client, *auth.principal,
+                [self, shared_request](HttpResponse res) { self->Send(std::move(res)); },
+                [self, shared_request, principal = *auth.principal](wire::SessionInfo info,
+                                                                    std::optional<uint64_t> since) {
+                  if (!boost::beast::websocket::is_upgrade(*shared_request)) {
+                    self->Send(ErrorResponse(*shared_request,
+                                             BadRequest("this route needs a WebSocket upgrade")));
+                    return;
+                  }
+                  self->upgraded_ = true;
+                  auto ws = std::make_shared<WsSession>(self->ctx_, std::move(self->stream_),
+                                                        std::move(info), since, principal);
+                  ws->Run(std::move(*shared_request));
+                }});
 }
 
 std::string HttpSession::ClientAddress(const HttpRequest& request) const {

@@ -353,6 +353,16 @@ TokenVerdict TokenStore::Verify(std::string_view token, uint64_t now_ms,
   return TokenVerdict::kValid;
 }
 
+TokenVerdict TokenStore::Lookup(std::string_view id, uint64_t now_ms,
+                                const TokenRecord** record) const {
+  const auto it = records_.find(std::string(id));
+  if (it == records_.end()) return TokenVerdict::kUnknown;
+  if (record != nullptr) *record = &it->second;
+  if (it->second.revoked_at_ms) return TokenVerdict::kRevoked;
+  if (now_ms >= it->second.expires_at_ms) return TokenVerdict::kExpired;
+  return TokenVerdict::kValid;
+}
+
 Result<bool> TokenStore::Revoke(std::string_view id, uint64_t now_ms) {
   auto it = records_.find(std::string(id));
   if (it == records_.end()) return false;

@@ -82,6 +82,12 @@ class TokenStore {
   TokenVerdict Verify(std::string_view token, uint64_t now_ms,
                       const TokenRecord** record = nullptr) const;
 
+  // The state now of the token with id `id`, for a connection that authenticated with it
+  // earlier: kValid, kRevoked, kExpired, or kUnknown (no record: never minted, or forgotten
+  // after its expiry). On kValid, kExpired and kRevoked, *record points at the record.
+  TokenVerdict Lookup(std::string_view id, uint64_t now_ms,
+                      const TokenRecord** record = nullptr) const;
+
   // Marks the token revoked and writes the store. false: no record with this id (or it is
   // already past its expiry and forgotten). Revoking twice keeps the first time. When the
   // file cannot be written, nothing changes (the token stays valid, as the file says) and the

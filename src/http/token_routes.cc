@@ -143,6 +143,8 @@ void RevokeTokenRoute(const Call& c) {
     RespondError(c, NotFound("no token with this id"));
     return;
   }
+  // Its WebSockets end now, not at their next message (ws_session.h).
+  c->ctx.principal_connections.EndToken(id, "token revoked");
   common::Log(common::LogLevel::kInfo,
               "event=token_revoked id=" + id + " by=" + by + " client=" + c->client);
   AuditTokenAction(c, wire::AuditAction::kTokenRevoke, id);

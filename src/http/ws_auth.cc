@@ -103,26 +103,23 @@ void WsAuthGate::OnRead(beast::error_code ec, size_t) {
   // The route as for an authenticated upgrade: rights, scope, the session, ?since.
   ReleasePreauth();
   auto self = shared_from_this();
-  const bool may_input = auth.principal->Has(Right::kInput);
-  std::string principal = auth.principal->ToString();
-  HandleRoute(RouteCall{ctx_, *request_, std::move(match_), client_, *auth.principal,
-                        [self](HttpResponse res) {
-                          // The route refused (403, 404, 400 for ?since, 503): its error, then the
-                          // close.
-                          auto j = nlohmann::json::parse(res.body(), nullptr, false);
-                          if (!j.is_object()) j = nlohmann::json::object();
-                          j["type"] = "error";
-                          j["status"] = res.result_int();
-                          self->Refuse(j.value("error", "refused"), j.dump());
-                        },
-                        [self, may_input, principal = std::move(principal)](
-                            wire::SessionInfo info, std::optional<uint64_t> since) {
-                          self->handed_over_ = true;
-                          auto session = std::make_shared<WsSession>(
-                              self->ctx_, std::move(self->ws_), std::move(info), since, may_input,
-                              principal);
-                          session->Start();
-                        }});
+  HandleRoute(RouteCall{
+      ctx_, *request_, std::move(match_), client_, *auth.principal,
+      [self](HttpResponse res) {
+        // The route refused (403, 404, 400 for ?since, 503): its error, then the
+        // close.
+        auto j = nlohmann::json::parse(res.body(), nullptr, false);
+        if (!j.is_object()) j = nlohmann::json::object();
+        j["type"] = "error";
+        j["status"] = res.result_int();
+        self->Refuse(j.value("error", "refused"), j.dump());
+      },
+      [self, principal = *auth.principal](wire::SessionInfo info, std::optional<uint64_t> since) {
+        self->handed_over_ = true;
+        auto session = std::make_shared<WsSession>(self->ctx_, std::move(self->ws_),
+                                                   std::move(info), since, principal);
+        session->Start();
+      }});
 }
 
 void WsAuthGate::Refuse(std::string reason, std::string message) {

@@ -35,30 +35,33 @@ size_t StreamIndex(wire::OutputStream s) { return static_cast<size_t>(s); }
 }  // namespace
 
 WsSession::WsSession(ApiContext& ctx, ClientStream&& stream, wire::SessionInfo info,
-                     std::optional<uint64_t> since, bool may_input, std::string principal)
+                     std::optional<uint64_t> since, Principal principal)
     : ctx_(ctx),
       keep_(ctx.shared_from_this()),
       ws_(std::move(stream)),
       info_(std::move(info)),
       since_(since),
-      may_input_(may_input),
-      principal_(std::move(principal)) {
+      may_input_(principal.Has(Right::kInput)),
+      principal_(principal.ToString()),
+      token_id_(principal.kind == Principal::Kind::kToken ? principal.id : std::string()) {
   ctx_.metrics.WsOpened();
 }
 
 WsSession::WsSession(ApiContext& ctx, websocket::stream<ClientStream>&& ws, wire::SessionInfo info,
-                     std::optional<uint64_t> since, bool may_input, std::string principal)
+                     std::optional<uint64_t> since, Principal principal)
     : ctx_(ctx),
       keep_(ctx.shared_from_this()),
       ws_(std::move(ws)),
       info_(std::move(info)),
       since_(since),
-      may_input_(may_input),
-      principal_(std::move(principal)) {
+      may_input_(principal.Has(Right::kInput)),
+      principal_(principal.ToString()),
+      token_id_(principal.kind == Principal::Kind::kToken ? principal.id : std::string()) {
   ctx_.metrics.WsOpened();
 }
 
 WsSession::~WsSession() {
+  if (token_registered_) ctx_.principal_connections.RemoveSocket(token_id_, this);
   ctx_.metrics.WsClosed();
   --ctx_.connections;
 }
@@ -99,6 +102,20 @@ void WsSession::Start() {
 
 void WsSession::OnAccept(beast::error_code ec) {
   if (ec) return;  // the client went away during the handshake
+  if (!token_id_.empty()) {
+    // Registered for revocation before anything is sent; a token that ended between the
+    // upgrade's auth and now ends the WebSocket at once.
+    ctx_.principal_connections.AddSocket(token_id_, shared_from_this());
+    token_registered_ = true;
+    const TokenRecord* record = nullptr;
+    if (ctx_.token_store.Lookup(token_id_, WallClockMs(), &record) == TokenVerdict::kValid) {
+      token_expires_at_ms_ = record->expires_at_ms;
+      ArmExpiry(token_expires_at_ms_);
+    } else {
+      EndForToken(TokenEnded().value_or("token expired"));
+      return;
+    }
+  }
   ctx_.hub.Attach(info_.id, shared_from_this());
   attached_ = true;
   DoRead();
@@ -417,7 +434,7 @@ void WsSession::Close() {
   if (attached_) ctx_.hub.Detach(info_.id, this);
   attached_ = false;
   if (writing_ || !ws_.is_open()) return;
-  ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](beast::error_code) {});
+  ws_.async_close(close_reason_, [self = shared_from_this()](beast::error_code) {});
 }
 
 void WsSession::DoRead() {
@@ -438,6 +455,12 @@ void WsSession::OnRead(beast::error_code ec, size_t) {
 void WsSession::HandleClientMessage(bool binary) {
   std::string message = beast::buffers_to_string(read_buffer_.data());
   read_buffer_.consume(read_buffer_.size());
+  // The token may have been revoked or have expired since the upgrade: nothing of a message
+  // is acted on before it is checked.
+  if (auto ended = TokenEnded()) {
+    EndForToken(*ended);
+    return;
+  }
   // Every client message is input of some kind (stdin, resize, signal, close-stdin).
   if (!may_input_) {
     Enqueue(WsErrorJson(ApiError{403, "forbidden", "this token lacks the input right", {}}));
@@ -476,6 +499,10 @@ void WsSession::SendStdin(std::string data, size_t from) {
     if (!closing_) DoRead();
     return;
   }
+  if (auto ended = TokenEnded()) {  // a long message's later chunks: the token may have ended
+    EndForToken(*ended);
+    return;
+  }
   const size_t n = std::min(wire::kMaxChunkBytes, data.size() - from);
   wire::StdinRequest request{info_.id,
                              std::vector<uint8_t>(data.begin() + static_cast<long>(from),
@@ -511,6 +538,59 @@ void WsSession::AfterClientCall(Result<wire::Response> r) {
     Enqueue(WsErrorJson(FromSupervisor(std::get<wire::ErrorBody>(r->body))));
   }
   if (!closing_) DoRead();
+}
+
+std::optional<std::string> WsSession::TokenEnded() const {
+  if (token_id_.empty()) return std::nullopt;
+  const uint64_t now = WallClockMs();
+  switch (ctx_.token_store.Lookup(token_id_, now)) {
+    case TokenVerdict::kValid:
+      return std::nullopt;
+    case TokenVerdict::kRevoked:
+      return "token revoked";
+    case TokenVerdict::kExpired:
+    case TokenVerdict::kNotScoped:
+    case TokenVerdict::kUnknown:  // forgotten, which the store does only after the expiry
+      break;
+  }
+  return "token expired";
+}
+
+void WsSession::ArmExpiry(uint64_t expires_at_ms) {
+  if (!expiry_timer_) expiry_timer_ = std::make_unique<boost::asio::steady_timer>(ctx_.io);
+  const uint64_t now = WallClockMs();
+  // One millisecond past the expiry, on the steady clock: the wall clock may step meanwhile,
+  // so the handler asks the store again and re-arms while the token still holds.
+  expiry_timer_->expires_after(
+      std::chrono::milliseconds(expires_at_ms > now ? expires_at_ms - now + 1 : 1));
+  // A weak reference: the timer does not keep a WebSocket the client has left alive.
+  expiry_timer_->async_wait([weak = weak_from_this(), expires_at_ms](boost::system::error_code ec) {
+    auto self = weak.lock();
+    if (ec || !self || self->closing_) return;
+    if (auto ended = self->TokenEnded()) {
+      self->EndForToken(*ended);
+    } else {
+      self->ArmExpiry(expires_at_ms);
+    }
+  });
+}
+
+void WsSession::EndForToken(std::string_view reason) {
+  if (closing_) return;
+  if (expiry_timer_) expiry_timer_->cancel();
+  LeaveLive(Mode::kDone);
+  RestartReads();  // answers to reads in flight are dropped
+  // Output queued but not yet being written is not sent: it would go out after the token
+  // ended.
+  while (outbox_.size() > (writing_ ? 1u : 0u)) {
+    outbox_bytes_ -= outbox_.back().size();
+    outbox_.pop_back();
+  }
+  close_reason_ = websocket::close_reason(websocket::close_code::policy_error,
+                                          beast::string_view(reason.data(), reason.size()));
+  Enqueue(WsErrorJson(ApiError{401, "unauthorized", std::string(reason), {}}));
+  closing_ = true;  // OnWrite closes once the error is written
+  if (!writing_) Close();
 }
 
 }  // namespace mp::http

@@ -2,7 +2,10 @@
 // output offset and is in one of two modes: live (forwarding the hub's events) or catching up
 // (reading from its offset with read_output, as fast as it drains). Its outbox is bounded in
 // bytes: when a live client falls behind it is told `lagged` and switched to catching up, so
-// it never slows the session or other clients and never loses a byte. Runs in
+// it never slows the session or other clients and never loses a byte. A WebSocket opened with
+// a scoped token lives only as long as the token: every client message checks that the token is
+// still valid, a timer ends it at the token's expiry and a revocation ends it at once
+// (EndForToken): an `error` message, then close code 1008 with the reason. Runs in
 // monkeyproof-api on the io_context thread; the object lives as long as an operation holds it.
 #pragma once
 
@@ -13,6 +16,7 @@
 #include <optional>
 #include <string>
 
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -21,24 +25,28 @@
 #include "common/messages.h"
 #include "http/api_context.h"
 #include "http/client_stream.h"
+#include "http/principal.h"
+#include "http/principal_connections.h"
 #include "http/session_hub.h"
 #include "http/utf8.h"
 
 namespace mp::http {
 
-class WsSession : public HubClient, public std::enable_shared_from_this<WsSession> {
+class WsSession : public HubClient,
+                  public TokenBoundSocket,
+                  public std::enable_shared_from_this<WsSession> {
  public:
   // `since`: resume offset from ?since=, or nullopt for a catchup of recent output.
-  // `may_input`: the principal has the input right (stdin, resize, signal, close-stdin);
-  // without it those messages are answered with an error and dropped. `principal`
-  // (Principal::ToString) goes with every input request, for the supervisor's audit log.
+  // `principal`: who authenticated the upgrade. Without the input right (stdin, resize, signal,
+  // close-stdin) those messages are answered with an error and dropped; its name goes with
+  // every input request, for the supervisor's audit log; a scoped token's WebSocket ends with
+  // the token.
   WsSession(ApiContext& ctx, ClientStream&& stream, wire::SessionInfo info,
-            std::optional<uint64_t> since, bool may_input, std::string principal);
+            std::optional<uint64_t> since, Principal principal);
 
   // A WebSocket already accepted (WsAuthGate: the credential came in its first message).
   WsSession(ApiContext& ctx, boost::beast::websocket::stream<ClientStream>&& ws,
-            wire::SessionInfo info, std::optional<uint64_t> since, bool may_input,
-            std::string principal);
+            wire::SessionInfo info, std::optional<uint64_t> since, Principal principal);
   ~WsSession() override;
 
   // Accepts the upgrade `request` and starts. The `monkeyproof` subprotocol is echoed when the
@@ -55,6 +63,9 @@ class WsSession : public HubClient, public std::enable_shared_from_this<WsSessio
   void OnExit(const wire::EndRecord& end) override;
   void OnLinkDown() override;
   void OnLinkUp() override;
+  // The token that opened this WebSocket is revoked or expired: an `error` message with
+  // `reason`, then the close (1008, `reason`); nothing else is sent or forwarded.
+  void EndForToken(std::string_view reason) override;
 
  private:
   enum class Mode { kStarting, kCatchUp, kLive, kDone };
@@ -87,6 +98,10 @@ class WsSession : public HubClient, public std::enable_shared_from_this<WsSessio
   void SendStdin(std::string data, size_t from);
   void AfterClientCall(Result<wire::Response> r);
   void Close();
+  // For a scoped token: why it no longer holds (revoked, expired), or nullopt while it does.
+  [[nodiscard]] std::optional<std::string> TokenEnded() const;
+  // Ends the WebSocket at the token's expiry (checked again when the timer fires).
+  void ArmExpiry(uint64_t expires_at_ms);
 
   ApiContext& ctx_;
   std::shared_ptr<ApiContext> keep_;
@@ -95,7 +110,13 @@ class WsSession : public HubClient, public std::enable_shared_from_this<WsSessio
   wire::SessionInfo info_;
   std::optional<uint64_t> since_;
   bool may_input_ = true;
-  std::string principal_;
+  std::string principal_;  // Principal::ToString()
+  std::string token_id_;   // the scoped token's id; empty for other principals
+  uint64_t token_expires_at_ms_ = 0;
+  bool token_registered_ = false;  // in ctx_.principal_connections
+  std::unique_ptr<boost::asio::steady_timer> expiry_timer_;
+  // The close frame's code and reason (1008 and why, when the token ended).
+  boost::beast::websocket::close_reason close_reason_{boost::beast::websocket::close_code::normal};
   Mode mode_ = Mode::kStarting;
   uint64_t next_ = 0;             // first output offset not yet handed to the outbox
   uint32_t reads_in_flight_ = 0;  // read_output requests of this epoch not answered yet

@@ -212,6 +212,22 @@ TEST_F(TokenStoreTest, WrongSecretExpiredAndUnknown) {
   EXPECT_EQ(store.Verify(std::string(64, 'a'), kNow), TokenVerdict::kNotScoped);
 }
 
+// By id, for a connection that authenticated earlier (its WebSockets): valid, then revoked;
+// expired; unknown.
+TEST_F(TokenStoreTest, LookupById) {
+  TokenStore store = Open();
+  auto m = store.Mint(OwnerScope(static_cast<Rights>(Right::kRead)), 60, "admin", kNow);
+  ASSERT_TRUE(m);
+  const TokenRecord* r = nullptr;
+  EXPECT_EQ(store.Lookup(m->record.id, kNow, &r), TokenVerdict::kValid);
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->expires_at_ms, kNow + 60'000);
+  EXPECT_EQ(store.Lookup(m->record.id, kNow + 60'000), TokenVerdict::kExpired);
+  EXPECT_EQ(store.Lookup("ffffffffffffffff", kNow), TokenVerdict::kUnknown);
+  ASSERT_TRUE(store.Revoke(m->record.id, kNow + 1));
+  EXPECT_EQ(store.Lookup(m->record.id, kNow + 2), TokenVerdict::kRevoked);
+}
+
 TEST_F(TokenStoreTest, RevocationSurvivesAReopen) {
   std::string token, id;
   {

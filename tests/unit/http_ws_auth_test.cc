@@ -3,11 +3,6 @@
 // echoed), and as the first message after an upgrade that offers `monkeyproof` and no token
 // (nothing is sent before it; a wrong, missing or late one closes with 1008). Each has its
 // control: the same upgrade without the token is refused. No root.
-#include <poll.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
-
-#include <cerrno>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -20,6 +15,7 @@
 #include <boost/beast/websocket.hpp>
 
 #include "scope_fixture.h"
+#include "ws_test_client.h"
 
 namespace mp::http {
 namespace {
@@ -28,85 +24,13 @@ namespace websocket = boost::beast::websocket;
 using scope_test::ApiFixture;
 using scope_test::json;
 using scope_test::kAdmin;
+using scope_test::Ws;
 using scope_test::asio::ip::tcp;
 namespace asio = scope_test::asio;
 namespace beast = scope_test::beast;
 namespace bhttp = scope_test::bhttp;
 
 constexpr std::string_view kWrong = "mp-scope-test-admin-0123456789abcdefghiX";
-
-// One WebSocket client: the upgrade with the given subprotocols and Authorization header.
-class Ws {
- public:
-  Ws(uint16_t port, const std::string& target, const std::string& protocols,
-     const std::string& authorization = {})
-      : ws_(socket_) {
-    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
-    scope_test::SetReceiveTimeout(socket_.native_handle(), 20);
-    ws_.set_option(websocket::stream_base::decorator([=](websocket::request_type& req) {
-      if (!protocols.empty()) req.set(bhttp::field::sec_websocket_protocol, protocols);
-      if (!authorization.empty()) req.set(bhttp::field::authorization, authorization);
-    }));
-    // Asynchronously: Beast 1.74's synchronous handshake leaves a refusal's response empty.
-    beast::error_code ec = asio::error::operation_aborted;
-    ws_.async_handshake(response_, "127.0.0.1", target, [&ec](beast::error_code e) { ec = e; });
-    io_.run();
-    ok_ = !ec;
-  }
-  [[nodiscard]] bool ok() const { return ok_; }
-  [[nodiscard]] int status() const { return response_.result_int(); }
-  [[nodiscard]] std::string protocol() const {
-    return std::string(response_[bhttp::field::sec_websocket_protocol]);
-  }
-  // Bytes the server has sent that are not read yet.
-  size_t Pending() {
-    int n = 0;
-    ::ioctl(socket_.native_handle(), FIONREAD, &n);
-    return static_cast<size_t>(n);
-  }
-  void Send(const std::string& text) {
-    beast::error_code ec;
-    ws_.text(true);
-    ws_.write(asio::buffer(text), ec);
-  }
-  // The next message as JSON; null when the connection ended (close_code() says how).
-  json Read() {
-    beast::flat_buffer buf;
-    beast::error_code ec;
-    ws_.read(buf, ec);
-    if (ec) {
-      close_code_ = ec == websocket::error::closed ? static_cast<int>(ws_.reason().code) : -1;
-      return nullptr;
-    }
-    return json::parse(beast::buffers_to_string(buf.data()), nullptr, false);
-  }
-  [[nodiscard]] int close_code() const { return close_code_; }
-  // Whether the server ends the TCP connection within `limit` while this client reads (and
-  // drops) whatever comes but never answers a close frame.
-  bool ServerClosesWithin(std::chrono::milliseconds limit) {
-    const auto end = std::chrono::steady_clock::now() + limit;
-    char buf[512];
-    for (;;) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            end - std::chrono::steady_clock::now())
-                            .count();
-      if (left <= 0) return false;
-      pollfd p{.fd = socket_.native_handle(), .events = POLLIN, .revents = 0};
-      if (::poll(&p, 1, static_cast<int>(left)) <= 0) return false;
-      const ssize_t n = ::recv(socket_.native_handle(), buf, sizeof buf, 0);
-      if (n == 0) return true;
-      if (n < 0) return errno == ECONNRESET;
-    }
-  }
-
- private:
-  asio::io_context io_;
-  tcp::socket socket_{io_};
-  websocket::stream<tcp::socket&> ws_;
-  websocket::response_type response_;
-  bool ok_ = false;
-  int close_code_ = 0;
-};
 
 using WsAuthTest = ApiFixture;
 

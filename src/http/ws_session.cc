@@ -42,6 +42,7 @@ WsSession::WsSession(ApiContext& ctx, ClientStream&& stream, wire::SessionInfo i
       info_(std::move(info)),
       since_(since),
       may_input_(principal.Has(Right::kInput)),
+      rights_(principal.rights()),
       principal_(principal.ToString()),
       token_id_(principal.kind == Principal::Kind::kToken ? principal.id : std::string()) {
   ctx_.metrics.WsOpened();
@@ -55,6 +56,7 @@ WsSession::WsSession(ApiContext& ctx, websocket::stream<ClientStream>&& ws, wire
       info_(std::move(info)),
       since_(since),
       may_input_(principal.Has(Right::kInput)),
+      rights_(principal.rights()),
       principal_(principal.ToString()),
       token_id_(principal.kind == Principal::Kind::kToken ? principal.id : std::string()) {
   ctx_.metrics.WsOpened();
@@ -486,6 +488,12 @@ void WsSession::HandleClientMessage(bool binary) {
   } else if (auto* resize = std::get_if<WsResize>(&m)) {
     ctx_.link.Call(wire::ResizeRequest{info_.id, resize->size, principal_}, done);
   } else if (auto* sig = std::get_if<WsSignal>(&m)) {
+    // The HTTP signal route's rule: only WINCH and CONT with input alone.
+    if (auto missing = MissingSignalRight(rights_, sig->signal)) {
+      Enqueue(WsErrorJson(ApiError{403, "forbidden", std::move(*missing), "/signal"}));
+      DoRead();
+      return;
+    }
     ctx_.link.Call(wire::SignalRequest{info_.id, sig->signal, principal_}, done);
   } else {
     ctx_.link.Call(wire::CloseStdinRequest{info_.id, principal_}, done);

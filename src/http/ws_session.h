@@ -110,8 +110,9 @@ class WsSession : public HubClient,
   wire::SessionInfo info_;
   std::optional<uint64_t> since_;
   bool may_input_ = true;
-  std::string principal_;  // Principal::ToString()
-  std::string token_id_;   // the scoped token's id; empty for other principals
+  Rights rights_ = kAllRights;  // the principal's; which signals it may send
+  std::string principal_;       // Principal::ToString()
+  std::string token_id_;        // the scoped token's id; empty for other principals
   uint64_t token_expires_at_ms_ = 0;
   bool token_registered_ = false;  // in ctx_.principal_connections
   std::unique_ptr<boost::asio::steady_timer> expiry_timer_;

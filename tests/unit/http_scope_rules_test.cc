@@ -7,12 +7,18 @@
 // right, does the same). No root needed.
 #include <sys/stat.h>
 
+#include <chrono>
 #include <csignal>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
 
 #include "http/token_scope.h"
@@ -21,7 +27,11 @@
 namespace mp::http {
 namespace {
 
+namespace asio = boost::asio;
+namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
+namespace websocket = boost::beast::websocket;
+using asio::ip::tcp;
 using json = nlohmann::json;
 using scope_test::ApiFixture;
 using scope_test::kAdmin;
@@ -200,6 +210,63 @@ TEST_F(ScopeRulesTest, FailedRevocationSaysNothingChanged) {
   StopServer();
   StartServer();
   EXPECT_EQ(Send(bhttp::verb::get, "/sessions", token).result_int(), 401);
+}
+
+// The same rule for the WebSocket's signal message: an input-only token's KILL is answered
+// with an error naming the kill right and never reaches the session; WINCH goes through; a
+// token with kill as well (the control) sends KILL.
+TEST_F(ScopeRulesTest, WebSocketSignalsThatEndASessionNeedKill) {
+  const std::string id = Spawn({{"task", "idle"}, {"owner", "alice"}});
+  for (const bool with_kill : {false, true}) {
+    SCOPED_TRACE(with_kill ? "input and kill" : "input only");
+    json rights = {"read", "input"};
+    if (with_kill) rights.push_back("kill");
+    const std::string token =
+        MintToken({{"sessions", "owner:alice"}, {"rights", rights}, {"ttlSeconds", 600}});
+    asio::io_context io;
+    tcp::socket socket(io);
+    socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+    scope_test::SetReceiveTimeout(socket.native_handle(), 20);
+    websocket::stream<tcp::socket&> ws(socket);
+    ws.set_option(websocket::stream_base::decorator([&](websocket::request_type& req) {
+      req.set(bhttp::field::authorization, "Bearer " + token);
+    }));
+    beast::error_code ec;
+    ws.handshake("127.0.0.1", "/sessions/" + id + "/ws", ec);
+    ASSERT_FALSE(ec) << ec.message();
+    beast::flat_buffer buf;
+    ws.read(buf, ec);  // catchup
+    ASSERT_FALSE(ec);
+    buf.consume(buf.size());
+    const size_t before = fake_.SignalsOf(id).size();
+    ws.write(asio::buffer(json({{"type", "signal"}, {"signal", "WINCH"}}).dump()), ec);
+    ASSERT_FALSE(ec);
+    ws.write(asio::buffer(json({{"type", "signal"}, {"signal", "KILL"}}).dump()), ec);
+    ASSERT_FALSE(ec);
+    if (!with_kill) {
+      // A blocking Asio read ignores SO_RCVTIMEO: wait for bytes first, then read.
+      for (int i = 0; i < 250 && socket.available() == 0; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      ASSERT_GT(socket.available(), 0u) << "no answer to the refused KILL";
+      ws.read(buf, ec);
+      ASSERT_FALSE(ec) << ec.message();
+      const json m = json::parse(beast::buffers_to_string(buf.data()), nullptr, false);
+      EXPECT_EQ(m.value("type", ""), "error") << m.dump();
+      EXPECT_NE(m.value("error", "").find("kill right"), std::string::npos) << m.dump();
+    }
+    // Messages are handled in order: the error above came after WINCH's call; with kill, wait
+    // for both calls.
+    const size_t want_count = with_kill ? 2 : 1;
+    for (int i = 0; i < 250 && fake_.SignalsOf(id).size() < before + want_count; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::vector<int32_t> sent = fake_.SignalsOf(id);
+    sent.erase(sent.begin(), sent.begin() + static_cast<long>(before));
+    const std::vector<int32_t> want =
+        with_kill ? std::vector<int32_t>{SIGWINCH, SIGKILL} : std::vector<int32_t>{SIGWINCH};
+    EXPECT_EQ(sent, want);
+  }
 }
 
 // The shared check both signal paths (HTTP and the WebSocket) call.

@@ -37,13 +37,24 @@ Result<SupervisorConfig> ParseConfig(const std::string& name, const std::string&
       .Number("interactive_session_ttl_ms", &c.interactive_session_ttl_ms)
       .Number("kill_grace_ms", &c.kill_grace_ms)
       .Number("spawn_timeout_ms", &c.spawn_timeout_ms, 1)
-      .Custom("fd_store", [&c](std::string_view v) -> Result<void> {
-        if (v == "auto") {
-          c.fd_store = FdStoreMode::kAuto;
-        } else if (v == "off") {
-          c.fd_store = FdStoreMode::kOff;
+      .Custom("fd_store",
+              [&c](std::string_view v) -> Result<void> {
+                if (v == "auto") {
+                  c.fd_store = FdStoreMode::kAuto;
+                } else if (v == "off") {
+                  c.fd_store = FdStoreMode::kOff;
+                } else {
+                  return PlainError("\"" + std::string(v) + "\" is not auto or off");
+                }
+                return Ok();
+              })
+      .Custom("session_host_loopback", [&c](std::string_view v) -> Result<void> {
+        if (v == "deny") {
+          c.session_host_loopback = HostLoopbackMode::kDeny;
+        } else if (v == "allow") {
+          c.session_host_loopback = HostLoopbackMode::kAllow;
         } else {
-          return PlainError("\"" + std::string(v) + "\" is not auto or off");
+          return PlainError("\"" + std::string(v) + "\" is not deny or allow");
         }
         return Ok();
       });

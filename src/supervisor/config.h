@@ -22,6 +22,13 @@ inline constexpr char kDefaultConfigPath[] = "/etc/monkeyproof/monkeyproof.conf"
 // --dev mode; kOff: never (a stop or restart ends every session as supervisor_restart).
 enum class FdStoreMode { kAuto, kOff };
 
+// session_host_loopback: whether sessions in the host's network namespace ("network": "host")
+// reach the host's loopback addresses. kDeny: a cgroup BPF program (sandbox/loopback_guard.h)
+// refuses their connect()/sendmsg() to 127.0.0.0/8, ::1 and the like (port 53 excepted), and
+// the supervisor refuses to start when the kernel cannot load it; kAllow: no guard (any guard
+// an earlier run attached is detached).
+enum class HostLoopbackMode { kDeny, kAllow };
+
 struct SupervisorConfig {
   std::string socket_path = "/run/monkeyproof/control.sock";  // control socket
   std::string api_user = "monkeyproof-api";                   // the only peer allowed besides root
@@ -42,6 +49,7 @@ struct SupervisorConfig {
   uint64_t kill_grace_ms = 3000;                  // SIGTERM → cgroup.kill
   uint64_t spawn_timeout_ms = 30000;              // clone → the command runs, else spawn_error
   FdStoreMode fd_store = FdStoreMode::kAuto;      // "auto" | "off"
+  HostLoopbackMode session_host_loopback = HostLoopbackMode::kDeny;  // "deny" | "allow"
 };
 
 // Reads `path` (a missing file is an error unless `optional`), then the environment.

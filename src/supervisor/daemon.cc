@@ -24,6 +24,7 @@
 #include "common/random_id.h"
 #include "common/version.h"
 #include "sandbox/cgroup.h"
+#include "sandbox/loopback_guard.h"
 #include "supervisor/audit_log.h"
 #include "supervisor/config.h"
 #include "supervisor/control_server.h"
@@ -224,6 +225,20 @@ int RunDaemon(int argc, char** argv) {
   c.cgroup_root = ResolveCgroupRoot(c.cgroup_root);
   auto root = sandbox::PrepareCgroupRoot(c.cgroup_root);
   if (!root) return fail("cgroup: " + root.error().ToString());
+  // The loopback guard (session_host_loopback): before any session can start, and fail closed.
+  if (c.session_host_loopback == HostLoopbackMode::kDeny) {
+    if (auto r = sandbox::AttachLoopbackGuard(root->dirfd()); !r) {
+      return fail(
+          "session_host_loopback = deny: cannot attach the cgroup BPF program that "
+          "keeps host-network sessions off the host's loopback (needs a kernel >= 5.14 "
+          "with CONFIG_CGROUP_BPF and bpf(2) allowed to root): " +
+          r.error().ToString() +
+          "; fix the kernel, or set session_host_loopback = allow to run without it");
+    }
+  } else if (auto r = sandbox::DetachLoopbackGuard(root->dirfd()); !r) {
+    return fail("session_host_loopback = allow: detaching an earlier run's loopback guard: " +
+                r.error().ToString());
+  }
   if (auto r = MkdirP(c.state_dir, 0700); !r)
     return fail("state directory: " + r.error().ToString());
   if (::chmod(c.state_dir.c_str(), 0700) != 0 || ::access(c.state_dir.c_str(), W_OK) != 0) {

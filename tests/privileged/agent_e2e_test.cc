@@ -149,7 +149,12 @@ class AgentE2eTest : public ::testing::Test {
                                    .cgroup = kCgroup,
                                    .api_user = "mp-e2e-api",
                                    .policies = {},
-                                   .daemon_conf = "kill_grace_ms = 2000\n",
+                                   // The stub model listens on the host's loopback, which
+                                   // session_host_loopback = deny closes to host-network
+                                   // sessions (loopback_guard_test); until the egress
+                                   // gateway (issue 14) these agents reach it with allow.
+                                   .daemon_conf = "kill_grace_ms = 2000\n"
+                                                  "session_host_loopback = allow\n",
                                    .api_conf = ""});
     if (!stack_->Prepare(why)) return false;
     const uid_t u = session->uid;

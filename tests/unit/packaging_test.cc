@@ -51,7 +51,7 @@ TEST(PackagedSupervisorConfigTest, EveryKeyWithItsDefault) {
                                    "credentials_dir", "cgroup_root", "audit_log", "max_sessions",
                                    "max_ended_sessions", "max_ended_output_bytes", "session_ttl_ms",
                                    "interactive_session_ttl_ms", "kill_grace_ms",
-                                   "spawn_timeout_ms", "fd_store"}));
+                                   "spawn_timeout_ms", "fd_store", "session_host_loopback"}));
   auto parsed = supervisor::ParseConfig("monkeyproof.conf (uncommented)", example.text);
   ASSERT_TRUE(parsed.has_value()) << parsed.error().ToString();
   const supervisor::SupervisorConfig d;
@@ -71,6 +71,20 @@ TEST(PackagedSupervisorConfigTest, EveryKeyWithItsDefault) {
   EXPECT_EQ(c.spawn_timeout_ms, d.spawn_timeout_ms);
   EXPECT_EQ(c.kill_grace_ms, d.kill_grace_ms);
   EXPECT_EQ(c.fd_store, d.fd_store);
+  EXPECT_EQ(c.session_host_loopback, d.session_host_loopback);
+}
+
+TEST(SupervisorConfigTest, SessionHostLoopbackIsDenyByDefaultOrAllow) {
+  auto d = supervisor::ParseConfig("t.conf", "");
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->session_host_loopback, supervisor::HostLoopbackMode::kDeny);
+  auto allow = supervisor::ParseConfig("t.conf", "session_host_loopback = allow\n");
+  ASSERT_TRUE(allow.has_value()) << allow.error().ToString();
+  EXPECT_EQ(allow->session_host_loopback, supervisor::HostLoopbackMode::kAllow);
+  auto bad = supervisor::ParseConfig("t.conf", "session_host_loopback = off\n");
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_NE(bad.error().what.find("t.conf:1: session_host_loopback"), std::string::npos)
+      << bad.error().what;
 }
 
 TEST(PackagingTest, SysusersCreatesTheApiUser) {

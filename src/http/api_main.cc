@@ -102,6 +102,13 @@ int main(int argc, char** argv) {
   if (!tls_listen.empty()) env["MONKEYPROOF_TLS_LISTEN"] = tls_listen;
   auto config = mp::http::LoadApiConfig(config_path, !config_given, env);
   if (!config) return Fail(config.error().ToString());
+  if (mp::http::IncludesLoopback(config->trusted_proxies)) {
+    mp::common::Log(mp::common::LogLevel::kWarning,
+                    "trusted_proxies includes loopback: every local process (sessions with "
+                    "\"network\": \"host\" too) can name any client in the forwarded header and is "
+                    "exempt from the per-address limits; list loopback only when no "
+                    "untrusted local user can reach this port (docs/deploy.md, section 4)");
+  }
   auto tokens = mp::http::TokenSet::Load(config->tokens);
   if (!tokens) return Fail(tokens.error().ToString());
   // The token stays in this process only: it is not inherited by anything, not even by

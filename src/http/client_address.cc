@@ -227,6 +227,14 @@ bool InNetworks(const IpAddress& a, const std::vector<IpNetwork>& networks) {
                      [&](const IpNetwork& n) { return n.Contains(a); });
 }
 
+bool IncludesLoopback(const std::vector<IpNetwork>& networks) {
+  const IpAddress v4 = *ParseIpAddress("127.0.0.1");
+  const IpAddress v6 = *ParseIpAddress("::1");
+  return std::any_of(networks.begin(), networks.end(), [&](const IpNetwork& n) {
+    return n.Contains(v4) || n.Contains(v6) || (!n.base.v6 && n.base.bytes[0] == 127);
+  });
+}
+
 Result<std::vector<IpNetwork>> ParseNetworkList(std::string_view text) {
   std::vector<IpNetwork> out;
   if (TrimOws(text).empty()) return out;

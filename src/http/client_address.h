@@ -48,6 +48,9 @@ Result<std::vector<IpNetwork>> ParseNetworkList(std::string_view text);
 
 // Whether `a` is in one of `networks`.
 bool InNetworks(const IpAddress& a, const std::vector<IpNetwork>& networks);
+// Whether `networks` hold a loopback address (127.0.0.0/8 or ::1): every local process can
+// connect from there, so trusting it trusts every local user's forwarding headers.
+bool IncludesLoopback(const std::vector<IpNetwork>& networks);
 
 // Which header a trusted proxy's report of the client is read from. Only one: a proxy that
 // sets X-Forwarded-For passes a client's own `Forwarded` through untouched, and reading it

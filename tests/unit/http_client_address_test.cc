@@ -88,6 +88,20 @@ TEST(IpNetworkTest, ListsAndPrefixes) {
   EXPECT_FALSE(Nets("0.0.0.0/0")[0].Contains(Ip("2001:db8::1")));
 }
 
+TEST(IpNetworkTest, IncludesLoopback) {
+  const auto loopback = [](const char* list) { return IncludesLoopback(*ParseNetworkList(list)); };
+  EXPECT_TRUE(loopback("127.0.0.1"));
+  EXPECT_TRUE(loopback("10.0.0.1, ::1"));
+  EXPECT_TRUE(loopback("127.0.0.2"));
+  EXPECT_TRUE(loopback("127.0.0.0/8"));
+  EXPECT_TRUE(loopback("0.0.0.0/0"));
+  EXPECT_TRUE(loopback("::/0"));
+  EXPECT_TRUE(loopback("::ffff:127.0.0.1"));  // folded to IPv4
+  EXPECT_FALSE(loopback(""));
+  EXPECT_FALSE(loopback("10.0.0.0/8, 192.168.1.1, fd00::/8"));
+  EXPECT_FALSE(loopback("128.0.0.0/1"));
+}
+
 TEST(IpNetworkTest, ErrorsNameTheItem) {
   for (const auto& [text, part] : std::vector<std::pair<std::string, std::string>>{
            {"10.0.0.1/8", "host bits are set below the prefix; write 10.0.0.0/8"},

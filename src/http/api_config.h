@@ -63,6 +63,10 @@ struct ApiConfig {
   // second (bursts of twice that). 0: no such limit.
   uint32_t max_preauth_connections_per_address = 128;
   uint32_t accept_rate_per_address = 100;
+  // Connections (HTTP keep-alive and WebSocket) one principal with a scope (a scoped token, a
+  // certificate mapped to a scope) may hold at once; admin tokens and certificates are exempt
+  // (max_connections bounds them). 0: no such cap.
+  uint32_t max_connections_per_principal = 64;
   uint64_t ws_outbox_bytes = 1024 * 1024;
   uint64_t transcript_max_bytes = 4 * 1024 * 1024;
   uint32_t auth_failures_per_minute = 20;

@@ -33,6 +33,7 @@ struct ApiContext : std::enable_shared_from_this<ApiContext> {
         limiter(config.auth_failures_per_minute, std::chrono::seconds(60)),
         connection_limits(config.max_preauth_connections_per_address,
                           config.accept_rate_per_address),
+        principal_connections(config.max_connections_per_principal),
         link(io_in, config.control_socket, "monkeyproof-api"),
         hub(link, metrics) {
     link.SetListener(&hub);
@@ -44,8 +45,9 @@ struct ApiContext : std::enable_shared_from_this<ApiContext> {
   TokenStore token_store;  // scoped tokens; opened by Server::Start (disabled until then)
   ClientPrincipals client_principals;  // tls_client_principals; loaded by Server::Start
   FailureLimiter limiter;
-  ConnectionLimits connection_limits;          // per-address pre-auth limits, checked at accept
-  PrincipalConnections principal_connections;  // WebSockets by scoped token id
+  ConnectionLimits connection_limits;  // per-address pre-auth limits, checked at accept
+  // Connections per scoped principal (max_connections_per_principal), WebSockets by token id.
+  PrincipalConnections principal_connections;
   Metrics metrics;
   SupervisorLink link;
   SessionHub hub;

@@ -295,11 +295,44 @@ bool HttpSession::RefuseBodyBeforeAuth() {
   const auto verdict = ctx_.limiter.Judge(auth.principal.has_value(), ClientAddress(request),
                                           FailureLimiter::Clock::now(), &retry_after);
   if (verdict == AuthVerdict::kAllow) return false;
+  Unauthenticate();
   discard_ = true;
   discard_max_bytes_ = kRefusalDiscardMaxBytes;
   discard_timeout_ = kRefusalDiscardTimeout;
   SendAuthRefusal(request, verdict, retry_after, auth.reason);
   return true;
+}
+
+bool HttpSession::Unauthenticate() {
+  principal_slot_.Reset();
+  return std::exchange(authenticated_, false) && !preauth_key_;
+}
+
+bool HttpSession::HoldPrincipal(const HttpRequest& request, const Principal& principal) {
+  if (principal.unrestricted()) {
+    principal_slot_.Reset();
+    return true;
+  }
+  const std::string key = principal.ToString();
+  if (principal_slot_.held() && principal_slot_.key() == key) return true;
+  principal_slot_.Reset();
+  if (auto slot = ctx_.principal_connections.Take(key)) {
+    principal_slot_ = std::move(*slot);
+    return true;
+  }
+  authenticated_ = false;
+  const std::string cap = std::to_string(ctx_.principal_connections.max());
+  auto res = ErrorResponse(
+      request, ApiError{429, "capacity",
+                        "this credential holds " + cap +
+                            " open connections already (max_connections_per_principal in "
+                            "api.conf); reuse keep-alive connections or close some, then retry",
+                        ""});
+  res.set(http::field::retry_after, "1");
+  res.keep_alive(false);
+  stream_.next_layer().expires_after(kRefusalWriteTimeout);
+  Send(std::move(res));
+  return false;
 }
 
 void HttpSession::SendAuthRefusal(const HttpRequest& request, AuthVerdict verdict,
@@ -316,8 +349,10 @@ void HttpSession::SendAuthRefusal(const HttpRequest& request, AuthVerdict verdic
         request, ApiError{401, "unauthorized", reason.empty() ? "Unauthorized" : reason, ""});
     res.set(http::field::www_authenticate, "Bearer");
   }
-  // A body that was not read: the connection cannot carry another request.
-  if (discard_) res.keep_alive(false);
+  // A body that was not read: the connection cannot carry another request. One that had
+  // authenticated before is closed too (Unauthenticate).
+  if (discard_ || close_after_refusal_) res.keep_alive(false);
+  close_after_refusal_ = false;
   // The answer is small; a client that does not read it does not hold the connection.
   stream_.next_layer().expires_after(kRefusalWriteTimeout);
   Send(std::move(res));
@@ -394,9 +429,11 @@ void HttpSession::Handle(HttpRequest request) {
     case AuthVerdict::kAllow:
       authenticated_ = true;
       ReleasePreauth();
+      if (!HoldPrincipal(request, *auth.principal)) return;
       break;
     case AuthVerdict::kRateLimited:
     case AuthVerdict::kUnauthorized:
+      close_after_refusal_ = Unauthenticate();
       SendAuthRefusal(request, verdict, retry_after, auth.reason);
       return;
   }
@@ -420,21 +457,21 @@ void HttpSession::Handle(HttpRequest request) {
   }
   auto shared_request = std::make_shared<HttpRequest>(std::move(request));
   auto self = shared_from_this();
-  HandleRoute(
-      RouteCall{ctx_, *shared_request, std::move(*matched.match), "api:" + client, *auth.principal,
-                [self, shared_request](HttpResponse res) { self->Send(std::move(res)); },
-                [self, shared_request, principal = *auth.principal](wire::SessionInfo info,
-                                                                    std::optional<uint64_t> since) {
-                  if (!boost::beast::websocket::is_upgrade(*shared_request)) {
-                    self->Send(ErrorResponse(*shared_request,
-                                             BadRequest("this route needs a WebSocket upgrade")));
-                    return;
-                  }
-                  self->upgraded_ = true;
-                  auto ws = std::make_shared<WsSession>(self->ctx_, std::move(self->stream_),
-                                                        std::move(info), since, principal);
-                  ws->Run(std::move(*shared_request));
-                }});
+  HandleRoute(RouteCall{
+      ctx_, *shared_request, std::move(*matched.match), "api:" + client, *auth.principal,
+      [self, shared_request](HttpResponse res) { self->Send(std::move(res)); },
+      [self, shared_request, principal = *auth.principal](wire::SessionInfo info,
+                                                          std::optional<uint64_t> since) {
+        if (!boost::beast::websocket::is_upgrade(*shared_request)) {
+          self->Send(
+              ErrorResponse(*shared_request, BadRequest("this route needs a WebSocket upgrade")));
+          return;
+        }
+        self->upgraded_ = true;
+        auto ws = std::make_shared<WsSession>(self->ctx_, std::move(self->stream_), std::move(info),
+                                              since, principal, std::move(self->principal_slot_));
+        ws->Run(std::move(*shared_request));
+      }});
 }
 
 std::string HttpSession::ClientAddress(const HttpRequest& request) const {

@@ -83,6 +83,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   [[nodiscard]] AuthOutcome Authenticate(const std::optional<std::string>& token) const;
   void SendAuthRefusal(const HttpRequest& request, AuthVerdict verdict, uint32_t retry_after,
                        const std::string& reason);
+  // A request of this connection failed auth: it is no longer authenticated and gives back
+  // its principal's slot. One that had authenticated holds no pre-auth slot any more, so it is
+  // closed after the answer (true) rather than kept as an uncounted unauthenticated connection.
+  bool Unauthenticate();
+  // Counts this connection for `principal` (max_connections_per_principal; admin principals
+  // are not counted). false: the principal holds its maximum; answered 429 and closed.
+  bool HoldPrincipal(const HttpRequest& request, const Principal& principal);
   void DiscardRest();
   // Ends the sending side (TLS: close_notify first), then drains a refused body if asked.
   void ShutdownSend();
@@ -95,9 +102,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::string remote_;             // the TCP peer's address
   std::optional<IpAddress> peer_;  // the same, parsed; nullopt when unknown
   bool upgraded_ = false;
-  bool authenticated_ = false;              // a request on this connection has authenticated
-  bool first_request_ = true;               // the deadline set at the start still runs
-  std::optional<std::string> preauth_key_;  // counted in ctx_.connection_limits until auth
+  bool authenticated_ = false;                 // the last request on this connection authenticated
+  PrincipalConnections::Slot principal_slot_;  // its principal's count, while it has a scope
+  bool close_after_refusal_ = false;           // SendAuthRefusal closes (Unauthenticate)
+  bool first_request_ = true;                  // the deadline set at the start still runs
+  std::optional<std::string> preauth_key_;     // counted in ctx_.connection_limits until auth
   bool head_ = false;  // the request being answered is a HEAD: its answer goes without body
   std::shared_ptr<HttpResponse> response_;  // the one being written
   bool discard_ = false;                    // drain the request's rest once the answer is written

@@ -100,26 +100,46 @@ void WsAuthGate::OnRead(beast::error_code ec, size_t) {
       return Refuse(token ? (auth.reason.empty() ? "Unauthorized" : auth.reason)
                           : "the first message must be {\"type\":\"auth\",\"token\":\"...\"}");
   }
+  // The principal's connection count (max_connections_per_principal), as for an HTTP request.
+  PrincipalConnections::Slot slot;
+  if (!auth.principal->unrestricted()) {
+    auto taken = ctx_.principal_connections.Take(auth.principal->ToString());
+    if (!taken) {
+      return Refuse("this credential holds its maximum of open connections",
+                    nlohmann::json({{"type", "error"},
+                                    {"status", 429},
+                                    {"code", "capacity"},
+                                    {"error", "this credential holds " +
+                                                  std::to_string(ctx_.principal_connections.max()) +
+                                                  " open connections already "
+                                                  "(max_connections_per_principal in api.conf); "
+                                                  "close some, then retry"}})
+                        .dump());
+    }
+    slot = std::move(*taken);
+  }
   // The route as for an authenticated upgrade: rights, scope, the session, ?since.
   ReleasePreauth();
   auto self = shared_from_this();
-  HandleRoute(RouteCall{
-      ctx_, *request_, std::move(match_), client_, *auth.principal,
-      [self](HttpResponse res) {
-        // The route refused (403, 404, 400 for ?since, 503): its error, then the
-        // close.
-        auto j = nlohmann::json::parse(res.body(), nullptr, false);
-        if (!j.is_object()) j = nlohmann::json::object();
-        j["type"] = "error";
-        j["status"] = res.result_int();
-        self->Refuse(j.value("error", "refused"), j.dump());
-      },
-      [self, principal = *auth.principal](wire::SessionInfo info, std::optional<uint64_t> since) {
-        self->handed_over_ = true;
-        auto session = std::make_shared<WsSession>(self->ctx_, std::move(self->ws_),
-                                                   std::move(info), since, principal);
-        session->Start();
-      }});
+  HandleRoute(RouteCall{ctx_, *request_, std::move(match_), client_, *auth.principal,
+                        [self](HttpResponse res) {
+                          // The route refused (403, 404, 400 for ?since, 503): its error, then the
+                          // close.
+                          auto j = nlohmann::json::parse(res.body(), nullptr, false);
+                          if (!j.is_object()) j = nlohmann::json::object();
+                          j["type"] = "error";
+                          j["status"] = res.result_int();
+                          self->Refuse(j.value("error", "refused"), j.dump());
+                        },
+                        [self, principal = *auth.principal,
+                         slot = std::make_shared<PrincipalConnections::Slot>(std::move(slot))](
+                            wire::SessionInfo info, std::optional<uint64_t> since) {
+                          self->handed_over_ = true;
+                          auto session = std::make_shared<WsSession>(
+                              self->ctx_, std::move(self->ws_), std::move(info), since, principal,
+                              std::move(*slot));
+                          session->Start();
+                        }});
 }
 
 void WsAuthGate::Refuse(std::string reason, std::string message) {

@@ -35,7 +35,8 @@ size_t StreamIndex(wire::OutputStream s) { return static_cast<size_t>(s); }
 }  // namespace
 
 WsSession::WsSession(ApiContext& ctx, ClientStream&& stream, wire::SessionInfo info,
-                     std::optional<uint64_t> since, Principal principal)
+                     std::optional<uint64_t> since, Principal principal,
+                     PrincipalConnections::Slot slot)
     : ctx_(ctx),
       keep_(ctx.shared_from_this()),
       ws_(std::move(stream)),
@@ -44,12 +45,14 @@ WsSession::WsSession(ApiContext& ctx, ClientStream&& stream, wire::SessionInfo i
       may_input_(principal.Has(Right::kInput)),
       rights_(principal.rights()),
       principal_(principal.ToString()),
-      token_id_(principal.kind == Principal::Kind::kToken ? principal.id : std::string()) {
+      token_id_(principal.kind == Principal::Kind::kToken ? principal.id : std::string()),
+      principal_slot_(std::move(slot)) {
   ctx_.metrics.WsOpened();
 }
 
 WsSession::WsSession(ApiContext& ctx, websocket::stream<ClientStream>&& ws, wire::SessionInfo info,
-                     std::optional<uint64_t> since, Principal principal)
+                     std::optional<uint64_t> since, Principal principal,
+                     PrincipalConnections::Slot slot)
     : ctx_(ctx),
       keep_(ctx.shared_from_this()),
       ws_(std::move(ws)),
@@ -58,7 +61,8 @@ WsSession::WsSession(ApiContext& ctx, websocket::stream<ClientStream>&& ws, wire
       may_input_(principal.Has(Right::kInput)),
       rights_(principal.rights()),
       principal_(principal.ToString()),
-      token_id_(principal.kind == Principal::Kind::kToken ? principal.id : std::string()) {
+      token_id_(principal.kind == Principal::Kind::kToken ? principal.id : std::string()),
+      principal_slot_(std::move(slot)) {
   ctx_.metrics.WsOpened();
 }
 

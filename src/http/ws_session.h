@@ -40,13 +40,14 @@ class WsSession : public HubClient,
   // `principal`: who authenticated the upgrade. Without the input right (stdin, resize, signal,
   // close-stdin) those messages are answered with an error and dropped; its name goes with
   // every input request, for the supervisor's audit log; a scoped token's WebSocket ends with
-  // the token.
+  // the token. `slot`: the principal's connection count this WebSocket holds until it ends.
   WsSession(ApiContext& ctx, ClientStream&& stream, wire::SessionInfo info,
-            std::optional<uint64_t> since, Principal principal);
+            std::optional<uint64_t> since, Principal principal, PrincipalConnections::Slot slot);
 
   // A WebSocket already accepted (WsAuthGate: the credential came in its first message).
   WsSession(ApiContext& ctx, boost::beast::websocket::stream<ClientStream>&& ws,
-            wire::SessionInfo info, std::optional<uint64_t> since, Principal principal);
+            wire::SessionInfo info, std::optional<uint64_t> since, Principal principal,
+            PrincipalConnections::Slot slot);
   ~WsSession() override;
 
   // Accepts the upgrade `request` and starts. The `monkeyproof` subprotocol is echoed when the
@@ -115,6 +116,7 @@ class WsSession : public HubClient,
   std::string token_id_;        // the scoped token's id; empty for other principals
   uint64_t token_expires_at_ms_ = 0;
   bool token_registered_ = false;  // in ctx_.principal_connections
+  PrincipalConnections::Slot principal_slot_;
   std::unique_ptr<boost::asio::steady_timer> expiry_timer_;
   // The close frame's code and reason (1008 and why, when the token ended).
   boost::beast::websocket::close_reason close_reason_{boost::beast::websocket::close_code::normal};

@@ -47,6 +47,7 @@ void ExpectDefaults(const ApiConfig& c) {
   EXPECT_EQ(c.header_timeout_ms, d.header_timeout_ms);
   EXPECT_EQ(c.max_preauth_connections_per_address, d.max_preauth_connections_per_address);
   EXPECT_EQ(c.accept_rate_per_address, d.accept_rate_per_address);
+  EXPECT_EQ(c.max_connections_per_principal, d.max_connections_per_principal);
   EXPECT_EQ(c.idle_timeout_ms, d.idle_timeout_ms);
   EXPECT_EQ(c.max_connections, d.max_connections);
   EXPECT_EQ(c.ws_outbox_bytes, d.ws_outbox_bytes);
@@ -171,6 +172,7 @@ TEST(ApiConfigTest, RangesOfEveryNumericKey) {
       {"header_timeout_ms", "100", "99", "86400000", "86400001", "(100..86400000)"},
       {"max_preauth_connections_per_address", "0", "100001", "100000", "100001", "(0..100000)"},
       {"accept_rate_per_address", "0", "1000001", "1000000", "1000001", "(0..1000000)"},
+      {"max_connections_per_principal", "0", "100001", "100000", "100001", "(0..100000)"},
       {"idle_timeout_ms", "100", "0", "86400000", "99999999999", "(100..86400000)"},
       {"max_connections", "1", "0", "100000", "100001", "(1..100000)"},
       {"ws_outbox_bytes", "64K", "65535", "256M", "268435457", "(64K..256M bytes)"},
@@ -568,6 +570,7 @@ TEST(PackagedExampleTest, EveryKeyWithItsDefault) {
                                                  "header_timeout_ms",
                                                  "max_preauth_connections_per_address",
                                                  "accept_rate_per_address",
+                                                 "max_connections_per_principal",
                                                  "ws_auth_timeout_ms"}));
   auto r = ParseApiConfig(example.text, "api.conf (uncommented)");
   ASSERT_TRUE(r.has_value()) << r.error().ToString();

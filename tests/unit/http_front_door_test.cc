@@ -24,6 +24,7 @@
 #include "common/unique_fd.h"
 #include "fake_supervisor.h"
 #include "http/server.h"
+#include "temp_dir.h"
 
 namespace mp::http {
 namespace {
@@ -434,6 +435,95 @@ TEST_F(HttpFrontDoorTest, UnauthenticatedBodiesAreNeitherReadNorDrainedLong) {
       "POST /sessions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2000\r\n"
       "\r\n");
   EXPECT_EQ(a.status, 401) << a.head;
+}
+
+// ---- Connections per principal.
+
+// Mints a scoped token (read, owner:alice, 10 minutes) through the API with the admin token;
+// "" on failure.
+std::string MintScoped(uint16_t port) {
+  Client c(port, "127.0.0.1");
+  const Answer a =
+      c.Exchange(Request("POST", "/tokens", kToken, {},
+                         R"({"sessions":"owner:alice","rights":["read"],"ttlSeconds":600})"));
+  EXPECT_EQ(a.status, 201) << a.error << a.body;
+  const size_t at = a.body.find("\"token\":\"");
+  if (at == std::string::npos) return "";
+  return a.body.substr(at + 9, a.body.find('"', at + 9) - at - 9);
+}
+
+// Review finding (issue 15): authenticated connections leave the per-address pre-auth count, so
+// one scoped token could hold every connection slot. Each principal with a scope may hold
+// max_connections_per_principal; the next is 429 and closed, the admin is still served, and a
+// closed connection gives its slot back. The control (no cap) shows the token taking more.
+TEST_F(HttpFrontDoorTest, AScopedTokenHoldsAtMostItsConnections) {
+  test::TempDir dir("front-door");
+  for (const bool capped : {true, false}) {
+    SCOPED_TRACE(capped ? "max_connections_per_principal 3" : "control: no per-principal cap");
+    ApiConfig config = Config();
+    config.token_store = dir.path() + (capped ? "/capped.json" : "/uncapped.json");
+    config.max_connections_per_principal = capped ? 3 : 0;
+    config.accept_rate_per_address = 0;
+    StartServer(config);
+    const std::string token = MintScoped(port_);
+    ASSERT_FALSE(token.empty());
+    std::vector<std::unique_ptr<Client>> held;
+    for (int i = 0; i < 3; ++i) {
+      held.push_back(std::make_unique<Client>(port_, "127.0.0.4"));
+      EXPECT_EQ(held.back()->Exchange(Request("GET", "/health", token)).status, 200) << i;
+    }
+    Client over(port_, "127.0.0.4");
+    const Answer a = over.Exchange(Request("GET", "/health", token));
+    ASSERT_EQ(a.error, "");
+    if (capped) {
+      EXPECT_EQ(a.status, 429) << a.body;
+      EXPECT_NE(a.body.find("max_connections_per_principal"), std::string::npos) << a.body;
+      EXPECT_NE(a.body.find("\"code\":\"capacity\""), std::string::npos) << a.body;
+      EXPECT_TRUE(over.Closed());
+    } else {
+      EXPECT_EQ(a.status, 200) << "the control did not let the token take a fourth connection";
+    }
+    // The admin is not counted; the held connections stay usable.
+    EXPECT_EQ(Status("127.0.0.4", kToken), 200);
+    EXPECT_EQ(held.front()->Exchange(Request("GET", "/health", token)).status, 200);
+    // A closed connection gives its slot back.
+    held.pop_back();
+    bool served = false;
+    for (int i = 0; i < 50 && !served; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      Client again(port_, "127.0.0.4");
+      const Answer b = again.Exchange(Request("GET", "/health", token));
+      served = b.status == 200;
+    }
+    EXPECT_TRUE(served);
+    held.clear();
+    StopServer();
+  }
+}
+
+// Review finding (issue 15): a connection stayed authenticated after a later request on it
+// failed auth, kept out of the per-address pre-auth count. Now the failure ends its
+// authentication: it is answered 401 and closed, and its principal's slot is free again. A
+// connection that never authenticated keeps answering after a 401 (the control: as before).
+TEST_F(HttpFrontDoorTest, AFailedAuthEndsAnAuthenticatedConnection) {
+  test::TempDir dir("front-door");
+  ApiConfig config = Config();
+  config.token_store = dir.path() + "/tokens.json";
+  config.max_connections_per_principal = 1;
+  config.accept_rate_per_address = 0;
+  StartServer(config);
+  const std::string token = MintScoped(port_);
+  ASSERT_FALSE(token.empty());
+  Client c(port_, "127.0.0.5");
+  EXPECT_EQ(c.Exchange(Request("GET", "/health", token)).status, 200);
+  EXPECT_EQ(c.Exchange(Request("GET", "/health", kWrongToken)).status, 401);
+  EXPECT_TRUE(c.Closed()) << "a connection that failed auth after authenticating stayed open";
+  // Its slot (the only one) is free: a new connection of the token is served.
+  EXPECT_EQ(Status("127.0.0.5", token), 200);
+  // Control: never authenticated, a 401 keeps the connection, which may then authenticate.
+  Client fresh(port_, "127.0.0.6");
+  EXPECT_EQ(fresh.Exchange(Request("GET", "/health", kWrongToken)).status, 401);
+  EXPECT_EQ(fresh.Exchange(Request("GET", "/health", kToken)).status, 200);
 }
 
 }  // namespace

@@ -7,6 +7,9 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <memory>
 
+#include "egress/gateway_config.h"
+#include "egress/relay.h"
+
 namespace mp::egress {
 
 class EgressSession;
@@ -17,6 +20,13 @@ void StartHttpFront(std::shared_ptr<EgressSession> session, boost::asio::ip::tcp
                     std::shared_ptr<ConnectionSlot> slot, bool transparent);
 void StartTlsFront(std::shared_ptr<EgressSession> session, boost::asio::ip::tcp::socket client,
                    std::shared_ptr<ConnectionSlot> slot);
+
+// Relays an allowed connection: bytes are charged to the session's budget, `verdict` (with the
+// byte counts) is reported when the relay ends, and Stop() can close it through `slot`.
+void StartAccountedRelay(const std::shared_ptr<EgressSession>& session,
+                         const std::shared_ptr<ConnectionSlot>& slot,
+                         boost::asio::ip::tcp::socket client, boost::asio::ip::tcp::socket upstream,
+                         RelayOptions options, Verdict verdict);
 
 // Closes with a TCP reset (SO_LINGER 0): a refused transparent connection fails at once.
 void ResetClose(boost::asio::ip::tcp::socket& socket);

@@ -287,4 +287,22 @@ std::shared_ptr<Resolver> MakeSystemResolver(asio::io_context& io) {
   return std::make_shared<SystemResolver>(io);
 }
 
+void StartAccountedRelay(const std::shared_ptr<EgressSession>& session,
+                         const std::shared_ptr<ConnectionSlot>& slot,
+                         boost::asio::ip::tcp::socket client, boost::asio::ip::tcp::socket upstream,
+                         RelayOptions options, Verdict verdict) {
+  auto relay = Relay::Start(
+      std::move(client), std::move(upstream), std::move(options),
+      [session](size_t n, bool up) { return session->Account(n, up); },
+      [session, verdict = std::move(verdict), slot](uint64_t up, uint64_t down) mutable {
+        verdict.bytes_up = up;
+        verdict.bytes_down = down;
+        session->Report(std::move(verdict));
+        slot->close = nullptr;
+      });
+  slot->close = [weak = std::weak_ptr<Relay>(relay)] {
+    if (auto r = weak.lock()) r->Close();
+  };
+}
+
 }  // namespace mp::egress

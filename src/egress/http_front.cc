@@ -158,24 +158,12 @@ class HttpFront : public std::enable_shared_from_this<HttpFront> {
   }
 
   void StartRelay(tcp::socket upstream, RelayOptions options) {
-    auto session = session_;
-    Verdict verdict{.listener = Listener(),
-                    .name = target_.destination.host,
-                    .port = target_.destination.port,
-                    .allowed = true};
-    auto slot = slot_;
-    auto relay = Relay::Start(
-        std::move(client_), std::move(upstream), std::move(options),
-        [session](size_t n, bool up) { return session->Account(n, up); },
-        [session, verdict, slot](uint64_t up, uint64_t down) mutable {
-          verdict.bytes_up = up;
-          verdict.bytes_down = down;
-          session->Report(std::move(verdict));
-          slot->close = nullptr;
-        });
-    slot_->close = [weak = std::weak_ptr<Relay>(relay)] {
-      if (auto r = weak.lock()) r->Close();
-    };
+    StartAccountedRelay(session_, slot_, std::move(client_), std::move(upstream),
+                        std::move(options),
+                        Verdict{.listener = Listener(),
+                                .name = target_.destination.host,
+                                .port = target_.destination.port,
+                                .allowed = true});
   }
 
   // Refuses with a short text; transparent connections are reset instead.

@@ -79,22 +79,12 @@ class TlsFront : public std::enable_shared_from_this<TlsFront> {
     RelayOptions options;
     options.first_up = std::move(hello_);
     options.idle_timeout = session_->config().limits.idle_timeout;
-    auto session = session_;
-    auto slot = slot_;
-    Verdict verdict{
-        .listener = "tls", .name = destination_.host, .port = destination_.port, .allowed = true};
-    auto relay = Relay::Start(
-        std::move(client_), std::move(upstream), std::move(options),
-        [session](size_t n, bool up) { return session->Account(n, up); },
-        [session, verdict, slot](uint64_t up, uint64_t down) mutable {
-          verdict.bytes_up = up;
-          verdict.bytes_down = down;
-          session->Report(std::move(verdict));
-          slot->close = nullptr;
-        });
-    slot_->close = [weak = std::weak_ptr<Relay>(relay)] {
-      if (auto r = weak.lock()) r->Close();
-    };
+    StartAccountedRelay(session_, slot_, std::move(client_), std::move(upstream),
+                        std::move(options),
+                        Verdict{.listener = "tls",
+                                .name = destination_.host,
+                                .port = destination_.port,
+                                .allowed = true});
   }
 
   void Refuse(std::string name, const std::string& why) {

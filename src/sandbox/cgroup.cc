@@ -120,6 +120,12 @@ Result<void> CgroupRoot::EnableControllers(const std::vector<std::string>& contr
   return Ok();
 }
 
+Result<void> ApplySessionsMemoryCap(const CgroupRoot& sessions_parent,
+                                    std::optional<uint64_t> bytes) {
+  return WriteAt(sessions_parent.dirfd(), "memory.max", bytes ? std::to_string(*bytes) : "max",
+                 sessions_parent.path());
+}
+
 Result<std::string> OwnCgroupPath(std::string_view proc_self_cgroup, std::string_view mount) {
   std::string_view own;
   size_t pos = 0;

@@ -51,6 +51,13 @@ class CgroupRoot {
   UniqueFd dir_;
 };
 
+// The aggregate memory cap of every session together: memory.max of the cgroup that holds the
+// session leaves (`sessions_parent`, today the root PrepareCgroupRoot returns), in bytes, or
+// "max" (no cap) when empty. With it, sessions under their own caps cannot together take the
+// host: past it the kernel OOM-kills inside that cgroup, never outside it.
+Result<void> ApplySessionsMemoryCap(const CgroupRoot& sessions_parent,
+                                    std::optional<uint64_t> bytes);
+
 // The value of a cgroup-root setting that means "the caller's own cgroup".
 inline constexpr std::string_view kAutoCgroupRoot = "auto";
 

@@ -204,6 +204,26 @@ void BringLoopbackUp(const ChildPlan& p) {
   }
 }
 
+// The session's badness for the host's OOM killer; every process it starts inherits it. The
+// host's /proc: this runs before the sandbox mounts its own.
+void SetOomScoreAdj(const ChildPlan& p) {
+  char text[16];
+  char* end = text + sizeof text;
+  char* s = end;
+  unsigned v = static_cast<unsigned>(p.oom_score_adj < 0 ? -p.oom_score_adj : p.oom_score_adj);
+  do {
+    *--s = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  if (p.oom_score_adj < 0) *--s = '-';
+  const int fd = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) FailInChild(p.report_fd, ChildStep::kOomScoreAdj, errno, "/proc/self/oom_score_adj");
+  if (::write(fd, s, static_cast<size_t>(end - s)) != end - s) {
+    FailInChild(p.report_fd, ChildStep::kOomScoreAdj, errno, "/proc/self/oom_score_adj");
+  }
+  ::close(fd);
+}
+
 // Closes every fd the supervisor had open except the plan's: without this,
 // init (which never execs) would hold other sessions' pipes and this
 // session's own stdin write end, and EOF would never come.
@@ -254,6 +274,8 @@ void CloseInheritedFds(const ChildPlan& p) {
     } while (n < 0 && errno == EINTR);
     if (n != 1) ::_exit(125);  // the parent gave up; nobody to report to
   }
+  BeginStepInChild(p, ChildStep::kOomScoreAdj);
+  if (p.set_oom_score_adj) SetOomScoreAdj(p);
   BeginStepInChild(p, ChildStep::kSetsid);
   if (::setsid() < 0) FailInChild(rfd, ChildStep::kSetsid, errno, "setsid");
   BeginStepInChild(p, ChildStep::kMountPrivate);
@@ -408,6 +430,8 @@ const char* ChildStepName(ChildStep step) {
       return "exec";
     case ChildStep::kReportStarted:
       return "report started";
+    case ChildStep::kOomScoreAdj:
+      return "oom_score_adj";
   }
   return "unknown step";
 }

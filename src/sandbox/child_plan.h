@@ -52,6 +52,7 @@ enum class ChildStep : uint32_t {
   kExec,
   kReportStarted,
   kTaskFile,
+  kOomScoreAdj,
 };
 const char* ChildStepName(ChildStep step);
 
@@ -129,6 +130,11 @@ struct ChildPlan {
 
   const PlanRlimit* rlimits;
   size_t rlimit_count;
+
+  // Written to /proc/self/oom_score_adj first thing, while the child still has the
+  // supervisor's privileges (lowering it would need CAP_SYS_RESOURCE; raising never does).
+  bool set_oom_score_adj;
+  int oom_score_adj;  // -1000..1000, checked by the parent
 
   // Credentials.
   bool change_ids;  // false: keep the parent's ids (tests only)

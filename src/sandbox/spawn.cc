@@ -80,6 +80,10 @@ Result<void> Validate(const SpawnRequest& r) {
       workspace_writable = true;
     }
   }
+  if (r.oom_score_adj && (*r.oom_score_adj < -1000 || *r.oom_score_adj > 1000)) {
+    return PlainError("oom_score_adj " + std::to_string(*r.oom_score_adj) +
+                      " is outside -1000..1000");
+  }
   if (!r.workspace.empty()) {
     MP_RETURN_IF_ERROR(CheckPathSyntax(r.workspace, "workspace"));
     if (!workspace_writable && !r.unsafe.keep_host_filesystem) {
@@ -100,10 +104,11 @@ Result<void> Validate(const SpawnRequest& r) {
 }
 
 Result<void> ApplyLimits(const CgroupLeaf& leaf, const CgroupLimits& l) {
+  // One OOM kill takes the whole session, never half of it: whether the session's own cap,
+  // the sessions' aggregate cap (ApplySessionsMemoryCap) or the host ran out.
+  MP_RETURN_IF_ERROR(leaf.Write("memory.oom.group", "1"));
   if (l.memory_max_bytes) {
     MP_RETURN_IF_ERROR(leaf.Write("memory.max", std::to_string(*l.memory_max_bytes)));
-    // One OOM kill takes the whole session, never half of it.
-    MP_RETURN_IF_ERROR(leaf.Write("memory.oom.group", "1"));
   }
   if (l.memory_swap_max_bytes) {
     MP_RETURN_IF_ERROR(leaf.Write("memory.swap.max", std::to_string(*l.memory_swap_max_bytes)));
@@ -284,6 +289,8 @@ Result<PendingSpawn> StartSpawn(const CgroupRoot& root, const std::string& leaf_
   plan.drop_capabilities = !req.unsafe.keep_capabilities;
   plan.no_new_privs = !req.unsafe.no_new_privs_off;
   plan.seccomp = req.seccomp;
+  plan.set_oom_score_adj = req.oom_score_adj.has_value();
+  plan.oom_score_adj = req.oom_score_adj.value_or(0);
   switch (req.stdio) {
     case StdioMode::kPipes:
       plan.stdin_fd = child_in.get();

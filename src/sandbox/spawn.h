@@ -88,6 +88,9 @@ struct SpawnRequest {
 
   std::vector<RlimitSpec> rlimits;  // applied after the defaults below unless overridden
   CgroupLimits limits;
+  // The session's /proc/PID/oom_score_adj (-1000..1000), set before anything else runs; empty
+  // keeps the supervisor's, which the children inherit (negative under the shipped unit).
+  std::optional<int> oom_score_adj;
   // Compiled BPF (see seccomp.h); nullptr runs without a filter, which only
   // tests may do. Must stay alive until Spawn() returns.
   const struct sock_fprog* seccomp = nullptr;

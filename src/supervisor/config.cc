@@ -1,6 +1,7 @@
 #include "supervisor/config.h"
 
 #include <cstdlib>
+#include <string_view>
 
 #include "common/kv_config.h"
 
@@ -18,7 +19,39 @@ Result<void> ApplyNumberEnv(const char* name, uint64_t* field) {
   return Ok();
 }
 
+Result<void> ParseSessionsMemoryMax(std::string_view v, SessionsMemoryMax* out) {
+  const auto bad = [] {
+    return PlainError(
+        "expected a share of RAM such as 75%, a size such as 8G (at least 64M), "
+        "or max");
+  };
+  *out = {};
+  if (v == "max") return Ok();
+  if (!v.empty() && v.back() == '%') {
+    const std::optional<uint64_t> n = common::ParseKvNumber(v.substr(0, v.size() - 1));
+    if (!n || *n < 1 || *n > 100) return PlainError("a share of RAM must be 1% to 100%");
+    out->percent = *n;
+    return Ok();
+  }
+  const std::optional<uint64_t> n = common::ParseKvSize(v);
+  if (!n || *n < kMinSessionsMemoryMaxBytes) return bad();
+  out->bytes = *n;
+  return Ok();
+}
+
 }  // namespace
+
+std::optional<uint64_t> SessionsMemoryMax::Bytes(uint64_t mem_total) const {
+  if (bytes) return *bytes;
+  if (percent) return mem_total / 100 * *percent;
+  return std::nullopt;
+}
+
+std::string SessionsMemoryMax::Text() const {
+  if (bytes) return common::SizeText(*bytes);
+  if (percent) return std::to_string(*percent) + "%";
+  return "max";
+}
 
 Result<SupervisorConfig> ParseConfig(const std::string& name, const std::string& text) {
   SupervisorConfig c;
@@ -57,6 +90,10 @@ Result<SupervisorConfig> ParseConfig(const std::string& name, const std::string&
           return PlainError("\"" + std::string(v) + "\" is not deny or allow");
         }
         return Ok();
+      })
+      .Number("session_oom_score_adj", &c.session_oom_score_adj, 0, 1000)
+      .Custom("sessions_memory_max", [&c](std::string_view v) {
+        return ParseSessionsMemoryMax(v, &c.sessions_memory_max);
       });
   MP_RETURN_IF_ERROR(schema.Parse(text, name));
   return c;

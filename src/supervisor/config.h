@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,16 @@ enum class FdStoreMode { kAuto, kOff };
 // the supervisor refuses to start when the kernel cannot load it; kAllow: no guard (any guard
 // an earlier run attached is detached).
 enum class HostLoopbackMode { kDeny, kAllow };
+// sessions_memory_max: the cap on every session's memory together, as a share of the host's
+// RAM or in bytes; neither is "max" (no cap).
+struct SessionsMemoryMax {
+  std::optional<uint64_t> percent;  // 1..100 of MemTotal
+  std::optional<uint64_t> bytes;
+  // The cap on a host with `mem_total` bytes of RAM (MemTotal); empty: none.
+  [[nodiscard]] std::optional<uint64_t> Bytes(uint64_t mem_total) const;
+  // As configured: "75%", "8G", "max".
+  [[nodiscard]] std::string Text() const;
+};
 
 struct SupervisorConfig {
   std::string socket_path = "/run/monkeyproof/control.sock";  // control socket
@@ -50,7 +61,16 @@ struct SupervisorConfig {
   uint64_t spawn_timeout_ms = 30000;              // clone → the command runs, else spawn_error
   FdStoreMode fd_store = FdStoreMode::kAuto;      // "auto" | "off"
   HostLoopbackMode session_host_loopback = HostLoopbackMode::kDeny;  // "deny" | "allow"
+  // Every session process's oom_score_adj (0..1000): under host memory pressure the kernel
+  // kills a session (whole: memory.oom.group) before a host service at 0. The supervisor keeps
+  // its own (the unit's OOMScoreAdjust=-500).
+  uint64_t session_oom_score_adj = 500;
+  // memory.max of the sessions' parent cgroup: default 75 % of MemTotal.
+  SessionsMemoryMax sessions_memory_max{.percent = 75, .bytes = std::nullopt};
 };
+
+// The smallest aggregate cap accepted in bytes: below it no session would start.
+inline constexpr uint64_t kMinSessionsMemoryMaxBytes = 64ull << 20;
 
 // Reads `path` (a missing file is an error unless `optional`), then the environment.
 Result<SupervisorConfig> LoadConfig(const std::string& path, bool optional);

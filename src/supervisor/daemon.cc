@@ -8,6 +8,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "common/kv_config.h"
 #include "common/random_id.h"
 #include "common/version.h"
 #include "sandbox/cgroup.h"
@@ -239,6 +241,21 @@ int RunDaemon(int argc, char** argv) {
     return fail("session_host_loopback = allow: detaching an earlier run's loopback guard: " +
                 r.error().ToString());
   }
+  // The sessions together may not take the host: their parent cgroup gets the cap.
+  struct sysinfo si {};
+  if (::sysinfo(&si) != 0) return fail(std::string("sysinfo: ") + std::strerror(errno));
+  const uint64_t mem_total = static_cast<uint64_t>(si.totalram) * si.mem_unit;
+  const std::optional<uint64_t> sessions_cap = c.sessions_memory_max.Bytes(mem_total);
+  if (auto r = sandbox::ApplySessionsMemoryCap(*root, sessions_cap); !r) {
+    return fail("cgroup: sessions_memory_max " + c.sessions_memory_max.Text() + ": " +
+                r.error().ToString());
+  }
+  std::fprintf(stderr,
+               "monkeyproofd: sessions together: memory.max %s (sessions_memory_max %s of %s "
+               "RAM); each session's oom_score_adj %u\n",
+               sessions_cap ? common::SizeText(*sessions_cap).c_str() : "max",
+               c.sessions_memory_max.Text().c_str(), common::SizeText(mem_total).c_str(),
+               static_cast<unsigned>(c.session_oom_score_adj));
   if (auto r = MkdirP(c.state_dir, 0700); !r)
     return fail("state directory: " + r.error().ToString());
   if (::chmod(c.state_dir.c_str(), 0700) != 0 || ::access(c.state_dir.c_str(), W_OK) != 0) {
@@ -326,6 +343,7 @@ int RunDaemon(int argc, char** argv) {
     mo.test_stall_spawn_task = task;
   }
   mo.host.credentials_dir = c.credentials_dir;
+  mo.host.session_oom_score_adj = static_cast<int>(c.session_oom_score_adj);
   mo.supervisor_version = kVersion;
   // Sessions outlive the supervisor only when systemd keeps their fds (fd_store auto under
   // systemd). Dev mode's sessions die with it, as its API does.

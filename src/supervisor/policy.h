@@ -245,6 +245,8 @@ struct SpawnHost {
   // True for an executable regular file (a preset's command, host_setup.h); unset: the
   // command is not checked before the spawn.
   std::function<bool(const std::string& path)> is_executable;
+  // Every session's oom_score_adj (monkeyproof.conf session_oom_score_adj); empty: inherit.
+  std::optional<int> session_oom_score_adj = 500;
 };
 // getpwnam_r and getgrnam_r go through NSS on every call (nsswitch.conf, /etc/passwd or
 // /etc/group, with `systemd` listed a round trip to systemd-userdbd for names the files lack):

@@ -345,6 +345,7 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
     if (::access(root.c_str(), F_OK) == 0) r.hide.push_back(root);
   }
   r.network = p.network;
+  r.oom_score_adj = host.session_oom_score_adj;
 
   r.limits.memory_max_bytes = p.limits.memory_max_bytes;
   r.limits.memory_swap_max_bytes = p.limits.memory_swap_max_bytes;

@@ -227,6 +227,18 @@ int Allocate(const char* mib_text) {
   return Escaped(std::string("touched ") + mib_text + " MiB");
 }
 
+// Touches `mib` MiB, says "held", and keeps them until killed (the OOM tests' session).
+int AllocateAndHold(const char* mib_text) {
+  const size_t size = static_cast<size_t>(std::atol(mib_text)) << 20;
+  char* p = static_cast<char*>(
+      ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (p == MAP_FAILED) return Blocked("mmap", errno);
+  for (size_t i = 0; i < size; i += 4096) p[i] = 1;
+  std::printf("held %s MiB\n", mib_text);
+  std::fflush(stdout);
+  for (;;) ::pause();
+}
+
 int Euid() {
   if (::geteuid() == 0) return Escaped("euid 0 after exec");
   return Blocked("euid " + std::to_string(::geteuid()), 0);
@@ -456,6 +468,7 @@ int main(int argc, char** argv) {
   if (cmd == "connect-unix") return ConnectUnix(arg);
   if (cmd == "fork-bomb") return ForkBomb(arg);
   if (cmd == "allocate") return Allocate(arg);
+  if (cmd == "allocate-and-hold") return AllocateAndHold(arg);
   if (cmd == "euid") return Euid();
   if (cmd == "exec-setuid") return ExecSetuid(arg);
   if (cmd == "leave-cgroup") return LeaveCgroup();

@@ -11,8 +11,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "cli/config.h"
 #include "http/api_config.h"
@@ -254,6 +257,47 @@ TEST(KvConfigUsersTest, SupervisorKeysKeepTheirMeaning) {
       {"state_dir = var/x", "m.conf:1: state_dir: \"var/x\" is not an absolute path"},
       {"kill_grace_ms = 3s", "m.conf:1: kill_grace_ms: \"3s\" is not a number"},
       {"bogus = 1", "m.conf:1: bogus: unknown key"},
+  };
+  for (const auto& [text, error] : bad) {
+    auto r = supervisor::ParseConfig("m.conf", text);
+    ASSERT_FALSE(r) << text;
+    EXPECT_EQ(r.error().what, error);
+  }
+}
+
+// The host's side of memory: each session's oom_score_adj and the sessions' aggregate cap.
+TEST(KvConfigUsersTest, SessionMemorySettings) {
+  const supervisor::SupervisorConfig d;
+  EXPECT_EQ(d.session_oom_score_adj, 500u);
+  EXPECT_EQ(d.sessions_memory_max.Text(), "75%");
+  EXPECT_EQ(d.sessions_memory_max.Bytes(4000 * kMiB), 3000 * kMiB);
+  for (const auto& [text, shown, bytes] :
+       std::vector<std::tuple<std::string, std::string, std::optional<uint64_t>>>{
+           {"sessions_memory_max = 60%", "60%", 2400 * kMiB},
+           {"sessions_memory_max = 100%", "100%", 4000 * kMiB},
+           {"sessions_memory_max = 8G", "8G", 8 * kGiB},
+           {"sessions_memory_max = 64M", "64M", 64 * kMiB},
+           {"sessions_memory_max = max", "max", std::nullopt},
+       }) {
+    auto c = supervisor::ParseConfig("m.conf", text + "\nsession_oom_score_adj = 1000\n");
+    ASSERT_TRUE(c) << text << ": " << c.error().ToString();
+    EXPECT_EQ(c->sessions_memory_max.Text(), shown);
+    EXPECT_EQ(c->sessions_memory_max.Bytes(4000 * kMiB), bytes) << text;
+    EXPECT_EQ(c->session_oom_score_adj, 1000u);
+  }
+  const std::pair<const char*, const char*> bad[] = {
+      {"session_oom_score_adj = 1001",
+       "m.conf:1: session_oom_score_adj: 1001 is out of range (0..1000)"},
+      {"sessions_memory_max = 0%",
+       "m.conf:1: sessions_memory_max: a share of RAM must be 1% to 100%"},
+      {"sessions_memory_max = 101%",
+       "m.conf:1: sessions_memory_max: a share of RAM must be 1% to 100%"},
+      {"sessions_memory_max = 1M",
+       "m.conf:1: sessions_memory_max: expected a share of RAM such as 75%, a size such as 8G (at "
+       "least 64M), or max"},
+      {"sessions_memory_max = lots",
+       "m.conf:1: sessions_memory_max: expected a share of RAM such as 75%, a size such as 8G (at "
+       "least 64M), or max"},
   };
   for (const auto& [text, error] : bad) {
     auto r = supervisor::ParseConfig("m.conf", text);

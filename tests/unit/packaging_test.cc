@@ -51,7 +51,8 @@ TEST(PackagedSupervisorConfigTest, EveryKeyWithItsDefault) {
                                    "credentials_dir", "cgroup_root", "audit_log", "max_sessions",
                                    "max_ended_sessions", "max_ended_output_bytes", "session_ttl_ms",
                                    "interactive_session_ttl_ms", "kill_grace_ms",
-                                   "spawn_timeout_ms", "fd_store", "session_host_loopback"}));
+                                   "spawn_timeout_ms", "fd_store", "session_host_loopback",
+                                   "session_oom_score_adj", "sessions_memory_max"}));
   auto parsed = supervisor::ParseConfig("monkeyproof.conf (uncommented)", example.text);
   ASSERT_TRUE(parsed.has_value()) << parsed.error().ToString();
   const supervisor::SupervisorConfig d;
@@ -72,6 +73,8 @@ TEST(PackagedSupervisorConfigTest, EveryKeyWithItsDefault) {
   EXPECT_EQ(c.kill_grace_ms, d.kill_grace_ms);
   EXPECT_EQ(c.fd_store, d.fd_store);
   EXPECT_EQ(c.session_host_loopback, d.session_host_loopback);
+  EXPECT_EQ(c.session_oom_score_adj, d.session_oom_score_adj);
+  EXPECT_EQ(c.sessions_memory_max.Text(), d.sessions_memory_max.Text());
 }
 
 TEST(SupervisorConfigTest, SessionHostLoopbackIsDenyByDefaultOrAllow) {

@@ -436,7 +436,7 @@ phase_slow() {
 }
 
 count_leaves() {  # a leaf removed while find walks the directory is not an error
-  { find "$DEV_CGROUP" -mindepth 1 -maxdepth 1 -type d 2>/dev/null || true; } | wc -l
+  { find "$DEV_CGROUP/sessions" -mindepth 1 -maxdepth 1 -type d 2>/dev/null || true; } | wc -l
 }
 
 phase_mass() {

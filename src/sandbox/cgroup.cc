@@ -227,7 +227,16 @@ Result<CgroupRoot> PrepareCgroupRoot(const std::string& path) {
                       "echo '+memory +pids +cpu' > <parent>/cgroup.subtree_control");
   }
   MP_RETURN_IF_ERROR(root.EnableControllers({"memory", "pids", "cpu"}));
-  return root;
+  if (::mkdirat(root.dirfd(), kSessionsCgroup, 0755) != 0 && errno != EEXIST) {
+    return ErrnoError("mkdirat(cgroup root \"" + resolved + "\", \"" + kSessionsCgroup + "\")");
+  }
+  MP_TRY(auto sessions, CgroupRoot::Open(resolved + "/" + kSessionsCgroup));
+  if (auto r = sessions.EnableControllers({"memory", "pids", "cpu"}); !r) {
+    return std::move(r).error().Wrap(
+        "enable controllers for the session leaves (no process may run in \"" + resolved + "/" +
+        kSessionsCgroup + "\" itself)");
+  }
+  return sessions;
 }
 
 Result<CgroupLeaf> CgroupLeaf::Create(const CgroupRoot& root, std::string_view name) {

@@ -30,8 +30,8 @@ struct CgroupStats {
   uint64_t pids_max_events = 0;            // pids.events "max": forks refused
 };
 
-// The delegated subtree that owns session leaves (e.g. the supervisor's own
-// cgroup under systemd's Delegate=yes, or /sys/fs/cgroup/monkeyproof).
+// A cgroup that session leaves are created in (PrepareCgroupRoot returns the daemon's: the
+// kSessionsCgroup of its delegated subtree, e.g. .../monkeyproof-sessions.service/sessions).
 class CgroupRoot {
  public:
   // Opens an existing cgroup2 directory. Fails if it is not cgroup2.
@@ -52,9 +52,10 @@ class CgroupRoot {
 };
 
 // The aggregate memory cap of every session together: memory.max of the cgroup that holds the
-// session leaves (`sessions_parent`, today the root PrepareCgroupRoot returns), in bytes, or
-// "max" (no cap) when empty. With it, sessions under their own caps cannot together take the
-// host: past it the kernel OOM-kills inside that cgroup, never outside it.
+// session leaves (`sessions_parent`: the one PrepareCgroupRoot returns, kSessionsCgroup below
+// the configured root), in bytes, or "max" (no cap) when empty. With it, sessions under their
+// own caps cannot together take the host: past it the kernel OOM-kills inside that cgroup,
+// never outside it.
 Result<void> ApplySessionsMemoryCap(const CgroupRoot& sessions_parent,
                                     std::optional<uint64_t> bytes);
 
@@ -77,16 +78,25 @@ Result<std::string> SiblingUnitCgroupPath(std::string_view proc_self_cgroup, std
 // into: the anchor process of a sessions unit, which systemd starts in the unit's cgroup.
 inline constexpr char kAnchorLeaf[] = "anchor";
 
-// The one preparer of the root for session leaves, used by the daemon and by
-// `monkeyproofd exec`:
+// The cgroup below the configured root that holds every session leaf and nothing else. Its
+// memory.max is the sessions' aggregate cap (ApplySessionsMemoryCap). It is a cgroup of the
+// supervisor's own because the root's control files are not the supervisor's to write: under
+// systemd the root is a unit's delegated cgroup, whose own attributes (memory.max among them)
+// systemd manages from the unit's settings; only the subtree below it is delegated.
+inline constexpr char kSessionsCgroup[] = "sessions";
+
+// The one preparer of the cgroups for session leaves, used by the daemon and by
+// `monkeyproofd exec`. The configured root (`path`) is
 //   - kAutoCgroupRoot: the caller's own cgroup (OwnCgroupPath); the caller first moves into
 //     a "supervisor" leaf below it, since cgroup v2 allows no processes in a cgroup that
 //     hands controllers to its children;
 //   - an absolute path: opened, or created (mode 0755) below an existing cgroup2 parent;
 //     processes in the root itself (a sessions unit's anchor) are moved into its leaf
 //     kAnchorLeaf, for the same rule.
-// Then memory, pids and cpu must be available there (else an error that says how to
-// delegate them) and are enabled in its cgroup.subtree_control.
+// Memory, pids and cpu must be available there (else an error that says how to delegate
+// them) and are enabled in its cgroup.subtree_control. Then <root>/kSessionsCgroup is
+// created (or reused), the same controllers enabled in it, and it is returned: session
+// leaves go below it, never beside the anchor or the supervisor.
 Result<CgroupRoot> PrepareCgroupRoot(const std::string& path);
 
 class CgroupLeaf {

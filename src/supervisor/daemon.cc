@@ -241,7 +241,9 @@ int RunDaemon(int argc, char** argv) {
     return fail("session_host_loopback = allow: detaching an earlier run's loopback guard: " +
                 r.error().ToString());
   }
-  // The sessions together may not take the host: their parent cgroup gets the cap.
+  // The sessions together may not take the host: their parent cgroup (kSessionsCgroup of the
+  // root, the supervisor's own; never the unit's cgroup, whose attributes systemd manages)
+  // gets the cap.
   struct sysinfo si {};
   if (::sysinfo(&si) != 0) return fail(std::string("sysinfo: ") + std::strerror(errno));
   const uint64_t mem_total = static_cast<uint64_t>(si.totalram) * si.mem_unit;
@@ -251,9 +253,9 @@ int RunDaemon(int argc, char** argv) {
                 r.error().ToString());
   }
   std::fprintf(stderr,
-               "monkeyproofd: sessions together: memory.max %s (sessions_memory_max %s of %s "
-               "RAM); each session's oom_score_adj %u\n",
-               sessions_cap ? common::SizeText(*sessions_cap).c_str() : "max",
+               "monkeyproofd: sessions together: memory.max %s in %s (sessions_memory_max %s "
+               "of %s RAM); each session's oom_score_adj %u\n",
+               sessions_cap ? common::SizeText(*sessions_cap).c_str() : "max", root->path().c_str(),
                c.sessions_memory_max.Text().c_str(), common::SizeText(mem_total).c_str(),
                static_cast<unsigned>(c.session_oom_score_adj));
   if (auto r = MkdirP(c.state_dir, 0700); !r)

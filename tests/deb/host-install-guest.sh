@@ -9,7 +9,9 @@
 #                 session leaves no process
 #   api-restart   `systemctl restart monkeyproof-api` while a client streams 8 MiB: the client
 #                 resumes with ?since= and the sha256 of what it got equals the generator's
-#   supervisor    sessions live in monkeyproof-sessions.service's cgroup, not monkeyproofd's;
+#   supervisor    sessions live in monkeyproof-sessions.service's cgroup (below its "sessions",
+#                 which carries their aggregate memory cap, kept over a daemon-reload), not
+#                 monkeyproofd's;
 #                 `systemctl restart monkeyproofd` with a running session restarts the
 #                 supervisor alone (the sessions unit keeps its process); the session is
 #                 marked killed (supervisor_restart), no process of it is left, the API
@@ -76,9 +78,20 @@ status_is() { [[ $(api GET "/sessions/$1") == 200 && $(field status) == "$2" ]];
 state_is() { [[ $(api GET "/sessions/$1") == 200 && $(field state) == "$2" ]]; }
 api_answers() { [[ $(api GET /health) == 200 ]]; }
 sessions_cg=/sys/fs/cgroup/system.slice/monkeyproof-sessions.service
-session_cgroups() { find "$sessions_cg" -mindepth 1 -maxdepth 1 -type d ! -name anchor | wc -l; }
+# The session leaves' parent, monkeyproofd's own cgroup in the unit's; it carries the cap.
+leaves_cg=$sessions_cg/sessions
+session_cgroups() { find "$leaves_cg" -mindepth 1 -maxdepth 1 -type d | wc -l; }
 # in_sessions_unit PATTERN: the process matching PATTERN lives in a leaf of the sessions unit.
-in_sessions_unit() { grep -qx "0::/system.slice/monkeyproof-sessions.service/s-[0-9A-Za-z]*" "/proc/$(pgrep -f "$1" | head -1)/cgroup"; }
+in_sessions_unit() { grep -qx "0::/system.slice/monkeyproof-sessions.service/sessions/s-[0-9A-Za-z]*" "/proc/$(pgrep -f "$1" | head -1)/cgroup"; }
+# sessions_cap_is_default: <unit>/sessions/memory.max is 75 % of the RAM (sessions_memory_max's
+# default, within a page per percent of rounding), the unit's own memory.max left to systemd.
+sessions_cap_is_default() {
+  local cap total
+  cap=$(cat "$leaves_cg/memory.max") || return 1
+  total=$(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) * 1024))
+  [[ $cap =~ ^[0-9]+$ ]] && ((cap > total * 74 / 100 && cap <= total * 75 / 100)) &&
+    [[ $(cat "$sessions_cg/memory.max") == max ]]
+}
 running() { pgrep -f "$1" >/dev/null; }
 no_process() { ! running "$1"; }
 mode_of() { stat -c '%a %U:%G' "$1"; }
@@ -114,6 +127,9 @@ test_install() {
     "/proc/$(systemctl show -P MainPID monkeyproofd)/cgroup"
   check "the sessions unit's anchor in <unit>/anchor" grep -qx '0::/system.slice/monkeyproof-sessions.service/anchor' \
     "/proc/$(systemctl show -P MainPID monkeyproof-sessions)/cgroup"
+  check "the sessions' cap on <unit>/sessions, 75 % of the RAM" sessions_cap_is_default
+  systemctl daemon-reload
+  check "the sessions' cap kept over a daemon-reload" sessions_cap_is_default
   check "API answers" wait_for 30 api_answers
   check "policies installed as conffiles" grep -q '^/etc/monkeyproof/policies/exec.json$' \
     /var/lib/dpkg/info/monkeyproof.conffiles
@@ -209,7 +225,7 @@ test_supervisor_crash() {
   kill -9 "$before"
   check "crash: restarted by systemd" wait_for 60 sh -c "[ \"\$(systemctl show -P MainPID monkeyproofd)\" != $before ] && [ \"\$(systemctl show -P MainPID monkeyproofd)\" != 0 ] && systemctl -q is-active monkeyproofd"
   check "crash: no process of the session left" wait_for 30 no_process 'sleep 75[12]'
-  check "crash: no session cgroup left" wait_for 30 sh -c "[ \$(find $sessions_cg -mindepth 1 -maxdepth 1 -type d ! -name anchor | wc -l) = 0 ]"
+  check "crash: no session cgroup left" wait_for 30 sh -c "[ \$(find $leaves_cg -mindepth 1 -maxdepth 1 -type d | wc -l) = 0 ]"
   check "crash: marked supervisor_restart" wait_for 60 state_is "$id" killed
   check "crash: endReason" test "$(field endReason)" = supervisor_restart
 }
@@ -232,7 +248,7 @@ test_supervisor_stop() {
   check "stop: the session ends once the store is emptied" wait_for 30 no_process 'sleep 74[12]'
   systemctl start monkeyproofd
   check "stop: active again" wait_for 60 systemctl -q is-active monkeyproofd
-  check "stop: no session cgroup left" wait_for 30 sh -c "[ \$(find $sessions_cg -mindepth 1 -maxdepth 1 -type d ! -name anchor | wc -l) = 0 ]"
+  check "stop: no session cgroup left" wait_for 30 sh -c "[ \$(find $leaves_cg -mindepth 1 -maxdepth 1 -type d | wc -l) = 0 ]"
   check "stop: marked supervisor_restart" wait_for 60 state_is "$id" killed
   check "stop: endReason" test "$(field endReason)" = supervisor_restart
 }

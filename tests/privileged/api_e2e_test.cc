@@ -35,6 +35,8 @@ const std::string kPython = "/usr/bin/python3";
 
 const std::string kBase = "/var/tmp/mp-api-e2e";
 const std::string kCgroup = "/sys/fs/cgroup/mp-api-e2e";
+// The cgroup the daemon makes below its root for the session leaves (sandbox::kSessionsCgroup).
+const std::string kLeaves = kCgroup + "/sessions";
 const std::string kApiUser = "mp-e2e-api";
 constexpr uint16_t kPort = 39281;
 
@@ -458,13 +460,13 @@ TEST_F(ApiE2eTest, ShutdownLeavesNoProcess) {
   } while (Clock::now() < deadline);
   EXPECT_TRUE(strays.empty()) << "left running:\n" << Join(strays);
   int leaves = 0;
-  if (DIR* d = ::opendir(kCgroup.c_str())) {
+  if (DIR* d = ::opendir(kLeaves.c_str())) {
     while (const dirent* e = ::readdir(d)) {
       if (e->d_type == DT_DIR && e->d_name[0] == 's' && e->d_name[1] == '-') ++leaves;
     }
     ::closedir(d);
   }
-  EXPECT_EQ(leaves, 0) << "session cgroups left under " << kCgroup;
+  EXPECT_EQ(leaves, 0) << "session cgroups left under " << kLeaves;
 }
 
 }  // namespace

@@ -39,6 +39,8 @@ const std::string kBase = "/var/tmp/mp-fdstore-test";
 const std::string kRoot = kBase + "/ws";
 const std::string kWorkspace = kRoot + "/w";
 const std::string kCgroup = "/sys/fs/cgroup/mp-fdstore-test";
+// The cgroup the daemon makes below its root for the session leaves (sandbox::kSessionsCgroup).
+const std::string kLeaves = kCgroup + "/sessions";
 const std::string kNotify = kBase + "/notify";
 
 const char kExecPolicy[] = R"({
@@ -197,7 +199,7 @@ std::string SpawnSleeper(ControlClient& c, const std::string& tag) {
 }
 
 size_t Sleepers(const std::string& id, const std::string& tag) {
-  const auto procs = LeafProcesses(kCgroup + "/" + id).value_or(std::vector<pid_t>{});
+  const auto procs = LeafProcesses(kLeaves + "/" + id).value_or(std::vector<pid_t>{});
   return static_cast<size_t>(std::count_if(procs.begin(), procs.end(),
                                            [&](pid_t p) { return Cmdline(p) == "sleep " + tag; }));
 }
@@ -250,7 +252,7 @@ TEST(FdStoreTest, RunningSessionsKeepTheirFdsInTheStoreAndOutliveSigterm) {
   EXPECT_EQ(info->end->reason, wire::EndReason::kSupervisorRestart);
   EXPECT_TRUE(WaitFor([&] { return Sleepers(id, "1601") == 0; }, std::chrono::seconds(30)));
   struct stat st {};
-  EXPECT_NE(::stat((kCgroup + "/" + id).c_str(), &st), 0) << "the session's leaf is left";
+  EXPECT_NE(::stat((kLeaves + "/" + id).c_str(), &st), 0) << "the session's leaf is left";
   EXPECT_NE(Daemon::Log().find("closed and released 5 descriptors of 1 sessions"),
             std::string::npos)
       << Daemon::Log();

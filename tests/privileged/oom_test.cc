@@ -4,7 +4,8 @@
 // the sessions' aggregate cap (ApplySessionsMemoryCap, 45 %) and a positive oom_score_adj —
 // the kernel kills a session, whole (memory.oom.group: its init dies too), and the host process
 // lives. Control, both protections removed: with the oom_score_adj the shipped unit used to hand
-// down (-500) and no aggregate cap, the host process is the one killed.
+// down (-500) and no aggregate cap, the host process is the one killed. The sessions' cgroup is
+// the daemon's: the one PrepareCgroupRoot makes below a configured root (<root>/sessions).
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -109,18 +110,33 @@ struct Session {
 
 class OomTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { runner_ = new SandboxRunner("mp-oom"); }
+  static void SetUpTestSuite() {
+    runner_ = new SandboxRunner("mp-oom");
+    auto root = sandbox::PrepareCgroupRoot(kRoot);
+    if (root) {
+      sessions_ = new sandbox::CgroupRoot(std::move(*root));
+    } else {
+      prepare_error_ = new std::string(root.error().ToString());
+    }
+  }
   static void TearDownTestSuite() {
     delete runner_;
     runner_ = nullptr;
+    delete sessions_;
+    sessions_ = nullptr;
+    delete prepare_error_;
+    prepare_error_ = nullptr;
   }
   void SetUp() override {
+    ASSERT_NE(sessions_, nullptr) << "PrepareCgroupRoot(" << kRoot << "): " << *prepare_error_;
     // The test itself must outlive every OOM it causes.
     ASSERT_TRUE(WriteOomScoreAdj(0, -1000));
     available_mib_ = MeminfoKiB("MemAvailable") / 1024;
     ASSERT_GT(available_mib_, 1000u) << "the guest needs more memory (--mem)";
   }
-  void TearDown() override { (void)sandbox::ApplySessionsMemoryCap(runner_->root(), std::nullopt); }
+  void TearDown() override {
+    if (sessions_ != nullptr) (void)sandbox::ApplySessionsMemoryCap(*sessions_, std::nullopt);
+  }
 
   uint64_t Share(unsigned percent) const { return available_mib_ * percent / 100; }
 
@@ -131,7 +147,7 @@ class OomTest : public ::testing::Test {
         runner_->BaseRequest({StagedProbe(), "allocate-and-hold", std::to_string(Share(35))});
     req.limits.memory_max_bytes = Share(40) << 20;
     req.oom_score_adj = oom_score_adj;
-    auto child = sandbox::Spawn(runner_->root(), name, req);
+    auto child = sandbox::Spawn(*sessions_, name, req);
     EXPECT_TRUE(child) << child.error().ToString();
     if (child) {
       child->stdin_write.Reset();
@@ -168,14 +184,20 @@ class OomTest : public ::testing::Test {
     return (*status)->exited ? 0 : (*status)->signal;
   }
 
-  static SandboxRunner* runner_;
+  static constexpr char kRoot[] = "/sys/fs/cgroup/mp-oom-root";
+  static SandboxRunner* runner_;          // the requests (workspace, seccomp)
+  static sandbox::CgroupRoot* sessions_;  // <kRoot>/sessions: the session leaves' parent
+  static std::string* prepare_error_;
   uint64_t available_mib_ = 0;
 };
 SandboxRunner* OomTest::runner_ = nullptr;
+sandbox::CgroupRoot* OomTest::sessions_ = nullptr;
+std::string* OomTest::prepare_error_ = nullptr;
 
 // The two protections together: the cap trips first, inside the sessions' cgroup.
 TEST_F(OomTest, SessionsOverTheAggregateCapLoseAWholeSessionAndTheHostProcessLives) {
-  ASSERT_TRUE(sandbox::ApplySessionsMemoryCap(runner_->root(), Share(45) << 20));
+  ASSERT_EQ(sessions_->path(), std::string(kRoot) + "/sessions");
+  ASSERT_TRUE(sandbox::ApplySessionsMemoryCap(*sessions_, Share(45) << 20));
   HostHog host(Share(45));
   ASSERT_TRUE(host.ready());
   Session a = Start("oom-a", 500);

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <optional>
 #include <string>
@@ -227,7 +228,9 @@ TEST_F(OutliveTest, ControlWithoutTheOptionTheSandboxDiesWithItsSupervisor) {
 // The sessions unit's layout (packaging/deb/debian/monkeyproof-sessions.service): systemd
 // starts the unit's anchor process in the unit's own cgroup, where cgroup v2 forbids enabling
 // domain controllers for children; PrepareCgroupRoot moves it into the leaf "anchor" first.
-// The control: enabling memory with the process left in place fails (EBUSY).
+// The control: enabling memory with the process left in place fails (EBUSY). The session
+// leaves go below the cgroup "sessions" it makes there, and the sessions' aggregate cap lands on
+// that one, never on the root (a unit's cgroup, whose own files systemd writes).
 TEST(SessionsRootTest, AProcessInTheRootIsMovedIntoTheAnchorLeaf) {
   const std::string path = "/sys/fs/cgroup/mp-sessions-root";
   ASSERT_TRUE(::mkdir(path.c_str(), 0755) == 0 || errno == EEXIST);
@@ -237,12 +240,18 @@ TEST(SessionsRootTest, AProcessInTheRootIsMovedIntoTheAnchorLeaf) {
     ::pause();
     ::_exit(0);
   }
-  auto cleanup = [&] {
+  // Runs however the test ends (an ASSERT returns early): the anchor must not outlive it.
+  struct Cleanup {
+    std::function<void()> run;
+    ~Cleanup() { run(); }
+  } cleanup{[&] {
     ::kill(anchor, SIGKILL);
     ::waitpid(anchor, nullptr, 0);
     ::rmdir((path + "/anchor").c_str());
+    ::rmdir((path + "/sessions/probe").c_str());
+    ::rmdir((path + "/sessions").c_str());
     ::rmdir(path.c_str());
-  };
+  }};
   {
     UniqueFd procs(::open((path + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
     const std::string pid = std::to_string(anchor);
@@ -259,20 +268,38 @@ TEST(SessionsRootTest, AProcessInTheRootIsMovedIntoTheAnchorLeaf) {
   }
 
   auto root = sandbox::PrepareCgroupRoot(path);
-  EXPECT_TRUE(root) << root.error().ToString();
+  ASSERT_TRUE(root) << root.error().ToString();
+  EXPECT_EQ(root->path(), path + "/sessions");
   std::ifstream own("/proc/" + std::to_string(anchor) + "/cgroup");
   std::string line;
   std::getline(own, line);
   EXPECT_EQ(line, "0::/mp-sessions-root/anchor");
   std::ifstream control(path + "/cgroup.subtree_control");
   std::string enabled((std::istreambuf_iterator<char>(control)), std::istreambuf_iterator<char>());
+  std::ifstream sessions_control(path + "/sessions/cgroup.subtree_control");
+  std::string for_leaves((std::istreambuf_iterator<char>(sessions_control)),
+                         std::istreambuf_iterator<char>());
   for (const char* c : {"memory", "pids", "cpu"}) {
     EXPECT_NE(enabled.find(c), std::string::npos) << enabled;
+    EXPECT_NE(for_leaves.find(c), std::string::npos) << for_leaves;
   }
+  // A leaf is made below "sessions", and the cap is written there, the root's own left alone.
+  auto leaf = sandbox::CgroupLeaf::Create(*root, "probe");
+  ASSERT_TRUE(leaf) << leaf.error().ToString();
+  EXPECT_EQ(::access((path + "/sessions/probe/memory.max").c_str(), F_OK), 0);
+  ASSERT_TRUE(sandbox::ApplySessionsMemoryCap(*root, 256ull << 20));
+  const auto first_line = [](const std::string& file) {
+    std::ifstream f(file);
+    std::string l;
+    std::getline(f, l);
+    return l;
+  };
+  EXPECT_EQ(first_line(path + "/sessions/memory.max"), "268435456");
+  EXPECT_EQ(first_line(path + "/memory.max"), "max") << "the cap was written to the root itself";
   // A restarted supervisor finds the root empty of processes: nothing to move, still fine.
   auto again = sandbox::PrepareCgroupRoot(path);
   EXPECT_TRUE(again) << again.error().ToString();
-  cleanup();
+  (void)leaf->Remove();
 }
 
 }  // namespace

@@ -37,6 +37,8 @@ const std::string kDaemon = MP_MONKEYPROOFD_PATH;
 const std::string kShippedExec = std::string(MP_SOURCE_DIR) + "/policies/exec.json";
 const std::string kBase = "/var/tmp/mp-throttle-test";
 const std::string kCgroup = "/sys/fs/cgroup/mp-throttle-test";
+// The cgroup the daemon makes below its root for the session leaves (sandbox::kSessionsCgroup).
+const std::string kLeaves = kCgroup + "/sessions";
 // Inside the shipped exec policy's workspace_roots, so its own file can be used unchanged.
 const std::string kWorkspace = "/var/lib/monkeyproof/workspaces/throttle-test";
 
@@ -80,7 +82,7 @@ struct Digest {
 
 int CountLeaves() {
   int n = 0;
-  if (DIR* d = ::opendir(kCgroup.c_str())) {
+  if (DIR* d = ::opendir(kLeaves.c_str())) {
     while (const dirent* e = ::readdir(d)) {
       if (e->d_type == DT_DIR && e->d_name[0] == 's' && e->d_name[1] == '-') ++n;
     }

@@ -34,6 +34,8 @@ const std::string kBase = "/var/tmp/mp-daemon-test";
 const std::string kRoot = kBase + "/ws";
 const std::string kWorkspace = kRoot + "/w";
 const std::string kCgroup = "/sys/fs/cgroup/mp-daemon-test";
+// The cgroup the daemon makes below its root for the session leaves (sandbox::kSessionsCgroup).
+const std::string kLeaves = kCgroup + "/sessions";
 
 const char kExecPolicy[] = R"({
   "description": "test exec", "type": "exec", "command": [],
@@ -297,7 +299,7 @@ TEST_F(SupervisorTest, KillEndsTheWholeTree) {
   auto info =
       Spawn(Exec("setsid sh -c 'sleep 1001' & sh -c 'sleep 1002 &'; echo started; sleep 1003"));
   ASSERT_FALSE(info.id.empty());
-  const std::string leaf = kCgroup + "/" + info.id;
+  const std::string leaf = kLeaves + "/" + info.id;
   // Kill only once the whole tree exists: the three sleepers are in the leaf and the
   // double fork's middle shell is gone.
   std::vector<pid_t> procs;
@@ -691,7 +693,7 @@ TEST_F(SupervisorTest, AuditLogRecordsControlActions) {
 
 int CountLeaves() {
   int n = 0;
-  if (DIR* d = ::opendir(kCgroup.c_str())) {
+  if (DIR* d = ::opendir(kLeaves.c_str())) {
     while (const dirent* e = ::readdir(d)) {
       if (e->d_type == DT_DIR && e->d_name[0] == 's' && e->d_name[1] == '-') ++n;
     }
@@ -726,7 +728,7 @@ TEST(SupervisorRestartTest, SigkillLeavesNoProcessAndRestartMarksSessions) {
     const std::string id = std::get<wire::SessionInfo>(r->body).id;
     // The whole tree first: the four sleepers (setsid'd, backgrounded, orphaned, foreground).
     const auto sleepers = [&] {
-      const auto procs = LeafProcesses(kCgroup + "/" + id).value_or(std::vector<pid_t>{});
+      const auto procs = LeafProcesses(kLeaves + "/" + id).value_or(std::vector<pid_t>{});
       return std::count_if(procs.begin(), procs.end(),
                            [](pid_t p) { return Cmdline(p) == "sleep 1000"; });
     };
@@ -934,7 +936,7 @@ TEST(SupervisorSpawnTest, AWedgedSpawnBlocksNothingElseAndTimesOutNamingTheStep)
   EXPECT_NE(info->end->detail.find("stalled in step: report started"), std::string::npos)
       << info->end->detail;
   EXPECT_GE(waited, std::chrono::seconds(12));
-  EXPECT_NE(::access((kCgroup + "/" + wedged_id).c_str(), F_OK), 0) << "the leaf is still there";
+  EXPECT_NE(::access((kLeaves + "/" + wedged_id).c_str(), F_OK), 0) << "the leaf is still there";
   // The record is kept, inspectable.
   auto got = c->Call(wire::GetRequest{wedged_id});
   ASSERT_TRUE(got && got->ok());

@@ -81,16 +81,17 @@ Result<SupervisorConfig> ParseConfig(const std::string& name, const std::string&
                 }
                 return Ok();
               })
-      .Custom("session_host_loopback", [&c](std::string_view v) -> Result<void> {
-        if (v == "deny") {
-          c.session_host_loopback = HostLoopbackMode::kDeny;
-        } else if (v == "allow") {
-          c.session_host_loopback = HostLoopbackMode::kAllow;
-        } else {
-          return PlainError("\"" + std::string(v) + "\" is not deny or allow");
-        }
-        return Ok();
-      })
+      .Custom("session_host_loopback",
+              [&c](std::string_view v) -> Result<void> {
+                if (v == "deny") {
+                  c.session_host_loopback = HostLoopbackMode::kDeny;
+                } else if (v == "allow") {
+                  c.session_host_loopback = HostLoopbackMode::kAllow;
+                } else {
+                  return PlainError("\"" + std::string(v) + "\" is not deny or allow");
+                }
+                return Ok();
+              })
       .Number("session_oom_score_adj", &c.session_oom_score_adj, 0, 1000)
       .Custom("sessions_memory_max", [&c](std::string_view v) {
         return ParseSessionsMemoryMax(v, &c.sessions_memory_max);

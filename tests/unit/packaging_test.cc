@@ -46,13 +46,13 @@ std::set<std::string> Lines(const std::string& path) {
 
 TEST(PackagedSupervisorConfigTest, EveryKeyWithItsDefault) {
   const test::UncommentedExample example = test::UncommentExample(MP_SUPERVISOR_CONF_EXAMPLE);
-  EXPECT_EQ(example.keys,
-            (std::set<std::string>{"socket_path", "api_user", "state_dir", "policies_dir",
-                                   "credentials_dir", "cgroup_root", "audit_log", "max_sessions",
-                                   "max_ended_sessions", "max_ended_output_bytes", "session_ttl_ms",
-                                   "interactive_session_ttl_ms", "kill_grace_ms",
-                                   "spawn_timeout_ms", "fd_store", "session_host_loopback",
-                                   "session_oom_score_adj", "sessions_memory_max"}));
+  EXPECT_EQ(
+      example.keys,
+      (std::set<std::string>{
+          "socket_path", "api_user", "state_dir", "policies_dir", "credentials_dir", "cgroup_root",
+          "audit_log", "max_sessions", "max_ended_sessions", "max_ended_output_bytes",
+          "session_ttl_ms", "interactive_session_ttl_ms", "kill_grace_ms", "spawn_timeout_ms",
+          "fd_store", "session_host_loopback", "session_oom_score_adj", "sessions_memory_max"}));
   auto parsed = supervisor::ParseConfig("monkeyproof.conf (uncommented)", example.text);
   ASSERT_TRUE(parsed.has_value()) << parsed.error().ToString();
   const supervisor::SupervisorConfig d;

@@ -27,6 +27,8 @@ namespace {
 const std::string kDaemon = MP_MONKEYPROOFD_PATH;
 const std::string kBase = "/var/tmp/mp-guard-daemon-test";
 const std::string kCgroup = "/sys/fs/cgroup/mp-guard-daemon-test";
+// Where the daemon attaches the guard: the cgroup that holds every session leaf.
+const std::string kSessions = kCgroup + "/" + sandbox::kSessionsCgroup;
 
 const char kPolicy[] = R"({
   "description": "test exec", "type": "exec", "command": [],
@@ -53,7 +55,7 @@ class LoopbackGuardDaemonTest : public ::testing::Test {
     std::ofstream(kBase + "/policies/exec.json") << kPolicy;
   }
   void TearDown() override {
-    if (auto root = sandbox::CgroupRoot::Open(kCgroup)) {
+    if (auto root = sandbox::CgroupRoot::Open(kSessions)) {
       (void)sandbox::DetachLoopbackGuard(root->dirfd());
     }
   }
@@ -86,9 +88,9 @@ class LoopbackGuardDaemonTest : public ::testing::Test {
     return ready;
   }
 
-  // How many guard programs are attached to the daemon's cgroup root (detaching them).
+  // How many guard programs are attached to the sessions' cgroup (detaching them).
   int TakeGuards() {
-    auto root = sandbox::CgroupRoot::Open(kCgroup);
+    auto root = sandbox::CgroupRoot::Open(kSessions);
     EXPECT_TRUE(root) << root.error().ToString();
     if (!root) return -1;
     auto n = sandbox::DetachLoopbackGuard(root->dirfd());

@@ -177,12 +177,16 @@ class SupervisorTest : public ::testing::Test {
     return r;
   }
 
-  // Subscribes from `since` and collects output until the exit event.
+  // Subscribes from `since` and collects output until the exit event. Offsets must follow on
+  // from each other; a `gap` (bytes past the transcript cap, which a flood reaches when a
+  // loaded host lets it print on before the kill) is part of the sequence: it must start where
+  // the output stopped, and the output goes on where it ends.
   struct Collected {
     std::string out;
     std::optional<wire::EndRecord> end;
     uint64_t next_offset = 0;
     bool offsets_contiguous = true;
+    uint64_t gap_bytes = 0;
   };
   Collected Follow(const std::string& id, uint64_t since = 0,
                    std::function<void(const uint8_t*, size_t)> sink = nullptr) {
@@ -196,7 +200,12 @@ class SupervisorTest : public ::testing::Test {
         ADD_FAILURE() << ev.error().ToString();
         return c;
       }
-      if (auto* o = std::get_if<wire::OutputEvent>(&*ev)) {
+      if (auto* g = std::get_if<wire::GapEvent>(&*ev)) {
+        if (g->session != id) continue;
+        if (g->range.from != c.next_offset) c.offsets_contiguous = false;
+        c.gap_bytes += g->range.to - g->range.from;
+        c.next_offset = g->range.to;
+      } else if (auto* o = std::get_if<wire::OutputEvent>(&*ev)) {
         if (o->session != id) continue;
         if (o->offset != c.next_offset) c.offsets_contiguous = false;
         if (sink)

@@ -46,16 +46,29 @@ std::string JsonEscape(std::string_view s) {
   return out;
 }
 
+Result<UniqueFd> AuditLog::OpenPath(const std::string& path) {
+  UniqueFd fd;
+  if (path.empty()) {
+    fd.Reset(::fcntl(2, F_DUPFD_CLOEXEC, 3));
+  } else {
+    fd.Reset(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  }
+  if (!fd) return ErrnoError("open(audit log \"" + (path.empty() ? "stderr" : path) + "\")");
+  return fd;
+}
+
 Result<AuditLog> AuditLog::Open(const std::string& path) {
   AuditLog log;
-  if (path.empty()) {
-    log.fd_.Reset(::fcntl(2, F_DUPFD_CLOEXEC, 3));
-  } else {
-    log.fd_.Reset(
-        ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-  }
-  if (!log.fd_) return ErrnoError("open(audit log \"" + path + "\")");
+  MP_TRY(log.fd_, OpenPath(path));
+  log.path_ = path;
   return log;
+}
+
+Result<void> AuditLog::Reopen() {
+  if (path_.empty()) return Ok();
+  MP_TRY(auto fd, OpenPath(path_));
+  fd_ = std::move(fd);
+  return Ok();
 }
 
 void AuditLog::Write(const AuditEntry& e) {

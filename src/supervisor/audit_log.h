@@ -2,8 +2,9 @@
 // close_stdin, resize, and the API's token_create / token_revoke) with the time,
 // the session, the principal the API authenticated, the peer's credentials and
 // the client identity the API passed along. Appends with O_APPEND; a failed
-// write is reported to stderr and never stops the action. Supervisor only;
-// not thread-safe.
+// write is reported to stderr and never stops the action. Reopen() (SIGHUP)
+// moves to a new file at the same path after logrotate renamed the old one.
+// Supervisor only; not thread-safe.
 #pragma once
 
 #include <sys/types.h>
@@ -32,8 +33,16 @@ class AuditLog {
   // An empty path writes to stderr (dev mode).
   static Result<AuditLog> Open(const std::string& path);
   void Write(const AuditEntry& entry);
+  // Opens the path again (creating it when missing) and writes there from now on: after a
+  // rotation by rename, lines go to the new file, and none is lost (each line is one write,
+  // to the old file or the new one). On failure the old file stays in use. Nothing to do for
+  // stderr.
+  Result<void> Reopen();
 
  private:
+  static Result<UniqueFd> OpenPath(const std::string& path);
+
+  std::string path_;  // "" = stderr
   UniqueFd fd_;
 };
 

@@ -376,6 +376,13 @@ int RunDaemon(int argc, char** argv) {
   EventLoop& l = **loop;
   auto handled = l.HandleSignals({SIGTERM, SIGINT, SIGHUP}, [&](int signo) {
     if (signo == SIGHUP) {
+      // logrotate renames the audit log and then reloads us (packaging's logrotate config):
+      // from here on, lines go to the new file.
+      auto reopened = audit->Reopen();
+      std::fprintf(
+          stderr, "monkeyproofd: audit log reopen: %s\n",
+          reopened ? "ok"
+                   : (reopened.error().ToString() + " (still writing to the old file)").c_str());
       auto r = manager.ReloadPolicies();
       std::fprintf(
           stderr, "monkeyproofd: policy reload: %s\n",

@@ -201,5 +201,20 @@ TEST(PackagingTest, TheSessionsUnitHoldsTheSessionsAndSurvivesUpgrades) {
   EXPECT_TRUE(install.count("debian/monkeyproof-sessions.service lib/systemd/system/"));
 }
 
+// The audit log is rotated by rename and the supervisor reopens it on reload (SIGHUP), never
+// by copytruncate, which loses lines written between the copy and the truncation
+// (audit_log_test shows both).
+TEST(PackagingTest, LogrotateRenamesTheAuditLogAndReloadsTheSupervisor) {
+  const supervisor::SupervisorConfig d;
+  const std::string text = Slurp(Debian("monkeyproof.logrotate"));
+  const auto lines = Lines(Debian("monkeyproof.logrotate"));
+  EXPECT_TRUE(lines.count(d.audit_log + " {")) << "logrotate does not name " << d.audit_log;
+  EXPECT_FALSE(lines.count("copytruncate"));
+  EXPECT_TRUE(lines.count("create 0640 root adm"));
+  EXPECT_TRUE(lines.count("postrotate"));
+  EXPECT_NE(text.find("systemctl reload monkeyproofd.service"), std::string::npos);
+  EXPECT_TRUE(Lines(Debian("monkeyproofd.service")).count("ExecReload=/bin/kill -HUP $MAINPID"));
+}
+
 }  // namespace
 }  // namespace mp

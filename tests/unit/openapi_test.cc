@@ -257,6 +257,21 @@ TEST(OpenApiTest, EveryOperationRequiresAuth) {
   }
 }
 
+// The failure limiter answers 429 before any route runs, so every operation that can answer
+// 401 can answer 429 too; and it never refuses a valid credential, which the description says.
+TEST(OpenApiTest, EveryAuthenticatedOperationListsTheLimitersAnswer) {
+  ASSERT_FALSE(Doc().is_discarded());
+  for (const Operation& op : Operations()) {
+    if (!op.op->at("responses").contains("401")) continue;
+    EXPECT_TRUE(op.op->at("responses").contains("429")) << Where(op) << ": no 429";
+  }
+  const std::string description =
+      Doc().at("components").at("responses").at("TooManyRequests").value("description", "");
+  EXPECT_EQ(description.find("even with a correct token"), std::string::npos) << description;
+  EXPECT_NE(description.find("a valid credential is never refused"), std::string::npos)
+      << description;
+}
+
 const json& OperationAt(const std::string& path, const std::string& method) {
   return Doc().at("paths").at(path).at(method);
 }

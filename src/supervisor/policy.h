@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/limits.h"
 #include "common/result.h"
 #include "common/vocabulary.h"
 #include "sandbox/child_plan.h"
@@ -109,6 +110,22 @@ struct PolicyOutput {
   common::FloodAction on_flood = common::FloodAction::kThrottle;
 };
 
+// home.keep: what becomes of the writable home a session gets over `home.dir`.
+//   kSession: a private layer per session over the read-only state dir, discarded at its end;
+//   kShared:  the state dir itself, read-write and shared by every session of the policy (the
+//             old behaviour: one session's plant runs in the next; only for trusted callers).
+enum class HomeKeep : uint8_t { kSession, kShared };
+inline constexpr std::array<std::string_view, 2> kHomeKeepNames = {"session", "shared"};
+// home.max_bytes: default and range of the session's writable layer (a tmpfs: memory).
+inline constexpr uint64_t kDefaultHomeMaxBytes = 1ull << 30;
+inline constexpr common::UintRange kHomeMaxBytesRange{1ull << 20, 64ull << 30};
+
+struct PolicyHome {
+  std::string dir;  // one of state_dirs, seen read-only below the private layer; empty: none
+  HomeKeep keep = HomeKeep::kSession;
+  uint64_t max_bytes = kDefaultHomeMaxBytes;
+};
+
 struct PolicyEnv {
   std::vector<std::string> pass;               // names copied from monkeyproofd's environment
   std::map<std::string, std::string> set;      // fixed values
@@ -133,7 +150,8 @@ struct Policy {
   std::string default_workspace;             // empty: a request must name its cwd
   std::vector<PolicyMount> mounts;
   std::vector<std::string> state_dirs;  // bound read-write at the same path
-  std::vector<std::string> hide;        // the policy's own; see HiddenPaths()
+  PolicyHome home;  // parsed; the sandbox side follows (issue 13, "A private agent home")
+  std::vector<std::string> hide;  // the policy's own; see HiddenPaths()
   sandbox::NetworkMode network = sandbox::NetworkMode::kNone;
   // DefaultDenyProfile() with the policy's deny list appended and its kill list and switches.
   sandbox::SeccompProfile seccomp;

@@ -287,11 +287,31 @@ class PolicyReader {
     for (size_t i = 0; i < p_.state_dirs.size(); ++i) {
       add_target(p_.state_dirs[i], "/state_dirs/" + std::to_string(i));
     }
+    ReadHome(r);
     // One bind is left for the workspace.
     if (p_.mounts.size() + p_.state_dirs.size() + 1 > sandbox::kMaxBinds) {
       Fail("/mounts", "mounts and state_dirs together allow at most " +
                           std::to_string(sandbox::kMaxBinds - 1) + " entries");
     }
+  }
+
+  // home: the state dir a session gets a writable home over (docs/policies.md, "Homes").
+  void ReadHome(wire::ObjectReader& root) {
+    auto h = root.OptObject("home");
+    if (!h || !h->is_object()) return;
+    h->Require("dir");
+    const std::optional<std::string> dir = h->OptString("dir", kAnyString);
+    p_.home.keep = OptEnum<HomeKeep>(*h, "keep", kHomeKeepNames).value_or(HomeKeep::kSession);
+    ReadUint(*h, "max_bytes", kHomeMaxBytesRange, &p_.home.max_bytes);
+    h->RejectUnknownNamingKnown();
+    if (!dir || !CheckPath(*dir, "/home/dir")) return;
+    if (std::find(p_.state_dirs.begin(), p_.state_dirs.end(), *dir) == p_.state_dirs.end()) {
+      Fail("/home/dir", Quote(*dir) +
+                            " is not one of state_dirs; list it there too (the home "
+                            "is seeded from that state dir)");
+      return;
+    }
+    p_.home.dir = *dir;
   }
 
   template <typename AddTarget>

@@ -93,6 +93,9 @@ TEST(PolicyLoaderTest, MinimalPolicyGetsDocumentedDefaults) {
   EXPECT_EQ(p->run_as.group, "");
   EXPECT_FALSE(p->run_as.allow_root);
   EXPECT_EQ(p->network, sandbox::NetworkMode::kNone);
+  EXPECT_TRUE(p->home.dir.empty());
+  EXPECT_EQ(p->home.keep, HomeKeep::kSession);
+  EXPECT_EQ(p->home.max_bytes, 1ull << 30);
   EXPECT_EQ(p->limits.memory_max_bytes, 2ull << 30);
   EXPECT_EQ(p->limits.memory_swap_max_bytes, 0u);
   EXPECT_EQ(p->limits.pids_max, 512u);
@@ -136,6 +139,7 @@ TEST(PolicyLoaderTest, CommentsAndEveryFieldAccepted) {
     "mounts": [{"source": "/opt/tools", "mode": "ro"},
                {"source": "/srv/cache", "target": "/cache", "mode": "rw"}],
     "state_dirs": ["/var/lib/mp-agent/.claude"],
+    "home": {"dir": "/var/lib/mp-agent/.claude", "keep": "shared", "max_bytes": 2097152},
     "hide": ["/home", "/root"],
     "network": "host",
     "seccomp": {"deny": ["@namespaces", "acct"], "kill": ["ptrace"],
@@ -172,6 +176,9 @@ TEST(PolicyLoaderTest, CommentsAndEveryFieldAccepted) {
   EXPECT_EQ(p->mounts[1].target, "/cache");
   EXPECT_EQ(p->mounts[1].mode, sandbox::BindMode::kReadWrite);
   EXPECT_EQ(p->network, sandbox::NetworkMode::kHost);
+  EXPECT_EQ(p->home.dir, "/var/lib/mp-agent/.claude");
+  EXPECT_EQ(p->home.keep, HomeKeep::kShared);
+  EXPECT_EQ(p->home.max_bytes, 2097152u);
   std::vector<std::string> deny = sandbox::DefaultDenyProfile().deny;
   deny.push_back("@namespaces");
   deny.push_back("acct");
@@ -214,7 +221,7 @@ TEST(PolicyLoaderTest, EachBadInputGetsItsExactError) {
        {E("/networking: unknown field (known: description, type, command, "
           "own_command_types, bypasses_agent_permissions, run_as, hide, workspace_roots, "
           "default_workspace, mounts, "
-          "state_dirs, network, seccomp, rlimits, limits, deadlines, output, env, "
+          "state_dirs, home, network, seccomp, rlimits, limits, deadlines, output, env, "
           "request_env)")}},
       {"unknown nested field",
        Doc(R"("limits": {"memory_max": 1})"),
@@ -326,6 +333,15 @@ TEST(PolicyLoaderTest, EachBadInputGetsItsExactError) {
       {"state dir on a mount target",
        Doc(R"("mounts": [{"source": "/opt/a"}], "state_dirs": ["/opt/a"])"),
        {E("/state_dirs/0: target \"/opt/a\" is used by another mount or state dir")}},
+      {"home outside state_dirs",
+       Doc(R"("state_dirs": ["/opt/a"], "home": {"dir": "/opt/b"})"),
+       {E("/home/dir: \"/opt/b\" is not one of state_dirs; list it there too (the home is "
+          "seeded from that state dir)")}},
+      {"home without dir, bad keep, too small",
+       Doc(R"("state_dirs": ["/opt/a"], "home": {"keep": "forever", "max_bytes": 4096})"),
+       {E("/home/dir: required field is missing"),
+        E("/home/keep: expected one of \"session\", \"shared\"; got \"forever\""),
+        E("/home/max_bytes: value 4096 is out of range [1048576, 68719476736]")}},
       {"bad mount mode",
        Doc(R"("mounts": [{"source": "/opt/a", "mode": "w"}])"),
        {E("/mounts/0/mode: expected one of \"ro\", \"rw\"; got \"w\"")}},
@@ -458,7 +474,7 @@ TEST(PolicyLoaderTest, CollectsEveryErrorAtOnce) {
                 E("/colour: unknown field (known: description, type, command, "
                   "own_command_types, bypasses_agent_permissions, run_as, hide, workspace_roots, "
                   "default_workspace, "
-                  "mounts, state_dirs, network, seccomp, rlimits, limits, deadlines, "
+                  "mounts, state_dirs, home, network, seccomp, rlimits, limits, deadlines, "
                   "output, env, request_env)"),
             }));
 }
@@ -559,7 +575,7 @@ TEST(PolicySetTest, ReloadKeepsTheOldSetOnError) {
                 ":/bogus: unknown field (known: description, type, command, "
                 "own_command_types, bypasses_agent_permissions, run_as, hide, workspace_roots, "
                 "default_workspace, "
-                "mounts, state_dirs, network, seccomp, rlimits, limits, deadlines, "
+                "mounts, state_dirs, home, network, seccomp, rlimits, limits, deadlines, "
                 "output, env, request_env)\n" +
                 other_file +
                 ": JSON: parse error at line 1, column 2: syntax error while parsing object key - "

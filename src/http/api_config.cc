@@ -174,6 +174,14 @@ Result<ApiConfig> ParseApiConfig(std::string_view text, std::string_view origin)
       .Number("max_preauth_connections_per_address", &c.max_preauth_connections_per_address, 0,
               100'000)
       .Number("accept_rate_per_address", &c.accept_rate_per_address, 0, 1'000'000)
+      .Custom("preauth_eviction",
+              [&c](std::string_view value) -> Result<void> {
+                if (value != "on" && value != "off") {
+                  return PlainError("\"" + std::string(value) + "\" is not on or off");
+                }
+                c.preauth_eviction = value == "on";
+                return Ok();
+              })
       .Number("max_connections_per_principal", &c.max_connections_per_principal, 0, 100'000)
       .Size("ws_outbox_bytes", &c.ws_outbox_bytes, 64 * kKiB, 256 * kMiB)
       .Size("transcript_max_bytes", &c.transcript_max_bytes, 64 * kKiB, 256 * kMiB)

@@ -63,6 +63,10 @@ struct ApiConfig {
   // second (bursts of twice that). 0: no such limit.
   uint32_t max_preauth_connections_per_address = 128;
   uint32_t accept_rate_per_address = 100;
+  // `preauth_eviction` = on | off: when the per-address or the global cap is full, the oldest
+  // connection that has not authenticated is closed to admit the new one (on), or the new one
+  // is refused with 503 (off: idle connections can then keep valid clients out).
+  bool preauth_eviction = true;
   // Connections (HTTP keep-alive and WebSocket) one principal with a scope (a scoped token, a
   // certificate mapped to a scope) may hold at once; admin tokens and certificates are exempt
   // (max_connections bounds them). 0: no such cap.

@@ -32,7 +32,7 @@ struct ApiContext : std::enable_shared_from_this<ApiContext> {
         tokens(std::move(tokens_in)),
         limiter(config.auth_failures_per_minute, std::chrono::seconds(60)),
         connection_limits(config.max_preauth_connections_per_address,
-                          config.accept_rate_per_address),
+                          config.accept_rate_per_address, config.preauth_eviction),
         principal_connections(config.max_connections_per_principal),
         link(io_in, config.control_socket, "monkeyproof-api"),
         hub(link, metrics) {
@@ -45,7 +45,8 @@ struct ApiContext : std::enable_shared_from_this<ApiContext> {
   TokenStore token_store;  // scoped tokens; opened by Server::Start (disabled until then)
   ClientPrincipals client_principals;  // tls_client_principals; loaded by Server::Start
   FailureLimiter limiter;
-  ConnectionLimits connection_limits;  // per-address pre-auth limits, checked at accept
+  // Per-address pre-auth limits, checked at accept; the register of unauthenticated connections.
+  ConnectionLimits connection_limits;
   // Connections per scoped principal (max_connections_per_principal), WebSockets by token id.
   PrincipalConnections principal_connections;
   Metrics metrics;

@@ -108,11 +108,18 @@ void HttpSession::RefusePlainHttp() {
 }
 
 bool HttpSession::Admit() {
-  if (!peer_ || InNetworks(*peer_, ctx_.config.trusted_proxies)) return true;
-  std::string key = ConnectionLimits::KeyOf(*peer_);
-  const auto verdict = ctx_.connection_limits.Open(key, ConnectionLimits::Clock::now());
+  auto evictor = [weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->Evict();
+  };
+  if (!peer_ || InNetworks(*peer_, ctx_.config.trusted_proxies)) {
+    preauth_id_ = ctx_.connection_limits.Track(std::move(evictor));
+    return true;
+  }
+  const auto admission = ctx_.connection_limits.Open(ConnectionLimits::KeyOf(*peer_),
+                                                     ConnectionLimits::Clock::now(), evictor);
+  const auto verdict = admission.verdict;
   if (verdict == ConnectionLimits::Verdict::kAdmit) {
-    preauth_key_ = std::move(key);
+    preauth_id_ = admission.id;
     return true;
   }
   // Refused before a byte is read: a short plain-text answer (also on a TLS listener, as the
@@ -141,7 +148,16 @@ bool HttpSession::Admit() {
 }
 
 void HttpSession::ReleasePreauth() {
-  if (preauth_key_) ctx_.connection_limits.Release(*std::exchange(preauth_key_, std::nullopt));
+  if (preauth_id_ != 0) ctx_.connection_limits.Release(std::exchange(preauth_id_, 0));
+}
+
+void HttpSession::Evict() {
+  // The register has dropped the entry already. No answer: the connection has had the longest
+  // of all to send its request, and its file descriptor is what the new one needs. Closing
+  // cancels the pending read or handshake; the session ends with its handler.
+  preauth_id_ = 0;
+  ctx_.metrics.CountPreauthEviction();
+  stream_.next_layer().close();
 }
 
 void HttpSession::DoRead() {
@@ -294,7 +310,13 @@ bool HttpSession::RefuseBodyBeforeAuth() {
   uint32_t retry_after = 0;
   const auto verdict = ctx_.limiter.Judge(auth.principal.has_value(), ClientAddress(request),
                                           FailureLimiter::Clock::now(), &retry_after);
-  if (verdict == AuthVerdict::kAllow) return false;
+  if (verdict == AuthVerdict::kAllow) {
+    // Authenticated on its headers: a long upload is no longer an unauthenticated connection
+    // that a flood of new ones could evict (Handle checks the credential again).
+    authenticated_ = true;
+    ReleasePreauth();
+    return false;
+  }
   Unauthenticate();
   discard_ = true;
   discard_max_bytes_ = kRefusalDiscardMaxBytes;
@@ -305,7 +327,7 @@ bool HttpSession::RefuseBodyBeforeAuth() {
 
 bool HttpSession::Unauthenticate() {
   principal_slot_.Reset();
-  return std::exchange(authenticated_, false) && !preauth_key_;
+  return std::exchange(authenticated_, false) && preauth_id_ == 0;
 }
 
 bool HttpSession::HoldPrincipal(const HttpRequest& request, const Principal& principal) {
@@ -415,7 +437,7 @@ void HttpSession::Handle(HttpRequest request) {
     const std::string address = ClientAddress(request);  // behind a trusted proxy, its client's
     std::make_shared<WsAuthGate>(ctx_, std::move(stream_), std::move(request),
                                  std::move(*matched.match), "api:" + address, address,
-                                 std::exchange(preauth_key_, std::nullopt))
+                                 std::exchange(preauth_id_, 0))
         ->Run();
     return;
   }

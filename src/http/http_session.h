@@ -57,9 +57,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void OnHandshake(boost::beast::error_code ec, size_t used);
   void RefusePlainHttp();
   // Per-address limits at the start (connection_limits.h): false when refused (answered 503
-  // and closed).
+  // and closed). An admitted connection is in the register of unauthenticated connections
+  // (trusted proxies and unknown peers too, without per-address limits) until it authenticates.
   bool Admit();
   void ReleasePreauth();
+  // Evicted from the register (connection_limits.h) before it authenticated: closes at once.
+  void Evict();
   void DoRead();
   void ReadHeader();
   void OnHeader(boost::beast::error_code ec, size_t bytes);
@@ -106,7 +109,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   PrincipalConnections::Slot principal_slot_;  // its principal's count, while it has a scope
   bool close_after_refusal_ = false;           // SendAuthRefusal closes (Unauthenticate)
   bool first_request_ = true;                  // the deadline set at the start still runs
-  std::optional<std::string> preauth_key_;     // counted in ctx_.connection_limits until auth
+  ConnectionLimits::Id preauth_id_ = 0;        // in ctx_.connection_limits until auth (0: not)
   bool head_ = false;  // the request being answered is a HEAD: its answer goes without body
   std::shared_ptr<HttpResponse> response_;  // the one being written
   bool discard_ = false;                    // drain the request's rest once the answer is written

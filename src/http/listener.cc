@@ -63,7 +63,10 @@ void Listener::OnAccept(boost::system::error_code ec, tcp::socket socket) {
         [self = shared_from_this(), timer](boost::system::error_code) { self->DoAccept(); });
     return;
   }
-  if (ctx_.connections >= ctx_.config.max_connections) {
+  // At the global cap the oldest connection that has not authenticated makes room (it closes
+  // now; its count goes when its session does): idle connections cannot keep a client out.
+  // Only when every open connection has authenticated is the new one refused.
+  if (ctx_.connections >= ctx_.config.max_connections && !ctx_.connection_limits.EvictOldest()) {
     // Over the cap: a short answer and close, without reading the request.
     static const std::string kBusy = [] {
       const std::string body =

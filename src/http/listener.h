@@ -1,6 +1,8 @@
 // Accepts TCP connections on one listen address of monkeyproof-api and starts an HttpSession
-// for each, plain or over TLS (the listener's TlsContextSlot), refusing connections beyond
-// max_connections with a 503 and close. Runs on the io_context thread.
+// for each, plain or over TLS (the listener's TlsContextSlot). At max_connections the oldest
+// unauthenticated connection is evicted to admit the new one (connection_limits.h); only when
+// all have authenticated is the new one refused with a 503 and close. Runs on the io_context
+// thread.
 #pragma once
 
 #include <memory>

@@ -89,6 +89,10 @@ std::string Metrics::Render(const SupervisorGauges& supervisor) const {
         "TLS connections that ended in the handshake (old protocol, no shared cipher, no or an "
         "unverified client certificate, or not TLS at all).",
         get(tls_failures_));
+  w.One("monkeyproof_api_preauth_evictions_total", "counter",
+        "Connections that had not authenticated, closed to admit a new one because their "
+        "address's or the global connection cap was full (the oldest goes first).",
+        get(preauth_evictions_));
   w.One("monkeyproof_api_sessions_created_total", "counter",
         "Sessions created through this API process.", get(sessions_created_));
   w.One("monkeyproof_api_ws_bytes_sent_total", "counter",

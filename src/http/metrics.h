@@ -24,6 +24,8 @@ class Metrics {
   void CountAuthFailure() { auth_failures_.fetch_add(1, std::memory_order_relaxed); }
   void CountRateLimited() { rate_limited_.fetch_add(1, std::memory_order_relaxed); }
   void CountTlsHandshakeFailure() { tls_failures_.fetch_add(1, std::memory_order_relaxed); }
+  // An unauthenticated connection closed to admit a new one (connection_limits.h).
+  void CountPreauthEviction() { preauth_evictions_.fetch_add(1, std::memory_order_relaxed); }
   void CountSessionCreated() { sessions_created_.fetch_add(1, std::memory_order_relaxed); }
   void AddWsBytes(uint64_t n) { ws_bytes_out_.fetch_add(n, std::memory_order_relaxed); }
   void CountWsLagged() { ws_lagged_.fetch_add(1, std::memory_order_relaxed); }
@@ -42,6 +44,7 @@ class Metrics {
   std::array<std::atomic<uint64_t>, 6> responses_{};
   std::atomic<uint64_t> auth_failures_{0}, rate_limited_{0}, sessions_created_{0};
   std::atomic<uint64_t> ws_bytes_out_{0}, ws_lagged_{0}, reconnects_{0}, tls_failures_{0};
+  std::atomic<uint64_t> preauth_evictions_{0};
   std::atomic<int64_t> connections_{0}, ws_clients_{0};
 };
 

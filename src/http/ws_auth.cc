@@ -29,7 +29,7 @@ constexpr auto kRefusalTimeout = std::chrono::seconds(2);
 
 WsAuthGate::WsAuthGate(ApiContext& ctx, ClientStream&& stream, HttpRequest request,
                        RouteMatch match, std::string client, std::string address,
-                       std::optional<std::string> preauth_key)
+                       ConnectionLimits::Id preauth_id)
     : ctx_(ctx),
       keep_(ctx.shared_from_this()),
       ws_(std::move(stream)),
@@ -37,7 +37,7 @@ WsAuthGate::WsAuthGate(ApiContext& ctx, ClientStream&& stream, HttpRequest reque
       match_(std::move(match)),
       client_(std::move(client)),
       address_(std::move(address)),
-      preauth_key_(std::move(preauth_key)) {}
+      preauth_id_(preauth_id) {}
 
 WsAuthGate::~WsAuthGate() {
   ReleasePreauth();
@@ -45,10 +45,20 @@ WsAuthGate::~WsAuthGate() {
 }
 
 void WsAuthGate::ReleasePreauth() {
-  if (preauth_key_) ctx_.connection_limits.Release(*std::exchange(preauth_key_, std::nullopt));
+  if (preauth_id_ != 0) ctx_.connection_limits.Release(std::exchange(preauth_id_, 0));
 }
 
 void WsAuthGate::Run() {
+  if (preauth_id_ != 0) {
+    // Evicted (connection_limits.h) before the auth message: close at once, without a word.
+    ctx_.connection_limits.SetEvictor(preauth_id_, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) {
+        self->preauth_id_ = 0;
+        self->ctx_.metrics.CountPreauthEviction();
+        beast::get_lowest_layer(self->ws_).close();
+      }
+    });
+  }
   const auto offered = (*request_)[beast::http::field::sec_websocket_protocol];
   WsSession::Configure(ws_, OffersWsProtocol(std::string_view(offered.data(), offered.size())));
   // Until the auth message has come, only the handshake's own timeout and then the auth

@@ -26,12 +26,12 @@ namespace mp::http {
 class WsAuthGate : public std::enable_shared_from_this<WsAuthGate> {
  public:
   // Takes over the connection (counted in ctx.connections; the gate or the WsSession it hands
-  // over to uncounts it) and its pre-auth slot (`preauth_key` in ctx.connection_limits, when
-  // the connection holds one), released only once the auth message has authenticated or the
-  // gate is gone: a client that never authenticates stays under the per-address cap.
+  // over to uncounts it) and its pre-auth entry (`preauth_id` in ctx.connection_limits, 0 when
+  // none), released only once the auth message has authenticated or the gate is gone: a client
+  // that never authenticates stays under the per-address cap and may be evicted.
   // `client` is the audit identity ("api:<address>"), `address` the limiter's key.
   WsAuthGate(ApiContext& ctx, ClientStream&& stream, HttpRequest request, RouteMatch match,
-             std::string client, std::string address, std::optional<std::string> preauth_key);
+             std::string client, std::string address, ConnectionLimits::Id preauth_id);
   ~WsAuthGate();
 
   void Run();
@@ -50,7 +50,7 @@ class WsAuthGate : public std::enable_shared_from_this<WsAuthGate> {
   RouteMatch match_;
   std::string client_;
   std::string address_;
-  std::optional<std::string> preauth_key_;
+  ConnectionLimits::Id preauth_id_ = 0;
   boost::beast::flat_buffer buffer_;
   std::string refusal_;  // the message being written before the close
   bool handed_over_ = false;

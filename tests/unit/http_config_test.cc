@@ -47,6 +47,8 @@ void ExpectDefaults(const ApiConfig& c) {
   EXPECT_EQ(c.header_timeout_ms, d.header_timeout_ms);
   EXPECT_EQ(c.max_preauth_connections_per_address, d.max_preauth_connections_per_address);
   EXPECT_EQ(c.accept_rate_per_address, d.accept_rate_per_address);
+  EXPECT_EQ(c.preauth_eviction, d.preauth_eviction);
+  EXPECT_TRUE(d.preauth_eviction);
   EXPECT_EQ(c.max_connections_per_principal, d.max_connections_per_principal);
   EXPECT_EQ(c.idle_timeout_ms, d.idle_timeout_ms);
   EXPECT_EQ(c.max_connections, d.max_connections);
@@ -87,6 +89,7 @@ TEST(ApiConfigTest, EveryKey) {
       "header_timeout_ms = 2500\n"
       "max_preauth_connections_per_address = 9\n"
       "accept_rate_per_address = 0\n"
+      "preauth_eviction = off\n"
       "idle_timeout_ms = 60000\n"
       "max_connections = 77\n"
       "ws_outbox_bytes = 512K\n"
@@ -103,6 +106,7 @@ TEST(ApiConfigTest, EveryKey) {
   EXPECT_EQ(c.header_timeout_ms, 2500u);
   EXPECT_EQ(c.max_preauth_connections_per_address, 9u);
   EXPECT_EQ(c.accept_rate_per_address, 0u);
+  EXPECT_FALSE(c.preauth_eviction);
   EXPECT_EQ(c.idle_timeout_ms, 60000u);
   EXPECT_EQ(c.max_connections, 77u);
   EXPECT_EQ(c.ws_outbox_bytes, 512u * 1024);
@@ -125,6 +129,9 @@ TEST(ApiConfigTest, TrustedProxiesAndForwardedHeaderErrors) {
             "api.conf:2: forwarded_header: \"x-real-ip\" is neither x-forwarded-for nor "
             "forwarded (the header your proxy sets)");
   EXPECT_TRUE(MustParse("trusted_proxies =\n").trusted_proxies.empty());
+  EXPECT_EQ(ParseError("preauth_eviction = yes\n"),
+            "api.conf:1: preauth_eviction: \"yes\" is not on or off");
+  EXPECT_TRUE(MustParse("preauth_eviction = on\n").preauth_eviction);
 }
 
 TEST(ApiConfigTest, WhitespaceAroundKeysAndValues) {
@@ -570,6 +577,7 @@ TEST(PackagedExampleTest, EveryKeyWithItsDefault) {
                                                  "header_timeout_ms",
                                                  "max_preauth_connections_per_address",
                                                  "accept_rate_per_address",
+                                                 "preauth_eviction",
                                                  "max_connections_per_principal",
                                                  "ws_auth_timeout_ms"}));
   auto r = ParseApiConfig(example.text, "api.conf (uncommented)");

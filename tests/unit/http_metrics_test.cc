@@ -123,9 +123,10 @@ TEST(MetricsTest, FormatIsWellFormed) {
        {"monkeyproof_api_http_responses_total", "monkeyproof_api_auth_failures_total",
         "monkeyproof_api_rate_limited_total", "monkeyproof_api_sessions_created_total",
         "monkeyproof_api_tls_handshake_failures_total", "monkeyproof_api_ws_bytes_sent_total",
-        "monkeyproof_api_ws_lagged_total", "monkeyproof_api_supervisor_reconnects_total",
-        "monkeyproof_api_connections", "monkeyproof_api_ws_clients", "monkeyproof_supervisor_up",
-        "monkeyproof_sessions_active", "monkeyproof_sessions_total", "monkeyproof_sessions_max"}) {
+        "monkeyproof_api_preauth_evictions_total", "monkeyproof_api_ws_lagged_total",
+        "monkeyproof_api_supervisor_reconnects_total", "monkeyproof_api_connections",
+        "monkeyproof_api_ws_clients", "monkeyproof_supervisor_up", "monkeyproof_sessions_active",
+        "monkeyproof_sessions_total", "monkeyproof_sessions_max"}) {
     EXPECT_EQ(p.families.count(name), 1u) << name;
   }
   EXPECT_EQ(p.families.at("monkeyproof_supervisor_up").type, "gauge");

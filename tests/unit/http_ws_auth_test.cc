@@ -141,26 +141,39 @@ TEST_F(WsAuthTest, SilentClientIsClosedAtTheDeadline) {
 
 // Review finding: connections waiting for their auth message left the per-address pre-auth
 // count, so one address could hold the global cap with them. They now keep their slot until
-// the message authenticates.
+// the message authenticates, and, as unauthenticated connections, are the ones evicted when the
+// address's cap is full (the oldest first). Control: with preauth_eviction off, the new upgrade
+// is refused instead.
 TEST_F(WsAuthTest, WaitingForTheAuthMessageHoldsAPreauthSlot) {
-  StopServer();
-  ApiConfig c = Config();
-  c.max_preauth_connections_per_address = 3;
-  ASSERT_TRUE(TryStartServer(c));
-  const std::string target = "/sessions/" + Spawn({{"task", "idle"}}) + "/ws";
-  std::vector<std::unique_ptr<Ws>> waiting;
-  for (int i = 0; i < 3; ++i) {
-    waiting.push_back(std::make_unique<Ws>(port_, target, "monkeyproof"));
-    ASSERT_TRUE(waiting.back()->ok()) << i << ": " << waiting.back()->status();
+  for (const bool evict : {true, false}) {
+    SCOPED_TRACE(evict ? "preauth_eviction on" : "preauth_eviction off");
+    StopServer();
+    ApiConfig c = Config();
+    c.max_preauth_connections_per_address = 3;
+    c.preauth_eviction = evict;
+    ASSERT_TRUE(TryStartServer(c));
+    const std::string target = "/sessions/" + Spawn({{"task", "idle"}}) + "/ws";
+    std::vector<std::unique_ptr<Ws>> waiting;
+    for (int i = 0; i < 3; ++i) {
+      waiting.push_back(std::make_unique<Ws>(port_, target, "monkeyproof"));
+      ASSERT_TRUE(waiting.back()->ok()) << i << ": " << waiting.back()->status();
+    }
+    Ws fourth(port_, target, "monkeyproof");
+    if (evict) {
+      ASSERT_TRUE(fourth.ok()) << fourth.status();
+      EXPECT_TRUE(waiting[0]->Read().is_null()) << "the oldest waiting upgrade was not closed";
+      fourth.Send(json({{"type", "auth"}, {"token", kAdmin}}).dump());
+      EXPECT_EQ(fourth.Read().value("type", ""), "catchup");
+      continue;
+    }
+    EXPECT_FALSE(fourth.ok());
+    EXPECT_EQ(fourth.status(), 503);
+    // Control: once one of them has authenticated, its slot is free for another.
+    waiting[0]->Send(json({{"type", "auth"}, {"token", kAdmin}}).dump());
+    EXPECT_EQ(waiting[0]->Read().value("type", ""), "catchup");
+    Ws fifth(port_, target, "monkeyproof");
+    EXPECT_TRUE(fifth.ok()) << fifth.status();
   }
-  Ws fourth(port_, target, "monkeyproof");
-  EXPECT_FALSE(fourth.ok());
-  EXPECT_EQ(fourth.status(), 503);
-  // Control: once one of them has authenticated, its slot is free for another.
-  waiting[0]->Send(json({{"type", "auth"}, {"token", kAdmin}}).dump());
-  EXPECT_EQ(waiting[0]->Read().value("type", ""), "catchup");
-  Ws fifth(port_, target, "monkeyproof");
-  EXPECT_TRUE(fifth.ok()) << fifth.status();
 }
 
 // Letting the deadline pass is a failed auth, as a wrong token is: two silent upgrades and the

@@ -101,9 +101,9 @@ Result<void> MkdirP(const std::string& path, mode_t mode) {
   return Ok();
 }
 
-// Closes the fds systemd handed back from its store and drops them from the store. Their
-// sessions were ended by SessionManager::Recover (supervisor_restart; their leaves killed):
-// re-adopting them is not built yet (issue 16).
+// Closes the fds systemd handed back from its store that no session took (another name, or
+// the fd store is off now: their sessions were ended by SessionManager::Recover as
+// supervisor_restart, their leaves killed) and drops them from the store.
 void ReleaseListenedFds(const std::vector<sd::ListenedFd>& fds, const sd::Notifier* notifier) {
   if (fds.empty()) return;
   std::set<std::string> sessions;
@@ -357,8 +357,9 @@ int RunDaemon(int argc, char** argv) {
     }
   }
   SessionManager manager(**loop, std::move(*root), std::move(*policies), mo, dispatcher, *audit);
-  if (auto r = manager.Recover(); !r) return fail("recovery: " + r.error().ToString());
-  ReleaseListenedFds(listened, notifier ? &*notifier : nullptr);
+  auto not_adopted = manager.Recover(listened);
+  if (!not_adopted) return fail("recovery: " + not_adopted.error().ToString());
+  ReleaseListenedFds(*not_adopted, notifier ? &*notifier : nullptr);
 
   ControlServerOptions so;
   so.socket_path = c.socket_path;

@@ -15,6 +15,10 @@ Result<void> SessionFdStore::Store(const std::string& id,
   return Ok();
 }
 
+void SessionFdStore::Adopt(const std::string& id, const std::vector<sd::FdKind>& kinds) {
+  for (const sd::FdKind kind : kinds) stored_[id].insert(kind);
+}
+
 void SessionFdStore::Remove(const std::string& id, sd::FdKind kind) {
   auto it = stored_.find(id);
   if (it == stored_.end() || it->second.erase(kind) == 0) return;

@@ -25,6 +25,9 @@ class SessionFdStore {
   // Stores each fd under "<id>.<kind>". On a failure the fds stored so far stay (Remove*
   // drops them) and the error names the first fd that failed.
   Result<void> Store(const std::string& id, const std::vector<std::pair<sd::FdKind, int>>& fds);
+  // Records fds an earlier run stored for a session that this run adopted (they are in the
+  // store already, under their names: nothing is sent), so that Remove* drops them.
+  void Adopt(const std::string& id, const std::vector<sd::FdKind>& kinds);
   // Drops one stored fd of a session (nothing when it was not stored).
   void Remove(const std::string& id, sd::FdKind kind);
   // Drops every fd the session stored.

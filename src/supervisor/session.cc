@@ -191,9 +191,21 @@ void Session::OnAbortedInitExit() {
 // --- Running ----------------------------------------------------------------------------
 
 void Session::OnRunning() {
-  auto& c = *child_;
   info_.state = SessionState::kRunning;
-  info_.pid = CommandPid(c.init.pid());
+  info_.pid = CommandPid(child_->init.pid());
+  running_since_ms_ = WallClockMs();
+  WatchRunning(Watchdog::Clock::now(), /*arm=*/true);
+  StoreFds();
+  // An OOM kill or a refused fork between the spawn and the acknowledgements above raised no
+  // event we will see: look once now.
+  if (memory_events_) OnCgroupEvent(CgroupEventSource::kMemory);
+  if (pids_events_) OnCgroupEvent(CgroupEventSource::kPids);
+  start_reported_ = true;
+  if (callbacks_.on_started) callbacks_.on_started(*this);
+}
+
+void Session::WatchRunning(Watchdog::Clock::time_point start, bool arm) {
+  auto& c = *child_;
   for (int fd : {c.pty_master.get(), c.stdout_read.get(), c.stderr_read.get()}) {
     if (fd < 0) continue;
     parked_.push_back(fd);
@@ -206,17 +218,10 @@ void Session::OnRunning() {
   // the (level-triggered) loop would spin.
   WatchEventFile("memory.events", CgroupEventSource::kMemory, memory_events_);
   WatchEventFile("pids.events", CgroupEventSource::kPids, pids_events_);
-  watchdog_.emplace(LimitsOf(policy_->policy), Watchdog::Clock::now());
+  watchdog_.emplace(LimitsOf(policy_->policy), start);
   watchdog_timer_ = std::make_unique<WatchdogTimer>(shared_.loop, *watchdog_,
                                                     [this](const Verdict& v) { OnVerdict(v); });
-  watchdog_timer_->Arm();
-  StoreFds();
-  // An OOM kill or a refused fork between the spawn and the acknowledgements above raised no
-  // event we will see: look once now.
-  if (memory_events_) OnCgroupEvent(CgroupEventSource::kMemory);
-  if (pids_events_) OnCgroupEvent(CgroupEventSource::kPids);
-  start_reported_ = true;
-  if (callbacks_.on_started) callbacks_.on_started(*this);
+  if (arm) watchdog_timer_->Arm();
 }
 
 void Session::StoreFds() {

@@ -23,6 +23,7 @@
 #include "common/messages.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/spawn.h"
+#include "supervisor/adoption.h"
 #include "supervisor/event_loop.h"
 #include "supervisor/fd_store.h"
 #include "supervisor/output_log.h"
@@ -80,6 +81,16 @@ class Session {
   void Start(const sandbox::CgroupRoot& root, const sandbox::SpawnRequest& request,
              std::chrono::milliseconds start_timeout, Callbacks callbacks);
 
+  // Takes over a session that ran on while no supervisor did (its fds from systemd's store,
+  // already there under its name: nothing is stored again). Running from here as if it had
+  // never been left: output is read on from the transcript's end, the deadlines count from
+  // `record.running_since_ms`, the idle deadline from now. A command that ended meanwhile ends
+  // the session at once with init's report (on_ended may run before Adopt returns). The
+  // session was constructed with the effective policy rebuilt from the record.
+  void Adopt(sandbox::SpawnedChild child, const AdoptionRecord& record, Callbacks callbacks);
+  // What a restarted supervisor needs to adopt this running session (adoption.h).
+  [[nodiscard]] AdoptionRecord AdoptionInfo() const;
+
   // Ends the session: `kGraceful` sends SIGTERM to init and cgroup.kill after the grace
   // period, `kImmediate` cgroup.kill now. The first reason given is the one recorded.
   void BeginKill(wire::EndReason reason, KillMode mode);
@@ -121,6 +132,9 @@ class Session {
   void FailStart(const Error& error);
   void OnAbortedInitExit();
   void OnRunning();
+  // The running state's watches: output fds, init's pidfd, the leaf's event files, and the
+  // watchdog counting from `start` (armed unless `arm` is false).
+  void WatchRunning(Watchdog::Clock::time_point start, bool arm);
   void Watch(int fd, uint32_t events, EventLoop::FdCallback callback);
   void Unwatch(int fd);
   void UnwatchAll();
@@ -170,6 +184,7 @@ class Session {
   bool start_reported_ = false;                // on_started has run
   std::optional<std::string> spawn_error_;     // why the start failed
   std::optional<sandbox::WaitStatus> status_;  // the command's, once init has exited
+  uint64_t running_since_ms_ = 0;              // wall clock of the command's start
   std::optional<uint64_t> command_ended_ms_;   // wall clock of the command's end (init's report)
   UniqueFd memory_events_, pids_events_, leaf_events_;
   std::vector<int> watched_;  // fds registered with the loop

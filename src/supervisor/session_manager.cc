@@ -2,12 +2,16 @@
 
 #include <dirent.h>
 
+#include <map>
+#include <set>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 
 #include "common/random_id.h"
 #include "sandbox/spawn.h"
+#include "supervisor/adoption.h"
 
 namespace mp::supervisor {
 namespace {
@@ -83,10 +87,38 @@ void SessionManager::Audit(std::string_view action, const std::string& session,
   audit_.Write({action, session, peer.principal, peer.pid, peer.uid, peer.client, outcome, detail});
 }
 
-Result<void> SessionManager::Recover() {
-  MP_TRY(auto recovered, store_.Recover());
+Result<std::vector<sd::ListenedFd>> SessionManager::Recover(
+    const std::vector<sd::ListenedFd>& listened) {
+  std::vector<sd::ListenedFd> foreign;
+  std::map<std::string, StoredFds> stored;
+  if (options_.fd_store != nullptr) {
+    stored = GroupStoredFds(listened, &foreign);
+  } else {
+    foreign = listened;  // nothing could be stored again: the caller releases them
+  }
+  std::set<std::string> to_adopt;
+  for (const auto& [id, fds] : stored) to_adopt.insert(id);
+  MP_TRY(auto recovered, store_.Recover(to_adopt));
+  std::set<std::string> adopted;
   for (auto& r : recovered) {
     const std::string id = r.info.id;
+    if (!r.info.end) {
+      if (auto a = Adopt(r, stored[id]); a) {
+        adopted.insert(id);
+        ++readopted_;
+        continue;
+      } else {
+        ++readoption_failures_;
+        std::fprintf(stderr, "monkeyproofd: session %s: not re-adopted: %s\n", id.c_str(),
+                     a.error().ToString().c_str());
+        SessionStore::EndAsRestart(
+            r.info,
+            "the supervisor restarted while the session ran, and the next one could "
+            "not take it over: " +
+                a.error().ToString());
+        store_.Write(r.info);
+      }
+    }
     auto s = std::make_unique<Session>(shared_, std::move(r.info), std::move(r.log));
     Session& ref = *s;
     order_.push_back(id);
@@ -98,7 +130,9 @@ Result<void> SessionManager::Recover() {
   if (DIR* d = ::opendir(cgroup_root_.path().c_str())) {
     std::vector<std::string> leaves;
     while (const dirent* e = ::readdir(d)) {
-      if (e->d_type == DT_DIR && ValidLeafName(e->d_name)) leaves.emplace_back(e->d_name);
+      if (e->d_type == DT_DIR && ValidLeafName(e->d_name) && !adopted.contains(e->d_name)) {
+        leaves.emplace_back(e->d_name);
+      }
     }
     ::closedir(d);
     for (const auto& name : leaves) {
@@ -109,7 +143,65 @@ Result<void> SessionManager::Recover() {
                    done ? "killed and removed" : done.error().ToString().c_str());
     }
   }
+  // The fds of sessions not adopted: closed (their UniqueFds) and released from the store,
+  // after their leaves were killed.
+  size_t released = 0, of_sessions = 0;
+  for (auto& [id, fds] : stored) {
+    if (adopted.contains(id)) continue;
+    for (const auto& name : fds.names) options_.fd_store->RemoveName(name);
+    released += fds.names.size();
+    ++of_sessions;
+  }
+  if (released > 0) {
+    std::fprintf(stderr,
+                 "monkeyproofd: fd store: closed and released %zu descriptors of %zu sessions "
+                 "that were not re-adopted\n",
+                 released, of_sessions);
+  }
+  stored.clear();
+  if (readopted_ + readoption_failures_ > 0) {
+    std::fprintf(stderr, "monkeyproofd: re-adopted %u running sessions, %u could not be\n",
+                 readopted_, readoption_failures_);
+  }
   EnforceRetention(nullptr);
+  return foreign;
+}
+
+Result<void> SessionManager::Adopt(SessionStore::Recovered& r, StoredFds& fds) {
+  const std::string id = r.info.id;
+  if (fds.fds.empty()) return PlainError("no fds of it in the fd store");
+  MP_TRY(const AdoptionRecord record, ReadAdoptionRecord(store_.SessionDir(id)));
+  MP_TRY(auto child, AdoptChild(cgroup_root_, id, record, fds));
+  // The transcript, with the session's own limits (Recover opened it with the defaults).
+  OutputLogOptions log_options;
+  log_options.ring_bytes = record.output.ring_bytes;
+  log_options.transcript_max_bytes = record.output.transcript_max_bytes;
+  const std::string output_dir = store_.SessionDir(id) + "/output";
+  r.log.reset();
+  auto log = OutputLog::Open(output_dir, log_options);
+  if (!log) {
+    if (auto again = OutputLog::Open(output_dir, {})) r.log = std::move(*again);  // for reading
+    return std::move(log).error().Wrap("the transcript");
+  }
+  for (const auto& note : (*log)->recovery_notes()) {
+    std::fprintf(stderr, "monkeyproofd: session %s: transcript: %s\n", id.c_str(), note.c_str());
+  }
+  r.info.output_bytes = (*log)->total();
+  EffectivePolicy policy;
+  policy.policy.name = record.policy_name;
+  policy.policy.type = r.info.type;
+  policy.policy.deadlines = record.deadlines;
+  policy.policy.output = record.output;
+  auto owned =
+      std::make_unique<Session>(shared_, std::move(r.info), std::move(policy), std::move(*log));
+  Session& s = *owned;
+  order_.push_back(id);
+  sessions_.emplace(id, std::move(owned));
+  ++active_;
+  Session::Callbacks callbacks;
+  callbacks.on_ended = [this](Session& x) { OnEnded(x); };
+  s.Adopt(std::move(child), record, std::move(callbacks));
+  if (!s.ended()) store_.Write(s.info());  // (OnEnded wrote the record of one that ended)
   return Ok();
 }
 
@@ -265,6 +357,14 @@ void SessionManager::OnStarted(Session& s, const PeerInfo& peer, const std::stri
     Audit("spawn", s.id(), peer, wire::ToString(s.info().end->reason), s.info().end->detail);
   } else {
     store_.Write(s.info());
+    if (options_.fd_store != nullptr) {
+      // What the next supervisor needs to take the session over; a session without it is
+      // ended by the next start instead.
+      if (auto w = WriteAdoptionRecord(store_.SessionDir(s.id()), s.AdoptionInfo()); !w) {
+        std::fprintf(stderr, "monkeyproofd: session %s: adoption record: %s\n", s.id().c_str(),
+                     w.error().ToString().c_str());
+      }
+    }
     Audit("spawn", s.id(), peer, "ok",
           "preset=" + preset + " cwd=" + s.info().cwd + " command=" + s.info().command);
   }

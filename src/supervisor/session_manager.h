@@ -57,9 +57,14 @@ class SessionManager {
                  ManagerOptions options, EventSink& sink, AuditLog& audit);
   ~SessionManager();
 
-  // On start: loads records, marks sessions that were running as ended by
-  // supervisor_restart, and kills and removes every leaf left in the cgroup root.
-  Result<void> Recover();
+  // On start: loads records and re-adopts the sessions that ran on while no supervisor did,
+  // from `listened` (the fds systemd's store passed back, when the fd store is on) and their
+  // adoption records (adoption.h). Sessions that were running and could not be adopted are
+  // ended as supervisor_restart (the detail says why), and every leaf in the cgroup root that
+  // no adopted session owns is killed and removed. Those sessions' fds are closed and released
+  // from the store. Returns the fds that are no session's (or all of them, with the store
+  // off), for the caller to close and release.
+  Result<std::vector<sd::ListenedFd>> Recover(const std::vector<sd::ListenedFd>& listened = {});
 
   // Answers through `done`, exactly once: at once for a request that is refused, later from
   // the loop once the child runs or its start failed (then with the session's info in state
@@ -107,6 +112,8 @@ class SessionManager {
   Answer<Session*> Lookup(const std::string& id) const;
   void OnStarted(Session& s, const PeerInfo& peer, const std::string& preset, SpawnDone& done);
   void OnEnded(Session& s);
+  // Adopts one recovered session that was running (Recover); the error says why not.
+  Result<void> Adopt(SessionStore::Recovered& r, StoredFds& fds);
   void ScheduleExpiry(Session& s);
   void Forget(const std::string& id);
   // Forgets the oldest ended sessions beyond the limits; `in_callback` (the session whose
@@ -129,6 +136,7 @@ class SessionManager {
   EventLoop::TimerId retention_timer_ = 0;
   std::vector<std::string> order_;  // creation order
   size_t active_ = 0;
+  uint32_t readopted_ = 0, readoption_failures_ = 0;  // at Recover
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 

@@ -85,10 +85,22 @@ void SessionStore::Remove(const std::string& id, OutputLog* log) const {
   if (log != nullptr) (void)log->RemoveFiles();
   const std::string dir = SessionDir(id);
   ::unlink((dir + "/record.json").c_str());
+  ::unlink((dir + "/adopt.json").c_str());
   ::rmdir(dir.c_str());
 }
 
-Result<std::vector<SessionStore::Recovered>> SessionStore::Recover() const {
+void SessionStore::EndAsRestart(wire::SessionInfo& info, std::string detail) {
+  wire::EndRecord end;
+  end.reason = wire::EndReason::kSupervisorRestart;
+  end.ended_at_ms = WallClockMs();
+  end.detail = std::move(detail);
+  info.end = end;
+  info.state = wire::SessionState::kKilled;
+  info.pid.reset();
+}
+
+Result<std::vector<SessionStore::Recovered>> SessionStore::Recover(
+    const std::set<std::string>& to_adopt) const {
   const std::string sessions_dir = state_dir_ + "/sessions";
   if (::mkdir(sessions_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return ErrnoError("mkdir(\"" + sessions_dir + "\")");
@@ -110,14 +122,8 @@ Result<std::vector<SessionStore::Recovered>> SessionStore::Recover() const {
     }
     Recovered r;
     r.info = std::move(*info);
-    if (!r.info.end) {
-      wire::EndRecord end;
-      end.reason = wire::EndReason::kSupervisorRestart;
-      end.ended_at_ms = WallClockMs();
-      end.detail = "the supervisor restarted while the session ran";
-      r.info.end = end;
-      r.info.state = wire::SessionState::kKilled;
-      r.info.pid.reset();
+    if (!r.info.end && !to_adopt.contains(id)) {
+      EndAsRestart(r.info, "the supervisor restarted while the session ran");
     }
     if (auto log = OutputLog::Open(SessionDir(id) + "/output", {})) r.log = std::move(*log);
     if (r.log) r.info.output_bytes = std::max(r.info.output_bytes, r.log->total());
@@ -127,7 +133,9 @@ Result<std::vector<SessionStore::Recovered>> SessionStore::Recover() const {
   std::sort(loaded.begin(), loaded.end(), [](const Recovered& a, const Recovered& b) {
     return a.info.created_at_ms < b.info.created_at_ms;
   });
-  for (const auto& r : loaded) Write(r.info);
+  for (const auto& r : loaded) {
+    if (r.info.end) Write(r.info);
+  }
   return loaded;
 }
 

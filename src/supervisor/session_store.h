@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -62,8 +63,11 @@ class SessionStore {
   };
   // Creates sessions/ if needed and reads every record, in creation order. A record that
   // cannot be read is logged and left on disk. Sessions without an end record get one
-  // (supervisor_restart) and are written back.
-  Result<std::vector<Recovered>> Recover() const;
+  // (supervisor_restart) and are written back, except those in `to_adopt` (their fds came
+  // back from systemd's store): the caller adopts them or ends them with EndAsRestart.
+  Result<std::vector<Recovered>> Recover(const std::set<std::string>& to_adopt = {}) const;
+  // Gives a session that was running an end record: supervisor_restart, with `detail`.
+  static void EndAsRestart(wire::SessionInfo& info, std::string detail);
 
  private:
   std::string state_dir_;

@@ -13,12 +13,13 @@
 #                 which carries their aggregate memory cap, kept over a daemon-reload), not
 #                 monkeyproofd's;
 #                 `systemctl restart monkeyproofd` with a running session restarts the
-#                 supervisor alone (the sessions unit keeps its process); the session is
-#                 marked killed (supervisor_restart), no process of it is left, the API
-#                 reconnects by itself; with fd_store = auto the stopping supervisor left it
-#                 running, its fds in systemd's store, and the next start got them back
-#   crash         kill -9 of the supervisor: systemd restarts it and the new one ends the
-#                 session that ran on (supervisor_restart), no process or cgroup left
+#                 supervisor alone (the sessions unit keeps its process); with fd_store =
+#                 auto the stopping supervisor leaves the session running, its fds in
+#                 systemd's store, and the next start re-adopts it: still running, its
+#                 output continues, input reaches it, the API
+#                 reconnects by itself; DELETE then leaves no process or cgroup
+#   crash         kill -9 of the supervisor: systemd restarts it and the new one re-adopts
+#                 the session that ran on; a command that ended meanwhile gets its exit code
 #   stop          `systemctl stop monkeyproofd` (systemd < 254 empties the fd store): the
 #                 session ends by itself, the next start marks it supervisor_restart
 #   tls           the install made a self-signed pair (MONKEYPROOF_TLS_SELF_SIGNED=1): key
@@ -190,7 +191,7 @@ test_api_restart() {
 
 test_supervisor_restart() {
   local code id
-  code=$(api POST /sessions "{\"task\":\"sleep 731 & sleep 732; wait\",\"cwd\":\"$ws\"}")
+  code=$(api POST /sessions "{\"task\":\"sleep 732 & echo before; read line; echo got:\$line; wait\",\"cwd\":\"$ws\"}")
   id=$(field id)
   check "supervisor: session running" wait_for 60 running 'sleep 732'
   check "supervisor: the session in a leaf of the sessions unit" in_sessions_unit 'sleep 732'
@@ -201,33 +202,45 @@ test_supervisor_restart() {
   t0=$(date '+%Y-%m-%d %H:%M:%S')
   systemctl restart monkeyproofd
   # fd_store = auto: the stopping supervisor left the session running with its fds in the
-  # store, and the next one got them back (LISTEN_FDS) and released them after ending it.
+  # store, and the next one got them back (LISTEN_FDS) and re-adopted it.
   check "supervisor: stopped without killing, fds in the store" sh -c "journalctl --no-pager -u monkeyproofd --since '$t0' | grep -q 'running sessions keep running, their [1-9][0-9]* descriptors'"
-  check "supervisor: the next start got the fds back" sh -c "journalctl --no-pager -u monkeyproofd --since '$t0' | grep -q 'closed and released [1-9][0-9]* descriptors of [1-9][0-9]* sessions'"
+  check "supervisor: the next start re-adopted it" sh -c "journalctl --no-pager -u monkeyproofd --since '$t0' | grep -q 'session $id: re-adopted'"
   check "supervisor: restarted (new pid)" test "$(systemctl show -P MainPID monkeyproofd)" != "$before"
   check "supervisor: the sessions unit not restarted" test "$(systemctl show -P InvocationID monkeyproof-sessions)" = "$anchor"
   check "supervisor: active" systemctl -q is-active monkeyproofd
-  check "supervisor: no process of the session left" wait_for 30 no_process 'sleep 73[12]'
-  check "supervisor: no session cgroup left" test "$(session_cgroups)" = 0
-  check "supervisor: the API reconnects" wait_for 60 state_is "$id" killed
-  check "supervisor: marked supervisor_restart" test "$(field endReason)" = supervisor_restart
+  check "supervisor: the API reconnects, the session runs on" wait_for 60 state_is "$id" running
+  code=$(api POST "/sessions/$id/input" '{"input":"after restart\n"}')
+  check "supervisor: input after the restart" test "$code" = 200
+  check "supervisor: output continues" wait_for 60 sh -c "curl -sS -H 'Authorization: Bearer $(token)' $url/sessions/$id/transcript | tr -d '\r' | paste -sd, | grep -qx 'before,got:after restart'"
+  code=$(api DELETE "/sessions/$id")
+  check "supervisor: killed after the restart" wait_for 60 state_is "$id" killed
+  check "supervisor: no process of the session left" wait_for 30 no_process 'sleep 732'
+  check "supervisor: no session cgroup left" wait_for 30 sh -c "[ \$(find $leaves_cg -mindepth 1 -maxdepth 1 -type d | wc -l) = 0 ]"
   check "supervisor: a new session runs" sh -c "[ \$(curl -sS -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer $(token)' -d '{\"task\":\"true\",\"cwd\":\"$ws\"}' $url/sessions) = 201 ]"
 }
 
 # kill -9 of the supervisor: systemd restarts it (Restart=on-failure) and keeps its fd store;
-# the session ran on meanwhile, and the new supervisor ends it: no process or cgroup is left.
+# the sessions ran on meanwhile, and the new supervisor re-adopts them: one keeps running, and
+# a short one ends around the restart with its exit code recorded exactly. (fd_store_test in
+# the privileged tier covers commands that end while no supervisor runs.)
 test_supervisor_crash() {
-  local code id before
+  local code id ended before
   code=$(api POST /sessions "{\"task\":\"sleep 751 & sleep 752; wait\",\"cwd\":\"$ws\"}")
   id=$(field id)
+  code=$(api POST /sessions "{\"task\":\"sleep 5; exit 7\",\"cwd\":\"$ws\"}")
+  ended=$(field id)
   check "crash: session running" wait_for 60 running 'sleep 752'
   before=$(systemctl show -P MainPID monkeyproofd)
   kill -9 "$before"
   check "crash: restarted by systemd" wait_for 60 sh -c "[ \"\$(systemctl show -P MainPID monkeyproofd)\" != $before ] && [ \"\$(systemctl show -P MainPID monkeyproofd)\" != 0 ] && systemctl -q is-active monkeyproofd"
+  check "crash: the session runs on" wait_for 60 state_is "$id" running
+  check "crash: still one process" running 'sleep 752'
+  check "crash: the command that ended meanwhile: exited" wait_for 60 state_is "$ended" exited
+  check "crash: its exit code" test "$(field exitCode)" = 7
+  code=$(api DELETE "/sessions/$id")
+  check "crash: killed after the restart" wait_for 60 state_is "$id" killed
   check "crash: no process of the session left" wait_for 30 no_process 'sleep 75[12]'
   check "crash: no session cgroup left" wait_for 30 sh -c "[ \$(find $leaves_cg -mindepth 1 -maxdepth 1 -type d | wc -l) = 0 ]"
-  check "crash: marked supervisor_restart" wait_for 60 state_is "$id" killed
-  check "crash: endReason" test "$(field endReason)" = supervisor_restart
 }
 
 # `systemctl stop monkeyproofd` on systemd < 254 empties the unit's fd store: a running session

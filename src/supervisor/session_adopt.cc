@@ -1,0 +1,71 @@
+// Session's re-adoption after a restart of the supervisor (session.h: Adopt, AdoptionInfo;
+// adoption.h: the record and the stored fds).
+#include <poll.h>
+
+#include <cstdio>
+#include <utility>
+#include <vector>
+
+#include "supervisor/session.h"
+
+namespace mp::supervisor {
+
+AdoptionRecord Session::AdoptionInfo() const {
+  AdoptionRecord r;
+  if (child_) {
+    r.init_pid = child_->init.pid();
+    r.pty = child_->pty_master.valid();
+  }
+  r.running_since_ms = running_since_ms_;
+  if (policy_) {
+    r.policy_name = policy_->policy.name;
+    r.deadlines = policy_->policy.deadlines;
+    r.output = policy_->policy.output;
+  }
+  return r;
+}
+
+void Session::Adopt(sandbox::SpawnedChild child, const AdoptionRecord& record,
+                    Callbacks callbacks) {
+  callbacks_ = std::move(callbacks);
+  start_reported_ = true;  // the spawn was answered by the supervisor that started it
+  child_.emplace(std::move(child));
+  info_.state = wire::SessionState::kRunning;
+  running_since_ms_ = record.running_since_ms;
+  if (shared_.fd_store != nullptr) {
+    using K = sd::FdKind;
+    std::vector<K> kinds = {K::kPidfd, K::kStatus};
+    const std::pair<K, bool> stdio[] = {{K::kIn, child_->stdin_write.valid()},
+                                        {K::kOut, child_->stdout_read.valid()},
+                                        {K::kErr, child_->stderr_read.valid()},
+                                        {K::kPty, child_->pty_master.valid()}};
+    for (const auto& [kind, held] : stdio) {
+      if (held) kinds.push_back(kind);
+    }
+    shared_.fd_store->Adopt(info_.id, kinds);
+  }
+  // The deadlines keep their start: the watchdog starts as long ago as the command has run.
+  const uint64_t now_ms = WallClockMs();
+  const auto ran_for = std::chrono::milliseconds(
+      now_ms > record.running_since_ms ? now_ms - record.running_since_ms : 0);
+  const auto now = Watchdog::Clock::now();
+  // Init already gone: the session ends from its report, before any deadline could claim it.
+  struct pollfd exited = {child_->init.fd(), POLLIN, 0};
+  const bool ended_meanwhile = ::poll(&exited, 1, 0) > 0;
+  WatchRunning(now - ran_for, /*arm=*/false);
+  if (ended_meanwhile) {
+    std::fprintf(stderr, "monkeyproofd: session %s: re-adopted; its command ended meanwhile\n",
+                 info_.id.c_str());
+    OnInitExit();
+    return;
+  }
+  // Nobody watched its output or input while the supervisor was away: not idle.
+  watchdog_->OnInput(now);
+  watchdog_timer_->Arm();
+  if (memory_events_) OnCgroupEvent(CgroupEventSource::kMemory);
+  if (pids_events_) OnCgroupEvent(CgroupEventSource::kPids);
+  std::fprintf(stderr, "monkeyproofd: session %s: re-adopted, output continues at %llu\n",
+               info_.id.c_str(), static_cast<unsigned long long>(log_->total()));
+}
+
+}  // namespace mp::supervisor

@@ -71,25 +71,61 @@ Result<void> AuditLog::Reopen() {
   return Ok();
 }
 
-void AuditLog::Write(const AuditEntry& e) {
-  const auto now = std::chrono::system_clock::now();
-  const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
-  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+namespace {
+
+std::string Quoted(std::string_view s) { return "\"" + JsonEscape(s) + "\""; }
+std::string QuotedOrNull(std::string_view s) { return s.empty() ? "null" : Quoted(s); }
+
+}  // namespace
+
+std::string AuditLog::Format(const AuditEntry& e, int64_t unix_ms) {
+  const std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
   struct tm tm {};
   gmtime_r(&secs, &tm);
   char when[96];
   std::snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  std::string line =
-      "{\"time\":\"" + std::string(when) + "\",\"action\":\"" + JsonEscape(e.action) +
-      "\",\"session\":\"" + JsonEscape(e.session) +
-      "\",\"principal\":" + (e.principal.empty() ? "null" : "\"" + JsonEscape(e.principal) + "\"") +
-      ",\"peer_pid\":" + std::to_string(e.peer_pid) +
-      ",\"peer_uid\":" + std::to_string(e.peer_uid) + ",\"client\":\"" + JsonEscape(e.client) +
-      "\",\"outcome\":\"" + JsonEscape(e.outcome) + "\",\"detail\":\"" + JsonEscape(e.detail) +
-      "\"}\n";
+                static_cast<int>(unix_ms % 1000));
+  std::string line = "{\"time\":\"" + std::string(when) + "\",\"action\":" + Quoted(e.action) +
+                     ",\"session\":" + Quoted(e.session) +
+                     ",\"principal\":" + QuotedOrNull(e.principal) +
+                     ",\"peer_pid\":" + std::to_string(e.peer_pid) +
+                     ",\"peer_uid\":" + std::to_string(e.peer_uid) +
+                     ",\"client\":" + Quoted(e.client) + ",\"outcome\":" + Quoted(e.outcome);
+  for (const AuditField& f : e.fields) {
+    line += ",\"" + JsonEscape(f.name) + "\":";
+    switch (f.kind) {
+      case AuditField::Kind::kString:
+        line += Quoted(f.text);
+        break;
+      case AuditField::Kind::kNumber:
+        line += std::to_string(f.number);
+        break;
+      case AuditField::Kind::kBool:
+        line += f.flag ? "true" : "false";
+        break;
+      case AuditField::Kind::kStrings: {
+        line += '[';
+        bool first = true;
+        for (const std::string& item : *f.list) {
+          if (!first) line += ',';
+          first = false;
+          line += Quoted(item);
+        }
+        line += ']';
+        break;
+      }
+    }
+  }
+  line += '}';
+  return line;
+}
+
+void AuditLog::Write(const AuditEntry& e) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  std::string line = Format(e, ms) + "\n";
   // One write per line with O_APPEND keeps lines whole.
   const ssize_t n = ::write(fd_.get(), line.data(), line.size());
   if (n != static_cast<ssize_t>(line.size())) {

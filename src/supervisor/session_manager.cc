@@ -83,8 +83,9 @@ Answer<Session*> SessionManager::Lookup(const std::string& id) const {
 
 void SessionManager::Audit(std::string_view action, const std::string& session,
                            const PeerInfo& peer, std::string_view outcome,
-                           std::string_view detail) {
-  audit_.Write({action, session, peer.principal, peer.pid, peer.uid, peer.client, outcome, detail});
+                           std::vector<AuditField> fields) {
+  audit_.Write({action, session, peer.principal, peer.pid, peer.uid, peer.client, outcome,
+                std::move(fields)});
 }
 
 Result<std::vector<sd::ListenedFd>> SessionManager::Recover(
@@ -290,7 +291,10 @@ Answer<PreparedSpawn> Prepare(const wire::SpawnRequest& req, const PolicySet& po
 
 void SessionManager::Spawn(const wire::SpawnRequest& req, const PeerInfo& peer, SpawnDone done) {
   auto fail = [&](const wire::ErrorBody& e) {
-    Audit("spawn", "", peer, wire::ToString(e.code), e.message);
+    Audit("spawn", "", peer, wire::ToString(e.code),
+          {AuditField::String("preset", req.preset.value_or("")),
+           AuditField::String("owner", req.owner), AuditField::Strings("labels", req.labels),
+           AuditField::String("error", e.message)});
     done(Answer<wire::SessionInfo>(e));
   };
   if (active_ >= options_.max_sessions) {
@@ -352,11 +356,17 @@ void SessionManager::Spawn(const wire::SpawnRequest& req, const PeerInfo& peer, 
 
 void SessionManager::OnStarted(Session& s, const PeerInfo& peer, const std::string& preset,
                                SpawnDone& done) {
+  const wire::SessionInfo& info = s.info();
+  std::vector<AuditField> fields = {
+      AuditField::String("preset", preset), AuditField::String("owner", info.owner),
+      AuditField::Strings("labels", info.labels), AuditField::String("cwd", info.cwd),
+      AuditField::String("command", info.command)};
   if (s.ended()) {
     // The record stays, inspectable, with the step that failed (OnEnded wrote it).
-    Audit("spawn", s.id(), peer, wire::ToString(s.info().end->reason), s.info().end->detail);
+    fields.push_back(AuditField::String("error", info.end->detail));
+    Audit("spawn", s.id(), peer, wire::ToString(info.end->reason), std::move(fields));
   } else {
-    store_.Write(s.info());
+    store_.Write(info);
     if (options_.fd_store != nullptr) {
       // What the next supervisor needs to take the session over; a session without it is
       // ended by the next start instead.
@@ -365,8 +375,7 @@ void SessionManager::OnStarted(Session& s, const PeerInfo& peer, const std::stri
                      w.error().ToString().c_str());
       }
     }
-    Audit("spawn", s.id(), peer, "ok",
-          "preset=" + preset + " cwd=" + s.info().cwd + " command=" + s.info().command);
+    Audit("spawn", s.id(), peer, "ok", std::move(fields));
   }
   EnforceRetention(&s);
   done(Answer<wire::SessionInfo>(s.info()));
@@ -467,14 +476,15 @@ void SessionManager::AuditApiAction(const wire::AuditRequest& request, const Pee
   PeerInfo who = peer;
   who.principal = request.principal;
   who.client = request.client;
-  Audit(wire::ToString(request.action), "", who, "ok", "token=" + request.token);
+  Audit(wire::ToString(request.action), "", who, "ok",
+        {AuditField::String("token", request.token)});
 }
 
 Answer<wire::SessionInfo> SessionManager::Kill(const std::string& id, const PeerInfo& peer) {
   auto found = Lookup(id);
   if (auto* e = std::get_if<wire::ErrorBody>(&found)) return std::move(*e);
   Session& s = *std::get<Session*>(found);
-  Audit("kill", id, peer, "ok", s.ended() ? "already ended" : "");
+  Audit("kill", id, peer, "ok", {AuditField::Bool("already_ended", s.ended())});
   s.BeginKill(EndReason::kKilledByRequest, KillMode::kGraceful);
   return s.info();
 }
@@ -487,7 +497,8 @@ Answer<std::monostate> SessionManager::Signal(const std::string& id, int signo,
   auto r = s.Signal(signo);
   if (auto* e = std::get_if<wire::ErrorBody>(&r);
       e == nullptr || e->code == wire::ErrorCode::kInternal) {
-    Audit("signal", id, peer, e == nullptr ? "ok" : "internal", std::to_string(signo));
+    Audit("signal", id, peer, e == nullptr ? "ok" : "internal",
+          {AuditField::Number("signal", static_cast<uint64_t>(signo))});
   }
   return r;
 }
@@ -499,7 +510,7 @@ Answer<std::monostate> SessionManager::Stdin(const std::string& id,
   if (auto* e = std::get_if<wire::ErrorBody>(&found)) return std::move(*e);
   auto r = std::get<Session*>(found)->QueueStdin(data);
   if (std::holds_alternative<std::monostate>(r)) {
-    Audit("stdin", id, peer, "ok", std::to_string(data.size()) + " bytes");
+    Audit("stdin", id, peer, "ok", {AuditField::Number("bytes", data.size())});
   }
   return r;
 }
@@ -508,7 +519,7 @@ Answer<std::monostate> SessionManager::CloseStdin(const std::string& id, const P
   auto found = Lookup(id);
   if (auto* e = std::get_if<wire::ErrorBody>(&found)) return std::move(*e);
   auto r = std::get<Session*>(found)->CloseStdin();
-  if (std::holds_alternative<std::monostate>(r)) Audit("close_stdin", id, peer, "ok", "");
+  if (std::holds_alternative<std::monostate>(r)) Audit("close_stdin", id, peer, "ok");
   return r;
 }
 
@@ -518,7 +529,8 @@ Answer<std::monostate> SessionManager::Resize(const std::string& id, wire::PtySi
   if (auto* e = std::get_if<wire::ErrorBody>(&found)) return std::move(*e);
   auto r = std::get<Session*>(found)->Resize(size);
   if (std::holds_alternative<std::monostate>(r)) {
-    Audit("resize", id, peer, "ok", std::to_string(size.rows) + "x" + std::to_string(size.cols));
+    Audit("resize", id, peer, "ok",
+          {AuditField::Number("rows", size.rows), AuditField::Number("cols", size.cols)});
   }
   return r;
 }

@@ -121,8 +121,9 @@ class SessionManager {
   void EnforceRetention(const Session* in_callback);
   // KillAll (keep_running false) and Detach (true).
   void EndForShutdown(bool keep_running);
+  // One audit line; `fields` are the action's own members (docs/api.md "Audit log").
   void Audit(std::string_view action, const std::string& session, const PeerInfo& peer,
-             std::string_view outcome, std::string_view detail);
+             std::string_view outcome, std::vector<AuditField> fields = {});
 
   EventLoop& loop_;
   sandbox::CgroupRoot cgroup_root_;

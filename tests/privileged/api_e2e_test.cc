@@ -324,7 +324,7 @@ TEST_F(ApiE2eTest, AuditLogNamesThePrincipalOfEachAction) {
   std::string audit;
   for (int i = 0; i < 100; ++i) {
     audit = ReadFile(kBase + "/audit.log");
-    const std::string ours = "\"detail\":\"token=" + token_id + "\"";
+    const std::string ours = "\"token\":\"" + token_id + "\"";
     const size_t first = audit.find(ours);  // its token_create, then its token_revoke
     if (first != std::string::npos && audit.find(ours, first + 1) != std::string::npos) break;
     ::usleep(100 * 1000);
@@ -354,10 +354,8 @@ TEST_F(ApiE2eTest, AuditLogNamesThePrincipalOfEachAction) {
   EXPECT_NE(line_of("spawn", mine_id, "admin"), "") << audit;
   EXPECT_NE(line_of("kill", mine_id, "admin"), "") << audit;
   EXPECT_EQ(line_of("spawn", mine_id, principal), "") << "the control is attributed to the token";
-  EXPECT_NE(line_of("token_create", "", "admin", "\"detail\":\"token=" + token_id + "\""), "")
-      << audit;
-  EXPECT_NE(line_of("token_revoke", "", "admin", "\"detail\":\"token=" + token_id + "\""), "")
-      << audit;
+  EXPECT_NE(line_of("token_create", "", "admin", "\"token\":\"" + token_id + "\""), "") << audit;
+  EXPECT_NE(line_of("token_revoke", "", "admin", "\"token\":\"" + token_id + "\""), "") << audit;
   const std::string secret = token.substr(token.rfind('_') + 1);
   EXPECT_EQ(audit.find(secret), std::string::npos) << "the token's secret is in the audit log";
 }

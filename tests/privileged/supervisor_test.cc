@@ -690,6 +690,8 @@ TEST_F(SupervisorTest, SighupReloadsPoliciesAndKeepsTheOldSetOnError) {
 TEST_F(SupervisorTest, AuditLogRecordsControlActions) {
   auto req = Exec("true");
   req.client = "audit-client-42";
+  req.owner = "audit-owner";
+  req.labels = {"audit-label"};
   auto info = Spawn(req);
   ASSERT_FALSE(info.id.empty());
   (void)client_->Call(wire::KillRequest{info.id});
@@ -697,7 +699,12 @@ TEST_F(SupervisorTest, AuditLogRecordsControlActions) {
   std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("\"action\":\"spawn\",\"session\":\"" + info.id), std::string::npos) << text;
   EXPECT_NE(text.find("audit-client-42"), std::string::npos) << text;
+  // Named members, not free text: the spawn line carries the session's owner and labels.
+  EXPECT_NE(text.find(R"("owner":"audit-owner","labels":["audit-label"])"), std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("\"detail\":"), std::string::npos) << text;
   EXPECT_NE(text.find("\"action\":\"kill\",\"session\":\"" + info.id), std::string::npos) << text;
+  EXPECT_NE(text.find("\"already_ended\":"), std::string::npos) << text;
 }
 
 int CountLeaves() {

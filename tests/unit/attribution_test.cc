@@ -223,11 +223,25 @@ TEST(AuditLogTest, EachLineNamesThePrincipalOrNullWhenNone) {
   const std::string path = dir.path() + "/audit.log";
   auto log = AuditLog::Open(path);
   ASSERT_TRUE(log) << log.error().ToString();
-  log->Write({"spawn", "s-1", "token:0123456789abcdef", 42, 999, "api:10.0.0.1", "ok", "preset=x"});
-  log->Write({"stdin", "s-1", "admin", 42, 999, "api:10.0.0.1", "ok", "2 bytes"});
-  log->Write({"kill", "s-1", "", 42, 999, "", "ok", ""});
+  log->Write({"spawn",
+              "s-1",
+              "token:0123456789abcdef",
+              42,
+              999,
+              "api:10.0.0.1",
+              "ok",
+              {AuditField::String("preset", "x")}});
   log->Write(
-      {"token_create", "", "cert:a \"b\" \\c", 42, 999, "api:::1", "ok", "token=0123456789abcdef"});
+      {"stdin", "s-1", "admin", 42, 999, "api:10.0.0.1", "ok", {AuditField::Number("bytes", 2)}});
+  log->Write({"kill", "s-1", "", 42, 999, "", "ok", {}});
+  log->Write({"token_create",
+              "",
+              "cert:a \"b\" \\c",
+              42,
+              999,
+              "api:::1",
+              "ok",
+              {AuditField::String("token", "0123456789abcdef")}});
   const auto lines = ReadLines(path);
   ASSERT_EQ(lines.size(), 4u);
   for (const auto& l : lines) ASSERT_TRUE(l.is_object()) << "not JSON";
@@ -239,7 +253,7 @@ TEST(AuditLogTest, EachLineNamesThePrincipalOrNullWhenNone) {
   EXPECT_TRUE(lines[2]["principal"].is_null());  // not attributed: null, not ""
   EXPECT_EQ(lines[3]["action"], "token_create");
   EXPECT_EQ(lines[3]["principal"], "cert:a \"b\" \\c");
-  EXPECT_EQ(lines[3]["detail"], "token=0123456789abcdef");
+  EXPECT_EQ(lines[3]["token"], "0123456789abcdef");
 }
 
 }  // namespace

@@ -27,7 +27,7 @@ std::vector<nlohmann::json> ReadLines(const std::string& path) {
 }
 
 void WriteKill(AuditLog& log, const std::string& session) {
-  log.Write({"kill", session, "admin", 1, 2, "api:10.0.0.1", "ok", ""});
+  log.Write({"kill", session, "admin", 1, 2, "api:10.0.0.1", "ok", {}});
 }
 
 std::vector<std::string> Sessions(const std::string& path) {
@@ -37,6 +37,76 @@ std::vector<std::string> Sessions(const std::string& path) {
     if (l.is_object()) out.push_back(l["session"]);
   }
   return out;
+}
+
+// Every line: the common members in a fixed order, then the action's own named members.
+TEST(AuditLogFormatTest, NamedMembersInsteadOfFreeText) {
+  const std::vector<std::string> labels = {"ci", "team:web"};
+  const std::string line = AuditLog::Format(
+      {"spawn",
+       "s-1",
+       "token:0123456789abcdef",
+       42,
+       999,
+       "api:203.0.113.7",
+       "ok",
+       {AuditField::String("preset", "claude"), AuditField::String("owner", "alice"),
+        AuditField::Strings("labels", labels), AuditField::Number("bytes", 12),
+        AuditField::Bool("already_ended", false)}},
+      1'765'000'000'123);
+  EXPECT_EQ(line,
+            R"({"time":"2025-12-06T05:46:40.123Z","action":"spawn","session":"s-1",)"
+            R"("principal":"token:0123456789abcdef","peer_pid":42,"peer_uid":999,)"
+            R"("client":"api:203.0.113.7","outcome":"ok","preset":"claude",)"
+            R"("owner":"alice","labels":["ci","team:web"],"bytes":12,"already_ended":false})");
+  const auto direct = nlohmann::json::parse(
+      AuditLog::Format({"kill", "s-1", "", 1, 2, "api:10.0.0.1", "ok", {}}, 0));
+  EXPECT_TRUE(direct["principal"].is_null());
+}
+
+// Owner, labels, client and route are outside input: whatever they hold, a line stays one JSON
+// object whose members are the ones the code wrote.
+TEST(AuditLogFormatTest, OutsideInputCannotForgeMembersOrLines) {
+  const std::string inject = R"(x","action":"kill","principal":"admin","z":")";
+  const std::vector<std::string> labels = {inject, "a\nb\"}\n{\"action\":\"kill\"}",
+                                           std::string("nul\0byte", 8), "\xff\xfe\x80", "\u2028"};
+  test::TempDir dir("audit-format");
+  const std::string path = dir.path() + "/audit.log";
+  auto log = AuditLog::Open(path);
+  ASSERT_TRUE(log) << log.error().ToString();
+  log->Write({"spawn",
+              "s-1",
+              "token:0123456789abcdef",
+              42,
+              999,
+              "api:" + inject,
+              "ok",
+              {AuditField::String("owner", inject + "\r\n"), AuditField::Strings("labels", labels),
+               AuditField::String("route", "GET /\n")}});
+  const auto lines = ReadLines(path);
+  ASSERT_EQ(lines.size(), 1u) << "a value broke the line";
+  const auto& l = lines[0];
+  ASSERT_TRUE(l.is_object());
+  EXPECT_EQ(l["action"], "spawn");
+  EXPECT_EQ(l["principal"], "token:0123456789abcdef");
+  EXPECT_FALSE(l.contains("z"));
+  EXPECT_EQ(l["owner"], inject + "\r\n");
+  EXPECT_EQ(l["client"], "api:" + inject);
+  ASSERT_TRUE(l["labels"].is_array());
+  ASSERT_EQ(l["labels"].size(), labels.size());
+  EXPECT_EQ(l["labels"][0], inject);
+  EXPECT_EQ(l["labels"][1], labels[1]);
+}
+
+// Control: the same values concatenated without escaping forge an action and break the line:
+// the probe above is an injection, and the escaping is what stops it.
+TEST(AuditLogFormatTest, ControlUnescapedValuesForgeMembers) {
+  const std::string inject = R"(x","action":"kill","principal":"admin","z":")";
+  const std::string naive = R"({"action":"spawn","owner":")" + inject + R"("})";
+  const auto parsed = nlohmann::json::parse(naive, nullptr, false);
+  ASSERT_TRUE(parsed.is_object());
+  EXPECT_EQ(parsed["action"], "kill");  // nlohmann keeps the last duplicate
+  EXPECT_EQ(parsed["principal"], "admin");
 }
 
 TEST(AuditLogRotationTest, RenameThenReopenWritesToTheNewFileAndLosesNothing) {

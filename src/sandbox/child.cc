@@ -432,6 +432,8 @@ const char* ChildStepName(ChildStep step) {
       return "report started";
     case ChildStep::kOomScoreAdj:
       return "oom_score_adj";
+    case ChildStep::kMountHome:
+      return "mount the session's home";
   }
   return "unknown step";
 }

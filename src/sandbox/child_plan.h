@@ -53,6 +53,7 @@ enum class ChildStep : uint32_t {
   kReportStarted,
   kTaskFile,
   kOomScoreAdj,
+  kMountHome,
 };
 const char* ChildStepName(ChildStep step);
 
@@ -74,6 +75,14 @@ struct PlanHide {
   bool is_directory;   // binds may land inside a hidden directory (a workspace under its root)
 };
 
+// One entry of the host's root that the allowlisted view shows (filesystem_view.h): a
+// directory bound read-only at /NAME, or a symlink recreated as it is on the host
+// (merged-/usr hosts have /bin -> usr/bin).
+struct PlanRootEntry {
+  const char* name;  // a name in the host's "/", no '/'
+  const char* link;  // the symlink's target; nullptr: a directory, bound read-only
+};
+
 struct PlanRlimit {
   int resource;  // RLIMIT_*
   struct rlimit limit;
@@ -81,6 +90,7 @@ struct PlanRlimit {
 
 inline constexpr size_t kMaxBinds = 32;
 inline constexpr size_t kMaxHides = 48;
+inline constexpr size_t kMaxRootEntries = 16;
 inline constexpr size_t kMaxRlimits = 16;
 
 // Fixed report the child sends over the handshake socket when it begins a step
@@ -118,6 +128,20 @@ struct ChildPlan {
   size_t bind_count;
   const PlanHide* hides;
   size_t hide_count;
+  // The view's root: a fresh read-only tmpfs holding only these entries of the host's root
+  // (then the binds, /proc, /dev, /sys/fs/cgroup, /tmp), unless `host_root_view`: the whole
+  // host read-only, as before the allowlist (only tests set it, to show what the view hides).
+  const PlanRootEntry* root_entries;
+  size_t root_entry_count;
+  bool host_root_view;
+  // The session's private home: an overlay at `home_target` whose lower layer is the host
+  // directory `home_seed` (read-only) and whose upper layer lives on a tmpfs of
+  // `home_max_bytes` mounted at `home_layer` (a path in the staging tmpfs), owned by uid/gid.
+  // nullptr home_seed: none. Discarded with the session's mount namespace.
+  const char* home_seed;
+  const char* home_target;
+  const char* home_layer;
+  uint64_t home_max_bytes;
   const char* workspace;    // cwd after the pivot; nullptr keeps "/"
   uint64_t tmp_size_bytes;  // size= of the private /tmp tmpfs
   // Bytes written to kTaskFileName in the private /tmp (root-owned, mode 0444) once it is

@@ -1,6 +1,7 @@
 // The filesystem view (see filesystem_view.h). Order: make "/" private, clone the bind
-// sources, clone the host root read-only, attach it under the staging tmpfs, hides, binds,
-// /proc (masked like runc), cgroup2, /dev, /tmp, seal the hidden directories, pivot_root.
+// sources, the staging tmpfs, the home's overlay, the allowlisted root (a tmpfs with the host's
+// /usr, /etc, ... read-only) under the staging tmpfs, hides, binds, the home, /proc (masked
+// like runc), cgroup2, /dev, /tmp, seal the hidden directories and the root, pivot_root.
 #include "sandbox/filesystem_view.h"
 
 #include <fcntl.h>
@@ -274,6 +275,100 @@ int EnsureTarget(const ChildPlan& p, int new_root, const char* target, bool is_d
   return made;
 }
 
+// The view before the allowlist (ChildPlan::host_root_view): the host's whole tree cloned
+// read-only, before the staging tmpfs covers anything. Attached at staged_root by the caller.
+int CloneHostRoot(const ChildPlan& p) {
+  const int root_tree =
+      ::open_tree(AT_FDCWD, "/", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+  if (root_tree < 0) FailInChild(p.report_fd, ChildStep::kMountCloneRoot, errno, "/");
+  if (SetAttr(root_tree, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0) < 0) {
+    FailInChild(p.report_fd, ChildStep::kMountRootReadOnly, errno, "/");
+  }
+  return root_tree;
+}
+
+// The allowlisted view: a fresh tmpfs at staged_root holding the plan's root entries (each
+// directory a read-only recursive clone of the host's, each symlink recreated) and the empty
+// directories the sandbox mounts its own file systems on. Nothing else of the host's root is
+// there: no /run (its sockets), /home, /root, /srv or /var unless a bind brings a path of them.
+// The tmpfs stays writable until the binds' mount points are made, then is sealed read-only.
+int AttachAllowlistedRoot(const ChildPlan& p) {
+  const int rfd = p.report_fd;
+  const char* const opts[] = {"mode", "0755", "size", "1048576", "nr_inodes", "4096", nullptr};
+  const int root = MakeFs("tmpfs", opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+  if (root < 0) FailInChild(rfd, ChildStep::kMountCloneRoot, errno, "/");
+  if (::move_mount(root, "", AT_FDCWD, p.staged_root, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+    FailInChild(rfd, ChildStep::kMountAttachRoot, errno, p.staged_root);
+  }
+  for (size_t i = 0; i < p.root_entry_count; ++i) {
+    const PlanRootEntry& e = p.root_entries[i];
+    if (e.link != nullptr) {
+      if (::symlinkat(e.link, root, e.name) < 0)
+        FailInChild(rfd, ChildStep::kMountCloneRoot, errno, e.name);
+      continue;
+    }
+    char host_path[256];
+    const size_t n = std::strlen(e.name);
+    if (n + 2 > sizeof host_path)
+      FailInChild(rfd, ChildStep::kMountCloneRoot, ENAMETOOLONG, e.name);
+    host_path[0] = '/';
+    std::memcpy(host_path + 1, e.name, n + 1);
+    const int tree =
+        ::open_tree(AT_FDCWD, host_path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (tree < 0) FailInChild(rfd, ChildStep::kMountCloneRoot, errno, host_path);
+    if (SetAttr(tree, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0) < 0) {
+      FailInChild(rfd, ChildStep::kMountRootReadOnly, errno, host_path);
+    }
+    if (::mkdirat(root, e.name, 0755) < 0 ||
+        ::move_mount(tree, "", root, e.name, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+      FailInChild(rfd, ChildStep::kMountAttachRoot, errno, host_path);
+    }
+    ::close(tree);
+  }
+  const char* const dirs[] = {"proc", "dev", "tmp", "sys", "sys/fs", "sys/fs/cgroup"};
+  for (const char* d : dirs) {
+    if (::mkdirat(root, d, 0755) < 0) FailInChild(rfd, ChildStep::kMountCloneRoot, errno, d);
+  }
+  return root;
+}
+
+// The session's private home (ChildPlan::home_seed): a tmpfs at home_layer holding the upper
+// and work directories, and an overlay of it over the seed, returned detached (attached at
+// home_target once the binds are in place). The upper directory is the home's root: it gets
+// the seed's mode and the session's ids, so the session may create files at its top.
+int MakeHome(const ChildPlan& p) {
+  const int rfd = p.report_fd;
+  struct stat seed {};
+  if (::stat(p.home_seed, &seed) < 0) FailInChild(rfd, ChildStep::kMountHome, errno, p.home_seed);
+  if (!S_ISDIR(seed.st_mode)) FailInChild(rfd, ChildStep::kMountHome, ENOTDIR, p.home_seed);
+  char size_buf[24];
+  const char* const opts[] = {"mode", "0700", "size", FormatU64(p.home_max_bytes, size_buf),
+                              nullptr};
+  const int layer = MakeFs("tmpfs", opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+  if (layer < 0 || ::mkdir(p.home_layer, 0700) < 0 ||
+      ::move_mount(layer, "", AT_FDCWD, p.home_layer, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+    FailInChild(rfd, ChildStep::kMountHome, errno, p.home_layer);
+  }
+  if (::mkdirat(layer, "upper", seed.st_mode & 07777) < 0 || ::mkdirat(layer, "work", 0700) < 0 ||
+      ::fchmodat(layer, "upper", seed.st_mode & 07777, 0) < 0 ||
+      ::fchownat(layer, "upper", p.uid, p.gid, AT_SYMLINK_NOFOLLOW) < 0) {
+    FailInChild(rfd, ChildStep::kMountHome, errno, "upper");
+  }
+  ::close(layer);
+  char upper[128];
+  char work[128];
+  const size_t n = std::strlen(p.home_layer);
+  if (n + 7 > sizeof upper) FailInChild(rfd, ChildStep::kMountHome, ENAMETOOLONG, p.home_layer);
+  std::memcpy(upper, p.home_layer, n);
+  std::memcpy(upper + n, "/upper", 7);
+  std::memcpy(work, p.home_layer, n);
+  std::memcpy(work + n, "/work", 6);
+  const char* const ovl[] = {"lowerdir", p.home_seed, "upperdir", upper, "workdir", work, nullptr};
+  const int home = MakeFs("overlay", ovl, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+  if (home < 0) FailInChild(rfd, ChildStep::kMountHome, errno, p.home_seed);
+  return home;
+}
+
 }  // namespace
 
 void SetUpFilesystemInChild(const ChildPlan& p) {
@@ -305,22 +400,20 @@ void SetUpFilesystemInChild(const ChildPlan& p) {
                        : SetAttr(bind_trees[i], common, 0);
     if (rc < 0) FailInChild(rfd, ChildStep::kMountBind, errno, b.source);
   }
-  const int root_tree =
-      ::open_tree(AT_FDCWD, "/", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
-  if (root_tree < 0) FailInChild(rfd, ChildStep::kMountCloneRoot, errno, "/");
-  if (SetAttr(root_tree, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0) < 0) {
-    FailInChild(rfd, ChildStep::kMountRootReadOnly, errno, "/");
-  }
+  const int host_tree = p.host_root_view ? CloneHostRoot(p) : -1;
   if (::mount("mp-staging", p.staging_dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
               "size=65536,mode=0700") < 0) {
     FailInChild(rfd, ChildStep::kMountStaging, errno, p.staging_dir);
   }
   if (::mkdir(p.staged_root, 0700) < 0)
     FailInChild(rfd, ChildStep::kMountStaging, errno, p.staged_root);
-  if (::move_mount(root_tree, "", AT_FDCWD, p.staged_root, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+  // The home's overlay is made while the host's paths still resolve (its lower layer).
+  const int home = p.home_seed != nullptr ? MakeHome(p) : -1;
+  const int new_root = p.host_root_view ? host_tree : AttachAllowlistedRoot(p);
+  if (p.host_root_view &&
+      ::move_mount(host_tree, "", AT_FDCWD, p.staged_root, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
     FailInChild(rfd, ChildStep::kMountAttachRoot, errno, p.staged_root);
   }
-  const int new_root = root_tree;  // now attached: the root of the sandbox's tree
 
   // Hides come first, so that a bind may land inside a hidden directory: the
   // other workspaces under a root stay covered while this session's is shown.
@@ -358,6 +451,13 @@ void SetUpFilesystemInChild(const ChildPlan& p) {
     }
     ::close(target);
     ::close(bind_trees[i]);
+  }
+
+  if (home >= 0) {
+    const int target = EnsureTarget(p, new_root, p.home_target, true);
+    if (AttachAt(home, target) < 0) FailInChild(rfd, ChildStep::kMountHome, errno, p.home_target);
+    ::close(target);
+    ::close(home);
   }
 
   const char* const proc_opts[] = {"hidepid", "invisible", nullptr};
@@ -407,6 +507,13 @@ void SetUpFilesystemInChild(const ChildPlan& p) {
       FailInChild(rfd, ChildStep::kMountHide, errno, "seal");
     }
     ::close(hide_mounts[i]);
+  }
+
+  // The allowlisted root was writable while mount points were made in it; seal it (alone: the
+  // mounts on it keep their own attributes).
+  if (!p.host_root_view &&
+      ::mount_setattr(new_root, "", AT_EMPTY_PATH, &sealed, sizeof sealed) < 0) {
+    FailInChild(rfd, ChildStep::kMountRootReadOnly, errno, "/");
   }
 
   // pivot_root(".", "."): the old root ends up stacked on "." and is detached

@@ -1,6 +1,8 @@
 // The sandbox's filesystem view, built in the child between clone and exec (new mount
-// namespace, still privileged): the host root cloned read-only, the plan's hides and binds,
-// fresh /proc (masked), cgroup2, /dev and /tmp, then pivot_root into it. Child side;
+// namespace, still privileged): an allowlisted root (a fresh tmpfs with the host's /usr, /bin,
+// /sbin, /lib*, /etc and /opt read-only, nothing else of the host's root), the plan's hides
+// and binds, the session's private home (an overlay over its read-only seed), fresh /proc
+// (masked), cgroup2, /dev and /tmp, then pivot_root into it. Child side;
 // async-signal-safe: paths come from the ChildPlan, numbers are formatted into stack buffers;
 // no allocation, no locks, no exceptions. Failures go to the parent as SpawnReport (step +
 // errno + the path) and end the child. The supervisor-side path checks are in mounts.h.

@@ -1,5 +1,12 @@
 #include "sandbox/mounts.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <climits>
 #include <cstdlib>
 #include <memory>
@@ -41,6 +48,43 @@ bool PathIsWithin(std::string_view path, std::string_view root) {
   if (root == "/") return !path.empty() && path.front() == '/';
   if (path.size() < root.size() || path.substr(0, root.size()) != root) return false;
   return path.size() == root.size() || path[root.size()] == '/';
+}
+
+Result<std::vector<RootEntry>> ListViewRootEntries(const std::string& root) {
+  struct CloseDir {
+    void operator()(DIR* d) const { ::closedir(d); }
+  };
+  std::unique_ptr<DIR, CloseDir> dir(::opendir(root.c_str()));
+  if (!dir) return ErrnoError("opendir(\"" + root + "\")");
+  std::vector<RootEntry> out;
+  for (;;) {
+    errno = 0;
+    const dirent* d = ::readdir(dir.get());
+    if (d == nullptr) {
+      if (errno != 0) return ErrnoError("readdir(\"" + root + "\")");
+      break;
+    }
+    const std::string_view name = d->d_name;
+    const bool listed = std::find(std::begin(kViewRootNames), std::end(kViewRootNames), name) !=
+                        std::end(kViewRootNames);
+    if (!listed && !name.starts_with(kViewRootPrefix)) continue;
+    struct stat st {};
+    if (::fstatat(::dirfd(dir.get()), d->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    RootEntry e{std::string(name), std::nullopt};
+    if (S_ISLNK(st.st_mode)) {
+      std::string target(PATH_MAX, '\0');
+      const ssize_t n = ::readlinkat(::dirfd(dir.get()), d->d_name, target.data(), target.size());
+      if (n <= 0 || static_cast<size_t>(n) >= target.size()) continue;
+      target.resize(static_cast<size_t>(n));
+      e.link = std::move(target);
+    } else if (!S_ISDIR(st.st_mode)) {
+      continue;
+    }
+    out.push_back(std::move(e));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const RootEntry& a, const RootEntry& b) { return a.name < b.name; });
+  return out;
 }
 
 }  // namespace mp::sandbox

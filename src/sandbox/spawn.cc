@@ -33,6 +33,8 @@ namespace {
 // namespace; the host never sees that tmpfs.
 constexpr char kStagingDir[] = "/tmp";
 constexpr char kStagedRoot[] = "/tmp/root";
+// Where the tmpfs of a private home's upper layer is mounted in the staging tmpfs.
+constexpr char kHomeLayer[] = "/tmp/home";
 
 // The kernel's highest capability number: fixed while it runs, so read once per process.
 int LastCap() {
@@ -51,6 +53,8 @@ struct PlanStorage {
   std::vector<char*> argv, envp;
   std::vector<PlanBind> binds;
   std::vector<PlanHide> hides;
+  std::vector<RootEntry> root_entries_s;
+  std::vector<PlanRootEntry> root_entries;
   std::vector<PlanRlimit> rlimits;
 };
 
@@ -91,6 +95,18 @@ Result<void> Validate(const SpawnRequest& r) {
     }
   }
   for (const auto& h : r.hide) MP_RETURN_IF_ERROR(CheckPathSyntax(h, "hidden path"));
+  if (r.home) {
+    MP_RETURN_IF_ERROR(CheckHostPathHasNoSymlink(r.home->seed, "home seed"));
+    MP_RETURN_IF_ERROR(CheckPathSyntax(r.home->target, "home target"));
+    if (r.home->target == "/" || PathIsWithin(r.home->target, "/proc") ||
+        PathIsWithin(r.home->target, "/dev") || PathIsWithin(r.home->target, "/tmp")) {
+      return PlainError("home target \"" + r.home->target + "\" is reserved");
+    }
+    if (r.home->max_bytes < 4096) return PlainError("home max_bytes below one page");
+    if (r.unsafe.keep_host_filesystem) {
+      return PlainError("a private home needs the sandbox's view (keep_host_filesystem is on)");
+    }
+  }
   if (r.hostname.size() > 64) return PlainError("hostname longer than 64 bytes");
   if (!r.task_file.empty() && r.unsafe.keep_host_filesystem) {
     return PlainError("a task file needs the sandbox's private /tmp (keep_host_filesystem is on)");
@@ -192,6 +208,16 @@ Result<PendingSpawn> StartSpawn(const CgroupRoot& root, const std::string& leaf_
     const bool is_dir = ::lstat(h.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode);
     st.hides.push_back({h.c_str(), is_dir});
   }
+  if (!req.unsafe.keep_host_filesystem && !req.unsafe.host_root_view) {
+    MP_TRY(st.root_entries_s, ListViewRootEntries());
+    if (st.root_entries_s.size() > kMaxRootEntries) {
+      return PlainError("the host's root has more than " + std::to_string(kMaxRootEntries) +
+                        " entries the view shows (usr, bin, sbin, etc, opt, lib*)");
+    }
+    for (const auto& e : st.root_entries_s) {
+      st.root_entries.push_back({e.name.c_str(), e.link ? e.link->c_str() : nullptr});
+    }
+  }
   std::vector<RlimitSpec> rl = DefaultRlimits();
   for (const auto& r : req.rlimits) {
     bool replaced = false;
@@ -274,6 +300,13 @@ Result<PendingSpawn> StartSpawn(const CgroupRoot& root, const std::string& leaf_
   plan.bind_count = st.binds.size();
   plan.hides = st.hides.data();
   plan.hide_count = st.hides.size();
+  plan.root_entries = st.root_entries.data();
+  plan.root_entry_count = st.root_entries.size();
+  plan.host_root_view = req.unsafe.host_root_view;
+  plan.home_seed = req.home ? req.home->seed.c_str() : nullptr;
+  plan.home_target = req.home ? req.home->target.c_str() : nullptr;
+  plan.home_layer = kHomeLayer;
+  plan.home_max_bytes = req.home ? req.home->max_bytes : 0;
   plan.workspace = req.workspace.empty() ? nullptr : req.workspace.c_str();
   plan.tmp_size_bytes = req.tmp_size_bytes;
   plan.task_file_data = req.task_file.empty() ? nullptr : req.task_file.data();

@@ -50,6 +50,15 @@ struct BindSpec {
   BindMode mode = BindMode::kReadOnly;
 };
 
+// A private writable home (filesystem_view.h): an overlay at `target` over the host directory
+// `seed` (its lower layer, never written), with the session's writes on a tmpfs of
+// `max_bytes` (charged to the session's memory) that goes away with the session.
+struct HomeSpec {
+  std::string seed;    // host path, validated like a bind source
+  std::string target;  // path in the sandbox (usually the seed's own)
+  uint64_t max_bytes = 1ull << 30;
+};
+
 struct RlimitSpec {
   int resource;   // RLIMIT_*
   uint64_t soft;  // RLIM_INFINITY for none
@@ -60,6 +69,9 @@ struct RlimitSpec {
 // each protection prevents. Production code never sets these.
 struct UnsafeForTests {
   bool keep_host_filesystem = false;
+  // The view before the allowlist: the host's whole root read-only minus the hidden paths
+  // (host sockets under /run, /home, /srv, /var all visible).
+  bool host_root_view = false;
   bool keep_ids = false;
   bool keep_capabilities = false;
   bool no_new_privs_off = false;
@@ -74,6 +86,7 @@ struct SpawnRequest {
 
   std::vector<BindSpec> binds;             // e.g. the workspace, read-write
   std::vector<std::string> hide;           // paths covered by an empty file or directory
+  std::optional<HomeSpec> home;            // the session's private home; empty: none
   std::string workspace;                   // cwd inside the sandbox; must lie in a read-write bind
   uint64_t tmp_size_bytes = 256ull << 20;  // private /tmp
   // Contents of kTaskFilePath (a task too long for one execve argument, which the shell

@@ -149,8 +149,8 @@ struct Policy {
   std::vector<std::string> workspace_roots;  // absolute; the cwd must resolve inside one
   std::string default_workspace;             // empty: a request must name its cwd
   std::vector<PolicyMount> mounts;
-  std::vector<std::string> state_dirs;  // bound read-write at the same path
-  PolicyHome home;  // parsed; the sandbox side follows (issue 13, "A private agent home")
+  std::vector<std::string> state_dirs;  // bound read-only at the same path (home.dir: see home)
+  PolicyHome home;
   std::vector<std::string> hide;  // the policy's own; see HiddenPaths()
   sandbox::NetworkMode network = sandbox::NetworkMode::kNone;
   // DefaultDenyProfile() with the policy's deny list appended and its kill list and switches.
@@ -263,6 +263,9 @@ struct SpawnHost {
   // True for an executable regular file (a preset's command, host_setup.h); unset: the
   // command is not checked before the spawn.
   std::function<bool(const std::string& path)> is_executable;
+  // The host's resolver configuration: where it resolves outside the allowlisted view (into
+  // /run), sessions on the host's network get that file bound read-only.
+  std::string resolv_conf = "/etc/resolv.conf";
   // Every session's oom_score_adj (monkeyproof.conf session_oom_score_adj); empty: inherit.
   std::optional<int> session_oom_score_adj = 500;
 };

@@ -18,6 +18,7 @@
 
 #include "common/messages.h"
 #include "common/unique_fd.h"
+#include "sandbox/mounts.h"
 #include "supervisor/host_setup.h"
 #include "supervisor/policy.h"
 #include "supervisor/policy_internal.h"
@@ -160,6 +161,21 @@ Result<void> PlaceTask(const std::string& task, sandbox::SpawnRequest* r) {
   r->argv.push_back(std::string(". ") + sandbox::kTaskFilePath);
   r->task_file = task;
   return Ok();
+}
+
+// The regular file `resolv_conf` resolves to when that lies outside the allowlisted view's
+// directories (sandbox::kViewRootNames), else nothing.
+std::optional<std::string> ResolvConfOutsideView(const std::string& resolv_conf) {
+  std::unique_ptr<char, decltype(&std::free)> real(::realpath(resolv_conf.c_str(), nullptr),
+                                                   &std::free);
+  if (!real) return std::nullopt;
+  const std::string path = real.get();
+  for (const std::string_view name : sandbox::kViewRootNames) {
+    if (sandbox::PathIsWithin(path, "/" + std::string(name))) return std::nullopt;
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  return path;
 }
 
 }  // namespace
@@ -335,7 +351,18 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
   }
 
   for (const auto& m : p.mounts) r.binds.push_back({m.source, m.target, m.mode});
-  for (const auto& s : p.state_dirs) r.binds.push_back({s, s, sandbox::BindMode::kReadWrite});
+  // State dirs are read-only: what one session wrote there, the next would read (its login,
+  // settings, hooks). The home's dir is the seed of the session's private home (an overlay:
+  // writes land in a layer of the session's own), or, kept "shared", the old read-write bind.
+  for (const auto& s : p.state_dirs) {
+    if (s == p.home.dir && p.home.keep == HomeKeep::kSession) {
+      r.home = sandbox::HomeSpec{s, s, p.home.max_bytes};
+      continue;
+    }
+    const bool shared = s == p.home.dir && p.home.keep == HomeKeep::kShared;
+    r.binds.push_back(
+        {s, s, shared ? sandbox::BindMode::kReadWrite : sandbox::BindMode::kReadOnly});
+  }
   r.binds.push_back({r.workspace, r.workspace, sandbox::BindMode::kReadWrite});
   r.hide = p.HiddenPaths();
   // The other sessions' workspaces: each root is covered by an empty directory,
@@ -345,6 +372,13 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
     if (::access(root.c_str(), F_OK) == 0) r.hide.push_back(root);
   }
   r.network = p.network;
+  // The allowlisted view has no /run: where the host's resolv.conf is a symlink out of the
+  // view (systemd-resolved's /run/systemd/resolve/stub-resolv.conf), a session on the host's
+  // network gets that one file, read-only, at its own path.
+  if (p.network == sandbox::NetworkMode::kHost) {
+    auto target = ResolvConfOutsideView(host.resolv_conf);
+    if (target && r.binds.size() < sandbox::kMaxBinds) r.binds.push_back({*target, *target});
+  }
   r.oom_score_adj = host.session_oom_score_adj;
 
   r.limits.memory_max_bytes = p.limits.memory_max_bytes;

@@ -10,11 +10,13 @@ what runs:
 - hide entries that contain BIN (a checkout under /home, say) are dropped, or the sandbox
   would cover the binary;
 - each --set NAME=VALUE is added to env.set (a base URL);
+- each --mount DIR is added to mounts, read-only at its own path (the build tree's CLIs: the
+  sandbox's allowlisted view shows only /usr, /etc, /opt and the like of the host);
 - with --rename-state OLD=NEW, the agent state dir OLD is STATE_BASE/NEW instead (for a preset
   that needs its own config file on the test host).
 
     test_policy.py PRESET.json OUT.json --workspace DIR --state-base DIR --bin PATH \
-        [--set NAME=VALUE]... [--rename-state OLD=NEW]
+        [--set NAME=VALUE]... [--mount DIR]... [--rename-state OLD=NEW]
 
 Prints one line per change. The output is plain JSON (the preset's comments are dropped).
 """
@@ -41,6 +43,7 @@ def main():
     p.add_argument("--state-base", required=True)
     p.add_argument("--bin", required=True)
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--mount", action="append", default=[], metavar="DIR")
     p.add_argument("--rename-state", default="", metavar="OLD=NEW")
     a = p.parse_args()
     old_state, _, new_state = a.rename_state.partition("=")
@@ -97,6 +100,12 @@ def main():
             p.error(f"--set wants NAME=VALUE, got {item!r}")
         changes.append(f"/env/set/{name}: {env_set.get(name)} -> {value}")
         env_set[name] = value
+    mounts = policy.setdefault("mounts", [])
+    for directory in a.mount:
+        if not os.path.isabs(directory):
+            p.error(f"--mount must be an absolute path, got {directory!r}")
+        changes.append(f"/mounts: + {directory} (read-only)")
+        mounts.append({"source": directory, "mode": "ro"})
     with open(a.out, "w", encoding="utf-8") as f:
         json.dump(policy, f, indent=2)
         f.write("\n")

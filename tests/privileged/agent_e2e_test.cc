@@ -246,7 +246,9 @@ class AgentE2eTest : public ::testing::Test {
                                        "--state-base",
                                        kBase + "/agents",
                                        "--bin",
-                                       AgentBin(p.cli, kSandboxAgentsDir)};
+                                       AgentBin(p.cli, kSandboxAgentsDir),
+                                       "--mount",
+                                       kSandboxAgentsDir};
       argv.insert(argv.end(), p.args.begin(), p.args.end());
       const int rc = RunToEnd(argv, {"PATH=/usr/bin:/bin", "LANG=C.UTF-8"}, seconds(60));
       if (rc != 0) {

@@ -1,6 +1,7 @@
 // mp_probe, copied where a sandbox can see it. The build tree may live under
 // /tmp (a clean clone in CI), which every sandbox covers with its own private
-// /tmp, so tests run a copy under /var/tmp (the VM's writable overlay).
+// /tmp, so tests run a copy under /opt, which the allowlisted view shows (read-only; in the VM it
+// is the writable overlay).
 #pragma once
 
 #include <sys/stat.h>
@@ -15,7 +16,7 @@ namespace mp::testing {
 
 inline const std::string& StagedProbe() {
   static const std::string path = [] {
-    const std::string dir = "/var/tmp/mp-probe-" + std::to_string(::getpid());
+    const std::string dir = "/opt/mp-probe-" + std::to_string(::getpid());
     const std::string copy = dir + "/mp_probe";
     ::mkdir(dir.c_str(), 0755);
     std::ifstream in(MP_PROBE_PATH, std::ios::binary);

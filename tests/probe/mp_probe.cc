@@ -440,6 +440,69 @@ int Emit(const char* bytes_text, const char* seed_text) {
   return 0;
 }
 
+// Walks the tree the sandbox sees (without following symlinks; not /proc, /sys or /usr, which
+// hold no listening sockets on a sane host and are large), where host services keep their
+// sockets first (/run, /var/run, /tmp, /var, /home, /root, /srv), then every other top-level
+// directory, and tries to connect to each Unix socket file it finds (stream, datagram,
+// seqpacket). ESCAPED at the first that answers (a host service reachable from the session);
+// BLOCKED when the whole view holds none that does. Looking at more than kMaxEntries entries
+// is a probe error: the allowlisted view is small, and a probe that stopped early proves nothing.
+constexpr int kMaxEntries = 200000;
+
+struct SocketWalk {
+  std::string reached;
+  int seen = 0;
+  int entries = 0;
+};
+
+void FindSockets(const std::string& dir, int depth, SocketWalk* w) {
+  if (depth > 24 || !w->reached.empty() || w->entries > kMaxEntries) return;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    if (++w->entries > kMaxEntries || !w->reached.empty()) break;
+    const std::string path = (dir == "/" ? "" : dir) + "/" + name;
+    if (path == "/proc" || path == "/sys" || path == "/usr") continue;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      FindSockets(path, depth + 1, w);
+    } else if (S_ISSOCK(st.st_mode)) {
+      ++w->seen;
+      for (const int type : {SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET}) {
+        const int s = ::socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+        if (s < 0) continue;
+        struct sockaddr_un a {};
+        a.sun_family = AF_UNIX;
+        std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+        const bool ok = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+        ::close(s);
+        if (ok) {
+          w->reached = path;
+          break;
+        }
+      }
+    }
+  }
+  ::closedir(d);
+}
+
+int UnixSockets() {
+  SocketWalk w;
+  for (const char* first : {"/run", "/var/run", "/tmp", "/var", "/home", "/root", "/srv"}) {
+    FindSockets(first, 1, &w);
+  }
+  FindSockets("/", 0, &w);  // the rest (the directories above are walked again: cheap)
+  if (!w.reached.empty()) return Escaped("connected to " + w.reached);
+  if (w.entries > kMaxEntries) {
+    errno = E2BIG;
+    return ProbeError("more than " + std::to_string(kMaxEntries) + " entries in the view");
+  }
+  return Blocked("no reachable Unix socket among " + std::to_string(w.seen) + " found", 0);
+}
+
 int WhoAmI() {
   std::printf("uid=%d euid=%d gid=%d pid=%d\n", ::getuid(), ::geteuid(), ::getgid(), ::getpid());
   return 0;
@@ -479,6 +542,7 @@ int main(int argc, char** argv) {
   if (cmd == "daemonize-and-wait") return DaemonizeAndWait(argv[0], arg);
   if (cmd == "sleep-forever") return SleepForever();
   if (cmd == "whoami") return WhoAmI();
+  if (cmd == "unix-sockets") return UnixSockets();
   if (cmd == "socket-family") return SocketFamily(arg);
   if (cmd == "kernel-surface") return KernelSurface();
   if (cmd == "emit") return Emit(arg, argc > 3 ? argv[3] : "1");

@@ -1118,6 +1118,64 @@ TEST_F(BuildSpawnRequestTest, OptionalSecretsMayBeAbsentButNotWrong) {
   EXPECT_TRUE(r2->env.empty());
 }
 
+// home.keep "session": the state dir is no bind but the seed of the session's home (an overlay
+// at its own path); "shared": the old read-write bind; other state dirs stay read-only.
+TEST_F(BuildSpawnRequestTest, TheHomeIsPrivateUnlessShared) {
+  const std::string home = tmp_.Mkdir("home");
+  const std::string cache = tmp_.Mkdir("cache");
+  for (const char* keep : {"session", "shared"}) {
+    SCOPED_TRACE(keep);
+    auto p = Load(R"("state_dirs": [")" + home + R"(", ")" + cache + R"("],
+                     "home": {"dir": ")" +
+                  home + R"(", "keep": ")" + keep + R"(", "max_bytes": 2097152})");
+    ASSERT_NE(p, nullptr);
+    auto r = BuildSpawnRequest(EffectivePolicy{*p}, Launch(), host_);
+    ASSERT_TRUE(r.has_value()) << r.error().what;
+    const bool session = std::string(keep) == "session";
+    ASSERT_EQ(r->binds.size(), session ? 2u : 3u);
+    size_t i = 0;
+    if (!session) {
+      EXPECT_EQ(r->binds[i].source, home);
+      EXPECT_EQ(r->binds[i++].mode, sandbox::BindMode::kReadWrite);
+    }
+    EXPECT_EQ(r->binds[i].source, cache);
+    EXPECT_EQ(r->binds[i++].mode, sandbox::BindMode::kReadOnly);
+    EXPECT_EQ(r->binds[i].target, ws_ + "/proj");
+    ASSERT_EQ(r->home.has_value(), session);
+    if (session) {
+      EXPECT_EQ(r->home->seed, home);
+      EXPECT_EQ(r->home->target, home);
+      EXPECT_EQ(r->home->max_bytes, 2097152u);
+    }
+  }
+}
+
+// A resolv.conf that is a symlink out of the view is bound, read-only at its own path, for
+// sessions on the host's network only.
+TEST_F(BuildSpawnRequestTest, AResolvConfOutsideTheViewIsBoundForHostNetwork) {
+  const std::string run = tmp_.Mkdir("run");
+  { std::ofstream(run + "/stub-resolv.conf") << "nameserver 127.0.0.53\n"; }
+  const std::string link = tmp_.path() + "/resolv.conf";
+  ASSERT_EQ(::symlink((run + "/stub-resolv.conf").c_str(), link.c_str()), 0);
+  host_.resolv_conf = link;
+  auto host_net = Load(R"("network": "host")");
+  auto r = BuildSpawnRequest(EffectivePolicy{*host_net}, Launch(), host_);
+  ASSERT_TRUE(r.has_value()) << r.error().what;
+  ASSERT_EQ(r->binds.size(), 2u);
+  EXPECT_EQ(r->binds[1].source, run + "/stub-resolv.conf");
+  EXPECT_EQ(r->binds[1].target, run + "/stub-resolv.conf");
+  EXPECT_EQ(r->binds[1].mode, sandbox::BindMode::kReadOnly);
+  auto none = Load("");
+  auto n = BuildSpawnRequest(EffectivePolicy{*none}, Launch(), host_);
+  ASSERT_TRUE(n.has_value()) << n.error().what;
+  EXPECT_EQ(n->binds.size(), 1u);  // the workspace alone
+  // Control: a resolv.conf inside the view (any regular file in /etc) adds nothing.
+  host_.resolv_conf = "/etc/passwd";
+  auto in_view = BuildSpawnRequest(EffectivePolicy{*host_net}, Launch(), host_);
+  ASSERT_TRUE(in_view.has_value());
+  EXPECT_EQ(in_view->binds.size(), 1u);
+}
+
 TEST_F(BuildSpawnRequestTest, BindsHidesLimitsAndRlimits) {
   const std::string opt = tmp_.Mkdir("opt");
   const std::string state = tmp_.Mkdir("state");
@@ -1140,8 +1198,9 @@ TEST_F(BuildSpawnRequestTest, BindsHidesLimitsAndRlimits) {
   EXPECT_EQ(r->binds[0].target, "/opt/tools");
   EXPECT_EQ(r->binds[0].mode, sandbox::BindMode::kReadOnly);
   EXPECT_EQ(r->binds[1].target, state);
-  EXPECT_EQ(r->binds[1].mode, sandbox::BindMode::kReadWrite);
-  EXPECT_EQ(r->binds[2].target, ws_ + "/proj");  // the workspace comes last
+  EXPECT_EQ(r->binds[1].mode, sandbox::BindMode::kReadOnly);  // no home: read-only
+  EXPECT_EQ(r->binds[2].target, ws_ + "/proj");               // the workspace comes last
+  EXPECT_FALSE(r->home.has_value());
   EXPECT_EQ(r->hide,
             (std::vector<std::string>{"/etc/monkeyproof", "/var/lib/monkeyproof/state",
                                       "/run/monkeyproof", "/run/credentials", "/home", ws_}));

@@ -497,11 +497,14 @@ TEST_F(AttackTest, SpawnErrorsNameTheStep) {
   EXPECT_EQ(r.error().ToString(),
             "mount source \"/nonexistent-mp\": ENOENT (No such file or directory)");
 
+  // A target's missing directories are made in the view's root tmpfs, but not inside the
+  // host's read-only /usr: there a missing target is an error naming it.
   auto bad_target = Probe({"whoami"});
-  bad_target.binds.push_back({"/usr", "/nonexistent-mp/usr", sandbox::BindMode::kReadOnly});
+  bad_target.binds.push_back({"/usr", "/usr/nonexistent-mp/usr", sandbox::BindMode::kReadOnly});
   r = runner_->Run(bad_target);
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().ToString(), "mount /nonexistent-mp/usr: ENOENT (No such file or directory)");
+  EXPECT_EQ(r.error().ToString(),
+            "mount /usr/nonexistent-mp/usr: ENOENT (No such file or directory)");
 
   auto root_user = Probe({"whoami"});
   root_user.uid = 0;

@@ -1,6 +1,7 @@
 #include "http/http_session.h"
 
 #include <chrono>
+#include <tuple>
 #include <utility>
 
 #include <boost/asio/dispatch.hpp>
@@ -310,17 +311,24 @@ bool HttpSession::RefuseBodyBeforeAuth() {
   uint32_t retry_after = 0;
   const auto verdict = ctx_.limiter.Judge(auth.principal.has_value(), ClientAddress(request),
                                           FailureLimiter::Clock::now(), &retry_after);
-  if (verdict == AuthVerdict::kAllow) {
-    // Authenticated on its headers: a long upload is no longer an unauthenticated connection
-    // that a flood of new ones could evict (Handle checks the credential again).
-    authenticated_ = true;
-    ReleasePreauth();
-    return false;
-  }
-  Unauthenticate();
+  // A refusal below drains a little of the body the client may already be sending; an accepted
+  // request keeps the drain it had (a 413 later drains longer).
+  const auto drain_before = std::make_tuple(discard_, discard_max_bytes_, discard_timeout_);
   discard_ = true;
   discard_max_bytes_ = kRefusalDiscardMaxBytes;
   discard_timeout_ = kRefusalDiscardTimeout;
+  if (verdict == AuthVerdict::kAllow) {
+    // Authenticated on its headers: a long upload is no longer an unauthenticated connection
+    // that a flood of new ones could evict (Handle checks the credential again). It holds its
+    // principal's connection slot from now on: a body that never comes must count against
+    // max_connections_per_principal, or a scoped token fills the global cap with such waits.
+    authenticated_ = true;
+    ReleasePreauth();
+    if (!HoldPrincipal(request, *auth.principal)) return true;
+    std::tie(discard_, discard_max_bytes_, discard_timeout_) = drain_before;
+    return false;
+  }
+  Unauthenticate();
   SendAuthRefusal(request, verdict, retry_after, auth.reason);
   return true;
 }

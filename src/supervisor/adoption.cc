@@ -9,25 +9,14 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "supervisor/session_store.h"
+
 namespace mp::supervisor {
 namespace {
 
 using json = nlohmann::json;
 
 constexpr char kFileName[] = "adopt.json";
-
-Result<void> WriteFileAtomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd) return ErrnoError("open(\"" + tmp + "\")");
-  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
-    return ErrnoError("write(\"" + tmp + "\")");
-  }
-  if (::fdatasync(fd.get()) != 0) return ErrnoError("fdatasync(\"" + tmp + "\")");
-  MP_RETURN_IF_ERROR(fd.Close());
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError("rename(\"" + path + "\")");
-  return Ok();
-}
 
 // True when `pid` is listed in the leaf's cgroup.procs.
 bool LeafHolds(const sandbox::CgroupLeaf& leaf, pid_t pid) {

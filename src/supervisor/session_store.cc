@@ -14,7 +14,6 @@
 #include "common/unique_fd.h"
 
 namespace mp::supervisor {
-namespace {
 
 Result<void> WriteFileAtomic(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
@@ -28,8 +27,6 @@ Result<void> WriteFileAtomic(const std::string& path, const std::string& text) {
   if (::rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError("rename(\"" + path + "\")");
   return Ok();
 }
-
-}  // namespace
 
 uint64_t WallClockMs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(

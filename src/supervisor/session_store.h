@@ -44,6 +44,10 @@ std::chrono::milliseconds ExpiryDelay(uint64_t ended_at_ms, std::chrono::millise
 // Milliseconds since the epoch (the records' clock).
 uint64_t WallClockMs();
 
+// Replaces `path` with `text` so a reader sees the old file or the whole new one: written to
+// `path`.tmp (mode 0600, never through a symlink), fdatasync'd, then renamed over `path`.
+Result<void> WriteFileAtomic(const std::string& path, const std::string& text);
+
 class SessionStore {
  public:
   explicit SessionStore(std::string state_dir) : state_dir_(std::move(state_dir)) {}

@@ -191,6 +191,49 @@ TEST_F(HttpFrontDoorTest, AScopedTokenHoldsAtMostItsConnections) {
   }
 }
 
+// Re-review finding (issue 15): a request whose body had not come yet was authenticated on its
+// headers but took no slot of its principal, so a scoped token could hold any number of
+// connections by never finishing its bodies (up to the global cap: every client got 503). Now
+// the wait counts: the fourth is 429 at once. The control (no cap) is still waiting for its
+// body when the read deadline ends it.
+TEST_F(HttpFrontDoorTest, BodiesThatNeverComeCountAgainstThePrincipal) {
+  test::TempDir dir("front-door");
+  for (const bool capped : {true, false}) {
+    SCOPED_TRACE(capped ? "max_connections_per_principal 3" : "control: no per-principal cap");
+    ApiConfig config = Config();
+    config.token_store = dir.path() + (capped ? "/capped.json" : "/uncapped.json");
+    config.max_connections_per_principal = capped ? 3 : 0;
+    config.accept_rate_per_address = 0;
+    config.read_timeout_ms = 1500;
+    StartServer(config);
+    const std::string token = MintScoped(port_);
+    ASSERT_FALSE(token.empty());
+    const std::string head = "POST /sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                             token +
+                             "\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n"
+                             "\r\n{";
+    std::vector<std::unique_ptr<Client>> held;
+    for (int i = 0; i < 3; ++i) {
+      held.push_back(std::make_unique<Client>(port_, "127.0.0.7"));
+      ASSERT_TRUE(held.back()->Send(head)) << i;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    Client over(port_, "127.0.0.7");
+    ASSERT_TRUE(over.Send(head));
+    const Answer a = over.Read();
+    if (capped) {
+      EXPECT_EQ(a.status, 429) << a.error << a.body;
+      EXPECT_NE(a.body.find("max_connections_per_principal"), std::string::npos) << a.body;
+    } else {
+      EXPECT_NE(a.status, 429) << "the control refused the fourth waiting body";
+    }
+    // The admin is not counted.
+    EXPECT_EQ(Status("127.0.0.7", kToken), 200);
+    held.clear();
+    StopServer();
+  }
+}
+
 // Review finding (issue 15): a connection stayed authenticated after a later request on it
 // failed auth, kept out of the per-address pre-auth count. Now the failure ends its
 // authentication: it is answered 401 and closed, and its principal's slot is free again. A

@@ -6,20 +6,23 @@
 namespace mp::http {
 
 ConnectionLimits::ConnectionLimits(uint32_t max_preauth, uint32_t rate_per_second, bool evict,
-                                   size_t max_tracked)
+                                   size_t max_tracked, bool rate_on_loopback)
     : max_preauth_(max_preauth),
       rate_(rate_per_second),
       burst_(2.0 * rate_per_second),
       evict_(evict),
-      max_tracked_(std::max<size_t>(max_tracked, 1)) {}
+      max_tracked_(std::max<size_t>(max_tracked, 1)),
+      rate_on_loopback_(rate_on_loopback) {}
 
 std::string ConnectionLimits::KeyOf(const IpAddress& a) {
   // Every local process can pick any 127.x source address: counted apart, ten of them would
   // hold ten times the cap. (The failed-auth limiter keeps them apart: it never refuses a
   // valid credential, so sharing its budget would only let one local user spend another's.)
   static constexpr uint8_t kV6Loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-  if (!a.v6 && a.bytes[0] == 127) return "loopback";
-  if (a.v6 && std::equal(a.bytes.begin(), a.bytes.end(), kV6Loopback)) return "loopback";
+  if (!a.v6 && a.bytes[0] == 127) return std::string(kLoopbackKey);
+  if (a.v6 && std::equal(a.bytes.begin(), a.bytes.end(), kV6Loopback)) {
+    return std::string(kLoopbackKey);
+  }
   return AddressKey(a);  // as the failed-auth limiter counts it
 }
 
@@ -55,7 +58,11 @@ ConnectionLimits::Admission ConnectionLimits::Open(const std::string& key, Clock
     it = entries_.emplace(key, Entry{{}, burst_, now}).first;
   }
   Entry& e = it->second;
-  if (rate_ != 0) {
+  // Not on loopback: a refusal there is before any credential, so a local user flooding from
+  // any 127.x would refuse the operator's tunnel as well. What a local flood can do instead is
+  // burn CPU, which it can anyway; the cap below bounds what it holds.
+  const bool rated = rate_ != 0 && (rate_on_loopback_ || key != kLoopbackKey);
+  if (rated) {
     Refill(e, now);
     if (e.tokens < 1.0) return {Verdict::kTooFast, 0};
   }
@@ -65,7 +72,7 @@ ConnectionLimits::Admission ConnectionLimits::Open(const std::string& key, Clock
     // never the oldest for long. `e` stays valid: the entry still holds max_preauth_ - 1.
     while (e.open.size() >= max_preauth_) Evict(*e.open.begin());
   }
-  if (rate_ != 0) e.tokens -= 1.0;
+  if (rated) e.tokens -= 1.0;
   const Id id = next_id_++;
   conns_.emplace(id, Conn{key, std::move(evictor)});
   e.open.insert(id);

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -190,6 +191,7 @@ class HttpFrontDoorTest : public ::testing::Test {
     auto tokens = TokenSet::FromTokens({std::string(kToken)});
     ASSERT_TRUE(tokens) << tokens.error().ToString();
     server_ = std::make_unique<Server>(std::move(config), std::move(*tokens));
+    if (before_start_) before_start_(server_->context());
     auto running = server_->Start();
     ASSERT_TRUE(running) << running.error().ToString();
     port_ = server_->endpoints()[0].port();
@@ -214,6 +216,9 @@ class HttpFrontDoorTest : public ::testing::Test {
   }
 
   FakeSupervisor fake_;
+  // White-box: changes the context after the config made it, before the server starts (a
+  // control that restores an old behaviour no api.conf key can).
+  std::function<void(ApiContext&)> before_start_;
   std::unique_ptr<Server> server_;
   std::thread thread_;
   uint16_t port_ = 0;

@@ -4,11 +4,15 @@
 // global cap are evicted, oldest first, for a client that sends its request (the attack of the
 // second security review's F1: a local user holding loopback's slots, which an operator behind
 // an SSH tunnel or a local proxy shares); every 127.x source address counts as one; the header
-// deadline; the accept rate. Each protection is shown with its attack and a control
-// (preauth_eviction off, the old behaviour). No root, no cgroups.
+// deadline; the accept rate, which loopback does not have (the third review's NEW-1: a local
+// flood of connects spent it for the operator). Each protection is shown with its attack and a
+// control (preauth_eviction off, or the rate on loopback: the old behaviours). No root, no
+// cgroups.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <thread>
@@ -20,6 +24,36 @@ namespace mp::http {
 namespace {
 
 using namespace testing_front_door;  // NOLINT(google-build-using-namespace): test fixture
+
+// The accept rate on loopback as on any address (ConnectionLimits' rate_on_loopback): the
+// behaviour before review 3's NEW-1 was fixed, for the controls.
+void RateOnLoopback(ApiContext& ctx) {
+  const ApiConfig& c = ctx.config;
+  ctx.connection_limits =
+      ConnectionLimits(c.max_preauth_connections_per_address, c.accept_rate_per_address,
+                       c.preauth_eviction, 65536, /*rate_on_loopback=*/true);
+}
+
+// Connects from 127.0.1-3.x and closes at once (FIN), as fast as it can, until `stop`; the
+// number of connects that succeeded.
+long FinFlood(uint16_t port, const std::atomic<bool>& stop, unsigned seed) {
+  long n = 0;
+  for (unsigned i = seed * 7919; !stop; ++i) {
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    from.sin_addr.s_addr = htonl((127u << 24) | ((1 + i % 3) << 8) | (1 + (i / 3) % 254));
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(port);
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&from), sizeof from) == 0 &&
+        ::connect(fd.get(), reinterpret_cast<sockaddr*>(&to), sizeof to) == 0) {
+      ++n;
+    }
+  }
+  return n;
+}
 
 class HttpAdmissionTest : public HttpFrontDoorTest {
  protected:
@@ -240,11 +274,13 @@ TEST_F(HttpAdmissionTest, UnauthenticatedConnectionsMeetTheHeaderDeadline) {
 }
 
 // New connections from one address beyond the rate (bursts of twice the rate) are refused at
-// accept (and evict nobody).
+// accept (and evict nobody). Every 127.x is loopback, which has no accept rate (NEW-1 below), so
+// the rate is put on loopback here as it stands on a remote address.
 TEST_F(HttpAdmissionTest, AcceptRatePerAddress) {
   ApiConfig config = Config();
   config.accept_rate_per_address = 5;  // bursts of 10
   config.max_preauth_connections_per_address = 0;
+  before_start_ = RateOnLoopback;
   StartServer(config);
   int served = 0;
   int refused = 0;
@@ -273,6 +309,69 @@ TEST_F(HttpAdmissionTest, AcceptRatePerAddress) {
   config.trusted_proxies = *ParseNetworkList("127.0.0.4");
   StartServer(config);
   for (int i = 0; i < 40; ++i) ASSERT_EQ(Status("127.0.0.4", kToken), 200) << i;
+  // And loopback, as configured by api.conf, has no rate at all.
+  StopServer();
+  config.trusted_proxies.clear();
+  before_start_ = nullptr;
+  StartServer(config);
+  for (int i = 0; i < 40; ++i) ASSERT_EQ(Status("127.0.0.4", kToken), 200) << i;
+}
+
+// Review 3's NEW-1: a local user without a token connects from 127.0.1-3.x as fast as it can and
+// closes each connection at once (FIN); the operator's requests from 127.0.0.1 during the flood
+// are all answered. Control: with the accept rate on loopback (the old behaviour) the same flood
+// gets the operator's connections refused with "too many new connections from this address".
+// The rate is 10 per second rather than the default 100 so that the control fails on most
+// requests, not some, on a loaded machine too (review 3 measured 20 of 40 refused at 100/s
+// against a flood of 9,400 connects per second).
+TEST_F(HttpAdmissionTest, ALocalConnectFloodDoesNotRefuseTheOperator) {
+  for (const bool rate_on_loopback : {false, true}) {
+    SCOPED_TRACE(rate_on_loopback ? "control: the rate on loopback" : "loopback without rate");
+    before_start_ = rate_on_loopback ? RateOnLoopback : nullptr;
+    ApiConfig config = Config();  // 128 pre-auth connections per address, as by default
+    config.accept_rate_per_address = 10;
+    StartServer(config);
+    const auto start = std::chrono::steady_clock::now();
+    std::atomic<bool> stop{false};
+    std::atomic<long> connects{0};
+    std::vector<std::thread> flood;
+    for (unsigned t = 0; t < 2; ++t) {
+      flood.emplace_back([&, t] { connects += FinFlood(port_, stop, t); });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // past the burst
+    int served = 0;
+    int refused = 0;
+    std::string other;
+    for (int i = 0; i < 20; ++i) {
+      Client c(port_, "127.0.0.1");
+      const Answer a = c.Exchange(Request("GET", "/health", kToken));
+      if (a.status == 200) {
+        ++served;
+      } else if (a.status == 503 &&
+                 a.body.find("too many new connections from this address") != std::string::npos) {
+        ++refused;
+      } else {
+        other += " [" + std::to_string(a.status) + " " + a.error + "]";
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    stop = true;
+    for (auto& t : flood) t.join();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf(
+        "NEW-1 %s: %ld flood connects (about %.0f per second); operator: %d served, "
+        "%d refused for the rate, other:%s\n",
+        rate_on_loopback ? "control" : "fixed", connects.load(), connects.load() / seconds, served,
+        refused, other.c_str());
+    ASSERT_GT(connects.load() / seconds, 500) << "the flood was too slow to test anything";
+    if (!rate_on_loopback) {
+      EXPECT_EQ(served, 20) << "refused: " << refused << ", other:" << other;
+    } else {
+      EXPECT_GE(refused, 10) << "the control did not reproduce NEW-1";
+    }
+    StopServer();
+  }
 }
 
 }  // namespace

@@ -137,6 +137,39 @@ TEST(ConnectionLimitsTest, RefusedForRateEvictsNobody) {
   EXPECT_EQ(evicted.order, (std::vector<int>{0}));
 }
 
+// Review 3's NEW-1: a flood from loopback (any 127.x, FIN at once, so each connection is
+// released again) is all admitted, so it cannot spend the operator's new connections; the same
+// flood from a remote address is still refused beyond its burst. Control: with the rate on
+// loopback (the old behaviour) the loopback flood is refused too, and the operator after it.
+TEST(ConnectionLimitsTest, LoopbackHasNoAcceptRate) {
+  for (const bool rate_on_loopback : {false, true}) {
+    SCOPED_TRACE(rate_on_loopback ? "control: the rate on loopback" : "loopback exempt");
+    ConnectionLimits limits(128, 100, true, 65536, rate_on_loopback);  // bursts of 200
+    auto flood = [&](const std::string& key) {
+      int refused = 0;
+      for (int i = 0; i < 10'000; ++i) {
+        const auto adm = limits.Open(key, kT0 + milliseconds(i / 10));  // 10,000 per second
+        if (adm.verdict == Verdict::kTooFast) ++refused;
+        limits.Release(adm.id);
+      }
+      return refused;
+    };
+    const int loopback_refused = flood(Key("127.0.3." + std::to_string(7)));
+    const auto op = limits.Open(Key("127.0.0.1"), kT0 + milliseconds(1000)).verdict;
+    const int remote_refused = flood(Key("192.0.2.1"));
+    // A remote flood is refused beyond 200 + 100/s (about 100 admitted over its second).
+    EXPECT_GE(remote_refused, 9'600);
+    EXPECT_LE(remote_refused, 9'800);
+    if (!rate_on_loopback) {
+      EXPECT_EQ(loopback_refused, 0);
+      EXPECT_EQ(op, Verdict::kAdmit);
+    } else {
+      EXPECT_GE(loopback_refused, 9'600) << "the control did not reproduce NEW-1";
+      EXPECT_EQ(op, Verdict::kTooFast) << "the control did not reproduce NEW-1";
+    }
+  }
+}
+
 TEST(ConnectionLimitsTest, Ipv6CountsPerSlash64) {
   ConnectionLimits limits(2, 0, /*evict=*/false);
   EXPECT_EQ(Key("2001:db8:1:2::1"), Key("2001:db8:1:2:ffff::9"));

@@ -17,10 +17,12 @@ enum class SessionType { kExec, kPrint, kInteractive };
 inline constexpr std::array<std::string_view, 3> kSessionTypeNames = {"exec", "print",
                                                                       "interactive"};
 
-// A policy's `network`. kNone: the session gets its own network namespace with only loopback
-// up; kHost: it shares the host's network (the dangerous mode, spelled out in the policy).
-enum class NetworkMode { kNone, kHost };
-inline constexpr std::array<std::string_view, 2> kNetworkModeNames = {"none", "host"};
+// A policy's `network` mode. kNone: the session gets its own network namespace with only
+// loopback up; kHost: it shares the host's network (the dangerous mode, spelled out in the
+// policy); kAllowlist: its own namespace whose TCP and DNS reach only the names and addresses
+// the policy's `allow` list names, through monkeyproof-egress (issue 14).
+enum class NetworkMode { kNone, kHost, kAllowlist };
+inline constexpr std::array<std::string_view, 3> kNetworkModeNames = {"none", "host", "allowlist"};
 
 // A policy's `output.on_flood`: what output over the rate ceiling does. kThrottle: the
 // supervisor stops reading the session's output until the rate allows more (the writer

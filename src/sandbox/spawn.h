@@ -27,7 +27,9 @@
 
 namespace mp::sandbox {
 
-using NetworkMode = common::NetworkMode;  // kNone: own namespace, loopback only
+// kNone and kAllowlist: a network namespace of the session's own, loopback only; kHost: the
+// supervisor's.
+using NetworkMode = common::NetworkMode;
 
 inline constexpr size_t kDefaultOutputPipeBytes = size_t{1} << 20;  // 1 MiB
 

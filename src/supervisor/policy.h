@@ -23,6 +23,7 @@
 #include "common/limits.h"
 #include "common/result.h"
 #include "common/vocabulary.h"
+#include "egress/allow_list.h"
 #include "sandbox/child_plan.h"
 #include "sandbox/seccomp.h"
 #include "sandbox/spawn.h"
@@ -153,6 +154,9 @@ struct Policy {
   PolicyHome home;
   std::vector<std::string> hide;  // the policy's own; see HiddenPaths()
   sandbox::NetworkMode network = sandbox::NetworkMode::kNone;
+  // `network.allow`: what a kAllowlist session may reach (empty for the other modes, and a
+  // kAllowlist policy may leave it empty: DNS and every connection refused).
+  egress::AllowList network_allow;
   // DefaultDenyProfile() with the policy's deny list appended and its kill list and switches.
   sandbox::SeccompProfile seccomp;
   std::shared_ptr<const sandbox::SeccompProgram> seccomp_program;  // `seccomp`, compiled

@@ -87,8 +87,7 @@ class PolicyReader {
     ReadTypeAndCommand(r);
     ReadRunAs(r);
     ReadPaths(r);
-    p_.network = OptEnum<sandbox::NetworkMode>(r, "network", common::kNetworkModeNames)
-                     .value_or(sandbox::NetworkMode::kNone);
+    ReadNetwork(root, r);
     ReadSeccomp(r);
     ReadNumbers(r);
     ReadEnv(r);
@@ -160,6 +159,53 @@ class PolicyReader {
       Fail("/own_command_types",
            "needs an empty command: a policy with a command template runs only that command");
     }
+  }
+
+  // `network`: "none" | "host", or {"mode": "none" | "host" | "allowlist", "allow": [...]}.
+  // The string "allowlist" is refused: a list that allows nothing must be written out.
+  void ReadNetwork(const json& root, wire::ObjectReader& r) {
+    p_.network = sandbox::NetworkMode::kNone;
+    const auto member = root.find("network");
+    if (member == root.end() || !member->is_object()) {
+      const size_t errors_before = errors_.count();
+      p_.network = OptEnum<sandbox::NetworkMode>(r, "network", common::kNetworkModeNames)
+                       .value_or(sandbox::NetworkMode::kNone);
+      if (errors_.count() == errors_before && p_.network == sandbox::NetworkMode::kAllowlist) {
+        Fail("/network",
+             "\"allowlist\" needs its list: write {\"mode\": \"allowlist\", \"allow\": "
+             "[\"api.example.com:443\", ...]}");
+        p_.network = sandbox::NetworkMode::kNone;
+      }
+      return;
+    }
+    wire::ObjectReader n = r.Object("network");
+    const size_t errors_before = errors_.count();
+    p_.network = static_cast<sandbox::NetworkMode>(n.Enum("mode", common::kNetworkModeNames));
+    const bool mode_ok = errors_.count() == errors_before;
+    const bool has_allow = n.Has("allow");
+    const std::vector<std::string> allow = n.StringArray("allow", kMaxListItems, kAnyString);
+    n.RejectUnknownNamingKnown();
+    if (!mode_ok) {
+      p_.network = sandbox::NetworkMode::kNone;
+      return;
+    }
+    if (p_.network != sandbox::NetworkMode::kAllowlist) {
+      if (has_allow) {
+        Fail("/network/allow",
+             "is only for \"mode\": \"allowlist\" (\"none\" reaches nothing, \"host\" "
+             "everything)");
+      }
+      return;
+    }
+    if (!has_allow) {
+      Fail("/network/allow", "is required for \"mode\": \"allowlist\" (write [] to allow nothing)");
+    }
+    for (size_t i = 0; i < allow.size(); ++i) {
+      auto rule = egress::ParseAllowRule(allow[i]);
+      if (!rule) Fail("/network/allow/" + std::to_string(i), rule.error().what);
+    }
+    auto list = egress::AllowList::Parse(allow);
+    if (list) p_.network_allow = std::move(*list);
   }
 
   void ReadRunAs(wire::ObjectReader& root) {

@@ -714,6 +714,7 @@ TEST(VocabularyTest, WireStringsMatchTheDesign) {
   EXPECT_EQ(ToString(OutputStream::kPty), "pty");
   EXPECT_EQ(ToString(NetworkMode::kHost), "host");
   EXPECT_EQ(ToString(NetworkMode::kNone), "none");
+  EXPECT_EQ(ToString(NetworkMode::kAllowlist), "allowlist");
   EXPECT_EQ(ToString(static_cast<EndReason>(99)), "invalid");
 }
 

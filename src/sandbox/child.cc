@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -228,9 +229,9 @@ void SetOomScoreAdj(const ChildPlan& p) {
 // init (which never execs) would hold other sessions' pipes and this
 // session's own stdin write end, and EOF would never come.
 void CloseInheritedFds(const ChildPlan& p) {
-  int keep[5] = {p.report_fd, p.stdin_fd, p.stdout_fd, p.stderr_fd, p.parent_pidfd};
+  int keep[6] = {p.report_fd, p.stdin_fd, p.stdout_fd, p.stderr_fd, p.parent_pidfd, p.netns_fd};
   // Sort the few kept fds (insertion sort: no allocation).
-  for (int i = 1; i < 5; ++i) {
+  for (int i = 1; i < 6; ++i) {
     for (int j = i; j > 0 && keep[j - 1] > keep[j]; --j) {
       const int t = keep[j];
       keep[j] = keep[j - 1];
@@ -290,6 +291,12 @@ void CloseInheritedFds(const ChildPlan& p) {
   }
   BeginStepInChild(p, ChildStep::kLoopback);
   if (p.loopback_up) BringLoopbackUp(p);
+  if (p.netns_fd >= 0) {
+    if (::setns(p.netns_fd, CLONE_NEWNET) < 0) {
+      FailInChild(rfd, ChildStep::kLoopback, errno, "setns(network namespace)");
+    }
+    ::close(p.netns_fd);
+  }
   BeginStepInChild(p, ChildStep::kRlimit);
   for (size_t i = 0; i < p.rlimit_count; ++i) {
     if (::setrlimit(static_cast<__rlimit_resource>(p.rlimits[i].resource), &p.rlimits[i].limit) <

@@ -151,6 +151,9 @@ struct ChildPlan {
 
   const char* hostname;  // nullptr keeps the host's (only with no UTS namespace)
   bool loopback_up;      // bring "lo" up (new network namespace)
+  // A network namespace to join (setns) instead, already set up (an allowlist session's,
+  // session_netns.h); -1: none. Kept open across CloseInheritedFds, closed after the join.
+  int netns_fd;
 
   const PlanRlimit* rlimits;
   size_t rlimit_count;

@@ -312,7 +312,8 @@ Result<PendingSpawn> StartSpawn(const CgroupRoot& root, const std::string& leaf_
   plan.task_file_data = req.task_file.empty() ? nullptr : req.task_file.data();
   plan.task_file_bytes = req.task_file.size();
   plan.hostname = req.hostname.c_str();
-  plan.loopback_up = req.network != NetworkMode::kHost;
+  plan.netns_fd = req.network == NetworkMode::kHost ? -1 : req.netns_fd;
+  plan.loopback_up = req.network != NetworkMode::kHost && plan.netns_fd < 0;
   plan.rlimits = st.rlimits.data();
   plan.rlimit_count = st.rlimits.size();
   plan.change_ids = !req.unsafe.keep_ids;
@@ -352,7 +353,7 @@ Result<PendingSpawn> StartSpawn(const CgroupRoot& root, const std::string& leaf_
   uint64_t flags = CLONE_PIDFD | CLONE_INTO_CGROUP | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
   if (!req.unsafe.share_cgroup_namespace) flags |= CLONE_NEWCGROUP;
   if (!req.unsafe.share_pid_namespace) flags |= CLONE_NEWPID;
-  if (req.network != NetworkMode::kHost) flags |= CLONE_NEWNET;
+  if (req.network != NetworkMode::kHost && plan.netns_fd < 0) flags |= CLONE_NEWNET;
   int pidfd = -1;
   struct clone_args args {};
   args.flags = flags;

@@ -96,6 +96,10 @@ struct SpawnRequest {
   std::string task_file;
   std::string hostname = "monkeyproof";
   NetworkMode network = NetworkMode::kNone;
+  // Not kHost: a network namespace (fd, not owned; open until Spawn returns) for the session
+  // to join instead of a new one with only loopback (CreateAllowlistNetns); -1: a new one.
+  // kAllowlist without it gets a new one: its connections fail, closed.
+  int netns_fd = -1;
 
   uid_t uid = 65534;  // run-as ids; 0 is refused unless allow_root
   gid_t gid = 65534;

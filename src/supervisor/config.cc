@@ -70,6 +70,7 @@ Result<SupervisorConfig> ParseConfig(const std::string& name, const std::string&
       .Number("interactive_session_ttl_ms", &c.interactive_session_ttl_ms)
       .Number("kill_grace_ms", &c.kill_grace_ms)
       .Number("spawn_timeout_ms", &c.spawn_timeout_ms, 1)
+      .Path("egress_socket", &c.egress_socket)
       .Custom("fd_store",
               [&c](std::string_view v) -> Result<void> {
                 if (v == "auto") {

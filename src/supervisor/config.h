@@ -61,6 +61,8 @@ struct SupervisorConfig {
   uint64_t spawn_timeout_ms = 30000;              // clone → the command runs, else spawn_error
   FdStoreMode fd_store = FdStoreMode::kAuto;      // "auto" | "off"
   HostLoopbackMode session_host_loopback = HostLoopbackMode::kDeny;  // "deny" | "allow"
+  // monkeyproof-egress's handover socket: where "allowlist" sessions' listeners go.
+  std::string egress_socket = "/run/monkeyproof-egress/handover.sock";
   // Every session process's oom_score_adj (0..1000): under host memory pressure the kernel
   // kills a session (whole: memory.oom.group) before a host service at 0. The supervisor keeps
   // its own (the unit's OOMScoreAdjust=-500).

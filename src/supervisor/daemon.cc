@@ -347,6 +347,7 @@ int RunDaemon(int argc, char** argv) {
   mo.host.credentials_dir = c.credentials_dir;
   mo.host.session_oom_score_adj = static_cast<int>(c.session_oom_score_adj);
   mo.supervisor_version = kVersion;
+  mo.egress_socket = c.egress_socket;
   // Sessions outlive the supervisor only when systemd keeps their fds (fd_store auto under
   // systemd). Dev mode's sessions die with it, as its API does.
   std::optional<SessionFdStore> fd_store;

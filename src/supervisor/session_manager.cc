@@ -62,7 +62,10 @@ SessionManager::SessionManager(EventLoop& loop, sandbox::CgroupRoot cgroup_root,
               options_.kill_grace,
               options_.leaf_cleanup,
               options_.stdin_buffer_bytes,
-              options_.fd_store} {}
+              options_.fd_store},
+      // The resolv.conf of allowlist sessions lives beside the records: hidden from sessions
+      // (the sandbox clones bind sources before it hides), root's to write.
+      egress_(loop, options_.egress_socket, options_.state_dir + "/egress-resolv.conf") {}
 
 SessionManager::~SessionManager() {
   for (const auto& [id, timer] : expiry_timers_) loop_.CancelTimer(timer);
@@ -335,6 +338,15 @@ void SessionManager::Spawn(const wire::SpawnRequest& req, const PeerInfo& peer, 
   log_options.transcript_max_bytes = p.effective.policy.output.transcript_max_bytes;
   auto log = OutputLog::Create(store_.SessionDir(info.id) + "/output", log_options);
   if (!log) return fail(MakeError(wire::ErrorCode::kInternal, log.error().ToString()));
+  if (p.effective.policy.network == wire::NetworkMode::kAllowlist) {
+    std::vector<std::string> allow;
+    for (const auto& rule : p.effective.policy.network_allow.rules()) {
+      allow.push_back(rule.ToString());
+    }
+    if (auto r = egress_.Begin(info.id, std::move(allow), p.request); !r) {
+      return fail(MakeError(wire::ErrorCode::kInternal, r.error().ToString()));
+    }
+  }
 
   const std::string id = info.id;
   // The sandbox request points into the session's copy of the effective policy (seccomp).
@@ -383,6 +395,7 @@ void SessionManager::OnStarted(Session& s, const PeerInfo& peer, const std::stri
 
 void SessionManager::OnEnded(Session& s) {
   --active_;
+  egress_.End(s.id());
   store_.Write(s.info());
   ScheduleExpiry(s);
   EnforceRetention(&s);

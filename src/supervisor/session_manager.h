@@ -21,6 +21,7 @@
 #include "sandbox/cgroup.h"
 #include "supervisor/audit_log.h"
 #include "supervisor/control_server.h"
+#include "supervisor/egress_link.h"
 #include "supervisor/event_loop.h"
 #include "supervisor/output_log.h"
 #include "supervisor/policy.h"
@@ -49,6 +50,8 @@ struct ManagerOptions {
   // Test hook: spawns whose task is exactly this (non-empty) text stall before their child
   // reports (sandbox::SpawnRequest::stall_before_start_report). Empty in production.
   std::string test_stall_spawn_task;
+  // monkeyproof-egress's handover socket, for "allowlist" sessions (egress_link.h).
+  std::string egress_socket = "/run/monkeyproof-egress/handover.sock";
 };
 
 class SessionManager {
@@ -132,6 +135,7 @@ class SessionManager {
   AuditLog& audit_;
   SessionStore store_;
   Session::Shared shared_;
+  EgressLink egress_;
   std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;
   std::unordered_map<std::string, EventLoop::TimerId> expiry_timers_;
   EventLoop::TimerId retention_timer_ = 0;

@@ -3,7 +3,8 @@
 // picks the parser: '0' NormalizeHostName, '1' ParseAuthority, '2' AllowList::Parse over
 // '\n'-separated entries, '3' the ClientHello (whole, and every prefix up to 512 bytes),
 // '4' ClassifyAddress, '5' ParseProxyTarget (method, target and Host split at '\n'),
-// '6' ParseDnsQuery and BuildDnsAnswer.
+// '6' ParseDnsQuery and BuildDnsAnswer, '7' DecodeHandover (the next byte modulo 6 is the
+// number of descriptors that came with the record).
 // Besides "no crash, no sanitizer report", each branch checks an invariant and aborts when it
 // fails: a canonical name normalises to itself and holds only [a-z0-9.-]; an authority prints
 // as text that parses back to it; every accepted rule prints as an entry that parses back to
@@ -11,7 +12,8 @@
 // canonical and a prefix never decides differently from the whole; ClassifyAddress and
 // CanonicalAddress agree on what an address is; a proxy destination parses back from its text
 // and a forwarded origin-form starts with '/'; a parsed DNS query's name is canonical or empty
-// and every answer built for it parses with libresolv (ns_initparse) with the expected counts.
+// and every answer built for it parses with libresolv (ns_initparse) with the expected counts;
+// an accepted handover record re-encodes to one that decodes to the same message.
 // Built with -fsanitize=fuzzer under the `fuzz` preset; the normal build replays
 // tests/fuzz/corpus/egress (fuzz_replay.egress).
 #include <arpa/nameser.h>
@@ -29,6 +31,7 @@
 #include "egress/allow_list.h"
 #include "egress/client_hello.h"
 #include "egress/dns_message.h"
+#include "egress/handover.h"
 #include "egress/host_name.h"
 #include "egress/proxy_request.h"
 
@@ -148,6 +151,16 @@ void DnsQueries(std::string_view bytes) {
   }
 }
 
+void Handovers(std::string_view text) {
+  if (text.empty()) return;
+  const size_t fds = static_cast<unsigned char>(text[0]) % 6;
+  auto m = egress::DecodeHandover(text.substr(1), fds);
+  if (!m) return;
+  auto again = egress::DecodeHandover(egress::EncodeHandover(*m), fds);
+  Check(again && again->type == m->type && again->session == m->session && again->allow == m->allow,
+        "a handover record does not survive re-encoding");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -174,6 +187,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 6:
       DnsQueries(rest);
+      break;
+    case 7:
+      Handovers(rest);
       break;
     default:
       break;

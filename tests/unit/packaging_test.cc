@@ -46,13 +46,13 @@ std::set<std::string> Lines(const std::string& path) {
 
 TEST(PackagedSupervisorConfigTest, EveryKeyWithItsDefault) {
   const test::UncommentedExample example = test::UncommentExample(MP_SUPERVISOR_CONF_EXAMPLE);
-  EXPECT_EQ(
-      example.keys,
-      (std::set<std::string>{
-          "socket_path", "api_user", "state_dir", "policies_dir", "credentials_dir", "cgroup_root",
-          "audit_log", "max_sessions", "max_ended_sessions", "max_ended_output_bytes",
-          "session_ttl_ms", "interactive_session_ttl_ms", "kill_grace_ms", "spawn_timeout_ms",
-          "fd_store", "session_host_loopback", "session_oom_score_adj", "sessions_memory_max"}));
+  EXPECT_EQ(example.keys,
+            (std::set<std::string>{
+                "socket_path", "api_user", "state_dir", "policies_dir", "credentials_dir",
+                "cgroup_root", "audit_log", "max_sessions", "max_ended_sessions",
+                "max_ended_output_bytes", "session_ttl_ms", "interactive_session_ttl_ms",
+                "kill_grace_ms", "spawn_timeout_ms", "fd_store", "session_host_loopback",
+                "egress_socket", "session_oom_score_adj", "sessions_memory_max"}));
   auto parsed = supervisor::ParseConfig("monkeyproof.conf (uncommented)", example.text);
   ASSERT_TRUE(parsed.has_value()) << parsed.error().ToString();
   const supervisor::SupervisorConfig d;
@@ -73,6 +73,7 @@ TEST(PackagedSupervisorConfigTest, EveryKeyWithItsDefault) {
   EXPECT_EQ(c.kill_grace_ms, d.kill_grace_ms);
   EXPECT_EQ(c.fd_store, d.fd_store);
   EXPECT_EQ(c.session_host_loopback, d.session_host_loopback);
+  EXPECT_EQ(c.egress_socket, d.egress_socket);
   EXPECT_EQ(c.session_oom_score_adj, d.session_oom_score_adj);
   EXPECT_EQ(c.sessions_memory_max.Text(), d.sessions_memory_max.Text());
 }
@@ -187,7 +188,8 @@ TEST(PackagingTest, TheSessionsUnitHoldsTheSessionsAndSurvivesUpgrades) {
   EXPECT_NE(rules.find("dh_installsystemd --no-stop-on-upgrade --no-restart-after-upgrade "
                        "monkeyproof-sessions.service\n"),
             std::string::npos);
-  EXPECT_NE(rules.find("dh_installsystemd monkeyproofd.service monkeyproof-api.service\n"),
+  EXPECT_NE(rules.find("dh_installsystemd monkeyproofd.service monkeyproof-api.service "
+                       "monkeyproof-egress.service\n"),
             std::string::npos);
   // The fd store holds every fd of every running session at the default max_sessions.
   uint64_t store_max = 0;

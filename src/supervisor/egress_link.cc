@@ -1,0 +1,166 @@
+// The supervisor's handover to monkeyproof-egress. See egress_link.h.
+#include "supervisor/egress_link.h"
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "common/log.h"
+#include "egress/handover.h"
+#include "sandbox/session_netns.h"
+
+namespace mp::supervisor {
+
+using common::Log;
+using common::LogLevel;
+
+namespace {
+
+constexpr char kResolvConfText[] =
+    "# monkeyproof: an allowlist session's stub DNS (monkeyproof-egress)\n"
+    "nameserver 127.0.0.1\n"
+    "options edns0 trust-ad\n";
+
+void SetEnv(std::vector<std::string>& env, const std::string& entry) {
+  const std::string prefix = entry.substr(0, entry.find('=') + 1);
+  std::erase_if(env, [&](const std::string& e) { return e.starts_with(prefix); });
+  env.push_back(entry);
+}
+
+}  // namespace
+
+std::vector<std::string> EgressProxyEnvironment() {
+  const std::string proxy = std::string("http://") + sandbox::kEgressProxyAddress + ":" +
+                            std::to_string(sandbox::kEgressProxyPort);
+  const std::string no_proxy = "localhost,127.0.0.1,::1";
+  return {"HTTPS_PROXY=" + proxy, "https_proxy=" + proxy, "HTTP_PROXY=" + proxy,
+          "http_proxy=" + proxy,  "NO_PROXY=" + no_proxy, "no_proxy=" + no_proxy,
+          "NODE_USE_ENV_PROXY=1"};
+}
+
+EgressLink::EgressLink(EventLoop& loop, std::string socket_path, std::string resolv_conf)
+    : loop_(loop), socket_path_(std::move(socket_path)), resolv_conf_(std::move(resolv_conf)) {}
+
+EgressLink::~EgressLink() {
+  if (retry_) loop_.CancelTimer(*retry_);
+  if (socket_) loop_.Remove(socket_.get());
+}
+
+Result<void> EgressLink::EnsureResolvConf() {
+  struct stat st {};
+  if (::stat(resolv_conf_.c_str(), &st) == 0 && S_ISREG(st.st_mode)) return Ok();
+  UniqueFd fd(
+      ::open(resolv_conf_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
+  if (!fd) return ErrnoError("open(\"" + resolv_conf_ + "\")");
+  const size_t len = sizeof kResolvConfText - 1;
+  if (::write(fd.get(), kResolvConfText, len) != static_cast<ssize_t>(len)) {
+    return ErrnoError("write(\"" + resolv_conf_ + "\")");
+  }
+  return Ok();
+}
+
+Result<void> EgressLink::Begin(const std::string& id, std::vector<std::string> allow,
+                               sandbox::SpawnRequest& request) {
+  const std::string where = "allowlist network of " + id;
+  if (auto ok = EnsureResolvConf(); !ok) return ok.error().Wrap(where);
+  auto ns = sandbox::CreateAllowlistNetns();
+  if (!ns) return ns.error().Wrap(where);
+  Entry& entry = sessions_[id];
+  entry.netns = std::move(*ns);
+  entry.allow = std::move(allow);
+  request.netns_fd = entry.netns.get();
+  for (const std::string& e : EgressProxyEnvironment()) SetEnv(request.env, e);
+  request.binds.push_back({resolv_conf_, "/etc/resolv.conf", sandbox::BindMode::kReadOnly});
+  if (socket_) {
+    if (auto handed = Hand(id, entry); !handed) Disconnect(handed.error().ToString());
+  } else {
+    TryConnect();  // hands every session, this one included, when the daemon is there
+  }
+  return Ok();
+}
+
+void EgressLink::End(const std::string& id) {
+  if (sessions_.erase(id) == 0) return;
+  if (!socket_) return;
+  egress::HandoverMessage close{egress::HandoverMessage::Type::kClose, id, {}};
+  if (auto sent = egress::SendRecord(socket_.get(), egress::EncodeHandover(close), {}); !sent) {
+    Disconnect(sent.error().ToString());
+  }
+}
+
+Result<void> EgressLink::Hand(const std::string& id, const Entry& entry) {
+  auto listeners = sandbox::CreateEgressListeners(entry.netns.get());
+  if (!listeners) return listeners.error().Wrap("egress listeners of " + id);
+  const int fds[egress::kHandoverFdCount] = {listeners->proxy.get(), listeners->tls.get(),
+                                             listeners->http.get(), listeners->dns.get()};
+  egress::HandoverMessage open{egress::HandoverMessage::Type::kOpen, id, entry.allow};
+  // Our copies close when `listeners` goes out of scope: the daemon holds the only ones.
+  return egress::SendRecord(socket_.get(), egress::EncodeHandover(open), fds);
+}
+
+void EgressLink::TryConnect() {
+  if (socket_) return;
+  UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (!s || socket_path_.empty() || socket_path_.size() >= sizeof addr.sun_path) {
+    return ScheduleRetry();
+  }
+  std::memcpy(addr.sun_path, socket_path_.c_str(), socket_path_.size() + 1);
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
+    if (!warned_absent_) {
+      Log(LogLevel::kWarning,
+          "component=egress event=unavailable socket=" + socket_path_ +
+              " allowlist sessions' connections fail until monkeyproof-egress runs",
+          errno);
+      warned_absent_ = true;
+    }
+    return ScheduleRetry();
+  }
+  const int fd = s.get();
+  auto watched = loop_.Add(fd, EPOLLIN | EPOLLRDHUP, [this](uint32_t) {
+    // The daemon never sends: readable means closed (or a protocol error).
+    char byte;
+    const ssize_t n = ::recv(socket_.get(), &byte, 1, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    Disconnect(n == 0 ? "monkeyproof-egress closed the handover socket"
+                      : "unexpected data or error on the handover socket");
+  });
+  if (!watched) {
+    Log(LogLevel::kError, "component=egress event=watch_failed " + watched.error().ToString());
+    return ScheduleRetry();
+  }
+  socket_ = std::move(s);
+  warned_absent_ = false;
+  Log(LogLevel::kInfo, "component=egress event=connected socket=" + socket_path_ +
+                           " sessions=" + std::to_string(sessions_.size()));
+  for (const auto& [id, entry] : sessions_) {
+    if (auto handed = Hand(id, entry); !handed) return Disconnect(handed.error().ToString());
+  }
+}
+
+void EgressLink::Disconnect(const std::string& why) {
+  if (socket_) {
+    loop_.Remove(socket_.get());
+    socket_.Reset();
+    Log(LogLevel::kWarning, "component=egress event=disconnected reason=\"" + why + "\"");
+  }
+  ScheduleRetry();
+}
+
+void EgressLink::ScheduleRetry() {
+  if (retry_ || sessions_.empty()) return;
+  retry_ = loop_.AddTimer(kEgressRetryInterval, [this] {
+    retry_.reset();
+    TryConnect();
+  });
+}
+
+}  // namespace mp::supervisor

@@ -1,0 +1,70 @@
+// EgressLink: the supervisor's side of "allowlist" networking (issue 14). Per session it
+// creates the network namespace (sandbox/session_netns.h) that the sandbox joins, and hands
+// fresh listening sockets made inside it, with the policy's allow list, to monkeyproof-egress
+// over the handover socket (egress/handover.h). The supervisor keeps no copy of a handed
+// socket: when the egress daemon is not running or dies, nobody holds the listeners, so the
+// session's connects are refused at once (fail closed); the link retries every
+// kEgressRetryInterval and, once connected again, hands every live session new listeners.
+// Supervisor only; single-threaded: call on the loop's thread.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "common/unique_fd.h"
+#include "sandbox/spawn.h"
+#include "supervisor/event_loop.h"
+
+namespace mp::supervisor {
+
+inline constexpr std::chrono::milliseconds kEgressRetryInterval{1000};
+
+class EgressLink {
+ public:
+  // `socket_path`: monkeyproof-egress's handover socket. `resolv_conf`: the file bound over a
+  // session's /etc/resolv.conf (written here when missing; "nameserver 127.0.0.1").
+  EgressLink(EventLoop& loop, std::string socket_path, std::string resolv_conf);
+  ~EgressLink();
+  EgressLink(const EgressLink&) = delete;
+  EgressLink& operator=(const EgressLink&) = delete;
+
+  // Creates session `id`'s namespace, hands its listeners over when the daemon is there, and
+  // points `request` at it: netns_fd (owned here until End), the proxy variables in the
+  // environment (replacing any earlier value of those names), and the resolv.conf bind.
+  Result<void> Begin(const std::string& id, std::vector<std::string> allow,
+                     sandbox::SpawnRequest& request);
+  // The session ended: the daemon stops serving it, the namespace fd closes.
+  void End(const std::string& id);
+
+  [[nodiscard]] bool connected() const { return socket_.valid(); }
+  [[nodiscard]] size_t session_count() const { return sessions_.size(); }
+
+ private:
+  struct Entry {
+    UniqueFd netns;
+    std::vector<std::string> allow;
+  };
+  void TryConnect();
+  Result<void> Hand(const std::string& id, const Entry& entry);
+  void Disconnect(const std::string& why);
+  void ScheduleRetry();
+  Result<void> EnsureResolvConf();
+
+  EventLoop& loop_;
+  std::string socket_path_;
+  std::string resolv_conf_;
+  UniqueFd socket_;
+  std::map<std::string, Entry> sessions_;
+  std::optional<EventLoop::TimerId> retry_;
+  bool warned_absent_ = false;
+};
+
+// The environment an allowlist session gets on top of its policy's and request's:
+// HTTPS_PROXY, HTTP_PROXY and their lower-case forms, NO_PROXY/no_proxy, NODE_USE_ENV_PROXY.
+std::vector<std::string> EgressProxyEnvironment();
+
+}  // namespace mp::supervisor

@@ -1,0 +1,338 @@
+// "allowlist" networking end to end in the test VM (issue 14): the real monkeyproofd (root)
+// and the real monkeyproof-egress (an unprivileged uid), an upstream the test starts on an
+// address it adds to the VM's loopback (10.77.0.1: busybox httpd on :80, openssl s_server on
+// :443), names for it in the VM's /etc/hosts (which the allowlist policy hides from its
+// sessions, so they must use the stub DNS). An allowlisted session reaches the allowed name
+// through the proxy and transparently (curl with and without the proxy variables, HTTP and
+// HTTPS); a name not allowed fails at once; its DNS answer is NXDOMAIN; with the egress daemon
+// stopped the session's connections are refused at once and work again when it is back.
+// Control: a "host" session reaches the same upstream by the name the allowlist refuses.
+// Root in the VM only (the VM guard skips elsewhere).
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "control_client.h"
+
+namespace mp::testing {
+namespace {
+
+const std::string kDaemon = MP_MONKEYPROOFD_PATH;
+const std::string kEgress = MP_EGRESS_PATH;
+const std::string kBase = "/var/tmp/mp-egress-test";
+const std::string kCgroup = "/sys/fs/cgroup/mp-egress-test";
+const std::string kWorkspace = kBase + "/ws/w";
+const std::string kHandover = kBase + "/egress/handover.sock";
+const std::string kUpstream = "10.77.0.1";
+const std::string kHostsLine = kUpstream + " allowed.mp-test denied.mp-test";
+constexpr uid_t kEgressUid = 65533;  // no passwd entry needed; not nobody (the sessions' uid)
+
+std::string Policy(const std::string& network, const std::string& extra) {
+  return R"({"description": "egress test", "type": "exec", "command": [],
+  "run_as": {"user": "nobody"},
+  "workspace_roots": [")" +
+         kBase + R"(/ws"], "default_workspace": ")" + kWorkspace + R"(",
+  "network": )" +
+         network + extra + R"(,
+  "env": {"set": {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}}})";
+}
+
+std::string Slurp(const std::string& path) {
+  std::ifstream f(path);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+bool Sh(const std::string& command) { return std::system(command.c_str()) == 0; }
+
+bool WaitFor(const std::function<bool()>& ready, std::chrono::milliseconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (ready()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return ready();
+}
+
+pid_t StartProcess(const std::vector<std::string>& argv, const std::string& log, uid_t uid) {
+  const pid_t pid = ::fork();
+  if (pid != 0) return pid;
+  const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  ::dup2(fd, 1);
+  ::dup2(fd, 2);
+  if (uid != 0 && (::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 ||
+                   ::setresuid(uid, uid, uid) != 0)) {
+    ::_exit(126);
+  }
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  ::execv(args[0], args.data());
+  ::_exit(127);
+}
+
+void StopProcess(pid_t& pid) {
+  if (pid <= 0) return;
+  ::kill(pid, SIGTERM);
+  ::waitpid(pid, nullptr, 0);
+  pid = -1;
+}
+
+class EgressTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    setup_ok_ = false;
+    if (!Sh("rm -rf " + kBase + " && mkdir -p " + kBase + "/policies " + kWorkspace + " " + kBase +
+            "/egress " + kBase + "/www && chown nobody " + kWorkspace + " && chown " +
+            std::to_string(kEgressUid) + " " + kBase + "/egress && chmod 0700 " + kBase +
+            "/egress")) {
+      return;
+    }
+    // The upstream: an address on the VM's loopback, HTTP and HTTPS servers on it, and names.
+    if (!Sh("ip addr add " + kUpstream + "/32 dev lo") ||
+        !Sh("cp /etc/hosts " + kBase + "/hosts.saved && echo '" + kHostsLine + "' >> /etc/hosts")) {
+      return;
+    }
+    std::ofstream(kBase + "/www/index.html") << "egress-ok\n";
+    if (!Sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+            "-subj /CN=allowed.mp-test -keyout " +
+            kBase + "/key.pem -out " + kBase + "/cert.pem 2>/dev/null")) {
+      return;
+    }
+    httpd_ = StartProcess(
+        {"/usr/bin/busybox", "httpd", "-f", "-p", kUpstream + ":80", "-h", kBase + "/www"},
+        kBase + "/httpd.log", 0);
+    tls_ =
+        StartProcess({"/usr/bin/openssl", "s_server", "-quiet", "-www", "-accept",
+                      kUpstream + ":443", "-cert", kBase + "/cert.pem", "-key", kBase + "/key.pem"},
+                     kBase + "/s_server.log", 0);
+    std::ofstream(kBase + "/policies/exec.json") << Policy(
+        R"({"mode": "allowlist", "allow": ["allowed.mp-test:80", "allowed.mp-test:443"]})",
+        R"(, "hide": ["/etc/hosts"])");
+    std::ofstream(kBase + "/policies/host.json") << Policy(R"("host")", "");
+    std::ofstream(kBase + "/egress.conf") << "socket = " << kHandover << "\n";
+    std::ofstream(kBase + "/monkeyproof.conf")
+        << "api_user = root\nkill_grace_ms = 500\negress_socket = " << kHandover << "\n";
+    StartEgress();
+    daemon_ = StartProcess(
+        {kDaemon, "--config", kBase + "/monkeyproof.conf", "--state-dir", kBase + "/state",
+         "--socket", kBase + "/run/control.sock", "--cgroup-root", kCgroup, "--policies",
+         kBase + "/policies", "--audit-log", kBase + "/audit.log"},
+        kBase + "/daemon.log", 0);
+    setup_ok_ = true;
+  }
+  static void TearDownTestSuite() {
+    StopProcess(daemon_);
+    StopProcess(egress_);
+    StopProcess(httpd_);
+    StopProcess(tls_);
+    (void)Sh("ip addr del " + kUpstream + "/32 dev lo 2>/dev/null");
+    (void)Sh("test -f " + kBase + "/hosts.saved && cp " + kBase + "/hosts.saved /etc/hosts");
+  }
+  static void StartEgress() {
+    egress_ =
+        StartProcess({kEgress, "--config", kBase + "/egress.conf", "--unsafe-test-private-upstream",
+                      kUpstream + ":80", "--unsafe-test-private-upstream", kUpstream + ":443"},
+                     kBase + "/egress.log", kEgressUid);
+  }
+
+  void SetUp() override {
+    ASSERT_TRUE(setup_ok_) << "setup of " << kBase << " failed";
+    ASSERT_TRUE(WaitFor(
+        [] { return Slurp(kBase + "/egress.log").find("event=listening") != std::string::npos; },
+        std::chrono::seconds(30)))
+        << Slurp(kBase + "/egress.log");
+    auto c = ControlClient::Connect(kBase + "/run/control.sock");
+    ASSERT_TRUE(c) << c.error().ToString() << "\n" << Slurp(kBase + "/daemon.log");
+    client_.emplace(std::move(*c));
+  }
+
+  std::string Start(const std::string& preset, const std::string& task) {
+    wire::SpawnRequest req;
+    req.client = "test";
+    req.preset = preset;
+    req.task = task;
+    auto r = client_->Call(req);
+    EXPECT_TRUE(r) << r.error().ToString();
+    if (!r) return "";
+    if (auto* e = std::get_if<wire::ErrorBody>(&r->body)) {
+      ADD_FAILURE() << "spawn refused: " << e->message;
+      return "";
+    }
+    return std::get<wire::SessionInfo>(r->body).id;
+  }
+  // The session's whole output once it exits.
+  std::string Follow(const std::string& id) {
+    std::string text;
+    auto ack = client_->Call(wire::SubscribeRequest{id, 0});
+    EXPECT_TRUE(ack && ack->ok());
+    for (;;) {
+      auto ev = client_->NextEvent(std::chrono::seconds(120));
+      if (!ev) {
+        ADD_FAILURE() << ev.error().ToString();
+        return text;
+      }
+      if (auto* o = std::get_if<wire::OutputEvent>(&*ev); o && o->session == id) {
+        text.append(o->data.begin(), o->data.end());
+      } else if (auto* x = std::get_if<wire::ExitEvent>(&*ev); x && x->session == id) {
+        return text;
+      }
+    }
+  }
+  std::string Run(const std::string& preset, const std::string& task) {
+    const std::string id = Start(preset, task);
+    return id.empty() ? "" : Follow(id);
+  }
+
+  static bool setup_ok_;
+  static pid_t daemon_, egress_, httpd_, tls_;
+  std::optional<ControlClient> client_;
+};
+bool EgressTest::setup_ok_ = false;
+pid_t EgressTest::daemon_ = -1;
+pid_t EgressTest::egress_ = -1;
+pid_t EgressTest::httpd_ = -1;
+pid_t EgressTest::tls_ = -1;
+
+// Runs COMMAND, then prints "<tag> rc=<exit status> ms=<duration>".
+std::string Timed(const std::string& tag, const std::string& command) {
+  return "s=$(date +%s%N); " + command + "; rc=$?; e=$(date +%s%N); echo \"" + tag +
+         " rc=$rc ms=$(( (e - s) / 1000000 ))\"; ";
+}
+
+// The duration a Timed line reports, or -1.
+long Millis(const std::string& out, const std::string& tag) {
+  const size_t at = out.find(tag + " rc=");
+  if (at == std::string::npos) return -1;
+  const size_t ms = out.find("ms=", at);
+  return ms == std::string::npos ? -1 : std::stol(out.substr(ms + 3));
+}
+
+TEST_F(EgressTest, AllowedNameThroughTheProxy) {
+  const std::string out =
+      Run("exec",
+          "echo \"proxy=$HTTPS_PROXY node=$NODE_USE_ENV_PROXY\"; "
+          "curl -sS -m 10 http://allowed.mp-test/; echo \"http rc=$?\"; "
+          "curl -sSk -m 10 https://allowed.mp-test/ | grep -c s_server; echo \"https rc=$?\"");
+  EXPECT_NE(out.find("proxy=http://127.0.0.1:3128 node=1"), std::string::npos) << out;
+  EXPECT_NE(out.find("egress-ok\nhttp rc=0"), std::string::npos) << out;
+  EXPECT_NE(out.find("https rc=0"), std::string::npos) << out;
+}
+
+TEST_F(EgressTest, AllowedNameTransparentlyWithoutProxyVariables) {
+  const std::string out =
+      Run("exec",
+          "unset HTTPS_PROXY https_proxy HTTP_PROXY http_proxy; "
+          "getent ahostsv4 allowed.mp-test | head -1; "
+          "curl -sS -m 10 http://allowed.mp-test/; echo \"http rc=$?\"; "
+          "curl -sSk -m 10 https://allowed.mp-test/ | grep -c s_server; echo \"https rc=$?\"");
+  EXPECT_NE(out.find("198.18."), std::string::npos) << "the stub DNS's synthetic address\n" << out;
+  EXPECT_NE(out.find("egress-ok\nhttp rc=0"), std::string::npos) << out;
+  EXPECT_NE(out.find("https rc=0"), std::string::npos) << out;
+}
+
+// Not allowed: refused at once through the proxy (403), by name without it (NXDOMAIN) and by
+// address without it (reset); no request reaches the upstream's logs of these attempts.
+TEST_F(EgressTest, ANameNotAllowedFailsAtOnce) {
+  const std::string out = Run(
+      "exec",
+      Timed("proxy-http",
+            "curl -s -o /dev/null -w '%{http_code}\\n' -m 10 http://denied.mp-test/") +
+          Timed("proxy-https", "curl -sk -m 10 https://denied.mp-test/ >/dev/null 2>&1") +
+          Timed("direct-name", "curl -s --noproxy '*' -m 10 http://denied.mp-test/ >/dev/null") +
+          Timed("direct-address",
+                "curl -s --noproxy '*' -m 10 http://" + kUpstream + "/ >/dev/null") +
+          Timed("other-port",
+                "curl -s --noproxy '*' -m 10 http://" + kUpstream + ":8080/ >/dev/null"));
+  EXPECT_NE(out.find("403\nproxy-http rc=0"), std::string::npos) << out;
+  for (const char* tag : {"proxy-https", "direct-name", "direct-address", "other-port"}) {
+    EXPECT_EQ(out.find(std::string(tag) + " rc=0 "), std::string::npos) << tag << "\n" << out;
+  }
+  for (const char* tag :
+       {"proxy-http", "proxy-https", "direct-name", "direct-address", "other-port"}) {
+    const long ms = Millis(out, tag);
+    EXPECT_GE(ms, 0) << tag << "\n" << out;
+    EXPECT_LT(ms, 3000) << tag << " did not fail at once\n" << out;
+  }
+}
+
+TEST_F(EgressTest, DnsForANameNotAllowedIsNxdomain) {
+  const std::string out = Run("exec",
+                              "busybox nslookup denied.mp-test 127.0.0.1 2>&1; echo ---; "
+                              "busybox nslookup allowed.mp-test 127.0.0.1 2>&1");
+  const size_t split = out.find("---");
+  ASSERT_NE(split, std::string::npos) << out;
+  EXPECT_NE(out.substr(0, split).find("NXDOMAIN"), std::string::npos) << out;
+  EXPECT_NE(out.substr(split).find("198.18."), std::string::npos) << out;
+}
+
+// The control: a "host" session reaches the upstream by the name the allowlist refuses.
+TEST_F(EgressTest, ControlAHostSessionReachesTheSameUpstream) {
+  const std::string out =
+      Run("host",
+          "curl -sS --noproxy '*' -m 10 http://denied.mp-test/; echo \"rc=$?\"; "
+          "echo \"proxy=${HTTPS_PROXY:-none}\"");
+  EXPECT_NE(out.find("egress-ok\nrc=0"), std::string::npos) << out;
+  EXPECT_NE(out.find("proxy=none"), std::string::npos) << out;
+}
+
+// With monkeyproof-egress stopped, the running session's connections are refused at once
+// (nobody holds its listeners); once it is back, monkeyproofd hands them over again and the
+// same session reaches the allowed name. Phases are driven through files in the workspace.
+TEST_F(EgressTest, FailsClosedWhileTheEgressDaemonIsDownAndRecovers) {
+  const std::string w = kWorkspace;
+  (void)Sh("rm -f " + w + "/phase* " + w + "/go*");
+  auto wait_file = [](const std::string& f) {
+    return "while [ ! -e " + f + " ]; do sleep 0.1; done; ";
+  };
+  const std::string curl = "curl -sS -m 10 http://allowed.mp-test/";
+  const std::string id = Start(
+      "exec", "{ " + Timed("one", curl) + "} > " + w + "/phase1.tmp 2>&1; mv " + w +
+                  "/phase1.tmp " + w + "/phase1; " + wait_file(w + "/go2") + "{ " +
+                  Timed("two", curl) + "} > " + w + "/phase2.tmp 2>&1; mv " + w + "/phase2.tmp " +
+                  w + "/phase2; " + wait_file(w + "/go3") + Timed("three", curl));
+  ASSERT_FALSE(id.empty());
+  auto exists = [](const std::string& f) { return ::access(f.c_str(), F_OK) == 0; };
+  ASSERT_TRUE(WaitFor([&] { return exists(w + "/phase1"); }, std::chrono::seconds(60)));
+  EXPECT_NE(Slurp(w + "/phase1").find("egress-ok"), std::string::npos) << Slurp(w + "/phase1");
+
+  StopProcess(egress_);
+  ASSERT_TRUE(Sh("touch " + w + "/go2"));
+  ASSERT_TRUE(WaitFor([&] { return exists(w + "/phase2"); }, std::chrono::seconds(60)));
+  const std::string two = Slurp(w + "/phase2");
+  EXPECT_EQ(two.find("egress-ok"), std::string::npos) << two;
+  EXPECT_EQ(two.find("two rc=0 "), std::string::npos) << two;
+  EXPECT_GE(Millis(two, "two"), 0) << two;
+  EXPECT_LT(Millis(two, "two"), 3000) << "did not fail at once\n" << two;
+
+  ASSERT_TRUE(Sh("mv " + kBase + "/egress.log " + kBase + "/egress.log.1"));
+  StartEgress();
+  // The link retries every second and hands every live session over again.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Slurp(kBase + "/egress.log").find("event=session_opened session=" + id) !=
+               std::string::npos;
+      },
+      std::chrono::seconds(30)))
+      << Slurp(kBase + "/daemon.log") << Slurp(kBase + "/egress.log");
+  ASSERT_TRUE(Sh("touch " + w + "/go3"));
+  const std::string three = Follow(id);
+  EXPECT_NE(three.find("egress-ok"), std::string::npos) << three << Slurp(kBase + "/egress.log");
+}
+
+}  // namespace
+}  // namespace mp::testing

@@ -1,0 +1,274 @@
+// monkeyproof-egress's core (src/egress/egress_daemon.h) and the handover records
+// (src/egress/handover.h): the daemon on its own io_context thread with its handover socket in
+// a temporary directory, a test playing the supervisor that hands it listeners made on
+// 127.0.0.1 (the supervisor makes them inside a session's namespace; the privileged suite
+// covers that), and clients that use them. Runs as any user.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "egress/egress_daemon.h"
+#include "egress/handover.h"
+#include "egress_fixture.h"
+
+namespace mp::egress::testing {
+namespace {
+
+// ---- The records.
+
+TEST(HandoverTest, RoundTrip) {
+  HandoverMessage open{HandoverMessage::Type::kOpen, "s-abc_1", {"a.example:443", "*.b.c:80"}};
+  auto decoded = DecodeHandover(EncodeHandover(open), kHandoverFdCount);
+  ASSERT_TRUE(decoded.has_value()) << decoded.error().ToString();
+  EXPECT_EQ(decoded->type, HandoverMessage::Type::kOpen);
+  EXPECT_EQ(decoded->session, "s-abc_1");
+  EXPECT_EQ(decoded->allow, open.allow);
+  HandoverMessage close{HandoverMessage::Type::kClose, "s-abc_1", {}};
+  EXPECT_EQ(EncodeHandover(close), R"({"session":"s-abc_1","type":"close"})");
+  auto closed = DecodeHandover(EncodeHandover(close), 0);
+  ASSERT_TRUE(closed.has_value()) << closed.error().ToString();
+  EXPECT_EQ(closed->type, HandoverMessage::Type::kClose);
+}
+
+TEST(HandoverTest, StrictDecoding) {
+  const std::pair<std::string, size_t> bad[] = {
+      {R"({"type":"open","session":"s-1"})", 4},                    // no allow
+      {R"({"type":"open","session":"s-1","allow":[]})", 3},         // too few fds
+      {R"({"type":"close","session":"s-1"})", 4},                   // fds with a close
+      {R"({"type":"close","session":"s-1","extra":1})", 0},         // unknown field
+      {R"({"type":"reopen","session":"s-1"})", 0},                  // unknown type
+      {R"({"type":"close","session":"../x"})", 0},                  // bad id
+      {R"({"type":"close","session":""})", 0},                      // empty id
+      {R"({"type":"open","session":"s-1","allow":[1]})", 4},        // not a string
+      {R"({"type":"open","session":"s-1","allow":["a:1"]} x)", 4},  // trailing bytes
+      {std::string(kMaxHandoverRecordBytes + 1, ' '), 0},           // too long
+  };
+  for (const auto& [record, fds] : bad) {
+    EXPECT_FALSE(DecodeHandover(record, fds).has_value()) << record.substr(0, 80);
+  }
+}
+
+// Descriptors travel with the record and arrive owned; a record with more than four is refused
+// and every descriptor that came is closed.
+TEST(HandoverTest, DescriptorsTravelWithTheRecord) {
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd a(pair[0]), b(pair[1]);
+  UniqueFd l1 = Listen(SOCK_STREAM);
+  const int fds[4] = {l1.get(), l1.get(), l1.get(), l1.get()};
+  ASSERT_TRUE(SendRecord(a.get(), "hello", fds).has_value());
+  auto got = ReceiveRecord(b.get());
+  ASSERT_TRUE(got.has_value()) << got.error().ToString();
+  EXPECT_EQ(got->record, "hello");
+  ASSERT_EQ(got->fds.size(), 4u);
+  EXPECT_EQ(PortOf(got->fds[0].get()), PortOf(l1.get()));
+  a.Reset();
+  auto eof = ReceiveRecord(b.get());
+  ASSERT_TRUE(eof.has_value());
+  EXPECT_TRUE(eof->closed);
+}
+
+// ---- The daemon.
+
+class EgressDaemonTest : public ::testing::Test {
+ protected:
+  EgressDaemonTest() : resolver_(std::make_shared<MapResolver>(io_)) {
+    char tmpl[] = "/tmp/mp-egress-daemon-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    socket_path_ = dir_ + "/handover.sock";
+  }
+  ~EgressDaemonTest() override {
+    Stop();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  void Start(uid_t supervisor_uid) {
+    DaemonOptions o;
+    o.socket_path = socket_path_;
+    o.supervisor_uid = supervisor_uid;
+    auto d = EgressDaemon::Create(io_, o, resolver_, [this](const Verdict& v) {
+      std::lock_guard lock(mu_);
+      verdicts_.push_back(v);
+    });
+    ASSERT_TRUE(d.has_value()) << d.error().ToString();
+    daemon_ = std::move(*d);
+    daemon_->Start();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  void Stop() {
+    if (!thread_.joinable()) return;
+    asio::post(io_, [this] { daemon_->Stop(); });
+    io_.stop();
+    thread_.join();
+  }
+  size_t SessionCount() {
+    std::promise<size_t> p;
+    asio::post(io_, [&] { p.set_value(daemon_->session_count()); });
+    return p.get_future().get();
+  }
+  // Polls until the daemon serves `n` sessions (or 5 s pass).
+  bool WaitSessions(size_t n) {
+    for (int i = 0; i < 500; ++i) {
+      if (SessionCount() == n) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+
+  UniqueFd ConnectAsSupervisor() {
+    UniqueFd s(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket_path_.c_str());
+    EXPECT_EQ(connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    return s;
+  }
+
+  // Hands a proxy listener (and three unused ones) for session `id`; returns the proxy port.
+  uint16_t HandSession(int link, const std::string& id, const std::vector<std::string>& allow) {
+    UniqueFd proxy = Listen(SOCK_STREAM), tls = Listen(SOCK_STREAM), http = Listen(SOCK_STREAM),
+             dns = Listen(SOCK_DGRAM);
+    const uint16_t port = PortOf(proxy.get());
+    const int fds[4] = {proxy.get(), tls.get(), http.get(), dns.get()};
+    auto sent = SendRecord(link, EncodeHandover({HandoverMessage::Type::kOpen, id, allow}), fds);
+    EXPECT_TRUE(sent.has_value()) << sent.error().ToString();
+    return port;  // our copies close here: the daemon holds the only ones
+  }
+
+  // A CONNECT through the proxy at `port`; the status line of the answer ("" if none).
+  static std::string Connect(uint16_t port, const std::string& authority) {
+    UniqueFd c = Dial(port);
+    SendAll(c.get(), "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n");
+    const std::string head = ReadHead(c.get());
+    return head.substr(0, head.find("\r\n"));
+  }
+
+  // Whether a TCP connect to 127.0.0.1:`port` is refused (nobody holds the listener).
+  static bool Refused(uint16_t port) {
+    UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    return connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 &&
+           errno == ECONNREFUSED;
+  }
+
+  asio::io_context io_;
+  std::shared_ptr<MapResolver> resolver_;
+  std::unique_ptr<EgressDaemon> daemon_;
+  std::thread thread_;
+  std::string dir_, socket_path_;
+  std::mutex mu_;
+  std::vector<Verdict> verdicts_;
+};
+
+// The supervisor hands a session over: allowed destinations are relayed, others refused with
+// 403 at once, and each verdict is reported.
+TEST_F(EgressDaemonTest, ServesAHandedSession) {
+  Start(getuid());
+  Upstream upstream(Upstream::Mode::kEcho);
+  const std::string allowed = "127.0.0.1:" + std::to_string(upstream.port());
+  UniqueFd link = ConnectAsSupervisor();
+  const uint16_t proxy = HandSession(link.get(), "s-one", {allowed});
+  ASSERT_TRUE(WaitSessions(1));
+  EXPECT_EQ(Connect(proxy, allowed), "HTTP/1.1 200 Connection established");
+  EXPECT_EQ(Connect(proxy, "127.0.0.1:1"), "HTTP/1.1 403 Forbidden");
+  std::lock_guard lock(mu_);
+  ASSERT_FALSE(verdicts_.empty());
+  EXPECT_EQ(verdicts_.front().session_id, "s-one");
+}
+
+// "close" ends the session: its listener is closed (the daemon held the only copy), so new
+// connects are refused at once. Control: before the close the same connect is accepted.
+TEST_F(EgressDaemonTest, CloseEndsTheSession) {
+  Start(getuid());
+  UniqueFd link = ConnectAsSupervisor();
+  const uint16_t proxy = HandSession(link.get(), "s-two", {});
+  ASSERT_TRUE(WaitSessions(1));
+  EXPECT_FALSE(Refused(proxy));  // control
+  ASSERT_TRUE(
+      SendRecord(link.get(), EncodeHandover({HandoverMessage::Type::kClose, "s-two", {}}), {})
+          .has_value());
+  ASSERT_TRUE(WaitSessions(0));
+  EXPECT_TRUE(Refused(proxy));
+}
+
+// When the supervisor's connection ends, every session handed on it ends: fail closed.
+TEST_F(EgressDaemonTest, ALostSupervisorEndsItsSessions) {
+  Start(getuid());
+  UniqueFd link = ConnectAsSupervisor();
+  const uint16_t a = HandSession(link.get(), "s-a", {});
+  const uint16_t b = HandSession(link.get(), "s-b", {});
+  ASSERT_TRUE(WaitSessions(2));
+  link.Reset();
+  ASSERT_TRUE(WaitSessions(0));
+  EXPECT_TRUE(Refused(a));
+  EXPECT_TRUE(Refused(b));
+}
+
+// A second open for the same session (a re-hand) replaces the first: the old listener closes.
+TEST_F(EgressDaemonTest, AReHandReplacesTheSession) {
+  Start(getuid());
+  UniqueFd link = ConnectAsSupervisor();
+  const uint16_t first = HandSession(link.get(), "s-r", {});
+  ASSERT_TRUE(WaitSessions(1));
+  const uint16_t second = HandSession(link.get(), "s-r", {});
+  for (int i = 0; i < 500 && !Refused(first); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(Refused(first));
+  EXPECT_FALSE(Refused(second));
+  EXPECT_EQ(SessionCount(), 1u);
+}
+
+// Only the supervisor's uid may hand sessions over: another uid's connection is closed before
+// a byte is read and its listeners are never served. Control: ServesAHandedSession.
+TEST_F(EgressDaemonTest, AnotherUidIsRefused) {
+  Start(getuid() + 1);
+  UniqueFd link = ConnectAsSupervisor();
+  const uint16_t proxy = HandSession(link.get(), "s-x", {});
+  // The daemon closed the connection: a read sees EOF, or a reset (our record was unread).
+  timeval timeout{5, 0};
+  setsockopt(link.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  char byte;
+  const ssize_t n = recv(link.get(), &byte, 1, 0);
+  EXPECT_TRUE(n == 0 || (n < 0 && errno == ECONNRESET)) << n << " " << std::strerror(errno);
+  EXPECT_EQ(SessionCount(), 0u);
+  EXPECT_TRUE(Refused(proxy));
+}
+
+// A malformed record ends the connection (and its sessions) instead of being guessed at.
+TEST_F(EgressDaemonTest, AMalformedRecordEndsTheConnection) {
+  Start(getuid());
+  UniqueFd link = ConnectAsSupervisor();
+  const uint16_t proxy = HandSession(link.get(), "s-m", {});
+  ASSERT_TRUE(WaitSessions(1));
+  ASSERT_TRUE(SendRecord(link.get(), R"({"type":"open"})", {}).has_value());
+  ASSERT_TRUE(WaitSessions(0));
+  EXPECT_TRUE(Refused(proxy));
+}
+
+// A bad allow list from the supervisor refuses that session alone: its sockets close.
+TEST_F(EgressDaemonTest, ABadAllowListRefusesTheSession) {
+  Start(getuid());
+  UniqueFd link = ConnectAsSupervisor();
+  const uint16_t bad = HandSession(link.get(), "s-bad", {"*"});
+  const uint16_t good = HandSession(link.get(), "s-good", {});
+  ASSERT_TRUE(WaitSessions(1));
+  EXPECT_TRUE(Refused(bad));
+  EXPECT_FALSE(Refused(good));
+}
+
+}  // namespace
+}  // namespace mp::egress::testing

@@ -38,6 +38,28 @@ Result<tcp> TcpProtocolOf(int fd, const char* which) {
   return PlainError(std::string(which) + " listener is not an IPv4/IPv6 socket");
 }
 
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71  // Linux 5.14; older C library headers lack it
+#endif
+
+// Whether socket `fd` lives in this process's network namespace (SO_NETNS_COOKIE). A listener
+// the supervisor made inside a session's namespace does not: an upstream connect from here can
+// never reach it, whatever its address, so its endpoint is no "own listener" to refuse (with
+// 0.0.0.0:443 there, every upstream on port 443 would be). Unknown (a kernel before 5.14)
+// counts as here: the endpoint is then refused as an upstream (fail closed).
+bool InThisNetworkNamespace(int fd) {
+  uint64_t theirs = 0;
+  uint64_t ours = 0;
+  socklen_t length = sizeof theirs;
+  if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &theirs, &length) != 0) return true;
+  UniqueFd probe(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  length = sizeof ours;
+  if (!probe || getsockopt(probe.get(), SOL_SOCKET, SO_NETNS_COOKIE, &ours, &length) != 0) {
+    return true;
+  }
+  return theirs == ours;
+}
+
 }  // namespace
 
 Result<std::shared_ptr<EgressSession>> EgressSession::Create(asio::io_context& io,
@@ -56,6 +78,7 @@ Result<std::shared_ptr<EgressSession>> EgressSession::Create(asio::io_context& i
        {Entry{Kind::kProxy, &listeners.proxy, "proxy"}, Entry{Kind::kTls, &listeners.tls, "tls"},
         Entry{Kind::kHttp, &listeners.http, "http"}}) {
     if (!*e.fd) continue;
+    const bool here = InThisNetworkNamespace(e.fd->get());
     Result<tcp> protocol = TcpProtocolOf(e.fd->get(), e.name);
     if (!protocol) return protocol.error().Wrap("egress session " + session->config_.session_id);
     auto acceptor = std::make_unique<tcp::acceptor>(io);
@@ -66,7 +89,7 @@ Result<std::shared_ptr<EgressSession>> EgressSession::Create(asio::io_context& i
           .Wrap("egress session " + session->config_.session_id);
     }
     (void)e.fd->Release();  // the acceptor owns it now
-    session->own_endpoints_.push_back(acceptor->local_endpoint(ec));
+    if (here) session->own_endpoints_.push_back(acceptor->local_endpoint(ec));
     session->acceptors_[e.kind] = std::move(acceptor);
   }
   if (listeners.dns) {

@@ -1,6 +1,6 @@
 // EgressSession: the egress gateway's engine for one sandbox session (issue 14), run by the
-// coming monkeyproof-egress daemon (unprivileged; never as root). NOT YET WIRED INTO SESSIONS:
-// tests drive it in-process over loopback (tests/unit/egress_gateway_test.cc).
+// monkeyproof-egress daemon (egress_daemon.h; unprivileged, never as root). Unit tests drive it
+// in-process over loopback (tests/unit/egress_gateway_test.cc).
 //
 // It is handed already-listening sockets (in production created by the supervisor inside the
 // session's network namespace): an HTTP proxy (CONNECT and absolute-form http://), a
@@ -13,10 +13,12 @@
 // host's side through the Resolver and its address is used only when ClassifyAddress says
 // public, or when an address rule names that address:port (or, in tests only,
 // GatewayConfig::test_private_upstreams); the gateway connects to the address it checked, never
-// resolving twice, and never to its own listeners. A refusal is immediate: the proxy answers
-// 403 naming the destination, transparent connections are reset (SO_LINGER 0), DNS says
-// NXDOMAIN. Deadlines bound the request head / ClientHello, the upstream connect and idle
-// relays. Limits: open connections, connection rate, total bytes (GatewayLimits).
+// resolving twice, and never to its own listeners (those in its own network namespace; the
+// supervisor's listeners in a session's namespace are out of reach from here anyway). A
+// refusal is immediate: the proxy answers 403 naming the destination, transparent connections
+// are reset (SO_LINGER 0), DNS says NXDOMAIN. Deadlines bound the request head / ClientHello,
+// the upstream connect and idle relays. Limits: open connections, connection rate, total bytes
+// (GatewayLimits).
 //
 // Threading: every method runs on the io_context's single thread (post Start/Stop there);
 // counters() may be read from any thread.

@@ -146,6 +146,15 @@ TEST(PackagingTest, UnitsAndMaintainerScripts) {
                             "ProtectControlGroups=yes", "PrivateUsers=yes"}) {
     EXPECT_FALSE(supervisor_unit.count(never)) << "monkeyproofd.service must not set " << never;
   }
+  // The egress listeners of allowlist sessions bind :80, :443 and :53 in namespaces this
+  // process creates (owned by the host's user namespace): the bounding set must keep
+  // CAP_NET_BIND_SERVICE, or every handover fails with EACCES and those sessions stay offline.
+  for (const std::string& line : supervisor_unit) {
+    if (!line.starts_with("CapabilityBoundingSet=")) continue;
+    const bool named = line.find("CAP_NET_BIND_SERVICE") != std::string::npos;
+    EXPECT_EQ(named, !line.starts_with("CapabilityBoundingSet=~"))
+        << "monkeyproofd.service drops CAP_NET_BIND_SERVICE: " << line;
+  }
   const auto api_unit = Lines(Debian("monkeyproof-api.service"));
   for (const std::string& want : std::initializer_list<std::string>{
            "User=" + d.api_user, "Group=" + d.api_user, "ExecStart=/usr/sbin/monkeyproof-api",

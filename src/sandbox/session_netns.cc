@@ -128,6 +128,15 @@ Result<UniqueFd> CreateAllowlistNetns() {
   });
 }
 
+Result<UniqueFd> OpenNetnsOf(int pidfd) {
+  return OnHelperThread<UniqueFd>([pidfd]() -> Result<UniqueFd> {
+    if (::setns(pidfd, CLONE_NEWNET) < 0) return ErrnoError("setns(pidfd, CLONE_NEWNET)");
+    UniqueFd ns(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+    if (!ns) return ErrnoError("open(/proc/thread-self/ns/net)");
+    return ns;
+  });
+}
+
 Result<EgressListenerFds> CreateEgressListeners(int netns_fd) {
   return OnHelperThread<EgressListenerFds>([netns_fd]() -> Result<EgressListenerFds> {
     if (::setns(netns_fd, CLONE_NEWNET) < 0) return ErrnoError("setns(session network namespace)");

@@ -31,6 +31,11 @@ inline constexpr int kEgressBacklog = 128;
 // sandbox joins it (SpawnRequest::netns_fd).
 Result<UniqueFd> CreateAllowlistNetns();
 
+// The network namespace process `pidfd` is in (setns with a pidfd, Linux 5.8): a restarted
+// supervisor finds an allowlist session's namespace through its init. Fails with ESRCH once
+// that process has exited.
+Result<UniqueFd> OpenNetnsOf(int pidfd);
+
 // Fresh listening sockets in the namespace `netns_fd` (CLOEXEC and non-blocking; TCP with
 // SO_REUSEADDR so a re-hand after the egress daemon restarted binds again at once).
 struct EgressListenerFds {

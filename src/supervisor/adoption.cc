@@ -37,18 +37,19 @@ std::string AdoptionRecordPath(const std::string& session_dir) {
 }
 
 std::string AdoptionRecordToJson(const AdoptionRecord& r) {
-  const json j = {{"format", r.format},
-                  {"init_pid", r.init_pid},
-                  {"running_since_ms", r.running_since_ms},
-                  {"pty", r.pty},
-                  {"policy", r.policy_name},
-                  {"wall_seconds", r.deadlines.wall_seconds},
-                  {"idle_seconds", r.deadlines.idle_seconds},
-                  {"ring_bytes", r.output.ring_bytes},
-                  {"transcript_max_bytes", r.output.transcript_max_bytes},
-                  {"max_rate_bytes_per_second", r.output.max_rate_bytes_per_second},
-                  {"max_rate_window_seconds", r.output.max_rate_window_seconds},
-                  {"on_flood", std::string(common::ToString(r.output.on_flood))}};
+  json j = {{"format", r.format},
+            {"init_pid", r.init_pid},
+            {"running_since_ms", r.running_since_ms},
+            {"pty", r.pty},
+            {"policy", r.policy_name},
+            {"wall_seconds", r.deadlines.wall_seconds},
+            {"idle_seconds", r.deadlines.idle_seconds},
+            {"ring_bytes", r.output.ring_bytes},
+            {"transcript_max_bytes", r.output.transcript_max_bytes},
+            {"max_rate_bytes_per_second", r.output.max_rate_bytes_per_second},
+            {"max_rate_window_seconds", r.output.max_rate_window_seconds},
+            {"on_flood", std::string(common::ToString(r.output.on_flood))}};
+  if (r.egress_allow) j["egress_allow"] = *r.egress_allow;
   return j.dump() + "\n";
 }
 
@@ -79,6 +80,9 @@ Result<AdoptionRecord> AdoptionRecordFromJson(const std::string& text) {
       r.output.on_flood = common::FloodAction::kThrottle;
     } else {
       return PlainError("the adoption record's on_flood \"" + flood + "\" is unknown");
+    }
+    if (j.contains("egress_allow")) {
+      r.egress_allow = j.at("egress_allow").get<std::vector<std::string>>();
     }
   } catch (const json::exception& e) {
     return PlainError(std::string("the adoption record is unreadable: ") + e.what());

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,12 @@ struct AdoptionRecord {
   std::string policy_name;
   PolicyDeadlines deadlines;
   PolicyOutput output;
+  // An "allowlist" session's allow list as it started (issue 14): the next supervisor hands
+  // its listeners to monkeyproof-egress again with this list, never with the policy file's
+  // current one (a reload never widens a running session). Absent for the other modes. An
+  // optional member, not a new format: a supervisor that does not know it adopts the session
+  // without a handover, and the session's connections fail closed.
+  std::optional<std::vector<std::string>> egress_allow;
 };
 
 std::string AdoptionRecordPath(const std::string& session_dir);

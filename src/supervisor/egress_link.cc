@@ -78,11 +78,26 @@ Result<void> EgressLink::Begin(const std::string& id, std::vector<std::string> a
   request.netns_fd = entry.netns.get();
   for (const std::string& e : EgressProxyEnvironment()) SetEnv(request.env, e);
   request.binds.push_back({resolv_conf_, "/etc/resolv.conf", sandbox::BindMode::kReadOnly});
+  HandOrConnect(id, entry);
+  return Ok();
+}
+
+void EgressLink::HandOrConnect(const std::string& id, const Entry& entry) {
   if (socket_) {
     if (auto handed = Hand(id, entry); !handed) Disconnect(handed.error().ToString());
   } else {
     TryConnect();  // hands every session, this one included, when the daemon is there
   }
+}
+
+Result<void> EgressLink::Resume(const std::string& id, std::vector<std::string> allow,
+                                int init_pidfd) {
+  auto ns = sandbox::OpenNetnsOf(init_pidfd);
+  if (!ns) return ns.error().Wrap("allowlist network of " + id);
+  Entry& entry = sessions_[id];
+  entry.netns = std::move(*ns);
+  entry.allow = std::move(allow);
+  HandOrConnect(id, entry);
   return Ok();
 }
 

@@ -37,6 +37,9 @@ class EgressLink {
   // environment (replacing any earlier value of those names), and the resolv.conf bind.
   Result<void> Begin(const std::string& id, std::vector<std::string> allow,
                      sandbox::SpawnRequest& request);
+  // A running session adopted after a restart of the supervisor: finds its namespace through
+  // its init (`init_pidfd`) and hands new listeners over with the allow list it started with.
+  Result<void> Resume(const std::string& id, std::vector<std::string> allow, int init_pidfd);
   // The session ended: the daemon stops serving it, the namespace fd closes.
   void End(const std::string& id);
 
@@ -48,6 +51,7 @@ class EgressLink {
     UniqueFd netns;
     std::vector<std::string> allow;
   };
+  void HandOrConnect(const std::string& id, const Entry& entry);
   void TryConnect();
   Result<void> Hand(const std::string& id, const Entry& entry);
   void Disconnect(const std::string& why);

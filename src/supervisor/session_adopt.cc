@@ -21,6 +21,12 @@ AdoptionRecord Session::AdoptionInfo() const {
     r.policy_name = policy_->policy.name;
     r.deadlines = policy_->policy.deadlines;
     r.output = policy_->policy.output;
+    if (policy_->policy.network == sandbox::NetworkMode::kAllowlist) {
+      r.egress_allow.emplace();
+      for (const auto& rule : policy_->policy.network_allow.rules()) {
+        r.egress_allow->push_back(rule.ToString());
+      }
+    }
   }
   return r;
 }

@@ -202,6 +202,15 @@ Result<void> SessionManager::Adopt(SessionStore::Recovered& r, StoredFds& fds) {
   order_.push_back(id);
   sessions_.emplace(id, std::move(owned));
   ++active_;
+  if (record.egress_allow) {
+    // Before s.Adopt: a session whose command ended meanwhile ends inside it (OnEnded).
+    if (auto resumed = egress_.Resume(id, *record.egress_allow, child.init.fd()); !resumed) {
+      std::fprintf(stderr,
+                   "monkeyproofd: session %s: re-adopted without its egress listeners (its "
+                   "connections fail closed): %s\n",
+                   id.c_str(), resumed.error().ToString().c_str());
+    }
+  }
   Session::Callbacks callbacks;
   callbacks.on_ended = [this](Session& x) { OnEnded(x); };
   s.Adopt(std::move(child), record, std::move(callbacks));

@@ -7,24 +7,34 @@
 // HTTPS); a name not allowed fails at once; its DNS answer is NXDOMAIN; with the egress daemon
 // stopped the session's connections are refused at once and work again when it is back.
 // Control: a "host" session reaches the same upstream by the name the allowlist refuses.
+// A restarted supervisor (playing systemd's fd store) re-adopts a running allowlist session
+// and hands its listeners over again; the listeners need CAP_NET_BIND_SERVICE (and the control).
 // Root in the VM only (the VM guard skips elsewhere).
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -166,11 +176,15 @@ class EgressTest : public ::testing::Test {
   }
 
   std::string Start(const std::string& preset, const std::string& task) {
+    return StartOn(*client_, preset, task);
+  }
+  static std::string StartOn(ControlClient& client, const std::string& preset,
+                             const std::string& task) {
     wire::SpawnRequest req;
     req.client = "test";
     req.preset = preset;
     req.task = task;
-    auto r = client_->Call(req);
+    auto r = client.Call(req);
     EXPECT_TRUE(r) << r.error().ToString();
     if (!r) return "";
     if (auto* e = std::get_if<wire::ErrorBody>(&r->body)) {
@@ -377,6 +391,186 @@ TEST(EgressListenersTest, NeedNetBindServiceInTheHostUserNamespace) {
       << "without CAP_NET_BIND_SERVICE the listeners must fail with EACCES";
   EXPECT_EQ(ListenersInAChild(/*drop_net_bind_service=*/false), 0)
       << "control: with CAP_NET_BIND_SERVICE the listeners bind";
+}
+
+// The service manager's fd store, played as fd_store_test plays it (that test explains the
+// protocol): the notify socket, drained on a thread; FDSTORE=1 keeps the fd under its FDNAME,
+// FDSTOREREMOVE=1 drops it. Take() hands the kept fds to the next supervisor.
+class NotifyStore {
+ public:
+  explicit NotifyStore(const std::string& path) : path_(path) {
+    ::unlink(path.c_str());
+    sock_.Reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+    ok_ = sock_ && ::bind(sock_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~NotifyStore() {
+    stop_ = true;
+    thread_.join();
+  }
+  [[nodiscard]] bool ok() const { return ok_; }
+  [[nodiscard]] const std::string& path() const { return path_; }
+  std::vector<std::pair<std::string, UniqueFd>> Take() {
+    std::lock_guard lock(mutex_);
+    return std::move(store_);
+  }
+
+ private:
+  void Run() {
+    while (!stop_) {
+      pollfd p{sock_.get(), POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      char buf[4096];
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
+      iovec iov{buf, sizeof buf};
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      const ssize_t n = ::recvmsg(sock_.get(), &msg, MSG_CMSG_CLOEXEC);
+      if (n < 0) continue;
+      std::vector<UniqueFd> fds;
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        for (size_t i = 0; c->cmsg_type == SCM_RIGHTS && i < (c->cmsg_len - CMSG_LEN(0)) / 4; ++i) {
+          int fd;
+          std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+          fds.emplace_back(fd);
+        }
+      }
+      const std::string text(buf, static_cast<size_t>(n));
+      const size_t at = text.find("FDNAME=");
+      const std::string name =
+          at == std::string::npos ? "" : text.substr(at + 7, text.find('\n', at) - (at + 7));
+      std::lock_guard lock(mutex_);
+      if (text.starts_with("FDSTORE=1\n")) {
+        for (auto& fd : fds) store_.emplace_back(name, std::move(fd));
+      } else if (text.starts_with("FDSTOREREMOVE=1\n")) {
+        std::erase_if(store_, [&](const auto& e) { return e.first == name; });
+      }
+    }
+  }
+
+  std::string path_;
+  UniqueFd sock_;
+  bool ok_ = false;
+  std::atomic<bool> stop_{false};
+  std::mutex mutex_;
+  std::vector<std::pair<std::string, UniqueFd>> store_;
+  std::thread thread_;
+};
+
+// A supervisor of its own under `dir` (state, control socket, cgroup root), with the notify
+// socket of `store` and the fds `stored` passed as systemd passes them on a restart.
+pid_t StartStoredSupervisor(const std::string& dir, const NotifyStore& store,
+                            std::vector<std::pair<std::string, UniqueFd>> stored) {
+  const pid_t pid = ::fork();
+  if (pid != 0) return pid;
+  const int log = ::open((dir + "/daemon.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  ::dup2(log, 2);
+  std::vector<int> moved;
+  std::string names;
+  for (const auto& [name, fd] : stored) {
+    moved.push_back(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 1000));
+    names += (names.empty() ? "" : ":") + name;
+  }
+  for (size_t i = 0; i < moved.size(); ++i) ::dup2(moved[i], 3 + static_cast<int>(i));
+  if (!moved.empty()) {
+    ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+    ::setenv("LISTEN_FDS", std::to_string(moved.size()).c_str(), 1);
+    ::setenv("LISTEN_FDNAMES", names.c_str(), 1);
+  }
+  ::setenv("NOTIFY_SOCKET", store.path().c_str(), 1);
+  const std::string cgroup = kCgroup + "-restart";
+  ::execl(kDaemon.c_str(), kDaemon.c_str(), "--config", (kBase + "/monkeyproof.conf").c_str(),
+          "--state-dir", (dir + "/state").c_str(), "--socket", (dir + "/control.sock").c_str(),
+          "--cgroup-root", cgroup.c_str(), "--policies", (kBase + "/policies").c_str(),
+          "--audit-log", (dir + "/audit.log").c_str(), static_cast<char*>(nullptr));
+  ::_exit(127);
+}
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// A restarted supervisor re-adopts a running allowlist session (its fds in the service
+// manager's store) and hands its listeners to monkeyproof-egress again, with the allow list
+// the session started with (the adoption record's egress_allow): the same session reaches the
+// allowed name after the restart. The control: while no supervisor runs, the egress daemon
+// has stopped serving the session (the supervisor's connection closed), and its connects are
+// refused at once; so what works afterwards is the new supervisor's handover.
+TEST_F(EgressTest, ARestartedSupervisorHandsAdoptedSessionsOverAgain) {
+  const std::string dir = kBase + "/restart";
+  const std::string w = kWorkspace;
+  ASSERT_TRUE(Sh("rm -rf " + dir + " && mkdir -p " + dir + " && rm -f " + w + "/r-*"));
+  NotifyStore store(dir + "/notify");
+  ASSERT_TRUE(store.ok()) << std::strerror(errno);
+  pid_t supervisor = StartStoredSupervisor(dir, store, {});
+  auto connect = [&]() -> std::optional<ControlClient> {
+    std::optional<ControlClient> c;
+    WaitFor(
+        [&] {
+          auto r = ControlClient::Connect(dir + "/control.sock");
+          if (r) c.emplace(std::move(*r));
+          return c.has_value();
+        },
+        std::chrono::seconds(30));
+    return c;
+  };
+  auto first = connect();
+  ASSERT_TRUE(first) << Slurp(dir + "/daemon.log");
+  auto wait_file = [](const std::string& f) {
+    return "while [ ! -e " + f + " ]; do sleep 0.1; done; ";
+  };
+  auto phase = [&](const std::string& n) {
+    return "{ " + Timed(n, "curl -sS -m 10 http://allowed.mp-test/") + "} > " + w + "/r-" + n +
+           ".tmp 2>&1; mv " + w + "/r-" + n + ".tmp " + w + "/r-" + n + "; ";
+  };
+  const std::string id = StartOn(*first, "exec",
+                                 phase("one") + wait_file(w + "/r-go2") + phase("two") +
+                                     wait_file(w + "/r-go3") + phase("three"));
+  ASSERT_FALSE(id.empty());
+  auto exists = [](const std::string& f) { return ::access(f.c_str(), F_OK) == 0; };
+  ASSERT_TRUE(WaitFor([&] { return exists(w + "/r-one"); }, std::chrono::seconds(60)));
+  EXPECT_NE(Slurp(w + "/r-one").find("egress-ok"), std::string::npos) << Slurp(w + "/r-one");
+
+  const auto disconnects = [] {
+    return Count(Slurp(kBase + "/egress.log"), "event=supervisor_disconnected");
+  };
+  const size_t before = disconnects();
+  first.reset();
+  StopProcess(supervisor);  // SIGTERM: with its fds in the store, the session keeps running
+  ASSERT_TRUE(WaitFor([&] { return disconnects() > before; }, std::chrono::seconds(10)))
+      << Slurp(kBase + "/egress.log");
+  ASSERT_TRUE(Sh("touch " + w + "/r-go2"));
+  ASSERT_TRUE(WaitFor([&] { return exists(w + "/r-two"); }, std::chrono::seconds(60)));
+  const std::string two = Slurp(w + "/r-two");
+  EXPECT_EQ(two.find("egress-ok"), std::string::npos) << two;
+  EXPECT_GE(Rc(two, "two"), 0) << two;
+  EXPECT_NE(Rc(two, "two"), kCurlTimedOut) << "did not fail at once\n" << two;
+
+  supervisor = StartStoredSupervisor(dir, store, store.Take());
+  auto second = connect();
+  ASSERT_TRUE(second) << Slurp(dir + "/daemon.log");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Count(Slurp(kBase + "/egress.log"), "event=session_opened session=" + id) >= 2;
+      },
+      std::chrono::seconds(30)))
+      << Slurp(dir + "/daemon.log") << Slurp(kBase + "/egress.log");
+  EXPECT_NE(Slurp(dir + "/daemon.log").find("session " + id + ": re-adopted"), std::string::npos)
+      << Slurp(dir + "/daemon.log");
+  ASSERT_TRUE(Sh("touch " + w + "/r-go3"));
+  ASSERT_TRUE(WaitFor([&] { return exists(w + "/r-three"); }, std::chrono::seconds(60)));
+  EXPECT_NE(Slurp(w + "/r-three").find("egress-ok"), std::string::npos)
+      << Slurp(w + "/r-three") << Slurp(kBase + "/egress.log");
+  second.reset();
+  StopProcess(supervisor);
 }
 
 }  // namespace

@@ -66,6 +66,25 @@ TEST_F(AdoptionTest, RecordRoundTripsThroughItsFile) {
   EXPECT_FALSE(std::filesystem::exists(AdoptionRecordPath(dir_) + ".tmp"));
 }
 
+// An allowlist session's allow list survives the record (the re-hand after a restart uses it);
+// the other modes' records carry none, and a record without it reads as none.
+TEST_F(AdoptionTest, TheEgressAllowListRoundTrips) {
+  AdoptionRecord r = Sample();
+  r.egress_allow = std::vector<std::string>{"example.com:443", "*.example.org:80"};
+  auto back = AdoptionRecordFromJson(AdoptionRecordToJson(r));
+  ASSERT_TRUE(back) << back.error().what;
+  EXPECT_EQ(back->egress_allow, r.egress_allow);
+  r.egress_allow = std::vector<std::string>{};
+  back = AdoptionRecordFromJson(AdoptionRecordToJson(r));
+  ASSERT_TRUE(back && back->egress_allow);
+  EXPECT_TRUE(back->egress_allow->empty()) << "an empty list is not the absence of one";
+  const std::string plain = AdoptionRecordToJson(Sample());
+  EXPECT_EQ(plain.find("egress_allow"), std::string::npos) << plain;
+  back = AdoptionRecordFromJson(plain);
+  ASSERT_TRUE(back);
+  EXPECT_FALSE(back->egress_allow);
+}
+
 TEST_F(AdoptionTest, AnotherFormatIsRefusedNamingBoth) {
   AdoptionRecord r = Sample();
   r.format = kAdoptionFormat + 1;

@@ -105,10 +105,12 @@ std::string Directory(const std::string& path) {
 }  // namespace
 
 std::string ServerUrl::ToString() const {
+  if (!unix_path.empty()) return "unix:" + unix_path;
   return (https ? "https://" : "http://") + HostHeader() + prefix;
 }
 
 std::string ServerUrl::HostHeader() const {
+  if (!unix_path.empty()) return "localhost";
   const bool ipv6 = host.find(':') != std::string::npos;
   return (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
@@ -119,9 +121,24 @@ std::string ServerUrl::Target(std::string_view path_and_query) const {
 
 Result<ServerUrl> ParseServerUrl(std::string_view text) {
   const std::string shown = "'" + std::string(text) + "'";
+  if (text.starts_with("unix:")) {
+    const std::string_view path = text.substr(5);
+    if (!path.starts_with('/') || path.size() > 107) {
+      return PlainError(shown + ": expected unix:/PATH, an absolute path of at most 107 bytes");
+    }
+    for (const char c : path) {
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+        return PlainError(shown + ": control characters are not allowed");
+      }
+    }
+    ServerUrl url;
+    url.unix_path = std::string(path);
+    return url;
+  }
   const size_t scheme_end = text.find("://");
   if (scheme_end == std::string_view::npos) {
-    return PlainError(shown + " is not a URL; expected http[s]://HOST[:PORT][/PREFIX]");
+    return PlainError(shown +
+                      " is not a URL; expected http[s]://HOST[:PORT][/PREFIX] or unix:/PATH");
   }
   std::string scheme;
   for (const char c : text.substr(0, scheme_end)) {

@@ -27,21 +27,24 @@ inline constexpr const char kEnvClientKey[] = "MONKEYPROOF_CLIENT_KEY";
 // A server address: `http[s]://HOST[:PORT][/PREFIX]`. HOST is a name, an IPv4 address or a
 // bracketed IPv6 address. Routes are requested under PREFIX (a reverse proxy's sub-path).
 struct ServerUrl {
+  // `unix:/path`: the API's Unix socket (listen_unix), plain HTTP; host and port unused.
+  std::string unix_path;
   bool https = false;  // TLS (ClientTls says whom to trust)
   std::string host;    // without brackets
   uint16_t port = 80;  // TCP port; 443 by default for https
   std::string prefix;  // "" or "/a/b": starts with '/', no trailing '/'
 
-  // "http[s]://HOST:PORT/PREFIX" (IPv6 hosts in brackets), for messages.
+  // "http[s]://HOST:PORT/PREFIX" (IPv6 hosts in brackets) or "unix:/PATH", for messages.
   [[nodiscard]] std::string ToString() const;
-  // The Host header: "HOST:PORT" (IPv6 hosts in brackets).
+  // The Host header: "HOST:PORT" (IPv6 hosts in brackets); "localhost" over a Unix socket.
   [[nodiscard]] std::string HostHeader() const;
   // prefix + path_and_query; `path_and_query` starts with '/'.
   [[nodiscard]] std::string Target(std::string_view path_and_query) const;
 };
 
 // Refuses other schemes (ws://, wss://: use http:// or https://), user:password@, queries,
-// fragments, bad ports and empty hosts.
+// fragments, bad ports and empty hosts. "unix:/PATH" (absolute, at most 107 bytes) is the API's
+// Unix socket.
 Result<ServerUrl> ParseServerUrl(std::string_view text);
 
 // TLS of an https:// server: the CAs the server's certificate must chain to, and the client's

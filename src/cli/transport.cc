@@ -99,6 +99,38 @@ Result<void> ConnectTcp(net::io_context& ioc, beast::tcp_stream& stream, const S
   return Ok();
 }
 
+// Connects to the Unix socket of a unix: URL (the API's listen_unix), within `timeout`.
+Result<Stream> ConnectUnix(net::io_context& ioc, const ServerUrl& url,
+                           std::chrono::milliseconds timeout) {
+  Stream::UnixStream stream(ioc);
+  error_code ec;
+  bool done = false;
+  stream.expires_after(timeout);
+  stream.async_connect(net::local::stream_protocol::endpoint(url.unix_path),
+                       [&](const error_code& e) {
+                         ec = e;
+                         done = true;
+                       });
+  RunUntil(ioc, done);
+  stream.expires_never();
+  if (!done) return PlainError("cannot connect to " + url.ToString() + ": interrupted");
+  if (ec == beast::error::timeout) {
+    return Error{ETIMEDOUT,
+                 "cannot connect to " + url.ToString() + ": no answer within " + Seconds(timeout)};
+  }
+  if (ec) {
+    std::string what = "cannot connect to " + url.ToString() + ": " + ec.message();
+    if (ec == net::error::connection_refused || ec == net::error::not_found ||
+        ec.value() == ENOENT) {
+      what += " (is monkeyproof-api running with listen_unix = " + url.unix_path + "?)";
+    } else if (ec == net::error::access_denied || ec.value() == EACCES) {
+      what += " (is your user in the socket's group, listen_unix_group?)";
+    }
+    return Error{Errnum(ec), std::move(what)};
+  }
+  return Stream(std::move(stream), std::nullopt);
+}
+
 bool IsIpAddress(const std::string& host) {
   unsigned char buf[16];
   return ::inet_pton(AF_INET, host.c_str(), buf) == 1 ||
@@ -141,6 +173,10 @@ Result<std::shared_ptr<net::ssl::context>> MakeClientContext(const ClientTls& tl
 Result<Stream> OpenStream(net::io_context& ioc, const ServerUrl& url, const ClientTls& tls_files,
                           std::shared_ptr<net::ssl::context>& tls,
                           std::chrono::milliseconds timeout) {
+  if (!url.unix_path.empty()) {
+    MP_TRY(Stream unix_stream, ConnectUnix(ioc, url, timeout));
+    return unix_stream;
+  }
   beast::tcp_stream tcp_stream(ioc);
   MP_RETURN_IF_ERROR(ConnectTcp(ioc, tcp_stream, url, timeout));
   if (!url.https) return Stream(std::move(tcp_stream));
@@ -157,13 +193,13 @@ Result<Stream> OpenStream(net::io_context& ioc, const ServerUrl& url, const Clie
   }
   error_code ec;
   bool done = false;
-  stream.next_layer().expires_after(timeout);
+  stream.expires_after(timeout);
   stream.tls().async_handshake(net::ssl::stream_base::client, [&](const error_code& e) {
     ec = e;
     done = true;
   });
   RunUntil(ioc, done);
-  stream.next_layer().expires_never();
+  stream.expires_never();
   if (!done) return PlainError("TLS handshake with " + url.ToString() + " interrupted");
   if (ec == beast::error::timeout) {
     return Error{ETIMEDOUT,
@@ -234,9 +270,8 @@ struct HttpClient::Impl {
 
   void Drop() {
     if (stream) {
-      error_code ignored;
-      stream->next_layer().socket().shutdown(tcp::socket::shutdown_both, ignored);
-      stream->next_layer().close();
+      stream->ShutdownSocket(net::socket_base::shutdown_both);
+      stream->close();
     }
     stream.reset();
     buffer.consume(buffer.size());
@@ -290,7 +325,7 @@ Result<HttpResponse> HttpClient::Request(std::string_view method, std::string_vi
 
     error_code ec;
     bool done = false;
-    im.stream->next_layer().expires_after(im.timeouts.request);
+    im.stream->expires_after(im.timeouts.request);
     http::async_write(*im.stream, req, [&](const error_code& e, size_t) {
       ec = e;
       done = true;
@@ -320,7 +355,7 @@ Result<HttpResponse> HttpClient::Request(std::string_view method, std::string_vi
       if (may_retry && closed_before_answer) continue;
       return IoError(im.url, ec, im.timeouts.request);
     }
-    im.stream->next_layer().expires_never();
+    im.stream->expires_never();
     http::response<http::string_body> res = parser.release();
     const bool keep = res.keep_alive();
     HttpResponse out = ToResponse(std::move(res));
@@ -397,7 +432,7 @@ struct WsClient::Impl {
     run_done = true;
     close_timer.cancel();
     error_code ignored;
-    beast::get_lowest_layer(conn->ws).socket().close(ignored);  // cancels what is pending
+    beast::get_lowest_layer(conn->ws).close();  // cancels what is pending
   }
 
   void DoRead() {
@@ -474,7 +509,7 @@ WsClient::WsClient(ServerUrl url, std::string token, ClientTls tls, TransportTim
 WsClient::~WsClient() {
   if (impl_->conn) {
     error_code ignored;
-    beast::get_lowest_layer(impl_->conn->ws).socket().close(ignored);
+    beast::get_lowest_layer(impl_->conn->ws).close();
   }
   impl_->ioc.stop();
 }
@@ -483,7 +518,7 @@ Result<HttpResponse> WsClient::Connect(std::string_view path_and_query) {
   Impl& im = *impl_;
   if (im.conn) {
     error_code ignored;
-    beast::get_lowest_layer(im.conn->ws).socket().close(ignored);
+    beast::get_lowest_layer(im.conn->ws).close();
   }
   im.open = false;
   im.conn.reset();
@@ -518,7 +553,7 @@ Result<HttpResponse> WsClient::Connect(std::string_view path_and_query) {
   if (!done) return PlainError("WebSocket handshake with " + im.url.ToString() + " interrupted");
   if (ec) {
     error_code ignored;
-    beast::get_lowest_layer(c->ws).socket().close(ignored);
+    beast::get_lowest_layer(c->ws).close();
     if (ec == websocket::error::upgrade_declined && res.result_int() != 0) {
       return ToResponse(std::move(res));
     }

@@ -162,6 +162,36 @@ Result<ApiConfig> ParseApiConfig(std::string_view text, std::string_view origin)
                 MP_TRY(c.listen, ParseListenList(value));
                 return Ok();
               })
+      .Custom("listen_unix",
+              [&c](std::string_view value) -> Result<void> {
+                // sockaddr_un's sun_path holds 108 bytes with the terminating NUL.
+                if (!value.empty() && (!IsAbsolutePath(value) || value.size() > 107)) {
+                  return PlainError("\"" + std::string(value) +
+                                    "\" is not an absolute path of at most 107 bytes");
+                }
+                c.unix_socket.path = std::string(value);
+                return Ok();
+              })
+      .Custom("listen_unix_mode",
+              [&c](std::string_view value) -> Result<void> {
+                uint32_t mode = 0;
+                bool ok = !value.empty() && value.size() <= 4;
+                for (const char ch : value) {
+                  ok = ok && ch >= '0' && ch <= '7';
+                  mode = mode * 8 + static_cast<uint32_t>(ch - '0');
+                }
+                if (!ok || mode > 0777) {
+                  return PlainError("\"" + std::string(value) +
+                                    "\" is not an octal file mode such as 0660");
+                }
+                c.unix_socket.mode = mode;
+                return Ok();
+              })
+      .Custom("listen_unix_group",
+              [&c](std::string_view value) -> Result<void> {
+                c.unix_socket.group = std::string(value);
+                return Ok();
+              })
       .Path("control_socket", &c.control_socket)
       // Empty: no token file (tokens come from the environment or a credential).
       .Path("token_file", &c.tokens.file, /*empty_ok=*/true)

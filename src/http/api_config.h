@@ -43,6 +43,16 @@ struct TlsConfig {
   friend bool operator==(const TlsConfig&, const TlsConfig&) = default;
 };
 
+// `listen_unix`: a Unix stream socket served like the TCP listeners (the same routes and token
+// auth, plain HTTP): a way in for local operators that no network client can crowd out
+// (http/unix_listener.h).
+struct UnixListenConfig {
+  std::string path;      // `listen_unix`: absolute, at most 107 bytes; empty: none
+  uint32_t mode = 0660;  // `listen_unix_mode`: octal; who may connect (write permission)
+  std::string group;     // `listen_unix_group`: the socket file's group; empty: ours
+  friend bool operator==(const UnixListenConfig&, const UnixListenConfig&) = default;
+};
+
 struct ApiConfig {
   std::vector<ListenAddress> listen = {{"127.0.0.1", 3200}};  // key `listen`: "a:p, [b]:p"
   std::string control_socket = "/run/monkeyproof/control.sock";
@@ -90,6 +100,7 @@ struct ApiConfig {
   // the proxies set. The other is ignored: a client could have written it.
   ForwardedHeader forwarded_header = ForwardedHeader::kXForwardedFor;
   TlsConfig tls;
+  UnixListenConfig unix_socket;
 };
 
 // Parses `text` (the file's content; `origin` names it in errors: "api.conf:12: ...").

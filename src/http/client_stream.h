@@ -1,18 +1,21 @@
-// The byte stream of one client connection of monkeyproof-api: plain TCP, or TLS over TCP when
-// the listener has a TLS context (http/tls.h). HttpSession and WsSession read and write through
-// it without knowing which: it is an AsyncStream for Beast's HTTP and WebSocket algorithms,
-// its next_layer() is the TCP stream (deadlines, the peer's address), and websocket::stream
-// tears it down through the async_teardown below. Runs on the io_context thread; not
-// thread-safe, like the streams it wraps.
+// The byte stream of one client connection of monkeyproof-api (and of the CLI): plain TCP, TLS
+// over TCP when the listener has a TLS context (http/tls.h), or a Unix stream socket
+// (`listen_unix`, plain). HttpSession and WsSession read and write through it without knowing
+// which: it is an AsyncStream for Beast's HTTP and WebSocket algorithms and the lowest layer of
+// websocket::stream (deadlines and close here, teardown through the functions below); tcp() is
+// the TCP stream for what only TCP has (the peer's address, TLS detection). Runs on the
+// io_context thread; not thread-safe, like the streams it wraps.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <variant>
 
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
@@ -23,6 +26,7 @@ namespace mp::http {
 class ClientStream {
  public:
   using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+  using UnixStream = boost::beast::basic_stream<boost::asio::local::stream_protocol>;
   using executor_type = boost::beast::tcp_stream::executor_type;
 
   // Plain TCP.
@@ -32,16 +36,53 @@ class ClientStream {
   ClientStream(boost::beast::tcp_stream&& tcp, std::shared_ptr<boost::asio::ssl::context> tls)
       : stream_(std::in_place_type<TlsStream>, std::move(tcp), *tls),
         tls_context_(std::move(tls)) {}
+  // A Unix stream socket; `peer_uid`: the peer's uid (SO_PEERCRED), when known.
+  ClientStream(UnixStream&& unix_stream, std::optional<uint32_t> peer_uid)
+      : stream_(std::move(unix_stream)), peer_uid_(peer_uid) {}
 
   [[nodiscard]] bool is_tls() const { return std::holds_alternative<TlsStream>(stream_); }
+  [[nodiscard]] bool is_unix() const { return std::holds_alternative<UnixStream>(stream_); }
   // Only when is_tls().
   TlsStream& tls() { return std::get<TlsStream>(stream_); }
-
-  executor_type get_executor() { return next_layer().get_executor(); }
-  // The TCP stream (under TLS, if any): deadlines, the socket, the peer's address.
-  boost::beast::tcp_stream& next_layer() {
+  // The TCP stream (under TLS, if any); only when !is_unix().
+  boost::beast::tcp_stream& tcp() {
     if (auto* tls = std::get_if<TlsStream>(&stream_)) return tls->next_layer();
     return std::get<boost::beast::tcp_stream>(stream_);
+  }
+  // The Unix socket's peer uid (SO_PEERCRED at accept); nullopt on TCP or when unknown.
+  [[nodiscard]] std::optional<uint32_t> peer_uid() const { return peer_uid_; }
+
+  // Calls f with the lowest stream: the TCP stream (under TLS, if any) or the Unix stream.
+  template <class F>
+  void VisitLowest(F&& f) {
+    if (auto* unix_stream = std::get_if<UnixStream>(&stream_)) {
+      f(*unix_stream);
+    } else {
+      f(tcp());
+    }
+  }
+  executor_type get_executor() {
+    if (auto* unix_stream = std::get_if<UnixStream>(&stream_)) return unix_stream->get_executor();
+    return tcp().get_executor();
+  }
+  // Deadlines of the lowest stream (Beast's basic_stream timeouts).
+  template <class Duration>
+  void expires_after(Duration d) {
+    VisitLowest([&](auto& s) { s.expires_after(d); });
+  }
+  void expires_never() {
+    VisitLowest([](auto& s) { s.expires_never(); });
+  }
+  // Closes the socket: pending operations end with operation_aborted.
+  void close() {
+    VisitLowest([](auto& s) { s.close(); });
+  }
+  // shutdown(2) of the socket, below TLS; errors ignored.
+  void ShutdownSocket(boost::asio::socket_base::shutdown_type what) {
+    VisitLowest([what](auto& s) {
+      boost::system::error_code ignored;
+      s.socket().shutdown(what, ignored);
+    });
   }
 
   // The principal of a verified client certificate (mTLS, docs/api.md "Transport"): set once
@@ -64,19 +105,19 @@ class ClientStream {
                stream_);
   }
 
-  // Ends our sending side and calls done(): plain TCP shuts its sending half at once; TLS sends
-  // close_notify and waits for the peer's, at most `deadline`, then shuts TCP down.
+  // Ends our sending side and calls done(): plain TCP and Unix shut their sending half at once;
+  // TLS sends close_notify and waits for the peer's, at most `deadline`, then shuts TCP down.
   template <class Done>
   void AsyncShutdownSend(std::chrono::milliseconds deadline, Done done) {
     if (auto* tls = std::get_if<TlsStream>(&stream_)) {
       tls->next_layer().expires_after(deadline);
       tls->async_shutdown([this, done = std::move(done)](boost::system::error_code) mutable {
-        ShutdownTcpSend();
+        ShutdownSocket(boost::asio::socket_base::shutdown_send);
         done();
       });
       return;
     }
-    ShutdownTcpSend();
+    ShutdownSocket(boost::asio::socket_base::shutdown_send);
     done();
   }
 
@@ -92,16 +133,14 @@ class ClientStream {
     using boost::beast::websocket::teardown;
     std::visit([&](auto& stream) { teardown(role, stream, ec); }, s.stream_);
   }
+  // What websocket::stream calls to close its lowest layer (this stream) on a failure.
+  friend void beast_close_socket(ClientStream& s) { s.close(); }
 
  private:
-  void ShutdownTcpSend() {
-    boost::system::error_code ignored;
-    next_layer().socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
-  }
-
-  std::variant<boost::beast::tcp_stream, TlsStream> stream_;
+  std::variant<boost::beast::tcp_stream, TlsStream, UnixStream> stream_;
   std::shared_ptr<boost::asio::ssl::context> tls_context_;
   std::optional<std::string> client_principal_;
+  std::optional<uint32_t> peer_uid_;
 };
 
 }  // namespace mp::http

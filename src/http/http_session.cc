@@ -33,10 +33,17 @@ constexpr std::chrono::seconds kTlsCloseTimeout{5};
 
 HttpSession::HttpSession(ApiContext& ctx, ClientStream&& stream)
     : ctx_(ctx), keep_(ctx.shared_from_this()), stream_(std::move(stream)) {
-  boost::system::error_code ec;
-  const auto endpoint = stream_.next_layer().socket().remote_endpoint(ec);
-  if (!ec) peer_ = ParseIpAddress(endpoint.address().to_string());
-  remote_ = peer_ ? peer_->ToString() : "unknown";
+  if (stream_.is_unix()) {
+    // A Unix socket's client is a local uid, never an address: the failure limiter, the logs
+    // and the audit name it so ("unix:uid=1000").
+    const auto uid = stream_.peer_uid();
+    remote_ = uid ? "unix:uid=" + std::to_string(*uid) : "unix:unknown";
+  } else {
+    boost::system::error_code ec;
+    const auto endpoint = stream_.tcp().socket().remote_endpoint(ec);
+    if (!ec) peer_ = ParseIpAddress(endpoint.address().to_string());
+    remote_ = peer_ ? peer_->ToString() : "unknown";
+  }
   ctx_.metrics.ConnectionOpened();
 }
 
@@ -50,7 +57,7 @@ void HttpSession::Run() {
   if (!Admit()) return;
   // One deadline from the start to the end of the first request's headers, TLS handshake
   // included: a connection that has not authenticated never idles (DoRead).
-  stream_.next_layer().expires_after(std::chrono::milliseconds(ctx_.config.header_timeout_ms));
+  stream_.expires_after(std::chrono::milliseconds(ctx_.config.header_timeout_ms));
   boost::asio::dispatch(
       stream_.get_executor(),
       beast::bind_front_handler(stream_.is_tls() ? &HttpSession::DoHandshake : &HttpSession::DoRead,
@@ -59,7 +66,7 @@ void HttpSession::Run() {
 
 void HttpSession::DoHandshake() {
   // The ClientHello and the handshake run under the deadline Run set for the first headers.
-  beast::async_detect_ssl(stream_.next_layer(), buffer_,
+  beast::async_detect_ssl(stream_.tcp(), buffer_,
                           beast::bind_front_handler(&HttpSession::OnDetect, shared_from_this()));
 }
 
@@ -100,11 +107,9 @@ void HttpSession::RefusePlainHttp() {
   }();
   ctx_.metrics.CountTlsHandshakeFailure();
   ctx_.metrics.CountResponse(400);
-  boost::asio::async_write(stream_.next_layer(), boost::asio::buffer(kPlainOnTls),
+  boost::asio::async_write(stream_.tcp(), boost::asio::buffer(kPlainOnTls),
                            [self = shared_from_this()](beast::error_code, size_t) {
-                             boost::system::error_code ignored;
-                             self->stream_.next_layer().socket().shutdown(
-                                 boost::asio::ip::tcp::socket::shutdown_send, ignored);
+                             self->stream_.ShutdownSocket(boost::asio::socket_base::shutdown_send);
                            });
 }
 
@@ -112,6 +117,10 @@ bool HttpSession::Admit() {
   auto evictor = [weak = weak_from_this()] {
     if (auto self = weak.lock()) self->Evict();
   };
+  // A Unix socket's connections are not in the register: no network connection can evict them
+  // (UnixListener admits them against max_connections by evicting network ones), and its mode
+  // and group say who may connect at all. The header deadline still applies.
+  if (stream_.is_unix()) return true;
   if (!peer_ || InNetworks(*peer_, ctx_.config.trusted_proxies)) {
     preauth_id_ = ctx_.connection_limits.Track(std::move(evictor));
     return true;
@@ -138,12 +147,10 @@ bool HttpSession::Admit() {
   const std::string& text =
       verdict == ConnectionLimits::Verdict::kTooManyOpen ? kTooMany : kTooFast;
   ctx_.metrics.CountResponse(503);
-  stream_.next_layer().expires_after(kRefusalWriteTimeout);
-  boost::asio::async_write(stream_.next_layer(), boost::asio::buffer(text),
+  stream_.expires_after(kRefusalWriteTimeout);
+  boost::asio::async_write(stream_.tcp(), boost::asio::buffer(text),
                            [self = shared_from_this()](beast::error_code, size_t) {
-                             boost::system::error_code ignored;
-                             self->stream_.next_layer().socket().shutdown(
-                                 boost::asio::ip::tcp::socket::shutdown_both, ignored);
+                             self->stream_.ShutdownSocket(boost::asio::socket_base::shutdown_both);
                            });
   return false;
 }
@@ -158,7 +165,7 @@ void HttpSession::Evict() {
   // cancels the pending read or handshake; the session ends with its handler.
   preauth_id_ = 0;
   ctx_.metrics.CountPreauthEviction();
-  stream_.next_layer().close();
+  stream_.close();
 }
 
 void HttpSession::DoRead() {
@@ -170,7 +177,7 @@ void HttpSession::DoRead() {
     // and headers are due header_timeout_ms after the start (the first request: the deadline
     // Run set) or after the previous answer.
     if (!std::exchange(first_request_, false)) {
-      stream_.next_layer().expires_after(std::chrono::milliseconds(ctx_.config.header_timeout_ms));
+      stream_.expires_after(std::chrono::milliseconds(ctx_.config.header_timeout_ms));
     }
     http::async_read_header(stream_, buffer_, *parser_,
                             beast::bind_front_handler(&HttpSession::OnHeader, shared_from_this()));
@@ -183,7 +190,7 @@ void HttpSession::DoRead() {
     ReadHeader();
     return;
   }
-  stream_.next_layer().expires_after(std::chrono::milliseconds(ctx_.config.idle_timeout_ms));
+  stream_.expires_after(std::chrono::milliseconds(ctx_.config.idle_timeout_ms));
   stream_.async_read_some(buffer_.prepare(4096),
                           [self = shared_from_this()](beast::error_code ec, size_t n) {
                             if (ec) {
@@ -197,7 +204,7 @@ void HttpSession::DoRead() {
 }
 
 void HttpSession::ReadHeader() {
-  stream_.next_layer().expires_after(std::chrono::milliseconds(ctx_.config.header_timeout_ms));
+  stream_.expires_after(std::chrono::milliseconds(ctx_.config.header_timeout_ms));
   http::async_read_header(stream_, buffer_, *parser_,
                           beast::bind_front_handler(&HttpSession::OnHeader, shared_from_this()));
 }
@@ -235,7 +242,7 @@ void HttpSession::OnHeader(beast::error_code ec, size_t) {
     SendBodyTooLarge();
     return;
   }
-  stream_.next_layer().expires_after(std::chrono::milliseconds(ctx_.config.read_timeout_ms));
+  stream_.expires_after(std::chrono::milliseconds(ctx_.config.read_timeout_ms));
   if (beast::iequals(header[http::field::expect], "100-continue")) {
     // curl asks before sending bodies over 1 KiB; say yes, then read the body.
     auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
@@ -286,7 +293,7 @@ void HttpSession::SendError(int status, const std::string& code, const std::stri
 void HttpSession::SendBodyTooLarge() {
   discard_ = true;
   // The drain after it has its own deadline (DiscardRest); the answer must go out first.
-  stream_.next_layer().expires_after(kRefusalWriteTimeout);
+  stream_.expires_after(kRefusalWriteTimeout);
   SendError(413, "too_large",
             "request body exceeds " + std::to_string(ctx_.config.body_limit_bytes) +
                 " bytes (body_limit_bytes in api.conf); a task may have at most " +
@@ -360,7 +367,7 @@ bool HttpSession::HoldPrincipal(const HttpRequest& request, const Principal& pri
                         ""});
   res.set(http::field::retry_after, "1");
   res.keep_alive(false);
-  stream_.next_layer().expires_after(kRefusalWriteTimeout);
+  stream_.expires_after(kRefusalWriteTimeout);
   Send(std::move(res));
   return false;
 }
@@ -384,7 +391,7 @@ void HttpSession::SendAuthRefusal(const HttpRequest& request, AuthVerdict verdic
   if (discard_ || close_after_refusal_) res.keep_alive(false);
   close_after_refusal_ = false;
   // The answer is small; a client that does not read it does not hold the connection.
-  stream_.next_layer().expires_after(kRefusalWriteTimeout);
+  stream_.expires_after(kRefusalWriteTimeout);
   Send(std::move(res));
 }
 
@@ -393,7 +400,7 @@ void HttpSession::DiscardRest() {
   if (!discard_buffer_) {
     discard_buffer_ = std::make_unique<char[]>(kChunk);
     // One deadline for the whole drain, not per read: a trickling client cannot extend it.
-    stream_.next_layer().expires_after(discard_timeout_);
+    stream_.expires_after(discard_timeout_);
   }
   stream_.async_read_some(boost::asio::buffer(discard_buffer_.get(), kChunk),
                           [self = shared_from_this()](beast::error_code ec, size_t n) {

@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "http/listener.h"
 #include "http/tls.h"
+#include "http/unix_listener.h"
 
 namespace mp::http {
 
@@ -16,6 +17,7 @@ Server::~Server() {
   ctx_->link.Stop();
   listeners_.clear();
   tls_listeners_.clear();
+  unix_listener_.reset();
   ctx_.reset();
 }
 
@@ -50,8 +52,12 @@ Result<void> Server::Start() {
     MP_TRY(auto listener, Listener::Open(*ctx_, address, tls_));
     tls_listeners_.push_back(std::move(listener));
   }
+  if (!ctx_->config.unix_socket.path.empty()) {
+    MP_TRY(unix_listener_, UnixListener::Open(*ctx_, ctx_->config.unix_socket));
+  }
   for (auto& l : listeners_) l->Run();
   for (auto& l : tls_listeners_) l->Run();
+  if (unix_listener_) unix_listener_->Run();
   ctx_->link.Start();
   return {};
 }

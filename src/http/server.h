@@ -18,14 +18,15 @@
 namespace mp::http {
 
 class Listener;
+class UnixListener;
 class TlsContextSlot;
 
 class Server {
  public:
   Server(ApiConfig config, TokenSet tokens);
   ~Server();
-  // Reads the TLS files, binds every listen and tls_listen address (an error names the first
-  // that failed) and starts the link.
+  // Reads the TLS files, binds every listen and tls_listen address and listen_unix (an error
+  // names the first that failed) and starts the link.
   Result<void> Start();
   // Reads the TLS files again (SIGHUP): new handshakes use the new context, live connections
   // keep theirs. On an error the previous context stays, and the error says why.
@@ -45,7 +46,8 @@ class Server {
   std::shared_ptr<ApiContext> ctx_;
   std::vector<std::shared_ptr<Listener>> listeners_;
   std::vector<std::shared_ptr<Listener>> tls_listeners_;
-  std::shared_ptr<TlsContextSlot> tls_;  // null without tls_listen
+  std::shared_ptr<UnixListener> unix_listener_;  // null without listen_unix
+  std::shared_ptr<TlsContextSlot> tls_;          // null without tls_listen
 };
 
 }  // namespace mp::http

@@ -82,6 +82,10 @@ void FuzzApi(std::string_view text) {
   Check(tls.client_certs == mp::http::ClientCerts::kNone || Absolute(tls.client_ca_file),
         "client certificates without tls_client_ca");
   Check(c->listen.size() + tls.listen.size() <= 16, "listen and tls_listen list size");
+  const auto& unix_socket = c->unix_socket;
+  Check(unix_socket.path.empty() || (Absolute(unix_socket.path) && unix_socket.path.size() <= 107),
+        "a listen_unix that is not an absolute path that fits sun_path");
+  Check(unix_socket.mode <= 0777, "listen_unix_mode beyond 0777");
   for (const auto& t : tls.listen) {
     Check(t.port >= 1, "tls port 0 was accepted");
     for (const auto& p : c->listen) Check(!(t == p), "an address in listen and tls_listen");
@@ -93,6 +97,13 @@ void FuzzCli(std::string_view text) {
   if (!c) return CheckError(c.error(), text);
   for (const auto* v : {&c->url, &c->token, &c->token_file}) {
     Check(!v->has_value() || !(*v)->empty(), "an empty value was accepted");
+  }
+  if (!c->url) return;
+  // The URL, as ResolveConfig parses it: a unix: URL is an absolute path that fits sun_path.
+  const auto url = mp::cli::ParseServerUrl(*c->url);
+  if (url && !url->unix_path.empty()) {
+    Check(Absolute(url->unix_path) && url->unix_path.size() <= 107, "a bad unix: path");
+    Check(url->ToString() == *c->url, "a unix: URL does not print as given");
   }
 }
 

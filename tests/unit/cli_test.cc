@@ -364,6 +364,27 @@ TEST(CliUrl, Https) {
   EXPECT_EQ(plain->port, 80);
 }
 
+// The API's Unix socket (listen_unix): unix:/PATH, absolute and fitting sun_path.
+TEST(CliUrl, UnixSocket) {
+  const Result<ServerUrl> u = ParseServerUrl("unix:/run/monkeyproof-api/api.sock");
+  ASSERT_TRUE(u) << u.error().what;
+  EXPECT_EQ(u->unix_path, "/run/monkeyproof-api/api.sock");
+  EXPECT_FALSE(u->https);
+  EXPECT_EQ(u->prefix, "");
+  EXPECT_EQ(u->ToString(), "unix:/run/monkeyproof-api/api.sock");
+  EXPECT_EQ(u->HostHeader(), "localhost");
+  EXPECT_EQ(u->Target("/sessions"), "/sessions");
+  EXPECT_TRUE(ParseServerUrl("unix:/" + std::string(106, 'a')));
+  for (const std::string& bad : {std::string("unix:api.sock"), std::string("unix:"),
+                                 "unix:/" + std::string(107, 'a'), std::string("unix:/a\nb")}) {
+    const Result<ServerUrl> parsed = ParseServerUrl(bad);
+    ASSERT_FALSE(parsed) << bad;
+    EXPECT_NE(parsed.error().what.find("unix:"), std::string::npos) << parsed.error().what;
+  }
+  // Control: an http:// URL has no socket path.
+  EXPECT_EQ(ParseServerUrl("http://127.0.0.1:3200")->unix_path, "");
+}
+
 TEST(CliUrl, Refusals) {
   const Result<ServerUrl> wss = ParseServerUrl("wss://x");
   ASSERT_FALSE(wss);

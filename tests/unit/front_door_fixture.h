@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 
 #include <cerrno>
 #include <chrono>
@@ -62,6 +63,23 @@ class Client {
     to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
       error_ = std::string("connect: ") + std::strerror(errno);
+    }
+  }
+
+  // A connection to the Unix socket at `path` (listen_unix).
+  struct UnixPath {
+    std::string path;
+  };
+  explicit Client(const UnixPath& unix_path)
+      : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    const timeval timeout{20, 0};
+    ::setsockopt(fd_.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    sockaddr_un to{};
+    to.sun_family = AF_UNIX;
+    std::strncpy(to.sun_path, unix_path.path.c_str(), sizeof to.sun_path - 1);
+    if (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+      error_ = "connect " + unix_path.path + ": " + std::strerror(errno);
     }
   }
 

@@ -118,6 +118,29 @@ TEST(ApiConfigTest, EveryKey) {
   EXPECT_EQ(c.forwarded_header, ForwardedHeader::kForwarded);
 }
 
+TEST(ApiConfigTest, UnixSocketKeys) {
+  EXPECT_EQ(ApiConfig().unix_socket, UnixListenConfig{});
+  EXPECT_EQ(ApiConfig().unix_socket.mode, 0660u);
+  const ApiConfig c = MustParse(
+      "listen_unix = /run/monkeyproof-api/api.sock\nlisten_unix_mode = 0600\n"
+      "listen_unix_group = operators\n");
+  EXPECT_EQ(c.unix_socket.path, "/run/monkeyproof-api/api.sock");
+  EXPECT_EQ(c.unix_socket.mode, 0600u);
+  EXPECT_EQ(c.unix_socket.group, "operators");
+  EXPECT_EQ(MustParse("listen_unix_mode = 660\n").unix_socket.mode, 0660u);
+  const std::string long_path = "/" + std::string(107, 'a');
+  for (const std::string& bad :
+       {std::string("listen_unix = api.sock"), "listen_unix = " + long_path,
+        std::string("listen_unix_mode = 0680"), std::string("listen_unix_mode = 10660"),
+        std::string("listen_unix_mode = rw")}) {
+    auto r = ParseApiConfig(bad, "api.conf");
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.error().what.find("api.conf:1: listen_unix"), std::string::npos)
+        << r.error().ToString();
+  }
+  EXPECT_TRUE(ParseApiConfig("listen_unix = /" + std::string(106, 'a'), "api.conf"));
+}
+
 TEST(ApiConfigTest, TrustedProxiesAndForwardedHeaderErrors) {
   EXPECT_EQ(ParseError("trusted_proxies = 10.0.0.1/8\n"),
             "api.conf:1: trusted_proxies: \"10.0.0.1/8\": host bits are set below the prefix; "
@@ -579,7 +602,10 @@ TEST(PackagedExampleTest, EveryKeyWithItsDefault) {
                                                  "accept_rate_per_address",
                                                  "preauth_eviction",
                                                  "max_connections_per_principal",
-                                                 "ws_auth_timeout_ms"}));
+                                                 "ws_auth_timeout_ms",
+                                                 "listen_unix",
+                                                 "listen_unix_mode",
+                                                 "listen_unix_group"}));
   auto r = ParseApiConfig(example.text, "api.conf (uncommented)");
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
   ExpectDefaults(*r);

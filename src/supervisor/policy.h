@@ -45,6 +45,7 @@ inline constexpr std::string_view kDefaultCredentialsDir = "/etc/monkeyproof/cre
 inline constexpr uint64_t kDefaultMemoryMaxBytes = 2ull << 30;       // limits.memory_max_bytes
 inline constexpr uint64_t kDefaultMemorySwapMaxBytes = 0;            // no swap
 inline constexpr uint64_t kDefaultPidsMax = 512;                     // limits.pids_max
+inline constexpr uint64_t kDefaultPtyMax = 32;                       // limits.pty_max
 inline constexpr uint64_t kDefaultWallSeconds = 3600;                // deadlines.wall_seconds
 inline constexpr uint64_t kDefaultIdleSeconds = 900;                 // deadlines.idle_seconds
 inline constexpr uint64_t kDefaultRingBytes = 1ull << 20;            // output.ring_bytes
@@ -64,6 +65,14 @@ struct RunAs {
   std::string user;         // looked up in the user database when a session starts
   std::string group;        // empty: the user's primary group
   bool allow_root = false;  // uid or gid 0 is refused unless true
+};
+
+// The account that owns what a session writes in its workspace and state dirs on disk
+// (sessions with their own uid see those files through an idmapped mount). Empty user: the
+// policy's run_as user and group, as for sessions without their own uid.
+struct WorkspaceOwner {
+  std::string user;   // empty: run_as.user (and then run_as.group)
+  std::string group;  // empty: the user's primary group
 };
 
 struct PolicyMount {
@@ -89,6 +98,9 @@ struct PolicyLimits {
   uint64_t memory_max_bytes = kDefaultMemoryMaxBytes;           // memory.max
   uint64_t memory_swap_max_bytes = kDefaultMemorySwapMaxBytes;  // memory.swap.max
   uint64_t pids_max = kDefaultPidsMax;                          // pids.max
+  // max= of the session's private devpts: terminals the session may open at once. Every
+  // devpts instance but the host's draws on kernel.pty.max minus kernel.pty.reserve.
+  uint64_t pty_max = kDefaultPtyMax;
   // cpu.max as a percentage of one CPU (250 = two and a half CPUs); nullopt: no cap.
   std::optional<uint64_t> cpu_max_percent;
 };
@@ -147,6 +159,7 @@ struct Policy {
   std::vector<SessionType> own_command_types;
   bool bypasses_agent_permissions = false;
   RunAs run_as;
+  WorkspaceOwner workspace_owner;
   std::vector<std::string> workspace_roots;  // absolute; the cwd must resolve inside one
   std::string default_workspace;             // empty: a request must name its cwd
   std::vector<PolicyMount> mounts;

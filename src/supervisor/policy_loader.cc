@@ -86,6 +86,7 @@ class PolicyReader {
     p_.description = r.String("description", {1, 1024});
     ReadTypeAndCommand(r);
     ReadRunAs(r);
+    ReadWorkspaceOwner(r);
     ReadPaths(r);
     ReadNetwork(root, r);
     ReadSeccomp(r);
@@ -226,6 +227,25 @@ class PolicyReader {
     p_.run_as.user = check("user", r.OptString("user", kAnyString));
     p_.run_as.group = check("group", r.OptString("group", kAnyString));
     r.RejectUnknownNamingKnown();
+  }
+
+  void ReadWorkspaceOwner(wire::ObjectReader& root) {
+    auto r = root.OptObject("workspace_owner");
+    if (!r || !r->is_object()) return;
+    auto check = [&](std::string_view key, std::optional<std::string> v) -> std::string {
+      if (!v) return {};
+      const std::string ptr = wire::AppendPointer("/workspace_owner", key);
+      if (!IsAccountName(*v)) {
+        Fail(ptr, Quote(*v) + " is not a user or group name (^[a-z_][a-z0-9_.-]{0,31}$)");
+      } else if (*v == "root" && !p_.run_as.allow_root) {
+        Fail(ptr, "\"root\" is refused unless run_as.allow_root is true");
+      }
+      return *v;
+    };
+    r->Require("user");
+    p_.workspace_owner.user = check("user", r->OptString("user", kAnyString));
+    p_.workspace_owner.group = check("group", r->OptString("group", kAnyString));
+    r->RejectUnknownNamingKnown();
   }
 
   // A list of absolute paths without duplicates (nor "/" when `no_root`).
@@ -447,6 +467,7 @@ class PolicyReader {
       ReadUint(*l, "memory_swap_max_bytes", common::kMemorySwapMaxBytesRange,
                &L.memory_swap_max_bytes);
       ReadUint(*l, "pids_max", common::kPidsMaxRange, &L.pids_max);
+      ReadUint(*l, "pty_max", common::kPtyMaxRange, &L.pty_max);
       L.cpu_max_percent = l->OptUint("cpu_max_percent", common::kCpuMaxPercentRange);
       l->RejectUnknownNamingKnown();
     }

@@ -219,14 +219,14 @@ TEST(PolicyLoaderTest, EachBadInputGetsItsExactError) {
       {"unknown top-level field",
        Doc(R"("networking": "none")"),
        {E("/networking: unknown field (known: description, type, command, "
-          "own_command_types, bypasses_agent_permissions, run_as, hide, workspace_roots, "
+          "own_command_types, bypasses_agent_permissions, run_as, workspace_owner, hide, workspace_roots, "
           "default_workspace, mounts, "
           "state_dirs, home, network, seccomp, rlimits, limits, deadlines, output, env, "
           "request_env)")}},
       {"unknown nested field",
        Doc(R"("limits": {"memory_max": 1})"),
        {E("/limits/memory_max: unknown field (known: memory_max_bytes, memory_swap_max_bytes, "
-          "pids_max, cpu_max_percent)")}},
+          "pids_max, pty_max, cpu_max_percent)")}},
       {"field given twice",
        Doc(R"("network": "host", "network": "none")"),
        {std::string(kFile) + ": JSON: duplicate key \"network\""}},
@@ -439,7 +439,7 @@ TEST(PolicyLoaderTest, EachBadInputGetsItsExactError) {
       {"pointer escaping",
        Doc(R"("limits": {"a/b~c": 1})"),
        {E("/limits/a~1b~0c: unknown field (known: memory_max_bytes, memory_swap_max_bytes, "
-          "pids_max, cpu_max_percent)")}},
+          "pids_max, pty_max, cpu_max_percent)")}},
   };
   for (const BadCase& c : cases) {
     SCOPED_TRACE(c.label);
@@ -472,7 +472,7 @@ TEST(PolicyLoaderTest, CollectsEveryErrorAtOnce) {
                 E("/limits/pids_max: value 1 is out of range [8, 4194304]"),
                 E("/deadlines/idle_seconds: expected unsigned integer, got negative integer"),
                 E("/colour: unknown field (known: description, type, command, "
-                  "own_command_types, bypasses_agent_permissions, run_as, hide, workspace_roots, "
+                  "own_command_types, bypasses_agent_permissions, run_as, workspace_owner, hide, workspace_roots, "
                   "default_workspace, "
                   "mounts, state_dirs, home, network, seccomp, rlimits, limits, deadlines, "
                   "output, env, request_env)"),
@@ -573,7 +573,7 @@ TEST(PolicySetTest, ReloadKeepsTheOldSetOnError) {
   EXPECT_EQ(reloaded.error().what,
             exec_file +
                 ":/bogus: unknown field (known: description, type, command, "
-                "own_command_types, bypasses_agent_permissions, run_as, hide, workspace_roots, "
+                "own_command_types, bypasses_agent_permissions, run_as, workspace_owner, hide, workspace_roots, "
                 "default_workspace, "
                 "mounts, state_dirs, home, network, seccomp, rlimits, limits, deadlines, "
                 "output, env, request_env)\n" +

@@ -21,7 +21,7 @@ inline constexpr uint64_t kMaxByteCount = uint64_t{1} << 60;
 // limits.*: the session's cgroup.
 inline constexpr UintRange kMemoryMaxBytesRange{uint64_t{16} << 20, kMaxByteCount};  // bytes
 inline constexpr UintRange kMemorySwapMaxBytesRange{0, kMaxByteCount};               // bytes
-inline constexpr UintRange kPtyMaxRange{1, 4096};    // terminals; 4096 = kernel.pty.max default
+inline constexpr UintRange kPtyMaxRange{1, 4096};      // terminals; 4096 = kernel.pty.max default
 inline constexpr UintRange kPidsMaxRange{8, 4194304};  // tasks; 4194304 = PID_MAX_LIMIT (64-bit)
 // Percent of one CPU (250 = two and a half CPUs); 100000 = a thousand CPUs.
 inline constexpr UintRange kCpuMaxPercentRange{1, 100000};

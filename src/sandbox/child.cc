@@ -229,9 +229,10 @@ void SetOomScoreAdj(const ChildPlan& p) {
 // init (which never execs) would hold other sessions' pipes and this
 // session's own stdin write end, and EOF would never come.
 void CloseInheritedFds(const ChildPlan& p) {
-  int keep[6] = {p.report_fd, p.stdin_fd, p.stdout_fd, p.stderr_fd, p.parent_pidfd, p.netns_fd};
+  int keep[7] = {p.report_fd,    p.stdin_fd, p.stdout_fd,      p.stderr_fd,
+                 p.parent_pidfd, p.netns_fd, p.idmap_userns_fd};
   // Sort the few kept fds (insertion sort: no allocation).
-  for (int i = 1; i < 6; ++i) {
+  for (int i = 1; i < 7; ++i) {
     for (int j = i; j > 0 && keep[j - 1] > keep[j]; --j) {
       const int t = keep[j];
       keep[j] = keep[j - 1];

@@ -68,6 +68,7 @@ struct PlanBind {
   const char* source;  // absolute host path, validated by the parent (no symlink, no "..")
   const char* target;  // absolute path inside the sandbox, validated likewise
   BindMode mode;
+  bool idmap;  // mounted through ChildPlan::idmap_userns_fd (the owner's files as the session's)
 };
 
 struct PlanHide {
@@ -126,6 +127,8 @@ struct ChildPlan {
   const char* staged_root;  // staging_dir + "/root"
   const PlanBind* binds;
   size_t bind_count;
+  // User namespace (fd) of the idmapped binds (sandbox/idmap.h); -1: none.
+  int idmap_userns_fd;
   const PlanHide* hides;
   size_t hide_count;
   // The view's root: a fresh read-only tmpfs holding only these entries of the host's root
@@ -142,6 +145,7 @@ struct ChildPlan {
   const char* home_target;
   const char* home_layer;
   uint64_t home_max_bytes;
+  uint32_t pty_max;         // max= of the private devpts; 0: the kernel's default
   const char* workspace;    // cwd after the pivot; nullptr keeps "/"
   uint64_t tmp_size_bytes;  // size= of the private /tmp tmpfs
   // Bytes written to kTaskFileName in the private /tmp (root-owned, mode 0444) once it is

@@ -151,7 +151,18 @@ void SetupDev(const ChildPlan& p, int new_root) {
     FailInChild(p.report_fd, ChildStep::kMountDev, errno, "/dev/pts");
   }
   // A private devpts instance: the sandbox sees only terminals it opens itself.
-  const char* const pts_opts[] = {"newinstance", "", "ptmxmode", "0666", "mode", "0620", nullptr};
+  // max=: the terminals this sandbox may hold; every instance but the host's shares
+  // kernel.pty.max minus kernel.pty.reserve, which one session could otherwise exhaust.
+  char max_buf[24];
+  const char* const pts_opts[] = {"newinstance",
+                                  "",
+                                  "ptmxmode",
+                                  "0666",
+                                  "mode",
+                                  "0620",
+                                  p.pty_max > 0 ? "max" : nullptr,
+                                  FormatU64(p.pty_max, max_buf),
+                                  nullptr};
   const int pts = MakeFs("devpts", pts_opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
   if (pts < 0) FailInChild(p.report_fd, ChildStep::kMountDev, errno, "/dev/pts");
   if (::move_mount(pts, "", dev, "pts", MOVE_MOUNT_F_EMPTY_PATH) < 0) {
@@ -399,7 +410,20 @@ void SetUpFilesystemInChild(const ChildPlan& p) {
                        ? SetAttr(bind_trees[i], common | MOUNT_ATTR_RDONLY, 0)
                        : SetAttr(bind_trees[i], common, 0);
     if (rc < 0) FailInChild(rfd, ChildStep::kMountBind, errno, b.source);
+    if (b.idmap) {
+      // The owner's files as the session's (sandbox/idmap.h); the parent checked that this
+      // file system allows it.
+      struct mount_attr idmap;
+      std::memset(&idmap, 0, sizeof idmap);
+      idmap.attr_set = MOUNT_ATTR_IDMAP;
+      idmap.userns_fd = static_cast<uint64_t>(p.idmap_userns_fd);
+      if (p.idmap_userns_fd < 0 || ::mount_setattr(bind_trees[i], "", AT_EMPTY_PATH | AT_RECURSIVE,
+                                                   &idmap, sizeof idmap) < 0) {
+        FailInChild(rfd, ChildStep::kMountBind, p.idmap_userns_fd < 0 ? EBADF : errno, b.source);
+      }
+    }
   }
+  if (p.idmap_userns_fd >= 0) ::close(p.idmap_userns_fd);
   const int host_tree = p.host_root_view ? CloneHostRoot(p) : -1;
   if (::mount("mp-staging", p.staging_dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
               "size=65536,mode=0700") < 0) {

@@ -24,6 +24,7 @@
 
 #include "common/scope_guard.h"
 #include "sandbox/child.h"
+#include "sandbox/idmap.h"
 #include "sandbox/mounts.h"
 
 namespace mp::sandbox {
@@ -74,7 +75,20 @@ Result<void> Validate(const SpawnRequest& r) {
   if (r.binds.size() > kMaxBinds) return PlainError("too many binds");
   if (r.hide.size() > kMaxHides) return PlainError("too many hidden paths");
   bool workspace_writable = r.workspace.empty();
+  if (r.idmap_owner) {
+    if (r.idmap_owner->uid == r.uid || r.idmap_owner->gid == r.gid) {
+      return PlainError("the idmap owner's ids (" + std::to_string(r.idmap_owner->uid) + ":" +
+                        std::to_string(r.idmap_owner->gid) + ") equal the session's: nothing " +
+                        "to map");
+    }
+    if ((r.idmap_owner->uid == 0 || r.idmap_owner->gid == 0) && !r.allow_root) {
+      return PlainError("idmap owner uid or gid 0 is refused (allow_root is off)");
+    }
+  }
   for (const auto& b : r.binds) {
+    if (b.idmap && !r.idmap_owner) {
+      return PlainError("bind \"" + b.source + "\" is idmapped but the request has no owner");
+    }
     MP_RETURN_IF_ERROR(CheckHostPathHasNoSymlink(b.source, "mount source"));
     MP_RETURN_IF_ERROR(CheckPathSyntax(b.target, "mount target"));
     if (b.target == "/" || PathIsWithin(b.target, "/proc") || PathIsWithin(b.target, "/dev")) {
@@ -201,7 +215,22 @@ Result<PendingSpawn> StartSpawn(const CgroupRoot& root, const std::string& leaf_
   st.argv.push_back(nullptr);
   for (auto& e : st.env_s) st.envp.push_back(e.data());
   st.envp.push_back(nullptr);
-  for (const auto& b : req.binds) st.binds.push_back({b.source.c_str(), b.target.c_str(), b.mode});
+  for (const auto& b : req.binds) {
+    st.binds.push_back({b.source.c_str(), b.target.c_str(), b.mode, b.idmap});
+  }
+  // The idmapped binds' user namespace, and a check that each can be idmapped at all: a file
+  // system that cannot is refused here, by name, not with the child's bare EINVAL.
+  UniqueFd idmap_userns;
+  if (req.idmap_owner && !req.unsafe.keep_host_filesystem) {
+    for (const auto& b : req.binds) {
+      if (!b.idmap) continue;
+      if (!idmap_userns) {
+        MP_TRY(idmap_userns,
+               MakeIdmapUserns({req.idmap_owner->uid, req.idmap_owner->gid, req.uid, req.gid}));
+      }
+      MP_RETURN_IF_ERROR(CheckIdmappable(b.source, idmap_userns.get()));
+    }
+  }
   for (const auto& h : req.hide) {
     // A directory gets an empty tmpfs, anything else /dev/null; decided on the host.
     struct stat sb {};
@@ -298,6 +327,8 @@ Result<PendingSpawn> StartSpawn(const CgroupRoot& root, const std::string& leaf_
   plan.staged_root = kStagedRoot;
   plan.binds = st.binds.data();
   plan.bind_count = st.binds.size();
+  plan.idmap_userns_fd = idmap_userns ? idmap_userns.get() : -1;
+  plan.pty_max = req.pty_max;
   plan.hides = st.hides.data();
   plan.hide_count = st.hides.size();
   plan.root_entries = st.root_entries.data();
@@ -384,6 +415,7 @@ Result<PendingSpawn> StartSpawn(const CgroupRoot& root, const std::string& leaf_
   }
   out.init = PidFd(static_cast<pid_t>(pid), UniqueFd(pidfd));
   child_sock.Reset();
+  idmap_userns.Reset();
   child_in.Reset();
   child_out.Reset();
   child_err.Reset();

@@ -50,6 +50,16 @@ struct BindSpec {
   std::string source;  // host path
   std::string target;  // path inside the sandbox (usually the same)
   BindMode mode = BindMode::kReadOnly;
+  // Mounted idmapped (SpawnRequest::idmap_owner): the owner's files appear as the session's,
+  // and what the session creates is stored as the owner's. Needs a file system the kernel can
+  // idmap; StartSpawn refuses others, naming the path and its file system.
+  bool idmap = false;
+};
+
+// Who owns an idmapped bind's files on disk (SpawnRequest::idmap_owner).
+struct IdmapOwner {
+  uid_t uid;
+  gid_t gid;
 };
 
 // A private writable home (filesystem_view.h): an overlay at `target` over the host directory
@@ -104,6 +114,11 @@ struct SpawnRequest {
   uid_t uid = 65534;  // run-as ids; 0 is refused unless allow_root
   gid_t gid = 65534;
   bool allow_root = false;
+  // The owner that binds with `idmap` map to uid/gid; required when one has it.
+  std::optional<IdmapOwner> idmap_owner;
+  // max= of the sandbox's private devpts: terminals it may have open at once; 0: no cap of
+  // its own (the kernel's kernel.pty.max minus kernel.pty.reserve, shared by every instance).
+  uint32_t pty_max = 0;
 
   std::vector<RlimitSpec> rlimits;  // applied after the defaults below unless overridden
   CgroupLimits limits;

@@ -94,6 +94,13 @@ Result<SupervisorConfig> ParseConfig(const std::string& name, const std::string&
                 return Ok();
               })
       .Number("session_oom_score_adj", &c.session_oom_score_adj, 0, 1000)
+      .Custom("session_uid_range",
+              [&c](std::string_view v) -> Result<void> {
+                c.session_uid_range.reset();
+                if (v == "off") return Ok();
+                MP_TRY(c.session_uid_range, ParseIdRange(v));
+                return Ok();
+              })
       .Custom("sessions_memory_max", [&c](std::string_view v) {
         return ParseSessionsMemoryMax(v, &c.sessions_memory_max);
       });

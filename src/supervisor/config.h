@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "supervisor/session_ids.h"
 
 namespace mp::supervisor {
 
@@ -69,6 +70,10 @@ struct SupervisorConfig {
   uint64_t session_oom_score_adj = 500;
   // memory.max of the sessions' parent cgroup: default 75 % of MemTotal.
   SessionsMemoryMax sessions_memory_max{.percent = 75, .bytes = std::nullopt};
+  // session_uid_range: "FIRST-LAST" gives every live session a uid and gid of its own from
+  // it (session_ids.h; checked at start against the user, group and subordinate-id
+  // databases); "off" (the default) runs sessions as their policy's run_as user.
+  std::optional<IdRange> session_uid_range;
 };
 
 // The smallest aggregate cap accepted in bytes: below it no session would start.

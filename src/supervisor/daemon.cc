@@ -258,6 +258,17 @@ int RunDaemon(int argc, char** argv) {
                sessions_cap ? common::SizeText(*sessions_cap).c_str() : "max", root->path().c_str(),
                c.sessions_memory_max.Text().c_str(), common::SizeText(mem_total).c_str(),
                static_cast<unsigned>(c.session_oom_score_adj));
+  if (c.session_uid_range) {
+    if (auto r = CheckIdRange(*c.session_uid_range, ReadSystemIdDatabases(), c.max_sessions); !r) {
+      return fail(r.error().ToString());
+    }
+    std::fprintf(stderr, "monkeyproofd: every session runs as an id of its own from %s\n",
+                 c.session_uid_range->Text().c_str());
+  } else {
+    std::fprintf(stderr,
+                 "monkeyproofd: session_uid_range = off: sessions run as their policy's "
+                 "run_as user and share its per-uid limits\n");
+  }
   if (auto r = MkdirP(c.state_dir, 0700); !r)
     return fail("state directory: " + r.error().ToString());
   if (::chmod(c.state_dir.c_str(), 0700) != 0 || ::access(c.state_dir.c_str(), W_OK) != 0) {
@@ -348,6 +359,7 @@ int RunDaemon(int argc, char** argv) {
   mo.host.session_oom_score_adj = static_cast<int>(c.session_oom_score_adj);
   mo.supervisor_version = kVersion;
   mo.egress_socket = c.egress_socket;
+  mo.session_ids = c.session_uid_range;
   // Sessions outlive the supervisor only when systemd keeps their fds (fd_store auto under
   // systemd). Dev mode's sessions die with it, as its API does.
   std::optional<SessionFdStore> fd_store;

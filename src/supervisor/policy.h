@@ -297,6 +297,13 @@ SpawnHost SystemSpawnHost();
 // (0: no cache). Thread-safe; the copies of the returned host share the cache.
 SpawnHost WithNameCache(SpawnHost host, std::chrono::steady_clock::duration ttl);
 
+// Runs `r` (built by BuildSpawnRequest for `policy`) as the session's own ids `id` (uid and
+// gid; session_ids.h) and mounts its workspace and state dirs idmapped, so that the
+// workspace owner's files are the session's and what it writes stays the owner's
+// (workspace_owner, default run_as). A policy whose run_as resolves to uid 0 keeps it.
+Result<void> UseSessionIds(const Policy& policy, const SpawnHost& host, uint32_t id,
+                           sandbox::SpawnRequest* r);
+
 // Builds the sandbox request: argv (template, or the request's command and args as described
 // at SessionLaunch, or /bin/sh -lc; then the task, which goes to a file the shell sources when
 // it is longer than one execve argument, or is too_large: PlaceTask in spawn_request.cc), env

@@ -1,6 +1,8 @@
 #include "supervisor/session_manager.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <map>
 #include <set>
@@ -65,7 +67,17 @@ SessionManager::SessionManager(EventLoop& loop, sandbox::CgroupRoot cgroup_root,
               options_.fd_store},
       // The resolv.conf of allowlist sessions lives beside the records: hidden from sessions
       // (the sandbox clones bind sources before it hides), root's to write.
-      egress_(loop, options_.egress_socket, options_.state_dir + "/egress-resolv.conf") {}
+      egress_(loop, options_.egress_socket, options_.state_dir + "/egress-resolv.conf") {
+  if (options_.session_ids) {
+    // An id is taken while its leaf exists; a leaf that cannot be looked at counts as there.
+    const int root = cgroup_root_.dirfd();
+    id_pool_.emplace(*options_.session_ids, [root](const std::string& leaf) {
+      return ::faccessat(root, leaf.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT;
+    });
+    // Leaves of an earlier run (sessions it left running): their processes' ids stay taken.
+    for (const auto& [uid, leaf] : UidsOfLeaves(cgroup_root_.path())) id_pool_->Seed(uid, leaf);
+  }
+}
 
 SessionManager::~SessionManager() {
   for (const auto& [id, timer] : expiry_timers_) loop_.CancelTimer(timer);
@@ -326,6 +338,13 @@ void SessionManager::Spawn(const wire::SpawnRequest& req, const PeerInfo& peer, 
   if (!random) return fail(MakeError(wire::ErrorCode::kInternal, random.error().ToString()));
   wire::SessionInfo info;
   info.id = "s-" + *random;
+  if (id_pool_) {
+    auto uid = id_pool_->Acquire(info.id);  // held until the leaf named info.id is gone
+    if (!uid) return fail(MakeError(wire::ErrorCode::kCapacity, uid.error().what));
+    if (auto r = UseSessionIds(p.effective.policy, options_.host, *uid, &p.request); !r) {
+      return fail(FromError(r.error()));
+    }
+  }
   info.state = SessionState::kStarting;
   info.type = req.type;
   if (req.preset) info.preset = req.preset;

@@ -26,6 +26,7 @@
 #include "supervisor/output_log.h"
 #include "supervisor/policy.h"
 #include "supervisor/session.h"
+#include "supervisor/session_ids.h"
 #include "supervisor/session_store.h"
 
 namespace mp::supervisor {
@@ -52,6 +53,9 @@ struct ManagerOptions {
   std::string test_stall_spawn_task;
   // monkeyproof-egress's handover socket, for "allowlist" sessions (egress_link.h).
   std::string egress_socket = "/run/monkeyproof-egress/handover.sock";
+  // session_uid_range: every live session gets a uid and gid of its own from it, held until
+  // its leaf is gone (session_ids.h); empty: sessions run as their policy's run_as.
+  std::optional<IdRange> session_ids;
 };
 
 class SessionManager {
@@ -134,6 +138,7 @@ class SessionManager {
   ManagerOptions options_;
   AuditLog& audit_;
   SessionStore store_;
+  std::optional<SessionIdPool> id_pool_;  // options_.session_ids
   Session::Shared shared_;
   EgressLink egress_;
   std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;

@@ -384,6 +384,7 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
   r.limits.memory_max_bytes = p.limits.memory_max_bytes;
   r.limits.memory_swap_max_bytes = p.limits.memory_swap_max_bytes;
   r.limits.pids_max = p.limits.pids_max;
+  r.pty_max = static_cast<uint32_t>(p.limits.pty_max);
   if (p.limits.cpu_max_percent) {
     r.limits.cpu_max = std::to_string(*p.limits.cpu_max_percent * kCpuPeriodMicros / 100) + " " +
                        std::to_string(kCpuPeriodMicros);
@@ -396,6 +397,55 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
   r.stdio =
       p.type == SessionType::kInteractive ? sandbox::StdioMode::kPty : sandbox::StdioMode::kPipes;
   return r;
+}
+
+Result<void> UseSessionIds(const Policy& p, const SpawnHost& host, uint32_t id,
+                           sandbox::SpawnRequest* r) {
+  const std::string where = "policy " + Quote(p.name);
+  if (r->uid == 0) return Ok();  // run_as root (allow_root): root stays root
+  sandbox::IdmapOwner owner{r->uid, r->gid};
+  if (!p.workspace_owner.user.empty()) {
+    const std::optional<UserIds> ids =
+        host.lookup_user ? host.lookup_user(p.workspace_owner.user) : std::nullopt;
+    if (!ids) {
+      return CodedError(ErrorCode::kHostSetup,
+                        "workspace_owner.user " + Quote(p.workspace_owner.user) + ": no such user")
+          .Wrap(where);
+    }
+    owner = {ids->uid, ids->gid};
+  }
+  if (!p.workspace_owner.group.empty()) {
+    const std::optional<gid_t> gid =
+        host.lookup_group ? host.lookup_group(p.workspace_owner.group) : std::nullopt;
+    if (!gid) {
+      return CodedError(
+                 ErrorCode::kHostSetup,
+                 "workspace_owner.group " + Quote(p.workspace_owner.group) + ": no such group")
+          .Wrap(where);
+    }
+    owner.gid = *gid;
+  }
+  if ((owner.uid == 0 || owner.gid == 0) && !p.run_as.allow_root) {
+    return PlainError("workspace_owner resolves to uid " + std::to_string(owner.uid) + " gid " +
+                      std::to_string(owner.gid) +
+                      "; id 0 is refused unless run_as.allow_root is true")
+        .Wrap(where);
+  }
+  if (owner.uid == id || owner.gid == id) {
+    return CodedError(ErrorCode::kHostSetup, "the workspace owner's id " + std::to_string(id) +
+                                                 " lies in session_uid_range; give the owner an "
+                                                 "id outside it")
+        .Wrap(where);
+  }
+  r->idmap_owner = owner;
+  r->uid = id;
+  r->gid = id;
+  for (auto& b : r->binds) {
+    const bool state_dir =
+        std::find(p.state_dirs.begin(), p.state_dirs.end(), b.source) != p.state_dirs.end();
+    if (b.source == r->workspace || state_dir) b.idmap = true;
+  }
+  return Ok();
 }
 
 }  // namespace mp::supervisor

@@ -46,13 +46,26 @@ std::set<std::string> Lines(const std::string& path) {
 
 TEST(PackagedSupervisorConfigTest, EveryKeyWithItsDefault) {
   const test::UncommentedExample example = test::UncommentExample(MP_SUPERVISOR_CONF_EXAMPLE);
-  EXPECT_EQ(example.keys,
-            (std::set<std::string>{
-                "socket_path", "api_user", "state_dir", "policies_dir", "credentials_dir",
-                "cgroup_root", "audit_log", "max_sessions", "max_ended_sessions",
-                "max_ended_output_bytes", "session_ttl_ms", "interactive_session_ttl_ms",
-                "kill_grace_ms", "spawn_timeout_ms", "fd_store", "session_host_loopback",
-                "egress_socket", "session_oom_score_adj", "sessions_memory_max"}));
+  EXPECT_EQ(example.keys, (std::set<std::string>{"socket_path",
+                                                 "api_user",
+                                                 "state_dir",
+                                                 "policies_dir",
+                                                 "credentials_dir",
+                                                 "cgroup_root",
+                                                 "audit_log",
+                                                 "max_sessions",
+                                                 "max_ended_sessions",
+                                                 "max_ended_output_bytes",
+                                                 "session_ttl_ms",
+                                                 "interactive_session_ttl_ms",
+                                                 "kill_grace_ms",
+                                                 "spawn_timeout_ms",
+                                                 "fd_store",
+                                                 "session_host_loopback",
+                                                 "egress_socket",
+                                                 "session_oom_score_adj",
+                                                 "sessions_memory_max",
+                                                 "session_uid_range"}));
   auto parsed = supervisor::ParseConfig("monkeyproof.conf (uncommented)", example.text);
   ASSERT_TRUE(parsed.has_value()) << parsed.error().ToString();
   const supervisor::SupervisorConfig d;
@@ -76,6 +89,7 @@ TEST(PackagedSupervisorConfigTest, EveryKeyWithItsDefault) {
   EXPECT_EQ(c.egress_socket, d.egress_socket);
   EXPECT_EQ(c.session_oom_score_adj, d.session_oom_score_adj);
   EXPECT_EQ(c.sessions_memory_max.Text(), d.sessions_memory_max.Text());
+  EXPECT_EQ(c.session_uid_range.has_value(), d.session_uid_range.has_value());
 }
 
 TEST(SupervisorConfigTest, SessionHostLoopbackIsDenyByDefaultOrAllow) {

@@ -31,8 +31,8 @@ TEST(PolicyIdsTest, DefaultsAreRunAsAndThirtyTwoTerminals) {
 }
 
 TEST(PolicyIdsTest, ReadsWorkspaceOwnerAndPtyMax) {
-  PolicyLoad load = ParsePolicy(
-      kFile, Doc(R"("workspace_owner": {"user": "alice", "group": "staff"},
+  PolicyLoad load =
+      ParsePolicy(kFile, Doc(R"("workspace_owner": {"user": "alice", "group": "staff"},
                     "limits": {"pty_max": 4})"));
   ASSERT_TRUE(load.errors.empty()) << ::testing::PrintToString(load.errors);
   EXPECT_EQ(load.policy->workspace_owner.user, "alice");

@@ -219,7 +219,8 @@ TEST(PolicyLoaderTest, EachBadInputGetsItsExactError) {
       {"unknown top-level field",
        Doc(R"("networking": "none")"),
        {E("/networking: unknown field (known: description, type, command, "
-          "own_command_types, bypasses_agent_permissions, run_as, workspace_owner, hide, workspace_roots, "
+          "own_command_types, bypasses_agent_permissions, run_as, workspace_owner, hide, "
+          "workspace_roots, "
           "default_workspace, mounts, "
           "state_dirs, home, network, seccomp, rlimits, limits, deadlines, output, env, "
           "request_env)")}},
@@ -472,7 +473,8 @@ TEST(PolicyLoaderTest, CollectsEveryErrorAtOnce) {
                 E("/limits/pids_max: value 1 is out of range [8, 4194304]"),
                 E("/deadlines/idle_seconds: expected unsigned integer, got negative integer"),
                 E("/colour: unknown field (known: description, type, command, "
-                  "own_command_types, bypasses_agent_permissions, run_as, workspace_owner, hide, workspace_roots, "
+                  "own_command_types, bypasses_agent_permissions, run_as, workspace_owner, hide, "
+                  "workspace_roots, "
                   "default_workspace, "
                   "mounts, state_dirs, home, network, seccomp, rlimits, limits, deadlines, "
                   "output, env, request_env)"),
@@ -573,7 +575,8 @@ TEST(PolicySetTest, ReloadKeepsTheOldSetOnError) {
   EXPECT_EQ(reloaded.error().what,
             exec_file +
                 ":/bogus: unknown field (known: description, type, command, "
-                "own_command_types, bypasses_agent_permissions, run_as, workspace_owner, hide, workspace_roots, "
+                "own_command_types, bypasses_agent_permissions, run_as, workspace_owner, hide, "
+                "workspace_roots, "
                 "default_workspace, "
                 "mounts, state_dirs, home, network, seccomp, rlimits, limits, deadlines, "
                 "output, env, request_env)\n" +

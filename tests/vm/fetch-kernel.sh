@@ -18,9 +18,11 @@ readonly INIT_SCRIPT="$VM_DIR/guest-init.sh"
 # Load order matters: each module's dependencies come before it. vsock and af_alg are not
 # needed to boot: they are loaded so that the attack suite's socket-family probes reach
 # AF_VSOCK and AF_ALG without the filter (the guest has no modprobe to autoload them), which
-# shows that their "blocked" results come from the filter (tests/attack).
+# shows that their "blocked" results come from the filter (tests/attack). ext4 and loop (with
+# what ext4 needs) let tests mount a file system that can be idmapped (tests/privileged).
 readonly MODULES=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev
-                  virtio_pci netfs fscache 9pnet 9pnet_virtio 9p overlay vsock af_alg)
+                  virtio_pci netfs fscache 9pnet 9pnet_virtio 9p overlay vsock af_alg
+                  crc32c_generic crc16 mbcache jbd2 ext4 loop)
 # Not loaded, not in the initramfs: copied to CACHE_DIR/autoload/, where the guest sees them
 # (the host's root over 9p). The seccomp surface test (tests/attack) installs them as the
 # guest's module tree for its control, so that a line discipline or socket family an

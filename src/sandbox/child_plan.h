@@ -145,6 +145,9 @@ struct ChildPlan {
   const char* home_target;
   const char* home_layer;
   uint64_t home_max_bytes;
+  // The seed is mounted as the lower layer through idmap_userns_fd (a clone of it, idmapped,
+  // read-only, in home_layer) instead of by its host path.
+  bool home_idmap;
   uint32_t pty_max;         // max= of the private devpts; 0: the kernel's default
   const char* workspace;    // cwd after the pivot; nullptr keeps "/"
   uint64_t tmp_size_bytes;  // size= of the private /tmp tmpfs

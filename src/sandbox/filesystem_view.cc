@@ -365,16 +365,37 @@ int MakeHome(const ChildPlan& p) {
       ::fchownat(layer, "upper", p.uid, p.gid, AT_SYMLINK_NOFOLLOW) < 0) {
     FailInChild(rfd, ChildStep::kMountHome, errno, "upper");
   }
-  ::close(layer);
   char upper[128];
   char work[128];
+  char lower[128];
   const size_t n = std::strlen(p.home_layer);
   if (n + 7 > sizeof upper) FailInChild(rfd, ChildStep::kMountHome, ENAMETOOLONG, p.home_layer);
   std::memcpy(upper, p.home_layer, n);
   std::memcpy(upper + n, "/upper", 7);
   std::memcpy(work, p.home_layer, n);
   std::memcpy(work + n, "/work", 6);
-  const char* const ovl[] = {"lowerdir", p.home_seed, "upperdir", upper, "workdir", work, nullptr};
+  std::memcpy(lower, p.home_layer, n);
+  std::memcpy(lower + n, "/lower", 7);
+  if (p.home_idmap) {
+    // The seed as the session's uid sees it: an idmapped, read-only clone (overlayfs takes
+    // idmapped layers since Linux 5.19), attached where the overlay can name it.
+    const int seed_tree =
+        ::open_tree(AT_FDCWD, p.home_seed, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    struct mount_attr idmap;
+    std::memset(&idmap, 0, sizeof idmap);
+    idmap.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    idmap.userns_fd = static_cast<uint64_t>(p.idmap_userns_fd);
+    if (seed_tree < 0 || p.idmap_userns_fd < 0 ||
+        ::mount_setattr(seed_tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &idmap, sizeof idmap) < 0 ||
+        ::mkdirat(layer, "lower", 0700) < 0 ||
+        ::move_mount(seed_tree, "", AT_FDCWD, lower, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+      FailInChild(rfd, ChildStep::kMountHome, p.idmap_userns_fd < 0 ? EBADF : errno, p.home_seed);
+    }
+    ::close(seed_tree);
+  }
+  ::close(layer);
+  const char* const ovl[] = {
+      "lowerdir", p.home_idmap ? lower : p.home_seed, "upperdir", upper, "workdir", work, nullptr};
   const int home = MakeFs("overlay", ovl, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
   if (home < 0) FailInChild(rfd, ChildStep::kMountHome, errno, p.home_seed);
   return home;
@@ -423,7 +444,6 @@ void SetUpFilesystemInChild(const ChildPlan& p) {
       }
     }
   }
-  if (p.idmap_userns_fd >= 0) ::close(p.idmap_userns_fd);
   const int host_tree = p.host_root_view ? CloneHostRoot(p) : -1;
   if (::mount("mp-staging", p.staging_dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
               "size=65536,mode=0700") < 0) {
@@ -433,6 +453,7 @@ void SetUpFilesystemInChild(const ChildPlan& p) {
     FailInChild(rfd, ChildStep::kMountStaging, errno, p.staged_root);
   // The home's overlay is made while the host's paths still resolve (its lower layer).
   const int home = p.home_seed != nullptr ? MakeHome(p) : -1;
+  if (p.idmap_userns_fd >= 0) ::close(p.idmap_userns_fd);
   const int new_root = p.host_root_view ? host_tree : AttachAllowlistedRoot(p);
   if (p.host_root_view &&
       ::move_mount(host_tree, "", AT_FDCWD, p.staged_root, MOVE_MOUNT_F_EMPTY_PATH) < 0) {

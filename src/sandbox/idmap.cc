@@ -109,9 +109,9 @@ std::string FileSystemName(long f_type) {
 }
 
 Result<void> CheckIdmappable(const std::string& path, int userns_fd) {
-  UniqueFd tree(::open_tree(AT_FDCWD, path.c_str(),
-                            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_NO_AUTOMOUNT |
-                                AT_SYMLINK_NOFOLLOW));
+  UniqueFd tree(::open_tree(
+      AT_FDCWD, path.c_str(),
+      OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_NO_AUTOMOUNT | AT_SYMLINK_NOFOLLOW));
   if (!tree) return ErrnoError("open_tree(\"" + path + "\")");
   struct mount_attr attr {};
   attr.attr_set = MOUNT_ATTR_IDMAP;

@@ -230,6 +230,13 @@ Result<PendingSpawn> StartSpawn(const CgroupRoot& root, const std::string& leaf_
       }
       MP_RETURN_IF_ERROR(CheckIdmappable(b.source, idmap_userns.get()));
     }
+    if (req.home && req.home->idmap) {
+      if (!idmap_userns) {
+        MP_TRY(idmap_userns,
+               MakeIdmapUserns({req.idmap_owner->uid, req.idmap_owner->gid, req.uid, req.gid}));
+      }
+      MP_RETURN_IF_ERROR(CheckIdmappable(req.home->seed, idmap_userns.get()));
+    }
   }
   for (const auto& h : req.hide) {
     // A directory gets an empty tmpfs, anything else /dev/null; decided on the host.
@@ -338,6 +345,7 @@ Result<PendingSpawn> StartSpawn(const CgroupRoot& root, const std::string& leaf_
   plan.home_target = req.home ? req.home->target.c_str() : nullptr;
   plan.home_layer = kHomeLayer;
   plan.home_max_bytes = req.home ? req.home->max_bytes : 0;
+  plan.home_idmap = req.home && req.home->idmap && idmap_userns;
   plan.workspace = req.workspace.empty() ? nullptr : req.workspace.c_str();
   plan.tmp_size_bytes = req.tmp_size_bytes;
   plan.task_file_data = req.task_file.empty() ? nullptr : req.task_file.data();

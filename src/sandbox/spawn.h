@@ -69,6 +69,9 @@ struct HomeSpec {
   std::string seed;    // host path, validated like a bind source
   std::string target;  // path in the sandbox (usually the seed's own)
   uint64_t max_bytes = 1ull << 30;
+  // The seed is seen through the request's idmap (idmap_owner's ids as the session's): a
+  // session with an id of its own reads the owner's files in the lower layer.
+  bool idmap = false;
 };
 
 struct RlimitSpec {

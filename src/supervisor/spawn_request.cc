@@ -445,6 +445,9 @@ Result<void> UseSessionIds(const Policy& p, const SpawnHost& host, uint32_t id,
         std::find(p.state_dirs.begin(), p.state_dirs.end(), b.source) != p.state_dirs.end();
     if (b.source == r->workspace || state_dir) b.idmap = true;
   }
+  // The private home's seed is a state dir too: its lower layer is seen through the same idmap,
+  // or the session's uid could not read the owner's 0600 files (an agent's credentials).
+  if (r->home) r->home->idmap = true;
   return Ok();
 }
 

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -125,13 +126,19 @@ std::pair<std::set<long>, std::set<long>> TwoSessionsUids(Daemon& daemon) {
   }
   std::set<long> uids[2];
   for (size_t i = 0; i < 2; ++i) {
+    // Once the sleeper runs, the session's setup is over: every process left is the session's.
+    const std::string sleeper = i == 0 ? "sleep 1711" : "sleep 1712";
     EXPECT_TRUE(WaitFor(
         [&] {
-          return LeafProcesses(kLeaves + "/" + ids[i]).value_or(std::vector<pid_t>{}).size() >= 2;
+          const auto procs = LeafProcesses(kLeaves + "/" + ids[i]).value_or(std::vector<pid_t>{});
+          return std::any_of(procs.begin(), procs.end(),
+                             [&](pid_t p) { return Cmdline(p) == sleeper; });
         },
-        std::chrono::seconds(30)));
+        std::chrono::seconds(30)))
+        << sleeper << " never ran";
     for (pid_t p : LeafProcesses(kLeaves + "/" + ids[i]).value_or(std::vector<pid_t>{})) {
-      uids[i].insert(RealUid(p));
+      const long uid = RealUid(p);
+      if (uid >= 0) uids[i].insert(uid);  // -1: it exited between the listing and the read
     }
   }
   return {uids[0], uids[1]};
@@ -142,8 +149,13 @@ TEST(SessionIdsDaemonTest, TwoLiveSessionsRunAsTwoIdsOfTheRange) {
   ASSERT_TRUE(daemon.ok()) << "could not mount ext4 (loop) at " << kExt4;
   daemon.Start();
   const auto [a, b] = TwoSessionsUids(daemon);
-  ASSERT_EQ(a.size(), 1u) << "one session, one uid";
-  ASSERT_EQ(b.size(), 1u);
+  const auto text = [](const std::set<long>& s) {
+    std::string t;
+    for (long u : s) t += std::to_string(u) + " ";
+    return t;
+  };
+  ASSERT_EQ(a.size(), 1u) << "one session, one uid; got " << text(a);
+  ASSERT_EQ(b.size(), 1u) << text(b);
   EXPECT_GE(*a.begin(), 300000);
   EXPECT_LE(*a.begin(), 300099);
   EXPECT_GE(*b.begin(), 300000);

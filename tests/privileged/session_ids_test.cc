@@ -67,7 +67,9 @@ class SessionIdsTest : public ::testing::Test {
     delete runner_;
     runner_ = nullptr;
   }
-  void SetUp() override { ASSERT_TRUE(ok_) << "could not mount ext4 (loop) and tmpfs below " << base_; }
+  void SetUp() override {
+    ASSERT_TRUE(ok_) << "could not mount ext4 (loop) and tmpfs below " << base_;
+  }
 
   // A directory owned by kOwner, mode 0755: only the owner may write it.
   static std::string OwnedDir(const std::string& parent, const std::string& name) {
@@ -114,14 +116,16 @@ TEST_F(SessionIdsTest, IdmappedWorkspaceFilesBelongToTheOwnerAndServeTheNextSess
   EXPECT_EQ(st.st_uid, kOwner);
 
   // The next session, another uid, changes the file and the directory.
-  auto b = runner_->Run(As(200002, ws, true, {"/bin/sh", "-c", "echo b >> f && cat f && touch d/x"}));
+  auto b =
+      runner_->Run(As(200002, ws, true, {"/bin/sh", "-c", "echo b >> f && cat f && touch d/x"}));
   ASSERT_TRUE(b) << b.error().ToString();
   EXPECT_EQ(b->exit_code(), 0) << b->out;
   EXPECT_EQ(b->out, "a\nb\n");
 
   // Control: the same session without the idmapped mount cannot use the owner's files.
   auto c = runner_->Run(
-      As(200003, ws, false, {"/bin/sh", "-c", "echo c >> f || echo refused-f; touch g || echo refused-g"}));
+      As(200003, ws, false,
+         {"/bin/sh", "-c", "echo c >> f || echo refused-f; touch g || echo refused-g"}));
   ASSERT_TRUE(c) << c.error().ToString();
   EXPECT_NE(c->out.find("refused-f"), std::string::npos) << c->out;
   EXPECT_NE(c->out.find("refused-g"), std::string::npos) << c->out;
@@ -158,6 +162,39 @@ sandbox::SpawnedChild FillNproc(SandboxRunner& runner, sandbox::SpawnRequest req
   const std::string out = ReadUntil(child->stdout_read.get(), "filled", 20000);
   EXPECT_NE(out.find("filled"), std::string::npos) << out;
   return std::move(*child);
+}
+
+// A private home seeded from a state dir whose files are the owner's, mode 0600 (an agent's
+// login): a session with an id of its own reads them through the idmapped lower layer, writes
+// its home, and the seed on disk is untouched. Control: the same home without the idmap
+// (the seed by its host path) cannot be read by the session's uid.
+TEST_F(SessionIdsTest, PrivateHomeSeedIsReadableThroughTheIdmap) {
+  const std::string seed = OwnedDir(ext4_, "seed-home");
+  WriteFile(seed + "/login.json", "owner-secret\n");
+  ASSERT_EQ(::chown((seed + "/login.json").c_str(), kOwner, kOwner), 0);
+  ASSERT_EQ(::chmod((seed + "/login.json").c_str(), 0600), 0);
+  ASSERT_EQ(::chmod(seed.c_str(), 0700), 0);
+  const std::string ws = OwnedDir(ext4_, "ws-home");
+  for (const bool idmap : {true, false}) {
+    SCOPED_TRACE(idmap ? "home seed idmapped" : "control: seed by its host path");
+    sandbox::SpawnRequest r = As(200011, ws, true,
+                                 {"/bin/sh", "-c",
+                                  "cat " + seed + "/login.json && echo mine > " + seed +
+                                      "/new && stat -c %u " + seed + "/login.json"});
+    r.home = sandbox::HomeSpec{seed, seed, 1u << 20, idmap};
+    auto a = runner_->Run(std::move(r));
+    ASSERT_TRUE(a) << a.error().ToString();
+    if (idmap) {
+      EXPECT_EQ(a->exit_code(), 0) << a->out;
+      EXPECT_EQ(a->out, "owner-secret\n200011\n");
+    } else {
+      EXPECT_NE(a->exit_code(), 0) << a->out;
+      EXPECT_EQ(a->out.find("owner-secret"), std::string::npos) << a->out;
+    }
+    // What the session wrote stayed in its upper layer.
+    EXPECT_NE(::access((seed + "/new").c_str(), F_OK), 0);
+    EXPECT_EQ(ReadFile(seed + "/login.json"), "owner-secret");
+  }
 }
 
 TEST_F(SessionIdsTest, NprocExhaustedInOneSessionLeavesAnotherUidSpawning) {
@@ -229,7 +266,8 @@ TEST_F(SessionIdsTest, PtyCapKeepsOneSessionFromTakingEveryTerminal) {
     (void)c.init.Wait();
     (void)sandbox::FinishLeaf(c.leaf, std::chrono::seconds(10));
   };
-  auto run_pair = [&](uint32_t pty_max, const std::string& tag) -> std::pair<std::string, std::string> {
+  auto run_pair = [&](uint32_t pty_max,
+                      const std::string& tag) -> std::pair<std::string, std::string> {
     auto hog_req = As(200020, ws, true, {"python3", "-c", kPtyHog});
     hog_req.pty_max = pty_max;
     auto hog = sandbox::Spawn(runner_->root(), "pty-hog-" + tag, hog_req);

@@ -19,11 +19,11 @@ TEST(SessionIdsTest, ParsesRangesAndRefusesUnsafeOnes) {
   EXPECT_EQ(r->first, 1879048192u);
   EXPECT_EQ(r->count, 65536u);
   EXPECT_EQ(r->Text(), "1879048192-1879113727");
-  EXPECT_FALSE(ParseIdRange("100-200"));            // system ids
-  EXPECT_FALSE(ParseIdRange("60000-70000"));        // holds nobody (65534)
-  EXPECT_FALSE(ParseIdRange("5000-4000"));          // backwards
-  EXPECT_FALSE(ParseIdRange("5000"));               // no LAST
-  EXPECT_FALSE(ParseIdRange("5000-4294967295"));    // holds (uid_t)-1
+  EXPECT_FALSE(ParseIdRange("100-200"));          // system ids
+  EXPECT_FALSE(ParseIdRange("60000-70000"));      // holds nobody (65534)
+  EXPECT_FALSE(ParseIdRange("5000-4000"));        // backwards
+  EXPECT_FALSE(ParseIdRange("5000"));             // no LAST
+  EXPECT_FALSE(ParseIdRange("5000-4294967295"));  // holds (uid_t)-1
   EXPECT_TRUE(ParseIdRange("5000-5000"));
 }
 

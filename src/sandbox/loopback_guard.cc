@@ -1,28 +1,36 @@
-// The loopback guard's program, written out instruction by instruction, and its loading and
-// attaching with bpf(2). The program (the IPv6 variant; the IPv4 one checks user_ip4 only):
+// The loopback guard's program, written out instruction by instruction, its map of the host's
+// addresses, and their loading, attaching and refreshing with bpf(2). The program (the IPv6
+// variant; the IPv4 one checks user_ip4 only and builds its key from it):
 //
-//   r6 = r1                           keep the context (bpf_sock_addr) across the helper call
+//   r6 = r1                           keep the context (bpf_sock_addr) across the helper calls
 //   call bpf_get_netns_cookie         r0 = cookie of the socket's network namespace
 //   r2 = <host cookie> (64-bit)       read by the supervisor at start (SO_NETNS_COOKIE)
 //   if r0 != r2 goto allow            a session's own namespace keeps its own loopback
 //   w2 = ctx->user_port               port 53 stays open: a resolver on loopback
 //   if w2 == htons(53) goto allow
 //   w2 = ctx->user_ip6[0]             ::/96 and ::ffff:0:0/96 have three zero words...
-//   if w2 != 0 goto allow
+//   if w2 != 0 goto lookup
 //   w2 = ctx->user_ip6[1]
-//   if w2 != 0 goto allow
+//   if w2 != 0 goto lookup
 //   w2 = ctx->user_ip6[2]
 //   if w2 == htonl(0xffff) goto v4    ...except the mapped prefix's third word
-//   if w2 != 0 goto allow
+//   if w2 != 0 goto lookup
 //   w2 = ctx->user_ip6[3]
 //   if w2 == htonl(1) goto deny       ::1
 //   if w2 == 0 goto deny              :: (connect to the unspecified address reaches loopback)
-//   goto allow
+//   goto lookup
 // v4:
 //   w2 = ctx->user_ip6[3]             the mapped IPv4 address (IPv4 variant: ctx->user_ip4)
 //   w2 &= <first octet's byte>        network byte order: the first octet
 //   if w2 == <127> goto deny          127.0.0.0/8
 //   if w2 == 0 goto deny              0.0.0.0/8 (0.0.0.0 reaches loopback too)
+// lookup:                             is the destination one of the host's own addresses?
+//   *(u32 *)(r10 - 16 + 4i) = ctx->user_ip6[i], i = 0..3
+//                                     (IPv4 variant: 0, 0, htonl(0xffff), ctx->user_ip4)
+//   r1 = <map of the host's addresses> (64-bit, BPF_PSEUDO_MAP_FD)
+//   r2 = r10; r2 += -16               the key on the stack
+//   call bpf_map_lookup_elem
+//   if r0 != 0 goto deny
 // allow:
 //   r0 = 1; exit                      the kernel goes on
 // deny:
@@ -33,11 +41,16 @@
 #include "sandbox/loopback_guard.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -50,7 +63,8 @@ namespace {
 
 // --- A tiny assembler: one function per instruction form, jumps to labels resolved at the end.
 
-constexpr uint8_t kR0 = BPF_REG_0, kR1 = BPF_REG_1, kR2 = BPF_REG_2, kR6 = BPF_REG_6;
+constexpr uint8_t kR0 = BPF_REG_0, kR1 = BPF_REG_1, kR2 = BPF_REG_2, kR6 = BPF_REG_6,
+                  kR10 = BPF_REG_10;
 
 bpf_insn Insn(uint8_t code, uint8_t dst, uint8_t src, int16_t off, int32_t imm) {
   bpf_insn i{};
@@ -80,6 +94,20 @@ class Program {
     Emit(Insn(BPF_LD | BPF_DW | BPF_IMM, dst, 0, 0, static_cast<int32_t>(imm & 0xffffffffu)));
     Emit(Insn(0, 0, 0, 0, static_cast<int32_t>(imm >> 32)));
   }
+  // dst = the map with fd `map_fd` (two instruction slots; the kernel puts the map's address)
+  void LoadMapFd(uint8_t dst, int map_fd) {
+    Emit(Insn(BPF_LD | BPF_DW | BPF_IMM, dst, BPF_PSEUDO_MAP_FD, 0, map_fd));
+    Emit(Insn(0, 0, 0, 0, 0));
+  }
+  // dst += imm (64-bit)
+  void AddImm(uint8_t dst, int32_t imm) { Emit(Insn(BPF_ALU64 | BPF_ADD | BPF_K, dst, 0, 0, imm)); }
+  // *(u32*)(dst + off) = imm / = w_src
+  void StoreImm32(uint8_t dst, int16_t off, uint32_t imm) {
+    Emit(Insn(BPF_ST | BPF_W | BPF_MEM, dst, 0, off, static_cast<int32_t>(imm)));
+  }
+  void StoreReg32(uint8_t dst, int16_t off, uint8_t src) {
+    Emit(Insn(BPF_STX | BPF_W | BPF_MEM, dst, src, off, 0));
+  }
   // w_dst = *(u32*)(src + off)
   void LoadU32(uint8_t dst, uint8_t src, size_t off) {
     Emit(Insn(BPF_LDX | BPF_W | BPF_MEM, dst, src, static_cast<int16_t>(off), 0));
@@ -96,6 +124,10 @@ class Program {
   // if dst != src goto l (64-bit)
   void JumpNeReg(uint8_t dst, uint8_t src, Label l) {
     EmitJump(BPF_JMP | BPF_JNE | BPF_X, dst, src, 0, l);
+  }
+  // if dst != imm goto l (64-bit)
+  void JumpNeImm(uint8_t dst, int32_t imm, Label l) {
+    EmitJump(BPF_JMP | BPF_JNE | BPF_K, dst, 0, imm, l);
   }
   // if w_dst == imm goto l / if w_dst != imm goto l (32-bit)
   void JumpEq32(uint8_t dst, uint32_t imm, Label l) {
@@ -128,6 +160,9 @@ class Program {
 // The u32 whose bytes in memory are a.b.c.d (how the kernel stores an address in the context).
 uint32_t NetworkWord(uint32_t host_order) { return htonl(host_order); }
 
+// How many addresses the guard's map holds at most (allocated as used: BPF_F_NO_PREALLOC).
+constexpr uint32_t kHostAddressesMax = 16384;
+
 long Bpf(int cmd, bpf_attr* attr) { return ::syscall(__NR_bpf, cmd, attr, sizeof(*attr)); }
 
 struct Hook {
@@ -142,8 +177,8 @@ constexpr Hook kHooks[] = {
     {BPF_CGROUP_UDP6_SENDMSG, true, "udp6_sendmsg"},
 };
 
-Result<UniqueFd> LoadProgram(const Hook& hook, uint64_t cookie) {
-  const std::vector<bpf_insn> insns = BuildLoopbackGuardProgram(hook.ipv6, cookie);
+Result<UniqueFd> LoadProgram(const Hook& hook, uint64_t cookie, int map_fd) {
+  const std::vector<bpf_insn> insns = BuildLoopbackGuardProgram(hook.ipv6, cookie, map_fd);
   static char log[8192];
   log[0] = '\0';
   bpf_attr attr{};
@@ -226,9 +261,10 @@ Result<int> DetachOurs(int cgroup_dirfd, const Hook& hook, uint32_t keep_id) {
 
 }  // namespace
 
-std::vector<bpf_insn> BuildLoopbackGuardProgram(bool ipv6, uint64_t host_netns_cookie) {
+std::vector<bpf_insn> BuildLoopbackGuardProgram(bool ipv6, uint64_t host_netns_cookie,
+                                                int host_addresses_map_fd) {
   Program p;
-  const auto allow = p.NewLabel(), deny = p.NewLabel(), v4 = p.NewLabel();
+  const auto allow = p.NewLabel(), deny = p.NewLabel(), v4 = p.NewLabel(), lookup = p.NewLabel();
   p.MovReg(kR6, kR1);
   p.Call(BPF_FUNC_get_netns_cookie);
   p.LoadImm64(kR2, host_netns_cookie);
@@ -237,16 +273,16 @@ std::vector<bpf_insn> BuildLoopbackGuardProgram(bool ipv6, uint64_t host_netns_c
   p.JumpEq32(kR2, htons(53), allow);
   if (ipv6) {
     p.LoadU32(kR2, kR6, offsetof(bpf_sock_addr, user_ip6[0]));
-    p.JumpNe32(kR2, 0, allow);
+    p.JumpNe32(kR2, 0, lookup);
     p.LoadU32(kR2, kR6, offsetof(bpf_sock_addr, user_ip6[1]));
-    p.JumpNe32(kR2, 0, allow);
+    p.JumpNe32(kR2, 0, lookup);
     p.LoadU32(kR2, kR6, offsetof(bpf_sock_addr, user_ip6[2]));
     p.JumpEq32(kR2, NetworkWord(0x0000ffff), v4);
-    p.JumpNe32(kR2, 0, allow);
+    p.JumpNe32(kR2, 0, lookup);
     p.LoadU32(kR2, kR6, offsetof(bpf_sock_addr, user_ip6[3]));
     p.JumpEq32(kR2, NetworkWord(1), deny);
     p.JumpEq32(kR2, 0, deny);
-    p.Jump(allow);
+    p.Jump(lookup);
     p.Bind(v4);
     p.LoadU32(kR2, kR6, offsetof(bpf_sock_addr, user_ip6[3]));
   } else {
@@ -256,6 +292,25 @@ std::vector<bpf_insn> BuildLoopbackGuardProgram(bool ipv6, uint64_t host_netns_c
   p.And32(kR2, NetworkWord(0xff000000));
   p.JumpEq32(kR2, NetworkWord(0x7f000000), deny);
   p.JumpEq32(kR2, 0, deny);
+  p.Bind(lookup);
+  constexpr int16_t kKey = -16;  // the key's place on the stack
+  for (int16_t i = 0; i < 4; ++i) {
+    const auto at = static_cast<int16_t>(kKey + 4 * i);
+    if (ipv6) {
+      p.LoadU32(kR2, kR6, offsetof(bpf_sock_addr, user_ip6) + 4 * static_cast<size_t>(i));
+      p.StoreReg32(kR10, at, kR2);
+    } else if (i < 3) {
+      p.StoreImm32(kR10, at, i == 2 ? NetworkWord(0x0000ffff) : 0);
+    } else {
+      p.LoadU32(kR2, kR6, offsetof(bpf_sock_addr, user_ip4));
+      p.StoreReg32(kR10, at, kR2);
+    }
+  }
+  p.LoadMapFd(kR1, host_addresses_map_fd);
+  p.MovReg(kR2, kR10);
+  p.AddImm(kR2, kKey);
+  p.Call(BPF_FUNC_map_lookup_elem);
+  p.JumpNeImm(kR0, 0, deny);
   p.Bind(allow);
   p.MovImm(kR0, 1);
   p.Exit();
@@ -276,10 +331,65 @@ Result<uint64_t> CurrentNetnsCookie() {
   return cookie;
 }
 
-Result<void> AttachLoopbackGuard(int cgroup_dirfd) {
+Result<std::vector<HostAddressKey>> HostAddresses() {
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return ErrnoError("getifaddrs (the host's addresses)");
+  std::vector<HostAddressKey> keys;
+  auto add = [&keys](const sockaddr* sa) {
+    if (sa == nullptr) return;
+    HostAddressKey k{};
+    if (sa->sa_family == AF_INET) {
+      k[10] = 0xff;
+      k[11] = 0xff;
+      std::memcpy(&k[12], &reinterpret_cast<const sockaddr_in*>(sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+      std::memcpy(k.data(), &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, 16);
+    } else {
+      return;
+    }
+    keys.push_back(k);
+  };
+  for (const ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    add(i->ifa_addr);
+    if ((i->ifa_flags & IFF_BROADCAST) && i->ifa_addr && i->ifa_addr->sa_family == AF_INET) {
+      add(i->ifa_broadaddr);
+    }
+  }
+  ::freeifaddrs(list);
+  sockaddr_in all{};
+  all.sin_family = AF_INET;
+  all.sin_addr.s_addr = INADDR_BROADCAST;
+  add(reinterpret_cast<const sockaddr*>(&all));
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  return keys;
+}
+
+Result<std::unique_ptr<LoopbackGuard>> LoopbackGuard::Attach(int cgroup_dirfd) {
   MP_TRY(const uint64_t cookie, CurrentNetnsCookie());
+  // Subscribed before the first read of the addresses: a change in between is still noticed.
+  UniqueFd netlink(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE));
+  if (!netlink) return ErrnoError("socket(AF_NETLINK, NETLINK_ROUTE)");
+  sockaddr_nl nl{};
+  nl.nl_family = AF_NETLINK;
+  nl.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
+  if (::bind(netlink.get(), reinterpret_cast<sockaddr*>(&nl), sizeof nl) != 0) {
+    return ErrnoError("bind(NETLINK_ROUTE, the IPv4 and IPv6 address groups)");
+  }
+  bpf_attr create{};
+  create.map_type = BPF_MAP_TYPE_HASH;
+  create.key_size = sizeof(HostAddressKey);
+  create.value_size = 1;
+  create.max_entries = kHostAddressesMax;
+  create.map_flags = BPF_F_NO_PREALLOC;
+  std::strncpy(create.map_name, "mp_host_addrs", sizeof create.map_name - 1);
+  const long map_fd = Bpf(BPF_MAP_CREATE, &create);
+  if (map_fd < 0) return ErrnoError("bpf(BPF_MAP_CREATE, hash map of the host's addresses)");
+  std::unique_ptr<LoopbackGuard> guard(
+      new LoopbackGuard(UniqueFd(static_cast<int>(map_fd)), std::move(netlink)));
+  MP_RETURN_IF_ERROR(guard->Refresh());
   for (const Hook& hook : kHooks) {
-    MP_TRY(UniqueFd prog, LoadProgram(hook, cookie));
+    MP_TRY(UniqueFd prog, LoadProgram(hook, cookie, guard->map_.get()));
     MP_TRY(const ProgInfo info, InfoOf(prog.get()));
     bpf_attr attr{};
     attr.target_fd = static_cast<uint32_t>(cgroup_dirfd);
@@ -292,7 +402,60 @@ Result<void> AttachLoopbackGuard(int cgroup_dirfd) {
     }
     MP_RETURN_IF_ERROR(DetachOurs(cgroup_dirfd, hook, info.id));
   }
-  return Ok();
+  return guard;
+}
+
+Result<size_t> LoopbackGuard::Refresh() {
+  // The notices only say "something changed": drain them (ENOBUFS, an overrun, says the same).
+  char buf[8192];
+  while (true) {
+    const ssize_t n = ::recv(netlink_.get(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && (errno == EINTR || errno == ENOBUFS))) continue;
+    if (n < 0 && errno != EAGAIN) return ErrnoError("recv(NETLINK_ROUTE address notices)");
+    break;
+  }
+  MP_TRY(const std::vector<HostAddressKey> now, HostAddresses());
+  if (now.size() > kHostAddressesMax) {
+    return ErrnoError(ENOSPC, "the host has " + std::to_string(now.size()) +
+                                  " addresses, more than the guard's map holds (" +
+                                  std::to_string(kHostAddressesMax) + ")");
+  }
+  const uint8_t present = 1;
+  for (const HostAddressKey& k : now) {  // add first: an address kept is never unguarded
+    bpf_attr up{};
+    up.map_fd = static_cast<uint32_t>(map_.get());
+    up.key = reinterpret_cast<uint64_t>(k.data());
+    up.value = reinterpret_cast<uint64_t>(&present);
+    up.flags = BPF_ANY;
+    if (Bpf(BPF_MAP_UPDATE_ELEM, &up) != 0) {
+      return ErrnoError("bpf(BPF_MAP_UPDATE_ELEM, the host's addresses)");
+    }
+  }
+  std::vector<HostAddressKey> gone;
+  HostAddressKey key{}, next{};
+  bool first = true;
+  while (true) {
+    bpf_attr it{};
+    it.map_fd = static_cast<uint32_t>(map_.get());
+    it.key = first ? 0 : reinterpret_cast<uint64_t>(key.data());
+    it.next_key = reinterpret_cast<uint64_t>(next.data());
+    if (Bpf(BPF_MAP_GET_NEXT_KEY, &it) != 0) {
+      if (errno == ENOENT) break;
+      return ErrnoError("bpf(BPF_MAP_GET_NEXT_KEY, the host's addresses)");
+    }
+    first = false;
+    key = next;
+    if (!std::binary_search(now.begin(), now.end(), key)) gone.push_back(key);
+  }
+  for (const HostAddressKey& k : gone) {
+    bpf_attr del{};
+    del.map_fd = static_cast<uint32_t>(map_.get());
+    del.key = reinterpret_cast<uint64_t>(k.data());
+    if (Bpf(BPF_MAP_DELETE_ELEM, &del) != 0 && errno != ENOENT) {
+      return ErrnoError("bpf(BPF_MAP_DELETE_ELEM, the host's addresses)");
+    }
+  }
+  return now.size();
 }
 
 Result<int> DetachLoopbackGuard(int cgroup_dirfd) {

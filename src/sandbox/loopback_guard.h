@@ -1,20 +1,26 @@
 // The loopback guard: a cgroup BPF program, attached to the cgroup above every session leaf,
-// that refuses connect() and sendmsg() from a socket in the host's network namespace to a
-// loopback address (127.0.0.0/8, 0.0.0.0/8, ::1, ::, and their IPv4-mapped forms), so that a
-// session with "network": "host" cannot reach the host's loopback-only services (the API's
-// listener among them). Port 53 stays reachable: a host whose resolver listens on loopback
-// (systemd-resolved's 127.0.0.53, dnsmasq) still answers a host-network session's DNS.
-// Sockets in another namespace (a session's own, "network": "none") are never refused.
-// Supervisor only, once at start; no libbpf: the instructions are written out in
-// loopback_guard.cc and loaded with bpf(2). Kernel >= 5.14 (SO_NETNS_COOKIE; Debian 12 has 6.1).
+// that refuses connect() and sendmsg() from a socket in the host's network namespace to the
+// host itself: a loopback address (127.0.0.0/8, 0.0.0.0/8, ::1, ::, and their IPv4-mapped
+// forms) or any address the host owns (every interface's addresses and broadcast addresses,
+// and 255.255.255.255, held in a BPF hash map the supervisor keeps current). So a session with
+// "network": "host" reaches neither the host's loopback-only services nor a service of the
+// host listening on all addresses (the API's listener among them), yet reaches other hosts.
+// Port 53 stays reachable: a host whose resolver listens on loopback (systemd-resolved's
+// 127.0.0.53, dnsmasq) still answers a host-network session's DNS. Sockets in another
+// namespace (a session's own, "network": "none" or "allowlist") are never refused.
+// Supervisor only; no libbpf: the instructions are written out in loopback_guard.cc and loaded
+// with bpf(2). Kernel >= 5.14 (SO_NETNS_COOKIE; Debian 12 has 6.1).
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include <linux/bpf.h>
 
 #include "common/result.h"
+#include "common/unique_fd.h"
 
 namespace mp::sandbox {
 
@@ -24,18 +30,49 @@ inline constexpr char kLoopbackGuardName[] = "mp_loopback";
 
 // The instructions of the guard for one hook. `ipv6`: the program reads user_ip6 (the
 // INET6_CONNECT and UDP6_SENDMSG hooks), else user_ip4 (the verifier allows only the field of
-// the hook's family). `host_netns_cookie`: the cookie of the namespace to guard. Pure.
-std::vector<bpf_insn> BuildLoopbackGuardProgram(bool ipv6, uint64_t host_netns_cookie);
+// the hook's family). `host_netns_cookie`: the cookie of the namespace to guard.
+// `host_addresses_map_fd`: the hash map (key HostAddressKey) of the host's addresses, which
+// the instructions reference by fd (BPF_PSEUDO_MAP_FD) until the kernel loads them. Pure.
+std::vector<bpf_insn> BuildLoopbackGuardProgram(bool ipv6, uint64_t host_netns_cookie,
+                                                int host_addresses_map_fd);
 
 // The network namespace cookie of the caller (getsockopt SO_NETNS_COOKIE on a new socket).
 Result<uint64_t> CurrentNetnsCookie();
 
-// Loads the guard for the caller's namespace, attaches it (BPF_F_ALLOW_MULTI) to the cgroup
-// `cgroup_dirfd` for INET4_CONNECT, INET6_CONNECT, UDP4_SENDMSG and UDP6_SENDMSG, then
-// detaches every other program named kLoopbackGuardName there (an earlier run's): new first,
-// old after, so sessions that outlived a restart are never unguarded. The attachment outlives
-// the caller. Errors name the bpf(2) command and the hook.
-Result<void> AttachLoopbackGuard(int cgroup_dirfd);
+// A host address as the guard's map keys it: 16 bytes in network order, IPv4 as ::ffff:a.b.c.d.
+using HostAddressKey = std::array<uint8_t, 16>;
+
+// The host's own addresses now (getifaddrs(3)): every address of every interface, the
+// broadcast address of those that have one, and 255.255.255.255. Loopback ones included
+// (the program refuses them anyway). Sorted, without duplicates.
+Result<std::vector<HostAddressKey>> HostAddresses();
+
+// The guard attached for the caller's network namespace, with the map of the host's addresses
+// it consults. The attachment outlives this object (and the process); what this object adds
+// is keeping the map current: an rtnetlink socket that becomes readable when an address of
+// the host comes or goes (change_fd), and Refresh to bring the map up to date.
+class LoopbackGuard {
+ public:
+  // Opens the rtnetlink subscription (first, so no change is missed), creates the map and
+  // fills it, loads the guard for INET4_CONNECT, INET6_CONNECT, UDP4_SENDMSG and
+  // UDP6_SENDMSG, attaches it (BPF_F_ALLOW_MULTI) to the cgroup `cgroup_dirfd`, then detaches
+  // every other program named kLoopbackGuardName there (an earlier run's): new first, old
+  // after, so sessions that outlived a restart are never unguarded. Errors name the bpf(2)
+  // command and the hook.
+  static Result<std::unique_ptr<LoopbackGuard>> Attach(int cgroup_dirfd);
+
+  // Readable (EPOLLIN) when the host's addresses changed since the last Refresh.
+  int change_fd() const { return netlink_.get(); }
+  // Drains change_fd and rewrites the map to HostAddresses(): adds before it deletes. Returns
+  // how many addresses the map holds. Cheap enough to call on every change notice.
+  Result<size_t> Refresh();
+
+ private:
+  LoopbackGuard(UniqueFd map, UniqueFd netlink)
+      : map_(std::move(map)), netlink_(std::move(netlink)) {}
+  UniqueFd map_;
+  UniqueFd netlink_;
+};
 
 // Detaches every program named kLoopbackGuardName from the cgroup (session_host_loopback =
 // allow after a run with deny). Returns how many it detached.

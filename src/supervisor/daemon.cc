@@ -228,15 +228,18 @@ int RunDaemon(int argc, char** argv) {
   auto root = sandbox::PrepareCgroupRoot(c.cgroup_root);
   if (!root) return fail("cgroup: " + root.error().ToString());
   // The loopback guard (session_host_loopback): before any session can start, and fail closed.
+  std::unique_ptr<sandbox::LoopbackGuard> guard;
   if (c.session_host_loopback == HostLoopbackMode::kDeny) {
-    if (auto r = sandbox::AttachLoopbackGuard(root->dirfd()); !r) {
+    auto r = sandbox::LoopbackGuard::Attach(root->dirfd());
+    if (!r) {
       return fail(
           "session_host_loopback = deny: cannot attach the cgroup BPF program that "
-          "keeps host-network sessions off the host's loopback (needs a kernel >= 5.14 "
-          "with CONFIG_CGROUP_BPF and bpf(2) allowed to root): " +
+          "keeps host-network sessions off the host's loopback and its own addresses (needs "
+          "a kernel >= 5.14 with CONFIG_CGROUP_BPF and bpf(2) allowed to root): " +
           r.error().ToString() +
           "; fix the kernel, or set session_host_loopback = allow to run without it");
     }
+    guard = std::move(*r);
   } else if (auto r = sandbox::DetachLoopbackGuard(root->dirfd()); !r) {
     return fail("session_host_loopback = allow: detaching an earlier run's loopback guard: " +
                 r.error().ToString());
@@ -388,6 +391,20 @@ int RunDaemon(int argc, char** argv) {
   dispatcher.Attach(server->get(), &manager);
 
   EventLoop& l = **loop;
+  if (guard) {
+    // An address of the host came or went: the guard's map follows within one loop turn.
+    auto watched = l.Add(guard->change_fd(), EPOLLIN, [&guard](uint32_t) {
+      if (auto r = guard->Refresh(); !r) {
+        std::fprintf(stderr,
+                     "monkeyproofd: loopback guard: the host's addresses changed and the map "
+                     "could not follow: %s (host-network sessions may reach an address the "
+                     "host gained since)\n",
+                     r.error().ToString().c_str());
+      }
+    });
+    if (!watched)
+      return fail("loopback guard: watching the host's addresses: " + watched.error().ToString());
+  }
   auto handled = l.HandleSignals({SIGTERM, SIGINT, SIGHUP}, [&](int signo) {
     if (signo == SIGHUP) {
       // logrotate renames the audit log and then reloads us (packaging's logrotate config):

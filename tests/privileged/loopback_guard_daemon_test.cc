@@ -1,17 +1,23 @@
 // monkeyproofd's session_host_loopback setting in the test VM: with deny (the default) the
 // daemon attaches the loopback guard to its cgroup root at start, the guard stays attached
 // after the daemon stops (sessions that outlive it stay guarded), and a restart replaces it
-// instead of stacking a second copy; allow (the control) attaches nothing and detaches an
-// earlier run's guard. The guard's effect on sessions is loopback_guard_test.
+// instead of stacking a second copy; while it runs, its map of the host's addresses follows an
+// address that comes and goes; allow (the control) attaches nothing and detaches an earlier
+// run's guard. The guard's effect on sessions is loopback_guard_test.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/bpf.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -45,6 +51,51 @@ std::string ReadAll(const std::string& path) {
   return s.str();
 }
 
+long Bpf(int cmd, bpf_attr* attr) { return ::syscall(__NR_bpf, cmd, attr, sizeof(*attr)); }
+
+// The newest BPF map named mp_host_addrs (the running daemon's), as an fd; -1 if none.
+int NewestHostAddressMap() {
+  int newest = -1;
+  bpf_attr it{};
+  while (Bpf(BPF_MAP_GET_NEXT_ID, &it) == 0) {
+    it.start_id = it.next_id;
+    bpf_attr get{};
+    get.map_id = it.next_id;
+    const long fd = Bpf(BPF_MAP_GET_FD_BY_ID, &get);
+    if (fd < 0) continue;
+    bpf_map_info info{};
+    bpf_attr q{};
+    q.info.bpf_fd = static_cast<uint32_t>(fd);
+    q.info.info_len = sizeof info;
+    q.info.info = reinterpret_cast<uint64_t>(&info);
+    if (Bpf(BPF_OBJ_GET_INFO_BY_FD, &q) == 0 && std::string(info.name) == "mp_host_addrs") {
+      if (newest >= 0) ::close(newest);
+      newest = static_cast<int>(fd);
+    } else {
+      ::close(static_cast<int>(fd));
+    }
+  }
+  return newest;
+}
+
+// Whether the map holds IPv4 address `v4` (keyed as ::ffff:a.b.c.d), polled for up to 5 s
+// until it is `want`.
+bool WaitForKey(int map_fd, const char* v4, bool want) {
+  sandbox::HostAddressKey key{};
+  key[10] = key[11] = 0xff;
+  EXPECT_EQ(inet_pton(AF_INET, v4, &key[12]), 1);
+  for (int i = 0; i < 50; ++i) {
+    uint8_t value = 0;
+    bpf_attr look{};
+    look.map_fd = static_cast<uint32_t>(map_fd);
+    look.key = reinterpret_cast<uint64_t>(key.data());
+    look.value = reinterpret_cast<uint64_t>(&value);
+    if ((Bpf(BPF_MAP_LOOKUP_ELEM, &look) == 0) == want) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
 class LoopbackGuardDaemonTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -60,9 +111,9 @@ class LoopbackGuardDaemonTest : public ::testing::Test {
     }
   }
 
-  // Runs the daemon with `conf` until it is ready, then stops it with SIGTERM. False (with the
-  // log in the failure) when it never became ready.
-  bool RunOnce(const std::string& conf) {
+  // Runs the daemon with `conf` until it is ready, runs `while_ready`, then stops it with
+  // SIGTERM. False (with the log in the failure) when it never became ready.
+  bool RunOnce(const std::string& conf, const std::function<void()>& while_ready = {}) {
     std::ofstream(kBase + "/monkeyproof.conf") << "api_user = root\n" << conf;
     const std::string log = kBase + "/daemon.log";
     (void)::unlink(log.c_str());
@@ -82,6 +133,7 @@ class LoopbackGuardDaemonTest : public ::testing::Test {
       ready = ReadAll(log).find(": ready ") != std::string::npos;
       if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
+    if (ready && while_ready) while_ready();
     ::kill(pid, SIGTERM);
     ::waitpid(pid, nullptr, 0);
     if (!ready) ADD_FAILURE() << "monkeyproofd never became ready:\n" << ReadAll(log);
@@ -103,6 +155,28 @@ TEST_F(LoopbackGuardDaemonTest, DenyAttachesOneCopyThatOutlivesTheDaemonAndItsRe
   ASSERT_TRUE(RunOnce(""));
   ASSERT_TRUE(RunOnce("session_host_loopback = deny\n"));
   EXPECT_EQ(TakeGuards(), 4) << "one program per hook, still attached after two runs";
+}
+
+TEST_F(LoopbackGuardDaemonTest, TheRunningDaemonsMapFollowsTheHostsAddresses) {
+  constexpr char kAddress[] = "192.0.2.9";
+  const std::string add = std::string("ip addr add ") + kAddress + "/32 dev lo";
+  const std::string del = std::string("ip addr del ") + kAddress + "/32 dev lo";
+  bool had_map = false, added = false, removed = false;
+  ASSERT_TRUE(RunOnce("", [&] {
+    const int map = NewestHostAddressMap();
+    had_map = map >= 0;
+    if (!had_map) return;
+    const bool before = WaitForKey(map, kAddress, false);
+    EXPECT_TRUE(before) << kAddress << " in the map before the host has it";
+    EXPECT_EQ(std::system(add.c_str()), 0) << add;
+    added = WaitForKey(map, kAddress, true);
+    EXPECT_EQ(std::system(del.c_str()), 0) << del;
+    removed = WaitForKey(map, kAddress, false);
+    ::close(map);
+  }));
+  EXPECT_TRUE(had_map) << "no BPF map named mp_host_addrs while the daemon runs";
+  EXPECT_TRUE(added) << "the map did not gain " << kAddress << " within 5 s";
+  EXPECT_TRUE(removed) << "the map did not lose " << kAddress << " within 5 s";
 }
 
 TEST_F(LoopbackGuardDaemonTest, ControlAllowAttachesNothingAndRemovesAnEarlierGuard) {

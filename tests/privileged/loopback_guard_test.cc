@@ -1,13 +1,15 @@
 // The loopback guard (sandbox/loopback_guard.h, session_host_loopback = deny) in the kernel: a
 // session in the host's network namespace cannot connect to a listener of the host on
-// 127.0.0.1, ::1 or ::ffff:127.0.0.1, nor send UDP there, and still reaches a non-loopback
-// address of the host; the control (the guard detached) connects everywhere; a session with
+// 127.0.0.1, ::1 or ::ffff:127.0.0.1, nor send UDP there, nor reach it on another address the
+// host owns (one it had at attach and one it gains later), while an address that is not the
+// host's is not refused; the control (the guard detached) connects everywhere; a session with
 // its own namespace keeps its own loopback under the guard; attaching again (a restart)
 // replaces the earlier copy instead of stacking it. Runs in the test VM only.
 #include "sandbox/loopback_guard.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,6 +26,10 @@ namespace {
 
 // A host address that is not loopback (TEST-NET-1, put on lo by the suite).
 constexpr char kOtherAddress[] = "192.0.2.7";
+// One the host gains after the guard is attached (put on lo by a test, removed after).
+constexpr char kLaterAddress[] = "192.0.2.8";
+// An address that is not the host's (nothing routes it in the VM: ENETUNREACH, not EPERM).
+constexpr char kNeighbour[] = "198.51.100.9";
 
 // Tries each destination; prints "name=ok" or "name=<errno name>" per line.
 constexpr char kProbe[] = R"PY(
@@ -48,6 +54,8 @@ probe("mapped", socket.AF_INET6, ("::ffff:127.0.0.1", port))
 probe("udp4", socket.AF_INET, ("127.0.0.1", port), socket.SOCK_DGRAM)
 probe("udp6", socket.AF_INET6, ("::1", port), socket.SOCK_DGRAM)
 probe("other", socket.AF_INET, (sys.argv[2], port))
+probe("mapped_other", socket.AF_INET6, ("::ffff:" + sys.argv[2], port))
+probe("neighbour", socket.AF_INET, (sys.argv[3], port))
 )PY";
 
 // A server and a client on 127.0.0.1 inside one session.
@@ -101,9 +109,9 @@ class LoopbackGuardTest : public ::testing::Test {
     (void)sandbox::DetachLoopbackGuard(runner_->root().dirfd());
   }
 
-  std::string RunProbe(sandbox::NetworkMode network) {
+  std::string RunProbe(sandbox::NetworkMode network, const char* other = kOtherAddress) {
     auto req = runner_->BaseRequest(
-        {"/usr/bin/python3", "-c", kProbe, std::to_string(port_), kOtherAddress});
+        {"/usr/bin/python3", "-c", kProbe, std::to_string(port_), other, kNeighbour});
     req.network = network;
     auto r = runner_->Run(req);
     EXPECT_TRUE(r) << r.error().ToString();
@@ -118,29 +126,55 @@ class LoopbackGuardTest : public ::testing::Test {
 SandboxRunner* LoopbackGuardTest::runner_ = nullptr;
 bool LoopbackGuardTest::other_added_ = false;
 
-TEST_F(LoopbackGuardTest, AHostNetworkSessionCannotReachTheHostsLoopback) {
-  auto attached = sandbox::AttachLoopbackGuard(runner_->root().dirfd());
-  ASSERT_TRUE(attached) << attached.error().ToString();
+TEST_F(LoopbackGuardTest, AHostNetworkSessionCannotReachTheHostsLoopbackNorItsOwnAddresses) {
+  auto guard = sandbox::LoopbackGuard::Attach(runner_->root().dirfd());
+  ASSERT_TRUE(guard) << guard.error().ToString();
   const std::string out = RunProbe(sandbox::NetworkMode::kHost);
-  EXPECT_NE(out.find("v4=EPERM\n"), std::string::npos) << out;
-  EXPECT_NE(out.find("v4b=EPERM\n"), std::string::npos) << out;
-  EXPECT_NE(out.find("v6=EPERM\n"), std::string::npos) << out;
-  EXPECT_NE(out.find("mapped=EPERM\n"), std::string::npos) << out;
-  EXPECT_NE(out.find("udp4=EPERM\n"), std::string::npos) << out;
-  EXPECT_NE(out.find("udp6=EPERM\n"), std::string::npos) << out;
-  EXPECT_NE(out.find("other=ok\n"), std::string::npos) << "a non-loopback address: " << out;
+  for (const char* name : {"v4", "v4b", "v6", "mapped", "udp4", "udp6", "other", "mapped_other"}) {
+    EXPECT_NE(out.find(std::string(name) + "=EPERM\n"), std::string::npos) << name << ": " << out;
+  }
+  // Not the host's: the guard lets it through and the network answers (nothing routes it).
+  EXPECT_NE(out.find("neighbour=ENETUNREACH\n"), std::string::npos) << out;
 }
 
 TEST_F(LoopbackGuardTest, ControlWithoutTheGuardTheSameProbeReachesEverything) {
   const std::string out = RunProbe(sandbox::NetworkMode::kHost);
-  for (const char* name : {"v4", "v4b", "v6", "mapped", "udp4", "udp6", "other"}) {
+  for (const char* name : {"v4", "v4b", "v6", "mapped", "udp4", "udp6", "other", "mapped_other"}) {
     EXPECT_NE(out.find(std::string(name) + "=ok\n"), std::string::npos) << name << ": " << out;
   }
+  EXPECT_NE(out.find("neighbour=ENETUNREACH\n"), std::string::npos) << out;
+}
+
+TEST_F(LoopbackGuardTest, AnAddressTheHostGainsLaterIsRefusedOnceTheMapFollows) {
+  auto guard = sandbox::LoopbackGuard::Attach(runner_->root().dirfd());
+  ASSERT_TRUE(guard) << guard.error().ToString();
+  const std::string add = std::string("ip addr add ") + kLaterAddress + "/32 dev lo";
+  const std::string del = std::string("ip addr del ") + kLaterAddress + "/32 dev lo";
+  ASSERT_EQ(std::system(add.c_str()), 0) << add;
+  // The rtnetlink notice is what the supervisor's loop waits for.
+  pollfd p{(*guard)->change_fd(), POLLIN, 0};
+  const int ready = ::poll(&p, 1, 5000);
+  // Control: before the map follows, the new address is reachable (a map filled once at
+  // attach would leave it open for good).
+  const std::string before = RunProbe(sandbox::NetworkMode::kHost, kLaterAddress);
+  auto refreshed = (*guard)->Refresh();
+  const std::string after = RunProbe(sandbox::NetworkMode::kHost, kLaterAddress);
+  EXPECT_EQ(std::system(del.c_str()), 0) << del;
+  ASSERT_EQ(ready, 1) << "no rtnetlink notice within 5 s of " << add;
+  ASSERT_TRUE(refreshed) << refreshed.error().ToString();
+  EXPECT_NE(before.find("other=ok\n"), std::string::npos) << before;
+  EXPECT_NE(after.find("other=EPERM\n"), std::string::npos) << after;
+  EXPECT_NE(after.find("mapped_other=EPERM\n"), std::string::npos) << after;
+  // Gone again: the map forgets it (the address is nobody's now: unreachable, not refused).
+  ASSERT_EQ(::poll(&p, 1, 5000), 1) << "no rtnetlink notice within 5 s of " << del;
+  ASSERT_TRUE((*guard)->Refresh());
+  const std::string gone = RunProbe(sandbox::NetworkMode::kHost, kLaterAddress);
+  EXPECT_EQ(gone.find("other=EPERM\n"), std::string::npos) << gone;
 }
 
 TEST_F(LoopbackGuardTest, ASessionWithItsOwnNamespaceKeepsItsOwnLoopback) {
-  auto attached = sandbox::AttachLoopbackGuard(runner_->root().dirfd());
-  ASSERT_TRUE(attached) << attached.error().ToString();
+  auto guard = sandbox::LoopbackGuard::Attach(runner_->root().dirfd());
+  ASSERT_TRUE(guard) << guard.error().ToString();
   auto req = runner_->BaseRequest({"/usr/bin/python3", "-c", kOwnLoopback});
   req.network = sandbox::NetworkMode::kNone;
   auto r = runner_->Run(req);
@@ -153,8 +187,8 @@ TEST_F(LoopbackGuardTest, ASessionWithItsOwnNamespaceKeepsItsOwnLoopback) {
 
 TEST_F(LoopbackGuardTest, AttachingAgainReplacesTheEarlierCopy) {
   for (int i = 0; i < 3; ++i) {
-    auto attached = sandbox::AttachLoopbackGuard(runner_->root().dirfd());
-    ASSERT_TRUE(attached) << attached.error().ToString();
+    auto guard = sandbox::LoopbackGuard::Attach(runner_->root().dirfd());
+    ASSERT_TRUE(guard) << guard.error().ToString();
   }
   auto detached = sandbox::DetachLoopbackGuard(runner_->root().dirfd());
   ASSERT_TRUE(detached) << detached.error().ToString();

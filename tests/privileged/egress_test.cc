@@ -139,8 +139,12 @@ class EgressTest : public ::testing::Test {
         R"(, "hide": ["/etc/hosts"])");
     std::ofstream(kBase + "/policies/host.json") << Policy(R"("host")", "");
     std::ofstream(kBase + "/egress.conf") << "socket = " << kHandover << "\n";
+    // The upstream sits on an address of the VM itself, which the loopback guard closes to
+    // host-network sessions (loopback_guard_test): off here, so that the "host" control shows
+    // what the network allows without the allowlist.
     std::ofstream(kBase + "/monkeyproof.conf")
-        << "api_user = root\nkill_grace_ms = 500\negress_socket = " << kHandover << "\n";
+        << "api_user = root\nkill_grace_ms = 500\nsession_host_loopback = allow\negress_socket = "
+        << kHandover << "\n";
     StartEgress();
     daemon_ = StartProcess(
         {kDaemon, "--config", kBase + "/monkeyproof.conf", "--state-dir", kBase + "/state",

@@ -59,6 +59,20 @@ std::string Seconds(std::chrono::milliseconds d) {
   return ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
 }
 
+// What a connect to `url` came to: interrupted, timed out, failed (with `hint`, what to check
+// for that failure, appended) or done.
+Result<void> ConnectOutcome(const ServerUrl& url, bool done, const error_code& ec,
+                            std::chrono::milliseconds timeout, const std::string& hint) {
+  if (!done) return PlainError("cannot connect to " + url.ToString() + ": interrupted");
+  if (ec == beast::error::timeout) {
+    return Error{ETIMEDOUT,
+                 "cannot connect to " + url.ToString() + ": no answer within " + Seconds(timeout)};
+  }
+  if (ec)
+    return Error{Errnum(ec), "cannot connect to " + url.ToString() + ": " + ec.message() + hint};
+  return Ok();
+}
+
 // Resolves and connects `stream` to the server, within `timeout` for the connect.
 Result<void> ConnectTcp(net::io_context& ioc, beast::tcp_stream& stream, const ServerUrl& url,
                         std::chrono::milliseconds timeout) {
@@ -86,17 +100,9 @@ Result<void> ConnectTcp(net::io_context& ioc, beast::tcp_stream& stream, const S
   });
   RunUntil(ioc, done);
   stream.expires_never();
-  if (!done) return PlainError("cannot connect to " + url.ToString() + ": interrupted");
-  if (ec == beast::error::timeout) {
-    return Error{ETIMEDOUT,
-                 "cannot connect to " + url.ToString() + ": no answer within " + Seconds(timeout)};
-  }
-  if (ec) {
-    std::string what = "cannot connect to " + url.ToString() + ": " + ec.message();
-    if (ec == net::error::connection_refused) what += " (is monkeyproof-api running?)";
-    return Error{Errnum(ec), std::move(what)};
-  }
-  return Ok();
+  return ConnectOutcome(
+      url, done, ec, timeout,
+      ec == net::error::connection_refused ? " (is monkeyproof-api running?)" : "");
 }
 
 // Connects to the Unix socket of a unix: URL (the API's listen_unix), within `timeout`.
@@ -113,21 +119,13 @@ Result<Stream> ConnectUnix(net::io_context& ioc, const ServerUrl& url,
                        });
   RunUntil(ioc, done);
   stream.expires_never();
-  if (!done) return PlainError("cannot connect to " + url.ToString() + ": interrupted");
-  if (ec == beast::error::timeout) {
-    return Error{ETIMEDOUT,
-                 "cannot connect to " + url.ToString() + ": no answer within " + Seconds(timeout)};
+  std::string hint;
+  if (ec == net::error::connection_refused || ec == net::error::not_found || ec.value() == ENOENT) {
+    hint = " (is monkeyproof-api running with listen_unix = " + url.unix_path + "?)";
+  } else if (ec == net::error::access_denied || ec.value() == EACCES) {
+    hint = " (is your user in the socket's group, listen_unix_group?)";
   }
-  if (ec) {
-    std::string what = "cannot connect to " + url.ToString() + ": " + ec.message();
-    if (ec == net::error::connection_refused || ec == net::error::not_found ||
-        ec.value() == ENOENT) {
-      what += " (is monkeyproof-api running with listen_unix = " + url.unix_path + "?)";
-    } else if (ec == net::error::access_denied || ec.value() == EACCES) {
-      what += " (is your user in the socket's group, listen_unix_group?)";
-    }
-    return Error{Errnum(ec), std::move(what)};
-  }
+  MP_RETURN_IF_ERROR(ConnectOutcome(url, done, ec, timeout, hint));
   return Stream(std::move(stream), std::nullopt);
 }
 

@@ -29,7 +29,10 @@ constexpr std::array<std::string_view, 15> kRequestTypeNames = {
     "hello",       "spawn",       "list",        "get",    "kill",
     "signal",      "stdin",       "close_stdin", "resize", "subscribe",
     "unsubscribe", "read_output", "policies",    "health", "audit"};
-constexpr std::array<std::string_view, 2> kAuditActionNames = {"token_create", "token_revoke"};
+constexpr std::array<std::string_view, 6> kAuditActionNames = {
+    "token_create", "token_revoke", "read", "auth_failed", "rate_limited", "audit_suppressed"};
+constexpr std::array<std::string_view, 7> kAuthFailureNames = {
+    "missing", "invalid", "expired", "revoked", "unlisted_certificate", "ws_timeout", "ws_message"};
 constexpr std::array<std::string_view, 6> kEventTypeNames = {"hello",  "output", "gap",
                                                              "lagged", "state",  "exit"};
 static_assert(kRequestTypeNames.size() == std::variant_size_v<RequestBody>);
@@ -102,6 +105,8 @@ constexpr StringRule kOwnerRule{0, kMaxOwnerBytes, &NoControl, kPrintable};
 constexpr StringRule kLabelRule{1, kMaxLabelBytes, &NoControl, kPrintable};
 constexpr StringRule kClientRule{1, kMaxClientBytes, &NoControl, kPrintable};
 constexpr StringRule kPrincipalRule{1, kMaxPrincipalBytes, &IsPrincipalLabel, common::kPrincipalIs};
+constexpr StringRule kViaRule{1, kMaxViaBytes, &NoControl, kPrintable};
+constexpr StringRule kRouteRule{1, kMaxRouteBytes, &NoControl, kPrintable};
 constexpr StringRule kTokenIdRule{kTokenIdChars, kTokenIdChars, &IsTokenId,
                                   "a token id (16 lowercase hex digits)"};
 constexpr StringRule kDescriptionRule{0, kMaxDescriptionBytes};
@@ -278,6 +283,20 @@ std::string ReadPrincipal(ObjectReader& r) {
 void WritePrincipal(const std::string& principal, json& j) {
   if (!principal.empty()) j["principal"] = principal;
 }
+// Who acts, on the requests that act on a session besides spawn: principal, client and via,
+// each optional ("" when absent).
+template <typename R>
+void ReadActor(ObjectReader& r, R& out) {
+  out.principal = ReadPrincipal(r);
+  out.client = r.OptString("client", kClientRule).value_or("");
+  out.via = r.OptString("via", kViaRule).value_or("");
+}
+template <typename R>
+void WriteActor(const R& in, json& j) {
+  WritePrincipal(in.principal, j);
+  if (!in.client.empty()) j["client"] = in.client;
+  if (!in.via.empty()) j["via"] = in.via;
+}
 
 SpawnRequest ReadSpawn(ObjectReader& r) {
   SpawnRequest s;
@@ -295,6 +314,7 @@ SpawnRequest ReadSpawn(ObjectReader& r) {
   if (auto limits = r.OptObject("limits")) s.limits = ReadLimits(*limits);
   if (auto pty = r.OptObject("pty")) s.pty = ReadPty(*pty);
   s.client = r.String("client", kClientRule);
+  s.via = r.OptString("via", kViaRule).value_or("");
   s.principal = ReadPrincipal(r);
   return s;
 }
@@ -313,7 +333,70 @@ void SpawnToJson(const SpawnRequest& s, json& j) {
   if (s.limits) j["limits"] = LimitsToJson(*s.limits);
   if (s.pty) j["pty"] = PtyToJson(*s.pty);
   j["client"] = s.client;
+  if (!s.via.empty()) j["via"] = s.via;
   WritePrincipal(s.principal, j);
+}
+
+// An `audit` request: which members an action takes is fixed (docs/protocol.md "audit"); one
+// it does not take is refused as an unknown field would be, and a missing one as required.
+AuditRequest ReadAudit(ObjectReader& r) {
+  AuditRequest a;
+  a.action = ReadEnum<AuditAction>(r, "action", kAuditActionNames);
+  enum : unsigned {
+    kPrincipal = 1,
+    kToken = 2,
+    kClient = 4,
+    kSession = 8,
+    kRoute = 16,
+    kReason = 32,
+    kOf = 64,
+    kCount = 128
+  };
+  unsigned required = 0;
+  unsigned allowed = 0;
+  switch (a.action) {
+    case AuditAction::kTokenCreate:
+    case AuditAction::kTokenRevoke:
+      required = kPrincipal | kToken | kClient;
+      break;
+    case AuditAction::kRead:
+      required = kPrincipal | kClient | kSession | kRoute;
+      break;
+    case AuditAction::kAuthFailed:
+      required = kClient | kRoute | kReason;
+      break;
+    case AuditAction::kRateLimited:
+      required = kClient | kRoute;
+      break;
+    case AuditAction::kSuppressed:
+      required = kOf | kCount;
+      allowed = kPrincipal | kClient;
+      break;
+  }
+  allowed |= required;
+  // A member the action does not take stays unread: RejectUnknown names it.
+  auto take = [&](unsigned bit, std::string_view key) {
+    if ((allowed & bit) == 0) return false;
+    if ((required & bit) != 0) return r.Require(key);
+    return r.Has(key);
+  };
+  if (take(kPrincipal, "principal")) a.principal = r.String("principal", kPrincipalRule);
+  if (take(kToken, "token")) a.token = r.String("token", kTokenIdRule);
+  if (take(kClient, "client")) a.client = r.String("client", kClientRule);
+  a.via = r.OptString("via", kViaRule).value_or("");
+  if (take(kSession, "session")) a.session = r.String("session", kSessionIdRule);
+  if (take(kRoute, "route")) a.route = r.String("route", kRouteRule);
+  if (take(kReason, "reason"))
+    a.reason = ReadEnum<AuthFailureReason>(r, "reason", kAuthFailureNames);
+  if (take(kOf, "of")) {
+    a.of = ReadEnum<AuditAction>(r, "of", kAuditActionNames);
+    if (*a.of != AuditAction::kRead && *a.of != AuditAction::kAuthFailed &&
+        *a.of != AuditAction::kRateLimited) {
+      r.Fail("of", "expected one of read, auth_failed, rate_limited");
+    }
+  }
+  if (take(kCount, "count")) a.count = r.Uint("count", {1, UINT64_MAX});
+  return a;
 }
 
 RequestBody ReadRequestBody(RequestType type, ObjectReader& r, const FrameView& frame,
@@ -341,30 +424,30 @@ RequestBody ReadRequestBody(RequestType type, ObjectReader& r, const FrameView& 
       return GetRequest{r.String("session", kSessionIdRule)};
     case RequestType::kKill: {
       KillRequest s{r.String("session", kSessionIdRule)};
-      s.principal = ReadPrincipal(r);
+      ReadActor(r, s);
       return s;
     }
     case RequestType::kSignal: {
       SignalRequest s{r.String("session", kSessionIdRule)};
       s.signal = static_cast<int32_t>(r.Uint("signal", {1, kMaxSignal}));
-      s.principal = ReadPrincipal(r);
+      ReadActor(r, s);
       return s;
     }
     case RequestType::kStdin: {
       StdinRequest s{r.String("session", kSessionIdRule), TakeData(frame, errors)};
-      s.principal = ReadPrincipal(r);
+      ReadActor(r, s);
       return s;
     }
     case RequestType::kCloseStdin: {
       CloseStdinRequest s{r.String("session", kSessionIdRule)};
-      s.principal = ReadPrincipal(r);
+      ReadActor(r, s);
       return s;
     }
     case RequestType::kResize: {
       ResizeRequest s{r.String("session", kSessionIdRule)};
       s.size.rows = static_cast<uint32_t>(r.Uint("rows", {1, kMaxPtyDimension}));
       s.size.cols = static_cast<uint32_t>(r.Uint("cols", {1, kMaxPtyDimension}));
-      s.principal = ReadPrincipal(r);
+      ReadActor(r, s);
       return s;
     }
     case RequestType::kSubscribe: {
@@ -385,14 +468,8 @@ RequestBody ReadRequestBody(RequestType type, ObjectReader& r, const FrameView& 
       return PoliciesRequest{r.OptString("after", kPresetRule)};
     case RequestType::kHealth:
       return HealthRequest{};
-    case RequestType::kAudit: {
-      AuditRequest a;
-      a.action = ReadEnum<AuditAction>(r, "action", kAuditActionNames);
-      a.principal = r.String("principal", kPrincipalRule);
-      a.token = r.String("token", kTokenIdRule);
-      a.client = r.String("client", kClientRule);
-      return a;
-    }
+    case RequestType::kAudit:
+      return ReadAudit(r);
   }
   return HealthRequest{};  // unreachable: `type` came from the name table
 }
@@ -415,26 +492,26 @@ struct RequestWriter {
   void operator()(const GetRequest& s) const { j["session"] = s.session; }
   void operator()(const KillRequest& s) const {
     j["session"] = s.session;
-    WritePrincipal(s.principal, j);
+    WriteActor(s, j);
   }
   void operator()(const SignalRequest& s) const {
     j["session"] = s.session;
     j["signal"] = s.signal;
-    WritePrincipal(s.principal, j);
+    WriteActor(s, j);
   }
   void operator()(const StdinRequest& s) const {
     j["session"] = s.session;
-    WritePrincipal(s.principal, j);
+    WriteActor(s, j);
   }
   void operator()(const CloseStdinRequest& s) const {
     j["session"] = s.session;
-    WritePrincipal(s.principal, j);
+    WriteActor(s, j);
   }
   void operator()(const ResizeRequest& s) const {
     j["session"] = s.session;
     j["rows"] = s.size.rows;
     j["cols"] = s.size.cols;
-    WritePrincipal(s.principal, j);
+    WriteActor(s, j);
   }
   void operator()(const SubscribeRequest& s) const {
     j["session"] = s.session;
@@ -452,9 +529,15 @@ struct RequestWriter {
   void operator()(const HealthRequest&) const {}
   void operator()(const AuditRequest& a) const {
     j["action"] = Str(ToString(a.action));
-    j["principal"] = a.principal;
-    j["token"] = a.token;
-    j["client"] = a.client;
+    if (!a.principal.empty()) j["principal"] = a.principal;
+    if (!a.token.empty()) j["token"] = a.token;
+    if (!a.client.empty()) j["client"] = a.client;
+    if (!a.via.empty()) j["via"] = a.via;
+    if (!a.session.empty()) j["session"] = a.session;
+    if (!a.route.empty()) j["route"] = a.route;
+    if (a.reason) j["reason"] = Str(ToString(*a.reason));
+    if (a.of) j["of"] = Str(ToString(*a.of));
+    if (a.action == AuditAction::kSuppressed) j["count"] = a.count;
   }
 };
 
@@ -773,6 +856,7 @@ std::string_view ToString(SessionState v) { return NameOf(v, kSessionStateNames)
 std::string_view ToString(OutputStream v) { return NameOf(v, kStreamNames); }
 std::string_view ToString(RequestType v) { return NameOf(v, kRequestTypeNames); }
 std::string_view ToString(AuditAction v) { return NameOf(v, kAuditActionNames); }
+std::string_view ToString(AuthFailureReason v) { return NameOf(v, kAuthFailureNames); }
 
 Result<Request> DecodeRequest(const FrameView& frame, DecodeDetail* detail) {
   DecodeDetail scratch;

@@ -44,9 +44,11 @@ inline constexpr size_t kMaxLabels = 32;
 inline constexpr size_t kMaxLabelBytes = 64;
 inline constexpr size_t kMaxClientBytes = 256;  // spawn client identity (audit log)
 inline constexpr size_t kMaxPrincipalBytes =
-    common::kMaxPrincipalBytes;                        // common::IsPrincipalLabel
-inline constexpr size_t kTokenIdChars = 16;            // audit token: lowercase hex digits
-inline constexpr uint64_t kMaxTurns = 10000;           // spawn max_turns, 1..
+    common::kMaxPrincipalBytes;               // common::IsPrincipalLabel
+inline constexpr size_t kTokenIdChars = 16;   // audit token: lowercase hex digits
+inline constexpr size_t kMaxViaBytes = 64;    // `via`: the trusted proxy's address (audit log)
+inline constexpr size_t kMaxRouteBytes = 64;  // audit `route`: "GET /sessions/{id}/output"
+inline constexpr uint64_t kMaxTurns = 10000;  // spawn max_turns, 1..
 inline constexpr uint32_t kMaxPtyDimension = 1000;     // pty rows and cols, 1..
 inline constexpr int32_t kMaxSignal = 64;              // signal numbers, 1..; SIGRTMAX
 inline constexpr size_t kMaxListLimit = 1000;          // list limit; sessions per response
@@ -150,6 +152,9 @@ struct SpawnRequest {
   std::optional<SpawnLimits> limits;
   std::optional<PtySize> pty;
   std::string client;  // who asked, for the audit log; 1..kMaxClientBytes
+  // The TCP peer the request came through when the API believed its forwarding header (a
+  // trusted proxy), for the audit log next to `client`; empty: absent (a direct client).
+  std::string via;
   // The requests that act on sessions (spawn, kill, signal, stdin, close_stdin, resize) carry
   // `principal`: who the API authenticated ("admin", "token:<id>", "cert:<subject>";
   // common::IsPrincipalLabel), for the audit log and the session's created_by. Empty: absent
@@ -172,29 +177,39 @@ struct GetRequest {
 struct KillRequest {
   std::string session;
   std::string principal;  // as in SpawnRequest
+  std::string client;     // as in SpawnRequest, optional here
+  std::string via;        // as in SpawnRequest
   friend bool operator==(const KillRequest&, const KillRequest&) = default;
 };
 struct SignalRequest {
   std::string session;
   int32_t signal = 0;     // 1..kMaxSignal
   std::string principal;  // as in SpawnRequest
+  std::string client;     // as in SpawnRequest, optional here
+  std::string via;        // as in SpawnRequest
   friend bool operator==(const SignalRequest&, const SignalRequest&) = default;
 };
 struct StdinRequest {
   std::string session;
   std::vector<uint8_t> data;  // the frame's data tail, <= kMaxChunkBytes
   std::string principal;      // as in SpawnRequest
+  std::string client;         // as in SpawnRequest, optional here
+  std::string via;            // as in SpawnRequest
   friend bool operator==(const StdinRequest&, const StdinRequest&) = default;
 };
 struct CloseStdinRequest {
   std::string session;
   std::string principal;  // as in SpawnRequest
+  std::string client;     // as in SpawnRequest, optional here
+  std::string via;        // as in SpawnRequest
   friend bool operator==(const CloseStdinRequest&, const CloseStdinRequest&) = default;
 };
 struct ResizeRequest {
   std::string session;
   PtySize size;
   std::string principal;  // as in SpawnRequest
+  std::string client;     // as in SpawnRequest, optional here
+  std::string via;        // as in SpawnRequest
   friend bool operator==(const ResizeRequest&, const ResizeRequest&) = default;
 };
 struct SubscribeRequest {
@@ -219,15 +234,41 @@ struct PoliciesRequest {             // policies come in name order
 struct HealthRequest {
   friend bool operator==(const HealthRequest&, const HealthRequest&) = default;
 };
-// An action the API performed itself, for the supervisor's audit log (one log for everything):
-// minting and revoking scoped tokens. Answered with a bare ok once written.
-enum class AuditAction { kTokenCreate, kTokenRevoke };
+// What the API saw or did itself, for the supervisor's audit log (one log for everything):
+// minting and revoking scoped tokens, reads of a session, refused credentials, failure-limiter
+// refusals, and how many of the last three its throttle held back (kSuppressed). Answered
+// with a bare ok once written. Which members each action takes: docs/protocol.md "audit".
+enum class AuditAction {
+  kTokenCreate,
+  kTokenRevoke,
+  kRead,
+  kAuthFailed,
+  kRateLimited,
+  kSuppressed
+};
 std::string_view ToString(AuditAction v);
+// Why a credential was refused: a class, never the credential.
+enum class AuthFailureReason {
+  kMissing,              // no credential at all
+  kInvalid,              // not a token the API knows (or malformed)
+  kExpired,              // a scoped token past its expiry
+  kRevoked,              // a revoked scoped token
+  kUnlistedCertificate,  // a client certificate not in tls_client_principals, and no token
+  kWsTimeout,            // a WebSocket's first message did not come in time
+  kWsMessage,            // a WebSocket's first message was not an auth message
+};
+std::string_view ToString(AuthFailureReason v);
 struct AuditRequest {
   AuditAction action = AuditAction::kTokenCreate;
-  std::string principal;  // who did it (common::IsPrincipalLabel); required
-  std::string token;      // the token's id, kTokenIdChars lowercase hex; never its secret
+  std::string principal;  // who (common::IsPrincipalLabel); token_*, read: required
+  std::string token;      // token_*: the token's id, kTokenIdChars lowercase hex; never its secret
   std::string client;     // the API's identity of the remote caller, as in SpawnRequest
+  std::string via;        // as in SpawnRequest; optional
+  std::string session;    // read: the session read
+  std::string route;      // read, auth_failed, rate_limited: "GET /sessions/{id}/output"
+  std::optional<AuthFailureReason> reason;  // auth_failed
+  std::optional<AuditAction> of;            // audit_suppressed: read, auth_failed or rate_limited
+  uint64_t count = 0;                       // audit_suppressed: lines held back, >= 1
   friend bool operator==(const AuditRequest&, const AuditRequest&) = default;
 };
 

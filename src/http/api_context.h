@@ -10,6 +10,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "http/api_audit.h"
 #include "http/api_config.h"
 #include "http/auth.h"
 #include "http/client_principals.h"
@@ -35,7 +36,8 @@ struct ApiContext : std::enable_shared_from_this<ApiContext> {
                           config.accept_rate_per_address, config.preauth_eviction),
         principal_connections(config.max_connections_per_principal),
         link(io_in, config.control_socket, "monkeyproof-api"),
-        hub(link, metrics) {
+        hub(link, metrics),
+        audit(io_in, link) {
     link.SetListener(&hub);
   }
 
@@ -52,6 +54,7 @@ struct ApiContext : std::enable_shared_from_this<ApiContext> {
   Metrics metrics;
   SupervisorLink link;
   SessionHub hub;
+  ApiAudit audit;  // the API's own audit lines (refusals, reads, tokens), through `link`
   TranscriptIndex transcripts;  // transcript offset <-> output offset, for ?since=
   uint32_t connections = 0;     // open HTTP and WebSocket connections, against max_connections
 };

@@ -304,8 +304,11 @@ void HttpSession::SendBodyTooLarge() {
 AuthOutcome HttpSession::Authenticate(const std::optional<std::string>& token) const {
   if (token) return mp::http::Authenticate(ctx_.tokens, ctx_.token_store, *token, WallClockMs());
   AuthOutcome auth;
-  if (const auto& cn = stream_.client_principal())
+  auth.failure = wire::AuthFailureReason::kMissing;
+  if (const auto& cn = stream_.client_principal()) {
     auth.principal = ctx_.client_principals.Find(*cn);
+    auth.failure = wire::AuthFailureReason::kUnlistedCertificate;
+  }
   return auth;
 }
 
@@ -316,7 +319,8 @@ bool HttpSession::RefuseBodyBeforeAuth() {
   const auto token = ExtractToken(std::string_view(header.data(), header.size()), nullptr, false);
   const AuthOutcome auth = Authenticate(token);
   uint32_t retry_after = 0;
-  const auto verdict = ctx_.limiter.Judge(auth.principal.has_value(), ClientAddress(request),
+  const std::string client = ClientAddress(request);
+  const auto verdict = ctx_.limiter.Judge(auth.principal.has_value(), client,
                                           FailureLimiter::Clock::now(), &retry_after);
   // A refusal below drains a little of the body the client may already be sending; an accepted
   // request keeps the drain it had (a 413 later drains longer).
@@ -336,7 +340,11 @@ bool HttpSession::RefuseBodyBeforeAuth() {
     return false;
   }
   Unauthenticate();
-  SendAuthRefusal(request, verdict, retry_after, auth.reason);
+  const auto target = std::string_view(request.target().data(), request.target().size());
+  const auto matched = MatchRoute(
+      std::string_view(request.method_string().data(), request.method_string().size()), target);
+  SendAuthRefusal(request, verdict, retry_after, auth, client,
+                  matched.match ? std::optional<Route>(matched.match->route) : std::nullopt);
   return true;
 }
 
@@ -373,7 +381,15 @@ bool HttpSession::HoldPrincipal(const HttpRequest& request, const Principal& pri
 }
 
 void HttpSession::SendAuthRefusal(const HttpRequest& request, AuthVerdict verdict,
-                                  uint32_t retry_after, const std::string& reason) {
+                                  uint32_t retry_after, const AuthOutcome& auth,
+                                  const std::string& client_address, std::optional<Route> route) {
+  const std::string& reason = auth.reason;
+  const std::string key = AddressKey(client_address);
+  if (verdict == AuthVerdict::kRateLimited) {
+    ctx_.audit.RateLimited(key, Origin(client_address), AuditRouteName(route));
+  } else {
+    ctx_.audit.AuthFailed(auth.failure, key, Origin(client_address), AuditRouteName(route));
+  }
   HttpResponse res;
   if (verdict == AuthVerdict::kRateLimited) {
     ctx_.metrics.CountRateLimited();
@@ -451,7 +467,7 @@ void HttpSession::Handle(HttpRequest request) {
     upgraded_ = true;
     const std::string address = ClientAddress(request);  // behind a trusted proxy, its client's
     std::make_shared<WsAuthGate>(ctx_, std::move(stream_), std::move(request),
-                                 std::move(*matched.match), "api:" + address, address,
+                                 std::move(*matched.match), Origin(address), address,
                                  std::exchange(preauth_id_, 0))
         ->Run();
     return;
@@ -471,7 +487,8 @@ void HttpSession::Handle(HttpRequest request) {
     case AuthVerdict::kRateLimited:
     case AuthVerdict::kUnauthorized:
       close_after_refusal_ = Unauthenticate();
-      SendAuthRefusal(request, verdict, retry_after, auth.reason);
+      SendAuthRefusal(request, verdict, retry_after, auth, client,
+                      matched.match ? std::optional<Route>(matched.match->route) : std::nullopt);
       return;
   }
   if (!matched.match) {
@@ -494,21 +511,27 @@ void HttpSession::Handle(HttpRequest request) {
   }
   auto shared_request = std::make_shared<HttpRequest>(std::move(request));
   auto self = shared_from_this();
+  const AuditOrigin origin = Origin(client);
   HandleRoute(RouteCall{
-      ctx_, *shared_request, std::move(*matched.match), "api:" + client, *auth.principal,
+      ctx_, *shared_request, std::move(*matched.match), origin.client, origin.via, *auth.principal,
       [self, shared_request](HttpResponse res) { self->Send(std::move(res)); },
-      [self, shared_request, principal = *auth.principal](wire::SessionInfo info,
-                                                          std::optional<uint64_t> since) {
+      [self, shared_request, principal = *auth.principal, origin](wire::SessionInfo info,
+                                                                  std::optional<uint64_t> since) {
         if (!boost::beast::websocket::is_upgrade(*shared_request)) {
           self->Send(
               ErrorResponse(*shared_request, BadRequest("this route needs a WebSocket upgrade")));
           return;
         }
         self->upgraded_ = true;
-        auto ws = std::make_shared<WsSession>(self->ctx_, std::move(self->stream_), std::move(info),
-                                              since, principal, std::move(self->principal_slot_));
+        auto ws =
+            std::make_shared<WsSession>(self->ctx_, std::move(self->stream_), std::move(info),
+                                        since, principal, std::move(self->principal_slot_), origin);
         ws->Run(std::move(*shared_request));
       }});
+}
+
+AuditOrigin HttpSession::Origin(const std::string& client_address) const {
+  return {"api:" + client_address, client_address == remote_ ? std::string() : remote_};
 }
 
 std::string HttpSession::ClientAddress(const HttpRequest& request) const {

@@ -72,6 +72,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // The address `request` is attributed to: the peer, or what a trusted proxy reports
   // (client_address.h, `trusted_proxies`).
   [[nodiscard]] std::string ClientAddress(const HttpRequest& request) const;
+  // The audit log's client ("api:<client address>") and via (the peer, when a trusted proxy
+  // reported another client address) for a request attributed to `client_address`.
+  [[nodiscard]] AuditOrigin Origin(const std::string& client_address) const;
   void Send(HttpResponse response);
   void OnWrite(bool close, boost::beast::error_code ec, size_t bytes);
   void SendError(int status, const std::string& code, const std::string& message, bool close);
@@ -84,8 +87,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // wrong credential, whatever the certificate), else this connection's verified client
   // certificate when tls_client_principals lists its CN; otherwise no principal.
   [[nodiscard]] AuthOutcome Authenticate(const std::optional<std::string>& token) const;
+  // Answers 401 or 429 and writes the refusal to the audit log (ApiAudit, throttled).
   void SendAuthRefusal(const HttpRequest& request, AuthVerdict verdict, uint32_t retry_after,
-                       const std::string& reason);
+                       const AuthOutcome& auth, const std::string& client_address,
+                       std::optional<Route> route);
   // A request of this connection failed auth: it is no longer authenticated and gives back
   // its principal's slot. One that had authenticated holds no pre-auth slot any more, so it is
   // closed after the answer (true) rather than kept as an uncounted unauthenticated connection.

@@ -117,9 +117,11 @@ AuthOutcome Authenticate(const TokenSet& admin, const TokenStore& store, std::st
       return out;
     case TokenVerdict::kExpired:
       out.reason = "token expired; ask for a new one";
+      out.failure = wire::AuthFailureReason::kExpired;
       return out;
     case TokenVerdict::kRevoked:
       out.reason = "token revoked";
+      out.failure = wire::AuthFailureReason::kRevoked;
       return out;
     case TokenVerdict::kNotScoped:
     case TokenVerdict::kUnknown:

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/messages.h"
 #include "http/auth.h"
 #include "http/router.h"
 #include "http/scoped_tokens.h"
@@ -35,6 +36,7 @@ struct Principal {
 struct AuthOutcome {
   std::optional<Principal> principal;  // set when the token is good
   std::string reason;  // why not, for the 401 body: "Unauthorized", "token expired", ...
+  wire::AuthFailureReason failure = wire::AuthFailureReason::kInvalid;  // its class, for the audit
 };
 
 // An admin token, else a scoped token of `store` that is neither expired nor revoked. Every

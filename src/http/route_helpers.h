@@ -11,6 +11,7 @@
 #include <variant>
 
 #include "common/messages.h"
+#include "http/api_audit.h"
 #include "http/api_error.h"
 #include "http/routes.h"
 
@@ -52,6 +53,9 @@ std::optional<uint64_t> QueryNumber(const Call& c, const std::string& key, uint6
                                     uint64_t min, uint64_t max);
 // Answers 404 and returns false when the path's session id is not one ours could be.
 bool CheckSessionId(const Call& c);
+
+// Where the call came from, for the audit log.
+AuditOrigin OriginOf(const Call& c);
 
 // A 403 naming what the principal lacks.
 ApiError Forbidden(std::string message);

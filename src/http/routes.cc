@@ -64,6 +64,8 @@ ApiError Forbidden(std::string message) {
   return ApiError{403, "forbidden", std::move(message), {}};
 }
 
+AuditOrigin OriginOf(const Call& c) { return {c->client, c->via}; }
+
 bool CheckSessionId(const Call& c) {
   if (wire::IsValidSessionId(c->match.session_id)) return true;
   RespondError(c, NotFound());
@@ -269,6 +271,7 @@ void CreateSession(const Call& c) {
   }
   auto& spawn = std::get<wire::SpawnRequest>(parsed);
   spawn.principal = c->principal.ToString();
+  spawn.via = c->via;
   if (c->principal.scope) {
     if (auto refused = CheckCreateScope(*c->principal.scope, &spawn)) {
       RespondError(c, *refused);
@@ -450,7 +453,7 @@ struct KillWaiter : std::enable_shared_from_this<KillWaiter> {
 
 void KillSession(const Call& c) {
   if (!CheckSessionId(c)) return;
-  Ask(c, wire::KillRequest{c->match.session_id, c->principal.ToString()},
+  Ask(c, wire::KillRequest{c->match.session_id, c->principal.ToString(), c->client, c->via},
       [c](const wire::Response& r) {
         std::make_shared<KillWaiter>(c)->Check(std::get<wire::SessionInfo>(r.body));
       });
@@ -476,7 +479,7 @@ void SendInput(const Call& c, std::shared_ptr<std::string> data, size_t from) {
   wire::StdinRequest request{c->match.session_id,
                              std::vector<uint8_t>(data->begin() + static_cast<long>(from),
                                                   data->begin() + static_cast<long>(from + n)),
-                             c->principal.ToString()};
+                             c->principal.ToString(), c->client, c->via};
   Ask(
       c, std::move(request),
       [c, data, from, n](const wire::Response&) {
@@ -504,7 +507,7 @@ void Input(const Call& c) {
 
 void CloseStdin(const Call& c) {
   if (!CheckSessionId(c)) return;
-  Ask(c, wire::CloseStdinRequest{c->match.session_id, c->principal.ToString()},
+  Ask(c, wire::CloseStdinRequest{c->match.session_id, c->principal.ToString(), c->client, c->via},
       [c](const wire::Response&) { RespondJson(c, 200, R"({"closed":true})"); });
 }
 
@@ -517,7 +520,7 @@ void Resize(const Call& c) {
   }
   Ask(c,
       wire::ResizeRequest{c->match.session_id, std::get<wire::PtySize>(parsed),
-                          c->principal.ToString()},
+                          c->principal.ToString(), c->client, c->via},
       [c](const wire::Response&) { RespondJson(c, 200, R"({"resized":true})"); });
 }
 
@@ -535,7 +538,8 @@ void Signal(const Call& c) {
     return;
   }
   Ask(c,
-      wire::SignalRequest{c->match.session_id, std::get<int32_t>(parsed), c->principal.ToString()},
+      wire::SignalRequest{c->match.session_id, std::get<int32_t>(parsed), c->principal.ToString(),
+                          c->client, c->via},
       [c](const wire::Response&) { RespondJson(c, 200, R"({"signaled":true})"); });
 }
 
@@ -623,7 +627,18 @@ void HandleRoute(RouteCall call) {
 
 namespace {
 
+// Reads of one session go to the audit log (throttled per principal, ApiAudit) once auth and
+// scope let them through, before the session is looked up.
+bool IsSessionRead(Route route) {
+  return route == Route::kGetSession || route == Route::kTranscript || route == Route::kOutput ||
+         route == Route::kWebSocket;
+}
+
 void Dispatch(const Call& c) {
+  if (IsSessionRead(c->match.route) && wire::IsValidSessionId(c->match.session_id)) {
+    c->ctx.audit.Read(c->principal.ToString(), routes::OriginOf(c), c->match.session_id,
+                      AuditRouteName(c->match.route));
+  }
   switch (c->match.route) {
     case Route::kRoot:
       return Root(c);

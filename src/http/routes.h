@@ -21,6 +21,7 @@ struct RouteCall {
   const HttpRequest& request;
   RouteMatch match;
   std::string client;   // "api:<address>", for the supervisor's audit log
+  std::string via;      // the trusted proxy's address when it reported `client`, else ""
   Principal principal;  // who the credential says the caller is; HandleRoute checks its scope
   std::function<void(HttpResponse)> respond;
   // For kWebSocket: called with the session and ?since instead of respond.

@@ -46,15 +46,7 @@ std::string LogValue(std::string_view s) {
 // operation is done already (the store is the API's); when the supervisor is away the line
 // logged here is the record, and the failure is logged next to it.
 void AuditTokenAction(const Call& c, wire::AuditAction action, const std::string& id) {
-  wire::AuditRequest audit{action, c->principal.ToString(), id, c->client};
-  c->ctx.link.Call(std::move(audit), [action, id](Result<wire::Response> r) {
-    if (r && r->ok()) return;
-    common::Log(common::LogLevel::kWarning,
-                "event=token_audit_failed action=" + std::string(wire::ToString(action)) +
-                    " id=" + id + " reason=\"" +
-                    LogValue(r ? std::get<wire::ErrorBody>(r->body).message : r.error().what) +
-                    "\"");
-  });
+  c->ctx.audit.Token(action, c->principal.ToString(), OriginOf(c), id);
 }
 
 // "a,b,c" ("-" when empty); the items are right and preset names (no spaces or quotes).

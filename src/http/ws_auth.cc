@@ -28,14 +28,14 @@ constexpr auto kRefusalTimeout = std::chrono::seconds(2);
 }  // namespace
 
 WsAuthGate::WsAuthGate(ApiContext& ctx, ClientStream&& stream, HttpRequest request,
-                       RouteMatch match, std::string client, std::string address,
+                       RouteMatch match, AuditOrigin origin, std::string address,
                        ConnectionLimits::Id preauth_id)
     : ctx_(ctx),
       keep_(ctx.shared_from_this()),
       ws_(std::move(stream)),
       request_(std::make_shared<HttpRequest>(std::move(request))),
       match_(std::move(match)),
-      client_(std::move(client)),
+      origin_(std::move(origin)),
       address_(std::move(address)),
       preauth_id_(preauth_id) {}
 
@@ -86,8 +86,10 @@ void WsAuthGate::OnRead(beast::error_code ec, size_t) {
   if (ec) {
     if (ec == beast::error::timeout) {
       uint32_t ignored = 0;
-      (void)ctx_.limiter.Judge(false, address_, FailureLimiter::Clock::now(), &ignored);
+      const auto verdict =
+          ctx_.limiter.Judge(false, address_, FailureLimiter::Clock::now(), &ignored);
       ctx_.metrics.CountAuthFailure();
+      AuditRefusal(verdict, wire::AuthFailureReason::kWsTimeout);
     }
     return;
   }
@@ -104,9 +106,12 @@ void WsAuthGate::OnRead(beast::error_code ec, size_t) {
       break;
     case AuthVerdict::kRateLimited:
       ctx_.metrics.CountRateLimited();
+      AuditRefusal(AuthVerdict::kRateLimited, auth.failure);
       return Refuse("too many failed auth attempts; retry later");
     case AuthVerdict::kUnauthorized:
       ctx_.metrics.CountAuthFailure();
+      AuditRefusal(AuthVerdict::kUnauthorized,
+                   token ? auth.failure : wire::AuthFailureReason::kWsMessage);
       return Refuse(token ? (auth.reason.empty() ? "Unauthorized" : auth.reason)
                           : "the first message must be {\"type\":\"auth\",\"token\":\"...\"}");
   }
@@ -131,25 +136,36 @@ void WsAuthGate::OnRead(beast::error_code ec, size_t) {
   // The route as for an authenticated upgrade: rights, scope, the session, ?since.
   ReleasePreauth();
   auto self = shared_from_this();
-  HandleRoute(RouteCall{ctx_, *request_, std::move(match_), client_, *auth.principal,
-                        [self](HttpResponse res) {
-                          // The route refused (403, 404, 400 for ?since, 503): its error, then the
-                          // close.
-                          auto j = nlohmann::json::parse(res.body(), nullptr, false);
-                          if (!j.is_object()) j = nlohmann::json::object();
-                          j["type"] = "error";
-                          j["status"] = res.result_int();
-                          self->Refuse(j.value("error", "refused"), j.dump());
-                        },
-                        [self, principal = *auth.principal,
-                         slot = std::make_shared<PrincipalConnections::Slot>(std::move(slot))](
-                            wire::SessionInfo info, std::optional<uint64_t> since) {
-                          self->handed_over_ = true;
-                          auto session = std::make_shared<WsSession>(
-                              self->ctx_, std::move(self->ws_), std::move(info), since, principal,
-                              std::move(*slot));
-                          session->Start();
-                        }});
+  HandleRoute(
+      RouteCall{ctx_, *request_, std::move(match_), origin_.client, origin_.via, *auth.principal,
+                [self](HttpResponse res) {
+                  // The route refused (403, 404, 400 for ?since, 503): its error, then the
+                  // close.
+                  auto j = nlohmann::json::parse(res.body(), nullptr, false);
+                  if (!j.is_object()) j = nlohmann::json::object();
+                  j["type"] = "error";
+                  j["status"] = res.result_int();
+                  self->Refuse(j.value("error", "refused"), j.dump());
+                },
+                [self, principal = *auth.principal,
+                 slot = std::make_shared<PrincipalConnections::Slot>(std::move(slot)),
+                 origin = origin_](wire::SessionInfo info, std::optional<uint64_t> since) {
+                  self->handed_over_ = true;
+                  auto session =
+                      std::make_shared<WsSession>(self->ctx_, std::move(self->ws_), std::move(info),
+                                                  since, principal, std::move(*slot), origin);
+                  session->Start();
+                }});
+}
+
+void WsAuthGate::AuditRefusal(AuthVerdict verdict, wire::AuthFailureReason reason) {
+  const std::string key = AddressKey(address_);
+  const std::string route = AuditRouteName(match_.route);
+  if (verdict == AuthVerdict::kRateLimited) {
+    ctx_.audit.RateLimited(key, origin_, route);
+  } else {
+    ctx_.audit.AuthFailed(reason, key, origin_, route);
+  }
 }
 
 void WsAuthGate::Refuse(std::string reason, std::string message) {

@@ -29,9 +29,10 @@ class WsAuthGate : public std::enable_shared_from_this<WsAuthGate> {
   // over to uncounts it) and its pre-auth entry (`preauth_id` in ctx.connection_limits, 0 when
   // none), released only once the auth message has authenticated or the gate is gone: a client
   // that never authenticates stays under the per-address cap and may be evicted.
-  // `client` is the audit identity ("api:<address>"), `address` the limiter's key.
+  // `origin` is the audit identity (client and via), `address` the client's address (the
+  // limiter's key).
   WsAuthGate(ApiContext& ctx, ClientStream&& stream, HttpRequest request, RouteMatch match,
-             std::string client, std::string address, ConnectionLimits::Id preauth_id);
+             AuditOrigin origin, std::string address, ConnectionLimits::Id preauth_id);
   ~WsAuthGate();
 
   void Run();
@@ -48,7 +49,10 @@ class WsAuthGate : public std::enable_shared_from_this<WsAuthGate> {
   boost::beast::websocket::stream<ClientStream> ws_;
   std::shared_ptr<HttpRequest> request_;
   RouteMatch match_;
-  std::string client_;
+  // Counts a failed auth in the limiter and writes it to the audit log.
+  void AuditRefusal(AuthVerdict verdict, wire::AuthFailureReason reason);
+
+  AuditOrigin origin_;
   std::string address_;
   ConnectionLimits::Id preauth_id_ = 0;
   boost::beast::flat_buffer buffer_;

@@ -43,7 +43,7 @@ size_t StreamIndex(wire::OutputStream s) { return static_cast<size_t>(s); }
 
 WsSession::WsSession(ApiContext& ctx, ClientStream&& stream, wire::SessionInfo info,
                      std::optional<uint64_t> since, Principal principal,
-                     PrincipalConnections::Slot slot)
+                     PrincipalConnections::Slot slot, AuditOrigin origin)
     : ctx_(ctx),
       keep_(ctx.shared_from_this()),
       ws_(std::move(stream)),
@@ -53,13 +53,14 @@ WsSession::WsSession(ApiContext& ctx, ClientStream&& stream, wire::SessionInfo i
       rights_(principal.rights()),
       principal_(principal.ToString()),
       token_id_(principal.kind == Principal::Kind::kToken ? principal.id : std::string()),
+      origin_(std::move(origin)),
       principal_slot_(std::move(slot)) {
   ctx_.metrics.WsOpened();
 }
 
 WsSession::WsSession(ApiContext& ctx, websocket::stream<ClientStream>&& ws, wire::SessionInfo info,
                      std::optional<uint64_t> since, Principal principal,
-                     PrincipalConnections::Slot slot)
+                     PrincipalConnections::Slot slot, AuditOrigin origin)
     : ctx_(ctx),
       keep_(ctx.shared_from_this()),
       ws_(std::move(ws)),
@@ -69,6 +70,7 @@ WsSession::WsSession(ApiContext& ctx, websocket::stream<ClientStream>&& ws, wire
       rights_(principal.rights()),
       principal_(principal.ToString()),
       token_id_(principal.kind == Principal::Kind::kToken ? principal.id : std::string()),
+      origin_(std::move(origin)),
       principal_slot_(std::move(slot)) {
   ctx_.metrics.WsOpened();
 }
@@ -497,7 +499,8 @@ void WsSession::HandleClientMessage(bool binary) {
   if (auto* in = std::get_if<WsStdin>(&m)) {
     SendStdin(std::move(in->data), 0);
   } else if (auto* resize = std::get_if<WsResize>(&m)) {
-    ctx_.link.Call(wire::ResizeRequest{info_.id, resize->size, principal_}, done);
+    ctx_.link.Call(
+        wire::ResizeRequest{info_.id, resize->size, principal_, origin_.client, origin_.via}, done);
   } else if (auto* sig = std::get_if<WsSignal>(&m)) {
     // The HTTP signal route's rule: only WINCH and CONT with input alone.
     if (auto missing = MissingSignalRight(rights_, sig->signal)) {
@@ -505,9 +508,11 @@ void WsSession::HandleClientMessage(bool binary) {
       DoRead();
       return;
     }
-    ctx_.link.Call(wire::SignalRequest{info_.id, sig->signal, principal_}, done);
+    ctx_.link.Call(
+        wire::SignalRequest{info_.id, sig->signal, principal_, origin_.client, origin_.via}, done);
   } else {
-    ctx_.link.Call(wire::CloseStdinRequest{info_.id, principal_}, done);
+    ctx_.link.Call(wire::CloseStdinRequest{info_.id, principal_, origin_.client, origin_.via},
+                   done);
   }
 }
 
@@ -526,7 +531,7 @@ void WsSession::SendStdin(std::string data, size_t from) {
   wire::StdinRequest request{info_.id,
                              std::vector<uint8_t>(data.begin() + static_cast<long>(from),
                                                   data.begin() + static_cast<long>(from + n)),
-                             principal_};
+                             principal_, origin_.client, origin_.via};
   ctx_.link.Call(std::move(request), [self = shared_from_this(), data = std::move(data), from,
                                       n](Result<wire::Response> r) mutable {
     if (r && !r->ok() && !self->closing_ &&

@@ -41,13 +41,15 @@ class WsSession : public HubClient,
   // close-stdin) those messages are answered with an error and dropped; its name goes with
   // every input request, for the supervisor's audit log; a scoped token's WebSocket ends with
   // the token. `slot`: the principal's connection count this WebSocket holds until it ends.
+  // `origin`: where the upgrade came from, sent with every input request (the audit log).
   WsSession(ApiContext& ctx, ClientStream&& stream, wire::SessionInfo info,
-            std::optional<uint64_t> since, Principal principal, PrincipalConnections::Slot slot);
+            std::optional<uint64_t> since, Principal principal, PrincipalConnections::Slot slot,
+            AuditOrigin origin);
 
   // A WebSocket already accepted (WsAuthGate: the credential came in its first message).
   WsSession(ApiContext& ctx, boost::beast::websocket::stream<ClientStream>&& ws,
             wire::SessionInfo info, std::optional<uint64_t> since, Principal principal,
-            PrincipalConnections::Slot slot);
+            PrincipalConnections::Slot slot, AuditOrigin origin);
   ~WsSession() override;
 
   // Accepts the upgrade `request` and starts. The `monkeyproof` subprotocol is echoed when the
@@ -114,6 +116,7 @@ class WsSession : public HubClient,
   Rights rights_ = kAllRights;  // the principal's; which signals it may send
   std::string principal_;       // Principal::ToString()
   std::string token_id_;        // the scoped token's id; empty for other principals
+  AuditOrigin origin_;          // client and via, for the input requests' audit lines
   uint64_t token_expires_at_ms_ = 0;
   bool token_registered_ = false;  // in ctx_.principal_connections
   PrincipalConnections::Slot principal_slot_;

@@ -86,12 +86,12 @@ std::string AuditLog::Format(const AuditEntry& e, int64_t unix_ms) {
   std::snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                 static_cast<int>(unix_ms % 1000));
-  std::string line = "{\"time\":\"" + std::string(when) + "\",\"action\":" + Quoted(e.action) +
-                     ",\"session\":" + Quoted(e.session) +
-                     ",\"principal\":" + QuotedOrNull(e.principal) +
-                     ",\"peer_pid\":" + std::to_string(e.peer_pid) +
-                     ",\"peer_uid\":" + std::to_string(e.peer_uid) +
-                     ",\"client\":" + Quoted(e.client) + ",\"outcome\":" + Quoted(e.outcome);
+  std::string line =
+      "{\"time\":\"" + std::string(when) + "\",\"action\":" + Quoted(e.action) +
+      ",\"session\":" + Quoted(e.session) + ",\"principal\":" + QuotedOrNull(e.principal) +
+      ",\"peer_pid\":" + std::to_string(e.peer_pid) +
+      ",\"peer_uid\":" + std::to_string(e.peer_uid) + ",\"client\":" + Quoted(e.client) +
+      ",\"via\":" + QuotedOrNull(e.via) + ",\"outcome\":" + Quoted(e.outcome);
   for (const AuditField& f : e.fields) {
     line += ",\"" + JsonEscape(f.name) + "\":";
     switch (f.kind) {

@@ -1,9 +1,10 @@
 // AuditLog: one JSON line per audited event: the control actions (spawn, kill, signal, stdin,
 // close_stdin, resize) and what monkeyproof-api reports through `audit` requests (token_create,
-// token_revoke). Each line has the common members, then the action's own named members
-// (docs/api.md "Audit log" lists them). Appends with O_APPEND, one write per line; a failed
-// write is reported to stderr and never stops the action. Reopen() (SIGHUP) moves to a new file
-// at the same path after logrotate renamed the old one. Supervisor only; not thread-safe.
+// token_revoke, read, auth_failed, rate_limited, audit_suppressed). Each line has the common
+// members, then the action's own named members (docs/api.md "Audit log" lists them). Appends
+// with O_APPEND, one write per line; a failed write is reported to stderr and never stops the
+// action. Reopen() (SIGHUP) moves to a new file at the same path after logrotate renamed the
+// old one. Supervisor only; not thread-safe.
 #pragma once
 
 #include <sys/types.h>
@@ -50,6 +51,7 @@ struct AuditEntry {
   pid_t peer_pid = 0;
   uid_t peer_uid = 0;
   std::string_view client;         // the API's identity of the remote caller ("api:<address>")
+  std::string_view via;            // the trusted proxy the request came through; empty: none (null)
   std::string_view outcome;        // "ok" or the error code
   std::vector<AuditField> fields;  // the action's own members, in this order
 };

@@ -31,7 +31,8 @@ struct PeerInfo {
   pid_t pid = 0;
   uid_t uid = 0;
   gid_t gid = 0;
-  std::string client;  // from the peer's hello
+  std::string client;  // from the peer's hello; a request's own `client` replaces it
+  std::string via;     // a request's `via` (the trusted proxy it came through), set per request
   // Who one request acts for (wire "principal"), set per request by the dispatcher; empty
   // when the request carried none.
   std::string principal;

@@ -18,10 +18,13 @@ wire::ResponseBody ToBody(Answer<T>&& answer) {
   }
 }
 
-// The peer acting for the request's principal (the audit log's "principal").
-PeerInfo Acting(const PeerInfo& peer, const std::string& principal) {
+// The peer acting for the request's principal, client and via (the audit log's members).
+template <typename R>
+PeerInfo Acting(const PeerInfo& peer, const R& request) {
   PeerInfo who = peer;
-  who.principal = principal;
+  who.principal = request.principal;
+  if (!request.client.empty()) who.client = request.client;
+  who.via = request.via;
   return who;
 }
 
@@ -38,9 +41,7 @@ void Dispatcher::OnRequest(const PeerInfo& peer, const wire::Request& request) {
         if constexpr (std::is_same_v<R, wire::HelloRequest>) {
           response.body = MakeError(wire::ErrorCode::kBadRequest, "hello was already exchanged");
         } else if constexpr (std::is_same_v<R, wire::SpawnRequest>) {
-          PeerInfo who = peer;
-          who.client = r.client;
-          who.principal = r.principal;
+          PeerInfo who = Acting(peer, r);
           // Answered when the child has reported, from the loop; the connection may be gone
           // by then (Send ignores it).
           sent = true;
@@ -61,15 +62,15 @@ void Dispatcher::OnRequest(const PeerInfo& peer, const wire::Request& request) {
         } else if constexpr (std::is_same_v<R, wire::GetRequest>) {
           response.body = ToBody(m.Get(r.session));
         } else if constexpr (std::is_same_v<R, wire::KillRequest>) {
-          response.body = ToBody(m.Kill(r.session, Acting(peer, r.principal)));
+          response.body = ToBody(m.Kill(r.session, Acting(peer, r)));
         } else if constexpr (std::is_same_v<R, wire::SignalRequest>) {
-          response.body = ToBody(m.Signal(r.session, r.signal, Acting(peer, r.principal)));
+          response.body = ToBody(m.Signal(r.session, r.signal, Acting(peer, r)));
         } else if constexpr (std::is_same_v<R, wire::StdinRequest>) {
-          response.body = ToBody(m.Stdin(r.session, r.data, Acting(peer, r.principal)));
+          response.body = ToBody(m.Stdin(r.session, r.data, Acting(peer, r)));
         } else if constexpr (std::is_same_v<R, wire::CloseStdinRequest>) {
-          response.body = ToBody(m.CloseStdin(r.session, Acting(peer, r.principal)));
+          response.body = ToBody(m.CloseStdin(r.session, Acting(peer, r)));
         } else if constexpr (std::is_same_v<R, wire::ResizeRequest>) {
-          response.body = ToBody(m.Resize(r.session, r.size, Acting(peer, r.principal)));
+          response.body = ToBody(m.Resize(r.session, r.size, Acting(peer, r)));
         } else if constexpr (std::is_same_v<R, wire::SubscribeRequest>) {
           // The response goes out before the replayed output it announces.
           auto check = m.CheckSubscribe(r.session, r.since);

@@ -99,7 +99,7 @@ Answer<Session*> SessionManager::Lookup(const std::string& id) const {
 void SessionManager::Audit(std::string_view action, const std::string& session,
                            const PeerInfo& peer, std::string_view outcome,
                            std::vector<AuditField> fields) {
-  audit_.Write({action, session, peer.principal, peer.pid, peer.uid, peer.client, outcome,
+  audit_.Write({action, session, peer.principal, peer.pid, peer.uid, peer.client, peer.via, outcome,
                 std::move(fields)});
 }
 
@@ -517,8 +517,34 @@ void SessionManager::AuditApiAction(const wire::AuditRequest& request, const Pee
   PeerInfo who = peer;
   who.principal = request.principal;
   who.client = request.client;
-  Audit(wire::ToString(request.action), "", who, "ok",
-        {AuditField::String("token", request.token)});
+  who.via = request.via;
+  std::vector<AuditField> fields;
+  switch (request.action) {
+    case wire::AuditAction::kTokenCreate:
+    case wire::AuditAction::kTokenRevoke:
+      fields.push_back(AuditField::String("token", request.token));
+      break;
+    case wire::AuditAction::kRead:
+      fields.push_back(AuditField::String("route", request.route));
+      break;
+    case wire::AuditAction::kAuthFailed:
+      fields.push_back(AuditField::String("reason", wire::ToString(*request.reason)));
+      fields.push_back(AuditField::String("route", request.route));
+      break;
+    case wire::AuditAction::kRateLimited:
+      fields.push_back(AuditField::String("route", request.route));
+      break;
+    case wire::AuditAction::kSuppressed:
+      fields.push_back(AuditField::String("of", wire::ToString(*request.of)));
+      fields.push_back(AuditField::Number("suppressed", request.count));
+      break;
+  }
+  // The API's own events have no outcome of an action the supervisor took: "ok" means
+  // written, the refusals say what the API answered.
+  std::string_view outcome = "ok";
+  if (request.action == wire::AuditAction::kAuthFailed) outcome = "unauthorized";
+  if (request.action == wire::AuditAction::kRateLimited) outcome = "rate_limited";
+  Audit(wire::ToString(request.action), request.session, who, outcome, std::move(fields));
 }
 
 Answer<wire::SessionInfo> SessionManager::Kill(const std::string& id, const PeerInfo& peer) {

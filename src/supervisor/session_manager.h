@@ -97,7 +97,8 @@ class SessionManager {
   wire::PolicyList Policies(const wire::PoliciesRequest& req) const;
   [[nodiscard]] size_t PolicyCount() const { return policies_.all().size(); }
   wire::HealthInfo Health() const;
-  // Writes an action the API performed itself (token_create, token_revoke) to the audit log.
+  // Writes what the API saw or did itself (token_create, token_revoke, read, auth_failed,
+  // rate_limited, audit_suppressed) to the audit log.
   void AuditApiAction(const wire::AuditRequest& request, const PeerInfo& peer);
 
   void OnDisconnect(uint64_t connection);

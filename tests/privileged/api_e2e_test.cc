@@ -126,7 +126,10 @@ class ApiE2eTest : public ::testing::Test {
                                    .daemon_conf = "kill_grace_ms = 500\nmax_sessions = 250\n",
                                    // A small WebSocket outbox, so that slow clients reach the
                                    // `lagged` path without needing huge outputs.
-                                   .api_conf = "ws_outbox_bytes = 256K\n"});
+                                   // The test itself plays a trusted proxy (loopback)
+                                   // for the audit test's "client X via peer Y".
+                                   .api_conf = "ws_outbox_bytes = 256K\n"
+                                               "trusted_proxies = 127.0.0.1\n"});
     std::string why;
     if (!stack_->Prepare(&why)) {
       setup_error_ = new std::string("setup: " + why);
@@ -358,6 +361,84 @@ TEST_F(ApiE2eTest, AuditLogNamesThePrincipalOfEachAction) {
   EXPECT_NE(line_of("token_revoke", "", "admin", "\"token\":\"" + token_id + "\""), "") << audit;
   const std::string secret = token.substr(token.rfind('_') + 1);
   EXPECT_EQ(audit.find(secret), std::string::npos) << "the token's secret is in the audit log";
+}
+
+// The audit log through the real stack (issue 15, review F4 and F2): a refused credential
+// (reason, route, never the credential), a failure-limiter refusal (429), a read by a scoped
+// token, and a spawn through a trusted proxy ("client X via peer Y"). The clients beyond the
+// proxy are documentation addresses, so the limiter's counts stay off 127.0.0.1, which the
+// other tests use.
+TEST_F(ApiE2eTest, AuditLogRecordsRefusalsReadsAndVia) {
+  const std::string& admin = stack_->token();
+  const auto from = [](const std::string& address) {
+    return std::vector<std::string>{"X-Forwarded-For: " + address};
+  };
+  const std::string wrong = "mp_wrong_credential_0123456789abcdef";
+  EXPECT_EQ(HttpTo(kPort, "GET", "/sessions", wrong, "", from("198.51.100.31")).status, 401);
+  // The failure limiter (20 a minute by default) refuses the same client address at last.
+  int status = 0;
+  for (int i = 0; i < 40 && status != 429; ++i) {
+    status = HttpTo(kPort, "GET", "/sessions", wrong, "", from("198.51.100.32")).status;
+  }
+  EXPECT_EQ(status, 429) << "the failure limiter never refused";
+  // A spawn through the proxy, and a read of it with a scoped token.
+  auto created = HttpTo(kPort, "POST", "/sessions", admin,
+                        R"({"task":"sleep 600","owner":"audit-via"})", from("203.0.113.33"));
+  ASSERT_EQ(created.status, 201) << created.body << stack_->Logs();
+  const std::string id = JsonString(created.body, "id");
+  auto minted = Http("POST", "/tokens", admin,
+                     R"({"sessions":"owner:audit-via","rights":["read"],"ttlSeconds":600})");
+  ASSERT_EQ(minted.status, 201) << minted.body;
+  const std::string token_id = JsonString(minted.body, "id");
+  EXPECT_EQ(Http("GET", "/sessions/" + id, JsonString(minted.body, "token")).status, 200);
+  EXPECT_EQ(Http("DELETE", "/sessions/" + id, admin).status, 200);
+
+  // The API's own lines are sent without waiting for them: wait for the read's.
+  const auto line_with = [](const std::string& text, const std::vector<std::string>& needles) {
+    size_t start = 0;
+    while (start < text.size()) {
+      size_t end = text.find('\n', start);
+      if (end == std::string::npos) end = text.size();
+      const std::string line = text.substr(start, end - start);
+      bool all = true;
+      for (const std::string& n : needles) all = all && line.find(n) != std::string::npos;
+      if (all) return line;
+      start = end + 1;
+    }
+    return std::string();
+  };
+  const std::vector<std::string> read_line = {"\"action\":\"read\",\"session\":\"" + id + "\"",
+                                              "\"principal\":\"token:" + token_id + "\"",
+                                              R"("route":"GET /sessions/{id}")"};
+  std::string audit;
+  for (int i = 0; i < 100; ++i) {
+    audit = ReadFile(kBase + "/audit.log");
+    if (!line_with(audit, read_line).empty()) break;
+    ::usleep(100 * 1000);
+  }
+  EXPECT_NE(line_with(audit, read_line), "") << audit;
+  EXPECT_NE(
+      line_with(audit,
+                {R"("action":"auth_failed")", R"("client":"api:198.51.100.31","via":"127.0.0.1")",
+                 R"("outcome":"unauthorized","reason":"invalid","route":"GET /sessions")"}),
+      "")
+      << audit;
+  EXPECT_NE(line_with(audit, {R"("action":"rate_limited")",
+                              R"("client":"api:198.51.100.32","via":"127.0.0.1")",
+                              R"("outcome":"rate_limited","route":"GET /sessions")"}),
+            "")
+      << audit;
+  EXPECT_NE(
+      line_with(audit, {"\"action\":\"spawn\",\"session\":\"" + id + "\"", R"("principal":"admin")",
+                        R"("client":"api:203.0.113.33","via":"127.0.0.1")"}),
+      "")
+      << audit;
+  // The control: the kill came straight from the test, not through the proxy.
+  EXPECT_NE(line_with(audit, {"\"action\":\"kill\",\"session\":\"" + id + "\"",
+                              R"("client":"api:127.0.0.1","via":null)"}),
+            "")
+      << audit;
+  EXPECT_EQ(audit.find(wrong), std::string::npos) << "a refused credential is in the audit log";
 }
 
 // 4. While monkeyproofd is down the API answers 503 `unavailable`; once it is back the API

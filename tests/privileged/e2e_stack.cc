@@ -77,7 +77,8 @@ std::string Join(const std::vector<std::string>& v) {
 }
 
 HttpReply HttpTo(uint16_t port, const std::string& method, const std::string& path,
-                 const std::string& token, const std::string& body) {
+                 const std::string& token, const std::string& body,
+                 const std::vector<std::string>& headers) {
   HttpReply reply;
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return reply;
@@ -94,6 +95,7 @@ HttpReply HttpTo(uint16_t port, const std::string& method, const std::string& pa
   std::string request = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
   if (!token.empty()) request += "Authorization: Bearer " + token + "\r\n";
   if (!body.empty()) request += "Content-Type: application/json\r\n";
+  for (const std::string& h : headers) request += h + "\r\n";
   request += "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
   request += body;
   if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=

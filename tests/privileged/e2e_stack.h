@@ -41,8 +41,10 @@ struct HttpReply {
   std::string body;
 };
 
+// `headers`: extra header lines, each "Name: value" without the CRLF.
 HttpReply HttpTo(uint16_t port, const std::string& method, const std::string& path,
-                 const std::string& token, const std::string& body = "");
+                 const std::string& token, const std::string& body = "",
+                 const std::vector<std::string>& headers = {});
 
 // A JSON string member's value, for the few fields the C++ side reads ("id", "code").
 std::string JsonString(const std::string& json, const std::string& key);

@@ -687,6 +687,22 @@ TEST_F(SupervisorTest, SighupReloadsPoliciesAndKeepsTheOldSetOnError) {
   EXPECT_EQ(extra->network, wire::NetworkMode::kNone);
 }
 
+// The line of `text` that holds every one of `needles`, or "".
+std::string LineWith(const std::string& text, const std::vector<std::string>& needles) {
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(start, end - start);
+    if (std::all_of(needles.begin(), needles.end(),
+                    [&](const std::string& n) { return line.find(n) != std::string::npos; })) {
+      return line;
+    }
+    start = end + 1;
+  }
+  return "";
+}
+
 TEST_F(SupervisorTest, AuditLogRecordsControlActions) {
   auto req = Exec("true");
   req.client = "audit-client-42";
@@ -694,7 +710,34 @@ TEST_F(SupervisorTest, AuditLogRecordsControlActions) {
   req.labels = {"audit-label"};
   auto info = Spawn(req);
   ASSERT_FALSE(info.id.empty());
-  (void)client_->Call(wire::KillRequest{info.id});
+  // A kill that came through a trusted proxy: the client it reported, and the proxy `via`.
+  wire::KillRequest kill{info.id};
+  kill.principal = "admin";
+  kill.client = "api:203.0.113.9";
+  kill.via = "127.0.0.1";
+  (void)client_->Call(kill);
+  // What the API reports itself: a refused credential, a limiter refusal, a read.
+  wire::AuditRequest failed;
+  failed.action = wire::AuditAction::kAuthFailed;
+  failed.client = "api:198.51.100.7";
+  failed.via = "10.0.0.2";
+  failed.reason = wire::AuthFailureReason::kRevoked;
+  failed.route = "GET /sessions";
+  wire::AuditRequest limited;
+  limited.action = wire::AuditAction::kRateLimited;
+  limited.client = "api:198.51.100.8";
+  limited.route = "POST /sessions";
+  wire::AuditRequest read;
+  read.action = wire::AuditAction::kRead;
+  read.principal = "token:0123456789abcdef";
+  read.client = "api:198.51.100.9";
+  read.session = info.id;
+  read.route = "GET /sessions/{id}/output";
+  for (const auto& a : {failed, limited, read}) {
+    auto r = client_->Call(a);
+    ASSERT_TRUE(r) << r.error().ToString();
+    EXPECT_TRUE(r->ok()) << wire::ToString(a.action) << " was refused";
+  }
   std::ifstream f(kBase + "/audit.log");
   std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("\"action\":\"spawn\",\"session\":\"" + info.id), std::string::npos) << text;
@@ -703,8 +746,34 @@ TEST_F(SupervisorTest, AuditLogRecordsControlActions) {
   EXPECT_NE(text.find(R"("owner":"audit-owner","labels":["audit-label"])"), std::string::npos)
       << text;
   EXPECT_EQ(text.find("\"detail\":"), std::string::npos) << text;
-  EXPECT_NE(text.find("\"action\":\"kill\",\"session\":\"" + info.id), std::string::npos) << text;
-  EXPECT_NE(text.find("\"already_ended\":"), std::string::npos) << text;
+  EXPECT_NE(
+      LineWith(text, {"\"action\":\"kill\",\"session\":\"" + info.id, R"("principal":"admin")",
+                      R"("client":"api:203.0.113.9","via":"127.0.0.1","outcome":"ok")",
+                      "\"already_ended\":"}),
+      "")
+      << text;
+  // A spawn without a proxy: `via` is null.
+  EXPECT_NE(LineWith(text, {"\"action\":\"spawn\",\"session\":\"" + info.id,
+                            R"("client":"audit-client-42","via":null)"}),
+            "")
+      << text;
+  EXPECT_NE(
+      LineWith(text, {R"("action":"auth_failed","session":"","principal":null)",
+                      R"("client":"api:198.51.100.7","via":"10.0.0.2")",
+                      R"("outcome":"unauthorized","reason":"revoked","route":"GET /sessions")"}),
+      "")
+      << text;
+  EXPECT_NE(LineWith(text, {R"("action":"rate_limited","session":"","principal":null)",
+                            R"("client":"api:198.51.100.8","via":null)",
+                            R"("outcome":"rate_limited","route":"POST /sessions")"}),
+            "")
+      << text;
+  EXPECT_NE(
+      LineWith(text, {"\"action\":\"read\",\"session\":\"" + info.id,
+                      R"("principal":"token:0123456789abcdef")", R"("client":"api:198.51.100.9")",
+                      R"("route":"GET /sessions/{id}/output")"}),
+      "")
+      << text;
 }
 
 int CountLeaves() {

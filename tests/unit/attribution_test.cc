@@ -161,6 +161,75 @@ TEST(AuditRequestTest, Refusals) {
   }
 }
 
+TEST(AuditRequestTest, TheApisOwnEventsRoundTripWithTheirMembersOnly) {
+  AuditRequest read{AuditAction::kRead, "token:0123456789abcdef", "", "api:203.0.113.7"};
+  read.via = "10.0.0.2";
+  read.session = kSid;
+  read.route = "GET /sessions/{id}/output";
+  EXPECT_EQ(
+      RoundTrip({4, read}),
+      R"({"action":"read","client":"api:203.0.113.7","id":4,"principal":"token:0123456789abcdef",)"
+      R"("route":"GET /sessions/{id}/output","session":"s-01J9ZQ","type":"audit","via":"10.0.0.2"})");
+  AuditRequest failed{AuditAction::kAuthFailed, "", "", "api:203.0.113.7"};
+  failed.reason = AuthFailureReason::kExpired;
+  failed.route = "GET /sessions";
+  EXPECT_EQ(RoundTrip({5, failed}),
+            R"({"action":"auth_failed","client":"api:203.0.113.7","id":5,"reason":"expired",)"
+            R"("route":"GET /sessions","type":"audit"})");
+  AuditRequest limited{AuditAction::kRateLimited, "", "", "api:203.0.113.7"};
+  limited.route = "other";
+  (void)RoundTrip({6, limited});
+  AuditRequest suppressed{AuditAction::kSuppressed, "", "", "api:203.0.113.7"};
+  suppressed.of = AuditAction::kAuthFailed;
+  suppressed.count = 990;
+  EXPECT_EQ(RoundTrip({7, suppressed}),
+            R"({"action":"audit_suppressed","client":"api:203.0.113.7","count":990,"id":7,)"
+            R"("of":"auth_failed","type":"audit"})");
+}
+
+TEST(AuditRequestTest, EachActionRefusesMembersItDoesNotTake) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"id":1,"type":"audit","action":"auth_failed","client":"c","route":"GET /","reason":"nope"})",
+       "/reason: expected one of"},
+      {R"({"id":1,"type":"audit","action":"auth_failed","client":"c","route":"GET /"})",
+       "/reason: required field is missing"},
+      {R"({"id":1,"type":"audit","action":"auth_failed","client":"c","route":"GET /","reason":"invalid","token":"0123456789abcdef"})",
+       "/token: unknown field"},
+      {R"({"id":1,"type":"audit","action":"read","principal":"admin","client":"c","route":"GET /sessions/{id}"})",
+       "/session: required field is missing"},
+      {R"({"id":1,"type":"audit","action":"read","principal":"admin","client":"c","session":"s-1","route":"GET /\u000a"})",
+       "/route"},
+      {R"({"id":1,"type":"audit","action":"audit_suppressed","of":"token_create","count":3})",
+       "/of: expected one of read, auth_failed, rate_limited"},
+      {R"({"id":1,"type":"audit","action":"audit_suppressed","of":"read","count":0})", "/count"},
+      {R"({"id":1,"type":"audit","action":"rate_limited","client":"c","route":"GET /","via":""})",
+       "/via"},
+  };
+  for (const auto& [json, want] : cases) {
+    SCOPED_TRACE(json);
+    auto r = Decode(json);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().what.find(want), std::string::npos) << r.error().what;
+  }
+}
+
+TEST(PrincipalWireTest, ActingRequestsCarryClientAndViaAcross) {
+  for (Request r : ActingRequests(kTokenPrincipal)) {
+    SCOPED_TRACE(std::string(ToString(r.type())));
+    std::visit(
+        [](auto& b) {
+          if constexpr (requires { b.via; }) {
+            b.client = "api:203.0.113.7";
+            b.via = "127.0.0.1";
+          }
+        },
+        r.body);
+    const std::string json = RoundTrip(r);
+    EXPECT_NE(json.find(R"("client":"api:203.0.113.7")"), std::string::npos) << json;
+    EXPECT_NE(json.find(R"("via":"127.0.0.1")"), std::string::npos) << json;
+  }
+}
+
 SessionInfo Info() {
   SessionInfo s;
   s.id = kSid;
@@ -229,17 +298,26 @@ TEST(AuditLogTest, EachLineNamesThePrincipalOrNullWhenNone) {
               42,
               999,
               "api:10.0.0.1",
+              "",
               "ok",
               {AuditField::String("preset", "x")}});
-  log->Write(
-      {"stdin", "s-1", "admin", 42, 999, "api:10.0.0.1", "ok", {AuditField::Number("bytes", 2)}});
-  log->Write({"kill", "s-1", "", 42, 999, "", "ok", {}});
+  log->Write({"stdin",
+              "s-1",
+              "admin",
+              42,
+              999,
+              "api:10.0.0.1",
+              "",
+              "ok",
+              {AuditField::Number("bytes", 2)}});
+  log->Write({"kill", "s-1", "", 42, 999, "", "", "ok", {}});
   log->Write({"token_create",
               "",
               "cert:a \"b\" \\c",
               42,
               999,
               "api:::1",
+              "",
               "ok",
               {AuditField::String("token", "0123456789abcdef")}});
   const auto lines = ReadLines(path);

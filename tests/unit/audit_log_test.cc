@@ -27,7 +27,7 @@ std::vector<nlohmann::json> ReadLines(const std::string& path) {
 }
 
 void WriteKill(AuditLog& log, const std::string& session) {
-  log.Write({"kill", session, "admin", 1, 2, "api:10.0.0.1", "ok", {}});
+  log.Write({"kill", session, "admin", 1, 2, "api:10.0.0.1", "", "ok", {}});
 }
 
 std::vector<std::string> Sessions(const std::string& path) {
@@ -49,6 +49,7 @@ TEST(AuditLogFormatTest, NamedMembersInsteadOfFreeText) {
        42,
        999,
        "api:203.0.113.7",
+       "127.0.0.1",
        "ok",
        {AuditField::String("preset", "claude"), AuditField::String("owner", "alice"),
         AuditField::Strings("labels", labels), AuditField::Number("bytes", 12),
@@ -57,14 +58,15 @@ TEST(AuditLogFormatTest, NamedMembersInsteadOfFreeText) {
   EXPECT_EQ(line,
             R"({"time":"2025-12-06T05:46:40.123Z","action":"spawn","session":"s-1",)"
             R"("principal":"token:0123456789abcdef","peer_pid":42,"peer_uid":999,)"
-            R"("client":"api:203.0.113.7","outcome":"ok","preset":"claude",)"
+            R"("client":"api:203.0.113.7","via":"127.0.0.1","outcome":"ok","preset":"claude",)"
             R"("owner":"alice","labels":["ci","team:web"],"bytes":12,"already_ended":false})");
   const auto direct = nlohmann::json::parse(
-      AuditLog::Format({"kill", "s-1", "", 1, 2, "api:10.0.0.1", "ok", {}}, 0));
+      AuditLog::Format({"kill", "s-1", "", 1, 2, "api:10.0.0.1", "", "ok", {}}, 0));
+  EXPECT_TRUE(direct["via"].is_null());  // a direct client: no proxy
   EXPECT_TRUE(direct["principal"].is_null());
 }
 
-// Owner, labels, client and route are outside input: whatever they hold, a line stays one JSON
+// Owner, labels, route and client are outside input: whatever they hold, a line stays one JSON
 // object whose members are the ones the code wrote.
 TEST(AuditLogFormatTest, OutsideInputCannotForgeMembersOrLines) {
   const std::string inject = R"(x","action":"kill","principal":"admin","z":")";
@@ -80,6 +82,7 @@ TEST(AuditLogFormatTest, OutsideInputCannotForgeMembersOrLines) {
               42,
               999,
               "api:" + inject,
+              inject,
               "ok",
               {AuditField::String("owner", inject + "\r\n"), AuditField::Strings("labels", labels),
                AuditField::String("route", "GET /\n")}});
@@ -92,6 +95,7 @@ TEST(AuditLogFormatTest, OutsideInputCannotForgeMembersOrLines) {
   EXPECT_FALSE(l.contains("z"));
   EXPECT_EQ(l["owner"], inject + "\r\n");
   EXPECT_EQ(l["client"], "api:" + inject);
+  EXPECT_EQ(l["via"], inject);
   ASSERT_TRUE(l["labels"].is_array());
   ASSERT_EQ(l["labels"].size(), labels.size());
   EXPECT_EQ(l["labels"][0], inject);

@@ -222,6 +222,7 @@ void FakeSupervisor::HandleRequest(Connection& c, const wire::Request& request) 
       return;
     }
     c.hello = true;
+    ++requests_by_type_[wire::RequestType::kHello];  // hellos count only here, not in requests()
     SendEvent(c, wire::ServerHello{wire::kProtoVersion, std::string(kVersion), boot_id_});
     return;
   }
@@ -234,6 +235,10 @@ void FakeSupervisor::HandleRequest(Connection& c, const wire::Request& request) 
   std::visit(
       [&](const auto& r) {
         if constexpr (requires { r.principal; }) last_principal_[request.type()] = r.principal;
+        if constexpr (requires { r.via; }) {
+          last_client_[request.type()] = r.client;
+          last_via_[request.type()] = r.via;
+        }
       },
       request.body);
   wire::Response response{request.id, Dispatch(c, request.body)};
@@ -424,6 +429,14 @@ wire::ResponseBody FakeSupervisor::Dispatch(Connection& c, const wire::RequestBo
     return wire::PolicyPage(policies_, r->after);
   }
   if (const auto* r = std::get_if<wire::AuditRequest>(&body)) {
+    if (older_audit_) {
+      if (r->action != wire::AuditAction::kTokenCreate &&
+          r->action != wire::AuditAction::kTokenRevoke) {
+        return Err(ErrorCode::kBadRequest,
+                   "/action: expected one of \"token_create\", \"token_revoke\"", "/action");
+      }
+      if (!r->via.empty()) return Err(ErrorCode::kBadRequest, "/via: unknown field", "/via");
+    }
     audits_.push_back(*r);
     return std::monostate{};
   }
@@ -686,6 +699,11 @@ void FakeSupervisor::SetReady(bool ready) {
   ready_ = ready;
 }
 
+void FakeSupervisor::SetOlderAudit(bool older) {
+  std::lock_guard lock(mu_);
+  older_audit_ = older;
+}
+
 void FakeSupervisor::SetMaxSessions(uint32_t max_sessions) {
   std::lock_guard lock(mu_);
   max_sessions_ = max_sessions;
@@ -782,6 +800,18 @@ std::string FakeSupervisor::last_principal(wire::RequestType type) const {
   std::lock_guard lock(mu_);
   auto it = last_principal_.find(type);
   return it == last_principal_.end() ? std::string() : it->second;
+}
+
+std::string FakeSupervisor::last_client(wire::RequestType type) const {
+  std::lock_guard lock(mu_);
+  auto it = last_client_.find(type);
+  return it == last_client_.end() ? std::string() : it->second;
+}
+
+std::string FakeSupervisor::last_via(wire::RequestType type) const {
+  std::lock_guard lock(mu_);
+  auto it = last_via_.find(type);
+  return it == last_via_.end() ? std::string() : it->second;
 }
 
 std::vector<wire::AuditRequest> FakeSupervisor::audits() const {

@@ -69,6 +69,10 @@ class FakeSupervisor {
   // The transcript cap: output before `offset` is no longer held (reads report a gap).
   void DropBefore(const std::string& session, uint64_t offset);
   void SetReady(bool ready);
+  // Answers `audit` requests as a supervisor from before the read/refusal actions did: only
+  // token_create and token_revoke without `via` are taken; the rest get its decoder's
+  // bad_request (and are not recorded).
+  void SetOlderAudit(bool older);
   void SetMaxSessions(uint32_t max_sessions);
   // Sessions per list response, so that the API has to page.
   void SetListPageSize(size_t n);
@@ -82,7 +86,8 @@ class FakeSupervisor {
   [[nodiscard]] std::string StdinOf(const std::string& session) const;
   [[nodiscard]] std::vector<int32_t> SignalsOf(const std::string& session) const;
   [[nodiscard]] std::optional<wire::SessionInfo> Info(const std::string& session) const;
-  // Requests handled since construction, all types, and of one type.
+  // Requests handled since construction, all types but hello, and of one type (kHello: the
+  // connections greeted, so a reconnect shows).
   [[nodiscard]] uint64_t requests() const;
   [[nodiscard]] uint64_t requests(wire::RequestType type) const;
   // Connections that completed the hello.
@@ -95,6 +100,9 @@ class FakeSupervisor {
   // was absent), and the audit requests received, in order.
   [[nodiscard]] std::string last_principal(wire::RequestType type) const;
   [[nodiscard]] std::vector<wire::AuditRequest> audits() const;
+  // The `client` and `via` of the last request of `type` that carries them ("" before any).
+  [[nodiscard]] std::string last_client(wire::RequestType type) const;
+  [[nodiscard]] std::string last_via(wire::RequestType type) const;
   // Waits (polling the model) until `pred` holds or `timeout` passes; returns pred's value.
   bool WaitUntil(const std::function<bool(const FakeSupervisor&)>& pred,
                  std::chrono::milliseconds timeout) const;
@@ -169,6 +177,7 @@ class FakeSupervisor {
   std::vector<std::string> order_;  // session ids in creation order
   uint64_t next_session_ = 1;
   bool ready_ = true;
+  bool older_audit_ = false;
   uint32_t max_sessions_ = 64;
   size_t list_page_ = 50;
   std::vector<wire::PolicyInfo> policies_ = DefaultPolicies();
@@ -179,6 +188,8 @@ class FakeSupervisor {
   std::string last_spawn_task_;
   std::string last_spawn_client_;
   std::map<wire::RequestType, std::string> last_principal_;
+  std::map<wire::RequestType, std::string> last_client_;
+  std::map<wire::RequestType, std::string> last_via_;
   std::vector<wire::AuditRequest> audits_;
   std::chrono::steady_clock::time_point started_;
 };

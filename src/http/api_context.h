@@ -20,6 +20,7 @@
 #include "http/scoped_tokens.h"
 #include "http/session_hub.h"
 #include "http/supervisor_link.h"
+#include "http/token_writer.h"
 #include "http/transcript.h"
 
 namespace mp::http {
@@ -31,6 +32,7 @@ struct ApiContext : std::enable_shared_from_this<ApiContext> {
       : io(io_in),
         config(std::move(config_in)),
         tokens(std::move(tokens_in)),
+        token_writer(io_in),
         limiter(config.auth_failures_per_minute, std::chrono::seconds(60)),
         connection_limits(config.max_preauth_connections_per_address,
                           config.accept_rate_per_address, config.preauth_eviction),
@@ -44,7 +46,8 @@ struct ApiContext : std::enable_shared_from_this<ApiContext> {
   boost::asio::io_context& io;
   ApiConfig config;
   TokenSet tokens;
-  TokenStore token_store;  // scoped tokens; opened by Server::Start (disabled until then)
+  TokenStore token_store;    // scoped tokens; opened by Server::Start (disabled until then)
+  TokenWriter token_writer;  // writes token_store's changes on a thread of its own
   ClientPrincipals client_principals;  // tls_client_principals; loaded by Server::Start
   FailureLimiter limiter;
   // Per-address pre-auth limits, checked at accept; the register of unauthenticated connections.

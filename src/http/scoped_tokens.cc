@@ -1,14 +1,18 @@
 // The store's file (token_store in api.conf, by default tokens.json in the unit's
-// StateDirectory), one JSON object, rewritten whole on every change:
+// StateDirectory), one JSON object with one record per line, rewritten whole on every change:
 //
-//   {"format": "monkeyproof-tokens/1",
-//    "tokens": [{"id": "0123456789abcdef", "sha256": "<64 hex>", "sessions": "owner:alice",
-//                "rights": ["read", "input"], "presets": [], "createdAt": <ms>,
-//                "expiresAt": <ms>, "createdBy": "admin", "revokedAt": <ms> (only once revoked)},
-//                ...]}
+//   {"format":"monkeyproof-tokens/1","tokens":[
+//   {"createdAt":<ms>,"createdBy":"admin","expiresAt":<ms>,"id":"0123456789abcdef",
+//    "presets":[],"revokedAt":<ms> (only once revoked),"rights":["read","input"],
+//    "sessions":"owner:alice","sha256":"<64 hex>"},
+//   ...
+//   ]}
 //
-// Writes go to "<path>.tmp" (O_EXCL after removing a stale one, mode 0600), fsync, rename over
-// the path, then fsync of the directory, so that a crash leaves the old file or the new one.
+// (Any JSON of that shape loads: files of earlier versions are pretty-printed.) Each record's
+// line is kept in memory, so that a change costs building the text from the lines (a copy),
+// not serialising every record again. Writes go to "<path>.tmp" (O_EXCL after removing a stale
+// one, mode 0600), fsync, rename over the path, then fsync of the directory, so that a crash
+// leaves the old file or the new one.
 #include "http/scoped_tokens.h"
 
 #include <fcntl.h>
@@ -101,21 +105,79 @@ std::array<uint8_t, 32> Sha256(std::string_view text) {
   return out;
 }
 
-std::string TokenStore::Serialize(const std::map<std::string, TokenRecord>& records) {
-  json tokens = json::array();
-  for (const auto& [id, r] : records) {
-    tokens.push_back({{"id", r.id},
-                      {"sha256", Hex(r.sha256)},
-                      {"sessions", r.scope.sessions.ToString()},
-                      {"rights", RightNames(r.scope.rights)},
-                      {"presets", r.scope.presets},
-                      {"createdAt", r.created_at_ms},
-                      {"expiresAt", r.expires_at_ms},
-                      {"createdBy", r.created_by}});
-    if (r.revoked_at_ms) tokens.back()["revokedAt"] = *r.revoked_at_ms;
+namespace {
+
+std::string RecordLine(const TokenRecord& r) {
+  json j = {{"id", r.id},
+            {"sha256", Hex(r.sha256)},
+            {"sessions", r.scope.sessions.ToString()},
+            {"rights", RightNames(r.scope.rights)},
+            {"presets", r.scope.presets},
+            {"createdAt", r.created_at_ms},
+            {"expiresAt", r.expires_at_ms},
+            {"createdBy", r.created_by}};
+  if (r.revoked_at_ms) j["revokedAt"] = *r.revoked_at_ms;
+  return j.dump();
+}
+
+// The file around its record lines, which come in id order.
+class FileText {
+ public:
+  explicit FileText(size_t bytes) {
+    text_.reserve(bytes + 64);
+    text_ = R"({"format":")" + std::string(kFormat) + R"(","tokens":[)" + "\n";
   }
-  json doc = {{"format", kFormat}, {"tokens", std::move(tokens)}};
-  return doc.dump(1) + "\n";
+  void Add(const std::string& line) {
+    if (!first_) text_ += ",\n";
+    first_ = false;
+    text_ += line;
+  }
+  std::string Finish() && {
+    text_ += (first_ ? "]}\n" : "\n]}\n");
+    return std::move(text_);
+  }
+
+ private:
+  std::string text_;
+  bool first_ = true;
+};
+
+}  // namespace
+
+std::string TokenStore::Serialize(const std::map<std::string, TokenRecord>& records) {
+  FileText text(records.size() * 320);
+  for (const auto& [id, r] : records) text.Add(RecordLine(r));
+  return std::move(text).Finish();
+}
+
+std::string TokenStore::TextWith(const TokenRecord* record) const {
+  size_t bytes = 0;
+  for (const auto& [id, line] : lines_) bytes += line.size() + 2;
+  const std::string added = record != nullptr ? RecordLine(*record) : std::string();
+  FileText text(bytes + added.size());
+  bool placed = record == nullptr;
+  for (const auto& [id, line] : lines_) {
+    if (!placed && record->id <= id) {
+      text.Add(added);
+      placed = true;
+      if (record->id == id) continue;  // the record's new line replaces its old one
+    }
+    text.Add(line);
+  }
+  if (!placed) text.Add(added);
+  return std::move(text).Finish();
+}
+
+void TokenStore::Put(TokenRecord record) {
+  std::string id = record.id;
+  lines_[id] = RecordLine(record);
+  records_[std::move(id)] = std::move(record);
+}
+
+std::map<std::string, TokenRecord>::iterator TokenStore::Erase(
+    std::map<std::string, TokenRecord>::iterator it) {
+  lines_.erase(it->first);
+  return records_.erase(it);
 }
 
 Result<std::map<std::string, TokenRecord>> TokenStore::Parse(std::string_view text) {
@@ -242,24 +304,22 @@ Result<TokenStore> TokenStore::Open(Options options) {
                       "); restore it from a backup, or move it away to revoke every scoped "
                       "token and start with none");
   }
-  store.records_ = std::move(*records);
+  for (auto& [id, record] : *records) store.Put(std::move(record));
   return store;
 }
 
 void TokenStore::Prune(uint64_t now_ms) {
   for (auto it = records_.begin(); it != records_.end();) {
     if (now_ms >= it->second.expires_at_ms && now_ms - it->second.expires_at_ms >= kForgetAfterMs) {
-      it = records_.erase(it);
+      it = Erase(it);
     } else {
       ++it;
     }
   }
 }
 
-Result<void> TokenStore::Save() const {
-  const std::string& path = options_.path;
+Result<void> TokenStore::WriteFileAtomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
-  const std::string text = Serialize(records_);
   // A .tmp left by a crash is ours to replace; O_EXCL then refuses anything planted meanwhile.
   (void)::unlink(tmp.c_str());
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
@@ -287,6 +347,18 @@ Result<void> TokenStore::Save() const {
 
 Result<MintedToken> TokenStore::Mint(const TokenScope& scope, uint64_t ttl_seconds,
                                      std::string created_by, uint64_t now_ms) {
+  MP_TRY(Change change, PrepareMint(scope, ttl_seconds, std::move(created_by), now_ms));
+  // A token the file does not hold would not survive a restart: not minted.
+  if (auto written = write_(options_.path, change.text); !written) {
+    return std::move(written).error().Wrap("mint scoped token");
+  }
+  MintedToken minted{std::move(change.token), change.record};
+  Commit(std::move(change));
+  return minted;
+}
+
+Result<TokenStore::Change> TokenStore::PrepareMint(const TokenScope& scope, uint64_t ttl_seconds,
+                                                   std::string created_by, uint64_t now_ms) {
   if (!enabled()) {
     return ErrnoError(ENOTSUP,
                       "scoped tokens are disabled: set token_store in api.conf (the package "
@@ -314,12 +386,12 @@ Result<MintedToken> TokenStore::Mint(const TokenScope& scope, uint64_t ttl_secon
       }
     }
     if (oldest == records_.end()) break;
-    records_.erase(oldest);
+    Erase(oldest);
   }
   MP_TRY(std::string id, common::RandomId(common::kHexAlphabet, kTokenIdChars));
   if (records_.count(id) != 0) return PlainError("token id collision; try again");
   MP_TRY(std::string secret, common::RandomId(common::kAlnumAlphabet, kTokenSecretChars));
-  MintedToken minted;
+  Change minted;
   minted.token = std::string(kScopedTokenPrefix) + id + "_" + secret;
   ::explicit_bzero(secret.data(), secret.size());
   minted.record.id = id;
@@ -328,12 +400,25 @@ Result<MintedToken> TokenStore::Mint(const TokenScope& scope, uint64_t ttl_secon
   minted.record.created_at_ms = now_ms;
   minted.record.expires_at_ms = now_ms + ttl_seconds * 1000;
   minted.record.created_by = std::move(created_by);
-  records_.emplace(id, minted.record);
-  if (auto saved = Save(); !saved) {
-    records_.erase(id);  // a token the file does not hold would not survive a restart
-    return std::move(saved).error().Wrap("mint scoped token");
-  }
+  minted.text = TextWith(&minted.record);
   return minted;
+}
+
+std::optional<TokenStore::Change> TokenStore::PrepareRevoke(std::string_view id, uint64_t now_ms,
+                                                            bool* known) const {
+  const auto it = records_.find(std::string(id));
+  *known = it != records_.end();
+  if (!*known || it->second.revoked_at_ms) return std::nullopt;
+  Change revoked;
+  revoked.record = it->second;
+  revoked.record.revoked_at_ms = now_ms;
+  revoked.text = TextWith(&revoked.record);
+  return revoked;
+}
+
+void TokenStore::Commit(Change change) {
+  ::explicit_bzero(change.token.data(), change.token.size());
+  Put(std::move(change.record));
 }
 
 TokenVerdict TokenStore::Verify(std::string_view token, uint64_t now_ms,
@@ -364,16 +449,15 @@ TokenVerdict TokenStore::Lookup(std::string_view id, uint64_t now_ms,
 }
 
 Result<bool> TokenStore::Revoke(std::string_view id, uint64_t now_ms) {
-  auto it = records_.find(std::string(id));
-  if (it == records_.end()) return false;
-  if (it->second.revoked_at_ms) return true;
-  it->second.revoked_at_ms = now_ms;
+  bool known = false;
+  auto change = PrepareRevoke(id, now_ms, &known);
+  if (!change) return known;
   // Memory follows the file: a revocation only this process knew would end at the next
   // restart, and a retry would find it "already revoked" and never write it.
-  if (auto saved = Save(); !saved) {
-    it->second.revoked_at_ms.reset();
-    return std::move(saved).error().Wrap("revoke token " + it->first);
+  if (auto written = write_(options_.path, change->text); !written) {
+    return std::move(written).error().Wrap("revoke token " + std::string(id));
   }
+  Commit(std::move(*change));
   return true;
 }
 

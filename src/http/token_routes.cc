@@ -2,7 +2,9 @@
 // listing and revoking scoped tokens in the context's TokenStore. Admin only (HandleRoute has
 // checked). Every mint and revocation is logged with its principal, here and in the
 // supervisor's audit log (an `audit` control request); a secret or hash never is, and GET
-// never shows either. Runs in monkeyproof-api on the io_context thread.
+// never shows either. Mints and revocations are written by the context's TokenWriter on its
+// thread, and answered once durable (token_writer.h). Runs in monkeyproof-api on the
+// io_context thread.
 #include <cerrno>
 #include <chrono>
 #include <string>
@@ -56,26 +58,8 @@ std::string Joined(const std::vector<std::string>& items) {
   return out.empty() ? "-" : out;
 }
 
-}  // namespace
-
-void CreateTokenRoute(const Call& c) {
-  TokenStore& store = c->ctx.token_store;
-  if (!store.enabled()) {
-    RespondError(c, ApiError{503,
-                             "unavailable",
-                             "scoped tokens are disabled: set token_store in api.conf (the "
-                             "package's unit gives the API a StateDirectory for it)",
-                             {}});
-    return;
-  }
-  auto parsed = ParseMintBody(c->request.body(), store.options().max_ttl_seconds);
-  if (auto* error = std::get_if<ApiError>(&parsed)) {
-    RespondError(c, *error);
-    return;
-  }
-  const MintBody& body = std::get<MintBody>(parsed);
-  const std::string by = c->principal.ToString();
-  auto minted = store.Mint(body.scope, body.ttl_seconds, by, NowMs());
+// The answer to a mint once the writer is done with it.
+void AnswerMint(const Call& c, const std::string& by, const Result<MintedToken>& minted) {
   if (!minted) {
     const Error& e = minted.error();
     common::Log(common::LogLevel::kWarning,
@@ -101,21 +85,9 @@ void CreateTokenRoute(const Call& c) {
   RespondJson(c, 201, j.dump());
 }
 
-void ListTokensRoute(const Call& c) {
-  json list = json::array();
-  for (const auto& r : c->ctx.token_store.List(NowMs())) list.push_back(TokenJson(r));
-  json j = {{"enabled", c->ctx.token_store.enabled()}, {"tokens", std::move(list)}};
-  RespondJson(c, 200, j.dump());
-}
-
-void RevokeTokenRoute(const Call& c) {
-  const std::string& id = c->match.session_id;  // the {id} of /tokens/{id}
-  if (!IsTokenId(id)) {
-    RespondError(c, NotFound("no token with this id (ids are 16 lowercase hex digits)"));
-    return;
-  }
-  const std::string by = c->principal.ToString();
-  auto revoked = c->ctx.token_store.Revoke(id, NowMs());
+// The answer to a revocation once the writer is done with it.
+void AnswerRevoke(const Call& c, const std::string& id, const std::string& by,
+                  const Result<bool>& revoked) {
   if (!revoked) {
     // The store kept the token as its file has it: valid. Say so, so that nobody relies on
     // a revocation that did not happen.
@@ -141,6 +113,49 @@ void RevokeTokenRoute(const Call& c) {
               "event=token_revoked id=" + id + " by=" + by + " client=" + c->client);
   AuditTokenAction(c, wire::AuditAction::kTokenRevoke, id);
   RespondJson(c, 200, json({{"revoked", true}, {"id", id}}).dump());
+}
+
+}  // namespace
+
+void CreateTokenRoute(const Call& c) {
+  TokenStore& store = c->ctx.token_store;
+  if (!store.enabled()) {
+    RespondError(c, ApiError{503,
+                             "unavailable",
+                             "scoped tokens are disabled: set token_store in api.conf (the "
+                             "package's unit gives the API a StateDirectory for it)",
+                             {}});
+    return;
+  }
+  auto parsed = ParseMintBody(c->request.body(), store.options().max_ttl_seconds);
+  if (auto* error = std::get_if<ApiError>(&parsed)) {
+    RespondError(c, *error);
+    return;
+  }
+  const MintBody& body = std::get<MintBody>(parsed);
+  std::string by = c->principal.ToString();
+  // Answered once the record is durable; the writer's thread waits for the disk, this one not.
+  c->ctx.token_writer.Mint(store, body.scope, body.ttl_seconds, by, NowMs(),
+                           [c, by](Result<MintedToken> minted) { AnswerMint(c, by, minted); });
+}
+
+void ListTokensRoute(const Call& c) {
+  json list = json::array();
+  for (const auto& r : c->ctx.token_store.List(NowMs())) list.push_back(TokenJson(r));
+  json j = {{"enabled", c->ctx.token_store.enabled()}, {"tokens", std::move(list)}};
+  RespondJson(c, 200, j.dump());
+}
+
+void RevokeTokenRoute(const Call& c) {
+  const std::string& id = c->match.session_id;  // the {id} of /tokens/{id}
+  if (!IsTokenId(id)) {
+    RespondError(c, NotFound("no token with this id (ids are 16 lowercase hex digits)"));
+    return;
+  }
+  std::string by = c->principal.ToString();
+  c->ctx.token_writer.Revoke(c->ctx.token_store, id, NowMs(), [c, id, by](Result<bool> revoked) {
+    AnswerRevoke(c, id, by, revoked);
+  });
 }
 
 }  // namespace mp::http::routes

@@ -1,13 +1,18 @@
 // Scoped tokens (src/http/token_scope.h, scoped_tokens.h): the token format, scope
 // expressions, POST /tokens bodies, and the store: mint, verify (expired, revoked, a wrong
-// secret), the bound on live tokens, persistence across a reopen, atomic rewrites, and the
-// strict load that refuses a damaged file.
+// secret), the bound on live tokens, persistence across a reopen, atomic rewrites (a crash
+// mid-write loses no earlier record), and the strict load that refuses a damaged file.
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -254,6 +259,57 @@ TEST_F(TokenStoreTest, RevocationSurvivesAReopen) {
   auto unknown = again.Revoke("ffffffffffffffff", kNow);
   ASSERT_TRUE(unknown);
   EXPECT_FALSE(*unknown);
+}
+
+// A crash in the middle of a write loses no earlier record: the new text goes to "<path>.tmp"
+// and replaces the file only by the rename after its fsync. The child is really killed inside
+// write(2): RLIMIT_FSIZE lies within the new text, so SIGXFSZ ends it with the .tmp half
+// written (the control: the child died of it, and the .tmp holds the cut text).
+TEST_F(TokenStoreTest, ACrashMidWriteLosesNoEarlierRecord) {
+  std::vector<std::string> tokens;
+  std::string revoked_id;
+  {
+    TokenStore store = Open();
+    for (int i = 0; i < 5; ++i) {
+      auto m = store.Mint(OwnerScope(static_cast<Rights>(Right::kRead)), 600, "admin", kNow);
+      ASSERT_TRUE(m) << m.error().ToString();
+      tokens.push_back(m->token);
+      if (i == 0) revoked_id = m->record.id;
+    }
+    ASSERT_TRUE(store.Revoke(revoked_id, kNow + 1));
+  }
+  struct stat before {};
+  ASSERT_EQ(::stat(path_.c_str(), &before), 0);
+  const rlim_t cut = static_cast<rlim_t>(before.st_size) + 100;
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const rlimit no_core{0, 0};
+    (void)::setrlimit(RLIMIT_CORE, &no_core);
+    auto store = TokenStore::Open({path_, 86400, 8});
+    if (!store) ::_exit(2);
+    const rlimit fsize{cut, cut};
+    if (::setrlimit(RLIMIT_FSIZE, &fsize) != 0) ::_exit(3);
+    (void)store->Mint(OwnerScope(static_cast<Rights>(Right::kKill)), 600, "admin", kNow + 2);
+    ::_exit(4);  // not reached: SIGXFSZ ends the write
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ)
+      << "the child was not killed mid-write (status " << status << ")";
+  struct stat tmp {};
+  ASSERT_EQ(::stat((path_ + ".tmp").c_str(), &tmp), 0);
+  EXPECT_EQ(static_cast<rlim_t>(tmp.st_size), cut);  // the new text, cut short
+
+  TokenStore again = Open();
+  EXPECT_EQ(again.size(), 5u);
+  EXPECT_EQ(again.Verify(tokens[0], kNow + 10), TokenVerdict::kRevoked);
+  for (size_t i = 1; i < tokens.size(); ++i) {
+    EXPECT_EQ(again.Verify(tokens[i], kNow + 10), TokenVerdict::kValid) << i;
+  }
+  // The next write replaces the stale .tmp.
+  ASSERT_TRUE(again.Mint(OwnerScope(static_cast<Rights>(Right::kKill)), 600, "admin", kNow + 3));
+  EXPECT_EQ(Open().size(), 6u);
 }
 
 TEST_F(TokenStoreTest, BoundsLiveTokens) {

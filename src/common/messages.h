@@ -22,7 +22,11 @@
 
 namespace mp::wire {
 
-inline constexpr uint32_t kProtoVersion = 1;
+// Control-protocol versions (docs/protocol.md, "Versions"; common/proto_version.h says what
+// each carries): the newest this build speaks, which the API offers in its hello, and the
+// oldest it still speaks with a peer from an earlier release.
+inline constexpr uint32_t kProtoVersion = 2;
+inline constexpr uint32_t kMinProtoVersion = 1;
 
 // Size and count caps, all checked by the decoders. Bytes are UTF-8 bytes of the JSON string.
 inline constexpr size_t kMaxChunkBytes = size_t{60} * 1024;   // any data tail; read_output limit

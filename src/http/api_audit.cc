@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "common/proto_version.h"
 
 namespace mp::http {
 
@@ -23,6 +24,9 @@ ApiAudit::ApiAudit(boost::asio::io_context& io, SupervisorLink& link, AuditThrot
 
 void ApiAudit::Send(wire::AuditRequest request) {
   const wire::AuditAction action = request.action;
+  // An older supervisor has no such line (docs/protocol.md "Versions"); the link logged so once
+  // when it connected, and a refusal per line would only flood the journal.
+  if (!wire::AuditActionIn(action, link_.proto())) return;
   link_.Call(std::move(request), [action](Result<wire::Response> r) {
     if (r && r->ok()) return;
     // The supervisor is away or refused the line: the journal keeps that it was not written.

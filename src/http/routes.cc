@@ -152,7 +152,7 @@ void Version(const Call& c) {
   json j = {{"name", "monkeyproof"},
             {"version", mp::kVersion},
             {"supervisor", hello ? json(hello->supervisor) : json(nullptr)},
-            {"protocol", wire::kProtoVersion}};
+            {"protocol", c->ctx.link.proto()}};
   RespondJson(c, 200, j.dump());
 }
 

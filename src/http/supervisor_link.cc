@@ -11,6 +11,7 @@
 #include <boost/asio/post.hpp>
 
 #include "common/log.h"
+#include "common/proto_version.h"
 #include "common/version.h"
 #include "common/wire.h"
 
@@ -89,8 +90,10 @@ void SupervisorLink::Connect() {
   socket_.emplace(io_, fd);
   state_ = State::kHandshake;
   ++generation_;
-  wire::Request hello{
-      0, wire::HelloRequest{wire::kProtoVersion, client_name_ + "/" + std::string(mp::kVersion)}};
+  offered_ = fallback_.value_or(wire::kProtoVersion);
+  fallback_.reset();
+  wire::Request hello{0,
+                      wire::HelloRequest{offered_, client_name_ + "/" + std::string(mp::kVersion)}};
   auto frame = wire::EncodeRequest(hello);
   if (!frame) {
     Fail("hello: " + frame.error().ToString());
@@ -151,6 +154,16 @@ void SupervisorLink::Call(wire::RequestBody body, Callback done) {
   if (state_ != State::kUp) {
     boost::asio::post(io_, [done = std::move(done), why = last_error_] {
       done(PlainError("supervisor unavailable: " + why));
+    });
+    return;
+  }
+  // An older supervisor's decoder refuses what its version lacks: members that only enrich its
+  // audit log are left out; a request its version has no form of is not sent (ApiAudit does
+  // not ask for those; this is the backstop).
+  if (!wire::FitToProto(body, proto_)) {
+    boost::asio::post(io_, [done = std::move(done), proto = proto_] {
+      done(PlainError("not sent: the supervisor speaks control protocol " + std::to_string(proto) +
+                      ", which has no such request"));
     });
     return;
   }
@@ -305,13 +318,40 @@ void SupervisorLink::HandleFrame(const wire::FrameView& frame) {
       Fail("protocol error: hello after the handshake");
       return;
     }
-    if (hello->proto != wire::kProtoVersion) {
+    if (hello->proto != offered_) {
+      // docs/protocol.md "Versions": a supervisor that does not speak our version answers with
+      // the newest it speaks, then an error, and closes. One we speak too: offer it next time.
+      const bool older = hello->proto >= wire::kMinProtoVersion && hello->proto < offered_;
+      if (older) {
+        fallback_ = hello->proto;
+        common::Log(common::LogLevel::kInfo, "the supervisor speaks control protocol " +
+                                                 std::to_string(hello->proto) +
+                                                 ", older than ours (" + std::to_string(offered_) +
+                                                 "): connecting again with its version");
+      }
       Fail("the supervisor speaks protocol " + std::to_string(hello->proto) + ", we speak " +
-           std::to_string(wire::kProtoVersion));
+           std::to_string(wire::kMinProtoVersion) + " to " + std::to_string(wire::kProtoVersion) +
+           (older ? " (connecting again with it)" : ""));
+      if (older) {
+        // Without the backoff: the supervisor is there, only our hello was too new.
+        timer_.cancel();
+        boost::asio::post(io_, [this, gen = generation_] {
+          if (gen == generation_ && state_ == State::kDown) Connect();
+        });
+      }
       return;
     }
     const bool restarted = hello_ && hello_->boot_id != hello->boot_id;
     hello_ = *hello;
+    proto_ = hello->proto;
+    if (proto_ < wire::kProtoVersion) {
+      // Once per connection: what the audit log misses until monkeyproofd is upgraded too.
+      common::Log(common::LogLevel::kWarning,
+                  "event=supervisor_older proto=" + std::to_string(proto_) +
+                      " ours=" + std::to_string(wire::kProtoVersion) + " supervisor=\"" +
+                      hello->supervisor + "\": the supervisor's audit log gets " +
+                      wire::MissingInProto(proto_) + "; upgrade monkeyproofd");
+    }
     state_ = State::kUp;
     timer_.cancel();
     backoff_ = std::chrono::milliseconds(50);

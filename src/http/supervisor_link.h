@@ -1,6 +1,8 @@
 // monkeyproof-api's connection to monkeyproofd's control socket (docs/protocol.md): connects,
 // says hello, matches responses to requests by id, hands events to one listener, and
-// reconnects with backoff when the supervisor goes away. While it is down every call fails at
+// reconnects with backoff when the supervisor goes away. It offers the newest protocol version
+// and falls back to an older supervisor's (docs/protocol.md "Versions"), then fits every
+// request to the version agreed (common/proto_version.h). While it is down every call fails at
 // once with `unavailable`, which the routes turn into 503. Runs in monkeyproof-api on its
 // io_context thread; not thread-safe (all calls from that thread).
 #pragma once
@@ -53,6 +55,9 @@ class SupervisorLink {
   void Call(wire::RequestBody body, Callback done);
 
   [[nodiscard]] bool up() const { return state_ == State::kUp; }
+  // The protocol version agreed with the supervisor on the current (or last) connection;
+  // kProtoVersion before the first.
+  [[nodiscard]] uint32_t proto() const { return proto_; }
   // The supervisor's hello from the current (or last) connection.
   [[nodiscard]] const std::optional<wire::ServerHello>& hello() const { return hello_; }
   // Why the link is down, for 503 messages ("connect /run/...: ENOENT ...").
@@ -93,6 +98,12 @@ class SupervisorLink {
   size_t read_bytes_in_flight_ = 0;
   std::deque<std::pair<wire::RequestBody, Callback>> deferred_reads_;
   std::optional<wire::ServerHello> hello_;
+  uint32_t proto_ = wire::kProtoVersion;    // agreed on the current (or last) connection
+  uint32_t offered_ = wire::kProtoVersion;  // what this connection's hello offered
+  // An older supervisor answered our hello with its version and closed: the next connection
+  // (only that one) offers its version. Later reconnects offer ours again, so an upgraded
+  // supervisor is spoken to in full once it restarts.
+  std::optional<uint32_t> fallback_;
   std::string last_error_ = "not connected yet";
   uint64_t reconnects_ = 0;
   uint64_t generation_ = 0;  // bumps on every (dis)connect; stale handlers check it

@@ -15,6 +15,7 @@
 #include <variant>
 
 #include "common/log.h"
+#include "common/proto_version.h"
 #include "common/scope_guard.h"
 
 namespace mp::supervisor {
@@ -343,17 +344,22 @@ void ControlServer::HandleFrame(Connection& c, const wire::FrameView& frame) {
       return;
     }
     const auto& hello = std::get<wire::HelloRequest>(request->body);
-    const wire::ServerHello ours{wire::kProtoVersion, options_.supervisor_version,
-                                 options_.boot_id};
-    if (hello.proto != wire::kProtoVersion) {
-      // protocol.md: answer with our own hello, whose proto tells the client what we speak, and
+    // protocol.md, Versions: a peer of any version we still speak gets its own version back,
+    // so an API from an earlier release keeps working while the two are upgraded apart.
+    const bool spoken = hello.proto >= wire::kMinProtoVersion && hello.proto <= wire::kProtoVersion;
+    wire::ServerHello ours{spoken ? hello.proto : wire::kProtoVersion, options_.supervisor_version,
+                           options_.boot_id};
+    if (!spoken) {
+      // protocol.md: answer with our own hello, whose proto tells the client the newest we
+      // speak (an older client then offers that, a newer one its own older version), and
       // close; the error that follows spells it out.
       if (auto frame_bytes = wire::EncodeEvent(ours); frame_bytes) {
         if (Enqueue(c, std::move(*frame_bytes), false) == EnqueueResult::kClosed) return;
       }
       FailAndClose(c, 0,
                    "protocol version " + std::to_string(hello.proto) +
-                       " is not supported; this supervisor speaks version " +
+                       " is not supported; this supervisor speaks versions " +
+                       std::to_string(wire::kMinProtoVersion) + " to " +
                        std::to_string(wire::kProtoVersion),
                    "/proto", "protocol version mismatch");
       return;
@@ -365,8 +371,10 @@ void ControlServer::HandleFrame(Connection& c, const wire::FrameView& frame) {
     }
     c.greeted = true;
     c.peer.client = hello.client;
+    c.peer.proto = hello.proto;
     Log(LogLevel::kInfo, "event=hello connection=" + std::to_string(c.id) + " " +
-                             PeerFields(c.peer) + " client=" + Quote(hello.client));
+                             PeerFields(c.peer) + " client=" + Quote(hello.client) +
+                             " proto=" + std::to_string(hello.proto));
     Enqueue(c, std::move(*frame_bytes), false);
     return;
   }
@@ -383,6 +391,13 @@ void ControlServer::HandleFrame(Connection& c, const wire::FrameView& frame) {
   }
   if (request->type() == wire::RequestType::kHello) {
     FailAndClose(c, 0, "hello after the handshake", "/type", "second hello");
+    return;
+  }
+  // A peer of an older version gets what that version's decoder would have answered: members
+  // and actions it does not have are unknown to it.
+  if (auto need = wire::RequiredProto(request->body); need.version > c.peer.proto) {
+    EnqueueResponse(c, ErrorResponse(request->id, wire::ErrorCode::kBadRequest,
+                                     std::move(need.what), std::move(need.field)));
     return;
   }
   handler_.OnRequest(c.peer, *request);

@@ -32,7 +32,10 @@ struct PeerInfo {
   uid_t uid = 0;
   gid_t gid = 0;
   std::string client;  // from the peer's hello; a request's own `client` replaces it
-  std::string via;     // a request's `via` (the trusted proxy it came through), set per request
+  // The protocol version the hello agreed on (the peer's, kMinProtoVersion..kProtoVersion):
+  // requests that need a later one are refused (common/proto_version.h).
+  uint32_t proto = wire::kProtoVersion;
+  std::string via;  // a request's `via` (the trusted proxy it came through), set per request
   // Who one request acts for (wire "principal"), set per request by the dispatcher; empty
   // when the request carried none.
   std::string principal;

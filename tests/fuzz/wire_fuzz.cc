@@ -1,7 +1,8 @@
 // libFuzzer target for the control protocol's input surface: one raw SEQPACKET record through
 // DecodeFrame, then the envelope as a request (supervisor side), as a supervisor message (API
 // side), as an event and as a response. Whatever decodes must re-encode, and the re-encoded
-// frame must decode to an equal value; a finding aborts. Built with -fsanitize=fuzzer under the
+// frame must decode to an equal value; a request fitted to protocol version 1 must need no
+// newer one (common/proto_version.h); a finding aborts. Built with -fsanitize=fuzzer under the
 // `fuzz` preset; the normal build links it with replay_main.cc to replay tests/fuzz/corpus/wire
 // as a unit test (fuzz_replay.wire).
 #include <cerrno>
@@ -13,6 +14,7 @@
 #include <string_view>
 
 #include "common/messages.h"
+#include "common/proto_version.h"
 #include "common/wire.h"
 
 namespace {
@@ -50,12 +52,33 @@ mp::Result<std::vector<uint8_t>> EncodeSupervisorMessage(const mp::wire::Supervi
   return mp::wire::EncodeEvent(std::get<mp::wire::Event>(m));
 }
 
+// common/proto_version.h: a request fitted to version 1 needs nothing newer and still
+// round-trips; a request that needs version 2 names the member and says why.
+void CheckVersions(const mp::wire::Request& request) {
+  const mp::wire::ProtoNeed need = mp::wire::RequiredProto(request.body);
+  if (need.version > mp::wire::kMinProtoVersion &&
+      (need.field.empty() || need.what.rfind(need.field + ": ", 0) != 0)) {
+    std::fprintf(stderr, "wire_fuzz: a version need without its member: %s\n", need.what.c_str());
+    std::abort();
+  }
+  mp::wire::Request fitted = request;
+  if (!mp::wire::FitToProto(fitted.body, mp::wire::kMinProtoVersion)) {
+    if (!(fitted == request)) std::abort();  // a refusal leaves the request as it was
+    return;
+  }
+  if (mp::wire::RequiredProto(fitted.body).version != mp::wire::kMinProtoVersion) std::abort();
+  CheckRoundTrip<mp::wire::Request>(
+      fitted, &mp::wire::EncodeRequest,
+      [](const mp::wire::FrameView& f) { return mp::wire::DecodeRequest(f); });
+}
+
 void DecodeEverything(const mp::wire::FrameView& frame) {
   mp::wire::DecodeDetail detail;
   if (auto request = mp::wire::DecodeRequest(frame, &detail)) {
     CheckRoundTrip<mp::wire::Request>(
         *request, &mp::wire::EncodeRequest,
         [](const mp::wire::FrameView& f) { return mp::wire::DecodeRequest(f); });
+    CheckVersions(*request);
   } else if (request.error().what.empty()) {
     std::abort();  // every refusal must say why
   }

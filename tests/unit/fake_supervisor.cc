@@ -11,7 +11,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <utility>
+#include <variant>
 
 #include "common/wire.h"
 
@@ -68,6 +70,39 @@ std::vector<std::string_view> Split(std::string_view s, char sep) {
     if (at == std::string_view::npos) return out;
     start = at + 1;
   }
+}
+
+// What version 1's decoder answered to a request that today's decoded: {field, message} of its
+// first refusal, or nothing. Written out from version 1's tables (docs/protocol.md before
+// version 2), not taken from common/proto_version.h, which is under test.
+std::optional<std::pair<std::string, std::string>> Version1Refusal(const wire::RequestBody& body) {
+  auto unknown = [](std::string_view key) {
+    return std::pair{"/" + std::string(key), "/" + std::string(key) + ": unknown field"};
+  };
+  return std::visit(
+      [&]([[maybe_unused]] const auto& r) -> std::optional<std::pair<std::string, std::string>> {
+        using R = std::decay_t<decltype(r)>;
+        if constexpr (std::is_same_v<R, wire::KillRequest> ||
+                      std::is_same_v<R, wire::SignalRequest> ||
+                      std::is_same_v<R, wire::StdinRequest> ||
+                      std::is_same_v<R, wire::CloseStdinRequest> ||
+                      std::is_same_v<R, wire::ResizeRequest>) {
+          if (!r.client.empty()) return unknown("client");
+          if (!r.via.empty()) return unknown("via");
+        } else if constexpr (std::is_same_v<R, wire::SpawnRequest>) {
+          if (!r.via.empty()) return unknown("via");
+        } else if constexpr (std::is_same_v<R, wire::AuditRequest>) {
+          if (r.action != wire::AuditAction::kTokenCreate &&
+              r.action != wire::AuditAction::kTokenRevoke) {
+            return std::pair{std::string("/action"),
+                             std::string(R"(/action: expected one of "token_create", )"
+                                         R"("token_revoke")")};
+          }
+          if (!r.via.empty()) return unknown("via");
+        }
+        return std::nullopt;
+      },
+      body);
 }
 
 }  // namespace
@@ -200,6 +235,16 @@ void FakeSupervisor::ReadFrom(Connection& c) {
     if (got->status == wire::ReceiveStatus::kPart) continue;
     wire::DecodeDetail detail;
     auto request = wire::DecodeRequest(got->frame, &detail);
+    if (request && c.hello && c.proto == 1) {
+      // What version 1's strict decoder refused, before anything is recorded.
+      if (auto refusal = Version1Refusal(request->body)) {
+        auto frame = wire::EncodeResponse(wire::Response{
+            request->id, Err(wire::ErrorCode::kBadRequest, refusal->second, refusal->first)});
+        if (frame) Send(c, std::move(*frame));
+        continue;
+      }
+    }
+    if (request && c.hello) last_envelope_[request->type()] = std::string(got->frame.json);
     if (!request) {
       if (!c.hello || !detail.id) {
         c.broken = true;
@@ -216,14 +261,27 @@ void FakeSupervisor::ReadFrom(Connection& c) {
 
 void FakeSupervisor::HandleRequest(Connection& c, const wire::Request& request) {
   if (!c.hello) {
-    if (request.type() != wire::RequestType::kHello ||
-        std::get<wire::HelloRequest>(request.body).proto != wire::kProtoVersion) {
+    if (request.type() != wire::RequestType::kHello) {
+      c.broken = true;
+      return;
+    }
+    const uint32_t offered = std::get<wire::HelloRequest>(request.body).proto;
+    if (offered < wire::kMinProtoVersion || offered > newest_proto_) {
+      // As monkeyproofd: our hello (the newest we speak), the error, the close.
+      ++refused_hellos_;
+      SendEvent(c, wire::ServerHello{newest_proto_, std::string(kVersion), boot_id_});
+      auto frame = wire::EncodeResponse(wire::Response{
+          0, Err(wire::ErrorCode::kBadRequest,
+                 "protocol version " + std::to_string(offered) + " is not supported", "/proto")});
+      if (frame) Send(c, std::move(*frame));
       c.broken = true;
       return;
     }
     c.hello = true;
+    c.proto = offered;
+    last_proto_ = offered;
     ++requests_by_type_[wire::RequestType::kHello];  // hellos count only here, not in requests()
-    SendEvent(c, wire::ServerHello{wire::kProtoVersion, std::string(kVersion), boot_id_});
+    SendEvent(c, wire::ServerHello{offered, std::string(kVersion), boot_id_});
     return;
   }
   if (request.type() == wire::RequestType::kHello) {
@@ -429,14 +487,6 @@ wire::ResponseBody FakeSupervisor::Dispatch(Connection& c, const wire::RequestBo
     return wire::PolicyPage(policies_, r->after);
   }
   if (const auto* r = std::get_if<wire::AuditRequest>(&body)) {
-    if (older_audit_) {
-      if (r->action != wire::AuditAction::kTokenCreate &&
-          r->action != wire::AuditAction::kTokenRevoke) {
-        return Err(ErrorCode::kBadRequest,
-                   "/action: expected one of \"token_create\", \"token_revoke\"", "/action");
-      }
-      if (!r->via.empty()) return Err(ErrorCode::kBadRequest, "/via: unknown field", "/via");
-    }
     audits_.push_back(*r);
     return std::monostate{};
   }
@@ -699,9 +749,25 @@ void FakeSupervisor::SetReady(bool ready) {
   ready_ = ready;
 }
 
-void FakeSupervisor::SetOlderAudit(bool older) {
+void FakeSupervisor::SetProto(uint32_t newest) {
   std::lock_guard lock(mu_);
-  older_audit_ = older;
+  newest_proto_ = newest;
+}
+
+std::string FakeSupervisor::last_envelope(wire::RequestType type) const {
+  std::lock_guard lock(mu_);
+  auto it = last_envelope_.find(type);
+  return it == last_envelope_.end() ? std::string() : it->second;
+}
+
+uint32_t FakeSupervisor::last_proto() const {
+  std::lock_guard lock(mu_);
+  return last_proto_;
+}
+
+uint64_t FakeSupervisor::refused_hellos() const {
+  std::lock_guard lock(mu_);
+  return refused_hellos_;
 }
 
 void FakeSupervisor::SetMaxSessions(uint32_t max_sessions) {

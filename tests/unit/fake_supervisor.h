@@ -69,10 +69,13 @@ class FakeSupervisor {
   // The transcript cap: output before `offset` is no longer held (reads report a gap).
   void DropBefore(const std::string& session, uint64_t offset);
   void SetReady(bool ready);
-  // Answers `audit` requests as a supervisor from before the read/refusal actions did: only
-  // token_create and token_revoke without `via` are taken; the rest get its decoder's
-  // bad_request (and are not recorded).
-  void SetOlderAudit(bool older);
+  // The newest protocol version the fake speaks (it speaks kMinProtoVersion up to it), for
+  // new hellos. 1 plays a supervisor from before version 2: a hello offering 2 gets its hello
+  // (proto 1), an error and a close, as that supervisor's code does; and on a version-1
+  // connection each request's envelope is checked against version 1's members by a table of
+  // its own (not common/proto_version.h), a member or audit action of version 2 getting the
+  // old decoder's bad_request (the request is then not recorded).
+  void SetProto(uint32_t newest);
   void SetMaxSessions(uint32_t max_sessions);
   // Sessions per list response, so that the API has to page.
   void SetListPageSize(size_t n);
@@ -103,6 +106,12 @@ class FakeSupervisor {
   // The `client` and `via` of the last request of `type` that carries them ("" before any).
   [[nodiscard]] std::string last_client(wire::RequestType type) const;
   [[nodiscard]] std::string last_via(wire::RequestType type) const;
+  // The JSON envelope of the last request of `type` as it arrived ("" before any), and the
+  // version agreed by the last hello.
+  [[nodiscard]] std::string last_envelope(wire::RequestType type) const;
+  [[nodiscard]] uint32_t last_proto() const;
+  // Hellos refused for their version (the connection was closed after them).
+  [[nodiscard]] uint64_t refused_hellos() const;
   // Waits (polling the model) until `pred` holds or `timeout` passes; returns pred's value.
   bool WaitUntil(const std::function<bool(const FakeSupervisor&)>& pred,
                  std::chrono::milliseconds timeout) const;
@@ -135,6 +144,7 @@ class FakeSupervisor {
   struct Connection {
     UniqueFd fd;
     bool hello = false;
+    uint32_t proto = 0;  // agreed by the hello
     bool broken = false;
     std::deque<std::vector<uint8_t>> outbox;
     size_t outbox_bytes = 0;
@@ -177,7 +187,10 @@ class FakeSupervisor {
   std::vector<std::string> order_;  // session ids in creation order
   uint64_t next_session_ = 1;
   bool ready_ = true;
-  bool older_audit_ = false;
+  uint32_t newest_proto_ = wire::kProtoVersion;
+  uint32_t last_proto_ = 0;
+  uint64_t refused_hellos_ = 0;
+  std::map<wire::RequestType, std::string> last_envelope_;
   uint32_t max_sessions_ = 64;
   size_t list_page_ = 50;
   std::vector<wire::PolicyInfo> policies_ = DefaultPolicies();

@@ -190,32 +190,5 @@ TEST_F(HttpAuditTest, ControlAnUntrustedPeersHeaderIsNotBelieved) {
   EXPECT_EQ(fake_.last_via(wire::RequestType::kSpawn), "");
 }
 
-// Version skew: a supervisor from before these audit actions refuses them with bad_request
-// (its strict decoder names /action). The API keeps working: the read and the refusal are
-// answered as usual, the control connection stays, and what the old supervisor does know (a
-// token's mint) is still written. Control: the refused lines were sent and answered.
-TEST_F(HttpAuditTest, AnOlderSupervisorRefusesTheNewActionsAndTheApiKeepsWorking) {
-  fake_.SetOlderAudit(true);
-  const uint64_t hellos = fake_.requests(wire::RequestType::kHello);
-  ASSERT_GE(hellos, 1u);
-  const std::string id = Spawn({{"task", "idle"}, {"owner", "alice"}});
-  ASSERT_FALSE(id.empty());
-  EXPECT_EQ(Send(bhttp::verb::get, "/sessions/" + id, kAdmin).result_int(), 200);
-  EXPECT_EQ(Send(bhttp::verb::get, "/sessions", kWrong).result_int(), 401);
-  // Both audit requests reached the supervisor and were answered (refused) without a drop.
-  ASSERT_TRUE(fake_.WaitUntil(
-      [](const testing::FakeSupervisor& f) { return f.requests(wire::RequestType::kAudit) >= 2; },
-      std::chrono::seconds(5)));
-  EXPECT_TRUE(Audits(AuditAction::kRead).empty());
-  EXPECT_TRUE(Audits(AuditAction::kAuthFailed).empty());
-  const json minted = Mint({{"sessions", "owner:alice"}, {"rights", {"read"}}, {"ttlSeconds", 60}});
-  EXPECT_FALSE(minted.value("id", "").empty()) << minted.dump();
-  EXPECT_EQ(WaitFor(AuditAction::kTokenCreate, 1).size(), 1u);
-  EXPECT_EQ(Send(bhttp::verb::get, "/sessions/" + id, minted.value("token", "")).result_int(), 200);
-  EXPECT_EQ(Send(bhttp::verb::delete_, "/sessions/" + id, kAdmin).result_int(), 200);
-  EXPECT_EQ(fake_.requests(wire::RequestType::kHello), hellos)
-      << "the API reconnected: a refusal broke its connection";
-}
-
 }  // namespace
 }  // namespace mp::http

@@ -1,0 +1,85 @@
+#include "common/proto_version.h"
+
+#include <string_view>
+#include <type_traits>
+#include <variant>
+
+namespace mp::wire {
+namespace {
+
+// The first version with `client`/`via` on acting requests and the read/refusal audits.
+constexpr uint32_t kAuditV2 = 2;
+
+ProtoNeed Needs(uint32_t version, std::string field, const std::string& reason) {
+  return {version, field, field + ": " + reason};
+}
+
+ProtoNeed MemberNeed(std::string_view member) {
+  return Needs(kAuditV2, "/" + std::string(member),
+               "unknown field in protocol version 1 (this connection's hello); it needs "
+               "version 2");
+}
+
+// kill, signal, stdin, close_stdin, resize: `client` and `via` are version 2's.
+template <typename R>
+constexpr bool kIsActing = std::is_same_v<R, KillRequest> || std::is_same_v<R, SignalRequest> ||
+                           std::is_same_v<R, StdinRequest> ||
+                           std::is_same_v<R, CloseStdinRequest> || std::is_same_v<R, ResizeRequest>;
+
+}  // namespace
+
+bool AuditActionIn(AuditAction action, uint32_t proto) {
+  if (proto >= kAuditV2) return true;
+  return action == AuditAction::kTokenCreate || action == AuditAction::kTokenRevoke;
+}
+
+ProtoNeed RequiredProto(const RequestBody& body) {
+  return std::visit(
+      []([[maybe_unused]] const auto& r) -> ProtoNeed {
+        using R = std::decay_t<decltype(r)>;
+        if constexpr (kIsActing<R>) {
+          if (!r.client.empty()) return MemberNeed("client");
+          if (!r.via.empty()) return MemberNeed("via");
+        } else if constexpr (std::is_same_v<R, SpawnRequest>) {
+          if (!r.via.empty()) return MemberNeed("via");
+        } else if constexpr (std::is_same_v<R, AuditRequest>) {
+          if (!AuditActionIn(r.action, kMinProtoVersion)) {
+            return Needs(kAuditV2, "/action",
+                         "\"" + std::string(ToString(r.action)) +
+                             "\" is not an audit action of protocol version 1 (this "
+                             "connection's hello); it needs version 2");
+          }
+          if (!r.via.empty()) return MemberNeed("via");
+        }
+        return {};
+      },
+      body);
+}
+
+bool FitToProto(RequestBody& body, uint32_t proto) {
+  if (proto >= kAuditV2) return true;
+  return std::visit(
+      []([[maybe_unused]] auto& r) -> bool {
+        using R = std::decay_t<decltype(r)>;
+        if constexpr (kIsActing<R>) {
+          r.client.clear();
+          r.via.clear();
+        } else if constexpr (std::is_same_v<R, SpawnRequest>) {
+          r.via.clear();
+        } else if constexpr (std::is_same_v<R, AuditRequest>) {
+          if (!AuditActionIn(r.action, kMinProtoVersion)) return false;
+          r.via.clear();
+        }
+        return true;
+      },
+      body);
+}
+
+std::string MissingInProto(uint32_t proto) {
+  if (proto >= kAuditV2) return {};
+  return "no read, auth_failed, rate_limited or audit_suppressed lines; kill, signal, stdin, "
+         "close_stdin and resize lines name the API connection as client, not the caller; no "
+         "via (trusted proxy) on any line";
+}
+
+}  // namespace mp::wire

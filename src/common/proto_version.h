@@ -1,0 +1,40 @@
+// What each version of the control protocol carries (docs/protocol.md, "Versions"), so that the
+// two daemons of one host can be upgraded and restarted at different moments. Version 2 added
+// `client` and `via` to the acting requests (kill, signal, stdin, close_stdin, resize), `via` to
+// spawn and to the token audits, and the audit actions read, auth_failed, rate_limited and
+// audit_suppressed. The supervisor refuses what its connection's version lacks (RequiredProto);
+// the API fits what it sends to the version it agreed on (FitToProto). Both daemons; pure
+// functions, thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/messages.h"
+
+namespace mp::wire {
+
+// The lowest version that carries a request as it is, and why.
+struct ProtoNeed {
+  uint32_t version = kMinProtoVersion;
+  // When version > kMinProtoVersion: the JSON pointer of the first member that needs it
+  // ("/via", "/client", "/action") and a refusal text for a peer of an older version,
+  // "<pointer>: <reason>" as the decoder's errors are.
+  std::string field;
+  std::string what;
+};
+ProtoNeed RequiredProto(const RequestBody& body);
+
+// Whether version `proto` has the audit action at all.
+bool AuditActionIn(AuditAction action, uint32_t proto);
+
+// Fits `body` to version `proto`: drops the optional members that version lacks (they only
+// enrich the audit log). False when the request has no form in that version (an audit action it
+// lacks): it must not be sent. `body` is left as it was then.
+bool FitToProto(RequestBody& body, uint32_t proto);
+
+// What a supervisor of version `proto` does not write to its audit log, for the API's log line
+// about it; "" when it writes everything.
+std::string MissingInProto(uint32_t proto);
+
+}  // namespace mp::wire

@@ -204,6 +204,8 @@ SessionInfo ReadSessionInfo(ObjectReader& r) {
   if (auto pty = r.OptObject("pty")) s.pty = ReadPty(*pty);
   if (auto end = r.OptObject("end")) s.end = ReadEnd(*end);
   s.created_by = r.OptString("created_by", kPrincipalRule).value_or("");
+  s.supervisor_restarts =
+      static_cast<uint32_t>(r.OptUint("supervisor_restarts", {0, UINT32_MAX}).value_or(0));
   r.RejectUnknown();
   return s;
 }
@@ -224,6 +226,7 @@ json SessionInfoJson(const SessionInfo& s) {
   if (s.pty) j["pty"] = PtyToJson(*s.pty);
   if (s.end) j["end"] = EndToJson(*s.end);
   if (!s.created_by.empty()) j["created_by"] = s.created_by;
+  if (s.supervisor_restarts != 0) j["supervisor_restarts"] = s.supervisor_restarts;
   return j;
 }
 
@@ -674,6 +677,10 @@ ResponseBody ReadOkPayload(ObjectReader& r, const FrameView& frame, FieldErrors*
   health.max_sessions = static_cast<uint32_t>(h.Uint("max_sessions", {0, UINT32_MAX}));
   health.ready = h.Bool("ready");
   health.reason = h.OptString("reason", kDescriptionRule).value_or("");
+  health.sessions_readopted =
+      static_cast<uint32_t>(h.OptUint("sessions_readopted", {0, UINT32_MAX}).value_or(0));
+  health.readoption_failures =
+      static_cast<uint32_t>(h.OptUint("readoption_failures", {0, UINT32_MAX}).value_or(0));
   h.RejectUnknown();
   return health;
 }
@@ -740,6 +747,8 @@ struct ResponseWriter {
                {"max_sessions", h.max_sessions},
                {"ready", h.ready}};
     if (!h.reason.empty()) hj["reason"] = h.reason;
+    if (h.sessions_readopted != 0) hj["sessions_readopted"] = h.sessions_readopted;
+    if (h.readoption_failures != 0) hj["readoption_failures"] = h.readoption_failures;
     j["health"] = std::move(hj);
   }
 };

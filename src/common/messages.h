@@ -130,6 +130,8 @@ struct SessionInfo {
   // The principal that spawned it (SpawnRequest.principal); empty when the spawn carried none
   // (a record from before attribution, or a control client that does not attribute).
   std::string created_by;
+  // Restarts of the supervisor this session has lived through (re-adopted after each).
+  uint32_t supervisor_restarts = 0;
   friend bool operator==(const SessionInfo&, const SessionInfo&) = default;
 };
 
@@ -373,6 +375,10 @@ struct HealthInfo {
   uint32_t max_sessions = 0;     // capacity for active sessions
   bool ready = false;            // can spawn now
   std::string reason;            // why not ready; empty when ready
+  // Running sessions this supervisor re-adopted at its start, and those it could not (ended
+  // as supervisor_restart).
+  uint32_t sessions_readopted = 0;
+  uint32_t readoption_failures = 0;
   friend bool operator==(const HealthInfo&, const HealthInfo&) = default;
 };
 

@@ -485,6 +485,7 @@ ojson InfoObject(const wire::SessionInfo& info, uint32_t ws_clients) {
   // Who spawned it (Principal::ToString); null for a session recorded before attribution.
   j["createdBy"] = info.created_by.empty() ? ojson(nullptr) : ojson(info.created_by);
   j["outputBytes"] = info.output_bytes;
+  j["supervisorRestarts"] = info.supervisor_restarts;
   j["endReason"] = end ? ojson(std::string(wire::ToString(end->reason))) : ojson(nullptr);
   if (end && !end->detail.empty()) j["endDetail"] = Valid(end->detail);
   j["signal"] = end && end->signal ? ojson(*end->signal) : ojson(nullptr);

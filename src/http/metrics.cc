@@ -114,6 +114,13 @@ std::string Metrics::Render(const SupervisorGauges& supervisor) const {
         "Session records the supervisor holds, ended ones included.", supervisor.sessions_total);
   w.One("monkeyproof_sessions_max", "gauge", "The supervisor's capacity for active sessions.",
         supervisor.max_sessions);
+  w.One("monkeyproof_sessions_readopted", "gauge",
+        "Running sessions the supervisor took over at its last start, after a restart.",
+        supervisor.sessions_readopted);
+  w.One("monkeyproof_session_readoption_failures", "gauge",
+        "Running sessions the supervisor could not take over at its last start (ended as "
+        "supervisor_restart).",
+        supervisor.readoption_failures);
 
   if (const auto rss = ResidentBytes()) {
     w.One("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", *rss);

@@ -15,6 +15,8 @@ struct SupervisorGauges {  // from the supervisor's last health answer
   uint32_t sessions_active = 0;
   uint32_t sessions_total = 0;
   uint32_t max_sessions = 0;
+  uint32_t sessions_readopted = 0;   // at the supervisor's last start
+  uint32_t readoption_failures = 0;  // likewise
 };
 
 class Metrics {

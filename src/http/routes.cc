@@ -137,6 +137,8 @@ void MetricsRoute(const Call& c) {
     if (r && r->ok()) {
       const auto& h = std::get<wire::HealthInfo>(r->body);
       g = {true, h.sessions_active, h.sessions_total, h.max_sessions};
+      g.sessions_readopted = h.sessions_readopted;
+      g.readoption_failures = h.readoption_failures;
     }
     HttpResponse res{http::status::ok, c->request.version()};
     res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");

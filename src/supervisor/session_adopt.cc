@@ -38,6 +38,7 @@ void Session::Adopt(sandbox::SpawnedChild child, const AdoptionRecord& record,
   child_.emplace(std::move(child));
   info_.state = wire::SessionState::kRunning;
   running_since_ms_ = record.running_since_ms;
+  ++info_.supervisor_restarts;
   if (shared_.fd_store != nullptr) {
     using K = sd::FdKind;
     std::vector<K> kinds = {K::kPidfd, K::kStatus};
@@ -70,8 +71,9 @@ void Session::Adopt(sandbox::SpawnedChild child, const AdoptionRecord& record,
   watchdog_timer_->Arm();
   if (memory_events_) OnCgroupEvent(CgroupEventSource::kMemory);
   if (pids_events_) OnCgroupEvent(CgroupEventSource::kPids);
-  std::fprintf(stderr, "monkeyproofd: session %s: re-adopted, output continues at %llu\n",
-               info_.id.c_str(), static_cast<unsigned long long>(log_->total()));
+  std::fprintf(
+      stderr, "monkeyproofd: session %s: re-adopted (restart %u), output continues at %llu\n",
+      info_.id.c_str(), info_.supervisor_restarts, static_cast<unsigned long long>(log_->total()));
 }
 
 }  // namespace mp::supervisor

@@ -226,7 +226,7 @@ Result<void> SessionManager::Adopt(SessionStore::Recovered& r, StoredFds& fds) {
   Session::Callbacks callbacks;
   callbacks.on_ended = [this](Session& x) { OnEnded(x); };
   s.Adopt(std::move(child), record, std::move(callbacks));
-  if (!s.ended()) store_.Write(s.info());  // (OnEnded wrote the record of one that ended)
+  if (!s.ended()) store_.Write(s.info());  // its supervisor_restarts (OnEnded wrote an end)
   return Ok();
 }
 
@@ -667,6 +667,8 @@ wire::HealthInfo SessionManager::Health() const {
   h.sessions_active = static_cast<uint32_t>(active_);
   h.sessions_total = static_cast<uint32_t>(sessions_.size());
   h.max_sessions = static_cast<uint32_t>(options_.max_sessions);
+  h.sessions_readopted = readopted_;
+  h.readoption_failures = readoption_failures_;
   h.ready = active_ < options_.max_sessions && !policies_.all().empty();
   if (!h.ready) h.reason = active_ >= options_.max_sessions ? "at capacity" : "no policies loaded";
   return h;

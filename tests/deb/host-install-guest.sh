@@ -209,6 +209,7 @@ test_supervisor_restart() {
   check "supervisor: the sessions unit not restarted" test "$(systemctl show -P InvocationID monkeyproof-sessions)" = "$anchor"
   check "supervisor: active" systemctl -q is-active monkeyproofd
   check "supervisor: the API reconnects, the session runs on" wait_for 60 state_is "$id" running
+  check "supervisor: supervisorRestarts 1" test "$(field supervisorRestarts)" = 1
   code=$(api POST "/sessions/$id/input" '{"input":"after restart\n"}')
   check "supervisor: input after the restart" test "$code" = 200
   # The raw output (the transcript would add its header): the line from before the restart and
@@ -242,6 +243,7 @@ test_supervisor_crash() {
   kill -9 "$before"
   check "crash: restarted by systemd" wait_for 60 sh -c "[ \"\$(systemctl show -P MainPID monkeyproofd)\" != $before ] && [ \"\$(systemctl show -P MainPID monkeyproofd)\" != 0 ] && systemctl -q is-active monkeyproofd"
   check "crash: the session runs on" wait_for 60 state_is "$id" running
+  check "crash: supervisorRestarts 1" test "$(field supervisorRestarts)" = 1
   check "crash: still one process" running 'sleep 752'
   check "crash: the command that ended meanwhile: exited" wait_for 60 state_is "$ended" exited
   check "crash: its exit code" test "$(field exitCode)" = 7

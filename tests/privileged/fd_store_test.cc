@@ -368,6 +368,7 @@ TEST(FdStoreTest, ARestartedSupervisorReadoptsRunningSessions) {
     auto info = Get(*c2, id);
     ASSERT_TRUE(info) << id << Daemon::Log();
     EXPECT_FALSE(info->end) << id << ": " << info->end->detail << Daemon::Log();
+    EXPECT_EQ(info->supervisor_restarts, 1u) << id;
   }
 
   // Ended while no supervisor ran: the exact status from init's report.
@@ -426,6 +427,10 @@ TEST(FdStoreTest, ARestartedSupervisorReadoptsRunningSessions) {
       << "left in the store: " << ::testing::PrintToString(manager.StoredNames());
   EXPECT_NE(Daemon::Log().find("re-adopted 5 running sessions, 0 could not be"), std::string::npos)
       << Daemon::Log();
+  auto health = c2->Call(wire::HealthRequest{});
+  ASSERT_TRUE(health && health->ok());
+  EXPECT_EQ(std::get<wire::HealthInfo>(health->body).sessions_readopted, 5u);
+  EXPECT_EQ(std::get<wire::HealthInfo>(health->body).readoption_failures, 0u);
 }
 
 // An adoption record of another format (a downgrade, or an upgrade that changed it): the
@@ -468,6 +473,9 @@ TEST(FdStoreTest, ARecordOfAnotherFormatEndsTheSessionCleanly) {
   EXPECT_NE(::stat((kLeaves + "/" + id).c_str(), &st), 0) << "the session's leaf is left";
   EXPECT_NE(Daemon::Log().find("re-adopted 0 running sessions, 1 could not be"), std::string::npos)
       << Daemon::Log();
+  auto health = c2->Call(wire::HealthRequest{});
+  ASSERT_TRUE(health && health->ok());
+  EXPECT_EQ(std::get<wire::HealthInfo>(health->body).readoption_failures, 1u);
 }
 
 // systemd < 254 empties the store on `systemctl stop`: the session can never be adopted and

@@ -14,6 +14,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/messages.h"
+#include "common/wire.h"
 #include "supervisor/session_store.h"
 
 namespace mp::supervisor {
@@ -159,6 +161,7 @@ TEST_F(AdoptionTest, RecoveryLeavesSessionsToAdoptRunning) {
     i.created_at_ms = id == "s-Adopt" ? 1 : 2;
     i.command = "sh";
     i.cwd = "/";
+    i.supervisor_restarts = 2;
     ASSERT_TRUE(store.CreateSessionDir(id));
     store.Write(i);
   }
@@ -166,6 +169,7 @@ TEST_F(AdoptionTest, RecoveryLeavesSessionsToAdoptRunning) {
   ASSERT_TRUE(recovered);
   ASSERT_EQ(recovered->size(), 2u);
   EXPECT_FALSE((*recovered)[0].info.end) << "a session to adopt was ended";
+  EXPECT_EQ((*recovered)[0].info.supervisor_restarts, 2u);
   ASSERT_TRUE((*recovered)[1].info.end);
   EXPECT_EQ((*recovered)[1].info.end->reason, wire::EndReason::kSupervisorRestart);
   wire::SessionInfo failed = (*recovered)[0].info;
@@ -176,6 +180,38 @@ TEST_F(AdoptionTest, RecoveryLeavesSessionsToAdoptRunning) {
   ASSERT_TRUE(WriteAdoptionRecord(store.SessionDir("s-Adopt"), Sample()));
   store.Remove("s-Adopt", nullptr);
   EXPECT_FALSE(std::filesystem::exists(store.SessionDir("s-Adopt")));
+}
+
+// supervisor_restarts and the health counters on the wire: absent means 0 (records and
+// supervisors from before re-adoption), a value travels in records and responses.
+TEST(AdoptionWireTest, RestartsAndCountersTravel) {
+  wire::SessionInfo s;
+  s.id = "s-Wire";
+  s.command = "sh";
+  s.cwd = "/";
+  s.created_at_ms = 1;
+  const std::string plain = wire::SessionInfoToJson(s);
+  EXPECT_EQ(plain.find("supervisor_restarts"), std::string::npos) << plain;
+  auto back = wire::SessionInfoFromJson(plain);
+  ASSERT_TRUE(back) << back.error().ToString();
+  EXPECT_EQ(back->supervisor_restarts, 0u);
+  s.supervisor_restarts = 3;
+  back = wire::SessionInfoFromJson(wire::SessionInfoToJson(s));
+  ASSERT_TRUE(back) << back.error().ToString();
+  EXPECT_EQ(back->supervisor_restarts, 3u);
+
+  wire::HealthInfo h;
+  h.version = "1";
+  h.sessions_readopted = 5;
+  h.readoption_failures = 2;
+  auto frame = wire::EncodeResponse({7, h});
+  ASSERT_TRUE(frame);
+  auto view = wire::DecodeFrame(*frame);
+  ASSERT_TRUE(view);
+  auto resp = wire::DecodeResponse(*view);
+  ASSERT_TRUE(resp) << resp.error().ToString();
+  EXPECT_EQ(std::get<wire::HealthInfo>(resp->body).sessions_readopted, 5u);
+  EXPECT_EQ(std::get<wire::HealthInfo>(resp->body).readoption_failures, 2u);
 }
 
 }  // namespace

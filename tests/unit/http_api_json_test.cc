@@ -623,8 +623,9 @@ wire::SessionInfo RunningInfo() {
 const std::vector<std::string> kOriginalKeys = {
     "id",  "task",      "taskPreview", "cwd",         "command",   "type",  "status", "exitCode",
     "pid", "createdAt", "endedAt",     "outputLines", "wsClients", "owner", "labels"};
-const std::vector<std::string> kOurKeys = {"state",     "preset", "createdBy", "outputBytes",
-                                           "endReason", "signal", "pty",       "resources"};
+const std::vector<std::string> kOurKeys = {
+    "state",     "preset", "createdBy", "outputBytes", "supervisorRestarts",
+    "endReason", "signal", "pty",       "resources"};
 
 TEST(SessionInfoJsonTest, RunningSessionHasTheOriginalsKeysThenOurs) {
   const std::string text = SessionInfoJson(RunningInfo(), 3);
@@ -635,7 +636,8 @@ TEST(SessionInfoJsonTest, RunningSessionHasTheOriginalsKeysThenOurs) {
       R"("type":"exec","status":"running","exitCode":null,"pid":21908,)"
       R"("createdAt":"2024-11-21T19:31:44.759Z","endedAt":null,"outputLines":2,)"
       R"("wsClients":3,"owner":"me","labels":["a","b"],"state":"running","preset":null,)"
-      R"("createdBy":null,"outputBytes":12,"endReason":null,"signal":null,"pty":null,"resources":null})");
+      R"("createdBy":null,"outputBytes":12,"supervisorRestarts":0,"endReason":null,"signal":null,)"
+      R"("pty":null,"resources":null})");
   const ojson j = ojson::parse(text);
   std::vector<std::string> want = kOriginalKeys;
   want.insert(want.end(), kOurKeys.begin(), kOurKeys.end());
@@ -658,8 +660,8 @@ TEST(SessionInfoJsonTest, EndedSession) {
   info.end->pids_peak = 3;
   const ojson j = ojson::parse(SessionInfoJson(info, 0));
   std::vector<std::string> want = kOriginalKeys;
-  want.insert(want.end(), {"state", "preset", "createdBy", "outputBytes", "endReason", "endDetail",
-                           "signal", "pty", "resources"});
+  want.insert(want.end(), {"state", "preset", "createdBy", "outputBytes", "supervisorRestarts",
+                           "endReason", "endDetail", "signal", "pty", "resources"});
   EXPECT_EQ(Keys(j), want);
   // Killed by our deadline, not by DELETE: the original would have seen its process end.
   EXPECT_EQ(j["status"], "exited");

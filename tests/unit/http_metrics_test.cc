@@ -210,6 +210,10 @@ TEST(MetricsTest, SupervisorGauges) {
   EXPECT_EQ(p.samples.at("monkeyproof_sessions_active"), 7);
   EXPECT_EQ(p.samples.at("monkeyproof_sessions_total"), 12);
   EXPECT_EQ(p.samples.at("monkeyproof_sessions_max"), 50);
+  EXPECT_EQ(p.samples.at("monkeyproof_sessions_readopted"), 0);
+  p = Parse(m.Render({.connected = true, .sessions_readopted = 4, .readoption_failures = 1}));
+  EXPECT_EQ(p.samples.at("monkeyproof_sessions_readopted"), 4);
+  EXPECT_EQ(p.samples.at("monkeyproof_session_readoption_failures"), 1);
 }
 
 TEST(MetricsTest, ResidentMemory) {

@@ -26,6 +26,9 @@
 #                 root:monkeyproof-api 0640; HTTPS with it as the CA (curl and the CLI), refused
 #                 without it; mTLS optional then required; `systemctl reload` swaps the
 #                 certificate; plain HTTP keeps answering
+#   survive       five sessions through restart, daemon-reexec, kill -9 and an upgrade with
+#                 dpkg -i: output whole (sha256), stdin, resize, exit codes, no extra process;
+#                 survive-control: with fd_store = off the same checks fail (host-install-survive.sh)
 #   token         the API refuses to start with a short token and with none; reinstalling the
 #                 package keeps the token and does not restart the sessions unit
 #   security      systemd-analyze security: monkeyproof-api at most 2.0 (both figures printed)
@@ -96,6 +99,9 @@ sessions_cap_is_default() {
 running() { pgrep -f "$1" >/dev/null; }
 no_process() { ! running "$1"; }
 mode_of() { stat -c '%a %U:%G' "$1"; }
+
+# shellcheck source=host-install-survive.sh
+source "$here/host-install-survive.sh"
 
 dump_logs() {
   log "--- journal of the units (last 60 lines)"
@@ -484,6 +490,8 @@ main() {
     test_supervisor_crash
     test_supervisor_stop
     test_token
+    test_survive
+    test_survive_control
     test_security
     ((failed == 0)) || dump_logs
     test_remove_purge

@@ -82,4 +82,24 @@ Result<wire::Event> ControlClient::NextEvent(std::chrono::milliseconds timeout) 
   }
 }
 
+Result<std::string> ControlClient::ReadAllOutput(const std::string& session) {
+  std::string out;
+  uint64_t since = 0;
+  for (;;) {
+    auto r =
+        Call(wire::ReadOutputRequest{session, since, static_cast<uint32_t>(wire::kMaxChunkBytes)});
+    if (!r) return r.error();
+    auto* o = std::get_if<wire::OutputRead>(&r->body);
+    if (o == nullptr) {
+      return PlainError("read_output " + session + " at " + std::to_string(since) + " failed");
+    }
+    if (!o->gaps.empty()) {
+      return PlainError("the output of " + session + " has a gap at " + std::to_string(since));
+    }
+    out.append(o->data.begin(), o->data.end());
+    if (o->next == since) return out;
+    since = o->next;
+  }
+}
+
 }  // namespace mp::testing

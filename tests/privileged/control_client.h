@@ -25,6 +25,9 @@ class ControlClient {
                               std::chrono::milliseconds timeout = std::chrono::seconds(60));
   // The next event, or an error on timeout / EOF.
   Result<wire::Event> NextEvent(std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  // A session's whole output from offset 0 as the supervisor holds it (read_output until it
+  // stops growing); a gap or a failed read is an error naming the offset.
+  Result<std::string> ReadAllOutput(const std::string& session);
   // Reads nothing for a while: lets the outbox fill (slow-reader tests).
   int fd() const { return fd_.get(); }
   const wire::ServerHello& hello() const { return hello_; }

@@ -10,11 +10,8 @@
 // SIGTERM ends the session as supervisor_restart. Runs in the test VM.
 #include <dirent.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,8 +20,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <functional>
-#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -33,6 +28,7 @@
 
 #include "common/unique_fd.h"
 #include "control_client.h"
+#include "fake_manager.h"
 #include "proc_watch.h"
 
 namespace mp::testing {
@@ -71,84 +67,6 @@ std::string Slurp(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
-// The service manager's side: the notify socket and the store.
-class FakeManager {
- public:
-  FakeManager() {
-    ::unlink(kNotify.c_str());
-    sock_.Reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    struct sockaddr_un a {};
-    a.sun_family = AF_UNIX;
-    std::strncpy(a.sun_path, kNotify.c_str(), sizeof a.sun_path - 1);
-    EXPECT_EQ(::bind(sock_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0)
-        << std::strerror(errno);
-  }
-
-  // Reads one message within `ms`; applies FDSTORE/FDSTOREREMOVE to the store. False: none.
-  bool Receive(int ms) {
-    struct pollfd p = {sock_.get(), POLLIN, 0};
-    if (::poll(&p, 1, ms) <= 0) return false;
-    char buf[4096];
-    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
-    struct iovec iov = {buf, sizeof buf};
-    struct msghdr msg {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    const ssize_t n = ::recvmsg(sock_.get(), &msg, MSG_CMSG_CLOEXEC);
-    if (n < 0) return false;
-    std::vector<UniqueFd> fds;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_type != SCM_RIGHTS) continue;
-      for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        fds.emplace_back(fd);
-      }
-    }
-    const std::string text(buf, static_cast<size_t>(n));
-    messages.push_back(text);
-    const size_t at = text.find("FDNAME=");
-    const std::string name =
-        at == std::string::npos ? "" : text.substr(at + 7, text.find('\n', at) - (at + 7));
-    if (text.starts_with("FDSTORE=1\n")) {
-      EXPECT_NE(text.find("\nFDPOLL=0"), std::string::npos) << text;
-      EXPECT_EQ(fds.size(), 1u) << text;
-      for (auto& fd : fds) store.push_back({name, std::move(fd)});
-    } else if (text.starts_with("FDSTOREREMOVE=1\n")) {
-      ++removals[name];
-      std::erase_if(store, [&](const auto& e) { return e.first == name; });
-    }
-    return true;
-  }
-  // Reads what has arrived (the daemon's sends wait while the socket's short queue is full).
-  void Drain() {
-    while (Receive(0)) {
-    }
-  }
-  // Reads until `done` or `ms` pass without a message.
-  void ReceiveUntil(const std::function<bool()>& done, int ms = 20000) {
-    while (!done() && Receive(ms)) {
-    }
-  }
-  std::set<std::string> StoredNames() const {
-    std::set<std::string> out;
-    for (const auto& e : store) out.insert(e.first);
-    return out;
-  }
-  bool Said(const std::string& text) const {
-    return std::find(messages.begin(), messages.end(), text) != messages.end();
-  }
-
-  std::vector<std::string> messages;
-  std::vector<std::pair<std::string, UniqueFd>> store;  // in the order stored
-  std::map<std::string, int> removals;
-
- private:
-  UniqueFd sock_;
-};
-
 class Daemon {
  public:
   explicit Daemon(const std::string& extra_conf) {
@@ -170,20 +88,7 @@ class Daemon {
     if (pid_ != 0) return;
     const int log = ::open((kBase + "/daemon.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     ::dup2(log, 2);
-    // Fds 3.. as systemd leaves them: first out of the way (they may sit at 3..), then placed.
-    std::vector<int> moved;
-    std::string names;
-    for (const auto& [name, fd] : manager.store) {
-      moved.push_back(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 1000));
-      names += (names.empty() ? "" : ":") + name;
-    }
-    for (size_t i = 0; i < moved.size(); ++i) ::dup2(moved[i], 3 + static_cast<int>(i));
-    if (!moved.empty()) {
-      ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
-      ::setenv("LISTEN_FDS", std::to_string(moved.size()).c_str(), 1);
-      ::setenv("LISTEN_FDNAMES", names.c_str(), 1);
-    }
-    ::setenv("NOTIFY_SOCKET", kNotify.c_str(), 1);
+    manager.PassToChild();
     ::execl(kDaemon.c_str(), kDaemon.c_str(), "--config", (kBase + "/monkeyproof.conf").c_str(),
             "--state-dir", (kBase + "/state").c_str(), "--socket",
             (kBase + "/run/control.sock").c_str(), "--cgroup-root", kCgroup.c_str(), "--policies",
@@ -248,21 +153,9 @@ wire::SessionInfo SpawnTask(ControlClient& c, const std::string& task, bool pty 
 
 // The whole output from offset 0, as the supervisor holds it; gaps are failures.
 std::string ReadAll(ControlClient& c, const std::string& id) {
-  std::string out;
-  uint64_t since = 0;
-  for (;;) {
-    auto r =
-        c.Call(wire::ReadOutputRequest{id, since, static_cast<uint32_t>(wire::kMaxChunkBytes)});
-    auto* o = r ? std::get_if<wire::OutputRead>(&r->body) : nullptr;
-    if (o == nullptr) {
-      ADD_FAILURE() << "read_output " << id << " at " << since << " failed";
-      return out;
-    }
-    EXPECT_TRUE(o->gaps.empty()) << id << " has a gap at " << since;
-    out.append(o->data.begin(), o->data.end());
-    if (o->next == since) return out;
-    since = o->next;
-  }
+  auto out = c.ReadAllOutput(id);
+  EXPECT_TRUE(out) << out.error().ToString();
+  return out ? *out : std::string();
 }
 
 std::optional<wire::SessionInfo> WaitEnded(ControlClient& c, const std::string& id) {
@@ -299,7 +192,7 @@ std::string PrinterOutput() {
 
 TEST(FdStoreTest, ARestartedSupervisorReadoptsRunningSessions) {
   Daemon daemon("");  // first: it empties the test's directory, where the notify socket goes
-  FakeManager manager;
+  FakeManager manager(kNotify);
   daemon.Start(manager);
   manager.ReceiveUntil([&] { return manager.Said("READY=1"); });
   ASSERT_TRUE(manager.Said("READY=1")) << Daemon::Log();
@@ -437,7 +330,7 @@ TEST(FdStoreTest, ARestartedSupervisorReadoptsRunningSessions) {
 // session is ended cleanly, its process and leaf gone, its fds released from the store.
 TEST(FdStoreTest, ARecordOfAnotherFormatEndsTheSessionCleanly) {
   Daemon daemon("");  // first: it empties the test's directory, where the notify socket goes
-  FakeManager manager;
+  FakeManager manager(kNotify);
   daemon.Start(manager);
   manager.ReceiveUntil([&] { return manager.Said("READY=1"); });
   auto c = ControlClient::Connect(daemon.socket());
@@ -482,7 +375,7 @@ TEST(FdStoreTest, ARecordOfAnotherFormatEndsTheSessionCleanly) {
 // ends by itself (its init leaves once nobody holds the report socket).
 TEST(FdStoreTest, ASessionEndsWhenTheStoreIsEmptiedWhileNoSupervisorRuns) {
   Daemon daemon("");  // first: it empties the test's directory, where the notify socket goes
-  FakeManager manager;
+  FakeManager manager(kNotify);
   daemon.Start(manager);
   manager.ReceiveUntil([&] { return manager.Said("READY=1"); });
   auto c = ControlClient::Connect(daemon.socket());
@@ -504,7 +397,7 @@ TEST(FdStoreTest, ASessionEndsWhenTheStoreIsEmptiedWhileNoSupervisorRuns) {
 // session (supervisor_restart) as before.
 TEST(FdStoreTest, ControlStoreOffStoresNothingAndSigtermEndsSessions) {
   Daemon daemon("fd_store = off\n");
-  FakeManager manager;
+  FakeManager manager(kNotify);
   daemon.Start(manager);
   manager.ReceiveUntil([&] { return manager.Said("READY=1"); });
   ASSERT_TRUE(manager.Said("READY=1")) << Daemon::Log();

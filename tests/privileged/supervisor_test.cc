@@ -22,6 +22,7 @@
 
 #include "common/unique_fd.h"
 #include "control_client.h"
+#include "fake_manager.h"
 #include "proc_watch.h"
 #include "staged_probe.h"
 
@@ -111,12 +112,14 @@ class Daemon {
   }
   ~Daemon() { Stop(SIGKILL); }
 
-  void Start() {
+  // With `manager`, the daemon runs as under systemd with its fd store (fake_manager.h).
+  void Start(const FakeManager* manager = nullptr) {
     pid_ = ::fork();
     if (pid_ == 0) {
       const std::string log = kBase + "/daemon.log";
       const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       ::dup2(fd, 2);
+      if (manager != nullptr) manager->PassToChild();
       ::execl(kDaemon.c_str(), kDaemon.c_str(), "--config", (kBase + "/monkeyproof.conf").c_str(),
               "--state-dir", (kBase + "/state").c_str(), "--socket",
               (kBase + "/run/control.sock").c_str(), "--cgroup-root", kCgroup.c_str(), "--policies",
@@ -799,6 +802,9 @@ int CountNobodyProcesses() {
   return n;
 }
 
+// The control of the survival test below: without the fd store (no NOTIFY_SOCKET, as in dev
+// mode), SIGKILL of the supervisor ends every session and leaves no process; the next start
+// marks them supervisor_restart.
 TEST(SupervisorRestartTest, SigkillLeavesNoProcessAndRestartMarksSessions) {
   for (int trial = 0; trial < 20; ++trial) {
     Daemon daemon;
@@ -838,6 +844,126 @@ TEST(SupervisorRestartTest, SigkillLeavesNoProcessAndRestartMarksSessions) {
     EXPECT_EQ(info->end->reason, wire::EndReason::kSupervisorRestart);
     EXPECT_EQ(CountLeaves(), 0);
   }
+}
+
+// Processes of nobody (the sessions' user) that are in no session leaf: escaped or leaked.
+int NobodyOutsideLeaves() {
+  int n = 0;
+  DIR* d = ::opendir("/proc");
+  while (const dirent* e = d ? ::readdir(d) : nullptr) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    const std::string dir = std::string("/proc/") + e->d_name;
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0 || st.st_uid != 65534) continue;
+    std::ifstream f(dir + "/cgroup");
+    const std::string cg((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (!cg.empty() && cg.find("/mp-daemon-test/sessions/s-") == std::string::npos) ++n;
+  }
+  if (d) ::closedir(d);
+  return n;
+}
+
+// The processes of a leaf other than sleep (the printer's pauses come and go).
+size_t SteadyProcesses(const std::string& id) {
+  const auto procs = LeafProcesses(kLeaves + "/" + id).value_or(std::vector<pid_t>{});
+  return static_cast<size_t>(std::count_if(
+      procs.begin(), procs.end(), [](pid_t p) { return !Cmdline(p).starts_with("sleep 0"); }));
+}
+
+// With the fd store (the test plays systemd's, as fd_store_test does): 20 times SIGKILL of the
+// supervisor and a start that gets the stored fds back. A session printing a sequence and a
+// tree of four sleepers live through all of it: after each start both run, have lived through
+// one more restart, the same processes in their leaves, none outside; at the end the printer's
+// output is its whole sequence, in order, and nothing is left.
+TEST(SupervisorRestartTest, SessionsSurviveTwentySigkillsWithTheFdStore) {
+  Daemon daemon;  // first: it empties the test's directory, where the notify socket goes
+  FakeManager manager(kBase + "/notify");
+  const auto start = [&] {
+    manager.messages.clear();
+    daemon.Start(&manager);
+    manager.ReceiveUntil([&] { return manager.Said("READY=1"); });
+    return manager.Said("READY=1");
+  };
+  ASSERT_TRUE(start()) << Daemon::Log();
+  auto first = ControlClient::Connect(daemon.socket());
+  ASSERT_TRUE(first) << first.error().ToString() << Daemon::Log();
+  std::optional<ControlClient> c(std::move(*first));
+  const auto spawn = [&](const std::string& task) {
+    wire::SpawnRequest req;
+    req.task = task;
+    req.client = "test";
+    auto r = c->Call(req);
+    EXPECT_TRUE(r && r->ok()) << Daemon::Log();
+    return r && r->ok() ? std::get<wire::SessionInfo>(r->body).id : std::string();
+  };
+  // "n 1", "n 2", … with a short pause every 20 lines, until the file "stop"; then "end N".
+  const std::string printer = spawn(
+      "i=0; until [ -e stop ]; do i=$((i+1)); echo \"n $i\"; "
+      "[ $((i % 20)) = 0 ] && sleep 0.02; done; echo \"end $i\"");
+  const std::string tree =
+      spawn("setsid sh -c 'sleep 1000 & sleep 1000' & (sleep 1000 &) ; sleep 1000");
+  ASSERT_FALSE(printer.empty() || tree.empty());
+  manager.ReceiveUntil([&] { return manager.store.size() == 10; });
+  ASSERT_EQ(manager.store.size(), 10u) << ::testing::PrintToString(manager.StoredNames());
+  const auto sleepers = [&] {
+    const auto procs = LeafProcesses(kLeaves + "/" + tree).value_or(std::vector<pid_t>{});
+    return std::count_if(procs.begin(), procs.end(),
+                         [](pid_t p) { return Cmdline(p) == "sleep 1000"; });
+  };
+  ASSERT_TRUE(WaitFor([&] { return sleepers() == 4; }, std::chrono::seconds(60)));
+  const size_t printer_procs = SteadyProcesses(printer), tree_procs = SteadyProcesses(tree);
+
+  for (uint32_t trial = 1; trial <= 20; ++trial) {
+    daemon.Stop(SIGKILL);
+    ::usleep(100 * 1000);  // the sessions run on, unsupervised
+    ASSERT_EQ(sleepers(), 4) << "trial " << trial << ": the tree did not outlive SIGKILL";
+    ASSERT_TRUE(start()) << "trial " << trial << Daemon::Log();
+    auto c2 = ControlClient::Connect(daemon.socket());
+    ASSERT_TRUE(c2) << Daemon::Log();
+    for (const auto& id : {printer, tree}) {
+      auto got = c2->Call(wire::GetRequest{id});
+      auto* info = got ? std::get_if<wire::SessionInfo>(&got->body) : nullptr;
+      ASSERT_NE(info, nullptr) << "trial " << trial;
+      ASSERT_FALSE(info->end) << "trial " << trial << ": " << id << " ended: " << info->end->detail
+                              << Daemon::Log();
+      EXPECT_EQ(info->supervisor_restarts, trial) << id;
+    }
+    for (const auto& m : manager.messages) {
+      EXPECT_FALSE(m.starts_with("FDSTORE=1\n")) << "trial " << trial << ": stored again: " << m;
+    }
+    // (waited for: the printer's shell between fork and exec of its sleep counts, briefly)
+    EXPECT_TRUE(
+        WaitFor([&] { return SteadyProcesses(printer) == printer_procs; }, std::chrono::seconds(5)))
+        << "trial " << trial << ": " << SteadyProcesses(printer) << " processes, not "
+        << printer_procs;
+    EXPECT_EQ(SteadyProcesses(tree), tree_procs) << "trial " << trial;
+    EXPECT_EQ(NobodyOutsideLeaves(), 0) << "trial " << trial;
+    c.emplace(std::move(*c2));
+  }
+
+  WriteFile(kWorkspace + "/stop", "");
+  ASSERT_TRUE(WaitEnded(*c, printer)) << Daemon::Log();
+  auto out = c->ReadAllOutput(printer);
+  ASSERT_TRUE(out) << out.error().ToString();
+  const size_t last = out->rfind("end ");
+  ASSERT_NE(last, std::string::npos) << "no end line: " << out->substr(out->size() - 100);
+  const int lines = std::atoi(out->c_str() + last + 4);
+  std::string expected;
+  for (int i = 1; i <= lines; ++i) expected += "n " + std::to_string(i) + "\n";
+  expected += "end " + std::to_string(lines) + "\n";
+  EXPECT_GT(lines, 0);
+  EXPECT_EQ(out->size(), expected.size());
+  EXPECT_TRUE(*out == expected) << "the output differs from the sequence printed (" << lines
+                                << " lines)";
+  auto killed = c->Call(wire::KillRequest{tree});
+  ASSERT_TRUE(killed && killed->ok());
+  ASSERT_TRUE(WaitEnded(*c, tree));
+  EXPECT_TRUE(WaitFor([] { return CountLeaves() == 0 && CountNobodyProcesses() == 0; },
+                      std::chrono::seconds(30)))
+      << CountLeaves() << " leaves, " << CountNobodyProcesses() << " session processes left";
+  manager.ReceiveUntil([&] { return manager.store.empty(); }, 5000);
+  EXPECT_TRUE(manager.store.empty())
+      << "left in the store: " << ::testing::PrintToString(manager.StoredNames());
 }
 
 }  // namespace

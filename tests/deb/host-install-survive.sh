@@ -131,11 +131,13 @@ survive_interact() {
   wait_for 30 output_has "$term" "in:ev$1 $rows $cols" || { log "  | terminal: no 'in:ev$1 $rows $cols'"; return 1; }
 }
 
-# No process more or less: one supervisor, each leaf as at the start, every process of
-# nobody (the sessions' user) in a session leaf.
+# No process more or less: one process in the supervisor's unit, each leaf as at the start,
+# every process of nobody (the sessions' user) in a session leaf.
 survive_no_extra() {
   local entry pid
-  [[ $(pgrep -cx monkeyproofd) == 1 ]] || { log "  | $(pgrep -cx monkeyproofd) monkeyproofd processes"; return 1; }
+  # (each session's init is a clone of monkeyproofd, with its name: count the unit's cgroup)
+  local procs=/sys/fs/cgroup/system.slice/monkeyproofd.service/cgroup.procs
+  [[ $(wc -l <"$procs") == 1 ]] || { log "  | $(wc -l <"$procs") processes in monkeyproofd.service"; return 1; }
   for entry in "${survive_leaf[@]}"; do
     [[ -d $leaves_cg/${entry%%=*} ]] || continue  # ended
     [[ $(survive_procs "${entry%%=*}") == "${entry#*=}" ]] || { log "  | leaf ${entry%%=*}: $(survive_procs "${entry%%=*}") processes, not ${entry#*=}"; return 1; }

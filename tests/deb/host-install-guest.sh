@@ -71,7 +71,8 @@ token() { cat /etc/monkeyproof/api-token; }
 
 # api METHOD PATH [JSON]: the body goes to $tmp/body, the status to stdout.
 api() {
-  local args=(-sS -o "$tmp/body" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $(token)")
+  # A bound on every call: a hung API fails the check that made it instead of the VM's timeout.
+  local args=(-sS --max-time 60 -o "$tmp/body" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $(token)")
   [[ $# -ge 3 ]] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
   curl "${args[@]}" "$url$2" 2>"$tmp/curl.err" || echo "000"
 }

@@ -81,7 +81,7 @@ out, since = b"", 0
 while True:
     req = urllib.request.Request(f"{url}/sessions/{sid}/output?since={since}",
                                  headers={"Authorization": "Bearer " + token})
-    with urllib.request.urlopen(req) as r:
+    with urllib.request.urlopen(req, timeout=60) as r:
         if r.headers.get("x-output-gaps"):
             sys.exit(f"gaps in the output: {r.headers['x-output-gaps']}")
         data, nxt = r.read(), int(r.headers["x-output-next-offset"])
@@ -150,7 +150,7 @@ survive_no_extra() {
 }
 
 metrics_readopted() {
-  curl -sS -H "Authorization: Bearer $(token)" "$url/metrics" | grep -qx "monkeyproof_sessions_readopted $1"
+  curl -sS --max-time 60 -H "Authorization: Bearer $(token)" "$url/metrics" | grep -qx "monkeyproof_sessions_readopted $1"
 }
 
 # survive_checks WHAT N LIVE: after an event: N restarts lived through, LIVE sessions adopted.
@@ -200,7 +200,7 @@ test_survive() {
 import datetime, json, sys
 ended = datetime.datetime.fromisoformat(json.load(open(sys.argv[1]))["endedAt"].replace("Z", "+00:00"))
 sys.exit(not ended.timestamp() * 1000 < int(sys.argv[2]))' "$tmp/body" "$(supervisor_started_ms)"
-  check "survive kill -9: its output" sh -c "[ \"\$(curl -sS -H 'Authorization: Bearer $(token)' $url/sessions/$x/output)\" = bye ]"
+  check "survive kill -9: its output" sh -c "[ \"\$(curl -sS --max-time 60 -H 'Authorization: Bearer $(token)' $url/sessions/$x/output)\" = bye ]"
   check "survive kill -9: its leaf gone" wait_for 30 test ! -e "$leaves_cg/$x"
 
   log "survive: systemctl daemon-reexec"

@@ -358,6 +358,8 @@ int RunDaemon(int argc, char** argv) {
   if (const char* task = std::getenv("MONKEYPROOFD_TEST_STALL_SPAWN_TASK")) {
     mo.test_stall_spawn_task = task;
   }
+  // Test hook of the privileged suite: the control of the kill -9 test (output staging off).
+  mo.test_no_output_staging = std::getenv("MONKEYPROOFD_TEST_NO_OUTPUT_STAGING") != nullptr;
   mo.host.credentials_dir = c.credentials_dir;
   mo.host.session_oom_score_adj = static_cast<int>(c.session_oom_score_adj);
   mo.supervisor_version = kVersion;

@@ -199,6 +199,7 @@ class Ring {
       : max_bytes_(max_bytes), max_runs_(std::max<size_t>(16, max_bytes / 512)) {}
 
   uint64_t start() const { return start_; }
+  uint64_t end() const { return end_; }
   void Reset(uint64_t at) {
     bytes_.Clear();
     runs_.Clear();
@@ -790,8 +791,32 @@ Result<std::unique_ptr<OutputLog>> OutputLog::Open(const std::string& dir,
 }
 
 Result<uint64_t> OutputLog::Append(wire::OutputStream stream, const uint8_t* data, size_t length) {
+  return AppendAt(impl_->total, stream, data, length);
+}
+
+uint64_t OutputLog::held_end() const {
+  const Impl& m = *impl_;
+  if (m.ring.start() < m.ring.end()) return m.ring.end();
+  for (auto s = m.segments.rbegin(); s != m.segments.rend(); ++s) {
+    if (s->first != kNone) return s->end;
+  }
+  return 0;
+}
+
+Result<uint64_t> OutputLog::AppendAt(uint64_t offset, wire::OutputStream stream,
+                                     const uint8_t* data, size_t length) {
   Impl& m = *impl_;
-  const uint64_t offset = m.total;
+  if (offset != m.total) {
+    const bool ring_empty = m.ring.start() == m.ring.end();
+    if (offset < held_end() || offset + length < m.total || !ring_empty) {
+      return ErrnoError(EINVAL, "output log: cannot write " + Range(offset, offset + length) +
+                                    ": it holds output up to " + std::to_string(held_end()) +
+                                    " of " + std::to_string(m.total));
+    }
+    m.ring.Reset(offset);
+    m.total = offset;
+    total_ = offset;
+  }
   if (length == 0) return offset;
   if (length > kOffsetLimit - offset) {
     return ErrnoError(EOVERFLOW, "output log: offset " + std::to_string(offset) + " + " +

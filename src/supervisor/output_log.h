@@ -46,6 +46,13 @@ class OutputLog {
   // range is recorded as a gap on disk), so the caller can log it; the bytes
   // took their offsets all the same: [total() before the call, total() after).
   Result<uint64_t> Append(wire::OutputStream stream, const uint8_t* data, size_t length);
+  // Append at `offset` instead of total(), for a recovery after a crash (output_stage.h):
+  // `offset` >= held_end() (nothing held from there on) and offset + length >= total(); total()
+  // becomes offset + length. It fills the range Open reserved for a torn last record, or leaves
+  // [total(), offset) a gap. EINVAL when the log holds bytes at or past `offset`, or the ring is
+  // not empty and `offset` is not total().
+  Result<uint64_t> AppendAt(uint64_t offset, wire::OutputStream stream, const uint8_t* data,
+                            size_t length);
 
   // Reads up to `limit` (1..wire::kMaxChunkBytes) bytes from `since`: chunks in
   // offset order with their streams (adjacent same-stream bytes merged; a chunk
@@ -59,6 +66,9 @@ class OutputLog {
   // The first offset still held anywhere (ring or transcript).
   uint64_t first_held() const;
   uint64_t total() const { return total_; }  // bytes appended so far = next offset
+  // One past the last byte held (ring or transcript); below total() when the log ends in a gap
+  // (a torn last record whose range Open reserved, a failed write).
+  uint64_t held_end() const;
   // Flushes the transcript to disk (fdatasync); called when the session ends.
   Result<void> Sync();
   // Removes the directory and everything in it.

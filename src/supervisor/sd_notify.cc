@@ -22,8 +22,8 @@ std::optional<uint64_t> ParseDecimal(std::string_view s) {
   return v;
 }
 
-constexpr FdKind kKinds[] = {FdKind::kPidfd, FdKind::kStatus, FdKind::kIn,
-                             FdKind::kOut,   FdKind::kErr,    FdKind::kPty};
+constexpr FdKind kKinds[] = {FdKind::kPidfd, FdKind::kStatus, FdKind::kIn,   FdKind::kOut,
+                             FdKind::kErr,   FdKind::kPty,    FdKind::kStage};
 
 }  // namespace
 
@@ -205,6 +205,8 @@ std::string_view ToString(FdKind kind) {
       return "err";
     case FdKind::kPty:
       return "pty";
+    case FdKind::kStage:
+      return "stage";
   }
   return "?";
 }

@@ -91,11 +91,14 @@ enum class FdKind {
   kOut,     // stdout's read end (pipes)
   kErr,     // stderr's read end (pipes)
   kPty,     // the PTY master (a terminal session: its input and output)
+  kStage,   // the output stage (output_stage.h): the chunk on its way from a pipe to the log
 };
-// A session stores at most this many: pidfd, status, in, out, err (a PTY session stores 3).
-inline constexpr size_t kMaxFdsPerSession = 5;
+// A session stores at most this many: pidfd, status, in, out, err, stage (a PTY session
+// stores 3).
+inline constexpr size_t kMaxFdsPerSession = 6;
 
-std::string_view ToString(FdKind kind);  // "pidfd", "status", "in", "out", "err", "pty"
+// "pidfd", "status", "in", "out", "err", "pty", "stage"
+std::string_view ToString(FdKind kind);
 // "<session-id>.<kind>", e.g. "s-01J4AB.out".
 std::string FdName(std::string_view session_id, FdKind kind);
 struct ParsedFdName {

@@ -226,6 +226,7 @@ void Session::WatchRunning(Watchdog::Clock::time_point start, bool arm) {
 
 void Session::StoreFds() {
   if (shared_.fd_store == nullptr) return;
+  CreateStage();
   const auto& c = *child_;
   using K = sd::FdKind;
   auto stored = shared_.fd_store->Store(info_.id, {{K::kPidfd, c.init.fd()},
@@ -233,12 +234,14 @@ void Session::StoreFds() {
                                                    {K::kIn, c.stdin_write.get()},
                                                    {K::kOut, c.stdout_read.get()},
                                                    {K::kErr, c.stderr_read.get()},
-                                                   {K::kPty, c.pty_master.get()}});
+                                                   {K::kPty, c.pty_master.get()},
+                                                   {K::kStage, stage_ ? stage_->fd() : -1}});
   // The session runs on; it will not survive a restart of the supervisor (the next one ends it
-  // as supervisor_restart).
+  // as supervisor_restart), and a stage nobody keeps is no use.
   if (!stored) {
     std::fprintf(stderr, "monkeyproofd: session %s: %s\n", info_.id.c_str(),
                  stored.error().ToString().c_str());
+    stage_.reset();
   }
 }
 
@@ -439,6 +442,7 @@ void Session::Finish(const Result<sandbox::CgroupStats>& stats) {
   // each, for every record kept): readers of an ended session read the disk.
   if (log_->Sync()) (void)log_->ReleaseRing();
   child_.reset();
+  stage_.reset();
   memory_events_.Reset();
   pids_events_.Reset();
   leaf_events_.Reset();

@@ -27,6 +27,7 @@
 #include "supervisor/event_loop.h"
 #include "supervisor/fd_store.h"
 #include "supervisor/output_log.h"
+#include "supervisor/output_stage.h"
 #include "supervisor/policy.h"
 #include "supervisor/session_store.h"
 #include "supervisor/watchdog.h"
@@ -58,6 +59,10 @@ class Session {
     size_t stdin_buffer_bytes;               // queued stdin per session
     // systemd's fd store: a running session's fds are kept there (fd_store.h); nullptr: off.
     SessionFdStore* fd_store = nullptr;
+    // With fd_store: pipe output goes through a staging memfd kept in the store, so that a
+    // SIGKILL of the supervisor neither loses nor repeats a byte (output_stage.h). False only
+    // in the privileged tests' control (MONKEYPROOFD_TEST_NO_OUTPUT_STAGING).
+    bool stage_output = true;
   };
   struct Callbacks {
     // The spawn has an outcome: running, or ended (spawn_error, or killed while starting).
@@ -86,8 +91,11 @@ class Session {
   // never been left: output is read on from the transcript's end, the deadlines count from
   // `record.running_since_ms`, the idle deadline from now. A command that ended meanwhile ends
   // the session at once with init's report (on_ended may run before Adopt returns). The
-  // session was constructed with the effective policy rebuilt from the record.
-  void Adopt(sandbox::SpawnedChild child, const AdoptionRecord& record, Callbacks callbacks);
+  // session was constructed with the effective policy rebuilt from the record. `stage`: the
+  // output stage it stored (nullopt: none, e.g. stored by a supervisor without one); what it
+  // holds goes into the transcript first (RecoverStaged), and reading goes on through it.
+  void Adopt(sandbox::SpawnedChild child, const AdoptionRecord& record, Callbacks callbacks,
+             std::optional<OutputStage> stage);
   // What a restarted supervisor needs to adopt this running session (adoption.h).
   [[nodiscard]] AdoptionRecord AdoptionInfo() const;
 
@@ -149,8 +157,14 @@ class Session {
   void UpdateOutputWatch(int fd);
   void OnOutput(int fd, wire::OutputStream stream);
   // Reads up to `limit` bytes into the log (kReadsPerWakeup reads at most, unless `limit` is
-  // Watchdog::kUnlimited: then until end of file).
+  // Watchdog::kUnlimited: then until end of file); pipes through stage_ when there is one.
   uint64_t DrainFd(int fd, wire::OutputStream stream, uint64_t limit);
+  // One chunk of at most `max` bytes from `fd` into `buf` (read, or staged); as read(2).
+  ssize_t TakeChunk(int fd, wire::OutputStream stream, uint8_t* buf, size_t max);
+  // Creates stage_ for a pipe session whose fds go to the store (before they are stored).
+  void CreateStage();
+  // Stops staging (an error of the stage): the chunks go back to read + append.
+  void DropStage(const Error& why);
   // The throttle: stop reading output until the watchdog's resume time, then read again.
   void PauseOutput(Watchdog::Clock::time_point now);
   void ResumeOutput();
@@ -173,6 +187,7 @@ class Session {
   Callbacks callbacks_;
   std::optional<sandbox::PendingSpawn> pending_;  // starting
   std::optional<sandbox::SpawnedChild> child_;    // running and ending
+  std::optional<OutputStage> stage_;  // pipe output's staging memfd (fd store on), in the store
   std::optional<Watchdog> watchdog_;
   std::unique_ptr<WatchdogTimer> watchdog_timer_;
   std::map<uint64_t, Subscription> subs_;

@@ -31,25 +31,57 @@ AdoptionRecord Session::AdoptionInfo() const {
   return r;
 }
 
-void Session::Adopt(sandbox::SpawnedChild child, const AdoptionRecord& record,
-                    Callbacks callbacks) {
+void Session::Adopt(sandbox::SpawnedChild child, const AdoptionRecord& record, Callbacks callbacks,
+                    std::optional<OutputStage> stage) {
   callbacks_ = std::move(callbacks);
   start_reported_ = true;  // the spawn was answered by the supervisor that started it
   child_.emplace(std::move(child));
   info_.state = wire::SessionState::kRunning;
   running_since_ms_ = record.running_since_ms;
   ++info_.supervisor_restarts;
+  // The chunk the last supervisor was moving when it died goes into the transcript first:
+  // the pipes continue after it.
+  if (stage) {
+    auto recovered = RecoverStaged(*stage, *log_);
+    if (!recovered) {
+      std::fprintf(stderr, "monkeyproofd: session %s: output stage: %s\n", info_.id.c_str(),
+                   recovered.error().ToString().c_str());
+    } else if (recovered->outcome != StageRecovery::Outcome::kEmpty) {
+      std::fprintf(stderr, "monkeyproofd: session %s: output stage: %s\n", info_.id.c_str(),
+                   recovered->note.c_str());
+      info_.output_lines += recovered->lines;
+    }
+    info_.output_bytes = log_->total();
+  }
   if (shared_.fd_store != nullptr) {
     using K = sd::FdKind;
     std::vector<K> kinds = {K::kPidfd, K::kStatus};
     const std::pair<K, bool> stdio[] = {{K::kIn, child_->stdin_write.valid()},
                                         {K::kOut, child_->stdout_read.valid()},
                                         {K::kErr, child_->stderr_read.valid()},
-                                        {K::kPty, child_->pty_master.valid()}};
+                                        {K::kPty, child_->pty_master.valid()},
+                                        {K::kStage, stage.has_value()}};
     for (const auto& [kind, held] : stdio) {
       if (held) kinds.push_back(kind);
     }
     shared_.fd_store->Adopt(info_.id, kinds);
+    // Staging goes on with the stored stage; a session stored without one (by a supervisor
+    // that did not stage) gets one now; with staging off (a test's control) it is released.
+    const bool wanted = shared_.stage_output && !child_->pty_master.valid();
+    if (stage && wanted) {
+      stage_.emplace(std::move(*stage));
+    } else if (stage) {
+      shared_.fd_store->Remove(info_.id, K::kStage);
+    } else if (wanted) {
+      CreateStage();
+      if (stage_) {
+        if (auto stored = shared_.fd_store->Store(info_.id, {{K::kStage, stage_->fd()}}); !stored) {
+          std::fprintf(stderr, "monkeyproofd: session %s: %s\n", info_.id.c_str(),
+                       stored.error().ToString().c_str());
+          stage_.reset();
+        }
+      }
+    }
   }
   // The deadlines keep their start: the watchdog starts as long ago as the command has run.
   const uint64_t now_ms = WallClockMs();

@@ -64,7 +64,8 @@ SessionManager::SessionManager(EventLoop& loop, sandbox::CgroupRoot cgroup_root,
               options_.kill_grace,
               options_.leaf_cleanup,
               options_.stdin_buffer_bytes,
-              options_.fd_store},
+              options_.fd_store,
+              !options_.test_no_output_staging},
       // The resolv.conf of allowlist sessions lives beside the records: hidden from sessions
       // (the sandbox clones bind sources before it hides), root's to write.
       egress_(loop, options_.egress_socket, options_.state_dir + "/egress-resolv.conf") {
@@ -223,9 +224,19 @@ Result<void> SessionManager::Adopt(SessionStore::Recovered& r, StoredFds& fds) {
                    id.c_str(), resumed.error().ToString().c_str());
     }
   }
+  std::optional<OutputStage> stage;
+  if (auto it = fds.fds.find(sd::FdKind::kStage); it != fds.fds.end()) {
+    auto adopted = OutputStage::Adopt(std::move(it->second));
+    if (adopted) {
+      stage.emplace(std::move(*adopted));
+    } else {
+      std::fprintf(stderr, "monkeyproofd: session %s: output stage: %s\n", id.c_str(),
+                   adopted.error().ToString().c_str());
+    }
+  }
   Session::Callbacks callbacks;
   callbacks.on_ended = [this](Session& x) { OnEnded(x); };
-  s.Adopt(std::move(child), record, std::move(callbacks));
+  s.Adopt(std::move(child), record, std::move(callbacks), std::move(stage));
   if (!s.ended()) store_.Write(s.info());  // its supervisor_restarts (OnEnded wrote an end)
   return Ok();
 }

@@ -51,6 +51,10 @@ struct ManagerOptions {
   // Test hook: spawns whose task is exactly this (non-empty) text stall before their child
   // reports (sandbox::SpawnRequest::stall_before_start_report). Empty in production.
   std::string test_stall_spawn_task;
+  // Test hook: pipe output is read and appended without the staging memfd (Session::Shared::
+  // stage_output), so that a kill -9 loses output again: the control of the privileged test.
+  // False in production.
+  bool test_no_output_staging = false;
   // monkeyproof-egress's handover socket, for "allowlist" sessions (egress_link.h).
   std::string egress_socket = "/run/monkeyproof-egress/handover.sock";
   // session_uid_range: every live session gets a uid and gid of its own from it, held until

@@ -105,13 +105,17 @@ uint64_t Session::DrainFd(int fd, wire::OutputStream stream, uint64_t limit) {
   const bool until_eof = limit == Watchdog::kUnlimited;  // the last drain, after init exited
   for (int i = 0; got < limit && (until_eof || i < kReadsPerWakeup); ++i) {
     // Never read(fd, buf, 0): its 0 would look like end of file.
-    const ssize_t n =
-        ::read(fd, buf, static_cast<size_t>(std::min<uint64_t>(sizeof buf, limit - got)));
+    const ssize_t n = TakeChunk(fd, stream, buf,
+                                static_cast<size_t>(std::min<uint64_t>(sizeof buf, limit - got)));
     if (n > 0) {
       auto appended = log_->Append(stream, buf, static_cast<size_t>(n));
       if (!appended) {
         std::fprintf(stderr, "monkeyproofd: session %s: transcript: %s\n", info_.id.c_str(),
                      appended.error().ToString().c_str());
+      }
+      // The chunk is in the log (or took its offsets as a gap): the stage is empty again.
+      if (stage_ && stream != wire::OutputStream::kPty) {
+        if (auto cleared = stage_->Clear(); !cleared) DropStage(cleared.error());
       }
       got += static_cast<uint64_t>(n);
       info_.output_lines += static_cast<uint64_t>(std::count(buf, buf + n, uint8_t{'\n'}));
@@ -125,6 +129,48 @@ uint64_t Session::DrainFd(int fd, wire::OutputStream stream, uint64_t limit) {
     break;
   }
   return got;
+}
+
+ssize_t Session::TakeChunk(int fd, wire::OutputStream stream, uint8_t* buf, size_t max) {
+  // A PTY master cannot be spliced into the stage as a pipe can (docs/architecture.md, "What a
+  // kill -9 can cost"): it is read.
+  if (!stage_ || stream == wire::OutputStream::kPty) return ::read(fd, buf, max);
+  auto taken = stage_->Take(fd, stream, log_->total(), buf, max);
+  if (taken) return static_cast<ssize_t>(*taken);
+  if (taken.error().errnum == EAGAIN) {
+    errno = EAGAIN;
+    return -1;
+  }
+  DropStage(taken.error());
+  return ::read(fd, buf, max);
+}
+
+void Session::CreateStage() {
+  if (shared_.fd_store == nullptr || !shared_.stage_output || child_->pty_master.valid()) return;
+  auto stage = OutputStage::Create(info_.id);
+  if (!stage) {
+    std::fprintf(stderr,
+                 "monkeyproofd: session %s: no output staging (%s): a kill -9 of the supervisor "
+                 "may lose up to 64 KiB of its output per stream\n",
+                 info_.id.c_str(), stage.error().ToString().c_str());
+    return;
+  }
+  stage_.emplace(std::move(*stage));
+}
+
+void Session::DropStage(const Error& why) {
+  std::fprintf(stderr,
+               "monkeyproofd: session %s: output staging stopped (%s): a kill -9 of the "
+               "supervisor may lose up to 64 KiB of its output per stream\n",
+               info_.id.c_str(), why.ToString().c_str());
+  // A chunk staged but not appended goes to the log now (RecoverStaged tells which).
+  auto recovered = RecoverStaged(*stage_, *log_);
+  if (!recovered || recovered->outcome != StageRecovery::Outcome::kEmpty) {
+    std::fprintf(stderr, "monkeyproofd: session %s: output stage: %s\n", info_.id.c_str(),
+                 recovered ? recovered->note.c_str() : recovered.error().ToString().c_str());
+  }
+  stage_.reset();
+  if (shared_.fd_store != nullptr) shared_.fd_store->Remove(info_.id, sd::FdKind::kStage);
 }
 
 void Session::OnOutput(int fd, wire::OutputStream stream) {

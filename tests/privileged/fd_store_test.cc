@@ -20,6 +20,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iostream>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -48,7 +50,8 @@ const char kExecPolicy[] = R"({
   "run_as": {"user": "nobody"},
   "workspace_roots": ["/var/tmp/mp-fdstore-test/ws"],
   "default_workspace": "/var/tmp/mp-fdstore-test/ws/w",
-  "env": {"set": {"PATH": "/usr/bin:/bin"}}
+  "env": {"set": {"PATH": "/usr/bin:/bin"}},
+  "output": {"max_rate_bytes_per_second": 0, "transcript_max_bytes": 536870912}
 })";
 
 const char kShellPolicy[] = R"({
@@ -202,7 +205,7 @@ TEST(FdStoreTest, ARestartedSupervisorReadoptsRunningSessions) {
   // reads them at once, and so does the test after each spawn.
   auto spawn = [&](const std::string& task, bool pty = false) {
     const std::string id = SpawnTask(*c, task, pty).id;
-    const size_t fds = pty ? 3 : 5;
+    const size_t fds = pty ? 3 : 6;  // a pipe session also stores its output stage
     manager.ReceiveUntil([&] {
       const auto names = manager.StoredNames();
       return static_cast<size_t>(std::count_if(names.begin(), names.end(), [&](const auto& n) {
@@ -219,10 +222,12 @@ TEST(FdStoreTest, ARestartedSupervisorReadoptsRunningSessions) {
   const std::string term = spawn("read x; stty size; echo \"in:$x\"", /*pty=*/true);
   for (const auto& id : {printer, reader, exits, signals, term}) ASSERT_FALSE(id.empty());
   const std::set<std::string> want = {
-      printer + ".pidfd", printer + ".status", printer + ".in", printer + ".out", printer + ".err",
-      reader + ".pidfd",  reader + ".status",  reader + ".in",  reader + ".out",  reader + ".err",
-      exits + ".pidfd",   exits + ".status",   exits + ".in",   exits + ".out",   exits + ".err",
-      signals + ".pidfd", signals + ".status", signals + ".in", signals + ".out", signals + ".err",
+      printer + ".pidfd", printer + ".status", printer + ".in",    printer + ".out",
+      printer + ".err",   printer + ".stage",  reader + ".pidfd",  reader + ".status",
+      reader + ".in",     reader + ".out",     reader + ".err",    reader + ".stage",
+      exits + ".pidfd",   exits + ".status",   exits + ".in",      exits + ".out",
+      exits + ".err",     exits + ".stage",    signals + ".pidfd", signals + ".status",
+      signals + ".in",    signals + ".out",    signals + ".err",   signals + ".stage",
       term + ".pidfd",    term + ".status",    term + ".pty"};
   manager.ReceiveUntil([&] { return manager.StoredNames() == want; });
   ASSERT_EQ(manager.StoredNames(), want);
@@ -337,8 +342,8 @@ TEST(FdStoreTest, ARecordOfAnotherFormatEndsTheSessionCleanly) {
   ASSERT_TRUE(c) << c.error().ToString() << Daemon::Log();
   const std::string id = SpawnSleeper(*c, "1601");
   ASSERT_FALSE(id.empty());
-  manager.ReceiveUntil([&] { return manager.store.size() == 5; });
-  ASSERT_EQ(manager.store.size(), 5u);
+  manager.ReceiveUntil([&] { return manager.store.size() == 6; });
+  ASSERT_EQ(manager.store.size(), 6u);
   ASSERT_TRUE(WaitFor([&] { return Sleepers(id, "1601") == 1; }, std::chrono::seconds(30)));
   daemon.Stop(SIGTERM);
   manager.messages.clear();
@@ -351,7 +356,8 @@ TEST(FdStoreTest, ARecordOfAnotherFormatEndsTheSessionCleanly) {
 
   daemon.Start(manager);
   manager.ReceiveUntil([&] { return manager.Said("READY=1"); });
-  for (const auto& name : {id + ".pidfd", id + ".status", id + ".in", id + ".out", id + ".err"}) {
+  for (const auto& name :
+       {id + ".pidfd", id + ".status", id + ".in", id + ".out", id + ".err", id + ".stage"}) {
     EXPECT_EQ(manager.removals[name], 1) << name << " not removed from the store once";
   }
   EXPECT_TRUE(manager.store.empty());
@@ -382,8 +388,8 @@ TEST(FdStoreTest, ASessionEndsWhenTheStoreIsEmptiedWhileNoSupervisorRuns) {
   ASSERT_TRUE(c) << c.error().ToString() << Daemon::Log();
   const std::string id = SpawnSleeper(*c, "1602");
   ASSERT_FALSE(id.empty());
-  manager.ReceiveUntil([&] { return manager.store.size() == 5; });
-  ASSERT_EQ(manager.store.size(), 5u);
+  manager.ReceiveUntil([&] { return manager.store.size() == 6; });
+  ASSERT_EQ(manager.store.size(), 6u);
   ASSERT_TRUE(WaitFor([&] { return Sleepers(id, "1602") == 1; }, std::chrono::seconds(30)));
   daemon.Stop(SIGTERM);
   ::usleep(500 * 1000);
@@ -414,6 +420,188 @@ TEST(FdStoreTest, ControlStoreOffStoresNothingAndSigtermEndsSessions) {
       << "with the store off the session outlived SIGTERM";
   const std::string record = Slurp(kBase + "/state/sessions/" + id + "/record.json");
   EXPECT_NE(record.find("supervisor_restart"), std::string::npos) << record;
+}
+
+// --- Exactly-once output across kill -9 -----------------------------------------------------
+
+// The output of a session, gaps skipped (counted in *gap_bytes).
+std::string ReadSkippingGaps(ControlClient& c, const std::string& id, uint64_t* gap_bytes) {
+  std::string out;
+  uint64_t since = 0;
+  *gap_bytes = 0;
+  for (;;) {
+    auto r =
+        c.Call(wire::ReadOutputRequest{id, since, static_cast<uint32_t>(wire::kMaxChunkBytes)});
+    auto* o = r ? std::get_if<wire::OutputRead>(&r->body) : nullptr;
+    if (o == nullptr) {
+      ADD_FAILURE() << "read_output " << id << " at " << since << " failed";
+      return out;
+    }
+    for (const auto& g : o->gaps) *gap_bytes += g.to - g.from;
+    out.append(o->data.begin(), o->data.end());
+    if (o->next == since) return out;
+    since = o->next;
+  }
+}
+
+// "1\n" … "n\n": its length.
+uint64_t CounterBytes(uint64_t n) {
+  uint64_t bytes = 0;
+  for (uint64_t digits = 1, low = 1; low <= n; ++digits, low *= 10) {
+    bytes += (std::min(n, low * 10 - 1) - low + 1) * (digits + 1);
+  }
+  return bytes;
+}
+
+// How `out` departs from seq 1 inf's output ("1\n2\n…", the last line possibly cut short).
+struct CounterCheck {
+  size_t first_break = std::string::npos;  // where the first wrong line starts
+  int breaks = 0;                          // wrong lines (each a hole, a repeat, a torn line)
+  uint64_t last = 0;                       // the last whole line's number
+  int64_t missing = 0;                     // bytes the sequence up to `last` has that out lacks
+};
+CounterCheck CheckCounter(const std::string& out) {
+  CounterCheck c;
+  uint64_t want = 1;
+  size_t pos = 0, whole = 0;
+  while (pos < out.size()) {
+    const std::string w = std::to_string(want);
+    const size_t nl = out.find('\n', pos);
+    if (nl == std::string::npos) {  // the write the kill cut short: a prefix of the number
+      if (out.compare(pos, std::string::npos, w, 0, out.size() - pos) != 0) {
+        if (c.breaks++ == 0) c.first_break = pos;
+      }
+      break;
+    }
+    if (out.compare(pos, nl - pos, w) != 0) {
+      if (c.breaks++ == 0) c.first_break = pos;
+      // Resynchronise on the next whole line.
+      const size_t next = out.find('\n', nl + 1);
+      if (next == std::string::npos) break;
+      want = std::strtoull(out.c_str() + nl + 1, nullptr, 10) + 1;
+      pos = whole = next + 1;
+      continue;
+    }
+    ++want;
+    pos = whole = nl + 1;
+  }
+  c.last = want - 1;
+  c.missing = static_cast<int64_t>(CounterBytes(c.last)) - static_cast<int64_t>(whole);
+  return c;
+}
+
+struct KillRun {
+  int kills = 0;
+  std::string output;
+  uint64_t gap_bytes = 0;
+  uint64_t output_bytes = 0;  // the session's outputBytes at its end
+  std::string log;
+};
+
+// A session printing `seq 1 inf` as fast as it can through its stdout pipe; `kills` times the
+// supervisor is SIGKILLed at a random moment 0-2 ms after it said READY=1 (when it drains the
+// 1 MiB the writer filled the pipe with meanwhile, then keeps pace with it), and started again
+// with the stored fds. Then the session is killed and its whole output read.
+KillRun KillWhileCounting(bool staging, int kills) {
+  KillRun run;
+  if (staging) {
+    ::unsetenv("MONKEYPROOFD_TEST_NO_OUTPUT_STAGING");
+  } else {
+    ::setenv("MONKEYPROOFD_TEST_NO_OUTPUT_STAGING", "1", 1);
+  }
+  Daemon daemon("");  // first: it empties the test's directory, where the notify socket goes
+  FakeManager manager(kNotify);
+  const auto start = [&] {
+    manager.messages.clear();
+    daemon.Start(manager);
+    manager.ReceiveUntil([&] { return manager.Said("READY=1"); });
+    return manager.Said("READY=1");
+  };
+  if (!start()) {
+    ADD_FAILURE() << Daemon::Log();
+    return run;
+  }
+  std::optional<std::string> id;
+  {
+    auto c = ControlClient::Connect(daemon.socket());
+    if (!c) {
+      ADD_FAILURE() << c.error().ToString() << Daemon::Log();
+      return run;
+    }
+    id = SpawnTask(*c, "exec seq 1 inf").id;
+  }
+  const size_t fds = staging ? 6 : 5;
+  manager.ReceiveUntil([&] { return manager.store.size() == fds; });
+  EXPECT_EQ(manager.store.size(), fds) << ::testing::PrintToString(manager.StoredNames());
+  std::mt19937 rng(std::random_device{}());
+  std::uniform_int_distribution<int> delay_us(0, 2000);
+  for (run.kills = 0; run.kills < kills; ++run.kills) {
+    ::usleep(static_cast<useconds_t>(delay_us(rng)));
+    daemon.Stop(SIGKILL);
+    if (!start()) {
+      ADD_FAILURE() << "kill " << run.kills + 1 << Daemon::Log();
+      return run;
+    }
+  }
+  ::unsetenv("MONKEYPROOFD_TEST_NO_OUTPUT_STAGING");
+  auto c = ControlClient::Connect(daemon.socket());
+  if (!c) {
+    ADD_FAILURE() << Daemon::Log();
+    return run;
+  }
+  auto killed = c->Call(wire::KillRequest{*id});
+  EXPECT_TRUE(killed && killed->ok());
+  auto info = WaitEnded(*c, *id);
+  manager.Drain();
+  EXPECT_TRUE(info && info->end) << Daemon::Log();
+  if (info && info->end) {
+    EXPECT_EQ(info->supervisor_restarts, static_cast<uint32_t>(kills));
+    run.output_bytes = info->output_bytes;
+  }
+  run.output = ReadSkippingGaps(*c, *id, &run.gap_bytes);
+  run.log = Daemon::Log();
+  return run;
+}
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// The main assertion: after 30 kills at random moments of a fast writer, the transcript is
+// exactly the sequence printed, no byte lost, none repeated; and kills did land while a chunk
+// was staged (else this run proved nothing).
+TEST(FdStoreTest, OutputIsExactlyOnceAcrossThirtyKillsOfAFastWriter) {
+  const KillRun run = KillWhileCounting(/*staging=*/true, 30);
+  ASSERT_EQ(run.kills, 30);
+  const CounterCheck check = CheckCounter(run.output);
+  const size_t appended = Count(run.log, "to the transcript"),
+               written = Count(run.log, "were in the transcript already");
+  std::cout << "[ staging ] " << run.kills << " kills, " << run.output.size() << " bytes, "
+            << check.last << " lines; staged chunks finished by the next supervisor: " << appended
+            << ", found already written: " << written << "\n";
+  EXPECT_EQ(run.gap_bytes, 0u);
+  EXPECT_EQ(check.breaks, 0) << "first wrong line at byte " << check.first_break << ": \""
+                             << run.output.substr(check.first_break, 40) << "\"";
+  EXPECT_EQ(check.missing, 0);
+  EXPECT_EQ(run.output_bytes, run.output.size());
+  EXPECT_GT(check.last, 1000000u) << "the writer was not fast";
+  EXPECT_GT(appended + written, 0u) << "no kill landed while a chunk was staged";
+  EXPECT_EQ(Count(run.log, "not written: the transcript holds"), 0u) << run.log;
+}
+
+// Control: the same run with staging off (read, then append) loses output: a kill between the
+// read and the append takes a chunk with it.
+TEST(FdStoreTest, ControlWithoutStagingKillsLoseOutput) {
+  const KillRun run = KillWhileCounting(/*staging=*/false, 30);
+  ASSERT_EQ(run.kills, 30);
+  const CounterCheck check = CheckCounter(run.output);
+  std::cout << "[ control ] " << run.kills << " kills, " << run.output.size() << " bytes, "
+            << check.last << " lines; " << check.breaks << " breaks, " << check.missing
+            << " bytes missing, " << run.gap_bytes << " bytes of gaps\n";
+  EXPECT_GT(check.breaks, 0) << "the control lost nothing: the test cannot see loss";
+  EXPECT_GT(check.missing + static_cast<int64_t>(run.gap_bytes), 0);
 }
 
 }  // namespace

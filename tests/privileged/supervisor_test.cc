@@ -903,8 +903,8 @@ TEST(SupervisorRestartTest, SessionsSurviveTwentySigkillsWithTheFdStore) {
   const std::string tree =
       spawn("setsid sh -c 'sleep 1000 & sleep 1000' & (sleep 1000 &) ; sleep 1000");
   ASSERT_FALSE(printer.empty() || tree.empty());
-  manager.ReceiveUntil([&] { return manager.store.size() == 10; });
-  ASSERT_EQ(manager.store.size(), 10u) << ::testing::PrintToString(manager.StoredNames());
+  manager.ReceiveUntil([&] { return manager.store.size() == 12; });
+  ASSERT_EQ(manager.store.size(), 12u) << ::testing::PrintToString(manager.StoredNames());
   const auto sleepers = [&] {
     const auto procs = LeafProcesses(kLeaves + "/" + tree).value_or(std::vector<pid_t>{});
     return std::count_if(procs.begin(), procs.end(),

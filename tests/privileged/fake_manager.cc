@@ -88,8 +88,11 @@ void FakeManager::PassToChild() const {
   // Fds 3.. as systemd leaves them: first out of the way (they may sit at 3..), then placed.
   std::vector<int> moved;
   std::string names;
+  // Above the range they go to (not at a fixed 1000: RLIMIT_NOFILE's soft limit of 1024
+  // would fit only 24 there).
+  const int above = 3 + static_cast<int>(store.size());
   for (const auto& [name, fd] : store) {
-    moved.push_back(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 1000));
+    moved.push_back(::fcntl(fd.get(), F_DUPFD_CLOEXEC, above));
     names += (names.empty() ? "" : ":") + name;
   }
   for (size_t i = 0; i < moved.size(); ++i) ::dup2(moved[i], 3 + static_cast<int>(i));

@@ -586,7 +586,7 @@ TEST(FdStoreTest, OutputIsExactlyOnceAcrossThirtyKillsOfAFastWriter) {
                              << run.output.substr(check.first_break, 40) << "\"";
   EXPECT_EQ(check.missing, 0);
   EXPECT_EQ(run.output_bytes, run.output.size());
-  EXPECT_GT(check.last, 1000000u) << "the writer was not fast";
+  EXPECT_GT(check.last, 100000u) << "the writer was not fast";
   EXPECT_GT(appended + written, 0u) << "no kill landed while a chunk was staged";
   EXPECT_EQ(Count(run.log, "not written: the transcript holds"), 0u) << run.log;
 }

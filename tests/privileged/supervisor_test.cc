@@ -894,6 +894,10 @@ TEST(SupervisorRestartTest, SessionsSurviveTwentySigkillsWithTheFdStore) {
     req.client = "test";
     auto r = c->Call(req);
     EXPECT_TRUE(r && r->ok()) << Daemon::Log();
+    // The notify socket queues 10 datagrams (net.unix.max_dgram_qlen); systemd reads them at
+    // once, and so does the test after each spawn (a session stores 6 fds).
+    const size_t stored = manager.store.size();
+    manager.ReceiveUntil([&] { return manager.store.size() == stored + 6; });
     return r && r->ok() ? std::get<wire::SessionInfo>(r->body).id : std::string();
   };
   // "n 1", "n 2", … with a short pause every 20 lines, until the file "stop"; then "end N".

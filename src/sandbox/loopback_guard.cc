@@ -53,6 +53,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -136,6 +137,15 @@ class Program {
   void JumpNe32(uint8_t dst, uint32_t imm, Label l) {
     EmitJump(BPF_JMP32 | BPF_JNE | BPF_K, dst, 0, static_cast<int32_t>(imm), l);
   }
+  // if w_dst < imm goto l / if w_dst > imm goto l (32-bit, unsigned)
+  void JumpLt32(uint8_t dst, uint32_t imm, Label l) {
+    EmitJump(BPF_JMP32 | BPF_JLT | BPF_K, dst, 0, static_cast<int32_t>(imm), l);
+  }
+  void JumpGt32(uint8_t dst, uint32_t imm, Label l) {
+    EmitJump(BPF_JMP32 | BPF_JGT | BPF_K, dst, 0, static_cast<int32_t>(imm), l);
+  }
+  // dst = the low 16 bits of dst read as big-endian (network order to host order)
+  void FromBe16(uint8_t dst) { Emit(Insn(BPF_ALU | BPF_END | BPF_TO_BE, dst, 0, 0, 16)); }
 
   std::vector<bpf_insn> Finish() {
     for (const auto& [at, label] : fixups_) {
@@ -176,9 +186,14 @@ constexpr Hook kHooks[] = {
     {BPF_CGROUP_UDP4_SENDMSG, false, "udp4_sendmsg"},
     {BPF_CGROUP_UDP6_SENDMSG, true, "udp6_sendmsg"},
 };
+constexpr Hook kBindHooks[] = {
+    {BPF_CGROUP_INET4_BIND, false, "inet4_bind"},
+    {BPF_CGROUP_INET6_BIND, true, "inet6_bind"},
+};
 
-Result<UniqueFd> LoadProgram(const Hook& hook, uint64_t cookie, int map_fd) {
-  const std::vector<bpf_insn> insns = BuildLoopbackGuardProgram(hook.ipv6, cookie, map_fd);
+// Loads `insns` as the cgroup sock_addr program `name` for `hook`.
+Result<UniqueFd> LoadProgram(const Hook& hook, const std::vector<bpf_insn>& insns,
+                             const char* name) {
   static char log[8192];
   log[0] = '\0';
   bpf_attr attr{};
@@ -190,7 +205,7 @@ Result<UniqueFd> LoadProgram(const Hook& hook, uint64_t cookie, int map_fd) {
   attr.log_buf = reinterpret_cast<uint64_t>(log);
   attr.log_size = sizeof log;
   attr.log_level = 1;
-  std::strncpy(attr.prog_name, kLoopbackGuardName, sizeof attr.prog_name - 1);
+  std::strncpy(attr.prog_name, name, sizeof attr.prog_name - 1);
   const long fd = Bpf(BPF_PROG_LOAD, &attr);
   if (fd < 0) {
     const int e = errno;
@@ -233,8 +248,8 @@ Result<ProgInfo> InfoOf(int prog_fd) {
   return ProgInfo{info.id, std::string(info.name, strnlen(info.name, sizeof info.name))};
 }
 
-// Detaches the programs named kLoopbackGuardName at `hook`, except `keep_id`.
-Result<int> DetachOurs(int cgroup_dirfd, const Hook& hook, uint32_t keep_id) {
+// Detaches the programs named `name` at `hook`, except `keep_id`.
+Result<int> DetachOurs(int cgroup_dirfd, const Hook& hook, const char* name, uint32_t keep_id) {
   MP_TRY(const std::vector<uint32_t> ids, QueryPrograms(cgroup_dirfd, hook));
   int detached = 0;
   for (const uint32_t id : ids) {
@@ -245,7 +260,7 @@ Result<int> DetachOurs(int cgroup_dirfd, const Hook& hook, uint32_t keep_id) {
     if (fd < 0) continue;  // gone meanwhile
     UniqueFd prog(static_cast<int>(fd));
     MP_TRY(const ProgInfo info, InfoOf(prog.get()));
-    if (info.name != kLoopbackGuardName) continue;
+    if (info.name != name) continue;
     bpf_attr det{};
     det.target_fd = static_cast<uint32_t>(cgroup_dirfd);
     det.attach_bpf_fd = static_cast<uint32_t>(prog.get());
@@ -257,6 +272,24 @@ Result<int> DetachOurs(int cgroup_dirfd, const Hook& hook, uint32_t keep_id) {
     ++detached;
   }
   return detached;
+}
+
+// Attaches `prog` (named `name`) at `hook` beside what is there, then detaches the other
+// programs of that name: new first, old after.
+Result<void> AttachReplacing(int cgroup_dirfd, const Hook& hook, const UniqueFd& prog,
+                             const char* name) {
+  MP_TRY(const ProgInfo info, InfoOf(prog.get()));
+  bpf_attr attr{};
+  attr.target_fd = static_cast<uint32_t>(cgroup_dirfd);
+  attr.attach_bpf_fd = static_cast<uint32_t>(prog.get());
+  attr.attach_type = hook.type;
+  attr.attach_flags = BPF_F_ALLOW_MULTI;
+  if (Bpf(BPF_PROG_ATTACH, &attr) != 0) {
+    return ErrnoError(std::string("bpf(BPF_PROG_ATTACH, cgroup ") + hook.name +
+                      ", BPF_F_ALLOW_MULTI)");
+  }
+  MP_RETURN_IF_ERROR(DetachOurs(cgroup_dirfd, hook, name, info.id));
+  return Ok();
 }
 
 }  // namespace
@@ -389,18 +422,10 @@ Result<std::unique_ptr<LoopbackGuard>> LoopbackGuard::Attach(int cgroup_dirfd) {
       new LoopbackGuard(UniqueFd(static_cast<int>(map_fd)), std::move(netlink)));
   MP_RETURN_IF_ERROR(guard->Refresh());
   for (const Hook& hook : kHooks) {
-    MP_TRY(UniqueFd prog, LoadProgram(hook, cookie, guard->map_.get()));
-    MP_TRY(const ProgInfo info, InfoOf(prog.get()));
-    bpf_attr attr{};
-    attr.target_fd = static_cast<uint32_t>(cgroup_dirfd);
-    attr.attach_bpf_fd = static_cast<uint32_t>(prog.get());
-    attr.attach_type = hook.type;
-    attr.attach_flags = BPF_F_ALLOW_MULTI;
-    if (Bpf(BPF_PROG_ATTACH, &attr) != 0) {
-      return ErrnoError(std::string("bpf(BPF_PROG_ATTACH, cgroup ") + hook.name +
-                        ", BPF_F_ALLOW_MULTI)");
-    }
-    MP_RETURN_IF_ERROR(DetachOurs(cgroup_dirfd, hook, info.id));
+    MP_TRY(const UniqueFd prog,
+           LoadProgram(hook, BuildLoopbackGuardProgram(hook.ipv6, cookie, guard->map_.get()),
+                       kLoopbackGuardName));
+    MP_RETURN_IF_ERROR(AttachReplacing(cgroup_dirfd, hook, prog, kLoopbackGuardName));
   }
   return guard;
 }
@@ -461,7 +486,75 @@ Result<size_t> LoopbackGuard::Refresh() {
 Result<int> DetachLoopbackGuard(int cgroup_dirfd) {
   int detached = 0;
   for (const Hook& hook : kHooks) {
-    MP_TRY(const int n, DetachOurs(cgroup_dirfd, hook, 0));
+    MP_TRY(const int n, DetachOurs(cgroup_dirfd, hook, kLoopbackGuardName, 0));
+    detached += n;
+  }
+  return detached;
+}
+
+// The bind guard's program:
+//
+//   r6 = r1                           keep the context
+//   call bpf_get_netns_cookie
+//   r2 = <host cookie> (64-bit)
+//   if r0 != r2 goto allow            a session's own namespace binds what it likes
+//   w2 = ctx->user_port               network byte order in the low 16 bits
+//   w2 = be16 w2                      host byte order
+//   if w2 == 0 goto allow             the kernel picks an ephemeral port
+//   if w2 < <low> goto deny           below the ephemeral range: where services listen
+//   if w2 > <high> goto deny          above it, likewise
+// allow:
+//   r0 = 1; exit
+// deny:
+//   r0 = 0; exit                      bind() fails with EPERM
+std::vector<bpf_insn> BuildBindGuardProgram(uint64_t host_netns_cookie, PortRange allowed) {
+  Program p;
+  const auto allow = p.NewLabel(), deny = p.NewLabel();
+  p.MovReg(kR6, kR1);
+  p.Call(BPF_FUNC_get_netns_cookie);
+  p.LoadImm64(kR2, host_netns_cookie);
+  p.JumpNeReg(kR0, kR2, allow);
+  p.LoadU32(kR2, kR6, offsetof(bpf_sock_addr, user_port));
+  p.FromBe16(kR2);
+  p.JumpEq32(kR2, 0, allow);
+  p.JumpLt32(kR2, allowed.low, deny);
+  p.JumpGt32(kR2, allowed.high, deny);
+  p.Bind(allow);
+  p.MovImm(kR0, 1);
+  p.Exit();
+  p.Bind(deny);
+  p.MovImm(kR0, 0);
+  p.Exit();
+  return p.Finish();
+}
+
+Result<PortRange> EphemeralPortRange(const char* path) {
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return ErrnoError(std::string("open ") + path);
+  unsigned low = 0, high = 0;
+  const int n = std::fscanf(f, "%u %u", &low, &high);
+  std::fclose(f);
+  if (n != 2 || low == 0 || low > high || high > 65535) {
+    return PlainError(std::string(path) +
+                      ": not two ports \"LOW HIGH\" with 0 < LOW <= HIGH <= 65535");
+  }
+  return PortRange{static_cast<uint16_t>(low), static_cast<uint16_t>(high)};
+}
+
+Result<void> AttachBindGuard(int cgroup_dirfd, PortRange allowed) {
+  MP_TRY(const uint64_t cookie, CurrentNetnsCookie());
+  const std::vector<bpf_insn> insns = BuildBindGuardProgram(cookie, allowed);
+  for (const Hook& hook : kBindHooks) {
+    MP_TRY(const UniqueFd prog, LoadProgram(hook, insns, kBindGuardName));
+    MP_RETURN_IF_ERROR(AttachReplacing(cgroup_dirfd, hook, prog, kBindGuardName));
+  }
+  return Ok();
+}
+
+Result<int> DetachBindGuard(int cgroup_dirfd) {
+  int detached = 0;
+  for (const Hook& hook : kBindHooks) {
+    MP_TRY(const int n, DetachOurs(cgroup_dirfd, hook, kBindGuardName, 0));
     detached += n;
   }
   return detached;

@@ -78,4 +78,34 @@ class LoopbackGuard {
 // allow after a run with deny). Returns how many it detached.
 Result<int> DetachLoopbackGuard(int cgroup_dirfd);
 
+// --- The bind guard (session_host_bind = ephemeral): the other half of keeping host-network
+// sessions away from the host's services. A session could otherwise bind a port a service of
+// the host listens on while that service restarts (the API's 3200 during `systemctl restart
+// monkeyproof-api`) and take its clients' requests and credentials. The guard refuses bind()
+// in the host's network namespace to any port but 0 (the kernel picks one) and the ports of
+// the ephemeral range, where services do not listen; sockets in another namespace are never
+// refused. Attached to the same cgroup as the loopback guard, with BPF_F_ALLOW_MULTI.
+inline constexpr char kBindGuardName[] = "mp_bind_guard";
+
+// An inclusive range of ports, host byte order.
+struct PortRange {
+  uint16_t low = 0;
+  uint16_t high = 0;
+};
+
+// The host's ephemeral port range, net.ipv4.ip_local_port_range (IPv6 shares it), read from
+// `path` (a parameter for tests).
+Result<PortRange> EphemeralPortRange(const char* path = "/proc/sys/net/ipv4/ip_local_port_range");
+
+// The bind guard's instructions for INET4_BIND and INET6_BIND (it reads user_port only, which
+// both hooks allow): in the namespace `host_netns_cookie`, a port outside `allowed` that is not
+// 0 is refused (bind() fails with EPERM). Pure.
+std::vector<bpf_insn> BuildBindGuardProgram(uint64_t host_netns_cookie, PortRange allowed);
+
+// Loads and attaches the bind guard to the cgroup `cgroup_dirfd`, then detaches an earlier
+// run's copies (new first, old after). Errors name the bpf(2) command and the hook.
+Result<void> AttachBindGuard(int cgroup_dirfd, PortRange allowed);
+// Detaches every program named kBindGuardName (session_host_bind = any). Returns how many.
+Result<int> DetachBindGuard(int cgroup_dirfd);
+
 }  // namespace mp::sandbox

@@ -93,6 +93,17 @@ Result<SupervisorConfig> ParseConfig(const std::string& name, const std::string&
                 }
                 return Ok();
               })
+      .Custom("session_host_bind",
+              [&c](std::string_view v) -> Result<void> {
+                if (v == "ephemeral") {
+                  c.session_host_bind = HostBindMode::kEphemeral;
+                } else if (v == "any") {
+                  c.session_host_bind = HostBindMode::kAny;
+                } else {
+                  return PlainError("\"" + std::string(v) + "\" is not ephemeral or any");
+                }
+                return Ok();
+              })
       .Number("session_oom_score_adj", &c.session_oom_score_adj, 0, 1000)
       .Custom("session_uid_range",
               [&c](std::string_view v) -> Result<void> {

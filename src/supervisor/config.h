@@ -30,6 +30,12 @@ enum class FdStoreMode { kAuto, kOff };
 // the supervisor refuses to start when the kernel cannot load it; kAllow: no guard (any guard
 // an earlier run attached is detached).
 enum class HostLoopbackMode { kDeny, kAllow };
+// session_host_bind: which ports sessions in the host's network namespace may bind. kEphemeral:
+// a cgroup BPF program (sandbox/loopback_guard.h, the bind guard) refuses bind() to any port
+// but 0 and those of the host's ephemeral range (net.ipv4.ip_local_port_range, read at start),
+// so a session cannot take the port of a host service that restarts (the API's); the supervisor
+// refuses to start when the kernel cannot load it. kAny: no guard.
+enum class HostBindMode { kEphemeral, kAny };
 // sessions_memory_max: the cap on every session's memory together, as a share of the host's
 // RAM or in bytes; neither is "max" (no cap).
 struct SessionsMemoryMax {
@@ -62,6 +68,7 @@ struct SupervisorConfig {
   uint64_t spawn_timeout_ms = 30000;              // clone → the command runs, else spawn_error
   FdStoreMode fd_store = FdStoreMode::kAuto;      // "auto" | "off"
   HostLoopbackMode session_host_loopback = HostLoopbackMode::kDeny;  // "deny" | "allow"
+  HostBindMode session_host_bind = HostBindMode::kEphemeral;         // "ephemeral" | "any"
   // monkeyproof-egress's handover socket: where "allowlist" sessions' listeners go.
   std::string egress_socket = "/run/monkeyproof-egress/handover.sock";
   // Every session process's oom_score_adj (0..1000): under host memory pressure the kernel

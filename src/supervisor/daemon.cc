@@ -244,6 +244,26 @@ int RunDaemon(int argc, char** argv) {
     return fail("session_host_loopback = allow: detaching an earlier run's loopback guard: " +
                 r.error().ToString());
   }
+  // The bind guard (session_host_bind): likewise before any session, and fail closed.
+  if (c.session_host_bind == HostBindMode::kEphemeral) {
+    auto range = sandbox::EphemeralPortRange();
+    auto r = range ? sandbox::AttachBindGuard(root->dirfd(), *range) : Result<void>(range.error());
+    if (!r) {
+      return fail(
+          "session_host_bind = ephemeral: cannot attach the cgroup BPF program that keeps "
+          "host-network sessions off the ports of the host's services (needs a kernel >= 5.14 "
+          "with CONFIG_CGROUP_BPF and bpf(2) allowed to root): " +
+          r.error().ToString() +
+          "; fix the kernel, or set session_host_bind = any to run without it");
+    }
+    std::fprintf(stderr,
+                 "monkeyproofd: host-network sessions may bind port 0 and ports %u-%u only "
+                 "(session_host_bind = ephemeral)\n",
+                 range->low, range->high);
+  } else if (auto r = sandbox::DetachBindGuard(root->dirfd()); !r) {
+    return fail("session_host_bind = any: detaching an earlier run's bind guard: " +
+                r.error().ToString());
+  }
   // The sessions together may not take the host: their parent cgroup (kSessionsCgroup of the
   // root, the supervisor's own; never the unit's cgroup, whose attributes systemd manages)
   // gets the cap.

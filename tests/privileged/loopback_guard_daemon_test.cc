@@ -3,7 +3,9 @@
 // after the daemon stops (sessions that outlive it stay guarded), and a restart replaces it
 // instead of stacking a second copy; while it runs, its map of the host's addresses follows an
 // address that comes and goes; allow (the control) attaches nothing and detaches an earlier
-// run's guard. The guard's effect on sessions is loopback_guard_test.
+// run's guard. Likewise session_host_bind: ephemeral (the default) attaches the bind guard, one
+// copy across restarts; any (the control) attaches none and detaches an earlier run's. The
+// guards' effect on sessions is loopback_guard_test.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
@@ -108,6 +110,7 @@ class LoopbackGuardDaemonTest : public ::testing::Test {
   void TearDown() override {
     if (auto root = sandbox::CgroupRoot::Open(kSessions)) {
       (void)sandbox::DetachLoopbackGuard(root->dirfd());
+      (void)sandbox::DetachBindGuard(root->dirfd());
     }
   }
 
@@ -149,6 +152,15 @@ class LoopbackGuardDaemonTest : public ::testing::Test {
     EXPECT_TRUE(n) << n.error().ToString();
     return n ? *n : -1;
   }
+  // How many bind guard programs are attached there (detaching them).
+  int TakeBindGuards() {
+    auto root = sandbox::CgroupRoot::Open(kSessions);
+    EXPECT_TRUE(root) << root.error().ToString();
+    if (!root) return -1;
+    auto n = sandbox::DetachBindGuard(root->dirfd());
+    EXPECT_TRUE(n) << n.error().ToString();
+    return n ? *n : -1;
+  }
 };
 
 TEST_F(LoopbackGuardDaemonTest, DenyAttachesOneCopyThatOutlivesTheDaemonAndItsRestarts) {
@@ -183,6 +195,21 @@ TEST_F(LoopbackGuardDaemonTest, ControlAllowAttachesNothingAndRemovesAnEarlierGu
   ASSERT_TRUE(RunOnce(""));
   ASSERT_TRUE(RunOnce("session_host_loopback = allow\n"));
   EXPECT_EQ(TakeGuards(), 0);
+}
+
+TEST_F(LoopbackGuardDaemonTest, BindGuardIsOnByDefaultOneCopyAcrossRestarts) {
+  ASSERT_TRUE(RunOnce(""));
+  EXPECT_NE(ReadAll(kBase + "/daemon.log").find("host-network sessions may bind port 0 and ports"),
+            std::string::npos)
+      << ReadAll(kBase + "/daemon.log");
+  ASSERT_TRUE(RunOnce("session_host_bind = ephemeral\n"));
+  EXPECT_EQ(TakeBindGuards(), 2) << "one program per hook (inet4/6 bind) after two runs";
+}
+
+TEST_F(LoopbackGuardDaemonTest, ControlBindAnyAttachesNothingAndRemovesAnEarlierGuard) {
+  ASSERT_TRUE(RunOnce(""));
+  ASSERT_TRUE(RunOnce("session_host_bind = any\n"));
+  EXPECT_EQ(TakeBindGuards(), 0);
 }
 
 }  // namespace

@@ -4,7 +4,11 @@
 // host owns (one it had at attach and one it gains later), while an address that is not the
 // host's is not refused; the control (the guard detached) connects everywhere; a session with
 // its own namespace keeps its own loopback under the guard; attaching again (a restart)
-// replaces the earlier copy instead of stacking it. Runs in the test VM only.
+// replaces the earlier copy instead of stacking it. The bind guard (session_host_bind =
+// ephemeral): a host-network session cannot bind a service port the host left free (as the API
+// does while it restarts), on any address or protocol, yet binds port 0 and the ephemeral
+// range; the control (no bind guard) takes the port; a session with its own namespace binds
+// it under the guard. Runs in the test VM only.
 #include "sandbox/loopback_guard.h"
 
 #include <arpa/inet.h>
@@ -70,6 +74,36 @@ c.sendall(b"ping")
 print("own=" + conn.recv(4).decode(), flush=True)
 )PY";
 
+// Binds each way; prints "name=ok" or "name=<errno name>" per line. argv: a service port the
+// host left free, a port of the ephemeral range.
+constexpr char kBindProbe[] = R"PY(
+import errno, socket, sys
+service, ephemeral = int(sys.argv[1]), int(sys.argv[2])
+def probe(name, family, addr, kind=socket.SOCK_STREAM):
+    s = socket.socket(family, kind)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(addr)
+        if kind == socket.SOCK_STREAM:
+            s.listen(1)
+        verdict = "ok"
+    except OSError as e:
+        verdict = errno.errorcode.get(e.errno, str(e.errno))
+    s.close()
+    print(name + "=" + verdict, flush=True)
+probe("squat4", socket.AF_INET, ("127.0.0.1", service))
+probe("squat_any4", socket.AF_INET, ("0.0.0.0", service))
+probe("squat6", socket.AF_INET6, ("::1", service))
+probe("squat_any6", socket.AF_INET6, ("::", service))
+probe("squat_udp", socket.AF_INET, ("0.0.0.0", service), socket.SOCK_DGRAM)
+probe("zero", socket.AF_INET, ("127.0.0.1", 0))
+probe("zero6", socket.AF_INET6, ("::", 0))
+probe("ephemeral", socket.AF_INET, ("0.0.0.0", ephemeral))
+s = socket.socket()
+s.listen(1)
+print("autobind=" + ("ok" if s.getsockname()[1] != 0 else "none"), flush=True)
+)PY";
+
 class LoopbackGuardTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -107,6 +141,36 @@ class LoopbackGuardTest : public ::testing::Test {
   void TearDown() override {
     if (listener_ >= 0) ::close(listener_);
     (void)sandbox::DetachLoopbackGuard(runner_->root().dirfd());
+    (void)sandbox::DetachBindGuard(runner_->root().dirfd());
+  }
+
+  // A port like the API's that a service of the host held and let go (a restart): free now.
+  static int FreedServicePort() {
+    const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(3200);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const int one = 1;
+    (void)::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    const bool held =
+        ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(s, 8) == 0;
+    ::close(s);
+    EXPECT_TRUE(held) << "the host could not listen on 127.0.0.1:3200 itself";
+    return 3200;
+  }
+
+  std::string RunBindProbe(sandbox::NetworkMode network) {
+    auto range = sandbox::EphemeralPortRange();
+    EXPECT_TRUE(range) << range.error().ToString();
+    const int ephemeral = range ? range->low + 123 : 0;
+    auto req =
+        runner_->BaseRequest({"/usr/bin/python3", "-c", kBindProbe,
+                              std::to_string(FreedServicePort()), std::to_string(ephemeral)});
+    req.network = network;
+    auto r = runner_->Run(req);
+    EXPECT_TRUE(r) << r.error().ToString();
+    return r ? r->out : "";
   }
 
   std::string RunProbe(sandbox::NetworkMode network, const char* other = kOtherAddress) {
@@ -195,6 +259,48 @@ TEST_F(LoopbackGuardTest, AttachingAgainReplacesTheEarlierCopy) {
   EXPECT_EQ(*detached, 4) << "one program per hook (inet4/6 connect, udp4/6 sendmsg)";
   const std::string out = RunProbe(sandbox::NetworkMode::kHost);
   EXPECT_NE(out.find("v4=ok\n"), std::string::npos) << "nothing left attached: " << out;
+}
+
+constexpr const char* kSquats[] = {"squat4", "squat_any4", "squat6", "squat_any6", "squat_udp"};
+
+TEST_F(LoopbackGuardTest, AHostNetworkSessionCannotTakeAServicePortTheHostLetGo) {
+  auto range = sandbox::EphemeralPortRange();
+  ASSERT_TRUE(range) << range.error().ToString();
+  ASSERT_TRUE(sandbox::AttachBindGuard(runner_->root().dirfd(), *range));
+  const std::string out = RunBindProbe(sandbox::NetworkMode::kHost);
+  for (const char* name : kSquats) {
+    EXPECT_NE(out.find(std::string(name) + "=EPERM\n"), std::string::npos) << name << ": " << out;
+  }
+  for (const char* name : {"zero", "zero6", "ephemeral", "autobind"}) {
+    EXPECT_NE(out.find(std::string(name) + "=ok\n"), std::string::npos) << name << ": " << out;
+  }
+}
+
+TEST_F(LoopbackGuardTest, ControlWithoutTheBindGuardTheSessionTakesThePort) {
+  const std::string out = RunBindProbe(sandbox::NetworkMode::kHost);
+  for (const char* name : kSquats) {
+    EXPECT_NE(out.find(std::string(name) + "=ok\n"), std::string::npos) << name << ": " << out;
+  }
+}
+
+TEST_F(LoopbackGuardTest, UnderTheBindGuardASessionWithItsOwnNamespaceBindsAnyPort) {
+  auto range = sandbox::EphemeralPortRange();
+  ASSERT_TRUE(range) << range.error().ToString();
+  ASSERT_TRUE(sandbox::AttachBindGuard(runner_->root().dirfd(), *range));
+  const std::string out = RunBindProbe(sandbox::NetworkMode::kNone);
+  for (const char* name : kSquats) {
+    EXPECT_NE(out.find(std::string(name) + "=ok\n"), std::string::npos) << name << ": " << out;
+  }
+}
+
+TEST_F(LoopbackGuardTest, AttachingTheBindGuardAgainReplacesTheEarlierCopy) {
+  auto range = sandbox::EphemeralPortRange();
+  ASSERT_TRUE(range) << range.error().ToString();
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(sandbox::AttachBindGuard(runner_->root().dirfd(), *range));
+  auto detached = sandbox::DetachBindGuard(runner_->root().dirfd());
+  ASSERT_TRUE(detached) << detached.error().ToString();
+  EXPECT_EQ(*detached, 2) << "one program per hook (inet4/6 bind)";
 }
 
 }  // namespace

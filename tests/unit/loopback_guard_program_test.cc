@@ -1,13 +1,16 @@
 // The loopback guard's program (sandbox/loopback_guard.h) run by a small interpreter of the
 // instruction forms it uses, against sock_addr contexts and a map of host addresses: the
 // verdict for loopback, mapped, unspecified, the host's own and ordinary destinations, in the
-// guarded namespace and in another one, and the port-53 exception. The kernel's own run (EPERM at
-// connect) is tests/privileged/ loopback_guard_test.cc.
+// guarded namespace and in another one, and the port-53 exception; and the bind guard's verdict
+// on service ports, port 0 and the ephemeral range. The kernel's own run (EPERM at connect and
+// at bind) is tests/privileged/ loopback_guard_test.cc.
 #include "sandbox/loopback_guard.h"
 
 #include <arpa/inet.h>
+#include <unistd.h>
 
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <set>
@@ -75,6 +78,13 @@ std::optional<uint64_t> Run(const std::vector<bpf_insn>& prog, const bpf_sock_ad
         r[i.dst_reg] = imm64;
         ++pc;
         break;
+      case BPF_ALU | BPF_END | BPF_TO_BE: {
+        if (i.imm != 16) return {};
+        const auto v = static_cast<uint16_t>(r[i.dst_reg]);
+        r[i.dst_reg] = htons(v);  // htobe16: this machine's order to big-endian, zero-extended
+        ++pc;
+        break;
+      }
       case BPF_ALU | BPF_AND | BPF_K:
         r[i.dst_reg] = static_cast<uint32_t>(r[i.dst_reg]) & imm32;
         ++pc;
@@ -144,6 +154,12 @@ std::optional<uint64_t> Run(const std::vector<bpf_insn>& prog, const bpf_sock_ad
         break;
       case BPF_JMP32 | BPF_JNE | BPF_K:
         jump_if(static_cast<uint32_t>(r[i.dst_reg]) != imm32);
+        break;
+      case BPF_JMP32 | BPF_JLT | BPF_K:
+        jump_if(static_cast<uint32_t>(r[i.dst_reg]) < imm32);
+        break;
+      case BPF_JMP32 | BPF_JGT | BPF_K:
+        jump_if(static_cast<uint32_t>(r[i.dst_reg]) > imm32);
         break;
       case BPF_JMP | BPF_EXIT:
         return r[0];
@@ -228,6 +244,62 @@ TEST(LoopbackGuardProgramTest, Port53StaysOpenForALoopbackResolver) {
   EXPECT_EQ(Verdict(false, V4("127.0.0.53", 53)), "allow");
   EXPECT_EQ(Verdict(true, V6("::1", 53)), "allow");
   EXPECT_EQ(Verdict(false, V4("127.0.0.53", 5353)), "deny");
+}
+
+std::string BindVerdict(const bpf_sock_addr& ctx, uint64_t cookie = kHostCookie) {
+  const auto r = Run(BuildBindGuardProgram(kHostCookie, PortRange{32768, 60999}), ctx, cookie);
+  if (!r) return "bad program";
+  return *r == 1 ? "allow" : *r == 0 ? "deny" : "returned " + std::to_string(*r);
+}
+
+TEST(BindGuardProgramTest, RefusesServicePortsInTheHostNamespace) {
+  EXPECT_EQ(BindVerdict(V4("127.0.0.1", 3200)), "deny");
+  EXPECT_EQ(BindVerdict(V4("0.0.0.0", 3443)), "deny");
+  EXPECT_EQ(BindVerdict(V6("::", 8080)), "deny");
+  EXPECT_EQ(BindVerdict(V6("::1", 1)), "deny");
+  EXPECT_EQ(BindVerdict(V4("0.0.0.0", 32767)), "deny") << "just below the range";
+  EXPECT_EQ(BindVerdict(V4("0.0.0.0", 61000)), "deny") << "just above it";
+  EXPECT_EQ(BindVerdict(V4("0.0.0.0", 65535)), "deny");
+  // Ports whose network-order bytes, read the wrong way round, would land in the range.
+  EXPECT_EQ(BindVerdict(V4("0.0.0.0", 0x0090)), "deny") << "144 (0x9000 swapped)";
+  EXPECT_EQ(BindVerdict(V4("0.0.0.0", 0x1080)), "deny") << "4224 (0x8010 swapped)";
+}
+
+TEST(BindGuardProgramTest, AllowsPortZeroAndTheEphemeralRange) {
+  EXPECT_EQ(BindVerdict(V4("0.0.0.0", 0)), "allow");
+  EXPECT_EQ(BindVerdict(V6("::", 0)), "allow");
+  EXPECT_EQ(BindVerdict(V4("127.0.0.1", 32768)), "allow");
+  EXPECT_EQ(BindVerdict(V6("::1", 45000)), "allow");
+  EXPECT_EQ(BindVerdict(V4("0.0.0.0", 60999)), "allow");
+}
+
+TEST(BindGuardProgramTest, AnotherNamespaceBindsAnyPort) {
+  EXPECT_EQ(BindVerdict(V4("127.0.0.1", 3200), kHostCookie + 1), "allow");
+  EXPECT_EQ(BindVerdict(V6("::", 80), kHostCookie + 1), "allow");
+}
+
+TEST(BindGuardProgramTest, EphemeralPortRangeReadsTheSysctl) {
+  char path[] = "/tmp/mp-port-range-XXXXXX";
+  const int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  auto write = [&](const char* text) {
+    ASSERT_EQ(::ftruncate(fd, 0), 0);
+    ASSERT_EQ(::pwrite(fd, text, std::strlen(text), 0), static_cast<ssize_t>(std::strlen(text)));
+  };
+  write("32768\t60999\n");
+  auto r = EphemeralPortRange(path);
+  ASSERT_TRUE(r) << r.error().ToString();
+  EXPECT_EQ(r->low, 32768);
+  EXPECT_EQ(r->high, 60999);
+  for (const char* bad : {"", "0 100\n", "500 400\n", "1 70000\n", "x y\n"}) {
+    write(bad);
+    auto e = EphemeralPortRange(path);
+    ASSERT_FALSE(e) << "\"" << bad << "\"";
+    EXPECT_NE(e.error().ToString().find("LOW HIGH"), std::string::npos) << e.error().ToString();
+  }
+  ::close(fd);
+  ::unlink(path);
+  EXPECT_FALSE(EphemeralPortRange(path));
 }
 
 }  // namespace

@@ -62,6 +62,7 @@ TEST(PackagedSupervisorConfigTest, EveryKeyWithItsDefault) {
                                                  "spawn_timeout_ms",
                                                  "fd_store",
                                                  "session_host_loopback",
+                                                 "session_host_bind",
                                                  "egress_socket",
                                                  "session_oom_score_adj",
                                                  "sessions_memory_max",
@@ -86,6 +87,7 @@ TEST(PackagedSupervisorConfigTest, EveryKeyWithItsDefault) {
   EXPECT_EQ(c.kill_grace_ms, d.kill_grace_ms);
   EXPECT_EQ(c.fd_store, d.fd_store);
   EXPECT_EQ(c.session_host_loopback, d.session_host_loopback);
+  EXPECT_EQ(c.session_host_bind, d.session_host_bind);
   EXPECT_EQ(c.egress_socket, d.egress_socket);
   EXPECT_EQ(c.session_oom_score_adj, d.session_oom_score_adj);
   EXPECT_EQ(c.sessions_memory_max.Text(), d.sessions_memory_max.Text());
@@ -103,6 +105,20 @@ TEST(SupervisorConfigTest, SessionHostLoopbackIsDenyByDefaultOrAllow) {
   ASSERT_FALSE(bad.has_value());
   EXPECT_NE(bad.error().what.find("t.conf:1: session_host_loopback"), std::string::npos)
       << bad.error().what;
+}
+
+TEST(SupervisorConfigTest, SessionHostBindIsEphemeralByDefaultOrAny) {
+  auto d = supervisor::ParseConfig("t.conf", "");
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->session_host_bind, supervisor::HostBindMode::kEphemeral);
+  auto any = supervisor::ParseConfig("t.conf", "session_host_bind = any\n");
+  ASSERT_TRUE(any.has_value()) << any.error().ToString();
+  EXPECT_EQ(any->session_host_bind, supervisor::HostBindMode::kAny);
+  auto bad = supervisor::ParseConfig("t.conf", "\nsession_host_bind = deny\n");
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_NE(bad.error().what.find("t.conf:2: session_host_bind"), std::string::npos)
+      << bad.error().what;
+  EXPECT_NE(bad.error().what.find("not ephemeral or any"), std::string::npos) << bad.error().what;
 }
 
 TEST(PackagingTest, SysusersCreatesTheApiUser) {

@@ -1,6 +1,7 @@
-// The loopback guard's program, written out instruction by instruction, its map of the host's
-// addresses, and their loading, attaching and refreshing with bpf(2). The program (the IPv6
-// variant; the IPv4 one checks user_ip4 only and builds its key from it):
+// The loopback guard's program, written out instruction by instruction, its map of what the
+// host answers for (read from the local routing table), and their loading, attaching and refreshing
+// with bpf(2). The program (the IPv6 variant; the IPv4 one checks user_ip4 only and builds its key
+// from it):
 //
 //   r6 = r1                           keep the context (bpf_sock_addr) across the helper calls
 //   call bpf_get_netns_cookie         r0 = cookie of the socket's network namespace
@@ -24,11 +25,12 @@
 //   w2 &= <first octet's byte>        network byte order: the first octet
 //   if w2 == <127> goto deny          127.0.0.0/8
 //   if w2 == 0 goto deny              0.0.0.0/8 (0.0.0.0 reaches loopback too)
-// lookup:                             is the destination one of the host's own addresses?
-//   *(u32 *)(r10 - 16 + 4i) = ctx->user_ip6[i], i = 0..3
+// lookup:                             does the host answer for the destination?
+//   *(u32 *)(r10 - 24) = 128          the key (HostPrefix): a whole address...
+//   *(u32 *)(r10 - 20 + 4i) = ctx->user_ip6[i], i = 0..3
 //                                     (IPv4 variant: 0, 0, htonl(0xffff), ctx->user_ip4)
-//   r1 = <map of the host's addresses> (64-bit, BPF_PSEUDO_MAP_FD)
-//   r2 = r10; r2 += -16               the key on the stack
+//   r1 = <LPM trie of the host's prefixes> (64-bit, BPF_PSEUDO_MAP_FD)
+//   r2 = r10; r2 += -24               ...whose longest matching prefix the trie finds
 //   call bpf_map_lookup_elem
 //   if r0 != 0 goto deny
 // allow:
@@ -41,10 +43,8 @@
 #include "sandbox/loopback_guard.h"
 
 #include <arpa/inet.h>
-#include <ifaddrs.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -170,8 +170,8 @@ class Program {
 // The u32 whose bytes in memory are a.b.c.d (how the kernel stores an address in the context).
 uint32_t NetworkWord(uint32_t host_order) { return htonl(host_order); }
 
-// How many addresses the guard's map holds at most (allocated as used: BPF_F_NO_PREALLOC).
-constexpr uint32_t kHostAddressesMax = 16384;
+// How many prefixes the guard's map holds at most (allocated as used: BPF_F_NO_PREALLOC).
+constexpr uint32_t kHostPrefixesMax = 16384;
 
 long Bpf(int cmd, bpf_attr* attr) { return ::syscall(__NR_bpf, cmd, attr, sizeof(*attr)); }
 
@@ -326,9 +326,10 @@ std::vector<bpf_insn> BuildLoopbackGuardProgram(bool ipv6, uint64_t host_netns_c
   p.JumpEq32(kR2, NetworkWord(0x7f000000), deny);
   p.JumpEq32(kR2, 0, deny);
   p.Bind(lookup);
-  constexpr int16_t kKey = -16;  // the key's place on the stack
+  constexpr int16_t kKey = -24;  // the key's place on the stack: prefixlen, then 16 bytes
+  p.StoreImm32(kR10, kKey, 128);
   for (int16_t i = 0; i < 4; ++i) {
-    const auto at = static_cast<int16_t>(kKey + 4 * i);
+    const auto at = static_cast<int16_t>(kKey + 4 + 4 * i);
     if (ipv6) {
       p.LoadU32(kR2, kR6, offsetof(bpf_sock_addr, user_ip6) + 4 * static_cast<size_t>(i));
       p.StoreReg32(kR10, at, kR2);
@@ -364,38 +365,144 @@ Result<uint64_t> CurrentNetnsCookie() {
   return cookie;
 }
 
-Result<std::vector<HostAddressKey>> HostAddresses() {
-  ifaddrs* list = nullptr;
-  if (::getifaddrs(&list) != 0) return ErrnoError("getifaddrs (the host's addresses)");
-  std::vector<HostAddressKey> keys;
-  auto add = [&keys](const sockaddr* sa) {
-    if (sa == nullptr) return;
-    HostAddressKey k{};
-    if (sa->sa_family == AF_INET) {
-      k[10] = 0xff;
-      k[11] = 0xff;
-      std::memcpy(&k[12], &reinterpret_cast<const sockaddr_in*>(sa)->sin_addr, 4);
-    } else if (sa->sa_family == AF_INET6) {
-      std::memcpy(k.data(), &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, 16);
-    } else {
-      return;
-    }
-    keys.push_back(k);
-  };
-  for (const ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
-    add(i->ifa_addr);
-    if ((i->ifa_flags & IFF_BROADCAST) && i->ifa_addr && i->ifa_addr->sa_family == AF_INET) {
-      add(i->ifa_broadaddr);
+HostPrefix MakeHostPrefix(const std::array<uint8_t, 16>& addr, uint32_t prefixlen) {
+  HostPrefix p;
+  p.prefixlen = prefixlen > 128 ? 128 : prefixlen;
+  for (uint32_t byte = 0; byte < 16; ++byte) {
+    const uint32_t first_bit = byte * 8;
+    if (first_bit + 8 <= p.prefixlen) {
+      p.addr[byte] = addr[byte];
+    } else if (first_bit < p.prefixlen) {
+      p.addr[byte] = static_cast<uint8_t>(addr[byte] & (0xff00u >> (p.prefixlen - first_bit)));
     }
   }
-  ::freeifaddrs(list);
-  sockaddr_in all{};
-  all.sin_family = AF_INET;
-  all.sin_addr.s_addr = INADDR_BROADCAST;
-  add(reinterpret_cast<const sockaddr*>(&all));
-  std::sort(keys.begin(), keys.end());
-  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-  return keys;
+  return p;
+}
+
+namespace {
+
+// A prefix of an IPv4 address (network order) as the map keys it.
+HostPrefix V4Prefix(const uint8_t* v4, uint32_t len) {
+  std::array<uint8_t, 16> a{};
+  a[10] = a[11] = 0xff;
+  std::memcpy(&a[12], v4, 4);
+  return MakeHostPrefix(a, 96 + len);
+}
+
+}  // namespace
+
+Result<bool> ParseLocalRoutes(const uint8_t* buf, size_t len, std::vector<HostPrefix>* out) {
+  size_t off = 0;
+  while (off < len) {
+    nlmsghdr h{};
+    if (len - off < sizeof h) return PlainError("rtnetlink: a truncated message header");
+    std::memcpy(&h, buf + off, sizeof h);
+    if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > len - off) {
+      return PlainError("rtnetlink: a message of " + std::to_string(h.nlmsg_len) + " bytes where " +
+                        std::to_string(len - off) + " are left");
+    }
+    const uint8_t* body = buf + off + NLMSG_HDRLEN;
+    const size_t body_len = h.nlmsg_len - NLMSG_HDRLEN;
+    off += NLMSG_ALIGN(h.nlmsg_len);
+    if (h.nlmsg_type == NLMSG_DONE) return true;
+    if (h.nlmsg_type == NLMSG_ERROR) {
+      nlmsgerr e{};
+      if (body_len < sizeof e) return PlainError("rtnetlink: a truncated error reply");
+      std::memcpy(&e, body, sizeof e);
+      return ErrnoError(-e.error, "rtnetlink: dumping the local routing table");
+    }
+    if (h.nlmsg_type != RTM_NEWROUTE) continue;
+    rtmsg rt{};
+    if (body_len < sizeof rt) return PlainError("rtnetlink: a truncated route message");
+    std::memcpy(&rt, body, sizeof rt);
+    uint32_t table = rt.rtm_table;
+    const uint8_t* dst = nullptr;
+    size_t dst_len = 0;
+    for (size_t at = NLMSG_ALIGN(sizeof rt); at < body_len;) {
+      rtattr ra{};
+      if (body_len - at < sizeof ra) return PlainError("rtnetlink: a truncated route attribute");
+      std::memcpy(&ra, body + at, sizeof ra);
+      if (ra.rta_len < sizeof ra || ra.rta_len > body_len - at) {
+        return PlainError("rtnetlink: a route attribute of " + std::to_string(ra.rta_len) +
+                          " bytes where " + std::to_string(body_len - at) + " are left");
+      }
+      const uint8_t* payload = body + at + RTA_LENGTH(0);
+      const size_t payload_len = ra.rta_len - RTA_LENGTH(0);
+      if (ra.rta_type == RTA_TABLE && payload_len == sizeof table) {
+        std::memcpy(&table, payload, sizeof table);
+      } else if (ra.rta_type == RTA_DST) {
+        dst = payload;
+        dst_len = payload_len;
+      }
+      at += RTA_ALIGN(ra.rta_len);
+    }
+    if (table != RT_TABLE_LOCAL) continue;
+    if (rt.rtm_type != RTN_LOCAL && rt.rtm_type != RTN_BROADCAST && rt.rtm_type != RTN_ANYCAST &&
+        rt.rtm_type != RTN_MULTICAST) {
+      continue;
+    }
+    static constexpr uint8_t kZero[16] = {};
+    if (rt.rtm_family == AF_INET) {
+      if (rt.rtm_dst_len > 32 || (dst != nullptr && dst_len != 4) ||
+          (dst == nullptr && rt.rtm_dst_len != 0)) {
+        return PlainError("rtnetlink: an IPv4 route to a /" + std::to_string(rt.rtm_dst_len) +
+                          " with a destination of " + std::to_string(dst_len) + " bytes");
+      }
+      out->push_back(V4Prefix(dst != nullptr ? dst : kZero, rt.rtm_dst_len));
+    } else if (rt.rtm_family == AF_INET6) {
+      if (rt.rtm_dst_len > 128 || (dst != nullptr && dst_len != 16) ||
+          (dst == nullptr && rt.rtm_dst_len != 0)) {
+        return PlainError("rtnetlink: an IPv6 route to a /" + std::to_string(rt.rtm_dst_len) +
+                          " with a destination of " + std::to_string(dst_len) + " bytes");
+      }
+      std::array<uint8_t, 16> a{};
+      std::memcpy(a.data(), dst != nullptr ? dst : kZero, 16);
+      out->push_back(MakeHostPrefix(a, rt.rtm_dst_len));
+    }
+  }
+  return false;
+}
+
+Result<std::vector<HostPrefix>> HostPrefixes() {
+  UniqueFd s(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  if (!s) return ErrnoError("socket(AF_NETLINK, NETLINK_ROUTE) for the local routing table");
+  // The kernel then dumps the local table only (>= 4.20); the parser filters as well.
+  const int one = 1;
+  (void)::setsockopt(s.get(), SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one, sizeof one);
+  std::vector<HostPrefix> prefixes;
+  std::vector<uint8_t> buf(64 * 1024);
+  uint32_t seq = 0;
+  for (const int family : {AF_INET, AF_INET6}) {
+    struct {
+      nlmsghdr h;
+      rtmsg r;
+    } req{};
+    req.h.nlmsg_len = sizeof req;
+    req.h.nlmsg_type = RTM_GETROUTE;
+    req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    req.h.nlmsg_seq = ++seq;
+    req.r.rtm_family = static_cast<uint8_t>(family);
+    req.r.rtm_table = RT_TABLE_LOCAL;
+    if (::send(s.get(), &req, sizeof req, 0) != static_cast<ssize_t>(sizeof req)) {
+      return ErrnoError("send(RTM_GETROUTE dump of the local table)");
+    }
+    for (bool done = false; !done;) {
+      const ssize_t n = ::recv(s.get(), buf.data(), buf.size(), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoError("recv(RTM_GETROUTE dump of the local table)");
+      if (n == 0) return PlainError("rtnetlink: the route dump ended without NLMSG_DONE");
+      MP_TRY(done, ParseLocalRoutes(buf.data(), static_cast<size_t>(n), &prefixes));
+    }
+  }
+  const uint8_t all[4] = {255, 255, 255, 255}, multicast4[4] = {224, 0, 0, 0};
+  prefixes.push_back(V4Prefix(all, 32));
+  prefixes.push_back(V4Prefix(multicast4, 4));
+  std::array<uint8_t, 16> multicast6{};
+  multicast6[0] = 0xff;
+  prefixes.push_back(MakeHostPrefix(multicast6, 8));
+  std::sort(prefixes.begin(), prefixes.end());
+  prefixes.erase(std::unique(prefixes.begin(), prefixes.end()), prefixes.end());
+  return prefixes;
 }
 
 Result<std::unique_ptr<LoopbackGuard>> LoopbackGuard::Attach(int cgroup_dirfd) {
@@ -405,19 +512,19 @@ Result<std::unique_ptr<LoopbackGuard>> LoopbackGuard::Attach(int cgroup_dirfd) {
   if (!netlink) return ErrnoError("socket(AF_NETLINK, NETLINK_ROUTE)");
   sockaddr_nl nl{};
   nl.nl_family = AF_NETLINK;
-  nl.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
+  nl.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE;
   if (::bind(netlink.get(), reinterpret_cast<sockaddr*>(&nl), sizeof nl) != 0) {
-    return ErrnoError("bind(NETLINK_ROUTE, the IPv4 and IPv6 address groups)");
+    return ErrnoError("bind(NETLINK_ROUTE, the IPv4 and IPv6 address and route groups)");
   }
   bpf_attr create{};
-  create.map_type = BPF_MAP_TYPE_HASH;
-  create.key_size = sizeof(HostAddressKey);
+  create.map_type = BPF_MAP_TYPE_LPM_TRIE;
+  create.key_size = sizeof(HostPrefix);
   create.value_size = 1;
-  create.max_entries = kHostAddressesMax;
+  create.max_entries = kHostPrefixesMax;
   create.map_flags = BPF_F_NO_PREALLOC;
   std::strncpy(create.map_name, "mp_host_addrs", sizeof create.map_name - 1);
   const long map_fd = Bpf(BPF_MAP_CREATE, &create);
-  if (map_fd < 0) return ErrnoError("bpf(BPF_MAP_CREATE, hash map of the host's addresses)");
+  if (map_fd < 0) return ErrnoError("bpf(BPF_MAP_CREATE, LPM trie of the host's prefixes)");
   std::unique_ptr<LoopbackGuard> guard(
       new LoopbackGuard(UniqueFd(static_cast<int>(map_fd)), std::move(netlink)));
   MP_RETURN_IF_ERROR(guard->Refresh());
@@ -436,48 +543,49 @@ Result<size_t> LoopbackGuard::Refresh() {
   while (true) {
     const ssize_t n = ::recv(netlink_.get(), buf, sizeof buf, MSG_DONTWAIT);
     if (n > 0 || (n < 0 && (errno == EINTR || errno == ENOBUFS))) continue;
-    if (n < 0 && errno != EAGAIN) return ErrnoError("recv(NETLINK_ROUTE address notices)");
+    if (n < 0 && errno != EAGAIN)
+      return ErrnoError("recv(NETLINK_ROUTE address and route notices)");
     break;
   }
-  MP_TRY(const std::vector<HostAddressKey> now, HostAddresses());
-  if (now.size() > kHostAddressesMax) {
+  MP_TRY(const std::vector<HostPrefix> now, HostPrefixes());
+  if (now.size() > kHostPrefixesMax) {
     return ErrnoError(ENOSPC, "the host has " + std::to_string(now.size()) +
-                                  " addresses, more than the guard's map holds (" +
-                                  std::to_string(kHostAddressesMax) + ")");
+                                  " local prefixes, more than the guard's map holds (" +
+                                  std::to_string(kHostPrefixesMax) + ")");
   }
   const uint8_t present = 1;
-  for (const HostAddressKey& k : now) {  // add first: an address kept is never unguarded
+  for (const HostPrefix& k : now) {  // add first: a prefix kept is never unguarded
     bpf_attr up{};
     up.map_fd = static_cast<uint32_t>(map_.get());
-    up.key = reinterpret_cast<uint64_t>(k.data());
+    up.key = reinterpret_cast<uint64_t>(&k);
     up.value = reinterpret_cast<uint64_t>(&present);
     up.flags = BPF_ANY;
     if (Bpf(BPF_MAP_UPDATE_ELEM, &up) != 0) {
-      return ErrnoError("bpf(BPF_MAP_UPDATE_ELEM, the host's addresses)");
+      return ErrnoError("bpf(BPF_MAP_UPDATE_ELEM, the host's prefixes)");
     }
   }
-  std::vector<HostAddressKey> gone;
-  HostAddressKey key{}, next{};
+  std::vector<HostPrefix> gone;
+  HostPrefix key{}, next{};
   bool first = true;
   while (true) {
     bpf_attr it{};
     it.map_fd = static_cast<uint32_t>(map_.get());
-    it.key = first ? 0 : reinterpret_cast<uint64_t>(key.data());
-    it.next_key = reinterpret_cast<uint64_t>(next.data());
+    it.key = first ? 0 : reinterpret_cast<uint64_t>(&key);
+    it.next_key = reinterpret_cast<uint64_t>(&next);
     if (Bpf(BPF_MAP_GET_NEXT_KEY, &it) != 0) {
       if (errno == ENOENT) break;
-      return ErrnoError("bpf(BPF_MAP_GET_NEXT_KEY, the host's addresses)");
+      return ErrnoError("bpf(BPF_MAP_GET_NEXT_KEY, the host's prefixes)");
     }
     first = false;
     key = next;
     if (!std::binary_search(now.begin(), now.end(), key)) gone.push_back(key);
   }
-  for (const HostAddressKey& k : gone) {
+  for (const HostPrefix& k : gone) {
     bpf_attr del{};
     del.map_fd = static_cast<uint32_t>(map_.get());
-    del.key = reinterpret_cast<uint64_t>(k.data());
+    del.key = reinterpret_cast<uint64_t>(&k);
     if (Bpf(BPF_MAP_DELETE_ELEM, &del) != 0 && errno != ENOENT) {
-      return ErrnoError("bpf(BPF_MAP_DELETE_ELEM, the host's addresses)");
+      return ErrnoError("bpf(BPF_MAP_DELETE_ELEM, the host's prefixes)");
     }
   }
   return now.size();

@@ -1,8 +1,10 @@
 // The loopback guard: a cgroup BPF program, attached to the cgroup above every session leaf,
 // that refuses connect() and sendmsg() from a socket in the host's network namespace to the
 // host itself: a loopback address (127.0.0.0/8, 0.0.0.0/8, ::1, ::, and their IPv4-mapped
-// forms) or any address the host owns (every interface's addresses and broadcast addresses,
-// and 255.255.255.255, held in a BPF hash map the supervisor keeps current). So a session with
+// forms) or any address the host answers for (every route of the local routing table: the
+// interfaces' addresses, the rest of a prefix on lo, AnyIP ranges, broadcast, IPv6 anycast and
+// multicast; and 255.255.255.255, 224.0.0.0/4 and ff00::/8, held in a BPF LPM trie the
+// supervisor keeps current). So a session with
 // "network": "host" reaches neither the host's loopback-only services nor a service of the
 // host listening on all addresses (the API's listener among them), yet reaches other hosts.
 // Port 53 stays reachable: a host whose resolver listens on loopback (systemd-resolved's
@@ -31,7 +33,7 @@ inline constexpr char kLoopbackGuardName[] = "mp_loopback";
 // The instructions of the guard for one hook. `ipv6`: the program reads user_ip6 (the
 // INET6_CONNECT and UDP6_SENDMSG hooks), else user_ip4 (the verifier allows only the field of
 // the hook's family). `host_netns_cookie`: the cookie of the namespace to guard.
-// `host_addresses_map_fd`: the hash map (key HostAddressKey) of the host's addresses, which
+// `host_addresses_map_fd`: the LPM trie (key HostPrefix) of what the host answers for, which
 // the instructions reference by fd (BPF_PSEUDO_MAP_FD) until the kernel loads them. Pure.
 std::vector<bpf_insn> BuildLoopbackGuardProgram(bool ipv6, uint64_t host_netns_cookie,
                                                 int host_addresses_map_fd);
@@ -39,32 +41,50 @@ std::vector<bpf_insn> BuildLoopbackGuardProgram(bool ipv6, uint64_t host_netns_c
 // The network namespace cookie of the caller (getsockopt SO_NETNS_COOKIE on a new socket).
 Result<uint64_t> CurrentNetnsCookie();
 
-// A host address as the guard's map keys it: 16 bytes in network order, IPv4 as ::ffff:a.b.c.d.
-using HostAddressKey = std::array<uint8_t, 16>;
+// A prefix of addresses the host answers for, as the guard's map (an LPM trie) keys it: the
+// layout of struct bpf_lpm_trie_key with 16 bytes of data, the prefix length in host order and
+// the address in network order, IPv4 as ::ffff:a.b.c.d with 96 added to its length. The bits
+// past the prefix are zero.
+struct HostPrefix {
+  uint32_t prefixlen = 0;
+  std::array<uint8_t, 16> addr{};
+  friend auto operator<=>(const HostPrefix&, const HostPrefix&) = default;
+};
+static_assert(sizeof(HostPrefix) == 20, "the LPM trie's key layout");
 
-// The host's own addresses now (getifaddrs(3)): every address of every interface, the
-// broadcast address of those that have one, and 255.255.255.255. Loopback ones included
-// (the program refuses them anyway). Sorted, without duplicates.
-Result<std::vector<HostAddressKey>> HostAddresses();
+// `prefixlen` bits of `addr` (network order, 16 bytes) as a HostPrefix, the rest zeroed.
+HostPrefix MakeHostPrefix(const std::array<uint8_t, 16>& addr, uint32_t prefixlen);
+
+// Parses rtnetlink replies to an RTM_GETROUTE dump (`len` bytes of whole messages), appending
+// to `out` the destination of every route of the local table (RT_TABLE_LOCAL) whose type is
+// local, broadcast, anycast or multicast. True once NLMSG_DONE is seen. An NLMSG_ERROR reply,
+// a truncated message or attribute, or a destination longer than its family allows is an
+// error. Pure.
+Result<bool> ParseLocalRoutes(const uint8_t* buf, size_t len, std::vector<HostPrefix>* out);
+
+// What the host answers for now: its local routing table dumped over rtnetlink, plus
+// 255.255.255.255, 224.0.0.0/4 and ff00::/8 (multicast: a service of the host may have joined
+// any group). Sorted, without duplicates.
+Result<std::vector<HostPrefix>> HostPrefixes();
 
 // The guard attached for the caller's network namespace, with the map of the host's addresses
 // it consults. The attachment outlives this object (and the process); what this object adds
-// is keeping the map current: an rtnetlink socket that becomes readable when an address of
-// the host comes or goes (change_fd), and Refresh to bring the map up to date.
+// is keeping the map current: an rtnetlink socket that becomes readable when an address or a
+// route of the host comes or goes (change_fd), and Refresh to bring the map up to date.
 class LoopbackGuard {
  public:
-  // Opens the rtnetlink subscription (first, so no change is missed), creates the map and
-  // fills it, loads the guard for INET4_CONNECT, INET6_CONNECT, UDP4_SENDMSG and
-  // UDP6_SENDMSG, attaches it (BPF_F_ALLOW_MULTI) to the cgroup `cgroup_dirfd`, then detaches
-  // every other program named kLoopbackGuardName there (an earlier run's): new first, old
-  // after, so sessions that outlived a restart are never unguarded. Errors name the bpf(2)
+  // Opens the rtnetlink subscription to address and route changes (first, so no change is
+  // missed), creates the map and fills it, loads the guard for INET4_CONNECT, INET6_CONNECT,
+  // UDP4_SENDMSG and UDP6_SENDMSG, attaches it (BPF_F_ALLOW_MULTI) to the cgroup `cgroup_dirfd`,
+  // then detaches every other program named kLoopbackGuardName there (an earlier run's): new first,
+  // old after, so sessions that outlived a restart are never unguarded. Errors name the bpf(2)
   // command and the hook.
   static Result<std::unique_ptr<LoopbackGuard>> Attach(int cgroup_dirfd);
 
-  // Readable (EPOLLIN) when the host's addresses changed since the last Refresh.
+  // Readable (EPOLLIN) when the host's addresses or routes changed since the last Refresh.
   int change_fd() const { return netlink_.get(); }
-  // Drains change_fd and rewrites the map to HostAddresses(): adds before it deletes. Returns
-  // how many addresses the map holds. Cheap enough to call on every change notice.
+  // Drains change_fd and rewrites the map to HostPrefixes(): adds before it deletes. Returns
+  // how many prefixes the map holds. Cheap enough to call on every change notice.
   Result<size_t> Refresh();
 
  private:

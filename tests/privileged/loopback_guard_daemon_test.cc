@@ -83,14 +83,15 @@ int NewestHostAddressMap() {
 // Whether the map holds IPv4 address `v4` (keyed as ::ffff:a.b.c.d), polled for up to 5 s
 // until it is `want`.
 bool WaitForKey(int map_fd, const char* v4, bool want) {
-  sandbox::HostAddressKey key{};
-  key[10] = key[11] = 0xff;
-  EXPECT_EQ(inet_pton(AF_INET, v4, &key[12]), 1);
+  sandbox::HostPrefix key{};  // a whole address: the trie answers with its longest match
+  key.prefixlen = 128;
+  key.addr[10] = key.addr[11] = 0xff;
+  EXPECT_EQ(inet_pton(AF_INET, v4, &key.addr[12]), 1);
   for (int i = 0; i < 50; ++i) {
     uint8_t value = 0;
     bpf_attr look{};
     look.map_fd = static_cast<uint32_t>(map_fd);
-    look.key = reinterpret_cast<uint64_t>(key.data());
+    look.key = reinterpret_cast<uint64_t>(&key);
     look.value = reinterpret_cast<uint64_t>(&value);
     if ((Bpf(BPF_MAP_LOOKUP_ELEM, &look) == 0) == want) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -1,14 +1,15 @@
 // The loopback guard (sandbox/loopback_guard.h, session_host_loopback = deny) in the kernel: a
 // session in the host's network namespace cannot connect to a listener of the host on
 // 127.0.0.1, ::1 or ::ffff:127.0.0.1, nor send UDP there, nor reach it on another address the
-// host owns (one it had at attach and one it gains later), while an address that is not the
+// host answers for (one it had at attach and one it gains later), while an address that is not the
 // host's is not refused; the control (the guard detached) connects everywhere; a session with
 // its own namespace keeps its own loopback under the guard; attaching again (a restart)
-// replaces the earlier copy instead of stacking it. The bind guard (session_host_bind =
-// ephemeral): a host-network session cannot bind a service port the host left free (as the API
-// does while it restarts), on any address or protocol, yet binds port 0 and the ephemeral
-// range; the control (no bind guard) takes the port; a session with its own namespace binds
-// it under the guard. Runs in the test VM only.
+// replaces the earlier copy instead of stacking it; a local route (AnyIP) and multicast groups
+// count as the host's, the range once its route notice is followed. The bind guard
+// (session_host_bind = ephemeral): a host-network session cannot bind a service port the host left
+// free (as the API does while it restarts), on any address or protocol, yet binds port 0 and the
+// ephemeral range; the control (no bind guard) takes the port; a session with its own namespace
+// binds it under the guard. Runs in the test VM only.
 #include "sandbox/loopback_guard.h"
 
 #include <arpa/inet.h>
@@ -72,6 +73,29 @@ c = socket.create_connection(srv.getsockname(), timeout=5)
 conn, _ = srv.accept()
 c.sendall(b"ping")
 print("own=" + conn.recv(4).decode(), flush=True)
+)PY";
+
+// What the host answers for without owning it on an interface: a local route (AnyIP) and
+// multicast groups. Prints "name=ok" or "name=<errno name>" per line.
+constexpr char kRangeProbe[] = R"PY(
+import errno, socket, sys
+port = int(sys.argv[1])
+def probe(name, family, addr, kind=socket.SOCK_STREAM):
+    s = socket.socket(family, kind)
+    s.settimeout(5)
+    try:
+        if kind == socket.SOCK_STREAM:
+            s.connect(addr)
+        else:
+            s.sendto(b"x", addr)
+        verdict = "ok"
+    except OSError as e:
+        verdict = errno.errorcode.get(e.errno, str(e.errno))
+    print(name + "=" + verdict, flush=True)
+probe("anyip", socket.AF_INET, ("198.18.0.77", port))
+probe("anyip_mapped", socket.AF_INET6, ("::ffff:198.18.0.77", port))
+probe("mcast4", socket.AF_INET, ("224.0.0.1", port), socket.SOCK_DGRAM)
+probe("mcast6", socket.AF_INET6, ("ff02::1", port), socket.SOCK_DGRAM)
 )PY";
 
 // Binds each way; prints "name=ok" or "name=<errno name>" per line. argv: a service port the
@@ -158,6 +182,14 @@ class LoopbackGuardTest : public ::testing::Test {
     ::close(s);
     EXPECT_TRUE(held) << "the host could not listen on 127.0.0.1:3200 itself";
     return 3200;
+  }
+
+  std::string RunRangeProbe() {
+    auto req = runner_->BaseRequest({"/usr/bin/python3", "-c", kRangeProbe, std::to_string(port_)});
+    req.network = sandbox::NetworkMode::kHost;
+    auto r = runner_->Run(req);
+    EXPECT_TRUE(r) << r.error().ToString();
+    return r ? r->out : "";
   }
 
   std::string RunBindProbe(sandbox::NetworkMode network) {
@@ -259,6 +291,44 @@ TEST_F(LoopbackGuardTest, AttachingAgainReplacesTheEarlierCopy) {
   EXPECT_EQ(*detached, 4) << "one program per hook (inet4/6 connect, udp4/6 sendmsg)";
   const std::string out = RunProbe(sandbox::NetworkMode::kHost);
   EXPECT_NE(out.find("v4=ok\n"), std::string::npos) << "nothing left attached: " << out;
+}
+
+// An AnyIP range: the host answers for all of it, with no address on an interface.
+constexpr char kAddAnyIp[] = "ip route add local 198.18.0.0/24 dev lo";
+constexpr char kDelAnyIp[] = "ip route del local 198.18.0.0/24 dev lo";
+
+TEST_F(LoopbackGuardTest, LocalRoutesAndMulticastAreTheHostsToo) {
+  auto guard = sandbox::LoopbackGuard::Attach(runner_->root().dirfd());
+  ASSERT_TRUE(guard) << guard.error().ToString();
+  ASSERT_EQ(std::system(kAddAnyIp), 0) << kAddAnyIp;
+  // The route notice is what the supervisor's loop waits for.
+  pollfd p{(*guard)->change_fd(), POLLIN, 0};
+  const int ready = ::poll(&p, 1, 5000);
+  // Control: until the map follows, the range reaches the host's listener.
+  const std::string before = RunRangeProbe();
+  auto refreshed = (*guard)->Refresh();
+  const std::string after = RunRangeProbe();
+  EXPECT_EQ(std::system(kDelAnyIp), 0) << kDelAnyIp;
+  ASSERT_EQ(ready, 1) << "no rtnetlink notice within 5 s of " << kAddAnyIp;
+  ASSERT_TRUE(refreshed) << refreshed.error().ToString();
+  EXPECT_NE(before.find("anyip=ok\n"), std::string::npos) << before;
+  for (const char* name : {"anyip", "anyip_mapped", "mcast4", "mcast6"}) {
+    EXPECT_NE(after.find(std::string(name) + "=EPERM\n"), std::string::npos)
+        << name << ": " << after;
+  }
+}
+
+TEST_F(LoopbackGuardTest, ControlWithoutTheGuardLocalRoutesAndMulticastAreReached) {
+  ASSERT_EQ(std::system(kAddAnyIp), 0) << kAddAnyIp;
+  const std::string out = RunRangeProbe();
+  EXPECT_EQ(std::system(kDelAnyIp), 0) << kDelAnyIp;
+  EXPECT_NE(out.find("anyip=ok\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("anyip_mapped=ok\n"), std::string::npos) << out;
+  // Nothing refuses the groups (lo may not route them: any answer but EPERM).
+  EXPECT_NE(out.find("mcast4="), std::string::npos) << out;
+  EXPECT_EQ(out.find("mcast4=EPERM"), std::string::npos) << out;
+  EXPECT_NE(out.find("mcast6="), std::string::npos) << out;
+  EXPECT_EQ(out.find("mcast6=EPERM"), std::string::npos) << out;
 }
 
 constexpr const char* kSquats[] = {"squat4", "squat_any4", "squat6", "squat_any6", "squat_udp"};

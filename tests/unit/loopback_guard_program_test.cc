@@ -7,14 +7,17 @@
 #include "sandbox/loopback_guard.h"
 
 #include <arpa/inet.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
-#include <set>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -24,25 +27,51 @@ namespace {
 constexpr uint64_t kHostCookie = 0x1122334455667788ull;
 constexpr int kMapFd = 42;
 
-// The host's addresses the map holds in these tests (keys as HostAddressKey).
-HostAddressKey Key(const char* addr) {
-  HostAddressKey k{};
+// An address as the map's 16 bytes (IPv4 as ::ffff:a.b.c.d) and its family's width in bits.
+std::array<uint8_t, 16> Bytes(const char* addr, uint32_t* width = nullptr) {
+  std::array<uint8_t, 16> k{};
   in_addr a4{};
   in6_addr a6{};
   if (inet_pton(AF_INET, addr, &a4) == 1) {
     k[10] = k[11] = 0xff;
     std::memcpy(&k[12], &a4, 4);
+    if (width) *width = 32;
   } else {
     EXPECT_EQ(inet_pton(AF_INET6, addr, &a6), 1) << addr;
     std::memcpy(k.data(), &a6, 16);
+    if (width) *width = 128;
   }
   return k;
 }
-const std::set<HostAddressKey>& HostMap() {
-  static const std::set<HostAddressKey> m = {Key("10.0.2.15"), Key("10.0.2.255"),
-                                             Key("255.255.255.255"), Key("2001:db8::15"),
-                                             Key("fe80::5054:ff:fe12:3456")};
+// "a.b.c.d/len" or "x::y/len" (no /len: the whole address) as the map keys it.
+HostPrefix Prefix(const std::string& text) {
+  const size_t slash = text.find('/');
+  uint32_t width = 0;
+  const auto addr = Bytes(text.substr(0, slash).c_str(), &width);
+  const uint32_t len = slash == std::string::npos ? width : std::stoul(text.substr(slash + 1));
+  return MakeHostPrefix(addr, (width == 32 ? 96 : 0) + len);
+}
+// What the host answers for in these tests (as HostPrefixes() would find it).
+const std::vector<HostPrefix>& HostMap() {
+  static const std::vector<HostPrefix> m = {
+      Prefix("10.0.2.15"),
+      Prefix("10.0.2.255"),
+      Prefix("255.255.255.255"),
+      Prefix("2001:db8::15"),
+      Prefix("fe80::5054:ff:fe12:3456"),
+      Prefix("192.0.2.0/24"),  // a prefix on lo, or an AnyIP range
+      Prefix("224.0.0.0/4"),
+      Prefix("ff00::/8"),
+      Prefix("2001:db8:1::")};  // anycast
   return m;
+}
+// The LPM trie's lookup: does a prefix of the map hold `key` (prefixlen, then 16 bytes)?
+bool TrieHolds(const HostPrefix& key) {
+  for (const HostPrefix& p : HostMap()) {
+    if (key.prefixlen < p.prefixlen) continue;
+    if (MakeHostPrefix(key.addr, p.prefixlen) == p) return true;
+  }
+  return false;
 }
 
 // Runs `prog` on `ctx` with bpf_get_netns_cookie answering `cookie` and the map with fd kMapFd
@@ -127,13 +156,17 @@ std::optional<uint64_t> Run(const std::vector<bpf_insn>& prog, const bpf_sock_ad
           r[0] = cookie;
         } else if (i.imm == BPF_FUNC_map_lookup_elem && r[1] == kMap) {
           const int at = slot(r[2]);
-          if (at < 0 || at + 16 > 512) return {};
-          HostAddressKey k{};
-          for (int b = 0; b < 16; ++b) {
+          if (at < 0 || at + static_cast<int>(sizeof(HostPrefix)) > 512) return {};
+          unsigned char raw[sizeof(HostPrefix)];
+          for (size_t b = 0; b < sizeof raw; ++b) {
             if (!written[at + b]) return {};  // the verifier refuses an unset key byte
-            k[static_cast<size_t>(b)] = stack[at + b];
+            raw[b] = stack[at + b];
           }
-          r[0] = HostMap().count(k) ? 0x77770000 : 0;  // a value pointer, or NULL
+          HostPrefix k;
+          std::memcpy(&k.prefixlen, raw, 4);
+          std::memcpy(k.addr.data(), raw + 4, 16);
+          if (k.prefixlen != 128) return {};     // a lookup asks for the whole address
+          r[0] = TrieHolds(k) ? 0x77770000 : 0;  // a value pointer, or NULL
         } else {
           return {};
         }
@@ -240,10 +273,148 @@ TEST(LoopbackGuardProgramTest, DeniesTheHostsOwnAddressesInEveryForm) {
   EXPECT_EQ(Verdict(false, V4("10.0.2.15", 53)), "allow");
 }
 
+TEST(LoopbackGuardProgramTest, DeniesWhatTheLocalTableHoldsBeyondTheAddresses) {
+  // A prefix on lo (or AnyIP): every address in it, not only the one named.
+  EXPECT_EQ(Verdict(false, V4("192.0.2.77", 80)), "deny");
+  EXPECT_EQ(Verdict(true, V6("::ffff:192.0.2.200", 80)), "deny");
+  EXPECT_EQ(Verdict(false, V4("192.0.3.1", 80)), "allow") << "just past the /24";
+  // Multicast: a host service may have joined any group.
+  EXPECT_EQ(Verdict(false, V4("224.0.0.1", 9)), "deny");
+  EXPECT_EQ(Verdict(false, V4("239.255.255.250", 1900)), "deny");
+  EXPECT_EQ(Verdict(true, V6("ff02::1", 9)), "deny");
+  EXPECT_EQ(Verdict(true, V6("ff05::c", 1900)), "deny");
+  EXPECT_EQ(Verdict(false, V4("223.255.255.255", 9)), "allow");
+  // IPv6 anycast (the subnet-router address of a prefix the host routes).
+  EXPECT_EQ(Verdict(true, V6("2001:db8:1::", 443)), "deny");
+  EXPECT_EQ(Verdict(true, V6("2001:db8:1::1", 443)), "allow");
+}
+
 TEST(LoopbackGuardProgramTest, Port53StaysOpenForALoopbackResolver) {
   EXPECT_EQ(Verdict(false, V4("127.0.0.53", 53)), "allow");
   EXPECT_EQ(Verdict(true, V6("::1", 53)), "allow");
   EXPECT_EQ(Verdict(false, V4("127.0.0.53", 5353)), "deny");
+}
+
+// --- ParseLocalRoutes on replies built here as the kernel lays them out.
+
+class Dump {
+ public:
+  // One RTM_NEWROUTE message.
+  Dump& Route(uint8_t family, uint8_t type, uint8_t table, const char* dst, uint8_t dst_len,
+              std::optional<uint32_t> table_attr = std::nullopt) {
+    std::vector<uint8_t> body(NLMSG_ALIGN(sizeof(rtmsg)));
+    rtmsg rt{};
+    rt.rtm_family = family;
+    rt.rtm_type = type;
+    rt.rtm_table = table;
+    rt.rtm_dst_len = dst_len;
+    std::memcpy(body.data(), &rt, sizeof rt);
+    if (dst != nullptr) {
+      uint8_t a[16];
+      EXPECT_EQ(inet_pton(family, dst, a), 1) << dst;
+      Attr(&body, RTA_DST, a, family == AF_INET ? 4 : 16);
+    }
+    if (table_attr) Attr(&body, RTA_TABLE, &*table_attr, 4);
+    return Message(RTM_NEWROUTE, body);
+  }
+  Dump& Done() { return Message(NLMSG_DONE, std::vector<uint8_t>(4)); }
+  Dump& Error(int err) {
+    std::vector<uint8_t> body(sizeof(nlmsgerr));
+    nlmsgerr e{};
+    e.error = -err;
+    std::memcpy(body.data(), &e, sizeof e);
+    return Message(NLMSG_ERROR, body);
+  }
+  std::vector<uint8_t>& bytes() { return buf_; }
+
+ private:
+  static void Attr(std::vector<uint8_t>* body, uint16_t type, const void* data, size_t len) {
+    rtattr ra{};
+    ra.rta_type = type;
+    ra.rta_len = static_cast<uint16_t>(RTA_LENGTH(len));
+    const size_t at = body->size();
+    body->resize(at + RTA_SPACE(len));
+    std::memcpy(body->data() + at, &ra, sizeof ra);
+    std::memcpy(body->data() + at + RTA_LENGTH(0), data, len);
+  }
+  Dump& Message(uint16_t type, const std::vector<uint8_t>& body) {
+    nlmsghdr h{};
+    h.nlmsg_type = type;
+    h.nlmsg_len = static_cast<uint32_t>(NLMSG_LENGTH(body.size()));
+    const size_t at = buf_.size();
+    buf_.resize(at + NLMSG_ALIGN(h.nlmsg_len));
+    std::memcpy(buf_.data() + at, &h, sizeof h);
+    std::memcpy(buf_.data() + at + NLMSG_HDRLEN, body.data(), body.size());
+    return *this;
+  }
+  std::vector<uint8_t> buf_;
+};
+
+std::vector<std::string> Parsed(Dump& d, bool want_done = true) {
+  std::vector<HostPrefix> out;
+  auto r = ParseLocalRoutes(d.bytes().data(), d.bytes().size(), &out);
+  EXPECT_TRUE(r) << r.error().ToString();
+  if (r) {
+    EXPECT_EQ(*r, want_done);
+  }
+  std::vector<std::string> text;
+  for (const HostPrefix& p : out) {
+    char a[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, p.addr.data(), a, sizeof a);
+    text.push_back(std::string(a) + "/" + std::to_string(p.prefixlen));
+  }
+  return text;
+}
+
+TEST(ParseLocalRoutesTest, TakesTheLocalTablesLocalBroadcastAnycastAndMulticastRoutes) {
+  Dump d;
+  d.Route(AF_INET, RTN_LOCAL, RT_TABLE_LOCAL, "10.0.2.15", 32)
+      .Route(AF_INET, RTN_BROADCAST, RT_TABLE_LOCAL, "10.0.2.255", 32)
+      .Route(AF_INET, RTN_LOCAL, RT_TABLE_LOCAL, "192.0.2.77", 24)  // bits past /24 dropped
+      .Route(AF_INET, RTN_UNICAST, RT_TABLE_MAIN, "10.0.2.0", 24)   // not the local table
+      .Route(AF_INET, RTN_UNICAST, RT_TABLE_LOCAL, "10.9.9.9", 32)  // not a local type
+      .Route(AF_INET, RTN_LOCAL, RT_TABLE_UNSPEC, "10.1.1.1", 32, RT_TABLE_MAIN)
+      .Route(AF_INET, RTN_LOCAL, RT_TABLE_UNSPEC, "10.2.2.2", 32, RT_TABLE_LOCAL)
+      .Route(AF_INET6, RTN_LOCAL, RT_TABLE_LOCAL, "2001:db8::15", 128)
+      .Route(AF_INET6, RTN_ANYCAST, RT_TABLE_LOCAL, "2001:db8::", 128)
+      .Route(AF_INET6, RTN_MULTICAST, RT_TABLE_LOCAL, "ff00::", 8)
+      .Route(AF_INET, RTN_LOCAL, RT_TABLE_LOCAL, nullptr, 0)  // AnyIP for everything
+      .Done();
+  EXPECT_EQ(Parsed(d), (std::vector<std::string>{"::ffff:10.0.2.15/128", "::ffff:10.0.2.255/128",
+                                                 "::ffff:192.0.2.0/120", "::ffff:10.2.2.2/128",
+                                                 "2001:db8::15/128", "2001:db8::/128", "ff00::/8",
+                                                 "::ffff:0.0.0.0/96"}));
+}
+
+TEST(ParseLocalRoutesTest, AnUnfinishedDumpSaysSo) {
+  Dump d;
+  d.Route(AF_INET, RTN_LOCAL, RT_TABLE_LOCAL, "10.0.2.15", 32);
+  EXPECT_EQ(Parsed(d, false), std::vector<std::string>{"::ffff:10.0.2.15/128"});
+}
+
+TEST(ParseLocalRoutesTest, RefusesErrorsAndMalformedMessages) {
+  std::vector<HostPrefix> out;
+  Dump err;
+  err.Error(EPERM);
+  auto r = ParseLocalRoutes(err.bytes().data(), err.bytes().size(), &out);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().ToString().find("local routing table"), std::string::npos);
+  // Cut short anywhere inside a route message: an error, never a read past the end.
+  Dump d;
+  d.Route(AF_INET6, RTN_LOCAL, RT_TABLE_LOCAL, "2001:db8::15", 128);
+  std::vector<uint8_t> whole = d.bytes();
+  for (size_t cut = 1; cut < whole.size(); ++cut) {
+    std::vector<uint8_t> part(whole.begin(), whole.begin() + static_cast<long>(cut));
+    uint32_t len = static_cast<uint32_t>(cut);  // a header that claims only what is there
+    if (cut >= sizeof(nlmsghdr)) std::memcpy(part.data(), &len, 4);
+    out.clear();
+    auto p = ParseLocalRoutes(part.data(), part.size(), &out);
+    EXPECT_FALSE(p) << "cut at " << cut;
+  }
+  // A destination longer than the family allows.
+  Dump wide;
+  wide.Route(AF_INET, RTN_LOCAL, RT_TABLE_LOCAL, "10.0.2.15", 33).Done();
+  EXPECT_FALSE(ParseLocalRoutes(wide.bytes().data(), wide.bytes().size(), &out));
 }
 
 std::string BindVerdict(const bpf_sock_addr& ctx, uint64_t cookie = kHostCookie) {

@@ -134,13 +134,14 @@ survive_interact() {
 # No process more or less: one process in the supervisor's unit, each leaf as at the start,
 # every process of nobody (the sessions' user) in a session leaf.
 survive_no_extra() {
-  local entry pid
+  local entry pid n
   # (each session's init is a clone of monkeyproofd, with its name: count the unit's cgroup)
   local procs=/sys/fs/cgroup/system.slice/monkeyproofd.service/cgroup.procs
   [[ $(wc -l <"$procs") == 1 ]] || { log "  | $(wc -l <"$procs") processes in monkeyproofd.service"; return 1; }
   for entry in "${survive_leaf[@]}"; do
     [[ -d $leaves_cg/${entry%%=*} ]] || continue  # ended
-    [[ $(survive_procs "${entry%%=*}") == "${entry#*=}" ]] || { log "  | leaf ${entry%%=*}: $(survive_procs "${entry%%=*}") processes, not ${entry#*=}"; return 1; }
+    n=$(survive_procs "${entry%%=*}")
+    [[ $n == "${entry#*=}" ]] || { log "  | leaf ${entry%%=*}: $n processes, not ${entry#*=}"; return 1; }
   done
   for pid in $(pgrep -u nobody); do
     grep -q "^0::/system.slice/monkeyproof-sessions.service/sessions/s-" "/proc/$pid/cgroup" 2>/dev/null ||
@@ -161,7 +162,7 @@ survive_checks() {
   check "survive $1: stdin and resize" survive_interact "$survive_event"
   # (retried: a shell between fork and exec of its sleep counts once, briefly)
   check "survive $1: no extra process" wait_for 10 survive_no_extra
-  [[ -z $3 ]] || check "survive $1: /metrics monkeyproof_sessions_readopted $3" metrics_readopted "$3"
+  [[ -z ${3:-} ]] || check "survive $1: /metrics monkeyproof_sessions_readopted $3" metrics_readopted "$3"
 }
 
 # The supervisor's start, in ms since the epoch.

@@ -495,8 +495,12 @@ main() {
     # Not yet part of CI's run: the whole scenario has not yet passed once in the systemd VM
     # (issue 16 stays open until it does). host-install.sh --survive runs it.
     if [[ $with_survive == survive ]]; then
+      local t0=$SECONDS
       test_survive
+      log "survive: took $((SECONDS - t0)) s"
+      t0=$SECONDS
       test_survive_control
+      log "survive-control: took $((SECONDS - t0)) s"
     else
       log "survive: NOT RUN (host-install.sh --survive runs it; not yet in CI)"
     fi

@@ -112,11 +112,16 @@ output_has() {
   grep -qxF "$2" <<<"${out//$'\r'/}"
 }
 
+# The state of the session in $tmp/body in one line (the whole body holds its recent output).
+survive_brief() {
+  python3 -c 'import json,sys; b = json.load(sys.stdin); print(" ".join(f"{k}={b.get(k)}" for k in ("state", "endReason", "exitCode", "signal", "supervisorRestarts", "outputBytes")))' <"$tmp/body" 2>/dev/null || body
+}
+
 # survive_alive N: the four long sessions run, each has lived through N restarts.
 survive_alive() {
   local id
   for id in "${survive_ids[@]:0:4}"; do
-    [[ $(api GET "/sessions/$id") == 200 && $(field state) == running ]] || { log "  | $id: $(body)"; return 1; }
+    [[ $(api GET "/sessions/$id") == 200 && $(field state) == running ]] || { log "  | $id: $(survive_brief)"; return 1; }
     [[ $(field supervisorRestarts) == "$1" ]] || { log "  | $id: supervisorRestarts $(field supervisorRestarts), not $1"; return 1; }
   done
 }

@@ -492,8 +492,9 @@ main() {
     test_supervisor_crash
     test_supervisor_stop
     test_token
-    # Not yet part of CI's run: the whole scenario has not yet passed once in the systemd VM
-    # (issue 16 stays open until it does). host-install.sh --survive runs it.
+    # Not in CI's run: the whole scenario passes in the systemd VM, but under software
+    # emulation it adds about 13 minutes (this and its control), which would take CI's run
+    # past its hour. host-install.sh --survive runs it.
     if [[ $with_survive == survive ]]; then
       local t0=$SECONDS
       test_survive
@@ -502,7 +503,7 @@ main() {
       test_survive_control
       log "survive-control: took $((SECONDS - t0)) s"
     else
-      log "survive: NOT RUN (host-install.sh --survive runs it; not yet in CI)"
+      log "survive: NOT RUN (host-install.sh --survive runs it; not in CI: about 13 minutes)"
     fi
     test_security
     ((failed == 0)) || dump_logs

@@ -147,6 +147,16 @@ class Program {
   // dst = the low 16 bits of dst read as big-endian (network order to host order)
   void FromBe16(uint8_t dst) { Emit(Insn(BPF_ALU | BPF_END | BPF_TO_BE, dst, 0, 0, 16)); }
 
+  // The two ends of a guard: `allow` returns 1 (the kernel goes on), `deny` returns 0 (EPERM).
+  void Verdicts(Label allow, Label deny) {
+    Bind(allow);
+    MovImm(kR0, 1);
+    Exit();
+    Bind(deny);
+    MovImm(kR0, 0);
+    Exit();
+  }
+
   std::vector<bpf_insn> Finish() {
     for (const auto& [at, label] : fixups_) {
       const int target = labels_[static_cast<size_t>(label)];
@@ -345,12 +355,7 @@ std::vector<bpf_insn> BuildLoopbackGuardProgram(bool ipv6, uint64_t host_netns_c
   p.AddImm(kR2, kKey);
   p.Call(BPF_FUNC_map_lookup_elem);
   p.JumpNeImm(kR0, 0, deny);
-  p.Bind(allow);
-  p.MovImm(kR0, 1);
-  p.Exit();
-  p.Bind(deny);
-  p.MovImm(kR0, 0);
-  p.Exit();
+  p.Verdicts(allow, deny);
   return p.Finish();
 }
 
@@ -627,12 +632,7 @@ std::vector<bpf_insn> BuildBindGuardProgram(uint64_t host_netns_cookie, PortRang
   p.JumpEq32(kR2, 0, allow);
   p.JumpLt32(kR2, allowed.low, deny);
   p.JumpGt32(kR2, allowed.high, deny);
-  p.Bind(allow);
-  p.MovImm(kR0, 1);
-  p.Exit();
-  p.Bind(deny);
-  p.MovImm(kR0, 0);
-  p.Exit();
+  p.Verdicts(allow, deny);
   return p.Finish();
 }
 

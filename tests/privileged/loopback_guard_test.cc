@@ -36,8 +36,9 @@ constexpr char kLaterAddress[] = "192.0.2.8";
 // An address that is not the host's (nothing routes it in the VM: ENETUNREACH, not EPERM).
 constexpr char kNeighbour[] = "198.51.100.9";
 
-// Tries each destination; prints "name=ok" or "name=<errno name>" per line.
-constexpr char kProbe[] = R"PY(
+// probe(name, family, addr, kind): connects (TCP) or sends (UDP) to addr; prints "name=ok" or
+// "name=<errno name>". argv[1] is the port.
+constexpr char kProbeDef[] = R"PY(
 import errno, socket, sys
 port = int(sys.argv[1])
 def probe(name, family, addr, kind=socket.SOCK_STREAM):
@@ -52,6 +53,10 @@ def probe(name, family, addr, kind=socket.SOCK_STREAM):
     except OSError as e:
         verdict = errno.errorcode.get(e.errno, str(e.errno))
     print(name + "=" + verdict, flush=True)
+)PY";
+
+// Tries each destination.
+const std::string kProbe = std::string(kProbeDef) + R"PY(
 probe("v4", socket.AF_INET, ("127.0.0.1", port))
 probe("v4b", socket.AF_INET, ("127.1.2.3", port))
 probe("v6", socket.AF_INET6, ("::1", port))
@@ -76,22 +81,8 @@ print("own=" + conn.recv(4).decode(), flush=True)
 )PY";
 
 // What the host answers for without owning it on an interface: a local route (AnyIP) and
-// multicast groups. Prints "name=ok" or "name=<errno name>" per line.
-constexpr char kRangeProbe[] = R"PY(
-import errno, socket, sys
-port = int(sys.argv[1])
-def probe(name, family, addr, kind=socket.SOCK_STREAM):
-    s = socket.socket(family, kind)
-    s.settimeout(5)
-    try:
-        if kind == socket.SOCK_STREAM:
-            s.connect(addr)
-        else:
-            s.sendto(b"x", addr)
-        verdict = "ok"
-    except OSError as e:
-        verdict = errno.errorcode.get(e.errno, str(e.errno))
-    print(name + "=" + verdict, flush=True)
+// multicast groups.
+const std::string kRangeProbe = std::string(kProbeDef) + R"PY(
 probe("anyip", socket.AF_INET, ("198.18.0.77", port))
 probe("anyip_mapped", socket.AF_INET6, ("::ffff:198.18.0.77", port))
 probe("mcast4", socket.AF_INET, ("224.0.0.1", port), socket.SOCK_DGRAM)

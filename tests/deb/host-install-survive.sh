@@ -28,13 +28,14 @@ survive_event=0    # events so far: the input and the terminal size after each d
 
 not() { ! "$@"; }
 
-# The printers: bursts of 50 lines with a pause of 0.1 s between them (about 500 lines a second,
-# some 200 kB a minute), until the file stop-TAG appears in the workspace. One bash process each,
+# The printers: bursts of 20 lines with a pause of 0.1 s between them (at most 200 lines a second,
+# some 100 kB a minute), until the file stop-TAG appears in the workspace. One bash process each,
 # which forks nothing while it prints: `read -t` on a pipe that nobody writes is its pause (a
-# forked sleep 20 times a second per printer kept the emulated VM's two CPUs busy).
+# forked sleep every 20 lines of two printers printing as fast as they could kept the emulated
+# VM's two CPUs busy).
 survive_printer() {
   # shellcheck disable=SC2016  # the script is the session's, not this shell's
-  printf 'exec 3<> <(:); i=0; until [ -e stop-%s ]; do i=$((i+1)); echo "%s $i"; ((i %% 50)) || read -t 0.1 -u 3; done; echo "%s end $i"' "$1" "$1" "$1"
+  printf 'exec 3<> <(:); i=0; until [ -e stop-%s ]; do i=$((i+1)); echo "%s $i"; ((i %% 20)) || read -t 0.1 -u 3; done; echo "%s end $i"' "$1" "$1" "$1"
 }
 
 survive_spawn() {
@@ -230,7 +231,7 @@ sys.exit(not ended.timestamp() * 1000 < int(sys.argv[2]))' "$tmp/body" "$(superv
   rm -rf "$tmp/newer"
   dpkg-deb -R "$deb" "$tmp/newer"
   sed -i "s/^Version: .*/Version: $version+survive1/" "$tmp/newer/DEBIAN/control"
-  dpkg-deb -b "$tmp/newer" "$tmp/newer.deb" >/dev/null
+  dpkg-deb -Znone -b "$tmp/newer" "$tmp/newer.deb" >/dev/null  # (uncompressed: no xz under emulation)
   log "survive: dpkg -i $(dpkg-deb -f "$tmp/newer.deb" Package)_$version+survive1 over $version"
   pid=$(systemctl show -P MainPID monkeyproofd)
   t0=$(date '+%Y-%m-%d %H:%M:%S')

@@ -409,7 +409,15 @@ Result<bool> ParseLocalRoutes(const uint8_t* buf, size_t len, std::vector<HostPr
     const uint8_t* body = buf + off + NLMSG_HDRLEN;
     const size_t body_len = h.nlmsg_len - NLMSG_HDRLEN;
     off += NLMSG_ALIGN(h.nlmsg_len);
-    if (h.nlmsg_type == NLMSG_DONE) return true;
+    if (h.nlmsg_type == NLMSG_DONE) {
+      // A dump that failed part way still ends with NLMSG_DONE, its error in the payload: what
+      // came before it is not the whole table, and a map cut down to it would open the rest.
+      int status = 0;
+      if (body_len >= sizeof status) std::memcpy(&status, body, sizeof status);
+      if (status < 0)
+        return ErrnoError(-status, "rtnetlink: the local routing table's dump failed");
+      return true;
+    }
     if (h.nlmsg_type == NLMSG_ERROR) {
       nlmsgerr e{};
       if (body_len < sizeof e) return PlainError("rtnetlink: a truncated error reply");

@@ -317,7 +317,11 @@ class Dump {
     if (table_attr) Attr(&body, RTA_TABLE, &*table_attr, 4);
     return Message(RTM_NEWROUTE, body);
   }
-  Dump& Done() { return Message(NLMSG_DONE, std::vector<uint8_t>(4)); }
+  Dump& Done(int status = 0) {
+    std::vector<uint8_t> body(sizeof status);
+    std::memcpy(body.data(), &status, sizeof status);
+    return Message(NLMSG_DONE, body);
+  }
   Dump& Error(int err) {
     std::vector<uint8_t> body(sizeof(nlmsgerr));
     nlmsgerr e{};
@@ -399,6 +403,14 @@ TEST(ParseLocalRoutesTest, RefusesErrorsAndMalformedMessages) {
   auto r = ParseLocalRoutes(err.bytes().data(), err.bytes().size(), &out);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().ToString().find("local routing table"), std::string::npos);
+  // A dump that failed part way: its NLMSG_DONE carries the error, the routes before it are
+  // not the whole table.
+  Dump failed;
+  failed.Route(AF_INET, RTN_LOCAL, RT_TABLE_LOCAL, "10.0.2.15", 32).Done(-ENOMEM);
+  auto f = ParseLocalRoutes(failed.bytes().data(), failed.bytes().size(), &out);
+  ASSERT_FALSE(f);
+  EXPECT_EQ(f.error().errnum, ENOMEM);
+  out.clear();
   // Cut short anywhere inside a route message: an error, never a read past the end.
   Dump d;
   d.Route(AF_INET6, RTN_LOCAL, RT_TABLE_LOCAL, "2001:db8::15", 128);

@@ -25,7 +25,7 @@ namespace mp::wire {
 // Control-protocol versions (docs/protocol.md, "Versions"; common/proto_version.h says what
 // each carries): the newest this build speaks, which the API offers in its hello, and the
 // oldest it still speaks with a peer from an earlier release.
-inline constexpr uint32_t kProtoVersion = 2;
+inline constexpr uint32_t kProtoVersion = 3;
 inline constexpr uint32_t kMinProtoVersion = 1;
 
 // Size and count caps, all checked by the decoders. Bytes are UTF-8 bytes of the JSON string.

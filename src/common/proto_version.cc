@@ -28,6 +28,11 @@ constexpr bool kIsActing = std::is_same_v<R, KillRequest> || std::is_same_v<R, S
 
 }  // namespace
 
+ErrorCode ErrorCodeIn(ErrorCode code, uint32_t proto) {
+  if (code == ErrorCode::kInsufficientStorage && proto < 3) return ErrorCode::kCapacity;
+  return code;
+}
+
 bool AuditActionIn(AuditAction action, uint32_t proto) {
   if (proto >= kAuditV2) return true;
   return action == AuditAction::kTokenCreate || action == AuditAction::kTokenRevoke;
@@ -76,10 +81,19 @@ bool FitToProto(RequestBody& body, uint32_t proto) {
 }
 
 std::string MissingInProto(uint32_t proto) {
-  if (proto >= kAuditV2) return {};
-  return "no read, auth_failed, rate_limited or audit_suppressed lines; kill, signal, stdin, "
-         "close_stdin and resize lines name the API connection as client, not the caller; no "
-         "via (trusted proxy) on any line";
+  std::string missing;
+  if (proto < kAuditV2) {
+    missing =
+        "its audit log gets no read, auth_failed, rate_limited or audit_suppressed lines; kill, "
+        "signal, stdin, close_stdin and resize lines name the API connection as client, not the "
+        "caller; no via (trusted proxy) on any line; ";
+  }
+  if (proto < 3) {
+    missing +=
+        "a spawn on a full state file system is answered as capacity (429), not "
+        "insufficient_storage (507)";
+  }
+  return missing;
 }
 
 }  // namespace mp::wire

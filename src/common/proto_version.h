@@ -2,7 +2,8 @@
 // two daemons of one host can be upgraded and restarted at different moments. Version 2 added
 // `client` and `via` to the acting requests (kill, signal, stdin, close_stdin, resize), `via` to
 // spawn and to the token audits, and the audit actions read, auth_failed, rate_limited and
-// audit_suppressed. The supervisor refuses what its connection's version lacks (RequiredProto);
+// audit_suppressed. Version 3 added the error code insufficient_storage. The supervisor refuses
+// what its connection's version lacks (RequiredProto) and answers in its codes (ErrorCodeIn);
 // the API fits what it sends to the version it agreed on (FitToProto). Both daemons; pure
 // functions, thread-safe.
 #pragma once
@@ -33,8 +34,12 @@ bool AuditActionIn(AuditAction action, uint32_t proto);
 // lacks): it must not be sent. `body` is left as it was then.
 bool FitToProto(RequestBody& body, uint32_t proto);
 
-// What a supervisor of version `proto` does not write to its audit log, for the API's log line
-// about it; "" when it writes everything.
+// The error code a peer of version `proto` is told for `code`: the code itself when that version
+// has it, else the nearest one it has (insufficient_storage: capacity).
+ErrorCode ErrorCodeIn(ErrorCode code, uint32_t proto);
+
+// What a supervisor of version `proto` lacks (lines its audit log does not get, error codes it
+// answers as nearer ones), for the API's log line about it; "" when it lacks nothing.
 std::string MissingInProto(uint32_t proto);
 
 }  // namespace mp::wire

@@ -29,10 +29,11 @@ enum class ErrorCode {
   kUnavailable,      // the API cannot reach the supervisor
   kTooLarge,         // a value over a size the host cannot carry (a task over one argument)
   kHostSetup,        // the host lacks what a policy needs (a user, a state dir, an agent CLI)
+  kInsufficientStorage,  // the state directory's file system is full or over its quota
 };
-inline constexpr std::array<std::string_view, 9> kErrorCodeNames = {
+inline constexpr std::array<std::string_view, 10> kErrorCodeNames = {
     "bad_request", "not_found",   "wrong_state", "capacity",  "policy_violation",
-    "internal",    "unavailable", "too_large",   "host_setup"};
+    "internal",    "unavailable", "too_large",   "host_setup", "insufficient_storage"};
 std::string_view ToString(ErrorCode code);
 
 struct Error {

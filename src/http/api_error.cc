@@ -54,6 +54,9 @@ ApiError FromSupervisor(const wire::ErrorBody& error) {
       // The server's fault, and no retry helps until an operator acts (unlike 503).
       status = 500;
       break;
+    case wire::ErrorCode::kInsufficientStorage:
+      status = 507;
+      break;
   }
   return ApiError{status, std::string(wire::ToString(error.code)), error.message, error.field};
 }

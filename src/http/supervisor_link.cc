@@ -349,8 +349,8 @@ void SupervisorLink::HandleFrame(const wire::FrameView& frame) {
       common::Log(common::LogLevel::kWarning,
                   "event=supervisor_older proto=" + std::to_string(proto_) +
                       " ours=" + std::to_string(wire::kProtoVersion) + " supervisor=\"" +
-                      hello->supervisor + "\": the supervisor's audit log gets " +
-                      wire::MissingInProto(proto_) + "; upgrade monkeyproofd");
+                      hello->supervisor + "\": until monkeyproofd is upgraded, " +
+                      wire::MissingInProto(proto_));
     }
     state_ = State::kUp;
     timer_.cancel();

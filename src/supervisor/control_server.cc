@@ -435,6 +435,14 @@ ControlServer::EnqueueResult ControlServer::Enqueue(Connection& c, std::vector<u
 }
 
 void ControlServer::EnqueueResponse(Connection& c, const wire::Response& response) {
+  // An error code the peer's version lacks is told as the nearest one it has.
+  if (const auto* e = std::get_if<wire::ErrorBody>(&response.body);
+      e != nullptr && wire::ErrorCodeIn(e->code, c.peer.proto) != e->code) {
+    wire::Response fitted = response;
+    std::get<wire::ErrorBody>(fitted.body).code = wire::ErrorCodeIn(e->code, c.peer.proto);
+    EnqueueResponse(c, fitted);
+    return;
+  }
   auto frame = wire::EncodeResponse(response);
   if (!frame) {
     // Too big for one frame: a handler bug, but the request still gets its one answer.

@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <map>
@@ -249,6 +251,43 @@ wire::ErrorBody FromError(const Error& e) {
   return MakeError(e.code, host ? e.ToString() : e.what, e.field);
 }
 
+// The state directory's file system as an operator finds it: "<dir> (ext4, 0 bytes and 12
+// inodes free)".
+std::string DescribeFileSystem(const std::string& dir) {
+  struct statfs fs {};
+  struct statvfs vfs {};
+  if (::statfs(dir.c_str(), &fs) != 0 || ::statvfs(dir.c_str(), &vfs) != 0) return dir;
+  std::string kind;
+  switch (static_cast<unsigned long>(fs.f_type)) {
+    case 0xEF53: kind = "ext4"; break;
+    case 0x58465342: kind = "xfs"; break;
+    case 0x9123683E: kind = "btrfs"; break;
+    case 0x01021994: kind = "tmpfs"; break;
+    case 0x794C7630: kind = "overlayfs"; break;
+    default: {
+      char hex[32];
+      std::snprintf(hex, sizeof hex, "file system type 0x%lx", static_cast<unsigned long>(fs.f_type));
+      kind = hex;
+    }
+  }
+  return dir + " (" + kind + ", " +
+         std::to_string(static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize) + " bytes and " +
+         std::to_string(static_cast<uint64_t>(vfs.f_favail)) + " inodes free)";
+}
+
+// A failure to write a new session's files under the state directory: insufficient_storage,
+// naming the file system, when it is full (blocks or inodes) or over a quota; else internal.
+wire::ErrorBody StorageError(const Error& e, const std::string& state_dir) {
+  if (e.errnum != ENOSPC && e.errnum != EDQUOT) {
+    return MakeError(wire::ErrorCode::kInternal, e.ToString());
+  }
+  return MakeError(wire::ErrorCode::kInsufficientStorage,
+                   "insufficient storage for a new session in the state directory " +
+                       DescribeFileSystem(state_dir) + ": " + e.ToString() +
+                       "; free space or inodes there (ended sessions' transcripts: DELETE "
+                       "/sessions/:id), or raise its quota, then retry");
+}
+
 bool Contains(const std::vector<SessionType>& types, SessionType t) {
   return std::find(types.begin(), types.end(), t) != types.end();
 }
@@ -370,13 +409,23 @@ void SessionManager::Spawn(const wire::SpawnRequest& req, const PeerInfo& peer, 
     info.pty = wire::PtySize{p.request.pty_rows, p.request.pty_cols};
   }
   if (auto r = store_.CreateSessionDir(info.id); !r) {
-    return fail(MakeError(wire::ErrorCode::kInternal, r.error().ToString()));
+    return fail(StorageError(r.error(), options_.state_dir));
   }
   OutputLogOptions log_options;
   log_options.ring_bytes = p.effective.policy.output.ring_bytes;
   log_options.transcript_max_bytes = p.effective.policy.output.transcript_max_bytes;
   auto log = OutputLog::Create(store_.SessionDir(info.id) + "/output", log_options);
-  if (!log) return fail(MakeError(wire::ErrorCode::kInternal, log.error().ToString()));
+  if (!log) {
+    store_.Remove(info.id, nullptr);
+    return fail(StorageError(log.error(), options_.state_dir));
+  }
+  // A record from the start: a supervisor that dies while the child starts finds it on
+  // restart (ended as supervisor_restart) instead of a directory without one. A session
+  // without one is not started.
+  if (auto r = store_.TryWrite(info); !r) {
+    store_.Remove(info.id, log->get());
+    return fail(StorageError(r.error(), options_.state_dir));
+  }
   if (p.effective.policy.network == wire::NetworkMode::kAllowlist) {
     std::vector<std::string> allow;
     for (const auto& rule : p.effective.policy.network_allow.rules()) {
@@ -392,9 +441,6 @@ void SessionManager::Spawn(const wire::SpawnRequest& req, const PeerInfo& peer, 
   auto owned =
       std::make_unique<Session>(shared_, std::move(info), std::move(p.effective), std::move(*log));
   Session& s = *owned;
-  // A record from the start: a supervisor that dies while the child starts finds it on
-  // restart (ended as supervisor_restart) instead of a directory without one.
-  store_.Write(s.info());
   order_.push_back(id);
   sessions_.emplace(id, std::move(owned));
   ++active_;

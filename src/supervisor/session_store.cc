@@ -19,13 +19,21 @@ Result<void> WriteFileAtomic(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd) return ErrnoError("open(\"" + tmp + "\")");
-  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
-    return ErrnoError("write(\"" + tmp + "\")");
-  }
-  if (::fdatasync(fd.get()) != 0) return ErrnoError("fdatasync(\"" + tmp + "\")");
-  MP_RETURN_IF_ERROR(fd.Close());
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError("rename(\"" + path + "\")");
-  return Ok();
+  auto written = [&]() -> Result<void> {
+    // A full file system shows first as a short write, then as ENOSPC on the next one.
+    for (size_t done = 0; done < text.size();) {
+      const ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return ErrnoError(n == 0 ? ENOSPC : errno, "write(\"" + tmp + "\")");
+      done += static_cast<size_t>(n);
+    }
+    if (::fdatasync(fd.get()) != 0) return ErrnoError("fdatasync(\"" + tmp + "\")");
+    MP_RETURN_IF_ERROR(fd.Close());
+    if (::rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError("rename(\"" + path + "\")");
+    return Ok();
+  }();
+  if (!written) ::unlink(tmp.c_str());  // no half-written file left behind
+  return written;
 }
 
 uint64_t WallClockMs() {
@@ -70,8 +78,12 @@ Result<void> SessionStore::CreateSessionDir(const std::string& id) const {
   return Ok();
 }
 
+Result<void> SessionStore::TryWrite(const wire::SessionInfo& info) const {
+  return WriteFileAtomic(SessionDir(info.id) + "/record.json", wire::SessionInfoToJson(info));
+}
+
 void SessionStore::Write(const wire::SessionInfo& info) const {
-  auto r = WriteFileAtomic(SessionDir(info.id) + "/record.json", wire::SessionInfoToJson(info));
+  auto r = TryWrite(info);
   if (!r) {
     std::fprintf(stderr, "monkeyproofd: session %s: record: %s\n", info.id.c_str(),
                  r.error().ToString().c_str());

@@ -58,6 +58,8 @@ class SessionStore {
   // Writes the record atomically (temp file, fdatasync, rename). Failures are logged: a
   // record that cannot be written must not end the session.
   void Write(const wire::SessionInfo& info) const;
+  // The same, returning the failure (a new session's first record: without it, no start).
+  Result<void> TryWrite(const wire::SessionInfo& info) const;
   // Removes the record, the transcript (through `log` when it is open) and the directory.
   void Remove(const std::string& id, OutputLog* log) const;
 

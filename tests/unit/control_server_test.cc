@@ -150,11 +150,38 @@ TEST_F(ControlServerTest, WrongProtocolVersionGetsOurHelloAnErrorAndAClose) {
   const wire::ErrorBody* error = ErrorOf(response);
   ASSERT_NE(error, nullptr);
   EXPECT_EQ(error->code, wire::ErrorCode::kBadRequest);
-  EXPECT_NE(error->message.find("version 3 is not supported"), std::string::npos) << error->message;
-  EXPECT_NE(error->message.find("versions 1 to 2"), std::string::npos) << error->message;
+  EXPECT_NE(error->message.find("version " + std::to_string(wire::kProtoVersion + 1) +
+                                " is not supported"),
+            std::string::npos)
+      << error->message;
+  EXPECT_NE(error->message.find("versions 1 to " + std::to_string(wire::kProtoVersion)),
+            std::string::npos)
+      << error->message;
   EXPECT_EQ(error->field, "/proto");
   client.ExpectClosed();
   EXPECT_TRUE(handler_.requests().empty());
+}
+
+// Version 3's error code insufficient_storage reaches a version-2 connection as capacity.
+TEST_F(ControlServerTest, AnErrorCodeTheConnectionsVersionLacksIsToldAsTheNearestOne) {
+  ASSERT_NO_FATAL_FAILURE(StartServer(Options()));
+  handler_.hook = [&](const PeerInfo& peer, const wire::Request& request) {
+    server_->Send(peer.connection_id,
+                  wire::Response{request.id, wire::ErrorBody{wire::ErrorCode::kInsufficientStorage,
+                                                             "insufficient storage", ""}});
+  };
+  for (const uint32_t proto : {2u, 3u}) {
+    Client client(path_);
+    ASSERT_TRUE(client.Hello(proto));
+    client.SendRequest(wire::Request{7, wire::HealthRequest{}});
+    const auto response = client.ReceiveResponse();
+    const wire::ErrorBody* error = ErrorOf(response);
+    ASSERT_NE(error, nullptr) << proto;
+    EXPECT_EQ(error->code, proto < 3 ? wire::ErrorCode::kCapacity
+                                     : wire::ErrorCode::kInsufficientStorage)
+        << proto;
+    EXPECT_EQ(error->message, "insufficient storage");
+  }
 }
 
 TEST_F(ControlServerTest, SecondHelloClosesTheConnection) {

@@ -43,7 +43,7 @@ wire::ErrorBody Err(wire::ErrorCode code, std::string message, std::string field
 }
 
 std::optional<wire::ErrorCode> ErrorCodeNamed(std::string_view name) {
-  for (int i = 0; i <= static_cast<int>(wire::ErrorCode::kHostSetup); ++i) {
+  for (size_t i = 0; i < kErrorCodeNames.size(); ++i) {
     const auto code = static_cast<wire::ErrorCode>(i);
     if (wire::ToString(code) == name) return code;
   }

@@ -79,7 +79,9 @@ TEST(ApiErrorTest, FromSupervisor) {
       {wire::ErrorCode::kUnavailable, 503, "unavailable"},
       {wire::ErrorCode::kTooLarge, 413, "too_large"},
       {wire::ErrorCode::kHostSetup, 500, "host_setup"},
+      {wire::ErrorCode::kInsufficientStorage, 507, "insufficient_storage"},
   };
+  ASSERT_EQ(cases.size(), kErrorCodeNames.size()) << "a code without its status here";
   for (const Case& c : cases) {
     const ApiError e = FromSupervisor({c.code, "msg", "/limits/memory_max_bytes"});
     EXPECT_EQ(e.status, c.status);

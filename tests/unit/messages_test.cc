@@ -708,6 +708,7 @@ TEST(VocabularyTest, WireStringsMatchTheDesign) {
   EXPECT_EQ(ToString(ErrorCode::kUnavailable), "unavailable");
   EXPECT_EQ(ToString(ErrorCode::kTooLarge), "too_large");
   EXPECT_EQ(ToString(ErrorCode::kHostSetup), "host_setup");
+  EXPECT_EQ(ToString(ErrorCode::kInsufficientStorage), "insufficient_storage");
   EXPECT_EQ(ToString(RequestType::kCloseStdin), "close_stdin");
   EXPECT_EQ(ToString(RequestType::kReadOutput), "read_output");
   EXPECT_EQ(ToString(SessionState::kFailed), "failed");

@@ -37,8 +37,8 @@ AuditRequest Audit(AuditAction action, std::string via = {}) {
   return a;
 }
 
-TEST(ProtoVersion, TheConstantsNameTwoVersions) {
-  EXPECT_EQ(kProtoVersion, 2u);
+TEST(ProtoVersion, TheConstantsNameThreeVersions) {
+  EXPECT_EQ(kProtoVersion, 3u);
   EXPECT_EQ(kMinProtoVersion, 1u);
 }
 
@@ -107,8 +107,23 @@ TEST(ProtoVersion, FittingToVersion1DropsWhatItLacksAndKeepsTheRest) {
   EXPECT_FALSE(FitToProto(read, 1));
   EXPECT_EQ(read, before);
   EXPECT_TRUE(FitToProto(read, 2));
-  EXPECT_FALSE(MissingInProto(1).empty());
-  EXPECT_EQ(MissingInProto(2), "");
+  EXPECT_NE(MissingInProto(1).find("no read, auth_failed"), std::string::npos);
+  EXPECT_NE(MissingInProto(1).find("insufficient_storage"), std::string::npos);
+  EXPECT_EQ(MissingInProto(2).find("auth_failed"), std::string::npos) << MissingInProto(2);
+  EXPECT_NE(MissingInProto(2).find("insufficient_storage"), std::string::npos);
+  EXPECT_EQ(MissingInProto(3), "");
+}
+
+TEST(ProtoVersion, InsufficientStorageIsCapacityBeforeVersion3) {
+  EXPECT_EQ(ErrorCodeIn(ErrorCode::kInsufficientStorage, 1), ErrorCode::kCapacity);
+  EXPECT_EQ(ErrorCodeIn(ErrorCode::kInsufficientStorage, 2), ErrorCode::kCapacity);
+  EXPECT_EQ(ErrorCodeIn(ErrorCode::kInsufficientStorage, 3), ErrorCode::kInsufficientStorage);
+  // Every other code is in every version.
+  for (size_t i = 0; i < kErrorCodeNames.size(); ++i) {
+    const auto code = static_cast<ErrorCode>(i);
+    if (code == ErrorCode::kInsufficientStorage) continue;
+    EXPECT_EQ(ErrorCodeIn(code, 1), code) << kErrorCodeNames[i];
+  }
 }
 
 }  // namespace

@@ -20,19 +20,19 @@ namespace mp {
 // Whose fault an error is: the `code` of the control protocol's error bodies, which the API
 // maps to HTTP statuses (docs/protocol.md). Strings in kErrorCodeNames, indexed by value.
 enum class ErrorCode {
-  kBadRequest,       // the request is malformed or out of range
-  kNotFound,         // no such session or preset
-  kWrongState,       // the session cannot do that now (ended, no terminal, stdin closed)
-  kCapacity,         // too many sessions or too much queued input
-  kPolicyViolation,  // the request asks for more than the policy allows
-  kInternal,         // the host failed (a syscall, a corrupt record)
-  kUnavailable,      // the API cannot reach the supervisor
-  kTooLarge,         // a value over a size the host cannot carry (a task over one argument)
-  kHostSetup,        // the host lacks what a policy needs (a user, a state dir, an agent CLI)
+  kBadRequest,           // the request is malformed or out of range
+  kNotFound,             // no such session or preset
+  kWrongState,           // the session cannot do that now (ended, no terminal, stdin closed)
+  kCapacity,             // too many sessions or too much queued input
+  kPolicyViolation,      // the request asks for more than the policy allows
+  kInternal,             // the host failed (a syscall, a corrupt record)
+  kUnavailable,          // the API cannot reach the supervisor
+  kTooLarge,             // a value over a size the host cannot carry (a task over one argument)
+  kHostSetup,            // the host lacks what a policy needs (a user, a state dir, an agent CLI)
   kInsufficientStorage,  // the state directory's file system is full or over its quota
 };
 inline constexpr std::array<std::string_view, 10> kErrorCodeNames = {
-    "bad_request", "not_found",   "wrong_state", "capacity",  "policy_violation",
+    "bad_request", "not_found",   "wrong_state", "capacity",   "policy_violation",
     "internal",    "unavailable", "too_large",   "host_setup", "insufficient_storage"};
 std::string_view ToString(ErrorCode code);
 

@@ -347,10 +347,9 @@ void SupervisorLink::HandleFrame(const wire::FrameView& frame) {
     if (proto_ < wire::kProtoVersion) {
       // Once per connection: what the audit log misses until monkeyproofd is upgraded too.
       common::Log(common::LogLevel::kWarning,
-                  "event=supervisor_older proto=" + std::to_string(proto_) +
-                      " ours=" + std::to_string(wire::kProtoVersion) + " supervisor=\"" +
-                      hello->supervisor + "\": until monkeyproofd is upgraded, " +
-                      wire::MissingInProto(proto_));
+                  "event=supervisor_older proto=" + std::to_string(proto_) + " ours=" +
+                      std::to_string(wire::kProtoVersion) + " supervisor=\"" + hello->supervisor +
+                      "\": until monkeyproofd is upgraded, " + wire::MissingInProto(proto_));
     }
     state_ = State::kUp;
     timer_.cancel();

@@ -259,14 +259,25 @@ std::string DescribeFileSystem(const std::string& dir) {
   if (::statfs(dir.c_str(), &fs) != 0 || ::statvfs(dir.c_str(), &vfs) != 0) return dir;
   std::string kind;
   switch (static_cast<unsigned long>(fs.f_type)) {
-    case 0xEF53: kind = "ext4"; break;
-    case 0x58465342: kind = "xfs"; break;
-    case 0x9123683E: kind = "btrfs"; break;
-    case 0x01021994: kind = "tmpfs"; break;
-    case 0x794C7630: kind = "overlayfs"; break;
+    case 0xEF53:
+      kind = "ext4";
+      break;
+    case 0x58465342:
+      kind = "xfs";
+      break;
+    case 0x9123683E:
+      kind = "btrfs";
+      break;
+    case 0x01021994:
+      kind = "tmpfs";
+      break;
+    case 0x794C7630:
+      kind = "overlayfs";
+      break;
     default: {
       char hex[32];
-      std::snprintf(hex, sizeof hex, "file system type 0x%lx", static_cast<unsigned long>(fs.f_type));
+      std::snprintf(hex, sizeof hex, "file system type 0x%lx",
+                    static_cast<unsigned long>(fs.f_type));
       kind = hex;
     }
   }

@@ -48,7 +48,7 @@ std::string Slurp(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
-bool Run(const std::string& command) { return std::system(command.c_str()) == 0; }
+bool Sh(const std::string& command) { return std::system(command.c_str()) == 0; }
 
 // How many session directories the state holds.
 int SessionDirs() {
@@ -63,11 +63,12 @@ int SessionDirs() {
 class DiskFullTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    (void)std::system(("umount " + kState + " 2>/dev/null; rm -rf " + kBase + " " + kImage).c_str());
+    (void)Sh("umount " + kState + " 2>/dev/null; rm -rf " + kBase + " " + kImage);
     // 16 MiB with 128 inodes: each can be used up in a moment.
-    mounted_ = Run("mkdir -p " + kState + " " + kWorkspace + " " + kBase + "/policies && chown nobody " +
-                   kWorkspace + " && truncate -s 16M " + kImage + " && mkfs.ext4 -q -F -N 128 " +
-                   kImage + " && mount -o loop " + kImage + " " + kState);
+    mounted_ =
+        Sh("mkdir -p " + kState + " " + kWorkspace + " " + kBase + "/policies && chown nobody " +
+           kWorkspace + " && truncate -s 16M " + kImage + " && mkfs.ext4 -q -F -N 128 " + kImage +
+           " && mount -o loop " + kImage + " " + kState);
     if (!mounted_) return;
     std::ofstream(kBase + "/policies/exec.json") << kPolicy;
     std::ofstream(kBase + "/monkeyproof.conf") << "api_user = root\nkill_grace_ms = 500\n";
@@ -87,7 +88,7 @@ class DiskFullTest : public ::testing::Test {
       ::kill(pid_, SIGTERM);
       ::waitpid(pid_, nullptr, 0);
     }
-    if (mounted_) (void)std::system(("umount " + kState).c_str());
+    if (mounted_) (void)Sh("umount " + kState);
   }
   void SetUp() override {
     ASSERT_TRUE(mounted_) << "could not make and mount a loop ext4 at " << kState
@@ -97,7 +98,7 @@ class DiskFullTest : public ::testing::Test {
     ASSERT_TRUE(c) << c.error().ToString() << "\n" << Slurp(kBase + "/daemon.log");
     client_.emplace(std::move(*c));
   }
-  void TearDown() override { (void)std::system(("rm -rf " + kState + "/filler*").c_str()); }
+  void TearDown() override { (void)Sh("rm -rf " + kState + "/filler*"); }
 
   // The answer to a spawn of `task`.
   wire::Response Spawn(const std::string& task) {
@@ -141,7 +142,7 @@ class DiskFullTest : public ::testing::Test {
   }
   // After the filler is gone, a spawn runs to its exit with its output.
   void ExpectRunsAgain() {
-    ASSERT_TRUE(Run("rm -rf " + kState + "/filler*"));
+    ASSERT_TRUE(Sh("rm -rf " + kState + "/filler*"));
     const wire::Response r = Spawn("echo back");
     const auto* info = std::get_if<wire::SessionInfo>(&r.body);
     ASSERT_NE(info, nullptr) << "spawn refused after space was freed";
@@ -162,28 +163,26 @@ pid_t DiskFullTest::pid_ = -1;
 
 TEST_F(DiskFullTest, NoBlocksLeftIsInsufficientStorageNotInternal) {
   // Root fills the reserved blocks too, as the supervisor (root) could use them.
-  (void)std::system(("dd if=/dev/zero of=" + kState + "/filler bs=64k 2>/dev/null").c_str());
-  ASSERT_TRUE(Run("sync"));
+  (void)Sh("dd if=/dev/zero of=" + kState + "/filler bs=64k 2>/dev/null");
+  ASSERT_TRUE(Sh("sync"));
   ExpectRefused("no blocks");
   ExpectRunsAgain();
 }
 
 TEST_F(DiskFullTest, NoInodesLeftIsInsufficientStorageNotInternal) {
-  (void)std::system(
-      ("mkdir " + kState + "/fillers && i=0; while touch " + kState +
-       "/fillers/f$i 2>/dev/null; do i=$((i+1)); done")
-          .c_str());
-  ASSERT_FALSE(Run("touch " + kState + "/one-more 2>/dev/null")) << "inodes left";
+  (void)Sh("mkdir " + kState + "/fillers && i=0; while touch " + kState +
+           "/fillers/f$i 2>/dev/null; do i=$((i+1)); done");
+  ASSERT_FALSE(Sh("touch " + kState + "/one-more 2>/dev/null")) << "inodes left";
   ExpectRefused("no inodes");
-  ASSERT_TRUE(Run("rm -rf " + kState + "/fillers"));
+  ASSERT_TRUE(Sh("rm -rf " + kState + "/fillers"));
   ExpectRunsAgain();
 }
 
 TEST_F(DiskFullTest, ASessionPrintingWhenTheDiskFillsRunsToItsExitWithEveryByteCounted) {
   // 40 lines of 100,001 bytes, one every 0.1 s; the disk fills after the first few.
-  const wire::Response r =
-      Spawn("for i in $(seq 1 40); do head -c 75000 /dev/zero | base64 -w 0; echo; "
-            "sleep 0.1; done; exit 7");
+  const wire::Response r = Spawn(
+      "for i in $(seq 1 40); do head -c 75000 /dev/zero | base64 -w 0; echo; "
+      "sleep 0.1; done; exit 7");
   const auto* info = std::get_if<wire::SessionInfo>(&r.body);
   ASSERT_NE(info, nullptr) << "spawn refused";
   const std::string id = info->id;
@@ -194,7 +193,7 @@ TEST_F(DiskFullTest, ASessionPrintingWhenTheDiskFillsRunsToItsExitWithEveryByteC
         return i != nullptr && i->output_bytes >= 300000;
       },
       std::chrono::seconds(60)));
-  (void)std::system(("dd if=/dev/zero of=" + kState + "/filler bs=64k 2>/dev/null").c_str());
+  (void)Sh("dd if=/dev/zero of=" + kState + "/filler bs=64k 2>/dev/null");
   auto ended = WaitEnded(id);
   ASSERT_TRUE(ended && ended->end) << "the session did not end";
   EXPECT_EQ(ended->end->exit_code, 7) << "its real exit code";

@@ -177,8 +177,8 @@ TEST_F(ControlServerTest, AnErrorCodeTheConnectionsVersionLacksIsToldAsTheNeares
     const auto response = client.ReceiveResponse();
     const wire::ErrorBody* error = ErrorOf(response);
     ASSERT_NE(error, nullptr) << proto;
-    EXPECT_EQ(error->code, proto < 3 ? wire::ErrorCode::kCapacity
-                                     : wire::ErrorCode::kInsufficientStorage)
+    EXPECT_EQ(error->code,
+              proto < 3 ? wire::ErrorCode::kCapacity : wire::ErrorCode::kInsufficientStorage)
         << proto;
     EXPECT_EQ(error->message, "insufficient storage");
   }

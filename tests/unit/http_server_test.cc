@@ -1784,7 +1784,7 @@ TEST_F(HttpServerTest, MetricsOpenApiVersionAndFriends) {
   EXPECT_EQ(v["name"], "monkeyproof");
   EXPECT_TRUE(v["version"].is_string());
   EXPECT_EQ(v["supervisor"], "fake-0.0.1");
-  EXPECT_EQ(v["protocol"], 2);  // the version agreed with the (fake) supervisor
+  EXPECT_EQ(v["protocol"], wire::kProtoVersion);  // the version agreed with the (fake) supervisor
 
   auto root = Json(Get("/"));
   EXPECT_EQ(root["name"], "monkeyproof");

@@ -456,7 +456,8 @@ TEST(ResponseTest, Refusals) {
       {R"({"ok":true})", "/id: required field is missing"},
       {R"({"id":1,"error":{"code":"teapot","message":"x"}})",
        R"(/error/code: expected one of "bad_request", "not_found", "wrong_state", "capacity", )"
-       R"("policy_violation", "internal", "unavailable", "too_large", "host_setup"; got "teapot")"},
+       R"("policy_violation", "internal", "unavailable", "too_large", "host_setup", )"
+       R"("insufficient_storage"; got "teapot")"},
       {R"({"id":1,"error":{"code":"internal","message":"x","field":"limits.x"}})",
        R"(/error/field: "limits.x" is not a JSON pointer ("" or starting with "/"))"},
       {R"({"id":1,"ok":true,"session":{},"health":{}})",

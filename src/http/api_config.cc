@@ -213,6 +213,7 @@ Result<ApiConfig> ParseApiConfig(std::string_view text, std::string_view origin)
                 return Ok();
               })
       .Number("max_connections_per_principal", &c.max_connections_per_principal, 0, 100'000)
+      .Number("max_unix_connections_per_uid", &c.max_unix_connections_per_uid, 0, 100'000)
       .Size("ws_outbox_bytes", &c.ws_outbox_bytes, 64 * kKiB, 256 * kMiB)
       .Size("transcript_max_bytes", &c.transcript_max_bytes, 64 * kKiB, 256 * kMiB)
       .Number("auth_failures_per_minute", &c.auth_failures_per_minute, 1, 100'000)

@@ -45,7 +45,9 @@ struct TlsConfig {
 
 // `listen_unix`: a Unix stream socket served like the TCP listeners (the same routes and token
 // auth, plain HTTP): a way in for local operators that no network client can crowd out
-// (http/unix_listener.h).
+// (http/unix_listener.h). For the non-systemd and development runs: under the package's unit
+// the socket comes from monkeyproof-api.socket instead (http/listen_fds.h), which also wins
+// when both are there.
 struct UnixListenConfig {
   std::string path;      // `listen_unix`: absolute, at most 107 bytes; empty: none
   uint32_t mode = 0660;  // `listen_unix_mode`: octal; who may connect (write permission)
@@ -81,6 +83,11 @@ struct ApiConfig {
   // certificate mapped to a scope) may hold at once; admin tokens and certificates are exempt
   // (max_connections bounds them). 0: no such cap.
   uint32_t max_connections_per_principal = 64;
+  // Connections to the Unix socket (listen_unix, or the sockets systemd passed) one peer uid
+  // (SO_PEERCRED) may hold before it has sent an authenticated request; one more closes the
+  // uid's oldest such connection (preauth_eviction) or is refused with 503. Root is exempt.
+  // 0: no such cap.
+  uint32_t max_unix_connections_per_uid = 64;
   uint64_t ws_outbox_bytes = 1024 * 1024;
   uint64_t transcript_max_bytes = 4 * 1024 * 1024;
   uint32_t auth_failures_per_minute = 20;

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <boost/asio/io_context.hpp>
@@ -36,6 +38,8 @@ struct ApiContext : std::enable_shared_from_this<ApiContext> {
         limiter(config.auth_failures_per_minute, std::chrono::seconds(60)),
         connection_limits(config.max_preauth_connections_per_address,
                           config.accept_rate_per_address, config.preauth_eviction),
+        unix_limits(config.max_unix_connections_per_uid, /*rate_per_second=*/0,
+                    config.preauth_eviction),
         principal_connections(config.max_connections_per_principal),
         link(io_in, config.control_socket, "monkeyproof-api"),
         hub(link, metrics),
@@ -52,6 +56,13 @@ struct ApiContext : std::enable_shared_from_this<ApiContext> {
   FailureLimiter limiter;
   // Per-address pre-auth limits, checked at accept; the register of unauthenticated connections.
   ConnectionLimits connection_limits;
+  // The same for the Unix sockets, kept apart (no network connection evicts one of them): keyed
+  // by peer uid ("uid=1000"), capped at max_unix_connections_per_uid, no rate; root's
+  // connections are in it but exempt from the cap (HttpSession::Admit).
+  ConnectionLimits unix_limits;
+  // The peer uid of an accepted Unix connection (its fd). Null: SO_PEERCRED. Tests set it to
+  // give their clients uids they cannot have without privilege.
+  std::function<std::optional<uint32_t>(int fd)> unix_peer_uid;
   // Connections per scoped principal (max_connections_per_principal), WebSockets by token id.
   PrincipalConnections principal_connections;
   Metrics metrics;

@@ -1,6 +1,7 @@
-// monkeyproof-api: entry point. Loads the configuration and the tokens (refusing to start
-// without a good one), refuses to run as root, binds, and serves until SIGTERM/SIGINT; SIGHUP
-// reloads the TLS certificate and key.
+// monkeyproof-api: entry point. Takes the Unix sockets systemd passed (socket activation,
+// http/listen_fds.h), loads the configuration and the tokens (refusing to start without a good
+// one), refuses to run as root, binds, and serves until SIGTERM/SIGINT; SIGHUP reloads the TLS
+// certificate and key.
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -37,6 +38,9 @@ AGENT_WS_TOKEN, MONKEYPROOF_TOKEN_FILE, CREDENTIALS_DIRECTORY), then these flags
 to start without a token of at least 32 characters, and refuses to run as root.
 HTTPS on --tls-listen addresses needs tls_cert and tls_key in FILE; SIGHUP reads them
 again (live connections stay; a bad new file keeps the old certificate, logged).
+Listening Unix stream sockets passed by systemd (LISTEN_FDS, the package's
+monkeyproof-api.socket) are served like listen_unix, which is then not bound; any
+other passed descriptor is refused.
 )";
 
 int Fail(const std::string& message) {
@@ -90,6 +94,14 @@ int main(int argc, char** argv) {
   // Nothing this process starts may gain privilege (it starts nothing; this is a backstop).
   (void)::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 
+  // First, before anything could start a thread or a child: the variables are unset here.
+  auto inherited = mp::http::TakeInheritedUnixSockets();
+  if (!inherited) return Fail(inherited.error().ToString());
+  if (!inherited->ignored.empty()) {
+    mp::common::Log(mp::common::LogLevel::kWarning,
+                    "socket activation: " + inherited->ignored + "; no socket taken from it");
+  }
+
   std::map<std::string, std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     const char* eq = std::strchr(*e, '=');
@@ -125,6 +137,7 @@ int main(int argc, char** argv) {
   sigprocmask(SIG_UNBLOCK, &wanted, nullptr);
 
   mp::http::Server server(std::move(*config), std::move(*tokens));
+  server.InheritUnixSockets(std::move(inherited->sockets));
   if (auto started = server.Start(); !started) return Fail(started.error().ToString());
   boost::asio::signal_set signals(server.io(), SIGTERM, SIGINT);
   signals.async_wait([&server](boost::system::error_code, int) { server.Stop(); });
@@ -143,6 +156,10 @@ int main(int argc, char** argv) {
   for (const auto& ep : server.endpoints()) {
     std::fprintf(stderr, "monkeyproof-api %s: listening on %s:%u\n", mp::kVersion,
                  ep.address().to_string().c_str(), ep.port());
+  }
+  for (const auto& [path, origin] : server.unix_sockets()) {
+    std::fprintf(stderr, "monkeyproof-api %s: listening on unix:%s (%s)\n", mp::kVersion,
+                 path.c_str(), origin.c_str());
   }
   const auto& store = server.context().token_store;
   std::fprintf(stderr, "monkeyproof-api: scoped tokens %s\n",

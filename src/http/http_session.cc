@@ -117,16 +117,26 @@ bool HttpSession::Admit() {
   auto evictor = [weak = weak_from_this()] {
     if (auto self = weak.lock()) self->Evict();
   };
-  // A Unix socket's connections are not in the register: no network connection can evict them
-  // (UnixListener admits them against max_connections by evicting network ones), and its mode
-  // and group say who may connect at all. The header deadline still applies.
-  if (stream_.is_unix()) return true;
-  if (!peer_ || InNetworks(*peer_, ctx_.config.trusted_proxies)) {
-    preauth_id_ = ctx_.connection_limits.Track(std::move(evictor));
+  // A Unix socket's connections are in a register of their own, per peer uid: no network
+  // connection can evict them (UnixListener admits them against max_connections by evicting
+  // network ones), and no local user can hold more than its cap of them idle. Root is exempt
+  // from the cap (the operator is never locked out by its own or anyone's idle connections).
+  // The socket's mode and group say who may connect at all; the header deadline applies to all.
+  ConnectionLimits& limits = stream_.is_unix() ? ctx_.unix_limits : ctx_.connection_limits;
+  preauth_limits_ = &limits;
+  const std::optional<uint32_t> uid = stream_.is_unix() ? stream_.peer_uid() : std::nullopt;
+  // Without per-key limits, but in the register: root on the socket; trusted proxies and
+  // unknown peers on the network.
+  const bool exempt =
+      stream_.is_unix() ? uid == 0u : !peer_ || InNetworks(*peer_, ctx_.config.trusted_proxies);
+  if (exempt) {
+    preauth_id_ = limits.Track(std::move(evictor));
     return true;
   }
-  const auto admission = ctx_.connection_limits.Open(ConnectionLimits::KeyOf(*peer_),
-                                                     ConnectionLimits::Clock::now(), evictor);
+  const std::string key = !stream_.is_unix() ? ConnectionLimits::KeyOf(*peer_)
+                          : uid              ? "uid=" + std::to_string(*uid)
+                                             : "unknown";
+  const auto admission = limits.Open(key, ConnectionLimits::Clock::now(), evictor);
   const auto verdict = admission.verdict;
   if (verdict == ConnectionLimits::Verdict::kAdmit) {
     preauth_id_ = admission.id;
@@ -144,19 +154,24 @@ bool HttpSession::Admit() {
   static const std::string kTooMany =
       answer("too many unauthenticated connections from this address");
   static const std::string kTooFast = answer("too many new connections from this address");
-  const std::string& text =
-      verdict == ConnectionLimits::Verdict::kTooManyOpen ? kTooMany : kTooFast;
+  static const std::string kTooManyUnix =
+      answer("too many unauthenticated connections from this uid");
+  const std::string& text = stream_.is_unix()                                    ? kTooManyUnix
+                            : verdict == ConnectionLimits::Verdict::kTooManyOpen ? kTooMany
+                                                                                 : kTooFast;
   ctx_.metrics.CountResponse(503);
   stream_.expires_after(kRefusalWriteTimeout);
-  boost::asio::async_write(stream_.tcp(), boost::asio::buffer(text),
-                           [self = shared_from_this()](beast::error_code, size_t) {
-                             self->stream_.ShutdownSocket(boost::asio::socket_base::shutdown_both);
-                           });
+  stream_.VisitLowest([&](auto& lowest) {
+    boost::asio::async_write(
+        lowest, boost::asio::buffer(text), [self = shared_from_this()](beast::error_code, size_t) {
+          self->stream_.ShutdownSocket(boost::asio::socket_base::shutdown_both);
+        });
+  });
   return false;
 }
 
 void HttpSession::ReleasePreauth() {
-  if (preauth_id_ != 0) ctx_.connection_limits.Release(std::exchange(preauth_id_, 0));
+  if (preauth_id_ != 0) preauth_limits_->Release(std::exchange(preauth_id_, 0));
 }
 
 void HttpSession::Evict() {
@@ -468,7 +483,7 @@ void HttpSession::Handle(HttpRequest request) {
     const std::string address = ClientAddress(request);  // behind a trusted proxy, its client's
     std::make_shared<WsAuthGate>(ctx_, std::move(stream_), std::move(request),
                                  std::move(*matched.match), Origin(address), address,
-                                 std::exchange(preauth_id_, 0))
+                                 preauth_limits_, std::exchange(preauth_id_, 0))
         ->Run();
     return;
   }

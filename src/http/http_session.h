@@ -114,7 +114,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   PrincipalConnections::Slot principal_slot_;  // its principal's count, while it has a scope
   bool close_after_refusal_ = false;           // SendAuthRefusal closes (Unauthenticate)
   bool first_request_ = true;                  // the deadline set at the start still runs
-  ConnectionLimits::Id preauth_id_ = 0;        // in ctx_.connection_limits until auth (0: not)
+  // Its entry in the register of unauthenticated connections until it authenticates (0: none):
+  // ctx_.connection_limits, or ctx_.unix_limits for a Unix socket's connection.
+  ConnectionLimits* preauth_limits_ = nullptr;
+  ConnectionLimits::Id preauth_id_ = 0;
   bool head_ = false;  // the request being answered is a HEAD: its answer goes without body
   std::shared_ptr<HttpResponse> response_;  // the one being written
   bool discard_ = false;                    // drain the request's rest once the answer is written

@@ -17,7 +17,7 @@ Server::~Server() {
   ctx_->link.Stop();
   listeners_.clear();
   tls_listeners_.clear();
-  unix_listener_.reset();
+  unix_listeners_.clear();
   ctx_.reset();
 }
 
@@ -52,14 +52,41 @@ Result<void> Server::Start() {
     MP_TRY(auto listener, Listener::Open(*ctx_, address, tls_));
     tls_listeners_.push_back(std::move(listener));
   }
-  if (!ctx_->config.unix_socket.path.empty()) {
-    MP_TRY(unix_listener_, UnixListener::Open(*ctx_, ctx_->config.unix_socket));
+  const std::string& listen_unix = ctx_->config.unix_socket.path;
+  if (!inherited_.empty()) {
+    if (!listen_unix.empty()) {
+      // The socket unit is the way under systemd (listen_unix_group cannot work there, see
+      // UnixListener::Open); a listen_unix left over from before must not stop the start.
+      common::Log(common::LogLevel::kWarning,
+                  "listen_unix = " + listen_unix + " in api.conf is ignored: systemd passed " +
+                      inherited_.front().path + " (" + inherited_.front().name +
+                      "), whose socket unit decides path, mode and group; remove listen_unix");
+    }
+    for (auto& socket : inherited_) {
+      std::string origin = socket.name;
+      MP_TRY(auto listener, UnixListener::Adopt(*ctx_, std::move(socket)));
+      unix_sockets_.emplace_back(listener->path(), std::move(origin));
+      unix_listeners_.push_back(std::move(listener));
+    }
+    inherited_.clear();
+  } else if (!listen_unix.empty()) {
+    MP_TRY(auto listener, UnixListener::Open(*ctx_, ctx_->config.unix_socket));
+    unix_sockets_.emplace_back(listener->path(), "listen_unix");
+    unix_listeners_.push_back(std::move(listener));
   }
   for (auto& l : listeners_) l->Run();
   for (auto& l : tls_listeners_) l->Run();
-  if (unix_listener_) unix_listener_->Run();
+  for (auto& l : unix_listeners_) l->Run();
   ctx_->link.Start();
   return {};
+}
+
+void Server::InheritUnixSockets(std::vector<InheritedUnixSocket> sockets) {
+  inherited_ = std::move(sockets);
+}
+
+std::vector<std::pair<std::string, std::string>> Server::unix_sockets() const {
+  return unix_sockets_;
 }
 
 void Server::Run() { io_.run(); }

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -14,6 +16,7 @@
 #include "http/api_config.h"
 #include "http/api_context.h"
 #include "http/auth.h"
+#include "http/listen_fds.h"
 
 namespace mp::http {
 
@@ -25,8 +28,12 @@ class Server {
  public:
   Server(ApiConfig config, TokenSet tokens);
   ~Server();
+  // Unix sockets systemd passed (TakeInheritedUnixSockets), to be served from Start() on. With
+  // any, listen_unix is not bound (a warning names both): the socket unit decides the socket's
+  // path, mode and group.
+  void InheritUnixSockets(std::vector<InheritedUnixSocket> sockets);
   // Reads the TLS files, binds every listen and tls_listen address and listen_unix (an error
-  // names the first that failed) and starts the link.
+  // names the first that failed), takes the inherited Unix sockets and starts the link.
   Result<void> Start();
   // Reads the TLS files again (SIGHUP): new handshakes use the new context, live connections
   // keep theirs. On an error the previous context stays, and the error says why.
@@ -38,6 +45,9 @@ class Server {
   // tls_listen's.
   [[nodiscard]] std::vector<boost::asio::ip::tcp::endpoint> endpoints() const;
   [[nodiscard]] std::vector<boost::asio::ip::tcp::endpoint> tls_endpoints() const;
+  // The Unix sockets served: listen_unix's, or the inherited ones, with where each came from
+  // ("listen_unix", or its LISTEN_FDNAMES name).
+  [[nodiscard]] std::vector<std::pair<std::string, std::string>> unix_sockets() const;
   ApiContext& context() { return *ctx_; }
   boost::asio::io_context& io() { return io_; }
 
@@ -46,8 +56,11 @@ class Server {
   std::shared_ptr<ApiContext> ctx_;
   std::vector<std::shared_ptr<Listener>> listeners_;
   std::vector<std::shared_ptr<Listener>> tls_listeners_;
-  std::shared_ptr<UnixListener> unix_listener_;  // null without listen_unix
-  std::shared_ptr<TlsContextSlot> tls_;          // null without tls_listen
+  // listen_unix's, or the inherited sockets' (paths and origins in unix_sockets_).
+  std::vector<std::shared_ptr<UnixListener>> unix_listeners_;
+  std::vector<std::pair<std::string, std::string>> unix_sockets_;
+  std::vector<InheritedUnixSocket> inherited_;  // until Start
+  std::shared_ptr<TlsContextSlot> tls_;         // null without tls_listen
 };
 
 }  // namespace mp::http

@@ -74,15 +74,26 @@ Result<std::shared_ptr<UnixListener>> UnixListener::Open(ApiContext& ctx,
   // nobody else connect, as connecting needs write permission) until the chmod below.
   acceptor.bind(local::endpoint(path), ec);
   if (ec) return fail("bind");
-  std::shared_ptr<UnixListener> listener(new UnixListener(ctx, std::move(acceptor), path));
+  std::shared_ptr<UnixListener> listener(
+      new UnixListener(ctx, std::move(acceptor), path, /*owns_file=*/true));
   if (!config.group.empty()) {
     MP_TRY(const gid_t gid, GroupId(config.group));
-    // Permitted to an unprivileged owner only for one of its own groups (the unit's
-    // SupplementaryGroups=).
+    // Permitted to an unprivileged owner only for one of its own groups, and only for a group
+    // its user namespace maps: under the package's unit (PrivateUsers=yes) none but its own,
+    // whatever SupplementaryGroups= says.
     if (::chown(path.c_str(), static_cast<uid_t>(-1), gid) != 0) {
       const int err = errno;
-      return ErrnoError(err, "chown " + name + " to group \"" + config.group +
-                                 "\" (monkeyproof-api must be a member of it)");
+      if (err == EPERM) {
+        return ErrnoError(
+            err, "chown " + name + " to group \"" + config.group +
+                     "\": monkeyproof-api may give the socket only to a group it is a member of, "
+                     "and under systemd with PrivateUsers=yes (the package's unit) to none but "
+                     "its own. Under systemd remove listen_unix from api.conf and use the socket "
+                     "unit: set its SocketGroup= (systemctl edit monkeyproof-api.socket), then "
+                     "systemctl enable --now monkeyproof-api.socket (docs/deploy.md, \"A Unix "
+                     "socket for local operators\")");
+      }
+      return ErrnoError(err, "chown " + name + " to group \"" + config.group + "\"");
     }
   }
   if (::chmod(path.c_str(), static_cast<mode_t>(config.mode)) != 0) {
@@ -94,10 +105,27 @@ Result<std::shared_ptr<UnixListener>> UnixListener::Open(ApiContext& ctx,
   return listener;
 }
 
+Result<std::shared_ptr<UnixListener>> UnixListener::Adopt(ApiContext& ctx,
+                                                          InheritedUnixSocket socket) {
+  std::string path = !socket.path.empty() ? socket.path : "(unnamed, " + socket.name + ")";
+  boost::system::error_code ec;
+  local::acceptor acceptor(ctx.io);
+  acceptor.assign(local(), socket.fd.get(), ec);
+  if (ec) {
+    return ErrnoError(ec.value(),
+                      "take the socket systemd passed, " + path + " (\"" + socket.name + "\")");
+  }
+  (void)socket.fd.Release();  // the acceptor's now
+  return std::shared_ptr<UnixListener>(
+      new UnixListener(ctx, std::move(acceptor), std::move(path), /*owns_file=*/false));
+}
+
 UnixListener::~UnixListener() {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
-  ::unlink(path_.c_str());
+  // systemd's socket stays where it is: it listens on after this process ends, and starts the
+  // next one when a client connects.
+  if (owns_file_) ::unlink(path_.c_str());
 }
 
 void UnixListener::DoAccept() {
@@ -114,9 +142,23 @@ void UnixListener::OnAccept(boost::system::error_code ec, local::socket socket) 
         [self = shared_from_this(), timer](boost::system::error_code) { self->DoAccept(); });
     return;
   }
-  // At the global cap the oldest unauthenticated network connection makes room; none of this
-  // listener's connections is ever that one (HttpSession::Admit keeps them out of the register).
-  if (ctx_.connections >= ctx_.config.max_connections && !ctx_.connection_limits.EvictOldest()) {
+  std::optional<uint32_t> uid;
+  if (ctx_.unix_peer_uid) {
+    uid = ctx_.unix_peer_uid(socket.native_handle());
+  } else {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+      uid = cred.uid;
+    }
+  }
+  // At the global cap the oldest unauthenticated network connection makes room; none of the
+  // Unix connections is ever that one (they are in a register of their own, unix_limits). When
+  // there is none, root's connection takes the place of the oldest unauthenticated Unix one:
+  // idle connections of local users can keep out other local users at most until each has
+  // its max_unix_connections_per_uid, and never root.
+  if (ctx_.connections >= ctx_.config.max_connections && !ctx_.connection_limits.EvictOldest() &&
+      !(uid == 0u && ctx_.unix_limits.EvictOldest())) {
     static const std::string kBusy = [] {
       const std::string body =
           R"({"error":"too many connections; retry later","code":"unavailable"})";
@@ -132,12 +174,6 @@ void UnixListener::OnAccept(boost::system::error_code ec, local::socket socket) 
                       });
     DoAccept();
     return;
-  }
-  std::optional<uint32_t> uid;
-  ucred cred{};
-  socklen_t len = sizeof cred;
-  if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-    uid = cred.uid;
   }
   ++ctx_.connections;
   ClientStream stream(ClientStream::UnixStream(std::move(socket)), uid);

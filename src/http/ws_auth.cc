@@ -29,7 +29,7 @@ constexpr auto kRefusalTimeout = std::chrono::seconds(2);
 
 WsAuthGate::WsAuthGate(ApiContext& ctx, ClientStream&& stream, HttpRequest request,
                        RouteMatch match, AuditOrigin origin, std::string address,
-                       ConnectionLimits::Id preauth_id)
+                       ConnectionLimits* preauth_limits, ConnectionLimits::Id preauth_id)
     : ctx_(ctx),
       keep_(ctx.shared_from_this()),
       ws_(std::move(stream)),
@@ -37,6 +37,7 @@ WsAuthGate::WsAuthGate(ApiContext& ctx, ClientStream&& stream, HttpRequest reque
       match_(std::move(match)),
       origin_(std::move(origin)),
       address_(std::move(address)),
+      preauth_limits_(preauth_limits),
       preauth_id_(preauth_id) {}
 
 WsAuthGate::~WsAuthGate() {
@@ -45,13 +46,13 @@ WsAuthGate::~WsAuthGate() {
 }
 
 void WsAuthGate::ReleasePreauth() {
-  if (preauth_id_ != 0) ctx_.connection_limits.Release(std::exchange(preauth_id_, 0));
+  if (preauth_id_ != 0) preauth_limits_->Release(std::exchange(preauth_id_, 0));
 }
 
 void WsAuthGate::Run() {
   if (preauth_id_ != 0) {
     // Evicted (connection_limits.h) before the auth message: close at once, without a word.
-    ctx_.connection_limits.SetEvictor(preauth_id_, [weak = weak_from_this()] {
+    preauth_limits_->SetEvictor(preauth_id_, [weak = weak_from_this()] {
       if (auto self = weak.lock()) {
         self->preauth_id_ = 0;
         self->ctx_.metrics.CountPreauthEviction();

@@ -26,13 +26,14 @@ namespace mp::http {
 class WsAuthGate : public std::enable_shared_from_this<WsAuthGate> {
  public:
   // Takes over the connection (counted in ctx.connections; the gate or the WsSession it hands
-  // over to uncounts it) and its pre-auth entry (`preauth_id` in ctx.connection_limits, 0 when
-  // none), released only once the auth message has authenticated or the gate is gone: a client
-  // that never authenticates stays under the per-address cap and may be evicted.
-  // `origin` is the audit identity (client and via), `address` the client's address (the
-  // limiter's key).
+  // over to uncounts it) and its pre-auth entry (`preauth_id` in `preauth_limits`:
+  // ctx.connection_limits or ctx.unix_limits; 0 when none), released only once the auth message has
+  // authenticated or the gate is gone: a client that never authenticates stays under the
+  // per-address cap and may be evicted. `origin` is the audit identity (client and via), `address`
+  // the client's address (the limiter's key).
   WsAuthGate(ApiContext& ctx, ClientStream&& stream, HttpRequest request, RouteMatch match,
-             AuditOrigin origin, std::string address, ConnectionLimits::Id preauth_id);
+             AuditOrigin origin, std::string address, ConnectionLimits* preauth_limits,
+             ConnectionLimits::Id preauth_id);
   ~WsAuthGate();
 
   void Run();
@@ -54,6 +55,7 @@ class WsAuthGate : public std::enable_shared_from_this<WsAuthGate> {
 
   AuditOrigin origin_;
   std::string address_;
+  ConnectionLimits* preauth_limits_ = nullptr;
   ConnectionLimits::Id preauth_id_ = 0;
   boost::beast::flat_buffer buffer_;
   std::string refusal_;  // the message being written before the close

@@ -7,6 +7,11 @@
 #                 0640; the control socket 0660 in a 0750 directory
 #   api           create, list, read, send input to and kill sessions with curl; a killed
 #                 session leaves no process
+#   unix-socket   the API's Unix socket through the package's monkeyproof-api.socket, set up as
+#                 docs/deploy.md says (a drop-in names the operators' group): a member gets 200
+#                 with the token, a non-member EACCES; the API restarts cleanly (no restart
+#                 loop, the socket keeps its group), a client starts a stopped API, a changed
+#                 group applies; listen_unix with a group fails with EPERM and names the fix
 #   api-restart   `systemctl restart monkeyproof-api` while a client streams 8 MiB: the client
 #                 resumes with ?since= and the sha256 of what it got equals the generator's
 #   supervisor    sessions live in monkeyproof-sessions.service's cgroup (below its "sessions",
@@ -175,6 +180,134 @@ test_api() {
   check "kill: status exited" status_is "$id" exited
   check "kill: no process left" wait_for 30 no_process 'sleep 61[12]'
   check "unauthenticated: 401" test "$(curl -s -o /dev/null -w '%{http_code}' $url/sessions)" = 401
+}
+
+unix_sock=/run/monkeyproof-api/api.sock
+socket_dropin=/etc/systemd/system/monkeyproof-api.socket.d
+
+# unix_call USER METHOD PATH [JSON]: as USER (with USER's groups) over the socket, with the token
+# (read here, as root: the operator has it); the body to $tmp/unix.body, the status to stdout
+# (000 when no answer came; curl's error in $tmp/curl.err).
+unix_call() {
+  local user=$1 method=$2 path=$3 out
+  local args=(-sS --max-time 60 -w '\n%{http_code}' -X "$method" --unix-socket "$unix_sock"
+              -H "Authorization: Bearer $(token)")
+  [[ $# -ge 4 ]] && args+=(-H 'Content-Type: application/json' --data-binary "$4")
+  out=$(setpriv --reuid="$user" --regid="$user" --init-groups curl "${args[@]}" \
+    "http://localhost$path" 2>"$tmp/curl.err") || true
+  printf '%s' "${out%$'\n'*}" >"$tmp/unix.body"
+  echo "${out##*$'\n'}"
+}
+unix_status() { unix_call "$1" GET "$2"; }
+unix_serves_as() { [[ $(unix_status "$1" /health) == 200 ]]; }
+# unix_connect USER: connects to the socket as USER; exit 0 when connected, 13 on EACCES, 1 else.
+unix_connect() {
+  setpriv --reuid="$1" --regid="$1" --init-groups python3 -c '
+import socket, sys
+try:
+    socket.socket(socket.AF_UNIX).connect(sys.argv[1])
+except PermissionError:
+    sys.exit(13)
+except OSError:
+    sys.exit(1)' "$unix_sock"
+}
+unix_denied() { unix_connect "$1"; [[ $? == 13 ]]; }
+unix_allowed() { unix_connect "$1"; }
+api_journal_since() { journalctl -b --no-pager -u monkeyproof-api --since "@$1"; }
+# The automatic restarts of the API systemd scheduled since $1 (a date +%s).
+api_auto_restarts() { api_journal_since "$1" | grep -c 'Scheduled restart job' || true; }
+api_logged_since() { api_journal_since "$1" | grep -qF -- "$2"; }
+# The EPERM of listen_unix_group, with the way out.
+eperm_names_the_socket_unit() {
+  api_journal_since "$1" | grep -F 'to group "mp-operators"' | grep -F EPERM |
+    grep -qF 'systemctl enable --now monkeyproof-api.socket'
+}
+
+test_unix_socket() {
+  local t0 id client code
+  t0=$(date +%s)
+  groupadd --system mp-operators && groupadd --system mp-auditors
+  useradd --system --no-create-home --shell /usr/sbin/nologin -G mp-operators mp-alice
+  useradd --system --no-create-home --shell /usr/sbin/nologin mp-bob
+  check "unix: the package does not enable the socket" test \
+    "$(systemctl is-enabled monkeyproof-api.socket 2>&1)" = disabled
+  check "unix: the socket unit does not start while the API runs (deploy.md says so)" \
+    sh -c '! systemctl start monkeyproof-api.socket 2>/dev/null'
+  systemctl stop monkeyproof-api.socket 2>/dev/null
+  # docs/deploy.md's recipe, the drop-in written as the file `systemctl edit` makes.
+  mkdir -p "$socket_dropin"
+  printf '[Socket]\nSocketGroup=mp-operators\n' >"$socket_dropin/override.conf"
+  systemctl daemon-reload
+  systemctl stop monkeyproof-api.service
+  systemctl enable --now monkeyproof-api.socket 2>&1 | sed 's/^/  | /'
+  systemctl start monkeyproof-api.service
+  check "unix: socket unit active" systemctl -q is-active monkeyproof-api.socket
+  check "unix: API active" wait_for 30 api_answers
+  check "unix: api.sock 0660 monkeyproof-api:mp-operators" test \
+    "$(mode_of "$unix_sock")" = "660 monkeyproof-api:mp-operators"
+  check "unix: the API took it from systemd" api_logged_since "$t0" \
+    "listening on unix:$unix_sock (monkeyproof-api.socket)"
+  check "unix: a member: 200 with the token" test "$(unix_status mp-alice /sessions)" = 200
+  check "unix: a member: 401 without it" test "$(setpriv --reuid=mp-alice --regid=mp-alice \
+    --init-groups curl -s -o /dev/null -w '%{http_code}' --unix-socket "$unix_sock" \
+    http://localhost/sessions)" = 401
+  check "unix: a non-member: EACCES" unix_denied mp-bob
+  check "unix: control: the member connects" unix_allowed mp-alice
+  code=$(unix_call mp-alice POST /sessions "{\"task\":\"echo over the socket\",\"cwd\":\"$ws\"}")
+  check "unix: a member creates a session: 201" test "$code" = 201
+  id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <"$tmp/unix.body" 2>/dev/null)
+  client=$(grep -hF "\"$id\"" /var/log/monkeyproof/audit.log 2>/dev/null |
+             grep -o '"client":"[^"]*"' | head -1)
+  log "  | the audit log's client of that spawn: $client (mp-alice is uid $(id -u mp-alice))"
+  # PrivateUsers=yes: the API's user namespace maps root and its own user only (deploy.md).
+  check "unix: the audit names the member as the API sees it, uid 65534" \
+    test "$client" = '"client":"api:unix:uid=65534"'
+
+  # A restart of the API: clean, the socket and its group stay, and it serves at once.
+  systemctl restart monkeyproof-api
+  check "unix: restart: API active" wait_for 30 systemctl -q is-active monkeyproof-api
+  check "unix: restart: a member: 200" wait_for 30 unix_serves_as mp-alice
+  check "unix: restart: api.sock kept its group" test \
+    "$(mode_of "$unix_sock")" = "660 monkeyproof-api:mp-operators"
+  # Socket activation: with the API stopped, a client's connection starts it.
+  systemctl stop monkeyproof-api.service
+  check "unix: a client starts the stopped API: 200" unix_serves_as mp-alice
+  check "unix: API active again" systemctl -q is-active monkeyproof-api
+  # A changed group applies once both are stopped and started again (deploy.md).
+  usermod -aG mp-auditors mp-bob
+  printf '[Socket]\nSocketGroup=mp-auditors\n' >"$socket_dropin/override.conf"
+  systemctl daemon-reload
+  systemctl stop monkeyproof-api.service monkeyproof-api.socket
+  systemctl start monkeyproof-api.socket monkeyproof-api.service
+  check "unix: new group: its member: 200" wait_for 30 unix_serves_as mp-bob
+  check "unix: new group: the former member: EACCES" unix_denied mp-alice
+  check "unix: no automatic restart of the API so far" test "$(api_auto_restarts "$t0")" = 0
+
+  # listen_unix in api.conf as well: the socket from systemd wins, with a warning.
+  cp -p /etc/monkeyproof/api.conf "$tmp/api.conf.unix"
+  printf 'listen_unix = /run/monkeyproof-api/other.sock\n' >>/etc/monkeyproof/api.conf
+  systemctl restart monkeyproof-api
+  check "unix: with listen_unix too: systemd's socket serves" wait_for 30 unix_serves_as mp-bob
+  check "unix: with listen_unix too: listen_unix not bound" test ! -e /run/monkeyproof-api/other.sock
+  check "unix: with listen_unix too: the warning names both" api_logged_since "$t0" \
+    "listen_unix = /run/monkeyproof-api/other.sock in api.conf is ignored: systemd passed $unix_sock"
+
+  # The finding (M2): without the socket unit, listen_unix_group under the package's unit fails
+  # with EPERM; the error says what to do. (systemd restarts it, as after any failure.)
+  systemctl disable --now monkeyproof-api.socket 2>&1 | sed 's/^/  | /'
+  { cat "$tmp/api.conf.unix"; printf '%s\n' "listen_unix = $unix_sock" "listen_unix_group = mp-operators"; } \
+    >/etc/monkeyproof/api.conf
+  check "unix: listen_unix_group without the socket unit: the start fails" api_start_fails
+  check "unix: ... with EPERM, naming the socket unit" eperm_names_the_socket_unit "$t0"
+  api_journal_since "$t0" | grep -m1 -F 'to group "mp-operators"' | sed 's/^/  | /'
+
+  # Back to the package's state for the tests that follow.
+  cp -p "$tmp/api.conf.unix" /etc/monkeyproof/api.conf
+  rm -rf "$socket_dropin"
+  systemctl daemon-reload
+  systemctl reset-failed monkeyproof-api monkeyproof-api.socket 2>/dev/null
+  systemctl restart monkeyproof-api
+  check "unix: back to TCP only" wait_for 30 api_answers
 }
 
 test_api_restart() {
@@ -486,6 +619,7 @@ main() {
   rm -f /usr/sbin/policy-rc.d
   if test_install; then
     test_api
+    test_unix_socket
     test_api_restart
     test_tls
     test_supervisor_restart

@@ -11,8 +11,10 @@
 #include <sys/time.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -66,15 +68,28 @@ class Client {
     }
   }
 
-  // A connection to the Unix socket at `path` (listen_unix).
+  // A connection to the Unix socket at `path` (listen_unix), from the abstract address `from`
+  // when not empty (a test's way to name its client: the server sees it with getpeername).
   struct UnixPath {
     std::string path;
+    std::string from;
   };
   explicit Client(const UnixPath& unix_path)
       : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
     const timeval timeout{20, 0};
     ::setsockopt(fd_.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
     ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    if (!unix_path.from.empty()) {
+      sockaddr_un from{};
+      from.sun_family = AF_UNIX;
+      const size_t n = std::min(unix_path.from.size(), sizeof from.sun_path - 1);
+      std::memcpy(from.sun_path + 1, unix_path.from.data(), n);  // sun_path[0] = 0: abstract
+      const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + n);
+      if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&from), len) != 0) {
+        error_ = "bind @" + unix_path.from + ": " + std::strerror(errno);
+        return;
+      }
+    }
     sockaddr_un to{};
     to.sun_family = AF_UNIX;
     std::strncpy(to.sun_path, unix_path.path.c_str(), sizeof to.sun_path - 1);
@@ -210,6 +225,8 @@ class HttpFrontDoorTest : public ::testing::Test {
     ASSERT_TRUE(tokens) << tokens.error().ToString();
     server_ = std::make_unique<Server>(std::move(config), std::move(*tokens));
     if (before_start_) before_start_(server_->context());
+    server_->InheritUnixSockets(std::move(inherit_));
+    inherit_.clear();
     auto running = server_->Start();
     ASSERT_TRUE(running) << running.error().ToString();
     port_ = server_->endpoints()[0].port();
@@ -237,6 +254,8 @@ class HttpFrontDoorTest : public ::testing::Test {
   // White-box: changes the context after the config made it, before the server starts (a
   // control that restores an old behaviour no api.conf key can).
   std::function<void(ApiContext&)> before_start_;
+  // Sockets handed to the server as systemd's (Server::InheritUnixSockets) at the next start.
+  std::vector<InheritedUnixSocket> inherit_;
   std::unique_ptr<Server> server_;
   std::thread thread_;
   uint16_t port_ = 0;

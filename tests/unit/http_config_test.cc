@@ -50,6 +50,7 @@ void ExpectDefaults(const ApiConfig& c) {
   EXPECT_EQ(c.preauth_eviction, d.preauth_eviction);
   EXPECT_TRUE(d.preauth_eviction);
   EXPECT_EQ(c.max_connections_per_principal, d.max_connections_per_principal);
+  EXPECT_EQ(c.max_unix_connections_per_uid, d.max_unix_connections_per_uid);
   EXPECT_EQ(c.idle_timeout_ms, d.idle_timeout_ms);
   EXPECT_EQ(c.max_connections, d.max_connections);
   EXPECT_EQ(c.ws_outbox_bytes, d.ws_outbox_bytes);
@@ -127,6 +128,9 @@ TEST(ApiConfigTest, UnixSocketKeys) {
   EXPECT_EQ(c.unix_socket.path, "/run/monkeyproof-api/api.sock");
   EXPECT_EQ(c.unix_socket.mode, 0600u);
   EXPECT_EQ(c.unix_socket.group, "operators");
+  EXPECT_EQ(ApiConfig().max_unix_connections_per_uid, 64u);
+  EXPECT_EQ(MustParse("max_unix_connections_per_uid = 3\n").max_unix_connections_per_uid, 3u);
+  EXPECT_EQ(MustParse("max_unix_connections_per_uid = 0\n").max_unix_connections_per_uid, 0u);
   EXPECT_EQ(MustParse("listen_unix_mode = 660\n").unix_socket.mode, 0660u);
   const std::string long_path = "/" + std::string(107, 'a');
   for (const std::string& bad :
@@ -203,6 +207,7 @@ TEST(ApiConfigTest, RangesOfEveryNumericKey) {
       {"max_preauth_connections_per_address", "0", "100001", "100000", "100001", "(0..100000)"},
       {"accept_rate_per_address", "0", "1000001", "1000000", "1000001", "(0..1000000)"},
       {"max_connections_per_principal", "0", "100001", "100000", "100001", "(0..100000)"},
+      {"max_unix_connections_per_uid", "0", "100001", "100000", "100001", "(0..100000)"},
       {"idle_timeout_ms", "100", "0", "86400000", "99999999999", "(100..86400000)"},
       {"max_connections", "1", "0", "100000", "100001", "(1..100000)"},
       {"ws_outbox_bytes", "64K", "65535", "256M", "268435457", "(64K..256M bytes)"},
@@ -605,7 +610,8 @@ TEST(PackagedExampleTest, EveryKeyWithItsDefault) {
                                                  "ws_auth_timeout_ms",
                                                  "listen_unix",
                                                  "listen_unix_mode",
-                                                 "listen_unix_group"}));
+                                                 "listen_unix_group",
+                                                 "max_unix_connections_per_uid"}));
   auto r = ParseApiConfig(example.text, "api.conf (uncommented)");
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
   ExpectDefaults(*r);

@@ -242,6 +242,43 @@ TEST(PackagingTest, TheSessionsUnitHoldsTheSessionsAndSurvivesUpgrades) {
   EXPECT_TRUE(install.count("debian/monkeyproof-sessions.service lib/systemd/system/"));
 }
 
+// The API's Unix socket for local operators (docs/deploy.md): a socket unit that systemd owns
+// and passes to monkeyproof-api.service, installed but never enabled or started by the package,
+// stopped at removal; its directory is made by tmpfiles owned as the API's unit wants it and kept
+// over the API's stops, so that a start of the API neither chowns the socket (its group is the
+// operators') nor removes it.
+TEST(PackagingTest, TheApiSocketUnitIsTheOperatorsToEnable) {
+  const supervisor::SupervisorConfig d;
+  const auto socket_unit = Lines(Debian("monkeyproof-api.socket"));
+  for (const std::string& want : std::initializer_list<std::string>{
+           "ListenStream=/run/monkeyproof-api/api.sock", "SocketUser=" + d.api_user,
+           "SocketGroup=root", "SocketMode=0660", "Service=monkeyproof-api.service",
+           "RemoveOnStop=yes", "WantedBy=sockets.target"}) {
+    EXPECT_TRUE(socket_unit.count(want)) << "monkeyproof-api.socket lacks " << want;
+  }
+  for (const auto& line : socket_unit) {
+    EXPECT_FALSE(line.starts_with("Accept=")) << "one API serves every connection: " << line;
+  }
+  const auto api_unit = Lines(Debian("monkeyproof-api.service"));
+  EXPECT_TRUE(api_unit.count("RuntimeDirectory=monkeyproof-api"));
+  EXPECT_TRUE(api_unit.count("RuntimeDirectoryMode=0755"));
+  EXPECT_TRUE(api_unit.count("RuntimeDirectoryPreserve=yes"))
+      << "a stop of the API would remove the socket unit's file with its directory";
+  EXPECT_TRUE(Lines(Debian("monkeyproof.tmpfiles"))
+                  .count("d /run/monkeyproof-api 0755 " + d.api_user + " " + d.api_user + " -"))
+      << "without it the API's first start chowns api.sock to its own group";
+  EXPECT_TRUE(Lines(Debian("monkeyproof.install"))
+                  .count("debian/monkeyproof-api.socket lib/systemd/system/"));
+  const std::string rules = Slurp(Debian("rules"));
+  EXPECT_NE(rules.find("dh_installsystemd --no-enable --no-start --no-restart-after-upgrade "
+                       "--no-stop-on-upgrade \\\n\t  monkeyproof-api.socket\n"),
+            std::string::npos);
+  const std::string prerm = Slurp(Debian("monkeyproof.prerm"));
+  const size_t stop = prerm.find("deb-systemd-invoke stop monkeyproof-api.socket");
+  EXPECT_NE(stop, std::string::npos);
+  EXPECT_LT(stop, prerm.find("#DEBHELPER#")) << "the socket must stop before the service does";
+}
+
 // The audit log is rotated by rename and the supervisor reopens it on reload (SIGHUP), never
 // by copytruncate, which loses lines written between the copy and the truncation
 // (audit_log_test shows both).

@@ -30,6 +30,10 @@ namespace mp::supervisor {
 
 // The adoption record's format. Bump it when the record, the fds a session stores or their
 // meaning change: a supervisor refuses sessions recorded in another format and ends them.
+// Whatever the format, the fds named out, err and pty stay the session's output (a pipe's
+// read end, the PTY master), stage an output stage with its own header (output_stage.h) and
+// ptyq a PTY queue: a supervisor that refuses a session still saves its output from them
+// (SessionManager::SalvageOutput). A new format must keep that.
 inline constexpr uint32_t kAdoptionFormat = 1;
 
 struct AdoptionRecord {

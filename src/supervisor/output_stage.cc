@@ -22,6 +22,7 @@
 #include "supervisor/output_stage.h"
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -95,6 +96,43 @@ Result<size_t> OutputStage::Take(int pipe_fd, wire::OutputStream stream, uint64_
   if (n < 0) return ErrnoError("splice(output pipe -> output stage)");
   if (n == 0) return size_t{0};
   MP_RETURN_IF_ERROR(PreadAll(fd_.get(), buf, static_cast<size_t>(n), kStageHeaderBytes));
+  return static_cast<size_t>(n);
+}
+
+Result<UniqueFd> CreatePtyQueue() {
+  int ends[2];
+  if (::pipe2(ends, O_CLOEXEC | O_NONBLOCK) != 0) return ErrnoError("pipe2(PTY queue)");
+  UniqueFd r(ends[0]), w(ends[1]);
+  // A pipe reopened through its /proc link is the same pipe (fifo_open); O_RDWR makes the one
+  // descriptor its reader and its writer, so it never reads end of file.
+  const std::string link = "/proc/self/fd/" + std::to_string(r.get());
+  const int fd = ::open(link.c_str(), O_RDWR | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return ErrnoError("open(" + link + ", O_RDWR) (PTY queue)");
+  return UniqueFd(fd);
+}
+
+Result<UniqueFd> AdoptPtyQueue(UniqueFd fd) {
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return ErrnoError("fstat(stored PTY queue)");
+  if (!S_ISFIFO(st.st_mode)) return ErrnoError(EINVAL, "the stored PTY queue is not a pipe");
+  const int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0 ||
+      ::fcntl(fd.get(), F_SETFD, FD_CLOEXEC) != 0) {
+    return ErrnoError("fcntl(stored PTY queue)");
+  }
+  return fd;
+}
+
+Result<size_t> FillPtyQueue(int master, int queue, size_t max) {
+  int held = 0;
+  if (::ioctl(queue, FIONREAD, &held) != 0) return ErrnoError("ioctl(PTY queue, FIONREAD)");
+  if (held > 0) return static_cast<size_t>(held);
+  ssize_t n = 0;
+  do {
+    // The kernel bounds the read by the room in the pipe (do_splice_to): all of it lands there.
+    n = ::splice(master, nullptr, queue, nullptr, max, SPLICE_F_NONBLOCK);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return ErrnoError("splice(PTY master -> PTY queue)");
   return static_cast<size_t>(n);
 }
 

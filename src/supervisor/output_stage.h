@@ -61,6 +61,23 @@ class OutputStage {
   uint8_t header_[kStageHeaderBytes] = {};
 };
 
+// A PTY session's queue: one pipe, opened for reading and writing through one descriptor (the
+// ends of pipe2 reopened O_RDWR through /proc/self/fd), nonblocking and close-on-exec, so that
+// one fd in the store keeps it whole. Capacity: the pipe's default (64 KiB, one chunk).
+Result<UniqueFd> CreatePtyQueue();
+// The queue an earlier supervisor stored: checked to be a pipe, made nonblocking.
+Result<UniqueFd> AdoptPtyQueue(UniqueFd fd);
+
+// Before a terminal chunk is taken: when the queue `queue` is empty, moves up to `max` bytes
+// from the PTY master `master` (nonblocking) into it. splice(2) reads the terminal into the
+// pipe's pages in one syscall, bounded by the room the pipe has, so a kill leaves each byte in
+// the terminal or in the queue; the chunk then goes from the queue through the stage (Take) as
+// a pipe's does. A queue that already holds bytes (a killed supervisor's) is not filled.
+// Returns what the queue holds now; 0 is the terminal's end of file. Errors carry splice's
+// errno: EAGAIN, the terminal has nothing to read; EIO, its last slave closed; anything else
+// (EINVAL: a kernel that cannot splice a terminal) is the queue's failure.
+Result<size_t> FillPtyQueue(int master, int queue, size_t max);
+
 // What RecoverStaged did with a stage's bytes, for the journal.
 struct StageRecovery {
   enum class Outcome {

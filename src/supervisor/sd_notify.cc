@@ -22,8 +22,8 @@ std::optional<uint64_t> ParseDecimal(std::string_view s) {
   return v;
 }
 
-constexpr FdKind kKinds[] = {FdKind::kPidfd, FdKind::kStatus, FdKind::kIn,   FdKind::kOut,
-                             FdKind::kErr,   FdKind::kPty,    FdKind::kStage};
+constexpr FdKind kKinds[] = {FdKind::kPidfd, FdKind::kStatus, FdKind::kIn,    FdKind::kOut,
+                             FdKind::kErr,   FdKind::kPty,    FdKind::kStage, FdKind::kPtyQueue};
 
 }  // namespace
 
@@ -207,6 +207,8 @@ std::string_view ToString(FdKind kind) {
       return "pty";
     case FdKind::kStage:
       return "stage";
+    case FdKind::kPtyQueue:
+      return "ptyq";
   }
   return "?";
 }

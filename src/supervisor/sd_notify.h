@@ -85,19 +85,20 @@ Result<std::vector<ListenedFd>> TakeListenFds();
 // --- A session's fds in the store ----------------------------------------------------------
 
 enum class FdKind {
-  kPidfd,   // init's pidfd
-  kStatus,  // the supervisor's end of the handshake socket: init's exit report arrives there
-  kIn,      // stdin's write end (pipes)
-  kOut,     // stdout's read end (pipes)
-  kErr,     // stderr's read end (pipes)
-  kPty,     // the PTY master (a terminal session: its input and output)
-  kStage,   // the output stage (output_stage.h): the chunk on its way from a pipe to the log
+  kPidfd,     // init's pidfd
+  kStatus,    // the supervisor's end of the handshake socket: init's exit report arrives there
+  kIn,        // stdin's write end (pipes)
+  kOut,       // stdout's read end (pipes)
+  kErr,       // stderr's read end (pipes)
+  kPty,       // the PTY master (a terminal session: its input and output)
+  kStage,     // the output stage (output_stage.h): the chunk on its way from a pipe to the log
+  kPtyQueue,  // a PTY session's queue (output_stage.h): its chunk between the master and stage
 };
 // A session stores at most this many: pidfd, status, in, out, err, stage (a PTY session
-// stores 3).
+// stores 5: pidfd, status, pty, stage, ptyq).
 inline constexpr size_t kMaxFdsPerSession = 6;
 
-// "pidfd", "status", "in", "out", "err", "pty", "stage"
+// "pidfd", "status", "in", "out", "err", "pty", "stage", "ptyq"
 std::string_view ToString(FdKind kind);
 // "<session-id>.<kind>", e.g. "s-01J4AB.out".
 std::string FdName(std::string_view session_id, FdKind kind);

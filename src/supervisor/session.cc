@@ -235,13 +235,15 @@ void Session::StoreFds() {
                                                    {K::kOut, c.stdout_read.get()},
                                                    {K::kErr, c.stderr_read.get()},
                                                    {K::kPty, c.pty_master.get()},
-                                                   {K::kStage, stage_ ? stage_->fd() : -1}});
+                                                   {K::kStage, stage_ ? stage_->fd() : -1},
+                                                   {K::kPtyQueue, pty_queue_.get()}});
   // The session runs on; it will not survive a restart of the supervisor (the next one ends it
   // as supervisor_restart), and a stage nobody keeps is no use.
   if (!stored) {
     std::fprintf(stderr, "monkeyproofd: session %s: %s\n", info_.id.c_str(),
                  stored.error().ToString().c_str());
     stage_.reset();
+    pty_queue_.Reset();
   }
 }
 
@@ -443,6 +445,7 @@ void Session::Finish(const Result<sandbox::CgroupStats>& stats) {
   if (log_->Sync()) (void)log_->ReleaseRing();
   child_.reset();
   stage_.reset();
+  pty_queue_.Reset();
   memory_events_.Reset();
   pids_events_.Reset();
   leaf_events_.Reset();

@@ -93,9 +93,10 @@ class Session {
   // the session at once with init's report (on_ended may run before Adopt returns). The
   // session was constructed with the effective policy rebuilt from the record. `stage`: the
   // output stage it stored (nullopt: none, e.g. stored by a supervisor without one); what it
-  // holds goes into the transcript first (RecoverStaged), and reading goes on through it.
+  // holds goes into the transcript first (RecoverStaged), then what the PTY queue `pty_queue`
+  // holds (invalid: none stored), and reading goes on through them.
   void Adopt(sandbox::SpawnedChild child, const AdoptionRecord& record, Callbacks callbacks,
-             std::optional<OutputStage> stage);
+             std::optional<OutputStage> stage, UniqueFd pty_queue);
   // What a restarted supervisor needs to adopt this running session (adoption.h).
   [[nodiscard]] AdoptionRecord AdoptionInfo() const;
 
@@ -165,6 +166,9 @@ class Session {
   void CreateStage();
   // Stops staging (an error of the stage): the chunks go back to read + append.
   void DropStage(const Error& why);
+  // Appends what the PTY queue holds to the log (through the stage when `staged`); returns the
+  // bytes moved. Empty between callbacks except after a kill.
+  uint64_t DrainPtyQueue(bool staged);
   // The throttle: stop reading output until the watchdog's resume time, then read again.
   void PauseOutput(Watchdog::Clock::time_point now);
   void ResumeOutput();
@@ -187,7 +191,8 @@ class Session {
   Callbacks callbacks_;
   std::optional<sandbox::PendingSpawn> pending_;  // starting
   std::optional<sandbox::SpawnedChild> child_;    // running and ending
-  std::optional<OutputStage> stage_;  // pipe output's staging memfd (fd store on), in the store
+  std::optional<OutputStage> stage_;  // output's staging memfd (fd store on), in the store
+  UniqueFd pty_queue_;                // a PTY session's queue in front of stage_, in the store
   std::optional<Watchdog> watchdog_;
   std::unique_ptr<WatchdogTimer> watchdog_timer_;
   std::map<uint64_t, Subscription> subs_;

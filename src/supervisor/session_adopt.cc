@@ -32,7 +32,7 @@ AdoptionRecord Session::AdoptionInfo() const {
 }
 
 void Session::Adopt(sandbox::SpawnedChild child, const AdoptionRecord& record, Callbacks callbacks,
-                    std::optional<OutputStage> stage) {
+                    std::optional<OutputStage> stage, UniqueFd pty_queue) {
   callbacks_ = std::move(callbacks);
   start_reported_ = true;  // the spawn was answered by the supervisor that started it
   child_.emplace(std::move(child));
@@ -53,35 +53,59 @@ void Session::Adopt(sandbox::SpawnedChild child, const AdoptionRecord& record, C
     }
     info_.output_bytes = log_->total();
   }
+  // A terminal's chunk the last supervisor had moved from the master into the queue, and not
+  // yet into the stage, follows it: the master's next bytes come after those.
+  if (pty_queue) {
+    pty_queue_ = std::move(pty_queue);
+    if (stage) stage_.emplace(std::move(*stage));
+    if (const uint64_t queued = DrainPtyQueue(stage_.has_value()); queued > 0) {
+      std::fprintf(stderr,
+                   "monkeyproofd: session %s: %llu bytes the PTY queue held went to the "
+                   "transcript\n",
+                   info_.id.c_str(), static_cast<unsigned long long>(queued));
+    }
+    if (stage_) stage.emplace(std::move(*stage_));
+    stage_.reset();
+    info_.output_bytes = log_->total();
+  }
+  const bool held_queue = pty_queue_.valid();
   if (shared_.fd_store != nullptr) {
     using K = sd::FdKind;
     std::vector<K> kinds = {K::kPidfd, K::kStatus};
-    const std::pair<K, bool> stdio[] = {{K::kIn, child_->stdin_write.valid()},
-                                        {K::kOut, child_->stdout_read.valid()},
-                                        {K::kErr, child_->stderr_read.valid()},
-                                        {K::kPty, child_->pty_master.valid()},
-                                        {K::kStage, stage.has_value()}};
+    const std::pair<K, bool> stdio[] = {
+        {K::kIn, child_->stdin_write.valid()},  {K::kOut, child_->stdout_read.valid()},
+        {K::kErr, child_->stderr_read.valid()}, {K::kPty, child_->pty_master.valid()},
+        {K::kStage, stage.has_value()},         {K::kPtyQueue, held_queue}};
     for (const auto& [kind, held] : stdio) {
       if (held) kinds.push_back(kind);
     }
     shared_.fd_store->Adopt(info_.id, kinds);
-    // Staging goes on with the stored stage; a session stored without one (by a supervisor
-    // that did not stage) gets one now; with staging off (a test's control) it is released.
-    const bool wanted = shared_.stage_output && !child_->pty_master.valid();
-    if (stage && wanted) {
+    // Staging goes on with the stored stage (and queue); a session stored without them (by a
+    // supervisor that did not stage, or did not stage terminals) gets them now; with staging
+    // off (a test's control) they are released.
+    const bool pty = child_->pty_master.valid();
+    if (shared_.stage_output && stage && (held_queue || !pty)) {
       stage_.emplace(std::move(*stage));
-    } else if (stage) {
-      shared_.fd_store->Remove(info_.id, K::kStage);
-    } else if (wanted) {
+    } else {
+      if (stage) shared_.fd_store->Remove(info_.id, K::kStage);
+      if (held_queue) shared_.fd_store->Remove(info_.id, K::kPtyQueue);
+      pty_queue_.Reset();
       CreateStage();
       if (stage_) {
-        if (auto stored = shared_.fd_store->Store(info_.id, {{K::kStage, stage_->fd()}}); !stored) {
+        auto stored = shared_.fd_store->Store(
+            info_.id, {{K::kStage, stage_->fd()}, {K::kPtyQueue, pty_queue_.get()}});
+        if (!stored) {
           std::fprintf(stderr, "monkeyproofd: session %s: %s\n", info_.id.c_str(),
                        stored.error().ToString().c_str());
+          shared_.fd_store->Remove(info_.id, K::kStage);
+          shared_.fd_store->Remove(info_.id, K::kPtyQueue);
           stage_.reset();
+          pty_queue_.Reset();
         }
       }
     }
+  } else {
+    pty_queue_.Reset();
   }
   // The deadlines keep their start: the watchdog starts as long ago as the command has run.
   const uint64_t now_ms = WallClockMs();

@@ -130,6 +130,12 @@ Result<std::vector<sd::ListenedFd>> SessionManager::Recover(
         ++readoption_failures_;
         std::fprintf(stderr, "monkeyproofd: session %s: not re-adopted: %s\n", id.c_str(),
                      a.error().ToString().c_str());
+        if (const uint64_t saved = SalvageOutput(r, stored[id]); saved > 0) {
+          std::fprintf(stderr,
+                       "monkeyproofd: session %s: %llu bytes of output it wrote while no "
+                       "supervisor ran went to its transcript before it ended\n",
+                       id.c_str(), static_cast<unsigned long long>(saved));
+        }
         SessionStore::EndAsRestart(
             r.info,
             "the supervisor restarted while the session ran, and the next one could "
@@ -236,11 +242,72 @@ Result<void> SessionManager::Adopt(SessionStore::Recovered& r, StoredFds& fds) {
                    adopted.error().ToString().c_str());
     }
   }
+  UniqueFd pty_queue;
+  if (auto it = fds.fds.find(sd::FdKind::kPtyQueue); it != fds.fds.end()) {
+    auto adopted = AdoptPtyQueue(std::move(it->second));
+    if (adopted) {
+      pty_queue = std::move(*adopted);
+    } else {
+      std::fprintf(stderr, "monkeyproofd: session %s: PTY queue: %s\n", id.c_str(),
+                   adopted.error().ToString().c_str());
+    }
+  }
   Session::Callbacks callbacks;
   callbacks.on_ended = [this](Session& x) { OnEnded(x); };
-  s.Adopt(std::move(child), record, std::move(callbacks), std::move(stage));
+  s.Adopt(std::move(child), record, std::move(callbacks), std::move(stage), std::move(pty_queue));
   if (!s.ended()) store_.Write(s.info());  // its supervisor_restarts (OnEnded wrote an end)
   return Ok();
+}
+
+uint64_t SessionManager::SalvageOutput(SessionStore::Recovered& r, StoredFds& fds) {
+  const std::string& id = r.info.id;
+  if (!r.log || fds.fds.empty()) return 0;
+  // Its processes first: once the leaf is empty nobody writes its pipes or its terminal, and
+  // they read to their end.
+  if (auto leaf = sandbox::CgroupLeaf::OpenExisting(cgroup_root_, id)) {
+    auto done = sandbox::FinishLeaf(*leaf, options_.leaf_cleanup);
+    std::fprintf(stderr, "monkeyproofd: session %s: leaf %s\n", id.c_str(),
+                 done ? "killed and removed" : done.error().ToString().c_str());
+  }
+  const uint64_t before = r.log->total();
+  auto take = [&](sd::FdKind kind) {
+    auto it = fds.fds.find(kind);
+    return it == fds.fds.end() ? UniqueFd() : std::move(it->second);
+  };
+  // The names out, err, pty, stage and ptyq mean the same in every adoption format
+  // (adoption.h), so a supervisor that refuses a session's format still reads them.
+  if (UniqueFd fd = take(sd::FdKind::kStage)) {
+    auto stage = OutputStage::Adopt(std::move(fd));
+    auto recovered = stage ? RecoverStaged(*stage, *r.log) : Result<StageRecovery>(stage.error());
+    if (!recovered || recovered->outcome != StageRecovery::Outcome::kEmpty) {
+      std::fprintf(stderr, "monkeyproofd: session %s: output stage: %s\n", id.c_str(),
+                   recovered ? recovered->note.c_str() : recovered.error().ToString().c_str());
+    }
+  }
+  const std::pair<sd::FdKind, wire::OutputStream> streams[] = {
+      {sd::FdKind::kPtyQueue, wire::OutputStream::kPty},
+      {sd::FdKind::kPty, wire::OutputStream::kPty},
+      {sd::FdKind::kOut, wire::OutputStream::kStdout},
+      {sd::FdKind::kErr, wire::OutputStream::kStderr}};
+  std::vector<uint8_t> buf(size_t{64} * 1024);
+  for (const auto& [kind, stream] : streams) {
+    UniqueFd fd = take(kind);
+    if (!fd) continue;
+    const int flags = ::fcntl(fd.get(), F_GETFL);
+    if (flags >= 0) (void)::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK);
+    for (;;) {
+      const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;  // its end (0, or EIO from a terminal), or nothing more (EAGAIN)
+      if (auto appended = r.log->Append(stream, buf.data(), static_cast<size_t>(n)); !appended) {
+        std::fprintf(stderr, "monkeyproofd: session %s: transcript: %s\n", id.c_str(),
+                     appended.error().ToString().c_str());
+        break;
+      }
+    }
+  }
+  r.info.output_bytes = r.log->total();
+  return r.log->total() - before;
 }
 
 namespace {

@@ -126,6 +126,11 @@ class SessionManager {
   void OnEnded(Session& s);
   // Adopts one recovered session that was running (Recover); the error says why not.
   Result<void> Adopt(SessionStore::Recovered& r, StoredFds& fds);
+  // A session that could not be adopted: its processes killed and its leaf removed, then what
+  // its stored output fds hold (the stage, the PTY queue, the pipes or the terminal, to their
+  // end) appended to its transcript, so that ending it loses no byte it wrote. Returns the
+  // bytes saved.
+  uint64_t SalvageOutput(SessionStore::Recovered& r, StoredFds& fds);
   void ScheduleExpiry(Session& s);
   void Forget(const std::string& id);
   // Forgets the oldest ended sessions beyond the limits; `in_callback` (the session whose

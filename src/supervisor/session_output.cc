@@ -114,7 +114,7 @@ uint64_t Session::DrainFd(int fd, wire::OutputStream stream, uint64_t limit) {
                      appended.error().ToString().c_str());
       }
       // The chunk is in the log (or took its offsets as a gap): the stage is empty again.
-      if (stage_ && stream != wire::OutputStream::kPty) {
+      if (stage_) {
         if (auto cleared = stage_->Clear(); !cleared) DropStage(cleared.error());
       }
       got += static_cast<uint64_t>(n);
@@ -132,10 +132,24 @@ uint64_t Session::DrainFd(int fd, wire::OutputStream stream, uint64_t limit) {
 }
 
 ssize_t Session::TakeChunk(int fd, wire::OutputStream stream, uint8_t* buf, size_t max) {
-  // A PTY master cannot be spliced into the stage as a pipe can (docs/architecture.md, "What a
-  // kill -9 can cost"): it is read.
-  if (!stage_ || stream == wire::OutputStream::kPty) return ::read(fd, buf, max);
-  auto taken = stage_->Take(fd, stream, log_->total(), buf, max);
+  if (!stage_) return ::read(fd, buf, max);
+  int source = fd;
+  if (stream == wire::OutputStream::kPty) {
+    // A terminal's chunk goes into its queue first (output_stage.h, FillPtyQueue).
+    auto queued = FillPtyQueue(fd, pty_queue_.get(), max);
+    if (!queued) {
+      const int e = queued.error().errnum;
+      if (e != EAGAIN && e != EIO) {
+        DropStage(queued.error());
+        return ::read(fd, buf, max);
+      }
+      errno = e;  // nothing to read, or the terminal's end
+      return -1;
+    }
+    if (*queued == 0) return 0;
+    source = pty_queue_.get();
+  }
+  auto taken = stage_->Take(source, stream, log_->total(), buf, max);
   if (taken) return static_cast<ssize_t>(*taken);
   if (taken.error().errnum == EAGAIN) {
     errno = EAGAIN;
@@ -145,17 +159,54 @@ ssize_t Session::TakeChunk(int fd, wire::OutputStream stream, uint8_t* buf, size
   return ::read(fd, buf, max);
 }
 
+uint64_t Session::DrainPtyQueue(bool staged) {
+  uint64_t moved = 0;
+  uint8_t buf[kReadChunk];
+  for (;;) {
+    ssize_t n = 0;
+    if (staged) {
+      auto taken =
+          stage_->Take(pty_queue_.get(), wire::OutputStream::kPty, log_->total(), buf, sizeof buf);
+      if (!taken && taken.error().errnum != EAGAIN) {
+        std::fprintf(stderr, "monkeyproofd: session %s: PTY queue: %s\n", info_.id.c_str(),
+                     taken.error().ToString().c_str());
+        staged = false;  // read on without the stage (DropStage follows in the caller)
+        continue;
+      }
+      n = taken ? static_cast<ssize_t>(*taken) : 0;
+    } else {
+      do {
+        n = ::read(pty_queue_.get(), buf, sizeof buf);
+      } while (n < 0 && errno == EINTR);
+    }
+    if (n <= 0) return moved;
+    if (auto appended = log_->Append(wire::OutputStream::kPty, buf, static_cast<size_t>(n));
+        !appended) {
+      std::fprintf(stderr, "monkeyproofd: session %s: transcript: %s\n", info_.id.c_str(),
+                   appended.error().ToString().c_str());
+    }
+    if (staged) {
+      if (auto cleared = stage_->Clear(); !cleared) staged = false;
+    }
+    moved += static_cast<uint64_t>(n);
+    info_.output_lines += static_cast<uint64_t>(std::count(buf, buf + n, uint8_t{'\n'}));
+  }
+}
+
 void Session::CreateStage() {
-  if (shared_.fd_store == nullptr || !shared_.stage_output || child_->pty_master.valid()) return;
+  if (shared_.fd_store == nullptr || !shared_.stage_output) return;
   auto stage = OutputStage::Create(info_.id);
-  if (!stage) {
+  Result<UniqueFd> queue = UniqueFd();
+  if (stage && child_->pty_master.valid()) queue = CreatePtyQueue();
+  if (!stage || !queue) {
     std::fprintf(stderr,
                  "monkeyproofd: session %s: no output staging (%s): a kill -9 of the supervisor "
                  "may lose up to 64 KiB of its output per stream\n",
-                 info_.id.c_str(), stage.error().ToString().c_str());
+                 info_.id.c_str(), (stage ? queue.error() : stage.error()).ToString().c_str());
     return;
   }
   stage_.emplace(std::move(*stage));
+  pty_queue_ = std::move(*queue);
 }
 
 void Session::DropStage(const Error& why) {
@@ -163,14 +214,20 @@ void Session::DropStage(const Error& why) {
                "monkeyproofd: session %s: output staging stopped (%s): a kill -9 of the "
                "supervisor may lose up to 64 KiB of its output per stream\n",
                info_.id.c_str(), why.ToString().c_str());
-  // A chunk staged but not appended goes to the log now (RecoverStaged tells which).
+  // A chunk staged but not appended goes to the log now (RecoverStaged tells which), then what
+  // a terminal's queue holds.
   auto recovered = RecoverStaged(*stage_, *log_);
   if (!recovered || recovered->outcome != StageRecovery::Outcome::kEmpty) {
     std::fprintf(stderr, "monkeyproofd: session %s: output stage: %s\n", info_.id.c_str(),
                  recovered ? recovered->note.c_str() : recovered.error().ToString().c_str());
   }
+  if (pty_queue_) DrainPtyQueue(/*staged=*/false);
   stage_.reset();
-  if (shared_.fd_store != nullptr) shared_.fd_store->Remove(info_.id, sd::FdKind::kStage);
+  pty_queue_.Reset();
+  if (shared_.fd_store != nullptr) {
+    shared_.fd_store->Remove(info_.id, sd::FdKind::kStage);
+    shared_.fd_store->Remove(info_.id, sd::FdKind::kPtyQueue);
+  }
 }
 
 void Session::OnOutput(int fd, wire::OutputStream stream) {

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,6 +33,7 @@
 #include "control_client.h"
 #include "fake_manager.h"
 #include "proc_watch.h"
+#include "supervisor/output_stage.h"
 
 namespace mp::testing {
 namespace {
@@ -205,7 +207,7 @@ TEST(FdStoreTest, ARestartedSupervisorReadoptsRunningSessions) {
   // reads them at once, and so does the test after each spawn.
   auto spawn = [&](const std::string& task, bool pty = false) {
     const std::string id = SpawnTask(*c, task, pty).id;
-    const size_t fds = pty ? 3 : 6;  // a pipe session also stores its output stage
+    const size_t fds = pty ? 5 : 6;  // and the output stage; a terminal also its queue
     manager.ReceiveUntil([&] {
       const auto names = manager.StoredNames();
       return static_cast<size_t>(std::count_if(names.begin(), names.end(), [&](const auto& n) {
@@ -228,7 +230,8 @@ TEST(FdStoreTest, ARestartedSupervisorReadoptsRunningSessions) {
       exits + ".pidfd",   exits + ".status",   exits + ".in",      exits + ".out",
       exits + ".err",     exits + ".stage",    signals + ".pidfd", signals + ".status",
       signals + ".in",    signals + ".out",    signals + ".err",   signals + ".stage",
-      term + ".pidfd",    term + ".status",    term + ".pty"};
+      term + ".pidfd",    term + ".status",    term + ".pty",      term + ".stage",
+      term + ".ptyq"};
   manager.ReceiveUntil([&] { return manager.StoredNames() == want; });
   ASSERT_EQ(manager.StoredNames(), want);
   const std::string one = "one\n";
@@ -498,11 +501,12 @@ struct KillRun {
   std::string log;
 };
 
-// A session printing `seq 1 inf` as fast as it can through its stdout pipe; `kills` times the
-// supervisor is SIGKILLed at a random moment 0-2 ms after it said READY=1 (when it drains the
-// 1 MiB the writer filled the pipe with meanwhile, then keeps pace with it), and started again
-// with the stored fds. Then the session is killed and its whole output read.
-KillRun KillWhileCounting(bool staging, int kills) {
+// A session printing `seq 1 inf` as fast as it can through its stdout pipe (or its terminal,
+// `pty`, with output post-processing off so that the bytes are the sequence's); `kills` times
+// the supervisor is SIGKILLed at a random moment 0-2 ms after it said READY=1 (when it drains
+// what the writer filled the pipe or the terminal with meanwhile, then keeps pace with it),
+// and started again with the stored fds. Then the session is killed and its whole output read.
+KillRun KillWhileCounting(bool staging, int kills, bool pty = false) {
   KillRun run;
   if (staging) {
     ::unsetenv("MONKEYPROOFD_TEST_NO_OUTPUT_STAGING");
@@ -528,9 +532,11 @@ KillRun KillWhileCounting(bool staging, int kills) {
       ADD_FAILURE() << c.error().ToString() << Daemon::Log();
       return run;
     }
-    id = SpawnTask(*c, "exec seq 1 inf").id;
+    id = pty ? SpawnTask(*c, "stty -opost; exec seq 1 inf", /*pty=*/true).id
+             : SpawnTask(*c, "exec seq 1 inf").id;
   }
-  const size_t fds = staging ? 6 : 5;
+  // pidfd, status, in, out, err (a terminal: pidfd, status, pty), and the stage (and queue).
+  const size_t fds = pty ? (staging ? 5 : 3) : (staging ? 6 : 5);
   manager.ReceiveUntil([&] { return manager.store.size() == fds; });
   EXPECT_EQ(manager.store.size(), fds) << ::testing::PrintToString(manager.StoredNames());
   std::mt19937 rng(std::random_device{}());
@@ -602,6 +608,118 @@ TEST(FdStoreTest, ControlWithoutStagingKillsLoseOutput) {
             << " bytes missing, " << run.gap_bytes << " bytes of gaps\n";
   EXPECT_GT(check.breaks, 0) << "the control lost nothing: the test cannot see loss";
   EXPECT_GT(check.missing + static_cast<int64_t>(run.gap_bytes), 0);
+}
+
+// The same for a terminal: its chunks go master -> queue -> stage -> log, and 30 kills lose or
+// repeat nothing; kills did land with a chunk in the queue or the stage.
+TEST(FdStoreTest, TerminalOutputIsExactlyOnceAcrossThirtyKills) {
+  const KillRun run = KillWhileCounting(/*staging=*/true, 30, /*pty=*/true);
+  ASSERT_EQ(run.kills, 30);
+  const CounterCheck check = CheckCounter(run.output);
+  const size_t staged = Count(run.log, "to the transcript"),
+               written = Count(run.log, "were in the transcript already"),
+               queued = Count(run.log, "bytes the PTY queue held went to the transcript");
+  std::cout << "[ terminal ] " << run.kills << " kills, " << run.output.size() << " bytes, "
+            << check.last << " lines; finished by the next supervisor: " << staged
+            << " staged chunks (" << queued
+            << " of them from the queue), found already written: " << written << "\n";
+  EXPECT_EQ(run.gap_bytes, 0u);
+  EXPECT_EQ(check.breaks, 0) << "first wrong line at byte " << check.first_break << ": \""
+                             << run.output.substr(check.first_break, 40) << "\"";
+  EXPECT_EQ(check.missing, 0);
+  EXPECT_EQ(run.output_bytes, run.output.size());
+  EXPECT_GT(check.last, 10000u) << "the writer was not fast";
+  EXPECT_GT(staged + written, 0u) << "no kill landed while a chunk was on its way";
+  EXPECT_EQ(Count(run.log, "not written: the transcript holds"), 0u) << run.log;
+  EXPECT_EQ(Count(run.log, "output staging stopped"), 0u) << run.log;
+}
+
+// Its control: a terminal read and appended as before (staging off) loses output under the
+// same kills.
+TEST(FdStoreTest, ControlWithoutStagingKillsLoseTerminalOutput) {
+  const KillRun run = KillWhileCounting(/*staging=*/false, 30, /*pty=*/true);
+  ASSERT_EQ(run.kills, 30);
+  const CounterCheck check = CheckCounter(run.output);
+  std::cout << "[ terminal control ] " << run.kills << " kills, " << run.output.size() << " bytes, "
+            << check.last << " lines; " << check.breaks << " breaks, " << check.missing
+            << " bytes missing, " << run.gap_bytes << " bytes of gaps\n";
+  EXPECT_GT(check.breaks, 0) << "the control lost nothing: the test cannot see loss";
+  EXPECT_GT(check.missing + static_cast<int64_t>(run.gap_bytes), 0);
+}
+
+// A refused session still keeps every byte it wrote: a record of another format ends it, and
+// the chunk a killed supervisor left in the stage and what its pipe filled with while no
+// supervisor ran go to its transcript first, in order.
+TEST(FdStoreTest, ARefusedSessionKeepsTheOutputItWroteWhileNoSupervisorRan) {
+  Daemon daemon("");  // first: it empties the test's directory, where the notify socket goes
+  FakeManager manager(kNotify);
+  daemon.Start(manager);
+  manager.ReceiveUntil([&] { return manager.Said("READY=1"); });
+  auto c = ControlClient::Connect(daemon.socket());
+  ASSERT_TRUE(c) << c.error().ToString() << Daemon::Log();
+  const std::string id =
+      SpawnTask(*c,
+                "echo before; until [ -e go ]; do sleep 0.1; done; seq 1 20000; exec sleep 1000")
+          .id;
+  ASSERT_FALSE(id.empty());
+  manager.ReceiveUntil([&] { return manager.store.size() == 6; });
+  ASSERT_EQ(manager.store.size(), 6u);
+  ASSERT_TRUE(WaitFor([&] { return ReadAll(*c, id) == "before\n"; }, std::chrono::seconds(30)));
+  daemon.Stop(SIGTERM);
+  manager.messages.clear();
+  auto stored = [&](const std::string& kind) {
+    for (const auto& [name, fd] : manager.store) {
+      if (name == id + "." + kind) return fd.get();
+    }
+    return -1;
+  };
+  const int out = stored("out"), stage_fd = stored("stage");
+  ASSERT_GE(out, 0);
+  ASSERT_GE(stage_fd, 0);
+  // The whole sequence waits in the pipe (1 MiB).
+  WriteFile(kWorkspace + "/go", "");
+  const int want = static_cast<int>(CounterBytes(20000));
+  int queued = 0;
+  EXPECT_TRUE(WaitFor([&] { return ::ioctl(out, FIONREAD, &queued) == 0 && queued == want; },
+                      std::chrono::seconds(30)))
+      << queued << " of " << want << " bytes in the pipe";
+  // As a supervisor killed between its splice and its append leaves it: 1000 bytes moved from
+  // the pipe into the stage, for offset 7 (after "before\n").
+  auto stage = supervisor::OutputStage::Adopt(UniqueFd(::dup(stage_fd)));
+  ASSERT_TRUE(stage) << stage.error().ToString();
+  uint8_t buf[1000];
+  auto staged = stage->Take(out, wire::OutputStream::kStdout, 7, buf, sizeof buf);
+  ASSERT_TRUE(staged && *staged == sizeof buf) << (staged ? "short" : staged.error().ToString());
+  // A record of another format: this supervisor refuses the session.
+  const std::string adopt = kBase + "/state/sessions/" + id + "/adopt.json";
+  std::string record = Slurp(adopt);
+  const size_t at = record.find("\"format\":1");
+  ASSERT_NE(at, std::string::npos) << record;
+  record.replace(at, 10, "\"format\":999");
+  WriteFile(adopt, record);
+
+  daemon.Start(manager);
+  manager.ReceiveUntil([&] { return manager.Said("READY=1"); });
+  auto c2 = ControlClient::Connect(daemon.socket());
+  ASSERT_TRUE(c2) << Daemon::Log();
+  auto info = Get(*c2, id);
+  ASSERT_TRUE(info && info->end) << Daemon::Log();
+  EXPECT_EQ(info->end->reason, wire::EndReason::kSupervisorRestart);
+  std::string expected = "before\n";
+  for (int i = 1; i <= 20000; ++i) expected += std::to_string(i) + "\n";
+  const std::string got = ReadAll(*c2, id);
+  EXPECT_EQ(got.size(), expected.size());
+  EXPECT_TRUE(got == expected) << "the transcript is not \"before\" and the sequence";
+  EXPECT_EQ(info->output_bytes, expected.size());
+  EXPECT_NE(Daemon::Log().find("bytes of output it wrote while no supervisor ran went to its "
+                               "transcript"),
+            std::string::npos)
+      << Daemon::Log();
+  struct stat st {};
+  EXPECT_NE(::stat((kLeaves + "/" + id).c_str(), &st), 0) << "the session's leaf is left";
+  manager.ReceiveUntil([&] { return manager.store.empty(); }, 5000);
+  EXPECT_TRUE(manager.store.empty())
+      << "left in the store: " << ::testing::PrintToString(manager.StoredNames());
 }
 
 }  // namespace

@@ -3,12 +3,15 @@
 // before the append), drop it (killed after it), finish a torn record, write past a lost tail
 // with a gap, refuse what the log contradicts. Each state is made as a kill leaves it (the
 // steps run up to the kill, a torn record written by hand), with a real pipe and memfd and a
-// transcript in an mkdtemp directory under /tmp. Runs as any user.
+// transcript in an mkdtemp directory under /tmp. A terminal's chunk goes through its queue
+// first (FillPtyQueue), with a real PTY pair (posix_openpt). Runs as any user.
 #include "supervisor/output_stage.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -310,6 +313,141 @@ TEST(OutputStageTest, AStageOfAnotherFormatIsAnError) {
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().ToString().find("8 bytes staged"), std::string::npos) << r.error().ToString();
   EXPECT_EQ(log->total(), 0u);
+}
+
+// --- A terminal's queue --------------------------------------------------------------------
+
+// A PTY pair: the master nonblocking, the slave in raw output mode (no \r added).
+struct Terminal {
+  Terminal() {
+    master.Reset(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK));
+    if (!master) {
+      ADD_FAILURE() << "posix_openpt: " << std::strerror(errno) << " (this test needs /dev/ptmx)";
+      return;
+    }
+    EXPECT_EQ(::grantpt(master.get()), 0);
+    EXPECT_EQ(::unlockpt(master.get()), 0);
+    slave.Reset(::open(::ptsname(master.get()), O_RDWR | O_NOCTTY | O_CLOEXEC));
+    EXPECT_TRUE(slave.valid()) << std::strerror(errno);
+    struct termios t {};
+    EXPECT_EQ(::tcgetattr(slave.get(), &t), 0);
+    t.c_oflag &= ~static_cast<tcflag_t>(OPOST);
+    EXPECT_EQ(::tcsetattr(slave.get(), TCSANOW, &t), 0);
+  }
+  void Write(const std::string& s) {
+    ASSERT_EQ(::write(slave.get(), s.data(), s.size()), static_cast<ssize_t>(s.size()));
+  }
+  UniqueFd master, slave;
+};
+
+int Queued(int queue) {
+  int n = -1;
+  EXPECT_EQ(::ioctl(queue, FIONREAD, &n), 0);
+  return n;
+}
+
+// The terminal's output waits in the line discipline until the master reads it; a short wait
+// for it to be there.
+size_t FillWhenReady(int master, int queue, size_t max) {
+  for (int i = 0; i < 200; ++i) {
+    auto n = FillPtyQueue(master, queue, max);
+    if (n) return *n;
+    EXPECT_EQ(n.error().errnum, EAGAIN) << n.error().ToString();
+    ::usleep(5000);
+  }
+  ADD_FAILURE() << "the terminal's output never arrived";
+  return 0;
+}
+
+TEST(PtyQueueTest, OneDescriptorReadsAndWritesThePipeAndNeverSeesEndOfFile) {
+  auto queue = CreatePtyQueue();
+  ASSERT_TRUE(queue) << queue.error().ToString();
+  struct stat st {};
+  ASSERT_EQ(::fstat(queue->get(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  EXPECT_EQ(::write(queue->get(), "abc", 3), 3);
+  char buf[8];
+  EXPECT_EQ(::read(queue->get(), buf, sizeof buf), 3);
+  // Empty, with itself as a writer: EAGAIN, not end of file.
+  EXPECT_EQ(::read(queue->get(), buf, sizeof buf), -1);
+  EXPECT_EQ(errno, EAGAIN);
+  // A stored copy comes back as a pipe; a memfd does not.
+  auto adopted = AdoptPtyQueue(UniqueFd(::dup(queue->get())));
+  EXPECT_TRUE(adopted) << adopted.error().ToString();
+  auto stage = OutputStage::Create("s-test");
+  ASSERT_TRUE(stage);
+  auto wrong = AdoptPtyQueue(UniqueFd(::dup(stage->fd())));
+  ASSERT_FALSE(wrong);
+  EXPECT_NE(wrong.error().ToString().find("not a pipe"), std::string::npos);
+}
+
+// The terminal's bytes go into the queue, leave the terminal, and then go through the stage
+// as a pipe's; a kill after the fill leaves them in the queue, where the next supervisor
+// takes them before the terminal's next bytes.
+TEST(PtyQueueTest, ATerminalsChunkGoesThroughTheQueueAndSurvivesAKillThere) {
+  Terminal term;
+  ASSERT_TRUE(term.master.valid() && term.slave.valid());
+  auto queue = CreatePtyQueue();
+  ASSERT_TRUE(queue) << queue.error().ToString();
+  auto stage = OutputStage::Create("s-test");
+  ASSERT_TRUE(stage);
+  // Nothing written yet: EAGAIN, the queue untouched.
+  auto none = FillPtyQueue(term.master.get(), queue->get(), 65536);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().errnum, EAGAIN);
+  term.Write("first\n");
+  EXPECT_EQ(FillWhenReady(term.master.get(), queue->get(), 65536), 6u);
+  EXPECT_EQ(Queued(queue->get()), 6);
+  // "Killed" here: the bytes are in the queue and no longer in the terminal. The terminal's
+  // next bytes wait: a queue that holds bytes is not filled.
+  term.Write("second\n");
+  ::usleep(50 * 1000);
+  auto again = FillPtyQueue(term.master.get(), queue->get(), 65536);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(*again, 6u);
+  EXPECT_EQ(Queued(queue->get()), 6);
+  // The next supervisor: the queue through the stage into the log, then the terminal.
+  TempDir dir;
+  auto log = NewLog(dir);
+  uint8_t buf[64];
+  auto n = stage->Take(queue->get(), OutputStream::kPty, log->total(), buf, sizeof buf);
+  ASSERT_TRUE(n) << n.error().ToString();
+  ASSERT_EQ(*n, 6u);
+  ASSERT_TRUE(log->Append(OutputStream::kPty, buf, *n));
+  ASSERT_TRUE(stage->Clear());
+  EXPECT_EQ(FillWhenReady(term.master.get(), queue->get(), 65536), 7u);
+  n = stage->Take(queue->get(), OutputStream::kPty, log->total(), buf, sizeof buf);
+  ASSERT_TRUE(n) << n.error().ToString();
+  ASSERT_TRUE(log->Append(OutputStream::kPty, buf, *n));
+  EXPECT_EQ(ReadAll(*log), "first\nsecond\n");
+  // The slave closed and everything read: the terminal's end (EIO) comes through as is.
+  ASSERT_TRUE(stage->Clear());
+  term.slave.Reset();
+  auto end = FillPtyQueue(term.master.get(), queue->get(), 65536);
+  ASSERT_FALSE(end);
+  EXPECT_EQ(end.error().errnum, EIO) << end.error().ToString();
+}
+
+// A fill never takes more than the queue has room for: a terminal holding more than `max`
+// leaves the rest where it is, and nothing is lost between the two.
+TEST(PtyQueueTest, AFillTakesAtMostMaxAndTheRestStaysInTheTerminal) {
+  Terminal term;
+  ASSERT_TRUE(term.master.valid() && term.slave.valid());
+  auto queue = CreatePtyQueue();
+  ASSERT_TRUE(queue) << queue.error().ToString();
+  const std::string text = Pattern(3000);
+  term.Write(text);
+  ::usleep(50 * 1000);
+  std::string got;
+  while (got.size() < text.size()) {
+    const size_t n = FillWhenReady(term.master.get(), queue->get(), 1000);
+    ASSERT_GT(n, 0u);
+    ASSERT_LE(n, 1000u);
+    std::string chunk(n, '\0');
+    ASSERT_EQ(::read(queue->get(), chunk.data(), n), static_cast<ssize_t>(n));
+    got += chunk;
+  }
+  EXPECT_EQ(got, text);
 }
 
 }  // namespace

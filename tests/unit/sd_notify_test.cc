@@ -324,7 +324,7 @@ TEST(ListenFdsTest, TakeUnsetsTheVariablesAndMarksTheFdsCloseOnExec) {
 
 TEST(FdNameTest, RoundTripAndRefusals) {
   using K = sd::FdKind;
-  for (K k : {K::kPidfd, K::kStatus, K::kIn, K::kOut, K::kErr, K::kPty, K::kStage}) {
+  for (K k : {K::kPidfd, K::kStatus, K::kIn, K::kOut, K::kErr, K::kPty, K::kStage, K::kPtyQueue}) {
     const std::string name = sd::FdName("s-01J4ab", k);
     EXPECT_TRUE(sd::IsValidFdName(name)) << name;
     auto parsed = sd::ParseFdName(name);
@@ -334,6 +334,7 @@ TEST(FdNameTest, RoundTripAndRefusals) {
   }
   EXPECT_EQ(sd::FdName("s-1", K::kStatus), "s-1.status");
   EXPECT_EQ(sd::FdName("s-1", K::kStage), "s-1.stage");
+  EXPECT_EQ(sd::FdName("s-1", K::kPtyQueue), "s-1.ptyq");
   for (const char* bad : {"", "s-1", "s-1.", ".out", "s-1.stdout", "s-1.out.out", "x-1.out",
                           "s-.out", "s-1!.out", "unknown", "s-1.OUT"}) {
     EXPECT_FALSE(sd::ParseFdName(bad).has_value()) << bad;

@@ -290,15 +290,19 @@ uint64_t SessionManager::SalvageOutput(SessionStore::Recovered& r, StoredFds& fd
       {sd::FdKind::kOut, wire::OutputStream::kStdout},
       {sd::FdKind::kErr, wire::OutputStream::kStderr}};
   std::vector<uint8_t> buf(size_t{64} * 1024);
+  // What a pipe (1 MiB) or a terminal can hold, twice over: a writer the leaf's kill missed
+  // cannot keep the supervisor here.
+  constexpr uint64_t kMaxPerFd = uint64_t{2} << 20;
   for (const auto& [kind, stream] : streams) {
     UniqueFd fd = take(kind);
     if (!fd) continue;
     const int flags = ::fcntl(fd.get(), F_GETFL);
     if (flags >= 0) (void)::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK);
-    for (;;) {
+    for (uint64_t got = 0; got < kMaxPerFd;) {
       const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;  // its end (0, or EIO from a terminal), or nothing more (EAGAIN)
+      got += static_cast<uint64_t>(n);
       if (auto appended = r.log->Append(stream, buf.data(), static_cast<size_t>(n)); !appended) {
         std::fprintf(stderr, "monkeyproofd: session %s: transcript: %s\n", id.c_str(),
                      appended.error().ToString().c_str());

@@ -145,12 +145,12 @@ Result<pid_t> PidOfPidfd(int fd) {
 Result<sandbox::SpawnedChild> AdoptChild(const sandbox::CgroupRoot& root, const std::string& id,
                                          const AdoptionRecord& record, StoredFds& stored) {
   using K = sd::FdKind;
+  // Copies, not the stored fds themselves: a refusal at any step below (or the caller's, after
+  // it) leaves every fd in `stored`, where SalvageOutput reads what they hold.
   auto take = [&](K kind) {
     auto it = stored.fds.find(kind);
     if (it == stored.fds.end()) return UniqueFd();
-    UniqueFd fd = std::move(it->second);
-    stored.fds.erase(it);
-    return fd;
+    return UniqueFd(::fcntl(it->second.get(), F_DUPFD_CLOEXEC, 3));
   };
   auto leaf = sandbox::CgroupLeaf::OpenExisting(root, id);
   if (!leaf) return std::move(leaf).error().Wrap("the session's leaf is gone");

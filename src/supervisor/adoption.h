@@ -79,12 +79,12 @@ std::map<std::string, StoredFds> GroupStoredFds(const std::vector<sd::ListenedFd
 // reaped. Errors when `fd` is not a pidfd.
 Result<pid_t> PidOfPidfd(int fd);
 
-// Builds the child of a session to adopt from its record and stored fds (moved out of
-// `stored`): the leaf reopened under `root`, init's pidfd (the stored one, which must refer to
-// record.init_pid or to a process that has already been reaped; else pidfd_open of
-// record.init_pid, which must be in the leaf's cgroup.procs), the status socket, and the
-// stdio ends the record's mode needs (stdin may be missing: it was closed). The error says
-// what was missing or did not match.
+// Builds the child of a session to adopt from its record and stored fds (duplicated from
+// `stored`, which keeps its own, so that a refused session's fds are all still there): the leaf
+// reopened under `root`, init's pidfd (the stored one, which must refer to record.init_pid or to a
+// process that has already been reaped; else pidfd_open of record.init_pid, which must be in the
+// leaf's cgroup.procs), the status socket, and the stdio ends the record's mode needs (stdin may be
+// missing: it was closed). The error says what was missing or did not match.
 Result<sandbox::SpawnedChild> AdoptChild(const sandbox::CgroupRoot& root, const std::string& id,
                                          const AdoptionRecord& record, StoredFds& stored);
 

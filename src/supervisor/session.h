@@ -193,6 +193,7 @@ class Session {
   std::optional<sandbox::SpawnedChild> child_;    // running and ending
   std::optional<OutputStage> stage_;  // output's staging memfd (fd store on), in the store
   UniqueFd pty_queue_;                // a PTY session's queue in front of stage_, in the store
+  uint64_t backlog_exempt_ = 0;       // output waiting at re-adoption: not rate-counted
   std::optional<Watchdog> watchdog_;
   std::unique_ptr<WatchdogTimer> watchdog_timer_;
   std::map<uint64_t, Subscription> subs_;

@@ -1,6 +1,7 @@
 // Session's re-adoption after a restart of the supervisor (session.h: Adopt, AdoptionInfo;
 // adoption.h: the record and the stored fds).
 #include <poll.h>
+#include <sys/ioctl.h>
 
 #include <cstdio>
 #include <utility>
@@ -44,8 +45,12 @@ void Session::Adopt(sandbox::SpawnedChild child, const AdoptionRecord& record, C
   if (stage) {
     auto recovered = RecoverStaged(*stage, *log_);
     if (!recovered) {
-      std::fprintf(stderr, "monkeyproofd: session %s: output stage: %s\n", info_.id.c_str(),
-                   recovered.error().ToString().c_str());
+      // Emptied, so that what it held never mixes with the next chunk: dropped, and said.
+      const bool cleared = static_cast<bool>(stage->Clear());
+      std::fprintf(stderr, "monkeyproofd: session %s: output stage: %s; %s\n", info_.id.c_str(),
+                   recovered.error().ToString().c_str(),
+                   cleared ? "dropped" : "left as it is, not used again");
+      if (!cleared) stage.reset();
     } else if (recovered->outcome != StageRecovery::Outcome::kEmpty) {
       std::fprintf(stderr, "monkeyproofd: session %s: output stage: %s\n", info_.id.c_str(),
                    recovered->note.c_str());
@@ -106,6 +111,15 @@ void Session::Adopt(sandbox::SpawnedChild child, const AdoptionRecord& record, C
     }
   } else {
     pty_queue_.Reset();
+  }
+  // What waits in its pipes or terminal was written while nobody read it, at whatever pace the
+  // command had: it does not count against the rate ceiling (OnOutput).
+  backlog_exempt_ = 0;
+  for (int fd : {child_->stdout_read.get(), child_->stderr_read.get(), child_->pty_master.get()}) {
+    int queued = 0;
+    if (fd >= 0 && ::ioctl(fd, FIONREAD, &queued) == 0 && queued > 0) {
+      backlog_exempt_ += static_cast<uint64_t>(queued);
+    }
   }
   // The deadlines keep their start: the watchdog starts as long ago as the command has run.
   const uint64_t now_ms = WallClockMs();

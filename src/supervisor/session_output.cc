@@ -238,7 +238,12 @@ void Session::OnOutput(int fd, wire::OutputStream stream) {
   const uint64_t got = DrainFd(fd, stream, std::min(budget, kReadChunk * kReadsPerWakeup));
   if (got > 0) {
     info_.output_bytes = log_->total();
-    if (auto verdict = watchdog_->OnOutput(got, now)) OnVerdict(*verdict);
+    // The backlog a re-adopted session wrote while no supervisor ran is not held against it.
+    const uint64_t exempt = std::min(backlog_exempt_, got);
+    backlog_exempt_ -= exempt;
+    if (got > exempt) {
+      if (auto verdict = watchdog_->OnOutput(got - exempt, now)) OnVerdict(*verdict);
+    }
     PumpAll();
   }
   // The budget is spent: stop reading; the pipe (or the terminal) fills and the writer waits.

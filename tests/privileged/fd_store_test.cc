@@ -647,10 +647,12 @@ TEST(FdStoreTest, ControlWithoutStagingKillsLoseTerminalOutput) {
   EXPECT_GT(check.missing + static_cast<int64_t>(run.gap_bytes), 0);
 }
 
-// A refused session still keeps every byte it wrote: a record of another format ends it, and
-// the chunk a killed supervisor left in the stage and what its pipe filled with while no
-// supervisor ran go to its transcript first, in order.
-TEST(FdStoreTest, ARefusedSessionKeepsTheOutputItWroteWhileNoSupervisorRan) {
+// A refused session still keeps every byte it wrote: the chunk a killed supervisor left in the
+// stage and what its pipe filled with while no supervisor ran go to its transcript first, in
+// order, whatever refused it: a record of another format (refused before any fd is looked at),
+// or a missing stderr pipe (refused after the others were taken up).
+enum class Refusal { kFormat, kMissingFd };
+void RefusedSessionKeepsItsOutput(Refusal refusal) {
   Daemon daemon("");  // first: it empties the test's directory, where the notify socket goes
   FakeManager manager(kNotify);
   daemon.Start(manager);
@@ -690,13 +692,16 @@ TEST(FdStoreTest, ARefusedSessionKeepsTheOutputItWroteWhileNoSupervisorRan) {
   uint8_t buf[1000];
   auto staged = stage->Take(out, wire::OutputStream::kStdout, 7, buf, sizeof buf);
   ASSERT_TRUE(staged && *staged == sizeof buf) << (staged ? "short" : staged.error().ToString());
-  // A record of another format: this supervisor refuses the session.
-  const std::string adopt = kBase + "/state/sessions/" + id + "/adopt.json";
-  std::string record = Slurp(adopt);
-  const size_t at = record.find("\"format\":1");
-  ASSERT_NE(at, std::string::npos) << record;
-  record.replace(at, 10, "\"format\":999");
-  WriteFile(adopt, record);
+  if (refusal == Refusal::kFormat) {
+    const std::string adopt = kBase + "/state/sessions/" + id + "/adopt.json";
+    std::string record = Slurp(adopt);
+    const size_t at = record.find("\"format\":1");
+    ASSERT_NE(at, std::string::npos) << record;
+    record.replace(at, 10, "\"format\":999");
+    WriteFile(adopt, record);
+  } else {
+    std::erase_if(manager.store, [&](const auto& entry) { return entry.first == id + ".err"; });
+  }
 
   daemon.Start(manager);
   manager.ReceiveUntil([&] { return manager.Said("READY=1"); });
@@ -720,6 +725,57 @@ TEST(FdStoreTest, ARefusedSessionKeepsTheOutputItWroteWhileNoSupervisorRan) {
   manager.ReceiveUntil([&] { return manager.store.empty(); }, 5000);
   EXPECT_TRUE(manager.store.empty())
       << "left in the store: " << ::testing::PrintToString(manager.StoredNames());
+}
+
+TEST(FdStoreTest, ASessionRefusedForItsFormatKeepsTheOutputItWroteMeanwhile) {
+  RefusedSessionKeepsItsOutput(Refusal::kFormat);
+}
+
+TEST(FdStoreTest, ASessionRefusedForAMissingFdKeepsTheOutputItWroteMeanwhile) {
+  RefusedSessionKeepsItsOutput(Refusal::kMissingFd);
+}
+
+// Output that piled up while no supervisor ran is not a flood: a session printing at half its
+// ceiling (on_flood "kill", 16 KiB/s in windows of 1 s) is not killed when the next supervisor
+// reads five seconds of it at once, and ends by itself with all its output.
+TEST(FdStoreTest, TheBacklogReadAtReadoptionIsNotAFlood) {
+  Daemon daemon("");  // first: it empties the test's directory, where the notify socket goes
+  WriteFile(kBase + "/policies/flood.json", R"({
+  "description": "test flood kill", "type": "exec", "command": [],
+  "run_as": {"user": "nobody"},
+  "workspace_roots": ["/var/tmp/mp-fdstore-test/ws"],
+  "default_workspace": "/var/tmp/mp-fdstore-test/ws/w",
+  "env": {"set": {"PATH": "/usr/bin:/bin"}},
+  "output": {"max_rate_bytes_per_second": 16384, "max_rate_window_seconds": 1,
+             "on_flood": "kill"}
+})");
+  FakeManager manager(kNotify);
+  daemon.Start(manager);
+  manager.ReceiveUntil([&] { return manager.Said("READY=1"); });
+  auto c = ControlClient::Connect(daemon.socket());
+  ASSERT_TRUE(c) << c.error().ToString() << Daemon::Log();
+  wire::SpawnRequest req;
+  req.task = "for i in $(seq 1 10); do head -c 8000 /dev/zero | tr '\\0' a; echo; sleep 1; done";
+  req.client = "test";
+  req.preset = "flood";
+  auto r = c->Call(req);
+  ASSERT_TRUE(r && r->ok()) << Daemon::Log();
+  const std::string id = std::get<wire::SessionInfo>(r->body).id;
+  manager.ReceiveUntil([&] { return manager.store.size() == 6; });
+  ::sleep(2);
+  daemon.Stop(SIGTERM);
+  ::sleep(5);  // about 40 KB meanwhile: more than a window allows, at half the rate
+  manager.messages.clear();
+  daemon.Start(manager);
+  manager.ReceiveUntil([&] { return manager.Said("READY=1"); });
+  auto c2 = ControlClient::Connect(daemon.socket());
+  ASSERT_TRUE(c2) << Daemon::Log();
+  auto info = WaitEnded(*c2, id);
+  ASSERT_TRUE(info && info->end) << Daemon::Log();
+  EXPECT_EQ(info->end->reason, wire::EndReason::kExit) << info->end->detail;
+  EXPECT_EQ(info->end->exit_code, 0);
+  EXPECT_EQ(info->output_bytes, 10u * 8001u);
+  EXPECT_EQ(info->supervisor_restarts, 1u);
 }
 
 }  // namespace

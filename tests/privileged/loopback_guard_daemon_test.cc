@@ -7,8 +7,8 @@
 // copy across restarts; any (the control) attaches none and detaches an earlier run's. The
 // guards' effect on sessions is loopback_guard_test. SIGHUP makes the daemon read the port
 // sysctls again and its bind guard's map follows (the control: before the signal it does not).
-// A refresh of the loopback guard's map that fails (a test hook) leaves the map closed until a
-// retry on the daemon's timer succeeds.
+// So does a spawn request, before the manager sees it. A refresh of the loopback guard's map that
+// fails (a test hook) leaves the map closed until a retry on the daemon's timer succeeds.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
@@ -33,6 +33,8 @@
 
 #include "sandbox/cgroup.h"
 #include "sandbox/loopback_guard.h"
+
+#include "control_client.h"
 
 namespace mp::testing {
 namespace {
@@ -333,6 +335,44 @@ TEST_F(LoopbackGuardDaemonTest, AFailedRefreshFailsClosedAndIsRetriedUntilItSucc
   const size_t first = log.find("the map fails closed");
   EXPECT_EQ(log.find("the map fails closed", first + 1), std::string::npos)
       << "the transition is logged once, not per failed retry\n"
+      << log;
+}
+
+TEST_F(LoopbackGuardDaemonTest, ASpawnReadsThePortSysctlsAgainBeforeItRuns) {
+  SysctlOverride range_file("/proc/sys/net/ipv4/ip_local_port_range");
+  ASSERT_TRUE(range_file.ok());
+  auto range = sandbox::EphemeralPortRange();
+  ASSERT_TRUE(range) << range.error().ToString();
+  const uint32_t narrowed_low = range->low + 1000u;
+  std::optional<sandbox::BindGuardRules> stale, after;
+  std::string spawn_error;
+  ASSERT_TRUE(RunOnce("", [&] {
+    const int map = NewestMap("mp_bind_rules");
+    if (map < 0) return;
+    EXPECT_TRUE(range_file.Set(std::to_string(narrowed_low) + " " + std::to_string(range->high)));
+    // Control: no signal, no spawn yet; the map keeps the old range.
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    stale = ReadRules(map);
+    auto c = ControlClient::Connect(kBase + "/run/control.sock");
+    if (!c) {
+      spawn_error = c.error().ToString();
+    } else {
+      wire::SpawnRequest req;
+      req.task = "true";
+      req.client = "test";
+      // Its outcome does not matter: the rules are read before the manager sees it.
+      if (auto r = c->Call(req); !r) spawn_error = r.error().ToString();
+    }
+    after = ReadRules(map);
+    ::close(map);
+  }));
+  const std::string log = ReadAll(kBase + "/daemon.log");
+  ASSERT_TRUE(stale) << "no BPF map named mp_bind_rules while the daemon runs\n" << log;
+  ASSERT_EQ(spawn_error, "") << log;
+  EXPECT_EQ(stale->low, range->low) << "the map changed before the spawn";
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->low, narrowed_low) << log;
+  EXPECT_NE(log.find("bind guard: the port sysctls changed (before a spawn)"), std::string::npos)
       << log;
 }
 

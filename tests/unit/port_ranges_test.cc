@@ -32,10 +32,15 @@ TEST(ParseReservedPortsTest, TakesTheKernelsFormat) {
 }
 
 TEST(ParseReservedPortsTest, RefusesEverythingElseNamingTheByte) {
-  for (const char* bad :
-       {",", "1,", ",1", "1,,2", "1 ,2", "1, 2", " 1", "1 ", "1\n\n", "\n1", "1-", "-1", "1--2",
-        "1-2-3", "10-5", "65536", "99999", "123456", "007", "01-5", "+1", "0x10", "1;2", "1\t",
-        "4294967297", "1\r\n", std::string("1\0", 2).c_str()}) {
+  for (const char* bad : {",",          "1,",    ",1",
+                          "1,,2",       "1 ,2",  "1, 2",
+                          " 1",         "1 ",    "1\n\n",
+                          "\n1",        "1-",    "-1",
+                          "1--2",       "1-2-3", "10-5",
+                          "65536",      "99999", "123456",
+                          "007",        "01-5",  "+1",
+                          "0x10",       "1;2",   "1\t",
+                          "4294967297", "1\r\n", std::string("1\0", 2).c_str()}) {
     auto r = ParseReservedPorts(bad);
     EXPECT_FALSE(r) << "\"" << bad << "\"";
   }

@@ -2,8 +2,9 @@
 // instruction forms it uses, against sock_addr contexts and a map of host addresses: the
 // verdict for loopback, mapped, unspecified, the host's own and ordinary destinations, in the
 // guarded namespace and in another one, and the port-53 exception; and the bind guard's verdict
-// on service ports, port 0 and the ephemeral range. The kernel's own run (EPERM at connect and
-// at bind) is tests/privileged/ loopback_guard_test.cc.
+// on service ports, port 0 and the ephemeral range, with its map holding a narrowed range,
+// reserved ports, or nothing (fail closed); the refresh retry's backoff. The kernel's own run
+// (EPERM at connect and at bind) is tests/privileged/ loopback_guard_test.cc.
 #include "sandbox/loopback_guard.h"
 
 #include <arpa/inet.h>

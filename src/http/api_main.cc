@@ -13,10 +13,12 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/asio/signal_set.hpp>
 
 #include "common/log.h"
+#include "common/port_ranges.h"
 #include "common/version.h"
 #include "http/api_config.h"
 #include "http/auth.h"
@@ -168,6 +170,14 @@ int main(int argc, char** argv) {
   for (const auto& ep : server.tls_endpoints()) {
     std::fprintf(stderr, "monkeyproof-api %s: listening with TLS on %s:%u\n", mp::kVersion,
                  ep.address().to_string().c_str(), ep.port());
+  }
+  // monkeyproofd's bind guard lets host-network sessions bind the ephemeral range, less the
+  // reserved ports: a listen port there could be taken while this service restarts.
+  std::vector<uint16_t> ports;
+  for (const auto& ep : server.endpoints()) ports.push_back(ep.port());
+  for (const auto& ep : server.tls_endpoints()) ports.push_back(ep.port());
+  for (const std::string& warning : mp::common::SquattablePortWarnings(ports)) {
+    mp::common::Log(mp::common::LogLevel::kWarning, warning);
   }
   server.Run();
   return 0;

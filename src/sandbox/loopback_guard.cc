@@ -64,8 +64,8 @@ namespace {
 
 // --- A tiny assembler: one function per instruction form, jumps to labels resolved at the end.
 
-constexpr uint8_t kR0 = BPF_REG_0, kR1 = BPF_REG_1, kR2 = BPF_REG_2, kR6 = BPF_REG_6,
-                  kR10 = BPF_REG_10;
+constexpr uint8_t kR0 = BPF_REG_0, kR1 = BPF_REG_1, kR2 = BPF_REG_2, kR3 = BPF_REG_3,
+                  kR6 = BPF_REG_6, kR10 = BPF_REG_10;
 
 bpf_insn Insn(uint8_t code, uint8_t dst, uint8_t src, int16_t off, int32_t imm) {
   bpf_insn i{};
@@ -143,6 +143,25 @@ class Program {
   }
   void JumpGt32(uint8_t dst, uint32_t imm, Label l) {
     EmitJump(BPF_JMP32 | BPF_JGT | BPF_K, dst, 0, static_cast<int32_t>(imm), l);
+  }
+  // if dst == imm goto l (64-bit)
+  void JumpEqImm(uint8_t dst, int32_t imm, Label l) {
+    EmitJump(BPF_JMP | BPF_JEQ | BPF_K, dst, 0, imm, l);
+  }
+  // if w_dst < w_src goto l / if w_dst > w_src goto l (32-bit, unsigned)
+  void JumpLt32Reg(uint8_t dst, uint8_t src, Label l) {
+    EmitJump(BPF_JMP32 | BPF_JLT | BPF_X, dst, src, 0, l);
+  }
+  void JumpGt32Reg(uint8_t dst, uint8_t src, Label l) {
+    EmitJump(BPF_JMP32 | BPF_JGT | BPF_X, dst, src, 0, l);
+  }
+  // dst += src (64-bit) / dst >>= imm (64-bit, logical) / w_dst >>= w_src (32-bit, logical)
+  void AddReg(uint8_t dst, uint8_t src) { Emit(Insn(BPF_ALU64 | BPF_ADD | BPF_X, dst, src, 0, 0)); }
+  void RshImm(uint8_t dst, int32_t imm) { Emit(Insn(BPF_ALU64 | BPF_RSH | BPF_K, dst, 0, 0, imm)); }
+  void Rsh32Reg(uint8_t dst, uint8_t src) { Emit(Insn(BPF_ALU | BPF_RSH | BPF_X, dst, src, 0, 0)); }
+  // w_dst = *(u8*)(src + off)
+  void LoadU8(uint8_t dst, uint8_t src, size_t off) {
+    Emit(Insn(BPF_LDX | BPF_B | BPF_MEM, dst, src, static_cast<int16_t>(off), 0));
   }
   // dst = the low 16 bits of dst read as big-endian (network order to host order)
   void FromBe16(uint8_t dst) { Emit(Insn(BPF_ALU | BPF_END | BPF_TO_BE, dst, 0, 0, 16)); }
@@ -551,6 +570,40 @@ Result<std::unique_ptr<LoopbackGuard>> LoopbackGuard::Attach(int cgroup_dirfd) {
 }
 
 Result<size_t> LoopbackGuard::Refresh() {
+  auto r = RefreshOnce();
+  if (!r) {
+    if (auto closed = FailClosed(); !closed) {
+      return r.error().Wrap("refresh failed, and so did failing closed (" +
+                            closed.error().ToString() + ")");
+    }
+    return r;
+  }
+  // RefreshOnce deleted every prefix not in the table, the fail-closed ones among them.
+  failed_closed_ = false;
+  return r;
+}
+
+Result<void> LoopbackGuard::FailClosed() {
+  const uint8_t present = 1;
+  const std::array<uint8_t, 16> any{};
+  std::array<uint8_t, 16> mapped{};
+  mapped[10] = mapped[11] = 0xff;
+  for (const HostPrefix& k : {MakeHostPrefix(any, 0), MakeHostPrefix(mapped, 96)}) {
+    bpf_attr up{};
+    up.map_fd = static_cast<uint32_t>(map_.get());
+    up.key = reinterpret_cast<uint64_t>(&k);
+    up.value = reinterpret_cast<uint64_t>(&present);
+    up.flags = BPF_ANY;
+    if (Bpf(BPF_MAP_UPDATE_ELEM, &up) != 0) {
+      return ErrnoError("bpf(BPF_MAP_UPDATE_ELEM, the fail-closed prefix /" +
+                        std::to_string(k.prefixlen) + ")");
+    }
+  }
+  failed_closed_ = true;
+  return Ok();
+}
+
+Result<size_t> LoopbackGuard::RefreshOnce() {
   // The notices only say "something changed": drain them (ENOBUFS, an overrun, says the same).
   char buf[8192];
   while (true) {
@@ -559,6 +612,10 @@ Result<size_t> LoopbackGuard::Refresh() {
     if (n < 0 && errno != EAGAIN)
       return ErrnoError("recv(NETLINK_ROUTE address and route notices)");
     break;
+  }
+  if (test_failures_ > 0) {
+    --test_failures_;
+    return ErrnoError(EIO, "rtnetlink: a refresh made to fail by the test hook");
   }
   MP_TRY(const std::vector<HostPrefix> now, HostPrefixes());
   if (now.size() > kHostPrefixesMax) {
@@ -604,6 +661,11 @@ Result<size_t> LoopbackGuard::Refresh() {
   return now.size();
 }
 
+std::chrono::milliseconds NextRefreshRetry(std::chrono::milliseconds previous) {
+  if (previous.count() <= 0) return std::chrono::milliseconds(1000);
+  return std::min(previous * 2, kRefreshRetryMax);
+}
+
 Result<int> DetachLoopbackGuard(int cgroup_dirfd) {
   int detached = 0;
   for (const Hook& hook : kHooks) {
@@ -615,56 +677,137 @@ Result<int> DetachLoopbackGuard(int cgroup_dirfd) {
 
 // The bind guard's program:
 //
-//   r6 = r1                           keep the context
+//   r6 = r1                           keep the context across the helper calls
 //   call bpf_get_netns_cookie
 //   r2 = <host cookie> (64-bit)
 //   if r0 != r2 goto allow            a session's own namespace binds what it likes
+//   *(u32 *)(r10 - 4) = 0             the key: the map's one entry
+//   r1 = <rules map> (64-bit, BPF_PSEUDO_MAP_FD)
+//   r2 = r10; r2 += -4
+//   call bpf_map_lookup_elem          r0 = the BindGuardRules, or NULL
+//   if r0 == 0 goto deny              no rules: refuse (fail closed)
 //   w2 = ctx->user_port               network byte order in the low 16 bits
 //   w2 = be16 w2                      host byte order
+//   w2 &= 0xffff                      (bounds the verifier can see for the byte index below)
 //   if w2 == 0 goto allow             the kernel picks an ephemeral port
-//   if w2 < <low> goto deny           below the ephemeral range: where services listen
-//   if w2 > <high> goto deny          above it, likewise
+//   w3 = rules->low
+//   if w2 < w3 goto deny              below the ephemeral range: where services listen
+//   w3 = rules->high
+//   if w2 > w3 goto deny              above it, likewise
+//   r3 = r2; r3 >>= 3                 the reserved bitmap's byte, 0..8191
+//   r0 += r3
+//   w3 = *(u8 *)(r0 + 8)              rules->reserved[port / 8]
+//   w2 &= 7
+//   w3 >>= w2; w3 &= 1                its bit port % 8
+//   if w3 != 0 goto deny              a reserved port: a service's
 // allow:
 //   r0 = 1; exit
 // deny:
 //   r0 = 0; exit                      bind() fails with EPERM
-std::vector<bpf_insn> BuildBindGuardProgram(uint64_t host_netns_cookie, PortRange allowed) {
+std::vector<bpf_insn> BuildBindGuardProgram(uint64_t host_netns_cookie, int rules_map_fd) {
   Program p;
   const auto allow = p.NewLabel(), deny = p.NewLabel();
   p.MovReg(kR6, kR1);
   p.Call(BPF_FUNC_get_netns_cookie);
   p.LoadImm64(kR2, host_netns_cookie);
   p.JumpNeReg(kR0, kR2, allow);
+  constexpr int16_t kKey = -4;
+  p.StoreImm32(kR10, kKey, 0);
+  p.LoadMapFd(kR1, rules_map_fd);
+  p.MovReg(kR2, kR10);
+  p.AddImm(kR2, kKey);
+  p.Call(BPF_FUNC_map_lookup_elem);
+  p.JumpEqImm(kR0, 0, deny);
   p.LoadU32(kR2, kR6, offsetof(bpf_sock_addr, user_port));
   p.FromBe16(kR2);
+  p.And32(kR2, 0xffff);
   p.JumpEq32(kR2, 0, allow);
-  p.JumpLt32(kR2, allowed.low, deny);
-  p.JumpGt32(kR2, allowed.high, deny);
+  p.LoadU32(kR3, kR0, offsetof(BindGuardRules, low));
+  p.JumpLt32Reg(kR2, kR3, deny);
+  p.LoadU32(kR3, kR0, offsetof(BindGuardRules, high));
+  p.JumpGt32Reg(kR2, kR3, deny);
+  p.MovReg(kR3, kR2);
+  p.RshImm(kR3, 3);
+  p.AddReg(kR0, kR3);
+  p.LoadU8(kR3, kR0, offsetof(BindGuardRules, reserved));
+  p.And32(kR2, 7);
+  p.Rsh32Reg(kR3, kR2);
+  p.And32(kR3, 1);
+  p.JumpNe32(kR3, 0, deny);
   p.Verdicts(allow, deny);
   return p.Finish();
 }
 
-Result<PortRange> EphemeralPortRange(const char* path) {
-  FILE* f = std::fopen(path, "re");
-  if (f == nullptr) return ErrnoError(std::string("open ") + path);
-  unsigned low = 0, high = 0;
-  const int n = std::fscanf(f, "%u %u", &low, &high);
-  std::fclose(f);
-  if (n != 2 || low == 0 || low > high || high > 65535) {
-    return PlainError(std::string(path) +
-                      ": not two ports \"LOW HIGH\" with 0 < LOW <= HIGH <= 65535");
+BindGuardRules MakeBindGuardRules(PortRange allowed, const std::vector<PortRange>& reserved) {
+  BindGuardRules rules;
+  rules.low = allowed.low;
+  rules.high = allowed.high;
+  for (const PortRange& r : reserved) {
+    for (uint32_t port = r.low; port <= r.high; ++port) {
+      rules.reserved[port / 8] =
+          static_cast<uint8_t>(rules.reserved[port / 8] | (1u << (port % 8)));
+    }
   }
-  return PortRange{static_cast<uint16_t>(low), static_cast<uint16_t>(high)};
+  return rules;
 }
 
-Result<void> AttachBindGuard(int cgroup_dirfd, PortRange allowed) {
+size_t ReservedPortCount(const BindGuardRules& rules) {
+  size_t n = 0;
+  for (const uint8_t byte : rules.reserved) n += static_cast<size_t>(__builtin_popcount(byte));
+  return n;
+}
+
+Result<BindGuardRules> HostBindGuardRules(const char* range_path, const char* reserved_path) {
+  MP_TRY(const PortRange range, common::ReadEphemeralPortRange(range_path));
+  MP_TRY(const std::vector<PortRange> reserved, common::ReadReservedPorts(reserved_path));
+  return MakeBindGuardRules(range, reserved);
+}
+
+namespace {
+
+Result<void> WriteRules(int map_fd, const BindGuardRules& rules) {
+  const uint32_t key = 0;
+  bpf_attr up{};
+  up.map_fd = static_cast<uint32_t>(map_fd);
+  up.key = reinterpret_cast<uint64_t>(&key);
+  up.value = reinterpret_cast<uint64_t>(&rules);
+  up.flags = BPF_ANY;
+  if (Bpf(BPF_MAP_UPDATE_ELEM, &up) != 0) {
+    return ErrnoError("bpf(BPF_MAP_UPDATE_ELEM, the bind guard's rules)");
+  }
+  return Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<BindGuard>> BindGuard::Attach(int cgroup_dirfd,
+                                                     const BindGuardRules& rules) {
   MP_TRY(const uint64_t cookie, CurrentNetnsCookie());
-  const std::vector<bpf_insn> insns = BuildBindGuardProgram(cookie, allowed);
+  bpf_attr create{};
+  create.map_type = BPF_MAP_TYPE_ARRAY;
+  create.key_size = sizeof(uint32_t);
+  create.value_size = sizeof(BindGuardRules);
+  create.max_entries = 1;
+  std::strncpy(create.map_name, "mp_bind_rules", sizeof create.map_name - 1);
+  const long map_fd = Bpf(BPF_MAP_CREATE, &create);
+  if (map_fd < 0) return ErrnoError("bpf(BPF_MAP_CREATE, array of the bind guard's rules)");
+  std::unique_ptr<BindGuard> guard(new BindGuard(UniqueFd(static_cast<int>(map_fd)), rules));
+  // Written before the program exists: an array's entry starts zeroed, which would refuse
+  // every port but 0 ([0, 0]).
+  MP_RETURN_IF_ERROR(WriteRules(guard->map_.get(), rules));
+  const std::vector<bpf_insn> insns = BuildBindGuardProgram(cookie, guard->map_.get());
   for (const Hook& hook : kBindHooks) {
     MP_TRY(const UniqueFd prog, LoadProgram(hook, insns, kBindGuardName));
     MP_RETURN_IF_ERROR(AttachReplacing(cgroup_dirfd, hook, prog, kBindGuardName));
   }
-  return Ok();
+  return guard;
+}
+
+Result<bool> BindGuard::Update(const BindGuardRules& rules) {
+  if (rules == rules_) return false;
+  MP_RETURN_IF_ERROR(WriteRules(map_.get(), rules));
+  rules_ = rules;
+  return true;
 }
 
 Result<int> DetachBindGuard(int cgroup_dirfd) {

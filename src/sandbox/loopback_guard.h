@@ -15,12 +15,14 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <vector>
 
 #include <linux/bpf.h>
 
+#include "common/port_ranges.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 
@@ -84,15 +86,33 @@ class LoopbackGuard {
   // Readable (EPOLLIN) when the host's addresses or routes changed since the last Refresh.
   int change_fd() const { return netlink_.get(); }
   // Drains change_fd and rewrites the map to HostPrefixes(): adds before it deletes. Returns
-  // how many prefixes the map holds. Cheap enough to call on every change notice.
+  // how many prefixes the map holds. Cheap enough to call on every change notice. When it
+  // fails (rtnetlink, bpf), the map fails closed: it gains ::/0 and ::ffff:0:0/96, so every
+  // destination counts as the host's until a later Refresh succeeds and takes them out. The
+  // caller retries (the supervisor's loop, on a timer).
   Result<size_t> Refresh();
+  // Whether the map holds the fail-closed prefixes (the last Refresh failed).
+  bool failed_closed() const { return failed_closed_; }
+  // Adds the fail-closed prefixes (what a failed Refresh does); public for the VM test.
+  Result<void> FailClosed();
+  // Test hook of the privileged suite: the next `n` Refresh calls fail (after draining the
+  // notices) as if rtnetlink had, so the supervisor's retry can be watched.
+  void FailNextRefreshesForTest(int n) { test_failures_ = n; }
 
  private:
   LoopbackGuard(UniqueFd map, UniqueFd netlink)
       : map_(std::move(map)), netlink_(std::move(netlink)) {}
+  Result<size_t> RefreshOnce();
   UniqueFd map_;
   UniqueFd netlink_;
+  bool failed_closed_ = false;
+  int test_failures_ = 0;
 };
+
+// The delay before retrying a failed Refresh: 1 s after the first failure, doubling up to
+// kRefreshRetryMax. `previous`: the delay before this failure, 0 for the first. Pure.
+inline constexpr std::chrono::milliseconds kRefreshRetryMax{30000};
+std::chrono::milliseconds NextRefreshRetry(std::chrono::milliseconds previous);
 
 // Detaches every program named kLoopbackGuardName from the cgroup (session_host_loopback =
 // allow after a run with deny). Returns how many it detached.
@@ -103,28 +123,69 @@ Result<int> DetachLoopbackGuard(int cgroup_dirfd);
 // the host listens on while that service restarts (the API's 3200 during `systemctl restart
 // monkeyproof-api`) and take its clients' requests and credentials. The guard refuses bind()
 // in the host's network namespace to any port but 0 (the kernel picks one) and the ports of
-// the ephemeral range, where services do not listen; sockets in another namespace are never
-// refused. Attached to the same cgroup as the loopback guard, with BPF_F_ALLOW_MULTI.
+// the ephemeral range that are not reserved, where services do not listen; sockets in another
+// namespace are never refused. Attached to the same cgroup as the loopback guard, with
+// BPF_F_ALLOW_MULTI.
 inline constexpr char kBindGuardName[] = "mp_bind_guard";
 
-// An inclusive range of ports, host byte order.
-struct PortRange {
-  uint16_t low = 0;
-  uint16_t high = 0;
-};
+using common::PortRange;
 
 // The host's ephemeral port range, net.ipv4.ip_local_port_range (IPv6 shares it), read from
 // `path` (a parameter for tests).
-Result<PortRange> EphemeralPortRange(const char* path = "/proc/sys/net/ipv4/ip_local_port_range");
+inline Result<PortRange> EphemeralPortRange(const char* path = common::kEphemeralPortRangePath) {
+  return common::ReadEphemeralPortRange(path);
+}
+
+// What the bind guard lets a host-network session bind, as its map (a one-entry BPF array)
+// holds it: the ephemeral range, less the ports of net.ipv4.ip_local_reserved_ports (inside
+// the range, but the kernel keeps them for services). Port 0 is always allowed.
+struct BindGuardRules {
+  uint32_t low = 0;  // the range, host byte order
+  uint32_t high = 0;
+  std::array<uint8_t, 8192> reserved{};  // port p refused when bit p % 8 of byte p / 8 is set
+  friend bool operator==(const BindGuardRules&, const BindGuardRules&) = default;
+};
+static_assert(sizeof(BindGuardRules) == 8200, "the bind guard map's value layout");
+
+// `allowed` less `reserved`, as the map holds it. Pure.
+BindGuardRules MakeBindGuardRules(PortRange allowed, const std::vector<PortRange>& reserved);
+// How many ports `rules` reserves (all of them, inside the range or not). Pure.
+size_t ReservedPortCount(const BindGuardRules& rules);
+// The host's rules now: both sysctls read (common/port_ranges.h). Errors name the file.
+Result<BindGuardRules> HostBindGuardRules(const char* range_path = common::kEphemeralPortRangePath,
+                                          const char* reserved_path = common::kReservedPortsPath);
 
 // The bind guard's instructions for INET4_BIND and INET6_BIND (it reads user_port only, which
-// both hooks allow): in the namespace `host_netns_cookie`, a port outside `allowed` that is not
-// 0 is refused (bind() fails with EPERM). Pure.
-std::vector<bpf_insn> BuildBindGuardProgram(uint64_t host_netns_cookie, PortRange allowed);
+// both hooks allow): in the namespace `host_netns_cookie`, a port that is not 0 is refused
+// (bind() fails with EPERM) when it lies outside [low, high] of the map `rules_map_fd` (a
+// one-entry array of BindGuardRules, referenced by fd until the kernel loads the program) or
+// is reserved there; and every such bind is refused when the lookup finds nothing (fail
+// closed). Pure.
+std::vector<bpf_insn> BuildBindGuardProgram(uint64_t host_netns_cookie, int rules_map_fd);
 
-// Loads and attaches the bind guard to the cgroup `cgroup_dirfd`, then detaches an earlier
-// run's copies (new first, old after). Errors name the bpf(2) command and the hook.
-Result<void> AttachBindGuard(int cgroup_dirfd, PortRange allowed);
+// The bind guard attached for the caller's network namespace, with its map. The attachment
+// outlives this object (and the process); what this object adds is changing the rules of the
+// running program: the supervisor calls Update when the sysctls may have changed (SIGHUP,
+// before a spawn), and a narrowed range or a new reserved port holds from the next bind on.
+// Not thread-safe; the supervisor's loop thread.
+class BindGuard {
+ public:
+  // Creates the map holding `rules`, loads and attaches the guard to the cgroup `cgroup_dirfd`,
+  // then detaches an earlier run's copies (new first, old after). Errors name the bpf(2)
+  // command and the hook.
+  static Result<std::unique_ptr<BindGuard>> Attach(int cgroup_dirfd, const BindGuardRules& rules);
+  // Writes `rules` into the map when they differ from what it holds; true when they did. The
+  // kernel copies the value without a lock: a bind racing the update may be judged by a mix of
+  // the old and the new rules, once.
+  Result<bool> Update(const BindGuardRules& rules);
+  const BindGuardRules& rules() const { return rules_; }
+
+ private:
+  BindGuard(UniqueFd map, const BindGuardRules& rules) : map_(std::move(map)), rules_(rules) {}
+  UniqueFd map_;
+  BindGuardRules rules_;
+};
+
 // Detaches every program named kBindGuardName (session_host_bind = any). Returns how many.
 Result<int> DetachBindGuard(int cgroup_dirfd);
 

@@ -12,9 +12,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <memory>
 #include <optional>
@@ -120,6 +122,15 @@ void ReleaseListenedFds(const std::vector<sd::ListenedFd>& fds, const sd::Notifi
                "monkeyproofd: fd store: closed and released %zu descriptors of %zu sessions of "
                "the previous run; those sessions were ended as supervisor_restart\n",
                fds.size(), sessions.size());
+}
+
+// The bind guard's rules, once at start (`why` empty) and once per change.
+void LogBindRules(const sandbox::BindGuardRules& rules, const char* why) {
+  std::fprintf(stderr,
+               "monkeyproofd: %s%s%shost-network sessions may bind port 0 and ports %u-%u only, "
+               "less %zu reserved (ip_local_reserved_ports; session_host_bind = ephemeral)\n",
+               *why != '\0' ? "bind guard: the port sysctls changed (" : "", why,
+               *why != '\0' ? "): " : "", rules.low, rules.high, sandbox::ReservedPortCount(rules));
 }
 
 }  // namespace
@@ -240,14 +251,20 @@ int RunDaemon(int argc, char** argv) {
           "; fix the kernel, or set session_host_loopback = allow to run without it");
     }
     guard = std::move(*r);
+    // Test hook of the privileged suite: refreshes that fail, to watch the retry timer.
+    if (const char* n = std::getenv("MONKEYPROOFD_TEST_FAIL_LOOPBACK_REFRESHES")) {
+      guard->FailNextRefreshesForTest(std::atoi(n));
+    }
   } else if (auto r = sandbox::DetachLoopbackGuard(root->dirfd()); !r) {
     return fail("session_host_loopback = allow: detaching an earlier run's loopback guard: " +
                 r.error().ToString());
   }
   // The bind guard (session_host_bind): likewise before any session, and fail closed.
+  std::unique_ptr<sandbox::BindGuard> bind_guard;
   if (c.session_host_bind == HostBindMode::kEphemeral) {
-    auto range = sandbox::EphemeralPortRange();
-    auto r = range ? sandbox::AttachBindGuard(root->dirfd(), *range) : Result<void>(range.error());
+    auto rules = sandbox::HostBindGuardRules();
+    auto r = rules ? sandbox::BindGuard::Attach(root->dirfd(), *rules)
+                   : Result<std::unique_ptr<sandbox::BindGuard>>(rules.error());
     if (!r) {
       return fail(
           "session_host_bind = ephemeral: cannot attach the cgroup BPF program that keeps "
@@ -256,10 +273,8 @@ int RunDaemon(int argc, char** argv) {
           r.error().ToString() +
           "; fix the kernel, or set session_host_bind = any to run without it");
     }
-    std::fprintf(stderr,
-                 "monkeyproofd: host-network sessions may bind port 0 and ports %u-%u only "
-                 "(session_host_bind = ephemeral)\n",
-                 range->low, range->high);
+    bind_guard = std::move(*r);
+    LogBindRules(bind_guard->rules(), "");
   } else if (auto r = sandbox::DetachBindGuard(root->dirfd()); !r) {
     return fail("session_host_bind = any: detaching an earlier run's bind guard: " +
                 r.error().ToString());
@@ -413,20 +428,61 @@ int RunDaemon(int argc, char** argv) {
   dispatcher.Attach(server->get(), &manager);
 
   EventLoop& l = **loop;
+  // The loopback guard's map follows the host's addresses; a refresh that fails leaves it
+  // closed (LoopbackGuard::Refresh) and is retried on a timer, 1 s doubling to 30 s, until one
+  // succeeds. Both transitions are logged once.
+  EventLoop::TimerId refresh_retry = 0;
+  std::chrono::milliseconds refresh_delay{0};
+  std::function<void()> refresh_loopback = [&] {
+    l.CancelTimer(refresh_retry);
+    refresh_retry = 0;
+    const bool was_closed = guard->failed_closed();
+    auto r = guard->Refresh();
+    if (r) {
+      refresh_delay = std::chrono::milliseconds(0);
+      if (was_closed) {
+        std::fprintf(stderr,
+                     "monkeyproofd: loopback guard: the map follows the host's addresses again "
+                     "(%zu prefixes); host-network sessions reach other hosts again\n",
+                     *r);
+      }
+      return;
+    }
+    refresh_delay = sandbox::NextRefreshRetry(refresh_delay);
+    if (!was_closed) {
+      std::fprintf(stderr,
+                   "monkeyproofd: loopback guard: the host's addresses could not be read: %s; "
+                   "the map fails closed (host-network sessions reach no address but port 53) "
+                   "until a retry succeeds (after 1 s, doubling up to %lld s)\n",
+                   r.error().ToString().c_str(),
+                   static_cast<long long>(sandbox::kRefreshRetryMax.count() / 1000));
+    }
+    refresh_retry = l.AddTimer(refresh_delay, refresh_loopback);
+  };
   if (guard) {
     // An address of the host came or went: the guard's map follows within one loop turn.
-    auto watched = l.Add(guard->change_fd(), EPOLLIN, [&guard](uint32_t) {
-      if (auto r = guard->Refresh(); !r) {
-        std::fprintf(stderr,
-                     "monkeyproofd: loopback guard: the host's addresses changed and the map "
-                     "could not follow: %s (host-network sessions may reach an address the "
-                     "host gained since)\n",
-                     r.error().ToString().c_str());
-      }
-    });
+    auto watched =
+        l.Add(guard->change_fd(), EPOLLIN, [&refresh_loopback](uint32_t) { refresh_loopback(); });
     if (!watched)
       return fail("loopback guard: watching the host's addresses: " + watched.error().ToString());
   }
+  // The bind guard's rules follow the port sysctls: read again on SIGHUP and before each spawn
+  // (every spawn, not only host-network ones: the dispatcher does not know a request's policy
+  // yet, and two small reads of /proc/sys cost microseconds).
+  auto reread_bind_rules = [&bind_guard](const char* why) {
+    if (!bind_guard) return;
+    auto rules = sandbox::HostBindGuardRules();
+    auto changed = rules ? bind_guard->Update(*rules) : Result<bool>(rules.error());
+    if (!changed) {
+      std::fprintf(stderr,
+                   "monkeyproofd: bind guard: re-reading the port sysctls (%s): %s (the rules "
+                   "in force stay)\n",
+                   why, changed.error().ToString().c_str());
+    } else if (*changed) {
+      LogBindRules(bind_guard->rules(), why);
+    }
+  };
+  dispatcher.SetBeforeSpawn([&reread_bind_rules] { reread_bind_rules("before a spawn"); });
   auto handled = l.HandleSignals({SIGTERM, SIGINT, SIGHUP}, [&](int signo) {
     if (signo == SIGHUP) {
       // logrotate renames the audit log and then reloads us (packaging's logrotate config):
@@ -440,6 +496,7 @@ int RunDaemon(int argc, char** argv) {
       std::fprintf(
           stderr, "monkeyproofd: policy reload: %s\n",
           r ? "ok" : (r.error().ToString() + " (the previous set stays in force)").c_str());
+      reread_bind_rules("SIGHUP");
       return;
     }
     notify("STOPPING=1");

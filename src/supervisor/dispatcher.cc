@@ -45,6 +45,7 @@ void Dispatcher::OnRequest(const PeerInfo& peer, const wire::Request& request) {
           // Answered when the child has reported, from the loop; the connection may be gone
           // by then (Send ignores it).
           sent = true;
+          if (before_spawn_) before_spawn_();
           m.Spawn(r, who,
                   [server = server_, connection = peer.connection_id,
                    id = request.id](const Answer<wire::SessionInfo>& answer) {

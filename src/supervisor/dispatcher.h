@@ -5,6 +5,8 @@
 // Supervisor only; runs on the event loop's thread.
 #pragma once
 
+#include <functional>
+
 #include "supervisor/control_server.h"
 #include "supervisor/session_manager.h"
 
@@ -19,6 +21,12 @@ class Dispatcher : public RequestHandler, public EventSink {
     manager_ = manager;
   }
 
+  // Called before each spawn request goes to the manager (the daemon re-reads the bind
+  // guard's port sysctls there); unset: nothing.
+  void SetBeforeSpawn(std::function<void()> before_spawn) {
+    before_spawn_ = std::move(before_spawn);
+  }
+
   void OnRequest(const PeerInfo& peer, const wire::Request& request) override;
   void OnDisconnect(const PeerInfo& peer) override;
   void OnDrained(uint64_t connection);
@@ -29,6 +37,7 @@ class Dispatcher : public RequestHandler, public EventSink {
  private:
   ControlServer* server_ = nullptr;
   SessionManager* manager_ = nullptr;
+  std::function<void()> before_spawn_;
 };
 
 }  // namespace mp::supervisor

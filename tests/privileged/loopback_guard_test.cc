@@ -9,7 +9,11 @@
 // (session_host_bind = ephemeral): a host-network session cannot bind a service port the host left
 // free (as the API does while it restarts), on any address or protocol, yet binds port 0 and the
 // ephemeral range; the control (no bind guard) takes the port; a session with its own namespace
-// binds it under the guard. Runs in the test VM only.
+// binds it under the guard; a range narrowed at runtime holds once the guard's map is updated
+// (the control: not before), and a port of ip_local_reserved_ports is refused (the control:
+// bindable without the guard). A refresh that failed leaves the loopback guard's map closed
+// (a destination that is not the host's refused too) until one succeeds. Runs in the test VM
+// only.
 #include "sandbox/loopback_guard.h"
 
 #include <arpa/inet.h>
@@ -20,7 +24,10 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -119,6 +126,48 @@ s.listen(1)
 print("autobind=" + ("ok" if s.getsockname()[1] != 0 else "none"), flush=True)
 )PY";
 
+// Binds each port of argv on 127.0.0.1 and on ::, TCP; prints "PORT=<verdict>" and
+// "PORT6=<verdict>" per port ("ok" or the errno's name).
+constexpr char kPortsProbe[] = R"PY(
+import errno, socket, sys
+for port in map(int, sys.argv[1:]):
+    for family, addr, suffix in ((socket.AF_INET, "127.0.0.1", ""), (socket.AF_INET6, "::", "6")):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            s.bind((addr, port))
+            verdict = "ok"
+        except OSError as e:
+            verdict = errno.errorcode.get(e.errno, str(e.errno))
+        s.close()
+        print(str(port) + suffix + "=" + verdict, flush=True)
+)PY";
+
+// Sets a sysctl file for one test and puts its old text back after.
+class SysctlOverride {
+ public:
+  SysctlOverride(const char* path, const std::string& text) : path_(path) {
+    std::ifstream in(path);
+    std::getline(in, old_);
+    ok_ = static_cast<bool>(in) && Write(text);
+  }
+  ~SysctlOverride() {
+    if (ok_ && !Write(old_))
+      std::fprintf(stderr, "could not restore %s to %s\n", path_, old_.c_str());
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  bool Write(const std::string& text) {
+    std::ofstream out(path_);
+    out << text << "\n";
+    out.flush();
+    return static_cast<bool>(out);
+  }
+  const char* path_;
+  std::string old_;
+  bool ok_ = false;
+};
+
 class LoopbackGuardTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -173,6 +222,22 @@ class LoopbackGuardTest : public ::testing::Test {
     ::close(s);
     EXPECT_TRUE(held) << "the host could not listen on 127.0.0.1:3200 itself";
     return 3200;
+  }
+
+  // The bind guard with the host's rules now (both port sysctls).
+  static Result<std::unique_ptr<sandbox::BindGuard>> AttachHostBindGuard() {
+    MP_TRY(const sandbox::BindGuardRules rules, sandbox::HostBindGuardRules());
+    return sandbox::BindGuard::Attach(runner_->root().dirfd(), rules);
+  }
+
+  std::string RunPortsProbe(const std::vector<int>& ports) {
+    std::vector<std::string> argv = {"/usr/bin/python3", "-c", kPortsProbe};
+    for (const int p : ports) argv.push_back(std::to_string(p));
+    auto req = runner_->BaseRequest(argv);
+    req.network = sandbox::NetworkMode::kHost;
+    auto r = runner_->Run(req);
+    EXPECT_TRUE(r) << r.error().ToString();
+    return r ? r->out : "";
   }
 
   std::string RunRangeProbe() {
@@ -325,9 +390,8 @@ TEST_F(LoopbackGuardTest, ControlWithoutTheGuardLocalRoutesAndMulticastAreReache
 constexpr const char* kSquats[] = {"squat4", "squat_any4", "squat6", "squat_any6", "squat_udp"};
 
 TEST_F(LoopbackGuardTest, AHostNetworkSessionCannotTakeAServicePortTheHostLetGo) {
-  auto range = sandbox::EphemeralPortRange();
-  ASSERT_TRUE(range) << range.error().ToString();
-  ASSERT_TRUE(sandbox::AttachBindGuard(runner_->root().dirfd(), *range));
+  auto guard = AttachHostBindGuard();
+  ASSERT_TRUE(guard) << guard.error().ToString();
   const std::string out = RunBindProbe(sandbox::NetworkMode::kHost);
   for (const char* name : kSquats) {
     EXPECT_NE(out.find(std::string(name) + "=EPERM\n"), std::string::npos) << name << ": " << out;
@@ -345,9 +409,8 @@ TEST_F(LoopbackGuardTest, ControlWithoutTheBindGuardTheSessionTakesThePort) {
 }
 
 TEST_F(LoopbackGuardTest, UnderTheBindGuardASessionWithItsOwnNamespaceBindsAnyPort) {
-  auto range = sandbox::EphemeralPortRange();
-  ASSERT_TRUE(range) << range.error().ToString();
-  ASSERT_TRUE(sandbox::AttachBindGuard(runner_->root().dirfd(), *range));
+  auto guard = AttachHostBindGuard();
+  ASSERT_TRUE(guard) << guard.error().ToString();
   const std::string out = RunBindProbe(sandbox::NetworkMode::kNone);
   for (const char* name : kSquats) {
     EXPECT_NE(out.find(std::string(name) + "=ok\n"), std::string::npos) << name << ": " << out;
@@ -355,13 +418,91 @@ TEST_F(LoopbackGuardTest, UnderTheBindGuardASessionWithItsOwnNamespaceBindsAnyPo
 }
 
 TEST_F(LoopbackGuardTest, AttachingTheBindGuardAgainReplacesTheEarlierCopy) {
-  auto range = sandbox::EphemeralPortRange();
-  ASSERT_TRUE(range) << range.error().ToString();
-  for (int i = 0; i < 3; ++i)
-    ASSERT_TRUE(sandbox::AttachBindGuard(runner_->root().dirfd(), *range));
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(AttachHostBindGuard());
   auto detached = sandbox::DetachBindGuard(runner_->root().dirfd());
   ASSERT_TRUE(detached) << detached.error().ToString();
   EXPECT_EQ(*detached, 2) << "one program per hook (inet4/6 bind)";
+}
+
+constexpr char kRangePath[] = "/proc/sys/net/ipv4/ip_local_port_range";
+constexpr char kReservedPath[] = "/proc/sys/net/ipv4/ip_local_reserved_ports";
+
+TEST_F(LoopbackGuardTest, ARangeNarrowedAtRuntimeHoldsOnceTheGuardReadsItAgain) {
+  auto range = sandbox::EphemeralPortRange();
+  ASSERT_TRUE(range) << range.error().ToString();
+  ASSERT_GT(range->high - range->low, 3000) << "the VM's range is too narrow to narrow";
+  const int dropped = range->low + 200;  // in the range at attach, out of it after
+  const int kept = range->low + 2200;
+  auto guard = AttachHostBindGuard();
+  ASSERT_TRUE(guard) << guard.error().ToString();
+  const std::string at_attach = RunPortsProbe({dropped});
+  SysctlOverride narrowed(kRangePath,
+                          std::to_string(range->low + 1000) + " " + std::to_string(range->high));
+  ASSERT_TRUE(narrowed.ok()) << "could not narrow " << kRangePath;
+  // Control: the sysctl changed but the guard's map did not (no re-read): still bindable.
+  const std::string stale = RunPortsProbe({dropped});
+  auto rules = sandbox::HostBindGuardRules();
+  ASSERT_TRUE(rules) << rules.error().ToString();
+  auto changed = (*guard)->Update(*rules);
+  ASSERT_TRUE(changed) << changed.error().ToString();
+  EXPECT_TRUE(*changed);
+  auto again = (*guard)->Update(*rules);
+  ASSERT_TRUE(again);
+  EXPECT_FALSE(*again) << "the same rules are not written twice";
+  const std::string after = RunPortsProbe({dropped, kept});
+  const std::string d = std::to_string(dropped), k = std::to_string(kept);
+  EXPECT_NE(at_attach.find(d + "=ok\n"), std::string::npos) << at_attach;
+  EXPECT_NE(stale.find(d + "=ok\n"), std::string::npos) << stale;
+  EXPECT_NE(after.find(d + "=EPERM\n"), std::string::npos) << after;
+  EXPECT_NE(after.find(d + "6=EPERM\n"), std::string::npos) << after;
+  EXPECT_NE(after.find(k + "=ok\n"), std::string::npos) << after;
+  EXPECT_NE(after.find(k + "6=ok\n"), std::string::npos) << after;
+}
+
+TEST_F(LoopbackGuardTest, AReservedPortInsideTheRangeIsRefused) {
+  auto range = sandbox::EphemeralPortRange();
+  ASSERT_TRUE(range) << range.error().ToString();
+  const int reserved = range->low + 300, neighbour = reserved + 1;
+  SysctlOverride set(kReservedPath, std::to_string(reserved));
+  ASSERT_TRUE(set.ok()) << "could not write " << kReservedPath;
+  auto guard = AttachHostBindGuard();
+  ASSERT_TRUE(guard) << guard.error().ToString();
+  const std::string out = RunPortsProbe({reserved, neighbour});
+  const std::string r = std::to_string(reserved), n = std::to_string(neighbour);
+  EXPECT_NE(out.find(r + "=EPERM\n"), std::string::npos) << out;
+  EXPECT_NE(out.find(r + "6=EPERM\n"), std::string::npos) << out;
+  EXPECT_NE(out.find(n + "=ok\n"), std::string::npos) << out;
+  EXPECT_NE(out.find(n + "6=ok\n"), std::string::npos) << out;
+}
+
+TEST_F(LoopbackGuardTest, ControlWithoutTheBindGuardAReservedPortIsBindable) {
+  auto range = sandbox::EphemeralPortRange();
+  ASSERT_TRUE(range) << range.error().ToString();
+  const int reserved = range->low + 300;
+  SysctlOverride set(kReservedPath, std::to_string(reserved));
+  ASSERT_TRUE(set.ok()) << "could not write " << kReservedPath;
+  const std::string out = RunPortsProbe({reserved});
+  EXPECT_NE(out.find(std::to_string(reserved) + "=ok\n"), std::string::npos) << out;
+  EXPECT_NE(out.find(std::to_string(reserved) + "6=ok\n"), std::string::npos) << out;
+}
+
+TEST_F(LoopbackGuardTest, AFailedRefreshFailsClosedUntilARefreshSucceeds) {
+  auto guard = sandbox::LoopbackGuard::Attach(runner_->root().dirfd());
+  ASSERT_TRUE(guard) << guard.error().ToString();
+  // Control: a map that is current lets a destination that is not the host's through.
+  const std::string before = RunProbe(sandbox::NetworkMode::kHost);
+  ASSERT_TRUE((*guard)->FailClosed());
+  EXPECT_TRUE((*guard)->failed_closed());
+  const std::string closed = RunProbe(sandbox::NetworkMode::kHost);
+  auto refreshed = (*guard)->Refresh();
+  ASSERT_TRUE(refreshed) << refreshed.error().ToString();
+  EXPECT_FALSE((*guard)->failed_closed());
+  const std::string after = RunProbe(sandbox::NetworkMode::kHost);
+  EXPECT_NE(before.find("neighbour=ENETUNREACH\n"), std::string::npos) << before;
+  EXPECT_NE(closed.find("neighbour=EPERM\n"), std::string::npos) << closed;
+  EXPECT_NE(closed.find("v4=EPERM\n"), std::string::npos) << closed;
+  EXPECT_NE(after.find("neighbour=ENETUNREACH\n"), std::string::npos) << after;
+  EXPECT_NE(after.find("other=EPERM\n"), std::string::npos) << after;
 }
 
 }  // namespace

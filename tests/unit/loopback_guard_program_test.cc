@@ -2,8 +2,9 @@
 // instruction forms it uses, against sock_addr contexts and a map of host addresses: the
 // verdict for loopback, mapped, unspecified, the host's own and ordinary destinations, in the
 // guarded namespace and in another one, and the port-53 exception; and the bind guard's verdict
-// on service ports, port 0 and the ephemeral range. The kernel's own run (EPERM at connect and
-// at bind) is tests/privileged/ loopback_guard_test.cc.
+// on service ports, port 0 and the ephemeral range, with its map holding a narrowed range,
+// reserved ports, or nothing (fail closed); the refresh retry's backoff. The kernel's own run
+// (EPERM at connect and at bind) is tests/privileged/ loopback_guard_test.cc.
 #include "sandbox/loopback_guard.h"
 
 #include <arpa/inet.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -26,6 +28,9 @@ namespace {
 
 constexpr uint64_t kHostCookie = 0x1122334455667788ull;
 constexpr int kMapFd = 42;
+constexpr int kBindMapFd = 43;
+// What the bind guard's map holds in these tests (nullptr: its lookup finds nothing).
+const BindGuardRules* bind_rules = nullptr;
 
 // An address as the map's 16 bytes (IPv4 as ::ffff:a.b.c.d) and its family's width in bits.
 std::array<uint8_t, 16> Bytes(const char* addr, uint32_t* width = nullptr) {
@@ -82,6 +87,14 @@ std::optional<uint64_t> Run(const std::vector<bpf_insn>& prog, const bpf_sock_ad
   constexpr uint64_t kCtx = 0xc0c0c0c0;    // stands for the context pointer
   constexpr uint64_t kFrame = 0xf0000000;  // stands for r10, the top of the 512-byte stack
   constexpr uint64_t kMap = 0x3a3a3a3a;    // stands for the map's address
+  constexpr uint64_t kBindMap = 0x4b4b4b4b;
+  constexpr uint64_t kRules = 0x50000000;  // stands for the bind map's value (*bind_rules)
+  // The rules' byte for address `a` (kRules .. kRules + 8199, `size` bytes), or -1.
+  auto rules_at = [&](uint64_t a, size_t size) -> int {
+    if (bind_rules == nullptr || a < kRules || a + size > kRules + sizeof(BindGuardRules))
+      return -1;
+    return static_cast<int>(a - kRules);
+  };
   unsigned char stack[512] = {};
   bool written[512] = {};
   uint64_t r[11] = {};
@@ -122,10 +135,22 @@ std::optional<uint64_t> Run(const std::vector<bpf_insn>& prog, const bpf_sock_ad
         r[i.dst_reg] += imm64;
         ++pc;
         break;
+      case BPF_ALU64 | BPF_ADD | BPF_X:
+        r[i.dst_reg] += r[i.src_reg];
+        ++pc;
+        break;
+      case BPF_ALU64 | BPF_RSH | BPF_K:
+        r[i.dst_reg] >>= (imm32 & 63);
+        ++pc;
+        break;
+      case BPF_ALU | BPF_RSH | BPF_X:
+        r[i.dst_reg] = static_cast<uint32_t>(r[i.dst_reg]) >> (r[i.src_reg] & 31);
+        ++pc;
+        break;
       case BPF_LD | BPF_DW | BPF_IMM:
         if (i.src_reg == BPF_PSEUDO_MAP_FD) {
-          if (i.imm != kMapFd) return {};
-          r[i.dst_reg] = kMap;
+          if (i.imm != kMapFd && i.imm != kBindMapFd) return {};
+          r[i.dst_reg] = i.imm == kMapFd ? kMap : kBindMap;
         } else {
           r[i.dst_reg] =
               imm32 | (static_cast<uint64_t>(static_cast<uint32_t>(prog[pc + 1].imm)) << 32);
@@ -142,11 +167,17 @@ std::optional<uint64_t> Run(const std::vector<bpf_insn>& prog, const bpf_sock_ad
         ++pc;
         break;
       }
-      case BPF_LDX | BPF_W | BPF_MEM: {
-        if (r[i.src_reg] != kCtx || i.off < 0 || i.off + 4 > static_cast<int>(sizeof ctx))
+      case BPF_LDX | BPF_W | BPF_MEM:
+      case BPF_LDX | BPF_B | BPF_MEM: {
+        const size_t size = (i.code & 0x18) == BPF_B ? 1 : 4;
+        uint32_t v = 0;
+        if (const int at = rules_at(r[i.src_reg] + static_cast<uint64_t>(i.off), size); at >= 0) {
+          std::memcpy(&v, reinterpret_cast<const unsigned char*>(bind_rules) + at, size);
+        } else if (r[i.src_reg] == kCtx && i.off >= 0 && i.off + size <= sizeof ctx) {
+          std::memcpy(&v, base + i.off, size);
+        } else {
           return {};
-        uint32_t v;
-        std::memcpy(&v, base + i.off, 4);
+        }
         r[i.dst_reg] = v;
         ++pc;
         break;
@@ -167,6 +198,13 @@ std::optional<uint64_t> Run(const std::vector<bpf_insn>& prog, const bpf_sock_ad
           std::memcpy(k.addr.data(), raw + 4, 16);
           if (k.prefixlen != 128) return {};     // a lookup asks for the whole address
           r[0] = TrieHolds(k) ? 0x77770000 : 0;  // a value pointer, or NULL
+        } else if (i.imm == BPF_FUNC_map_lookup_elem && r[1] == kBindMap) {
+          const int at = slot(r[2]);
+          if (at < 0 || at + 4 > 512) return {};
+          for (int b = 0; b < 4; ++b) {
+            if (!written[at + b] || stack[at + b] != 0) return {};  // key 0, the one entry
+          }
+          r[0] = bind_rules != nullptr ? kRules : 0;
         } else {
           return {};
         }
@@ -175,6 +213,15 @@ std::optional<uint64_t> Run(const std::vector<bpf_insn>& prog, const bpf_sock_ad
         break;
       case BPF_JMP | BPF_JNE | BPF_K:
         jump_if(r[i.dst_reg] != imm64);
+        break;
+      case BPF_JMP | BPF_JEQ | BPF_K:
+        jump_if(r[i.dst_reg] == imm64);
+        break;
+      case BPF_JMP32 | BPF_JLT | BPF_X:
+        jump_if(static_cast<uint32_t>(r[i.dst_reg]) < static_cast<uint32_t>(r[i.src_reg]));
+        break;
+      case BPF_JMP32 | BPF_JGT | BPF_X:
+        jump_if(static_cast<uint32_t>(r[i.dst_reg]) > static_cast<uint32_t>(r[i.src_reg]));
         break;
       case BPF_JMP | BPF_JA:
         jump_if(true);
@@ -429,8 +476,14 @@ TEST(ParseLocalRoutesTest, RefusesErrorsAndMalformedMessages) {
   EXPECT_FALSE(ParseLocalRoutes(wide.bytes().data(), wide.bytes().size(), &out));
 }
 
-std::string BindVerdict(const bpf_sock_addr& ctx, uint64_t cookie = kHostCookie) {
-  const auto r = Run(BuildBindGuardProgram(kHostCookie, PortRange{32768, 60999}), ctx, cookie);
+// The bind guard's verdict with its map holding `rules` (the default: Debian's range, nothing
+// reserved; nullptr: the lookup finds nothing).
+const BindGuardRules kDefaultRules = MakeBindGuardRules(PortRange{32768, 60999}, {});
+std::string BindVerdict(const bpf_sock_addr& ctx, uint64_t cookie = kHostCookie,
+                        const BindGuardRules* rules = &kDefaultRules) {
+  bind_rules = rules;
+  const auto r = Run(BuildBindGuardProgram(kHostCookie, kBindMapFd), ctx, cookie);
+  bind_rules = nullptr;
   if (!r) return "bad program";
   return *r == 1 ? "allow" : *r == 0 ? "deny" : "returned " + std::to_string(*r);
 }
@@ -459,6 +512,73 @@ TEST(BindGuardProgramTest, AllowsPortZeroAndTheEphemeralRange) {
 TEST(BindGuardProgramTest, AnotherNamespaceBindsAnyPort) {
   EXPECT_EQ(BindVerdict(V4("127.0.0.1", 3200), kHostCookie + 1), "allow");
   EXPECT_EQ(BindVerdict(V6("::", 80), kHostCookie + 1), "allow");
+}
+
+TEST(BindGuardProgramTest, TheRangeIsTheMapsNotTheProgramsANarrowedOneHoldsAtOnce) {
+  // One program (as loaded), two contents of its map: the supervisor narrowed the range.
+  const BindGuardRules narrowed = MakeBindGuardRules(PortRange{40000, 50000}, {});
+  EXPECT_EQ(BindVerdict(V4("127.0.0.1", 35000)), "allow") << "in the old range";
+  EXPECT_EQ(BindVerdict(V4("127.0.0.1", 35000), kHostCookie, &narrowed), "deny");
+  EXPECT_EQ(BindVerdict(V6("::", 39999), kHostCookie, &narrowed), "deny");
+  EXPECT_EQ(BindVerdict(V6("::", 50001), kHostCookie, &narrowed), "deny");
+  EXPECT_EQ(BindVerdict(V4("0.0.0.0", 40000), kHostCookie, &narrowed), "allow");
+  EXPECT_EQ(BindVerdict(V4("0.0.0.0", 50000), kHostCookie, &narrowed), "allow");
+  EXPECT_EQ(BindVerdict(V4("0.0.0.0", 0), kHostCookie, &narrowed), "allow");
+  // The whole port space: every port but 0 is in the range.
+  const BindGuardRules all = MakeBindGuardRules(PortRange{1, 65535}, {});
+  EXPECT_EQ(BindVerdict(V4("0.0.0.0", 1), kHostCookie, &all), "allow");
+  EXPECT_EQ(BindVerdict(V4("0.0.0.0", 65535), kHostCookie, &all), "allow");
+}
+
+TEST(BindGuardProgramTest, RefusesReservedPortsInsideTheRange) {
+  const BindGuardRules rules = MakeBindGuardRules(
+      PortRange{32768, 60999}, {{40000, 40000}, {50000, 50007}, {60999, 60999}, {65535, 65535}});
+  EXPECT_EQ(BindVerdict(V4("127.0.0.1", 40000), kHostCookie, &rules), "deny");
+  EXPECT_EQ(BindVerdict(V6("::", 40000), kHostCookie, &rules), "deny");
+  for (uint16_t port = 50000; port <= 50007; ++port) {
+    EXPECT_EQ(BindVerdict(V4("0.0.0.0", port), kHostCookie, &rules), "deny") << port;
+  }
+  EXPECT_EQ(BindVerdict(V4("0.0.0.0", 60999), kHostCookie, &rules), "deny") << "the range's end";
+  // Their neighbours (other bits of the same bytes, the bytes around) stay open.
+  for (uint16_t port : {39999, 40001, 40007, 49999, 50008, 60998}) {
+    EXPECT_EQ(BindVerdict(V4("0.0.0.0", port), kHostCookie, &rules), "allow") << port;
+  }
+  EXPECT_EQ(BindVerdict(V4("0.0.0.0", 65535), kHostCookie, &rules), "deny") << "outside anyway";
+  EXPECT_EQ(BindVerdict(V4("0.0.0.0", 0), kHostCookie, &rules), "allow");
+  EXPECT_EQ(BindVerdict(V4("127.0.0.1", 40000), kHostCookie + 1, &rules), "allow")
+      << "another namespace";
+}
+
+TEST(BindGuardProgramTest, FailsClosedWhenTheMapHasNoRules) {
+  EXPECT_EQ(BindVerdict(V4("0.0.0.0", 40000), kHostCookie, nullptr), "deny");
+  EXPECT_EQ(BindVerdict(V6("::", 0), kHostCookie, nullptr), "deny");
+  EXPECT_EQ(BindVerdict(V4("0.0.0.0", 3200), kHostCookie + 1, nullptr), "allow")
+      << "another namespace is not asked about";
+}
+
+TEST(BindGuardProgramTest, MakeBindGuardRulesSetsOneBitPerReservedPort) {
+  const BindGuardRules r =
+      MakeBindGuardRules(PortRange{1024, 4999}, {{0, 0}, {9, 17}, {65535, 65535}});
+  EXPECT_EQ(r.low, 1024u);
+  EXPECT_EQ(r.high, 4999u);
+  EXPECT_EQ(ReservedPortCount(r), 11u);
+  EXPECT_EQ(r.reserved[0], 0x01);
+  EXPECT_EQ(r.reserved[1], 0xfe) << "9..15";
+  EXPECT_EQ(r.reserved[2], 0x03) << "16, 17";
+  EXPECT_EQ(r.reserved[8191], 0x80);
+  EXPECT_EQ(ReservedPortCount(MakeBindGuardRules(PortRange{1, 2}, {{0, 65535}})), 65536u);
+  EXPECT_EQ(MakeBindGuardRules(PortRange{1, 2}, {{5, 6}}),
+            MakeBindGuardRules(PortRange{1, 2}, {{6, 6}, {5, 5}}));
+}
+
+TEST(LoopbackGuardRefreshTest, RetriesBackOffFromOneSecondToThirty) {
+  std::chrono::milliseconds d{0};
+  std::vector<long long> seen;
+  for (int i = 0; i < 8; ++i) {
+    d = NextRefreshRetry(d);
+    seen.push_back(d.count());
+  }
+  EXPECT_EQ(seen, (std::vector<long long>{1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000}));
 }
 
 TEST(BindGuardProgramTest, EphemeralPortRangeReadsTheSysctl) {

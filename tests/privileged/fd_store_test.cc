@@ -575,76 +575,57 @@ size_t Count(const std::string& text, const std::string& what) {
   return n;
 }
 
-// The main assertion: after 30 kills at random moments of a fast writer, the transcript is
-// exactly the sequence printed, no byte lost, none repeated; and kills did land while a chunk
-// was staged (else this run proved nothing).
-TEST(FdStoreTest, OutputIsExactlyOnceAcrossThirtyKillsOfAFastWriter) {
-  const KillRun run = KillWhileCounting(/*staging=*/true, 30);
+// What a run with staging must show: the transcript is exactly the sequence printed, no byte
+// lost, none repeated; and kills did land while a chunk was on its way (else the run proved
+// nothing). `queued`: the journal lines of chunks a terminal's queue held, for the record.
+void ExpectExactlyOnce(const KillRun& run, const char* label, uint64_t min_lines) {
   ASSERT_EQ(run.kills, 30);
   const CounterCheck check = CheckCounter(run.output);
-  const size_t appended = Count(run.log, "to the transcript"),
-               written = Count(run.log, "were in the transcript already");
-  std::cout << "[ staging ] " << run.kills << " kills, " << run.output.size() << " bytes, "
-            << check.last << " lines; staged chunks finished by the next supervisor: " << appended
-            << ", found already written: " << written << "\n";
-  EXPECT_EQ(run.gap_bytes, 0u);
-  EXPECT_EQ(check.breaks, 0) << "first wrong line at byte " << check.first_break << ": \""
-                             << run.output.substr(check.first_break, 40) << "\"";
-  EXPECT_EQ(check.missing, 0);
-  EXPECT_EQ(run.output_bytes, run.output.size());
-  EXPECT_GT(check.last, 100000u) << "the writer was not fast";
-  EXPECT_GT(appended + written, 0u) << "no kill landed while a chunk was staged";
-  EXPECT_EQ(Count(run.log, "not written: the transcript holds"), 0u) << run.log;
-}
-
-// Control: the same run with staging off (read, then append) loses output: a kill between the
-// read and the append takes a chunk with it.
-TEST(FdStoreTest, ControlWithoutStagingKillsLoseOutput) {
-  const KillRun run = KillWhileCounting(/*staging=*/false, 30);
-  ASSERT_EQ(run.kills, 30);
-  const CounterCheck check = CheckCounter(run.output);
-  std::cout << "[ control ] " << run.kills << " kills, " << run.output.size() << " bytes, "
-            << check.last << " lines; " << check.breaks << " breaks, " << check.missing
-            << " bytes missing, " << run.gap_bytes << " bytes of gaps\n";
-  EXPECT_GT(check.breaks, 0) << "the control lost nothing: the test cannot see loss";
-  EXPECT_GT(check.missing + static_cast<int64_t>(run.gap_bytes), 0);
-}
-
-// The same for a terminal: its chunks go master -> queue -> stage -> log, and 30 kills lose or
-// repeat nothing; kills did land with a chunk in the queue or the stage.
-TEST(FdStoreTest, TerminalOutputIsExactlyOnceAcrossThirtyKills) {
-  const KillRun run = KillWhileCounting(/*staging=*/true, 30, /*pty=*/true);
-  ASSERT_EQ(run.kills, 30);
-  const CounterCheck check = CheckCounter(run.output);
-  const size_t staged = Count(run.log, "to the transcript"),
+  const size_t finished = Count(run.log, "to the transcript"),
                written = Count(run.log, "were in the transcript already"),
                queued = Count(run.log, "bytes the PTY queue held went to the transcript");
-  std::cout << "[ terminal ] " << run.kills << " kills, " << run.output.size() << " bytes, "
-            << check.last << " lines; finished by the next supervisor: " << staged
-            << " staged chunks (" << queued
-            << " of them from the queue), found already written: " << written << "\n";
+  std::cout << "[ " << label << " ] " << run.kills << " kills, " << run.output.size() << " bytes, "
+            << check.last << " lines; chunks finished by the next supervisor: " << finished << " ("
+            << queued << " from a PTY queue), found already written: " << written << "\n";
   EXPECT_EQ(run.gap_bytes, 0u);
   EXPECT_EQ(check.breaks, 0) << "first wrong line at byte " << check.first_break << ": \""
                              << run.output.substr(check.first_break, 40) << "\"";
   EXPECT_EQ(check.missing, 0);
   EXPECT_EQ(run.output_bytes, run.output.size());
-  EXPECT_GT(check.last, 10000u) << "the writer was not fast";
-  EXPECT_GT(staged + written, 0u) << "no kill landed while a chunk was on its way";
+  EXPECT_GT(check.last, min_lines) << "the writer was not fast";
+  EXPECT_GT(finished + written, 0u) << "no kill landed while a chunk was on its way";
   EXPECT_EQ(Count(run.log, "not written: the transcript holds"), 0u) << run.log;
   EXPECT_EQ(Count(run.log, "output staging stopped"), 0u) << run.log;
 }
 
-// Its control: a terminal read and appended as before (staging off) loses output under the
-// same kills.
-TEST(FdStoreTest, ControlWithoutStagingKillsLoseTerminalOutput) {
-  const KillRun run = KillWhileCounting(/*staging=*/false, 30, /*pty=*/true);
+// What its control (staging off: read, then append) must show: a kill between the read and the
+// append takes a chunk with it.
+void ExpectLoss(const KillRun& run, const char* label) {
   ASSERT_EQ(run.kills, 30);
   const CounterCheck check = CheckCounter(run.output);
-  std::cout << "[ terminal control ] " << run.kills << " kills, " << run.output.size() << " bytes, "
+  std::cout << "[ " << label << " ] " << run.kills << " kills, " << run.output.size() << " bytes, "
             << check.last << " lines; " << check.breaks << " breaks, " << check.missing
             << " bytes missing, " << run.gap_bytes << " bytes of gaps\n";
   EXPECT_GT(check.breaks, 0) << "the control lost nothing: the test cannot see loss";
   EXPECT_GT(check.missing + static_cast<int64_t>(run.gap_bytes), 0);
+}
+
+TEST(FdStoreTest, OutputIsExactlyOnceAcrossThirtyKillsOfAFastWriter) {
+  ExpectExactlyOnce(KillWhileCounting(/*staging=*/true, 30), "staging", 100000);
+}
+
+TEST(FdStoreTest, ControlWithoutStagingKillsLoseOutput) {
+  ExpectLoss(KillWhileCounting(/*staging=*/false, 30), "control");
+}
+
+// The same for a terminal: its chunks go master -> queue -> stage -> log. A terminal is
+// slower than a pipe, hence fewer lines.
+TEST(FdStoreTest, TerminalOutputIsExactlyOnceAcrossThirtyKills) {
+  ExpectExactlyOnce(KillWhileCounting(/*staging=*/true, 30, /*pty=*/true), "terminal", 10000);
+}
+
+TEST(FdStoreTest, ControlWithoutStagingKillsLoseTerminalOutput) {
+  ExpectLoss(KillWhileCounting(/*staging=*/false, 30, /*pty=*/true), "terminal control");
 }
 
 // A refused session still keeps every byte it wrote: the chunk a killed supervisor left in the

@@ -256,6 +256,10 @@ sys.exit(not ended.timestamp() * 1000 < int(sys.argv[2]))' "$tmp/body" "$(superv
   check "survive end: the terminal killed" wait_for 30 state_is "${survive_ids[2]}" killed
   check "survive end: no leaf left" wait_for 30 sh -c "[ \$(find $leaves_cg -mindepth 1 -maxdepth 1 -type d | wc -l) = 0 ]"
   check "survive end: no session process left" wait_for 30 sh -c "! pgrep -u nobody >/dev/null"
+  # Every session's output went through its stage (and the terminal's through its queue) under
+  # the shipped unit: the supervisor never fell back to a plain read.
+  check "survive end: output staged throughout (no 'no output staging' or 'staging stopped')" \
+    sh -c "! journalctl --no-pager -u monkeyproofd | grep -qE 'no output staging|output staging stopped'"
   ((failed == 0)) || journalctl --no-pager -n 40 -u monkeyproofd | sed 's/^/  | /'
 }
 

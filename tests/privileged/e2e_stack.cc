@@ -18,6 +18,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "proc_watch.h"
+
 namespace mp::testing {
 
 using std::chrono::milliseconds;
@@ -34,10 +36,7 @@ void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::trunc) << text;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
+std::string ReadFile(const std::string& path) { return ReadWholeFile(path).value_or(""); }
 
 std::string Tail(const std::string& path, size_t n) {
   std::string text = ReadFile(path);

@@ -10,12 +10,7 @@
 #include "common/unique_fd.h"
 
 namespace mp::testing {
-namespace {
-
-// The whole file, or nullopt when it cannot be opened or read. Plain read(2): a /proc file
-// whose process exits between open and read fails with ESRCH, which libstdc++'s filebuf
-// turns into an exception whatever the stream's exception mask.
-std::optional<std::string> Slurp(const std::string& path) {
+std::optional<std::string> ReadWholeFile(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return std::nullopt;
   std::string out;
@@ -29,8 +24,6 @@ std::optional<std::string> Slurp(const std::string& path) {
   }
 }
 
-}  // namespace
-
 bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds limit) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   for (;;) {
@@ -41,7 +34,7 @@ bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds l
 }
 
 std::optional<std::vector<pid_t>> LeafProcesses(const std::string& leaf_dir) {
-  auto text = Slurp(leaf_dir + "/cgroup.procs");
+  auto text = ReadWholeFile(leaf_dir + "/cgroup.procs");
   if (!text) return std::nullopt;
   std::vector<pid_t> pids;
   std::istringstream in(*text);
@@ -50,14 +43,14 @@ std::optional<std::vector<pid_t>> LeafProcesses(const std::string& leaf_dir) {
 }
 
 std::string Cmdline(pid_t pid) {
-  std::string s = Slurp("/proc/" + std::to_string(pid) + "/cmdline").value_or("");
+  std::string s = ReadWholeFile("/proc/" + std::to_string(pid) + "/cmdline").value_or("");
   if (!s.empty() && s.back() == '\0') s.pop_back();
   for (char& c : s) c = c == '\0' ? ' ' : c;
   return s;
 }
 
 std::optional<ProcStat> ReadProcStat(pid_t pid) {
-  auto stat = Slurp("/proc/" + std::to_string(pid) + "/stat");
+  auto stat = ReadWholeFile("/proc/" + std::to_string(pid) + "/stat");
   if (!stat) return std::nullopt;
   // The command name (field 2) may hold spaces and parentheses: parse after the last ')'.
   const size_t paren = stat->rfind(')');

@@ -18,6 +18,11 @@ namespace mp::testing {
 // is a hang guard, not a measurement: pick it generously.
 bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds limit);
 
+// The whole file, or nullopt when it cannot be opened or read. Plain read(2): a /proc file
+// whose process exits between open and read fails with ESRCH, which libstdc++'s filebuf turns
+// into an exception whatever the stream's exception mask.
+std::optional<std::string> ReadWholeFile(const std::string& path);
+
 // The pids in `leaf_dir`/cgroup.procs; nullopt when the file cannot be read (the leaf is gone).
 std::optional<std::vector<pid_t>> LeafProcesses(const std::string& leaf_dir);
 

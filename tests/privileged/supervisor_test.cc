@@ -855,8 +855,8 @@ int NobodyOutsideLeaves() {
     const std::string dir = std::string("/proc/") + e->d_name;
     struct stat st {};
     if (::stat(dir.c_str(), &st) != 0 || st.st_uid != 65534) continue;
-    std::ifstream f(dir + "/cgroup");
-    const std::string cg((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    // (the process may exit meanwhile: read(2), which ifstream would turn into an exception)
+    const std::string cg = ReadWholeFile(dir + "/cgroup").value_or("");
     if (!cg.empty() && cg.find("/mp-daemon-test/sessions/s-") == std::string::npos) ++n;
   }
   if (d) ::closedir(d);

@@ -1,6 +1,6 @@
-// monkeyproof-api: entry point. Takes the Unix sockets systemd passed (socket activation,
-// http/listen_fds.h), loads the configuration and the tokens (refusing to start without a good
-// one), refuses to run as root, binds, and serves until SIGTERM/SIGINT; SIGHUP reloads the TLS
+// monkeyproof-api: entry point. Takes the sockets systemd passed (socket activation and its fd
+// store, http/listen_fds.h), loads the configuration and the tokens (refusing to start without a
+// good one), refuses to run as root, binds, and serves until SIGTERM/SIGINT; SIGHUP reloads the TLS
 // certificate and key.
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -40,8 +40,11 @@ AGENT_WS_TOKEN, MONKEYPROOF_TOKEN_FILE, CREDENTIALS_DIRECTORY), then these flags
 to start without a token of at least 32 characters, and refuses to run as root.
 HTTPS on --tls-listen addresses needs tls_cert and tls_key in FILE; SIGHUP reads them
 again (live connections stay; a bad new file keeps the old certificate, logged).
-Listening Unix stream sockets passed by systemd (LISTEN_FDS, the package's
-monkeyproof-api.socket) are served like listen_unix, which is then not bound; any
+Listening sockets passed by systemd (LISTEN_FDS) are served: Unix stream ones (the
+package's monkeyproof-api.socket) like listen_unix, which is then not bound; TCP ones
+for the listen or tls_listen address they are bound to. Under systemd with NotifyAccess=
+and FileDescriptorStoreMax= (the package's unit), each TCP listener bound here is kept in
+systemd's fd store, so that a restart takes it back and the port is never free. Any
 other passed descriptor is refused.
 )";
 
@@ -97,7 +100,7 @@ int main(int argc, char** argv) {
   (void)::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 
   // First, before anything could start a thread or a child: the variables are unset here.
-  auto inherited = mp::http::TakeInheritedUnixSockets();
+  auto inherited = mp::http::TakeInheritedSockets();
   if (!inherited) return Fail(inherited.error().ToString());
   if (!inherited->ignored.empty()) {
     mp::common::Log(mp::common::LogLevel::kWarning,
@@ -139,7 +142,15 @@ int main(int argc, char** argv) {
   sigprocmask(SIG_UNBLOCK, &wanted, nullptr);
 
   mp::http::Server server(std::move(*config), std::move(*tokens));
-  server.InheritUnixSockets(std::move(inherited->sockets));
+  server.Inherit(std::move(*inherited));
+  if (auto notifier = mp::sd::Notifier::FromEnvironment(); !notifier) {
+    mp::common::Log(mp::common::LogLevel::kWarning,
+                    notifier.error().ToString() +
+                        ": the TCP listeners are not kept in systemd's "
+                        "fd store");
+  } else if (notifier->has_value()) {
+    server.KeepTcpListenersIn(std::move(**notifier));
+  }
   if (auto started = server.Start(); !started) return Fail(started.error().ToString());
   boost::asio::signal_set signals(server.io(), SIGTERM, SIGINT);
   signals.async_wait([&server](boost::system::error_code, int) { server.Stop(); });

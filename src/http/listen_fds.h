@@ -1,62 +1,34 @@
-// The listening sockets systemd hands monkeyproof-api at start (socket activation: the package's
-// monkeyproof-api.socket, the protocol of sd_listen_fds(3)): LISTEN_PID, LISTEN_FDS and
-// LISTEN_FDNAMES, read without libsystemd. The API takes only listening Unix stream sockets this
-// way and serves them as it serves listen_unix (http/unix_listener.h); anything else passed is
-// a start error. ParseListenFds is pure (fuzzed: tests/fuzz/api_listen_fds_fuzz.cc); the other
-// functions look at this process's fds and environment. Runs in monkeyproof-api at start, before
-// any other thread (setenv/unsetenv).
-//
-// (monkeyproofd reads the same variables for its fd store, supervisor/sd_notify.h; the API may
-// not link the supervisor's code, cmake/TrustBoundary.cmake, hence a parser of its own.)
+// The listening sockets monkeyproof-api takes from systemd at start (LISTEN_FDS, read by
+// common/sd_daemon.h): Unix stream sockets of the package's monkeyproof-api.socket, served as
+// listen_unix is (http/unix_listener.h), and TCP sockets, served for the listen or tls_listen
+// address they are bound to (http/server.h). TCP sockets come from a socket unit the operator
+// gave ListenStream=ADDRESS:PORT, or from systemd's fd store, where the API keeps each TCP
+// listener it bound itself (StoredListenerName): a `systemctl restart` or a crash then never
+// frees the port, so no other local user can take it in between (docs/deploy.md, section 4).
+// Anything else passed is a start error. Runs in monkeyproof-api at start, before any other
+// thread (the variables are unset).
 #pragma once
-
-#include <sys/types.h>
 
 #include <cstddef>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include <boost/asio/ip/tcp.hpp>
+
 #include "common/result.h"
 #include "common/unique_fd.h"
 
 namespace mp::http {
 
-// The first fd systemd passes (SD_LISTEN_FDS_START).
-inline constexpr int kListenFdsStart = 3;
-// The most fds the API takes: a socket unit for it has one ListenStream= line, or a few. More is
-// an error, not an allocation.
+// The most fds the API takes: a socket unit for it has one ListenStream= line, or a few, and
+// the store holds one per TCP listener. More is an error, not an allocation.
 inline constexpr size_t kMaxListenFds = 64;
-// systemd's limit on an fd's name (FDNAME_MAX); names are printable ASCII without ':'.
-inline constexpr size_t kMaxListenFdNameBytes = 255;
 
-struct ListenFd {
-  int fd = -1;
-  std::string name;  // LISTEN_FDNAMES' entry ("monkeyproof-api.socket"); "unknown" without it
-};
-
-struct ListenFds {
-  std::vector<ListenFd> fds;  // kListenFdsStart, kListenFdsStart + 1, ...
-  // Why variables that are set were not taken (LISTEN_PID names another process, or is unset
-  // while LISTEN_FDS is set): a warning's text. Empty when taken, or when none was set.
-  std::string ignored;
-};
-
-// A name systemd may put in LISTEN_FDNAMES: at most kMaxListenFdNameBytes of printable ASCII
-// without ':' (the empty name included).
-bool IsValidListenFdName(std::string_view name);
-
-// The fds passed to process `self`, from the values of LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES
-// (nullptr: unset). Strict: LISTEN_PID and LISTEN_FDS are plain decimal numbers (digits only, no
-// sign or blank; LISTEN_PID not 0), LISTEN_FDS at most kMaxListenFds, LISTEN_FDNAMES (when set)
-// exactly one valid name per fd; anything else is an error. No fds (and no error): LISTEN_PID
-// unset or another process's (`ignored` says so when LISTEN_FDS is set), LISTEN_FDS unset or 0.
-Result<ListenFds> ParseListenFds(const char* listen_pid, const char* listen_fds,
-                                 const char* listen_fdnames, pid_t self);
-
-// `fd` is a listening Unix stream socket (SO_DOMAIN AF_UNIX, SO_TYPE SOCK_STREAM,
-// SO_ACCEPTCONN); the error says what it is instead, and which socket unit setting gives that.
-Result<void> CheckListeningUnixStream(int fd);
+// `fd` is a listening stream socket the API can serve: Unix (SO_DOMAIN AF_UNIX) or TCP
+// (AF_INET or AF_INET6 with SO_PROTOCOL IPPROTO_TCP), SO_TYPE SOCK_STREAM, SO_ACCEPTCONN. Its
+// family; the error says what it is instead, and which socket unit setting gives that.
+Result<int> CheckListeningSocket(int fd);
 
 // A Unix socket systemd passed, ready to be served (UnixListener::Adopt).
 struct InheritedUnixSocket {
@@ -66,14 +38,28 @@ struct InheritedUnixSocket {
                      // abstract address, empty when unnamed
 };
 
-// ParseListenFds on this process's environment; unsets the three variables whatever the outcome
-// (nothing this process starts may take them for its own). Then every fd must pass
-// CheckListeningUnixStream; each is marked close-on-exec and owned by the result. On an error no
-// fd is owned (they stay open: systemd's copies are what matter). `ignored` as ParseListenFds'.
-struct InheritedUnixSockets {
-  std::vector<InheritedUnixSocket> sockets;
+// A listening TCP socket systemd passed (Listener::Adopt).
+struct InheritedTcpSocket {
+  UniqueFd fd;
+  std::string name;  // its LISTEN_FDNAMES entry: a socket unit's, or StoredListenerName's
+  boost::asio::ip::tcp::endpoint endpoint;  // getsockname
+  // Named as the API names what it keeps in the store (a socket unit's fds are not).
+  [[nodiscard]] bool stored() const;
+};
+
+// The name under which the API keeps the TCP listener bound to `endpoint` in systemd's fd
+// store: "api-tcp-127.0.0.1-3200", "api-tcp-__1-3200" for [::1]:3200 (':' may not appear).
+std::string StoredListenerName(const boost::asio::ip::tcp::endpoint& endpoint);
+
+// Every fd systemd passed, sorted by kind. On an error no fd is owned (they stay open:
+// systemd's copies are what matter). `ignored` as sd::ListenedFds'.
+struct InheritedSockets {
+  std::vector<InheritedUnixSocket> unix_sockets;
+  std::vector<InheritedTcpSocket> tcp_sockets;
   std::string ignored;
 };
-Result<InheritedUnixSockets> TakeInheritedUnixSockets();
+// sd::TakeListenFds, then each fd must be a listening Unix stream socket or a listening TCP
+// socket (IPv4 or IPv6); the error names the fd, what it is and what to change.
+Result<InheritedSockets> TakeInheritedSockets();
 
 }  // namespace mp::http

@@ -43,6 +43,23 @@ Result<std::shared_ptr<Listener>> Listener::Open(ApiContext& ctx, const ListenAd
   return std::shared_ptr<Listener>(new Listener(ctx, std::move(acceptor), std::move(tls)));
 }
 
+Result<std::shared_ptr<Listener>> Listener::Adopt(ApiContext& ctx, UniqueFd fd,
+                                                  const tcp::endpoint& endpoint,
+                                                  std::shared_ptr<TlsContextSlot> tls) {
+  tcp::acceptor acceptor(ctx.io);
+  boost::system::error_code ec;
+  acceptor.assign(endpoint.protocol(), fd.get(), ec);
+  if (ec) {
+    return ErrnoError(ec.value(), "serving the socket systemd passed for " +
+                                      endpoint.address().to_string() + " port " +
+                                      std::to_string(endpoint.port()));
+  }
+  (void)fd.Release();  // the acceptor's now
+  return std::shared_ptr<Listener>(new Listener(ctx, std::move(acceptor), std::move(tls)));
+}
+
+int Listener::native_handle() { return acceptor_.native_handle(); }
+
 tcp::endpoint Listener::local_endpoint() const {
   boost::system::error_code ec;
   return acceptor_.local_endpoint(ec);

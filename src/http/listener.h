@@ -10,6 +10,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "common/result.h"
+#include "common/unique_fd.h"
 #include "http/api_context.h"
 #include "http/tls.h"
 
@@ -21,8 +22,14 @@ class Listener : public std::enable_shared_from_this<Listener> {
   // With `tls`, every connection starts with a TLS handshake on tls->current().
   static Result<std::shared_ptr<Listener>> Open(ApiContext& ctx, const ListenAddress& address,
                                                 std::shared_ptr<TlsContextSlot> tls = nullptr);
+  // Serves a listening TCP socket systemd passed (http/listen_fds.h), as Open's would be.
+  static Result<std::shared_ptr<Listener>> Adopt(ApiContext& ctx, UniqueFd fd,
+                                                 const boost::asio::ip::tcp::endpoint& endpoint,
+                                                 std::shared_ptr<TlsContextSlot> tls = nullptr);
   void Run() { DoAccept(); }
   [[nodiscard]] boost::asio::ip::tcp::endpoint local_endpoint() const;
+  // The listening socket (for systemd's fd store: it keeps a copy).
+  int native_handle();
 
  private:
   Listener(ApiContext& ctx, boost::asio::ip::tcp::acceptor acceptor,

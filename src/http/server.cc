@@ -1,5 +1,7 @@
 #include "http/server.h"
 
+#include <algorithm>
+
 #include <boost/asio/post.hpp>
 
 #include "common/log.h"
@@ -34,8 +36,32 @@ Result<void> Server::Start() {
     MP_TRY(auto context, MakeServerTlsContext(tls));
     tls_ = std::make_shared<TlsContextSlot>(std::move(context));
   }
+  // The listeners bound here, not passed: what the fd store is asked to keep.
+  std::vector<std::shared_ptr<Listener>> bound;
+  auto serve = [&](const ListenAddress& address,
+                   std::shared_ptr<TlsContextSlot> slot) -> Result<std::shared_ptr<Listener>> {
+    boost::system::error_code ec;
+    const auto ip = boost::asio::ip::make_address(address.host, ec);
+    auto& passed = inherited_.tcp_sockets;
+    const auto it = std::find_if(passed.begin(), passed.end(), [&](const InheritedTcpSocket& s) {
+      return !ec && address.port != 0 &&
+             s.endpoint == boost::asio::ip::tcp::endpoint(ip, address.port);
+    });
+    if (it == passed.end()) {
+      MP_TRY(auto listener, Listener::Open(*ctx_, address, std::move(slot)));
+      bound.push_back(listener);
+      return listener;
+    }
+    common::Log(common::LogLevel::kInfo,
+                "serving " + address.host + " port " + std::to_string(address.port) +
+                    " with the socket systemd passed (" + it->name +
+                    "): the port stayed bound while the API was not running");
+    MP_TRY(auto listener, Listener::Adopt(*ctx_, std::move(it->fd), it->endpoint, std::move(slot)));
+    passed.erase(it);
+    return listener;
+  };
   for (const auto& address : ctx_->config.listen) {
-    MP_TRY(auto listener, Listener::Open(*ctx_, address));
+    MP_TRY(auto listener, serve(address, nullptr));
     listeners_.push_back(std::move(listener));
     boost::system::error_code ec;
     const auto ip = boost::asio::ip::make_address(address.host, ec);
@@ -49,26 +75,63 @@ Result<void> Server::Start() {
     }
   }
   for (const auto& address : tls.listen) {
-    MP_TRY(auto listener, Listener::Open(*ctx_, address, tls_));
+    MP_TRY(auto listener, serve(address, tls_));
     tls_listeners_.push_back(std::move(listener));
   }
+  // What is left was passed for no address of api.conf. A socket the API stored itself served
+  // an address api.conf named before it was changed: let go. A socket unit's is the operator's
+  // mistake, said before anything is served.
+  std::vector<std::string> forget;
+  for (InheritedTcpSocket& s : inherited_.tcp_sockets) {
+    const std::string where =
+        s.endpoint.address().to_string() + " port " + std::to_string(s.endpoint.port());
+    if (!s.stored()) {
+      return PlainError("systemd passed a TCP socket bound to " + where + " (\"" + s.name +
+                        "\"), and neither listen nor tls_listen in api.conf names that address: "
+                        "name it there, or remove its ListenStream= from the socket unit");
+    }
+    common::Log(common::LogLevel::kInfo,
+                "closing the kept socket for " + where + ": api.conf no longer names that address");
+    forget.push_back(s.name);
+  }
+  inherited_.tcp_sockets.clear();
+  if (notifier_) {
+    for (const std::string& name : forget) {
+      if (auto removed = notifier_->RemoveFd(name); !removed) {
+        common::Log(common::LogLevel::kWarning, removed.error().ToString());
+      }
+    }
+    for (const auto& listener : bound) {
+      const auto endpoint = listener->local_endpoint();
+      const std::string name = StoredListenerName(endpoint);
+      if (auto kept = notifier_->StoreFd(name, listener->native_handle()); !kept) {
+        common::Log(common::LogLevel::kWarning,
+                    "systemd does not keep " + endpoint.address().to_string() + " port " +
+                        std::to_string(endpoint.port()) + " (" + kept.error().ToString() +
+                        "): the port is free while the API restarts, and another local user "
+                        "could take it (FileDescriptorStoreMax= and NotifyAccess=main in the "
+                        "unit, docs/deploy.md)");
+      }
+    }
+  }
   const std::string& listen_unix = ctx_->config.unix_socket.path;
-  if (!inherited_.empty()) {
+  auto& inherited_unix = inherited_.unix_sockets;
+  if (!inherited_unix.empty()) {
     if (!listen_unix.empty()) {
       // The socket unit is the way under systemd (listen_unix_group cannot work there, see
       // UnixListener::Open); a listen_unix left over from before must not stop the start.
       common::Log(common::LogLevel::kWarning,
                   "listen_unix = " + listen_unix + " in api.conf is ignored: systemd passed " +
-                      inherited_.front().path + " (" + inherited_.front().name +
+                      inherited_unix.front().path + " (" + inherited_unix.front().name +
                       "), whose socket unit decides path, mode and group; remove listen_unix");
     }
-    for (auto& socket : inherited_) {
+    for (auto& socket : inherited_unix) {
       std::string origin = socket.name;
       MP_TRY(auto listener, UnixListener::Adopt(*ctx_, std::move(socket)));
       unix_sockets_.emplace_back(listener->path(), std::move(origin));
       unix_listeners_.push_back(std::move(listener));
     }
-    inherited_.clear();
+    inherited_unix.clear();
   } else if (!listen_unix.empty()) {
     MP_TRY(auto listener, UnixListener::Open(*ctx_, ctx_->config.unix_socket));
     unix_sockets_.emplace_back(listener->path(), "listen_unix");
@@ -81,9 +144,9 @@ Result<void> Server::Start() {
   return {};
 }
 
-void Server::InheritUnixSockets(std::vector<InheritedUnixSocket> sockets) {
-  inherited_ = std::move(sockets);
-}
+void Server::Inherit(InheritedSockets sockets) { inherited_ = std::move(sockets); }
+
+void Server::KeepTcpListenersIn(sd::Notifier notifier) { notifier_.emplace(std::move(notifier)); }
 
 std::vector<std::pair<std::string, std::string>> Server::unix_sockets() const {
   return unix_sockets_;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +14,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "common/result.h"
+#include "common/sd_daemon.h"
 #include "http/api_config.h"
 #include "http/api_context.h"
 #include "http/auth.h"
@@ -28,12 +30,19 @@ class Server {
  public:
   Server(ApiConfig config, TokenSet tokens);
   ~Server();
-  // Unix sockets systemd passed (TakeInheritedUnixSockets), to be served from Start() on. With
-  // any, listen_unix is not bound (a warning names both): the socket unit decides the socket's
-  // path, mode and group.
-  void InheritUnixSockets(std::vector<InheritedUnixSocket> sockets);
-  // Reads the TLS files, binds every listen and tls_listen address and listen_unix (an error
-  // names the first that failed), takes the inherited Unix sockets and starts the link.
+  // Sockets systemd passed (TakeInheritedSockets), to be served from Start() on. With a Unix
+  // one, listen_unix is not bound (a warning names both): the socket unit decides the socket's
+  // path, mode and group. A TCP one serves the listen or tls_listen address it is bound to.
+  void Inherit(InheritedSockets sockets);
+  // Under systemd with a file-descriptor store (the package's unit): each TCP listener Start()
+  // binds itself is kept in the store (StoredListenerName), so that the next start of the API
+  // takes it back (Inherit) and the port is never free in between; a stored listener that
+  // api.conf no longer names is removed from the store. Failures are warnings.
+  void KeepTcpListenersIn(sd::Notifier notifier);
+  // Reads the TLS files, serves every listen and tls_listen address (with the passed socket
+  // bound to it, else binding one) and listen_unix or the passed Unix sockets (an error names
+  // the first that failed), and starts the link. A passed TCP socket that no address of
+  // api.conf names is an error, unless it is one the API stored (then it is let go).
   Result<void> Start();
   // Reads the TLS files again (SIGHUP): new handshakes use the new context, live connections
   // keep theirs. On an error the previous context stays, and the error says why.
@@ -59,8 +68,9 @@ class Server {
   // listen_unix's, or the inherited sockets' (paths and origins in unix_sockets_).
   std::vector<std::shared_ptr<UnixListener>> unix_listeners_;
   std::vector<std::pair<std::string, std::string>> unix_sockets_;
-  std::vector<InheritedUnixSocket> inherited_;  // until Start
-  std::shared_ptr<TlsContextSlot> tls_;         // null without tls_listen
+  InheritedSockets inherited_;  // until Start
+  std::optional<sd::Notifier> notifier_;
+  std::shared_ptr<TlsContextSlot> tls_;  // null without tls_listen
 };
 
 }  // namespace mp::http

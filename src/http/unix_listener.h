@@ -29,7 +29,7 @@ class UnixListener : public std::enable_shared_from_this<UnixListener> {
   // A chown to listen_unix_group that fails with EPERM says to use the socket unit instead.
   static Result<std::shared_ptr<UnixListener>> Open(ApiContext& ctx,
                                                     const UnixListenConfig& config);
-  // Serves a listening socket systemd passed (TakeInheritedUnixSockets checked it). Its file,
+  // Serves a listening socket systemd passed (TakeInheritedSockets checked it). Its file,
   // mode and group are the socket unit's: nothing is changed, and nothing removed at the end.
   static Result<std::shared_ptr<UnixListener>> Adopt(ApiContext& ctx, InheritedUnixSocket socket);
   ~UnixListener();  // removes the socket file it bound (not one systemd passed)

@@ -191,8 +191,12 @@ int RunDaemon(int argc, char** argv) {
   // systemd's fds (its fd store's, from the previous run): taken first, so that they are
   // close-on-exec before anything is started, and the variables do not reach children.
   std::vector<sd::ListenedFd> listened;
-  if (auto fds = sd::TakeListenFds(); fds) {
-    listened = std::move(*fds);
+  if (auto fds = mp::sd::TakeListenFds(sd::kMaxListenFds); fds) {
+    listened = std::move(fds->fds);
+    if (!fds->ignored.empty()) {
+      std::fprintf(stderr, "monkeyproofd: fd store: %s; no descriptor taken from it\n",
+                   fds->ignored.c_str());
+    }
   } else {
     std::fprintf(stderr, "monkeyproofd: fd store: %s; the descriptors passed are left alone\n",
                  fds.error().ToString().c_str());

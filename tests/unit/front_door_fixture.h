@@ -18,6 +18,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -225,8 +226,10 @@ class HttpFrontDoorTest : public ::testing::Test {
     ASSERT_TRUE(tokens) << tokens.error().ToString();
     server_ = std::make_unique<Server>(std::move(config), std::move(*tokens));
     if (before_start_) before_start_(server_->context());
-    server_->InheritUnixSockets(std::move(inherit_));
-    inherit_.clear();
+    server_->Inherit(std::move(inherit_));
+    inherit_ = {};
+    if (keep_in_) server_->KeepTcpListenersIn(std::move(*keep_in_));
+    keep_in_.reset();
     auto running = server_->Start();
     ASSERT_TRUE(running) << running.error().ToString();
     port_ = server_->endpoints()[0].port();
@@ -254,8 +257,10 @@ class HttpFrontDoorTest : public ::testing::Test {
   // White-box: changes the context after the config made it, before the server starts (a
   // control that restores an old behaviour no api.conf key can).
   std::function<void(ApiContext&)> before_start_;
-  // Sockets handed to the server as systemd's (Server::InheritUnixSockets) at the next start.
-  std::vector<InheritedUnixSocket> inherit_;
+  // Sockets handed to the server as systemd's (Server::Inherit) at the next start.
+  InheritedSockets inherit_;
+  // The notify socket the server keeps its TCP listeners through, at the next start.
+  std::optional<sd::Notifier> keep_in_;
   std::unique_ptr<Server> server_;
   std::thread thread_;
   uint16_t port_ = 0;

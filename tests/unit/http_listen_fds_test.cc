@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "common/sd_daemon.h"
 #include "temp_dir.h"
 
 namespace mp::http {
@@ -72,11 +73,11 @@ TEST(ListenFdsTest, Table) {
       {"4242", "1.0", nullptr, -1, "is not a number"},
       {"4242", "one", nullptr, -1, "is not a number"},
       {"4242", "18446744073709551617", nullptr, -1, "is not a number"},
-      {"4242", "65", nullptr, -1, "LISTEN_FDS=65 is more than the 64 sockets"},
+      {"4242", "65", nullptr, -1, "LISTEN_FDS=65 is more than the 64 fds"},
       {"4242", "4294967299", nullptr, -1, "is more than the 64"},
-      {"4242", "1", "a:b", -1, "LISTEN_FDNAMES names more sockets than LISTEN_FDS=1"},
-      {"4242", "2", "a", -1, "LISTEN_FDNAMES names fewer sockets than LISTEN_FDS=2"},
-      {"4242", "0", "a", -1, "names more sockets than LISTEN_FDS=0"},
+      {"4242", "1", "a:b", -1, "LISTEN_FDNAMES names more fds than LISTEN_FDS=1"},
+      {"4242", "2", "a", -1, "LISTEN_FDNAMES names fewer fds than LISTEN_FDS=2"},
+      {"4242", "0", "a", -1, "names more fds than LISTEN_FDS=0"},
       {"4242", "1", "bad\x01name", -1, "LISTEN_FDNAMES: name 1 is not a valid fd name"},
       {"4242", "2", "ok:caf\xc3\xa9", -1, "name 2 is not a valid fd name"},
   };
@@ -84,7 +85,7 @@ TEST(ListenFdsTest, Table) {
     SCOPED_TRACE(std::string("LISTEN_PID=") + (c.pid ? c.pid : "(unset)") +
                  " LISTEN_FDS=" + (c.fds ? c.fds : "(unset)") +
                  " LISTEN_FDNAMES=" + (c.names ? c.names : "(unset)"));
-    const auto r = ParseListenFds(c.pid, c.fds, c.names, kSelf);
+    const auto r = sd::ParseListenFds(c.pid, c.fds, c.names, kSelf, kMaxListenFds);
     if (c.expect_fds < 0) {
       ASSERT_FALSE(r);
       EXPECT_NE(r.error().what.find(c.expect_in), std::string::npos) << r.error().what;
@@ -100,17 +101,18 @@ TEST(ListenFdsTest, Table) {
     }
   }
   // The names, as given; "unknown" without LISTEN_FDNAMES.
-  auto r = ParseListenFds("4242", "3", "monkeyproof-api.socket::x y", kSelf);
+  auto r = sd::ParseListenFds("4242", "3", "monkeyproof-api.socket::x y", kSelf, kMaxListenFds);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->fds[0].name, "monkeyproof-api.socket");
   EXPECT_EQ(r->fds[1].name, "");
   EXPECT_EQ(r->fds[2].name, "x y");
-  r = ParseListenFds("4242", "2", nullptr, kSelf);
+  r = sd::ParseListenFds("4242", "2", nullptr, kSelf, kMaxListenFds);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->fds[1].name, "unknown");
   // A name of 255 bytes is systemd's longest; 256 is not a name.
-  EXPECT_TRUE(ParseListenFds("4242", "1", std::string(255, 'n').c_str(), kSelf));
-  EXPECT_FALSE(ParseListenFds("4242", "1", std::string(256, 'n').c_str(), kSelf));
+  EXPECT_TRUE(sd::ParseListenFds("4242", "1", std::string(255, 'n').c_str(), kSelf, kMaxListenFds));
+  EXPECT_FALSE(
+      sd::ParseListenFds("4242", "1", std::string(256, 'n').c_str(), kSelf, kMaxListenFds));
 }
 
 // Values built from the characters that matter (digits, ':', signs, blanks, controls, letters),
@@ -157,7 +159,7 @@ TEST(ListenFdsTest, GeneratedValuesKeepTheInvariants) {
     const char* f = has_fds ? fds.c_str() : nullptr;
     const char* n = has_names ? names.c_str() : nullptr;
     SCOPED_TRACE("case " + std::to_string(i));
-    const auto r = ParseListenFds(p, f, n, kSelf);
+    const auto r = sd::ParseListenFds(p, f, n, kSelf, kMaxListenFds);
     if (!r) {
       ++errors;
       EXPECT_NE(p, nullptr) << "an error without LISTEN_PID";
@@ -173,8 +175,8 @@ TEST(ListenFdsTest, GeneratedValuesKeepTheInvariants) {
       EXPECT_LE(r->fds.size(), kMaxListenFds);
       EXPECT_EQ(r->ignored, "");
       for (size_t k = 0; k < r->fds.size(); ++k) {
-        EXPECT_EQ(r->fds[k].fd, kListenFdsStart + static_cast<int>(k));
-        EXPECT_TRUE(IsValidListenFdName(r->fds[k].name)) << r->fds[k].name;
+        EXPECT_EQ(r->fds[k].fd, sd::kListenFdsStart + static_cast<int>(k));
+        EXPECT_TRUE(sd::IsValidFdName(r->fds[k].name)) << r->fds[k].name;
       }
     }
     if (!r->ignored.empty()) {
@@ -188,9 +190,9 @@ TEST(ListenFdsTest, GeneratedValuesKeepTheInvariants) {
   EXPECT_GT(ignored, 100u);
 }
 
-// Each kind of fd that is not a listening Unix stream socket is refused with what it is;
-// a listening one passes.
-TEST(ListenFdsTest, OnlyAListeningUnixStreamSocketPasses) {
+// Each kind of fd that is not a listening Unix or TCP stream socket is refused with what it
+// is; listening ones pass, with their family.
+TEST(ListenFdsTest, OnlyAListeningUnixOrTcpStreamSocketPasses) {
   test::TempDir dir("mp-listen-fds");
   auto bound_unix = [&](int type, const std::string& name) {
     UniqueFd fd(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
@@ -201,29 +203,55 @@ TEST(ListenFdsTest, OnlyAListeningUnixStreamSocketPasses) {
     EXPECT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
     return fd;
   };
+  auto bound_ip = [](int family, int type) {
+    UniqueFd fd(::socket(family, type | SOCK_CLOEXEC, 0));
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    if (family == AF_INET) {
+      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+      a->sin_family = AF_INET;
+      a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      len = sizeof *a;
+    } else {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+      a->sin6_family = AF_INET6;
+      a->sin6_addr = in6addr_loopback;
+      len = sizeof *a;
+    }
+    EXPECT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len), 0);
+    return fd;
+  };
   auto refused = [](int fd, const char* why) {
-    const auto r = CheckListeningUnixStream(fd);
+    const auto r = CheckListeningSocket(fd);
     EXPECT_FALSE(r) << why;
     if (!r) {
       EXPECT_NE(r.error().ToString().find(why), std::string::npos) << r.error().ToString();
     }
   };
+  auto passes = [](int fd, int family) {
+    const auto r = CheckListeningSocket(fd);
+    ASSERT_TRUE(r) << r.error().ToString();
+    EXPECT_EQ(*r, family);
+  };
   UniqueFd listening = bound_unix(SOCK_STREAM, "listening.sock");
   ASSERT_EQ(::listen(listening.get(), 8), 0);
-  EXPECT_TRUE(CheckListeningUnixStream(listening.get()));
+  passes(listening.get(), AF_UNIX);
+  UniqueFd tcp = bound_ip(AF_INET, SOCK_STREAM);
+  ASSERT_EQ(::listen(tcp.get(), 8), 0);
+  passes(tcp.get(), AF_INET);
+  UniqueFd tcp6 = bound_ip(AF_INET6, SOCK_STREAM);
+  ASSERT_EQ(::listen(tcp6.get(), 8), 0);
+  passes(tcp6.get(), AF_INET6);
 
   int pipe_fds[2];
   ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
   UniqueFd r(pipe_fds[0]), w(pipe_fds[1]);
   refused(r.get(), "is not a socket");
   refused(1000000, "is not open");
-  UniqueFd tcp(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in any{};
-  any.sin_family = AF_INET;
-  any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(tcp.get(), reinterpret_cast<sockaddr*>(&any), sizeof any), 0);
-  ASSERT_EQ(::listen(tcp.get(), 8), 0);
-  refused(tcp.get(), "is an AF_INET socket, not a Unix one");
+  UniqueFd netlink(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, 0));
+  refused(netlink.get(), "neither Unix nor IP");
+  refused(bound_ip(AF_INET, SOCK_DGRAM).get(), "an IP datagram socket, not a stream one");
+  refused(bound_ip(AF_INET, SOCK_STREAM).get(), "an IP stream socket that is not listening");
   refused(bound_unix(SOCK_DGRAM, "dgram.sock").get(), "datagram socket, not a stream one");
   UniqueFd seqpacket = bound_unix(SOCK_SEQPACKET, "seqpacket.sock");
   ASSERT_EQ(::listen(seqpacket.get(), 8), 0);
@@ -233,6 +261,23 @@ TEST(ListenFdsTest, OnlyAListeningUnixStreamSocketPasses) {
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
   UniqueFd a(pair[0]), b(pair[1]);
   refused(a.get(), "not listening (a connection: the socket unit must have Accept=no");
+}
+
+TEST(ListenFdsTest, StoredListenerNamesAreFdNamesAndTellAddressesApart) {
+  using boost::asio::ip::make_address;
+  using boost::asio::ip::tcp;
+  const tcp::endpoint v4(make_address("127.0.0.1"), 3200);
+  const tcp::endpoint v6(make_address("::1"), 3200);
+  const tcp::endpoint other_port(make_address("127.0.0.1"), 3201);
+  EXPECT_EQ(StoredListenerName(v4), "api-tcp-127.0.0.1-3200");
+  EXPECT_EQ(StoredListenerName(v6), "api-tcp-__1-3200");
+  for (const auto& e : {v4, v6, other_port}) {
+    EXPECT_TRUE(sd::IsValidFdName(StoredListenerName(e))) << StoredListenerName(e);
+    EXPECT_TRUE((InheritedTcpSocket{UniqueFd(), StoredListenerName(e), e}.stored()));
+  }
+  EXPECT_NE(StoredListenerName(v4), StoredListenerName(other_port));
+  // A socket unit's fd is not one the API stored.
+  EXPECT_FALSE((InheritedTcpSocket{UniqueFd(), "monkeyproof-api.socket", v4}.stored()));
 }
 
 // Runs `body` in a child process whose fds 3 and 4 are `fd3` and `fd4` (-1: closed) and whose
@@ -299,19 +344,20 @@ TEST(ListenFdsTest, TakeFromTheEnvironment) {
               [&]() -> std::string {
                 // dup2 clears close-on-exec: Take must set it.
                 if (::fcntl(3, F_GETFD) & FD_CLOEXEC) return "fd 3 starts close-on-exec";
-                auto r = TakeInheritedUnixSockets();
+                auto r = TakeInheritedSockets();
                 if (!r) return r.error().ToString();
                 if (auto gone = VariablesGone(); !gone.empty()) return gone;
-                if (r->sockets.size() != 2) return "not 2 sockets";
-                if (r->sockets[0].fd.get() != 3 || r->sockets[1].fd.get() != 4)
+                if (r->unix_sockets.size() != 2) return "not 2 sockets";
+                if (r->unix_sockets[0].fd.get() != 3 || r->unix_sockets[1].fd.get() != 4)
                   return "not fds 3 and 4";
-                if (r->sockets[0].name != "monkeyproof-api.socket" || r->sockets[1].name != "extra")
-                  return "names " + r->sockets[0].name + ", " + r->sockets[1].name;
-                if (r->sockets[0].path != api_path || r->sockets[1].path != second_path)
-                  return "paths " + r->sockets[0].path + ", " + r->sockets[1].path;
+                if (r->unix_sockets[0].name != "monkeyproof-api.socket" ||
+                    r->unix_sockets[1].name != "extra")
+                  return "names " + r->unix_sockets[0].name + ", " + r->unix_sockets[1].name;
+                if (r->unix_sockets[0].path != api_path || r->unix_sockets[1].path != second_path)
+                  return "paths " + r->unix_sockets[0].path + ", " + r->unix_sockets[1].path;
                 if (!(::fcntl(3, F_GETFD) & FD_CLOEXEC) || !(::fcntl(4, F_GETFD) & FD_CLOEXEC))
                   return "not close-on-exec";
-                r->sockets.clear();  // owned: closed now
+                r->unix_sockets.clear();  // owned: closed now
                 if (::fcntl(3, F_GETFD) != -1) return "fd 3 not owned";
                 return "";
               }),
@@ -319,10 +365,10 @@ TEST(ListenFdsTest, TakeFromTheEnvironment) {
   // Meant for another process: nothing taken, fd 3 left alone, said why, the variables gone.
   EXPECT_EQ(InChild(api.get(), -1, "1", "1", nullptr,
                     [&]() -> std::string {
-                      auto r = TakeInheritedUnixSockets();
+                      auto r = TakeInheritedSockets();
                       if (!r) return r.error().ToString();
                       if (auto gone = VariablesGone(); !gone.empty()) return gone;
-                      if (!r->sockets.empty()) return "took another process's socket";
+                      if (!r->unix_sockets.empty()) return "took another process's socket";
                       if (r->ignored.find("names another process") == std::string::npos)
                         return "ignored: " + r->ignored;
                       if (::fcntl(3, F_GETFD) == -1) return "fd 3 closed";
@@ -332,11 +378,38 @@ TEST(ListenFdsTest, TakeFromTheEnvironment) {
   // Nothing set: nothing taken, nothing to say.
   EXPECT_EQ(InChild(-1, -1, nullptr, nullptr, nullptr,
                     [&]() -> std::string {
-                      auto r = TakeInheritedUnixSockets();
+                      auto r = TakeInheritedSockets();
                       if (!r) return r.error().ToString();
-                      return r->sockets.empty() && r->ignored.empty() ? "" : "took something";
+                      return r->unix_sockets.empty() && r->ignored.empty() ? "" : "took something";
                     }),
             0);
+  // A Unix socket and a TCP one (as the store gives it back): sorted by kind, the TCP one with
+  // its address and name.
+  UniqueFd tcp(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in loopback{};
+  loopback.sin_family = AF_INET;
+  loopback.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(tcp.get(), reinterpret_cast<sockaddr*>(&loopback), sizeof loopback), 0);
+  ASSERT_EQ(::listen(tcp.get(), 8), 0);
+  socklen_t len = sizeof loopback;
+  ASSERT_EQ(::getsockname(tcp.get(), reinterpret_cast<sockaddr*>(&loopback), &len), 0);
+  const uint16_t port = ntohs(loopback.sin_port);
+  EXPECT_EQ(
+      InChild(api.get(), tcp.get(), "self", "2",
+              ("monkeyproof-api.socket:api-tcp-127.0.0.1-" + std::to_string(port)).c_str(),
+              [&]() -> std::string {
+                auto r = TakeInheritedSockets();
+                if (!r) return r.error().ToString();
+                if (r->unix_sockets.size() != 1 || r->tcp_sockets.size() != 1)
+                  return "not one of each";
+                const auto& t = r->tcp_sockets[0];
+                if (t.fd.get() != 4) return "the TCP socket is not fd 4";
+                if (t.endpoint.address().to_string() != "127.0.0.1" || t.endpoint.port() != port)
+                  return "endpoint " + t.endpoint.address().to_string();
+                if (!t.stored()) return "not recognised as stored: " + t.name;
+                return "";
+              }),
+      0);
   // A pipe where a socket should be, a closed fd, a malformed count: errors that say which,
   // and the variables gone all the same.
   int pipe_fds[2];
@@ -344,7 +417,7 @@ TEST(ListenFdsTest, TakeFromTheEnvironment) {
   UniqueFd pr(pipe_fds[0]), pw(pipe_fds[1]);
   auto expect_error = [&](const std::string& want) {
     return [want]() -> std::string {
-      auto r = TakeInheritedUnixSockets();
+      auto r = TakeInheritedSockets();
       if (auto gone = VariablesGone(); !gone.empty()) return gone;
       if (r) return "no error";
       if (r.error().ToString().find(want) == std::string::npos) return r.error().ToString();

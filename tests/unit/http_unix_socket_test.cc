@@ -190,8 +190,10 @@ TEST_F(HttpUnixSocketTest, ModeAndALiveSocketAreRespected) {
 TEST_F(HttpUnixSocketTest, ServesTheSocketSystemdPassedInsteadOfListenUnix) {
   const std::string passed = dir_.path() + "/passed.sock";
   UniqueFd fd = SystemdStyleSocket(passed, 0660);
-  ASSERT_TRUE(CheckListeningUnixStream(fd.get()));
-  inherit_.push_back({std::move(fd), "monkeyproof-api.socket", passed});
+  const auto family = CheckListeningSocket(fd.get());
+  ASSERT_TRUE(family) << family.error().ToString();
+  ASSERT_EQ(*family, AF_UNIX);
+  inherit_.unix_sockets.push_back({std::move(fd), "monkeyproof-api.socket", passed});
   StartServer(UnixConfig());
   EXPECT_EQ(::access(socket_path_.c_str(), F_OK), -1) << "listen_unix was bound as well";
   ASSERT_EQ(server_->unix_sockets().size(), 1u);

@@ -35,7 +35,7 @@ class FakeNotifySocket {
   explicit FakeNotifySocket(const std::string& address) : address_(address) {
     sock_.Reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     EXPECT_TRUE(sock_.valid());
-    auto a = sd::ParseNotifyAddress(address);
+    auto a = mp::sd::ParseNotifyAddress(address);
     EXPECT_TRUE(a.has_value()) << a.error().ToString();
     EXPECT_EQ(::bind(sock_.get(), reinterpret_cast<const sockaddr*>(&a->addr), a->len), 0)
         << std::strerror(errno);
@@ -88,23 +88,23 @@ bool SameFile(int a, int b) {
 }
 
 TEST(NotifyAddressTest, PathsAndAbstractNames) {
-  auto path = sd::ParseNotifyAddress("/run/systemd/notify");
+  auto path = mp::sd::ParseNotifyAddress("/run/systemd/notify");
   ASSERT_TRUE(path.has_value());
   EXPECT_STREQ(path->addr.sun_path, "/run/systemd/notify");
   EXPECT_EQ(path->len, offsetof(sockaddr_un, sun_path) + 19);
-  auto abstract = sd::ParseNotifyAddress("@mp/notify");
+  auto abstract = mp::sd::ParseNotifyAddress("@mp/notify");
   ASSERT_TRUE(abstract.has_value());
   EXPECT_EQ(abstract->addr.sun_path[0], '\0');
   EXPECT_EQ(std::string(abstract->addr.sun_path + 1, 9), "mp/notify");
   EXPECT_EQ(abstract->len, offsetof(sockaddr_un, sun_path) + 10);
   for (const char* bad : {"", "@", "relative/notify", "vsock:2:1234"}) {
-    EXPECT_FALSE(sd::ParseNotifyAddress(bad).has_value()) << bad;
+    EXPECT_FALSE(mp::sd::ParseNotifyAddress(bad).has_value()) << bad;
   }
-  EXPECT_TRUE(sd::ParseNotifyAddress("/" + std::string(106, 'x')).has_value());
-  EXPECT_FALSE(sd::ParseNotifyAddress("/" + std::string(107, 'x')).has_value())
+  EXPECT_TRUE(mp::sd::ParseNotifyAddress("/" + std::string(106, 'x')).has_value());
+  EXPECT_FALSE(mp::sd::ParseNotifyAddress("/" + std::string(107, 'x')).has_value())
       << "no room for the terminator";
-  EXPECT_TRUE(sd::ParseNotifyAddress("@" + std::string(107, 'x')).has_value());
-  EXPECT_FALSE(sd::ParseNotifyAddress("@" + std::string(108, 'x')).has_value());
+  EXPECT_TRUE(mp::sd::ParseNotifyAddress("@" + std::string(107, 'x')).has_value());
+  EXPECT_FALSE(mp::sd::ParseNotifyAddress("@" + std::string(108, 'x')).has_value());
 }
 
 TEST(NotifierTest, StatesReachAPathSocket) {
@@ -237,15 +237,16 @@ std::vector<std::string> Names(const std::vector<sd::ListenedFd>& fds) {
 }
 
 TEST(ListenFdsTest, WhatSystemdPasses) {
-  auto r = sd::ParseListenFds("42", "3", "s-a.out:s-a.pidfd:s-b.pty", 42);
+  auto r = mp::sd::ParseListenFds("42", "3", "s-a.out:s-a.pidfd:s-b.pty", 42, sd::kMaxListenFds);
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
-  EXPECT_EQ(Names(*r), (std::vector<std::string>{"s-a.out", "s-a.pidfd", "s-b.pty"}));
-  r = sd::ParseListenFds("42", "2", nullptr, 42);
+  EXPECT_EQ(Names(r->fds), (std::vector<std::string>{"s-a.out", "s-a.pidfd", "s-b.pty"}));
+  r = mp::sd::ParseListenFds("42", "2", nullptr, 42, sd::kMaxListenFds);
   ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(Names(*r), (std::vector<std::string>{"unknown", "unknown"}));
-  r = sd::ParseListenFds("42", "2", "a:", 42);  // an empty name is systemd's to give
+  EXPECT_EQ(Names(r->fds), (std::vector<std::string>{"unknown", "unknown"}));
+  r = mp::sd::ParseListenFds("42", "2", "a:", 42,
+                             sd::kMaxListenFds);  // an empty name is systemd's to give
   ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(Names(*r), (std::vector<std::string>{"a", ""}));
+  EXPECT_EQ(Names(r->fds), (std::vector<std::string>{"a", ""}));
 }
 
 TEST(ListenFdsTest, NothingForUs) {
@@ -256,9 +257,9 @@ TEST(ListenFdsTest, NothingForUs) {
            {"42", nullptr, nullptr},
            {"42", "0", nullptr},
            {"42", "0", ""}}) {
-    auto r = sd::ParseListenFds(pid, fds, names, 42);
+    auto r = mp::sd::ParseListenFds(pid, fds, names, 42, sd::kMaxListenFds);
     ASSERT_TRUE(r.has_value()) << r.error().ToString();
-    EXPECT_TRUE(r->empty());
+    EXPECT_TRUE(r->fds.empty());
   }
 }
 
@@ -281,12 +282,16 @@ TEST(ListenFdsTest, MalformedValuesAreErrors) {
            {"42", "0", "a"},
            {"42", "1", "a\n"},  // not printable
            {"42", "1", "\x7f"}}) {
-    auto r = sd::ParseListenFds(pid, fds, names, 42);
+    auto r = mp::sd::ParseListenFds(pid, fds, names, 42, sd::kMaxListenFds);
     EXPECT_FALSE(r.has_value()) << (pid ? pid : "(unset)") << " " << (fds ? fds : "(unset)") << " "
                                 << (names ? names : "(unset)");
   }
-  EXPECT_FALSE(sd::ParseListenFds("42", "1", std::string(256, 'n').c_str(), 42).has_value());
-  EXPECT_TRUE(sd::ParseListenFds("42", "1", std::string(255, 'n').c_str(), 42).has_value());
+  EXPECT_FALSE(
+      mp::sd::ParseListenFds("42", "1", std::string(256, 'n').c_str(), 42, sd::kMaxListenFds)
+          .has_value());
+  EXPECT_TRUE(
+      mp::sd::ParseListenFds("42", "1", std::string(255, 'n').c_str(), 42, sd::kMaxListenFds)
+          .has_value());
 }
 
 TEST(ListenFdsTest, TakeUnsetsTheVariablesAndMarksTheFdsCloseOnExec) {
@@ -295,7 +300,7 @@ TEST(ListenFdsTest, TakeUnsetsTheVariablesAndMarksTheFdsCloseOnExec) {
   ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
   ::setenv("LISTEN_FDS", "2", 1);
   ::setenv("LISTEN_FDNAMES", "only-one", 1);
-  EXPECT_FALSE(sd::TakeListenFds().has_value());
+  EXPECT_FALSE(mp::sd::TakeListenFds(sd::kMaxListenFds).has_value());
   EXPECT_EQ(std::getenv("LISTEN_PID"), nullptr);
   EXPECT_EQ(std::getenv("LISTEN_FDS"), nullptr);
   EXPECT_EQ(std::getenv("LISTEN_FDNAMES"), nullptr);
@@ -307,11 +312,11 @@ TEST(ListenFdsTest, TakeUnsetsTheVariablesAndMarksTheFdsCloseOnExec) {
   ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
   ::setenv("LISTEN_FDS", "1", 1);
   ::setenv("LISTEN_FDNAMES", "s-x.out", 1);
-  auto taken = sd::TakeListenFds();
+  auto taken = mp::sd::TakeListenFds(sd::kMaxListenFds);
   ASSERT_TRUE(taken.has_value()) << taken.error().ToString();
-  ASSERT_EQ(taken->size(), 1u);
-  EXPECT_EQ((*taken)[0].fd, 3);
-  EXPECT_EQ((*taken)[0].name, "s-x.out");
+  ASSERT_EQ(taken->fds.size(), 1u);
+  EXPECT_EQ(taken->fds[0].fd, 3);
+  EXPECT_EQ(taken->fds[0].name, "s-x.out");
   EXPECT_TRUE(::fcntl(3, F_GETFD) & FD_CLOEXEC);
   EXPECT_EQ(std::getenv("LISTEN_FDS"), nullptr);
   if (saved3 >= 0) {

@@ -14,6 +14,9 @@
 #                 group applies; listen_unix with a group fails with EPERM and names the fix
 #   api-restart   `systemctl restart monkeyproof-api` while a client streams 8 MiB: the client
 #                 resumes with ?since= and the sha256 of what it got equals the generator's
+#   port-held     an unprivileged user binding 127.0.0.1:3200 in a loop never gets it through
+#                 three `systemctl restart monkeyproof-api` and a kill -9 (the fd store holds
+#                 the socket); control: with FileDescriptorStoreMax=0 it does
 #   supervisor    sessions live in monkeyproof-sessions.service's cgroup (below its "sessions",
 #                 which carries their aggregate memory cap, kept over a daemon-reload), not
 #                 monkeyproofd's;
@@ -330,6 +333,74 @@ test_api_restart() {
   check "monkeyproof-api active after restart" systemctl -q is-active monkeyproof-api
 }
 
+# squat_during SECONDS ACTION...: an unprivileged local user (nobody) tries to bind
+# 127.0.0.1:3200 in a tight loop while ACTION restarts the API; 0 when it got the port (it then
+# holds it 3 s, as an attacker reading the next request would), 1 when it never did.
+squat_during() {
+  local seconds=$1 pid rc=0
+  shift
+  setpriv --reuid=nobody --regid=nogroup --clear-groups python3 -c '
+import socket, sys, time
+end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", 3200))
+    except OSError:
+        s.close()
+        continue
+    s.listen(1)
+    print("squatter: bound 127.0.0.1:3200", flush=True)
+    time.sleep(3)
+    sys.exit(0)
+sys.exit(1)' "$seconds" >>"$tmp/squat.out" 2>&1 &
+  pid=$!
+  sleep 0.5
+  "$@"
+  wait "$pid" || rc=$?
+  return "$rc"
+}
+
+kill_api() { systemctl kill -s KILL monkeyproof-api; }
+
+# The API's port through a restart and a crash: systemd's fd store holds the listening socket
+# (monkeyproof-api.service's FileDescriptorStoreMax=), so a local user cannot take it in
+# between. Control: with FileDescriptorStoreMax=0 the same squatter gets the port.
+test_api_port_held() {
+  local since round got=0
+  since=$(date +%s)
+  for round in 1 2 3; do
+    squat_during 6 systemctl restart monkeyproof-api && got=$((got + 1))
+  done
+  squat_during 8 kill_api && got=$((got + 1))
+  check "port held: no squat through 3 restarts and a kill -9 ($got bound)" test "$got" = 0
+  check "port held: the API answers after" wait_for 30 api_answers
+  check "port held: the next API served the kept socket" \
+    api_logged_since "$since" "serving 127.0.0.1 port 3200 with the socket systemd passed"
+
+  mkdir -p /run/systemd/system/monkeyproof-api.service.d
+  printf '[Service]\nFileDescriptorStoreMax=0\n' \
+    >/run/systemd/system/monkeyproof-api.service.d/no-store.conf
+  systemctl daemon-reload
+  systemctl stop monkeyproof-api   # empties the store
+  systemctl start monkeyproof-api
+  wait_for 30 api_answers
+  got=0
+  for round in 1 2 3; do
+    squat_during 6 systemctl restart monkeyproof-api && { got=1; break; }
+    wait_for 30 api_answers
+  done
+  check "port held, control: without the store a local user takes the port" test "$got" = 1
+  sed 's/^/  | /' "$tmp/squat.out"
+  rm /run/systemd/system/monkeyproof-api.service.d/no-store.conf
+  systemctl daemon-reload
+  sleep 3   # the squatter lets go
+  systemctl reset-failed monkeyproof-api
+  systemctl restart monkeyproof-api
+  check "port held: the API answers again with the store" wait_for 30 api_answers
+}
+
 test_supervisor_restart() {
   local code id
   code=$(api POST /sessions "{\"task\":\"sleep 732 & echo before; read line; echo got:\$line; wait\",\"cwd\":\"$ws\"}")
@@ -621,6 +692,7 @@ main() {
     test_api
     test_unix_socket
     test_api_restart
+    test_api_port_held
     test_tls
     test_supervisor_restart
     test_supervisor_crash

@@ -189,7 +189,9 @@ TEST(PackagingTest, UnitsAndMaintainerScripts) {
   for (const std::string& want : std::initializer_list<std::string>{
            "User=" + d.api_user, "Group=" + d.api_user, "ExecStart=/usr/sbin/monkeyproof-api",
            "NoNewPrivileges=yes", "CapabilityBoundingSet=", "ProtectSystem=strict",
-           "PrivateTmp=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6"}) {
+           "PrivateTmp=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+           // The TCP listeners in the fd store: a restart never frees the port.
+           "NotifyAccess=main", "FileDescriptorStoreMax=16"}) {
     EXPECT_TRUE(api_unit.count(want)) << "monkeyproof-api.service lacks " << want;
   }
   // The token the postinst writes is the API's default token file, readable by its group.

@@ -428,6 +428,11 @@ Result<bool> ParseLocalRoutes(const uint8_t* buf, size_t len, std::vector<HostPr
     const uint8_t* body = buf + off + NLMSG_HDRLEN;
     const size_t body_len = h.nlmsg_len - NLMSG_HDRLEN;
     off += NLMSG_ALIGN(h.nlmsg_len);
+    if ((h.nlmsg_flags & NLM_F_DUMP_INTR) != 0) {
+      // The table changed while the kernel dumped it: what came may miss a route. EAGAIN: the
+      // caller dumps again.
+      return ErrnoError(EAGAIN, "rtnetlink: the route dump was interrupted by a change");
+    }
     if (h.nlmsg_type == NLMSG_DONE) {
       // A dump that failed part way still ends with NLMSG_DONE, its error in the payload: what
       // came before it is not the whole table, and a map cut down to it would open the rest.
@@ -468,9 +473,12 @@ Result<bool> ParseLocalRoutes(const uint8_t* buf, size_t len, std::vector<HostPr
       }
       at += RTA_ALIGN(ra.rta_len);
     }
-    if (table != RT_TABLE_LOCAL) continue;
-    if (rt.rtm_type != RTN_LOCAL && rt.rtm_type != RTN_BROADCAST && rt.rtm_type != RTN_ANYCAST &&
-        rt.rtm_type != RTN_MULTICAST) {
+    // A local route is an address the host answers for in whichever table it is (a VRF keeps
+    // its devices' addresses in its own table); broadcast, anycast and multicast routes count
+    // in the local table.
+    if (rt.rtm_type != RTN_LOCAL &&
+        (table != RT_TABLE_LOCAL || (rt.rtm_type != RTN_BROADCAST && rt.rtm_type != RTN_ANYCAST &&
+                                     rt.rtm_type != RTN_MULTICAST))) {
       continue;
     }
     static constexpr uint8_t kZero[16] = {};
@@ -495,35 +503,64 @@ Result<bool> ParseLocalRoutes(const uint8_t* buf, size_t len, std::vector<HostPr
   return false;
 }
 
+namespace {
+
+// One RTM_GETROUTE dump of `family`'s routes in `table` (RT_TABLE_UNSPEC: every table) of type
+// `type` (0: any), parsed into `out`. With NETLINK_GET_STRICT_CHK (>= 4.20) the kernel filters
+// by table and type; ParseLocalRoutes filters as well.
+Result<void> DumpRoutes(int sock, uint32_t seq, uint8_t family, uint8_t table, uint8_t type,
+                        std::vector<uint8_t>& buf, std::vector<HostPrefix>* out) {
+  struct {
+    nlmsghdr h;
+    rtmsg r;
+  } req{};
+  req.h.nlmsg_len = sizeof req;
+  req.h.nlmsg_type = RTM_GETROUTE;
+  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.h.nlmsg_seq = seq;
+  req.r.rtm_family = family;
+  req.r.rtm_table = table;
+  req.r.rtm_type = type;
+  if (::send(sock, &req, sizeof req, 0) != static_cast<ssize_t>(sizeof req)) {
+    return ErrnoError("send(RTM_GETROUTE dump)");
+  }
+  for (bool done = false; !done;) {
+    const ssize_t n = ::recv(sock, buf.data(), buf.size(), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError("recv(RTM_GETROUTE dump)");
+    if (n == 0) return PlainError("rtnetlink: the route dump ended without NLMSG_DONE");
+    MP_TRY(done, ParseLocalRoutes(buf.data(), static_cast<size_t>(n), out));
+  }
+  return Ok();
+}
+
+}  // namespace
+
 Result<std::vector<HostPrefix>> HostPrefixes() {
-  UniqueFd s(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
-  if (!s) return ErrnoError("socket(AF_NETLINK, NETLINK_ROUTE) for the local routing table");
-  // The kernel then dumps the local table only (>= 4.20); the parser filters as well.
-  const int one = 1;
-  (void)::setsockopt(s.get(), SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one, sizeof one);
   std::vector<HostPrefix> prefixes;
   std::vector<uint8_t> buf(64 * 1024);
-  uint32_t seq = 0;
-  for (const int family : {AF_INET, AF_INET6}) {
-    struct {
-      nlmsghdr h;
-      rtmsg r;
-    } req{};
-    req.h.nlmsg_len = sizeof req;
-    req.h.nlmsg_type = RTM_GETROUTE;
-    req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-    req.h.nlmsg_seq = ++seq;
-    req.r.rtm_family = static_cast<uint8_t>(family);
-    req.r.rtm_table = RT_TABLE_LOCAL;
-    if (::send(s.get(), &req, sizeof req, 0) != static_cast<ssize_t>(sizeof req)) {
-      return ErrnoError("send(RTM_GETROUTE dump of the local table)");
+  // A dump a route change interrupted (NLM_F_DUMP_INTR) is taken again, on a new socket (the
+  // rest of the interrupted one is not read); a host whose routes never hold still long enough
+  // is an error, which fails the guard closed.
+  for (int attempt = 1;; ++attempt) {
+    UniqueFd s(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+    if (!s) return ErrnoError("socket(AF_NETLINK, NETLINK_ROUTE) for the local routes");
+    const int one = 1;
+    (void)::setsockopt(s.get(), SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one, sizeof one);
+    prefixes.clear();
+    uint32_t seq = 0;
+    Result<void> dumped = Ok();
+    for (const uint8_t family : {uint8_t{AF_INET}, uint8_t{AF_INET6}}) {
+      // The local table whole (its broadcast, anycast and multicast routes too), then the local
+      // routes of every other table (VRFs).
+      dumped = DumpRoutes(s.get(), ++seq, family, RT_TABLE_LOCAL, 0, buf, &prefixes);
+      if (!dumped) break;
+      dumped = DumpRoutes(s.get(), ++seq, family, RT_TABLE_UNSPEC, RTN_LOCAL, buf, &prefixes);
+      if (!dumped) break;
     }
-    for (bool done = false; !done;) {
-      const ssize_t n = ::recv(s.get(), buf.data(), buf.size(), 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return ErrnoError("recv(RTM_GETROUTE dump of the local table)");
-      if (n == 0) return PlainError("rtnetlink: the route dump ended without NLMSG_DONE");
-      MP_TRY(done, ParseLocalRoutes(buf.data(), static_cast<size_t>(n), &prefixes));
+    if (dumped) break;
+    if (dumped.error().errnum != EAGAIN || attempt == 5) {
+      return std::move(dumped).error().Wrap("the host's local routes");
     }
   }
   const uint8_t all[4] = {255, 255, 255, 255}, multicast4[4] = {224, 0, 0, 0};
@@ -552,7 +589,9 @@ Result<std::unique_ptr<LoopbackGuard>> LoopbackGuard::Attach(int cgroup_dirfd) {
   create.map_type = BPF_MAP_TYPE_LPM_TRIE;
   create.key_size = sizeof(HostPrefix);
   create.value_size = 1;
-  create.max_entries = kHostPrefixesMax;
+  // Room for two full sets and the fail-closed prefixes: a refresh adds the new set before it
+  // deletes what is gone (a prefix kept is never unguarded), and fails closed on top of both.
+  create.max_entries = 2 * kHostPrefixesMax + 8;
   create.map_flags = BPF_F_NO_PREALLOC;
   std::strncpy(create.map_name, "mp_host_addrs", sizeof create.map_name - 1);
   const long map_fd = Bpf(BPF_MAP_CREATE, &create);

@@ -58,13 +58,15 @@ static_assert(sizeof(HostPrefix) == 20, "the LPM trie's key layout");
 HostPrefix MakeHostPrefix(const std::array<uint8_t, 16>& addr, uint32_t prefixlen);
 
 // Parses rtnetlink replies to an RTM_GETROUTE dump (`len` bytes of whole messages), appending
-// to `out` the destination of every route of the local table (RT_TABLE_LOCAL) whose type is
-// local, broadcast, anycast or multicast. True once NLMSG_DONE is seen. An NLMSG_ERROR reply,
-// a truncated message or attribute, or a destination longer than its family allows is an
-// error. Pure.
+// to `out` the destination of every local route (RTN_LOCAL) of any table, and of every route
+// of the local table (RT_TABLE_LOCAL) whose type is broadcast, anycast or multicast. True once
+// NLMSG_DONE is seen. An NLMSG_ERROR reply, a truncated message or attribute, or a destination
+// longer than its family allows is an error; a message marked NLM_F_DUMP_INTR (the routes
+// changed during the dump) is an error with errnum EAGAIN. Pure.
 Result<bool> ParseLocalRoutes(const uint8_t* buf, size_t len, std::vector<HostPrefix>* out);
 
-// What the host answers for now: its local routing table dumped over rtnetlink, plus
+// What the host answers for now: its local routing table and the local routes of its other
+// tables, dumped over rtnetlink (again when a change interrupts a dump, up to 5 times), plus
 // 255.255.255.255, 224.0.0.0/4 and ff00::/8 (multicast: a service of the host may have joined
 // any group). Sorted, without duplicates.
 Result<std::vector<HostPrefix>> HostPrefixes();

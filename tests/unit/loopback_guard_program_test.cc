@@ -417,24 +417,43 @@ std::vector<std::string> Parsed(Dump& d, bool want_done = true) {
   return text;
 }
 
-TEST(ParseLocalRoutesTest, TakesTheLocalTablesLocalBroadcastAnycastAndMulticastRoutes) {
+TEST(ParseLocalRoutesTest, TakesEveryLocalRouteAndTheLocalTablesBroadcastAnycastMulticast) {
   Dump d;
   d.Route(AF_INET, RTN_LOCAL, RT_TABLE_LOCAL, "10.0.2.15", 32)
       .Route(AF_INET, RTN_BROADCAST, RT_TABLE_LOCAL, "10.0.2.255", 32)
-      .Route(AF_INET, RTN_LOCAL, RT_TABLE_LOCAL, "192.0.2.77", 24)  // bits past /24 dropped
-      .Route(AF_INET, RTN_UNICAST, RT_TABLE_MAIN, "10.0.2.0", 24)   // not the local table
-      .Route(AF_INET, RTN_UNICAST, RT_TABLE_LOCAL, "10.9.9.9", 32)  // not a local type
+      .Route(AF_INET, RTN_LOCAL, RT_TABLE_LOCAL, "192.0.2.77", 24)     // bits past /24 dropped
+      .Route(AF_INET, RTN_UNICAST, RT_TABLE_MAIN, "10.0.2.0", 24)      // not a local type
+      .Route(AF_INET, RTN_UNICAST, RT_TABLE_LOCAL, "10.9.9.9", 32)     // not a local type
+      .Route(AF_INET, RTN_BROADCAST, RT_TABLE_MAIN, "10.3.3.255", 32)  // not the local table
       .Route(AF_INET, RTN_LOCAL, RT_TABLE_UNSPEC, "10.1.1.1", 32, RT_TABLE_MAIN)
       .Route(AF_INET, RTN_LOCAL, RT_TABLE_UNSPEC, "10.2.2.2", 32, RT_TABLE_LOCAL)
+      .Route(AF_INET, RTN_LOCAL, RT_TABLE_UNSPEC, "10.4.4.4", 32, 1001)  // a VRF's table
       .Route(AF_INET6, RTN_LOCAL, RT_TABLE_LOCAL, "2001:db8::15", 128)
       .Route(AF_INET6, RTN_ANYCAST, RT_TABLE_LOCAL, "2001:db8::", 128)
       .Route(AF_INET6, RTN_MULTICAST, RT_TABLE_LOCAL, "ff00::", 8)
       .Route(AF_INET, RTN_LOCAL, RT_TABLE_LOCAL, nullptr, 0)  // AnyIP for everything
       .Done();
-  EXPECT_EQ(Parsed(d), (std::vector<std::string>{"::ffff:10.0.2.15/128", "::ffff:10.0.2.255/128",
-                                                 "::ffff:192.0.2.0/120", "::ffff:10.2.2.2/128",
-                                                 "2001:db8::15/128", "2001:db8::/128", "ff00::/8",
-                                                 "::ffff:0.0.0.0/96"}));
+  EXPECT_EQ(Parsed(d), (std::vector<std::string>{
+                           "::ffff:10.0.2.15/128", "::ffff:10.0.2.255/128", "::ffff:192.0.2.0/120",
+                           "::ffff:10.1.1.1/128", "::ffff:10.2.2.2/128", "::ffff:10.4.4.4/128",
+                           "2001:db8::15/128", "2001:db8::/128", "ff00::/8", "::ffff:0.0.0.0/96"}));
+}
+
+// A dump during which the routes changed may miss one: EAGAIN, so that it is taken again.
+TEST(ParseLocalRoutesTest, AnInterruptedDumpIsRetriedNotTaken) {
+  Dump d;
+  d.Route(AF_INET, RTN_LOCAL, RT_TABLE_LOCAL, "10.0.2.15", 32).Done();
+  std::vector<HostPrefix> out;
+  ASSERT_TRUE(ParseLocalRoutes(d.bytes().data(), d.bytes().size(), &out));
+  nlmsghdr h{};
+  std::memcpy(&h, d.bytes().data(), sizeof h);
+  h.nlmsg_flags |= NLM_F_DUMP_INTR;
+  std::memcpy(d.bytes().data(), &h, sizeof h);
+  out.clear();
+  const auto r = ParseLocalRoutes(d.bytes().data(), d.bytes().size(), &out);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().errnum, EAGAIN);
+  EXPECT_NE(r.error().ToString().find("interrupted"), std::string::npos) << r.error().ToString();
 }
 
 TEST(ParseLocalRoutesTest, AnUnfinishedDumpSaysSo) {

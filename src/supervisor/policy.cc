@@ -205,8 +205,9 @@ Result<std::string> ResolveWithin(const Policy& policy, const std::string& cwd,
       const UniqueFd prefix_fd =
           OpenDirNoSymlinks(root_fd.get(), prefix == root ? "." : prefix.substr(root.size() + 1));
       if (!prefix_fd) continue;
-      const UniqueFd dir =
-          OpenDirBeneath(prefix_fd.get(), want == prefix ? "." : want.substr(prefix.size() + 1));
+      std::string rest = want.substr(prefix.size());
+      while (!rest.empty() && rest.front() == '/') rest.erase(0, 1);
+      const UniqueFd dir = OpenDirBeneath(prefix_fd.get(), rest.empty() ? "." : rest);
       if (!dir) continue;
       const std::optional<std::string> resolved = PathOf(dir.get());
       if (!resolved || !sandbox::PathIsWithin(*resolved, prefix)) continue;

@@ -232,6 +232,7 @@ const std::vector<CommandSpec>& Commands() {
         {"label", 0, true},
         {"rights", 0, true},
         {"preset", 0, true},
+        {"workspace", 0, true},
         {"ttl", 0, true}},
        0},
       {"help", kHelpHelp, {}, 0},

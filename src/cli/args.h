@@ -90,11 +90,12 @@ struct TokenCommand {
   enum class Action { kCreate, kList, kRevoke };
   Action action = Action::kList;
   // create: the scope. `sessions` is the scope expression the API takes ("session:ID",
-  // "owner:NAME" or "label:LABEL"); `rights` among read, input, kill, create; `presets` for
-  // create; `ttl_seconds` >= 1.
+  // "owner:NAME" or "label:LABEL"); `rights` among read, input, kill, create; `presets` and
+  // `workspaces` (absolute directories, in the order given) for create; `ttl_seconds` >= 1.
   std::string sessions;
   std::vector<std::string> rights;
   std::vector<std::string> presets;
+  std::vector<std::string> workspaces;
   uint64_t ttl_seconds = 3600;
   std::vector<std::string> ids;  // revoke: token ids (16 lowercase hex digits)
 };

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/format.h"
+#include "common/names.h"
 
 namespace mp::cli {
 namespace {
@@ -15,7 +16,8 @@ using json = nlohmann::json;
 
 constexpr std::string_view kTokenHelp =
     R"(Usage: monkeyproof token create (--session ID | --owner NAME | --label LABEL)
-                               --rights RIGHTS [--preset NAME]... [--ttl DURATION]
+                               --rights RIGHTS [--preset NAME]... [--workspace DIR]...
+                               [--ttl DURATION]
        monkeyproof token ls
        monkeyproof token revoke ID...
 
@@ -36,6 +38,9 @@ Options of create:
   --rights RIGHTS    comma-separated: read (list, show, logs, output), input (send, resize,
                      signal, attach's keys), kill, create (run)
   --preset NAME      a preset `create` may start (repeatable; required with create)
+  --workspace DIR    a directory `create` may run sessions in, at or below it (repeatable;
+                     required with create; absolute, below a preset's workspace_roots, no
+                     symlink in it); a session created without --cwd runs in the first
   --ttl DURATION     how long the token lives: seconds, or with s, m, h or d (default 1h;
                      at most the server's token_max_ttl_seconds)
 
@@ -43,7 +48,8 @@ ls lists the tokens not yet expired (never their secrets); revoke ends each ID a
 good (it survives a server restart).
 
 Examples:
-  monkeyproof token create --owner ci --rights read,input,create --preset claude --ttl 8h > ci.token
+  monkeyproof token create --owner ci --rights read,input,create --preset claude \
+      --workspace /srv/monkeyproof/workspaces/ci --ttl 8h > ci.token
   MONKEYPROOF_TOKEN_FILE=ci.token monkeyproof run --type print --preset claude "fix the test"
   monkeyproof token revoke 3f0c1a2b4c5d6e7f
 )";
@@ -106,6 +112,14 @@ std::variant<TokenCommand, std::string> BuildCreate(
       }
     } else if (name == "preset") {
       cmd.presets.push_back(value);
+    } else if (name == "workspace") {
+      if (!common::IsWorkspacePath(value)) {
+        return "--workspace must be " + std::string(common::kWorkspacePathIs) + ", not '" +
+               Sanitize(value, false) + "'";
+      }
+      if (std::find(cmd.workspaces.begin(), cmd.workspaces.end(), value) == cmd.workspaces.end()) {
+        cmd.workspaces.push_back(value);
+      }
     } else if (name == "ttl") {
       const std::optional<uint64_t> ttl = ParseTtl(value);
       if (!ttl) {
@@ -128,6 +142,16 @@ std::variant<TokenCommand, std::string> BuildCreate(
   }
   if (!creates && !cmd.presets.empty()) {
     return std::string("--preset goes with the create right (--rights ...,create)");
+  }
+  if (creates && cmd.workspaces.empty()) {
+    return std::string(
+        "the create right needs the workspaces its sessions may run in: --workspace DIR");
+  }
+  if (!creates && !cmd.workspaces.empty()) {
+    return std::string("--workspace goes with the create right (--rights ...,create)");
+  }
+  if (cmd.workspaces.size() > common::kMaxTokenWorkspaces) {
+    return "at most " + std::to_string(common::kMaxTokenWorkspaces) + " --workspace";
   }
   return cmd;
 }
@@ -201,6 +225,7 @@ std::variant<TokenCommand, std::string> BuildTokenCommand(
 std::string MintBody(const TokenCommand& cmd) {
   json j = {{"sessions", cmd.sessions}, {"rights", cmd.rights}, {"ttlSeconds", cmd.ttl_seconds}};
   if (!cmd.presets.empty()) j["presets"] = cmd.presets;
+  if (!cmd.workspaces.empty()) j["workspaces"] = cmd.workspaces;
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -225,11 +250,13 @@ Result<std::string> FormatTokenTable(std::string_view json_object, int64_t now_m
     }
     const auto revoked = t.find("revoked");
     rows.push_back({StringMember(t, "id"), StringMember(t, "sessions"), JoinedMember(t, "rights"),
-                    JoinedMember(t, "presets"), expires, StringMember(t, "createdBy"),
+                    JoinedMember(t, "presets"), JoinedMember(t, "workspaces"), expires,
+                    StringMember(t, "createdBy"),
                     revoked != t.end() && *revoked == true ? "revoked" : "active"});
   }
-  return FormatTable({"ID", "SESSIONS", "RIGHTS", "PRESETS", "EXPIRES", "CREATED-BY", "STATUS"},
-                     rows, 0, 0);
+  return FormatTable(
+      {"ID", "SESSIONS", "RIGHTS", "PRESETS", "WORKSPACES", "EXPIRES", "CREATED-BY", "STATUS"},
+      rows, 0, 0);
 }
 
 Result<std::string> FormatMinted(std::string_view json_object) {
@@ -237,7 +264,8 @@ Result<std::string> FormatMinted(std::string_view json_object) {
   if (!doc.is_object()) return PlainError("the server's answer is not a JSON object");
   return "token " + StringMember(doc, "id") + ": sessions " + StringMember(doc, "sessions") +
          ", rights " + JoinedMember(doc, "rights") + ", presets " + JoinedMember(doc, "presets") +
-         ", expires " + StringMember(doc, "expiresAt") +
+         ", workspaces " + JoinedMember(doc, "workspaces") + ", expires " +
+         StringMember(doc, "expiresAt") +
          "\nthe token is on stdout and will not be shown again (the server keeps only its hash)\n";
 }
 

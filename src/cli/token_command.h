@@ -32,9 +32,9 @@ std::optional<uint64_t> ParseTtl(std::string_view text);
 // The JSON body of POST /tokens for `create`.
 std::string MintBody(const TokenCommand& cmd);
 
-// `token ls`: {"enabled":bool,"tokens":[…]} as ID SESSIONS RIGHTS PRESETS EXPIRES CREATED-BY
-// STATUS ("in 59m" or "expired"; "active" or "revoked"), or a line saying scoped tokens are
-// off on the server.
+// `token ls`: {"enabled":bool,"tokens":[…]} as ID SESSIONS RIGHTS PRESETS WORKSPACES EXPIRES
+// CREATED-BY STATUS ("in 59m" or "expired"; "active" or "revoked"), or a line saying scoped tokens
+// are off on the server.
 Result<std::string> FormatTokenTable(std::string_view json_object, int64_t now_ms);
 
 // What `token create` prints on stderr besides the token (on stdout): the id, the scope and

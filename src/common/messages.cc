@@ -99,6 +99,8 @@ constexpr StringRule kArgRule{0, kMaxArgBytes};
 // A relative cwd is resolved by the supervisor against the policy's default workspace.
 constexpr StringRule kCwdRule{1, kMaxPathBytes};
 constexpr StringRule kPathRule{0, kMaxPathBytes};
+constexpr StringRule kWorkspaceRule{2, common::kMaxWorkspacePathBytes, &common::IsWorkspacePath,
+                                    common::kWorkspacePathIs};
 constexpr StringRule kEnvNameRule{1, kMaxEnvNameBytes, &IsEnvName, common::kEnvNameIs};
 constexpr StringRule kEnvValueRule{0, kMaxEnvValueBytes};
 constexpr StringRule kOwnerRule{0, kMaxOwnerBytes, &NoControl, kPrintable};
@@ -319,6 +321,7 @@ SpawnRequest ReadSpawn(ObjectReader& r) {
   s.client = r.String("client", kClientRule);
   s.via = r.OptString("via", kViaRule).value_or("");
   s.principal = ReadPrincipal(r);
+  s.cwd_within = r.StringArray("cwd_within", common::kMaxTokenWorkspaces, kWorkspaceRule);
   return s;
 }
 
@@ -338,6 +341,7 @@ void SpawnToJson(const SpawnRequest& s, json& j) {
   j["client"] = s.client;
   if (!s.via.empty()) j["via"] = s.via;
   WritePrincipal(s.principal, j);
+  if (!s.cwd_within.empty()) j["cwd_within"] = s.cwd_within;
 }
 
 // An `audit` request: which members an action takes is fixed (docs/protocol.md "audit"); one

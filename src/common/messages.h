@@ -25,7 +25,7 @@ namespace mp::wire {
 // Control-protocol versions (docs/protocol.md, "Versions"; common/proto_version.h says what
 // each carries): the newest this build speaks, which the API offers in its hello, and the
 // oldest it still speaks with a peer from an earlier release.
-inline constexpr uint32_t kProtoVersion = 3;
+inline constexpr uint32_t kProtoVersion = 4;
 inline constexpr uint32_t kMinProtoVersion = 1;
 
 // Size and count caps, all checked by the decoders. Bytes are UTF-8 bytes of the JSON string.
@@ -166,6 +166,12 @@ struct SpawnRequest {
   // common::IsPrincipalLabel), for the audit log and the session's created_by. Empty: absent
   // on the wire (not attributed); monkeyproof-api always sends it.
   std::string principal;
+  // Protocol version 4. Where the session may run: when not empty, the resolved cwd must be
+  // one of these directories or below one (a scoped token's workspaces, docs/api.md "Scoped
+  // tokens"), each opened beneath its workspace root without following any symlink and the
+  // cwd then resolved beneath it; an absent cwd is the first of them. At most
+  // common::kMaxTokenWorkspaces entries, each common::IsWorkspacePath.
+  std::vector<std::string> cwd_within;
   friend bool operator==(const SpawnRequest&, const SpawnRequest&) = default;
 };
 struct ListRequest {  // filters are ANDed; sessions come in creation order

@@ -35,4 +35,24 @@ bool IsPrincipalLabel(std::string_view label) {
          std::all_of(label.begin(), label.end(), [](char c) { return c >= 0x20 && c <= 0x7e; });
 }
 
+bool IsWorkspacePath(std::string_view path) {
+  if (path.size() < 2 || path.size() > kMaxWorkspacePathBytes || path.front() != '/' ||
+      path.back() == '/') {
+    return false;
+  }
+  for (char c : path) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) return false;
+  }
+  size_t start = 1;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    const std::string_view part = path.substr(start, end - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    start = end + 1;
+  }
+  return true;
+}
+
 }  // namespace mp::common

@@ -37,4 +37,15 @@ inline constexpr std::string_view kPrincipalIs =
     "a principal label (1..200 bytes of printable ASCII, no leading or trailing space)";
 bool IsPrincipalLabel(std::string_view label);
 
+// A workspace a scoped token may create sessions in (docs/api.md "Scoped tokens"), as the
+// token carries it and a spawn's cwd_within names it: an absolute path of 2..4095 bytes
+// without control characters, no empty, "." or ".." component and no trailing slash ("/"
+// itself is refused: it would be no limit).
+inline constexpr size_t kMaxWorkspacePathBytes = 4095;
+inline constexpr size_t kMaxTokenWorkspaces = 16;
+inline constexpr std::string_view kWorkspacePathIs =
+    "a normalized absolute path (no empty, \".\" or \"..\" component, no trailing slash, no "
+    "control characters, at most 4095 bytes, not \"/\")";
+bool IsWorkspacePath(std::string_view path);
+
 }  // namespace mp::common

@@ -9,6 +9,8 @@ namespace {
 
 // The first version with `client`/`via` on acting requests and the read/refusal audits.
 constexpr uint32_t kAuditV2 = 2;
+// The first version with a spawn's `cwd_within` (a scoped token's workspaces).
+constexpr uint32_t kCwdWithinV4 = 4;
 
 ProtoNeed Needs(uint32_t version, std::string field, const std::string& reason) {
   return {version, field, field + ": " + reason};
@@ -46,6 +48,11 @@ ProtoNeed RequiredProto(const RequestBody& body) {
           if (!r.client.empty()) return MemberNeed("client");
           if (!r.via.empty()) return MemberNeed("via");
         } else if constexpr (std::is_same_v<R, SpawnRequest>) {
+          if (!r.cwd_within.empty()) {
+            return Needs(kCwdWithinV4, "/cwd_within",
+                         "unknown field in protocol version " + std::to_string(kCwdWithinV4 - 1) +
+                             " or older (this connection's hello); it needs version 4");
+          }
           if (!r.via.empty()) return MemberNeed("via");
         } else if constexpr (std::is_same_v<R, AuditRequest>) {
           if (!AuditActionIn(r.action, kMinProtoVersion)) {
@@ -62,9 +69,15 @@ ProtoNeed RequiredProto(const RequestBody& body) {
 }
 
 bool FitToProto(RequestBody& body, uint32_t proto) {
+  // A spawn limited to workspaces has no form before version 4: dropping the limit would run
+  // it unrestricted, so it is never sent.
+  if (const auto* spawn = std::get_if<SpawnRequest>(&body);
+      spawn != nullptr && !spawn->cwd_within.empty() && proto < kCwdWithinV4) {
+    return false;
+  }
   if (proto >= kAuditV2) return true;
   return std::visit(
-      []([[maybe_unused]] auto& r) -> bool {
+      [](auto& r) -> bool {
         using R = std::decay_t<decltype(r)>;
         if constexpr (kIsActing<R>) {
           r.client.clear();
@@ -91,7 +104,12 @@ std::string MissingInProto(uint32_t proto) {
   if (proto < 3) {
     missing +=
         "a spawn on a full state file system is answered as capacity (429), not "
-        "insufficient_storage (507)";
+        "insufficient_storage (507); ";
+  }
+  if (proto < kCwdWithinV4) {
+    missing +=
+        "scoped tokens limited to workspaces cannot create sessions (the supervisor cannot "
+        "enforce the limit; such creates are refused with 503)";
   }
   return missing;
 }

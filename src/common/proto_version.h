@@ -2,7 +2,8 @@
 // two daemons of one host can be upgraded and restarted at different moments. Version 2 added
 // `client` and `via` to the acting requests (kill, signal, stdin, close_stdin, resize), `via` to
 // spawn and to the token audits, and the audit actions read, auth_failed, rate_limited and
-// audit_suppressed. Version 3 added the error code insufficient_storage. The supervisor refuses
+// audit_suppressed. Version 3 added the error code insufficient_storage. Version 4 added a
+// spawn's `cwd_within` (the workspaces a scoped token may create in). The supervisor refuses
 // what its connection's version lacks (RequiredProto) and answers in its codes (ErrorCodeIn);
 // the API fits what it sends to the version it agreed on (FitToProto). Both daemons; pure
 // functions, thread-safe.

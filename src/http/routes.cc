@@ -215,7 +215,10 @@ ApiError SpawnError(const wire::ErrorBody& error) {
 // and in no other token's because of what it set (docs/api.md "Scoped tokens"): an owner:
 // scope sets its owner (a missing owner gets it) and no labels; a label: scope sets its label
 // (added when missing) and no owner and no other label. Anything else is 403 naming the field
-// and the scope.
+// and the scope. The token's workspaces go to the supervisor as cwd_within, which it enforces
+// while it resolves the cwd (a check of the cwd's text here would follow a symlink that a
+// session of the token planted); a create token without workspaces (minted before tokens
+// carried them) may not create at all.
 std::optional<ApiError> CheckCreateScope(const TokenScope& scope, wire::SpawnRequest* spawn) {
   auto refuse = [&](const std::string& what, const char* field) {
     ApiError e = Forbidden("this token (sessions " + scope.sessions.ToString() + ") " + what);
@@ -227,6 +230,14 @@ std::optional<ApiError> CheckCreateScope(const TokenScope& scope, wire::SpawnReq
     for (const auto& p : scope.presets) allowed += (allowed.empty() ? "" : ", ") + p;
     return refuse("may create sessions only from the presets " + allowed, "/preset");
   }
+  if (scope.workspaces.empty()) {
+    return refuse(
+        "was minted before tokens carried workspaces and may not create sessions: mint a new "
+        "token with the workspaces its sessions may run in (POST /tokens \"workspaces\", "
+        "monkeyproof token create --workspace DIR)",
+        "/cwd");
+  }
+  spawn->cwd_within = scope.workspaces;
   switch (scope.sessions.kind) {
     case SessionScope::Kind::kSession:
       // Refused at mint already: a new session is never the one a session: scope names.
@@ -279,6 +290,17 @@ void CreateSession(const Call& c) {
       RespondError(c, *refused);
       return;
     }
+  }
+  // Never without the limit: a supervisor before version 4 cannot enforce cwd_within
+  // (SupervisorLink::Call's FitToProto is the backstop for a link that changes meanwhile).
+  if (!spawn.cwd_within.empty() && c->ctx.link.up() && c->ctx.link.proto() < 4) {
+    RespondError(c, ApiError{503, "unavailable",
+                             "this token's sessions are limited to its workspaces, which the "
+                             "supervisor enforces from control protocol 4; monkeyproofd speaks " +
+                                 std::to_string(c->ctx.link.proto()) +
+                                 ": upgrade monkeyproofd, or create with an admin token",
+                             "/cwd"});
+    return;
   }
   Ask(
       c, std::move(spawn),

@@ -4,7 +4,9 @@
 //   {"format":"monkeyproof-tokens/1","tokens":[
 //   {"createdAt":<ms>,"createdBy":"admin","expiresAt":<ms>,"id":"0123456789abcdef",
 //    "presets":[],"revokedAt":<ms> (only once revoked),"rights":["read","input"],
-//    "sessions":"owner:alice","sha256":"<64 hex>"},
+//    "sessions":"owner:alice","sha256":"<64 hex>",
+//    "workspaces":["/srv/ws/alice"] (only with the create right; absent in records minted
+//    before tokens carried workspaces)},
 //   ...
 //   ]}
 //
@@ -117,6 +119,7 @@ std::string RecordLine(const TokenRecord& r) {
             {"expiresAt", r.expires_at_ms},
             {"createdBy", r.created_by}};
   if (r.revoked_at_ms) j["revokedAt"] = *r.revoked_at_ms;
+  if (!r.scope.workspaces.empty()) j["workspaces"] = r.scope.workspaces;
   return j.dump();
 }
 
@@ -230,6 +233,11 @@ Result<std::map<std::string, TokenRecord>> TokenStore::Parse(std::string_view te
         r.scope.presets = item.StringArray("presets", kMaxTokenPresets,
                                            {1, 256, &common::IsPresetName, "a preset name"});
         std::sort(r.scope.presets.begin(), r.scope.presets.end());
+        // Absent in records minted before tokens carried workspaces: such a create token's
+        // creates are refused (http/routes.cc CheckCreateScope).
+        r.scope.workspaces = item.StringArray("workspaces", common::kMaxTokenWorkspaces,
+                                              {2, common::kMaxWorkspacePathBytes,
+                                               &common::IsWorkspacePath, common::kWorkspacePathIs});
         r.created_at_ms = item.Uint("createdAt", {0, UINT64_MAX});
         r.expires_at_ms = item.Uint("expiresAt", {0, UINT64_MAX});
         r.created_by = item.String("createdBy", {1, kMaxCreatedByBytes, nullptr, {}});

@@ -27,6 +27,7 @@ json TokenJson(const TokenRecord& r) {
           {"sessions", r.scope.sessions.ToString()},
           {"rights", RightNames(r.scope.rights)},
           {"presets", r.scope.presets},
+          {"workspaces", r.scope.workspaces},
           {"createdAt", IsoTime(r.created_at_ms)},
           {"expiresAt", IsoTime(r.expires_at_ms)},
           {"createdBy", r.created_by},

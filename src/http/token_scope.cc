@@ -230,11 +230,44 @@ std::optional<ApiError> ReadScope(const json& doc, TokenScope* scope) {
     scope->presets.erase(std::unique(scope->presets.begin(), scope->presets.end()),
                          scope->presets.end());
   }
+  const auto workspaces = doc.find("workspaces");
+  if (workspaces != doc.end() && !workspaces->is_null()) {
+    if (!workspaces->is_array()) {
+      return Bad("workspaces must be an array of absolute directory paths", "/workspaces");
+    }
+    if (workspaces->size() > common::kMaxTokenWorkspaces) {
+      return Bad("at most " + std::to_string(common::kMaxTokenWorkspaces) + " workspaces",
+                 "/workspaces");
+    }
+    for (size_t i = 0; i < workspaces->size(); ++i) {
+      const json& item = (*workspaces)[i];
+      const std::string field = "/workspaces/" + std::to_string(i);
+      if (!item.is_string() || !common::IsWorkspacePath(item.get_ref<const std::string&>())) {
+        return Bad("each workspace must be " + std::string(common::kWorkspacePathIs), field);
+      }
+      const auto& path = item.get_ref<const std::string&>();
+      if (std::find(scope->workspaces.begin(), scope->workspaces.end(), path) !=
+          scope->workspaces.end()) {
+        return Bad("workspace " + Quote(path) + " is given twice", field);
+      }
+      scope->workspaces.push_back(path);
+    }
+  }
   if (scope->Has(Right::kCreate) && scope->presets.empty()) {
     return Bad("the create right needs presets: the presets this token may start", "/presets");
   }
   if (!scope->Has(Right::kCreate) && !scope->presets.empty()) {
     return Bad("presets are only for the create right, which rights does not give", "/presets");
+  }
+  if (scope->Has(Right::kCreate) && scope->workspaces.empty()) {
+    return Bad(
+        "the create right needs workspaces: the directories (each under a preset's "
+        "workspace_roots) this token's sessions may run in, at or below one of them",
+        "/workspaces");
+  }
+  if (!scope->Has(Right::kCreate) && !scope->workspaces.empty()) {
+    return Bad("workspaces are only for the create right, which rights does not give",
+               "/workspaces");
   }
   if (scope->Has(Right::kCreate) && scope->sessions.kind == SessionScope::Kind::kSession) {
     return Bad(
@@ -264,9 +297,10 @@ ApiResult<MintBody> ParseMintBody(std::string_view body, uint64_t max_ttl_second
   if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
   const json& doc = std::get<json>(parsed);
   for (const auto& [key, value] : doc.items()) {
-    if (key != "sessions" && key != "rights" && key != "presets" && key != "ttlSeconds") {
+    if (key != "sessions" && key != "rights" && key != "presets" && key != "workspaces" &&
+        key != "ttlSeconds") {
       return Bad("unknown member " + Quote(key) +
-                     "; a token takes sessions, rights, presets and "
+                     "; a token takes sessions, rights, presets, workspaces and "
                      "ttlSeconds",
                  wire::AppendPointer("", key));
     }
@@ -298,8 +332,9 @@ ApiResult<TokenScope> ParseScopeObject(std::string_view text) {
   if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
   const json& doc = std::get<json>(parsed);
   for (const auto& [key, value] : doc.items()) {
-    if (key != "sessions" && key != "rights" && key != "presets") {
-      return Bad("unknown member " + Quote(key) + "; a scope takes sessions, rights and presets",
+    if (key != "sessions" && key != "rights" && key != "presets" && key != "workspaces") {
+      return Bad("unknown member " + Quote(key) +
+                     "; a scope takes sessions, rights, presets and workspaces",
                  wire::AppendPointer("", key));
     }
   }

@@ -77,6 +77,12 @@ struct TokenScope {
   SessionScope sessions;
   Rights rights = 0;
   std::vector<std::string> presets;  // sorted, unique; non-empty exactly when kCreate is given
+  // The directories a create may run sessions in (at or below one; the first is the cwd of a
+  // create without one), in the order given, unique, each common::IsWorkspacePath; at most
+  // common::kMaxTokenWorkspaces. Required with kCreate and only with it. The supervisor enforces
+  // it (wire::SpawnRequest::cwd_within). Empty with kCreate: a token minted before tokens
+  // carried workspaces, whose creates are refused (CheckCreateScope).
+  std::vector<std::string> workspaces;
   [[nodiscard]] bool Has(Right right) const { return (rights & static_cast<Rights>(right)) != 0; }
   // Whether a session with these attributes is one this token covers.
   [[nodiscard]] bool Covers(std::string_view id, std::string_view owner,
@@ -86,15 +92,18 @@ struct TokenScope {
 };
 
 // ---- POST /tokens: {"sessions":"owner:alice","rights":["read","input","create"],
-// "presets":["claude"],"ttlSeconds":3600}. ttlSeconds is required, 1..max_ttl_seconds.
-// Unknown members, wrong types, an unknown right, a duplicate right, create without presets or
-// presets without create are 400 naming the member.
+// "presets":["claude"],"workspaces":["/srv/monkeyproof/workspaces/alice"],"ttlSeconds":3600}.
+// ttlSeconds is required, 1..max_ttl_seconds. Unknown members, wrong types, an unknown right, a
+// duplicate right, create without presets or workspaces, presets or workspaces without create,
+// a workspace that is not a normalized absolute path, a duplicate workspace or more than
+// common::kMaxTokenWorkspaces are 400 naming the member.
 struct MintBody {
   TokenScope scope;
   uint64_t ttl_seconds = 0;
 };
 ApiResult<MintBody> ParseMintBody(std::string_view body, uint64_t max_ttl_seconds);
-// A scope alone, {"sessions":…,"rights":[…],"presets":[…]} (the mint body without ttlSeconds),
+// A scope alone, {"sessions":…,"rights":[…],"presets":[…],"workspaces":[…]} (the mint body
+// without ttlSeconds),
 // with the same rules: an entry of the client-principals file (http/client_principals.h).
 ApiResult<TokenScope> ParseScopeObject(std::string_view text);
 

@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 
+#include "common/names.h"
 #include "common/unique_fd.h"
 #include "sandbox/mounts.h"
 #include "supervisor/policy_internal.h"
@@ -97,6 +98,15 @@ UniqueFd OpenDirBeneath(int base, const std::string& rel) {
   return UniqueFd(static_cast<int>(::syscall(SYS_openat2, base, rel.c_str(), &how, sizeof how)));
 }
 
+// The directory `rel` beneath `base` without following any symlink at all (RESOLVE_NO_SYMLINKS):
+// a scoped token's workspace, whose every component below its root must be a real directory.
+UniqueFd OpenDirNoSymlinks(int base, const std::string& rel) {
+  struct open_how how {};
+  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
+  return UniqueFd(static_cast<int>(::syscall(SYS_openat2, base, rel.c_str(), &how, sizeof how)));
+}
+
 // The path the kernel reached for `fd`: /proc/self/fd's link holds it without symlinks.
 std::optional<std::string> PathOf(int fd) {
   const std::string link = "/proc/self/fd/" + std::to_string(fd);
@@ -137,9 +147,80 @@ Error CwdRefused(const Policy& policy, const std::string& cwd) {
       .At("/cwd");
 }
 
+// Whether the directory `dir`, which the kernel reached as `resolved`, may be a session's
+// workspace: below a root as written (the sandbox covers the roots by those names), no root
+// itself (that would bind every workspace under it into the session), in no hidden path.
+bool UsableWorkspace(const Policy& policy, int dir, const std::string& resolved) {
+  bool inside = false;
+  for (const auto& r : policy.workspace_roots) {
+    if (resolved == r || SameInode(dir, r)) return false;
+    inside = inside || sandbox::PathIsWithin(resolved, r);
+  }
+  if (!inside) return false;
+  for (const auto& h : policy.HiddenPaths()) {
+    if (sandbox::PathIsWithin(resolved, h)) return false;
+  }
+  return true;
+}
+
+// The one answer for every cwd outside a request's cwd_within (or not usable below it): a
+// 403 that reads the same whether the directory exists, is missing, or is reached through a
+// symlink or `..` that leaves the workspace.
+Error WithinRefused(const Policy& policy, const std::string& cwd,
+                    const std::vector<std::string>& within) {
+  return CodedError(ErrorCode::kPolicyViolation,
+                    "cwd " + Quote(cwd) +
+                        " is not an existing directory at or below the workspaces this "
+                        "request may create sessions in (" +
+                        JoinQuoted(within) + ", inside " + RootsText(policy) +
+                        "); give one of them or a directory below one (symlinks and `..` may "
+                        "not leave it, no component of the workspace itself may be a "
+                        "symlink, and a root itself is refused)")
+      .At("/cwd");
+}
+
+// ResolveWorkspace for a request with cwd_within: the workspace prefix is opened beneath its
+// root without following any symlink, then the cwd's remainder beneath that prefix
+// (RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS), so that neither a symlink in the prefix nor one
+// planted below it (by a session of the same token) reaches another workspace.
+Result<std::string> ResolveWithin(const Policy& policy, const std::string& cwd,
+                                  const std::vector<std::string>& within) {
+  std::string want;
+  if (cwd.empty()) {
+    want = within.front();
+  } else if (cwd.front() == '/') {
+    want = cwd;
+  } else if (!policy.default_workspace.empty()) {
+    want = policy.default_workspace + "/" + cwd;
+  }
+  const std::string& shown = cwd.empty() ? within.front() : cwd;
+  if (want.empty()) return WithinRefused(policy, shown, within);
+  for (const std::string& prefix : within) {
+    if (!common::IsWorkspacePath(prefix)) continue;
+    if (!sandbox::PathIsWithin(want, prefix)) continue;
+    for (const std::string& root : policy.workspace_roots) {
+      if (!sandbox::PathIsWithin(prefix, root)) continue;
+      const UniqueFd root_fd = OpenConfiguredDir(root);
+      if (!root_fd) continue;
+      const UniqueFd prefix_fd =
+          OpenDirNoSymlinks(root_fd.get(), prefix == root ? "." : prefix.substr(root.size() + 1));
+      if (!prefix_fd) continue;
+      std::string rest = want.substr(prefix.size());
+      while (!rest.empty() && rest.front() == '/') rest.erase(0, 1);
+      const UniqueFd dir = OpenDirBeneath(prefix_fd.get(), rest.empty() ? "." : rest);
+      if (!dir) continue;
+      const std::optional<std::string> resolved = PathOf(dir.get());
+      if (!resolved || !sandbox::PathIsWithin(*resolved, prefix)) continue;
+      if (UsableWorkspace(policy, dir.get(), *resolved)) return *resolved;
+    }
+  }
+  return WithinRefused(policy, shown, within);
+}
+
 }  // namespace
 
-Result<std::string> ResolveWorkspace(const Policy& policy, const std::string& cwd) {
+Result<std::string> ResolveWorkspace(const Policy& policy, const std::string& cwd,
+                                     const std::vector<std::string>& within) {
   const auto bad = [](ErrorCode code, std::string what) {
     return CodedError(code, std::move(what)).At("/cwd");
   };
@@ -147,6 +228,7 @@ Result<std::string> ResolveWorkspace(const Policy& policy, const std::string& cw
     return bad(ErrorCode::kBadRequest, "cwd contains a NUL byte or is longer than " +
                                            std::to_string(PATH_MAX - 1) + " bytes");
   }
+  if (!within.empty()) return ResolveWithin(policy, cwd, within);
   const std::string& base = policy.default_workspace;
   const bool relative = !cwd.empty() && cwd.front() != '/';
   if (base.empty() && (cwd.empty() || relative)) {
@@ -196,18 +278,8 @@ Result<std::string> ResolveWorkspace(const Policy& policy, const std::string& cw
   const std::optional<std::string> resolved = PathOf(dir.get());
   if (!resolved) return refuse();
 
-  // What the kernel reached must still read as a directory below a root as written (the
-  // sandbox covers the roots by those names) and be no root itself (that would bind every
-  // workspace under it into the session), nor lie in a hidden path.
-  bool inside = false;
-  for (const auto& r : policy.workspace_roots) {
-    if (*resolved == r || SameInode(dir.get(), r)) return refuse();
-    inside = inside || sandbox::PathIsWithin(*resolved, r);
-  }
-  if (!inside) return refuse();
-  for (const auto& h : policy.HiddenPaths()) {
-    if (sandbox::PathIsWithin(*resolved, h)) return refuse();
-  }
+  // What the kernel reached must still read as a directory below a root as written.
+  if (!UsableWorkspace(policy, dir.get(), *resolved)) return refuse();
   return *resolved;
 }
 

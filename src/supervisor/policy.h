@@ -250,7 +250,16 @@ Result<EffectivePolicy> Tighten(const Policy& policy, const RequestedLimits& req
 // directory is missing, not a directory or outside, so the answer reveals nothing about paths
 // the session may not use. A missing or misplaced default workspace without a cwd is the
 // host's to fix (host_setup).
-Result<std::string> ResolveWorkspace(const Policy& policy, const std::string& cwd);
+//
+// `within` (a spawn's cwd_within: a scoped token's workspaces) narrows that further: when not
+// empty the cwd must be one of those directories or below one. Each is opened beneath the
+// root it lies in with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS (a workspace with a symlink in
+// its path is never usable), and the cwd's remainder beneath that descriptor with
+// RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS, so no symlink or `..` below it reaches a sibling.
+// An empty cwd is then the first of them, a relative one is below the default workspace as
+// ever. Every refusal is one policy_violation with field "/cwd" and the same sentence.
+Result<std::string> ResolveWorkspace(const Policy& policy, const std::string& cwd,
+                                     const std::vector<std::string>& within = {});
 
 // What the request contributes to a spawn.
 struct SessionLaunch {
@@ -263,6 +272,8 @@ struct SessionLaunch {
   std::optional<std::string> command;
   std::optional<std::vector<std::string>> args;
   std::map<std::string, std::string> env;  // names must be in request_env.allow
+  // The directories the cwd must be at or below (wire::SpawnRequest::cwd_within); empty: any.
+  std::vector<std::string> cwd_within;
 };
 
 struct UserIds {

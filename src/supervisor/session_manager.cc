@@ -422,6 +422,7 @@ Answer<PreparedSpawn> Prepare(const wire::SpawnRequest& req, const PolicySet& po
   SessionLaunch launch;
   launch.task = req.task;
   launch.cwd = req.cwd.value_or("");
+  launch.cwd_within = req.cwd_within;
   launch.command = req.command;
   launch.args = req.args;
   for (const auto& [k, v] : req.env) launch.env[k] = v;

@@ -256,7 +256,7 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
   // What the host lacks for this policy (its user, state dirs, a preset's command) is the
   // operator's to fix, whatever the request: said first, all of it at once.
   MP_RETURN_IF_ERROR(CheckHostSetup(p, host));
-  MP_TRY(r.workspace, ResolveWorkspace(p, launch.cwd));
+  MP_TRY(r.workspace, ResolveWorkspace(p, launch.cwd, launch.cwd_within));
 
   std::map<std::string, std::string> env;
   for (const auto& name : p.env.pass) {

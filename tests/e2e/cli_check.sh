@@ -126,7 +126,8 @@ mp kill "$ID"
 expect "kill of an ended session exits 0 (status $RC)" is "$RC" 0
 
 step "token create, a minted token at work, token revoke"
-mp token create --owner cli-scoped --rights read,create --preset printer --ttl 10m
+mp token create --owner cli-scoped --rights read,create --preset printer \
+  --workspace "${MP_E2E_WORKSPACE:?MP_E2E_WORKSPACE is not set}/w" --ttl 10m
 expect "token create exits 0 (status $RC)" is "$RC" 0
 SCOPED=$(tr -d '[:space:]' <"$WORK/out")
 expect "token create prints the token alone on stdout" starts "$SCOPED" mpt_
@@ -135,6 +136,7 @@ expect "token create names its id on stderr" has "$WORK/err" "token $TOKEN_ID"
 mp token ls
 expect "token ls exits 0 (status $RC)" is "$RC" 0
 expect "token ls lists it" has "$WORK/out" "$TOKEN_ID"
+expect "token ls shows its workspace" has "$WORK/out" "$MP_E2E_WORKSPACE/w"
 expect "token ls never shows the secret" is "$(grep -c -- "${SCOPED##*_}" "$WORK/out" || true)" 0
 MONKEYPROOF_TOKEN=$SCOPED mp run --type print --preset printer -- hi
 expect "the minted token runs a printer session (status $RC)" is "$RC" 0

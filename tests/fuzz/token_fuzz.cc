@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/names.h"
 #include "http/principal.h"
 #include "http/scoped_tokens.h"
 #include "http/token_scope.h"
@@ -24,6 +25,7 @@
 namespace {
 
 namespace http = mp::http;
+namespace common = mp::common;
 
 [[noreturn]] void Die(const char* what) {
   std::fprintf(stderr, "token_fuzz: %s\n", what);
@@ -71,6 +73,14 @@ void FuzzMintBody(std::string_view text) {
   Check(b.scope.Has(http::Right::kCreate) == !b.scope.presets.empty(), "create <=> presets");
   Check(b.scope.presets.size() <= http::kMaxTokenPresets, "preset count");
   for (const auto& p : b.scope.presets) Check(b.scope.AllowsPreset(p), "listed preset refused");
+  Check(b.scope.Has(http::Right::kCreate) == !b.scope.workspaces.empty(), "create <=> workspaces");
+  Check(b.scope.workspaces.size() <= common::kMaxTokenWorkspaces, "workspace count");
+  for (size_t i = 0; i < b.scope.workspaces.size(); ++i) {
+    Check(common::IsWorkspacePath(b.scope.workspaces[i]), "workspace not normalized");
+    for (size_t j = 0; j < i; ++j) {
+      Check(b.scope.workspaces[i] != b.scope.workspaces[j], "duplicate workspace");
+    }
+  }
 }
 
 void FuzzDuration(std::string_view text) {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <optional>
@@ -284,6 +285,82 @@ TEST_F(ApiE2eTest, Cli) {
   RunScript({"bash", Script("cli_check.sh")}, seconds(300));
 }
 
+// A scoped token's workspaces (attack review F3 of issue 15): an owner:ci create token limited
+// to workspace A starts sessions in A, not in the sibling workspace B, and not in B through a
+// symlink A/link -> ../B (or an absolute one) that a session of the token planted in A; nor
+// through a workspace named by a symlink. The supervisor enforces it while it resolves the
+// cwd. CONTROL: the admin token, which has no workspace limit, reaches B both ways (the
+// escape the limit closes); before the fix a create token was exactly as free.
+TEST_F(ApiE2eTest, TokenWorkspacesHoldAgainstSiblingsAndPlantedSymlinks) {
+  const std::string& admin = stack_->token();
+  const std::string a = stack_->workspace_root() + "/f3-a";
+  const std::string b = stack_->workspace_root() + "/f3-b";
+  const std::string a_link = stack_->workspace_root() + "/f3-a-link";
+  for (const std::string& dir : {a, b}) {
+    ASSERT_TRUE(::mkdir(dir.c_str(), 0755) == 0 || errno == EEXIST) << dir;
+    ASSERT_EQ(::chown(dir.c_str(), 65534, 65534), 0) << dir;  // the policies' run_as nobody
+  }
+  ::unlink(a_link.c_str());
+  ASSERT_EQ(::symlink("f3-a", a_link.c_str()), 0);
+  const auto mint = [&](const std::string& workspace) {
+    auto minted = Http("POST", "/tokens", admin,
+                       R"({"sessions":"owner:ci","rights":["read","input","kill","create"],)"
+                       R"("presets":["shell"],"workspaces":[")" +
+                           workspace + R"("],"ttlSeconds":600})");
+    EXPECT_EQ(minted.status, 201) << minted.body << stack_->Logs();
+    return JsonString(minted.body, "token");
+  };
+  const std::string ci = mint(a);
+  ASSERT_FALSE(ci.empty());
+  const auto spawn = [&](const std::string& token, const std::string& task,
+                         const std::string& cwd) {
+    std::string body = R"({"task":")" + task + R"(","mode":"interactive","preset":"shell")";
+    if (!cwd.empty()) body += R"(,"cwd":")" + cwd + "\"";
+    return Http("POST", "/sessions", token, body + "}");
+  };
+  const auto expect_refused = [&](const HttpReply& r, const std::string& what) {
+    EXPECT_EQ(r.status, 403) << what << ": " << r.body;
+    EXPECT_NE(r.body.find(R"("field":"/cwd")"), std::string::npos) << what << ": " << r.body;
+  };
+
+  // In A: allowed, with and without a cwd (the first workspace). A session of the token
+  // plants the symlinks there.
+  auto in_a = spawn(ci, "true", a);
+  ASSERT_EQ(in_a.status, 201) << in_a.body << stack_->Logs();
+  EXPECT_EQ(JsonString(in_a.body, "cwd"), a) << in_a.body;
+  auto plant = spawn(ci, "ln -s ../f3-b link && ln -s " + b + " abs-link", "");
+  ASSERT_EQ(plant.status, 201) << plant.body << stack_->Logs();
+  EXPECT_EQ(JsonString(plant.body, "cwd"), a) << plant.body;
+  struct stat st {};
+  for (int i = 0; i < 100 && (::lstat((a + "/link").c_str(), &st) != 0 ||
+                              ::lstat((a + "/abs-link").c_str(), &st) != 0);
+       ++i) {
+    ::usleep(100 * 1000);
+  }
+  ASSERT_EQ(::lstat((a + "/link").c_str(), &st), 0) << "the session planted no link";
+  ASSERT_TRUE(S_ISLNK(st.st_mode));
+  ASSERT_EQ(st.st_uid, 65534u) << "the link is not the session's";
+
+  // Refused: B, B through either planted link, `..` out of A, A named through a symlink.
+  expect_refused(spawn(ci, "true", b), "sibling B");
+  expect_refused(spawn(ci, "true", a + "/link"), "A/link -> ../f3-b");
+  expect_refused(spawn(ci, "true", a + "/abs-link"), "A/abs-link -> B");
+  expect_refused(spawn(ci, "true", a + "/../f3-b"), "A/../f3-b");
+  expect_refused(spawn(ci, "true", a_link), "a symlink to A");
+  const std::string via_link = mint(a_link);
+  ASSERT_FALSE(via_link.empty());
+  expect_refused(spawn(via_link, "true", ""), "a token whose workspace is a symlink");
+  expect_refused(spawn(via_link, "true", a_link), "a token whose workspace is a symlink");
+
+  // CONTROL: without the limit (the admin token) the same probes reach B.
+  auto admin_b = spawn(admin, "true", b);
+  ASSERT_EQ(admin_b.status, 201) << admin_b.body;
+  EXPECT_EQ(JsonString(admin_b.body, "cwd"), b);
+  auto admin_link = spawn(admin, "true", a + "/link");
+  ASSERT_EQ(admin_link.status, 201) << admin_link.body;
+  EXPECT_EQ(JsonString(admin_link.body, "cwd"), b) << "the planted link does not lead to B";
+}
+
 // Attribution (issue 15): a session spawned with a scoped token shows createdBy token:<id>,
 // and the supervisor's audit log has that principal for its spawn, input and kill; the token's
 // mint and revocation are there too, by the admin, naming the id and never the secret. The
@@ -292,7 +369,8 @@ TEST_F(ApiE2eTest, AuditLogNamesThePrincipalOfEachAction) {
   const std::string& admin = stack_->token();
   auto minted = Http("POST", "/tokens", admin,
                      R"({"sessions":"owner:attr","rights":["read","input","kill","create"],)"
-                     R"("presets":["shell"],"ttlSeconds":600})");
+                     R"("presets":["shell"],"workspaces":[")" +
+                         stack_->workspace() + R"("],"ttlSeconds":600})");
   ASSERT_EQ(minted.status, 201) << minted.body << stack_->Logs();
   const std::string token = JsonString(minted.body, "token");
   const std::string token_id = JsonString(minted.body, "id");

@@ -44,15 +44,18 @@ std::string MustFail(const std::vector<std::string>& args) {
 TEST(CliToken, CreateWithEveryOption) {
   const TokenCommand cmd =
       MustParse({"token", "create", "--owner", "ci", "--rights", "read,input,create,read",
-                 "--preset", "claude", "--preset", "codex", "--ttl", "8h", "--json"});
+                 "--preset", "claude", "--preset", "codex", "--workspace", "/srv/ws/ci",
+                 "--workspace", "/srv/ws/ci2", "--ttl", "8h", "--json"});
   EXPECT_EQ(cmd.action, TokenCommand::Action::kCreate);
   EXPECT_EQ(cmd.sessions, "owner:ci");
   EXPECT_EQ(cmd.rights, (std::vector<std::string>{"read", "input", "create"}));
   EXPECT_EQ(cmd.presets, (std::vector<std::string>{"claude", "codex"}));
+  EXPECT_EQ(cmd.workspaces, (std::vector<std::string>{"/srv/ws/ci", "/srv/ws/ci2"}));
   EXPECT_EQ(cmd.ttl_seconds, 8u * 3600);
   EXPECT_EQ(json::parse(MintBody(cmd)),
             json::parse(R"({"sessions":"owner:ci","rights":["read","input","create"],)"
-                        R"("presets":["claude","codex"],"ttlSeconds":28800})"));
+                        R"("presets":["claude","codex"],"workspaces":["/srv/ws/ci","/srv/ws/ci2"],)"
+                        R"("ttlSeconds":28800})"));
 
   const TokenCommand one =
       MustParse({"token", "create", "--session", "s-01AB", "--rights", "kill"});
@@ -77,6 +80,19 @@ TEST(CliToken, CreateRefusals) {
             std::string::npos);
   EXPECT_NE(MustFail({"token", "create", "--owner", "a", "--rights", "read,"}).find("'' is not"),
             std::string::npos);
+  EXPECT_NE(MustFail({"token", "create", "--owner", "a", "--rights", "create", "--preset", "x"})
+                .find("--workspace DIR"),
+            std::string::npos);
+  EXPECT_NE(MustFail({"token", "create", "--owner", "a", "--rights", "read", "--workspace", "/w"})
+                .find("--workspace goes with the create right"),
+            std::string::npos);
+  for (const char* bad : {"w", "/", "/w/", "/w/../x", "/w//x", "/w/./x"}) {
+    EXPECT_NE(MustFail({"token", "create", "--owner", "a", "--rights", "create", "--preset", "x",
+                        "--workspace", bad})
+                  .find("--workspace must be"),
+              std::string::npos)
+        << bad;
+  }
   EXPECT_NE(MustFail({"token", "create", "--owner", "a", "--rights", "create"}).find("--preset"),
             std::string::npos);
   EXPECT_NE(MustFail({"token", "create", "--owner", "a", "--rights", "read", "--preset", "x"})
@@ -128,14 +144,17 @@ TEST(CliToken, Table) {
          "createdAt":"2026-12-06T11:00:00Z","expiresAt":"2026-12-06T13:00:00Z",
          "createdBy":"admin","revoked":false,"revokedAt":null},
         {"id":"fedcba9876543210","sessions":"label:x\u001b[2J","rights":["create"],
-         "presets":["claude"],"expiresAt":"2026-12-06T11:59:00Z","createdBy":"admin",
+         "presets":["claude"],"workspaces":["/srv/ws/x"],"expiresAt":"2026-12-06T11:59:00Z","createdBy":"admin",
          "revoked":true,"revokedAt":"2026-12-06T11:30:00Z"}]})",
       now);
   ASSERT_TRUE(table) << table.error().ToString();
   EXPECT_EQ(*table,
-            "ID                SESSIONS     RIGHTS      PRESETS  EXPIRES  CREATED-BY  STATUS\n"
-            "0123456789abcdef  owner:ci     read,input  -        in 1h    admin       active\n"
-            "fedcba9876543210  label:x?[2J  create      claude   expired  admin       revoked\n");
+            "ID                SESSIONS     RIGHTS      PRESETS  WORKSPACES  EXPIRES  CREATED-BY  "
+            "STATUS\n"
+            "0123456789abcdef  owner:ci     read,input  -        -           in 1h    admin       "
+            "active\n"
+            "fedcba9876543210  label:x?[2J  create      claude   /srv/ws/x   expired  admin       "
+            "revoked\n");
   EXPECT_NE(FormatTokenTable(R"({"enabled":false,"tokens":[]})", now)->find("disabled"),
             std::string::npos);
   EXPECT_FALSE(FormatTokenTable("[]", now));

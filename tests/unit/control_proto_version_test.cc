@@ -130,5 +130,38 @@ TEST_F(ControlProtoVersionTest, AVersion2PeersNewMembersAndActionsReachTheHandle
   EXPECT_EQ(std::get<wire::AuditRequest>(seen[1].request.body), ReadAudit());
 }
 
+// cwd_within (version 4): a version-3 peer that sends it is refused by name, and the request
+// never reaches the handler (it would otherwise run with the limit, but such a peer cannot
+// have meant one). Control: a version-4 peer's spawn with cwd_within reaches the handler whole.
+TEST_F(ControlProtoVersionTest, CwdWithinIsVersion4s) {
+  ASSERT_NO_FATAL_FAILURE(StartServer(Options()));
+  wire::SpawnRequest spawn;
+  spawn.task = "idle";
+  spawn.client = "api:127.0.0.1";
+  spawn.principal = "token:0123456789abcdef";
+  spawn.cwd_within = {"/srv/ws/ci"};
+  Client old_api(path_);
+  auto hello = old_api.Hello(3);
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->proto, 3u);
+  auto r = Ask(old_api, 1, spawn);
+  const wire::ErrorBody* error = ErrorOf(r);
+  ASSERT_NE(error, nullptr);
+  EXPECT_EQ(error->code, wire::ErrorCode::kBadRequest);
+  EXPECT_EQ(error->field, "/cwd_within");
+  EXPECT_TRUE(handler_.requests().empty());
+
+  Client api(path_);
+  hello = api.Hello(4);
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->proto, 4u);
+  r = Ask(api, 2, spawn);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->ok());
+  const auto seen = handler_.requests();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(std::get<wire::SpawnRequest>(seen[0].request.body).cwd_within, spawn.cwd_within);
+}
+
 }  // namespace
 }  // namespace mp::supervisor::control_test

@@ -245,6 +245,18 @@ void FakeSupervisor::ReadFrom(Connection& c) {
       }
     }
     if (request && c.hello) last_envelope_[request->type()] = std::string(got->frame.json);
+    if (request && c.hello && c.proto < 4) {
+      // Versions before 4 have no cwd_within: their strict decoder calls it unknown (the
+      // envelope is kept above, so that a test sees it was sent).
+      if (const auto* spawn = std::get_if<wire::SpawnRequest>(&request->body);
+          spawn != nullptr && !spawn->cwd_within.empty()) {
+        auto frame = wire::EncodeResponse(wire::Response{
+            request->id,
+            Err(wire::ErrorCode::kBadRequest, "/cwd_within: unknown field", "/cwd_within")});
+        if (frame) Send(c, std::move(*frame));
+        continue;
+      }
+    }
     if (!request) {
       if (!c.hello || !detail.id) {
         c.broken = true;
@@ -324,6 +336,7 @@ wire::ResponseBody FakeSupervisor::Dispatch(Connection& c, const wire::RequestBo
   if (const auto* r = std::get_if<wire::SpawnRequest>(&body)) {
     last_spawn_task_ = r->task;
     last_spawn_client_ = r->client;
+    last_spawn_cwd_within_ = r->cwd_within;
     if (r->task.starts_with("fail:")) {
       std::string_view rest = std::string_view(r->task).substr(5);
       std::string field = "/task";
@@ -860,6 +873,11 @@ std::string FakeSupervisor::last_spawn_task() const {
 std::string FakeSupervisor::last_spawn_client() const {
   std::lock_guard lock(mu_);
   return last_spawn_client_;
+}
+
+std::vector<std::string> FakeSupervisor::last_spawn_cwd_within() const {
+  std::lock_guard lock(mu_);
+  return last_spawn_cwd_within_;
 }
 
 std::string FakeSupervisor::last_principal(wire::RequestType type) const {

@@ -99,6 +99,8 @@ class FakeSupervisor {
   [[nodiscard]] std::string last_spawn_task() const;
   // The client (audit identity, "api:<address>") of the last spawn request ("" before any).
   [[nodiscard]] std::string last_spawn_client() const;
+  // The cwd_within of the last spawn request received (a scoped token's workspaces).
+  [[nodiscard]] std::vector<std::string> last_spawn_cwd_within() const;
   // The principal of the last request of `type` that carries one ("" before any, or when it
   // was absent), and the audit requests received, in order.
   [[nodiscard]] std::string last_principal(wire::RequestType type) const;
@@ -200,6 +202,7 @@ class FakeSupervisor {
   bool no_answer_ = false;  // set by Dispatch: leave this request unanswered
   std::string last_spawn_task_;
   std::string last_spawn_client_;
+  std::vector<std::string> last_spawn_cwd_within_;
   std::map<wire::RequestType, std::string> last_principal_;
   std::map<wire::RequestType, std::string> last_client_;
   std::map<wire::RequestType, std::string> last_via_;

@@ -27,6 +27,7 @@ TEST_F(AttributionTest, ScopedTokenActionsCarryItsPrincipal) {
   const json minted = Mint({{"sessions", "owner:alice"},
                             {"rights", {"read", "input", "kill", "create"}},
                             {"presets", {"claude"}},
+                            {"workspaces", {"/srv/ws/alice"}},
                             {"ttlSeconds", 600}});
   const std::string token = minted.value("token", "");
   const std::string principal = "token:" + minted.value("id", "");

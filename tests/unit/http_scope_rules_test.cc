@@ -56,6 +56,7 @@ class ScopeRulesTest : public ApiFixture {
     return MintToken({{"sessions", sessions},
                       {"rights", {"create", "read"}},
                       {"presets", {"claude"}},
+                      {"workspaces", {"/srv/ws/ci"}},
                       {"ttlSeconds", 600}});
   }
 };
@@ -144,6 +145,7 @@ TEST_F(ScopeRulesTest, SessionScopeCannotCreate) {
   const json refused = Mint({{"sessions", "session:" + id},
                              {"rights", {"create"}},
                              {"presets", {"claude"}},
+                             {"workspaces", {"/srv/ws/ci"}},
                              {"ttlSeconds", 600}},
                             400);
   EXPECT_EQ(refused.value("field", ""), "/rights");

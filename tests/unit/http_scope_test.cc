@@ -8,6 +8,8 @@
 #include <sys/time.h>
 
 #include <chrono>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -84,7 +86,10 @@ TEST_F(ScopeTest, EachRightOnEachRoute) {
   int cells = 0;
   for (const std::string& right : rights) {
     json body = {{"sessions", "owner:alice"}, {"rights", {right}}, {"ttlSeconds", 600}};
-    if (right == "create") body["presets"] = {"claude"};
+    if (right == "create") {
+      body["presets"] = {"claude"};
+      body["workspaces"] = {"/srv/ws/alice"};
+    }
     const std::string token = MintToken(body);
     ASSERT_FALSE(token.empty());
     for (const RouteCase& rc : Routes()) {
@@ -164,6 +169,7 @@ TEST_F(ScopeTest, SessionAndLabelScopes) {
   const std::string red = MintToken({{"sessions", "label:team=red"},
                                      {"rights", {"read", "create"}},
                                      {"presets", {"claude"}},
+                                     {"workspaces", {"/srv/ws/red"}},
                                      {"ttlSeconds", 600}});
   EXPECT_EQ(Send(bhttp::verb::get, "/sessions/" + a, red).result_int(), 200);
   EXPECT_EQ(Send(bhttp::verb::get, "/sessions/" + b, red).result_int(), 404);
@@ -183,6 +189,7 @@ TEST_F(ScopeTest, CreateIsLimitedToPresetsAndOwner) {
   const std::string token = MintToken({{"sessions", "owner:alice"},
                                        {"rights", {"create"}},
                                        {"presets", {"claude"}},
+                                       {"workspaces", {"/srv/ws/alice"}},
                                        {"ttlSeconds", 600}});
   auto other_preset = Send(bhttp::verb::post, "/sessions", token,
                            R"({"task":"x","mode":"interactive","preset":"codex"})");
@@ -205,10 +212,98 @@ TEST_F(ScopeTest, CreateIsLimitedToPresetsAndOwner) {
             201);
 }
 
+// A create token's workspaces go to the supervisor with each of its spawns (cwd_within),
+// which enforces them while it resolves the cwd (supervisor side: policy_test's
+// ResolveWorkspaceTest.CwdWithin*; end to end: api_e2e_test). Control: the admin's spawn
+// carries no limit.
+TEST_F(ScopeTest, CreateCarriesTheTokensWorkspacesToTheSupervisor) {
+  const json minted = Mint({{"sessions", "owner:ci"},
+                            {"rights", {"read", "create"}},
+                            {"presets", {"claude"}},
+                            {"workspaces", {"/srv/ws/ci", "/srv/ws/ci-b"}},
+                            {"ttlSeconds", 600}});
+  EXPECT_EQ(minted["workspaces"], json({"/srv/ws/ci", "/srv/ws/ci-b"}));
+  const std::string token = minted.value("token", "");
+  auto ok = Send(bhttp::verb::post, "/sessions", token,
+                 R"({"task":"x","mode":"print","preset":"claude","cwd":"/srv/ws/other"})");
+  ASSERT_EQ(ok.result_int(), 201) << ok.body();  // the fake does not resolve; monkeyproofd does
+  EXPECT_EQ(fake_.last_spawn_cwd_within(),
+            (std::vector<std::string>{"/srv/ws/ci", "/srv/ws/ci-b"}));
+  const json listed = json::parse(Send(bhttp::verb::get, "/tokens", kAdmin).body());
+  ASSERT_EQ(listed["tokens"].size(), 1u);
+  EXPECT_EQ(listed["tokens"][0]["workspaces"], json({"/srv/ws/ci", "/srv/ws/ci-b"}));
+
+  ASSERT_EQ(Send(bhttp::verb::post, "/sessions", kAdmin,
+                 R"({"task":"x","mode":"print","preset":"claude","cwd":"/srv/ws/other"})")
+                .result_int(),
+            201);
+  EXPECT_TRUE(fake_.last_spawn_cwd_within().empty());
+}
+
+// A create token minted before tokens carried workspaces (its record has none) may not
+// create: it would have no limit. It keeps its other rights.
+TEST_F(ScopeTest, LegacyCreateTokenMayNotCreate) {
+  StopServer();
+  std::string token;
+  {
+    auto store = TokenStore::Open({dir_.path() + "/tokens.json", 3600, 8});
+    ASSERT_TRUE(store) << store.error().ToString();
+    TokenScope scope;
+    scope.sessions = {SessionScope::Kind::kOwner, "ci"};
+    scope.rights = static_cast<Rights>(Right::kCreate) | static_cast<Rights>(Right::kRead);
+    scope.presets = {"claude"};
+    auto m = store->Mint(scope, 600, "admin", WallClockMs());
+    ASSERT_TRUE(m) << m.error().ToString();
+    token = m->token;
+  }
+  std::ifstream file(dir_.path() + "/tokens.json");
+  const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  ASSERT_NE(text.find("\"create\""), std::string::npos);
+  ASSERT_EQ(text.find("workspaces"), std::string::npos) << text;
+  StartServer();
+  const uint64_t spawns = fake_.requests(wire::RequestType::kSpawn);
+  auto r = Send(bhttp::verb::post, "/sessions", token,
+                R"({"task":"x","mode":"print","preset":"claude"})");
+  EXPECT_EQ(r.result_int(), 403) << r.body();
+  EXPECT_NE(r.body().find("mint a new token"), std::string::npos) << r.body();
+  EXPECT_EQ(fake_.requests(wire::RequestType::kSpawn), spawns);
+  EXPECT_EQ(Send(bhttp::verb::get, "/sessions", token).result_int(), 200);
+}
+
+// A supervisor before protocol 4 cannot enforce workspaces: a limited create is refused with
+// 503 and never sent (the supervisor would otherwise be asked without the limit). Control:
+// the admin's create, which has no limit, goes through to the same supervisor.
+TEST_F(ScopeTest, AnOlderSupervisorGetsNoWorkspaceLimitedCreate) {
+  StopServer();
+  fake_.Stop();
+  fake_.SetProto(3);
+  ASSERT_TRUE(fake_.Start());
+  StartServer();
+  const std::string token = MintToken({{"sessions", "owner:ci"},
+                                       {"rights", {"create"}},
+                                       {"presets", {"claude"}},
+                                       {"workspaces", {"/srv/ws/ci"}},
+                                       {"ttlSeconds", 600}});
+  ASSERT_FALSE(token.empty());
+  const uint64_t spawns = fake_.requests(wire::RequestType::kSpawn);
+  auto r = Send(bhttp::verb::post, "/sessions", token,
+                R"({"task":"x","mode":"print","preset":"claude"})");
+  EXPECT_EQ(r.result_int(), 503) << r.body();
+  EXPECT_NE(r.body().find("upgrade monkeyproofd"), std::string::npos) << r.body();
+  EXPECT_EQ(fake_.requests(wire::RequestType::kSpawn), spawns);
+  EXPECT_EQ(fake_.last_envelope(wire::RequestType::kSpawn).find("cwd_within"), std::string::npos);
+  EXPECT_EQ(Send(bhttp::verb::post, "/sessions", kAdmin,
+                 R"({"task":"x","mode":"print","preset":"claude"})")
+                .result_int(),
+            201);
+  EXPECT_EQ(fake_.requests(wire::RequestType::kSpawn), spawns + 1);
+}
+
 TEST_F(ScopeTest, ScopedTokensCannotMint) {
   const std::string token = MintToken({{"sessions", "owner:alice"},
                                        {"rights", {"read", "input", "kill", "create"}},
                                        {"presets", {"claude"}},
+                                       {"workspaces", {"/srv/ws/alice"}},
                                        {"ttlSeconds", 600}});
   auto r = Send(bhttp::verb::post, "/tokens", token,
                 R"({"sessions":"owner:alice","rights":["read"],"ttlSeconds":60})");

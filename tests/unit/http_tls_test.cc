@@ -578,7 +578,7 @@ TEST_F(HttpTlsTest, PrincipalsFileProblemsStopTheStart) {
 TEST(ClientPrincipalsTest, ParseRules) {
   auto ok = ClientPrincipals::Parse(
       R"({"a b": "admin", "ci": {"sessions": "owner:ci", "rights": ["read", "create"],
-          "presets": ["claude"]}})",
+          "presets": ["claude"], "workspaces": ["/srv/ws/ci"]}})",
       "p.json");
   ASSERT_TRUE(ok) << ok.error().ToString();
   EXPECT_EQ(ok->size(), 2u);
@@ -590,6 +590,7 @@ TEST(ClientPrincipalsTest, ParseRules) {
   ASSERT_TRUE(ci);
   EXPECT_TRUE(ci->Has(Right::kCreate));
   EXPECT_FALSE(ci->Has(Right::kKill));
+  EXPECT_EQ(ci->scope->workspaces, (std::vector<std::string>{"/srv/ws/ci"}));
   EXPECT_FALSE(ok->Find("CI"));  // exact match only
   EXPECT_FALSE(ok->Find(""));
 
@@ -600,6 +601,8 @@ TEST(ClientPrincipalsTest, ParseRules) {
       {R"({"x": {"rights": ["read"]}})", "/x/sessions: sessions is required"},
       {R"({"x": {"sessions": "owner:a", "rights": ["read"], "ttlSeconds": 5}})",
        "/x/ttlSeconds: unknown member"},
+      {R"({"x": {"sessions": "owner:a", "rights": ["create"], "presets": ["claude"]}})",
+       "/x/workspaces: the create right needs workspaces"},
       {R"({"": "admin"})", "not a certificate CN"},
       {"{\"" + std::string(65, 'a') + "\": \"admin\"}", "not a certificate CN"},
       {R"({"a\tb": "admin"})", "not a certificate CN"},

@@ -16,6 +16,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "http/scoped_tokens.h"
 #include "http/token_scope.h"
 #include "temp_dir.h"
@@ -24,6 +26,7 @@ namespace mp::http {
 namespace {
 
 using test::TempDir;
+using json = nlohmann::json;
 
 constexpr uint64_t kNow = 1'800'000'000'000;  // ms
 
@@ -104,7 +107,7 @@ TEST(TokenScopeTest, CoversByKind) {
 
 TEST(MintBodyTest, ParsesAFullBody) {
   auto r = ParseMintBody(
-      R"({"sessions":"owner:alice","rights":["read","create","input"],"presets":["codex","claude","codex"],"ttlSeconds":3600})",
+      R"({"sessions":"owner:alice","rights":["read","create","input"],"presets":["codex","claude","codex"],"workspaces":["/srv/ws/b","/srv/ws/a"],"ttlSeconds":3600})",
       86400);
   ASSERT_EQ(r.index(), 0u) << std::get<1>(r).message;
   const MintBody& b = std::get<0>(r);
@@ -117,6 +120,8 @@ TEST(MintBodyTest, ParsesAFullBody) {
   EXPECT_TRUE(b.scope.AllowsPreset("claude"));
   EXPECT_FALSE(b.scope.AllowsPreset("shell"));
   EXPECT_EQ(RightNames(b.scope.rights), (std::vector<std::string>{"read", "input", "create"}));
+  // In the order given: the first is the cwd of a create without one.
+  EXPECT_EQ(b.scope.workspaces, (std::vector<std::string>{"/srv/ws/b", "/srv/ws/a"}));
 }
 
 TEST(MintBodyTest, RefusesNamingTheMember) {
@@ -133,11 +138,40 @@ TEST(MintBodyTest, RefusesNamingTheMember) {
       {R"({"sessions":"owner:a","rights":["admin"],"ttlSeconds":60})", "/rights/0"},
       {R"({"sessions":"owner:a","rights":["read","read"],"ttlSeconds":60})", "/rights/1"},
       {R"({"sessions":"owner:a","rights":["create"],"ttlSeconds":60})", "/presets"},
+      // Workspaces: required with create, refused without it, normalized absolute paths.
+      {R"({"sessions":"owner:a","rights":["create"],"presets":["x"],"ttlSeconds":60})",
+       "/workspaces"},
+      {R"({"sessions":"owner:a","rights":["create"],"presets":["x"],"workspaces":[],"ttlSeconds":60})",
+       "/workspaces"},
+      {R"({"sessions":"owner:a","rights":["read"],"workspaces":["/srv/ws/a"],"ttlSeconds":60})",
+       "/workspaces"},
+      {R"({"sessions":"owner:a","rights":["create"],"presets":["x"],"workspaces":"/srv/ws/a","ttlSeconds":60})",
+       "/workspaces"},
+      {R"({"sessions":"owner:a","rights":["create"],"presets":["x"],"workspaces":[1],"ttlSeconds":60})",
+       "/workspaces/0"},
+      {R"({"sessions":"owner:a","rights":["create"],"presets":["x"],"workspaces":["srv/ws"],"ttlSeconds":60})",
+       "/workspaces/0"},
+      {R"({"sessions":"owner:a","rights":["create"],"presets":["x"],"workspaces":["/"],"ttlSeconds":60})",
+       "/workspaces/0"},
+      {R"({"sessions":"owner:a","rights":["create"],"presets":["x"],"workspaces":["/srv/ws/a","/srv/ws/a/../b"],"ttlSeconds":60})",
+       "/workspaces/1"},
+      {R"({"sessions":"owner:a","rights":["create"],"presets":["x"],"workspaces":["/srv/./ws"],"ttlSeconds":60})",
+       "/workspaces/0"},
+      {R"({"sessions":"owner:a","rights":["create"],"presets":["x"],"workspaces":["/srv//ws"],"ttlSeconds":60})",
+       "/workspaces/0"},
+      {R"({"sessions":"owner:a","rights":["create"],"presets":["x"],"workspaces":["/srv/ws/"],"ttlSeconds":60})",
+       "/workspaces/0"},
+      {R"({"sessions":"owner:a","rights":["create"],"presets":["x"],"workspaces":["/srv/w\ts"],"ttlSeconds":60})",
+       "/workspaces/0"},
+      {R"({"sessions":"owner:a","rights":["create"],"presets":["x"],"workspaces":["/a","/b","/a"],"ttlSeconds":60})",
+       "/workspaces/2"},
+      {R"({"sessions":"owner:a","rights":["create"],"presets":["x"],"workspaces":["/1","/2","/3","/4","/5","/6","/7","/8","/9","/10","/11","/12","/13","/14","/15","/16","/17"],"ttlSeconds":60})",
+       "/workspaces"},
       {R"({"sessions":"owner:a","rights":["read"],"presets":["claude"],"ttlSeconds":60})",
        "/presets"},
       {R"({"sessions":"owner:a","rights":["create"],"presets":["../x"],"ttlSeconds":60})",
        "/presets/0"},
-      {R"({"sessions":"session:s-1","rights":["create"],"presets":["x"],"ttlSeconds":60})",
+      {R"({"sessions":"session:s-1","rights":["create"],"presets":["x"],"workspaces":["/w"],"ttlSeconds":60})",
        "/rights"},
       {R"({"sessions":"owner:a","rights":["read"]})", "/ttlSeconds"},
       {R"({"sessions":"owner:a","rights":["read"],"ttlSeconds":0})", "/ttlSeconds"},
@@ -152,6 +186,32 @@ TEST(MintBodyTest, RefusesNamingTheMember) {
     EXPECT_EQ(std::get<1>(r).status, 400) << c.body;
     EXPECT_EQ(std::get<1>(r).field, c.field) << c.body << ": " << std::get<1>(r).message;
   }
+}
+
+TEST(MintBodyTest, WorkspaceLimits) {
+  // 16 workspaces of 4095 bytes each are the most a token carries.
+  json body = {
+      {"sessions", "owner:a"}, {"rights", {"create"}}, {"presets", {"x"}}, {"ttlSeconds", 60}};
+  for (int i = 0; i < 16; ++i) {
+    std::string path = "/w" + std::to_string(i) + "/";
+    path += std::string(4095 - path.size(), 'a');
+    body["workspaces"].push_back(path);
+  }
+  auto ok = ParseMintBody(body.dump(), 86400);
+  ASSERT_EQ(ok.index(), 0u) << std::get<1>(ok).message;
+  EXPECT_EQ(std::get<0>(ok).scope.workspaces.size(), 16u);
+  body["workspaces"][3] = body["workspaces"][3].get<std::string>() + "a";  // 4096 bytes
+  auto long_one = ParseMintBody(body.dump(), 86400);
+  ASSERT_EQ(long_one.index(), 1u);
+  EXPECT_EQ(std::get<1>(long_one).field, "/workspaces/3");
+  // The client-principals file's scopes follow the same rules.
+  EXPECT_EQ(
+      ParseScopeObject(R"({"sessions":"owner:a","rights":["create"],"presets":["x"]})").index(),
+      1u);
+  auto scope = ParseScopeObject(
+      R"({"sessions":"owner:a","rights":["create"],"presets":["x"],"workspaces":["/srv/ws/a"]})");
+  ASSERT_EQ(scope.index(), 0u);
+  EXPECT_EQ(std::get<0>(scope).workspaces, (std::vector<std::string>{"/srv/ws/a"}));
 }
 
 TEST(DurationTest, Units) {
@@ -467,6 +527,40 @@ TEST_F(TokenStoreTest, SerializeParseRoundTrip) {
   auto parsed = TokenStore::Parse(ReadFile(path_));
   ASSERT_TRUE(parsed) << parsed.error().ToString();
   EXPECT_EQ(TokenStore::Serialize(*parsed), ReadFile(path_));
+}
+
+// A create token's workspaces survive a restart of the API, in their order; a record without
+// them (minted before tokens carried workspaces) loads as it was, without workspaces (its
+// creates are then refused: http_scope_test's LegacyCreateTokenMayNotCreate).
+TEST_F(TokenStoreTest, WorkspacesSurviveAReopen) {
+  std::string id;
+  {
+    TokenStore store = Open();
+    TokenScope scope = OwnerScope(static_cast<Rights>(Right::kCreate), {"claude"});
+    scope.workspaces = {"/srv/ws/ci", "/srv/ws/ci-b"};
+    auto m = store.Mint(scope, 60, "admin", kNow);
+    ASSERT_TRUE(m) << m.error().ToString();
+    id = m->record.id;
+  }
+  const std::string text = ReadFile(path_);
+  EXPECT_NE(text.find(R"("workspaces":["/srv/ws/ci","/srv/ws/ci-b"])"), std::string::npos) << text;
+  TokenStore again = Open();
+  const TokenRecord* r = nullptr;
+  ASSERT_EQ(again.Lookup(id, kNow, &r), TokenVerdict::kValid);
+  EXPECT_EQ(r->scope.workspaces, (std::vector<std::string>{"/srv/ws/ci", "/srv/ws/ci-b"}));
+
+  // The earlier record form, without the member.
+  json doc = json::parse(text);
+  doc["tokens"][0].erase("workspaces");
+  auto legacy = TokenStore::Parse(doc.dump());
+  ASSERT_TRUE(legacy) << legacy.error().ToString();
+  EXPECT_TRUE(legacy->at(id).scope.workspaces.empty());
+  EXPECT_TRUE(legacy->at(id).scope.Has(Right::kCreate));
+  // A malformed workspace in the file is a start error, as any damage is.
+  doc["tokens"][0]["workspaces"] = {"/srv/ws/../etc"};
+  EXPECT_FALSE(TokenStore::Parse(doc.dump()));
+  doc["tokens"][0]["workspaces"] = "/srv/ws/ci";
+  EXPECT_FALSE(TokenStore::Parse(doc.dump()));
 }
 
 }  // namespace

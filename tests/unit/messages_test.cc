@@ -67,6 +67,7 @@ SpawnRequest FullSpawn() {
   s.limits = SpawnLimits{536870912, 0, 64, 250, 600, 60};
   s.pty = PtySize{40, 120};
   s.client = "token:orchestrator@10.0.0.7";
+  s.cwd_within = {"/srv/projects/x", "/srv/projects/y"};
   return s;
 }
 
@@ -281,6 +282,21 @@ TEST(RequestTest, EveryRefusalNamesItsPointerAndReason) {
              }() +
              "]"),
        "", "/args: array of 257 items exceeds the limit of 256", "/args"},
+      {"cwd_within not a list", Spawn(R"("cwd_within":"/srv/ws")"), "",
+       "/cwd_within: expected array, got string", "/cwd_within"},
+      {"cwd_within relative", Spawn(R"("cwd_within":["/srv/ws","ws"])"), "",
+       std::string(R"(/cwd_within/1: "ws" is not )") + std::string(common::kWorkspacePathIs),
+       "/cwd_within/1"},
+      {"cwd_within with ..", Spawn(R"("cwd_within":["/srv/ws/../x"])"), "",
+       std::string(R"(/cwd_within/0: "/srv/ws/../x" is not )") +
+           std::string(common::kWorkspacePathIs),
+       "/cwd_within/0"},
+      {"cwd_within /", Spawn(R"("cwd_within":["/"])"), "",
+       "/cwd_within/0: string of 1 bytes is shorter than 2", "/cwd_within/0"},
+      {"too many cwd_within",
+       Spawn(R"("cwd_within":["/1","/2","/3","/4","/5","/6","/7","/8","/9","/10","/11","/12",)"
+             R"("/13","/14","/15","/16","/17"])"),
+       "", "/cwd_within: array of 17 items exceeds the limit of 16", "/cwd_within"},
       {"max_turns 0", Spawn(R"("max_turns":0)"), "",
        "/max_turns: value 0 is out of range [1, 10000]", "/max_turns"},
       {"negative limit", Spawn(R"("limits":{"pids_max":-8})"), "",

@@ -781,6 +781,114 @@ TEST_F(WorkspaceTest, AnAbsoluteCwdOutsideTheRootsIsNeverLookedUp) {
   ::chmod(unreadable.c_str(), 0755);
 }
 
+// cwd_within (a scoped token's workspaces, attack review F3 of issue 15): the cwd must be at or
+// below one of them, each opened beneath its root without following a symlink, the rest of the
+// cwd beneath it. Tree: root/ws-a (the token's), root/ws-b (another owner's), and inside ws-a
+// the symlinks a session of the token could plant.
+class CwdWithinTest : public WorkspaceTest {
+ protected:
+  void SetUp() override {
+    WorkspaceTest::SetUp();
+    a_ = tmp_.Mkdir("root/ws-a");
+    tmp_.Mkdir("root/ws-a/sub");
+    b_ = tmp_.Mkdir("root/ws-b");
+    tmp_.Mkdir("root/ws-b/sub");
+    tmp_.Mkdir("root/ws-ab");  // a sibling whose name merely starts with ws-a's
+    ASSERT_EQ(::symlink(b_.c_str(), (a_ + "/to-b").c_str()), 0);          // absolute
+    ASSERT_EQ(::symlink("../ws-b", (a_ + "/rel-b").c_str()), 0);          // relative, climbs
+    ASSERT_EQ(::symlink("sub", (a_ + "/to-sub").c_str()), 0);             // stays inside
+    ASSERT_EQ(::symlink(a_.c_str(), (root_ + "/link-to-a").c_str()), 0);  // the prefix itself
+    ASSERT_EQ(::symlink("ws-a", (root_ + "/rel-link-to-a").c_str()), 0);
+  }
+  void ExpectWithinRefused(const std::string& cwd, const std::vector<std::string>& within) {
+    auto r = ResolveWorkspace(policy_, cwd, within);
+    ASSERT_FALSE(r.has_value()) << "cwd " << cwd << " resolved to " << r.value();
+    EXPECT_EQ(r.error().code, ErrorCode::kPolicyViolation) << cwd;
+    EXPECT_EQ(r.error().field, "/cwd") << cwd;
+    // One sentence whatever the reason: nothing about what exists where.
+    const std::string shown = cwd.empty() ? within.front() : cwd;
+    std::string joined;
+    for (const auto& w : within) joined += (joined.empty() ? "\"" : ", \"") + w + "\"";
+    EXPECT_EQ(r.error().what,
+              "cwd \"" + shown +
+                  "\" is not an existing directory at or below the workspaces this request may "
+                  "create sessions in (" +
+                  joined + ", inside the workspace roots of policy \"t\" (\"" + root_ +
+                  "\")); give one of them or a directory below one (symlinks and `..` may not "
+                  "leave it, no component of the workspace itself may be a symlink, and a root "
+                  "itself is refused)")
+        << cwd;
+  }
+  std::string a_;
+  std::string b_;
+};
+
+TEST_F(CwdWithinTest, InsideTheWorkspaceResolves) {
+  const std::vector<std::string> within = {a_};
+  EXPECT_EQ(ResolveWorkspace(policy_, a_, within).value(), a_);
+  EXPECT_EQ(ResolveWorkspace(policy_, a_ + "/", within).value(), a_);
+  EXPECT_EQ(ResolveWorkspace(policy_, a_ + "/sub", within).value(), a_ + "/sub");
+  EXPECT_EQ(ResolveWorkspace(policy_, a_ + "/to-sub", within).value(), a_ + "/sub");
+  EXPECT_EQ(ResolveWorkspace(policy_, a_ + "/sub/..", within).value(), a_);
+  // No cwd: the first workspace (the policy has no default_workspace here).
+  EXPECT_EQ(ResolveWorkspace(policy_, "", {b_, a_}).value(), b_);
+  // Any of several.
+  EXPECT_EQ(ResolveWorkspace(policy_, a_ + "/sub", {b_, a_}).value(), a_ + "/sub");
+  // A relative cwd is below the default workspace, as ever, and must land in a workspace.
+  policy_.default_workspace = a_;
+  EXPECT_EQ(ResolveWorkspace(policy_, "sub", within).value(), a_ + "/sub");
+}
+
+TEST_F(CwdWithinTest, EverythingOutsideTheWorkspaceIsRefused) {
+  const std::vector<std::string> within = {a_};
+  for (const std::string& cwd : std::vector<std::string>{
+           b_,                      // a sibling workspace
+           b_ + "/sub",             //
+           root_ + "/ws-ab",        // a sibling named like it
+           a_ + "/..",              // `..` out of it
+           a_ + "/../ws-b",         //
+           a_ + "/sub/../../ws-b",  //
+           a_ + "/to-b",            // a planted absolute symlink to the sibling
+           a_ + "/to-b/sub",        //
+           a_ + "/rel-b",           // a planted relative one
+           a_ + "/missing",         // missing: the same answer
+           a_ + "/to-b/missing",    //
+           root_ + "/proj",         // elsewhere in the root
+           tmp_.path() + "/outside",
+           "/etc",
+           "/",
+       }) {
+    ExpectWithinRefused(cwd, within);
+  }
+  // The workspace reached through a symlink in its own path is refused, even though it leads
+  // to the workspace itself: the prefix is opened with RESOLVE_NO_SYMLINKS.
+  ExpectWithinRefused(root_ + "/link-to-a", {root_ + "/link-to-a"});
+  ExpectWithinRefused(root_ + "/link-to-a/sub", {root_ + "/link-to-a"});
+  ExpectWithinRefused("", {root_ + "/rel-link-to-a"});
+  ExpectWithinRefused(root_ + "/rel-link-to-a/sub", {root_ + "/rel-link-to-a"});
+  ExpectWithinRefused(root_ + "/link-to-a", within);
+  // A workspace outside every root, or a root itself, gives nothing.
+  ExpectWithinRefused(tmp_.path() + "/outside", {tmp_.path() + "/outside"});
+  ExpectWithinRefused(root_, {root_});
+  ExpectWithinRefused(root_ + "/secret", {root_ + "/secret"});  // hidden
+  // A relative cwd that climbs out of the default workspace.
+  policy_.default_workspace = a_;
+  ExpectWithinRefused("../ws-b", within);
+  ExpectWithinRefused("to-b", within);
+}
+
+// Control: without cwd_within the same probes reach the sibling workspace; the limit is what
+// stops them.
+TEST_F(CwdWithinTest, WithoutTheLimitTheSiblingIsReachable) {
+  EXPECT_EQ(ResolveWorkspace(policy_, b_).value(), b_);
+  EXPECT_EQ(ResolveWorkspace(policy_, a_ + "/rel-b").value(), b_);
+  EXPECT_EQ(ResolveWorkspace(policy_, a_ + "/../ws-b").value(), b_);
+  EXPECT_EQ(ResolveWorkspace(policy_, root_ + "/rel-link-to-a").value(), a_);
+  EXPECT_EQ(ResolveWorkspace(policy_, a_ + "/to-sub").value(), a_ + "/sub");
+  // A root's workspace prefix allows anything below the root (and the root itself stays refused).
+  EXPECT_EQ(ResolveWorkspace(policy_, b_, {root_}).value(), b_);
+}
+
 TEST_F(WorkspaceTest, WithoutADefaultWorkspaceACwdMustBeAbsolute) {
   const std::string roots = "the workspace roots of policy \"t\" (\"" + root_ + "\")";
   EXPECT_EQ(ResolveWorkspace(policy_, "proj").error().what,

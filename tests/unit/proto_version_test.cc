@@ -37,8 +37,8 @@ AuditRequest Audit(AuditAction action, std::string via = {}) {
   return a;
 }
 
-TEST(ProtoVersion, TheConstantsNameThreeVersions) {
-  EXPECT_EQ(kProtoVersion, 3u);
+TEST(ProtoVersion, TheConstantsNameFourVersions) {
+  EXPECT_EQ(kProtoVersion, 4u);
   EXPECT_EQ(kMinProtoVersion, 1u);
 }
 
@@ -111,7 +111,38 @@ TEST(ProtoVersion, FittingToVersion1DropsWhatItLacksAndKeepsTheRest) {
   EXPECT_NE(MissingInProto(1).find("insufficient_storage"), std::string::npos);
   EXPECT_EQ(MissingInProto(2).find("auth_failed"), std::string::npos) << MissingInProto(2);
   EXPECT_NE(MissingInProto(2).find("insufficient_storage"), std::string::npos);
-  EXPECT_EQ(MissingInProto(3), "");
+  EXPECT_NE(MissingInProto(3).find("workspaces"), std::string::npos) << MissingInProto(3);
+  EXPECT_EQ(MissingInProto(3).find("insufficient_storage"), std::string::npos);
+  EXPECT_EQ(MissingInProto(4), "");
+}
+
+// A spawn limited to workspaces has no form before version 4: it is never sent (dropping the
+// limit would run it anywhere), and a version-3 connection's supervisor refuses it.
+TEST(ProtoVersion, CwdWithinNeedsVersion4AndIsNeverDropped) {
+  SpawnRequest spawn;
+  spawn.task = "t";
+  spawn.client = "api:127.0.0.1";
+  spawn.principal = "token:0123456789abcdef";
+  spawn.cwd_within = {"/srv/ws/ci"};
+  const ProtoNeed need = RequiredProto(spawn);
+  EXPECT_EQ(need.version, 4u);
+  EXPECT_EQ(need.field, "/cwd_within");
+  EXPECT_EQ(need.what.rfind("/cwd_within: ", 0), 0u) << need.what;
+  for (uint32_t proto : {1u, 2u, 3u}) {
+    RequestBody body = spawn;
+    EXPECT_FALSE(FitToProto(body, proto)) << proto;
+    EXPECT_EQ(std::get<SpawnRequest>(body), spawn) << proto;
+  }
+  RequestBody body = spawn;
+  EXPECT_TRUE(FitToProto(body, 4));
+  EXPECT_EQ(std::get<SpawnRequest>(body).cwd_within, spawn.cwd_within);
+  // Control: without cwd_within a spawn still goes to any version.
+  spawn.cwd_within.clear();
+  EXPECT_EQ(RequiredProto(spawn).version, 1u);
+  for (uint32_t proto : {1u, 2u, 3u}) {
+    RequestBody plain = spawn;
+    EXPECT_TRUE(FitToProto(plain, proto)) << proto;
+  }
 }
 
 TEST(ProtoVersion, InsufficientStorageIsCapacityBeforeVersion3) {

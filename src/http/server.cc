@@ -1,6 +1,9 @@
 #include "http/server.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <thread>
 
 #include <boost/asio/post.hpp>
 
@@ -10,6 +13,16 @@
 #include "http/unix_listener.h"
 
 namespace mp::http {
+namespace {
+
+// `address` of api.conf is where `endpoint` is bound (port 0, "any free port", names none).
+bool Names(const ListenAddress& address, const boost::asio::ip::tcp::endpoint& endpoint) {
+  boost::system::error_code ec;
+  const auto ip = boost::asio::ip::make_address(address.host, ec);
+  return !ec && address.port != 0 && endpoint == boost::asio::ip::tcp::endpoint(ip, address.port);
+}
+
+}  // namespace
 
 Server::Server(ApiConfig config, TokenSet tokens)
     : ctx_(std::make_shared<ApiContext>(io_, std::move(config), std::move(tokens))) {}
@@ -36,20 +49,61 @@ Result<void> Server::Start() {
     MP_TRY(auto context, MakeServerTlsContext(tls));
     tls_ = std::make_shared<TlsContextSlot>(std::move(context));
   }
+  // Each passed TCP socket serves the address of api.conf it is bound to. What is left was
+  // passed for no address: a socket the API stored itself served an address api.conf named
+  // before it was changed, and is let go first, in the store too, so that a new address on the
+  // same port (0.0.0.0:3200 after 127.0.0.1:3200) can be bound; a socket unit's is the
+  // operator's mistake, said before anything is served.
+  auto& passed = inherited_.tcp_sockets;
+  std::vector<uint16_t> released;
+  for (auto it = passed.begin(); it != passed.end();) {
+    const bool named =
+        std::any_of(c.listen.begin(), c.listen.end(),
+                    [&](const ListenAddress& a) { return Names(a, it->endpoint); }) ||
+        std::any_of(tls.listen.begin(), tls.listen.end(),
+                    [&](const ListenAddress& a) { return Names(a, it->endpoint); });
+    if (named) {
+      ++it;
+      continue;
+    }
+    const std::string where =
+        it->endpoint.address().to_string() + " port " + std::to_string(it->endpoint.port());
+    if (!it->stored()) {
+      return PlainError("systemd passed a TCP socket bound to " + where + " (\"" + it->name +
+                        "\"), and neither listen nor tls_listen in api.conf names that address: "
+                        "name it there, or remove its ListenStream= from the socket unit");
+    }
+    common::Log(common::LogLevel::kInfo,
+                "closing the kept socket for " + where + ": api.conf no longer names that address");
+    if (notifier_) {
+      if (auto removed = notifier_->RemoveFd(it->name); !removed) {
+        common::Log(common::LogLevel::kWarning, removed.error().ToString());
+      }
+    }
+    released.push_back(it->endpoint.port());
+    it = passed.erase(it);  // closed: only the store's copy, going now, still holds the port
+  }
   // The listeners bound here, not passed: what the fd store is asked to keep.
   std::vector<std::shared_ptr<Listener>> bound;
   auto serve = [&](const ListenAddress& address,
                    std::shared_ptr<TlsContextSlot> slot) -> Result<std::shared_ptr<Listener>> {
-    boost::system::error_code ec;
-    const auto ip = boost::asio::ip::make_address(address.host, ec);
-    auto& passed = inherited_.tcp_sockets;
     const auto it = std::find_if(passed.begin(), passed.end(), [&](const InheritedTcpSocket& s) {
-      return !ec && address.port != 0 &&
-             s.endpoint == boost::asio::ip::tcp::endpoint(ip, address.port);
+      return Names(address, s.endpoint);
     });
     if (it == passed.end()) {
-      MP_TRY(auto listener, Listener::Open(*ctx_, address, std::move(slot)));
-      bound.push_back(listener);
+      auto listener = Listener::Open(*ctx_, address, slot);
+      // systemd closes its copy of a released socket when it reads FDSTOREREMOVE, a moment
+      // later: a bind to that port waits for it, up to 5 s.
+      const bool was_released =
+          std::find(released.begin(), released.end(), address.port) != released.end();
+      for (int wait = 0;
+           !listener && was_released && listener.error().errnum == EADDRINUSE && wait < 50;
+           ++wait) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        listener = Listener::Open(*ctx_, address, slot);
+      }
+      if (!listener) return std::move(listener).error();
+      bound.push_back(*listener);
       return listener;
     }
     common::Log(common::LogLevel::kInfo,
@@ -78,29 +132,8 @@ Result<void> Server::Start() {
     MP_TRY(auto listener, serve(address, tls_));
     tls_listeners_.push_back(std::move(listener));
   }
-  // What is left was passed for no address of api.conf. A socket the API stored itself served
-  // an address api.conf named before it was changed: let go. A socket unit's is the operator's
-  // mistake, said before anything is served.
-  std::vector<std::string> forget;
-  for (InheritedTcpSocket& s : inherited_.tcp_sockets) {
-    const std::string where =
-        s.endpoint.address().to_string() + " port " + std::to_string(s.endpoint.port());
-    if (!s.stored()) {
-      return PlainError("systemd passed a TCP socket bound to " + where + " (\"" + s.name +
-                        "\"), and neither listen nor tls_listen in api.conf names that address: "
-                        "name it there, or remove its ListenStream= from the socket unit");
-    }
-    common::Log(common::LogLevel::kInfo,
-                "closing the kept socket for " + where + ": api.conf no longer names that address");
-    forget.push_back(s.name);
-  }
-  inherited_.tcp_sockets.clear();
+  passed.clear();
   if (notifier_) {
-    for (const std::string& name : forget) {
-      if (auto removed = notifier_->RemoveFd(name); !removed) {
-        common::Log(common::LogLevel::kWarning, removed.error().ToString());
-      }
-    }
     for (const auto& listener : bound) {
       const auto endpoint = listener->local_endpoint();
       const std::string name = StoredListenerName(endpoint);

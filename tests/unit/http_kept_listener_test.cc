@@ -4,17 +4,21 @@
 // port is still taken, so no other process can bind it (control: without the store the same
 // bind succeeds, the squat the store prevents); the next server takes the socket back for the
 // address api.conf names, serves on it and stores nothing new; a kept socket that api.conf no
-// longer names is removed from the store; a socket unit's socket that no address names is a
-// start error. Runs as any user.
+// longer names is removed from the store, before a new address on its port is bound; a socket
+// unit's socket that no address names is a start error. Runs as any user.
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -162,6 +166,48 @@ TEST_F(HttpKeptListenerTest, AKeptSocketApiConfNoLongerNamesLeavesTheStore) {
             "FDSTORE=1\nFDNAME=api-tcp-127.0.0.1-" + std::to_string(port_) + "\nFDPOLL=0");
   // The server's copy of the old socket is closed; the test's store copy went with the drain.
   EXPECT_EQ(BindErrno(old_port), 0);
+}
+
+// listen = 127.0.0.1:P becomes 0.0.0.0:P: the kept socket holds P, so it is let go first, and
+// the bind waits until systemd has closed its copy too (here: the test, when the remove arrives).
+TEST_F(HttpKeptListenerTest, ANewAddressOnAKeptSocketsPortIsBoundOnceTheKeptOneIsLetGo) {
+  keep_in_ = manager_.Notifier();
+  StartServer(Config());
+  const uint16_t port = port_;
+  auto stored = manager_.Drain();
+  ASSERT_EQ(stored.size(), 1u);
+  ASSERT_EQ(stored[0].fds.size(), 1u);
+  StopServer();
+  UniqueFd managers_copy = std::move(stored[0].fds[0]);
+  const std::string name = "api-tcp-127.0.0.1-" + std::to_string(port);
+  inherit_.tcp_sockets.push_back(
+      {UniqueFd(::fcntl(managers_copy.get(), F_DUPFD_CLOEXEC, 3)), name,
+       boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port)});
+  // As PID 1 does: the store's copy goes when FDSTOREREMOVE is read (a little later).
+  std::vector<std::string> seen;
+  std::thread manager([&] {
+    for (int i = 0; i < 500 && managers_copy; ++i) {
+      for (auto& m : manager_.Drain()) {
+        seen.push_back(m.text);
+        if (m.text == "FDSTOREREMOVE=1\nFDNAME=" + name) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(300));
+          managers_copy.Reset();
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  });
+  keep_in_ = manager_.Notifier();
+  ApiConfig config = Config();
+  config.listen = {{"0.0.0.0", port}};
+  StartServer(config);
+  manager.join();
+  EXPECT_EQ(port_, port);
+  EXPECT_EQ(Status("127.0.0.1", kToken), 200);
+  for (auto& m : manager_.Drain()) seen.push_back(m.text);
+  EXPECT_NE(std::find(seen.begin(), seen.end(),
+                      "FDSTORE=1\nFDNAME=api-tcp-0.0.0.0-" + std::to_string(port) + "\nFDPOLL=0"),
+            seen.end());
 }
 
 TEST_F(HttpKeptListenerTest, ASocketUnitsSocketNoAddressNamesIsAStartError) {

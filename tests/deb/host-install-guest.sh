@@ -378,6 +378,22 @@ test_api_port_held() {
   check "port held: the API answers after" wait_for 30 api_answers
   check "port held: the next API served the kept socket" \
     api_logged_since "$since" "serving 127.0.0.1 port 3200 with the socket systemd passed"
+  # Restarts in quick succession never reach "failed" (which would empty the store).
+  for round in 1 2 3 4 5 6; do systemctl restart monkeyproof-api; done
+  check "port held: six quick restarts leave the unit active" wait_for 30 api_answers
+  check "port held: not failed" test "$(systemctl show -P ActiveState monkeyproof-api)" = active
+  # listen moves onto the kept socket's port (0.0.0.0:3200 after 127.0.0.1:3200): the kept
+  # socket is let go first, then the new address is bound; and back.
+  cp -p /etc/monkeyproof/api.conf "$tmp/api.conf.port"
+  printf 'listen = 0.0.0.0:3200\n' >>/etc/monkeyproof/api.conf
+  since=$(date +%s)
+  systemctl restart monkeyproof-api
+  check "port held: listen 0.0.0.0:3200 after the kept 127.0.0.1:3200 serves" wait_for 30 api_answers
+  check "port held: the kept socket was let go" \
+    api_logged_since "$since" "closing the kept socket for 127.0.0.1 port 3200"
+  cp -p "$tmp/api.conf.port" /etc/monkeyproof/api.conf
+  systemctl restart monkeyproof-api
+  check "port held: back to 127.0.0.1:3200" wait_for 30 api_answers
 
   mkdir -p /run/systemd/system/monkeyproof-api.service.d
   printf '[Service]\nFileDescriptorStoreMax=0\n' \

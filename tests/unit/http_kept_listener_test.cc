@@ -168,21 +168,26 @@ TEST_F(HttpKeptListenerTest, AKeptSocketApiConfNoLongerNamesLeavesTheStore) {
   EXPECT_EQ(BindErrno(old_port), 0);
 }
 
-// listen = 127.0.0.1:P becomes 0.0.0.0:P: the kept socket holds P, so it is let go first, and
+// listen = 0.0.0.0:P becomes 127.0.0.1:P: the kept socket holds P, so it is let go first, and
 // the bind waits until systemd has closed its copy too (here: the test, when the remove arrives).
+// (This direction, not the other: while only 127.0.0.1:P is bound, a parallel test's socket on
+// another loopback address may take port P and keep a bind of 0.0.0.0:P from succeeding. The
+// host-install test moves 127.0.0.1:3200 to 0.0.0.0:3200 on the installed package.)
 TEST_F(HttpKeptListenerTest, ANewAddressOnAKeptSocketsPortIsBoundOnceTheKeptOneIsLetGo) {
   keep_in_ = manager_.Notifier();
-  StartServer(Config());
+  ApiConfig wildcard = Config();
+  wildcard.listen = {{"0.0.0.0", 0}};
+  StartServer(wildcard);
   const uint16_t port = port_;
   auto stored = manager_.Drain();
   ASSERT_EQ(stored.size(), 1u);
   ASSERT_EQ(stored[0].fds.size(), 1u);
   StopServer();
   UniqueFd managers_copy = std::move(stored[0].fds[0]);
-  const std::string name = "api-tcp-127.0.0.1-" + std::to_string(port);
+  const std::string name = "api-tcp-0.0.0.0-" + std::to_string(port);
   inherit_.tcp_sockets.push_back(
       {UniqueFd(::fcntl(managers_copy.get(), F_DUPFD_CLOEXEC, 3)), name,
-       boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port)});
+       boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("0.0.0.0"), port)});
   // As PID 1 does: the store's copy goes when FDSTOREREMOVE is read (a little later).
   std::vector<std::string> seen;
   std::thread manager([&] {
@@ -199,14 +204,14 @@ TEST_F(HttpKeptListenerTest, ANewAddressOnAKeptSocketsPortIsBoundOnceTheKeptOneI
   });
   keep_in_ = manager_.Notifier();
   ApiConfig config = Config();
-  config.listen = {{"0.0.0.0", port}};
+  config.listen = {{"127.0.0.1", port}};
   StartServer(config);
   manager.join();
   EXPECT_EQ(port_, port);
   EXPECT_EQ(Status("127.0.0.1", kToken), 200);
   for (auto& m : manager_.Drain()) seen.push_back(m.text);
   EXPECT_NE(std::find(seen.begin(), seen.end(),
-                      "FDSTORE=1\nFDNAME=api-tcp-0.0.0.0-" + std::to_string(port) + "\nFDPOLL=0"),
+                      "FDSTORE=1\nFDNAME=api-tcp-127.0.0.1-" + std::to_string(port) + "\nFDPOLL=0"),
             seen.end());
 }
 

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/json_strict.h"
+#include "egress/upstream_url.h"
 
 namespace mp::egress {
 namespace {
@@ -26,13 +27,77 @@ bool IsSessionId(std::string_view s) {
   return true;
 }
 
+// RFC 9110 token characters.
+bool IsToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (const char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool EqualsIgnoringCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; };
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+// A header the gateway sets itself or that frames the message: a credential header must not
+// be one of them.
+bool IsCredentialHeaderName(std::string_view s) {
+  if (!IsToken(s)) return false;
+  for (const std::string_view reserved :
+       {"host", "content-length", "transfer-encoding", "connection"}) {
+    if (EqualsIgnoringCase(s, reserved)) return false;
+  }
+  return true;
+}
+
+void ReadEndpoints(wire::ObjectReader& r, std::vector<HandoverEndpoint>* out) {
+  const size_t count = r.Array("endpoints", kMaxGatewayEndpoints, false);
+  for (size_t i = 0; i < count; ++i) {
+    wire::ObjectReader e = r.ObjectItem("endpoints", i);
+    if (!e.is_object()) continue;
+    HandoverEndpoint endpoint;
+    endpoint.upstream = e.String("upstream", {1, kMaxUpstreamUrlBytes});
+    if (!endpoint.upstream.empty()) {
+      if (auto url = ParseUpstreamUrl(endpoint.upstream); !url) e.Fail("upstream", url.error().what);
+    }
+    endpoint.header =
+        e.String("header", {1, kMaxEndpointHeaderBytes, IsCredentialHeaderName,
+                            "an HTTP header name other than Host, Content-Length, "
+                            "Transfer-Encoding and Connection"});
+    // No `valid` check in the rule: its error would quote the value, a secret.
+    endpoint.value = e.String("value", {1, kMaxEndpointValueBytes});
+    if (endpoint.value.find_first_of("\r\n") != std::string::npos) {
+      e.Fail("value", "contains CR or LF");
+    }
+    e.RejectUnknown();
+    out->push_back(std::move(endpoint));
+  }
+}
+
 }  // namespace
 
 std::string EncodeHandover(const HandoverMessage& message) {
   nlohmann::json j;
   j["type"] = kTypeNames[static_cast<size_t>(message.type)];
   j["session"] = message.session;
-  if (message.type == HandoverMessage::Type::kOpen) j["allow"] = message.allow;
+  if (message.type == HandoverMessage::Type::kOpen) {
+    j["allow"] = message.allow;
+    if (!message.endpoints.empty()) {
+      nlohmann::json endpoints = nlohmann::json::array();
+      for (const HandoverEndpoint& e : message.endpoints) {
+        endpoints.push_back({{"upstream", e.upstream}, {"header", e.header}, {"value", e.value}});
+      }
+      j["endpoints"] = std::move(endpoints);
+    }
+  }
   return j.dump();
 }
 
@@ -42,7 +107,14 @@ Result<HandoverMessage> DecodeHandover(std::string_view record, size_t fd_count)
                       std::to_string(kMaxHandoverRecordBytes));
   }
   nlohmann::json j;
-  MP_RETURN_IF_ERROR(wire::ParseJson(record, &j, {.max_depth = 3}));
+  if (auto parsed = wire::ParseJson(record, &j, {.max_depth = 3}); !parsed) {
+    // The parser's message quotes the input near the error, which may be a credential.
+    if (record.find("\"endpoints\"") != std::string_view::npos) {
+      return PlainError("handover record is not valid JSON (details withheld: it holds "
+                        "credentials)");
+    }
+    return parsed.error();
+  }
   wire::FieldErrors errors;
   wire::ObjectReader r(j, "", &errors);
   HandoverMessage m;
@@ -52,10 +124,12 @@ Result<HandoverMessage> DecodeHandover(std::string_view record, size_t fd_count)
   if (errors.empty() && m.type == HandoverMessage::Type::kOpen) {
     r.Require("allow");
     m.allow = r.StringArray("allow", kMaxAllowEntries, {1, 300});
+    ReadEndpoints(r, &m.endpoints);
   }
   r.RejectUnknown();
   if (!errors.empty()) return errors.ToError();
-  const size_t want = m.type == HandoverMessage::Type::kOpen ? kHandoverFdCount : 0;
+  const size_t want =
+      m.type == HandoverMessage::Type::kOpen ? kHandoverFdCount + m.endpoints.size() : 0;
   if (fd_count != want) {
     return PlainError("handover \"" + std::string(kTypeNames[static_cast<size_t>(m.type)]) +
                       "\" came with " + std::to_string(fd_count) + " descriptors, not " +
@@ -65,12 +139,12 @@ Result<HandoverMessage> DecodeHandover(std::string_view record, size_t fd_count)
 }
 
 Result<void> SendRecord(int socket, std::string_view record, std::span<const int> fds) {
-  if (fds.size() > kHandoverFdCount) return PlainError("too many descriptors for one record");
+  if (fds.size() > kMaxHandoverFds) return PlainError("too many descriptors for one record");
   iovec iov{const_cast<char*>(record.data()), record.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kHandoverFdCount)] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxHandoverFds)] = {};
   if (!fds.empty()) {
     msg.msg_control = control;
     msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
@@ -96,7 +170,7 @@ Result<ReceivedRecord> ReceiveRecord(int socket) {
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kHandoverFdCount)] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxHandoverFds)] = {};
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
   ssize_t n;
@@ -115,7 +189,7 @@ Result<ReceivedRecord> ReceiveRecord(int socket) {
     }
   }
   if ((msg.msg_flags & MSG_CTRUNC) != 0) {
-    return PlainError("handover record came with more than " + std::to_string(kHandoverFdCount) +
+    return PlainError("handover record came with more than " + std::to_string(kMaxHandoverFds) +
                       " descriptors");
   }
   if (static_cast<size_t>(n) > kMaxHandoverRecordBytes) {

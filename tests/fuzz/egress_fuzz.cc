@@ -3,8 +3,8 @@
 // picks the parser: '0' NormalizeHostName, '1' ParseAuthority, '2' AllowList::Parse over
 // '\n'-separated entries, '3' the ClientHello (whole, and every prefix up to 512 bytes),
 // '4' ClassifyAddress, '5' ParseProxyTarget (method, target and Host split at '\n'),
-// '6' ParseDnsQuery and BuildDnsAnswer, '7' DecodeHandover (the next byte modulo 6 is the
-// number of descriptors that came with the record).
+// '6' ParseDnsQuery and BuildDnsAnswer, '7' DecodeHandover (the next byte modulo 14 is the
+// number of descriptors that came with the record), '8' ParseUpstreamUrl.
 // Besides "no crash, no sanitizer report", each branch checks an invariant and aborts when it
 // fails: a canonical name normalises to itself and holds only [a-z0-9.-]; an authority prints
 // as text that parses back to it; every accepted rule prints as an entry that parses back to
@@ -13,7 +13,10 @@
 // CanonicalAddress agree on what an address is; a proxy destination parses back from its text
 // and a forwarded origin-form starts with '/'; a parsed DNS query's name is canonical or empty
 // and every answer built for it parses with libresolv (ns_initparse) with the expected counts;
-// an accepted handover record re-encodes to one that decodes to the same message.
+// an accepted handover record re-encodes to one that decodes to the same message, and no
+// handover error quotes an endpoint's value; an upstream URL prints as text that parses back
+// to it, with a canonical host and a path prefix that is empty or starts and does not end
+// with '/'.
 // Built with -fsanitize=fuzzer under the `fuzz` preset; the normal build replays
 // tests/fuzz/corpus/egress (fuzz_replay.egress).
 #include <arpa/nameser.h>
@@ -34,6 +37,7 @@
 #include "egress/handover.h"
 #include "egress/host_name.h"
 #include "egress/proxy_request.h"
+#include "egress/upstream_url.h"
 
 namespace {
 
@@ -151,14 +155,62 @@ void DnsQueries(std::string_view bytes) {
   }
 }
 
+bool SameEndpoints(const std::vector<egress::HandoverEndpoint>& a,
+                   const std::vector<egress::HandoverEndpoint>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].upstream != b[i].upstream || a[i].header != b[i].header || a[i].value != b[i].value) {
+      return false;
+    }
+  }
+  return true;
+}
+
 void Handovers(std::string_view text) {
   if (text.empty()) return;
-  const size_t fds = static_cast<unsigned char>(text[0]) % 6;
+  const size_t fds = static_cast<unsigned char>(text[0]) % (egress::kMaxHandoverFds + 2);
   auto m = egress::DecodeHandover(text.substr(1), fds);
   if (!m) return;
+  Check(fds == (m->type == egress::HandoverMessage::Type::kOpen
+                    ? egress::kHandoverFdCount + m->endpoints.size()
+                    : 0),
+        "a handover record accepted with the wrong number of descriptors");
   auto again = egress::DecodeHandover(egress::EncodeHandover(*m), fds);
-  Check(again && again->type == m->type && again->session == m->session && again->allow == m->allow,
+  Check(again && again->type == m->type && again->session == m->session &&
+            again->allow == m->allow && SameEndpoints(again->endpoints, m->endpoints),
         "a handover record does not survive re-encoding");
+  // An accepted record with endpoints, broken in each field in turn: the error never quotes a
+  // value (a credential).
+  for (egress::HandoverEndpoint& e : m->endpoints) {
+    const std::string secret = "SECRET-" + std::to_string(e.value.size());
+    e.value = secret + "\r";
+    auto bad = egress::DecodeHandover(egress::EncodeHandover(*m), fds);
+    Check(!bad && bad.error().what.find(secret) == std::string::npos,
+          "a handover error quotes an endpoint's value");
+    e.value = secret;
+    e.header = "Host";
+    bad = egress::DecodeHandover(egress::EncodeHandover(*m), fds);
+    Check(!bad && bad.error().what.find(secret) == std::string::npos,
+          "a handover error quotes an endpoint's value");
+    const std::string broken = egress::EncodeHandover(*m) + "x";
+    bad = egress::DecodeHandover(broken, fds);
+    Check(!bad && bad.error().what.find(secret) == std::string::npos,
+          "a JSON error quotes an endpoint's value");
+  }
+}
+
+void UpstreamUrls(std::string_view text) {
+  auto url = egress::ParseUpstreamUrl(text);
+  if (!url) return;
+  Check(url->port != 0, "an upstream URL with port 0");
+  if (!egress::CanonicalAddress(url->host)) CheckCanonicalName(url->host);
+  Check(url->path_prefix.empty() ||
+            (url->path_prefix.front() == '/' && url->path_prefix.back() != '/'),
+        "an upstream path prefix that is not empty or /x");
+  auto again = egress::ParseUpstreamUrl(egress::UpstreamUrlText(*url));
+  Check(again && again->host == url->host && again->port == url->port &&
+            again->path_prefix == url->path_prefix,
+        "an upstream URL does not parse back from its text");
 }
 
 }  // namespace
@@ -190,6 +242,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 7:
       Handovers(rest);
+      break;
+    case 8:
+      UpstreamUrls(rest);
       break;
     default:
       break;

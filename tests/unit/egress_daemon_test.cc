@@ -39,6 +39,82 @@ TEST(HandoverTest, RoundTrip) {
   EXPECT_EQ(closed->type, HandoverMessage::Type::kClose);
 }
 
+TEST(HandoverTest, EndpointsRoundTrip) {
+  HandoverMessage open{HandoverMessage::Type::kOpen, "s-1", {"a.example:443"}};
+  open.endpoints = {{"https://api.anthropic.com/v1", "x-api-key", "sk-ant-REAL"},
+                    {"https://[2001:db8::1]:8443", "Authorization", "Bearer sk-REAL2"}};
+  const std::string record = EncodeHandover(open);
+  EXPECT_NE(record.find(R"("endpoints":[{"header":"x-api-key","upstream":"https://api.anthropic.com/v1","value":"sk-ant-REAL"})"),
+            std::string::npos)
+      << record;
+  auto decoded = DecodeHandover(record, kHandoverFdCount + 2);
+  ASSERT_TRUE(decoded.has_value()) << decoded.error().ToString();
+  ASSERT_EQ(decoded->endpoints.size(), 2u);
+  EXPECT_EQ(decoded->endpoints[1].upstream, "https://[2001:db8::1]:8443");
+  EXPECT_EQ(decoded->endpoints[1].header, "Authorization");
+  EXPECT_EQ(decoded->endpoints[1].value, "Bearer sk-REAL2");
+  // One descriptor per endpoint, no more and no less.
+  EXPECT_FALSE(DecodeHandover(record, kHandoverFdCount + 1).has_value());
+  EXPECT_FALSE(DecodeHandover(record, kHandoverFdCount + 3).has_value());
+  // No endpoints: the member is left out, so a record from before endpoints decodes the same.
+  open.endpoints.clear();
+  EXPECT_EQ(EncodeHandover(open).find("endpoints"), std::string::npos);
+  EXPECT_TRUE(DecodeHandover(R"({"type":"open","session":"s-1","allow":[],"endpoints":[]})",
+                             kHandoverFdCount)
+                  .has_value());
+}
+
+TEST(HandoverTest, EndpointRefusalsNeverQuoteTheValue) {
+  const std::string secret = "sk-SECRET-value";
+  auto record = [&](const std::string& upstream, const std::string& header,
+                    const std::string& value) {
+    HandoverMessage m{HandoverMessage::Type::kOpen, "s-1", {}};
+    m.endpoints = {{upstream, header, value}};
+    return EncodeHandover(m);
+  };
+  const std::pair<std::string, const char*> bad[] = {
+      {record("http://api.anthropic.com", "x-api-key", secret), "https://"},
+      {record("https://api.anthropic.com?x", "x-api-key", secret), "query"},
+      {record("https://api.anthropic.com", "Host", secret), "header"},
+      {record("https://api.anthropic.com", "content-length", secret), "header"},
+      {record("https://api.anthropic.com", "Transfer-Encoding", secret), "header"},
+      {record("https://api.anthropic.com", "CONNECTION", secret), "header"},
+      {record("https://api.anthropic.com", "x api key", secret), "header"},
+      {record("https://api.anthropic.com", "x-api-key:", secret), "header"},
+      {record("https://api.anthropic.com", "", secret), "header"},
+      {record("https://api.anthropic.com", std::string(65, 'x'), secret), "header"},
+      {record("https://api.anthropic.com", "x-api-key", secret + "\r\nX-Evil: 1"), "CR or LF"},
+      {record("https://api.anthropic.com", "x-api-key", secret + "\n"), "CR or LF"},
+      {record("https://api.anthropic.com", "x-api-key", secret + std::string(1, '\0')), "NUL"},
+      {record("https://api.anthropic.com", "x-api-key", ""), "empty"},
+      {record("https://api.anthropic.com", "x-api-key", secret + std::string(4096, 'x')),
+       "exceeds"},
+      {R"({"type":"open","session":"s-1","allow":[],"endpoints":[{"upstream":"https://a.example","header":"x-api-key","value":"sk-SECRET-value","more":1}]})",
+       "unknown"},
+      {R"({"type":"open","session":"s-1","allow":[],"endpoints":[{"upstream":"https://a.example","header":"x-api-key"}]})",
+       "missing"},
+      // Broken JSON: the parser's message would quote the input near the error.
+      {R"({"type":"open","session":"s-1","allow":[],"endpoints":[{"upstream":"https://a.example","header":"x-api-key","value":"sk-SECRET-value)",
+       "withheld"},
+  };
+  for (const auto& [text, why] : bad) {
+    auto got = DecodeHandover(text, kHandoverFdCount + 1);
+    ASSERT_FALSE(got.has_value()) << text;
+    EXPECT_NE(got.error().ToString().find(why), std::string::npos)
+        << got.error().ToString() << " (want: " << why << ")";
+    EXPECT_EQ(got.error().ToString().find("SECRET"), std::string::npos) << got.error().ToString();
+  }
+  // Control: the same record with a good value decodes; nine endpoints are too many.
+  EXPECT_TRUE(DecodeHandover(record("https://api.anthropic.com", "x-api-key", secret),
+                             kHandoverFdCount + 1)
+                  .has_value());
+  HandoverMessage nine{HandoverMessage::Type::kOpen, "s-1", {}};
+  nine.endpoints.assign(9, {"https://a.example", "x-api-key", secret});
+  EXPECT_FALSE(DecodeHandover(EncodeHandover(nine), kHandoverFdCount + 9).has_value());
+  nine.endpoints.pop_back();
+  EXPECT_TRUE(DecodeHandover(EncodeHandover(nine), kHandoverFdCount + 8).has_value());
+}
+
 TEST(HandoverTest, StrictDecoding) {
   const std::pair<std::string, size_t> bad[] = {
       {R"({"type":"open","session":"s-1"})", 4},                    // no allow
@@ -75,6 +151,21 @@ TEST(HandoverTest, DescriptorsTravelWithTheRecord) {
   auto eof = ReceiveRecord(b.get());
   ASSERT_TRUE(eof.has_value());
   EXPECT_TRUE(eof->closed);
+}
+
+// Up to kMaxHandoverFds descriptors travel with one record; more are refused.
+TEST(HandoverTest, UpToTwelveDescriptors) {
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd a(pair[0]), b(pair[1]);
+  UniqueFd l1 = Listen(SOCK_STREAM);
+  std::vector<int> fds(kMaxHandoverFds, l1.get());
+  ASSERT_TRUE(SendRecord(a.get(), "twelve", fds).has_value());
+  auto got = ReceiveRecord(b.get());
+  ASSERT_TRUE(got.has_value()) << got.error().ToString();
+  EXPECT_EQ(got->fds.size(), kMaxHandoverFds);
+  fds.push_back(l1.get());
+  EXPECT_FALSE(SendRecord(a.get(), "thirteen", fds).has_value());
 }
 
 // ---- The daemon.

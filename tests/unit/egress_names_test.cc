@@ -16,6 +16,7 @@
 #include "egress/dns_message.h"
 #include "egress/host_name.h"
 #include "egress/proxy_request.h"
+#include "egress/upstream_url.h"
 
 namespace mp::egress {
 namespace {
@@ -465,6 +466,97 @@ TEST(EgressClientHelloTest, Malformed) {
   huge += static_cast<char>(2);  // 0x020000 = 128 KiB
   Put16(huge, 0);
   EXPECT_EQ(status(Records(huge + std::string(100, 'x'))), S::kMalformed);
+}
+
+// ---- Credential gateway upstream URLs (upstream_url.h).
+
+TEST(EgressUpstreamUrlTest, CanonicalParts) {
+  struct Case {
+    const char* url;
+    const char* host;
+    uint16_t port;
+    const char* prefix;
+  };
+  for (const Case& c : {
+           Case{"https://api.anthropic.com", "api.anthropic.com", 443, ""},
+           Case{"https://API.Anthropic.COM./", "api.anthropic.com", 443, ""},
+           Case{"https://api.openai.com/v1", "api.openai.com", 443, "/v1"},
+           Case{"https://api.openai.com/v1/", "api.openai.com", 443, "/v1"},
+           Case{"https://a.example:8443/x/y%2Fz", "a.example", 8443, "/x/y%2Fz"},
+           Case{"https://10.0.0.7:1", "10.0.0.7", 1, ""},
+           Case{"https://[2001:DB8::1]:65535/v1", "2001:db8::1", 65535, "/v1"},
+           Case{"https://[::ffff:1.2.3.4]", "1.2.3.4", 443, ""},
+       }) {
+    auto got = ParseUpstreamUrl(c.url);
+    ASSERT_TRUE(got.has_value()) << c.url << ": " << got.error().ToString();
+    EXPECT_EQ(got->host, c.host) << c.url;
+    EXPECT_EQ(got->port, c.port) << c.url;
+    EXPECT_EQ(got->path_prefix, c.prefix) << c.url;
+    auto again = ParseUpstreamUrl(UpstreamUrlText(*got));
+    ASSERT_TRUE(again.has_value()) << UpstreamUrlText(*got);
+    EXPECT_EQ(again->host, got->host);
+    EXPECT_EQ(again->port, got->port);
+    EXPECT_EQ(again->path_prefix, got->path_prefix);
+  }
+  EXPECT_EQ(UpstreamHostHeader(ParseUpstreamUrl("https://a.example").value()), "a.example");
+  EXPECT_EQ(UpstreamHostHeader(ParseUpstreamUrl("https://a.example:8443").value()),
+            "a.example:8443");
+  EXPECT_EQ(UpstreamHostHeader(ParseUpstreamUrl("https://[2001:db8::1]:444").value()),
+            "[2001:db8::1]:444");
+}
+
+TEST(EgressUpstreamUrlTest, RefusalsNameWhatIsWrong) {
+  const std::pair<std::string, const char*> bad[] = {
+      {"http://api.anthropic.com", "https://"},
+      {"HTTPS://api.anthropic.com", "https://"},
+      {"api.anthropic.com", "https://"},
+      {"https://", "no host"},
+      {"https:///v1", "no host"},
+      {"https://:443", "no host"},
+      {"https://user:pw@api.anthropic.com", "userinfo"},
+      {"https://api.anthropic.com@evil.com", "userinfo"},
+      {"https://api.anthropic.com/v1?x=1", "query"},
+      {"https://api.anthropic.com/v1#f", "fragment"},
+      {"https://api.anthropic.com /v1", "space"},
+      {"https://api.anthropic.com/v1\r\nX: y", "control"},
+      {"https://api.anthropic.com\t", "control"},
+      {"https://api%2eanthropic.com", "'%' in its host"},
+      {"https://api.anthropic.com:0", "port"},
+      {"https://api.anthropic.com:65536", "port"},
+      {"https://api.anthropic.com:", "port"},
+      {"https://api.anthropic.com:+443", "port"},
+      {"https://api.anthropic.com:443:443", "more than one ':'"},
+      {"https://2001:db8::1/v1", "brackets"},
+      {"https://[2001:db8::1", "'['"},
+      {"https://[api.anthropic.com]", "IPv6"},
+      {"https://[1.2.3.4]", "IPv6"},
+      {"https://[2001:db8::1]x", "after ']'"},
+      {"https://[fe80::1%25eth0]", "'%' in its host"},
+      {"https://a_b.example", "host name"},
+      {"https://1.2.3", "numeric"},
+      {"https://api.anthropic.com/v1//x", "segment"},
+      {"https://api.anthropic.com//", "segment"},
+      {"https://api.anthropic.com/../x", "segment"},
+      {"https://api.anthropic.com/./x", "segment"},
+      {"https://api.anthropic.com/%zz", "%HH"},
+      {"https://api.anthropic.com/%4", "%HH"},
+      {"https://api.anthropic.com/a\\b", "path"},
+      {"https://api.anthropic.com/a@b", "path"},
+      {"https://api.anthropic.com/" + std::string(2048, 'a'), "longer than 2048"},
+      {"https://b\xc3\xbc"
+       "cher.example",
+       "non-ASCII"},
+  };
+  for (const auto& [url, why] : bad) {
+    auto got = ParseUpstreamUrl(url);
+    ASSERT_FALSE(got.has_value()) << url;
+    EXPECT_NE(got.error().what.find(why), std::string::npos)
+        << url << " -> " << got.error().what << " (want: " << why << ")";
+  }
+  // Control: the longest accepted.
+  const std::string longest = "https://a.example/" + std::string(2048 - 18, 'a');
+  ASSERT_EQ(longest.size(), kMaxUpstreamUrlBytes);
+  EXPECT_TRUE(ParseUpstreamUrl(longest).has_value());
 }
 
 }  // namespace

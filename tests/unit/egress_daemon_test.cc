@@ -44,8 +44,10 @@ TEST(HandoverTest, EndpointsRoundTrip) {
   open.endpoints = {{"https://api.anthropic.com/v1", "x-api-key", "sk-ant-REAL"},
                     {"https://[2001:db8::1]:8443", "Authorization", "Bearer sk-REAL2"}};
   const std::string record = EncodeHandover(open);
-  EXPECT_NE(record.find(R"("endpoints":[{"header":"x-api-key","upstream":"https://api.anthropic.com/v1","value":"sk-ant-REAL"})"),
-            std::string::npos)
+  EXPECT_NE(
+      record.find(
+          R"("endpoints":[{"header":"x-api-key","upstream":"https://api.anthropic.com/v1","value":"sk-ant-REAL"})"),
+      std::string::npos)
       << record;
   auto decoded = DecodeHandover(record, kHandoverFdCount + 2);
   ASSERT_TRUE(decoded.has_value()) << decoded.error().ToString();
@@ -105,9 +107,9 @@ TEST(HandoverTest, EndpointRefusalsNeverQuoteTheValue) {
     EXPECT_EQ(got.error().ToString().find("SECRET"), std::string::npos) << got.error().ToString();
   }
   // Control: the same record with a good value decodes; nine endpoints are too many.
-  EXPECT_TRUE(DecodeHandover(record("https://api.anthropic.com", "x-api-key", secret),
-                             kHandoverFdCount + 1)
-                  .has_value());
+  EXPECT_TRUE(
+      DecodeHandover(record("https://api.anthropic.com", "x-api-key", secret), kHandoverFdCount + 1)
+          .has_value());
   HandoverMessage nine{HandoverMessage::Type::kOpen, "s-1", {}};
   nine.endpoints.assign(9, {"https://a.example", "x-api-key", secret});
   EXPECT_FALSE(DecodeHandover(EncodeHandover(nine), kHandoverFdCount + 9).has_value());

@@ -326,7 +326,9 @@ struct Lister : std::enable_shared_from_this<Lister> {
           const auto& list = std::get<wire::SessionList>(r.body);
           for (const auto& s : list.sessions) {
             if (self->filter && !self->filter->Matches(s)) continue;
-            if (self->scope != nullptr && !self->scope->Covers(s.id, s.owner, s.labels)) continue;
+            if (self->scope != nullptr && !self->scope->Covers(s.id, s.owner, s.labels, s.cwd)) {
+              continue;
+            }
             if (self->limit != 0 && self->found.size() >= self->limit) break;
             self->found.push_back(s);
           }
@@ -627,7 +629,8 @@ void CheckSessionScope(const Call& c) {
   c->ctx.link.Call(wire::GetRequest{id}, [c](Result<wire::Response> r) {
     if (!r) return RespondError(c, TransportError(r.error()));
     const auto* info = std::get_if<wire::SessionInfo>(&r->body);
-    if (info != nullptr && c->principal.scope->Covers(info->id, info->owner, info->labels)) {
+    if (info != nullptr &&
+        c->principal.scope->Covers(info->id, info->owner, info->labels, info->cwd)) {
       return Dispatch(c);
     }
     const auto* error = std::get_if<wire::ErrorBody>(&r->body);

@@ -164,16 +164,25 @@ std::variant<SessionScope, std::string> ParseSessionScope(std::string_view text)
 }
 
 bool TokenScope::Covers(std::string_view id, std::string_view owner,
-                        const std::vector<std::string>& labels) const {
+                        const std::vector<std::string>& labels, std::string_view cwd) const {
+  bool named = false;
   switch (sessions.kind) {
     case SessionScope::Kind::kSession:
-      return id == sessions.value;
+      named = id == sessions.value;
+      break;
     case SessionScope::Kind::kOwner:
-      return owner == sessions.value;
+      named = owner == sessions.value;
+      break;
     case SessionScope::Kind::kLabel:
-      return std::find(labels.begin(), labels.end(), sessions.value) != labels.end();
+      named = std::find(labels.begin(), labels.end(), sessions.value) != labels.end();
+      break;
   }
-  return false;
+  if (!named || workspaces.empty()) return named;
+  // The session's cwd is the path monkeyproofd resolved, and a token's workspace is opened
+  // without following symlinks: a session the token created has its workspace as a prefix.
+  return std::any_of(workspaces.begin(), workspaces.end(), [&](const std::string& w) {
+    return cwd == w || (cwd.starts_with(w) && (w.ends_with('/') || cwd[w.size()] == '/'));
+  });
 }
 
 bool TokenScope::AllowsPreset(std::string_view preset) const {

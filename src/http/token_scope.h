@@ -84,9 +84,11 @@ struct TokenScope {
   // carried workspaces, whose creates are refused (CheckCreateScope).
   std::vector<std::string> workspaces;
   [[nodiscard]] bool Has(Right right) const { return (rights & static_cast<Rights>(right)) != 0; }
-  // Whether a session with these attributes is one this token covers.
+  // Whether a session with these attributes is one this token covers: by `sessions`, and for
+  // a token with workspaces, only a session whose cwd is at or below one of them (what it
+  // could have created itself).
   [[nodiscard]] bool Covers(std::string_view id, std::string_view owner,
-                            const std::vector<std::string>& labels) const;
+                            const std::vector<std::string>& labels, std::string_view cwd) const;
   [[nodiscard]] bool AllowsPreset(std::string_view preset) const;
   friend bool operator==(const TokenScope&, const TokenScope&) = default;
 };

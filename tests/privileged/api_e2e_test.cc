@@ -290,7 +290,8 @@ TEST_F(ApiE2eTest, Cli) {
 // symlink A/link -> ../B (or an absolute one) that a session of the token planted in A; nor
 // through a workspace named by a symlink. The supervisor enforces it while it resolves the
 // cwd. CONTROL: the admin token, which has no workspace limit, reaches B both ways (the
-// escape the limit closes); before the fix a create token was exactly as free.
+// escape the limit closes); before the fix a create token was exactly as free. Nor does the
+// token read an owner:ci session in B that another token started.
 TEST_F(ApiE2eTest, TokenWorkspacesHoldAgainstSiblingsAndPlantedSymlinks) {
   const std::string& admin = stack_->token();
   const std::string a = stack_->workspace_root() + "/f3-a";
@@ -359,6 +360,19 @@ TEST_F(ApiE2eTest, TokenWorkspacesHoldAgainstSiblingsAndPlantedSymlinks) {
   auto admin_link = spawn(admin, "true", a + "/link");
   ASSERT_EQ(admin_link.status, 201) << admin_link.body;
   EXPECT_EQ(JsonString(admin_link.body, "cwd"), b) << "the planted link does not lead to B";
+
+  // The token reaches only sessions in its workspaces (attack review rev17b, finding 1): an
+  // owner:ci session the admin started in B is unknown to it (404), its own in A is not.
+  // Control: the admin reads the one in B.
+  auto ci_in_b = Http("POST", "/sessions", admin,
+                      R"({"task":"true","mode":"interactive","preset":"shell","owner":"ci",)"
+                      R"("cwd":")" +
+                          b + R"("})");
+  ASSERT_EQ(ci_in_b.status, 201) << ci_in_b.body;
+  const std::string b_id = JsonString(ci_in_b.body, "id");
+  EXPECT_EQ(Http("GET", "/sessions/" + b_id, ci).status, 404);
+  EXPECT_EQ(Http("GET", "/sessions/" + JsonString(in_a.body, "id"), ci).status, 200);
+  EXPECT_EQ(Http("GET", "/sessions/" + b_id, admin).status, 200);
 }
 
 // Attribution (issue 15): a session spawned with a scoped token shows createdBy token:<id>,

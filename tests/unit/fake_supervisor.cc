@@ -366,7 +366,9 @@ wire::ResponseBody FakeSupervisor::Dispatch(Connection& c, const wire::RequestBo
     info.type = r->type;
     info.preset = r->preset;
     info.task_preview = r->task.substr(0, wire::kMaxTaskPreviewBytes);
-    info.cwd = r->cwd.value_or("/srv/monkeyproof/workspaces/fake");
+    // As monkeyproofd: a create without cwd runs in the first of its token's workspaces.
+    info.cwd = r->cwd.value_or(r->cwd_within.empty() ? "/srv/monkeyproof/workspaces/fake"
+                                                     : r->cwd_within.front());
     info.command =
         (r->command ? *r->command : std::string("/bin/sh -lc")) + " " + r->task.substr(0, 256);
     info.pid = static_cast<uint32_t>(1000 + n);

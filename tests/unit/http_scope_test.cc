@@ -156,7 +156,8 @@ TEST_F(ScopeTest, SessionsOutsideTheScopeAreUnknown) {
 }
 
 TEST_F(ScopeTest, SessionAndLabelScopes) {
-  const std::string a = Spawn({{"task", "idle"}, {"labels", {"Team=Red"}}});
+  const std::string a =
+      Spawn({{"task", "idle"}, {"labels", {"Team=Red"}}, {"cwd", "/srv/ws/red/a"}});
   const std::string b = Spawn({{"task", "idle"}, {"labels", {"team=blue"}}});
   const std::string one =
       MintToken({{"sessions", "session:" + b}, {"rights", {"read"}}, {"ttlSeconds", 600}});
@@ -238,6 +239,34 @@ TEST_F(ScopeTest, CreateCarriesTheTokensWorkspacesToTheSupervisor) {
                 .result_int(),
             201);
   EXPECT_TRUE(fake_.last_spawn_cwd_within().empty());
+}
+
+// A token with workspaces reaches only the sessions in them, even of its own owner (review
+// rev17b, finding 1): a session of owner ci in a sibling workspace is unknown to it, in the
+// list too. Control: the same token without workspaces (read only) reaches both.
+TEST_F(ScopeTest, AWorkspaceTokenReachesOnlySessionsInItsWorkspaces) {
+  const std::string inside = Spawn({{"task", "idle"}, {"owner", "ci"}, {"cwd", "/srv/ws/a/p"}});
+  const std::string sibling = Spawn({{"task", "idle"}, {"owner", "ci"}, {"cwd", "/srv/ws/ab"}});
+  const std::string token = MintToken({{"sessions", "owner:ci"},
+                                       {"rights", {"read", "input", "create"}},
+                                       {"presets", {"claude"}},
+                                       {"workspaces", {"/srv/ws/a"}},
+                                       {"ttlSeconds", 600}});
+  EXPECT_EQ(Send(bhttp::verb::get, "/sessions/" + inside, token).result_int(), 200);
+  EXPECT_EQ(Send(bhttp::verb::get, "/sessions/" + sibling, token).result_int(), 404);
+  EXPECT_EQ(Send(bhttp::verb::get, "/sessions/" + sibling + "/output", token).result_int(), 404);
+  EXPECT_EQ(Send(bhttp::verb::post, "/sessions/" + sibling + "/input", token, R"({"input":"x"})")
+                .result_int(),
+            400);
+  auto list = json::parse(Send(bhttp::verb::get, "/sessions", token).body());
+  ASSERT_TRUE(list.is_array());
+  ASSERT_EQ(list.size(), 1u) << list.dump();
+  EXPECT_EQ(list[0]["id"], inside);
+
+  const std::string reader =
+      MintToken({{"sessions", "owner:ci"}, {"rights", {"read"}}, {"ttlSeconds", 600}});
+  EXPECT_EQ(Send(bhttp::verb::get, "/sessions/" + sibling, reader).result_int(), 200);
+  EXPECT_EQ(json::parse(Send(bhttp::verb::get, "/sessions", reader).body()).size(), 2u);
 }
 
 // A create token minted before tokens carried workspaces (its record has none) may not

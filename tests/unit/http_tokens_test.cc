@@ -94,15 +94,36 @@ TEST(ScopeExpression, RefusesWithAReason) {
 TEST(TokenScopeTest, CoversByKind) {
   TokenScope s;
   s.sessions = {SessionScope::Kind::kSession, "s-1"};
-  EXPECT_TRUE(s.Covers("s-1", "", {}));
-  EXPECT_FALSE(s.Covers("s-2", "", {}));
+  EXPECT_TRUE(s.Covers("s-1", "", {}, "/srv/ws/a"));
+  EXPECT_FALSE(s.Covers("s-2", "", {}, "/srv/ws/a"));
   s.sessions = {SessionScope::Kind::kOwner, "alice"};
-  EXPECT_TRUE(s.Covers("s-2", "alice", {}));
-  EXPECT_FALSE(s.Covers("s-2", "alicex", {}));
-  EXPECT_FALSE(s.Covers("s-2", "", {}));
+  EXPECT_TRUE(s.Covers("s-2", "alice", {}, "/srv/ws/a"));
+  EXPECT_FALSE(s.Covers("s-2", "alicex", {}, "/srv/ws/a"));
+  EXPECT_FALSE(s.Covers("s-2", "", {}, "/srv/ws/a"));
   s.sessions = {SessionScope::Kind::kLabel, "team=red"};
-  EXPECT_TRUE(s.Covers("s-2", "", {"ci", "team=red"}));
-  EXPECT_FALSE(s.Covers("s-2", "team=red", {"team=blue"}));
+  EXPECT_TRUE(s.Covers("s-2", "", {"ci", "team=red"}, "/srv/ws/a"));
+  EXPECT_FALSE(s.Covers("s-2", "team=red", {"team=blue"}, "/srv/ws/a"));
+}
+
+// A token with workspaces covers only sessions in them: what it could have created (review
+// rev17b, finding 1). The same owner in a sibling workspace, or one whose name extends the
+// workspace's, is not covered; control: without workspaces it is.
+TEST(TokenScopeTest, WorkspacesLimitTheSessionsCovered) {
+  TokenScope s;
+  s.sessions = {SessionScope::Kind::kOwner, "ci"};
+  s.workspaces = {"/srv/ws/a", "/srv/ws/c"};
+  EXPECT_TRUE(s.Covers("s-1", "ci", {}, "/srv/ws/a"));
+  EXPECT_TRUE(s.Covers("s-1", "ci", {}, "/srv/ws/a/proj/sub"));
+  EXPECT_TRUE(s.Covers("s-1", "ci", {}, "/srv/ws/c"));
+  EXPECT_FALSE(s.Covers("s-1", "ci", {}, "/srv/ws/b"));
+  EXPECT_FALSE(s.Covers("s-1", "ci", {}, "/srv/ws/ab"));
+  EXPECT_FALSE(s.Covers("s-1", "ci", {}, "/srv/ws"));
+  EXPECT_FALSE(s.Covers("s-1", "ci", {}, ""));
+  EXPECT_FALSE(s.Covers("s-1", "other", {}, "/srv/ws/a")) << "the owner still counts";
+  s.workspaces = {"/"};
+  EXPECT_TRUE(s.Covers("s-1", "ci", {}, "/srv/ws/b"));
+  s.workspaces.clear();
+  EXPECT_TRUE(s.Covers("s-1", "ci", {}, "/srv/ws/b")) << "control: no workspaces, no limit";
 }
 
 TEST(MintBodyTest, ParsesAFullBody) {

@@ -66,12 +66,12 @@ void ReadEndpoints(wire::ObjectReader& r, std::vector<HandoverEndpoint>* out) {
     HandoverEndpoint endpoint;
     endpoint.upstream = e.String("upstream", {1, kMaxUpstreamUrlBytes});
     if (!endpoint.upstream.empty()) {
-      if (auto url = ParseUpstreamUrl(endpoint.upstream); !url) e.Fail("upstream", url.error().what);
+      if (auto url = ParseUpstreamUrl(endpoint.upstream); !url)
+        e.Fail("upstream", url.error().what);
     }
-    endpoint.header =
-        e.String("header", {1, kMaxEndpointHeaderBytes, IsCredentialHeaderName,
-                            "an HTTP header name other than Host, Content-Length, "
-                            "Transfer-Encoding and Connection"});
+    endpoint.header = e.String("header", {1, kMaxEndpointHeaderBytes, IsCredentialHeaderName,
+                                          "an HTTP header name other than Host, Content-Length, "
+                                          "Transfer-Encoding and Connection"});
     // No `valid` check in the rule: its error would quote the value, a secret.
     endpoint.value = e.String("value", {1, kMaxEndpointValueBytes});
     if (endpoint.value.find_first_of("\r\n") != std::string::npos) {
@@ -110,8 +110,9 @@ Result<HandoverMessage> DecodeHandover(std::string_view record, size_t fd_count)
   if (auto parsed = wire::ParseJson(record, &j, {.max_depth = 3}); !parsed) {
     // The parser's message quotes the input near the error, which may be a credential.
     if (record.find("\"endpoints\"") != std::string_view::npos) {
-      return PlainError("handover record is not valid JSON (details withheld: it holds "
-                        "credentials)");
+      return PlainError(
+          "handover record is not valid JSON (details withheld: it holds "
+          "credentials)");
     }
     return parsed.error();
   }

@@ -28,7 +28,7 @@
 
 namespace mp::egress {
 
-inline constexpr size_t kHandoverFdCount = 4;                 // proxy, tls, http, dns
+inline constexpr size_t kHandoverFdCount = 4;  // proxy, tls, http, dns
 inline constexpr size_t kMaxGatewayEndpoints = 8;
 inline constexpr size_t kMaxHandoverFds = kHandoverFdCount + kMaxGatewayEndpoints;
 inline constexpr size_t kMaxEndpointHeaderBytes = 64;
@@ -47,8 +47,8 @@ struct HandoverEndpoint {
 struct HandoverMessage {
   enum class Type { kOpen, kClose };
   Type type = Type::kOpen;
-  std::string session;             // [A-Za-z0-9_-]{1,64}
-  std::vector<std::string> allow;  // kOpen: the policy's allow entries (AllowList::Parse)
+  std::string session;                      // [A-Za-z0-9_-]{1,64}
+  std::vector<std::string> allow;           // kOpen: the policy's allow entries (AllowList::Parse)
   std::vector<HandoverEndpoint> endpoints;  // kOpen only, 0..kMaxGatewayEndpoints
 };
 

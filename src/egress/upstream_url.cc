@@ -11,16 +11,31 @@ namespace mp::egress {
 using wire::QuoteForError;
 namespace {
 
-bool IsHex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+bool IsHex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
 
 // RFC 3986 pchar without '%' (checked apart) and '@' (kept out so that no part of an upstream
 // URL reads as userinfo to a lenient parser).
 bool IsPathChar(char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
   switch (c) {
-    case '-': case '.': case '_': case '~':                               // unreserved
-    case '!': case '$': case '&': case '\'': case '(': case ')': case '*':  // sub-delims
-    case '+': case ',': case ';': case '=': case ':':
+    case '-':
+    case '.':
+    case '_':
+    case '~':  // unreserved
+    case '!':
+    case '$':
+    case '&':
+    case '\'':
+    case '(':
+    case ')':
+    case '*':  // sub-delims
+    case '+':
+    case ',':
+    case ';':
+    case '=':
+    case ':':
       return true;
     default:
       return false;
@@ -108,21 +123,25 @@ Result<UpstreamUrl> ParseUpstreamUrl(std::string_view url) {
     const std::string_view after = authority.substr(close + 1);
     if (!after.empty()) {
       if (after.front() != ':') {
-        return PlainError("upstream URL " + QuoteForError(url) + " has text after ']' that is not :port");
+        return PlainError("upstream URL " + QuoteForError(url) +
+                          " has text after ']' that is not :port");
       }
       port = after.substr(1);
     }
     const std::optional<std::string> address = CanonicalAddress(host);
     if (!address || host.find(':') == std::string_view::npos) {
-      return PlainError("upstream URL " + QuoteForError(url) + " has no IPv6 address inside '[...]'");
+      return PlainError("upstream URL " + QuoteForError(url) +
+                        " has no IPv6 address inside '[...]'");
     }
     out.host = *address;
   } else {
     const size_t colon = authority.find(':');
-    if (colon != std::string_view::npos && authority.find(':', colon + 1) != std::string_view::npos) {
-      return PlainError("upstream URL " + QuoteForError(url) +
-                        " has more than one ':' in its authority (an IPv6 address goes in brackets: "
-                        "https://[address])");
+    if (colon != std::string_view::npos &&
+        authority.find(':', colon + 1) != std::string_view::npos) {
+      return PlainError(
+          "upstream URL " + QuoteForError(url) +
+          " has more than one ':' in its authority (an IPv6 address goes in brackets: "
+          "https://[address])");
     }
     host = authority.substr(0, colon);
     if (colon != std::string_view::npos) port = authority.substr(colon + 1);

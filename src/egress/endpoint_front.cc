@@ -181,6 +181,11 @@ class EndpointFront : public std::enable_shared_from_this<EndpointFront> {
                         wire::QuoteForError(target) +
                         " (absolute-form or authority-form: this is no proxy)");
     }
+    if (request.find(http::field::transfer_encoding) != request.end() && !request_->chunked()) {
+      // Beast frames such a request as bodyless; an upstream might not.
+      return Refuse(400, "Bad Request",
+                    "a request's Transfer-Encoding must end in chunked (or send Content-Length)");
+    }
     in_request_ = true;
     // Every copy of the credential header the session sent goes; the real one is set.
     request.erase(endpoint_.header);

@@ -56,6 +56,8 @@ class EndpointTest : public GatewayFixture {
                    config.endpoints.push_back({*upstream, "x-api-key", kRealKey});
                    config.upstream_ca_file = ca_file;
                    config.limits.idle_timeout = std::chrono::seconds(5);
+                   config.limits.connect_timeout = connect_timeout_;
+                   config.limits.max_connections = max_connections_;
                  });
     ASSERT_EQ(endpoint_ports_.size(), 1u);
   }
@@ -63,6 +65,8 @@ class EndpointTest : public GatewayFixture {
   test::PemPair ca_;
   test::PemPair cert_;
   test::TempDir dir_;
+  std::chrono::milliseconds connect_timeout_{10'000};
+  uint32_t max_connections_ = 64;
 };
 
 TEST_F(EndpointTest, TheRealKeyReplacesTheDummyAndHostAndPrefixAreTheUpstreams) {
@@ -307,6 +311,9 @@ TEST_F(EndpointTest, AbsoluteFormConnectAndOversizedHeadsAreRefusedAndReachNothi
       {"GET http://evil.test/x HTTP/1.1\r\nHost: evil.test\r\n\r\n", 400, "origin-form"},
       {"CONNECT evil.test:443 HTTP/1.1\r\nHost: evil.test:443\r\n\r\n", 400, "CONNECT"},
       {"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 400, "origin-form"},
+      {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400, "chunked"},
+      {"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+       400, "malformed"},
       {"GET /x HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n", 431,
        "exceeds"},
   };
@@ -326,6 +333,64 @@ TEST_F(EndpointTest, AbsoluteFormConnectAndOversizedHeadsAreRefusedAndReachNothi
   std::string carry;
   EXPECT_EQ(ReadResponse(client.get(), carry).result_int(), 200u);
   EXPECT_EQ(upstream.seen().size(), 1u);
+}
+
+// An upstream that never answers the TCP handshake: 504 after the connect timeout, naming the
+// upstream. (The stub's accept queue is full, so the kernel drops further SYNs.)
+TEST_F(EndpointTest, AnUpstreamThatNeverAnswersIs504) {
+  UniqueFd full(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(full.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(listen(full.get(), 0), 0);
+  const uint16_t port = PortOf(full.get());
+  std::vector<UniqueFd> fillers;
+  for (int i = 0; i < 3; ++i) {
+    fillers.emplace_back(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    address.sin_port = htons(port);
+    (void)connect(fillers.back().get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  connect_timeout_ = std::chrono::milliseconds(300);
+  StartEndpoint(port);
+  UniqueFd client = Dial(endpoint_ports_[0]);
+  SendAll(client.get(), Get("/x"));
+  std::string carry;
+  auto response = ReadResponse(client.get(), carry);
+  EXPECT_EQ(response.result_int(), 504u) << response;
+  EXPECT_NE(response.body().find("model.test"), std::string::npos) << response.body();
+  EXPECT_NE(response.body().find("timed out"), std::string::npos) << response.body();
+}
+
+// The session's connection slots count endpoint connections like any other: with one slot
+// held, a second client is closed at once with a verdict; once the slot is free, served.
+TEST_F(EndpointTest, EndpointConnectionsTakeTheSessionsSlots) {
+  TlsUpstream upstream(cert_);
+  max_connections_ = 1;
+  StartEndpoint(upstream.port());
+  UniqueFd first = Dial(endpoint_ports_[0]);
+  std::string carry;
+  SendAll(first.get(), Get("/one"));
+  EXPECT_EQ(ReadResponse(first.get(), carry).result_int(), 200u);
+  UniqueFd second = Dial(endpoint_ports_[0]);
+  SendAll(second.get(), Get("/two"));
+  const Received refused = ReadAll(second.get());
+  EXPECT_NE(refused.end, End::kTimeout);  // closed at once, not left waiting
+  EXPECT_EQ(refused.bytes, "");
+  ASSERT_TRUE(WaitFor([&] {
+    for (const Verdict& v : verdicts()) {
+      if (!v.allowed && v.listener == "endpoint") return true;
+    }
+    return false;
+  }));
+  first.Reset();
+  ASSERT_TRUE(WaitFor([&] { return session_->counters().open_connections.load() == 0; }));
+  UniqueFd third = Dial(endpoint_ports_[0]);
+  SendAll(third.get(), Get("/three"));
+  carry.clear();
+  EXPECT_EQ(ReadResponse(third.get(), carry).result_int(), 200u);
+  EXPECT_EQ(upstream.seen().size(), 2u);
 }
 
 // A response header that echoes the credential is dropped; the others arrive.

@@ -151,6 +151,25 @@ TEST_F(EndpointTest, AnUpstreamThatClosedBetweenRequestsIsReopened) {
   EXPECT_EQ(seen[1].Values("x-api-key"), std::vector<std::string>{kRealKey});
 }
 
+// "Expect: 100-continue": the gateway says "go on" itself and the upstream never sees Expect
+// (it would answer 100 on a connection whose request body is already on its way).
+TEST_F(EndpointTest, ExpectContinueIsAnsweredHere) {
+  TlsUpstream upstream(cert_);
+  StartEndpoint(upstream.port());
+  UniqueFd client = Dial(endpoint_ports_[0]);
+  SendAll(client.get(),
+          "POST /m HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+          "Content-Length: 5\r\n\r\n");
+  EXPECT_EQ(ReadHead(client.get()), "HTTP/1.1 100 Continue\r\n\r\n");
+  SendAll(client.get(), "hello");
+  std::string carry;
+  EXPECT_EQ(ReadResponse(client.get(), carry).result_int(), 200u);
+  const std::vector<Seen> seen = upstream.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].body, "hello");
+  EXPECT_TRUE(seen[0].Values("expect").empty());
+}
+
 // Server-sent events: the first event reaches the client while the upstream still holds the
 // response open.
 TEST_F(EndpointTest, AStreamedResponseArrivesAsItIsSent) {

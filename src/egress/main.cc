@@ -34,6 +34,8 @@ Serves the network of sessions whose policy says "network": {"mode": "allowlist"
 an HTTP proxy, transparent TLS and HTTP, and a stub DNS per session, on listening sockets
 that monkeyproofd creates inside each session's network namespace and hands over on the
 handover socket. Every connection and DNS answer is decided by the session's allow list.
+A session's model endpoints (credential gateway) take plain HTTP on their own listeners and
+forward it over TLS to their pinned upstream with the real credential swapped in.
 
   --config PATH   settings (default /etc/monkeyproof/egress.conf; may be missing)
   --allow-root    run as root anyway (tests only; the daemon needs no privilege)

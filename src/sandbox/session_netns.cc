@@ -91,7 +91,7 @@ Result<void> AddLocalDefaultRoute() {
   return Ok();
 }
 
-Result<UniqueFd> Listener(int type, const char* address, uint16_t port, const char* what) {
+Result<UniqueFd> Listener(int type, const char* address, uint16_t port, const std::string& what) {
   UniqueFd s(::socket(AF_INET, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!s) return ErrnoError(std::string("socket for the egress ") + what + " listener");
   const int one = 1;
@@ -137,14 +137,21 @@ Result<UniqueFd> OpenNetnsOf(int pidfd) {
   });
 }
 
-Result<EgressListenerFds> CreateEgressListeners(int netns_fd) {
-  return OnHelperThread<EgressListenerFds>([netns_fd]() -> Result<EgressListenerFds> {
+Result<EgressListenerFds> CreateEgressListeners(int netns_fd, size_t endpoint_count) {
+  return OnHelperThread<EgressListenerFds>([netns_fd,
+                                            endpoint_count]() -> Result<EgressListenerFds> {
     if (::setns(netns_fd, CLONE_NEWNET) < 0) return ErrnoError("setns(session network namespace)");
     EgressListenerFds out;
     MP_TRY(out.proxy, Listener(SOCK_STREAM, kEgressProxyAddress, kEgressProxyPort, "proxy"));
     MP_TRY(out.tls, Listener(SOCK_STREAM, "0.0.0.0", kEgressTlsPort, "TLS"));
     MP_TRY(out.http, Listener(SOCK_STREAM, "0.0.0.0", kEgressHttpPort, "HTTP"));
     MP_TRY(out.dns, Listener(SOCK_DGRAM, "127.0.0.1", kEgressDnsPort, "DNS"));
+    for (size_t i = 0; i < endpoint_count; ++i) {
+      MP_TRY(auto fd,
+             Listener(SOCK_STREAM, "127.0.0.1", static_cast<uint16_t>(kEgressEndpointPortBase + i),
+                      "gateway endpoint " + std::to_string(i)));
+      out.endpoints.push_back(std::move(fd));
+    }
     return out;
   });
 }

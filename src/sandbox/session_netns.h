@@ -9,7 +9,9 @@
 // changes. Thread-safe.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "common/result.h"
 #include "common/unique_fd.h"
@@ -22,6 +24,8 @@ inline constexpr uint16_t kEgressProxyPort = 3128;  // HTTP proxy (CONNECT, abso
 inline constexpr uint16_t kEgressTlsPort = 443;     // transparent TLS, 0.0.0.0
 inline constexpr uint16_t kEgressHttpPort = 80;     // transparent HTTP, 0.0.0.0
 inline constexpr uint16_t kEgressDnsPort = 53;      // stub DNS, UDP on 127.0.0.1
+// The credential gateway's model endpoints: plain HTTP on 127.0.0.1, endpoint i on base + i.
+inline constexpr uint16_t kEgressEndpointPortBase = 3129;
 // Pending connections per listener before the kernel refuses more (listen backlog).
 inline constexpr int kEgressBacklog = 128;
 
@@ -39,11 +43,12 @@ Result<UniqueFd> OpenNetnsOf(int pidfd);
 // Fresh listening sockets in the namespace `netns_fd` (CLOEXEC and non-blocking; TCP with
 // SO_REUSEADDR so a re-hand after the egress daemon restarted binds again at once).
 struct EgressListenerFds {
-  UniqueFd proxy;  // TCP 127.0.0.1:kEgressProxyPort
-  UniqueFd tls;    // TCP 0.0.0.0:kEgressTlsPort
-  UniqueFd http;   // TCP 0.0.0.0:kEgressHttpPort
-  UniqueFd dns;    // UDP 127.0.0.1:kEgressDnsPort
+  UniqueFd proxy;                   // TCP 127.0.0.1:kEgressProxyPort
+  UniqueFd tls;                     // TCP 0.0.0.0:kEgressTlsPort
+  UniqueFd http;                    // TCP 0.0.0.0:kEgressHttpPort
+  UniqueFd dns;                     // UDP 127.0.0.1:kEgressDnsPort
+  std::vector<UniqueFd> endpoints;  // TCP 127.0.0.1:kEgressEndpointPortBase + i
 };
-Result<EgressListenerFds> CreateEgressListeners(int netns_fd);
+Result<EgressListenerFds> CreateEgressListeners(int netns_fd, size_t endpoint_count);
 
 }  // namespace mp::sandbox

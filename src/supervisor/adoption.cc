@@ -50,6 +50,18 @@ std::string AdoptionRecordToJson(const AdoptionRecord& r) {
             {"max_rate_window_seconds", r.output.max_rate_window_seconds},
             {"on_flood", std::string(common::ToString(r.output.on_flood))}};
   if (r.egress_allow) j["egress_allow"] = *r.egress_allow;
+  if (!r.egress_gateway.empty()) {
+    json gateway = json::array();
+    for (const GatewayEndpoint& g : r.egress_gateway) {
+      gateway.push_back({{"base_url_env", g.base_url_env},
+                         {"key_env", g.key_env},
+                         {"upstream", g.upstream},
+                         {"header", g.header},
+                         {"prefix", g.prefix},
+                         {"secret", g.secret}});
+    }
+    j["egress_gateway"] = std::move(gateway);
+  }
   return j.dump() + "\n";
 }
 
@@ -83,6 +95,14 @@ Result<AdoptionRecord> AdoptionRecordFromJson(const std::string& text) {
     }
     if (j.contains("egress_allow")) {
       r.egress_allow = j.at("egress_allow").get<std::vector<std::string>>();
+    }
+    if (j.contains("egress_gateway")) {
+      for (const json& g : j.at("egress_gateway")) {
+        r.egress_gateway.push_back(
+            {g.at("base_url_env").get<std::string>(), g.at("key_env").get<std::string>(),
+             g.at("upstream").get<std::string>(), g.at("header").get<std::string>(),
+             g.at("prefix").get<std::string>(), g.at("secret").get<std::string>()});
+      }
     }
   } catch (const json::exception& e) {
     return PlainError(std::string("the adoption record is unreadable: ") + e.what());

@@ -52,6 +52,9 @@ struct AdoptionRecord {
   // optional member, not a new format: a supervisor that does not know it adopts the session
   // without a handover, and the session's connections fail closed.
   std::optional<std::vector<std::string>> egress_allow;
+  // Its credential gateway's endpoints as it started, without secrets: the next supervisor
+  // reads those again from its credentials_dir (a key rotated meanwhile is the new one).
+  std::vector<GatewayEndpoint> egress_gateway;
 };
 
 std::string AdoptionRecordPath(const std::string& session_dir);

@@ -18,8 +18,10 @@ void PrintCheckPolicyUsage(FILE* out) {
 
 Validates policy files. A PATH that is a directory is checked as monkeyproofd
 loads it: every *.json in it, and an exec.json of type exec must exist.
-Every problem is printed as FILE:JSON-POINTER: reason. Exit status: 0 when all
-are valid, 1 otherwise, 2 on a usage error. The field reference is
+Every problem is printed as FILE:JSON-POINTER: reason. What is valid but risky
+(an agent preset on the host's network, or with a key in its environment) is
+printed as FILE:JSON-POINTER: warning: reason, and does not fail the check.
+Exit status: 0 when all are valid, 1 otherwise, 2 on a usage error. The field reference is
 docs/policies.md.
 
 options:
@@ -68,7 +70,11 @@ int RunCheckPolicyCommand(int argc, char** argv) {
         continue;
       }
       std::string names;
-      for (const auto& [name, policy] : set->all()) names += (names.empty() ? "" : ", ") + name;
+      for (const auto& [name, policy] : set->all()) {
+        names += (names.empty() ? "" : ", ") + name;
+        for (const std::string& w : PolicyWarnings(*policy))
+          std::fprintf(stderr, "%s\n", w.c_str());
+      }
       std::printf("%s: ok (%zu %s: %s)\n", path.c_str(), set->all().size(),
                   set->all().size() == 1 ? "policy" : "policies", names.c_str());
       continue;
@@ -79,6 +85,8 @@ int RunCheckPolicyCommand(int argc, char** argv) {
       for (const auto& e : load.errors) std::fprintf(stderr, "%s\n", e.c_str());
       continue;
     }
+    for (const std::string& w : PolicyWarnings(*load.policy))
+      std::fprintf(stderr, "%s\n", w.c_str());
     std::printf("%s: ok (policy \"%s\", type %s)\n", path.c_str(), load.policy->name.c_str(),
                 std::string(ToString(load.policy->type)).c_str());
   }

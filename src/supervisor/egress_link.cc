@@ -67,6 +67,7 @@ Result<void> EgressLink::EnsureResolvConf() {
 }
 
 Result<void> EgressLink::Begin(const std::string& id, std::vector<std::string> allow,
+                               std::vector<egress::HandoverEndpoint> endpoints,
                                sandbox::SpawnRequest& request) {
   const std::string where = "allowlist network of " + id;
   if (auto ok = EnsureResolvConf(); !ok) return ok.error().Wrap(where);
@@ -75,6 +76,7 @@ Result<void> EgressLink::Begin(const std::string& id, std::vector<std::string> a
   Entry& entry = sessions_[id];
   entry.netns = std::move(*ns);
   entry.allow = std::move(allow);
+  entry.endpoints = std::move(endpoints);
   request.netns_fd = entry.netns.get();
   for (const std::string& e : EgressProxyEnvironment()) SetEnv(request.env, e);
   request.binds.push_back({resolv_conf_, "/etc/resolv.conf", sandbox::BindMode::kReadOnly});
@@ -91,12 +93,13 @@ void EgressLink::HandOrConnect(const std::string& id, const Entry& entry) {
 }
 
 Result<void> EgressLink::Resume(const std::string& id, std::vector<std::string> allow,
-                                int init_pidfd) {
+                                std::vector<egress::HandoverEndpoint> endpoints, int init_pidfd) {
   auto ns = sandbox::OpenNetnsOf(init_pidfd);
   if (!ns) return ns.error().Wrap("allowlist network of " + id);
   Entry& entry = sessions_[id];
   entry.netns = std::move(*ns);
   entry.allow = std::move(allow);
+  entry.endpoints = std::move(endpoints);
   HandOrConnect(id, entry);
   return Ok();
 }
@@ -111,11 +114,13 @@ void EgressLink::End(const std::string& id) {
 }
 
 Result<void> EgressLink::Hand(const std::string& id, const Entry& entry) {
-  auto listeners = sandbox::CreateEgressListeners(entry.netns.get());
+  auto listeners = sandbox::CreateEgressListeners(entry.netns.get(), entry.endpoints.size());
   if (!listeners) return listeners.error().Wrap("egress listeners of " + id);
-  const int fds[egress::kHandoverFdCount] = {listeners->proxy.get(), listeners->tls.get(),
-                                             listeners->http.get(), listeners->dns.get()};
-  egress::HandoverMessage open{egress::HandoverMessage::Type::kOpen, id, entry.allow};
+  std::vector<int> fds = {listeners->proxy.get(), listeners->tls.get(), listeners->http.get(),
+                          listeners->dns.get()};
+  for (const UniqueFd& fd : listeners->endpoints) fds.push_back(fd.get());
+  egress::HandoverMessage open{egress::HandoverMessage::Type::kOpen, id, entry.allow,
+                               entry.endpoints};
   // Our copies close when `listeners` goes out of scope: the daemon holds the only ones.
   return egress::SendRecord(socket_.get(), egress::EncodeHandover(open), fds);
 }

@@ -16,6 +16,7 @@
 
 #include "common/result.h"
 #include "common/unique_fd.h"
+#include "egress/handover.h"
 #include "sandbox/spawn.h"
 #include "supervisor/event_loop.h"
 
@@ -35,11 +36,16 @@ class EgressLink {
   // Creates session `id`'s namespace, hands its listeners over when the daemon is there, and
   // points `request` at it: netns_fd (owned here until End), the proxy variables in the
   // environment (replacing any earlier value of those names), and the resolv.conf bind.
+  // `endpoints`: the credential gateway's, secrets included (kept here for every re-hand,
+  // never logged); one more listener each, on 127.0.0.1:kEgressEndpointPortBase + i.
   Result<void> Begin(const std::string& id, std::vector<std::string> allow,
+                     std::vector<egress::HandoverEndpoint> endpoints,
                      sandbox::SpawnRequest& request);
   // A running session adopted after a restart of the supervisor: finds its namespace through
-  // its init (`init_pidfd`) and hands new listeners over with the allow list it started with.
-  Result<void> Resume(const std::string& id, std::vector<std::string> allow, int init_pidfd);
+  // its init (`init_pidfd`) and hands new listeners over with the allow list and endpoints it
+  // started with (the secrets read again).
+  Result<void> Resume(const std::string& id, std::vector<std::string> allow,
+                      std::vector<egress::HandoverEndpoint> endpoints, int init_pidfd);
   // The session ended: the daemon stops serving it, the namespace fd closes.
   void End(const std::string& id);
 
@@ -50,6 +56,7 @@ class EgressLink {
   struct Entry {
     UniqueFd netns;
     std::vector<std::string> allow;
+    std::vector<egress::HandoverEndpoint> endpoints;
   };
   void HandOrConnect(const std::string& id, const Entry& entry);
   void TryConnect();

@@ -32,6 +32,27 @@ std::vector<std::string> Policy::HiddenPaths() const {
   return out;
 }
 
+std::vector<std::string> PolicyWarnings(const Policy& policy) {
+  std::vector<std::string> out;
+  if (!policy.bypasses_agent_permissions) return out;
+  const std::string at = policy.file + ":";
+  if (policy.network == sandbox::NetworkMode::kHost) {
+    out.push_back(at +
+                  "/network: warning: an agent preset that bypasses its own permission prompts "
+                  "runs on the host's network: a prompt injection in what it reads can send "
+                  "the workspace and its key anywhere; prefer {\"mode\": \"allowlist\", ...} "
+                  "with its model API in network.gateway (docs/policies.md, \"The credential "
+                  "gateway\")");
+  }
+  if (!policy.env.secrets.empty() || !policy.env.optional_secrets.empty()) {
+    out.push_back(at + (policy.env.secrets.empty() ? "/env/optional_secrets" : "/env/secrets") +
+                  ": warning: an agent preset that bypasses its own permission prompts holds a "
+                  "key in its environment, where the agent (and a prompt injection) can read "
+                  "it; network.gateway keeps the key outside the session");
+  }
+  return out;
+}
+
 Result<EffectivePolicy> Tighten(const Policy& policy, const RequestedLimits& requested) {
   EffectivePolicy e{policy};
   // `zero_is_none`: 0 means "no limit", the loosest value there is.

@@ -24,6 +24,7 @@
 #include "common/result.h"
 #include "common/vocabulary.h"
 #include "egress/allow_list.h"
+#include "egress/handover.h"
 #include "sandbox/child_plan.h"
 #include "sandbox/seccomp.h"
 #include "sandbox/spawn.h"
@@ -40,6 +41,9 @@ inline constexpr std::array<std::string_view, 4> kAlwaysHiddenPaths = {
 
 // Where env.secrets are read from: one root-owned file per credential name.
 inline constexpr std::string_view kDefaultCredentialsDir = "/etc/monkeyproof/credentials";
+// What a gateway endpoint's key_env holds in the session: not a key; the gateway replaces the
+// header that carries it.
+inline constexpr std::string_view kGatewayPlaceholderKey = "monkeyproof-gateway-placeholder";
 
 // Built-in defaults of the optional fields (docs/policies.md lists them too).
 inline constexpr uint64_t kDefaultMemoryMaxBytes = 2ull << 30;       // limits.memory_max_bytes
@@ -148,6 +152,21 @@ struct PolicyEnv {
   std::map<std::string, std::string> optional_secrets;
 };
 
+// One model endpoint of the credential gateway (`network.gateway`, issue 14). The session
+// sees `base_url_env` = http://127.0.0.1:PORT (sandbox::kEgressEndpointPortBase + its index) and,
+// when named, `key_env` = kGatewayPlaceholderKey; monkeyproof-egress sends each request on to
+// `upstream` over TLS with `header: prefix + the secret`. The secret is read by the supervisor
+// from its credentials_dir at spawn and never enters the session.
+struct GatewayEndpoint {
+  std::string base_url_env;
+  std::string key_env;   // "" when the agent needs no key variable
+  std::string upstream;  // "https://api.anthropic.com" (egress::ParseUpstreamUrl)
+  std::string header;    // "x-api-key", "authorization", ...
+  std::string prefix;    // before the secret in that header ("Bearer ")
+  std::string secret;    // a file name in credentials_dir
+  friend bool operator==(const GatewayEndpoint&, const GatewayEndpoint&) = default;
+};
+
 struct Policy {
   std::string name;  // file stem: ^[a-z0-9][a-z0-9-]{0,63}$
   std::string file;  // path it was loaded from (for messages)
@@ -170,6 +189,8 @@ struct Policy {
   // `network.allow`: what a kAllowlist session may reach (empty for the other modes, and a
   // kAllowlist policy may leave it empty: DNS and every connection refused).
   egress::AllowList network_allow;
+  // `network.gateway`: the credential gateway's model endpoints (kAllowlist only).
+  std::vector<GatewayEndpoint> gateway;
   // DefaultDenyProfile() with the policy's deny list appended and its kill list and switches.
   sandbox::SeccompProfile seccomp;
   std::shared_ptr<const sandbox::SeccompProgram> seccomp_program;  // `seccomp`, compiled
@@ -323,6 +344,19 @@ Result<void> UseSessionIds(const Policy& policy, const SpawnHost& host, uint32_t
 // network, stdio (a PTY for interactive), run-as ids, and the seccomp program. The returned
 // request points into `effective` (seccomp): keep it alive until Spawn() returns. Secrets are
 // read here; their values appear in no error.
+// What a valid policy does that an operator should know is risky, each "FILE:POINTER: warning:
+// ...": an agent preset (bypasses_agent_permissions) on the host's network, or holding a key in
+// its environment. `monkeyproofd check-policy` prints them; loading is not refused.
+std::vector<std::string> PolicyWarnings(const Policy& policy);
+
+// What a session's base_url_env says for gateway endpoint `index`: "http://127.0.0.1:3129".
+std::string GatewayBaseUrl(size_t index);
+// The credential gateway's endpoints (`gateway`, a policy's or an adopted session's) with
+// their secrets read from host.credentials_dir under the checks of env.secrets, as the egress
+// handover carries them; `where` prefixes errors. The values appear in no error.
+Result<std::vector<egress::HandoverEndpoint>> ReadGatewayEndpoints(
+    const std::vector<GatewayEndpoint>& gateway, const SpawnHost& host, const std::string& where);
+
 Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective,
                                                 const SessionLaunch& launch, const SpawnHost& host);
 

@@ -3,6 +3,7 @@
 // policy_set.cc, the field reference in docs/policies.md.
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -14,6 +15,8 @@
 #include "common/limits.h"
 #include "common/names.h"
 #include "common/vocabulary.h"
+#include "egress/handover.h"
+#include "egress/upstream_url.h"
 #include "sandbox/mounts.h"
 #include "sandbox/syscall_groups.h"
 #include "supervisor/policy.h"
@@ -49,6 +52,26 @@ bool Matches(std::string_view s, std::string_view first, std::string_view rest, 
   return std::all_of(s.begin() + 1, s.end(), [&](char c) { return InSet(c, rest); });
 }
 bool IsCredentialName(std::string_view s) { return Matches(s, "A-Za-z0-9_", "A-Za-z0-9._-", 128); }
+// An HTTP field name (RFC 9110 token).
+bool IsHeaderToken(std::string_view s) {
+  constexpr std::string_view kTchar = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [&](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || kTchar.find(c) != kTchar.npos;
+  });
+}
+bool IsPlainPrintable(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+}
+// The fields the gateway writes itself, which no credential may replace.
+bool IsGatewaysOwnHeader(std::string_view s) {
+  const auto equals = [&](std::string_view h) {
+    return s.size() == h.size() && std::equal(s.begin(), s.end(), h.begin(), [](char a, char b) {
+             return std::tolower(static_cast<unsigned char>(a)) == b;
+           });
+  };
+  return equals("host") || equals("content-length") || equals("transfer-encoding") ||
+         equals("connection");
+}
 bool IsAccountName(std::string_view s) { return Matches(s, "a-z_", "a-z0-9_.-", 32); }
 
 bool IsReserved(std::string_view path) {
@@ -65,6 +88,10 @@ constexpr wire::StringRule kEnvValueRule{0, kMaxEnvValueBytes};
 constexpr wire::StringRule kCredentialNameRule{
     1, 128, IsCredentialName, "a plain file name (^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$)"};
 constexpr std::string_view kBindModeNames[] = {"ro", "rw"};  // sandbox::BindMode order
+constexpr wire::StringRule kHeaderNameRule{
+    1, 64, IsHeaderToken, "an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)"};
+constexpr wire::StringRule kHeaderPrefixRule{0, 64, IsPlainPrintable,
+                                             "printable ASCII (no control characters)"};
 
 template <typename E, size_t N>
 std::optional<E> OptEnum(wire::ObjectReader& r, std::string_view key,
@@ -185,12 +212,20 @@ class PolicyReader {
     const bool mode_ok = errors_.count() == errors_before;
     const bool has_allow = n.Has("allow");
     const std::vector<std::string> allow = n.StringArray("allow", kMaxListItems, kAnyString);
+    const bool has_gateway = n.Has("gateway");
+    ReadGateway(n);
     n.RejectUnknownNamingKnown();
     if (!mode_ok) {
       p_.network = sandbox::NetworkMode::kNone;
       return;
     }
     if (p_.network != sandbox::NetworkMode::kAllowlist) {
+      if (has_gateway) {
+        Fail("/network/gateway",
+             "is only for \"mode\": \"allowlist\": its endpoints listen in the session's own "
+             "network namespace");
+        p_.gateway.clear();
+      }
       if (has_allow) {
         Fail("/network/allow",
              "is only for \"mode\": \"allowlist\" (\"none\" reaches nothing, \"host\" "
@@ -207,6 +242,47 @@ class PolicyReader {
     }
     auto list = egress::AllowList::Parse(allow);
     if (list) p_.network_allow = std::move(*list);
+  }
+
+  // `network.gateway`: [{"base_url_env", "key_env"?, "upstream", "auth": {"header", "prefix"?,
+  // "secret"}}]. The names it sets are claimed like env's (one source per name).
+  void ReadGateway(wire::ObjectReader& n) {
+    const size_t count = n.Array("gateway", egress::kMaxGatewayEndpoints, false);
+    for (size_t i = 0; i < count; ++i) {
+      const std::string ptr = "/network/gateway/" + std::to_string(i);
+      wire::ObjectReader e = n.ObjectItem("gateway", i);
+      if (!e.is_object()) continue;
+      const size_t errors_before = errors_.count();
+      GatewayEndpoint g;
+      g.base_url_env = e.String("base_url_env", kEnvNameRule);
+      g.key_env = e.OptString("key_env", kEnvNameRule).value_or("");
+      g.upstream = e.String("upstream", kAnyString);
+      wire::ObjectReader a = e.Object("auth");
+      if (a.is_object()) {
+        g.header = a.String("header", kHeaderNameRule);
+        g.prefix = a.OptString("prefix", kHeaderPrefixRule).value_or("");
+        g.secret = a.String("secret", kCredentialNameRule);
+        a.RejectUnknownNamingKnown();
+      }
+      e.RejectUnknownNamingKnown();
+      if (errors_.count() != errors_before) continue;
+      if (auto url = egress::ParseUpstreamUrl(g.upstream); !url) {
+        Fail(ptr + "/upstream", url.error().what);
+        continue;
+      }
+      if (IsGatewaysOwnHeader(g.header)) {
+        Fail(ptr + "/auth/header", Quote(g.header) +
+                                       " cannot carry a credential (Host, "
+                                       "Content-Length, Transfer-Encoding and "
+                                       "Connection are the gateway's)");
+        continue;
+      }
+      if (!ClaimEnvName(g.base_url_env, ptr + "/base_url_env")) continue;
+      if (!g.key_env.empty() && !ClaimEnvName(g.key_env, ptr + "/key_env")) continue;
+      gateway_names_.insert(g.base_url_env);
+      if (!g.key_env.empty()) gateway_names_.insert(g.key_env);
+      p_.gateway.push_back(std::move(g));
+    }
   }
 
   void ReadRunAs(wire::ObjectReader& root) {
@@ -495,8 +571,8 @@ class PolicyReader {
   bool ClaimEnvName(const std::string& name, const std::string& ptr) {
     if (!env_names_.insert(name).second) {
       Fail(ptr, Quote(name) +
-                    " is already given by env.pass, env.set, env.secrets or "
-                    "env.optional_secrets");
+                    " is already given by env.pass, env.set, env.secrets, env.optional_secrets "
+                    "or network.gateway");
       return false;
     }
     return true;
@@ -533,6 +609,10 @@ class PolicyReader {
         if (p_.env.secrets.count(names[i]) != 0 || p_.env.optional_secrets.count(names[i]) != 0) {
           Fail(ptr, Quote(names[i]) + " is a secret (env.secrets or env.optional_secrets); " +
                         "a request may not set it");
+        } else if (gateway_names_.count(names[i]) != 0) {
+          Fail(ptr, Quote(names[i]) +
+                        " is set by network.gateway (the endpoint on the session's loopback, or "
+                        "its placeholder key); a request may not set it");
         } else if (std::find(p_.request_env_allow.begin(), p_.request_env_allow.end(), names[i]) !=
                    p_.request_env_allow.end()) {
           Fail(ptr, Quote(names[i]) + " is listed twice");
@@ -547,6 +627,7 @@ class PolicyReader {
   wire::FieldErrors& errors_;
   Policy& p_;
   std::set<std::string> env_names_;
+  std::set<std::string> gateway_names_;  // env names network.gateway sets
 };
 
 // "DIR/NAME.json" -> "NAME", or nullopt when the file name does not end in ".json".

@@ -27,6 +27,7 @@ AdoptionRecord Session::AdoptionInfo() const {
       for (const auto& rule : policy_->policy.network_allow.rules()) {
         r.egress_allow->push_back(rule.ToString());
       }
+      r.egress_gateway = policy_->policy.gateway;
     }
   }
   return r;

@@ -49,6 +49,7 @@ struct PreparedSpawn {
   std::string preset;
   EffectivePolicy effective;
   sandbox::SpawnRequest request;  // points into `effective` (seccomp): keep them together
+  std::vector<egress::HandoverEndpoint> gateway;  // with their secrets, for EgressLink only
 };
 
 }  // namespace
@@ -225,7 +226,11 @@ Result<void> SessionManager::Adopt(SessionStore::Recovered& r, StoredFds& fds) {
   ++active_;
   if (record.egress_allow) {
     // Before s.Adopt: a session whose command ended meanwhile ends inside it (OnEnded).
-    if (auto resumed = egress_.Resume(id, *record.egress_allow, child.init.fd()); !resumed) {
+    auto endpoints = ReadGatewayEndpoints(record.egress_gateway, options_.host, "session " + id);
+    auto resumed =
+        endpoints ? egress_.Resume(id, *record.egress_allow, std::move(*endpoints), child.init.fd())
+                  : Result<void>(std::move(endpoints).error());
+    if (!resumed) {
       std::fprintf(stderr,
                    "monkeyproofd: session %s: re-adopted without its egress listeners (its "
                    "connections fail closed): %s\n",
@@ -441,7 +446,11 @@ Answer<PreparedSpawn> Prepare(const wire::SpawnRequest& req, const PolicySet& po
     spawn_req->pty_cols = static_cast<unsigned short>(req.pty->cols);
   }
 
-  return PreparedSpawn{preset_name, std::move(*effective), std::move(*spawn_req)};
+  auto gateway =
+      ReadGatewayEndpoints(effective->policy.gateway, host, "policy \"" + preset_name + "\"");
+  if (!gateway) return FromError(gateway.error());
+  return PreparedSpawn{preset_name, std::move(*effective), std::move(*spawn_req),
+                       std::move(*gateway)};
 }
 
 }  // namespace
@@ -514,7 +523,7 @@ void SessionManager::Spawn(const wire::SpawnRequest& req, const PeerInfo& peer, 
     for (const auto& rule : p.effective.policy.network_allow.rules()) {
       allow.push_back(rule.ToString());
     }
-    if (auto r = egress_.Begin(info.id, std::move(allow), p.request); !r) {
+    if (auto r = egress_.Begin(info.id, std::move(allow), std::move(p.gateway), p.request); !r) {
       return fail(MakeError(wire::ErrorCode::kInternal, r.error().ToString()));
     }
   }

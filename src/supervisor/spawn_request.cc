@@ -19,6 +19,7 @@
 #include "common/messages.h"
 #include "common/unique_fd.h"
 #include "sandbox/mounts.h"
+#include "sandbox/session_netns.h"
 #include "supervisor/host_setup.h"
 #include "supervisor/policy.h"
 #include "supervisor/policy_internal.h"
@@ -178,7 +179,86 @@ std::optional<std::string> ResolvConfOutsideView(const std::string& resolv_conf)
   return path;
 }
 
+// Opens host.credentials_dir and checks that it belongs to host.credentials_owner and is
+// writable by nobody else; an invalid fd when it does not exist.
+Result<UniqueFd> OpenCredentialsDir(const SpawnHost& host) {
+  const std::string dir_label = "credentials directory " + Quote(host.credentials_dir);
+  UniqueFd dir(::open(host.credentials_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) {
+    if (errno == ENOENT) return UniqueFd();
+    return ErrnoError("open(" + dir_label + ")");
+  }
+  struct stat st {};
+  if (::fstat(dir.get(), &st) != 0) return ErrnoError("fstat(" + dir_label + ")");
+  if (st.st_uid != host.credentials_owner || (st.st_mode & 022) != 0) {
+    return CodedError(ErrorCode::kHostSetup, dir_label + " must belong to uid " +
+                                                 std::to_string(host.credentials_owner) +
+                                                 " and not be writable by group or others");
+  }
+  return dir;
+}
+
+std::string MissingCredentialsDir(const SpawnHost& host, const std::string& where,
+                                  const std::string& credential) {
+  return "the credentials directory " + Quote(host.credentials_dir) + " does not exist, and " +
+         where + " reads the secret " + Quote(credential) +
+         " from it; create the directory (owned by root, mode 0700) with that file "
+         "(docs/policies.md, \"Installing the agents and their credentials\")";
+}
+
+// Credential file `name` in `dir`: private to its owner, host.credentials_owner; its one
+// trailing newline (echo, an editor) dropped. A missing, unreadable or loosely owned file is
+// the host's to fix (kHostSetup; ENOENT kept for the caller). The value appears in no error.
+Result<std::string> ReadCredential(int dir, const std::string& name, const SpawnHost& host) {
+  auto value = ReadSmallFile(dir, name, "credential " + Quote(name), kMaxSecretBytes,
+                             {host.credentials_owner, true, true});
+  if (!value) {
+    Error e = std::move(value).error();
+    e.code = ErrorCode::kHostSetup;
+    return e;
+  }
+  if (value->ends_with('\n')) value->pop_back();
+  if (value->find('\0') != std::string::npos) {
+    return PlainError("credential " + Quote(name) + " contains a NUL byte");
+  }
+  return value;
+}
+
 }  // namespace
+
+std::string GatewayBaseUrl(size_t index) {
+  return std::string("http://") + sandbox::kEgressProxyAddress + ":" +
+         std::to_string(sandbox::kEgressEndpointPortBase + index);
+}
+
+Result<std::vector<egress::HandoverEndpoint>> ReadGatewayEndpoints(
+    const std::vector<GatewayEndpoint>& gateway, const SpawnHost& host, const std::string& where) {
+  std::vector<egress::HandoverEndpoint> out;
+  if (gateway.empty()) return out;
+  auto opened = OpenCredentialsDir(host);
+  if (!opened) return std::move(opened).error().Wrap(where);
+  UniqueFd dir = std::move(*opened);
+  if (!dir) {
+    return CodedError(ErrorCode::kHostSetup,
+                      MissingCredentialsDir(host, where, gateway.front().secret));
+  }
+  for (size_t i = 0; i < gateway.size(); ++i) {
+    const GatewayEndpoint& g = gateway[i];
+    const std::string field = where + ", network.gateway[" + std::to_string(i) + "]";
+    auto value = ReadCredential(dir.get(), g.secret, host);
+    if (!value) return std::move(value).error().Wrap(field);
+    // A header value ends at a line break: a key with one would split the request upstream.
+    if (value->empty() || value->find_first_of("\r\n") != std::string::npos) {
+      return CodedError(ErrorCode::kHostSetup,
+                        "credential " + Quote(g.secret) +
+                            " is empty or has a line break inside; write the key alone on "
+                            "one line")
+          .Wrap(field);
+    }
+    out.push_back({g.upstream, g.header, g.prefix + *value});
+  }
+  return out;
+}
 
 Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective,
                                                 const SessionLaunch& launch,
@@ -263,46 +343,24 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
     if (auto v = host.getenv ? host.getenv(name) : std::nullopt) env[name] = *v;
   }
   for (const auto& [name, value] : p.env.set) env[name] = value;
-  UniqueFd dir;
-  const std::string dir_label = "credentials directory " + Quote(host.credentials_dir);
   if (!p.env.secrets.empty() || !p.env.optional_secrets.empty()) {
-    dir = UniqueFd(::open(host.credentials_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!dir && errno != ENOENT) return ErrnoError("open(" + dir_label + ")").Wrap(where);
+    auto dir = OpenCredentialsDir(host);
+    if (!dir) return std::move(dir).error().Wrap(where);
     // Without the directory every optional secret is absent (the agent uses the login kept in
     // its state dir); a required one is the host's setup to fix.
-    if (!dir && !p.env.secrets.empty()) {
+    if (!*dir && !p.env.secrets.empty()) {
       return CodedError(ErrorCode::kHostSetup,
-                        "the " + dir_label + " does not exist, and " + where +
-                            " reads the secret " + Quote(p.env.secrets.begin()->second) +
-                            " from it; create the directory (owned by root, mode 0700) with that "
-                            "file (docs/policies.md, \"Installing the agents and their "
-                            "credentials\")");
-    }
-  }
-  if (dir) {
-    struct stat st {};
-    if (::fstat(dir.get(), &st) != 0) return ErrnoError("fstat(" + dir_label + ")").Wrap(where);
-    if (st.st_uid != host.credentials_owner || (st.st_mode & 022) != 0) {
-      return CodedError(ErrorCode::kHostSetup, dir_label + " must belong to uid " +
-                                                   std::to_string(host.credentials_owner) +
-                                                   " and not be writable by group or others")
-          .Wrap(where);
+                        MissingCredentialsDir(host, where, p.env.secrets.begin()->second));
     }
     for (const bool optional : {false, true}) {
+      if (!*dir) break;
       const auto& secrets = optional ? p.env.optional_secrets : p.env.secrets;
       const std::string field = optional ? ", env.optional_secrets." : ", env.secrets.";
       for (const auto& [name, credential] : secrets) {
-        auto value = ReadSmallFile(dir.get(), credential, "credential " + Quote(credential),
-                                   kMaxSecretBytes, {host.credentials_owner, true, true});
+        auto value = ReadCredential(dir->get(), credential, host);
         // Only absence is optional: a file that exists must pass every check.
         if (!value && optional && value.error().errnum == ENOENT) continue;
-        if (!value) {  // a missing, unreadable or loosely owned file: the host's to fix
-          Error e = std::move(value).error().Wrap(where + field + name);
-          e.code = ErrorCode::kHostSetup;
-          return e;
-        }
-        // Files written with echo or an editor end in a newline that is not part of the secret.
-        if (value->ends_with('\n')) value->pop_back();
+        if (!value) return std::move(value).error().Wrap(where + field + name);
         // An empty file holds no key: an optional one is as if absent (the agent falls back to
         // the login in its state dir, which an empty variable could mask); a required one is
         // a mistake to report.
@@ -311,13 +369,15 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
           return PlainError("credential " + Quote(credential) + " is empty")
               .Wrap(where + field + name);
         }
-        if (value->find('\0') != std::string::npos) {
-          return PlainError("credential " + Quote(credential) + " contains a NUL byte")
-              .Wrap(where + field + name);
-        }
         env[name] = std::move(*value);
       }
     }
+  }
+  // The credential gateway's endpoints on the session's loopback, and placeholder keys: the
+  // real ones stay with monkeyproof-egress (EgressLink hands them over).
+  for (size_t i = 0; i < p.gateway.size(); ++i) {
+    env[p.gateway[i].base_url_env] = GatewayBaseUrl(i);
+    if (!p.gateway[i].key_env.empty()) env[p.gateway[i].key_env] = kGatewayPlaceholderKey;
   }
   for (const auto& [name, value] : launch.env) env[name] = value;
   for (const auto& [name, value] : env) r.env.push_back(name + "=" + value);

@@ -379,7 +379,7 @@ int ListenersInAChild(bool drop_net_bind_service) {
     }
     auto ns = sandbox::CreateAllowlistNetns();
     if (!ns) ::_exit(2);
-    auto listeners = sandbox::CreateEgressListeners(ns->get());
+    auto listeners = sandbox::CreateEgressListeners(ns->get(), 0);
     if (drop_net_bind_service) {
       ::_exit(!listeners && listeners.error().errnum == EACCES ? 0 : 1);
     }

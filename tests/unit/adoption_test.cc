@@ -87,6 +87,24 @@ TEST_F(AdoptionTest, TheEgressAllowListRoundTrips) {
   EXPECT_FALSE(back->egress_allow);
 }
 
+// The credential gateway's endpoints survive the record without their secrets: the next
+// supervisor reads those again.
+TEST_F(AdoptionTest, TheGatewayEndpointsRoundTripWithoutSecrets) {
+  AdoptionRecord r = Sample();
+  r.egress_allow = std::vector<std::string>{};
+  r.egress_gateway = {
+      {"ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "https://api.anthropic.com", "x-api-key", "",
+       "anthropic-api-key"},
+      {"OPENAI_BASE_URL", "", "https://api.openai.com/v1", "authorization", "Bearer ", "openai"}};
+  const std::string text = AdoptionRecordToJson(r);
+  auto back = AdoptionRecordFromJson(text);
+  ASSERT_TRUE(back) << back.error().what;
+  EXPECT_EQ(back->egress_gateway, r.egress_gateway);
+  back = AdoptionRecordFromJson(AdoptionRecordToJson(Sample()));
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(back->egress_gateway.empty());
+}
+
 TEST_F(AdoptionTest, AnotherFormatIsRefusedNamingBoth) {
   AdoptionRecord r = Sample();
   r.format = kAdoptionFormat + 1;

@@ -102,6 +102,36 @@ TEST(CheckPolicyTest, AValidFile) {
   EXPECT_EQ(o.err, "");
 }
 
+// Valid but risky: an agent preset on the host's network, or with its key in its environment.
+// Said on stderr; the check passes. Control: the same preset under allowlist, without the
+// secret, gets no warning.
+TEST(CheckPolicyTest, AnAgentPresetOnTheHostNetworkIsWarnedAbout) {
+  TempDir dir;
+  const std::string agent =
+      R"("command": ["agent", "--print"], "bypasses_agent_permissions": true)";
+  const std::string risky = dir.Write(
+      "risky.json",
+      Doc(agent + R"(, "network": "host", "env": {"secrets": {"API_KEY": "api-key"}})", "print"));
+  Outcome o = CheckPolicy(dir, {risky});
+  EXPECT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(o.out, risky + ": ok (policy \"risky\", type print)\n");
+  std::istringstream lines(o.err);
+  std::vector<std::string> warnings;
+  for (std::string line; std::getline(lines, line);) warnings.push_back(line);
+  ASSERT_EQ(warnings.size(), 2u) << o.err;
+  EXPECT_EQ(warnings[0].rfind(risky + ":/network: warning: ", 0), 0u) << warnings[0];
+  EXPECT_EQ(warnings[1].rfind(risky + ":/env/secrets: warning: ", 0), 0u) << warnings[1];
+
+  const std::string contained = dir.Write(
+      "contained.json", Doc(agent + R"(, "network": {"mode": "allowlist", "allow": [], "gateway": [
+            {"base_url_env": "API_BASE_URL", "upstream": "https://api.example.com",
+             "auth": {"header": "x-api-key", "secret": "api-key"}}]})",
+                            "print"));
+  o = CheckPolicy(dir, {contained});
+  EXPECT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(o.err, "");
+}
+
 TEST(CheckPolicyTest, EveryProblemOfABadFileIsListed) {
   TempDir dir;
   const std::string path =

@@ -94,8 +94,9 @@ TEST(PolicyNetworkTest, BadFormsGetTheirExactErrors) {
             std::vector<std::string>{
                 E("/network/mode: expected one of \"none\", \"host\", \"allowlist\"; got "
                   "\"bridge\"")});
-  EXPECT_EQ(Errors(R"({"mode": "none", "allowed": []})"),
-            std::vector<std::string>{E("/network/allowed: unknown field (known: mode, allow)")});
+  EXPECT_EQ(
+      Errors(R"({"mode": "none", "allowed": []})"),
+      std::vector<std::string>{E("/network/allowed: unknown field (known: mode, allow, gateway)")});
   EXPECT_EQ(Errors(R"({"mode": "allowlist", "allow": "a.com:443"})"),
             std::vector<std::string>{E("/network/allow: expected array, got string")});
 }
@@ -116,6 +117,109 @@ TEST(PolicyNetworkTest, EveryBadPatternIsNamed) {
   EXPECT_NE(errors[0].find("would allow every host"), std::string::npos) << errors[0];
   EXPECT_NE(errors[3].find("top-level domain"), std::string::npos) << errors[3];
   EXPECT_NE(errors[4].find("whole first label"), std::string::npos) << errors[4];
+}
+
+// `network.gateway`: model endpoints of the credential gateway, read and checked at load.
+constexpr char kGateway[] =
+    R"({"mode": "allowlist", "allow": [], "gateway": [
+         {"base_url_env": "ANTHROPIC_BASE_URL", "key_env": "ANTHROPIC_API_KEY",
+          "upstream": "https://API.Anthropic.com",
+          "auth": {"header": "x-api-key", "secret": "anthropic-api-key"}},
+         {"base_url_env": "OPENAI_BASE_URL", "upstream": "https://api.openai.com:8443/v1",
+          "auth": {"header": "Authorization", "prefix": "Bearer ", "secret": "openai"}}]})";
+
+TEST(PolicyNetworkTest, GatewayEndpointsAreRead) {
+  auto p = MustParse(kGateway);
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(p->gateway.size(), 2u);
+  EXPECT_EQ(p->gateway[0].base_url_env, "ANTHROPIC_BASE_URL");
+  EXPECT_EQ(p->gateway[0].key_env, "ANTHROPIC_API_KEY");
+  EXPECT_EQ(p->gateway[0].upstream, "https://API.Anthropic.com");
+  EXPECT_EQ(p->gateway[0].header, "x-api-key");
+  EXPECT_EQ(p->gateway[0].prefix, "");
+  EXPECT_EQ(p->gateway[0].secret, "anthropic-api-key");
+  EXPECT_EQ(p->gateway[1].key_env, "");
+  EXPECT_EQ(p->gateway[1].prefix, "Bearer ");
+  EXPECT_EQ(p->gateway[1].header, "Authorization");
+}
+
+std::string GatewayWith(const std::string& endpoint) {
+  return R"({"mode": "allowlist", "allow": [], "gateway": [)" + endpoint + "]}";
+}
+
+TEST(PolicyNetworkTest, BadGatewayEndpointsAreNamed) {
+  const std::string ok_auth = R"("auth": {"header": "x-api-key", "secret": "k"})";
+  // Only for an allowlist session, whose namespace the endpoints listen in.
+  EXPECT_EQ(Errors(R"({"mode": "host", "gateway": []})"),
+            std::vector<std::string>{
+                E("/network/gateway: is only for \"mode\": \"allowlist\": its endpoints "
+                  "listen in the session's own network namespace")});
+  // The upstream is https only, and says where.
+  auto e =
+      Errors(GatewayWith(R"({"base_url_env": "B", "upstream": "http://a.com", )" + ok_auth + "}"));
+  ASSERT_EQ(e.size(), 1u) << ::testing::PrintToString(e);
+  EXPECT_EQ(e[0].rfind(E("/network/gateway/0/upstream: "), 0), 0u) << e[0];
+  // The gateway's own fields cannot carry a credential.
+  EXPECT_EQ(Errors(GatewayWith(R"({"base_url_env": "B", "upstream": "https://a.com",
+                                   "auth": {"header": "Host", "secret": "k"}})")),
+            std::vector<std::string>{
+                E("/network/gateway/0/auth/header: \"Host\" cannot carry a credential (Host, "
+                  "Content-Length, Transfer-Encoding and Connection are the gateway's)")});
+  e = Errors(GatewayWith(R"({"base_url_env": "B", "upstream": "https://a.com",
+                             "auth": {"header": "x api key", "secret": "k"}})"));
+  ASSERT_EQ(e.size(), 1u) << ::testing::PrintToString(e);
+  EXPECT_EQ(e[0].rfind(E("/network/gateway/0/auth/header: "), 0), 0u) << e[0];
+  e = Errors(GatewayWith(R"({"base_url_env": "B", "upstream": "https://a.com",
+                             "auth": {"header": "x", "prefix": "a\r\nb", "secret": "k"}})"));
+  ASSERT_EQ(e.size(), 1u) << ::testing::PrintToString(e);
+  EXPECT_EQ(e[0].rfind(E("/network/gateway/0/auth/prefix: "), 0), 0u) << e[0];
+  // The secret is a file name in credentials_dir, nothing else.
+  e = Errors(GatewayWith(R"({"base_url_env": "B", "upstream": "https://a.com",
+                             "auth": {"header": "x", "secret": "../etc/shadow"}})"));
+  ASSERT_EQ(e.size(), 1u) << ::testing::PrintToString(e);
+  EXPECT_EQ(e[0].rfind(E("/network/gateway/0/auth/secret: "), 0), 0u) << e[0];
+  // auth is required; unknown fields are named.
+  EXPECT_EQ(Errors(GatewayWith(R"({"base_url_env": "B", "upstream": "https://a.com"})")),
+            std::vector<std::string>{E("/network/gateway/0/auth: required field is missing")});
+  e = Errors(GatewayWith(R"({"base_url_env": "B", "upstream": "https://a.com", "key": "x", )" +
+                         ok_auth + "}"));
+  ASSERT_EQ(e.size(), 1u) << ::testing::PrintToString(e);
+  EXPECT_EQ(e[0].rfind(E("/network/gateway/0/key: unknown field"), 0), 0u) << e[0];
+  // Two endpoints cannot set the same variable.
+  e = Errors(GatewayWith(
+      R"({"base_url_env": "B", "upstream": "https://a.com", )" + ok_auth +
+      R"(}, {"base_url_env": "C", "key_env": "B", "upstream": "https://b.com", )" + ok_auth + "}"));
+  ASSERT_EQ(e.size(), 1u) << ::testing::PrintToString(e);
+  EXPECT_EQ(e[0], E("/network/gateway/1/key_env: \"B\" is already given by env.pass, env.set, "
+                    "env.secrets, env.optional_secrets or network.gateway"));
+}
+
+// A request may not point the agent elsewhere: the names the gateway sets are not settable.
+TEST(PolicyNetworkTest, RequestEnvCannotSetWhatTheGatewaySets) {
+  PolicyLoad load = ParsePolicy(
+      kFile,
+      R"({"description": "d", "type": "exec", "run_as": {"user": "nobody"},
+                 "workspace_roots": ["/srv/ws"], "network": )" +
+          std::string(kGateway) +
+          R"(, "request_env": {"allow": ["LANG", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY"]}})");
+  EXPECT_EQ(load.errors,
+            (std::vector<std::string>{
+                E("/request_env/allow/1: \"ANTHROPIC_BASE_URL\" is set by network.gateway (the "
+                  "endpoint on the session's loopback, or its placeholder key); a request may "
+                  "not set it"),
+                E("/request_env/allow/2: \"ANTHROPIC_API_KEY\" is set by network.gateway (the "
+                  "endpoint on the session's loopback, or its placeholder key); a request may "
+                  "not set it")}));
+  // An env source may not set them either.
+  load = ParsePolicy(kFile, R"({"description": "d", "type": "exec", "run_as": {"user": "nobody"},
+                 "workspace_roots": ["/srv/ws"], "network": )" +
+                                std::string(kGateway) +
+                                R"(, "env": {"set": {"OPENAI_BASE_URL": "https://evil"}}})");
+  EXPECT_EQ(
+      load.errors,
+      (std::vector<std::string>{E("/env/set/OPENAI_BASE_URL: \"OPENAI_BASE_URL\" is already given "
+                                  "by env.pass, env.set, env.secrets, env.optional_secrets or "
+                                  "network.gateway")}));
 }
 
 }  // namespace

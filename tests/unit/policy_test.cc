@@ -405,12 +405,12 @@ TEST(PolicyLoaderTest, EachBadInputGetsItsExactError) {
           "(^[A-Za-z_][A-Za-z0-9_]{0,255}$)")}},
       {"env name from two sources",
        Doc(R"("env": {"pass": ["HOME"], "set": {"HOME": "/x"}})"),
-       {E("/env/set/HOME: \"HOME\" is already given by env.pass, env.set, env.secrets or "
-          "env.optional_secrets")}},
+       {E("/env/set/HOME: \"HOME\" is already given by env.pass, env.set, env.secrets, "
+          "env.optional_secrets or network.gateway")}},
       {"env name as a secret and an optional secret",
        Doc(R"("env": {"secrets": {"KEY": "a"}, "optional_secrets": {"KEY": "b"}})"),
        {E("/env/optional_secrets/KEY: \"KEY\" is already given by env.pass, env.set, "
-          "env.secrets or env.optional_secrets")}},
+          "env.secrets, env.optional_secrets or network.gateway")}},
       {"optional secret is a path",
        Doc(R"("env": {"optional_secrets": {"TOKEN": "a/b"}})"),
        {E("/env/optional_secrets/TOKEN: \"a/b\" is not a plain file name "
@@ -1185,6 +1185,76 @@ TEST_F(BuildSpawnRequestTest, SecretsMustBePrivateRegularFiles) {
                 "/no-creds\" does not exist, and policy \"t\" reads the secret \"api-key\" "
                 "from it; create the directory (owned by root, mode 0700) with that file "
                 "(docs/policies.md, \"Installing the agents and their credentials\")");
+}
+
+// The credential gateway (issue 14): the session's environment names its loopback endpoint and
+// a placeholder; the secret goes only into what EgressLink hands monkeyproof-egress.
+TEST_F(BuildSpawnRequestTest, GatewayEndpointsKeepTheSecretOutOfTheSession) {
+  auto p = Load(R"("network": {"mode": "allowlist", "allow": [], "gateway": [
+      {"base_url_env": "ANTHROPIC_BASE_URL", "key_env": "ANTHROPIC_API_KEY",
+       "upstream": "https://api.anthropic.com",
+       "auth": {"header": "x-api-key", "secret": "api-key"}},
+      {"base_url_env": "OPENAI_BASE_URL", "upstream": "https://api.openai.com/v1",
+       "auth": {"header": "authorization", "prefix": "Bearer ", "secret": "api-key"}}]})");
+  ASSERT_NE(p, nullptr);
+  auto r = Build(*p, Launch());
+  ASSERT_TRUE(r.has_value()) << r.error().what;
+  EXPECT_EQ(r->env, (std::vector<std::string>{"ANTHROPIC_API_KEY=monkeyproof-gateway-placeholder",
+                                              "ANTHROPIC_BASE_URL=http://127.0.0.1:3129",
+                                              "OPENAI_BASE_URL=http://127.0.0.1:3130"}));
+  for (const std::string& e : r->env) EXPECT_EQ(e.find("s3cret"), std::string::npos) << e;
+
+  auto endpoints = ReadGatewayEndpoints(p->gateway, host_, "policy \"t\"");
+  ASSERT_TRUE(endpoints.has_value()) << endpoints.error().what;
+  ASSERT_EQ(endpoints->size(), 2u);
+  EXPECT_EQ((*endpoints)[0].upstream, "https://api.anthropic.com");
+  EXPECT_EQ((*endpoints)[0].header, "x-api-key");
+  EXPECT_EQ((*endpoints)[0].value, "s3cret-value");
+  EXPECT_EQ((*endpoints)[1].header, "authorization");
+  EXPECT_EQ((*endpoints)[1].value, "Bearer s3cret-value");
+}
+
+TEST_F(BuildSpawnRequestTest, GatewaySecretsAreCheckedLikeEnvSecrets) {
+  tmp_.Write("creds/two-lines", "s3cret-one\ns3cret-two\n", 0600);
+  struct Case {
+    std::string credential;
+    std::string what;
+  };
+  const Case cases[] = {
+      {"loose",
+       "policy \"t\", network.gateway[0]: credential \"loose\" has mode 0644: group may not "
+       "write it and others may not read it"},
+      {"missing", "policy \"t\", network.gateway[0]: open(credential \"missing\")"},
+      {"link", "policy \"t\", network.gateway[0]: open(credential \"link\")"},
+      {"empty",
+       "policy \"t\", network.gateway[0]: credential \"empty\" is empty or has a line break "
+       "inside; write the key alone on one line"},
+      {"two-lines",
+       "policy \"t\", network.gateway[0]: credential \"two-lines\" is empty or has a line "
+       "break inside; write the key alone on one line"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.credential);
+    auto p = Load(R"("network": {"mode": "allowlist", "allow": [], "gateway": [
+        {"base_url_env": "B", "upstream": "https://a.example",
+         "auth": {"header": "x-api-key", "secret": ")" +
+                  c.credential + "\"}}]}");
+    ASSERT_NE(p, nullptr);
+    auto r = ReadGatewayEndpoints(p->gateway, host_, "policy \"t\"");
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().what, c.what);
+    EXPECT_EQ(r.error().code, ErrorCode::kHostSetup);
+    EXPECT_EQ(r.error().ToString().find("s3cret"), std::string::npos);
+  }
+  // Without the directory: the host's setup, said as for env.secrets.
+  auto p = Load(R"("network": {"mode": "allowlist", "allow": [], "gateway": [
+      {"base_url_env": "B", "upstream": "https://a.example",
+       "auth": {"header": "x-api-key", "secret": "api-key"}}]})");
+  host_.credentials_dir = tmp_.path() + "/no-creds";
+  auto absent = ReadGatewayEndpoints(p->gateway, host_, "policy \"t\"");
+  ASSERT_FALSE(absent.has_value());
+  EXPECT_EQ(absent.error().code, ErrorCode::kHostSetup);
+  EXPECT_NE(absent.error().what.find("does not exist"), std::string::npos) << absent.error().what;
 }
 
 // An optional secret whose file does not exist leaves its variable unset; one whose file exists

@@ -6,7 +6,9 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <memory>
+#include <string>
 
+#include "common/result.h"
 #include "egress/gateway_config.h"
 #include "egress/relay.h"
 
@@ -20,6 +22,16 @@ void StartHttpFront(std::shared_ptr<EgressSession> session, boost::asio::ip::tcp
                     std::shared_ptr<ConnectionSlot> slot, bool transparent);
 void StartTlsFront(std::shared_ptr<EgressSession> session, boost::asio::ip::tcp::socket client,
                    std::shared_ptr<ConnectionSlot> slot);
+
+// A model endpoint (endpoint_front.cc). MakeEndpointTls builds the endpoint's TLS client
+// context once per session: TLS >= 1.2, peer verification against `ca_file` (PEM; empty: the
+// system CA store).
+class EndpointTls;
+Result<std::shared_ptr<EndpointTls>> MakeEndpointTls(const ModelEndpoint& endpoint,
+                                                     const std::string& ca_file);
+void StartEndpointFront(std::shared_ptr<EgressSession> session, boost::asio::ip::tcp::socket client,
+                        std::shared_ptr<ConnectionSlot> slot, size_t endpoint,
+                        std::shared_ptr<EndpointTls> tls);
 
 // Relays an allowed connection: bytes are charged to the session's budget, `verdict` (with the
 // byte counts) is reported when the relay ends, and Stop() can close it through `slot`.

@@ -189,8 +189,25 @@ void EgressDaemon::OnRecord(const std::shared_ptr<Connection>& c) {
   config.allow = std::move(*allow);
   config.limits = options_.limits;
   config.test_private_upstreams = options_.test_private_upstreams;
-  GatewayListeners listeners{std::move(received->fds[0]), std::move(received->fds[1]),
-                             std::move(received->fds[2]), std::move(received->fds[3])};
+  config.upstream_ca_file = options_.upstream_ca_file;
+  GatewayListeners listeners{std::move(received->fds[0]),
+                             std::move(received->fds[1]),
+                             std::move(received->fds[2]),
+                             std::move(received->fds[3]),
+                             {}};
+  // DecodeHandover checked the count: one descriptor per endpoint after the four.
+  for (size_t i = 0; i < message->endpoints.size(); ++i) {
+    HandoverEndpoint& e = message->endpoints[i];
+    auto upstream = ParseUpstreamUrl(e.upstream);
+    if (!upstream) {  // DecodeHandover checked it too
+      Log(LogLevel::kError, "event=session_refused session=" + id + " reason=\"" +
+                                upstream.error().ToString() + "\"");
+      return WaitRecord(c);
+    }
+    config.endpoints.push_back(
+        ModelEndpoint{std::move(*upstream), std::move(e.header), std::move(e.value)});
+    listeners.endpoints.push_back(std::move(received->fds[kHandoverFdCount + i]));
+  }
   auto session =
       EgressSession::Create(io_, std::move(config), std::move(listeners), resolver_, on_verdict_);
   if (!session) {
@@ -200,8 +217,9 @@ void EgressDaemon::OnRecord(const std::shared_ptr<Connection>& c) {
   }
   (*session)->Start();
   c->sessions[id] = *session;
-  Log(LogLevel::kInfo,
-      "event=session_opened session=" + id + " rules=" + std::to_string(message->allow.size()));
+  Log(LogLevel::kInfo, "event=session_opened session=" + id +
+                           " rules=" + std::to_string(message->allow.size()) +
+                           " endpoints=" + std::to_string(message->endpoints.size()));
   WaitRecord(c);
 }
 

@@ -35,6 +35,9 @@ struct DaemonOptions {
   GatewayLimits limits;      // every session's
   // TEST ONLY (GatewayConfig::test_private_upstreams), from --unsafe-test-private-upstream.
   std::set<boost::asio::ip::tcp::endpoint> test_private_upstreams;
+  // TEST ONLY (GatewayConfig::upstream_ca_file), from --upstream-ca: the CAs model endpoints'
+  // upstreams must chain to instead of the system store.
+  std::string upstream_ca_file;
 };
 
 class EgressDaemon {

@@ -71,26 +71,43 @@ Result<std::shared_ptr<EgressSession>> EgressSession::Create(asio::io_context& i
                                                  std::move(on_verdict));
   struct Entry {
     Kind kind;
+    size_t endpoint;
     UniqueFd* fd;
-    const char* name;
+    std::string name;
   };
-  for (Entry e :
-       {Entry{Kind::kProxy, &listeners.proxy, "proxy"}, Entry{Kind::kTls, &listeners.tls, "tls"},
-        Entry{Kind::kHttp, &listeners.http, "http"}}) {
+  std::vector<Entry> entries = {Entry{Kind::kProxy, 0, &listeners.proxy, "proxy"},
+                                Entry{Kind::kTls, 0, &listeners.tls, "tls"},
+                                Entry{Kind::kHttp, 0, &listeners.http, "http"}};
+  const std::vector<ModelEndpoint>& endpoints = session->config_.endpoints;
+  if (listeners.endpoints.size() != endpoints.size()) {
+    return PlainError(std::to_string(listeners.endpoints.size()) + " endpoint listeners for " +
+                      std::to_string(endpoints.size()) + " model endpoints")
+        .Wrap("egress session " + session->config_.session_id);
+  }
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    entries.push_back(
+        Entry{Kind::kEndpoint, i, &listeners.endpoints[i],
+              "endpoint " + std::to_string(i) + " (" + endpoints[i].upstream.host + ")"});
+    Result<std::shared_ptr<EndpointTls>> tls =
+        MakeEndpointTls(endpoints[i], session->config_.upstream_ca_file);
+    if (!tls) return tls.error().Wrap("egress session " + session->config_.session_id);
+    session->endpoint_tls_.push_back(std::move(*tls));
+  }
+  for (Entry& e : entries) {
     if (!*e.fd) continue;
     const bool here = InThisNetworkNamespace(e.fd->get());
-    Result<tcp> protocol = TcpProtocolOf(e.fd->get(), e.name);
+    Result<tcp> protocol = TcpProtocolOf(e.fd->get(), e.name.c_str());
     if (!protocol) return protocol.error().Wrap("egress session " + session->config_.session_id);
     auto acceptor = std::make_unique<tcp::acceptor>(io);
     boost::system::error_code ec;
     acceptor->assign(*protocol, e.fd->get(), ec);
     if (ec) {
-      return ErrnoError(ec.value(), std::string("assign ") + e.name + " listener")
+      return ErrnoError(ec.value(), "assign " + e.name + " listener")
           .Wrap("egress session " + session->config_.session_id);
     }
     (void)e.fd->Release();  // the acceptor owns it now
     if (here) session->own_endpoints_.push_back(acceptor->local_endpoint(ec));
-    session->acceptors_[e.kind] = std::move(acceptor);
+    session->acceptors_.push_back(Listening{e.kind, e.endpoint, std::move(acceptor)});
   }
   if (listeners.dns) {
     Result<std::shared_ptr<DnsResponder>> dns = DnsResponder::Create(
@@ -113,14 +130,14 @@ EgressSession::EgressSession(asio::io_context& io, GatewayConfig config,
 EgressSession::~EgressSession() = default;
 
 void EgressSession::Start() {
-  for (auto& [kind, acceptor] : acceptors_) Accept(kind);
+  for (size_t i = 0; i < acceptors_.size(); ++i) Accept(i);
   if (dns_) dns_->Start();
 }
 
 void EgressSession::Stop() {
   stopped_ = true;
   boost::system::error_code ignored;
-  for (auto& [kind, acceptor] : acceptors_) acceptor->close(ignored);
+  for (Listening& l : acceptors_) l.acceptor->close(ignored);
   if (dns_) dns_->Stop();
   // Closing may end a connection and erase it from live_: walk a copy.
   std::vector<std::shared_ptr<ConnectionSlot>> slots;
@@ -132,32 +149,40 @@ void EgressSession::Stop() {
   }
 }
 
-void EgressSession::Accept(Kind kind) {
-  acceptors_[kind]->async_accept(
-      [self = shared_from_this(), kind](boost::system::error_code ec, tcp::socket socket) {
+void EgressSession::Accept(size_t listening) {
+  acceptors_[listening].acceptor->async_accept(
+      [self = shared_from_this(), listening](boost::system::error_code ec, tcp::socket socket) {
         if (self->stopped_) return;
-        if (!ec) self->OnAccept(kind, std::move(socket));
+        if (!ec) self->OnAccept(self->acceptors_[listening], std::move(socket));
         // EMFILE and friends: keep listening; the next accept may succeed.
-        self->Accept(kind);
+        self->Accept(listening);
       });
 }
 
-void EgressSession::OnAccept(Kind kind, tcp::socket socket) {
-  static constexpr const char* kNames[] = {"proxy", "tls", "http"};
+void EgressSession::OnAccept(const Listening& listening, tcp::socket socket) {
+  static constexpr const char* kNames[] = {"proxy", "tls", "http", "endpoint"};
   std::string refusal = Admit();
   if (!refusal.empty()) {
     ResetClose(socket);
-    Report(Verdict{.listener = kNames[static_cast<int>(kind)], .reason = refusal});
+    Verdict verdict{.listener = kNames[static_cast<int>(listening.kind)], .reason = refusal};
+    if (listening.kind == Kind::kEndpoint) {
+      verdict.name = config_.endpoints[listening.endpoint].upstream.host;
+      verdict.port = config_.endpoints[listening.endpoint].upstream.port;
+    }
+    Report(std::move(verdict));
     return;
   }
   std::shared_ptr<ConnectionSlot> slot = Track();
-  switch (kind) {
+  switch (listening.kind) {
     case Kind::kProxy:
       return StartHttpFront(shared_from_this(), std::move(socket), std::move(slot), false);
     case Kind::kHttp:
       return StartHttpFront(shared_from_this(), std::move(socket), std::move(slot), true);
     case Kind::kTls:
       return StartTlsFront(shared_from_this(), std::move(socket), std::move(slot));
+    case Kind::kEndpoint:
+      return StartEndpointFront(shared_from_this(), std::move(socket), std::move(slot),
+                                listening.endpoint, endpoint_tls_[listening.endpoint]);
   }
 }
 
@@ -224,22 +249,48 @@ void EgressSession::Open(const Authority& destination, OpenHandler handler) {
     return handler(destination.ToString() + " is not in this session's allowlist",
                    tcp::socket(io_));
   }
+  PinnedHandler done = [handler = std::move(handler)](std::string refusal, bool,
+                                                      tcp::socket socket) {
+    handler(std::move(refusal), std::move(socket));
+  };
   if (destination.is_address) {
     boost::system::error_code ec;
     asio::ip::address address = asio::ip::make_address(destination.host, ec);
     tcp::endpoint endpoint(address, destination.port);
     if (ec || IsOwnListener(endpoint)) {
-      return handler(destination.ToString() + " is this gateway's own listener", tcp::socket(io_));
+      return done(destination.ToString() + " is this gateway's own listener", false,
+                  tcp::socket(io_));
     }
-    return Connect(endpoint, std::move(handler));
+    return Connect(endpoint, std::move(done));
   }
+  ResolveAndConnect(destination, std::move(done));
+}
+
+void EgressSession::OpenPinned(const Authority& upstream, PinnedHandler handler) {
+  if (upstream.is_address) {
+    boost::system::error_code ec;
+    asio::ip::address address = asio::ip::make_address(upstream.host, ec);
+    if (ec || !Reachable(address, upstream.port)) {
+      return handler(upstream.ToString() +
+                         " is an address the gateway does not reach (loopback, private, "
+                         "link-local, metadata, multicast or its own listener)",
+                     false, tcp::socket(io_));
+    }
+    return Connect(tcp::endpoint(address, upstream.port), std::move(handler));
+  }
+  ResolveAndConnect(upstream, std::move(handler));
+}
+
+void EgressSession::ResolveAndConnect(const Authority& destination, PinnedHandler handler) {
   resolver_->Resolve(
       destination.host, [self = shared_from_this(), destination, handler = std::move(handler)](
                             Result<std::vector<asio::ip::address>> addresses) mutable {
-        if (self->stopped_) return handler("the session is stopping", tcp::socket(self->io_));
+        if (self->stopped_) {
+          return handler("the session is stopping", false, tcp::socket(self->io_));
+        }
         if (!addresses) {
           return handler(destination.ToString() + " does not resolve: " + addresses.error().what,
-                         tcp::socket(self->io_));
+                         false, tcp::socket(self->io_));
         }
         for (const asio::ip::address& address : *addresses) {
           if (self->Reachable(address, destination.port)) {
@@ -254,11 +305,11 @@ void EgressSession::Open(const Authority& destination, OpenHandler handler) {
                     " resolves only to addresses the gateway does not reach (" + list +
                     "): loopback, private, link-local, metadata and multicast addresses "
                     "need an address rule",
-                tcp::socket(self->io_));
+                false, tcp::socket(self->io_));
       });
 }
 
-void EgressSession::Connect(tcp::endpoint endpoint, OpenHandler handler) {
+void EgressSession::Connect(tcp::endpoint endpoint, PinnedHandler handler) {
   auto socket = std::make_shared<tcp::socket>(io_);
   auto timer = std::make_shared<asio::steady_timer>(io_, config_.limits.connect_timeout);
   auto timed_out = std::make_shared<bool>(false);
@@ -275,10 +326,10 @@ void EgressSession::Connect(tcp::endpoint endpoint, OpenHandler handler) {
       std::string why = *timed_out ? "timed out" : ec.message();
       return handler("connect to " + endpoint.address().to_string() + ":" +
                          std::to_string(endpoint.port()) + " failed: " + why,
-                     tcp::socket(self->io_));
+                     *timed_out, tcp::socket(self->io_));
     }
     self->counters_.allowed.fetch_add(1, std::memory_order_relaxed);
-    handler({}, std::move(*socket));
+    handler({}, false, std::move(*socket));
   });
 }
 

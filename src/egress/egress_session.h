@@ -20,6 +20,14 @@
 // the upstream connect and idle relays. Limits: open connections, connection rate, total bytes
 // (GatewayLimits).
 //
+// Model endpoints (credential gateway, endpoint_front.cc): one more listener per
+// GatewayConfig::endpoints entry. Each takes plain HTTP/1.1 requests (origin-form only), sets
+// the endpoint's credential header (every copy the session sent is removed), Host and the
+// path prefix, and forwards them over TLS (SNI, peer and host-name verification, TLS >= 1.2)
+// to the pinned upstream on one upstream connection per client connection, streaming bodies
+// both ways. Response headers that echo the credential are dropped. An upstream that cannot
+// be reached or verified gives 502, a connect timeout 504; neither text names the credential.
+//
 // Threading: every method runs on the io_context's single thread (post Start/Stop there);
 // counters() may be read from any thread.
 #pragma once
@@ -48,8 +56,11 @@ struct GatewayListeners {
   UniqueFd proxy;
   UniqueFd tls;
   UniqueFd http;
-  UniqueFd dns;  // a bound UDP socket
+  UniqueFd dns;                     // a bound UDP socket
+  std::vector<UniqueFd> endpoints;  // one per GatewayConfig::endpoints entry, same order
 };
+
+class EndpointTls;  // endpoint_front.cc: one endpoint's TLS client context
 
 // One live client connection, tracked so that Stop() can close it. Its destruction releases
 // the session's connection slot.
@@ -83,20 +94,33 @@ class EgressSession : public std::enable_shared_from_this<EgressSession> {
   using OpenHandler = std::function<void(std::string refusal, boost::asio::ip::tcp::socket)>;
   // Decides on `destination` and connects to the address it checked.
   void Open(const Authority& destination, OpenHandler handler);
+  // For a pinned upstream (a model endpoint): no allowlist check, but the same address checks
+  // (Reachable). `timed_out` says that the refusal is a connect timeout.
+  using PinnedHandler =
+      std::function<void(std::string refusal, bool timed_out, boost::asio::ip::tcp::socket)>;
+  void OpenPinned(const Authority& upstream, PinnedHandler handler);
   // Charges `bytes` to the session's byte budget; false once it is spent.
   bool Account(size_t bytes, bool up);
   // Counts and reports a verdict (refusals here; allowed connections when they close).
   void Report(Verdict verdict);
+  // Counts one request a model endpoint forwards.
+  void CountGatewayRequest() { counters_.gateway_requests.fetch_add(1, std::memory_order_relaxed); }
 
  private:
   friend struct ConnectionSlot;
-  enum class Kind { kProxy, kTls, kHttp };
-  void Accept(Kind kind);
-  void OnAccept(Kind kind, boost::asio::ip::tcp::socket socket);
+  enum class Kind { kProxy, kTls, kHttp, kEndpoint };
+  struct Listening {
+    Kind kind;
+    size_t endpoint = 0;  // kEndpoint: the index into config_.endpoints
+    std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor;
+  };
+  void Accept(size_t listening);
+  void OnAccept(const Listening& listening, boost::asio::ip::tcp::socket socket);
   std::string Admit();  // "" or the limit a new connection hits
   bool IsOwnListener(const boost::asio::ip::tcp::endpoint& endpoint) const;
   bool Reachable(const boost::asio::ip::address& address, uint16_t port) const;
-  void Connect(boost::asio::ip::tcp::endpoint endpoint, OpenHandler handler);
+  void Connect(boost::asio::ip::tcp::endpoint endpoint, PinnedHandler handler);
+  void ResolveAndConnect(const Authority& destination, PinnedHandler handler);
   std::shared_ptr<ConnectionSlot> Track();
 
   boost::asio::io_context& io_;
@@ -104,7 +128,8 @@ class EgressSession : public std::enable_shared_from_this<EgressSession> {
   std::shared_ptr<Resolver> resolver_;
   VerdictCallback on_verdict_;
   GatewayCounters counters_;
-  std::map<Kind, std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
+  std::vector<Listening> acceptors_;
+  std::vector<std::shared_ptr<EndpointTls>> endpoint_tls_;  // per config_.endpoints entry
   std::vector<boost::asio::ip::tcp::endpoint> own_endpoints_;
   std::shared_ptr<DnsResponder> dns_;
   std::map<uint64_t, std::weak_ptr<ConnectionSlot>> live_;

@@ -19,6 +19,7 @@
 
 #include "common/result.h"
 #include "egress/allow_list.h"
+#include "egress/upstream_url.h"
 
 namespace mp::egress {
 
@@ -41,6 +42,16 @@ struct GatewayLimits {
   size_t max_head_bytes = 16 * 1024;                  // an HTTP request head
 };
 
+// A credential gateway model endpoint (issue 14): its listener takes plain HTTP/1.1 from the
+// session and forwards each request over TLS to `upstream`, with `header: value` in place of
+// whatever the session sent in `header`. The upstream is pinned: it needs no allow rule, but
+// it must resolve to a public address (or, in tests, GatewayConfig::test_private_upstreams).
+struct ModelEndpoint {
+  UpstreamUrl upstream;
+  std::string header;  // e.g. "x-api-key" (HandoverEndpoint::header's rules)
+  std::string value;   // the real credential: never logged, never in an error text
+};
+
 struct GatewayConfig {
   std::string session_id;
   AllowList allow;
@@ -53,6 +64,11 @@ struct GatewayConfig {
   // allowlist, which a client must then name by address. Never applies to the session's own
   // listeners.
   std::set<boost::asio::ip::tcp::endpoint> test_private_upstreams;
+  // The model endpoints, in the order of GatewayListeners::endpoints.
+  std::vector<ModelEndpoint> endpoints;
+  // PEM file of the CAs an endpoint's upstream certificate must chain to; empty: the system
+  // CA store. Set only by tests (and the daemon's --upstream-ca, which is for tests).
+  std::string upstream_ca_file;
 };
 
 // Running totals for one session; plain atomics so the owner reads them from any thread.
@@ -63,14 +79,16 @@ struct GatewayCounters {
   std::atomic<uint64_t> bytes_down{0};  // upstream -> client
   std::atomic<uint64_t> dns_answered{0};
   std::atomic<uint64_t> dns_nxdomain{0};
+  std::atomic<uint64_t> gateway_requests{0};  // requests forwarded by model endpoints
   std::atomic<uint32_t> open_connections{0};
 };
 
 // One decision, for the audit log: a refusal at once, an allowed connection when it closes.
 struct Verdict {
   std::string session_id;
-  std::string listener;  // "proxy", "tls", "http"
-  std::string name;      // host name or address as the client named it ("" if none)
+  std::string listener;  // "proxy", "tls", "http", "endpoint" (one verdict per request)
+  std::string name;      // host name or address as the client named it ("" if none); for
+                         // "endpoint", the upstream's host
   uint16_t port = 0;
   bool allowed = false;
   std::string reason;  // for a refusal: why, e.g. "not in this session's allowlist"

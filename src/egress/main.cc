@@ -28,16 +28,22 @@ constexpr char kDefaultConfig[] = "/etc/monkeyproof/egress.conf";
 
 constexpr char kUsage[] = R"(usage: monkeyproof-egress [--config PATH] [--allow-root]
                           [--unsafe-test-private-upstream ADDRESS:PORT]...
+                          [--upstream-ca FILE]
 
 Serves the network of sessions whose policy says "network": {"mode": "allowlist", ...}:
 an HTTP proxy, transparent TLS and HTTP, and a stub DNS per session, on listening sockets
 that monkeyproofd creates inside each session's network namespace and hands over on the
 handover socket. Every connection and DNS answer is decided by the session's allow list.
+A session's model endpoints (credential gateway) take plain HTTP on their own listeners and
+forward it over TLS to their pinned upstream with the real credential swapped in.
 
   --config PATH   settings (default /etc/monkeyproof/egress.conf; may be missing)
   --allow-root    run as root anyway (tests only; the daemon needs no privilege)
   --unsafe-test-private-upstream ADDRESS:PORT
                   TESTS ONLY: a name may resolve to this non-public endpoint
+  --upstream-ca FILE
+                  TESTS ONLY: model endpoints verify their upstreams against the CAs in
+                  this PEM file instead of the system CA store
 
 Settings (egress.conf, `key = value`):
   socket = /run/monkeyproof-egress/handover.sock   the handover socket
@@ -112,10 +118,13 @@ int Run(int argc, char** argv) {
     }
     if (a == "--allow-root") {
       o.allow_root = true;
-    } else if ((a == "--config" || a == "--unsafe-test-private-upstream") && i + 1 < argc) {
+    } else if ((a == "--config" || a == "--unsafe-test-private-upstream" || a == "--upstream-ca") &&
+               i + 1 < argc) {
       const std::string_view v = argv[++i];
       if (a == "--config") {
         o.config = v;
+      } else if (a == "--upstream-ca") {
+        o.daemon.upstream_ca_file = v;
       } else {
         auto endpoint = ParseEndpoint(v);
         if (!endpoint) {
@@ -138,6 +147,11 @@ int Run(int argc, char** argv) {
   if (auto loaded = LoadSettings(o); !loaded) {
     Log(LogLevel::kError, loaded.error().ToString());
     return 1;
+  }
+  if (!o.daemon.upstream_ca_file.empty()) {
+    Log(LogLevel::kWarning, "TEST MODE: --upstream-ca: model endpoints trust only the CAs in " +
+                                mp::wire::QuoteForError(o.daemon.upstream_ca_file) +
+                                ", not the system store");
   }
   if (!o.daemon.test_private_upstreams.empty()) {
     Log(LogLevel::kWarning,

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,6 +20,9 @@
 #include "egress/egress_daemon.h"
 #include "egress/handover.h"
 #include "egress_fixture.h"
+#include "egress_tls_upstream.h"
+#include "temp_dir.h"
+#include "test_pki.h"
 
 namespace mp::egress::testing {
 namespace {
@@ -185,10 +189,11 @@ class EgressDaemonTest : public ::testing::Test {
     std::filesystem::remove_all(dir_, ec);
   }
 
-  void Start(uid_t supervisor_uid) {
+  void Start(uid_t supervisor_uid, std::function<void(DaemonOptions&)> tweak = nullptr) {
     DaemonOptions o;
     o.socket_path = socket_path_;
     o.supervisor_uid = supervisor_uid;
+    if (tweak) tweak(o);
     auto d = EgressDaemon::Create(io_, o, resolver_, [this](const Verdict& v) {
       std::lock_guard lock(mu_);
       verdicts_.push_back(v);
@@ -283,6 +288,49 @@ TEST_F(EgressDaemonTest, ServesAHandedSession) {
   std::lock_guard lock(mu_);
   ASSERT_FALSE(verdicts_.empty());
   EXPECT_EQ(verdicts_.front().session_id, "s-one");
+}
+
+// An open record with a model endpoint: the endpoint's listener (the fifth descriptor) serves
+// plain HTTP and forwards it over TLS with the real credential to the pinned upstream.
+TEST_F(EgressDaemonTest, ServesAHandedModelEndpoint) {
+  const test::PemPair ca = test::MakeSelfSigned({{"MonkeyProof test CA"}, true, "", 1});
+  const test::PemPair cert = test::MakeSigned({{"model.test"}, false, "DNS:model.test", 2}, ca);
+  TlsUpstream upstream(cert);
+  test::TempDir dir("egress-daemon-endpoint");
+  const std::string ca_file = dir.Write("ca.pem", ca.cert);
+  resolver_->names["model.test"] = {"127.0.0.1"};
+  Start(getuid(), [&](DaemonOptions& o) {
+    o.upstream_ca_file = ca_file;
+    o.test_private_upstreams.insert({asio::ip::make_address("127.0.0.1"), upstream.port()});
+  });
+  UniqueFd link = ConnectAsSupervisor();
+  UniqueFd proxy = Listen(SOCK_STREAM), tls = Listen(SOCK_STREAM), http = Listen(SOCK_STREAM),
+           dns = Listen(SOCK_DGRAM), endpoint = Listen(SOCK_STREAM);
+  const uint16_t endpoint_port = PortOf(endpoint.get());
+  HandoverMessage open{HandoverMessage::Type::kOpen, "s-model", {}};
+  open.endpoints = {
+      {"https://model.test:" + std::to_string(upstream.port()) + "/v1", "x-api-key", kRealKey}};
+  const int fds[5] = {proxy.get(), tls.get(), http.get(), dns.get(), endpoint.get()};
+  auto sent = SendRecord(link.get(), EncodeHandover(open), fds);
+  ASSERT_TRUE(sent.has_value()) << sent.error().ToString();
+  endpoint.Reset();  // the daemon holds the only copy now
+  ASSERT_TRUE(WaitSessions(1));
+  UniqueFd client = Dial(endpoint_port);
+  SendAll(client.get(), std::string("GET /models HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: ") +
+                            kDummyKey + "\r\n\r\n");
+  std::string carry;
+  auto response = ReadResponse(client.get(), carry);
+  EXPECT_EQ(response.result_int(), 200u) << response;
+  const std::vector<Seen> seen = upstream.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].target, "/v1/models");
+  EXPECT_EQ(seen[0].Values("x-api-key"), std::vector<std::string>{kRealKey});
+  // Control: "close" ends it; the endpoint's listener goes with the session.
+  ASSERT_TRUE(
+      SendRecord(link.get(), EncodeHandover({HandoverMessage::Type::kClose, "s-model", {}}), {})
+          .has_value());
+  ASSERT_TRUE(WaitSessions(0));
+  EXPECT_TRUE(Refused(endpoint_port));
 }
 
 // "close" ends the session: its listener is closed (the daemon held the only copy), so new

@@ -206,13 +206,19 @@ class GatewayFixture : public ::testing::Test {
     for (uint16_t port : private_ok) {
       config.test_private_upstreams.insert({asio::ip::make_address("127.0.0.1"), port});
     }
-    GatewayListeners listeners{Listen(SOCK_STREAM), Listen(SOCK_STREAM), Listen(SOCK_STREAM),
-                               Listen(SOCK_DGRAM)};
+    GatewayListeners listeners{
+        Listen(SOCK_STREAM), Listen(SOCK_STREAM), Listen(SOCK_STREAM), Listen(SOCK_DGRAM), {}};
     proxy_port_ = PortOf(listeners.proxy.get());
     tls_port_ = PortOf(listeners.tls.get());
     http_port_ = PortOf(listeners.http.get());
     dns_port_ = PortOf(listeners.dns.get());
     if (tweak) tweak(config);  // the listener ports are known here
+    // One listener per model endpoint the tweak configured.
+    endpoint_ports_.clear();
+    for (size_t i = 0; i < config.endpoints.size(); ++i) {
+      listeners.endpoints.push_back(Listen(SOCK_STREAM));
+      endpoint_ports_.push_back(PortOf(listeners.endpoints.back().get()));
+    }
     auto session = EgressSession::Create(io_, std::move(config), std::move(listeners), resolver_,
                                          [this](const Verdict& v) {
                                            std::lock_guard lock(mu_);
@@ -255,6 +261,7 @@ class GatewayFixture : public ::testing::Test {
   std::shared_ptr<MapResolver> resolver_;
   std::shared_ptr<EgressSession> session_;
   uint16_t proxy_port_ = 0, tls_port_ = 0, http_port_ = 0, dns_port_ = 0;
+  std::vector<uint16_t> endpoint_ports_;  // one per GatewayConfig::endpoints entry
   std::mutex mu_;
   std::vector<Verdict> verdicts_;
 };

@@ -55,6 +55,35 @@ const std::string kHandover = kBase + "/egress/handover.sock";
 const std::string kUpstream = "10.77.0.1";
 const std::string kHostsLine = kUpstream + " allowed.mp-test denied.mp-test";
 constexpr uid_t kEgressUid = 65533;  // no passwd entry needed; not nobody (the sessions' uid)
+constexpr uint16_t kModelPort = 8443;
+const std::string kRealKey = "mp-real-key-7c1e93";
+// The model upstream of the gateway tests: HTTPS on ADDR:PORT with CERT/KEY; appends each
+// request's line and headers to LOG, then answers 200 "model-ok".
+constexpr char kModelUpstream[] = R"(import http.server, ssl, sys
+addr, port, cert, key, log = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def answer(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        if length:
+            self.rfile.read(length)
+        with open(log, "a") as f:
+            f.write(self.requestline + "\n" + str(self.headers) + "---\n")
+        body = b"model-ok\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    do_GET = answer
+    do_POST = answer
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer((addr, port), Handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+)";
 
 std::string Policy(const std::string& network, const std::string& extra) {
   return R"({"description": "egress test", "type": "exec", "command": [],
@@ -123,7 +152,7 @@ class EgressTest : public ::testing::Test {
     }
     std::ofstream(kBase + "/www/index.html") << "egress-ok\n";
     if (!Sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
-            "-subj /CN=allowed.mp-test -keyout " +
+            "-subj /CN=allowed.mp-test -addext subjectAltName=DNS:allowed.mp-test -keyout " +
             kBase + "/key.pem -out " + kBase + "/cert.pem 2>/dev/null")) {
       return;
     }
@@ -138,13 +167,39 @@ class EgressTest : public ::testing::Test {
         R"({"mode": "allowlist", "allow": ["allowed.mp-test:80", "allowed.mp-test:443"]})",
         R"(, "hide": ["/etc/hosts"])");
     std::ofstream(kBase + "/policies/host.json") << Policy(R"("host")", "");
+    // The credential gateway: a model upstream that records what it gets, the key in the
+    // supervisor's credentials directory, a policy that reaches it through the gateway and the
+    // control that puts the key in the environment instead (the way before the gateway).
+    std::ofstream(kBase + "/upstream.py") << kModelUpstream;
+    model_ = StartProcess(
+        {"/usr/bin/python3", kBase + "/upstream.py", kUpstream, std::to_string(kModelPort),
+         kBase + "/cert.pem", kBase + "/key.pem", kBase + "/model-requests.log"},
+        kBase + "/model.log", 0);
+    if (!Sh("mkdir -m 0700 " + kBase + "/creds && printf '%s\\n' " + kRealKey + " > " + kBase +
+            "/creds/model-key && chmod 0600 " + kBase + "/creds/model-key")) {
+      return;
+    }
+    std::ofstream(kBase + "/policies/gateway.json") << Policy(
+        R"({"mode": "allowlist", "allow": [], "gateway": [
+             {"base_url_env": "MODEL_BASE_URL", "key_env": "MODEL_API_KEY",
+              "upstream": "https://allowed.mp-test:)" +
+            std::to_string(kModelPort) + R"(/v1",
+              "auth": {"header": "x-api-key", "secret": "model-key"}}]})",
+        "");
+    std::ofstream(kBase + "/policies/keyinenv.json")
+        << R"({"description": "the key in the environment", "type": "exec", "command": [],
+  "run_as": {"user": "nobody"}, "workspace_roots": [")"
+        << kBase << R"(/ws"], "default_workspace": ")" << kWorkspace << R"(",
+  "network": {"mode": "allowlist", "allow": []},
+  "env": {"set": {"PATH": "/usr/bin:/bin", "HOME": "/tmp"},
+          "secrets": {"MODEL_API_KEY": "model-key"}}})";
     std::ofstream(kBase + "/egress.conf") << "socket = " << kHandover << "\n";
     // The upstream sits on an address of the VM itself, which the loopback guard closes to
     // host-network sessions (loopback_guard_test): off here, so that the "host" control shows
     // what the network allows without the allowlist.
     std::ofstream(kBase + "/monkeyproof.conf")
         << "api_user = root\nkill_grace_ms = 500\nsession_host_loopback = allow\negress_socket = "
-        << kHandover << "\n";
+        << kHandover << "\ncredentials_dir = " << kBase << "/creds\n";
     StartEgress();
     daemon_ = StartProcess(
         {kDaemon, "--config", kBase + "/monkeyproof.conf", "--state-dir", kBase + "/state",
@@ -158,14 +213,17 @@ class EgressTest : public ::testing::Test {
     StopProcess(egress_);
     StopProcess(httpd_);
     StopProcess(tls_);
+    StopProcess(model_);
     (void)Sh("ip addr del " + kUpstream + "/32 dev lo 2>/dev/null");
     (void)Sh("test -f " + kBase + "/hosts.saved && cp " + kBase + "/hosts.saved /etc/hosts");
   }
   static void StartEgress() {
-    egress_ =
-        StartProcess({kEgress, "--config", kBase + "/egress.conf", "--unsafe-test-private-upstream",
-                      kUpstream + ":80", "--unsafe-test-private-upstream", kUpstream + ":443"},
-                     kBase + "/egress.log", kEgressUid);
+    egress_ = StartProcess(
+        {kEgress, "--config", kBase + "/egress.conf", "--unsafe-test-private-upstream",
+         kUpstream + ":80", "--unsafe-test-private-upstream", kUpstream + ":443",
+         "--unsafe-test-private-upstream", kUpstream + ":" + std::to_string(kModelPort),
+         "--upstream-ca", kBase + "/cert.pem"},
+        kBase + "/egress.log", kEgressUid);
   }
 
   void SetUp() override {
@@ -221,7 +279,7 @@ class EgressTest : public ::testing::Test {
   }
 
   static bool setup_ok_;
-  static pid_t daemon_, egress_, httpd_, tls_;
+  static pid_t daemon_, egress_, httpd_, tls_, model_;
   std::optional<ControlClient> client_;
 };
 bool EgressTest::setup_ok_ = false;
@@ -229,6 +287,7 @@ pid_t EgressTest::daemon_ = -1;
 pid_t EgressTest::egress_ = -1;
 pid_t EgressTest::httpd_ = -1;
 pid_t EgressTest::tls_ = -1;
+pid_t EgressTest::model_ = -1;
 
 // Runs COMMAND, then prints "<tag> rc=<exit status> ms=<duration>".
 std::string Timed(const std::string& tag, const std::string& command) {
@@ -311,6 +370,66 @@ TEST_F(EgressTest, ControlAHostSessionReachesTheSameUpstream) {
           "echo \"proxy=${HTTPS_PROXY:-none}\"");
   EXPECT_NE(out.find("egress-ok\nrc=0"), std::string::npos) << out;
   EXPECT_NE(out.find("proxy=none"), std::string::npos) << out;
+}
+
+// Looks for the key where a session can: every process's environment, the files of the view
+// an agent would search, the output. The pattern is put together at run time, so that the task
+// (a file when long, an argv entry) does not hold it. Prints "env-hits=N" and "file-hits=..."
+std::string KeyProbe() {
+  const std::string half = kRealKey.substr(0, 8);
+  const std::string rest = kRealKey.substr(8);
+  return "k=" + half + "; k=\"$k" + rest +
+         "\"; "
+         "echo \"env-hits=$(for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f; done "
+         "2>/dev/null | grep -c -- \"$k\")\"; "
+         "echo \"file-hits=$(grep -rsl -- \"$k\" /etc /tmp /run /var /home /root \"$HOME\" "
+         "\"$PWD\" 2>/dev/null | head -3 | tr '\\n' ' ')end\"; ";
+}
+
+// The credential gateway (issue 14): a session reaches the model upstream through the base URL
+// on its loopback with a placeholder key, and the upstream gets the real key, once, with its
+// own Host and the upstream's path; the key is in no environment, file or output of the
+// session. The control: the same probe under a policy that puts the key in the environment
+// (env.secrets, the way before the gateway) finds it.
+TEST_F(EgressTest, TheGatewayCarriesTheKeyTheSessionNeverHolds) {
+  (void)Sh("rm -f " + kBase + "/model-requests.log");
+  const std::string out =
+      Run("gateway",
+          "echo \"base=$MODEL_BASE_URL key=$MODEL_API_KEY\"; "
+          "curl -sS -m 20 -H \"x-api-key: $MODEL_API_KEY\" -H 'X-Api-Key: another-copy' "
+          "\"$MODEL_BASE_URL/messages?x=1\"; echo \"curl rc=$?\"; " +
+              KeyProbe());
+  EXPECT_NE(out.find("base=http://127.0.0.1:3129 key=monkeyproof-gateway-placeholder"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("model-ok\ncurl rc=0"), std::string::npos)
+      << out << Slurp(kBase + "/egress.log") << Slurp(kBase + "/model.log");
+  EXPECT_NE(out.find("env-hits=0\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("file-hits=end"), std::string::npos) << out;
+  EXPECT_EQ(out.find(kRealKey), std::string::npos) << out;
+  const std::string seen = Slurp(kBase + "/model-requests.log");
+  EXPECT_NE(seen.find("GET /v1/messages?x=1 HTTP/1.1"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("x-api-key: " + kRealKey + "\n"), std::string::npos) << seen;
+  // One credential header: the client's two copies are gone.
+  size_t headers = 0;
+  for (size_t at = 0; (at = seen.find("\n", at)) != std::string::npos; ++at) {
+    const std::string line = seen.substr(at + 1, seen.find('\n', at + 1) - at - 1);
+    std::string lower = line;
+    std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+    if (lower.starts_with("x-api-key:")) ++headers;
+  }
+  EXPECT_EQ(headers, 1u) << seen;
+  EXPECT_EQ(seen.find("placeholder"), std::string::npos) << seen;
+  EXPECT_EQ(seen.find("another-copy"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("Host: allowed.mp-test:" + std::to_string(kModelPort) + "\n"),
+            std::string::npos)
+      << seen;
+
+  const std::string control = Run("keyinenv", KeyProbe());
+  EXPECT_EQ(control.find("env-hits=0\n"), std::string::npos)
+      << "control: the probe finds the key in the environment\n"
+      << control;
+  EXPECT_NE(control.find("env-hits="), std::string::npos) << control;
 }
 
 // With monkeyproof-egress stopped, the running session's connections are refused at once

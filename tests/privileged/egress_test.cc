@@ -658,9 +658,25 @@ TEST_F(EgressTest, ARestartedSupervisorHandsAdoptedSessionsOverAgain) {
                                  phase("one") + wait_file(w + "/r-go2") + phase("two") +
                                      wait_file(w + "/r-go3") + phase("three"));
   ASSERT_FALSE(id.empty());
+  // A gateway session too: its endpoint comes back after the restart, with the key read again
+  // (rotated meanwhile: the next requests carry the new one).
+  auto model_phase = [&](const std::string& n) {
+    return "{ " +
+           Timed(n, "curl -sS -m 10 -H \"x-api-key: $MODEL_API_KEY\" \"$MODEL_BASE_URL/m-" + n +
+                        "\"") +
+           "} > " + w + "/r-" + n + ".tmp 2>&1; mv " + w + "/r-" + n + ".tmp " + w + "/r-" + n +
+           "; ";
+  };
+  const std::string gid =
+      StartOn(*first, "gateway",
+              model_phase("gw1") + wait_file(w + "/r-go2") + model_phase("gw2") +
+                  wait_file(w + "/r-go3") + model_phase("gw3"));
+  ASSERT_FALSE(gid.empty());
   auto exists = [](const std::string& f) { return ::access(f.c_str(), F_OK) == 0; };
   ASSERT_TRUE(WaitFor([&] { return exists(w + "/r-one"); }, std::chrono::seconds(60)));
   EXPECT_NE(Slurp(w + "/r-one").find("egress-ok"), std::string::npos) << Slurp(w + "/r-one");
+  ASSERT_TRUE(WaitFor([&] { return exists(w + "/r-gw1"); }, std::chrono::seconds(60)));
+  EXPECT_NE(Slurp(w + "/r-gw1").find("model-ok"), std::string::npos) << Slurp(w + "/r-gw1");
 
   const auto disconnects = [] {
     return Count(Slurp(kBase + "/egress.log"), "event=supervisor_disconnected");
@@ -677,6 +693,11 @@ TEST_F(EgressTest, ARestartedSupervisorHandsAdoptedSessionsOverAgain) {
   EXPECT_GE(Rc(two, "two"), 0) << two;
   EXPECT_NE(Rc(two, "two"), kCurlTimedOut) << "did not fail at once\n" << two;
 
+  ASSERT_TRUE(WaitFor([&] { return exists(w + "/r-gw2"); }, std::chrono::seconds(60)));
+  EXPECT_EQ(Slurp(w + "/r-gw2").find("model-ok"), std::string::npos) << Slurp(w + "/r-gw2");
+  const std::string rotated = "mp-rotated-key-5b08d2";
+  ASSERT_TRUE(Sh("printf '%s\\n' " + rotated + " > " + kBase + "/creds/model-key"));
+
   supervisor = StartStoredSupervisor(dir, store, store.Take());
   auto second = connect();
   ASSERT_TRUE(second) << Slurp(dir + "/daemon.log");
@@ -692,6 +713,17 @@ TEST_F(EgressTest, ARestartedSupervisorHandsAdoptedSessionsOverAgain) {
   ASSERT_TRUE(WaitFor([&] { return exists(w + "/r-three"); }, std::chrono::seconds(60)));
   EXPECT_NE(Slurp(w + "/r-three").find("egress-ok"), std::string::npos)
       << Slurp(w + "/r-three") << Slurp(kBase + "/egress.log");
+  ASSERT_TRUE(WaitFor([&] { return exists(w + "/r-gw3"); }, std::chrono::seconds(60)));
+  EXPECT_NE(Slurp(w + "/r-gw3").find("model-ok"), std::string::npos)
+      << Slurp(w + "/r-gw3") << Slurp(dir + "/daemon.log") << Slurp(kBase + "/egress.log");
+  const std::string seen = Slurp(kBase + "/model-requests.log");
+  const size_t after = seen.find("GET /v1/m-gw3 ");
+  ASSERT_NE(after, std::string::npos) << seen;
+  EXPECT_NE(seen.find("x-api-key: " + rotated + "\n", after), std::string::npos) << seen;
+  const size_t before_restart = seen.find("GET /v1/m-gw1 ");
+  ASSERT_NE(before_restart, std::string::npos) << seen;
+  EXPECT_NE(seen.find("x-api-key: " + kRealKey + "\n", before_restart), std::string::npos) << seen;
+  ASSERT_TRUE(Sh("printf '%s\\n' " + kRealKey + " > " + kBase + "/creds/model-key"));
   second.reset();
   StopProcess(supervisor);
 }

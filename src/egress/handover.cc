@@ -27,17 +27,6 @@ bool IsSessionId(std::string_view s) {
   return true;
 }
 
-// RFC 9110 token characters.
-bool IsToken(std::string_view s) {
-  if (s.empty()) return false;
-  for (const char c : s) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-    if (!ok) return false;
-  }
-  return true;
-}
-
 bool EqualsIgnoringCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -47,16 +36,28 @@ bool EqualsIgnoringCase(std::string_view a, std::string_view b) {
   return true;
 }
 
-// A header the gateway sets itself or that frames the message: a credential header must not
-// be one of them.
+}  // namespace
+
+bool IsHeaderToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (const char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+
 bool IsCredentialHeaderName(std::string_view s) {
-  if (!IsToken(s)) return false;
+  if (!IsHeaderToken(s)) return false;
   for (const std::string_view reserved :
        {"host", "content-length", "transfer-encoding", "connection"}) {
     if (EqualsIgnoringCase(s, reserved)) return false;
   }
   return true;
 }
+
+namespace {
 
 void ReadEndpoints(wire::ObjectReader& r, std::vector<HandoverEndpoint>* out) {
   const size_t count = r.Array("endpoints", kMaxGatewayEndpoints, false);

@@ -52,6 +52,13 @@ struct HandoverMessage {
   std::vector<HandoverEndpoint> endpoints;  // kOpen only, 0..kMaxGatewayEndpoints
 };
 
+// An HTTP field name (RFC 9110 token).
+bool IsHeaderToken(std::string_view s);
+// A field name that may carry an endpoint's credential: a token other than the fields the
+// gateway sets itself or that frame the message (Host, Content-Length, Transfer-Encoding,
+// Connection; any case).
+bool IsCredentialHeaderName(std::string_view s);
+
 std::string EncodeHandover(const HandoverMessage& message);
 // Strict: unknown or missing fields, a bad session id, more than 256 allow entries, or a
 // record over kMaxHandoverRecordBytes are errors naming what is wrong. An endpoint's upstream

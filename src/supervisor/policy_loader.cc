@@ -3,7 +3,6 @@
 // policy_set.cc, the field reference in docs/policies.md.
 #include <algorithm>
 #include <array>
-#include <cctype>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -52,25 +51,8 @@ bool Matches(std::string_view s, std::string_view first, std::string_view rest, 
   return std::all_of(s.begin() + 1, s.end(), [&](char c) { return InSet(c, rest); });
 }
 bool IsCredentialName(std::string_view s) { return Matches(s, "A-Za-z0-9_", "A-Za-z0-9._-", 128); }
-// An HTTP field name (RFC 9110 token).
-bool IsHeaderToken(std::string_view s) {
-  constexpr std::string_view kTchar = "!#$%&'*+-.^_`|~";
-  return !s.empty() && std::all_of(s.begin(), s.end(), [&](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) != 0 || kTchar.find(c) != kTchar.npos;
-  });
-}
 bool IsPlainPrintable(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
-}
-// The fields the gateway writes itself, which no credential may replace.
-bool IsGatewaysOwnHeader(std::string_view s) {
-  const auto equals = [&](std::string_view h) {
-    return s.size() == h.size() && std::equal(s.begin(), s.end(), h.begin(), [](char a, char b) {
-             return std::tolower(static_cast<unsigned char>(a)) == b;
-           });
-  };
-  return equals("host") || equals("content-length") || equals("transfer-encoding") ||
-         equals("connection");
 }
 bool IsAccountName(std::string_view s) { return Matches(s, "a-z_", "a-z0-9_.-", 32); }
 
@@ -89,7 +71,8 @@ constexpr wire::StringRule kCredentialNameRule{
     1, 128, IsCredentialName, "a plain file name (^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$)"};
 constexpr std::string_view kBindModeNames[] = {"ro", "rw"};  // sandbox::BindMode order
 constexpr wire::StringRule kHeaderNameRule{
-    1, 64, IsHeaderToken, "an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)"};
+    1, egress::kMaxEndpointHeaderBytes, egress::IsHeaderToken,
+    "an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)"};
 constexpr wire::StringRule kHeaderPrefixRule{0, 64, IsPlainPrintable,
                                              "printable ASCII (no control characters)"};
 
@@ -270,7 +253,7 @@ class PolicyReader {
         Fail(ptr + "/upstream", url.error().what);
         continue;
       }
-      if (IsGatewaysOwnHeader(g.header)) {
+      if (!egress::IsCredentialHeaderName(g.header)) {
         Fail(ptr + "/auth/header", Quote(g.header) +
                                        " cannot carry a credential (Host, "
                                        "Content-Length, Transfer-Encoding and "

@@ -7,6 +7,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/result.h"
 #include "egress/gateway_config.h"
@@ -42,5 +43,11 @@ void StartAccountedRelay(const std::shared_ptr<EgressSession>& session,
 
 // Closes with a TCP reset (SO_LINGER 0): a refused transparent connection fails at once.
 void ResetClose(boost::asio::ip::tcp::socket& socket);
+
+// Answers `status phrase` with `text` as a plain-text body and "Connection: close", then shuts
+// `client` down and closes it. `owner` (the front end that holds `client`) is kept alive until
+// the write ends.
+void AnswerAndClose(boost::asio::ip::tcp::socket& client, int status, std::string_view phrase,
+                    const std::string& text, std::shared_ptr<void> owner);
 
 }  // namespace mp::egress

@@ -457,17 +457,8 @@ class EndpointFront : public std::enable_shared_from_this<EndpointFront> {
       boost::system::error_code ignored;
       upstream_->lowest_layer().close(ignored);
     }
-    const std::string text = "monkeyproof gateway: " + why + "\n";
-    auto reply = std::make_shared<std::string>(
-        "HTTP/1.1 " + std::to_string(status) + " " + phrase +
-        "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
-        std::to_string(text.size()) + "\r\nConnection: close\r\n\r\n" + text);
-    asio::async_write(client_, asio::buffer(*reply),
-                      [self = shared_from_this(), reply](boost::system::error_code, size_t) {
-                        boost::system::error_code ignored;
-                        self->client_.shutdown(tcp::socket::shutdown_send, ignored);
-                        self->client_.close(ignored);
-                      });
+    AnswerAndClose(client_, status, phrase, "monkeyproof gateway: " + why + "\n",
+                   shared_from_this());
   }
 
   std::shared_ptr<EgressSession> session_;

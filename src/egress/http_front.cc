@@ -175,17 +175,7 @@ class HttpFront : public std::enable_shared_from_this<HttpFront> {
                              .allowed = false,
                              .reason = why});
     if (transparent_) return ResetClose(client_);
-    std::string text = why + "\n";
-    auto reply = std::make_shared<std::string>(
-        "HTTP/1.1 " + std::to_string(status) + " " + phrase +
-        "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
-        std::to_string(text.size()) + "\r\nConnection: close\r\n\r\n" + text);
-    asio::async_write(client_, asio::buffer(*reply),
-                      [self = shared_from_this(), reply](boost::system::error_code, size_t) {
-                        boost::system::error_code ignored;
-                        self->client_.shutdown(tcp::socket::shutdown_send, ignored);
-                        self->client_.close(ignored);
-                      });
+    AnswerAndClose(client_, status, phrase, why + "\n", shared_from_this());
   }
 
   std::shared_ptr<EgressSession> session_;
@@ -204,6 +194,20 @@ void StartHttpFront(std::shared_ptr<EgressSession> session, tcp::socket client,
                     std::shared_ptr<ConnectionSlot> slot, bool transparent) {
   std::make_shared<HttpFront>(std::move(session), std::move(client), std::move(slot), transparent)
       ->Start();
+}
+
+void AnswerAndClose(tcp::socket& client, int status, std::string_view phrase,
+                    const std::string& text, std::shared_ptr<void> owner) {
+  auto reply = std::make_shared<std::string>(
+      "HTTP/1.1 " + std::to_string(status) + " " + std::string(phrase) +
+      "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
+      std::to_string(text.size()) + "\r\nConnection: close\r\n\r\n" + text);
+  asio::async_write(client, asio::buffer(*reply),
+                    [&client, owner = std::move(owner), reply](boost::system::error_code, size_t) {
+                      boost::system::error_code ignored;
+                      client.shutdown(tcp::socket::shutdown_send, ignored);
+                      client.close(ignored);
+                    });
 }
 
 void ResetClose(tcp::socket& socket) {

@@ -2,10 +2,12 @@
 // /etc/monkeyproof/egress.conf (`key = value`, common/kv_config), listens on the handover
 // socket for the supervisor (egress_daemon.h), and logs every verdict as one line on stderr
 // (the journal under systemd). Runs as its own unprivileged user; refuses to run as root.
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -142,6 +144,12 @@ int Run(int argc, char** argv) {
     Log(LogLevel::kError,
         "refusing to run as root: run as the monkeyproof-egress user (the packaged unit "
         "does), or pass --allow-root in tests");
+    return 1;
+  }
+  // It holds the credential gateway's keys: no core dump, and no ptrace or /proc/PID/mem even
+  // for a process of its own uid (its /proc files become root's).
+  if (::prctl(PR_SET_DUMPABLE, 0) != 0) {
+    Log(LogLevel::kError, std::string("prctl(PR_SET_DUMPABLE, 0): ") + std::strerror(errno));
     return 1;
   }
   if (auto loaded = LoadSettings(o); !loaded) {

@@ -432,6 +432,26 @@ TEST_F(EgressTest, TheGatewayCarriesTheKeyTheSessionNeverHolds) {
   EXPECT_NE(control.find("env-hits="), std::string::npos) << control;
 }
 
+// monkeyproof-egress holds the gateway's keys, so it makes itself non-dumpable: its /proc files
+// (mem, environ) belong to root, not to its uid, and it leaves no core. Control: another
+// process of the same uid keeps its own.
+TEST_F(EgressTest, TheEgressDaemonIsNotDumpable) {
+  struct stat st {};
+  ASSERT_EQ(::stat(("/proc/" + std::to_string(egress_) + "/mem").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u) << "monkeyproof-egress is dumpable";
+  pid_t other = StartProcess({"/bin/sleep", "30"}, kBase + "/sleep.log", kEgressUid);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        struct stat s {};
+        return ::stat(("/proc/" + std::to_string(other) + "/mem").c_str(), &s) == 0 &&
+               s.st_uid == kEgressUid;
+      },
+      std::chrono::seconds(10)))
+      << "control: a process of uid " << kEgressUid << " owns its /proc files";
+  ::kill(other, SIGKILL);
+  ::waitpid(other, nullptr, 0);
+}
+
 // With monkeyproof-egress stopped, the running session's connections are refused at once
 // (nobody holds its listeners); once it is back, monkeyproofd hands them over again and the
 // same session reaches the allowed name. Phases are driven through files in the workspace.

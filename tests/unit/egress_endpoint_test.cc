@@ -151,6 +151,37 @@ TEST_F(EndpointTest, AnUpstreamThatClosedBetweenRequestsIsReopened) {
   EXPECT_EQ(seen[1].Values("x-api-key"), std::vector<std::string>{kRealKey});
 }
 
+// The answer to HEAD has a Content-Length and no body: the gateway frames it as such, and the
+// next request on the connection is answered (were the 10 announced bytes awaited, the GET
+// would wait for them and time out).
+TEST_F(EndpointTest, AHeadAnswerHasNoBodyAndTheConnectionGoesOn) {
+  TlsUpstream upstream(cert_, [](const Request& request, Stream& stream) {
+    if (request.method() != http::verb::head) return DefaultAnswer(request, stream);
+    http::response<http::empty_body> head(http::status::ok, request.version());
+    head.content_length(10);
+    head.set("X-Head", "1");
+    head.keep_alive(true);
+    http::write(stream, head);
+  });
+  StartEndpoint(upstream.port());
+  UniqueFd client = Dial(endpoint_ports_[0]);
+  std::string carry;
+  SendAll(client.get(), "HEAD /h HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + Get("/g"));
+  auto head = ReadResponse(client.get(), carry, /*to_head=*/true);
+  EXPECT_EQ(head.result_int(), 200u) << head;
+  EXPECT_EQ(head["X-Head"], "1");
+  EXPECT_EQ(head[http::field::content_length], "10");
+  EXPECT_EQ(head.body(), "");
+  auto get = ReadResponse(client.get(), carry);
+  EXPECT_EQ(get.result_int(), 200u) << get;
+  EXPECT_EQ(get.body(), "got 0 bytes");
+  const std::vector<Seen> seen = upstream.seen();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].method, "HEAD");
+  EXPECT_EQ(seen[1].target, "/v1/g");
+  EXPECT_EQ(seen[1].connection, 1);
+}
+
 // "Expect: 100-continue": the gateway says "go on" itself and the upstream never sees Expect
 // (it would answer 100 on a connection whose request body is already on its way).
 TEST_F(EndpointTest, ExpectContinueIsAnsweredHere) {

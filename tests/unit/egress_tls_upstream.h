@@ -155,9 +155,12 @@ class TlsUpstream {
 };
 
 // Reads one HTTP response from `fd`; bytes after it stay in `carry`. Status 0 when the
-// connection ended (or timed out) first.
-inline http::response<http::string_body> ReadResponse(int fd, std::string& carry) {
+// connection ended (or timed out) first. `to_head`: the answer to a HEAD request (no body,
+// whatever Content-Length says).
+inline http::response<http::string_body> ReadResponse(int fd, std::string& carry,
+                                                      bool to_head = false) {
   http::response_parser<http::string_body> parser;
+  parser.skip(to_head);
   parser.eager(true);
   parser.body_limit(64 << 20);
   for (;;) {

@@ -164,6 +164,9 @@ TEST_F(GatewayChecklistTest, EveryHostHeaderMustNameTheUrlsDestination) {
       "GET http://" + w + "/ HTTP/1.1\r\nHost: " + e + "\r\nHost: " + w + "\r\n\r\n",
       "GET http://" + e + "/ HTTP/1.1\r\nHost: " + w + "\r\n\r\n",
       "GET http://" + w + "/ HTTP/1.1\r\nHost: " + w + ", " + e + "\r\n\r\n",
+      "GET http://" + w + "/ HTTP/1.1\r\nHost: " + w + "\r\n " + e + "\r\n\r\n",  // obs-fold
+      "GET http://" + w + "/ HTTP/1.1\r\nHost : " + e + "\r\nHost: " + w + "\r\n\r\n",
+      "GET http://" + w + "/ HTTP/1.1\r\nHost: " + w + "\nHost: " + e + "\r\n\r\n",
   };
   for (const std::string& request : refused) {
     Received r = Ask(proxy_port_, request);

@@ -226,10 +226,28 @@ void EgressSession::Report(Verdict verdict) {
   if (on_verdict_) on_verdict_(verdict);
 }
 
+namespace {
+
+// An IPv4-mapped IPv6 address as the IPv4 address it reaches.
+asio::ip::address Unmapped(const asio::ip::address& address) {
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+  }
+  return address;
+}
+
+}  // namespace
+
+// A connect to 0.0.0.0 or :: reaches the local host, so an unspecified destination counts as
+// every own listener on its port; so does an own listener bound to the unspecified address.
 bool EgressSession::IsOwnListener(const tcp::endpoint& endpoint) const {
+  const asio::ip::address address = Unmapped(endpoint.address());
   for (const tcp::endpoint& own : own_endpoints_) {
     if (own.port() != endpoint.port()) continue;
-    if (own.address() == endpoint.address() || own.address().is_unspecified()) return true;
+    const asio::ip::address own_address = Unmapped(own.address());
+    if (own_address == address || own_address.is_unspecified() || address.is_unspecified()) {
+      return true;
+    }
   }
   return false;
 }

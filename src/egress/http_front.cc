@@ -67,6 +67,10 @@ class HttpFront : public std::enable_shared_from_this<HttpFront> {
       return Refuse({}, 0, 400, "Bad Request", "malformed request head: " + ec.message());
     }
     const auto& request = parser_.get();
+    // Two Host headers: this gateway would check one and the upstream might use the other.
+    if (request.count(http::field::host) > 1) {
+      return Refuse({}, 0, 400, "Bad Request", "more than one Host header");
+    }
     std::optional<std::string_view> host;
     if (auto it = request.find(http::field::host); it != request.end()) {
       host = std::string_view(it->value().data(), it->value().size());

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,9 +19,11 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/unique_fd.h"
@@ -30,12 +33,25 @@ namespace mp::egress::testing {
 
 namespace asio = boost::asio;
 
-inline UniqueFd Listen(int type) {
-  UniqueFd fd(socket(AF_INET, type | SOCK_CLOEXEC, 0));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+// A socket bound to `address` (IPv4 or IPv6 text) and `port` (0: an ephemeral one); listening
+// if a stream.
+inline UniqueFd Listen(int type, const char* address = "127.0.0.1", uint16_t port = 0) {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&storage);
+  if (inet_pton(AF_INET, address, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    length = sizeof *v4;
+  } else {
+    EXPECT_EQ(inet_pton(AF_INET6, address, &v6->sin6_addr), 1) << address;
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    length = sizeof *v6;
+  }
+  UniqueFd fd(socket(storage.ss_family, type | SOCK_CLOEXEC, 0));
+  EXPECT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&storage), length), 0) << address;
   if (type == SOCK_STREAM) {
     EXPECT_EQ(listen(fd.get(), 64), 0);
   }
@@ -43,10 +59,11 @@ inline UniqueFd Listen(int type) {
 }
 
 inline uint16_t PortOf(int fd) {
-  sockaddr_in address{};
+  sockaddr_storage address{};
   socklen_t length = sizeof address;
   getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  return ntohs(address.sin_port);
+  return address.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&address)->sin6_port)
+                                       : ntohs(reinterpret_cast<sockaddr_in*>(&address)->sin_port);
 }
 
 // A blocking client socket with a 5 s receive timeout (a hang fails the test, never blocks it).
@@ -108,7 +125,9 @@ inline std::string ReadHead(int fd) {
 class Upstream {
  public:
   enum class Mode { kEcho, kHttp, kRecord };
-  explicit Upstream(Mode mode) : mode_(mode), listener_(Listen(SOCK_STREAM)) {
+  explicit Upstream(Mode mode) : Upstream(mode, Listen(SOCK_STREAM)) {}
+  // On a listener of the test's choosing (another loopback address, IPv6).
+  Upstream(Mode mode, UniqueFd listener) : mode_(mode), listener_(std::move(listener)) {
     port_ = PortOf(listener_.get());
     thread_ = std::thread([this] { Serve(); });
   }
@@ -169,7 +188,16 @@ class MapResolver : public Resolver {
  public:
   explicit MapResolver(asio::io_context& io) : io_(io) {}
   std::map<std::string, std::vector<std::string>> names;
+  // Every name the gateway asked for, in order.
+  std::vector<std::string> asked() {
+    std::lock_guard lock(mu_);
+    return asked_;
+  }
   void Resolve(const std::string& name, Handler handler) override {
+    {
+      std::lock_guard lock(mu_);
+      asked_.push_back(name);
+    }
     auto it = names.find(name);
     Result<std::vector<asio::ip::address>> result = PlainError("no such name: " + name);
     if (it != names.end()) {
@@ -184,7 +212,27 @@ class MapResolver : public Resolver {
 
  private:
   asio::io_context& io_;
+  std::mutex mu_;
+  std::vector<std::string> asked_;
 };
+
+// The first flight of a real TLS client (OpenSSL) for `sni` ("" = no server_name extension).
+inline std::string ClientHello(const std::string& sni) {
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()),
+                                                        SSL_CTX_free);
+  std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), SSL_free);
+  BIO* in = BIO_new(BIO_s_mem());
+  BIO* out = BIO_new(BIO_s_mem());
+  SSL_set_bio(ssl.get(), in, out);  // ssl owns both
+  if (!sni.empty()) SSL_set_tlsext_host_name(ssl.get(), sni.c_str());
+  SSL_set_connect_state(ssl.get());
+  EXPECT_EQ(SSL_do_handshake(ssl.get()), -1);  // wants the server's answer
+  std::string hello;
+  char buf[4096];
+  int n;
+  while ((n = BIO_read(out, buf, sizeof buf)) > 0) hello.append(buf, static_cast<size_t>(n));
+  return hello;
+}
 
 // The session under test on its own io_context thread.
 class GatewayFixture : public ::testing::Test {

@@ -216,5 +216,32 @@ TEST_F(GatewayProxyTest, StubDnsAnswersAllowedNamesOnlyAndSynthetically) {
   EXPECT_EQ(session_->counters().dns_answered.load(), 4u);
 }
 
+// Issue 14's checklist (IDN and trailing dots) for the stub DNS: a punycode name is answered
+// in any case, with the same synthetic address, also when its rule was written with a
+// trailing dot; the same name in UTF-8 (which a client's IDNA mapping would turn into the
+// punycode one) is NXDOMAIN, not mapped: only the punycode form is a name here. The answered
+// spellings are the control.
+TEST_F(GatewayProxyTest, StubDnsAnswersPunycodeOnlyInAnyCase) {
+  StartSession({"xn--bcher-kva.example:443", "plain.example.:443"});
+  const std::string canonical = AskDns(dns_port_, "xn--bcher-kva.example", 1);
+  ASSERT_EQ(Rcode(canonical), 0);
+  ASSERT_EQ(AnswerCount(canonical), 1);
+  std::string upper = AskDns(dns_port_, "XN--Bcher-KVA.example", 1);
+  ASSERT_EQ(AnswerCount(upper), 1);
+  EXPECT_EQ(upper.substr(upper.size() - 4), canonical.substr(canonical.size() - 4));
+  for (const char* name : {"plain.example", "PLAIN.Example"}) {
+    std::string a = AskDns(dns_port_, name, 1);
+    EXPECT_EQ(Rcode(a), 0) << name;
+    EXPECT_EQ(AnswerCount(a), 1) << name;
+  }
+  for (const char* name : {"b\xc3\xbc"
+                           "cher.example",
+                           "bcher-kva.example", "xn--bcher-kva.example.evil"}) {
+    std::string nx = AskDns(dns_port_, name, 1);
+    EXPECT_EQ(Rcode(nx), 3) << name;
+    EXPECT_EQ(AnswerCount(nx), 0) << name;
+  }
+}
+
 }  // namespace
 }  // namespace mp::egress::testing

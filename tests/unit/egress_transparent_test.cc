@@ -2,9 +2,7 @@
 // transparent TLS and HTTP listeners, and the per-session limits. Each refusal comes with a
 // control where the same probe, allowed or within the limit, gets through.
 #include <gtest/gtest.h>
-#include <openssl/ssl.h>
 
-#include <memory>
 #include <string>
 
 #include "egress_fixture.h"
@@ -17,24 +15,6 @@ using GatewayTransparentTest = GatewayFixture;
 // Closed by the gateway without a byte: reset, or EOF when the client's own send already
 // consumed the reset (EPIPE); never the client's 5 s timeout.
 bool ClosedAtOnce(const Received& r) { return r.bytes.empty() && r.end != End::kTimeout; }
-
-// The first flight of a real TLS client (OpenSSL) for `sni` ("" = no server_name extension).
-std::string ClientHello(const std::string& sni) {
-  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()),
-                                                        SSL_CTX_free);
-  std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), SSL_free);
-  BIO* in = BIO_new(BIO_s_mem());
-  BIO* out = BIO_new(BIO_s_mem());
-  SSL_set_bio(ssl.get(), in, out);  // ssl owns both
-  if (!sni.empty()) SSL_set_tlsext_host_name(ssl.get(), sni.c_str());
-  SSL_set_connect_state(ssl.get());
-  EXPECT_EQ(SSL_do_handshake(ssl.get()), -1);  // wants the server's answer
-  std::string hello;
-  char buf[4096];
-  int n;
-  while ((n = BIO_read(out, buf, sizeof buf)) > 0) hello.append(buf, static_cast<size_t>(n));
-  return hello;
-}
 
 TEST_F(GatewayTransparentTest, TlsClientHelloIsForwardedUnchangedToTheSniName) {
   Upstream sink(Upstream::Mode::kRecord);

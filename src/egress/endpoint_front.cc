@@ -7,6 +7,7 @@
 // client as the upstream sends it), and read the next request on the same connections.
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <boost/asio/ssl/context.hpp>
@@ -22,6 +23,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
+#include <cerrno>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -337,6 +339,7 @@ class EndpointFront : public std::enable_shared_from_this<EndpointFront> {
     response_->body_limit(kNoBodyLimit);
     if (head_request_) response_->skip(true);
     Arm(session_->config().limits.idle_timeout);
+    WatchClient();
     http::async_read_header(*upstream_, upstream_buffer_, *response_,
                             [self = shared_from_this()](boost::system::error_code ec, size_t) {
                               self->OnResponseHead(ec);
@@ -372,6 +375,28 @@ class EndpointFront : public std::enable_shared_from_this<EndpointFront> {
           // A 1xx response is a head alone; the real one follows.
           if (interim) return self->ReadResponseHead();
           self->RelayResponseBody();
+        });
+  }
+
+  // While a response is awaited or streams, a client that closes its connection ends the
+  // exchange at once, so the upstream stops generating for nobody (else only the idle timeout
+  // would). Readable with nothing to read is its EOF; bytes of a pipelined request end the
+  // watch and are read after this response.
+  void WatchClient() {
+    if (watching_ || finished_) return;
+    watching_ = true;
+    client_.async_wait(
+        tcp::socket::wait_read, [weak = weak_from_this()](boost::system::error_code ec) {
+          auto self = weak.lock();
+          if (!self) return;
+          self->watching_ = false;
+          if (ec || self->finished_ || !self->in_request_) return;
+          char byte = 0;
+          const ssize_t n =
+              ::recv(self->client_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+          if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+            self->Abort();
+          }
         });
   }
 
@@ -481,6 +506,7 @@ class EndpointFront : public std::enable_shared_from_this<EndpointFront> {
   bool upstream_keep_alive_ = false;
   bool expect_continue_ = false;
   bool head_request_ = false;
+  bool watching_ = false;   // WatchClient's wait is pending
   bool head_sent_ = false;  // the client has (part of) a response
   bool in_request_ = false;
   bool finished_ = false;

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -55,7 +56,7 @@ class EndpointTest : public GatewayFixture {
                  [&](GatewayConfig& config) {
                    config.endpoints.push_back({*upstream, "x-api-key", kRealKey});
                    config.upstream_ca_file = ca_file;
-                   config.limits.idle_timeout = std::chrono::seconds(5);
+                   config.limits.idle_timeout = idle_timeout_;
                    config.limits.connect_timeout = connect_timeout_;
                    config.limits.max_connections = max_connections_;
                  });
@@ -66,6 +67,7 @@ class EndpointTest : public GatewayFixture {
   test::PemPair cert_;
   test::TempDir dir_;
   std::chrono::milliseconds connect_timeout_{10'000};
+  std::chrono::milliseconds idle_timeout_{5'000};
   uint32_t max_connections_ = 64;
 };
 
@@ -239,6 +241,43 @@ TEST_F(EndpointTest, AStreamedResponseArrivesAsItIsSent) {
   }
   EXPECT_NE(got.find("data: second"), std::string::npos) << got;
   EXPECT_TRUE(got.ends_with("0\r\n\r\n")) << got;
+}
+
+// A client that goes away while a response streams ends the exchange at once: the upstream's
+// connection is closed long before the idle timeout (60 s here), so a model stops generating
+// for nobody. (Control, run by hand: without EndpointFront::WatchClient the close comes only
+// with the idle timeout.)
+TEST_F(EndpointTest, AClientThatLeavesMidStreamEndsTheUpstreamConnection) {
+  idle_timeout_ = std::chrono::seconds(60);
+  auto closed = std::make_shared<std::promise<void>>();
+  std::future<void> upstream_closed = closed->get_future();
+  TlsUpstream upstream(cert_, [closed](const Request&, Stream& stream) {
+    const std::string first = "event: a\ndata: first\n\n";
+    char size[16];
+    std::snprintf(size, sizeof size, "%zx\r\n", first.size());
+    boost::asio::write(stream, boost::asio::buffer(std::string("HTTP/1.1 200 OK\r\nContent-Type: "
+                                                               "text/event-stream\r\nTransfer-"
+                                                               "Encoding: chunked\r\n\r\n") +
+                                                   size + first + "\r\n"));
+    char byte = 0;
+    boost::system::error_code ec;
+    boost::asio::read(stream, boost::asio::buffer(&byte, 1), ec);  // until the gateway closes
+    closed->set_value();
+  });
+  StartEndpoint(upstream.port());
+  UniqueFd client = Dial(endpoint_ports_[0]);
+  SendAll(client.get(), Get("/stream"));
+  std::string got;
+  char buf[4096];
+  while (got.find("data: first") == std::string::npos) {
+    const ssize_t n = recv(client.get(), buf, sizeof buf, 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  ASSERT_NE(got.find("data: first"), std::string::npos) << got;
+  client.Reset();
+  EXPECT_EQ(upstream_closed.wait_for(std::chrono::seconds(10)), std::future_status::ready)
+      << "the upstream connection outlived the client's";
 }
 
 TEST_F(EndpointTest, AOneMebibyteBodyArrivesIntactWithLengthAndChunked) {

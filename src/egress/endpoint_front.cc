@@ -103,6 +103,22 @@ class EndpointFront : public std::enable_shared_from_this<EndpointFront> {
 
  private:
   const std::string& Host() const { return endpoint_.upstream.host; }
+  // The key alone: a prefix ("Bearer ") ends at the value's last space; keys have none.
+  std::string_view Key() const {
+    const std::string_view v = endpoint_.value;
+    const size_t space = v.rfind(' ');
+    return space == std::string_view::npos ? v : v.substr(space + 1);
+  }
+  static bool Contains(std::string_view haystack, std::string_view needle) {
+    if (needle.empty()) return false;
+    return std::search(haystack.begin(), haystack.end(), needle.begin(), needle.end(),
+                       [](char a, char b) {
+                         const auto lower = [](char c) {
+                           return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+                         };
+                         return lower(a) == lower(b);
+                       }) != haystack.end();
+  }
 
   // The one deadline of the connection: whatever runs when it passes is cut off.
   void Arm(std::chrono::milliseconds after) {
@@ -171,6 +187,10 @@ class EndpointFront : public std::enable_shared_from_this<EndpointFront> {
     }
     if (ec) return Refuse(400, "Bad Request", "malformed request head: " + ec.message());
     auto& request = request_->get();
+    if (request.method() == http::verb::trace) {
+      // An upstream that honours TRACE would echo the request, credential and all.
+      return Refuse(405, "Method Not Allowed", "TRACE is not forwarded by a model endpoint");
+    }
     if (request.method() == http::verb::connect) {
       return Refuse(400, "Bad Request",
                     "CONNECT is not served by a model endpoint: send requests with an "
@@ -189,6 +209,23 @@ class EndpointFront : public std::enable_shared_from_this<EndpointFront> {
                     "a request's Transfer-Encoding must end in chunked (or send Content-Length)");
     }
     in_request_ = true;
+    // The framing is written anew from what the parser found, so that the upstream reads the
+    // body exactly as it was read here (no second Transfer-Encoding or list-valued
+    // Content-Length for it to read otherwise).
+    const bool chunked = request_->chunked();
+    if (chunked && (request.count(http::field::transfer_encoding) != 1 ||
+                    !beast::iequals(request[http::field::transfer_encoding], "chunked"))) {
+      return Refuse(400, "Bad Request",
+                    "a request's Transfer-Encoding must be exactly \"chunked\", once");
+    }
+    const auto length = request_->content_length();
+    request.erase(http::field::transfer_encoding);
+    request.erase(http::field::content_length);
+    if (chunked) {
+      request.chunked(true);
+    } else if (length) {
+      request.content_length(*length);
+    }
     // Every copy of the credential header the session sent goes; the real one is set.
     request.erase(endpoint_.header);
     request.set(endpoint_.header, endpoint_.value);
@@ -354,11 +391,12 @@ class EndpointFront : public std::enable_shared_from_this<EndpointFront> {
     if (status == 101) {
       return Refuse(502, "Bad Gateway", "upstream " + Host() + " switched protocols");
     }
-    // Defence in depth: a header that echoes the credential never reaches the session.
+    // Defence in depth: a header that echoes the credential (with its prefix or without, in
+    // any case) never reaches the session.
     for (auto it = response.begin(); it != response.end();) {
       const std::string_view value(it->value().data(), it->value().size());
-      it = value.find(endpoint_.value) != std::string_view::npos ? response.erase(it)
-                                                                 : std::next(it);
+      it = Contains(value, endpoint_.value) || Contains(value, Key()) ? response.erase(it)
+                                                                      : std::next(it);
     }
     const bool interim = status >= 100 && status < 200;
     if (!interim) {

@@ -99,7 +99,9 @@ std::string EncodeHandover(const HandoverMessage& message) {
       j["endpoints"] = std::move(endpoints);
     }
   }
-  return j.dump();
+  // Never throws: invalid UTF-8 (which the supervisor refuses before it gets here) becomes
+  // U+FFFD instead of an exception that would end monkeyproofd.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 Result<HandoverMessage> DecodeHandover(std::string_view record, size_t fd_count) {

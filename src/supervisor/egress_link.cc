@@ -86,7 +86,7 @@ Result<void> EgressLink::Begin(const std::string& id, std::vector<std::string> a
 
 void EgressLink::HandOrConnect(const std::string& id, const Entry& entry) {
   if (socket_) {
-    if (auto handed = Hand(id, entry); !handed) Disconnect(handed.error().ToString());
+    Hand(id, entry);
   } else {
     TryConnect();  // hands every session, this one included, when the daemon is there
   }
@@ -113,16 +113,28 @@ void EgressLink::End(const std::string& id) {
   }
 }
 
-Result<void> EgressLink::Hand(const std::string& id, const Entry& entry) {
+bool EgressLink::Hand(const std::string& id, const Entry& entry) {
   auto listeners = sandbox::CreateEgressListeners(entry.netns.get(), entry.endpoints.size());
-  if (!listeners) return listeners.error().Wrap("egress listeners of " + id);
+  if (!listeners) {
+    // This session's alone (its own process may hold one of the ports while the daemon was
+    // away): it stays without listeners, its connections fail; the link and every other
+    // session go on.
+    Log(LogLevel::kWarning, "component=egress event=hand_failed session=" + id + " " +
+                                listeners.error().ToString() +
+                                " (its connections fail until monkeyproof-egress restarts)");
+    return true;
+  }
   std::vector<int> fds = {listeners->proxy.get(), listeners->tls.get(), listeners->http.get(),
                           listeners->dns.get()};
   for (const UniqueFd& fd : listeners->endpoints) fds.push_back(fd.get());
   egress::HandoverMessage open{egress::HandoverMessage::Type::kOpen, id, entry.allow,
                                entry.endpoints};
   // Our copies close when `listeners` goes out of scope: the daemon holds the only ones.
-  return egress::SendRecord(socket_.get(), egress::EncodeHandover(open), fds);
+  if (auto sent = egress::SendRecord(socket_.get(), egress::EncodeHandover(open), fds); !sent) {
+    Disconnect(sent.error().ToString());
+    return false;
+  }
+  return true;
 }
 
 void EgressLink::TryConnect() {
@@ -162,7 +174,7 @@ void EgressLink::TryConnect() {
   Log(LogLevel::kInfo, "component=egress event=connected socket=" + socket_path_ +
                            " sessions=" + std::to_string(sessions_.size()));
   for (const auto& [id, entry] : sessions_) {
-    if (auto handed = Hand(id, entry); !handed) return Disconnect(handed.error().ToString());
+    if (!Hand(id, entry)) return;
   }
 }
 

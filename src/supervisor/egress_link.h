@@ -60,7 +60,10 @@ class EgressLink {
   };
   void HandOrConnect(const std::string& id, const Entry& entry);
   void TryConnect();
-  Result<void> Hand(const std::string& id, const Entry& entry);
+  // Hands `id` fresh listeners. A session whose listeners cannot be made is logged and left
+  // without (its connections fail; no other session's do); a failed send breaks the link.
+  // False when the link broke.
+  bool Hand(const std::string& id, const Entry& entry);
   void Disconnect(const std::string& why);
   void ScheduleRetry();
   Result<void> EnsureResolvConf();

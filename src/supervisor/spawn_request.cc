@@ -247,12 +247,23 @@ Result<std::vector<egress::HandoverEndpoint>> ReadGatewayEndpoints(
     const std::string field = where + ", network.gateway[" + std::to_string(i) + "]";
     auto value = ReadCredential(dir.get(), g.secret, host);
     if (!value) return std::move(value).error().Wrap(field);
-    // A header value ends at a line break: a key with one would split the request upstream.
-    if (value->empty() || value->find_first_of("\r\n") != std::string::npos) {
+    // The key goes into a header value (a line break would split the request upstream) and
+    // into the handover's JSON (which takes UTF-8 only): visible ASCII, as API keys are.
+    const bool visible =
+        std::all_of(value->begin(), value->end(), [](char c) { return c > 0x20 && c < 0x7f; });
+    if (value->empty() || !visible) {
       return CodedError(ErrorCode::kHostSetup,
                         "credential " + Quote(g.secret) +
-                            " is empty or has a line break inside; write the key alone on "
+                            " is empty or has a byte that is not visible ASCII (a space, a "
+                            "line break, a control or non-ASCII byte); write the key alone on "
                             "one line")
+          .Wrap(field);
+    }
+    if (g.prefix.size() + value->size() > egress::kMaxEndpointValueBytes) {
+      return CodedError(ErrorCode::kHostSetup, "credential " + Quote(g.secret) +
+                                                   " is longer than a gateway endpoint's " +
+                                                   std::to_string(egress::kMaxEndpointValueBytes) +
+                                                   " bytes (with its prefix)")
           .Wrap(field);
     }
     out.push_back({g.upstream, g.header, g.prefix + *value});

@@ -301,6 +301,13 @@ int Rc(const std::string& out, const std::string& tag) {
   return at == std::string::npos ? -1 : std::stoi(out.substr(at + tag.size() + 4));
 }
 
+// How often `what` occurs in `text`.
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 // curl's exit status when its -m limit passed: what "never hangs" rules out.
 constexpr int kCurlTimedOut = 28;
 
@@ -471,8 +478,29 @@ TEST_F(EgressTest, FailsClosedWhileTheEgressDaemonIsDownAndRecovers) {
   auto exists = [](const std::string& f) { return ::access(f.c_str(), F_OK) == 0; };
   ASSERT_TRUE(WaitFor([&] { return exists(w + "/phase1"); }, std::chrono::seconds(60)));
   EXPECT_NE(Slurp(w + "/phase1").find("egress-ok"), std::string::npos) << Slurp(w + "/phase1");
+  // Another session takes its own proxy port while the daemon is away (review rev18, finding
+  // 1): its handover fails when the daemon is back, and that must cost it alone, not the link
+  // and every other session with it.
+  (void)Sh("rm -f " + w + "/squat-*");
+  const std::string squatter = Start("exec",
+                                     "python3 -c 'import socket, time, os\n"
+                                     "s = socket.socket()\n"
+                                     "while True:\n"
+                                     "    try:\n"
+                                     "        s.bind((\"127.0.0.1\", 3128)); break\n"
+                                     "    except OSError:\n"
+                                     "        time.sleep(0.02)\n"
+                                     "s.listen(1)\n"
+                                     "open(\"" +
+                                         w +
+                                         "/squat-bound\", \"w\").close()\n"
+                                         "while not os.path.exists(\"" +
+                                         w + "/squat-stop\"):\n    time.sleep(0.1)\n'");
+  ASSERT_FALSE(squatter.empty());
 
   StopProcess(egress_);
+  ASSERT_TRUE(WaitFor([&] { return exists(w + "/squat-bound"); }, std::chrono::seconds(30)))
+      << "the squatter never bound its proxy port";
   ASSERT_TRUE(Sh("touch " + w + "/go2"));
   ASSERT_TRUE(WaitFor([&] { return exists(w + "/phase2"); }, std::chrono::seconds(60)));
   const std::string two = Slurp(w + "/phase2");
@@ -494,6 +522,14 @@ TEST_F(EgressTest, FailsClosedWhileTheEgressDaemonIsDownAndRecovers) {
   ASSERT_TRUE(Sh("touch " + w + "/go3"));
   const std::string three = Follow(id);
   EXPECT_NE(three.find("egress-ok"), std::string::npos) << three << Slurp(kBase + "/egress.log");
+  // The squatter's handover failed, alone, and the link stayed up.
+  const std::string daemon_log = Slurp(kBase + "/daemon.log");
+  EXPECT_NE(daemon_log.find("event=hand_failed session=" + squatter), std::string::npos)
+      << daemon_log;
+  EXPECT_EQ(Count(Slurp(kBase + "/egress.log"), "event=supervisor_disconnected"), 0u)
+      << Slurp(kBase + "/egress.log");
+  ASSERT_TRUE(Sh("touch " + w + "/squat-stop"));
+  Follow(squatter);
 }
 
 // Why monkeyproofd.service keeps CAP_NET_BIND_SERVICE: the session's network namespace is
@@ -633,12 +669,6 @@ pid_t StartStoredSupervisor(const std::string& dir, const NotifyStore& store,
           "--cgroup-root", cgroup.c_str(), "--policies", (kBase + "/policies").c_str(),
           "--audit-log", (dir + "/audit.log").c_str(), static_cast<char*>(nullptr));
   ::_exit(127);
-}
-
-size_t Count(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
 }
 
 // A restarted supervisor re-adopts a running allowlist session (its fds in the service

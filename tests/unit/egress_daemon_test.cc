@@ -70,6 +70,16 @@ TEST(HandoverTest, EndpointsRoundTrip) {
                   .has_value());
 }
 
+// Bytes JSON cannot carry never end the encoder with an exception (it ran in monkeyproofd:
+// review rev18, finding 3); the supervisor refuses such keys before, this is the floor.
+TEST(HandoverTest, EncodingNeverThrows) {
+  HandoverMessage open{HandoverMessage::Type::kOpen, "s-1", {}};
+  open.endpoints = {{"https://api.example.com", "x-api-key", "sk-\xff\xfe-bad"}};
+  std::string record;
+  EXPECT_NO_THROW(record = EncodeHandover(open));
+  EXPECT_NE(record.find("\"value\":\"sk-"), std::string::npos) << record;
+}
+
 TEST(HandoverTest, EndpointRefusalsNeverQuoteTheValue) {
   const std::string secret = "sk-SECRET-value";
   auto record = [&](const std::string& upstream, const std::string& header,

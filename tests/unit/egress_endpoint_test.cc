@@ -54,7 +54,7 @@ class EndpointTest : public GatewayFixture {
     ASSERT_TRUE(upstream) << upstream.error().what;
     StartSession({}, private_ok ? std::vector<uint16_t>{port} : std::vector<uint16_t>{},
                  [&](GatewayConfig& config) {
-                   config.endpoints.push_back({*upstream, "x-api-key", kRealKey});
+                   config.endpoints.push_back({*upstream, header_, value_});
                    config.upstream_ca_file = ca_file;
                    config.limits.idle_timeout = idle_timeout_;
                    config.limits.connect_timeout = connect_timeout_;
@@ -68,6 +68,8 @@ class EndpointTest : public GatewayFixture {
   test::TempDir dir_;
   std::chrono::milliseconds connect_timeout_{10'000};
   std::chrono::milliseconds idle_timeout_{5'000};
+  std::string header_ = "x-api-key";
+  std::string value_ = kRealKey;
   uint32_t max_connections_ = 64;
 };
 
@@ -495,6 +497,77 @@ TEST_F(EndpointTest, AResponseHeaderEchoingTheCredentialIsDropped) {
   EXPECT_EQ(response["X-Target"], "/v1/echo");  // control: the other header from the same answer
   ASSERT_EQ(upstream.seen().size(), 1u);
   EXPECT_EQ(upstream.seen()[0].Values("x-api-key"), std::vector<std::string>{kRealKey});
+}
+
+// With a prefix ("Bearer KEY"), a response header that echoes the bare key, in any case, is
+// dropped too (review rev18, finding 4). Control: a header without it arrives.
+TEST_F(EndpointTest, AResponseHeaderEchoingTheBareKeyInAnyCaseIsDropped) {
+  header_ = "authorization";
+  value_ = std::string("Bearer ") + kRealKey;
+  TlsUpstream upstream(cert_, [](const Request& request, Stream& stream) {
+    http::response<http::string_body> response(http::status::ok, request.version());
+    std::string auth(request["authorization"]);
+    const std::string key = auth.substr(auth.rfind(' ') + 1);
+    std::string lower = key;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    response.set("X-Raw", "key=" + key);
+    response.set("X-Lower", lower);
+    response.set("X-Other", "fine");
+    response.keep_alive(request.keep_alive());
+    response.prepare_payload();
+    http::write(stream, response);
+  });
+  StartEndpoint(upstream.port());
+  UniqueFd client = Dial(endpoint_ports_[0]);
+  SendAll(client.get(), "GET /e HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer dummy\r\n\r\n");
+  std::string carry;
+  auto response = ReadResponse(client.get(), carry);
+  EXPECT_EQ(response.result_int(), 200u);
+  EXPECT_EQ(response.find("X-Raw"), response.end()) << response;
+  EXPECT_EQ(response.find("X-Lower"), response.end()) << response;
+  EXPECT_EQ(response["X-Other"], "fine");
+  ASSERT_EQ(upstream.seen().size(), 1u);
+  EXPECT_EQ(upstream.seen()[0].Values("authorization"),
+            std::vector<std::string>{std::string("Bearer ") + kRealKey});
+}
+
+// TRACE is not forwarded: an upstream that honours it echoes the credential (review rev18,
+// finding 5). Control: a GET on the same endpoint is.
+TEST_F(EndpointTest, TraceIsRefused) {
+  TlsUpstream upstream(cert_);
+  StartEndpoint(upstream.port());
+  UniqueFd client = Dial(endpoint_ports_[0]);
+  SendAll(client.get(), "TRACE /t HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string carry;
+  EXPECT_EQ(ReadResponse(client.get(), carry).result_int(), 405u);
+  EXPECT_TRUE(upstream.seen().empty());
+  UniqueFd again = Dial(endpoint_ports_[0]);
+  SendAll(again.get(), Get("/g"));
+  std::string carry2;
+  EXPECT_EQ(ReadResponse(again.get(), carry2).result_int(), 200u);
+}
+
+// The upstream gets the framing the gateway read, written anew: one Content-Length of one
+// value, or "Transfer-Encoding: chunked" alone; a second Transfer-Encoding is refused (review
+// rev18, finding 6).
+TEST_F(EndpointTest, FramingIsWrittenAnew) {
+  TlsUpstream upstream(cert_);
+  StartEndpoint(upstream.port());
+  UniqueFd client = Dial(endpoint_ports_[0]);
+  SendAll(client.get(), "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\nhello");
+  std::string carry;
+  EXPECT_EQ(ReadResponse(client.get(), carry).result_int(), 200u);
+  ASSERT_EQ(upstream.seen().size(), 1u);
+  EXPECT_EQ(upstream.seen()[0].Values("content-length"), std::vector<std::string>{"5"});
+  EXPECT_EQ(upstream.seen()[0].body, "hello");
+
+  UniqueFd two = Dial(endpoint_ports_[0]);
+  SendAll(two.get(),
+          "POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: "
+          "chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+  std::string carry2;
+  EXPECT_EQ(ReadResponse(two.get(), carry2).result_int(), 400u);
+  EXPECT_EQ(upstream.seen().size(), 1u) << "the refused request reached the upstream";
 }
 
 }  // namespace

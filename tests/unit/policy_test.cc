@@ -1216,6 +1216,9 @@ TEST_F(BuildSpawnRequestTest, GatewayEndpointsKeepTheSecretOutOfTheSession) {
 
 TEST_F(BuildSpawnRequestTest, GatewaySecretsAreCheckedLikeEnvSecrets) {
   tmp_.Write("creds/two-lines", "s3cret-one\ns3cret-two\n", 0600);
+  tmp_.Write("creds/not-ascii", "s3cret-\xff-value\n", 0600);
+  tmp_.Write("creds/spaced", "s3cret value\n", 0600);
+  tmp_.Write("creds/long", std::string(5000, 'k') + "\n", 0600);
   struct Case {
     std::string credential;
     std::string what;
@@ -1226,13 +1229,27 @@ TEST_F(BuildSpawnRequestTest, GatewaySecretsAreCheckedLikeEnvSecrets) {
        "write it and others may not read it"},
       {"missing", "policy \"t\", network.gateway[0]: open(credential \"missing\")"},
       {"link", "policy \"t\", network.gateway[0]: open(credential \"link\")"},
-      {"empty",
-       "policy \"t\", network.gateway[0]: credential \"empty\" is empty or has a line break "
-       "inside; write the key alone on one line"},
-      {"two-lines",
-       "policy \"t\", network.gateway[0]: credential \"two-lines\" is empty or has a line "
-       "break inside; write the key alone on one line"},
+      {"long",
+       "policy \"t\", network.gateway[0]: credential \"long\" is longer than a gateway "
+       "endpoint's 4096 bytes (with its prefix)"},
   };
+  // Keys the handover and a header value cannot carry (review rev18, findings 2 and 3).
+  for (const char* bad : {"empty", "two-lines", "not-ascii", "spaced"}) {
+    const std::string what = std::string("policy \"t\", network.gateway[0]: credential \"") + bad +
+                             "\" is empty or has a byte that is not visible ASCII (a space, a "
+                             "line break, a control or non-ASCII byte); write the key alone on "
+                             "one line";
+    auto p = Load(R"("network": {"mode": "allowlist", "allow": [], "gateway": [
+        {"base_url_env": "B", "upstream": "https://a.example",
+         "auth": {"header": "x-api-key", "secret": ")" +
+                  std::string(bad) + "\"}}]}");
+    ASSERT_NE(p, nullptr);
+    auto r = ReadGatewayEndpoints(p->gateway, host_, "policy \"t\"");
+    ASSERT_FALSE(r.has_value()) << bad;
+    EXPECT_EQ(r.error().what, what);
+    EXPECT_EQ(r.error().code, ErrorCode::kHostSetup);
+    EXPECT_EQ(r.error().ToString().find("s3cret"), std::string::npos);
+  }
   for (const Case& c : cases) {
     SCOPED_TRACE(c.credential);
     auto p = Load(R"("network": {"mode": "allowlist", "allow": [], "gateway": [

@@ -35,6 +35,16 @@ std::string Get(const std::string& target, const std::string& extra = "") {
          extra + "\r\n";
 }
 
+// Appends what arrives on `fd` to `got` until it holds `needle` or the connection ends.
+void ReceiveUntil(int fd, const std::string& needle, std::string& got) {
+  char buf[4096];
+  while (got.find(needle) == std::string::npos) {
+    const ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return;
+    got.append(buf, static_cast<size_t>(n));
+  }
+}
+
 class EndpointTest : public GatewayFixture {
  protected:
   EndpointTest()
@@ -227,20 +237,11 @@ TEST_F(EndpointTest, AStreamedResponseArrivesAsItIsSent) {
   UniqueFd client = Dial(endpoint_ports_[0]);
   SendAll(client.get(), Get("/stream"));
   std::string got;
-  char buf[4096];
-  while (got.find("data: first") == std::string::npos) {
-    const ssize_t n = recv(client.get(), buf, sizeof buf, 0);
-    if (n <= 0) break;
-    got.append(buf, static_cast<size_t>(n));
-  }
+  ReceiveUntil(client.get(), "data: first", got);
   EXPECT_NE(got.find("data: first"), std::string::npos) << got;
   EXPECT_EQ(got.find("data: second"), std::string::npos) << "the upstream has not sent it yet";
   release.set_value();
-  while (got.find("0\r\n\r\n") == std::string::npos) {
-    const ssize_t n = recv(client.get(), buf, sizeof buf, 0);
-    if (n <= 0) break;
-    got.append(buf, static_cast<size_t>(n));
-  }
+  ReceiveUntil(client.get(), "0\r\n\r\n", got);
   EXPECT_NE(got.find("data: second"), std::string::npos) << got;
   EXPECT_TRUE(got.ends_with("0\r\n\r\n")) << got;
 }
@@ -270,12 +271,7 @@ TEST_F(EndpointTest, AClientThatLeavesMidStreamEndsTheUpstreamConnection) {
   UniqueFd client = Dial(endpoint_ports_[0]);
   SendAll(client.get(), Get("/stream"));
   std::string got;
-  char buf[4096];
-  while (got.find("data: first") == std::string::npos) {
-    const ssize_t n = recv(client.get(), buf, sizeof buf, 0);
-    if (n <= 0) break;
-    got.append(buf, static_cast<size_t>(n));
-  }
+  ReceiveUntil(client.get(), "data: first", got);
   ASSERT_NE(got.find("data: first"), std::string::npos) << got;
   client.Reset();
   EXPECT_EQ(upstream_closed.wait_for(std::chrono::seconds(10)), std::future_status::ready)

@@ -56,6 +56,19 @@ bool IsPlainPrintable(std::string_view s) {
 }
 bool IsAccountName(std::string_view s) { return Matches(s, "a-z_", "a-z0-9_.-", 32); }
 
+// Names that point a client's traffic elsewhere: proxy variables (HTTPS_PROXY, all_proxy,
+// NO_PROXY, ...) and API base URLs (ANTHROPIC_BASE_URL, OPENAI_BASE_URL, ...), in any case.
+// A request may set none of them: with one, a task could send the agent's requests and the
+// key they carry to a server of its choosing.
+bool RedirectsTraffic(std::string_view name) {
+  auto ends_with = [&](std::string_view suffix) {
+    if (name.size() < suffix.size()) return false;
+    return std::equal(suffix.begin(), suffix.end(), name.end() - suffix.size(),
+                      [](char s, char n) { return s == (n >= 'a' && n <= 'z' ? n - 32 : n); });
+  };
+  return ends_with("_PROXY") || ends_with("_BASE_URL");
+}
+
 bool IsReserved(std::string_view path) {
   return std::any_of(std::begin(kReservedPaths), std::end(kReservedPaths),
                      [&](std::string_view r) { return sandbox::PathIsWithin(path, r); });
@@ -596,6 +609,11 @@ class PolicyReader {
           Fail(ptr, Quote(names[i]) +
                         " is set by network.gateway (the endpoint on the session's loopback, or "
                         "its placeholder key); a request may not set it");
+        } else if (RedirectsTraffic(names[i])) {
+          Fail(ptr, Quote(names[i]) +
+                        " names a proxy or an API base URL: a request could send the session's "
+                        "traffic, and the credentials in it, elsewhere; set it in env.set, or "
+                        "reach a model API through network.gateway");
         } else if (std::find(p_.request_env_allow.begin(), p_.request_env_allow.end(), names[i]) !=
                    p_.request_env_allow.end()) {
           Fail(ptr, Quote(names[i]) + " is listed twice");

@@ -24,7 +24,10 @@ diagnosed from the log alone. Key values (Authorization, x-api-key, x-goog-api-k
 as their length only; the expected keys may be given with --expect-key, and a request carrying
 none of them is answered 401 and logged as such.
 
-    stub_model.py --port 0 --port-file PORT_FILE --log requests.jsonl --expect-key KEY
+    stub_model.py --port 0 --port-file PORT_FILE --log requests.jsonl --expect-key KEY \
+        [--tls-cert CERT.pem --tls-key KEY.pem]
+
+With --tls-cert it serves HTTPS (the agent e2e test's upstream behind the credential gateway).
 """
 
 import argparse
@@ -33,6 +36,7 @@ import json
 import os
 import re
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -54,9 +58,13 @@ def parse_args():
     p.add_argument("--log", help="append one JSON line per request here")
     p.add_argument("--expect-key", action="append", default=[],
                    help="refuse requests that carry none of these API keys (repeatable)")
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate chain (PEM)")
+    p.add_argument("--tls-key", help="the key of --tls-cert (PEM)")
     args = p.parse_args()
     if not os.path.isabs(args.file):
         p.error(f"--file must be an absolute path, got {args.file!r}")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key go together")
     return args
 
 
@@ -426,19 +434,38 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    tls = None  # an ssl.SSLContext with --tls-cert
+
+    def get_request(self):
+        # The TLS handshake happens in the request's thread (TlsHandler.setup), so that one
+        # slow client does not hold up accept.
+        sock, addr = self.socket.accept()
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+
+class TlsHandler(Handler):
+    def setup(self):
+        self.request.do_handshake()
+        super().setup()
 
 
 def main():
     global ARGS
     ARGS = parse_args()
-    server = Server((ARGS.host, ARGS.port), Handler)
+    server = Server((ARGS.host, ARGS.port), TlsHandler if ARGS.tls_cert else Handler)
+    if ARGS.tls_cert:
+        server.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.tls.load_cert_chain(ARGS.tls_cert, ARGS.tls_key)
     port = server.server_address[1]
     if ARGS.port_file:
         tmp = ARGS.port_file + ".tmp"
         with open(tmp, "w", encoding="ascii") as f:
             f.write(f"{port}\n")
         os.rename(tmp, ARGS.port_file)
-    print(f"stub_model: listening on {ARGS.host}:{port}", file=sys.stderr, flush=True)
+    print(f"stub_model: listening on {ARGS.host}:{port}" + (" (HTTPS)" if server.tls else ""),
+          file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -13,10 +13,16 @@ what runs:
 - each --mount DIR is added to mounts, read-only at its own path (the build tree's CLIs: the
   sandbox's allowlisted view shows only /usr, /etc, /opt and the like of the host);
 - with --rename-state OLD=NEW, the agent state dir OLD is STATE_BASE/NEW instead (for a preset
-  that needs its own config file on the test host).
+  that needs its own config file on the test host);
+- with --gateway-upstream https://HOST:PORT, every network.gateway endpoint's upstream goes to
+  that origin instead, its path kept (the stub model behind the credential gateway);
+- with --key-in-env NAME=SECRET (a control, the way before the gateway): the gateway endpoint
+  whose key_env is NAME is dropped and env.secrets gets NAME=SECRET, so the key is in the
+  session's environment.
 
     test_policy.py PRESET.json OUT.json --workspace DIR --state-base DIR --bin PATH \
-        [--set NAME=VALUE]... [--mount DIR]... [--rename-state OLD=NEW]
+        [--set NAME=VALUE]... [--mount DIR]... [--rename-state OLD=NEW] \
+        [--gateway-upstream ORIGIN] [--key-in-env NAME=SECRET]
 
 Prints one line per change. The output is plain JSON (the preset's comments are dropped).
 """
@@ -25,6 +31,7 @@ import argparse
 import json
 import os
 import sys
+import urllib.parse
 
 import jsonc  # tests/agents/jsonc.py, beside this script
 
@@ -45,6 +52,8 @@ def main():
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--mount", action="append", default=[], metavar="DIR")
     p.add_argument("--rename-state", default="", metavar="OLD=NEW")
+    p.add_argument("--gateway-upstream", default="", metavar="ORIGIN")
+    p.add_argument("--key-in-env", default="", metavar="NAME=SECRET")
     a = p.parse_args()
     old_state, _, new_state = a.rename_state.partition("=")
     if a.rename_state and (not old_state or not new_state or "/" in a.rename_state):
@@ -100,6 +109,27 @@ def main():
             p.error(f"--set wants NAME=VALUE, got {item!r}")
         changes.append(f"/env/set/{name}: {env_set.get(name)} -> {value}")
         env_set[name] = value
+    network = policy.get("network")
+    gateway = network.get("gateway", []) if isinstance(network, dict) else []
+    if a.gateway_upstream:
+        origin = urllib.parse.urlsplit(a.gateway_upstream)
+        if origin.scheme != "https" or not origin.hostname or origin.path not in ("", "/"):
+            p.error(f"--gateway-upstream wants https://HOST[:PORT], got {a.gateway_upstream!r}")
+        for i, endpoint in enumerate(gateway):
+            old = urllib.parse.urlsplit(endpoint["upstream"])
+            new = f"https://{origin.netloc}{old.path}"
+            changes.append(f"/network/gateway/{i}/upstream: {endpoint['upstream']} -> {new}")
+            endpoint["upstream"] = new
+    if a.key_in_env:
+        name, sep, secret = a.key_in_env.partition("=")
+        kept = [e for e in gateway if e.get("key_env") != name]
+        if not sep or len(kept) == len(gateway):
+            p.error(f"--key-in-env wants NAME=SECRET with NAME a gateway key_env, "
+                    f"got {a.key_in_env!r}")
+        network["gateway"] = kept
+        policy["env"].setdefault("secrets", {})[name] = secret
+        changes.append(f"/network/gateway: dropped the endpoint of {name}; "
+                       f"/env/secrets/{name}: {secret}")
     mounts = policy.setdefault("mounts", [])
     for directory in a.mount:
         if not os.path.isabs(directory):

@@ -18,6 +18,11 @@ MP_API_TOKEN. Subcommands:
       WebSocket, DELETE /sessions/ID, expects the killed and exit messages, then
       GET /sessions/ID: status and state killed, endReason killed_by_request, and a
       transcript that matches outputBytes.
+  probe --preset P --cwd DIR (--expect-clean | --expect-key-in-env) [--secret-file F]...
+      POST /sessions (type print) of a preset whose command is tests/agents/key_probe.sh,
+      follows it to its exit and reads its last line "KEY-PROBE env_hits=N file_hits=M
+      readable_environs=E": --expect-clean wants N = M = 0, E > 0 and no --secret-file value
+      in the output; --expect-key-in-env (the control) wants N > 0.
 
 Prints how long each step took. Exits 0 when every check passed, else says what failed and
 exits 1.
@@ -206,6 +211,30 @@ def interactive(a):
     say("%s: killed and inspected after %.1f s" % (a.preset, time.monotonic() - t0))
 
 
+def probe(a):
+    keys = secrets(a.secret_file)
+    body = {"type": "print", "preset": a.preset, "task": "probe", "cwd": a.cwd,
+            "owner": "agent-e2e", "labels": [a.preset]}
+    info = request_json("POST", "/sessions", body, want=201)
+    sid = info["id"]
+    say("%s: probe session %s started" % (a.preset, sid))
+    output, exit_msg, killed = asyncio.run(follow(sid, timeout=a.timeout))
+    print("----- probe output:\n%s\n-----" % output[-3000:], flush=True)
+    check(not killed and exit_msg["code"] == 0, "the probe ran to its end", json.dumps(exit_msg))
+    last = [line for line in output.splitlines() if line.startswith("KEY-PROBE ")]
+    check(len(last) == 1, "one KEY-PROBE line in the output")
+    found = dict(item.split("=") for item in last[0].split()[1:])
+    env_hits, file_hits = int(found["env_hits"]), int(found["file_hits"])
+    check(int(found["readable_environs"]) > 0, "the probe read process environments", last[0])
+    if a.expect_clean:
+        check(env_hits == 0 and file_hits == 0, "no key in the session", last[0])
+        for k in keys:
+            check(k not in output, "the API key is not in the output")
+    else:
+        check(env_hits > 0, "the control finds the key in the environment", last[0])
+    say("%s: %s" % (a.preset, last[0]))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -223,9 +252,17 @@ def main():
     i.add_argument("--cwd", required=True)
     i.add_argument("--task", default="Say hello.")
     i.add_argument("--timeout", type=int, default=600)
+    r = sub.add_parser("probe")
+    r.add_argument("--preset", required=True)
+    r.add_argument("--cwd", required=True)
+    want = r.add_mutually_exclusive_group(required=True)
+    want.add_argument("--expect-clean", action="store_true")
+    want.add_argument("--expect-key-in-env", action="store_true")
+    r.add_argument("--secret-file", action="append", default=[])
+    r.add_argument("--timeout", type=int, default=300)
     a = p.parse_args()
     try:
-        oneshot(a) if a.cmd == "oneshot" else interactive(a)
+        {"oneshot": oneshot, "interactive": interactive, "probe": probe}[a.cmd](a)
     except (CheckFailed, OSError, KeyError, ValueError, asyncio.TimeoutError,
             websockets.WebSocketException) as e:
         print("FAILED (agent_session %s): %s: %s" % (a.cmd, type(e).__name__, e),

@@ -2,9 +2,14 @@
 // Gemini CLI and OpenCode at their pinned versions (tests/agents/versions.json, installed
 // into BUILD_DIR/agents by tests/agents/install.sh before the VM boots) run under their
 // presets' policies (policies/*.json, rewritten only where a test host differs: workspace,
-// state dir, binary path, base URL) through the real monkeyproofd and monkeyproof-api,
-// against a stub of the model APIs on loopback (tests/agents/stub_model.py). The API keys
-// come from root-owned credential files. Also the recipes of docs/recipes.md
+// state dir, binary path, the gateway's upstream) through the real monkeyproofd,
+// monkeyproof-api and monkeyproof-egress, against a stub of the model APIs on the VM's
+// loopback (tests/agents/stub_model.py, HTTPS with a test CA, named stub-model.mp-test in the
+// VM's /etc/hosts). Every preset's network is "allowlist" with the credential gateway: the
+// session has a network namespace of its own, so the gateway is its only way to the stub, and
+// the API keys stay in root-owned credential files the supervisor reads and hands to the
+// egress daemon. A probe under each preset finds no key in the session (control: the key in
+// the environment, as before the gateway). Also the recipes of docs/recipes.md
 // (tests/e2e/recipes.sh).
 #include <dirent.h>
 #include <signal.h>
@@ -34,6 +39,7 @@ using std::chrono::seconds;
 const std::string kSourceDir = MP_SOURCE_DIR;
 const std::string kAgentsDir = MP_AGENTS_DIR;  // BUILD_DIR/agents
 const std::string kCliBin = MP_CLI_PATH;
+const std::string kEgress = MP_EGRESS_PATH;
 const std::string kPython = "/usr/bin/python3";
 
 const std::string kBase = "/var/tmp/mp-agent-e2e";
@@ -41,7 +47,12 @@ const std::string kCgroup = "/sys/fs/cgroup/mp-agent-e2e";
 const std::string kSessionUser = "monkeyproof-session";  // run_as.user of every agent preset
 constexpr uint16_t kPort = 39301;
 constexpr uint16_t kStubPort = 39302;
-const std::string kStubUrl = "http://127.0.0.1:" + std::to_string(kStubPort);
+// The stub model as the gateway's upstream: HTTPS under a name of the VM's /etc/hosts, with a
+// certificate the egress daemon trusts through --upstream-ca (tests only).
+const std::string kStubHost = "stub-model.mp-test";
+const std::string kStubOrigin = "https://" + kStubHost + ":" + std::to_string(kStubPort);
+const std::string kHandover = kBase + "/egress/handover.sock";
+constexpr uid_t kEgressUid = 65533;  // monkeyproof-egress's unprivileged uid in the VM
 // The credentials the presets name in env.secrets; the guest's /etc is a throwaway overlay.
 const std::string kCredentialsDir = "/etc/monkeyproof/credentials";
 const std::string kOpenAiKeyFile = kCredentialsDir + "/openai-api-key";
@@ -144,55 +155,36 @@ class AgentE2eTest : public ::testing::Test {
     session_uid_ = session->uid;
     std::printf("session user: %s uid=%u (%s)\n", session->name.c_str(), session->uid,
                 session->how.c_str());
-    stack_ = new Stack(StackConfig{.base = kBase,
-                                   .port = kPort,
-                                   .cgroup = kCgroup,
-                                   .api_user = "mp-e2e-api",
-                                   .policies = {},
-                                   // The stub model listens on the host's loopback, which
-                                   // session_host_loopback = deny closes to host-network
-                                   // sessions (loopback_guard_test); until the egress
-                                   // gateway (issue 14) these agents reach it with allow.
-                                   .daemon_conf = "kill_grace_ms = 2000\n"
-                                                  "session_host_loopback = allow\n",
-                                   .api_conf = ""});
+    stack_ = new Stack(
+        StackConfig{.base = kBase,
+                    .port = kPort,
+                    .cgroup = kCgroup,
+                    .api_user = "mp-e2e-api",
+                    .policies = {},
+                    // The shipped default session_host_loopback = deny stays:
+                    // the agents reach the stub through the gateway only.
+                    .daemon_conf = "kill_grace_ms = 2000\negress_socket = " + kHandover + "\n",
+                    .api_conf = ""});
     if (!stack_->Prepare(why)) return false;
     const uid_t u = session->uid;
     const gid_t g = session->gid;
     // The workspaces and the agents' state dirs belong to the session user, as on a host.
     for (const std::string dir :
          {"/ws/codex", "/ws/claude", "/ws/claude-interactive", "/ws/gemini", "/ws/opencode",
-          "/ws/recipes", "/ws/recipes-cli", "/agents", "/agents/codex", "/agents/codex-tui",
-          "/agents/claude", "/agents/gemini", "/agents/gemini/.gemini", "/agents/opencode",
+          "/ws/recipes", "/ws/recipes-cli", "/agents", "/agents/codex", "/agents/claude",
+          "/agents/gemini", "/agents/gemini/.gemini", "/agents/opencode",
           "/agents/opencode/.config", "/agents/opencode/.config/opencode"}) {
       if (!MakeDir(kBase + dir, dir == "/agents" ? 0755 : 0700, dir == "/agents" ? 0 : u,
                    dir == "/agents" ? 0 : g, why)) {
         return false;
       }
     }
-    // Codex takes a custom provider from its config.toml (CODEX_HOME is the state dir): the
-    // built-in provider's OPENAI_BASE_URL path waits for a network the guest does not have.
-    // `codex exec` (codex-worker) authenticates a provider that requires_openai_auth with
-    // CODEX_API_KEY; the terminal UI (codex-interactive) ignores both that and OPENAI_API_KEY
-    // and shows its sign-in screen unless the provider names OPENAI_API_KEY as env_key, which
-    // in turn `codex exec` would miss. So codex-interactive gets its own state dir here.
-    auto codex_config = [&](const std::string& dir, const std::string& auth) {
-      return WriteOwned(kBase + "/agents/" + dir + "/config.toml",
-                        "# Written by agent_e2e_test: the stub model on loopback.\n"
-                        "model_provider = \"stub\"\n"
-                        "model = \"stub-model\"\n"
-                        "[model_providers.stub]\n"
-                        "name = \"stub\"\n"
-                        "base_url = \"" +
-                            kStubUrl + "/v1\"\n" + auth +
-                            "\n"
-                            "wire_api = \"responses\"\n"
-                            "request_max_retries = 1\n"
-                            "stream_max_retries = 1\n",
-                        0600, u, g, why);
-    };
-    if (!codex_config("codex", "requires_openai_auth = true") ||
-        !codex_config("codex-tui", "env_key = \"OPENAI_API_KEY\"")) {
+    // Codex's model, from its config.toml (CODEX_HOME is the state dir): the stub's, whose
+    // tools Codex offers in the form the stub answers (its default model's differ). The
+    // provider is the preset's own (its command line: the gateway's endpoint).
+    if (!WriteOwned(kBase + "/agents/codex/config.toml",
+                    "# Written by agent_e2e_test: the stub's model.\nmodel = \"stub-model\"\n",
+                    0600, u, g, why)) {
       return false;
     }
     // Gemini CLI in headless mode takes the auth type from GOOGLE_GEMINI_BASE_URL before
@@ -225,30 +217,51 @@ class AgentE2eTest : public ::testing::Test {
     }
     // The test policies, derived from the real presets.
     struct Preset {
-      std::string name, cli;
-      std::vector<std::string> args;  // for test_policy.py
+      std::string name, cli;          // the preset, and its CLI (or the probe policy's name)
+      std::vector<std::string> args;  // more for test_policy.py
     };
-    const std::vector<std::string> claude_env = {"--set", "ANTHROPIC_BASE_URL=" + kStubUrl};
+    // The probe (tests/agents/key_probe.sh) where sessions can run it.
+    const std::string probe_dir = kBase + "/probe";
+    if (!MakeDir(probe_dir, 0755, 0, 0, why) ||
+        std::system(("install -m 0755 " + kSourceDir + "/tests/agents/key_probe.sh " + probe_dir +
+                     "/key_probe.sh")
+                        .c_str()) != 0) {
+      *why = "cannot install the key probe in " + probe_dir;
+      return false;
+    }
+    const std::vector<std::string> probe = {"--bin", probe_dir + "/key_probe.sh", "--mount",
+                                            probe_dir};
+    auto with = [](std::vector<std::string> a, const std::vector<std::string>& b) {
+      a.insert(a.end(), b.begin(), b.end());
+      return a;
+    };
     for (const Preset& p :
-         {Preset{"codex-worker", "codex", {}}, Preset{"claude", "claude", claude_env},
-          Preset{"claude-interactive", "claude", claude_env},
-          Preset{"codex-interactive", "codex", {"--rename-state", "codex=codex-tui"}},
-          Preset{"gemini", "gemini", {"--set", "GOOGLE_GEMINI_BASE_URL=" + kStubUrl}},
-          // OpenCode's Anthropic provider (the AI SDK's) appends /messages to the base URL,
-          // which therefore ends in /v1, unlike Claude Code's.
-          Preset{"opencode", "opencode", {"--set", "ANTHROPIC_BASE_URL=" + kStubUrl + "/v1"}}}) {
+         {Preset{"codex-worker", "codex", {}}, Preset{"claude", "claude", {}},
+          Preset{"claude-interactive", "claude", {}}, Preset{"codex-interactive", "codex", {}},
+          Preset{"gemini", "gemini", {}}, Preset{"opencode", "opencode", {}},
+          // The probes: each preset as it is, with the probe for its command.
+          Preset{"claude", "probe-claude", probe}, Preset{"codex-worker", "probe-codex", probe},
+          Preset{"gemini", "probe-gemini", probe}, Preset{"opencode", "probe-opencode", probe},
+          // The control: the key in the environment instead of the gateway.
+          Preset{"claude", "probe-keyinenv",
+                 with(probe, {"--key-in-env", "ANTHROPIC_API_KEY=anthropic-api-key"})}}) {
+      const bool probing = p.cli.rfind("probe-", 0) == 0;
+      const std::string out = probing ? p.cli : p.name;
       std::vector<std::string> argv = {kPython,
                                        kSourceDir + "/tests/agents/test_policy.py",
                                        kSourceDir + "/policies/" + p.name + ".json",
-                                       stack_->policies_dir() + "/" + p.name + ".json",
+                                       stack_->policies_dir() + "/" + out + ".json",
                                        "--workspace",
                                        stack_->workspace(),
                                        "--state-base",
                                        kBase + "/agents",
-                                       "--bin",
-                                       AgentBin(p.cli, kSandboxAgentsDir),
+                                       "--gateway-upstream",
+                                       kStubOrigin,
                                        "--mount",
                                        kSandboxAgentsDir};
+      if (!probing) {
+        argv.insert(argv.end(), {"--bin", AgentBin(p.cli, kSandboxAgentsDir)});
+      }
       argv.insert(argv.end(), p.args.begin(), p.args.end());
       const int rc = RunToEnd(argv, {"PATH=/usr/bin:/bin", "LANG=C.UTF-8"}, seconds(60));
       if (rc != 0) {
@@ -265,6 +278,21 @@ class AgentE2eTest : public ::testing::Test {
                   "default_workspace": ")" +
                   stack_->workspace() + R"(",
                   "env": {"set": {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}}})");
+    // The stub's name and certificate (the VM's /etc is a throwaway overlay).
+    const std::string cert = kBase + "/stub-cert.pem";
+    const std::string key = kBase + "/stub-key.pem";
+    if (std::system(("grep -q ' " + kStubHost + "$' /etc/hosts || echo '127.0.0.1 " + kStubHost +
+                     "' >> /etc/hosts")
+                        .c_str()) != 0 ||
+        std::system(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                     "-days 1 -subj /CN=" +
+                     kStubHost + " -addext subjectAltName=DNS:" + kStubHost + " -keyout " + key +
+                     " -out " + cert + " 2>/dev/null")
+                        .c_str()) != 0 ||
+        ::chmod(cert.c_str(), 0644) != 0) {
+      *why = "cannot name the stub model in /etc/hosts or make its certificate";
+      return false;
+    }
     stub_ = new Child();
     Child::Options o;
     o.argv = {kPython,        kSourceDir + "/tests/agents/stub_model.py",
@@ -272,11 +300,37 @@ class AgentE2eTest : public ::testing::Test {
               "--log",        kBase + "/stub-requests.jsonl",
               "--expect-key", openai_key_,
               "--expect-key", anthropic_key_,
-              "--expect-key", gemini_key_};
+              "--expect-key", gemini_key_,
+              "--tls-cert",   cert,
+              "--tls-key",    key};
     o.env = {"PATH=/usr/bin:/bin", "LANG=C.UTF-8", "PYTHONUNBUFFERED=1"};
     o.log = kBase + "/stub.log";
     if (!stub_->Start(o)) {
       *why = "cannot start the stub model";
+      return false;
+    }
+    // monkeyproof-egress as the package runs it (its own unprivileged uid), allowed to reach
+    // the stub on the VM's loopback (a test-only option) and to trust its certificate.
+    WriteFile(kBase + "/egress.conf", "socket = " + kHandover + "\n");
+    if (!MakeDir(kBase + "/egress", 0755, kEgressUid, kEgressUid, why)) return false;
+    egress_ = new Child();
+    Child::Options e;
+    e.argv = {"setpriv",
+              "--reuid=" + std::to_string(kEgressUid),
+              "--regid=" + std::to_string(kEgressUid),
+              "--clear-groups",
+              "--",
+              kEgress,
+              "--config",
+              kBase + "/egress.conf",
+              "--unsafe-test-private-upstream",
+              "127.0.0.1:" + std::to_string(kStubPort),
+              "--upstream-ca",
+              cert};
+    e.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"};
+    e.log = kBase + "/egress.log";
+    if (!egress_->Start(e)) {
+      *why = "cannot start monkeyproof-egress";
       return false;
     }
     stack_->StartDaemon();
@@ -287,13 +341,18 @@ class AgentE2eTest : public ::testing::Test {
       return false;
     }
     // Python starts slowly under emulation.
+    const std::string probe_stub =
+        "curl -sf -o /dev/null -m 5 --cacert " + cert + " " + kStubOrigin + "/v1/models";
     const auto stub_start = Clock::now();
-    while (HttpTo(kStubPort, "GET", "/v1/models", "").status != 200 &&
-           SecondsSince(stub_start) < 60) {
+    while (std::system(probe_stub.c_str()) != 0 && SecondsSince(stub_start) < 60) {
       ::usleep(200 * 1000);
     }
-    if (HttpTo(kStubPort, "GET", "/v1/models", "").status != 200) {
-      *why = "the stub model does not answer on " + kStubUrl + ":\n" + Tail(kBase + "/stub.log");
+    if (std::system(probe_stub.c_str()) != 0) {
+      *why = "the stub model does not answer on " + kStubOrigin + ":\n" + Tail(kBase + "/stub.log");
+      return false;
+    }
+    if (ReadFile(kBase + "/egress.log").find("event=listening") == std::string::npos) {
+      *why = "monkeyproof-egress is not listening:\n" + Tail(kBase + "/egress.log");
       return false;
     }
     return true;
@@ -305,8 +364,10 @@ class AgentE2eTest : public ::testing::Test {
       stack_->StopDaemon(SIGTERM);
     }
     delete stub_;
+    delete egress_;
     delete stack_;
     stub_ = nullptr;
+    egress_ = nullptr;
     stack_ = nullptr;
   }
 
@@ -330,7 +391,8 @@ class AgentE2eTest : public ::testing::Test {
   }
 
   static std::string Logs() {
-    return stack_->Logs() + "\n--- stub model log:\n" + Tail(kBase + "/stub.log");
+    return stack_->Logs() + "\n--- stub model log:\n" + Tail(kBase + "/stub.log") +
+           "\n--- monkeyproof-egress log:\n" + Tail(kBase + "/egress.log");
   }
 
   // The owner of a file the agent wrote: the session user, not root.
@@ -342,6 +404,7 @@ class AgentE2eTest : public ::testing::Test {
 
   static Stack* stack_;
   static Child* stub_;
+  static Child* egress_;
   static std::string* setup_error_;
   static uid_t session_uid_;
   static std::string openai_key_;
@@ -350,6 +413,7 @@ class AgentE2eTest : public ::testing::Test {
 };
 Stack* AgentE2eTest::stack_ = nullptr;
 Child* AgentE2eTest::stub_ = nullptr;
+Child* AgentE2eTest::egress_ = nullptr;
 std::string* AgentE2eTest::setup_error_ = nullptr;
 uid_t AgentE2eTest::session_uid_ = 0;
 std::string AgentE2eTest::openai_key_;
@@ -432,6 +496,31 @@ TEST_F(AgentE2eTest, OpenCodeEditsTheWorkspace) {
       << Logs();
   EXPECT_EQ(CountStubRequests({"\"status\": 401"}), 0) << Logs();
   std::printf("opencode run: %.1f s\n", took);
+}
+
+// No key inside any agent preset's session: a probe run under each preset (its policy with the
+// probe for its command) reads every process environment and every file it can and finds no
+// API key, while the agents above authenticate with the real ones through the gateway.
+// Control: the same probe under the claude preset with the key in its environment (the way
+// before the gateway) finds it.
+TEST_F(AgentE2eTest, NoKeyInsideAnAgentSession) {
+  const std::vector<std::string> keys = {"--secret-file",   kOpenAiKeyFile,  "--secret-file",
+                                         kAnthropicKeyFile, "--secret-file", kGeminiKeyFile};
+  for (const char* preset : {"probe-claude", "probe-codex", "probe-gemini", "probe-opencode"}) {
+    std::vector<std::string> argv = {kPython,
+                                     kSourceDir + "/tests/e2e/agent_session.py",
+                                     "probe",
+                                     "--preset",
+                                     preset,
+                                     "--cwd",
+                                     kBase + "/ws/recipes",
+                                     "--expect-clean"};
+    argv.insert(argv.end(), keys.begin(), keys.end());
+    RunScript(argv, seconds(300));
+  }
+  RunScript({kPython, kSourceDir + "/tests/e2e/agent_session.py", "probe", "--preset",
+             "probe-keyinenv", "--cwd", kBase + "/ws/recipes", "--expect-key-in-env"},
+            seconds(300));
 }
 
 // claude-interactive on a PTY: started, killed through the API once it drew its first

@@ -590,8 +590,10 @@ struct StreamCheck {
   }
 };
 
-TEST_F(SupervisorTest, OneGibStreamReachesAFastAndASlowSubscriberWhole) {
-  constexpr uint64_t kBytes = 1ull << 30;
+// 256 MiB: many times what a subscriber's outbox holds, so the slow subscriber reads most of it
+// back from the transcript; the 1 GiB figures (rate, RSS) are bench/'s, not a test's.
+TEST_F(SupervisorTest, A256MibStreamReachesAFastAndASlowSubscriberWhole) {
+  constexpr uint64_t kBytes = 256ull << 20;
   constexpr uint64_t kSeed = 12345;
   wire::SpawnRequest req;
   req.preset = "bulk";

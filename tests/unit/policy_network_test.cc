@@ -222,5 +222,30 @@ TEST(PolicyNetworkTest, RequestEnvCannotSetWhatTheGatewaySets) {
                                   "network.gateway")}));
 }
 
+// No policy lets a request redirect the session's traffic: proxy variables and API base URLs
+// are refused in request_env.allow in any case, gateway or not (issue 14). Control: names
+// that only look alike load.
+TEST(PolicyNetworkTest, RequestEnvCannotNameAProxyOrABaseUrl) {
+  PolicyLoad load =
+      ParsePolicy(kFile, R"({"description": "d", "type": "exec", "run_as": {"user": "nobody"},
+                 "workspace_roots": ["/srv/ws"], "network": "host", "request_env": {"allow":
+                 ["HTTPS_PROXY", "no_proxy", "All_Proxy", "OPENAI_BASE_URL", "my_base_url",
+                  "LANG", "PROXY", "BASE_URL", "X_PROXY_MODE", "BASE_URLS"]}})");
+  const std::string why =
+      " names a proxy or an API base URL: a request could send the session's traffic, and the "
+      "credentials in it, elsewhere; set it in env.set, or reach a model API through "
+      "network.gateway";
+  EXPECT_EQ(load.errors,
+            (std::vector<std::string>{E("/request_env/allow/0: \"HTTPS_PROXY\"" + why),
+                                      E("/request_env/allow/1: \"no_proxy\"" + why),
+                                      E("/request_env/allow/2: \"All_Proxy\"" + why),
+                                      E("/request_env/allow/3: \"OPENAI_BASE_URL\"" + why),
+                                      E("/request_env/allow/4: \"my_base_url\"" + why)}));
+  load = ParsePolicy(kFile, R"({"description": "d", "type": "exec", "run_as": {"user": "nobody"},
+                 "workspace_roots": ["/srv/ws"], "request_env": {"allow":
+                 ["LANG", "PROXY", "BASE_URL", "X_PROXY_MODE", "BASE_URLS"]}})");
+  EXPECT_TRUE(load.errors.empty()) << ::testing::PrintToString(load.errors);
+}
+
 }  // namespace
 }  // namespace mp::supervisor

@@ -391,6 +391,9 @@ class EndpointFront : public std::enable_shared_from_this<EndpointFront> {
     if (status == 101) {
       return Refuse(502, "Bad Gateway", "upstream " + Host() + " switched protocols");
     }
+    // The upstream's reason phrase is not passed on (an upstream may put the key there: "401
+    // bad key sk-..."); the client gets the standard phrase of the status (review rev19, F1).
+    response.reason({});
     // Defence in depth: a header that echoes the credential (with its prefix or without, in
     // any case) never reaches the session.
     for (auto it = response.begin(); it != response.end();) {

@@ -135,6 +135,12 @@ bool IsKnownShell(std::string_view command) {
   return false;
 }
 
+// `SHELL [ARGS...] -c|-lc`: the task is the shell's command string.
+bool TakesShellString(const std::vector<std::string>& argv) {
+  return argv.size() >= 2 && IsKnownShell(argv.front()) &&
+         (argv.back() == "-c" || argv.back() == "-lc");
+}
+
 // The task becomes the command's last argument. One execve argument holds at most
 // kMaxArgTaskBytes, so a longer task of a shell run as `SHELL [ARGS...] -c|-lc TASK` goes into
 // the sandbox's private /tmp (sandbox::kTaskFilePath, root-owned, read-only) and the shell
@@ -147,9 +153,7 @@ Result<void> PlaceTask(const std::string& task, sandbox::SpawnRequest* r) {
     r->argv.push_back(task);
     return Ok();
   }
-  const bool shell_string = r->argv.size() >= 2 && IsKnownShell(r->argv.front()) &&
-                            (r->argv.back() == "-c" || r->argv.back() == "-lc");
-  if (!shell_string) {
+  if (!TakesShellString(r->argv)) {
     return CodedError(ErrorCode::kTooLarge,
                       "task of " + std::to_string(task.size()) + " bytes is longer than " +
                           Quote(r->argv.front()) + " can take: it gets the task as one " +
@@ -320,6 +324,14 @@ Result<sandbox::SpawnRequest> BuildSpawnRequest(const EffectivePolicy& effective
     }
   } else if (!p.command.empty()) {
     r.argv = p.command;
+    // The policy fixed this command line; a task it gets as an argument must not add options
+    // to it (`--settings=...`, `-c model_provider=...`): most CLIs take options anywhere.
+    if (!TakesShellString(r.argv) && !launch.task.empty() && launch.task.front() == '-') {
+      return bad(ErrorCode::kPolicyViolation, "/task",
+                 "a task that begins with \"-\" would be read by " + Quote(r.argv.front()) +
+                     " as an option, changing the command line " + where +
+                     " fixes; begin it with another character (a space, say)");
+    }
   } else if (p.type == SessionType::kExec) {
     r.argv = {"/bin/sh", "-lc"};
   } else {

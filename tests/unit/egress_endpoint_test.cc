@@ -527,6 +527,30 @@ TEST_F(EndpointTest, AResponseHeaderEchoingTheBareKeyInAnyCaseIsDropped) {
             std::vector<std::string>{std::string("Bearer ") + kRealKey});
 }
 
+// The upstream's reason phrase is replaced by the status's standard one: an upstream that puts
+// the key there ("401 bad key KEY") does not hand it to the session (review rev19, finding 1).
+// Control: the status and the body arrive as sent.
+TEST_F(EndpointTest, TheUpstreamsReasonPhraseIsNotPassedOn) {
+  TlsUpstream upstream(cert_, [](const Request& request, Stream& stream) {
+    http::response<http::string_body> response(http::status::unauthorized, request.version());
+    response.reason("bad key " + std::string(request["x-api-key"]));
+    response.body() = "denied\n";
+    response.keep_alive(request.keep_alive());
+    response.prepare_payload();
+    http::write(stream, response);
+  });
+  StartEndpoint(upstream.port());
+  UniqueFd client = Dial(endpoint_ports_[0]);
+  SendAll(client.get(), Get("/e"));
+  std::string carry;
+  auto response = ReadResponse(client.get(), carry);
+  EXPECT_EQ(response.result_int(), 401u);
+  EXPECT_EQ(response.reason(), "Unauthorized");
+  EXPECT_EQ(response.body(), "denied\n");
+  ASSERT_EQ(upstream.seen().size(), 1u);
+  EXPECT_EQ(upstream.seen()[0].Values("x-api-key"), std::vector<std::string>{kRealKey});
+}
+
 // TRACE is not forwarded: an upstream that honours it echoes the credential (review rev18,
 // finding 5). Control: a GET on the same endpoint is.
 TEST_F(EndpointTest, TraceIsRefused) {

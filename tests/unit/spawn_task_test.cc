@@ -145,6 +145,22 @@ TEST_F(SpawnTaskTest, OtherCommandsRefuseALongTaskNamingTheLimit) {
   }
 }
 
+// A task that a policy's fixed command gets as an argument may not begin with "-": the CLI
+// would read it as an option and change what the policy fixed (review rev19, finding 4).
+// Controls: the same task with a leading space, a policy command that is a shell's -c, and a
+// command the request gives itself all take it.
+TEST_F(SpawnTaskTest, ATaskBeginningWithADashCannotAddOptionsToAPolicysCommand) {
+  auto r = Build("print", R"(["/bin/echo", "printed:"])", "--settings={\"hooks\": 1}");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kPolicyViolation);
+  EXPECT_EQ(r.error().field, "/task");
+  EXPECT_NE(r.error().what.find("would be read by \"/bin/echo\" as an option"), std::string::npos)
+      << r.error().what;
+  EXPECT_TRUE(Build("print", R"(["/bin/echo", "printed:"])", " --settings=x"));
+  EXPECT_TRUE(Build("exec", R"(["/bin/sh", "-lc"])", "-x"));
+  EXPECT_TRUE(Build("exec", "", "-x", "python3", std::vector<std::string>{"-c"}));
+}
+
 TEST_F(SpawnTaskTest, OverTheTaskLimitIsTooLarge) {
   auto r = Build("exec", "", std::string(wire::kMaxTaskBytes + 1, 'x'));
   ASSERT_FALSE(r);

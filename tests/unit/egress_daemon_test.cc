@@ -266,10 +266,11 @@ class EgressDaemonTest : public ::testing::Test {
   // Hands a proxy listener (and three unused ones) for session `id`; returns the proxy port.
   // `refused_peer`: the daemon may already have closed the connection (EPIPE is then fine).
   uint16_t HandSession(int link, const std::string& id, const std::vector<std::string>& allow,
-                       bool refused_peer = false) {
+                       bool refused_peer = false, uint16_t* dns_port = nullptr) {
     UniqueFd proxy = Listen(SOCK_STREAM), tls = Listen(SOCK_STREAM), http = Listen(SOCK_STREAM),
              dns = Listen(SOCK_DGRAM);
     const uint16_t port = PortOf(proxy.get());
+    if (dns_port != nullptr) *dns_port = PortOf(dns.get());
     const int fds[4] = {proxy.get(), tls.get(), http.get(), dns.get()};
     auto sent = SendRecord(link, EncodeHandover({HandoverMessage::Type::kOpen, id, allow}), fds);
     EXPECT_TRUE(sent.has_value() || (refused_peer && sent.error().errnum == EPIPE))
@@ -500,6 +501,70 @@ TEST_F(EgressDaemonTest, ReportsVerdictsToASupervisorThatSaidHello) {
   EXPECT_EQ(a->bytes_up, 4u);
   EXPECT_EQ(a->bytes_down, 4u);
   EXPECT_TRUE(a->reason.empty());
+}
+
+// One A query for "x.test" to the stub DNS at `port`, waiting for its answer; false if none
+// came within a second.
+bool AskDns(int udp, uint16_t port, uint16_t query_id) {
+  std::string q = {static_cast<char>(query_id >> 8),
+                   static_cast<char>(query_id & 0xff),
+                   1,
+                   0,
+                   0,
+                   1,
+                   0,
+                   0,
+                   0,
+                   0,
+                   0,
+                   0};
+  q += std::string("\1x\4test\0", 8);
+  q += std::string("\0\1\0\1", 4);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  if (::sendto(udp, q.data(), q.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
+    return false;
+  }
+  pollfd p{udp, POLLIN, 0};
+  if (::poll(&p, 1, 1000) != 1) return false;
+  char answer[512];
+  return ::recv(udp, answer, sizeof answer, 0) > 0;
+}
+
+// A supervisor that does not read: the daemon goes on answering (it never blocks), keeps at
+// most kMaxQueuedReports, drops the rest and says how many in the next report that goes out.
+TEST_F(EgressDaemonTest, ReportsBeyondTheQueueAreDroppedAndCounted) {
+  Start(getuid());
+  UniqueFd link = ConnectAsSupervisor();
+  SayHello(link.get());
+  uint16_t dns = 0;
+  HandSession(link.get(), "s-flood", {}, false, &dns);
+  ASSERT_TRUE(WaitSessions(1));
+  UniqueFd udp(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  const size_t queries = kMaxQueuedReports + 3000;  // more than the queue and the socket hold
+  for (size_t i = 0; i < queries; ++i) {
+    ASSERT_TRUE(AskDns(udp.get(), dns, static_cast<uint16_t>(i))) << "query " << i;
+  }
+  // Now read everything, then one more verdict: its report carries the dropped total.
+  size_t received = 0;
+  uint64_t dropped = 0;
+  for (std::string r = ReadReport(link.get(), 1000); !r.empty(); r = ReadReport(link.get(), 200)) {
+    auto d = DecodeVerdictReport(r);
+    ASSERT_TRUE(d.has_value()) << d.error().ToString();
+    EXPECT_EQ(d->kind, VerdictKind::kDns);
+    EXPECT_FALSE(d->allowed);  // NXDOMAIN: nothing is allowed
+    dropped = d->dropped;
+    ++received;
+  }
+  ASSERT_TRUE(AskDns(udp.get(), dns, 1));
+  auto last = DecodeVerdictReport(ReadReport(link.get(), 5000));
+  ASSERT_TRUE(last.has_value()) << last.error().ToString();
+  EXPECT_GE(last->dropped, dropped);
+  EXPECT_GE(received, kMaxQueuedReports);
+  EXPECT_GT(last->dropped, 0u) << "the queue never filled: the test proves nothing";
+  EXPECT_EQ(received + last->dropped, queries) << "every verdict is either reported or counted";
 }
 
 // Control: a supervisor that did not say hello (one of an older release, which treats any

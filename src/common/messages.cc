@@ -188,6 +188,27 @@ json EndToJson(const EndRecord& e) {
   return j;
 }
 
+EgressCounters ReadEgressCounters(ObjectReader& r) {
+  EgressCounters c;
+  c.allowed = r.Uint("allowed", {});
+  c.denied = r.Uint("denied", {});
+  c.bytes_up = r.Uint("bytes_up", {});
+  c.bytes_down = r.Uint("bytes_down", {});
+  c.dns_answered = r.Uint("dns_answered", {});
+  c.dns_refused = r.Uint("dns_refused", {});
+  c.gateway_requests = r.Uint("gateway_requests", {});
+  return c;
+}
+json EgressCountersJson(const EgressCounters& c) {
+  return {{"allowed", c.allowed},
+          {"denied", c.denied},
+          {"bytes_up", c.bytes_up},
+          {"bytes_down", c.bytes_down},
+          {"dns_answered", c.dns_answered},
+          {"dns_refused", c.dns_refused},
+          {"gateway_requests", c.gateway_requests}};
+}
+
 SessionInfo ReadSessionInfo(ObjectReader& r) {
   SessionInfo s;
   s.id = r.String("id", kSessionIdRule);
@@ -208,6 +229,10 @@ SessionInfo ReadSessionInfo(ObjectReader& r) {
   s.created_by = r.OptString("created_by", kPrincipalRule).value_or("");
   s.supervisor_restarts =
       static_cast<uint32_t>(r.OptUint("supervisor_restarts", {0, UINT32_MAX}).value_or(0));
+  if (auto egress = r.OptObject("egress")) {
+    s.egress = ReadEgressCounters(*egress);
+    egress->RejectUnknown();
+  }
   r.RejectUnknown();
   return s;
 }
@@ -229,6 +254,7 @@ json SessionInfoJson(const SessionInfo& s) {
   if (s.end) j["end"] = EndToJson(*s.end);
   if (!s.created_by.empty()) j["created_by"] = s.created_by;
   if (s.supervisor_restarts != 0) j["supervisor_restarts"] = s.supervisor_restarts;
+  if (s.egress) j["egress"] = EgressCountersJson(*s.egress);
   return j;
 }
 
@@ -685,6 +711,14 @@ ResponseBody ReadOkPayload(ObjectReader& r, const FrameView& frame, FieldErrors*
       static_cast<uint32_t>(h.OptUint("sessions_readopted", {0, UINT32_MAX}).value_or(0));
   health.readoption_failures =
       static_cast<uint32_t>(h.OptUint("readoption_failures", {0, UINT32_MAX}).value_or(0));
+  if (auto egress = h.OptObject("egress")) {
+    EgressTotals totals;
+    totals.counters = ReadEgressCounters(*egress);
+    totals.reports_dropped = egress->Uint("reports_dropped", {});
+    totals.reports_refused = egress->Uint("reports_refused", {});
+    egress->RejectUnknown();
+    health.egress = totals;
+  }
   h.RejectUnknown();
   return health;
 }
@@ -753,6 +787,12 @@ struct ResponseWriter {
     if (!h.reason.empty()) hj["reason"] = h.reason;
     if (h.sessions_readopted != 0) hj["sessions_readopted"] = h.sessions_readopted;
     if (h.readoption_failures != 0) hj["readoption_failures"] = h.readoption_failures;
+    if (h.egress) {
+      json ej = EgressCountersJson(h.egress->counters);
+      ej["reports_dropped"] = h.egress->reports_dropped;
+      ej["reports_refused"] = h.egress->reports_refused;
+      hj["egress"] = std::move(ej);
+    }
     j["health"] = std::move(hj);
   }
 };

@@ -25,7 +25,7 @@ namespace mp::wire {
 // Control-protocol versions (docs/protocol.md, "Versions"; common/proto_version.h says what
 // each carries): the newest this build speaks, which the API offers in its hello, and the
 // oldest it still speaks with a peer from an earlier release.
-inline constexpr uint32_t kProtoVersion = 4;
+inline constexpr uint32_t kProtoVersion = 5;
 inline constexpr uint32_t kMinProtoVersion = 1;
 
 // Size and count caps, all checked by the decoders. Bytes are UTF-8 bytes of the JSON string.
@@ -111,6 +111,26 @@ struct EndRecord {
 };
 
 // What both daemons know about a session; the API maps it to the public SessionInfo.
+// An allowlist session's egress verdicts so far (issue 14), as monkeyproof-egress reported
+// them to this supervisor (since the session started or this supervisor adopted it).
+struct EgressCounters {
+  uint64_t allowed = 0;           // connections allowed (proxy, transparent, gateway requests)
+  uint64_t denied = 0;            // connections refused
+  uint64_t bytes_up = 0;          // session -> upstream, of allowed connections that closed
+  uint64_t bytes_down = 0;        // upstream -> session, likewise
+  uint64_t dns_answered = 0;      // stub DNS queries answered (allowed names)
+  uint64_t dns_refused = 0;       // stub DNS queries answered NXDOMAIN
+  uint64_t gateway_requests = 0;  // requests the credential gateway forwarded
+  friend bool operator==(const EgressCounters&, const EgressCounters&) = default;
+};
+// The same over every session since this supervisor started, and the reports lost on the way.
+struct EgressTotals {
+  EgressCounters counters;
+  uint64_t reports_dropped = 0;  // the daemon's queue was full (the supervisor did not read)
+  uint64_t reports_refused = 0;  // malformed reports this supervisor ignored
+  friend bool operator==(const EgressTotals&, const EgressTotals&) = default;
+};
+
 struct SessionInfo {
   std::string id;
   SessionState state = SessionState::kStarting;
@@ -132,6 +152,8 @@ struct SessionInfo {
   std::string created_by;
   // Restarts of the supervisor this session has lived through (re-adopted after each).
   uint32_t supervisor_restarts = 0;
+  // Allowlist sessions only (protocol version 5): their egress verdicts.
+  std::optional<EgressCounters> egress;
   friend bool operator==(const SessionInfo&, const SessionInfo&) = default;
 };
 
@@ -385,6 +407,7 @@ struct HealthInfo {
   // as supervisor_restart).
   uint32_t sessions_readopted = 0;
   uint32_t readoption_failures = 0;
+  std::optional<EgressTotals> egress;  // protocol version 5
   friend bool operator==(const HealthInfo&, const HealthInfo&) = default;
 };
 

@@ -11,6 +11,8 @@ namespace {
 constexpr uint32_t kAuditV2 = 2;
 // The first version with a spawn's `cwd_within` (a scoped token's workspaces).
 constexpr uint32_t kCwdWithinV4 = 4;
+// The first version with egress counters in SessionInfo and HealthInfo.
+constexpr uint32_t kEgressV5 = 5;
 
 ProtoNeed Needs(uint32_t version, std::string field, const std::string& reason) {
   return {version, field, field + ": " + reason};
@@ -29,6 +31,15 @@ constexpr bool kIsActing = std::is_same_v<R, KillRequest> || std::is_same_v<R, S
                            std::is_same_v<R, CloseStdinRequest> || std::is_same_v<R, ResizeRequest>;
 
 }  // namespace
+
+void FitResponseToProto(Response& response, uint32_t proto) {
+  if (proto >= kEgressV5) return;
+  if (auto* info = std::get_if<SessionInfo>(&response.body)) info->egress.reset();
+  if (auto* list = std::get_if<SessionList>(&response.body)) {
+    for (SessionInfo& info : list->sessions) info.egress.reset();
+  }
+  if (auto* health = std::get_if<HealthInfo>(&response.body)) health->egress.reset();
+}
 
 ErrorCode ErrorCodeIn(ErrorCode code, uint32_t proto) {
   if (code == ErrorCode::kInsufficientStorage && proto < 3) return ErrorCode::kCapacity;
@@ -109,7 +120,10 @@ std::string MissingInProto(uint32_t proto) {
   if (proto < kCwdWithinV4) {
     missing +=
         "scoped tokens limited to workspaces cannot create sessions (the supervisor cannot "
-        "enforce the limit; such creates are refused with 503)";
+        "enforce the limit; such creates are refused with 503); ";
+  }
+  if (proto < kEgressV5) {
+    missing += "sessions and /metrics show no egress counters";
   }
   return missing;
 }

@@ -3,7 +3,8 @@
 // `client` and `via` to the acting requests (kill, signal, stdin, close_stdin, resize), `via` to
 // spawn and to the token audits, and the audit actions read, auth_failed, rate_limited and
 // audit_suppressed. Version 3 added the error code insufficient_storage. Version 4 added a
-// spawn's `cwd_within` (the workspaces a scoped token may create in). The supervisor refuses
+// spawn's `cwd_within` (the workspaces a scoped token may create in). Version 5 added the egress
+// counters of SessionInfo and HealthInfo. The supervisor refuses
 // what its connection's version lacks (RequiredProto) and answers in its codes (ErrorCodeIn);
 // the API fits what it sends to the version it agreed on (FitToProto). Both daemons; pure
 // functions, thread-safe.
@@ -34,6 +35,10 @@ bool AuditActionIn(AuditAction action, uint32_t proto);
 // enrich the audit log). False when the request has no form in that version (an audit action it
 // lacks): it must not be sent. `body` is left as it was then.
 bool FitToProto(RequestBody& body, uint32_t proto);
+
+// Drops what version `proto` lacks from a response: the egress counters of SessionInfo
+// (also in a SessionList) and HealthInfo (version 5).
+void FitResponseToProto(Response& response, uint32_t proto);
 
 // The error code a peer of version `proto` is told for `code`: the code itself when that version
 // has it, else the nearest one it has (insufficient_storage: capacity).

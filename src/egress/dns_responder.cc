@@ -61,9 +61,20 @@ std::string DnsResponder::Answer(std::string_view datagram) {
   constexpr uint16_t kClassIn = 1;
   if (query->name.empty() || query->klass != kClassIn || !allow_.PermitsName(query->name)) {
     counters_.dns_nxdomain.fetch_add(1, std::memory_order_relaxed);
+    if (on_verdict_) {
+      on_verdict_(Verdict{.listener = "dns",
+                          .name = query->name,
+                          .port = 53,
+                          .allowed = false,
+                          .reason = query->klass != kClassIn ? "not a query of class IN"
+                                                             : "not in this session's allowlist"});
+    }
     return BuildDnsAnswer(*query, DnsRcode::kNameError);
   }
   counters_.dns_answered.fetch_add(1, std::memory_order_relaxed);
+  if (on_verdict_) {
+    on_verdict_(Verdict{.listener = "dns", .name = query->name, .port = 53, .allowed = true});
+  }
   if (query->type != static_cast<uint16_t>(DnsType::kA)) {
     return BuildDnsAnswer(*query, DnsRcode::kNoError);  // NODATA: IPv4 only
   }

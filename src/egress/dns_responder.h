@@ -34,6 +34,9 @@ class DnsResponder : public std::enable_shared_from_this<DnsResponder> {
   DnsResponder(boost::asio::io_context& io, const AllowList& allow, GatewayCounters& counters);
   void Start();
   void Stop();
+  // Each answered query is reported here (listener "dns", port 53, allowed = answered rather
+  // than NXDOMAIN; session_id left to the callback). None by default.
+  void SetVerdictCallback(VerdictCallback on_verdict) { on_verdict_ = std::move(on_verdict); }
   // The answer to one datagram; empty when it is dropped. Public for tests.
   std::string Answer(std::string_view datagram);
 
@@ -44,6 +47,7 @@ class DnsResponder : public std::enable_shared_from_this<DnsResponder> {
   boost::asio::ip::udp::socket socket_;
   const AllowList& allow_;
   GatewayCounters& counters_;
+  VerdictCallback on_verdict_;
   std::array<char, kMaxDnsQuerySize> buffer_{};
   boost::asio::ip::udp::endpoint peer_;
   std::map<std::string, uint32_t> synthetic_;

@@ -9,10 +9,12 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <utility>
 
 #include "common/log.h"
 #include "egress/handover.h"
+#include "egress/verdict_report.h"
 
 namespace mp::egress {
 
@@ -30,6 +32,10 @@ struct EgressDaemon::Connection {
   uint64_t id = 0;
   asio::posix::stream_descriptor sd;
   std::map<std::string, std::shared_ptr<EgressSession>> sessions;
+  uint32_t reports = 0;            // the report version the supervisor reads; 0: none
+  std::deque<std::string> outbox;  // reports its socket did not take yet
+  bool waiting_write = false;      // a wait for writability is pending
+  uint64_t dropped = 0;            // reports dropped on this connection (queue full)
 };
 
 EgressDaemon::EgressDaemon(asio::io_context& io, DaemonOptions options,
@@ -173,6 +179,17 @@ void EgressDaemon::OnRecord(const std::shared_ptr<Connection>& c) {
       other->sessions.erase(it);
     }
   }
+  if (message->type == HandoverMessage::Type::kHello) {
+    if (message->reports != kVerdictReportVersion) {
+      // A newer supervisor than this daemon: it gets no reports rather than ones it misreads.
+      Log(LogLevel::kWarning, "event=reports_refused connection=" + std::to_string(c->id) +
+                                  " version=" + std::to_string(message->reports) +
+                                  " ours=" + std::to_string(kVerdictReportVersion));
+    } else {
+      c->reports = kVerdictReportVersion;
+    }
+    return WaitRecord(c);
+  }
   if (message->type == HandoverMessage::Type::kClose) {
     Log(LogLevel::kInfo, "event=session_closed session=" + id);
     return WaitRecord(c);
@@ -208,8 +225,15 @@ void EgressDaemon::OnRecord(const std::shared_ptr<Connection>& c) {
         ModelEndpoint{std::move(*upstream), std::move(e.header), std::move(e.value)});
     listeners.endpoints.push_back(std::move(received->fds[kHandoverFdCount + i]));
   }
+  std::weak_ptr<Connection> weak = c;
+  auto report = [this, weak](const Verdict& v) {
+    if (on_verdict_) on_verdict_(v);
+    if (auto live = weak.lock(); live && !stopped_ && connections_.contains(live->id)) {
+      SendReport(live, v);
+    }
+  };
   auto session =
-      EgressSession::Create(io_, std::move(config), std::move(listeners), resolver_, on_verdict_);
+      EgressSession::Create(io_, std::move(config), std::move(listeners), resolver_, report);
   if (!session) {
     Log(LogLevel::kError,
         "event=session_refused session=" + id + " reason=\"" + session.error().ToString() + "\"");
@@ -221,6 +245,61 @@ void EgressDaemon::OnRecord(const std::shared_ptr<Connection>& c) {
                            " rules=" + std::to_string(message->allow.size()) +
                            " endpoints=" + std::to_string(message->endpoints.size()));
   WaitRecord(c);
+}
+
+void EgressDaemon::SendReport(const std::shared_ptr<Connection>& c, const Verdict& v) {
+  if (c->reports == 0) return;
+  if (c->outbox.size() >= kMaxQueuedReports) {
+    if (c->dropped == 0) {
+      Log(LogLevel::kWarning, "event=reports_dropping connection=" + std::to_string(c->id) +
+                                  " queued=" + std::to_string(c->outbox.size()) +
+                                  " (the supervisor does not read them)");
+    }
+    ++c->dropped;
+    ++reports_dropped_;
+    return;
+  }
+  VerdictReport r;
+  r.kind = KindOfListener(v.listener);
+  r.allowed = v.allowed;
+  r.port = v.port;
+  r.bytes_up = v.allowed ? v.bytes_up : 0;
+  r.bytes_down = v.allowed ? v.bytes_down : 0;
+  r.dropped = c->dropped;
+  r.session = v.session_id;
+  r.name = v.name;
+  r.reason = v.allowed ? std::string_view() : std::string_view(v.reason);
+  c->outbox.push_back(EncodeVerdictReport(r));
+  FlushReports(c);
+}
+
+void EgressDaemon::FlushReports(const std::shared_ptr<Connection>& c) {
+  while (!c->outbox.empty() && !c->waiting_write) {
+    ssize_t n;
+    do {
+      n = ::send(c->sd.native_handle(), c->outbox.front().data(), c->outbox.front().size(),
+                 MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      c->waiting_write = true;
+      std::weak_ptr<Connection> weak = c;
+      c->sd.async_wait(asio::posix::descriptor_base::wait_write,
+                       [this, weak](const boost::system::error_code& ec) {
+                         auto live = weak.lock();
+                         if (!live) return;
+                         live->waiting_write = false;
+                         if (ec || stopped_ || !connections_.contains(live->id)) return;
+                         FlushReports(live);
+                       });
+      return;
+    }
+    if (n < 0) {
+      // The connection is broken: its read side notices and drops it.
+      c->outbox.clear();
+      return;
+    }
+    c->outbox.pop_front();
+  }
 }
 
 void EgressDaemon::Drop(const std::shared_ptr<Connection>& c, const std::string& why) {

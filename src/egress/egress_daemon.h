@@ -2,7 +2,10 @@
 // socket that only the supervisor's uid may use (SO_PEERCRED, checked before the first byte is
 // read), takes each session's listening sockets and allow list over the handover protocol
 // (handover.h) and runs one EgressSession per session until the supervisor closes it or its
-// connection ends. Verdicts go to the VerdictCallback (main.cc logs them). Runs unprivileged
+// connection ends. Verdicts go to the VerdictCallback (main.cc logs them) and, on a connection
+// whose supervisor said hello with reports (handover.h), back to the supervisor as verdict
+// reports (verdict_report.h): sent without blocking, queued up to kMaxQueuedReports while the
+// supervisor does not read, dropped and counted beyond that. Runs unprivileged
 // (its own system user, no capabilities). Threading: every method on the io_context's one
 // thread.
 #pragma once
@@ -28,6 +31,9 @@ inline constexpr char kDefaultHandoverSocket[] = "/run/monkeyproof-egress/handov
 // Supervisor connections served at once (a restarted supervisor's new one comes while the old
 // one may not have closed yet).
 inline constexpr size_t kMaxSupervisorConnections = 4;
+// Verdict reports queued per supervisor connection while its socket is full; more are dropped
+// (and counted in the next report that goes out).
+inline constexpr size_t kMaxQueuedReports = 4096;
 
 struct DaemonOptions {
   std::string socket_path = kDefaultHandoverSocket;
@@ -52,6 +58,8 @@ class EgressDaemon {
   void Stop();  // closes the socket, every connection and every session
 
   [[nodiscard]] size_t session_count() const;
+  // Verdict reports dropped so far (queues full), all connections together.
+  [[nodiscard]] uint64_t reports_dropped() const { return reports_dropped_; }
 
  private:
   struct Connection;
@@ -62,6 +70,8 @@ class EgressDaemon {
   void WaitRecord(const std::shared_ptr<Connection>& c);
   void OnRecord(const std::shared_ptr<Connection>& c);
   void Drop(const std::shared_ptr<Connection>& c, const std::string& why);
+  void SendReport(const std::shared_ptr<Connection>& c, const Verdict& verdict);
+  void FlushReports(const std::shared_ptr<Connection>& c);
 
   boost::asio::io_context& io_;
   DaemonOptions options_;
@@ -71,6 +81,7 @@ class EgressDaemon {
   std::unique_ptr<Acceptor> acceptor_;
   std::map<uint64_t, std::shared_ptr<Connection>> connections_;
   uint64_t next_connection_ = 1;
+  uint64_t reports_dropped_ = 0;
   bool stopped_ = false;
 };
 

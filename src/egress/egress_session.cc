@@ -114,6 +114,15 @@ Result<std::shared_ptr<EgressSession>> EgressSession::Create(asio::io_context& i
         io, std::move(listeners.dns), session->config_.allow, session->counters_);
     if (!dns) return dns.error().Wrap("egress session " + session->config_.session_id);
     session->dns_ = std::move(*dns);
+    if (session->on_verdict_) {
+      // DNS answers are verdicts too (the supervisor audits and counts them apart from
+      // connections); they bypass Report, which counts refused connections.
+      session->dns_->SetVerdictCallback(
+          [id = session->config_.session_id, report = session->on_verdict_](Verdict v) {
+            v.session_id = id;
+            report(v);
+          });
+    }
   }
   return session;
 }

@@ -14,7 +14,7 @@
 namespace mp::egress {
 namespace {
 
-constexpr std::array<std::string_view, 2> kTypeNames = {"open", "close"};
+constexpr std::array<std::string_view, 3> kTypeNames = {"open", "close", "hello"};
 constexpr size_t kMaxAllowEntries = 256;
 
 bool IsSessionId(std::string_view s) {
@@ -88,6 +88,10 @@ void ReadEndpoints(wire::ObjectReader& r, std::vector<HandoverEndpoint>* out) {
 std::string EncodeHandover(const HandoverMessage& message) {
   nlohmann::json j;
   j["type"] = kTypeNames[static_cast<size_t>(message.type)];
+  if (message.type == HandoverMessage::Type::kHello) {
+    j["reports"] = message.reports;
+    return j.dump();
+  }
   j["session"] = message.session;
   if (message.type == HandoverMessage::Type::kOpen) {
     j["allow"] = message.allow;
@@ -123,6 +127,16 @@ Result<HandoverMessage> DecodeHandover(std::string_view record, size_t fd_count)
   wire::ObjectReader r(j, "", &errors);
   HandoverMessage m;
   m.type = static_cast<HandoverMessage::Type>(r.Enum("type", kTypeNames));
+  if (errors.empty() && m.type == HandoverMessage::Type::kHello) {
+    m.reports = r.Uint("reports", {1, 255});
+    r.RejectUnknown();
+    if (!errors.empty()) return errors.ToError();
+    if (fd_count != 0) {
+      return PlainError("handover \"hello\" came with " + std::to_string(fd_count) +
+                        " descriptors, not 0");
+    }
+    return m;
+  }
   m.session = r.String("session", {1, kMaxHandoverSessionIdBytes, IsSessionId,
                                    "a session id ([A-Za-z0-9_-]{1,64})"});
   if (errors.empty() && m.type == HandoverMessage::Type::kOpen) {

@@ -9,15 +9,20 @@
 //         model endpoints) is omitted when there are none. Each endpoint's "value" is a real
 //         credential: it never appears in an error or a log line, on either side.
 //   {"type":"close","session":"s-…"}   the session ended: stop serving its sockets
+//   {"type":"hello","reports":1}       sent first by a supervisor that reads verdict reports
+//       (verdict_report.h) of that version: from then on the daemon sends one per verdict of
+//       the sessions handed over on this connection. A daemon of a release before reports
+//       refuses it (and closes the connection): both come in one package.
 // An open for a session already served replaces it (a re-hand after a restart of either
 // side). When the connection closes, the daemon stops every session it was given on it. The
-// daemon answers nothing: what it refuses it logs, and a session whose sockets nobody serves
-// fails closed (the sockets' last copies close, connects are refused).
-// Encoding and decoding are pure (the decoder is fuzzed: tests/fuzz/egress_fuzz.cc);
+// daemon answers nothing but verdict reports (after a hello): what it refuses it logs, and a
+// session whose sockets nobody serves fails closed (the sockets' last copies close, connects are
+// refused). Encoding and decoding are pure (the decoder is fuzzed: tests/fuzz/egress_fuzz.cc);
 // SendRecord/ReceiveRecord make one sendmsg/recvmsg each. Thread-safe (no state).
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
@@ -45,11 +50,12 @@ struct HandoverEndpoint {
 };
 
 struct HandoverMessage {
-  enum class Type { kOpen, kClose };
+  enum class Type { kOpen, kClose, kHello };
   Type type = Type::kOpen;
-  std::string session;                      // [A-Za-z0-9_-]{1,64}
+  std::string session;                      // [A-Za-z0-9_-]{1,64}; kHello: none
   std::vector<std::string> allow;           // kOpen: the policy's allow entries (AllowList::Parse)
   std::vector<HandoverEndpoint> endpoints;  // kOpen only, 0..kMaxGatewayEndpoints
+  uint64_t reports = 0;                     // kHello: the verdict report version it reads
 };
 
 // An HTTP field name (RFC 9110 token).

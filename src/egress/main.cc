@@ -95,6 +95,8 @@ mp::Result<asio::ip::tcp::endpoint> ParseEndpoint(std::string_view text) {
 
 void LogVerdict(const mp::egress::Verdict& v) {
   using mp::wire::QuoteForError;
+  // An answered DNS query is no connection: the supervisor's audit log has it (throttled).
+  if (v.listener == "dns" && v.allowed) return;
   std::string line = "event=verdict session=" + v.session_id + " listener=" + v.listener +
                      " name=" + QuoteForError(v.name) + " port=" + std::to_string(v.port) +
                      " verdict=" + (v.allowed ? "allow" : "deny");

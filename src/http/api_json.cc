@@ -503,6 +503,20 @@ ojson InfoObject(const wire::SessionInfo& info, uint32_t ws_clients) {
   } else {
     j["resources"] = nullptr;
   }
+  // Allowlist sessions: their egress verdicts so far (null for the other network modes, and
+  // from a supervisor of protocol version 4 or older).
+  if (info.egress) {
+    const wire::EgressCounters& e = *info.egress;
+    j["egress"] = ojson{{"allowed", e.allowed},
+                        {"denied", e.denied},
+                        {"bytesUp", e.bytes_up},
+                        {"bytesDown", e.bytes_down},
+                        {"dnsAnswered", e.dns_answered},
+                        {"dnsRefused", e.dns_refused},
+                        {"gatewayRequests", e.gateway_requests}};
+  } else {
+    j["egress"] = nullptr;
+  }
   return j;
 }
 

@@ -121,6 +121,31 @@ std::string Metrics::Render(const SupervisorGauges& supervisor) const {
         "Running sessions the supervisor could not take over at its last start (ended as "
         "supervisor_restart).",
         supervisor.readoption_failures);
+  if (supervisor.egress) {
+    // Totals over every allowlist session: no per-session labels (issue 14).
+    const wire::EgressTotals& e = *supervisor.egress;
+    w.Family("monkeyproof_egress_connections_total", "counter",
+             "Egress connections of allowlist sessions (gateway requests included), by verdict.");
+    w.Sample("monkeyproof_egress_connections_total", e.counters.allowed, "verdict=\"allow\"");
+    w.Sample("monkeyproof_egress_connections_total", e.counters.denied, "verdict=\"deny\"");
+    w.Family("monkeyproof_egress_bytes_total", "counter",
+             "Bytes relayed for allowlist sessions (of connections that closed), by direction.");
+    w.Sample("monkeyproof_egress_bytes_total", e.counters.bytes_up, "direction=\"up\"");
+    w.Sample("monkeyproof_egress_bytes_total", e.counters.bytes_down, "direction=\"down\"");
+    w.Family("monkeyproof_egress_dns_queries_total", "counter",
+             "Stub DNS queries of allowlist sessions, by verdict (deny: NXDOMAIN).");
+    w.Sample("monkeyproof_egress_dns_queries_total", e.counters.dns_answered, "verdict=\"allow\"");
+    w.Sample("monkeyproof_egress_dns_queries_total", e.counters.dns_refused, "verdict=\"deny\"");
+    w.One("monkeyproof_egress_gateway_requests_total", "counter",
+          "Requests the credential gateway forwarded to model endpoints.",
+          e.counters.gateway_requests);
+    w.One("monkeyproof_egress_reports_dropped_total", "counter",
+          "Verdict reports monkeyproof-egress dropped because the supervisor did not read them "
+          "(their verdicts are missing from the counters and the audit log).",
+          e.reports_dropped);
+    w.One("monkeyproof_egress_reports_refused_total", "counter",
+          "Malformed verdict reports the supervisor ignored.", e.reports_refused);
+  }
 
   if (const auto rss = ResidentBytes()) {
     w.One("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", *rss);

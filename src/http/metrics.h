@@ -6,7 +6,10 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <string>
+
+#include "common/messages.h"
 
 namespace mp::http {
 
@@ -17,6 +20,8 @@ struct SupervisorGauges {  // from the supervisor's last health answer
   uint32_t max_sessions = 0;
   uint32_t sessions_readopted = 0;   // at the supervisor's last start
   uint32_t readoption_failures = 0;  // likewise
+  // Egress verdict totals since the supervisor's start (protocol version 5; absent before).
+  std::optional<wire::EgressTotals> egress;
 };
 
 class Metrics {

@@ -139,6 +139,7 @@ void MetricsRoute(const Call& c) {
       g = {true, h.sessions_active, h.sessions_total, h.max_sessions};
       g.sessions_readopted = h.sessions_readopted;
       g.readoption_failures = h.readoption_failures;
+      g.egress = h.egress;
     }
     HttpResponse res{http::status::ok, c->request.version()};
     res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");

@@ -435,6 +435,18 @@ ControlServer::EnqueueResult ControlServer::Enqueue(Connection& c, std::vector<u
 }
 
 void ControlServer::EnqueueResponse(Connection& c, const wire::Response& response) {
+  // Members the peer's version lacks are left out (its decoder refuses unknown ones).
+  if (c.peer.proto < wire::kProtoVersion &&
+      (std::holds_alternative<wire::SessionInfo>(response.body) ||
+       std::holds_alternative<wire::SessionList>(response.body) ||
+       std::holds_alternative<wire::HealthInfo>(response.body))) {
+    wire::Response fitted = response;
+    wire::FitResponseToProto(fitted, c.peer.proto);
+    if (fitted != response) {
+      EnqueueResponse(c, fitted);
+      return;
+    }
+  }
   // An error code the peer's version lacks is told as the nearest one it has.
   if (const auto* e = std::get_if<wire::ErrorBody>(&response.body);
       e != nullptr && wire::ErrorCodeIn(e->code, c.peer.proto) != e->code) {

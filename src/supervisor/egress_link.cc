@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -157,25 +158,76 @@ void EgressLink::TryConnect() {
     return ScheduleRetry();
   }
   const int fd = s.get();
-  auto watched = loop_.Add(fd, EPOLLIN | EPOLLRDHUP, [this](uint32_t) {
-    // The daemon never sends: readable means closed (or a protocol error).
-    char byte;
-    const ssize_t n = ::recv(socket_.get(), &byte, 1, MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    Disconnect(n == 0 ? "monkeyproof-egress closed the handover socket"
-                      : "unexpected data or error on the handover socket");
-  });
+  ucred cred{};
+  socklen_t cred_len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) < 0) cred = {};
+  // First, before any session: the report version this supervisor reads.
+  egress::HandoverMessage hello;
+  hello.type = egress::HandoverMessage::Type::kHello;
+  hello.reports = egress::kVerdictReportVersion;
+  if (auto sent = egress::SendRecord(fd, egress::EncodeHandover(hello), {}); !sent) {
+    Log(LogLevel::kWarning, "component=egress event=hello_failed " + sent.error().ToString());
+    return ScheduleRetry();
+  }
+  auto watched = loop_.Add(fd, EPOLLIN | EPOLLRDHUP, [this](uint32_t) { ReadReports(); });
   if (!watched) {
     Log(LogLevel::kError, "component=egress event=watch_failed " + watched.error().ToString());
     return ScheduleRetry();
   }
   socket_ = std::move(s);
   warned_absent_ = false;
+  peer_ = {cred.pid, cred.uid};
+  peer_dropped_ = 0;
+  bad_logged_ = 0;
   Log(LogLevel::kInfo, "component=egress event=connected socket=" + socket_path_ +
                            " sessions=" + std::to_string(sessions_.size()));
   for (const auto& [id, entry] : sessions_) {
     if (!Hand(id, entry)) return;
   }
+}
+
+void EgressLink::ReadReports() {
+  // One byte more than the largest report, to tell a longer record (MSG_TRUNC gives its size).
+  std::array<char, egress::kMaxVerdictReportBytes + 1> buffer;
+  for (size_t i = 0; i < kMaxReportsPerWakeup && socket_; ++i) {
+    ssize_t n;
+    do {
+      n = ::recv(socket_.get(), buffer.data(), buffer.size(), MSG_DONTWAIT | MSG_TRUNC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n <= 0) {
+      // Descriptors the daemon might send along are discarded by the kernel (no control buffer).
+      return Disconnect(n == 0
+                            ? "monkeyproof-egress closed the handover socket"
+                            : std::string("error on the handover socket: ") + std::strerror(errno));
+    }
+    const bool truncated = static_cast<size_t>(n) > egress::kMaxVerdictReportBytes;
+    OnReport(std::string_view(buffer.data(), truncated ? 0 : static_cast<size_t>(n)), truncated);
+  }
+}
+
+void EgressLink::OnReport(std::string_view record, bool truncated) {
+  auto report = truncated ? Result<egress::VerdictReport>(PlainError(
+                                "verdict report longer than " +
+                                std::to_string(egress::kMaxVerdictReportBytes) + " bytes"))
+                          : egress::DecodeVerdictReport(record);
+  if (!report) {
+    ++reports_refused_;
+    if (bad_logged_ < kMaxLoggedBadReports) {
+      ++bad_logged_;
+      Log(LogLevel::kWarning,
+          "component=egress event=report_refused reason=\"" + report.error().ToString() + "\"" +
+              (bad_logged_ == kMaxLoggedBadReports ? " (further ones on this connection are "
+                                                     "counted, not logged)"
+                                                   : ""));
+    }
+    return;
+  }
+  if (report->dropped > peer_dropped_) {
+    reports_dropped_ += report->dropped - peer_dropped_;
+    peer_dropped_ = report->dropped;
+  }
+  if (on_report_) on_report_(*report, peer_);
 }
 
 void EgressLink::Disconnect(const std::string& why) {

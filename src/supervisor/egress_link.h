@@ -5,10 +5,17 @@
 // socket: when the egress daemon is not running or dies, nobody holds the listeners, so the
 // session's connects are refused at once (fail closed); the link retries every
 // kEgressRetryInterval and, once connected again, hands every live session new listeners.
+// On each connection it first says hello with the verdict report version it reads
+// (handover.h); the daemon then sends one verdict report per verdict (verdict_report.h), which
+// this side decodes (strictly, without allocating: it runs as root) and passes to the
+// ReportHandler. A malformed report is logged (the first kMaxLoggedBadReports per connection)
+// and ignored; the link stays up.
 // Supervisor only; single-threaded: call on the loop's thread.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -17,18 +24,32 @@
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "egress/handover.h"
+#include "egress/verdict_report.h"
 #include "sandbox/spawn.h"
 #include "supervisor/event_loop.h"
 
 namespace mp::supervisor {
 
 inline constexpr std::chrono::milliseconds kEgressRetryInterval{1000};
+// Reports read per wakeup of the loop (the rest on the next turn: other work goes first).
+inline constexpr size_t kMaxReportsPerWakeup = 256;
+inline constexpr uint32_t kMaxLoggedBadReports = 10;
+
+// The monkeyproof-egress process on the other end (SO_PEERCRED at connect), for the audit log.
+struct EgressPeer {
+  pid_t pid = 0;
+  uid_t uid = 0;
+};
 
 class EgressLink {
  public:
   // `socket_path`: monkeyproof-egress's handover socket. `resolv_conf`: the file bound over a
   // session's /etc/resolv.conf (written here when missing; "nameserver 127.0.0.1").
   EgressLink(EventLoop& loop, std::string socket_path, std::string resolv_conf);
+  // Every well-formed verdict report, whatever its session (the handler ignores ids it does
+  // not know). The report's strings are valid during the call only.
+  using ReportHandler = std::function<void(const egress::VerdictReport&, const EgressPeer&)>;
+  void SetReportHandler(ReportHandler handler) { on_report_ = std::move(handler); }
   ~EgressLink();
   EgressLink(const EgressLink&) = delete;
   EgressLink& operator=(const EgressLink&) = delete;
@@ -51,6 +72,10 @@ class EgressLink {
 
   [[nodiscard]] bool connected() const { return socket_.valid(); }
   [[nodiscard]] size_t session_count() const { return sessions_.size(); }
+  // Reports the daemon said it dropped (its queue was full), over every connection.
+  [[nodiscard]] uint64_t reports_dropped() const { return reports_dropped_; }
+  // Reports refused as malformed, over every connection.
+  [[nodiscard]] uint64_t reports_refused() const { return reports_refused_; }
 
  private:
   struct Entry {
@@ -65,6 +90,9 @@ class EgressLink {
   // False when the link broke.
   bool Hand(const std::string& id, const Entry& entry);
   void Disconnect(const std::string& why);
+  void ReadReports();
+  // One received record (`n` bytes; more than the buffer held when `truncated`).
+  void OnReport(std::string_view record, bool truncated);
   void ScheduleRetry();
   Result<void> EnsureResolvConf();
 
@@ -75,6 +103,12 @@ class EgressLink {
   std::map<std::string, Entry> sessions_;
   std::optional<EventLoop::TimerId> retry_;
   bool warned_absent_ = false;
+  ReportHandler on_report_;
+  EgressPeer peer_;
+  uint64_t peer_dropped_ = 0;     // the last `dropped` this connection reported
+  uint32_t bad_logged_ = 0;       // malformed reports logged on this connection
+  uint64_t reports_dropped_ = 0;  // over every connection
+  uint64_t reports_refused_ = 0;
 };
 
 // The environment an allowlist session gets on top of its policy's and request's:

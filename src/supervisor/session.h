@@ -121,6 +121,9 @@ class Session {
   Answer<wire::OutputRead> ReadOutput(uint64_t since, uint32_t limit) const;
 
   [[nodiscard]] const wire::SessionInfo& info() const { return info_; }
+  // An allowlist session's egress counters (set at its start or adoption; nullptr for other
+  // sessions). Kept in memory only: the stored record does not carry them.
+  wire::EgressCounters* egress() { return info_.egress ? &*info_.egress : nullptr; }
   [[nodiscard]] const std::string& id() const { return info_.id; }
   [[nodiscard]] bool ended() const { return ended_; }
   [[nodiscard]] bool starting() const { return pending_.has_value(); }

@@ -81,9 +81,13 @@ SessionManager::SessionManager(EventLoop& loop, sandbox::CgroupRoot cgroup_root,
     // Leaves of an earlier run (sessions it left running): their processes' ids stay taken.
     for (const auto& [uid, leaf] : UidsOfLeaves(cgroup_root_.path())) id_pool_->Seed(uid, leaf);
   }
+  egress_.SetReportHandler([this](const egress::VerdictReport& report, const EgressPeer& peer) {
+    OnEgressReport(report, peer);
+  });
 }
 
 SessionManager::~SessionManager() {
+  if (egress_flush_timer_) loop_.CancelTimer(*egress_flush_timer_);
   for (const auto& [id, timer] : expiry_timers_) loop_.CancelTimer(timer);
   if (retention_timer_ != 0) loop_.CancelTimer(retention_timer_);
   sessions_.clear();  // each session takes its fds and timers off the loop
@@ -92,6 +96,83 @@ SessionManager::~SessionManager() {
 Session* SessionManager::Find(const std::string& id) const {
   auto it = sessions_.find(id);
   return it == sessions_.end() ? nullptr : it->second.get();
+}
+
+void CountEgressVerdict(const egress::VerdictReport& r, wire::EgressCounters& c) {
+  if (r.kind == egress::VerdictKind::kDns) {
+    ++(r.allowed ? c.dns_answered : c.dns_refused);
+    return;
+  }
+  ++(r.allowed ? c.allowed : c.denied);
+  c.bytes_up += r.bytes_up;
+  c.bytes_down += r.bytes_down;
+  if (r.allowed && r.kind == egress::VerdictKind::kGateway) ++c.gateway_requests;
+}
+
+AuditEntry EgressAuditEntry(const egress::VerdictReport& r, const EgressPeer& peer) {
+  std::vector<AuditField> fields = {AuditField::String("kind", egress::ToString(r.kind)),
+                                    AuditField::String("name", r.name),
+                                    AuditField::Number("port", r.port),
+                                    AuditField::String("verdict", r.allowed ? "allow" : "deny")};
+  if (!r.allowed) {
+    fields.push_back(AuditField::String("reason", r.reason));
+  } else if (r.kind != egress::VerdictKind::kDns) {
+    fields.push_back(AuditField::Number("bytes_up", r.bytes_up));
+    fields.push_back(AuditField::Number("bytes_down", r.bytes_down));
+  }
+  return {"egress",         r.session,          "", peer.pid,
+          peer.uid,         kEgressAuditClient, "", r.allowed ? "ok" : "denied",
+          std::move(fields)};
+}
+
+void SessionManager::OnEgressReport(const egress::VerdictReport& r, const EgressPeer& peer) {
+  const std::string id(r.session);
+  Session* s = Find(id);
+  wire::EgressCounters* counters = s != nullptr ? s->egress() : nullptr;
+  if (counters == nullptr) return;  // not ours, or not an allowlist session: ignored
+  const bool dns = r.kind == egress::VerdictKind::kDns;
+  CountEgressVerdict(r, *counters);
+  CountEgressVerdict(r, egress_totals_);
+  egress_peer_ = peer;
+  const auto now = std::chrono::steady_clock::now();
+  http::AuditThrottle& throttle = dns ? egress_dns_audit_ : egress_audit_;
+  if (!throttle.Admit(id, now)) {
+    if (!egress_flush_timer_) {
+      egress_flush_timer_ = loop_.AddTimer(
+          std::max(egress_audit_.window_end(), egress_dns_audit_.window_end()), [this] {
+            egress_flush_timer_.reset();
+            FlushEgressAudit(std::chrono::steady_clock::now());
+          });
+    }
+    return;
+  }
+  audit_.Write(EgressAuditEntry(r, peer));
+}
+
+void SessionManager::FlushEgressAudit(std::chrono::steady_clock::time_point now) {
+  for (auto [throttle, of] :
+       {std::pair{&egress_audit_, "egress"}, std::pair{&egress_dns_audit_, "egress_dns"}}) {
+    for (const http::AuditThrottle::Suppressed& held : throttle->TakeSummaries(now)) {
+      const std::string session =
+          held.key == http::AuditThrottle::kOtherKeys ? std::string() : held.key;
+      audit_.Write({"audit_suppressed",
+                    session,
+                    "",
+                    egress_peer_.pid,
+                    egress_peer_.uid,
+                    kEgressAuditClient,
+                    "",
+                    "ok",
+                    {AuditField::String("of", of), AuditField::Number("suppressed", held.count)}});
+    }
+  }
+  if (!egress_flush_timer_ && (egress_audit_.holding() || egress_dns_audit_.holding())) {
+    egress_flush_timer_ = loop_.AddTimer(
+        std::max(egress_audit_.window_end(), egress_dns_audit_.window_end()), [this] {
+          egress_flush_timer_.reset();
+          FlushEgressAudit(std::chrono::steady_clock::now());
+        });
+  }
 }
 
 Answer<Session*> SessionManager::Lookup(const std::string& id) const {
@@ -218,6 +299,8 @@ Result<void> SessionManager::Adopt(SessionStore::Recovered& r, StoredFds& fds) {
   policy.policy.type = r.info.type;
   policy.policy.deadlines = record.deadlines;
   policy.policy.output = record.output;
+  // Its egress counters start again from zero: they were in the last supervisor's memory only.
+  if (record.egress_allow) r.info.egress = wire::EgressCounters{};
   auto owned =
       std::make_unique<Session>(shared_, std::move(r.info), std::move(policy), std::move(*log));
   Session& s = *owned;
@@ -526,6 +609,7 @@ void SessionManager::Spawn(const wire::SpawnRequest& req, const PeerInfo& peer, 
     if (auto r = egress_.Begin(info.id, std::move(allow), std::move(p.gateway), p.request); !r) {
       return fail(MakeError(wire::ErrorCode::kInternal, r.error().ToString()));
     }
+    info.egress = wire::EgressCounters{};
   }
 
   const std::string id = info.id;
@@ -818,6 +902,8 @@ wire::HealthInfo SessionManager::Health() const {
   h.max_sessions = static_cast<uint32_t>(options_.max_sessions);
   h.sessions_readopted = readopted_;
   h.readoption_failures = readoption_failures_;
+  h.egress =
+      wire::EgressTotals{egress_totals_, egress_.reports_dropped(), egress_.reports_refused()};
   h.ready = active_ < options_.max_sessions && !policies_.all().empty();
   if (!h.ready) h.reason = active_ >= options_.max_sessions ? "at capacity" : "no policies loaded";
   return h;

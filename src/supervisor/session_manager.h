@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "common/messages.h"
+#include "egress/verdict_report.h"
+#include "http/audit_throttle.h"
 #include "sandbox/cgroup.h"
 #include "supervisor/audit_log.h"
 #include "supervisor/control_server.h"
@@ -61,6 +63,23 @@ struct ManagerOptions {
   // its leaf is gone (session_ids.h); empty: sessions run as their policy's run_as.
   std::optional<IdRange> session_ids;
 };
+
+// Egress audit lines per minute: per session and in all (docs/api.md "Audit log").
+inline constexpr http::AuditThrottleLimits kEgressAuditLimits{600, 6000, std::chrono::seconds(60),
+                                                              4096, 20};
+inline constexpr http::AuditThrottleLimits kEgressDnsAuditLimits{60, 600, std::chrono::seconds(60),
+                                                                 4096, 20};
+
+// The `client` of egress audit lines: the egress daemon (its pid and uid are the peer's).
+inline constexpr char kEgressAuditClient[] = "monkeyproof-egress";
+
+// Adds one verdict to `counters`: a DNS answer to dns_answered/dns_refused, anything else to
+// allowed/denied and its bytes, an allowed gateway verdict to gateway_requests too.
+void CountEgressVerdict(const egress::VerdictReport& report, wire::EgressCounters& counters);
+// The audit line of one verdict (docs/api.md "Audit log", action `egress`): kind, name, port,
+// verdict, then reason (deny) or bytes_up and bytes_down (an allowed connection). Its views
+// point into `report`.
+AuditEntry EgressAuditEntry(const egress::VerdictReport& report, const EgressPeer& peer);
 
 class SessionManager {
  public:
@@ -118,6 +137,16 @@ class SessionManager {
 
   size_t active_count() const { return active_; }
 
+  // One verdict monkeyproof-egress reported (EgressLink): counted in the session's record and
+  // the totals, and written to the audit log as an `egress` line, throttled per session
+  // (kEgressAuditLimits for connections, kEgressDnsAuditLimits for DNS answers) with one
+  // audit_suppressed line per session and window for what was held back. Reports of sessions
+  // this supervisor does not know, or that are not allowlist sessions, are ignored. Public
+  // for tests.
+  void OnEgressReport(const egress::VerdictReport& report, const EgressPeer& peer);
+  // Writes the egress throttles' summaries of ended windows (the timer calls it; tests too).
+  void FlushEgressAudit(std::chrono::steady_clock::time_point now);
+
  private:
   Session* Find(const std::string& id) const;
   // Looks a session up; the not_found error names the id.
@@ -157,6 +186,11 @@ class SessionManager {
   std::vector<std::string> order_;  // creation order
   size_t active_ = 0;
   uint32_t readopted_ = 0, readoption_failures_ = 0;  // at Recover
+  wire::EgressCounters egress_totals_;                // every session, since this start
+  http::AuditThrottle egress_audit_{kEgressAuditLimits};
+  http::AuditThrottle egress_dns_audit_{kEgressDnsAuditLimits};
+  std::optional<EventLoop::TimerId> egress_flush_timer_;
+  EgressPeer egress_peer_;  // the daemon of the last report, for the summaries' lines
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 

@@ -177,7 +177,8 @@ void Handovers(std::string_view text) {
         "a handover record accepted with the wrong number of descriptors");
   auto again = egress::DecodeHandover(egress::EncodeHandover(*m), fds);
   Check(again && again->type == m->type && again->session == m->session &&
-            again->allow == m->allow && SameEndpoints(again->endpoints, m->endpoints),
+            again->allow == m->allow && SameEndpoints(again->endpoints, m->endpoints) &&
+            again->reports == m->reports,
         "a handover record does not survive re-encoding");
   // An accepted record with endpoints, broken in each field in turn: the error never quotes a
   // value (a credential).

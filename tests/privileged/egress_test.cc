@@ -379,6 +379,91 @@ TEST_F(EgressTest, ControlAHostSessionReachesTheSameUpstream) {
   EXPECT_NE(out.find("proxy=none"), std::string::npos) << out;
 }
 
+// Every verdict reaches the supervisor (issue 14): the session's egress counters, the totals
+// of the health answer (what /metrics shows) and the audit log's egress lines. The control: a
+// "host" session has no counters and no egress lines, although it reached the same upstream.
+TEST_F(EgressTest, VerdictsReachTheSessionTheTotalsAndTheAuditLog) {
+  auto health = [&]() -> wire::EgressTotals {
+    auto r = client_->Call(wire::HealthRequest{});
+    EXPECT_TRUE(r && r->ok());
+    if (!r || !r->ok()) return {};
+    const auto& h = std::get<wire::HealthInfo>(r->body);
+    EXPECT_TRUE(h.egress.has_value());
+    return h.egress.value_or(wire::EgressTotals{});
+  };
+  auto info = [&](const std::string& id) -> wire::SessionInfo {
+    auto r = client_->Call(wire::GetRequest{id});
+    EXPECT_TRUE(r && r->ok());
+    return r && r->ok() ? std::get<wire::SessionInfo>(r->body) : wire::SessionInfo{};
+  };
+  const wire::EgressTotals before = health();
+  const std::string id =
+      Start("exec",
+            "curl -sS -m 10 http://allowed.mp-test/; "
+            "curl -s -o /dev/null -w '%{http_code}\\n' -m 10 http://denied.mp-test/; "
+            "busybox nslookup denied.mp-test 127.0.0.1 >/dev/null 2>&1; echo done");
+  ASSERT_FALSE(id.empty());
+  const std::string out = Follow(id);
+  ASSERT_NE(out.find("egress-ok"), std::string::npos) << out;
+  ASSERT_NE(out.find("403"), std::string::npos) << out;
+  // Reports travel on their own: wait until the three verdicts arrived (5 s at most).
+  wire::SessionInfo s;
+  for (int i = 0; i < 50; ++i) {
+    s = info(id);
+    if (s.egress && s.egress->allowed >= 1 && s.egress->denied >= 1 && s.egress->dns_refused >= 1)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(s.egress.has_value()) << "an allowlist session has egress counters";
+  EXPECT_EQ(s.egress->allowed, 1u);
+  EXPECT_EQ(s.egress->denied, 1u);
+  EXPECT_GE(s.egress->dns_refused, 1u);
+  EXPECT_GT(s.egress->bytes_up, 0u);
+  EXPECT_GE(s.egress->bytes_down, std::string("egress-ok").size());
+  EXPECT_EQ(s.egress->gateway_requests, 0u);
+  const wire::EgressTotals after = health();
+  EXPECT_GE(after.counters.allowed - before.counters.allowed, 1u);
+  EXPECT_GE(after.counters.denied - before.counters.denied, 1u);
+  EXPECT_GE(after.counters.bytes_down - before.counters.bytes_down, s.egress->bytes_down);
+  EXPECT_EQ(after.reports_dropped, 0u);
+  EXPECT_EQ(after.reports_refused, 0u);
+
+  const std::string audit = Slurp(kBase + "/audit.log");
+  const std::string mine = "\"action\":\"egress\",\"session\":\"" + id + "\"";
+  std::string allow_line, deny_line, dns_line;
+  for (size_t at = audit.find(mine); at != std::string::npos; at = audit.find(mine, at + 1)) {
+    const size_t start = audit.rfind('\n', at) + 1;
+    const std::string line = audit.substr(start, audit.find('\n', at) - start);
+    if (line.find("\"kind\":\"dns\"") != std::string::npos) {
+      dns_line = line;
+    } else if (line.find("\"verdict\":\"allow\"") != std::string::npos) {
+      allow_line = line;
+    } else {
+      deny_line = line;
+    }
+  }
+  EXPECT_NE(allow_line.find("\"client\":\"monkeyproof-egress\""), std::string::npos) << audit;
+  EXPECT_NE(allow_line.find("\"kind\":\"proxy\",\"name\":\"allowed.mp-test\",\"port\":80,"
+                            "\"verdict\":\"allow\",\"bytes_up\":"),
+            std::string::npos)
+      << audit;
+  EXPECT_NE(deny_line.find("\"outcome\":\"denied\",\"kind\":\"proxy\",\"name\":"
+                           "\"denied.mp-test\",\"port\":80,\"verdict\":\"deny\",\"reason\":"),
+            std::string::npos)
+      << audit;
+  EXPECT_NE(dns_line.find("\"name\":\"denied.mp-test\",\"port\":53,\"verdict\":\"deny\""),
+            std::string::npos)
+      << audit;
+
+  // The control.
+  const std::string host = Start("host", "curl -sS --noproxy '*' -m 10 http://denied.mp-test/");
+  ASSERT_FALSE(host.empty());
+  EXPECT_NE(Follow(host).find("egress-ok"), std::string::npos);
+  EXPECT_FALSE(info(host).egress.has_value());
+  EXPECT_EQ(Slurp(kBase + "/audit.log").find("\"action\":\"egress\",\"session\":\"" + host),
+            std::string::npos);
+}
+
 // Looks for the key where a session can: every process's environment, the files of the view
 // an agent would search, the output. The pattern is put together at run time, so that the task
 // (a file when long, an argv entry) does not hold it. Prints "env-hits=N" and "file-hits=..."

@@ -4,6 +4,7 @@
 // 127.0.0.1 (the supervisor makes them inside a session's namespace; the privileged suite
 // covers that), and clients that use them. Runs as any user.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 
 #include "egress/egress_daemon.h"
 #include "egress/handover.h"
+#include "egress/verdict_report.h"
 #include "egress_fixture.h"
 #include "egress_tls_upstream.h"
 #include "temp_dir.h"
@@ -151,6 +153,25 @@ TEST(HandoverTest, StrictDecoding) {
 
 // Descriptors travel with the record and arrive owned; a record with more than four is refused
 // and every descriptor that came is closed.
+// The supervisor's hello: the verdict report version it reads, nothing else.
+TEST(HandoverTest, Hello) {
+  HandoverMessage hello;
+  hello.type = HandoverMessage::Type::kHello;
+  hello.reports = 1;
+  EXPECT_EQ(EncodeHandover(hello), R"({"reports":1,"type":"hello"})");
+  auto back = DecodeHandover(EncodeHandover(hello), 0);
+  ASSERT_TRUE(back.has_value()) << back.error().ToString();
+  EXPECT_EQ(back->type, HandoverMessage::Type::kHello);
+  EXPECT_EQ(back->reports, 1u);
+  EXPECT_TRUE(back->session.empty());
+  EXPECT_FALSE(DecodeHandover(EncodeHandover(hello), 1).has_value());  // no descriptors
+  for (const char* bad :
+       {R"({"type":"hello"})", R"({"type":"hello","reports":0})",
+        R"({"type":"hello","reports":1,"session":"s-x"})", R"({"type":"hello","reports":"1"})"}) {
+    EXPECT_FALSE(DecodeHandover(bad, 0).has_value()) << bad;
+  }
+}
+
 TEST(HandoverTest, DescriptorsTravelWithTheRecord) {
   int pair[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
@@ -245,10 +266,11 @@ class EgressDaemonTest : public ::testing::Test {
   // Hands a proxy listener (and three unused ones) for session `id`; returns the proxy port.
   // `refused_peer`: the daemon may already have closed the connection (EPIPE is then fine).
   uint16_t HandSession(int link, const std::string& id, const std::vector<std::string>& allow,
-                       bool refused_peer = false) {
+                       bool refused_peer = false, uint16_t* dns_port = nullptr) {
     UniqueFd proxy = Listen(SOCK_STREAM), tls = Listen(SOCK_STREAM), http = Listen(SOCK_STREAM),
              dns = Listen(SOCK_DGRAM);
     const uint16_t port = PortOf(proxy.get());
+    if (dns_port != nullptr) *dns_port = PortOf(dns.get());
     const int fds[4] = {proxy.get(), tls.get(), http.get(), dns.get()};
     auto sent = SendRecord(link, EncodeHandover({HandoverMessage::Type::kOpen, id, allow}), fds);
     EXPECT_TRUE(sent.has_value() || (refused_peer && sent.error().errnum == EPIPE))
@@ -422,6 +444,147 @@ TEST_F(EgressDaemonTest, ABadAllowListRefusesTheSession) {
   ASSERT_TRUE(WaitSessions(1));
   EXPECT_TRUE(Refused(bad));
   EXPECT_FALSE(Refused(good));
+}
+
+// Waits up to `ms` for one record on the supervisor's end of the link; "" when none came.
+std::string ReadReport(int link, int ms) {
+  pollfd p{link, POLLIN, 0};
+  if (::poll(&p, 1, ms) != 1) return {};
+  std::string buffer(kMaxVerdictReportBytes + 1, '\0');
+  const ssize_t n = ::recv(link, buffer.data(), buffer.size(), MSG_DONTWAIT);
+  if (n <= 0) return {};
+  buffer.resize(static_cast<size_t>(n));
+  return buffer;
+}
+
+void SayHello(int link, uint64_t version = kVerdictReportVersion) {
+  HandoverMessage hello;
+  hello.type = HandoverMessage::Type::kHello;
+  hello.reports = version;
+  ASSERT_TRUE(SendRecord(link, EncodeHandover(hello), {}).has_value());
+}
+
+// After the supervisor's hello, every verdict of its sessions comes back as a verdict report:
+// a refusal at once, an allowed connection with its bytes once it closes.
+TEST_F(EgressDaemonTest, ReportsVerdictsToASupervisorThatSaidHello) {
+  Start(getuid());
+  Upstream upstream(Upstream::Mode::kEcho);
+  const std::string allowed = "127.0.0.1:" + std::to_string(upstream.port());
+  UniqueFd link = ConnectAsSupervisor();
+  SayHello(link.get());
+  const uint16_t proxy = HandSession(link.get(), "s-rep", {allowed});
+  ASSERT_TRUE(WaitSessions(1));
+  EXPECT_EQ(Connect(proxy, "127.0.0.1:1"), "HTTP/1.1 403 Forbidden");
+  const std::string denied = ReadReport(link.get(), 5000);
+  auto d = DecodeVerdictReport(denied);
+  ASSERT_TRUE(d.has_value()) << (denied.empty() ? "no report" : d.error().ToString());
+  EXPECT_EQ(d->session, "s-rep");
+  EXPECT_EQ(d->kind, VerdictKind::kProxy);
+  EXPECT_FALSE(d->allowed);
+  EXPECT_EQ(d->name, "127.0.0.1");
+  EXPECT_EQ(d->port, 1);
+  EXPECT_FALSE(d->reason.empty());
+  EXPECT_EQ(d->dropped, 0u);
+  {
+    UniqueFd c = Dial(proxy);
+    SendAll(c.get(), "CONNECT " + allowed + " HTTP/1.1\r\nHost: " + allowed + "\r\n\r\n");
+    ASSERT_EQ(ReadHead(c.get()).substr(0, 12), "HTTP/1.1 200");
+    SendAll(c.get(), "ping");
+    char echo[4];
+    ASSERT_EQ(::recv(c.get(), echo, sizeof echo, MSG_WAITALL), 4);
+  }  // closes: the allowed verdict is reported now
+  const std::string allow = ReadReport(link.get(), 5000);
+  auto a = DecodeVerdictReport(allow);
+  ASSERT_TRUE(a.has_value()) << (allow.empty() ? "no report" : a.error().ToString());
+  EXPECT_TRUE(a->allowed);
+  EXPECT_EQ(a->port, upstream.port());
+  EXPECT_EQ(a->bytes_up, 4u);
+  EXPECT_EQ(a->bytes_down, 4u);
+  EXPECT_TRUE(a->reason.empty());
+}
+
+// One A query for "x.test" to the stub DNS at `port`, waiting for its answer; false if none
+// came within a second.
+bool AskDns(int udp, uint16_t port, uint16_t query_id) {
+  std::string q = {static_cast<char>(query_id >> 8),
+                   static_cast<char>(query_id & 0xff),
+                   1,
+                   0,
+                   0,
+                   1,
+                   0,
+                   0,
+                   0,
+                   0,
+                   0,
+                   0};
+  q += std::string("\1x\4test\0", 8);
+  q += std::string("\0\1\0\1", 4);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  if (::sendto(udp, q.data(), q.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
+    return false;
+  }
+  pollfd p{udp, POLLIN, 0};
+  if (::poll(&p, 1, 1000) != 1) return false;
+  char answer[512];
+  return ::recv(udp, answer, sizeof answer, 0) > 0;
+}
+
+// A supervisor that does not read: the daemon goes on answering (it never blocks), keeps at
+// most kMaxQueuedReports, drops the rest and says how many in the next report that goes out.
+TEST_F(EgressDaemonTest, ReportsBeyondTheQueueAreDroppedAndCounted) {
+  Start(getuid());
+  UniqueFd link = ConnectAsSupervisor();
+  SayHello(link.get());
+  uint16_t dns = 0;
+  HandSession(link.get(), "s-flood", {}, false, &dns);
+  ASSERT_TRUE(WaitSessions(1));
+  UniqueFd udp(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  const size_t queries = kMaxQueuedReports + 3000;  // more than the queue and the socket hold
+  for (size_t i = 0; i < queries; ++i) {
+    ASSERT_TRUE(AskDns(udp.get(), dns, static_cast<uint16_t>(i))) << "query " << i;
+  }
+  // Now read everything, then one more verdict: its report carries the dropped total.
+  size_t received = 0;
+  uint64_t dropped = 0;
+  for (std::string r = ReadReport(link.get(), 1000); !r.empty(); r = ReadReport(link.get(), 200)) {
+    auto d = DecodeVerdictReport(r);
+    ASSERT_TRUE(d.has_value()) << d.error().ToString();
+    EXPECT_EQ(d->kind, VerdictKind::kDns);
+    EXPECT_FALSE(d->allowed);  // NXDOMAIN: nothing is allowed
+    dropped = d->dropped;
+    ++received;
+  }
+  ASSERT_TRUE(AskDns(udp.get(), dns, 1));
+  auto last = DecodeVerdictReport(ReadReport(link.get(), 5000));
+  ASSERT_TRUE(last.has_value()) << last.error().ToString();
+  EXPECT_GE(last->dropped, dropped);
+  EXPECT_GE(received, kMaxQueuedReports);
+  EXPECT_GT(last->dropped, 0u) << "the queue never filled: the test proves nothing";
+  EXPECT_EQ(received + last->dropped, queries) << "every verdict is either reported or counted";
+}
+
+// Control: a supervisor that did not say hello (one of an older release, which treats any
+// record from the daemon as a broken link) gets none; nor does one asking for a version the
+// daemon does not write.
+TEST_F(EgressDaemonTest, NoReportsWithoutHello) {
+  Start(getuid());
+  for (const bool newer : {false, true}) {
+    UniqueFd link = ConnectAsSupervisor();
+    if (newer) SayHello(link.get(), kVerdictReportVersion + 1);
+    const std::string id = newer ? "s-newer" : "s-quiet";
+    const uint16_t proxy = HandSession(link.get(), id, {});
+    ASSERT_TRUE(WaitSessions(1));
+    EXPECT_EQ(Connect(proxy, "127.0.0.1:1"), "HTTP/1.1 403 Forbidden");
+    EXPECT_EQ(ReadReport(link.get(), 300), "");
+    link.Reset();
+    ASSERT_TRUE(WaitSessions(0));
+  }
+  std::lock_guard lock(mu_);
+  EXPECT_EQ(verdicts_.size(), 2u);  // the daemon did decide (and log) both
 }
 
 }  // namespace

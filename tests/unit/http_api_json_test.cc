@@ -627,7 +627,7 @@ const std::vector<std::string> kOriginalKeys = {
     "pid", "createdAt", "endedAt",     "outputLines", "wsClients", "owner", "labels"};
 const std::vector<std::string> kOurKeys = {
     "state",     "preset", "createdBy", "outputBytes", "supervisorRestarts",
-    "endReason", "signal", "pty",       "resources"};
+    "endReason", "signal", "pty",       "resources",   "egress"};
 
 TEST(SessionInfoJsonTest, RunningSessionHasTheOriginalsKeysThenOurs) {
   const std::string text = SessionInfoJson(RunningInfo(), 3);
@@ -639,7 +639,7 @@ TEST(SessionInfoJsonTest, RunningSessionHasTheOriginalsKeysThenOurs) {
       R"("createdAt":"2024-11-21T19:31:44.759Z","endedAt":null,"outputLines":2,)"
       R"("wsClients":3,"owner":"me","labels":["a","b"],"state":"running","preset":null,)"
       R"("createdBy":null,"outputBytes":12,"supervisorRestarts":0,"endReason":null,"signal":null,)"
-      R"("pty":null,"resources":null})");
+      R"("pty":null,"resources":null,"egress":null})");
   const ojson j = ojson::parse(text);
   std::vector<std::string> want = kOriginalKeys;
   want.insert(want.end(), kOurKeys.begin(), kOurKeys.end());
@@ -663,7 +663,7 @@ TEST(SessionInfoJsonTest, EndedSession) {
   const ojson j = ojson::parse(SessionInfoJson(info, 0));
   std::vector<std::string> want = kOriginalKeys;
   want.insert(want.end(), {"state", "preset", "createdBy", "outputBytes", "supervisorRestarts",
-                           "endReason", "endDetail", "signal", "pty", "resources"});
+                           "endReason", "endDetail", "signal", "pty", "resources", "egress"});
   EXPECT_EQ(Keys(j), want);
   // Killed by our deadline, not by DELETE: the original would have seen its process end.
   EXPECT_EQ(j["status"], "exited");
@@ -679,6 +679,16 @@ TEST(SessionInfoJsonTest, EndedSession) {
   EXPECT_EQ(j["pty"], (ojson{{"rows", 40}, {"cols", 120}}));
   EXPECT_EQ(j["resources"].dump(),
             R"({"memoryPeakBytes":1048576,"cpuUsageUsec":null,"pidsPeak":3})");
+}
+
+// An allowlist session's egress counters (issue 14), camelCase as the rest.
+TEST(SessionInfoJsonTest, EgressCountersOfAnAllowlistSession) {
+  wire::SessionInfo info = RunningInfo();
+  info.egress = wire::EgressCounters{1, 2, 3, 4, 5, 6, 7};
+  const ojson j = ojson::parse(SessionInfoJson(info, 0));
+  EXPECT_EQ(j["egress"].dump(),
+            R"({"allowed":1,"denied":2,"bytesUp":3,"bytesDown":4,"dnsAnswered":5,)"
+            R"("dnsRefused":6,"gatewayRequests":7})");
 }
 
 TEST(SessionInfoJsonTest, PublicStatusOfEveryState) {

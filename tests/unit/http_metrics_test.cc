@@ -257,5 +257,31 @@ TEST(MetricsTest, CountingFromManyThreads) {
   EXPECT_EQ(p.samples.at("monkeyproof_api_connections"), 0);
 }
 
+// The supervisor's egress totals (protocol version 5): totals by verdict and direction, no
+// per-session label; absent from an older supervisor's answer, so absent here.
+TEST(MetricsTest, EgressTotalsWithoutPerSessionLabels) {
+  Metrics m;
+  Parsed p = Parse(m.Render({.connected = true}));
+  EXPECT_EQ(p.families.count("monkeyproof_egress_connections_total"), 0u);
+  SupervisorGauges g{.connected = true};
+  g.egress = wire::EgressTotals{{5, 3, 100, 2000, 7, 2, 4}, 1, 0};
+  const std::string text = m.Render(g);
+  p = Parse(text);
+  EXPECT_EQ(p.samples.at("monkeyproof_egress_connections_total{verdict=\"allow\"}"), 5);
+  EXPECT_EQ(p.samples.at("monkeyproof_egress_connections_total{verdict=\"deny\"}"), 3);
+  EXPECT_EQ(p.samples.at("monkeyproof_egress_bytes_total{direction=\"up\"}"), 100);
+  EXPECT_EQ(p.samples.at("monkeyproof_egress_bytes_total{direction=\"down\"}"), 2000);
+  EXPECT_EQ(p.samples.at("monkeyproof_egress_dns_queries_total{verdict=\"allow\"}"), 7);
+  EXPECT_EQ(p.samples.at("monkeyproof_egress_dns_queries_total{verdict=\"deny\"}"), 2);
+  EXPECT_EQ(p.samples.at("monkeyproof_egress_gateway_requests_total"), 4);
+  EXPECT_EQ(p.samples.at("monkeyproof_egress_reports_dropped_total"), 1);
+  EXPECT_EQ(p.samples.at("monkeyproof_egress_reports_refused_total"), 0);
+  for (const auto& [name, value] : p.samples) {
+    if (name.rfind("monkeyproof_egress_", 0) == 0) {
+      EXPECT_EQ(name.find("session"), std::string::npos) << name;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace mp::http

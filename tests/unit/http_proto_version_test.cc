@@ -139,7 +139,7 @@ TEST_F(HttpProtoVersionTest, AnOlderSupervisorIsSpokenToInVersion1AndServesEvery
 
   StopServer();
   const std::string log = ::testing::internal::GetCapturedStderr();
-  EXPECT_EQ(Count(log, "event=supervisor_older proto=1 ours=4"), 1u) << log;
+  EXPECT_EQ(Count(log, "event=supervisor_older proto=1 ours=5"), 1u) << log;
   EXPECT_NE(log.find("no read, auth_failed, rate_limited or audit_suppressed lines"),
             std::string::npos)
       << log;
@@ -148,10 +148,10 @@ TEST_F(HttpProtoVersionTest, AnOlderSupervisorIsSpokenToInVersion1AndServesEvery
 
 TEST_F(HttpProtoVersionTest, ACurrentSupervisorGetsClientViaAndTheNewAuditActions) {
   ::testing::internal::CaptureStderr();
-  ASSERT_NO_FATAL_FAILURE(Begin(4));
+  ASSERT_NO_FATAL_FAILURE(Begin(5));
   EXPECT_EQ(fake_.refused_hellos(), 0u);
-  EXPECT_EQ(fake_.last_proto(), 4u);
-  EXPECT_EQ(ProtocolOfVersion(), 4);
+  EXPECT_EQ(fake_.last_proto(), 5u);
+  EXPECT_EQ(ProtocolOfVersion(), 5);
   ASSERT_NO_FATAL_FAILURE(ActOnASession());
   for (RequestType type : {RequestType::kStdin, RequestType::kSignal, RequestType::kKill}) {
     EXPECT_EQ(fake_.last_client(type), "api:203.0.113.9") << ToString(type);
@@ -181,17 +181,17 @@ TEST_F(HttpProtoVersionTest, AfterTheSupervisorsUpgradeTheApiSpeaksTheCurrentVer
   ASSERT_NO_FATAL_FAILURE(Begin(1));
   EXPECT_EQ(ProtocolOfVersion(), 1);
   fake_.Stop();
-  fake_.SetProto(4);
+  fake_.SetProto(5);
   ASSERT_TRUE(fake_.Start());
   ASSERT_TRUE(fake_.WaitUntil(
       [](const testing::FakeSupervisor& f) { return f.requests(RequestType::kHello) >= 2; },
       std::chrono::seconds(10)));
-  EXPECT_EQ(fake_.last_proto(), 4u);
+  EXPECT_EQ(fake_.last_proto(), 5u);
   EXPECT_EQ(fake_.refused_hellos(), 1u);  // only the first connection's
-  for (int i = 0; i < 250 && ProtocolOfVersion() != 4; ++i) {
+  for (int i = 0; i < 250 && ProtocolOfVersion() != 5; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  EXPECT_EQ(ProtocolOfVersion(), 4);
+  EXPECT_EQ(ProtocolOfVersion(), 5);
   ASSERT_NO_FATAL_FAILURE(ActOnASession());
   EXPECT_EQ(fake_.last_via(RequestType::kKill), "127.0.0.1");
 }

@@ -37,8 +37,8 @@ AuditRequest Audit(AuditAction action, std::string via = {}) {
   return a;
 }
 
-TEST(ProtoVersion, TheConstantsNameFourVersions) {
-  EXPECT_EQ(kProtoVersion, 4u);
+TEST(ProtoVersion, TheConstantsNameFiveVersions) {
+  EXPECT_EQ(kProtoVersion, 5u);
   EXPECT_EQ(kMinProtoVersion, 1u);
 }
 
@@ -113,7 +113,8 @@ TEST(ProtoVersion, FittingToVersion1DropsWhatItLacksAndKeepsTheRest) {
   EXPECT_NE(MissingInProto(2).find("insufficient_storage"), std::string::npos);
   EXPECT_NE(MissingInProto(3).find("workspaces"), std::string::npos) << MissingInProto(3);
   EXPECT_EQ(MissingInProto(3).find("insufficient_storage"), std::string::npos);
-  EXPECT_EQ(MissingInProto(4), "");
+  EXPECT_EQ(MissingInProto(4), "sessions and /metrics show no egress counters");
+  EXPECT_EQ(MissingInProto(5), "");
 }
 
 // A spawn limited to workspaces has no form before version 4: it is never sent (dropping the

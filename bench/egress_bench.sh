@@ -21,7 +21,7 @@
 # Usage: bench/egress_bench.sh [PRESET] [--small] [--bytes N] [--rounds N] [--setups N]
 #                              [--no-readme]
 #   Full size: 100 MB (100000000 bytes), 3 downloads and 50 setups per leg.
-#   --small: 1 MiB, 2 downloads and 5 setups per leg (the CI smoke's size; never written to
+#   --small: 1 MiB, 1 download and 3 setups per leg (the CI smoke's size; never written to
 #            README.md)
 # Environment: MP_BENCH_SMP (2), MP_BENCH_MEM (3072 MB), MP_BENCH_TIMEOUT (3600 s).
 set -euo pipefail
@@ -167,7 +167,8 @@ setup() {
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
     -subj "/CN=$NAME" -addext "subjectAltName=DNS:$NAME" -keyout "$BASE/key.pem" \
     -out "$BASE/cert.pem" 2>/dev/null
-  chmod 0644 "$BASE/cert.pem"
+  # The sessions' CA file: in the workspace (their /tmp and /var/tmp are their own).
+  install -m 0644 "$BASE/cert.pem" "$BASE/ws/w/ca.pem"
   # Random bytes, so that a byte-exact check means something.
   head -c "$BYTES" /dev/urandom >"$BASE/www/file"
   printf 'small\n' >"$BASE/www/small"
@@ -177,7 +178,7 @@ setup() {
     >"$BASE/upstream.log" 2>&1 &
   UPID=$!
 
-  policy host '"host"'
+  policy exec '"host"' # the direct leg's (a directory needs exec.json)
   policy proxy "{\"mode\": \"allowlist\", \"allow\": [\"$NAME:$PORT\"]}"
   policy gateway "{\"mode\": \"allowlist\", \"allow\": [], \"gateway\": [
     {\"base_url_env\": \"BENCH_BASE_URL\", \"key_env\": \"BENCH_API_KEY\",
@@ -217,11 +218,11 @@ EOF
   die "the daemons or the upstream were not ready within 60 s"
 }
 
-# The session's script for one leg: ROUNDS downloads of the file to /dev/null (curl's timings
-# and byte count), one more piped into sha256sum (untimed: the byte-exact check), then SETUPS
-# fetches of the small file, each a new curl process and connection. Lines go to OUT.
+# The session's script for one leg: ROUNDS downloads of the file into the workspace (curl's
+# timings and byte count), each checked with sha256sum after its timing and removed, then
+# SETUPS fetches of the small file, each a new curl process and connection. Lines go to OUT.
 leg_task() { # VARIANT OUT
-  local variant=$1 out=$2 url small curl="curl -sS --max-time 600"
+  local variant=$1 out=$2 url small curl="curl -sS --max-time 1200"
   if [[ $variant == gateway ]]; then
     # shellcheck disable=SC2016 # expanded by the session's shell
     url='"$BENCH_BASE_URL/file"'
@@ -230,17 +231,18 @@ leg_task() { # VARIANT OUT
   else
     url="https://$NAME:$PORT/file"
     small="https://$NAME:$PORT/small"
-    curl+=" --cacert $BASE/cert.pem"
+    curl+=" --cacert $BASE/ws/w/ca.pem"
   fi
-  local wt='{"time_total":%{time_total},"time_starttransfer":%{time_starttransfer},"size":%{size_download},"code":%{http_code}}\n'
+  local wt='{"time_total":%{time_total},"time_starttransfer":%{time_starttransfer},"size":%{size_download},"code":%{http_code}}'
   local ws='{"time_connect":%{time_connect},"time_appconnect":%{time_appconnect},"time_starttransfer":%{time_starttransfer},"time_total":%{time_total},"code":%{http_code}}\n'
   cat <<EOF
 exec > $out.tmp 2>&1
 echo "env proxy=\${HTTPS_PROXY:-none} base=\${BENCH_BASE_URL:-none}"
 for r in \$(seq 1 $ROUNDS); do
-  echo "T \$(date +%s%N) \$($curl -o /dev/null -w '$wt' $url)"
+  t=\$($curl -o $out.file -w '$wt' $url)
+  echo "T \$t \$(sha256sum < $out.file | cut -d' ' -f1)"
+  rm -f $out.file
 done
-echo "SHA \$($curl $url | sha256sum | cut -d' ' -f1)"
 for r in \$(seq 1 $SETUPS); do
   echo "S \$($curl -o /dev/null -w '$ws' $small)"
 done
@@ -251,7 +253,7 @@ EOF
 leg() { # N VARIANT
   local n=$1 variant=$2 preset out task id
   preset=$variant
-  [[ $variant == direct ]] && preset=host
+  [[ $variant == direct ]] && preset="exec"
   out=$BASE/ws/w/leg-$n
   task=$(leg_task "$variant" "$out")
   echo "== leg $n: $variant, ${SECONDS} s into the run"
@@ -278,24 +280,23 @@ leg() { # N VARIANT
 import json, re, sys
 out, leg, variant, nbytes, sha, uticks, eticks, hz, leg_us = sys.argv[1:]
 leg, nbytes, uticks, eticks, hz = int(leg), int(nbytes), int(uticks), int(eticks), int(hz)
-transfers, setups, got_sha = [], [], None
+transfers, setups = [], []
 for line in open(out):
     if line.startswith("T "):
-        _, _, js = line.rstrip("\n").split(" ", 2)
-        transfers.append(json.loads(re.sub(r":0+(\d)", r":\1", js)))  # curl's "000" code
+        js, got = line[2:].rstrip("\n").rsplit(" ", 1)
+        t = json.loads(re.sub(r":0+(\d)", r":\1", js))  # curl's "000" code
+        t["sha_matches"] = got == sha
+        transfers.append(t)
     elif line.startswith("S "):
         setups.append(json.loads(re.sub(r":0+(\d)", r":\1", line[2:])))
-    elif line.startswith("SHA "):
-        got_sha = line.split()[1] if len(line.split()) > 1 else None
     elif line.strip() and not line.startswith("env "):
         print(json.dumps({"kind": "note", "leg": leg, "variant": variant, "text": line.strip()}))
-exact = got_sha == sha
-print(json.dumps({"kind": "leg", "leg": leg, "variant": variant, "sha_matches": exact,
+print(json.dumps({"kind": "leg", "leg": leg, "variant": variant,
                   "upstream_cpu_s": uticks / hz, "egress_cpu_s": eticks / hz,
                   "leg_s": int(leg_us) / 1e6}))
 busy = sum(t["time_total"] for t in transfers) or 1
 for t in transfers:
-    ok = t["size"] == nbytes and t["code"] == 200 and exact
+    ok = t["size"] == nbytes and t["code"] == 200 and t["sha_matches"]
     share = t["time_total"] / busy
     print(json.dumps({"kind": "transfer", "leg": leg, "variant": variant, "bytes": nbytes,
                       "time_total": t["time_total"], "ttfb": t["time_starttransfer"],
@@ -330,7 +331,7 @@ vm_main() {
   SETUPS=50
   while (($#)); do
     case $1 in
-      --small) BYTES=$((1 << 20)); ROUNDS=2; SETUPS=5; shift ;;
+      --small) BYTES=$((1 << 20)); ROUNDS=1; SETUPS=3; shift ;;
       --bytes) BYTES=$2; shift 2 ;;
       --rounds) ROUNDS=$2; shift 2 ;;
       --setups) SETUPS=$2; shift 2 ;;
@@ -350,8 +351,8 @@ vm_main() {
   echo "egress_bench: $(date -u +%Y-%m-%dT%H:%M:%SZ) kernel $(uname -r), $(nproc) CPUs," \
     "$(awk '/MemTotal/ {print $2}' /proc/meminfo) KiB, curl $(curl --version | head -n 1 | cut -d' ' -f2)," \
     "$($PY --version), $(openssl version | cut -d' ' -f1-2)"
-  echo "egress_bench: sizes: $BYTES bytes downloaded $ROUNDS times per leg (and once more for the" \
-    "sha256 check), $SETUPS setups (a new curl and connection for a 6-byte file) per leg;" \
+  echo "egress_bench: sizes: $BYTES bytes downloaded $ROUNDS times per leg (each checked with" \
+    "sha256sum after its timing), $SETUPS setups (a new curl and connection for a 6-byte file) per leg;" \
     "legs direct, proxy, gateway, gateway, proxy, direct."
   setup
   leg 1 direct

@@ -86,7 +86,7 @@ host_main() {
     local env=$out/$stamp.env facts=$out/$stamp.facts
     {
       echo "Run $(sed -n 's/^date=//p' "$env"), git $(sed -n 's/^git=//p' "$env"), preset $preset," \
-        "\`bench/egress_bench.sh $*\`."
+        "\`bench/egress_bench.sh${*:+ $*}\`."
       echo "Host: $(sed -n 's/^host_cpu=//p' "$env"), $(sed -n 's/^host_cpus=//p' "$env") CPUs," \
         "Linux $(sed -n 's/^host_kernel=//p' "$env"), load average" \
         "$(sed -n 's/^host_loadavg_before=//p' "$env") before, $(sed -n 's/^host_loadavg_after=//p' "$env") after;" \

@@ -8,10 +8,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "common/log.h"
 #include "egress/handover.h"
@@ -186,17 +191,78 @@ void EgressLink::TryConnect() {
   }
 }
 
+namespace {
+
+// The most descriptors one SCM_RIGHTS message carries (the kernel's SCM_MAX_FD).
+constexpr size_t kScmMaxFd = 253;
+
+// Closes descriptors the egress daemon sent where they cannot stall the event loop: the last
+// close of a socket with SO_LINGER and unsent data waits out its linger time, a file of a
+// FUSE mount waits for its server (review rev20, F1). Sockets lose their linger first, and the
+// close itself happens on one thread of its own, started when first needed.
+void CloseAside(std::vector<int> fds) {
+  static std::mutex mutex;
+  static std::vector<int> queue;
+  static bool started = false;
+  static std::condition_variable ready;
+  for (int fd : fds) {
+    const linger off{0, 0};
+    (void)::setsockopt(fd, SOL_SOCKET, SO_LINGER, &off, sizeof off);  // ENOTSOCK: not a socket
+  }
+  std::lock_guard lock(mutex);
+  queue.insert(queue.end(), fds.begin(), fds.end());
+  ready.notify_one();
+  if (started) return;
+  started = true;
+  std::thread([] {
+    for (;;) {
+      std::vector<int> batch;
+      {
+        std::unique_lock wait(mutex);
+        ready.wait(wait, [] { return !queue.empty(); });
+        batch.swap(queue);
+      }
+      for (int fd : batch) ::close(fd);
+    }
+  }).detach();
+}
+
+}  // namespace
+
 void EgressLink::ReadReports() {
   // One byte more than the largest report, to tell a longer record (MSG_TRUNC gives its size).
   std::array<char, egress::kMaxVerdictReportBytes + 1> buffer;
+  // Room for every descriptor a record may carry: with less, the kernel would close the rest
+  // in this thread. A record with any is a protocol error.
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * kScmMaxFd)> control;
   for (size_t i = 0; i < kMaxReportsPerWakeup && socket_; ++i) {
+    iovec iov{buffer.data(), buffer.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
     ssize_t n;
     do {
-      n = ::recv(socket_.get(), buffer.data(), buffer.size(), MSG_DONTWAIT | MSG_TRUNC);
+      n = ::recvmsg(socket_.get(), &msg, MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    std::vector<int> fds;
+    for (cmsghdr* c = n >= 0 ? CMSG_FIRSTHDR(&msg) : nullptr; c != nullptr;
+         c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t k = 0; k < count; ++k) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof fd);
+        fds.push_back(fd);
+      }
+    }
+    if (!fds.empty() || (n >= 0 && (msg.msg_flags & MSG_CTRUNC) != 0)) {
+      CloseAside(std::move(fds));
+      return Disconnect("monkeyproof-egress sent descriptors on the handover socket");
+    }
     if (n <= 0) {
-      // Descriptors the daemon might send along are discarded by the kernel (no control buffer).
       return Disconnect(n == 0
                             ? "monkeyproof-egress closed the handover socket"
                             : std::string("error on the handover socket: ") + std::strerror(errno));
@@ -224,7 +290,8 @@ void EgressLink::OnReport(std::string_view record, bool truncated) {
     return;
   }
   if (report->dropped > peer_dropped_) {
-    reports_dropped_ += report->dropped - peer_dropped_;
+    // Saturating: the daemon's numbers are not trusted to stay small (review rev20, F3).
+    reports_dropped_ += std::min(report->dropped - peer_dropped_, UINT64_MAX - reports_dropped_);
     peer_dropped_ = report->dropped;
   }
   if (on_report_) on_report_(*report, peer_);

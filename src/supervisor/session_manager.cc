@@ -104,8 +104,11 @@ void CountEgressVerdict(const egress::VerdictReport& r, wire::EgressCounters& c)
     return;
   }
   ++(r.allowed ? c.allowed : c.denied);
-  c.bytes_up += r.bytes_up;
-  c.bytes_down += r.bytes_down;
+  // Saturating: a compromised egress daemon must not make a counter wrap and go down (review
+  // rev20, F3).
+  const auto add = [](uint64_t& to, uint64_t n) { to += std::min(n, UINT64_MAX - to); };
+  add(c.bytes_up, r.bytes_up);
+  add(c.bytes_down, r.bytes_down);
   if (r.allowed && r.kind == egress::VerdictKind::kGateway) ++c.gateway_requests;
 }
 
@@ -135,14 +138,19 @@ void SessionManager::OnEgressReport(const egress::VerdictReport& r, const Egress
   CountEgressVerdict(r, egress_totals_);
   egress_peer_ = peer;
   const auto now = std::chrono::steady_clock::now();
-  http::AuditThrottle& throttle = dns ? egress_dns_audit_ : egress_audit_;
+  // Denials have a budget of their own: a flood of refused connects must not hide the
+  // allowed ones from the audit log (review rev20, F2).
+  http::AuditThrottle& throttle =
+      dns ? egress_dns_audit_ : (r.allowed ? egress_audit_ : egress_deny_audit_);
   if (!throttle.Admit(id, now)) {
     if (!egress_flush_timer_) {
-      egress_flush_timer_ = loop_.AddTimer(
-          std::max(egress_audit_.window_end(), egress_dns_audit_.window_end()), [this] {
-            egress_flush_timer_.reset();
-            FlushEgressAudit(std::chrono::steady_clock::now());
-          });
+      egress_flush_timer_ =
+          loop_.AddTimer(std::max({egress_audit_.window_end(), egress_deny_audit_.window_end(),
+                                   egress_dns_audit_.window_end()}),
+                         [this] {
+                           egress_flush_timer_.reset();
+                           FlushEgressAudit(std::chrono::steady_clock::now());
+                         });
     }
     return;
   }
@@ -151,7 +159,8 @@ void SessionManager::OnEgressReport(const egress::VerdictReport& r, const Egress
 
 void SessionManager::FlushEgressAudit(std::chrono::steady_clock::time_point now) {
   for (auto [throttle, of] :
-       {std::pair{&egress_audit_, "egress"}, std::pair{&egress_dns_audit_, "egress_dns"}}) {
+       {std::pair{&egress_audit_, "egress"}, std::pair{&egress_deny_audit_, "egress_denied"},
+        std::pair{&egress_dns_audit_, "egress_dns"}}) {
     for (const http::AuditThrottle::Suppressed& held : throttle->TakeSummaries(now)) {
       const std::string session =
           held.key == http::AuditThrottle::kOtherKeys ? std::string() : held.key;
@@ -166,12 +175,15 @@ void SessionManager::FlushEgressAudit(std::chrono::steady_clock::time_point now)
                     {AuditField::String("of", of), AuditField::Number("suppressed", held.count)}});
     }
   }
-  if (!egress_flush_timer_ && (egress_audit_.holding() || egress_dns_audit_.holding())) {
-    egress_flush_timer_ = loop_.AddTimer(
-        std::max(egress_audit_.window_end(), egress_dns_audit_.window_end()), [this] {
-          egress_flush_timer_.reset();
-          FlushEgressAudit(std::chrono::steady_clock::now());
-        });
+  if (!egress_flush_timer_ &&
+      (egress_audit_.holding() || egress_deny_audit_.holding() || egress_dns_audit_.holding())) {
+    egress_flush_timer_ =
+        loop_.AddTimer(std::max({egress_audit_.window_end(), egress_deny_audit_.window_end(),
+                                 egress_dns_audit_.window_end()}),
+                       [this] {
+                         egress_flush_timer_.reset();
+                         FlushEgressAudit(std::chrono::steady_clock::now());
+                       });
   }
 }
 

@@ -185,9 +185,10 @@ class SessionManager {
   EventLoop::TimerId retention_timer_ = 0;
   std::vector<std::string> order_;  // creation order
   size_t active_ = 0;
-  uint32_t readopted_ = 0, readoption_failures_ = 0;  // at Recover
-  wire::EgressCounters egress_totals_;                // every session, since this start
-  http::AuditThrottle egress_audit_{kEgressAuditLimits};
+  uint32_t readopted_ = 0, readoption_failures_ = 0;           // at Recover
+  wire::EgressCounters egress_totals_;                         // every session, since this start
+  http::AuditThrottle egress_audit_{kEgressAuditLimits};       // allowed connections
+  http::AuditThrottle egress_deny_audit_{kEgressAuditLimits};  // refused connections
   http::AuditThrottle egress_dns_audit_{kEgressDnsAuditLimits};
   std::optional<EventLoop::TimerId> egress_flush_timer_;
   EgressPeer egress_peer_;  // the daemon of the last report, for the summaries' lines

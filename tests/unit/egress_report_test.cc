@@ -192,6 +192,27 @@ TEST(EgressCountersTest, VerdictsAddUpByKind) {
   EXPECT_EQ(c.dns_refused, 2u);
 }
 
+// Byte counts add up saturating: reports of a compromised egress daemon cannot make a counter
+// wrap around and go down (review rev20, F3); below the top they add exactly.
+TEST(EgressCountersTest, BytesSaturateInsteadOfWrapping) {
+  wire::EgressCounters c;
+  VerdictReport huge = Allowed();
+  huge.bytes_up = UINT64_MAX;
+  huge.bytes_down = UINT64_MAX - 1;
+  supervisor::CountEgressVerdict(Allowed(), c);
+  supervisor::CountEgressVerdict(huge, c);
+  supervisor::CountEgressVerdict(huge, c);
+  EXPECT_EQ(c.bytes_up, UINT64_MAX);
+  EXPECT_EQ(c.bytes_down, UINT64_MAX);
+  EXPECT_EQ(c.allowed, 3u);
+  wire::EgressCounters exact;
+  VerdictReport big = Allowed();
+  big.bytes_up = UINT64_MAX - 5000;
+  supervisor::CountEgressVerdict(big, exact);
+  supervisor::CountEgressVerdict(Allowed(), exact);
+  EXPECT_EQ(exact.bytes_up, UINT64_MAX - 5000 + 1234);
+}
+
 TEST(EgressAuditTest, LinesCarryTheVerdictsMembers) {
   const supervisor::EgressPeer peer{4242, 998};
   const std::string allow =

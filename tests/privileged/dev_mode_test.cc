@@ -489,6 +489,14 @@ TEST(SupervisorDevModeTest, AnAgentPresetNamesWhatTheHostLacksAndRunsOnceThatIsD
     ++ran;
   }
   std::printf("ran the %d commands the error named\n", ran);
+  // The preset's gateway key: an operator pastes the real one (docs/policies.md, "Installing
+  // the agents and their credentials"); a stand-in here, in the VM's throwaway /etc. Without
+  // it the spawn is refused with host_setup naming the file.
+  ASSERT_EQ(std::system("mkdir -p -m 0700 /etc/monkeyproof/credentials && "
+                        "echo stand-in-anthropic-key > /etc/monkeyproof/credentials/"
+                        "anthropic-api-key && chmod 0600 /etc/monkeyproof/credentials/"
+                        "anthropic-api-key"),
+            0);
   {
     FILE* f = std::fopen(stub.c_str(), "w");
     ASSERT_NE(f, nullptr);

@@ -168,8 +168,11 @@ survive_no_extra() {
   return 0
 }
 
+# grep reads the whole body (no -q): quitting at the match would cut curl off mid-write (exit
+# 23), which pipefail turns into a failure once /metrics is longer than one write.
 metrics_readopted() {
-  curl -sS --max-time 60 -H "Authorization: Bearer $(token)" "$url/metrics" | grep -qx "monkeyproof_sessions_readopted $1"
+  curl -sS --max-time 60 -H "Authorization: Bearer $(token)" "$url/metrics" |
+    grep -x "monkeyproof_sessions_readopted $1" >/dev/null
 }
 
 # survive_checks WHAT N LIVE: after an event: N restarts lived through, LIVE sessions adopted.

@@ -142,18 +142,7 @@ void SessionManager::OnEgressReport(const egress::VerdictReport& r, const Egress
   // allowed ones from the audit log (review rev20, F2).
   http::AuditThrottle& throttle =
       dns ? egress_dns_audit_ : (r.allowed ? egress_audit_ : egress_deny_audit_);
-  if (!throttle.Admit(id, now)) {
-    if (!egress_flush_timer_) {
-      egress_flush_timer_ =
-          loop_.AddTimer(std::max({egress_audit_.window_end(), egress_deny_audit_.window_end(),
-                                   egress_dns_audit_.window_end()}),
-                         [this] {
-                           egress_flush_timer_.reset();
-                           FlushEgressAudit(std::chrono::steady_clock::now());
-                         });
-    }
-    return;
-  }
+  if (!throttle.Admit(id, now)) return ArmEgressAuditFlush();
   audit_.Write(EgressAuditEntry(r, peer));
 }
 
@@ -175,16 +164,20 @@ void SessionManager::FlushEgressAudit(std::chrono::steady_clock::time_point now)
                     {AuditField::String("of", of), AuditField::Number("suppressed", held.count)}});
     }
   }
-  if (!egress_flush_timer_ &&
-      (egress_audit_.holding() || egress_deny_audit_.holding() || egress_dns_audit_.holding())) {
-    egress_flush_timer_ =
-        loop_.AddTimer(std::max({egress_audit_.window_end(), egress_deny_audit_.window_end(),
-                                 egress_dns_audit_.window_end()}),
-                       [this] {
-                         egress_flush_timer_.reset();
-                         FlushEgressAudit(std::chrono::steady_clock::now());
-                       });
+  if (egress_audit_.holding() || egress_deny_audit_.holding() || egress_dns_audit_.holding()) {
+    ArmEgressAuditFlush();
   }
+}
+
+void SessionManager::ArmEgressAuditFlush() {
+  if (egress_flush_timer_) return;
+  egress_flush_timer_ =
+      loop_.AddTimer(std::max({egress_audit_.window_end(), egress_deny_audit_.window_end(),
+                               egress_dns_audit_.window_end()}),
+                     [this] {
+                       egress_flush_timer_.reset();
+                       FlushEgressAudit(std::chrono::steady_clock::now());
+                     });
 }
 
 Answer<Session*> SessionManager::Lookup(const std::string& id) const {

@@ -146,6 +146,8 @@ class SessionManager {
   void OnEgressReport(const egress::VerdictReport& report, const EgressPeer& peer);
   // Writes the egress throttles' summaries of ended windows (the timer calls it; tests too).
   void FlushEgressAudit(std::chrono::steady_clock::time_point now);
+  // Starts the timer that writes the held-back egress lines' summaries, unless it runs.
+  void ArmEgressAuditFlush();
 
  private:
   Session* Find(const std::string& id) const;
